@@ -1,0 +1,179 @@
+"""The packet table: what the capture reader produces and the analysis consumes.
+
+One row per record of the capture file, in file order, as a numpy structured array of
+``PACKET_DTYPE``. Both decoders (the vectorised fast path and the per-packet reference
+decoder) fill exactly these fields, so the analysis never sees which one ran.
+
+Conventions
+- ``frame`` is 1-based, the record's position in the file: Wireshark's ``frame.number``.
+- Addresses are 16 bytes; IPv4 is stored IPv4-mapped (``::ffff:a.b.c.d``). Use
+  ``format_addr`` to print one. (Never use numpy ``S16``: it strips trailing zero bytes.)
+- When an IPv4 packet travels inside IPv6 (MAP-E / DS-Lite), the fields describe the
+  *inner* IPv4 packet and ``tunnel`` is 1.
+- A field that does not apply to a row is 0 unless stated otherwise (-1 for
+  ``icmp_type`` / ``wscale``, meaning absent).
+- ``status`` is 0 for a decoded row; otherwise a ``Undecoded`` reason. A row that could
+  be decoded only partly (e.g. IP ok, TCP header cut by snaplen) keeps what it decoded
+  and sets ``status`` to the reason; the analysis only trusts rows with status 0 or
+  ``TRUNCATED_PAYLOAD`` (headers complete, payload cut by snaplen).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Undecoded(enum.IntEnum):
+    """Why a record was not (fully) decoded. Counted per reason, never guessed."""
+
+    OK = 0
+    TRUNCATED_PAYLOAD = 1  # headers complete; payload cut by snaplen (still usable)
+    UNKNOWN_LINKTYPE = 2  # the interface's link type is not one rig decodes
+    NOT_IP = 3  # ARP, STP, LLDP, ... (not an error: just not IP)
+    TRUNCATED_HEADER = 4  # a header (link, IP, TCP, ...) is cut by snaplen
+    MALFORMED = 5  # bad version, header length, option length, ...
+    FRAGMENT = 6  # a non-first IP fragment (no L4 header in it)
+    UNSUPPORTED_L4 = 7  # IP, but neither TCP, UDP, ICMP nor ICMPv6 (GRE, ESP, OSPF, ...)
+
+
+# TCP flag bits as in the header
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+# bits of ``frag``
+FRAG_MF = 0x1  # more fragments follow
+FRAG_LATER = 0x2  # fragment offset > 0 (not the first fragment)
+
+PACKET_DTYPE = np.dtype(
+    [
+        ("frame", "u4"),  # 1-based record number in the file
+        ("iface", "u2"),  # pcapng interface id (0 for pcap)
+        ("ts_ns", "i8"),  # capture time, ns since the epoch, in the capturing clock
+        ("caplen", "u4"),
+        ("wirelen", "u4"),
+        ("status", "u1"),  # Undecoded
+        ("linktype", "u2"),  # LINKTYPE_* of the record's interface
+        ("vlan", "u2"),  # outermost 802.1Q VLAN id, 0 if none
+        ("tunnel", "u1"),  # 1: inner IPv4 of an IPv4-in-IPv6 tunnel
+        ("ipver", "u1"),  # 4, 6, or 0 (not IP)
+        ("src", "u1", (16,)),
+        ("dst", "u1", (16,)),
+        ("ttl", "u1"),  # IPv4 TTL / IPv6 hop limit
+        ("tos", "u1"),  # IPv4 TOS / IPv6 traffic class: DSCP << 2 | ECN
+        ("ip_id", "u4"),  # IPv4 identification; IPv6 fragment-header identification
+        ("ip_len", "u4"),  # IP total length; if the header said 0 (TSO), wirelen - link header
+        ("df", "u1"),  # IPv4 don't-fragment bit
+        ("frag", "u1"),  # FRAG_* bits
+        ("proto", "u1"),  # final L4 protocol number (6, 17, 1, 58, ...)
+        ("sport", "u2"),
+        ("dport", "u2"),
+        ("seq", "u4"),
+        ("ack", "u4"),
+        ("flags", "u2"),  # TCP flags (incl. NS as 0x100)
+        ("win", "u2"),
+        ("mss", "u2"),  # TCP MSS option, 0 if absent
+        ("wscale", "i1"),  # TCP window scale option, -1 if absent
+        ("sackok", "u1"),  # TCP SACK-permitted option present
+        ("has_ts", "u1"),  # TCP timestamp option present
+        ("tsval", "u4"),
+        ("tsecr", "u4"),
+        ("optsig", "u8"),  # signature of the TCP option kinds in order (0: no options)
+        ("icmp_type", "i2"),  # ICMP / ICMPv6 type, -1 if not ICMP
+        ("icmp_code", "u1"),
+        ("icmp_id", "u2"),  # echo identifier
+        ("icmp_seq", "u2"),  # echo sequence number
+        ("icmp_mtu", "u2"),  # next-hop MTU of frag-needed / packet-too-big
+        # the packet quoted inside an ICMP error (dest unreachable, time exceeded, ...)
+        ("q_proto", "u1"),
+        ("q_src", "u1", (16,)),
+        ("q_dst", "u1", (16,)),
+        ("q_sport", "u2"),
+        ("q_dport", "u2"),
+        ("q_seq", "u4"),  # TCP seq, or echo (id << 16 | seq) of a quoted echo request
+        ("q_ip_id", "u4"),
+        ("plen", "u4"),  # L4 payload length from the IP header (what was sent)
+        ("pcaplen", "u4"),  # L4 payload bytes present in the capture (<= plen)
+        ("poff", "u8"),  # byte offset of the L4 payload in the file
+        ("phash", "u8"),  # payload_hash() of the captured payload bytes; 0 if none
+    ]
+)
+
+
+def empty_table(n: int = 0) -> np.ndarray:
+    """A zeroed table of ``n`` rows with the 'absent' markers set."""
+    t = np.zeros(n, dtype=PACKET_DTYPE)
+    t["icmp_type"] = -1
+    t["wscale"] = -1
+    return t
+
+
+def payload_hash(data: bytes) -> int:
+    """The 64-bit payload hash stored in ``phash`` (0 for empty payload).
+
+    FNV-1a over the bytes, so both decoders can compute it identically. The fast path
+    may compute it vectorised; it must give the same number.
+    """
+    if not data:
+        return 0
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h or 1
+
+
+def format_addr(a: np.ndarray | bytes) -> str:
+    """Print a 16-byte address column value: IPv4-mapped ones as dotted quad."""
+    b = bytes(a)
+    ip = ipaddress.IPv6Address(b)
+    return str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
+
+
+def addr_bytes(text: str) -> bytes:
+    """The 16-byte column form of an address string (IPv4 becomes IPv4-mapped)."""
+    ip = ipaddress.ip_address(text)
+    if ip.version == 4:
+        return b"\x00" * 10 + b"\xff\xff" + ip.packed
+    return ip.packed
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    iface: int
+    linktype: int
+    name: str = ""
+    ts_resolution_ns: int = 1000
+    snaplen: int = 0
+    kernel_drops: int | None = None  # from a pcapng Interface Statistics Block, if any
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One capture file, decoded.
+
+    ``packets`` is the packet table. ``undecoded`` counts rows with status != 0 by
+    reason name (``TRUNCATED_PAYLOAD`` included, since it is still reported).
+    ``payload(row)`` returns the captured payload bytes of a row without keeping every
+    payload in memory.
+    """
+
+    path: str
+    format: str  # "pcap" | "pcap-ns" | "pcapng"
+    interfaces: tuple[InterfaceInfo, ...]
+    packets: np.ndarray
+    undecoded: dict[str, int] = field(default_factory=dict)
+    _data: object = field(default=None, repr=False, compare=False)  # bytes/mmap of the file
+
+    def payload(self, row: int) -> bytes:
+        r = self.packets[row]
+        off, n = int(r["poff"]), int(r["pcaplen"])
+        if n == 0 or self._data is None:
+            return b""
+        return bytes(self._data[off : off + n])
+
+    @property
+    def kernel_drops(self) -> int:
+        return sum(i.kernel_drops or 0 for i in self.interfaces)
