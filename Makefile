@@ -1,0 +1,48 @@
+# `make demo` and `make test` do all the set-up on a fresh Debian machine (as root):
+# the system tools rig drives, then a venv with rig and its test extras.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(PATH):/usr/sbin:/sbin
+
+# program -> Debian package that brings it
+SYSTEM_TOOLS := tcpdump:tcpdump apache2:apache2 sshd:openssh-server nft:nftables \
+	tshark:tshark ip:iproute2 ss:iproute2 ping:iputils-ping ps:procps socat:socat \
+	chromium:chromium
+
+.PHONY: demo test system venv bench clean-lab
+
+demo: system venv
+	$(VENV)/bin/rig run --scenario seed
+
+test: system venv
+	$(PY) -m pytest -q
+
+bench: system venv
+	$(PY) bench/diff.py
+	$(PY) bench/lab.py
+
+system:
+	@missing=""; \
+	for pair in $(SYSTEM_TOOLS); do \
+		tool=$${pair%%:*}; pkg=$${pair##*:}; \
+		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+clean-lab: venv
+	$(VENV)/bin/rig clean
