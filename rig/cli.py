@@ -1,0 +1,172 @@
+"""The thin command line: parse, build a record, call the library, map to an exit code.
+
+The surface here is a contract (DESIGN.md §2). Each subcommand's work lives in the
+module named in its handler; those modules are imported only when that subcommand
+runs, so `rig diff` starts without paramiko, ansible or the Azure SDK.
+
+Exit codes: 0 clean path, 1 path problem, 2 usage/input error, 3 infrastructure error.
+Errors are one line on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import traceback
+
+from rig import __version__
+from rig.errors import EXIT_INFRA, EXIT_USAGE, RigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
+        self.exit(EXIT_USAGE, f"rig: {message} (see '{self.prog} --help')\n")
+
+
+def _handler(target: str):
+    """Lazy reference "module:function" to a subcommand implementation."""
+
+    def call(args: argparse.Namespace) -> int:
+        module, _, fn = target.partition(":")
+        return getattr(importlib.import_module(module), fn)(args)
+
+    return call
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rig", description="Find out where packets die between a client behind NATs and a server.")
+    p.add_argument("--version", action="version", version=f"rig {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    # rig run
+    r = sub.add_parser("run", help="provision a responder, capture at both ends, probe, and give a verdict")
+    r.add_argument("--backend", default=None, help="lab (default), azure or ssh")
+    r.add_argument("--scenario", default=None, help="lab fault to inject (see 'rig lab scenarios')")
+    r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all)")
+    r.add_argument("--out", default=None, help="bundle directory (default ./runs/<timestamp>-<scenario>/)")
+    r.add_argument("--keep", action="store_true", help="leave the rig up afterwards")
+    r.add_argument("--json", action="store_true", help="print the verdict as rig.verdict/1 JSON")
+    r.add_argument("--config", default=None, help="rig.toml (default ./rig.toml if present)")
+    r.add_argument("--capture-at", default=None, help="extra capture points, e.g. 'router'")
+    r.add_argument("--timeout", type=float, default=None, help="probe time-out in seconds")
+    r.add_argument("--burst", type=int, default=None, help="concurrent connections in the burst probe")
+    r.add_argument("--no-configure", action="store_true", help="skip the Ansible configure step")
+    r.add_argument("--archive", action="store_true", help="also write <out>.tar.gz")
+    r.add_argument("--redact", action="store_true", help="replace the client's private addresses in the bundle")
+    r.add_argument("--rig", dest="rig_id", default=None, help="rerun against a rig kept with 'rig up'")
+    # backend options (azure / ssh)
+    r.add_argument("--location", default=None, help="azure: region")
+    r.add_argument("--size", default=None, help="azure: VM size (falls back when unavailable)")
+    r.add_argument("--image", default=None, help="azure: ubuntu (default) or freebsd")
+    r.add_argument("--allow-from", default=None, help="azure: CIDR allowed by the NSG (default: your address)")
+    r.add_argument("--dry-run", action="store_true", help="azure: print the plan and cost, touch nothing")
+    r.add_argument("--host", default=None, help="ssh: user@host[:port] of your server")
+    r.add_argument("--host-key", default=None, help="ssh: pinned host key line or file (else known_hosts)")
+    r.add_argument("--identity", default=None, help="ssh: private key file")
+    r.set_defaults(func=_handler("rig.run:cli_run"))
+
+    # rig diff
+    d = sub.add_parser("diff", help="analyse two captures: CLIENT (initiating side) and SERVER")
+    d.add_argument("client", help="capture taken on the side that initiates (behind the NATs)")
+    d.add_argument("server", help="capture taken on the responder")
+    d.add_argument("--json", action="store_true", help="print rig.verdict/1 JSON")
+    d.add_argument("--server-addr", default=None, help="the server address as the client addressed it")
+    d.set_defaults(func=_handler("rig.analysis.api:cli_diff"))
+
+    # rig show
+    s = sub.add_parser("show", help="re-analyse and re-render an archived run")
+    s.add_argument("bundle", help="bundle directory or .tar.gz")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--html", default=None, metavar="FILE", help="write the HTML report to FILE")
+    s.set_defaults(func=_handler("rig.bundle:cli_show"))
+
+    # rig up | down | ls | gc | clean
+    u = sub.add_parser("up", help="provision and configure a rig and keep it for reruns")
+    u.add_argument("--backend", default="lab")
+    u.add_argument("--scenario", default=None)
+    u.add_argument("--config", default=None)
+    u.add_argument("--location", default=None)
+    u.add_argument("--size", default=None)
+    u.add_argument("--image", default=None)
+    u.add_argument("--allow-from", default=None)
+    u.add_argument("--host", default=None)
+    u.add_argument("--host-key", default=None)
+    u.add_argument("--identity", default=None)
+    u.add_argument("--name", default=None, help="name for the kept rig")
+    u.set_defaults(func=_handler("rig.lifecycle:cli_up"))
+    dn = sub.add_parser("down", help="remove a kept rig")
+    dn.add_argument("name")
+    dn.set_defaults(func=_handler("rig.lifecycle:cli_down"))
+    ls = sub.add_parser("ls", help="list kept rigs with age and expiry")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_handler("rig.lifecycle:cli_ls"))
+    gc = sub.add_parser("gc", help="delete expired rigs (Azure resource groups past expires-at)")
+    gc.add_argument("--dry-run", action="store_true")
+    gc.set_defaults(func=_handler("rig.lifecycle:cli_gc"))
+    cl = sub.add_parser("clean", help="remove lab namespaces and processes that killed runs left behind")
+    cl.add_argument("--prefix", default=None, help="only this run prefix")
+    cl.set_defaults(func=_handler("rig.lab.clean:cli_clean"))
+
+    # rig schedule ... ; rig history DIR
+    sc = sub.add_parser("schedule", help="scheduled reruns (systemd timer or cron)")
+    scs = sc.add_subparsers(dest="schedule_command", required=True, parser_class=_Parser)
+    sa = scs.add_parser("add", help="add a named schedule")
+    sa.add_argument("--name", default=None)
+    sa.add_argument("--every", required=True, help="interval: 15m, 1h, 1d")
+    sa.add_argument("--backend", default="lab")
+    sa.add_argument("--scenario", default=None)
+    sa.add_argument("--out", default=None, help="directory for the bundles")
+    sa.add_argument("--keep-rig", action="store_true", help="provision once, rerun against it")
+    sa.add_argument("--retain", type=int, default=48, help="keep the last N bundles")
+    sa.add_argument("--root", default="/", help="write units under this root (for packaging/tests)")
+    sa.add_argument("--scheduler", choices=["auto", "systemd", "cron"], default="auto")
+    sa.set_defaults(func=_handler("rig.schedule:cli_add"))
+    sl = scs.add_parser("list", help="list schedules")
+    sl.add_argument("--root", default="/")
+    sl.set_defaults(func=_handler("rig.schedule:cli_list"))
+    sr = scs.add_parser("remove", help="remove a schedule")
+    sr.add_argument("name")
+    sr.add_argument("--root", default="/")
+    sr.set_defaults(func=_handler("rig.schedule:cli_remove"))
+    sx = scs.add_parser("exec", help=argparse.SUPPRESS)  # what the timer runs
+    sx.add_argument("name")
+    sx.add_argument("--root", default="/")
+    sx.set_defaults(func=_handler("rig.schedule:cli_exec"))
+    h = sub.add_parser("history", help="runs in time order; marks each change of verdict")
+    h.add_argument("dir")
+    h.add_argument("--json", action="store_true")
+    h.add_argument("--html", default=None, metavar="FILE")
+    h.add_argument("--png", default=None, metavar="FILE")
+    h.set_defaults(func=_handler("rig.history:cli_history"))
+
+    # rig lab scenarios
+    lab = sub.add_parser("lab", help="the local lab")
+    labs = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
+    lsc = labs.add_parser("scenarios", help="the fault scenarios the lab can inject")
+    lsc.set_defaults(func=_handler("rig.lab.scenarios:cli_scenarios"))
+    return p
+
+
+def _sigterm(signum, frame):  # turn SIGTERM into an exception so teardown runs
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return int(args.func(args) or 0)
+    except RigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"rig: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        what = "terminated" if str(exc) == "SIGTERM" else "interrupted"
+        print(f"rig: {what}", file=sys.stderr)
+        return EXIT_INFRA
+    except BrokenPipeError:
+        return 0
