@@ -67,6 +67,10 @@ class RunSpec:
 
 
 class Backend(Protocol):
+    """provision() and teardown() are required. A backend may also define
+    ``preflight(rig) -> list[str]``: problems with the responder itself (e.g. Azure NSG
+    rules not in effect), reported as configuration problems, never as path verdicts."""
+
     name: str
 
     def provision(self, spec: RunSpec) -> Rig: ...
