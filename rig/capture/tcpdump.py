@@ -1,0 +1,286 @@
+"""tcpdump at a capture point: local (optionally inside a namespace) or remote over SSH.
+
+Both kinds run ``tcpdump -i IFACE -U --immediate-mode -n -B 8192 -w FILE FILTER``
+(without --immediate-mode the last second of packets is lost at stop), are ready only
+once tcpdump prints "listening on" on stderr, stop with SIGINT so the file is flushed,
+and report tcpdump's own "packets captured" / "packets dropped by kernel" counts.
+A remote tcpdump is started as ``echo PID $$; exec tcpdump ...`` on a channel without a
+pty (it would survive the channel closing), stopped with ``kill -INT PID`` on a second
+channel, and its file fetched with SFTP.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from rig.errors import InfraError, MissingToolError
+
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+_STAT = re.compile(r"(\d+) packets? (captured|received by filter|dropped by kernel)")
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """What one capture point left behind."""
+
+    point: str
+    file: str  # local path of the pcap
+    packets: int | None  # tcpdump's "packets captured" (None: tcpdump did not say)
+    kernel_drops: int | None  # tcpdump's "packets dropped by kernel"
+    stderr: str  # tcpdump's own words, for logs/
+
+
+def tcpdump_argv(iface: str, path: str, bpf: str) -> list[str]:
+    argv = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-n", "-B", "8192", "-w", path]
+    return argv + ([bpf] if bpf else [])
+
+
+def parse_stats(stderr: str) -> dict[str, int]:
+    """tcpdump's closing statistics: {"captured": n, "received by filter": n, "dropped by kernel": n}."""
+    return {m.group(2): int(m.group(1)) for m in _STAT.finditer(stderr)}
+
+
+class _StderrWatch:
+    """Collects a stream's lines on a thread; signals "listening on" or the end."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.text: list[str] = []
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, lines: Iterable[str]) -> None:
+        try:
+            for line in lines:
+                self.text.append(line)
+                if "listening on" in line:
+                    self.ready.set()
+        finally:
+            self.done.set()
+            self.ready.set()  # wake the waiter; it checks which it was
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once tcpdump is listening; False if it ended or did not say so in time."""
+        self.ready.wait(timeout)
+        return any("listening on" in line for line in self.text)
+
+    def wait_done(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def all(self) -> str:
+        return "".join(self.text)
+
+
+def _last_line(text: str) -> str:
+    """The line that says what went wrong: tcpdump's own "tcpdump: ..." error if any."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("tcpdump:") and "listening on" not in line]
+    return (errors or lines or ["no output"])[-1]
+
+
+def _result(point: str, path: str, stderr: str) -> CaptureResult:
+    stats = parse_stats(stderr)
+    return CaptureResult(point, path, stats.get("captured"), stats.get("dropped by kernel"), stderr)
+
+
+class LocalCapture:
+    """tcpdump on this machine, inside ``netns`` when given."""
+
+    def __init__(self, point: str, iface: str, path: str, bpf: str = "", netns: str | None = None):
+        self.point, self.iface, self.path, self.bpf, self.netns = point, iface, path, bpf, netns
+        self.proc: subprocess.Popen[str] | None = None
+        self._watch: _StderrWatch | None = None
+        self.result: CaptureResult | None = None
+
+    def start(self, ready_timeout: float = READY_TIMEOUT) -> None:
+        argv = tcpdump_argv(self.iface, self.path, self.bpf)
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        try:
+            # own session: a Ctrl-C at the terminal must not stop it before we flush it
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise MissingToolError(f"{exc.filename} is not installed (apt install tcpdump iproute2)") from exc
+        self._watch = _StderrWatch(self.proc.stderr)  # type: ignore[arg-type]
+        if not self._watch.wait_ready(ready_timeout):
+            self.abort()
+            raise InfraError(f"capture at {self.point} did not start: {_last_line(self._watch.all)}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> CaptureResult:
+        """SIGINT, wait for tcpdump to flush and exit, read its counters."""
+        if self.result is not None:
+            return self.result
+        assert self.proc is not None and self._watch is not None, "stop() before start()"
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.abort()
+            raise InfraError(f"capture at {self.point} did not stop within {timeout:g}s") from None
+        self._watch.wait_done(timeout)
+        self.result = _result(self.point, self.path, self._watch.all)
+        if self.result.packets is None:
+            raise InfraError(f"capture at {self.point} ended badly: {_last_line(self._watch.all)}")
+        return self.result
+
+    def abort(self) -> None:
+        """Make sure the process is gone (error and teardown paths)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class RemoteCapture:
+    """tcpdump on the server over an ``rig.sshclient.SSHClient``; the pcap is fetched to ``path``."""
+
+    def __init__(self, point: str, iface: str, path: str, ssh, bpf: str = ""):
+        self.point, self.iface, self.path, self.ssh, self.bpf = point, iface, path, ssh, bpf
+        self.remote_dir: str | None = None
+        self.pid: int | None = None
+        self._chan = None
+        self._watch: _StderrWatch | None = None
+        self.result: CaptureResult | None = None
+
+    @property
+    def remote_path(self) -> str:
+        return f"{self.remote_dir}/{self.point}.pcap"
+
+    def start(self, ready_timeout: float = READY_TIMEOUT) -> None:
+        # a directory of the login user: tcpdump (root) opens the file before it drops
+        # privileges, and the login user can fetch and remove it afterwards
+        self.remote_dir = self.ssh.run(["mktemp", "-d", "/tmp/rig-cap.XXXXXX"]).stdout.strip()
+        tcpdump = self.ssh.privileged(tcpdump_argv(self.iface, self.remote_path, self.bpf))
+        self._chan = self.ssh.open_channel(["sh", "-c", 'echo "PID $$"; exec "$@"', "sh", *tcpdump])
+        chan = self._chan
+        chan.settimeout(ready_timeout)
+        first = b""
+        try:
+            while not first.endswith(b"\n"):
+                data = chan.recv(1)
+                if not data:
+                    break
+                first += data
+        except OSError:
+            pass
+        m = re.match(rb"PID (\d+)", first)
+        self._watch = _StderrWatch(_lines(chan.recv_stderr, chan))
+        if m is None:
+            self._watch.wait_done(ready_timeout)
+            raise InfraError(f"remote capture at {self.point} did not start: {_last_line(self._watch.all)}")
+        self.pid = int(m.group(1))
+        if not self._watch.wait_ready(ready_timeout):
+            self.abort()
+            raise InfraError(f"remote capture at {self.point} did not start: {_last_line(self._watch.all)}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> CaptureResult:
+        if self.result is not None:
+            return self.result
+        assert self._chan is not None and self._watch is not None, "stop() before start()"
+        if not self._chan.exit_status_ready():
+            self.ssh.run(self.ssh.privileged(["kill", "-INT", str(self.pid)]), check=False)
+        if not self._chan.status_event.wait(timeout):
+            self.abort()
+            raise InfraError(f"remote capture at {self.point} did not stop within {timeout:g}s")
+        self._watch.wait_done(timeout)
+        stderr = self._watch.all
+        self._chan.close()
+        if not parse_stats(stderr):
+            raise InfraError(f"remote capture at {self.point} ended badly: {_last_line(stderr)}")
+        self.ssh.fetch(self.remote_path, self.path)
+        self.ssh.run(["rm", "-rf", self.remote_dir], check=False)
+        self.result = _result(self.point, self.path, stderr)
+        return self.result
+
+    def abort(self) -> None:
+        """Best effort: stop the remote tcpdump (the lab's teardown also kills it by PID)."""
+        try:
+            if self._chan is not None and not self._chan.exit_status_ready() and self.pid:
+                self.ssh.run(self.ssh.privileged(["kill", "-KILL", str(self.pid)]), check=False, timeout=5)
+            if self.remote_dir:
+                self.ssh.run(["rm", "-rf", self.remote_dir], check=False, timeout=5)
+        except (InfraError, OSError):
+            pass
+        finally:
+            if self._chan is not None:
+                self._chan.close()
+
+
+def _lines(recv: Callable[[int], bytes], chan) -> Iterable[str]:
+    """A channel's stderr as text lines, until EOF or the channel closes."""
+    chan.settimeout(None)
+    buf = b""
+    while True:
+        try:
+            data = recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            if buf:
+                yield buf.decode(errors="replace")
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.decode(errors="replace") + "\n"
+
+
+def start_all(captures: list, ready_timeout: float = READY_TIMEOUT) -> None:
+    """Start every capture concurrently; return once all listen. On failure, abort all."""
+    errors: list[BaseException] = []
+
+    def one(cap) -> None:
+        try:
+            cap.start(ready_timeout)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in captures]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        for c in captures:
+            c.abort()
+        raise errors[0]
+
+
+def stop_all(captures: list, timeout: float = STOP_TIMEOUT) -> list[CaptureResult]:
+    """Stop every capture concurrently (each flushes); results in the captures' order."""
+    results: dict[int, CaptureResult] = {}
+    errors: list[BaseException] = []
+
+    def one(i: int, cap) -> None:
+        try:
+            results[i] = cap.stop(timeout)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i, c), daemon=True) for i, c in enumerate(captures)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(captures))]
+
+
+def ssh_exclusion(port: int) -> str:
+    """The BPF that keeps rig's own SSH control connection out of the captures."""
+    return f"not tcp port {int(port)}"
+
+
+__all__ = ["CaptureResult", "LocalCapture", "RemoteCapture", "start_all", "stop_all",
+           "parse_stats", "tcpdump_argv", "ssh_exclusion"]
