@@ -1,0 +1,373 @@
+"""Walk the records of a pcap or pcapng file: where each packet's bytes are, and when.
+
+This layer knows file formats only, not protocols. It returns ``Records``: per packet
+record the file offset of its bytes, caplen, wirelen, capture time in ns, interface
+and link type, plus the interfaces of the file. Problems with the file as a whole
+(missing, not a capture, header cut short, unsupported version) raise ``InputError``;
+problems with one record are data: the record gets a status, or -- if the file ends
+mid-record or a block header is unusable -- walking stops and ``truncated_tail`` is set.
+
+Why the walk is a plain Python loop (measured here, 1M-record pcap, 235 MB): the next
+record's offset depends on the previous record's caplen, so the walk is sequential.
+A tight loop that only appends offsets (``struct.unpack_from`` on the caplen) takes
+0.33 s; slicing + ``int.from_bytes`` 0.38 s. Everything else about a record (ts,
+lengths) is then gathered vectorised from the offsets, so the loop does the minimum.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from rig.capture.table import InterfaceInfo, Undecoded
+from rig.errors import InputError
+
+PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000, "pcap"),
+    b"\xa1\xb2\xc3\xd4": (">", 1000, "pcap"),
+    b"\x4d\x3c\xb2\xa1": ("<", 1, "pcap-ns"),
+    b"\xa1\xb2\x3c\x4d": (">", 1, "pcap-ns"),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+BT_SHB, BT_IDB, BT_OPB, BT_SPB, BT_ISB, BT_EPB = 0x0A0D0D0A, 1, 2, 3, 5, 6
+KIND_EPB, KIND_SPB, KIND_OPB = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Records:
+    """Where the packet records of one file are; one entry per record, in file order."""
+
+    format: str
+    interfaces: tuple[InterfaceInfo, ...]
+    data_off: np.ndarray  # i8: file offset of the packet bytes
+    caplen: np.ndarray  # i8: bytes present in the file
+    wirelen: np.ndarray  # i8
+    ts_ns: np.ndarray  # i8
+    iface: np.ndarray  # i8: global interface index (pcapng: over all sections)
+    linktype: np.ndarray  # i8: link type of the record's interface (-1 if unknown iface)
+    status: np.ndarray  # u1: 0, or an Undecoded reason found at the container level
+    truncated_tail: bool
+    tail_note: str
+
+
+def open_capture(path: str) -> mmap.mmap | bytes:
+    """The file's bytes, memory-mapped (payloads stay in the file)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such capture file") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, not a capture file") from exc
+    except (PermissionError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read capture file ({exc.strerror or exc})") from exc
+
+
+def walk(buf, name: str) -> Records:
+    """Find every packet record of a pcap or pcapng file held in ``buf``."""
+    head = bytes(buf[:4])
+    if head in PCAP_MAGIC:
+        return _walk_pcap(buf, name)
+    if head == PCAPNG_SHB:
+        return _walk_pcapng(buf, name)
+    if len(buf) < 4:
+        raise InputError(f"{name}: not a capture file (only {len(buf)} bytes)")
+    raise InputError(f"{name}: not a pcap or pcapng file (magic {head.hex()})")
+
+
+# --------------------------------------------------------------------------- pcap
+
+
+def _walk_pcap(buf, name: str) -> Records:
+    bo, tick_ns, fmt = PCAP_MAGIC[bytes(buf[:4])]
+    if len(buf) < 24:
+        raise InputError(f"{name}: pcap file header cut short ({len(buf)} of 24 bytes)")
+    major, minor, _tz, _sig, snaplen, lt = struct.unpack_from(bo + "HHiIII", buf, 4)
+    if major != 2:
+        raise InputError(f"{name}: unsupported pcap version {major}.{minor}")
+    linktype = lt & 0xFFFF  # the upper bits carry FCS information
+    iface = InterfaceInfo(iface=0, linktype=linktype, ts_resolution_ns=tick_ns, snaplen=snaplen)
+
+    # The sequential part: only offsets are collected here (see module docstring).
+    caplen_at = struct.Struct(bo + "I").unpack_from
+    end = len(buf)
+    offs: list[int] = []
+    append = offs.append
+    off = 24
+    last = end - 16
+    try:
+        while off <= last:
+            n = caplen_at(buf, off + 8)[0]
+            if off + 16 + n > end:
+                break
+            append(off)
+            off += 16 + n
+    except struct.error:  # pragma: no cover - guarded by the bounds above
+        pass
+    truncated = off != end
+    note = f"file ends inside the record at byte {off}" if truncated else ""
+
+    n = len(offs)
+    o = np.asarray(offs, dtype=np.int64)
+    hdr = _gather(buf, o, 16).view(bo + "u4").reshape(n, 4).astype(np.int64)
+    ts = hdr[:, 0] * 1_000_000_000 + hdr[:, 1] * tick_ns
+    return Records(
+        format=fmt,
+        interfaces=(iface,),
+        data_off=o + 16,
+        caplen=hdr[:, 2],
+        wirelen=hdr[:, 3],
+        ts_ns=ts,
+        iface=np.zeros(n, np.int64),
+        linktype=np.full(n, linktype, np.int64),
+        status=np.zeros(n, np.uint8),
+        truncated_tail=truncated,
+        tail_note=note,
+    )
+
+
+def _gather(buf, offs: np.ndarray, width: int) -> np.ndarray:
+    """``width`` bytes at each offset, as one flat u1 array (offsets must be in range)."""
+    if len(offs) == 0:
+        return np.zeros(0, np.uint8)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    return arr[(offs[:, None] + np.arange(width)).ravel()]
+
+
+# --------------------------------------------------------------------------- pcapng
+
+
+def _tsresol_ns(code: int) -> tuple[int, int]:
+    """if_tsresol -> (numerator, denominator): ns = ticks * num // den.
+
+    Resolutions finer than 2^-32 s or 10^-18 s do not fit 64-bit arithmetic; their
+    timestamps are left 0 (num 0) rather than guessed.
+    """
+    v = code & 0x7F
+    if code & 0x80:
+        return (1_000_000_000, 1 << v) if v <= 32 else (0, 1)
+    if v <= 9:
+        return 10 ** (9 - v), 1
+    return (1, 10 ** (v - 9)) if v <= 18 else (0, 1)
+
+
+class _Iface:
+    __slots__ = ("gid", "linktype", "name", "snaplen", "num", "den", "tsoffset", "drops", "resol_ns")
+
+    def __init__(self, gid, linktype, snaplen):
+        self.gid, self.linktype, self.snaplen = gid, linktype, snaplen
+        self.name, self.num, self.den, self.tsoffset, self.drops = "", 1000, 1, 0, None
+        self.resol_ns = 1000
+
+
+def _options(buf, start: int, end: int, bo: str):
+    """(code, value-bytes) of a pcapng options list; stops at opt_endofopt or a bad length."""
+    off = start
+    while off + 4 <= end:
+        code, length = struct.unpack_from(bo + "HH", buf, off)
+        if code == 0:
+            return
+        if off + 4 + length > end:
+            return
+        yield code, bytes(buf[off + 4 : off + 4 + length])
+        off += 4 + ((length + 3) & ~3)
+
+
+def _walk_pcapng(buf, name: str) -> Records:
+    end = len(buf)
+    if end < 28:
+        raise InputError(f"{name}: pcapng section header cut short ({end} of 28 bytes)")
+    bom = bytes(buf[8:12])
+    if bom == b"\x4d\x3c\x2b\x1a":
+        bo = "<"
+    elif bom == b"\x1a\x2b\x3c\x4d":
+        bo = ">"
+    else:
+        raise InputError(f"{name}: not a pcapng file (bad byte-order magic {bom.hex()})")
+    major, minor = struct.unpack_from(bo + "HH", buf, 12)
+    if major != 1:
+        raise InputError(f"{name}: unsupported pcapng version {major}.{minor}")
+
+    ifaces: list[_Iface] = []  # all sections
+    section: list[_Iface] = []  # the current section's, by local id
+    # per packet record: (kind, block offset, section byte order, section index base)
+    offs: list[int] = []
+    kinds: list[int] = []
+    secs: list[int] = []  # index into sec_info
+    sec_info: list[tuple[str, list[_Iface]]] = []
+    bad: dict[int, int] = {}  # record index -> Undecoded reason found here
+
+    le_hdr = struct.Struct("<II").unpack_from
+    be_hdr = struct.Struct(">II").unpack_from
+    hdr = le_hdr if bo == "<" else be_hdr
+    sec_idx = -1
+    off = 0
+    truncated, note = False, ""
+    while off < end:
+        if off + 12 > end:
+            truncated, note = True, f"file ends inside a block header at byte {off}"
+            break
+        btype, blen = hdr(buf, off)
+        if btype == BT_SHB:
+            # a new section: its own byte order and interfaces
+            bom = bytes(buf[off + 8 : off + 12])
+            if bom == b"\x4d\x3c\x2b\x1a":
+                bo, hdr = "<", le_hdr
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                bo, hdr = ">", be_hdr
+            else:
+                truncated, note = True, f"bad section header at byte {off}"
+                break
+            blen = hdr(buf, off)[1]
+            smaj = struct.unpack_from(bo + "H", buf, off + 12)[0]
+            if blen < 28 or blen % 4 or off + blen > end or smaj != 1:
+                truncated = True
+                note = f"section header at byte {off} is cut short or unusable"
+                break
+            section = []
+            sec_info.append((bo, section))
+            sec_idx = len(sec_info) - 1
+            off += blen
+            continue
+        if blen < 12 or blen % 4:
+            truncated, note = True, f"bad block length {blen} at byte {off}"
+            break
+        if off + blen > end:
+            truncated, note = True, f"file ends inside the block at byte {off}"
+            break
+        if btype == BT_EPB:
+            offs.append(off)
+            kinds.append(KIND_EPB)
+            secs.append(sec_idx)
+        elif btype == BT_IDB:
+            if blen >= 20:
+                lt, _res, snap = struct.unpack_from(bo + "HHI", buf, off + 8)
+                itf = _Iface(len(ifaces), lt, snap)
+                for code, val in _options(buf, off + 16, off + blen - 4, bo):
+                    if code == 2:
+                        itf.name = val.decode("utf-8", "replace").rstrip("\x00")
+                    elif code == 9 and len(val) >= 1:
+                        itf.num, itf.den = _tsresol_ns(val[0])
+                        itf.resol_ns = max(1, itf.num // itf.den)
+                    elif code == 14 and len(val) >= 8:
+                        tso = struct.unpack_from(bo + "q", val)[0]
+                        itf.tsoffset = tso if abs(tso) < 1 << 32 else 0
+                section.append(itf)
+                ifaces.append(itf)
+        elif btype in (BT_SPB, BT_OPB):
+            offs.append(off)
+            kinds.append(KIND_SPB if btype == BT_SPB else KIND_OPB)
+            secs.append(sec_idx)
+        elif btype == BT_ISB:
+            if blen >= 24:
+                lid = struct.unpack_from(bo + "I", buf, off + 8)[0]
+                if lid < len(section):
+                    for code, val in _options(buf, off + 20, off + blen - 4, bo):
+                        if code == 5 and len(val) >= 8:  # isb_ifdrop
+                            section[lid].drops = struct.unpack_from(bo + "Q", val)[0]
+        off += blen
+
+    n = len(offs)
+    data_off = np.zeros(n, np.int64)
+    caplen = np.zeros(n, np.int64)
+    wirelen = np.zeros(n, np.int64)
+    ts_ns = np.zeros(n, np.int64)
+    iface = np.zeros(n, np.int64)
+    linktype = np.full(n, -1, np.int64)
+    status = np.zeros(n, np.uint8)
+    if n:
+        o = np.asarray(offs, np.int64)
+        k = np.asarray(kinds, np.int8)
+        s = np.asarray(secs, np.int64)
+        blen_all = np.zeros(n, np.int64)
+        for si, (sbo, sifs) in enumerate(sec_info):
+            m = s == si
+            if not m.any():
+                continue
+            om = o[m]
+            # EPB: type len iface tshi tslo caplen origlen; OPB: type len if16 drops16 tshi tslo caplen origlen
+            raw = _gather(buf, om, 28).view(sbo + "u4").reshape(len(om), 7).astype(np.int64)
+            km = k[m]
+            bl = raw[:, 1]
+            lid = np.where(km == KIND_EPB, raw[:, 2], 0)
+            if sbo == "<":
+                lid = np.where(km == KIND_OPB, raw[:, 2] & 0xFFFF, lid)
+            else:
+                lid = np.where(km == KIND_OPB, raw[:, 2] >> 16, lid)
+            ticks = (raw[:, 3] << 32) | raw[:, 4]
+            cl = np.where(km == KIND_SPB, 0, raw[:, 5])
+            wl = np.where(km == KIND_SPB, raw[:, 2], raw[:, 6])
+            hdrlen = np.where(km == KIND_SPB, 12, 28)
+            room = bl - hdrlen - 4
+            # SPB: caplen is what the block holds, at most origlen and the snaplen
+            snap0 = sifs[0].snaplen if sifs else 0
+            spb_cl = np.minimum(room, raw[:, 2])
+            if snap0:
+                spb_cl = np.minimum(spb_cl, snap0)
+            cl = np.where(km == KIND_SPB, spb_cl, cl)
+            st = np.zeros(len(om), np.uint8)
+            known = lid < len(sifs)
+            st[~known] = Undecoded.MALFORMED
+            too_big = cl > room
+            st[too_big] = Undecoded.MALFORMED
+            cl = np.where(too_big, np.maximum(room, 0), cl)
+            lt = np.full(len(om), -1, np.int64)
+            gid = np.zeros(len(om), np.int64)
+            ts = np.zeros(len(om), np.int64)
+            for li, itf in enumerate(sifs):
+                mi = lid == li
+                if not mi.any():
+                    continue
+                lt[mi] = itf.linktype
+                gid[mi] = itf.gid
+                t = ticks[mi]
+                if itf.den == 1:
+                    ts[mi] = t * itf.num
+                elif itf.num == 1:
+                    ts[mi] = t // itf.den
+                else:  # binary fractions: split to avoid overflow
+                    sec, frac = t // itf.den, t % itf.den
+                    ts[mi] = sec * 1_000_000_000 + (frac * 1_000_000_000) // itf.den
+                ts[mi] += itf.tsoffset * 1_000_000_000
+            ts[km == KIND_SPB] = 0  # SPBs carry no timestamp
+            data_off[m] = om + hdrlen
+            caplen[m] = np.maximum(cl, 0)
+            wirelen[m] = wl
+            ts_ns[m] = ts
+            iface[m] = gid
+            linktype[m] = lt
+            status[m] = st
+            blen_all[m] = bl
+        nosec = s < 0
+        status[nosec] = Undecoded.MALFORMED
+    infos = tuple(
+        InterfaceInfo(
+            iface=i.gid,
+            linktype=i.linktype,
+            name=i.name,
+            ts_resolution_ns=i.resol_ns,
+            snaplen=i.snaplen,
+            kernel_drops=i.drops,
+        )
+        for i in ifaces
+    )
+    return Records(
+        format="pcapng",
+        interfaces=infos,
+        data_off=data_off,
+        caplen=caplen,
+        wirelen=wirelen,
+        ts_ns=ts_ns,
+        iface=iface,
+        linktype=linktype,
+        status=status,
+        truncated_tail=truncated,
+        tail_note=note,
+    )
