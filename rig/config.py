@@ -1,0 +1,127 @@
+"""rig.toml + command-line flags -> a RunSpec (flags win over the file).
+
+rig.toml (every key optional)::
+
+    backend = "lab"              # lab | azure | ssh
+    scenario = "healthy"
+    probes = ["icmp", "tcp"]     # or "icmp,tcp"
+    out = "runs/today"
+    timeout = 3.0                # probe time-out, seconds
+    burst = 32
+    configure = true             # run the Ansible playbook
+    capture_at = ["router"]      # extra capture points
+    keep = false
+
+    [azure]                      # backend options, passed through as strings
+    location = "japaneast"
+    [ssh]
+    host = "me@vps.example.net"
+
+A bad file is one clear line (UsageError, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from typing import Any, Mapping
+
+from rig.backends.base import RunSpec
+from rig.errors import UsageError
+
+BACKENDS = ("lab", "azure", "ssh")
+CAPTURE_POINTS = ("client", "router", "server")
+_TOP_KEYS = {"backend", "scenario", "probes", "out", "timeout", "burst", "configure", "capture_at", "keep"}
+# flags that carry backend options: argparse dest -> option name
+_OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
+                 "rig_id", "archive", "redact")
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def _list(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise UsageError(f"{where}: expected a list of names or a comma-separated string")
+
+
+def _typed(where: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UsageError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, source: str = "rig.toml") -> RunSpec:
+    """Merge a parsed rig.toml (``data``) with the flags of ``rig run`` (``args``)."""
+    unknown = sorted(k for k, v in data.items() if k not in _TOP_KEYS and not isinstance(v, dict))
+    if unknown:
+        raise UsageError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    flag = (lambda name: getattr(args, name, None)) if args is not None else (lambda name: None)
+
+    backend = flag("backend") or _typed(f"{source}: backend", data.get("backend", "lab"), str)
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    scenario = flag("scenario") or _typed(f"{source}: scenario", data.get("scenario", "healthy"), str)
+    probes = _list(flag("probes"), "--probes") if flag("probes") else _list(data.get("probes", []), f"{source}: probes")
+    timeout = flag("timeout")
+    if timeout is None:
+        timeout = _typed(f"{source}: timeout", data.get("timeout", 3.0), float)
+    if not 0 < timeout <= 120:
+        raise UsageError(f"probe time-out must be between 0 and 120 seconds, got {timeout:g}")
+    burst = flag("burst")
+    if burst is None:
+        burst = _typed(f"{source}: burst", data.get("burst", 32), int)
+    if not 0 <= burst <= 4096:
+        raise UsageError(f"burst must be between 0 and 4096, got {burst}")
+    configure = _typed(f"{source}: configure", data.get("configure", True), bool)
+    if flag("no_configure"):
+        configure = False
+    extra = _list(flag("capture_at"), "--capture-at") if flag("capture_at") else \
+        _list(data.get("capture_at", []), f"{source}: capture_at")
+    for point in extra:
+        if point not in CAPTURE_POINTS:
+            raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
+    capture_at = tuple(dict.fromkeys(("client", "server", *extra)))
+    out = flag("out") or data.get("out")
+    if out is not None:
+        out = _typed(f"{source}: out", out, str)
+    keep = bool(flag("keep")) or _typed(f"{source}: keep", data.get("keep", False), bool)
+
+    options: dict[str, str] = {}
+    section = data.get(backend, {})
+    if not isinstance(section, dict):
+        raise UsageError(f"{source}: [{backend}] must be a table")
+    for key, value in section.items():
+        options[key.replace("-", "_")] = str(value).lower() if isinstance(value, bool) else str(value)
+    for name in _OPTION_FLAGS:
+        value = flag(name)
+        if value not in (None, False):
+            options[name] = "true" if value is True else str(value)
+
+    return RunSpec(backend=backend, scenario=scenario, probes=probes, out=out, keep=keep,
+                   json=bool(flag("json")), capture_at=capture_at, probe_timeout=float(timeout),
+                   burst=int(burst), configure=configure, options=options)
+
+
+def load_spec(args: argparse.Namespace) -> RunSpec:
+    """The RunSpec for ``rig run``: --config FILE, else ./rig.toml if present, else defaults."""
+    path = getattr(args, "config", None)
+    if path is None and os.path.exists("rig.toml"):
+        path = "rig.toml"
+    data = load_toml(path) if path else {}
+    return spec_from(data, args, source=path or "rig.toml")
