@@ -1,0 +1,108 @@
+"""The lab backend: the seed's double NAT in network namespaces on this machine.
+
+``provision`` builds the topology of rig.lab.topology with the scenario's faults
+(rig.lab.build), starts sshd, Apache and the UDP echo service in the server namespace
+(rig.lab.services), and returns a Rig that says everything the pipeline needs: where
+the server is, how to reach its sshd from the client namespace with a pinned host key,
+and where to capture. ``teardown`` needs only that Rig (so another process can remove
+a kept lab): it kills every process in the lab's namespaces by PID, deletes them, and
+removes the workdir.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+from pathlib import Path
+
+from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.lab import scenarios as scenario_registry
+from rig.lab.build import LabNet, build, destroy, require_root_and_tools
+from rig.lab.services import make_keys, start_apache, start_sshd, start_udp_echo
+from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, new_prefix,
+                              seed_topology)
+from rig.lab.scenarios import PROXY_PORT
+
+LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
+UDP_ECHO_PORT = 7
+SSH_PORT = 22
+
+
+def workdir_for(prefix: str) -> Path:
+    return LAB_ROOT / prefix
+
+
+class LabBackend:
+    name = "lab"
+
+    def __init__(self, prefix: str | None = None):
+        self._prefix = prefix  # tests may choose it; by default a fresh one per provision
+
+    def provision(self, spec: RunSpec) -> Rig:
+        scenario = scenario_registry.get(spec.scenario)
+        require_root_and_tools()
+        topo = seed_topology()
+        prefix = self._prefix or new_prefix()
+        workdir = workdir_for(prefix)
+        LAB_ROOT.mkdir(mode=0o755, exist_ok=True)
+        workdir.mkdir(mode=0o755)
+        net = LabNet(prefix)
+        try:
+            net = build(topo, prefix, scenario)
+            ns = net.namespaces
+            keys = make_keys(workdir / "keys")
+            sshd = start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT)
+            apache = start_apache(ns["server"], workdir / "apache", f"{SERVER_ADDR}:{scenario.http_port}",
+                                  f"server {prefix}", SERVER_ADDR)
+            echo = start_udp_echo(ns["server"], workdir, SERVER_ADDR, UDP_ECHO_PORT)
+            pids = [sshd.pid, apache.pid, echo.pid]
+            if scenario.proxy:
+                hgw_lan = topo.endpoint("hgw", "lan").ip
+                proxy = start_apache(ns["hgw"], workdir / "proxy", str(PROXY_PORT), f"hgw-proxy {prefix}", hgw_lan)
+                pids.append(proxy.pid)
+        except BaseException:
+            destroy(net.namespaces.values() if net.namespaces else [f"{prefix}-{n}" for n in topo.nodes])
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+        points = [CapturePoint("client", "eth0", netns=ns["client"])]
+        if "router" in spec.capture_at:
+            points.append(CapturePoint("router", "wan", netns=ns["router"]))
+        points.append(CapturePoint("server", "eth0", remote=True))
+        facts = {
+            "prefix": prefix,
+            "scenario": scenario.name,
+            "namespaces": ",".join(ns[n] for n in topo.nodes),
+            **{f"ns_{node}": name for node, name in ns.items()},
+            "client_addr": CLIENT_ADDR,
+            "router_wan_addr": ROUTER_WAN_ADDR,
+            "hgw_wan_addr": HGW_WAN_ADDR,
+            "http_port": str(scenario.http_port),
+            "udp_echo_port": str(UDP_ECHO_PORT),
+            "apache_dir": str(workdir / "apache"),
+            "access_log": apache.log,
+            "responder": f"server {prefix}",
+            "pids": ",".join(str(p) for p in pids),
+        }
+        return Rig(
+            run_id=prefix,
+            backend=self.name,
+            server_addr=SERVER_ADDR,
+            ssh=SSHEndpoint(host=SERVER_ADDR, port=SSH_PORT, user=getpass.getuser(), key_file=keys.client_key,
+                            host_key=keys.host_pub, netns=ns["client"]),
+            capture_points=tuple(points),
+            client_netns=ns["client"],
+            os_family="debian",
+            install_packages=False,
+            workdir=str(workdir),
+            facts=facts,
+        )
+
+    def teardown(self, rig: Rig) -> None:
+        prefix = rig.facts.get("prefix", rig.run_id)
+        names = [n for n in rig.facts.get("namespaces", "").split(",") if n]
+        if not names:
+            names = [f"{prefix}-{n}" for n in seed_topology().nodes]
+        destroy(names)
+        if rig.workdir and Path(rig.workdir).resolve().parent == LAB_ROOT.resolve():
+            shutil.rmtree(rig.workdir, ignore_errors=True)

@@ -1,0 +1,257 @@
+"""Make a topology description real with ``ip`` and ``nft``, and take it down again.
+
+Planning is pure (``plan``: the ``ip -batch`` text and nft rulesets for a topology and a
+scenario, testable without root); ``build`` runs the plan: one ``ip -batch`` in this
+namespace creates the namespaces and the veth pairs straight between them (no interface
+ever exists here), then per namespace one ``ip -n NS -batch`` and one ``nft -f``.
+``destroy`` kills by PID every process ``ip netns pids`` lists, then deletes the
+namespaces.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from rig.errors import InfraError, MissingToolError, NotRootError
+from rig.lab.scenarios import CHAINS, Scenario
+from rig.lab.topology import Topology, ns_name
+from rig.netns import in_netns
+
+# program -> package that brings it (Debian); the lab needs all of them
+LAB_TOOLS = {"ip": "iproute2", "nft": "nftables", "sshd": "openssh-server", "ssh-keygen": "openssh-client",
+             "apache2": "apache2"}
+SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+
+
+@dataclass(frozen=True)
+class Plan:
+    host_batch: str  # `ip -batch` run here: namespaces and veth pairs
+    ns_batches: Mapping[str, str]  # node -> `ip -n NS -batch` (addresses, MTU, routes)
+    rulesets: Mapping[str, str]  # node -> `nft -f` text
+    sysctls: Mapping[str, Mapping[str, str]]  # node -> {"net/ipv4/ip_forward": "1"}
+
+
+@dataclass(frozen=True)
+class LabNet:
+    """A built network: the prefix and the namespace of every node."""
+
+    prefix: str
+    namespaces: Mapping[str, str] = field(default_factory=dict)  # node -> namespace
+
+
+def find_tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
+    if not path:
+        pkg = LAB_TOOLS.get(name, name)
+        raise MissingToolError(f"{name} not found: install {pkg} (e.g. 'apt-get install {pkg}' or 'make system')")
+    return path
+
+
+def require_root_and_tools(tools: Iterable[str] = LAB_TOOLS) -> None:
+    if os.geteuid() != 0:
+        raise NotRootError("the lab needs root (network namespaces, sshd, Apache, tcpdump): run it with sudo")
+    for t in tools:
+        find_tool(t)
+
+
+def _masquerade(node: str, out_iface: str, scenario: Scenario) -> list[str]:
+    opts = scenario.masquerade.get(node, "")
+    lines = []
+    if node in scenario.port_set:
+        lo, hi = scenario.port_set[node]
+        lines.append(f'oifname "{out_iface}" meta l4proto {{ tcp, udp }} masquerade to :{lo}-{hi} {opts}'.rstrip())
+    lines.append(f'oifname "{out_iface}" masquerade {opts}'.rstrip())
+    return lines
+
+
+_HOOKS = {
+    "prerouting": "type nat hook prerouting priority dstnat",
+    "postrouting": "type nat hook postrouting priority srcnat",
+    "mangle": "type filter hook forward priority mangle",
+    "forward": "type filter hook forward priority filter",
+    "input": "type filter hook input priority filter",
+    "output": "type filter hook output priority filter",
+}
+
+
+def ruleset(rules_by_chain: Mapping[str, list[str]]) -> str:
+    """The ``table ip rig`` of one node, with only the chains that hold rules."""
+    out = ["table ip rig {"]
+    for chain in CHAINS:
+        rules = rules_by_chain.get(chain)
+        if not rules:
+            continue
+        out.append(f"\tchain {chain} {{")
+        out.append(f"\t\t{_HOOKS[chain]}; policy accept;")
+        out.extend(f"\t\t{r}" for r in rules)
+        out.append("\t}")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def plan(topo: Topology, prefix: str, scenario: Scenario) -> Plan:
+    """Everything ``build`` will run, as text (pure)."""
+    topo.validate()
+    ns = {n: ns_name(prefix, n) for n in topo.nodes}
+    mtu: dict[tuple[str, str], int] = {}
+    for change in scenario.mtu:
+        link = topo.link_of(change.node, change.iface)
+        for end in (link.a, link.b):
+            mtu[(end.node, end.iface)] = change.mtu
+
+    host = [f"netns add {ns[n]}" for n in topo.nodes]
+    for link in topo.links:
+        host.append(f"link add name {link.a.iface} netns {ns[link.a.node]} type veth "
+                    f"peer name {link.b.iface} netns {ns[link.b.node]}")
+
+    batches: dict[str, str] = {}
+    for node in topo.nodes:
+        lines = ["link set lo up"]
+        for link in topo.links:
+            for end in (link.a, link.b):
+                if end.node != node:
+                    continue
+                lines.append(f"link set {end.iface} mtu {mtu.get((node, end.iface), link.mtu)}")
+                lines.append(f"addr add {end.addr} dev {end.iface}")
+                lines.append(f"link set {end.iface} up")
+        for r in topo.routes:
+            if r.node == node:
+                lines.append(f"route add {r.dest} via {r.via}")
+        batches[node] = "\n".join(lines) + "\n"
+
+    chains: dict[str, dict[str, list[str]]] = {n: {} for n in topo.nodes}
+    for nat in topo.nats:
+        chains[nat.node].setdefault("postrouting", []).extend(_masquerade(nat.node, nat.out_iface, scenario))
+    for rule in scenario.rules:
+        if rule.node not in chains:
+            raise ValueError(f"scenario {scenario.name}: rule on unknown node {rule.node!r}")
+        if rule.chain not in CHAINS:
+            raise ValueError(f"scenario {scenario.name}: unknown chain {rule.chain!r}")
+        chains[rule.node].setdefault(rule.chain, []).append(rule.rule)
+    rulesets = {n: ruleset(c) for n, c in chains.items() if c}
+
+    sysctls: dict[str, dict[str, str]] = {}
+    for node in topo.nodes:
+        s = {"net/ipv6/conf/all/disable_ipv6": "1", "net/ipv6/conf/default/disable_ipv6": "1"}
+        if node in topo.forwarding:
+            s["net/ipv4/ip_forward"] = "1"
+        if node == topo.roles.get("client"):
+            s["net/ipv4/ping_group_range"] = "0 2147483647"  # ICMP datagram sockets for probes
+        sysctls[node] = s
+    return Plan("\n".join(host) + "\n", batches, rulesets, sysctls)
+
+
+def run(argv: list[str], input: str | None = None, what: str = "") -> str:
+    """Run a command; a failure is an InfraError with the command's own message."""
+    try:
+        p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise MissingToolError(f"{argv[0]} not found") from None
+    except subprocess.TimeoutExpired as exc:
+        raise InfraError(f"{what or argv[0]} timed out") from exc
+    if p.returncode != 0:
+        msg = (p.stderr or p.stdout).strip().replace("\n", "; ")
+        raise InfraError(f"{what or ' '.join(argv[:3])} failed: {msg}")
+    return p.stdout
+
+
+def _write_sysctls(values: Mapping[str, str]) -> None:
+    for key, value in values.items():
+        with open(f"/proc/sys/{key}", "w") as fh:
+            fh.write(value)
+
+
+def build(topo: Topology, prefix: str, scenario: Scenario) -> LabNet:
+    """Create the namespaces, links, addresses, routes and rules. On failure, whatever
+    was created is removed before the error propagates."""
+    p = plan(topo, prefix, scenario)
+    net = LabNet(prefix, {n: ns_name(prefix, n) for n in topo.nodes})
+    try:
+        run(["ip", "-batch", "-"], p.host_batch, "creating namespaces and links")
+        for node, nsname in net.namespaces.items():
+            in_netns(nsname, _write_sysctls, p.sysctls[node])
+            run(["ip", "-n", nsname, "-batch", "-"], p.ns_batches[node], f"configuring {node}")
+            if node in p.rulesets:
+                in_netns(nsname, run, ["nft", "-f", "-"], p.rulesets[node], f"nft rules in {node}")
+    except BaseException:
+        destroy(net.namespaces.values())
+        raise
+    return net
+
+
+# --- taking it down -------------------------------------------------------------------
+
+
+def netns_pids(nsname: str) -> list[int]:
+    p = subprocess.run(["ip", "netns", "pids", nsname], capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split() if x.isdigit()]
+
+
+def list_namespaces() -> list[str]:
+    try:
+        return sorted(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return []
+
+
+def kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
+    """SIGTERM each PID, wait for it to exit (pidfd, no polling), SIGKILL what remains."""
+    me = os.getpid()
+    fds: dict[int, int] = {}
+    for pid in set(pids):
+        if pid == me:
+            continue
+        try:
+            fds[pid] = os.pidfd_open(pid)
+        except OSError:  # already gone
+            continue
+        try:
+            signal.pidfd_send_signal(fds[pid], signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # exited meanwhile: its pidfd is readable
+    deadline = time.monotonic() + grace
+    pending = dict(fds)
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            for fd in pending.values():
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            ready, _, _ = select.select(list(pending.values()), [], [], grace)
+            for pid, fd in list(pending.items()):
+                if fd in ready:
+                    pending.pop(pid)
+            break
+        ready, _, _ = select.select(list(pending.values()), [], [], left)
+        for pid, fd in list(pending.items()):
+            if fd in ready:
+                pending.pop(pid)
+    for pid, fd in fds.items():
+        os.close(fd)
+        try:  # reap our own children (started by rig.lab.services)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def destroy(namespaces: Iterable[str]) -> list[str]:
+    """Kill every process in the namespaces, then delete them. Returns those deleted."""
+    existing = set(list_namespaces())
+    names = [n for n in namespaces if n in existing]
+    for _ in range(3):  # a process may fork while we kill: look again
+        pids = [pid for n in names for pid in netns_pids(n)]
+        if not pids:
+            break
+        kill_pids(pids)
+    if names:
+        run(["ip", "-batch", "-"], "".join(f"netns del {n}\n" for n in names), "deleting namespaces")
+    return names

@@ -1,0 +1,224 @@
+"""The real programs the lab runs inside its namespaces, started here and stopped by PID.
+
+- sshd in the server namespace: its own config and per-run ed25519 host key (the key
+  the client pins), a per-run client key in authorized_keys, ``UsePAM no``,
+  ``StrictModes no``, and a private tmpfs on /run for /run/sshd.
+- Apache from templates/apache-rig.conf.j2 (nothing from /etc/apache2), serving the
+  probe pages of templates/site/ and logging every request line.
+- A UDP echo service (templates/udp_echo.py) run with the system python3.
+- The transparent proxy of that scenario: a second Apache in the home gateway.
+
+Each start returns only when the service answers (a TCP connect succeeds, or the echo
+server prints READY); a service that exits first raises InfraError with its own log.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rig.errors import InfraError
+from rig.lab.build import find_tool, run
+from rig.netns import in_netns
+
+LARGE_SIZE = 512 * 1024  # /rig/large.bin, for MTU black holes
+READY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    netns: str
+    pid: int
+    log: str
+
+
+@dataclass(frozen=True)
+class Keys:
+    host_key: str  # sshd's private host key
+    host_pub: str  # "ssh-ed25519 AAAA..." (pinned by the client)
+    client_key: str  # private key the pipeline logs in with
+    client_pub: str
+
+
+def templates_dir() -> Path:
+    """templates/ at the repository root (beside rig/), or $RIG_TEMPLATES."""
+    env = os.environ.get("RIG_TEMPLATES")
+    for cand in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[1] / "templates",
+                                                Path(__file__).resolve().parents[2] / "templates"]:
+        if (cand / "apache-rig.conf.j2").is_file():
+            return cand
+    raise InfraError("rig's templates/ directory is missing (apache-rig.conf.j2): reinstall rig")
+
+
+def render(template: str, dest: Path, **variables: str) -> Path:
+    import jinja2  # comes with ansible-core
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    dest.write_text(env.get_template(template).render(**variables))
+    return dest
+
+
+def web_user() -> tuple[str, str]:
+    """The unprivileged user Apache's workers run as."""
+    for user, group in (("www-data", "www-data"), ("www", "www"), ("nobody", "nogroup"), ("nobody", "nobody")):
+        try:
+            pwd.getpwnam(user)
+            grp.getgrnam(group)
+            return user, group
+        except KeyError:
+            continue
+    raise InfraError("no unprivileged user for Apache's workers (www-data or nobody)")
+
+
+def make_keys(keydir: Path) -> Keys:
+    keydir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keygen = find_tool("ssh-keygen")
+    host, client = keydir / "ssh_host_ed25519_key", keydir / "client_ed25519_key"
+    for path, comment in ((host, "rig-lab-host"), (client, "rig-lab-client")):
+        run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], what="ssh-keygen")
+    host_pub = " ".join(Path(f"{host}.pub").read_text().split()[:2])
+    client_pub = Path(f"{client}.pub").read_text().strip()
+    return Keys(str(host), host_pub, str(client), client_pub)
+
+
+def _log_tail(path: str, lines: int = 3) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _spawn(netns: str, argv: list[str], log: Path, stdout=None) -> subprocess.Popen:
+    """Start ``argv`` inside ``netns`` (``ip netns exec``: own mount namespace too),
+    in its own session so a Ctrl-C at the terminal reaches rig, not the service."""
+    with open(log, "ab") as fh:
+        return subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdin=subprocess.DEVNULL,
+                                stdout=stdout if stdout is not None else fh, stderr=fh,
+                                start_new_session=True)
+
+
+def wait_accepting(netns: str, addr: str, port: int, proc: subprocess.Popen, what: str, log: str,
+                   timeout: float = READY_TIMEOUT) -> None:
+    """Return once ``addr:port`` accepts a TCP connection from inside ``netns``.
+
+    Between attempts it waits on the process itself, so a service that dies is
+    reported at once with the end of its log."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        try:
+            in_netns(netns, lambda: socket.create_connection((addr, port), timeout=1.0)).close()
+            return
+        except OSError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise InfraError(f"{what} did not accept connections on {addr}:{port} within {timeout:g} s: "
+                             f"{_log_tail(log)}")
+        try:
+            rc = proc.wait(timeout=min(pause, left))
+        except subprocess.TimeoutExpired:
+            pause = min(pause * 2, 0.05)
+            continue
+        raise InfraError(f"{what} exited with status {rc} before accepting connections: {_log_tail(log)}")
+
+
+SSHD_CONFIG = """\
+# rig lab sshd: nothing from /etc/ssh is used
+ListenAddress {addr}:{port}
+HostKey {host_key}
+PidFile {workdir}/sshd.pid
+AuthorizedKeysFile {authorized_keys}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+X11Forwarding no
+PrintMotd no
+Subsystem sftp internal-sftp
+MaxStartups 64:30:128
+MaxSessions 32
+LogLevel VERBOSE
+"""
+
+# /run/sshd must exist and belong to root: a private tmpfs on /run, inside the mount
+# namespace `ip netns exec` already gave this process (mounts do not leak back out).
+_SSHD_WRAP = 'mount -t tmpfs -o mode=0755,size=1m rig-run /run && mkdir -m 0755 /run/sshd && exec "$@"'
+
+
+def start_sshd(netns: str, workdir: Path, addr: str, keys: Keys, port: int = 22) -> Service:
+    sshd = find_tool("sshd")
+    authorized = workdir / "authorized_keys"
+    authorized.write_text(keys.client_pub + "\n")
+    cfg = workdir / "sshd_config"
+    cfg.write_text(SSHD_CONFIG.format(addr=addr, port=port, host_key=keys.host_key, workdir=workdir,
+                                      authorized_keys=authorized))
+    log = workdir / "sshd.log"
+    proc = _spawn(netns, ["/bin/sh", "-c", _SSHD_WRAP, "sh", sshd, "-D", "-e", "-f", str(cfg)], log)
+    wait_accepting(netns, addr, port, proc, "sshd", str(log))
+    return Service("sshd", netns, proc.pid, str(log))
+
+
+def write_site(docroot: Path, responder: str) -> None:
+    """The probe pages: /rig/nonce.html (served for /rig/n/<nonce>), /rig/large.bin."""
+    (docroot / "rig").mkdir(parents=True, exist_ok=True)
+    render("site/index.html.j2", docroot / "index.html", rig_responder=responder)
+    render("site/nonce.html.j2", docroot / "rig" / "nonce.html", rig_responder=responder)
+    (docroot / "rig" / "large.bin").write_bytes(os.urandom(LARGE_SIZE))
+
+
+def apache_vars(root: Path, listen: str, responder: str) -> dict[str, str]:
+    user, group = web_user()
+    return {
+        "rig_apache_dir": str(root),
+        "rig_listen": listen,
+        "rig_docroot": str(root / "htdocs"),
+        "rig_modules_dir": os.environ.get("RIG_APACHE_MODULES", "/usr/lib/apache2/modules"),
+        "rig_user": user,
+        "rig_group": group,
+        "rig_responder": responder,
+    }
+
+
+def start_apache(netns: str, root: Path, listen: str, responder: str, probe_addr: str) -> Service:
+    """Apache in ``netns`` with its ServerRoot at ``root``; ``probe_addr`` is the address
+    to check readiness on (``listen`` may be a bare port)."""
+    apache = find_tool("apache2")
+    variables = apache_vars(root, listen, responder)
+    for sub in ("logs", "run", "htdocs"):
+        (root / sub).mkdir(mode=0o755, parents=True, exist_ok=True)
+    write_site(Path(variables["rig_docroot"]), responder)
+    conf = render("apache-rig.conf.j2", root / "apache-rig.conf", **variables)
+    log = root / "logs" / "stderr.log"
+    proc = _spawn(netns, [apache, "-f", str(conf), "-DFOREGROUND"], log)
+    port = int(listen.rsplit(":", 1)[-1])
+    wait_accepting(netns, probe_addr, port, proc, "Apache", str(log))
+    return Service("apache", netns, proc.pid, str(root / "logs" / "access.log"))
+
+
+def start_udp_echo(netns: str, workdir: Path, addr: str, port: int = 7) -> Service:
+    script = templates_dir() / "udp_echo.py"
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    log = workdir / "udp_echo.log"
+    proc = _spawn(netns, [python, str(script), addr, str(port)], log, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode(errors="replace")  # blocks until READY or exit
+    proc.stdout.close()
+    if not line.startswith("READY"):
+        proc.wait()
+        raise InfraError(f"UDP echo server did not start: {_log_tail(str(log))}")
+    return Service("udp-echo", netns, proc.pid, str(log))
