@@ -321,6 +321,14 @@ class BundleWriter:
             self.manifest["tools"] = tool_versions()
         except Exception as exc:  # never let the environment survey lose the bundle
             self.manifest["tools"] = {"error": str(exc)}
+        if (self.root / VERDICT).exists():  # re-render: the report shows the final status and timings
+            try:
+                from rig.report.html import write_report
+
+                write_report(self.root, verdict=json.loads((self.root / VERDICT).read_text()), manifest=self.manifest)
+                self.manifest["report_error"] = None
+            except Exception as exc:
+                self.manifest["report_error"] = f"{type(exc).__name__}: {exc}"
         self.manifest["removed"] = sweep_secrets(self.root) + list(self.manifest.get("removed") or [])
         self.manifest["files"] = hash_files(self.root)
         self._finished = True
@@ -411,3 +419,233 @@ def redact(out_dir: Path | str, extra_private: tuple[str, ...] = ()) -> dict[str
     from rig.redact import redact_bundle
 
     return redact_bundle(Path(out_dir), extra_private=extra_private)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle read back: its manifest (upgraded to the current format), the stored
+    verdict (as JSON data), the probe records and the capture files per point."""
+
+    root: Path
+    source: str  # what the user named (directory or archive)
+    manifest: Mapping[str, Any]
+    verdict: Mapping[str, Any] | None
+    probes: tuple[Mapping[str, Any], ...]
+    captures: Mapping[str, Path]
+    upgraded_from: int | None = None  # the format version on disk, if older than current
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status") or "unknown")
+
+    @property
+    def started(self) -> str:
+        return str(self.manifest.get("started") or "")
+
+
+def _upgrade_0(root: Path, m: dict) -> dict:
+    """Format 0: a hand-made directory of captures (client.pcap, server.pcap[, router.pcap])
+    with no manifest: synthesize one (nothing is hashed, so nothing is verified)."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": 1,
+        "rig_version": None,
+        "id": root.name,
+        "started": _dt.datetime.fromtimestamp(root.stat().st_mtime, _dt.timezone.utc).isoformat(),
+        "finished": None,
+        "status": "ok",
+        "error": None,
+        "spec": {},
+        "backend": {},
+        "kernel_drops": {},
+        "clock_offset": None,
+        "facts": {},
+        "timings": [],
+        "tools": {},
+        "files": {},
+    }
+
+
+# version on disk -> function giving the next version's manifest (and fixing the layout)
+UPGRADES = {0: _upgrade_0}
+
+
+@contextlib.contextmanager
+def open_bundle(path: Path | str, verify: bool = True) -> Iterator[Bundle]:
+    """Read a bundle directory or .tar.gz (unpacked into a temporary directory for the
+    duration of the ``with``). Raises InputError with one line for anything unusable."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such bundle")
+    if p.is_dir():
+        yield read_bundle(p, source=str(path), verify=verify)
+        return
+    if not tarfile.is_tarfile(p):
+        raise InputError(f"{path}: not a bundle (neither a directory nor a .tar.gz archive)")
+    with tempfile.TemporaryDirectory(prefix="rig-bundle-") as tmp:
+        try:
+            with tarfile.open(p) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{path}: cannot unpack the archive ({exc})") from exc
+        root = Path(tmp)
+        tops = [d for d in root.iterdir() if d.is_dir()]
+        if not (root / MANIFEST).exists() and len(tops) == 1:
+            root = tops[0]
+        yield read_bundle(root, source=str(path), verify=verify)
+
+
+def read_manifest(root: Path, source: str | None = None) -> tuple[dict, int | None]:
+    """The manifest upgraded to the current format, and the version found on disk if it
+    was older. Refuses newer formats."""
+    name = source or str(root)
+    mp = root / MANIFEST
+    if not mp.exists():
+        if (root / "captures").is_dir() or any(root.glob("*.pcap")):
+            version, m = 0, {}
+        else:
+            raise InputError(f"{name}: not a rig bundle (no {MANIFEST})")
+    else:
+        try:
+            m = json.loads(mp.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{name}: {MANIFEST} is not valid JSON ({exc})") from exc
+        if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT:
+            raise InputError(f"{name}: {MANIFEST} is not a rig bundle manifest")
+        version = m.get("format_version")
+        if not isinstance(version, int):
+            raise InputError(f"{name}: {MANIFEST} has no format version")
+        if version > BUNDLE_VERSION:
+            raise InputError(
+                f"{name}: bundle format {version} is newer than this rig ({__version__}) reads "
+                f"(up to {BUNDLE_VERSION}); upgrade rig to read it"
+            )
+    found = version
+    while version < BUNDLE_VERSION:
+        m = UPGRADES[version](root, m)
+        version = m["format_version"]
+    return m, (found if found < BUNDLE_VERSION else None)
+
+
+def read_bundle(root: Path, source: str | None = None, verify: bool = True) -> Bundle:
+    name = source or str(root)
+    manifest, upgraded_from = read_manifest(root, name)
+    if verify:
+        verify_files(root, manifest, name)
+    verdict = None
+    if (root / VERDICT).exists():
+        try:
+            verdict = json.loads((root / VERDICT).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{name}: {VERDICT} is not valid JSON ({exc})") from exc
+    probes = []
+    if (root / PROBES).exists():
+        for n, line in enumerate((root / PROBES).read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    probes.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{name}: {PROBES} line {n} is not JSON ({exc.msg})") from exc
+    caps: dict[str, Path] = {}
+    for d in (root / "captures", root) if upgraded_from == 0 else (root / "captures",):
+        if d.is_dir():
+            for c in sorted(d.iterdir()):
+                if c.suffix in (".pcap", ".pcapng") and c.is_file():
+                    caps.setdefault(c.stem, c)
+    return Bundle(root, name, manifest, verdict, tuple(probes), caps, upgraded_from)
+
+
+def verify_files(root: Path, manifest: Mapping[str, Any], name: str) -> None:
+    """Every file the manifest lists must be there with its recorded sha256."""
+    for rel, info in (manifest.get("files") or {}).items():
+        f = root / rel
+        if not f.is_file():
+            raise InputError(f"{name}: {rel} is listed in {MANIFEST} but missing from the bundle")
+        want = info.get("sha256") if isinstance(info, Mapping) else info
+        size = info.get("bytes") if isinstance(info, Mapping) else None
+        if size is not None and f.stat().st_size != size:
+            raise InputError(
+                f"{name}: {rel} is {f.stat().st_size} bytes, the manifest recorded {size} (truncated or modified)"
+            )
+        if want and sha256_file(f) != want:
+            raise InputError(f"{name}: {rel} does not match its sha256 in {MANIFEST} (modified or corrupt)")
+
+
+# --------------------------------------------------------------------------- re-analysis
+
+
+def reanalyse(b: Bundle):
+    """Run the current rig's analysis on the bundle's captures; returns a Verdict."""
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+
+    if "client" not in b.captures or "server" not in b.captures:
+        have = ", ".join(sorted(b.captures)) or "none"
+        why = f" (the run {b.status}: {b.manifest.get('error')})" if b.status in ("failed", "interrupted") else ""
+        raise InputError(f"{b.source}: needs captures/client.pcap and captures/server.pcap to re-analyse, has {have}{why}")
+
+    def read(point: str):
+        name = b.captures[point].name
+        try:
+            cap = read_capture(str(b.captures[point]))
+        except InputError as exc:
+            raise InputError(f"{b.source}: captures/{name}: {exc}") from exc
+        except (ValueError, OSError, EOFError, IndexError) as exc:
+            raise InputError(f"{b.source}: captures/{name} cannot be read ({exc})") from exc
+        if getattr(cap, "truncated_tail", False):
+            raise InputError(
+                f"{b.source}: captures/{name} is truncated after {len(cap.packets)} packets "
+                "(its last record is cut short); the verdict would be built on a partial capture"
+            )
+        return cap
+
+    client, server = read("client"), read("server")
+    extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
+    server_addr = (b.manifest.get("backend") or {}).get("server_addr") or (b.manifest.get("facts") or {}).get(
+        "server_addr"
+    )
+    drops = b.manifest.get("kernel_drops") or None
+    return analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+
+
+def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
+    """What must be equal for two verdicts to say the same thing: outcomes per exchange."""
+    if not verdict:
+        return ()
+    return tuple((e.get("id"), e.get("outcome")) for e in verdict.get("exchanges", ()))
+
+
+def cli_show(args) -> int:
+    """rig show BUNDLE [--json] [--html FILE]"""
+    with open_bundle(args.bundle) as b:
+        if b.upgraded_from is not None:
+            print(f"rig: {b.source}: read bundle format {b.upgraded_from}, upgraded to {BUNDLE_VERSION}", file=sys.stderr)
+        if b.status == "running":
+            print(f"rig: {b.source}: the run never finished (killed?); showing what it left", file=sys.stderr)
+        verdict = reanalyse(b)
+        vd = verdict.to_dict()
+        if b.verdict is not None and outcome_signature(b.verdict) != outcome_signature(vd):
+            print(
+                f"rig: {b.source}: re-analysed with rig {__version__}, the verdict differs from the one recorded "
+                f"by rig {b.manifest.get('rig_version')}",
+                file=sys.stderr,
+            )
+        if args.json:
+            print(verdict.to_json())
+        else:
+            from rich.console import Console
+
+            from rig.render import print_verdict
+
+            print_verdict(verdict, Console())
+        if getattr(args, "html", None):
+            from rig.report.html import render_report
+
+            html = render_report(vd, manifest=b.manifest, probes=b.probes, captures=b.captures)
+            Path(args.html).write_text(html)
+            if not args.json:
+                print(f"report: {args.html}")
+        return verdict.exit_code()
