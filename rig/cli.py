@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gc", help="delete expired rigs (Azure resource groups past expires-at)")
     gc.add_argument("--dry-run", action="store_true")
     gc.set_defaults(func=_handler("rig.lifecycle:cli_gc"))
-    cl = sub.add_parser("clean", help="remove lab namespaces and processes that killed runs left behind")
-    cl.add_argument("--prefix", default=None, help="only this run prefix")
+    cl = sub.add_parser("clean", help="remove lab namespaces and processes that killed runs left behind",
+                        description="Without --prefix this removes EVERY rig lab on this machine, "
+                                    "including labs of runs still in progress.")
+    cl.add_argument("--prefix", default=None,
+                    help="only the lab with this prefix (rig-<6 hex>); safe while other runs are alive")
     cl.set_defaults(func=_handler("rig.lab.clean:cli_clean"))
 
     # rig schedule ... ; rig history DIR

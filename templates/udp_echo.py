@@ -1,23 +1,60 @@
-"""A tiny UDP echo server for rig's UDP probe: python3 udp_echo.py ADDR PORT.
+"""A tiny UDP echo server for rig's UDP probe (standard library only: it runs with the
+system python3 on the server, in the lab, on Azure or on the user's own host).
 
-Sends every datagram back to where it came from, unchanged. Prints "READY ADDR PORT"
-on stdout once bound, so whoever starts it can wait for that line. Standard library
-only: it runs with the system python3 on the server (lab, Azure or ssh).
+    python3 udp_echo.py ADDR PORT                       foreground
+    python3 udp_echo.py --addr ADDR --port PORT [--daemon --pidfile FILE]
+
+Sends every datagram back to where it came from, unchanged. Prints "READY ADDR PORT PID"
+on stdout once the socket is bound (with --daemon, the parent prints it for the detached
+child and exits 0), so whoever starts it waits for that line instead of sleeping.
 """
 
+import argparse
+import os
 import socket
 import sys
 
 
-def main() -> None:
-    addr, port = sys.argv[1], int(sys.argv[2])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((addr, port))
-    print(f"READY {addr} {port}", flush=True)
+def serve(sock: socket.socket) -> None:
     while True:
         data, peer = sock.recvfrom(65535)
         sock.sendto(data, peer)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="UDP echo for rig")
+    p.add_argument("pos", nargs="*", help="ADDR PORT")
+    p.add_argument("--addr", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--daemon", action="store_true", help="detach after binding")
+    p.add_argument("--pidfile", default=None)
+    a = p.parse_args()
+    addr = a.addr or (a.pos[0] if a.pos else "0.0.0.0")
+    port = a.port if a.port is not None else (int(a.pos[1]) if len(a.pos) > 1 else 7)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((addr, port))  # fails here, in the foreground, if the port is taken
+    if a.daemon:
+        pid = os.fork()
+        if pid:
+            if a.pidfile:
+                with open(a.pidfile, "w") as fh:
+                    fh.write(f"{pid}\n")
+            print(f"READY {addr} {port} {pid}", flush=True)
+            os._exit(0)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+    else:
+        if a.pidfile:
+            with open(a.pidfile, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+        print(f"READY {addr} {port} {os.getpid()}", flush=True)
+    try:
+        serve(sock)
+    except KeyboardInterrupt:
+        sys.exit(0)
 
 
 if __name__ == "__main__":

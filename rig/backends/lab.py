@@ -18,13 +18,13 @@ from pathlib import Path
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
-from rig.lab.services import make_keys, start_apache, start_sshd, start_udp_echo
+from rig.lab.services import apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
 from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, new_prefix,
                               seed_topology)
 from rig.lab.scenarios import PROXY_PORT
 
 LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
-UDP_ECHO_PORT = 7
+UDP_PORT = 7
 SSH_PORT = 22
 
 
@@ -46,20 +46,21 @@ class LabBackend:
         workdir = workdir_for(prefix)
         LAB_ROOT.mkdir(mode=0o755, exist_ok=True)
         workdir.mkdir(mode=0o755)
+        server_dir = workdir / "server"
         net = LabNet(prefix)
         try:
             net = build(topo, prefix, scenario)
             ns = net.namespaces
             keys = make_keys(workdir / "keys")
             sshd = start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT)
-            apache = start_apache(ns["server"], workdir / "apache", f"{SERVER_ADDR}:{scenario.http_port}",
-                                  f"server {prefix}", SERVER_ADDR)
-            echo = start_udp_echo(ns["server"], workdir, SERVER_ADDR, UDP_ECHO_PORT)
+            server_vars = apache_vars(server_dir, SERVER_ADDR, scenario.http_port, "server")
+            apache = start_apache(ns["server"], server_vars, SERVER_ADDR)
+            echo = start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT)
             pids = [sshd.pid, apache.pid, echo.pid]
             if scenario.proxy:
                 hgw_lan = topo.endpoint("hgw", "lan").ip
-                proxy = start_apache(ns["hgw"], workdir / "proxy", str(PROXY_PORT), f"hgw-proxy {prefix}", hgw_lan)
-                pids.append(proxy.pid)
+                proxy_vars = apache_vars(workdir / "proxy", "0.0.0.0", PROXY_PORT, "hgw-proxy")
+                pids.append(start_apache(ns["hgw"], proxy_vars, hgw_lan).pid)
         except BaseException:
             destroy(net.namespaces.values() if net.namespaces else [f"{prefix}-{n}" for n in topo.nodes])
             shutil.rmtree(workdir, ignore_errors=True)
@@ -78,10 +79,14 @@ class LabBackend:
             "router_wan_addr": ROUTER_WAN_ADDR,
             "hgw_wan_addr": HGW_WAN_ADDR,
             "http_port": str(scenario.http_port),
-            "udp_echo_port": str(UDP_ECHO_PORT),
-            "apache_dir": str(workdir / "apache"),
+            "udp_port": str(UDP_PORT),
+            # read by rig.configure: the playbook renders the same files to the same places
+            "server_dir": str(server_dir),
+            "listen_addr": SERVER_ADDR,
+            "service_mode": "standalone",
+            "python": "/usr/bin/python3",
+            **{k: v for k, v in server_vars.items() if k not in ("rig_server_dir", "rig_listen_addr", "rig_http_port")},
             "access_log": apache.log,
-            "responder": f"server {prefix}",
             "pids": ",".join(str(p) for p in pids),
         }
         return Rig(

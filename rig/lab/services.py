@@ -17,6 +17,8 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +29,6 @@ from rig.errors import InfraError
 from rig.lab.build import find_tool, run
 from rig.netns import in_netns
 
-LARGE_SIZE = 512 * 1024  # /rig/large.bin, for MTU black holes
 READY_TIMEOUT = 10.0
 
 
@@ -57,11 +58,13 @@ def templates_dir() -> Path:
     raise InfraError("rig's templates/ directory is missing (apache-rig.conf.j2): reinstall rig")
 
 
-def render(template: str, dest: Path, **variables: str) -> Path:
+def render(template: str, dest: Path, variables: dict[str, str]) -> Path:
+    """Render like Ansible's template module does (trim_blocks on), so the lab and the
+    playbook produce the same file from the same variables."""
     import jinja2  # comes with ansible-core
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
     dest.write_text(env.get_template(template).render(**variables))
     return dest
 
@@ -173,20 +176,14 @@ def start_sshd(netns: str, workdir: Path, addr: str, keys: Keys, port: int = 22)
     return Service("sshd", netns, proc.pid, str(log))
 
 
-def write_site(docroot: Path, responder: str) -> None:
-    """The probe pages: /rig/nonce.html (served for /rig/n/<nonce>), /rig/large.bin."""
-    (docroot / "rig").mkdir(parents=True, exist_ok=True)
-    render("site/index.html.j2", docroot / "index.html", rig_responder=responder)
-    render("site/nonce.html.j2", docroot / "rig" / "nonce.html", rig_responder=responder)
-    (docroot / "rig" / "large.bin").write_bytes(os.urandom(LARGE_SIZE))
-
-
-def apache_vars(root: Path, listen: str, responder: str) -> dict[str, str]:
+def apache_vars(server_dir: Path, listen_addr: str, port: int, responder: str) -> dict[str, str]:
+    """The template's variables (named as playbooks/server.yml names them)."""
     user, group = web_user()
     return {
-        "rig_apache_dir": str(root),
-        "rig_listen": listen,
-        "rig_docroot": str(root / "htdocs"),
+        "rig_server_dir": str(server_dir),
+        "rig_listen_addr": listen_addr,
+        "rig_http_port": str(port),
+        "rig_os_family": "debian",
         "rig_modules_dir": os.environ.get("RIG_APACHE_MODULES", "/usr/lib/apache2/modules"),
         "rig_user": user,
         "rig_group": group,
@@ -194,31 +191,35 @@ def apache_vars(root: Path, listen: str, responder: str) -> dict[str, str]:
     }
 
 
-def start_apache(netns: str, root: Path, listen: str, responder: str, probe_addr: str) -> Service:
-    """Apache in ``netns`` with its ServerRoot at ``root``; ``probe_addr`` is the address
-    to check readiness on (``listen`` may be a bare port)."""
+def start_apache(netns: str, variables: dict[str, str], probe_addr: str) -> Service:
+    """Apache in ``netns`` from templates/apache-rig.conf.j2 rendered with ``variables``
+    (see apache_vars), serving a copy of templates/site/; ``probe_addr`` is where to
+    check readiness (the listen address may be 0.0.0.0)."""
     apache = find_tool("apache2")
-    variables = apache_vars(root, listen, responder)
-    for sub in ("logs", "run", "htdocs"):
-        (root / sub).mkdir(mode=0o755, parents=True, exist_ok=True)
-    write_site(Path(variables["rig_docroot"]), responder)
-    conf = render("apache-rig.conf.j2", root / "apache-rig.conf", **variables)
+    root = Path(variables["rig_server_dir"])
+    (root / "logs").mkdir(mode=0o755, parents=True, exist_ok=True)
+    shutil.copytree(templates_dir() / "site", root / "site", dirs_exist_ok=True)
+    conf = render("apache-rig.conf.j2", root / "apache-rig.conf", variables)
     log = root / "logs" / "stderr.log"
     proc = _spawn(netns, [apache, "-f", str(conf), "-DFOREGROUND"], log)
-    port = int(listen.rsplit(":", 1)[-1])
-    wait_accepting(netns, probe_addr, port, proc, "Apache", str(log))
+    wait_accepting(netns, probe_addr, int(variables["rig_http_port"]), proc, "Apache", str(log))
     return Service("apache", netns, proc.pid, str(root / "logs" / "access.log"))
 
 
-def start_udp_echo(netns: str, workdir: Path, addr: str, port: int = 7) -> Service:
-    script = templates_dir() / "udp_echo.py"
+def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Service:
+    script = server_dir / "udp_echo.py"
+    shutil.copyfile(templates_dir() / "udp_echo.py", script)
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    log = workdir / "udp_echo.log"
-    proc = _spawn(netns, [python, str(script), addr, str(port)], log, stdout=subprocess.PIPE)
+    log = server_dir / "logs" / "udp_echo.log"
+    proc = _spawn(netns, [python, str(script), "--addr", addr, "--port", str(port),
+                          "--pidfile", str(server_dir / "udp_echo.pid")], log, stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    line = proc.stdout.readline().decode(errors="replace")  # blocks until READY or exit
+    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)  # READY, or EOF at exit
+    line = proc.stdout.readline().decode(errors="replace") if ready else ""
     proc.stdout.close()
     if not line.startswith("READY"):
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
         raise InfraError(f"UDP echo server did not start: {_log_tail(str(log))}")
     return Service("udp-echo", netns, proc.pid, str(log))
