@@ -1,0 +1,198 @@
+"""Configure the responder with the shipped playbook, through ansible-runner, over SSH.
+
+ansible-runner turns host-key checking off by default; here it is on: the Rig's pinned
+host key goes into a per-run known_hosts file, ``StrictHostKeyChecking=yes``, and no
+other known_hosts or key is consulted. In the lab the SSH connection must start in the
+client's namespace, so OpenSSH reaches the server through
+``ProxyCommand ip netns exec NS socat - TCP:%h:%p``. Each run has its own ControlPath
+directory; the ControlPersist masters are closed at the end so none keeps a namespace
+busy.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from rig.backends.base import Rig
+from rig.errors import InfraError, MissingToolError
+from rig.sshclient import known_hosts_name
+
+PLAYBOOK = "server.yml"
+DEFAULT_SERVER_DIR = "/var/lib/rig"
+PYTHON = {"debian": "/usr/bin/python3", "freebsd": "/usr/local/bin/python3"}
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    status: str  # ansible-runner's: successful | failed | timeout | canceled
+    rc: int
+    seconds: float
+    log: str  # the playbook's output (for logs/ansible.log)
+    changed: int  # tasks that changed something (0 on a second run: idempotent)
+
+
+def _package_dir(name: str) -> Path:
+    """A directory shipped with rig (package data), falling back to the source tree."""
+    res = importlib.resources.files("rig") / name
+    if res.is_dir():
+        return Path(str(res))
+    repo = Path(__file__).resolve().parent.parent / name
+    if repo.is_dir():
+        return repo
+    raise InfraError(f"rig is installed without its {name}/ directory; reinstall the package")
+
+
+def playbooks_dir() -> Path:
+    return _package_dir("playbooks")
+
+
+def templates_dir() -> Path:
+    return _package_dir("templates")
+
+
+def playbook_vars(rig: Rig) -> dict[str, Any]:
+    """The playbook's variables for this rig (see playbooks/server.yml)."""
+    facts = dict(rig.facts)
+    return {
+        "rig_templates_dir": str(templates_dir()),
+        "rig_server_dir": facts.get("server_dir", DEFAULT_SERVER_DIR),
+        "rig_listen_addr": facts.get("listen_addr", rig.server_addr),
+        "rig_http_port": int(facts.get("http_port", 80)),
+        "rig_udp_port": int(facts.get("udp_port", 7)),
+        "rig_service_mode": facts.get("service_mode", "standalone" if rig.backend == "lab" else "system"),
+        "rig_install_packages": bool(rig.install_packages),
+        "rig_os_family": rig.os_family,
+        **{k: v for k, v in facts.items() if k.startswith("rig_")},
+    }
+
+
+def ssh_common_args(rig: Rig, known_hosts: Path) -> str:
+    args = ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+    if rig.ssh.netns:
+        args += ["-o", f"ProxyCommand=ip netns exec {shlex.quote(rig.ssh.netns)} socat - TCP:%h:%p"]
+    return shlex.join(args)
+
+
+def inventory(rig: Rig, known_hosts: Path) -> dict[str, Any]:
+    ssh = rig.ssh
+    host = {
+        "ansible_host": ssh.host,
+        "ansible_port": ssh.port,
+        "ansible_user": ssh.user,
+        "ansible_ssh_private_key_file": ssh.key_file,
+        "ansible_ssh_common_args": ssh_common_args(rig, known_hosts),
+        "ansible_ssh_transfer_method": "piped",
+        "ansible_python_interpreter": rig.facts.get("python", PYTHON[rig.os_family]),
+    }
+    return {"all": {"hosts": {"server": host}}}
+
+
+def envvars(control_dir: Path, home: Path, config: Path) -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+        "ANSIBLE_HOME": str(home),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_CONFIG": str(config),  # never a stray ansible.cfg from the working directory
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+        "ANSIBLE_GATHERING": "explicit",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_TIMEOUT": "15",
+    }
+
+
+def close_masters(control_dir: Path) -> None:
+    """Ask every ControlPersist master in ``control_dir`` to exit, then remove the dir."""
+    if control_dir.is_dir():
+        for sock in control_dir.iterdir():
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "rig-control"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def _failure(events: list[Mapping[str, Any]]) -> str:
+    for ev in events:
+        if ev.get("event") in ("runner_on_failed", "runner_on_unreachable"):
+            data = ev.get("event_data", {})
+            res = data.get("res", {}) or {}
+            msg = str(res.get("msg") or "")
+            stderr = [line for line in str(res.get("stderr") or res.get("module_stderr") or "").splitlines() if line.strip()]
+            if stderr:
+                msg = f"{msg}: {stderr[-1]}" if msg else stderr[-1]
+            msg = " ".join(msg.split())[:240]
+            return f"task {data.get('task', '?')!r}: {msg}"
+    return ""
+
+
+def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300) -> ConfigureResult:
+    """Run playbooks/server.yml against the rig. InfraError (exit 3) if it fails."""
+    try:
+        import ansible_runner
+    except ImportError as exc:
+        raise MissingToolError("ansible-runner is not installed (pip install ansible-runner ansible-core)") from exc
+    if shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None \
+            and shutil.which("ansible-playbook") is None:
+        raise MissingToolError("ansible-playbook is not installed (pip install ansible-core)")
+    if rig.ssh.netns and shutil.which("socat") is None:
+        raise MissingToolError("socat is not installed (apt install socat)")
+
+    base = Path(rig.workdir) if rig.workdir else Path(tempfile.mkdtemp(prefix="rig-configure-"))
+    private = base / "ansible"
+    private.mkdir(parents=True, exist_ok=True)
+    known_hosts = private / "known_hosts"
+    cfg = private / "ansible.cfg"
+    cfg.write_text("[defaults]\n")
+    key_type, key_b64 = rig.ssh.host_key.split()[:2]
+    known_hosts.write_text(f"{known_hosts_name(rig.ssh.host, rig.ssh.port)} {key_type} {key_b64}\n")
+    # short: a unix socket path must stay under 108 bytes
+    control_dir = Path(tempfile.mkdtemp(prefix="rigcp-", dir="/tmp"))
+    events: list[Mapping[str, Any]] = []
+    t0 = time.monotonic()
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(playbooks_dir()),
+            playbook=PLAYBOOK,
+            inventory=inventory(rig, known_hosts),
+            extravars=playbook_vars(rig),
+            envvars=envvars(control_dir, private / "home", cfg),
+            quiet=True,
+            timeout=timeout,
+            rotate_artifacts=1,
+            event_handler=lambda ev: events.append(ev) or True,
+        )
+        log = runner.stdout.read() if runner.stdout else ""
+    finally:
+        close_masters(control_dir)
+    seconds = time.monotonic() - t0
+    if log_path is not None:
+        log_path.write_text(log)
+    changed = sum(1 for ev in events if ev.get("event") == "runner_on_ok"
+                  and (ev.get("event_data", {}).get("res") or {}).get("changed"))
+    result = ConfigureResult(runner.status, int(runner.rc or 0), seconds, log, changed)
+    if runner.status != "successful":
+        why = _failure(events) or (log.strip().splitlines() or ["no output"])[-1]
+        raise InfraError(f"configure ({PLAYBOOK}) {runner.status}: {why}")
+    return result
+
+
+def dump_inventory(rig: Rig) -> str:  # for --debug and the tests
+    return json.dumps(inventory(rig, Path("known_hosts")), indent=2)
