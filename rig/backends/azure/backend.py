@@ -1,0 +1,138 @@
+"""AzureBackend: a disposable VM that answers the probes, described as a Rig.
+
+provision(spec): plan (plan.py) -> per-run keys + pinned host key (cloudinit.py) ->
+the caller's /32 (caller_ip.py, or --allow-from) -> build it (provision.py, which
+deletes the resource group itself if anything fails) -> a Rig.
+preflight(rig): the NIC's *effective* NSG rules must let the probes in (nsg.py).
+teardown(rig): delete the resource group, remove the run's keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import Callable
+
+from rig.backends.azure import errors as E
+from rig.backends.azure.plan import Plan, make_plan, render_plan
+from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.errors import InfraError
+
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+def truthy(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def dry_run(spec: RunSpec) -> str:
+    """The --dry-run text for ``spec``: no credentials, no network."""
+    return render_plan(make_plan(dict(spec.options)))
+
+
+def _stderr(line: str) -> None:
+    print(f"azure: {line}", file=sys.stderr, flush=True)
+
+
+class AzureBackend:
+    name = "azure"
+
+    def __init__(self, clients=None, caller_ip: Callable[[], str] | None = None, *,
+                 timeout: float | None = None, delete_timeout: float | None = None,
+                 log: Callable[[str], None] = _stderr):
+        self._clients = clients  # tests inject FakeARM().clients()
+        self._caller_ip = caller_ip
+        self.timeout = timeout
+        self.delete_timeout = delete_timeout
+        self.log = log
+
+    # -- clients ------------------------------------------------------------------------
+    def clients(self, subscription: str | None = None):
+        if self._clients is None:
+            from rig.backends.azure.credentials import default_credential, make_clients, subscription_id
+
+            sub = subscription_id(subscription)
+            cred = default_credential()
+            try:
+                cred.get_token(ARM_SCOPE)
+            except Exception as exc:  # azure-identity's errors are long; say it in one line
+                raise InfraError("no usable Azure credentials: run 'az login', or set AZURE_CLIENT_ID, "
+                                 "AZURE_TENANT_ID and AZURE_CLIENT_SECRET (a service principal; "
+                                 "needed under cron)") from exc
+            self._clients = make_clients(cred, sub)
+        return self._clients
+
+    # -- the interface --------------------------------------------------------------------
+    def plan(self, spec: RunSpec) -> Plan:
+        return make_plan(dict(spec.options))
+
+    def provision(self, spec: RunSpec) -> Rig:
+        from rig.backends.azure.caller_ip import detect
+        from rig.backends.azure.cloudinit import new_keys
+        from rig.backends.azure.provision import DEFAULT_TIMEOUT, DELETE_TIMEOUT, Provisioner
+
+        plan = self.plan(spec)
+        if truthy(spec.options.get("dry_run", "")):
+            raise InfraError("provision() called with --dry-run; use rig.backends.azure.dry_run(spec)")
+        source = plan.allow_from or (self._caller_ip or detect)()
+        clients = self.clients()
+        workdir = spec.options.get("workdir") or tempfile.mkdtemp(prefix=f"{plan.run_id}-")
+        keys = new_keys(workdir)
+        prov = Provisioner(clients, plan, keys, source,
+                           timeout=self.timeout or float(spec.options.get("timeout", DEFAULT_TIMEOUT)),
+                           delete_timeout=self.delete_timeout or DELETE_TIMEOUT, log=self.log)
+        try:
+            got = prov.create()
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        self.log(f"{got.vm_name} is up at {got.public_ip} ({got.size}); host key pinned; "
+                 f"expires {plan.tags['expires-at']}")
+        freebsd = plan.image.os_family == "freebsd"
+        return Rig(
+            run_id=plan.run_id, backend=self.name, server_addr=got.public_ip,
+            ssh=SSHEndpoint(host=got.public_ip, port=22, user=plan.admin_user,
+                            key_file=keys.login_key_file, host_key=got.host_key),
+            capture_points=(CapturePoint("client", "any"),
+                            CapturePoint("server", "hn0" if freebsd else "eth0", remote=True)),
+            client_netns=None, os_family=plan.image.os_family, install_packages=True, workdir=workdir,
+            facts={"subscription": clients.subscription_id, "resource_group": plan.resource_group,
+                   "region": plan.location, "size": got.size, "image": plan.image.urn,
+                   "vm_name": got.vm_name, "nic_name": got.nic_name, "private_ip": got.private_ip,
+                   "allow_from": source, "expires_at": plan.tags["expires-at"],
+                   "auto_shutdown": str(got.auto_shutdown).lower(), "critical_path_waits": str(got.waits),
+                   "listen_addr": "0.0.0.0", "service_mode": "system",
+                   **({"python": "/usr/local/bin/python3"} if freebsd else {})},
+        )
+
+    def preflight(self, rig: Rig) -> list[str]:
+        """Problems with the NSG rules actually in effect on the NIC (not a path verdict)."""
+        from rig.backends.azure.nsg import check_effective, flatten
+
+        f = rig.facts
+        try:
+            poller = self.clients(f.get("subscription")).network.network_interfaces.begin_list_effective_network_security_groups(
+                f["resource_group"], f["nic_name"])
+            poller.wait(timeout=self.timeout or 300)
+            if not poller.done():
+                return ["NSG: Azure did not report the NIC's effective rules in time; they may not be in effect yet"]
+            result = poller.result()
+        except Exception as exc:  # noqa: BLE001 - a preflight problem, said in one line
+            code, message = E.code_and_message(exc)
+            return [f"NSG: could not read the NIC's effective rules ({code or type(exc).__name__}: {message[:120]})"]
+        return check_effective(flatten(result), f["allow_from"])
+
+    def teardown(self, rig: Rig) -> None:
+        from rig.backends.azure.provision import DELETE_TIMEOUT, delete_group
+
+        rg = rig.facts.get("resource_group")
+        try:
+            if rg:
+                self.log(f"deleting resource group {rg} (Azure takes a few minutes)")
+                delete_group(self.clients(rig.facts.get("subscription")), rg,
+                             timeout=self.delete_timeout or DELETE_TIMEOUT, log=self.log)
+        finally:
+            if rig.workdir and os.path.isdir(rig.workdir):
+                shutil.rmtree(rig.workdir, ignore_errors=True)

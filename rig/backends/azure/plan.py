@@ -1,0 +1,204 @@
+"""What an Azure run will create, as data: resources, NSG rules, size, region, cost.
+
+``make_plan(options)`` turns the run's flags into a frozen ``Plan`` without touching
+Azure or needing credentials; ``render_plan`` prints it for ``--dry-run``;
+provision.py builds exactly what the plan says. Prices are list prices (pay-as-you-go,
+Linux, East US) and only an estimate: other regions differ by up to about a third.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from rig.errors import UsageError
+
+DEFAULT_LOCATION = "eastus"
+DEFAULT_SIZES = ("Standard_B2s", "Standard_B2als_v2", "Standard_D2s_v5", "Standard_D2as_v5")
+DEFAULT_TTL_HOURS = 4.0
+ADMIN_USER = "rig"
+UDP_ECHO_PORT = 7
+
+# USD per hour, pay-as-you-go Linux, East US list prices (an estimate for --dry-run).
+SIZE_PRICES = {
+    "Standard_B1s": 0.0104,
+    "Standard_B1ms": 0.0207,
+    "Standard_B2s": 0.0416,
+    "Standard_B2ats_v2": 0.0094,
+    "Standard_B2als_v2": 0.0376,
+    "Standard_B2as_v2": 0.0752,
+    "Standard_D2s_v5": 0.096,
+    "Standard_D2as_v5": 0.086,
+    "Standard_D2ds_v5": 0.113,
+}
+PUBLIC_IP_PRICE = 0.005  # Standard static IPv4
+OS_DISK_PRICE = 0.0033  # Standard SSD E4 (32 GiB), ~2.40 USD per month
+
+
+@dataclass(frozen=True)
+class Image:
+    """A marketplace image and what it implies for trust and configuration."""
+
+    name: str  # "ubuntu" | "freebsd"
+    publisher: str
+    offer: str
+    sku: str
+    version: str = "latest"
+    os_family: str = "debian"
+    cloud_init: bool = True  # False: custom data and host-key injection are ignored
+    plan: bool = False  # marketplace plan + terms acceptance needed
+
+    @property
+    def urn(self) -> str:
+        return f"{self.publisher}:{self.offer}:{self.sku}:{self.version}"
+
+
+IMAGES = {
+    "ubuntu": Image("ubuntu", "Canonical", "ubuntu-24_04-lts", "server"),
+    "freebsd": Image("freebsd", "thefreebsdfoundation", "freebsd-14_1", "14_1-release-amd64-gen2-zfs",
+                     os_family="freebsd", cloud_init=False, plan=True),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One inbound NSG rule."""
+
+    name: str
+    priority: int
+    protocol: str  # "Tcp" | "Udp" | "Icmp" | "*"
+    port: str  # destination port or "*"
+    source: str  # CIDR, or "*" for the final deny
+    access: str = "Allow"
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    location: str
+    sizes: tuple[str, ...]  # the first is tried first; the rest are fallbacks
+    image: Image
+    allow_from: str | None  # None: detected at run time (the caller's /32)
+    created_by: str
+    expires_at: datetime
+    admin_user: str = ADMIN_USER
+    names: dict = field(default_factory=dict)
+
+    @property
+    def resource_group(self) -> str:
+        return self.run_id
+
+    @property
+    def vm_name(self) -> str:
+        return self.names["vm"]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"rig-run": self.run_id, "created-by": self.created_by,
+                "expires-at": self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def rules(self, source: str | None = None) -> tuple[Rule, ...]:
+        """The NSG's inbound rules: the probes from ``source`` only, then deny the rest."""
+        src = source or self.allow_from or "<your address>/32"
+        return (
+            Rule("rig-allow-icmp", 100, "Icmp", "*", src),
+            Rule("rig-allow-ssh", 110, "Tcp", "22", src),
+            Rule("rig-allow-http", 120, "Tcp", "80", src),
+            Rule("rig-allow-udp-echo", 130, "Udp", str(UDP_ECHO_PORT), src),
+            Rule("rig-deny-rest", 4096, "*", "*", "*", access="Deny"),
+        )
+
+    def resources(self) -> tuple[tuple[str, str, int], ...]:
+        """(type, name, wave): resources of one wave are created concurrently."""
+        n = self.names
+        return (
+            ("Microsoft.Resources/resourceGroups", self.resource_group, 1),
+            ("Microsoft.Network/virtualNetworks", n["vnet"], 2),
+            ("Microsoft.Network/networkSecurityGroups", n["nsg"], 2),
+            ("Microsoft.Network/publicIPAddresses", n["pip"], 2),
+            ("Microsoft.Network/networkInterfaces", n["nic"], 3),
+            ("Microsoft.Compute/virtualMachines", n["vm"], 4),
+            ("Microsoft.DevTestLab/schedules", f"shutdown-computevm-{n['vm']}", 5),
+        )
+
+    def cost_per_hour(self, size: str | None = None) -> float | None:
+        price = SIZE_PRICES.get(size or self.sizes[0])
+        return None if price is None else price + PUBLIC_IP_PRICE + OS_DISK_PRICE
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"rig-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def check_allow_from(cidr: str) -> str:
+    """A CIDR the NSG may allow; refuses the whole Internet. Bare addresses become /32."""
+    try:
+        net = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        raise UsageError(f"--allow-from {cidr!r} is not an address or CIDR (e.g. 203.0.113.7/32)") from None
+    if net.version != 4:
+        raise UsageError(f"--allow-from {cidr!r}: the VM has an IPv4 address only; give your IPv4 address")
+    if net.prefixlen < 8:
+        raise UsageError(f"--allow-from {cidr!r} would open the VM to a large part of the Internet; give your own address")
+    return str(net)
+
+
+def _created_by() -> str:
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    host = os.uname().nodename
+    return re.sub(r"[^\w@.\-]", "_", f"{user}@{host}")[:256]
+
+
+def make_plan(options: dict, now: datetime | None = None, run_id: str | None = None) -> Plan:
+    """The plan for the flags in ``options`` (RunSpec.options); no I/O."""
+    now = now or datetime.now(timezone.utc)
+    run_id = run_id or options.get("run_id") or new_run_id(now)
+    image_name = (options.get("image") or "ubuntu").lower()
+    if image_name not in IMAGES:
+        raise UsageError(f"--image {image_name!r}: choose one of {', '.join(IMAGES)}")
+    size = options.get("size")
+    sizes = (size, *[s for s in DEFAULT_SIZES if s != size]) if size else DEFAULT_SIZES
+    allow = options.get("allow_from")
+    ttl = float(options.get("ttl_hours") or DEFAULT_TTL_HOURS)
+    short = run_id.removeprefix("rig-").replace("-", "")[-10:]
+    names = {"vnet": "rig-vnet", "subnet": "rig-subnet", "nsg": "rig-nsg", "pip": "rig-ip",
+             "nic": "rig-nic", "vm": f"rig{short}"}
+    return Plan(
+        run_id=run_id,
+        location=(options.get("location") or os.environ.get("RIG_AZURE_LOCATION") or DEFAULT_LOCATION).lower(),
+        sizes=tuple(sizes),
+        image=IMAGES[image_name],
+        allow_from=check_allow_from(allow) if allow else None,
+        created_by=options.get("created_by") or _created_by(),
+        expires_at=(now + timedelta(hours=ttl)).replace(microsecond=0),
+        names=names,
+    )
+
+
+def render_plan(plan: Plan) -> str:
+    """The --dry-run text: what would be created, allowed, and what it costs."""
+    lines = [f"Azure plan for {plan.run_id} (dry run: nothing is created, no credentials used)",
+             f"  region:   {plan.location}",
+             f"  size:     {plan.sizes[0]}  (fallbacks: {', '.join(plan.sizes[1:]) or 'none'})",
+             f"  image:    {plan.image.urn}" + ("  (marketplace plan: terms accepted on first use)" if plan.image.plan else ""),
+             f"  expires:  {plan.tags['expires-at']}  (tag expires-at; auto-shutdown at that time; 'rig gc' deletes it)",
+             "  resources (one wave at a time; each wave concurrently):"]
+    for typ, name, wave in plan.resources():
+        lines.append(f"    {wave}. {typ}/{name}")
+    lines.append("  inbound NSG rules (on the NIC):")
+    for r in plan.rules():
+        lines.append(f"    {r.priority:>4} {r.access:<5} {r.protocol:<4} port {r.port:<3} from {r.source}")
+    if plan.allow_from is None:
+        lines.append("  (your public address is detected when the run starts; --allow-from CIDR overrides it)")
+    cost = plan.cost_per_hour()
+    if cost is None:
+        lines.append(f"  cost:     unknown for {plan.sizes[0]} (see the Azure pricing page)")
+    else:
+        lines.append(f"  cost:     about {cost:.3f} USD/hour (VM + static IP + OS disk, East US list price)")
+    lines.append(f"  tags:     {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
+    return "\n".join(lines)
