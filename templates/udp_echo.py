@@ -34,6 +34,7 @@ def main() -> None:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((addr, port))  # fails here, in the foreground, if the port is taken
+    port = sock.getsockname()[1]  # the real one when asked for port 0
     if a.daemon:
         pid = os.fork()
         if pid:

@@ -209,6 +209,7 @@ def start_apache(netns: str, variables: dict[str, str], probe_addr: str) -> Serv
 def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Service:
     script = server_dir / "udp_echo.py"
     shutil.copyfile(templates_dir() / "udp_echo.py", script)
+    script.chmod(0o755)  # as the playbook installs it, so configure changes nothing
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     log = server_dir / "logs" / "udp_echo.log"
     proc = _spawn(netns, [python, str(script), "--addr", addr, "--port", str(port),
