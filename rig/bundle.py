@@ -67,9 +67,16 @@ _PRIVATE_KEY_RE = re.compile(
 _TOKEN_RES = [
     re.compile(r"(?i)\b(authorization\s*[:=]\s*)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
+    # "password": "x" (JSON, quoted key) and PASSWORD=x / --password=x (env, flags)
     re.compile(
-        r"(?i)([\"']?\b[A-Z0-9_]*(?:password|passwd|secret|token|api_key|apikey|access_key|sas)[A-Z0-9_]*[\"']?"
-        r"\s*[:=]\s*[\"']?)([^\s\"',}]{4,})"
+        r"(?i)(\"[A-Z0-9_.-]*(?:password|passwd|secret|token|api_?key|access_?key|sas)[A-Z0-9_.-]*\"\s*:\s*\")"
+        r"([^\"]{3,})"
+    ),
+    re.compile(r"(?i)(\b[A-Z0-9_.-]*(?:password|passwd|secret|token|api_?key|access_?key|sas)[A-Z0-9_.-]*=)([^\s\"',}]{3,})"),
+    # key: value (YAML-ish) only when the value looks generated (has a digit, 8+ chars)
+    re.compile(
+        r"(?i)(\b[A-Z0-9_.-]*(?:password|passwd|secret|token|api_?key|access_?key)[A-Z0-9_.-]*:\s*)"
+        r"(?=[^\s\"',}]*\d)([^\s\"',}]{8,})"
     ),
 ]
 _SECRET_NAME_RE = re.compile(r"(?i)(password|passwd|secret|token|credential|api_?key|access_?key|private_?key)")
@@ -87,7 +94,9 @@ def scrub_text(text: str) -> str:
     """Replace token-like values (bearer tokens, JWTs, password=/secret= values) in text."""
     text = _TOKEN_RES[0].sub(lambda m: m.group(1) + REDACTED, text)
     text = _TOKEN_RES[1].sub(REDACTED, text)
-    return _TOKEN_RES[2].sub(lambda m: m.group(1) + REDACTED, text)
+    for rx in _TOKEN_RES[2:]:
+        text = rx.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
 
 
 def scrub_spec(obj: Any) -> Any:
@@ -386,6 +395,42 @@ def sweep_secrets(root: Path) -> list[dict[str, str]]:
         if clean != text:
             p.write_text(clean)
     return removed
+
+
+def _rehash(root: Path, update: Mapping[str, Any] | None = None) -> None:
+    mp = root / MANIFEST
+    m = json.loads(mp.read_text())
+    m.update(update or {})
+    m["files"] = hash_files(root)
+    _write_json_atomic(mp, m)
+
+
+def append_log(root: Path | str, name: str, text: str) -> Path:
+    """Add (or extend) logs/<name> in a finished bundle, scrubbed, and re-hash it."""
+    root = Path(root)
+    _check_name(name)
+    (root / "logs").mkdir(exist_ok=True)
+    dst = root / "logs" / name
+    with open(dst, "a") as f:
+        f.write(scrub_text(text))
+    if (root / MANIFEST).exists():
+        _rehash(root)
+    return dst
+
+
+def finish_failed(root: Path | str, error: str) -> None:
+    """Seal a bundle whose run died before ``finish`` (manifest still ``running``) or
+    record a failure on top of it: status ``failed``, the error, hashes."""
+    root = Path(root)
+    m = json.loads((root / MANIFEST).read_text())
+    prev = m.get("error")
+    removed = sweep_secrets(root) + list(m.get("removed") or [])
+    _rehash(root, {
+        "status": "failed",
+        "error": scrub_text(error if not prev else f"{error} (the run said: {prev})"),
+        "finished": m.get("finished") or _now(),
+        "removed": removed,
+    })
 
 
 # --------------------------------------------------------------------------- archive

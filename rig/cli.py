@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--retain", type=int, default=48, help="keep the last N bundles")
     sa.add_argument("--root", default="/", help="write units under this root (for packaging/tests)")
     sa.add_argument("--scheduler", choices=["auto", "systemd", "cron"], default="auto")
+    sa.add_argument("--config", default=None, help="rig.toml whose settings every rerun uses (frozen now)")
     sa.set_defaults(func=_handler("rig.schedule:cli_add"))
     sl = scs.add_parser("list", help="list schedules")
     sl.add_argument("--root", default="/")
