@@ -1,0 +1,156 @@
+"""``analyse``: captures in, a ``rig.verdict/1`` Verdict out; and the ``rig diff`` handler.
+
+The steps: group each point's packets (sides), find every exchange the client started
+(tcp, reqrep), join them to the server and any extra points on NAT-invariant keys
+(match), decide one outcome each, keep only exchanges toward the server (given, or the
+destinations the server capture confirms), then mark as 'incomplete' whatever rests on
+the absence of packets at a point that cannot vouch for it (empty, kernel drops, or not
+capturing at that time), and write the diagnosis.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+
+from rig.analysis.context import Ctx, Draft
+from rig.analysis.diagnosis import diagnose
+from rig.analysis.keys import addr_key
+from rig.analysis.match import estimate_offset
+from rig.analysis.reqrep import echo_drafts, udp_drafts
+from rig.analysis.sides import Side
+from rig.analysis.tcp import tcp_drafts
+from rig.capture.table import Capture, addr_bytes
+from rig.errors import UsageError
+from rig.verdict import CapturePointInfo, Exchange, Verdict
+
+_PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
+
+
+def _addr_keys(text: str) -> set[int]:
+    keys = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            b = addr_bytes(part)
+        except ValueError as exc:
+            raise UsageError(f"--server-addr: {part!r} is not an IP address") from exc
+        keys.add(int(addr_key(np.frombuffer(b, np.uint8).reshape(1, 16))[0]))
+    return keys
+
+
+def _client_local(c: Side) -> set[int]:
+    cc = c.tcp
+    keys: set[int] = set()
+    if len(cc):
+        syn = cc.syn[cc.syn >= 0]
+        keys |= set(c.src_key[cc.order[syn]].tolist())
+    keys |= set(c.src_key[c.echo_req].tolist())
+    if not keys:
+        udp = c.src_key[c.t["proto"] == 17]
+        if len(udp):
+            keys.add(Counter(udp.tolist()).most_common(1)[0][0])
+    return keys
+
+
+def _choose_servers(drafts: list[Draft], server_addr: str | None) -> set[int]:
+    if server_addr:
+        return _addr_keys(server_addr)
+    matched = {d.dst_key for d in drafts if d.matched}
+    if matched:
+        return matched
+    counts = Counter(d.dst_key for d in drafts)
+    if not counts:
+        return set()
+    top = max(counts.values())
+    return {k for k, n in counts.items() if n == top}
+
+
+def _vouch(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
+    """Why a point cannot vouch for the absence this draft's outcome rests on (None: it can)."""
+    for name in d.absent_at:
+        side = sides[name]
+        if side.n_total == 0 or side.ts_min is None:
+            return f"the {name} capture holds no packets"
+        if side.kernel_drops:
+            return f"the {name} capture lost {side.kernel_drops} packets (dropped by the kernel)"
+        if name == "server" and offset is not None:
+            lo, hi = d.t_first + offset, d.t_last + offset
+            if lo > side.ts_max:
+                return "the server capture had already stopped when the client sent this"
+            if hi < side.ts_min:
+                return "the server capture had not started when the client sent this"
+    return None
+
+
+def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
+            extra: dict[str, Capture] | None = None, kernel_drops: dict[str, int] | None = None) -> Verdict:
+    """The verdict for a client capture (the initiating side) and a server capture."""
+    c, s = Side("client", client), Side("server", server)
+    xs = {name: Side(name, cap) for name, cap in (extra or {}).items()}
+    sides = {"client": c, "server": s, **xs}
+    for name, n in (kernel_drops or {}).items():
+        if name in sides and n is not None:
+            sides[name].kernel_drops = int(n)
+    ctx = Ctx(c, s, xs)
+    tcp, o1, b1 = tcp_drafts(ctx)
+    echo, o2, b2 = echo_drafts(ctx)
+    udp, o3, b3 = udp_drafts(ctx, _client_local(c))
+    offset = estimate_offset(o1 + [np.asarray(o2 + o3, np.int64)], b1 + [np.asarray(b2 + b3, np.int64)])
+    drafts = tcp + echo + udp
+    servers = _choose_servers(drafts, server_addr)
+    kept = sorted((d for d in drafts if d.dst_key in servers), key=lambda d: (d.first_frame, _PROTO_ORDER[d.protocol]))
+    counters: Counter = Counter()
+    exchanges = []
+    for d in kept:
+        counters[d.protocol] += 1
+        if d.outcome != "delivered" and d.absent_at:
+            why = _vouch(d, sides, offset)
+            if why:
+                d.explanation = f"{why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
+                d.outcome = "incomplete"
+        exchanges.append(Exchange(
+            id=f"{d.protocol}-{counters[d.protocol]}", protocol=d.protocol, client=d.client, server=d.server,
+            seen_at_server_as=d.seen_at_server_as, outcome=d.outcome, explanation=d.explanation,
+            changes=tuple(d.changes), evidence=tuple(d.evidence),
+            frames=tuple((p, tuple(sorted(set(f)))) for p, f in sorted(d.frames.items(), key=lambda kv: _point_order(kv[0]))),
+        ))
+    points = []
+    for name, side in sides.items():
+        cap = side.cap
+        points.append(CapturePointInfo(
+            name=name,
+            file=os.path.basename(cap.path) if cap is not None else "",
+            packets=side.n_total,
+            undecoded=int(sum((cap.undecoded or {}).values())) if cap is not None else 0,
+            kernel_drops=side.kernel_drops,
+            clock_offset_s=(0.0 if name == "client" else (offset / 1e9 if (name == "server" and offset is not None) else None)),
+        ))
+    ex = tuple(exchanges)
+    return Verdict(tuple(points), ex, diagnose(ex))
+
+
+def _point_order(name: str) -> tuple[int, str]:
+    return ({"client": 0, "server": 2}.get(name, 1), name)
+
+
+def cli_diff(args) -> int:
+    """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
+    from rig.capture import read_capture
+
+    client = read_capture(args.client)
+    server = read_capture(args.server)
+    verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None))
+    if getattr(args, "json", False):
+        print(verdict.to_json())
+    else:
+        from rich.console import Console
+
+        from rig.render import print_verdict
+
+        print_verdict(verdict, Console())
+    return verdict.exit_code()

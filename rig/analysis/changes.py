@@ -1,0 +1,77 @@
+"""What the path changed in a packet, beyond the expected NAT rewrite: ``Change`` records.
+
+Each function compares the same packet as the two capture points saw it: ``at_client``
+and ``at_server`` are rows of the two packet tables, ``direction`` is "out" when the
+client sent it and "back" when the server did.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rig.verdict import Change
+
+_OPTS = (("mss", "MSS"), ("sackok", "SACK-permitted"), ("has_ts", "timestamps"), ("wscale", "window scale"))
+
+
+def _present(r: np.void, name: str) -> bool:
+    v = int(r[name])
+    return v >= 0 if name == "wscale" else v > 0
+
+
+def ip_changes(at_client: np.void, at_server: np.void, direction: str) -> list[Change]:
+    out: list[Change] = []
+    c_ttl, s_ttl = int(at_client["ttl"]), int(at_server["ttl"])
+    if c_ttl != s_ttl:
+        hops = c_ttl - s_ttl if direction == "out" else s_ttl - c_ttl
+        out.append(Change("ip.ttl", direction, c_ttl, s_ttl, f"{hops} hops" if hops > 0 else None))
+    if int(at_client["ipver"]) == 4 and int(at_server["ipver"]) == 4:
+        ci, si = int(at_client["ip_id"]), int(at_server["ip_id"])
+        if ci != si:
+            out.append(Change("ip.id", direction, ci, si))
+    ct, st = int(at_client["tos"]), int(at_server["tos"])
+    if ct >> 2 != st >> 2:
+        out.append(Change("ip.dscp", direction, ct >> 2, st >> 2))
+    if ct & 3 != st & 3:
+        out.append(Change("ip.ecn", direction, ct & 3, st & 3))
+    if (int(at_client["frag"]) != 0) != (int(at_server["frag"]) != 0):
+        out.append(Change("fragmented", direction, bool(at_client["frag"]), bool(at_server["frag"]),
+                          "fragmented on the way" if (at_server if direction == "out" else at_client)["frag"] else "reassembled on the way"))
+    return out
+
+
+def tcp_syn_changes(at_client: np.void, at_server: np.void, direction: str) -> list[Change]:
+    """SYN / SYN-ACK options: MSS clamps, stripped or added options, window scale."""
+    out = ip_changes(at_client, at_server, direction)
+    cm, sm = int(at_client["mss"]), int(at_server["mss"])
+    if cm != sm:
+        note = None
+        if cm and sm:
+            note = f"clamped {cm if direction == 'out' else sm}->{sm if direction == 'out' else cm}"
+        out.append(Change("tcp.mss", direction, cm or None, sm or None, note))
+    cw, sw = int(at_client["wscale"]), int(at_server["wscale"])
+    if cw != sw and cw >= 0 and sw >= 0:
+        out.append(Change("tcp.wscale", direction, cw, sw))
+    sender, receiver = (at_client, at_server) if direction == "out" else (at_server, at_client)
+    removed = [label for name, label in _OPTS if _present(sender, name) and not _present(receiver, name)]
+    added = [label for name, label in _OPTS if not _present(sender, name) and _present(receiver, name)]
+    if removed or added:
+        cset = [label for name, label in _OPTS if _present(at_client, name)]
+        sset = [label for name, label in _OPTS if _present(at_server, name)]
+        note = "; ".join(x for x in (f"removed {', '.join(removed)}" if removed else "",
+                                     f"added {', '.join(added)}" if added else "") if x)
+        out.append(Change("tcp.options", direction, cset, sset, note))
+    return out
+
+
+def isn_change(client_isn: int, server_isn: int, direction: str) -> list[Change]:
+    if client_isn == server_isn or client_isn < 0 or server_isn < 0:
+        return []
+    return [Change("tcp.isn", direction, client_isn, server_isn, "sequence numbers rewritten")]
+
+
+def payload_change(at_client: np.void, at_server: np.void, direction: str) -> list[Change]:
+    if int(at_client["phash"]) == int(at_server["phash"]) or int(at_client["pcaplen"]) != int(at_server["pcaplen"]):
+        return []
+    return [Change("payload", direction, f"{int(at_client['plen'])} bytes", f"{int(at_server['plen'])} bytes",
+                   "payload altered on the way")]

@@ -1,0 +1,70 @@
+"""What every protocol's analysis shares: the capture points and the per-exchange draft.
+
+A ``Draft`` is an exchange before the run-wide steps (choosing the server address,
+numbering, the 'incomplete' checks); ``Ctx`` holds the sides and the evidence helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rig.analysis.sides import Side
+from rig.analysis.summary import summarize
+from rig.verdict import Change, Evidence
+
+MAX_EVIDENCE = 24  # per exchange; every frame is still listed in ``frames``
+
+
+@dataclass
+class Draft:
+    protocol: str
+    dst_key: int  # the server address as the client addressed it (hash)
+    t_first: int  # client clock, first request
+    t_last: int
+    first_frame: int
+    client: str
+    server: str
+    seen_at_server_as: str | None
+    outcome: str
+    explanation: str
+    matched: bool  # the server capture saw the request
+    changes: list[Change] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    frames: dict[str, list[int]] = field(default_factory=dict)
+    absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
+
+
+@dataclass
+class Ctx:
+    client: Side
+    server: Side
+    extra: dict[str, Side]
+    offset_ns: int | None = None  # server clock minus client clock
+
+    def ev(self, side: Side, rows, note: str = "", limit: int = 6) -> list[Evidence]:
+        rows = list(rows)
+        out = []
+        for i, r in enumerate(rows[:limit]):
+            rec = side.t[r]
+            s = summarize(rec)
+            if note:
+                s = f"{s} — {note}"
+            if i == limit - 1 and len(rows) > limit:
+                s += f" (and {len(rows) - limit} more)"
+            out.append(Evidence(side.name, int(rec["frame"]), s))
+        return out
+
+    def add_frames(self, d: Draft, side: Side, rows) -> None:
+        rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
+        if len(rows):
+            d.frames.setdefault(side.name, []).extend(side.t["frame"][rows].tolist())
+
+
+def times(n: int, what: str) -> str:
+    return f"{what} once" if n == 1 else f"{what} {n} times"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,70 @@
+"""The diagnosis of a whole run: one sentence a person understands, and counts.
+
+A free function of the exchanges' outcomes (never of names or scenarios).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rig.verdict import Diagnosis, Exchange
+
+NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
+ORDER = ("tcp", "udp", "icmp")
+
+_CLAUSE = {
+    "lost-return": "{p} replies are lost between the server and the client",
+    "lost-outbound": "{p} requests are lost between the client and the server",
+    "unanswered": "the server receives {p} requests but does not answer them",
+    "refused": "the server refuses {p}",
+    "answered-by-middlebox": "something between the client and the server answers {p} in the server's place (a proxy or cache)",
+    "reset-by-middlebox": "something on the path sends {p} resets or errors the server never sent",
+    "mtu-blackhole": "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed reaches the sender (a path MTU black hole)",
+    "incomplete": "the captures cannot decide {n} {p} exchanges",
+}
+_SEVERITY = ("answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole", "lost-return", "lost-outbound",
+             "unanswered", "refused", "incomplete")
+
+
+def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
+    by: dict[str, Counter] = {}
+    for e in exchanges:
+        by.setdefault(e.protocol, Counter())[e.outcome] += 1
+    by_protocol = {p: dict(sorted(by[p].items())) for p in ORDER if p in by}
+    if not exchanges:
+        return Diagnosis("No exchange from the client toward the server was found in the client capture "
+                         "(no TCP SYN, ICMP echo request or UDP datagram)", {})
+    clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
+    clauses: list[str] = []
+    for outcome in _SEVERITY:
+        protos = [p for p in ORDER if p in by and by[p].get(outcome)]
+        if not protos:
+            continue
+        parts = []
+        for p in protos:
+            total, n = sum(by[p].values()), by[p][outcome]
+            parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
+        if outcome == "incomplete":
+            n = sum(by[p][outcome] for p in protos)
+            clauses.append(_CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n))
+        else:
+            clauses.append(_CLAUSE[outcome].format(p=" and ".join(parts), n=0))
+    if not clauses:
+        total = sum(sum(c.values()) for c in by.values())
+        text = f"Every exchange ({total}) was delivered both ways: the path is clean"
+        mss = {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note}
+        if mss:
+            text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
+        return Diagnosis(text, by_protocol)
+    if clean:
+        clauses.append(f"{' and '.join(NAMES[p] for p in clean)} {'passes' if len(clean) == 1 else 'pass'} both ways")
+    text = "; ".join(clauses)
+    text = text[0].upper() + text[1:]
+    failing = [p for p in ORDER if p in by and p not in clean]
+    if clean and failing:
+        only = {o for p in failing for o in by[p] if o != "delivered"}
+        if only == {"lost-return"}:
+            text += " — a protocol-selective filter on the return path"
+        elif only == {"lost-outbound"}:
+            text += " — a protocol-selective filter on the way out"
+    return Diagnosis(text, by_protocol)

@@ -1,0 +1,51 @@
+"""Vectorised 64-bit hashing of packet-table columns (join keys that survive NATs)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+U64 = np.uint64
+_C1, _C2 = U64(0xFF51AFD7ED558CCD), U64(0xC4CEB9FE1A85EC53)
+_S33 = U64(33)
+
+
+def _fmix(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> _S33)
+    h = h * _C1
+    h = h ^ (h >> _S33)
+    h = h * _C2
+    return h ^ (h >> _S33)
+
+
+def combine(*cols: np.ndarray | int, n: int | None = None) -> np.ndarray:
+    """A 64-bit hash of several integer columns (scalars broadcast)."""
+    if n is None:
+        n = next(len(c) for c in cols if isinstance(c, np.ndarray))
+    h = np.full(n, 0x9E3779B97F4A7C15, dtype=U64)
+    with np.errstate(over="ignore"):
+        for c in cols:
+            v = np.asarray(c).astype(U64, copy=False) if isinstance(c, np.ndarray) else U64(int(c) & 0xFFFFFFFFFFFFFFFF)
+            h = _fmix(h ^ v) + U64(0x632BE59BD9B4E019)
+    return h
+
+
+def addr_words(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (n, 16) uint8 address column as two big-endian uint64 words."""
+    w = np.ascontiguousarray(col).view(">u8").reshape(-1, 2)
+    return w[:, 0].astype(U64), w[:, 1].astype(U64)
+
+
+def addr_key(col: np.ndarray) -> np.ndarray:
+    hi, lo = addr_words(col)
+    return combine(hi, lo)
+
+
+def endpoint_key(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
+    hi, lo = addr_words(addr)
+    return combine(hi, lo, port)
+
+
+def rel32(a: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """(a - base) mod 2^32 as a signed int64 in [-2^31, 2^31): sequence arithmetic."""
+    d = (a.astype(np.int64) - base.astype(np.int64)) & 0xFFFFFFFF
+    return np.where(d >= 1 << 31, d - (1 << 32), d)

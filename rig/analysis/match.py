@@ -1,0 +1,94 @@
+"""Joins across capture points on NAT-invariant keys, and the clock offset between them.
+
+``pair_by_order`` is the one join: rows of two points with equal keys pair in the order
+each point saw them (the k-th retransmission here with the k-th there), vectorised as a
+sort + searchsorted on (key, rank). TCP connections join on the client's ISN, with a
+fallback on (IP ID, TCP timestamp) for paths that rewrite sequence numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rig.analysis.keys import combine
+from rig.analysis.sides import Side
+
+
+def _rank(keys: np.ndarray, order_by: np.ndarray) -> np.ndarray:
+    """Position of each element among the elements with the same key, in ``order_by`` order."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    o = np.lexsort((order_by, keys))
+    k = keys[o]
+    start = np.ones(n, bool)
+    start[1:] = k[1:] != k[:-1]
+    gs = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[o] = np.arange(n) - gs
+    return rank
+
+
+def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray,
+                  valid_a: np.ndarray | None = None, valid_b: np.ndarray | None = None) -> np.ndarray:
+    """For each element of a, the index of its partner in b (-1 if none)."""
+    out = np.full(len(ka), -1, np.int64)
+    if len(ka) == 0 or len(kb) == 0:
+        return out
+    va = np.ones(len(ka), bool) if valid_a is None else valid_a
+    vb = np.ones(len(kb), bool) if valid_b is None else valid_b
+    ia, ib = np.flatnonzero(va), np.flatnonzero(vb)
+    if len(ia) == 0 or len(ib) == 0:
+        return out
+    ca = combine(ka[ia], _rank(ka[ia], oa[ia]))
+    cb = combine(kb[ib], _rank(kb[ib], ob[ib]))
+    s = np.argsort(cb, kind="stable")
+    cbs = cb[s]
+    pos = np.searchsorted(cbs, ca)
+    pos_c = np.minimum(pos, len(cbs) - 1)
+    hit = cbs[pos_c] == ca
+    out[ia[hit]] = ib[s[pos_c[hit]]]
+    return out
+
+
+def match_tcp(c: Side, s: Side) -> np.ndarray:
+    """For each client connection, the server connection it is (-1 if the server never saw it)."""
+    cc, sc = c.tcp, s.tcp
+    if len(cc) == 0:
+        return np.zeros(0, np.int64)
+    c_first = c.t["frame"][cc.order[cc.starts]].astype(np.int64)
+    s_first = s.t["frame"][sc.order[sc.starts]].astype(np.int64) if len(sc) else np.zeros(0, np.int64)
+    m = pair_by_order(cc.isn_c, c_first, sc.isn_c, s_first, cc.syn >= 0, sc.isn_c >= 0)
+    # fallback: a path that rewrites the ISN keeps the SYN's IP ID and TCP timestamp
+    left = (m < 0) & (cc.syn >= 0)
+    if left.any() and len(sc):
+        taken = np.zeros(len(sc), bool)
+        taken[m[m >= 0]] = True
+        k2c, vc = _syn_key2(c, cc)
+        k2s, vs = _syn_key2(s, sc)
+        m2 = pair_by_order(k2c, c_first, k2s, s_first, left & vc, ~taken & vs)
+        m = np.where(left, m2, m)
+    return m
+
+
+def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    has = conns.syn >= 0
+    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
+    t = side.t[rows]
+    valid = has & (t["has_ts"] > 0) & (t["tsval"] > 0)
+    return combine(t["ip_id"], t["tsval"], n=len(rows)), valid
+
+
+def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray]) -> int | None:
+    """Server clock minus client clock, from matched pairs (out: t_server - t_client for
+    packets the client sent; back: t_client - t_server for packets the server sent).
+    One-way latency cancels when both directions are known."""
+    o = np.concatenate(out_delays) if out_delays else np.zeros(0)
+    b = np.concatenate(back_delays) if back_delays else np.zeros(0)
+    if len(o) and len(b):
+        return int((np.median(o) - np.median(b)) // 2)
+    if len(o):
+        return int(np.median(o))
+    if len(b):
+        return int(-np.median(b))
+    return None

@@ -1,0 +1,256 @@
+"""Request/reply exchanges without connections: ICMP echo and UDP.
+
+ICMP echo requests join across points on (sequence, payload hash) — the echo id may be
+rewritten; UDP datagrams on the payload hash — ports may be rewritten. Replies are found
+on each point's own view (the reverse of the request as that point saw it), then checked
+across points by the same keys, so a reply the server never sent is recognised.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from rig.analysis.changes import ip_changes
+from rig.analysis.context import Ctx, Draft, plural
+from rig.analysis.keys import combine
+from rig.analysis.sides import Side
+from rig.analysis.summary import endpoint
+from rig.analysis.tcp import error_index
+from rig.verdict import Change
+
+
+def _index(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for k, r in zip(keys.tolist(), rows.tolist()):
+        out.setdefault(k, []).append(r)
+    return out
+
+
+def _groups(gk: np.ndarray, rows: np.ndarray, frames: np.ndarray) -> list[np.ndarray]:
+    """Rows grouped by key, groups in order of their first frame."""
+    if len(rows) == 0:
+        return []
+    o = np.lexsort((frames, gk))
+    k = gk[o]
+    cut = np.flatnonzero(k[1:] != k[:-1]) + 1
+    groups = np.split(rows[o], cut)
+    firsts = [g[0] for g in groups]
+    return [groups[i] for i in np.argsort(np.array(firsts), kind="stable")]
+
+
+def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str) -> None:
+    c, s = ctx.client, ctx.server
+    ev = d.evidence
+    if sreq:
+        ev += ctx.ev(s, sreq, f"{req} arrived", 2)
+        if srep:
+            if crep:
+                d.outcome = "delivered"
+                d.explanation = f"the {req} reached the server and its {rep} reached the client"
+                ev += ctx.ev(s, srep, f"{rep} sent", 2)
+                ev += ctx.ev(c, crep, f"{rep} arrived", 2)
+            else:
+                d.outcome = "lost-return"
+                d.explanation = (f"the server answered the {req} with {plural(len(srep), rep)}; "
+                                 f"none reached the client{where}")
+                ev += ctx.ev(s, srep, "never reached the client (last seen here)", 3)
+                d.absent_at = ("client",)
+        elif serr:
+            ev += ctx.ev(s, serr, "ICMP error sent by the server", 2)
+            if cerr:
+                d.outcome = "refused"
+                d.explanation = f"the server answered the {req} with an ICMP error, and the client got it"
+                ev += ctx.ev(c, cerr, "ICMP error arrived", 2)
+            else:
+                d.outcome = "lost-return"
+                d.explanation = f"the server answered the {req} with an ICMP error; it never reached the client"
+                d.absent_at = ("client",)
+        elif crep:
+            d.outcome = "answered-by-middlebox"
+            d.explanation = (f"the server received the {req} and never answered, yet the client got "
+                             f"{plural(len(crep), rep)}: something on the path answered in its place")
+            ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
+            d.absent_at = ("server",)
+        elif cerr:
+            d.outcome = "reset-by-middlebox"
+            d.explanation = f"the server received the {req} and sent nothing, yet the client got an ICMP error"
+            ev += ctx.ev(c, cerr, "ICMP error the server never sent", 2)
+            d.absent_at = ("server",)
+        else:
+            d.outcome = "unanswered"
+            d.explanation = f"the server received the {req} {plural(len(sreq), 'time')} and sent nothing back"
+            d.absent_at = ("server",)
+        return
+    if crep:
+        d.outcome = "answered-by-middlebox"
+        d.explanation = (f"the client got {plural(len(crep), rep)}, but the server never saw the {req}: "
+                         f"something on the path answered in its place")
+        ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
+    elif cerr:
+        d.outcome = "reset-by-middlebox"
+        d.explanation = f"the client got an ICMP error about the {req}, which the server never saw"
+        ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
+    else:
+        d.outcome = "lost-outbound"
+        d.explanation = f"the client sent the {req} {plural(n_req_c, 'time')}; none reached the server{where}"
+    d.absent_at = ("server",)
+
+
+def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]]) -> str:
+    notes = []
+    for name, side in ctx.extra.items():
+        rows = reqs_of.get(name, {}).get(key, [])
+        if rows:
+            ctx.add_frames(d, side, rows)
+            d.evidence.extend(ctx.ev(side, rows, f"seen at {name}", 1))
+            notes.append(f"{name} saw it")
+        else:
+            notes.append(f"not seen at {name}")
+    return ("; " + "; ".join(notes)) if notes else ""
+
+
+def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
+    c, s = ctx.client, ctx.server
+    req = c.echo_req
+    if len(req) == 0:
+        return [], [], []
+    tc = c.t[req]
+    gk = combine(c.dst_key[req], tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
+    xk_all = c.echo_key(req)
+    xk_of = dict(zip(req.tolist(), xk_all.tolist()))
+    sreq = _index(s.echo_key(s.echo_req), s.echo_req)
+    srep = _index(s.echo_key(s.echo_rep), s.echo_rep)
+    crep = _index(c.echo_key(c.echo_rep), c.echo_rep)
+    extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
+    c_err, s_err = error_index(c), error_index(s)
+    drafts, out_d, back_d = [], [], []
+    for g in _groups(gk, req, tc["frame"].astype(np.int64)):
+        r0 = c.t[g[0]]
+        xk = xk_of[int(g[0])]
+        dst_key = int(c.dst_key[g[0]])
+        ts = c.t["ts_ns"][g]
+        d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(r0["src"]),
+                  endpoint(r0["dst"]), None, "", "", False)
+        sq = sreq.get(xk, [])
+        sp = srep.get(xk, [])
+        cp = [r for r in crep.get(xk, []) if int(c.src_key[r]) == dst_key]
+        ek = int(combine(1, int(r0["icmp_seq"]), n=1)[0])
+        ce, se = c_err.get(ek, []), s_err.get(ek, []) if sq else []
+        d.matched = bool(sq)
+        for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
+            ctx.add_frames(d, side, rows)
+        d.evidence += ctx.ev(c, g, "echo request sent", 2)
+        if sq:
+            s0 = s.t[sq[0]]
+            d.seen_at_server_as = endpoint(s0["src"])
+            d.changes += ip_changes(r0, s0, "out")
+            if int(r0["icmp_id"]) != int(s0["icmp_id"]):
+                d.changes.append(Change("icmp.id", "out", int(r0["icmp_id"]), int(s0["icmp_id"]), "echo id rewritten"))
+            out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
+            if sp and cp:
+                d.changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
+                back_d.append(int(c.t[cp[0]]["ts_ns"]) - int(s.t[sp[0]]["ts_ns"]))
+        where = _where(ctx, d, xk, extra_req)
+        _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where)
+        drafts.append(d)
+    return drafts, out_d, back_d
+
+
+def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarray:
+    t = side.t[rows]
+    if reverse:
+        return combine(side.dst_key[rows], t["dport"], side.src_key[rows], t["sport"], n=len(rows))
+    return combine(side.src_key[rows], t["sport"], side.dst_key[rows], t["dport"], n=len(rows))
+
+
+class _Replies:
+    """UDP datagrams at one point, findable as replies to a request seen at that point."""
+
+    def __init__(self, side: Side, rows: np.ndarray):
+        self.side = side
+        self.by_tuple = _index(_tuple_key(side, rows), rows)
+        self.req_frames: dict[int, list[int]] = {}  # reverse tuple -> request frames (sorted)
+
+    def register(self, rows) -> None:
+        for r in rows:
+            k = int(_tuple_key(self.side, np.array([r]), reverse=True)[0])
+            self.req_frames.setdefault(k, []).append(int(self.side.t["frame"][r]))
+
+    def replies(self, req_rows) -> list[int]:
+        """Datagrams on the reverse tuple after these requests and before the next other request."""
+        if not req_rows:
+            return []
+        k = int(_tuple_key(self.side, np.array(req_rows[:1]), reverse=True)[0])
+        cand = self.by_tuple.get(k, [])
+        if not cand:
+            return []
+        mine = {int(self.side.t["frame"][r]) for r in req_rows}
+        allreq = sorted(self.req_frames.get(k, []))
+        out = []
+        for r in cand:
+            f = int(self.side.t["frame"][r])
+            i = bisect_right(allreq, f) - 1
+            if i >= 0 and allreq[i] in mine:
+                out.append(r)
+        return out
+
+
+def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int], list[int]]:
+    c, s = ctx.client, ctx.server
+    udp_c = np.flatnonzero(c.t["proto"] == 17)
+    if len(udp_c) == 0:
+        return [], [], []
+    local = np.isin(c.src_key[udp_c], np.array(sorted(client_local), dtype=np.uint64))
+    req = udp_c[local]
+    if len(req) == 0:
+        return [], [], []
+    tc = c.t[req]
+    gk = combine(_tuple_key(c, req), tc["phash"], tc["plen"], n=len(req))
+    udp_s = np.flatnonzero(s.t["proto"] == 17)
+    ts_ = s.t[udp_s]
+    sreq = _index(combine(ts_["phash"], ts_["plen"], n=len(udp_s)), udp_s)
+    c_rep, s_rep = _Replies(c, udp_c), _Replies(s, udp_s)
+    extra_req = {}
+    for n, x in ctx.extra.items():
+        u = np.flatnonzero(x.t["proto"] == 17)
+        extra_req[n] = _index(combine(x.t["phash"][u], x.t["plen"][u], n=len(u)), u)
+    groups = _groups(gk, req, tc["frame"].astype(np.int64))
+    matched_s: list[list[int]] = []
+    for g in groups:
+        c_rep.register(g.tolist())
+        r0 = c.t[g[0]]
+        sq = sreq.get(int(combine(int(r0["phash"]), int(r0["plen"]), n=1)[0]), []) if int(r0["plen"]) else []
+        matched_s.append(sq)
+        s_rep.register(sq)
+    c_err, s_err = error_index(c), error_index(s)
+    drafts, out_d, back_d = [], [], []
+    for g, sq in zip(groups, matched_s):
+        r0 = c.t[g[0]]
+        gl = g.tolist()
+        ts = c.t["ts_ns"][g]
+        d = Draft("udp", int(c.dst_key[g[0]]), int(ts.min()), int(ts.max()), int(r0["frame"]),
+                  endpoint(r0["src"], int(r0["sport"])), endpoint(r0["dst"], int(r0["dport"])), None, "", "", bool(sq))
+        sp = s_rep.replies(sq)
+        cp_all = c_rep.replies(gl)
+        sent = {int(s.t["phash"][r]) for r in sp}
+        cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
+        ce = c_err.get(int(combine(17, int(r0["ip_id"]), int(r0["dport"]), n=1)[0]), [])
+        se = []
+        if sq:
+            s0 = s.t[sq[0]]
+            se = s_err.get(int(combine(17, int(s0["ip_id"]), int(s0["dport"]), n=1)[0]), [])
+            d.seen_at_server_as = endpoint(s0["src"], int(s0["sport"]))
+            d.changes += ip_changes(r0, s0, "out")
+            out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
+            if sp and cp:
+                d.changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
+                back_d.append(int(c.t[cp[0]]["ts_ns"]) - int(s.t[sp[0]]["ts_ns"]))
+        for side, rows in ((c, gl), (c, cp_all), (c, ce), (s, sq), (s, sp), (s, se)):
+            ctx.add_frames(d, side, rows)
+        d.evidence += ctx.ev(c, gl, "datagram sent", 2)
+        where = _where(ctx, d, int(combine(int(r0["phash"]), int(r0["plen"]), n=1)[0]), extra_req)
+        _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where)
+        drafts.append(d)
+    return drafts, out_d, back_d

@@ -1,0 +1,191 @@
+"""One capture point, grouped: TCP connections, ICMP echo, UDP datagrams, ICMP errors.
+
+Everything here is vectorised over the packet table (sorts, cumulative sums, reduceat):
+no Python loop runs per packet. A ``Side`` keeps only trusted rows (status OK or
+payload-truncated, IP decoded) and the per-connection facts the outcomes need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rig.analysis.keys import addr_key, combine, endpoint_key, rel32
+from rig.capture.table import ACK, FIN, RST, SYN, Capture, Undecoded
+
+ECHO_REQUEST = (8, 128)
+ECHO_REPLY = (0, 129)
+ICMP4_ERRORS = (3, 4, 5, 11, 12)
+ICMP6_ERRORS = (1, 2, 3, 4)
+
+
+def _first_per_group(group: np.ndarray, mask: np.ndarray, ngroups: int) -> np.ndarray:
+    """Index of the first row (in array order) with ``mask`` in each group; -1 if none."""
+    out = np.full(ngroups, -1, dtype=np.int64)
+    idx = np.flatnonzero(mask)
+    if len(idx):
+        g = group[idx]
+        uniq, first = np.unique(g, return_index=True)
+        out[uniq] = idx[first]
+    return out
+
+
+def _reduce(fn, values: np.ndarray, starts: np.ndarray, n: int, empty) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0, dtype=values.dtype)
+    if len(values) == 0:
+        return np.full(n, empty, dtype=values.dtype)
+    return fn.reduceat(values, starts)
+
+
+@dataclass
+class TcpConns:
+    """TCP connections at one point. Row arrays are in connection order (``order``)."""
+
+    order: np.ndarray  # indices into Side.t, sorted by (connection, frame)
+    conn: np.ndarray  # connection id of each sorted row
+    starts: np.ndarray  # first sorted row of each connection
+    fwd: np.ndarray  # row sent by the connection's initiator
+    rel_seq: np.ndarray  # seq relative to the sender's ISN (int64)
+    rel_ack: np.ndarray  # ack relative to the peer's ISN
+    syn: np.ndarray  # sorted-row index of the first SYN (no ACK) per connection, -1
+    synack: np.ndarray  # first SYN-ACK, -1
+    isn_c: np.ndarray  # initiator's ISN (int64, -1 unknown)
+    isn_s: np.ndarray  # responder's ISN (-1 unknown)
+    n_syn: np.ndarray
+    n_synack: np.ndarray
+    n_rst_fwd: np.ndarray
+    n_rst_rev: np.ndarray
+    data_end_fwd: np.ndarray  # highest relative data byte sent by the initiator (+1), 1 if none
+    data_end_rev: np.ndarray
+    ack_fwd: np.ndarray  # highest relative ack the initiator sent (covers responder data)
+    ack_rev: np.ndarray
+    big_fwd: np.ndarray  # largest data segment payload the initiator sent
+    big_rev: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def rows(self, c: int) -> np.ndarray:
+        end = self.starts[c + 1] if c + 1 < len(self.starts) else len(self.order)
+        return np.arange(self.starts[c], end)
+
+
+class Side:
+    """A capture point's trusted rows and their groupings."""
+
+    def __init__(self, name: str, cap: Capture | None):
+        self.name = name
+        self.cap = cap
+        pk = cap.packets if cap is not None else None
+        if pk is None or len(pk) == 0:
+            from rig.capture.table import empty_table
+
+            pk = empty_table(0)
+        ok = ((pk["status"] == Undecoded.OK) | (pk["status"] == Undecoded.TRUNCATED_PAYLOAD)) & (pk["ipver"] > 0)
+        self.t = pk[ok]
+        self.n_total = len(pk)
+        self.kernel_drops = int(cap.kernel_drops) if cap is not None else 0
+        t = self.t
+        self.ts_min = int(t["ts_ns"].min()) if len(t) else None
+        self.ts_max = int(t["ts_ns"].max()) if len(t) else None
+        self.src_key = addr_key(t["src"]) if len(t) else np.zeros(0, np.uint64)
+        self.dst_key = addr_key(t["dst"]) if len(t) else np.zeros(0, np.uint64)
+        self.tcp = self._tcp()
+        self._icmp()
+
+    # TCP ---------------------------------------------------------------------------
+    def _tcp(self) -> TcpConns:
+        t = self.t
+        rows = np.flatnonzero(t["proto"] == 6)
+        r = t[rows]
+        eps = endpoint_key(r["src"], r["sport"]) if len(r) else np.zeros(0, np.uint64)
+        epd = endpoint_key(r["dst"], r["dport"]) if len(r) else np.zeros(0, np.uint64)
+        tup = combine(np.minimum(eps, epd), np.maximum(eps, epd), n=len(r))
+        o = np.lexsort((r["frame"], tup))
+        order = rows[o]
+        r, eps, epd, tup = r[o], eps[o], epd[o], tup[o]
+        n = len(r)
+        flags = r["flags"].astype(np.int64)
+        seq = r["seq"].astype(np.int64)
+        is_syn = ((flags & SYN) != 0) & ((flags & ACK) == 0)
+        is_synack = ((flags & SYN) != 0) & ((flags & ACK) != 0)
+        ar = np.arange(n)
+        gstart = np.ones(n, bool)
+        if n:
+            gstart[1:] = tup[1:] != tup[:-1]
+        gs = np.maximum.accumulate(np.where(gstart, ar, 0)) if n else ar
+        syn_pos = np.where(is_syn, ar, -1)
+        prev_syn = np.concatenate([[-1], np.maximum.accumulate(syn_pos)[:-1]]) if n else ar
+        same = (prev_syn >= gs) & (seq[np.maximum(prev_syn, 0)] == seq)
+        new = gstart | (is_syn & ~same)
+        conn = np.cumsum(new) - 1
+        starts = np.flatnonzero(new)
+        nc = len(starts)
+        syn = _first_per_group(conn, is_syn, nc)
+        synack = _first_per_group(conn, is_synack, nc)
+        # the initiator: source of the SYN, else destination of the SYN-ACK, else first sender
+        first = starts
+        init = np.where(syn >= 0, eps[np.maximum(syn, 0)], np.where(synack >= 0, epd[np.maximum(synack, 0)], eps[first] if n else eps))
+        fwd = eps == init[conn] if n else np.zeros(0, bool)
+        ack = r["ack"].astype(np.int64)
+        isn_c = np.where(syn >= 0, seq[np.maximum(syn, 0)], np.where(synack >= 0, (ack[np.maximum(synack, 0)] - 1) & 0xFFFFFFFF, -1))
+        isn_s = np.where(synack >= 0, seq[np.maximum(synack, 0)], -1)
+        base_seq = np.where(fwd, isn_c[conn], isn_s[conn]) if n else seq
+        base_ack = np.where(fwd, isn_s[conn], isn_c[conn]) if n else seq
+        rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
+        rel_ack = np.where((base_ack >= 0) & ((flags & ACK) != 0), rel32(ack, np.maximum(base_ack, 0)), 0)
+        plen = r["plen"].astype(np.int64)
+        data_end = np.where(plen > 0, rel_seq + plen, 1)
+        rst = (flags & RST) != 0
+
+        def red(fn, vals, empty=0):
+            return _reduce(fn, vals, starts, nc, empty)
+
+        cnt = np.add
+        self_ = TcpConns(
+            order=order, conn=conn, starts=starts, fwd=fwd, rel_seq=rel_seq, rel_ack=rel_ack,
+            syn=syn, synack=synack, isn_c=isn_c, isn_s=isn_s,
+            n_syn=red(cnt, (is_syn & fwd).astype(np.int64)),
+            n_synack=red(cnt, (is_synack & ~fwd).astype(np.int64)),
+            n_rst_fwd=red(cnt, (rst & fwd).astype(np.int64)),
+            n_rst_rev=red(cnt, (rst & ~fwd).astype(np.int64)),
+            data_end_fwd=red(np.maximum, np.where(fwd, data_end, 1)),
+            data_end_rev=red(np.maximum, np.where(~fwd, data_end, 1)),
+            ack_fwd=red(np.maximum, np.where(fwd, rel_ack, 0)),
+            ack_rev=red(np.maximum, np.where(~fwd, rel_ack, 0)),
+            big_fwd=red(np.maximum, np.where(fwd, plen, 0)),
+            big_rev=red(np.maximum, np.where(~fwd, plen, 0)),
+        )
+        self._tcp_flags = flags
+        self._tcp_fin = (flags & FIN) != 0
+        return self_
+
+    # ICMP --------------------------------------------------------------------------
+    def _icmp(self) -> None:
+        t = self.t
+        it = t["icmp_type"].astype(np.int64)
+        is_icmp = (t["proto"] == 1) | (t["proto"] == 58)
+        v4 = t["proto"] == 1
+        self.echo_req = np.flatnonzero(is_icmp & (((it == 8) & v4) | ((it == 128) & ~v4)))
+        self.echo_rep = np.flatnonzero(is_icmp & (((it == 0) & v4) | ((it == 129) & ~v4)))
+        err = is_icmp & ((v4 & np.isin(it, ICMP4_ERRORS)) | (~v4 & np.isin(it, ICMP6_ERRORS)))
+        self.errors = np.flatnonzero(err)
+
+    def echo_key(self, rows: np.ndarray) -> np.ndarray:
+        """NAT-invariant key of echo requests/replies: protocol, sequence, payload hash."""
+        t = self.t[rows]
+        return combine(t["proto"], t["icmp_seq"], t["phash"], t["plen"], n=len(rows))
+
+    def error_key(self, rows: np.ndarray) -> np.ndarray:
+        """NAT-invariant key of the packet an ICMP error quotes (what it is about)."""
+        t = self.t[rows]
+        qp = t["q_proto"].astype(np.uint64)
+        tcp = combine(6, t["q_seq"], n=len(rows))
+        udp = combine(17, t["q_ip_id"], t["q_dport"], n=len(rows))
+        echo = combine(1, t["q_seq"].astype(np.int64) & 0xFFFF, n=len(rows))
+        return np.where(qp == 6, tcp, np.where(qp == 17, udp, echo))
+
+    def frames(self, rows: np.ndarray) -> list[int]:
+        return self.t["frame"][rows].tolist()

@@ -1,0 +1,70 @@
+"""One-line, Wireshark-like summaries of packet-table rows (for evidence)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rig.capture.table import format_addr
+
+_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"))
+_ICMP4 = {0: "echo reply", 8: "echo request", 3: "unreachable", 11: "time exceeded", 4: "source quench",
+          5: "redirect", 12: "parameter problem"}
+_ICMP6 = {128: "echo request", 129: "echo reply", 1: "unreachable", 2: "packet too big", 3: "time exceeded",
+          4: "parameter problem"}
+_UNREACH4 = {0: "net", 1: "host", 2: "protocol", 3: "port", 4: "frag-needed", 9: "net prohibited",
+             10: "host prohibited", 13: "admin prohibited"}
+
+
+def endpoint(addr, port: int | None = None) -> str:
+    a = format_addr(addr)
+    if port is None:
+        return a
+    return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
+
+
+def tcp_flags(flags: int) -> str:
+    names = [n for bit, n in _FLAGS if flags & bit]
+    if names[:2] == ["SYN", "ACK"]:
+        names = ["SYN-ACK"] + names[2:]
+    return ",".join(names) or "none"
+
+
+def icmp_name(r: np.void) -> str:
+    it, code = int(r["icmp_type"]), int(r["icmp_code"])
+    if int(r["proto"]) == 58:
+        name = _ICMP6.get(it, f"type {it}")
+    else:
+        name = _ICMP4.get(it, f"type {it}")
+        if it == 3:
+            name = f"{_UNREACH4.get(code, 'code %d' % code)} unreachable" if code != 4 else "frag-needed"
+    return name
+
+
+def summarize(r: np.void) -> str:
+    """``r`` is one row of a packet table."""
+    proto = int(r["proto"])
+    ttl = f"ttl {int(r['ttl'])}"
+    if proto == 6:
+        s = (f"{endpoint(r['src'], int(r['sport']))} > {endpoint(r['dst'], int(r['dport']))} "
+             f"{tcp_flags(int(r['flags']))} seq {int(r['seq'])}")
+        if int(r["flags"]) & 0x10:
+            s += f" ack {int(r['ack'])}"
+        if int(r["plen"]):
+            s += f" len {int(r['plen'])}"
+        if int(r["mss"]):
+            s += f" mss {int(r['mss'])}"
+        return f"{s} {ttl}"
+    if proto == 17:
+        return f"{endpoint(r['src'], int(r['sport']))} > {endpoint(r['dst'], int(r['dport']))} UDP len {int(r['plen'])} {ttl}"
+    if proto in (1, 58):
+        s = f"{endpoint(r['src'])} > {endpoint(r['dst'])} ICMP {icmp_name(r)}"
+        it = int(r["icmp_type"])
+        if it in (0, 8, 128, 129):
+            s += f" id {int(r['icmp_id'])} seq {int(r['icmp_seq'])}"
+        elif int(r["q_proto"]):
+            qp = int(r["q_proto"])
+            s += f" about {'TCP' if qp == 6 else 'UDP' if qp == 17 else 'ICMP'} to {endpoint(r['q_dst'], int(r['q_dport']) if qp in (6, 17) else None)}"
+            if int(r["icmp_mtu"]):
+                s += f" mtu {int(r['icmp_mtu'])}"
+        return f"{s} {ttl}"
+    return f"{endpoint(r['src'])} > {endpoint(r['dst'])} proto {proto} {ttl}"

@@ -1,0 +1,378 @@
+"""TCP exchanges: each connection attempt the client made, followed to the server and back.
+
+The handshake decides most outcomes (lost SYN, lost SYN-ACK, RST, silence, an answer
+the server never sent). After a handshake, data is followed by sequence ranges relative
+to each side's ISN (so TSO/GRO frames and segments compare), using the receiver's own
+ACKs as proof of receipt; only a connection whose data did not all arrive gets the
+per-segment look that tells an MTU black hole from plain loss.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+
+import numpy as np
+
+from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
+from rig.analysis.context import Ctx, Draft, plural, times
+from rig.analysis.keys import combine
+from rig.analysis.match import match_tcp, pair_by_order
+from rig.analysis.sides import Side, TcpConns
+from rig.analysis.summary import endpoint
+from rig.capture.table import ACK, RST, SYN
+
+
+def error_index(side: Side) -> dict[int, list[int]]:
+    """ICMP errors at a point, by the key of the packet they quote."""
+    if len(side.errors) == 0:
+        return {}
+    keys = side.error_key(side.errors)
+    out: dict[int, list[int]] = {}
+    for k, r in zip(keys.tolist(), side.errors.tolist()):
+        out.setdefault(k, []).append(r)
+    return out
+
+
+class _Conn:
+    """The rows of one connection at one point, split by role (indices into side.t)."""
+
+    def __init__(self, side: Side, conns: TcpConns, ci: int):
+        self.side, self.conns, self.ci = side, conns, ci
+        sr = conns.rows(ci)
+        self.sr = sr
+        self.rows = conns.order[sr]
+        t = side.t[self.rows]
+        f = t["flags"].astype(np.int64)
+        fwd = conns.fwd[sr]
+        self.fwd = fwd
+        syn, ack, rst = (f & SYN) != 0, (f & ACK) != 0, (f & RST) != 0
+        self.syn = self.rows[syn & ~ack & fwd]
+        self.synack = self.rows[syn & ack & ~fwd]
+        self.rst_fwd = self.rows[rst & fwd]
+        self.rst_rev = self.rows[rst & ~fwd]
+        plen = t["plen"].astype(np.int64)
+        self.data_fwd = np.flatnonzero((plen > 0) & fwd)  # positions in sr
+        self.data_rev = np.flatnonzero((plen > 0) & ~fwd)
+        self.isn_c = int(conns.isn_c[ci])
+        self.isn_s = int(conns.isn_s[ci])
+
+    def first(self, rows: np.ndarray) -> np.void | None:
+        return self.side.t[rows[0]] if len(rows) else None
+
+
+def _intervals(starts: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
+    merged_s: list[int] = []
+    merged_e: list[int] = []
+    for s, e in sorted(zip(starts, ends)):
+        if merged_s and s <= merged_e[-1]:
+            merged_e[-1] = max(merged_e[-1], e)
+        else:
+            merged_s.append(s)
+            merged_e.append(e)
+    return merged_s, merged_e
+
+
+def _covered(ms: list[int], me: list[int], s: int, e: int) -> bool:
+    i = bisect_right(ms, s) - 1
+    return i >= 0 and me[i] >= e
+
+
+class _DataLook:
+    """One direction of a connection's data: which sender segments the receiver never got."""
+
+    def __init__(self, snd: _Conn, rcv: _Conn, sender_is_initiator: bool, mss_limit: int):
+        st = snd.conns
+        pos = snd.data_fwd if sender_is_initiator else snd.data_rev
+        sr = snd.sr[pos]
+        self.rows = snd.rows[pos]
+        rel = st.rel_seq[sr].tolist()
+        plen = snd.side.t["plen"][self.rows].astype(np.int64).tolist()
+        rpos = rcv.data_fwd if sender_is_initiator else rcv.data_rev
+        rsr = rcv.sr[rpos]
+        rrel = rcv.conns.rel_seq[rsr].tolist()
+        rlen = rcv.side.t["plen"][rcv.rows[rpos]].astype(np.int64).tolist()
+        # the receiver's ACKs prove receipt of everything below them
+        back = ~rcv.fwd if sender_is_initiator else rcv.fwd
+        acks = rcv.conns.rel_ack[rcv.sr[back]]
+        max_ack = int(acks.max()) if len(acks) else 0
+        starts, ends = [1] + rrel, [max(max_ack, 1)] + [a + b for a, b in zip(rrel, rlen)]
+        ms, me = _intervals(starts, ends)
+        self.missing: list[int] = []
+        self.passed_eff: list[int] = []
+        self.missing_eff: list[int] = []
+        starts_missing: Counter = Counter()
+        for i, (r, n) in enumerate(zip(rel, plen)):
+            eff = min(n, mss_limit) if mss_limit else n
+            if _covered(ms, me, r, r + n):
+                self.passed_eff.append(eff)
+            else:
+                self.missing.append(i)
+                self.missing_eff.append(eff)
+                starts_missing[r] += 1
+        self.retransmissions = sum(v - 1 for v in starts_missing.values())
+        self.missing_bytes = len({(rel[i], plen[i]) for i in self.missing}) and sum(
+            n for (r, n) in {(rel[i], plen[i]) for i in self.missing})
+        self.missing_rows = self.rows[self.missing] if self.missing else np.zeros(0, np.int64)
+
+
+def _frag_needed(side: Side, conn: _Conn) -> list[int]:
+    """ICMP frag-needed / packet-too-big at ``side`` about this connection's packets."""
+    if len(side.errors) == 0:
+        return []
+    t = side.t[side.errors]
+    big = ((t["proto"] == 1) & (t["icmp_type"] == 3) & (t["icmp_code"] == 4)) | (
+        (t["proto"] == 58) & (t["icmp_type"] == 2))
+    first = side.t[conn.rows[0]]
+    ports = {(int(first["sport"]), int(first["dport"])), (int(first["dport"]), int(first["sport"]))}
+    ok = [int(r) for r, b, qs, qd, qp in zip(side.errors, big, t["q_sport"], t["q_dport"], t["q_proto"])
+          if b and int(qp) == 6 and (int(qs), int(qd)) in ports]
+    return ok
+
+
+def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+    c, s = ctx.client, ctx.server
+    cc, sc = c.tcp, s.tcp
+    m = match_tcp(c, s)
+    cand = np.flatnonzero(cc.syn >= 0) if len(cc) else np.zeros(0, np.int64)
+    c_err, s_err = error_index(c), error_index(s)
+    extra_m = {name: (side, _match_extra(c, side)) for name, side in ctx.extra.items()}
+    out_d, back_d = [], []
+    mc = cand[m[cand] >= 0]
+    if len(mc):
+        ms = m[mc]
+        ok = sc.syn[ms] >= 0
+        out_d.append(s.t["ts_ns"][sc.order[sc.syn[ms[ok]]]].astype(np.int64)
+                     - c.t["ts_ns"][cc.order[cc.syn[mc[ok]]]].astype(np.int64))
+        ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
+        back_d.append(c.t["ts_ns"][cc.order[cc.synack[mc[ok2]]]].astype(np.int64)
+                      - s.t["ts_ns"][sc.order[sc.synack[ms[ok2]]]].astype(np.int64))
+    drafts = [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m) for ci in cand.tolist()]
+    return drafts, out_d, back_d
+
+
+def _match_extra(c: Side, side: Side) -> np.ndarray:
+    cc, xc = c.tcp, side.tcp
+    if len(cc) == 0 or len(xc) == 0:
+        return np.full(len(cc), -1, np.int64)
+    return pair_by_order(cc.isn_c, c.t["frame"][cc.order[cc.starts]].astype(np.int64), xc.isn_c,
+                         side.t["frame"][xc.order[xc.starts]].astype(np.int64), cc.syn >= 0, xc.isn_c >= 0)
+
+
+def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
+    c, s = ctx.client, ctx.server
+    C = _Conn(c, c.tcp, ci)
+    syn_c = C.first(C.syn)
+    client_ep = endpoint(syn_c["src"], int(syn_c["sport"]))
+    server_ep = endpoint(syn_c["dst"], int(syn_c["dport"]))
+    ts = c.t["ts_ns"][C.rows]
+    d = Draft("tcp", int(c.dst_key[C.syn[0]]), int(ts.min()), int(ts.max()), int(syn_c["frame"]),
+              client_ep, server_ep, None, "", "", si >= 0)
+    ctx.add_frames(d, c, C.rows)
+    errs_c = c_err.get(int(combine(6, C.isn_c, n=1)[0]), [])
+    ctx.add_frames(d, c, errs_c)
+    S = None
+    if si >= 0:
+        S = _Conn(s, s.tcp, si)
+        ctx.add_frames(d, s, S.rows)
+        first_fwd = s.t[S.rows[S.fwd]][0] if S.fwd.any() else None
+        if first_fwd is not None:
+            d.seen_at_server_as = endpoint(first_fwd["src"], int(first_fwd["sport"]))
+    errs_s = s_err.get(int(combine(6, S.isn_c, n=1)[0]), []) if S is not None else []
+    ctx.add_frames(d, s, errs_s)
+    n_syn = len(C.syn)
+    ev = d.evidence
+    ev += ctx.ev(c, C.syn, "SYN sent" if n_syn == 1 else "SYN sent (with retransmissions)", limit=3)
+    where = _extra_note(ctx, d, ci, extra_m)
+
+    if S is None:
+        if len(C.synack):
+            d.outcome = "answered-by-middlebox"
+            d.explanation = (f"the client sent SYN and got SYN-ACK {plural(len(C.synack), 'time')}, but the server "
+                             f"never saw this connection: something on the path answered in its place")
+            ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
+            d.absent_at = ("server",)
+        elif len(C.rst_rev) or errs_c:
+            d.outcome = "reset-by-middlebox"
+            what = f"RST {plural(len(C.rst_rev), 'time')}" if len(C.rst_rev) else "an ICMP error"
+            d.explanation = f"the client sent SYN and got {what}, but the server never saw this connection"
+            ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
+            d.absent_at = ("server",)
+        else:
+            d.outcome = "lost-outbound"
+            d.explanation = f"the client sent SYN {plural(n_syn, 'time')}; none reached the server{where}"
+            d.absent_at = ("server",)
+            ev[:] = ctx.ev(c, C.syn, "never seen at the server" + (f"; {where.strip('; ')}" if where else ""), 3)
+        return d
+
+    syn_s = S.first(S.syn)
+    synack_s, synack_c = S.first(S.synack), C.first(C.synack)
+    if syn_s is not None:
+        d.changes += tcp_syn_changes(syn_c, syn_s, "out")
+    d.changes += isn_change(C.isn_c, S.isn_c, "out")
+    if synack_s is not None and synack_c is not None:
+        d.changes += tcp_syn_changes(synack_c, synack_s, "back")
+        d.changes += isn_change(C.isn_s, S.isn_s, "back")
+    ev += ctx.ev(s, S.syn, "SYN arrived", limit=3)
+    n_syn_s = len(S.syn)
+
+    if len(S.synack):
+        ev += ctx.ev(s, S.synack, "SYN-ACK sent", limit=3)
+        if not len(C.synack):
+            if len(C.rst_rev):
+                d.outcome = "reset-by-middlebox"
+                d.explanation = (f"the server answered with SYN-ACK, but the client got RST "
+                                 f"{plural(len(C.rst_rev), 'time')} that the server never sent")
+                ev += ctx.ev(c, C.rst_rev, "RST the server never sent")
+                d.absent_at = ("server",)
+            else:
+                d.outcome = "lost-return"
+                d.explanation = (f"the server answered SYN with SYN-ACK {plural(len(S.synack), 'time')}; "
+                                 f"none reached the client{where}")
+                ev[:] = ev[:0] + ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2) + ctx.ev(
+                    s, S.synack, "SYN-ACK sent; never reached the client (last seen here)", 4)
+                d.absent_at = ("client",)
+            return d
+        ev += ctx.ev(c, C.synack, "SYN-ACK arrived", limit=2)
+        _data_phase(ctx, d, C, S)
+        return d
+
+    if len(S.rst_rev):
+        ev += ctx.ev(s, S.rst_rev, "RST sent by the server", 2)
+        if len(C.rst_rev):
+            d.outcome = "refused"
+            d.explanation = f"the server refused the connection with RST (port {int(syn_s['dport']) if syn_s is not None else '?'} closed)"
+            ev += ctx.ev(c, C.rst_rev, "RST arrived", 2)
+        else:
+            d.outcome = "lost-return"
+            d.explanation = f"the server refused with RST {plural(len(S.rst_rev), 'time')}; none reached the client{where}"
+            d.absent_at = ("client",)
+        return d
+    if errs_s:
+        ev += ctx.ev(s, errs_s, "ICMP error sent by the server", 2)
+        if errs_c:
+            d.outcome = "refused"
+            d.explanation = "the server refused the connection with an ICMP error, and the client got it"
+            ev += ctx.ev(c, errs_c, "ICMP error arrived", 2)
+        else:
+            d.outcome = "lost-return"
+            d.explanation = "the server refused with an ICMP error; it never reached the client"
+            d.absent_at = ("client",)
+        return d
+    # the server saw the SYN and sent nothing
+    if len(C.synack):
+        d.outcome = "answered-by-middlebox"
+        d.explanation = (f"the server received SYN {plural(n_syn_s, 'time')} and never answered, yet the client "
+                         f"got SYN-ACK: something on the path answered in its place")
+        ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
+        d.absent_at = ("server",)
+    elif len(C.rst_rev) or errs_c:
+        d.outcome = "reset-by-middlebox"
+        d.explanation = (f"the server received SYN {plural(n_syn_s, 'time')} and sent nothing, yet the client "
+                         f"got {'RST' if len(C.rst_rev) else 'an ICMP error'}")
+        ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
+        d.absent_at = ("server",)
+    else:
+        d.outcome = "unanswered"
+        d.explanation = (f"the server received SYN {plural(n_syn_s, 'time')} and sent nothing back "
+                         f"(no listener behind a dropping firewall, or the server's own firewall)")
+        d.absent_at = ("server",)
+    return d
+
+
+def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
+    c, s = ctx.client, ctx.server
+    cc, sc = c.tcp, s.tcp
+    ev = d.evidence
+    # payload as both points saw the first data segment of each direction
+    for snd, rcv, fwd, direction in ((C, S, True, "out"), (S, C, False, "back")):
+        sp = snd.data_fwd if fwd else snd.data_rev
+        rp = rcv.data_fwd if fwd else rcv.data_rev
+        if len(sp) and len(rp):
+            a = snd.side.t[snd.rows[sp[0]]]
+            b = rcv.side.t[rcv.rows[rp[0]]]
+            if snd.conns.rel_seq[snd.sr[sp[0]]] == rcv.conns.rel_seq[rcv.sr[rp[0]]] and int(a["plen"]) == int(b["plen"]):
+                at_c, at_s = (a, b) if direction == "out" else (b, a)
+                d.changes += payload_change(at_c, at_s, direction)
+    rst_extra = len(C.rst_rev) - len(S.rst_rev)
+    if rst_extra > 0:
+        d.outcome = "reset-by-middlebox"
+        d.explanation = (f"the connection was set up, then the client got {plural(len(C.rst_rev), 'RST')} "
+                         f"while the server sent {len(S.rst_rev)}: something on the path reset it")
+        ev += ctx.ev(c, C.rst_rev, "RST arrived")
+        d.absent_at = ("server",)
+        return
+    s_end = int(sc.data_end_rev[S.ci])
+    c_got = int(cc.data_end_rev[C.ci])
+    if c_got > max(s_end, 1):
+        d.outcome = "answered-by-middlebox"
+        d.explanation = (f"the client received {c_got - max(s_end, 1)} bytes of reply beyond what the server sent: "
+                         f"something on the path answered in its place")
+        ev += ctx.ev(c, C.rows[C.data_rev], "reply data", 3)
+        d.absent_at = ("server",)
+        return
+    c_end = int(cc.data_end_fwd[C.ci])
+    checks = (
+        (C, S, True, c_end, int(sc.ack_rev[S.ci]), "out"),
+        (S, C, False, s_end, int(cc.ack_fwd[C.ci]), "back"),
+    )
+    for snd, rcv, fwd, end, acked, direction in checks:
+        if end <= 1 or acked >= end:
+            continue
+        peer_syn = (S.synack if fwd else S.syn)  # the receiver's SYN as the sender saw it
+        mss_row = (snd.side.t[(snd.synack if fwd else snd.syn)[0]] if len(snd.synack if fwd else snd.syn) else None)
+        del peer_syn
+        mss = int(mss_row["mss"]) if mss_row is not None else 0
+        look = _DataLook(snd, rcv, fwd, mss)
+        if not look.missing:
+            continue
+        sender, receiver = ("client", "server") if direction == "out" else ("server", "client")
+        frag = _frag_needed(snd.side, snd)
+        v6 = int(snd.side.t[snd.rows[0]]["ipver"]) == 6
+        overhead = 60 if v6 else 40
+        big = min(look.missing_eff) + overhead > (1280 if v6 else 576)
+        small_passed = max(look.passed_eff, default=0)
+        ev += ctx.ev(snd.side, look.missing_rows, f"never reached the {receiver} (last seen here)", 6)
+        if big and min(look.missing_eff) > small_passed and look.retransmissions > 0 and not frag:
+            d.outcome = "mtu-blackhole"
+            d.explanation = (
+                f"the handshake{' and ' + plural(len(look.passed_eff), 'smaller segment') if look.passed_eff else ''} "
+                f"passed; {plural(len(look.missing), 'segment')} of up to {max(look.missing_eff)} bytes from the "
+                f"{sender} never reached the {receiver} ({plural(look.retransmissions, 'retransmission')}), "
+                f"and no ICMP frag-needed reached the {sender}")
+        else:
+            d.outcome = "lost-outbound" if direction == "out" else "lost-return"
+            extra = ""
+            if frag:
+                extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
+                ev += ctx.ev(snd.side, frag, "frag-needed", 2)
+            d.explanation = (f"the handshake completed; {plural(len(look.missing), 'data segment')} "
+                             f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
+        d.absent_at = (receiver,)
+        return
+    d.outcome = "delivered"
+    parts = ["handshake completed"]
+    if c_end > 1:
+        parts.append(f"{c_end - 1} bytes reached the server")
+    if s_end > 1:
+        parts.append(f"{s_end - 1} bytes of reply reached the client")
+    d.explanation = "; ".join(parts)
+
+
+def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> str:
+    notes = []
+    for name, (side, mm) in extra_m.items():
+        xi = int(mm[ci]) if len(mm) else -1
+        if xi < 0:
+            notes.append(f"not seen at {name}")
+            continue
+        X = _Conn(side, side.tcp, xi)
+        ctx.add_frames(d, side, X.rows)
+        d.evidence.extend(ctx.ev(side, list(X.syn[:1]) + list(X.synack[:1]), f"seen at {name}", 2))
+        seen = []
+        if len(X.syn):
+            seen.append(times(len(X.syn), "SYN"))
+        if len(X.synack):
+            seen.append(times(len(X.synack), "SYN-ACK"))
+        notes.append(f"{name} saw {' and '.join(seen) or 'the connection'}")
+    return ("; " + "; ".join(notes)) if notes else ""

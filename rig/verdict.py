@@ -1,0 +1,205 @@
+"""The verdict of one run: frozen records and their JSON, contract ``rig.verdict/1``.
+
+DESIGN.md §3 is the contract. ``Verdict.to_dict()`` gives exactly that object (plus a
+few additive keys: ``frames`` per exchange and ``clock_offset_s`` per capture point);
+``Verdict.from_dict()`` reads one back, refusing a newer format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from rig.errors import InputError
+
+FORMAT = "rig.verdict/1"
+
+OUTCOMES = (
+    "delivered",
+    "lost-outbound",
+    "lost-return",
+    "unanswered",
+    "refused",
+    "answered-by-middlebox",
+    "reset-by-middlebox",
+    "mtu-blackhole",
+    "incomplete",
+)
+PROTOCOLS = ("tcp", "udp", "icmp")
+CHANGE_FIELDS = (
+    "ip.ttl",
+    "ip.id",
+    "ip.dscp",
+    "ip.ecn",
+    "tcp.mss",
+    "tcp.options",
+    "tcp.wscale",
+    "tcp.isn",
+    "icmp.id",
+    "payload",
+    "fragmented",
+)
+
+
+@dataclass(frozen=True)
+class CapturePointInfo:
+    name: str  # client | server | router | ...
+    file: str
+    packets: int
+    undecoded: int
+    kernel_drops: int
+    clock_offset_s: float | None = None  # this point's clock minus the client's, if estimated
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "file": self.file,
+            "packets": self.packets,
+            "undecoded": self.undecoded,
+            "kernel_drops": self.kernel_drops,
+        }
+        if self.clock_offset_s is not None:
+            d["clock_offset_s"] = self.clock_offset_s
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CapturePointInfo":
+        return cls(d["name"], d["file"], int(d["packets"]), int(d["undecoded"]), int(d["kernel_drops"]),
+                   d.get("clock_offset_s"))
+
+
+@dataclass(frozen=True)
+class Change:
+    """A field the path altered: its value at the client point and at the server point."""
+
+    field: str  # one of CHANGE_FIELDS
+    direction: str  # "out" (client -> server) | "back" (server -> client)
+    client: Any
+    server: Any
+    note: str | None = None  # e.g. "3 hops", "SACK removed"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"field": self.field, "direction": self.direction, "client": self.client, "server": self.server}
+        if self.note is not None:
+            d["note"] = self.note
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Change":
+        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    point: str
+    frame: int  # Wireshark's frame.number in that point's capture
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"point": self.point, "frame": self.frame, "summary": self.summary}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Evidence":
+        return cls(d["point"], int(d["frame"]), d["summary"])
+
+
+@dataclass(frozen=True)
+class Exchange:
+    id: str  # "tcp-1", "icmp-3", ...
+    protocol: str  # tcp | udp | icmp
+    client: str  # as seen at the client capture point
+    server: str  # as the client addressed it
+    seen_at_server_as: str | None  # the NAT mapping; None if never seen at the server
+    outcome: str  # one of OUTCOMES
+    explanation: str
+    changes: tuple[Change, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
+
+    def frames_at(self, point: str) -> tuple[int, ...]:
+        return dict(self.frames).get(point, ())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "protocol": self.protocol,
+            "client": self.client,
+            "server": self.server,
+            "seen_at_server_as": self.seen_at_server_as,
+            "outcome": self.outcome,
+            "explanation": self.explanation,
+            "changes": [c.to_dict() for c in self.changes],
+            "evidence": [e.to_dict() for e in self.evidence],
+            "frames": {p: list(f) for p, f in self.frames},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
+        return cls(
+            d["id"], d["protocol"], d["client"], d["server"], d.get("seen_at_server_as"), d["outcome"],
+            d["explanation"],
+            tuple(Change.from_dict(c) for c in d.get("changes", ())),
+            tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
+            tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
+        )
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    summary: str
+    by_protocol: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "by_protocol": {p: dict(c) for p, c in self.by_protocol.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Diagnosis":
+        return cls(d["summary"], {p: dict(c) for p, c in d.get("by_protocol", {}).items()})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    capture_points: tuple[CapturePointInfo, ...]
+    exchanges: tuple[Exchange, ...]
+    diagnosis: Diagnosis
+
+    def exit_code(self) -> int:
+        """0 when there are exchanges and every one was delivered, else 1 (DESIGN.md §2)."""
+        if self.exchanges and all(e.outcome == "delivered" for e in self.exchanges):
+            return 0
+        return 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "capture_points": [c.to_dict() for c in self.capture_points],
+            "exchanges": [e.to_dict() for e in self.exchanges],
+            "diagnosis": self.diagnosis.to_dict(),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":
+        fmt = d.get("format") if isinstance(d, Mapping) else None
+        if not isinstance(fmt, str) or not fmt.startswith("rig.verdict/"):
+            raise InputError(f"not a rig verdict (format {fmt!r})")
+        if fmt != FORMAT:
+            raise InputError(f"verdict format {fmt} is newer than this rig understands ({FORMAT})")
+        try:
+            return cls(
+                tuple(CapturePointInfo.from_dict(c) for c in d["capture_points"]),
+                tuple(Exchange.from_dict(e) for e in d["exchanges"]),
+                Diagnosis.from_dict(d["diagnosis"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> "Verdict":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"verdict is not JSON: {exc}") from exc
