@@ -244,7 +244,7 @@ def ladder_svg(ladder: Ladder, title: str = "") -> str:
     e = html.escape
     out = [
         f'<svg class="ladder" viewBox="0 0 {_W} {height}" role="img" preserveAspectRatio="xMidYMin meet" '
-        f'aria-label="{e(title or "ladder diagram of " + ladder.exchange_id)}" xmlns="http://www.w3.org/2000/svg">',
+        f'aria-label="{e(title or "ladder diagram of " + ladder.exchange_id)}">',
         "<defs>"
         '<marker id="ah" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
         '<path d="M0,0 L10,5 L0,10 z" fill="#1f4e79"/></marker>'
