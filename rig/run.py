@@ -1,0 +1,379 @@
+"""`rig run`: the whole pipeline of DESIGN.md §1, with teardown on every exit path.
+
+    provision -> configure -> preflight -> captures start -> probes -> captures stop
+    -> analysis -> verdict (+ bundle) -> teardown
+
+``Pipeline`` runs the stages in order; each stage is a call into its own module
+(rig.configure, rig.preflight, rig.capture.tcpdump, rig.probes, rig.analysis) and is
+timed into the bundle's manifest. Probes start only once every capture is listening;
+captures stop only after the probes, and are flushed. Teardown runs on success, on any
+failure, on Ctrl-C and on SIGTERM (rig.cli turns it into KeyboardInterrupt); while it
+runs, further SIGINT/SIGTERM are held back so a second signal cannot abort it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from rig.backends.base import Rig, RunSpec
+from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
+
+STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
+          "analysis", "verdict", "teardown")
+
+
+# ------------------------------------------------------------------ signals
+
+
+class _HeldSignals:
+    """While active, SIGINT/SIGTERM are recorded instead of raised (main thread only).
+
+    ``reraise`` at exit turns a held signal into KeyboardInterrupt (used around the lab's
+    provision, so a half-built lab is always a Rig that teardown can remove);
+    otherwise the signals are only noted (used around teardown)."""
+
+    def __init__(self, reraise: bool):
+        self.reraise = reraise
+        self.got: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def _note(self, signum, frame) -> None:
+        self.got.append(signum)
+
+    def __enter__(self) -> "_HeldSignals":
+        if _main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        if self.reraise and self.got and exc_type is None:
+            raise KeyboardInterrupt("SIGTERM" if self.got[0] == signal.SIGTERM else "")
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """One line per stage on stderr (rich), so --json keeps stdout for the verdict."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+
+    def done(self, stage: str, seconds: float, note: str = "") -> None:
+        if not self.quiet:
+            self.console.print(f"[green]✓[/] {stage:<15} {seconds:6.2f} s  [dim]{note}[/]")
+
+    def failed(self, stage: str, seconds: float, why: str) -> None:
+        self.console.print(f"[red]✗[/] {stage:<15} {seconds:6.2f} s  {why}")
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+
+# ------------------------------------------------------------------ environment
+
+LOCAL_TOOLS = {"tcpdump": "tcpdump", "ip": "iproute2", "ss": "iproute2"}
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def check_environment(spec: RunSpec) -> None:
+    """Not root or a missing tool: one clear line saying what to do."""
+    if spec.backend == "lab" and os.geteuid() != 0:
+        raise NotRootError("rig run with the lab backend needs root (network namespaces, tcpdump, sshd, "
+                           "Apache): run it with sudo")
+    tools = dict(LOCAL_TOOLS)
+    if spec.configure:
+        tools["ssh"] = "openssh-client"
+        if spec.backend == "lab":
+            tools["socat"] = "socat"
+    for tool, pkg in tools.items():
+        if which(tool) is None:
+            raise MissingToolError(f"{tool} not found: install {pkg} (e.g. 'apt-get install {pkg}' or 'make system')")
+
+
+def default_out(spec: RunSpec, root: str = "runs") -> Path:
+    """./runs/<UTC timestamp>-<scenario>/, made here (a second run in the same second
+    gets -2, -3...)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(root) / f"{stamp}-{spec.scenario}"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        cand = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            continue
+    raise InfraError(f"cannot make a run directory under {root}")
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    exit_code: int
+    out: Path
+    status: str  # bundle status: ok | path-problem | failed | interrupted
+    verdict: Any = None
+    rig: Rig | None = None
+
+
+class Pipeline:
+    def __init__(self, spec: RunSpec, out: Path, progress: Progress | None = None, backend=None):
+        from rig.bundle import BundleWriter
+
+        self.spec = spec
+        self.out = out
+        self.progress = progress or Progress(quiet=True)
+        self.bundle = BundleWriter(out, spec)
+        if backend is None:
+            from rig.backends import get_backend
+
+            backend = get_backend(spec.backend)()
+        self.backend = backend
+        self.rig: Rig | None = None
+        self.captures: list = []
+        self.probes: list = []
+        self.capture_results: list = []
+        self.verdict: Any = None
+
+    @contextlib.contextmanager
+    def stage(self, name: str, note: Callable[[], str] = lambda: "") -> Iterator[None]:
+        t = time.monotonic()
+        try:
+            with self.bundle.stage(name):
+                yield
+        except BaseException as exc:
+            why = str(exc) if isinstance(exc, RigError) else (
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
+            self.progress.failed(name, time.monotonic() - t, why)
+            raise
+        self.progress.done(name, time.monotonic() - t, note())
+
+    # -- stages
+    def provision(self) -> Rig:
+        # the lab builds in well under a second: hold Ctrl-C until the Rig exists, so
+        # teardown always has a complete description of what to remove
+        hold = _HeldSignals(reraise=True) if self.spec.backend == "lab" else contextlib.nullcontext()
+        with self.stage("provision", lambda: f"{self.rig.backend} {self.rig.run_id} server {self.rig.server_addr}"):
+            with hold:
+                self.rig = self.backend.provision(self.spec)
+        self.bundle.set_facts(backend={"name": self.rig.backend, "run_id": self.rig.run_id,
+                                       "server_addr": self.rig.server_addr, **dict(self.rig.facts)})
+        return self.rig
+
+    def configure(self) -> None:
+        from rig.configure import configure
+
+        with self.stage("configure", lambda: f"{self._configured.changed} changed"):
+            self._configured = configure(self.rig, log_path=self.bundle.log_path("ansible.log"))
+
+    def run_captures_and_probes(self, ssh) -> None:
+        from rig.capture.tcpdump import LocalCapture, RemoteCapture, ssh_exclusion, start_all, stop_all
+        from rig.probes.runner import parse_kinds, run_probes
+
+        rig, spec = self.rig, self.spec
+        bpf = ssh_exclusion(rig.ssh.port)  # rig's own SSH control connection stays out
+        for cp in rig.capture_points:
+            if cp.name not in spec.capture_at and cp.name not in ("client", "server"):
+                continue
+            path = str(self.bundle.capture_path(cp.name))
+            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf) if cp.remote
+                                 else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
+        try:
+            with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
+                start_all(self.captures)
+            kinds = parse_kinds(spec.probes or None)
+            with self.stage("probes", lambda: _probe_note(self.probes)):
+                self.probes = run_probes(rig.client_netns, rig.server_addr, kinds, timeout=spec.probe_timeout,
+                                         burst=spec.burst, run_tag=self.out.name,
+                                         tcp_port=int(rig.facts.get("probe_port", 80)),
+                                         udp_port=int(rig.facts.get("udp_port", 7)))
+            for p in self.probes:
+                self.bundle.add_probe(p)
+            self._client_sockets()
+            with self.stage("captures stop", lambda: _capture_note(self.capture_results)):
+                self.capture_results = stop_all(self.captures)
+            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            for r in self.capture_results:
+                self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
+            self._server_logs(ssh)
+        finally:
+            for c in self.captures:
+                if getattr(c, "result", None) is None:
+                    c.abort()
+
+    def _client_sockets(self) -> None:
+        """The client's socket states right after the probes (ss), for logs/."""
+        argv = ["ss", "-tanoi"]
+        if self.rig.client_netns:
+            argv = ["ip", "netns", "exec", self.rig.client_netns, *argv]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        self.bundle.log_path("ss-client.txt").write_text(res.stdout + res.stderr)
+
+    def _server_logs(self, ssh) -> None:
+        """Apache's access log and the server's socket states, fetched over SSH."""
+        server_dir = self.rig.facts.get("server_dir")
+        log = self.rig.facts.get("access_log") or (f"{server_dir}/logs/access.log" if server_dir else None)
+        if log:
+            try:
+                ssh.fetch(log, str(self.bundle.log_path("access.log")))
+            except InfraError as exc:
+                self.bundle.log_path("access.log.error").write_text(str(exc) + "\n")
+        res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
+        self.bundle.log_path("ss-server.txt").write_text(res.stdout + res.stderr)
+
+    def analyse(self) -> Any:
+        from rig.analysis.api import analyse
+        from rig.capture import read_capture
+
+        with self.stage("analysis", lambda: _verdict_note(self.verdict)):
+            caps = {r.point: read_capture(r.file) for r in self.capture_results}
+            extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
+            self.verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
+                                   extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+        with self.stage("verdict"):
+            self.bundle.write_verdict(self.verdict)
+        return self.verdict
+
+    def teardown(self) -> None:
+        if self.rig is None:
+            return
+        with _HeldSignals(reraise=False) as held:
+            t = time.monotonic()
+            try:
+                with self.bundle.stage("teardown"):
+                    self.backend.teardown(self.rig)
+            except Exception as exc:  # reported; the run's own result stands
+                self.progress.failed("teardown", time.monotonic() - t, str(exc))
+                return
+            note = " (signal held until teardown was done)" if held.got else ""
+            self.progress.done("teardown", time.monotonic() - t, note)
+
+    # -- the whole run
+    def run(self) -> RunOutcome:
+        from rig.sshclient import SSHClient
+        from rig.preflight import preflight
+
+        status, error, code = "failed", None, EXIT_INFRA
+        try:
+            self.provision()
+            if self.spec.configure:
+                self.configure()
+            with SSHClient(self.rig.ssh) as ssh:
+                with self.stage("preflight"):
+                    preflight(self.rig, ssh, self.backend, nonce=f"rig-preflight-{self.out.name}")
+                self.run_captures_and_probes(ssh)
+            self.analyse()
+            code = int(self.verdict.exit_code())
+            status = "ok" if code == 0 else "path-problem"
+            return RunOutcome(code, self.out, status, self.verdict, self.rig)
+        except KeyboardInterrupt as exc:
+            status, error = "interrupted", "terminated" if str(exc) == "SIGTERM" else "interrupted"
+            raise
+        except RigError as exc:
+            error = str(exc)
+            raise
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            try:
+                if self.spec.keep and self.rig is not None:
+                    self._print_keep()
+                else:
+                    self.teardown()
+            finally:
+                with _HeldSignals(reraise=False):
+                    self.bundle.finish(status, error)
+
+    def _print_keep(self) -> None:
+        rig = self.rig
+        prefix = rig.facts.get("prefix", rig.run_id)
+        lines = [f"[bold]kept[/] {rig.backend} rig {rig.run_id} (--keep)"]
+        if rig.client_netns:
+            lines.append(f"  enter the client:  sudo ip netns exec {rig.client_netns} bash")
+            for key, ns in sorted(rig.facts.items()):
+                if key.startswith("ns_") and ns != rig.client_netns:
+                    lines.append(f"  enter the {key[3:]}:  sudo ip netns exec {ns} bash")
+        if rig.backend == "lab":
+            lines.append(f"  remove it:         sudo rig clean --prefix {prefix}")
+        self.progress.console.print("\n".join(lines))
+
+
+def _probe_note(probes: list) -> str:
+    ok = sum(1 for p in probes if p.ok)
+    return f"{len(probes)} probes, {ok} succeeded at the client"
+
+
+def _capture_note(results: list) -> str:
+    return ", ".join(f"{r.point} {r.packets} pkts" + (f" ({r.kernel_drops} dropped)" if r.kernel_drops else "")
+                     for r in results)
+
+
+def _verdict_note(verdict: Any) -> str:
+    try:
+        return verdict.diagnosis.summary
+    except AttributeError:
+        return ""
+
+
+# ------------------------------------------------------------------ the CLI handler
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    """The handler of `rig run` (rig.cli)."""
+    from rig.config import load_spec
+
+    spec = load_spec(args)
+    check_environment(spec)
+    out = Path(spec.out) if spec.out else default_out(spec)
+    progress = Progress(quiet=False)
+    progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
+    outcome = Pipeline(spec, out, progress).run()
+    if spec.json:
+        print(json.dumps(_verdict_dict(outcome.verdict), indent=2))
+    else:
+        from rig.render import print_verdict
+        from rich.console import Console
+
+        print_verdict(outcome.verdict, Console())
+        progress.say(f"bundle: {outcome.out}")
+    return outcome.exit_code
+
+
+def _verdict_dict(verdict: Any) -> dict:
+    to_json = getattr(verdict, "to_json", None)
+    if callable(to_json):
+        data = to_json()
+        return json.loads(data) if isinstance(data, str) else data
+    return verdict.to_dict()
