@@ -1,0 +1,158 @@
+"""The HTTP probes: a cache-busting GET of a nonce page, and a GET of a large object.
+
+Both build the request by hand (httpwire.build_request) on a socket of their own: no
+proxy from the environment, no client cache. ``http`` fetches /rig/n/<nonce> and checks
+that the page is the responder's own (it echoes the nonce, or carries BODY_MARKER);
+``large`` fetches /rig/large.bin?rig=<nonce> and records how many bytes came versus
+Content-Length, and whether the transfer stalled (no byte for ``timeout`` s) — the sign
+of an MTU black hole once the handshake and the small page went through.
+
+``ok`` is what a person testing by hand would call success: for ``http`` a complete
+200 response (even when a proxy sent it: ``seen`` says whether the body check passed
+and which proxy headers came, and the analysis decides who answered); for ``large`` a
+complete 200 body.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+from rig.probes import httpwire
+from rig.probes.records import (BAD_RESPONSE, CLOSED_EARLY, HTTP_STATUS, NO_RESPONSE, STALLED,
+                                ProbeResult, error_phrase, tcp_state)
+from rig.probes.tcp import connect
+
+PAGE_PREFIX = "/rig/n/"
+LARGE_PATH = "/rig/large.bin"
+# A string the responder's page template carries (templates/site/); see body_check().
+BODY_MARKER = b"rig-responder"
+MAX_BODY = 64 * 1024 * 1024  # stop reading a runaway response here
+
+
+def body_check(body: bytes, nonce: str) -> bool:
+    """Is this the responder's page for this nonce? It echoes the nonce or carries the marker."""
+    return nonce.encode() in body or BODY_MARKER in body
+
+
+def fetch(server: str, port: int, path: str, timeout: float,
+          syn_sent: threading.Event | None = None) -> dict[str, Any]:
+    """Connect, send a GET, read until the response is complete, EOF, or no progress for
+    ``timeout`` s. Returns what was seen: raw bytes, the error phrase, the socket facts."""
+    started = time.time()
+    s, err, local = connect((server, port), timeout, syn_sent)
+    connected = err is None
+    got = bytearray()
+    head: httpwire.HttpHead | None = None
+    body_off = 0
+    eof = False
+    stalled = False
+    malformed = None
+    last_progress = None
+    sent = False
+    state = None
+    try:
+        if err is None:
+            s.settimeout(timeout)
+            try:
+                s.sendall(httpwire.build_request(server if port == 80 else f"{server}:{port}", path))
+                sent = True
+                while len(got) < MAX_BODY:
+                    try:
+                        chunk = s.recv(65536)
+                    except socket.timeout:
+                        stalled = bool(got)
+                        err = STALLED if got else NO_RESPONSE
+                        break
+                    if not chunk:
+                        eof = True
+                        break
+                    got += chunk
+                    last_progress = time.time()
+                    if head is None:
+                        try:
+                            split = httpwire.split_head(bytes(got))
+                        except httpwire.MalformedResponse as exc:
+                            malformed = str(exc)
+                            break
+                        if split is not None:
+                            head, body_off = split
+                    if head is not None and _done(head, got, body_off):
+                        break
+            except OSError as exc:
+                err = error_phrase(exc)
+        state = tcp_state(s)
+    finally:
+        s.close()
+    return {"started": started, "ended": time.time(), "error": err, "local": local, "tcp": state,
+            "connected": connected,
+            "data": bytes(got), "eof": eof, "stalled": stalled, "malformed": malformed,
+            "sent": sent, "last_progress": last_progress}
+
+
+def _done(head: httpwire.HttpHead, got: bytearray, body_off: int) -> bool:
+    cl = head.content_length
+    if not head.chunked and cl is not None:
+        return len(got) - body_off >= cl
+    if head.chunked and got.endswith(b"\r\n"):
+        return httpwire.body_complete(head, bytes(got[body_off:]), False)[1]
+    return False
+
+
+def _response_seen(f: dict[str, Any]) -> tuple[httpwire.HttpResponse | None, str | None, dict[str, Any]]:
+    """Parse a fetch's bytes; returns (response, error phrase, seen fields)."""
+    seen: dict[str, Any] = {"connected": f["connected"], "request_sent": f["sent"], "bytes_received": len(f["data"])}
+    err = f["error"]
+    if f["malformed"]:
+        seen["malformed"] = f["malformed"]
+        return None, BAD_RESPONSE, seen
+    if not f["data"]:
+        return None, err, seen
+    try:
+        resp = httpwire.parse_response(f["data"], eof=f["eof"])
+    except httpwire.MalformedResponse as exc:
+        seen["malformed"] = str(exc)
+        return None, err or BAD_RESPONSE, seen
+    seen.update({
+        "status": resp.status,
+        "reason": resp.head.reason,
+        "headers": dict(resp.head.headers),
+        "server": resp.head.get("server"),
+        "proxy_headers": resp.proxy_headers(),
+        "content_length": resp.head.content_length,
+        "body_bytes": len(resp.body),
+        "complete": resp.complete,
+    })
+    if err is None and not resp.complete:
+        err = CLOSED_EARLY
+    if err is None and resp.status != 200:
+        err = HTTP_STATUS
+    return resp, err, seen
+
+
+def probe_http(pid: str, nonce: str, server: str, port: int, timeout: float,
+               syn_sent: threading.Event | None = None) -> ProbeResult:
+    f = fetch(server, port, PAGE_PREFIX + nonce, timeout, syn_sent)
+    resp, err, seen = _response_seen(f)
+    seen["path"] = PAGE_PREFIX + nonce
+    if resp is not None:
+        seen["body_ok"] = body_check(resp.body, nonce)
+    return ProbeResult(kind="http", id=pid, target=f"{server}:{port}", nonce=nonce,
+                       started=f["started"], ended=f["ended"], ok=err is None, error=err,
+                       local=f["local"], tcp=f["tcp"], seen=seen)
+
+
+def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
+               syn_sent: threading.Event | None = None) -> ProbeResult:
+    path = f"{LARGE_PATH}?rig={nonce}"
+    f = fetch(server, port, path, timeout, syn_sent)
+    resp, err, seen = _response_seen(f)
+    seen["path"] = path
+    seen["stalled"] = f["stalled"]
+    if f["last_progress"] is not None:
+        seen["last_progress"] = round(f["last_progress"] - f["started"], 6)
+    return ProbeResult(kind="large", id=pid, target=f"{server}:{port}", nonce=nonce,
+                       started=f["started"], ended=f["ended"], ok=err is None, error=err,
+                       local=f["local"], tcp=f["tcp"], seen=seen)

@@ -1,0 +1,193 @@
+"""ICMP echo probes: one small echo and DF-sized ones, all in flight at once.
+
+One raw socket (we are root; unprivileged ping sockets are off in a fresh namespace,
+``net.ipv4.ping_group_range = 1 0``) sends every echo of the kind back to back with
+Don't Fragment set (IP_PMTUDISC_DO), then waits one time-out for all the answers, so
+the whole kind costs one time-out however many sizes it tries. Each echo is its own
+ProbeResult ("icmp-1" the small one, then one per DF size) with its own nonce at the
+start of the payload; the analysis matches echoes on (seq, payload).
+
+Sizes are total IP packet sizes (IP 20 + ICMP 8 + payload). A DF echo larger than the
+local route's MTU never leaves: sendto fails with EMSGSIZE, recorded as "message too
+long" with the route MTU. One that dies further on may bring back an ICMP
+frag-needed, recorded as "fragmentation needed" with the next-hop MTU it announced.
+``parse_icmp`` is a pure function of the bytes a raw socket receives.
+"""
+
+from __future__ import annotations
+
+import secrets
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from rig.probes.records import FRAG_NEEDED, TIMED_OUT, ProbeResult, error_phrase
+
+SMALL_SIZE = 84  # 56 bytes of payload, as ping sends by default
+DF_SIZES = (1280, 1400, 1454, 1460, 1500)
+ICMP_SIZES = (SMALL_SIZE, *DF_SIZES)
+HEADERS = 28  # IPv4 20 + ICMP 8
+
+IP_MTU_DISCOVER = 10  # linux/in.h
+IP_PMTUDISC_DO = 2
+IP_MTU = 14
+
+ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
+_UNREACH = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
+            3: "port unreachable", 4: FRAG_NEEDED, 9: "network prohibited", 10: "host prohibited",
+            13: "administratively prohibited"}
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo_payload(nonce: str, length: int) -> bytes:
+    """``length`` bytes starting with the nonce, padded with a fixed pattern."""
+    tag = nonce.encode() + b"|"
+    if len(tag) > length:
+        raise ValueError(f"nonce {nonce!r} does not fit in {length} bytes of payload")
+    pad = bytes((i & 0xFF) for i in range(length - len(tag)))
+    return tag + pad
+
+
+def build_echo(ident: int, seq: int, payload: bytes) -> bytes:
+    """An ICMP echo request (header + payload) with its checksum."""
+    head = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, seq)
+    csum = checksum(head + payload)
+    return struct.pack("!BBHHH", ECHO_REQUEST, 0, csum, ident, seq) + payload
+
+
+@dataclass(frozen=True)
+class IcmpSeen:
+    """One ICMP packet a raw socket received, as far as the echo probe cares."""
+
+    src: str
+    ttl: int
+    type: int
+    code: int
+    ident: int  # of the echo it answers (the inner echo for errors)
+    seq: int
+    payload: bytes  # echo reply payload; b"" for errors
+    mtu: int = 0  # next-hop MTU of a frag-needed
+
+
+def parse_icmp(data: bytes) -> IcmpSeen | None:
+    """Decode an IPv4 packet carrying ICMP: an echo reply, or an error quoting an echo
+    request. None for anything else (other ICMP, truncated, not ICMP)."""
+    if len(data) < 20 or data[0] >> 4 != 4 or data[9] != socket.IPPROTO_ICMP:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    icmp = data[ihl:]
+    if len(icmp) < 8:
+        return None
+    src = socket.inet_ntoa(data[12:16])
+    ttl = data[8]
+    typ, code = icmp[0], icmp[1]
+    if typ == ECHO_REPLY:
+        ident, seq = struct.unpack_from("!HH", icmp, 4)
+        return IcmpSeen(src, ttl, typ, code, ident, seq, icmp[8:])
+    if typ in (DEST_UNREACH, TIME_EXCEEDED):
+        inner = icmp[8:]
+        if len(inner) < 20 or inner[9] != socket.IPPROTO_ICMP:
+            return None
+        iihl = (inner[0] & 0x0F) * 4
+        iicmp = inner[iihl:]
+        if len(iicmp) < 8 or iicmp[0] != ECHO_REQUEST:
+            return None
+        ident, seq = struct.unpack_from("!HH", iicmp, 4)
+        mtu = struct.unpack_from("!H", icmp, 6)[0] if (typ, code) == (DEST_UNREACH, 4) else 0
+        return IcmpSeen(src, ttl, typ, code, ident, seq, b"", mtu)
+    return None
+
+
+def route_facts(server: str) -> tuple[str | None, int | None]:
+    """(source address the kernel would use toward ``server``, the route's MTU); no packet sent."""
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.connect((server, 9))
+        src = u.getsockname()[0]
+        mtu = u.getsockopt(socket.IPPROTO_IP, IP_MTU)
+        return src, mtu
+    except OSError:
+        return None, None
+    finally:
+        u.close()
+
+
+def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: float) -> list[ProbeResult]:
+    """Send one echo per (probe id, nonce, total IP size), all at once, DF set; wait up to
+    ``timeout`` for the answers."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    src, _ = route_facts(server)
+    ident = secrets.randbelow(0xFFFE) + 1
+    results: dict[int, ProbeResult] = {}
+    pending: dict[int, tuple[str, str, int, float, bytes]] = {}
+    try:
+        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        s.setblocking(False)
+        for seq, (pid, nonce, size) in enumerate(echoes, 1):
+            payload = echo_payload(nonce, size - HEADERS)
+            base = {"size": size, "df": True, "ident": ident, "seq": seq}
+            t = time.time()
+            try:
+                s.sendto(build_echo(ident, seq, payload), (server, 0))
+            except OSError as exc:
+                _, mtu = route_facts(server)
+                results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t,
+                                           ended=time.time(), ok=False, error=error_phrase(exc), local=src,
+                                           seen={**base, "sent": False, "route_mtu": mtu})
+            else:
+                pending[seq] = (pid, nonce, size, t, payload)
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(s, select.POLLIN)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                break
+            while True:
+                try:
+                    data, _addr = s.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                except OSError:  # an asynchronous error queued on the socket: not an answer
+                    continue
+                got = parse_icmp(data)
+                if got is None or got.ident != ident or got.seq not in pending:
+                    continue
+                pid, nonce, size, t, payload = pending[got.seq]
+                if got.type == ECHO_REPLY and got.payload != payload:
+                    continue  # not ours (or mangled); the analysis compares payloads itself
+                now = time.time()
+                del pending[got.seq]
+                seen = {"size": size, "df": True, "ident": ident, "seq": got.seq, "sent": True,
+                        "reply_from": got.src, "reply_ttl": got.ttl, "icmp_type": got.type,
+                        "icmp_code": got.code, "rtt_ms": round((now - t) * 1000, 3)}
+                if got.type == ECHO_REPLY:
+                    err = None
+                elif got.type == DEST_UNREACH:
+                    err = _UNREACH.get(got.code, f"unreachable (code {got.code})")
+                    if got.mtu:
+                        seen["mtu"] = got.mtu
+                else:
+                    err = "ttl exceeded"
+                results[got.seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t,
+                                               ended=now, ok=err is None, error=err, local=src, seen=seen)
+    finally:
+        s.close()
+    end = time.time()
+    for seq, (pid, nonce, size, t, _payload) in pending.items():
+        results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t, ended=end,
+                                   ok=False, error=TIMED_OUT, local=src,
+                                   seen={"size": size, "df": True, "ident": ident, "seq": seq, "sent": True})
+    return [results[k] for k in sorted(results)]

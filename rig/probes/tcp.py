@@ -1,0 +1,60 @@
+"""The TCP handshake probe, and the non-blocking connect the HTTP probes share.
+
+``connect`` starts a non-blocking connect and waits for it at most ``timeout``: the
+socket comes back open either way, so the caller can read its TCP_INFO (SYN_SENT and
+the SYN retransmissions when the SYN-ACK never came back) before closing it.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import threading
+import time
+
+from rig.probes.records import TIMED_OUT, ProbeResult, error_phrase, local_of, tcp_state
+
+
+def connect(addr: tuple[str, int], timeout: float,
+            syn_sent: threading.Event | None = None) -> tuple[socket.socket, str | None, str | None]:
+    """Start a TCP connect to ``addr`` and wait up to ``timeout`` s.
+
+    Returns (socket, error phrase or None when connected, local "addr:port"). The local
+    address is read as soon as the SYN is sent: a failed connect unbinds the port.
+    ``syn_sent`` is set once the SYN is on its way (the burst waits for it).
+    """
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        rc = s.connect_ex(addr)
+    finally:
+        if syn_sent is not None:
+            syn_sent.set()
+    local = local_of(s)
+    if rc not in (0, errno.EINPROGRESS):
+        return s, error_phrase(rc), local
+    if rc == errno.EINPROGRESS:
+        poller = select.poll()
+        poller.register(s, select.POLLOUT)
+        if not poller.poll(max(0.0, timeout) * 1000):
+            return s, TIMED_OUT, local
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return s, (error_phrase(err) if err else None), local
+
+
+def probe_tcp(pid: str, nonce: str, server: str, port: int, timeout: float,
+              syn_sent: threading.Event | None = None) -> ProbeResult:
+    """One handshake to server:port, then a normal close. ok: the handshake completed."""
+    started = time.time()
+    s, err, local = connect((server, port), timeout, syn_sent)
+    try:
+        state = tcp_state(s)
+    finally:
+        s.close()
+    ended = time.time()
+    return ProbeResult(
+        kind="tcp", id=pid, target=f"{server}:{port}", nonce=nonce, started=started, ended=ended,
+        ok=err is None, error=err, local=local, tcp=state,
+        seen={"connected": err is None, "elapsed": round(ended - started, 6)},
+    )

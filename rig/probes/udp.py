@@ -1,0 +1,44 @@
+"""The UDP probe: one datagram carrying the nonce to the echo service, the same bytes back.
+
+The socket is connected, so an ICMP port unreachable comes back as ECONNREFUSED
+("connection refused"). The first answer decides: the same bytes (ok), other bytes
+("echo mismatch"), or nothing within the time-out ("timed out").
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from rig.probes.records import ECHO_MISMATCH, TIMED_OUT, ProbeResult, error_phrase, local_of
+
+
+def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> ProbeResult:
+    payload = f"{nonce}\n".encode()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    err: str | None = None
+    seen: dict = {"bytes_sent": len(payload)}
+    local = None
+    started = time.time()
+    try:
+        s.settimeout(timeout)
+        try:
+            s.connect((server, port))
+            local = local_of(s)
+            started = time.time()
+            s.send(payload)
+            reply = s.recv(65535)
+        except socket.timeout:
+            err = TIMED_OUT
+        except OSError as exc:
+            err = error_phrase(exc)
+        else:
+            seen["bytes_received"] = len(reply)
+            seen["echoed"] = reply == payload
+            if reply != payload:
+                err = ECHO_MISMATCH
+                seen["reply_head"] = reply[:64].decode("latin-1")
+    finally:
+        s.close()
+    return ProbeResult(kind="udp", id=pid, target=f"{server}:{port}", nonce=nonce, started=started,
+                       ended=time.time(), ok=err is None, error=err, local=local, seen=seen)
