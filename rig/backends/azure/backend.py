@@ -38,6 +38,7 @@ def _stderr(line: str) -> None:
 
 class AzureBackend:
     name = "azure"
+    describe = staticmethod(dry_run)  # `rig run --dry-run`: the plan, no credentials
 
     def __init__(self, clients=None, caller_ip: Callable[[], str] | None = None, *,
                  timeout: float | None = None, delete_timeout: float | None = None,
