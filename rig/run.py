@@ -355,6 +355,15 @@ def cli_run(args: argparse.Namespace) -> int:
     from rig.config import load_spec
 
     spec = load_spec(args)
+    if spec.options.get("dry_run") == "true":  # the backend's plan (azure); touches nothing
+        from rig.backends import get_backend
+        from rig.errors import UsageError
+
+        describe = getattr(get_backend(spec.backend), "describe", None)
+        if describe is None:
+            raise UsageError(f"--dry-run is not supported by the {spec.backend} backend")
+        print(describe(spec))
+        return 0
     check_environment(spec)
     out = Path(spec.out) if spec.out else default_out(spec)
     progress = Progress(quiet=False)
