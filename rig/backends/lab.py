@@ -18,7 +18,7 @@ from pathlib import Path
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
-from rig.lab.services import apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
+from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
 from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, new_prefix,
                               seed_topology)
 from rig.lab.scenarios import PROXY_PORT
@@ -26,6 +26,16 @@ from rig.lab.scenarios import PROXY_PORT
 LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
 UDP_PORT = 7
 SSH_PORT = 22
+
+
+def _reap(services: list[Service]) -> None:
+    """Collect the exit status of the services this process started (they are dead by now)."""
+    for svc in services:
+        if svc.proc is not None:
+            try:
+                svc.proc.wait(timeout=5)
+            except Exception:  # never let reaping hide the real outcome of a teardown
+                pass
 
 
 def workdir_for(prefix: str) -> Path:
@@ -37,6 +47,7 @@ class LabBackend:
 
     def __init__(self, prefix: str | None = None):
         self._prefix = prefix  # tests may choose it; by default a fresh one per provision
+        self._started: dict[str, list[Service]] = {}  # prefix -> services this object started
 
     def provision(self, spec: RunSpec) -> Rig:
         scenario = scenario_registry.get(spec.scenario)
@@ -48,23 +59,25 @@ class LabBackend:
         workdir.mkdir(mode=0o755)
         server_dir = workdir / "server"
         net = LabNet(prefix)
+        started: list[Service] = []
         try:
             net = build(topo, prefix, scenario)
             ns = net.namespaces
             keys = make_keys(workdir / "keys")
-            sshd = start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT)
+            started.append(start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT))
             server_vars = apache_vars(server_dir, SERVER_ADDR, scenario.http_port, "server")
-            apache = start_apache(ns["server"], server_vars, SERVER_ADDR)
-            echo = start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT)
-            pids = [sshd.pid, apache.pid, echo.pid]
+            started.append(apache := start_apache(ns["server"], server_vars, SERVER_ADDR))
+            started.append(start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT))
             if scenario.proxy:
                 hgw_lan = topo.endpoint("hgw", "lan").ip
                 proxy_vars = apache_vars(workdir / "proxy", "0.0.0.0", PROXY_PORT, "hgw-proxy")
-                pids.append(start_apache(ns["hgw"], proxy_vars, hgw_lan).pid)
+                started.append(start_apache(ns["hgw"], proxy_vars, hgw_lan))
         except BaseException:
             destroy(net.namespaces.values() if net.namespaces else [f"{prefix}-{n}" for n in topo.nodes])
+            _reap(started)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
+        self._started[prefix] = started
 
         points = [CapturePoint("client", "eth0", netns=ns["client"])]
         if "router" in spec.capture_at:
@@ -87,7 +100,7 @@ class LabBackend:
             "python": "/usr/bin/python3",
             **{k: v for k, v in server_vars.items() if k not in ("rig_server_dir", "rig_listen_addr", "rig_http_port")},
             "access_log": apache.log,
-            "pids": ",".join(str(p) for p in pids),
+            "pids": ",".join(str(svc.pid) for svc in started),
         }
         return Rig(
             run_id=prefix,
@@ -109,5 +122,6 @@ class LabBackend:
         if not names:
             names = [f"{prefix}-{n}" for n in seed_topology().nodes]
         destroy(names)
+        _reap(self._started.pop(prefix, []))
         if rig.workdir and Path(rig.workdir).resolve().parent == LAB_ROOT.resolve():
             shutil.rmtree(rig.workdir, ignore_errors=True)

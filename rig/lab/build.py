@@ -202,7 +202,8 @@ def list_namespaces() -> list[str]:
 
 
 def kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
-    """SIGTERM each PID, wait for it to exit (pidfd, no polling), SIGKILL what remains."""
+    """SIGTERM each PID, wait for it to exit (pidfd, no polling), SIGKILL what remains.
+    Children are not reaped here: whoever holds their Popen collects the exit status."""
     me = os.getpid()
     fds: dict[int, int] = {}
     for pid in set(pids):
@@ -235,12 +236,8 @@ def kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
         for pid, fd in list(pending.items()):
             if fd in ready:
                 pending.pop(pid)
-    for pid, fd in fds.items():
+    for fd in fds.values():
         os.close(fd)
-        try:  # reap our own children (started by rig.lab.services)
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def destroy(namespaces: Iterable[str]) -> list[str]:

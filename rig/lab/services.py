@@ -22,7 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig.errors import InfraError
@@ -38,6 +38,7 @@ class Service:
     netns: str
     pid: int
     log: str
+    proc: subprocess.Popen | None = field(default=None, compare=False, repr=False)  # to reap it
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def start_sshd(netns: str, workdir: Path, addr: str, keys: Keys, port: int = 22)
     log = workdir / "sshd.log"
     proc = _spawn(netns, ["/bin/sh", "-c", _SSHD_WRAP, "sh", sshd, "-D", "-e", "-f", str(cfg)], log)
     wait_accepting(netns, addr, port, proc, "sshd", str(log))
-    return Service("sshd", netns, proc.pid, str(log))
+    return Service("sshd", netns, proc.pid, str(log), proc)
 
 
 def apache_vars(server_dir: Path, listen_addr: str, port: int, responder: str) -> dict[str, str]:
@@ -203,7 +204,7 @@ def start_apache(netns: str, variables: dict[str, str], probe_addr: str) -> Serv
     log = root / "logs" / "stderr.log"
     proc = _spawn(netns, [apache, "-f", str(conf), "-DFOREGROUND"], log)
     wait_accepting(netns, probe_addr, int(variables["rig_http_port"]), proc, "Apache", str(log))
-    return Service("apache", netns, proc.pid, str(root / "logs" / "access.log"))
+    return Service("apache", netns, proc.pid, str(root / "logs" / "access.log"), proc)
 
 
 def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Service:
@@ -223,4 +224,4 @@ def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Se
             proc.kill()
         proc.wait()
         raise InfraError(f"UDP echo server did not start: {_log_tail(str(log))}")
-    return Service("udp-echo", netns, proc.pid, str(log))
+    return Service("udp-echo", netns, proc.pid, str(log), proc)
