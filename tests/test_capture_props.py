@@ -1,0 +1,215 @@
+"""Property tests of the capture reader: random and mutated bytes never crash or hang it,
+the counts are consistent, and the fast path gives exactly the reference decoder's rows."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rig.capture import fast as fastpath
+from rig.capture import read_capture, read_capture_bytes
+from rig.capture.table import PACKET_DTYPE, Undecoded
+from rig.errors import InputError
+from test_capture_golden import (LINUX_SYN_OPTS, NNT, block, eth, icmp, idb, ip4, ip6, opt, pcap, shb, epb, tcp,
+                                 udp)
+
+CORPUS = Path(os.environ.get("RIG_CORPUS", "/work/shared/corpus/tcpdump-tests"))
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_consistent(data: bytes, cap) -> None:
+    p = cap.packets
+    assert p.dtype == PACKET_DTYPE
+    assert list(p["frame"]) == list(range(1, len(p) + 1))
+    nz = int((p["status"] != 0).sum())
+    assert sum(cap.undecoded.values()) == nz
+    for name, n in cap.undecoded.items():
+        assert int((p["status"] == Undecoded[name]).sum()) == n
+    usable = np.isin(p["status"], (Undecoded.OK, Undecoded.TRUNCATED_PAYLOAD))
+    assert (p["pcaplen"][usable] <= p["plen"][usable]).all()
+    assert (p["poff"].astype(np.int64) + p["pcaplen"] <= len(data)).all()
+    assert ((p["pcaplen"] == 0) == (p["phash"] == 0)).all()
+
+
+def read_both(data: bytes):
+    """Both decoders on the same bytes: the same InputError, or identical tables."""
+    try:
+        a = read_capture_bytes(data, fast=True)
+    except InputError as exc:
+        with pytest.raises(InputError):
+            read_capture_bytes(data, fast=False)
+        assert "\n" not in str(exc)
+        return None
+    b = read_capture_bytes(data, fast=False)
+    assert_same_rows(a.packets, b.packets)
+    assert a.undecoded == b.undecoded and a.truncated_tail == b.truncated_tail
+    check_consistent(data, a)
+    return a
+
+
+def assert_same_rows(a: np.ndarray, b: np.ndarray) -> None:
+    assert len(a) == len(b)
+    for name in PACKET_DTYPE.names:
+        eq = a[name] == b[name]
+        if eq.ndim > 1:
+            eq = eq.all(axis=1)
+        if not eq.all():
+            i = int(np.flatnonzero(~eq)[0])
+            raise AssertionError(f"field {name} differs at frame {a['frame'][i]}: fast {a[name][i]} ref {b[name][i]}")
+
+
+# --------------------------------------------------------------- generated packets
+
+addr4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
+addr6 = st.binary(min_size=16, max_size=16).map(lambda b: __import__("ipaddress").IPv6Address(b).compressed)
+TCP_OPTS = [b"", NNT, LINUX_SYN_OPTS, bytes.fromhex("020405b4"), bytes.fromhex("020405b4010303080101" + "0402"),
+            b"\x01\x01\x05\x0a" + b"\x00" * 8, NNT + b"\x01\x01\x05\x0a" + b"\x00" * 8, b"\x02\x04\x05", b"\x03\x03"]
+
+
+@st.composite
+def l4_packet(draw):
+    v6 = draw(st.booleans())
+    src, dst = (draw(addr6), draw(addr6)) if v6 else (draw(addr4), draw(addr4))
+    payload = draw(st.binary(max_size=90))
+    kind = draw(st.sampled_from(["tcp", "udp", "icmp", "icmp-err"]))
+    if kind == "tcp":
+        body, proto = tcp(draw(st.integers(0, 65535)), draw(st.integers(0, 65535)), draw(st.integers(0, 2**32 - 1)),
+                          draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 0x1FF)), draw(st.integers(0, 65535)),
+                          draw(st.sampled_from(TCP_OPTS)), payload), 6
+    elif kind == "udp":
+        body, proto = udp(draw(st.integers(0, 65535)), draw(st.integers(0, 65535)), payload), 17
+    else:
+        t = draw(st.sampled_from([128, 129, 1, 2, 135] if v6 else [0, 8, 3, 11, 5]))
+        if kind == "icmp-err":
+            payload = ip4(src, dst, 6, tcp(1, 2, 3, 4, 2))[:28] if not v6 else ip6(src, dst, 17, udp(1, 2))
+        body = icmp(t, draw(st.integers(0, 5)), struct.pack("!HH", draw(st.integers(0, 65535)),
+                                                              draw(st.integers(0, 65535))), payload)
+        proto = 58 if v6 else 1
+    if v6:
+        return ip6(src, dst, proto, body, hlim=draw(st.integers(0, 255)), tc=draw(st.integers(0, 255)),
+                   plen=draw(st.sampled_from([None, None, 0])))
+    return ip4(src, dst, proto, body, ttl=draw(st.integers(0, 255)), ip_id=draw(st.integers(0, 65535)),
+               df=draw(st.booleans()), tl=draw(st.sampled_from([None, None, 0])))
+
+
+@st.composite
+def framed(draw):
+    ip = draw(l4_packet())
+    et = 0x86DD if ip[0] >> 4 == 6 else 0x0800
+    lt = draw(st.sampled_from([1, 1, 113, 276, 101, 228, 229]))
+    if lt == 1:
+        tags = draw(st.sampled_from([(), ((0x8100, 5),), ((0x88A8, 1), (0x8100, 2))]))
+        return lt, eth(ip, et=et, tags=tags)
+    if lt == 113:
+        return lt, struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 8, et) + ip
+    if lt == 276:
+        return lt, struct.pack("!HHIHBB8s", et, 0, 3, 1, 0, 6, b"\x02" * 8) + ip
+    return lt, ip
+
+
+@SETTINGS
+@given(st.lists(framed(), min_size=1, max_size=12), st.data())
+def test_fast_path_equals_reference_on_generated_packets(frames, data):
+    lt = frames[0][0]
+    pkts = [f for l, f in frames if l == lt]
+    caplens = [data.draw(st.integers(0, len(f))) if data.draw(st.booleans()) else len(f) for f in pkts]
+    cap = read_both(pcap(pkts, linktype=lt, caplens=caplens))
+    assert cap is not None and len(cap.packets) == len(pkts)
+
+
+def test_fast_path_claims_the_common_layouts():
+    """The fast path must actually run on common rows (else the equality test proves nothing)."""
+    frames = [eth(ip4("10.0.0.1", "10.0.0.2", 6, tcp(1, 2, 3, 4, 0x10, opts=o, payload=b"d" * 10)))
+              for o in TCP_OPTS[:7]]
+    frames += [eth(ip6("2001:db8::1", "2001:db8::2", 17, udp(1, 2, b"x")), et=0x86DD),
+               eth(ip4("10.0.0.1", "10.0.0.2", 1, icmp(8, 0, b"\x00\x01\x00\x02", b"p")))]
+    data = pcap(frames)
+    from rig.capture import container
+    from rig.capture.table import empty_table
+
+    recs = container.walk(data, "x")
+    t = empty_table(len(frames))
+    claimed = fastpath.decode_into(t, data, recs, np.ones(len(frames), bool))
+    assert claimed.all()
+    read_both(data)
+
+
+# --------------------------------------------------------------- random and mutated bytes
+
+BASE = [
+    pcap([eth(ip4("10.0.0.1", "10.0.0.2", 6, tcp(1, 2, 3, 4, 2, opts=LINUX_SYN_OPTS))),
+          eth(ip6("2001:db8::1", "2001:db8::2", 6, tcp(1, 2, 3, 4, 0x10, opts=NNT, payload=b"q" * 20)), et=0x86DD),
+          eth(ip4("10.0.0.1", "10.0.0.2", 1, icmp(3, 4, b"\x00\x00\x05\x00", ip4("1.1.1.1", "2.2.2.2", 17, udp(3, 4))))),
+          eth(ip6("2001:db8::1", "2001:db8::2", 4, ip4("10.0.0.1", "10.0.0.2", 17, udp(1, 2, b"t"))), et=0x86DD)]),
+    shb() + idb(1) + idb(101, tsresol=9) + epb(0, 5, eth(ip4("10.0.0.1", "10.0.0.2", 17, udp(1, 2, b"x"))))
+    + epb(1, 6, ip4("10.0.0.1", "10.0.0.2", 1, icmp(8, 0, b"\x00\x01\x00\x02")))
+    + block(5, struct.pack("<III", 0, 0, 0) + opt(5, struct.pack("<Q", 1)) + opt(0, b"")),
+]
+
+
+@SETTINGS
+@given(st.binary(max_size=400))
+def test_random_bytes_never_crash(data):
+    read_both(data)
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_random_bytes_behind_a_valid_header_never_crash(body):
+    read_both(BASE[0][:24] + body)
+    read_both(BASE[1][:28] + body)
+
+
+@st.composite
+def mutated(draw):
+    data = bytearray(draw(st.sampled_from(BASE)))
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "cut", "insert", "delete", "byte"]))
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        if op == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "byte":
+            data[i] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[i:]
+        elif op == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del data[i : i + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_captures_never_crash_and_both_decoders_agree(data):
+    read_both(data)
+
+
+# --------------------------------------------------------------- the corpus
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus {CORPUS} is not here")
+def test_every_corpus_file_reads_or_is_refused_and_decoders_agree():
+    files = sorted(p for p in CORPUS.iterdir() if p.is_file())
+    read = refused = rows = 0
+    for f in files:
+        try:
+            a = read_capture(f)
+        except InputError as exc:
+            assert "\n" not in str(exc)
+            refused += 1
+            continue
+        read += 1
+        rows += len(a.packets)
+        b = read_capture(f, fast=False)
+        assert_same_rows(a.packets, b.packets)
+        check_consistent(f.read_bytes(), a)
+    assert read > 800 and rows > 10000, (read, refused, rows)
