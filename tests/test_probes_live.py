@@ -37,7 +37,7 @@ class Site(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         if path.startswith("/rig/n/"):
-            body = ("<html><body><p>rig-responder</p><p>%s</p></body></html>\n" % path[7:]).encode()
+            body = ("<html><body><p>rig responder</p><p>%s</p></body></html>\n" % path[7:]).encode()
         elif path == "/rig/large.bin":
             body = LARGE
         else:
@@ -47,6 +47,7 @@ class Site(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Rig-Responder", "server")
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a):
@@ -209,7 +210,7 @@ def test_healthy_every_kind_succeeds(net):
     assert r["tcp-1"].local.startswith("10.77.0.1:") and r["tcp-1"].tcp.state == "ESTABLISHED"
     assert r["tcp-1"].tcp.snd_mss == 1448 or r["tcp-1"].tcp.snd_mss == 1460
     http = r["http-1"]
-    assert http.seen["status"] == 200 and http.seen["body_ok"] is True
+    assert http.seen["status"] == 200 and http.seen["body_ok"] is True and http.seen["responder"] == "server"
     assert http.seen["proxy_headers"] == {} and http.seen["headers"]["cache-control"] == "no-store"
     assert http.nonce in http.seen["path"]
     large = r["large-1"]
@@ -318,7 +319,7 @@ def test_a_proxy_answering_is_visible_in_what_the_client_saw(net):
     n = net()
     (h,) = run_probes(n.client, n.server_addr, ["http"], timeout=2.0, tcp_port=8080)
     assert h.ok and h.seen["status"] == 200  # "it works" — the seed's confound
-    assert h.seen["body_ok"] is False
+    assert h.seen["body_ok"] is False and h.seen["responder"] is None
     assert set(h.seen["proxy_headers"]) == {"via", "age", "x-cache"}
 
 

@@ -27,7 +27,7 @@ APACHE_200 = (b"HTTP/1.1 200 OK\r\n"
               b"Content-Length: 27\r\n"
               b"Content-Type: text/html\r\n"
               b"Connection: close\r\n\r\n"
-              b"<p>rig-responder abc123</p>")
+              b"<p>rig responder abc123</p>")
 
 SQUID_HIT = (b"HTTP/1.1 200 OK\r\n"
              b"Server: Apache\r\n"
@@ -46,9 +46,9 @@ def test_apache_response():
     r = httpwire.parse_response(APACHE_200)
     assert (r.status, r.head.reason, r.head.version) == (200, "OK", "HTTP/1.1")
     assert r.head.get("SERVER") == "Apache/2.4.62 (Debian)"
-    assert r.body == b"<p>rig-responder abc123</p>" and r.complete
+    assert r.body == b"<p>rig responder abc123</p>" and r.complete
     assert r.proxy_headers() == {}
-    assert body_check(r.body, "abc123") and body_check(b"rig-responder", "zzz")
+    assert body_check(r.body, "abc123") and body_check(b"rig responder", "zzz")
     assert not body_check(b"It works!", "abc123")
 
 

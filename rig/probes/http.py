@@ -2,10 +2,11 @@
 
 Both build the request by hand (httpwire.build_request) on a socket of their own: no
 proxy from the environment, no client cache. ``http`` fetches /rig/n/<nonce> and checks
-that the page is the responder's own (it echoes the nonce, or carries BODY_MARKER);
+that the page is the responder's own (it carries BODY_MARKER, or echoes the nonce);
 ``large`` fetches /rig/large.bin?rig=<nonce> and records how many bytes came versus
-Content-Length, and whether the transfer stalled (no byte for ``timeout`` s) — the sign
-of an MTU black hole once the handshake and the small page went through.
+Content-Length, and whether the transfer stalled (connected and asked, then no byte for
+``timeout`` s, whether or not some came before) — the sign of an MTU black hole once
+the handshake and the small page went through.
 
 ``ok`` is what a person testing by hand would call success: for ``http`` a complete
 200 response (even when a proxy sent it: ``seen`` says whether the body check passed
@@ -27,8 +28,11 @@ from rig.probes.tcp import connect
 
 PAGE_PREFIX = "/rig/n/"
 LARGE_PATH = "/rig/large.bin"
-# A string the responder's page template carries (templates/site/); see body_check().
-BODY_MARKER = b"rig-responder"
+# What the responder's pages carry (templates/site/rig/nonce.html, index.html); see body_check().
+BODY_MARKER = b"rig responder"
+# The header rig's Apache sets to say who answered ("server"; "hgw-proxy" in the lab's
+# transparent-proxy scenario): recorded as seen["responder"].
+RESPONDER_HEADER = "x-rig-responder"
 MAX_BODY = 64 * 1024 * 1024  # stop reading a runaway response here
 
 
@@ -62,8 +66,8 @@ def fetch(server: str, port: int, path: str, timeout: float,
                 while len(got) < MAX_BODY:
                     try:
                         chunk = s.recv(65536)
-                    except socket.timeout:
-                        stalled = bool(got)
+                    except socket.timeout:  # no progress for the time-out
+                        stalled = True
                         err = STALLED if got else NO_RESPONSE
                         break
                     if not chunk:
@@ -139,6 +143,7 @@ def probe_http(pid: str, nonce: str, server: str, port: int, timeout: float,
     seen["path"] = PAGE_PREFIX + nonce
     if resp is not None:
         seen["body_ok"] = body_check(resp.body, nonce)
+        seen["responder"] = resp.head.get(RESPONDER_HEADER)
     return ProbeResult(kind="http", id=pid, target=f"{server}:{port}", nonce=nonce,
                        started=f["started"], ended=f["ended"], ok=err is None, error=err,
                        local=f["local"], tcp=f["tcp"], seen=seen)
@@ -149,6 +154,8 @@ def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
     path = f"{LARGE_PATH}?rig={nonce}"
     f = fetch(server, port, path, timeout, syn_sent)
     resp, err, seen = _response_seen(f)
+    if err == NO_RESPONSE:
+        err = STALLED  # for the large object, not one byte is a stall too (Apache sends head and body together)
     seen["path"] = path
     seen["stalled"] = f["stalled"]
     if f["last_progress"] is not None:
