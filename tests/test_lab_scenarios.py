@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import select
 import socket
+import struct
 import time
 
 import paramiko
@@ -71,6 +72,25 @@ def seen_ports(rig, n: int = 4) -> list[tuple[int, int]]:
     finally:
         srv.close()
     return pairs
+
+
+def echo_ids(rig) -> tuple[int, int]:
+    """(echo id the client sent, echo id the server received) for one ping."""
+    raw = socket_in(rig.facts["ns_server"], socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    raw.settimeout(2)
+    ping_sock = socket_in(rig.client_netns, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    try:
+        payload = b"rig-echo-id-check"
+        ping_sock.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + payload, (SERVER, 0))
+        sent_id = ping_sock.getsockname()[1]  # the kernel uses the socket's "port" as the id
+        while True:
+            pkt = raw.recv(2048)
+            ihl = (pkt[0] & 0x0F) * 4
+            if pkt[ihl] == 8 and pkt[ihl + 8:] == payload:
+                return sent_id, struct.unpack("!H", pkt[ihl + 4:ihl + 6])[0]
+    finally:
+        raw.close()
+        ping_sock.close()
 
 
 def burst(rig, n: int, timeout: float = SHORT) -> int:
@@ -184,12 +204,15 @@ def test_port_set_exhausts_at_16_connections():
         assert ssh_works(rig) == b"ok\n"
 
 
-def test_fully_random_rewrites_source_ports():
+def test_fully_random_rewrites_source_ports_and_echo_ids():
     with lab("healthy") as rig:
         assert all(local == seen for local, seen in seen_ports(rig))
+        sent, seen = echo_ids(rig)
+        assert sent == seen
     with lab("fully-random") as rig:
         pairs = seen_ports(rig)
         assert any(local != seen for local, seen in pairs)
+        assert any(sent != seen for sent, seen in (echo_ids(rig) for _ in range(3)))
         assert ping(rig.client_netns) and udp_echo(rig.client_netns, b"r") == b"r"
 
 

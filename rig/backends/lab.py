@@ -12,10 +12,13 @@ removes the workdir.
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
+import stat
 from pathlib import Path
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.errors import InfraError
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
 from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
@@ -38,6 +41,17 @@ def _reap(services: list[Service]) -> None:
                 pass
 
 
+def _lab_root() -> Path:
+    """LAB_ROOT, created if needed, and refused if someone else could have planted it
+    (it lives in /tmp and root writes keys and configs under it)."""
+    LAB_ROOT.mkdir(mode=0o755, exist_ok=True)
+    st = os.lstat(LAB_ROOT)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise InfraError(f"{LAB_ROOT} is not a directory owned by you and writable only by you: remove it "
+                         f"and run again")
+    return LAB_ROOT
+
+
 def workdir_for(prefix: str) -> Path:
     return LAB_ROOT / prefix
 
@@ -55,7 +69,7 @@ class LabBackend:
         topo = seed_topology()
         prefix = self._prefix or new_prefix()
         workdir = workdir_for(prefix)
-        LAB_ROOT.mkdir(mode=0o755, exist_ok=True)
+        _lab_root()
         workdir.mkdir(mode=0o755)
         server_dir = workdir / "server"
         net = LabNet(prefix)
@@ -100,6 +114,7 @@ class LabBackend:
             "python": "/usr/bin/python3",
             **{k: v for k, v in server_vars.items() if k not in ("rig_server_dir", "rig_listen_addr", "rig_http_port")},
             "access_log": apache.log,
+            "error_log": str(server_dir / "logs" / "error.log"),
             "pids": ",".join(str(svc.pid) for svc in started),
         }
         return Rig(
