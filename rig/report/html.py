@@ -23,6 +23,14 @@ PROBLEM_FIRST = {
     "mtu-blackhole": 4, "unanswered": 5, "refused": 6, "incomplete": 7, "delivered": 9,
 }
 GOOD = {"delivered"}
+SHOW_PER_OUTCOME = 4  # exchanges drawn open per outcome; the rest fold under <details>
+
+
+def _exchange_order(x: Mapping[str, Any]) -> tuple:
+    ident = str(x.get("id", ""))
+    proto, _, num = ident.rpartition("-")
+    return (PROBLEM_FIRST.get(x.get("outcome"), 8), proto, int(num) if num.isdigit() else 0, ident)
+
 NEUTRAL = {"refused", "incomplete"}
 
 CSS = """
@@ -45,8 +53,11 @@ section.ex{background:var(--card);border:1px solid var(--line);border-radius:6px
 .cols{display:flex;flex-wrap:wrap;gap:.8rem}
 .cols>.draw{flex:3 1 380px;min-width:0}
 .cols>.side{flex:1 1 200px;min-width:0;font-size:.88rem}
+.side h4{margin:.2rem 0;font-size:.9rem}
+.side ul{padding-left:1.1rem;margin:.2rem 0}
+details.more>summary{cursor:pointer;margin:.6rem 0;font-weight:600}
 svg.ladder{width:100%;height:auto;display:block;background:#fff;border:1px solid var(--line);border-radius:4px}
-svg.ladder .col{font:600 13px sans-serif;fill:var(--fg)}
+svg.ladder .col{font:600 15px sans-serif;fill:var(--fg)}
 svg.ladder .post{stroke:#8c959f;stroke-width:2}
 svg.ladder .pkt line{stroke:#1f4e79;stroke-width:2}
 svg.ladder .pkt.back line{stroke:#1f4e79}
@@ -54,11 +65,11 @@ svg.ladder .pkt.middlebox>line{stroke:var(--warn);stroke-dasharray:6 4}
 svg.ladder .pkt.lost>line{stroke:var(--bad)}
 svg.ladder .lost-mark line{stroke:var(--bad);stroke-width:3}
 svg.ladder .origin{fill:var(--warn)}
-svg.ladder .lbl{font:11px sans-serif;fill:var(--fg)}
+svg.ladder .lbl{font:13px sans-serif;fill:var(--fg)}
 svg.ladder .pkt.lost .lbl{fill:var(--bad);font-weight:600}
-svg.ladder .t{font:10px monospace;fill:var(--muted)}
+svg.ladder .t{font:11px monospace;fill:var(--muted)}
 table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.3rem 0}
-th,td{border:1px solid var(--line);padding:.25rem .4rem;text-align:left;vertical-align:top;word-break:break-word}
+th,td{border:1px solid var(--line);padding:.25rem .4rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#eef1f4}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.1rem .6rem;margin:.2rem 0}
 dl.kv dt{color:var(--muted)}
@@ -80,8 +91,11 @@ def _load_tables(captures: Mapping[str, Any] | None) -> tuple[dict, str | None]:
     """Packet tables per point from paths or Capture objects; never fails the report."""
     tables, problems = {}, []
     for point, c in (captures or {}).items():
-        if hasattr(c, "packets"):
+        if hasattr(c, "packets"):  # a Capture
             tables[point] = c.packets
+            continue
+        if hasattr(c, "dtype"):  # a packet table already
+            tables[point] = c
             continue
         try:
             from rig.capture import read_capture
@@ -224,14 +238,22 @@ def render_report(
         parts.append("<h2>Exchanges</h2>")
         if cap_problem:
             parts.append(f'<p class="muted">ladders drawn without some captures: {_e(cap_problem)}</p>')
-    ordered = sorted(exchanges, key=lambda x: (PROBLEM_FIRST.get(x.get("outcome"), 8), x.get("id", "")))
-    delivered = [x for x in ordered if x.get("outcome") == "delivered"]
-    fold = len(delivered) > 12
+    ordered = sorted(exchanges, key=_exchange_order)
+    shown: dict[str, int] = {}
+    folded: dict[str, list] = {}
     for x in ordered:
-        if fold and x is delivered[0]:
-            parts.append(f"<details><summary>{len(delivered)} delivered exchanges</summary>")
-        parts.append(_exchange_section(x, tables, offsets, probes))
-    if fold:
+        o = x.get("outcome", "?")
+        if shown.get(o, 0) < SHOW_PER_OUTCOME:
+            shown[o] = shown.get(o, 0) + 1
+            parts.append(_exchange_section(x, tables, offsets, probes))
+        else:
+            folded.setdefault(o, []).append(x)
+    for o, xs in folded.items():
+        parts.append(
+            f'<details class="more"><summary>{len(xs)} more {_e(o)} exchange(s): '
+            f'{_e(", ".join(x.get("id", "?") for x in xs[:12]))}{" …" if len(xs) > 12 else ""}</summary>'
+        )
+        parts.extend(_exchange_section(x, tables, offsets, probes) for x in xs)
         parts.append("</details>")
     # what the path changed
     all_changes = [{**c, "_ex": x.get("id")} for x in exchanges for c in x.get("changes", ())]
@@ -298,9 +320,9 @@ def _exchange_section(x, tables, offsets, probes) -> str:
     side = "<h4>the probe's own view</h4>" + side
     ev = x.get("evidence") or ()
     if ev:
-        side += "<h4>evidence</h4><ul>" + "".join(
-            f"<li>{_e(e.get('point'))} #{_e(e.get('frame'))}: {_e(e.get('summary'))}</li>" for e in ev[:8]
-        ) + ("<li>…</li>" if len(ev) > 8 else "") + "</ul>"
+        side += f"<details><summary>evidence ({len(ev)} packets)</summary><ul>" + "".join(
+            f"<li>{_e(e.get('point'))} #{_e(e.get('frame'))}: {_e(e.get('summary'))}</li>" for e in ev
+        ) + "</ul></details>"
     changes = _changes_table(x.get("changes") or ())
     return head + f'<div class="cols"><div class="draw">{draw}</div><div class="side">{side}</div></div>' + changes + "</section>"
 

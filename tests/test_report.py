@@ -1,0 +1,216 @@
+"""The report: self-contained HTML rendered in headless Chromium; the lost SYN-ACK of the
+seed is drawn as lost; the ladder follows packets across points."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from rig.capture import read_capture
+from rig.capture.synth import ACK, SYN, Path as SynthPath, Pkt
+from rig.report.html import render_report
+from rig.report.ladder import build_ladder
+from test_bundle_show import make_seed_bundle
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Packets(HTMLParser):
+    """Collects the ladder's packet groups (<g class="pkt ...">) and the diagnosis text."""
+
+    def __init__(self):
+        super().__init__()
+        self.pkts: list[dict] = []
+        self.diagnosis = ""
+        self._in_diag = False
+        self._stack: list[dict | None] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        cls = (a.get("class") or "").split()
+        if tag == "g" and "pkt" in cls:
+            rec = {"classes": set(cls), "label": a.get("data-label", ""), "marks": 0}
+            self.pkts.append(rec)
+            self._stack.append(rec)
+        elif tag == "g":
+            if "lost-mark" in cls and self._stack and self._stack[-1] is not None:
+                self._stack[-1]["marks"] += 1
+            self._stack.append(None)
+        if a.get("id") == "diagnosis":
+            self._in_diag = True
+
+    def handle_endtag(self, tag):
+        if tag == "g" and self._stack:
+            self._stack.pop()
+        if tag == "p":
+            self._in_diag = False
+
+    def handle_data(self, data):
+        if self._in_diag:
+            self.diagnosis += data
+
+
+def render_in_chromium(html_file: Path, png: Path, tmp: Path, width: int = 900) -> str:
+    """Load the file in headless Chromium (no network), screenshot it, return the DOM."""
+    argv = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'chromium-profile'}", f"--window-size={width},1800", f"--screenshot={png}",
+        "--dump-dom", html_file.resolve().as_uri(),
+    ]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    return p.stdout
+
+
+def assert_seed_drawn(dom: str) -> None:
+    parsed = Packets()
+    parsed.feed(dom)
+    assert parsed.diagnosis.startswith("TCP replies are lost between the server and the client")
+    synacks = [p for p in parsed.pkts if p["label"].startswith("SYN-ACK")]
+    assert synacks, "no SYN-ACK in the ladder"
+    assert all("lost" in p["classes"] and "back" in p["classes"] and p["marks"] == 1 for p in synacks)
+    syns = [p for p in parsed.pkts if p["label"] == "SYN"]
+    assert syns and all("lost" not in p["classes"] and "out" in p["classes"] for p in syns)
+
+
+def assert_self_contained(html: str) -> None:
+    assert not re.search(r"https?://", html), "a URL in the report"
+    assert not re.search(r"<(script|link|img|iframe|object)\b", html, re.I)
+    assert not re.search(r"url\((?!#)", html) and "@import" not in html
+
+
+# --------------------------------------------------------------------------- unit
+
+
+def _caps(tmp_path, build):
+    path = SynthPath()
+    build(path)
+    c, s = path.write(tmp_path)
+    return {"client": read_capture(str(c)).packets, "server": read_capture(str(s)).packets}
+
+
+def test_ladder_of_the_seed(tmp_path):
+    v = make_seed_bundle(tmp_path / "b")
+    tables = {p: read_capture(str(tmp_path / "b/captures" / f"{p}.pcap")).packets for p in ("client", "server")}
+    tcp = next(x for x in v["exchanges"] if x["id"] == "tcp-1")
+    lad = build_ladder(tcp, tables, {"server": 3.0})
+    assert lad.points == ("client", "server")
+    labels = [(a.label, a.direction, a.lost_after, a.from_middlebox) for a in lad.arrows]
+    assert labels.count(("SYN", "out", None, False)) == 3
+    assert labels.count(("SYN-ACK", "back", "server", False)) == 3
+    assert len(labels) == 6
+    # replies never come before their request in the drawing (clock offset applied)
+    assert lad.arrows[0].label == "SYN"
+
+
+def test_ladder_draws_a_middlebox_answer_from_the_path(tmp_path):
+    def proxy(path):
+        s = path.out(path.syn(40400, 5000), arrive=False)  # the SYN never reaches the server
+        # ... yet the client gets a SYN-ACK: a transparent proxy answered
+        path.at_client(Pkt(path.server, path.client, 6, sport=80, dport=40400, seq=777, ack=5001, flags=SYN | ACK,
+                           ttl=63, mss=1460))
+        del s
+
+    tables = _caps(tmp_path, proxy)
+    ex = {"id": "tcp-1", "protocol": "tcp", "client": "192.168.1.10:40400", "server": "198.51.100.10:80",
+          "seen_at_server_as": None, "outcome": "answered-by-middlebox", "frames": {"client": [1, 2]}}
+    lad = build_ladder(ex, tables)
+    syn, synack = lad.arrows
+    assert syn.label == "SYN" and syn.lost_after == "client"
+    assert synack.label == "SYN-ACK" and synack.from_middlebox and not synack.lost
+    html = render_report({"format": "rig.verdict/1", "capture_points": [], "exchanges": [ex],
+                          "diagnosis": {"summary": "a middlebox answered", "by_protocol": {}}}, captures=tables)
+    assert 'class="pkt back middlebox"' in html and 'class="pkt out lost"' in html
+
+
+def test_report_without_captures_still_renders(tmp_path):
+    v = make_seed_bundle(tmp_path / "b")
+    html = render_report(v, manifest={"status": "path-problem", "id": "x"}, probes=[], captures=None)
+    assert "evidence only" in html and v["diagnosis"]["summary"].split(" —")[0] in html
+    assert_self_contained(html)
+    failed = render_report({}, manifest={"status": "failed", "error": "provision: credentials expired"})
+    assert "The run failed: provision: credentials expired" in failed
+
+
+# --------------------------------------------------------------------------- chromium
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make system installs it)")
+def test_report_in_chromium_synthetic_seed(tmp_path):
+    b = tmp_path / "20261126T000000Z-seed"
+    make_seed_bundle(b)
+    html = (b / "report.html").read_text()
+    assert_self_contained(html)
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = render_in_chromium(b / "report.html", ARTIFACTS / "report-seed-synthetic.png", tmp_path)
+    assert_seed_drawn(dom)
+    render_in_chromium(b / "report.html", ARTIFACTS / "report-seed-synthetic-phone.png", tmp_path, width=390)
+
+
+def _lab_ready() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, tcpdump, sshd, Apache)"
+    for tool in ("tcpdump", "sshd", "apache2", "nft", "ip"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            return f"{tool} not installed"
+    if CHROMIUM is None:
+        return "chromium not installed"
+    try:
+        import rig.run  # noqa: F401
+    except ImportError as exc:
+        return f"rig run not available ({exc})"
+    return None
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.slow
+@pytest.mark.skipif(_lab_ready() is not None, reason=str(_lab_ready()))
+def test_lab_seed_run_report_and_round_trip(tmp_path):
+    out = tmp_path / "seed-run"
+    p = subprocess.run([sys.executable, "-m", "rig", "run", "--scenario", "seed", "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 1, p.stderr[-2000:]  # the seed is a path problem
+    run_verdict = json.loads(p.stdout)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "path-problem" and m["report_error"] is None
+    assert {"captures/client.pcap", "captures/server.pcap", "probes.jsonl", "verdict.json", "report.html"} <= set(m["files"])
+    assert not any("key" in f and "known" not in f for f in m["files"]), m["files"]
+    everything = b"".join(f.read_bytes() for f in out.rglob("*") if f.is_file())
+    assert b"PRIVATE KEY" not in everything
+    # the report in a real browser: the diagnosis, and the lost SYN-ACKs drawn as lost
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = render_in_chromium(out / "report.html", ARTIFACTS / "report-seed-lab.png", tmp_path)
+    assert_seed_drawn(dom)
+    assert_self_contained((out / "report.html").read_text())
+    # round trip: rig show on the directory and on the archive gives the run's verdict
+    from rig.bundle import archive
+
+    for target in (out, archive(out)):
+        s = subprocess.run([sys.executable, "-m", "rig", "show", str(target), "--json"], capture_output=True, text=True)
+        assert s.returncode == 1, s.stderr
+        assert json.loads(s.stdout) == run_verdict
+
+
+def test_ladder_with_a_router_column(tmp_path):
+    """Three capture points: the SYN-ACK seen at the server and the router but not the
+    client vanished between the router and the client."""
+    v = make_seed_bundle(tmp_path / "b")
+    caps = {p: read_capture(str(tmp_path / "b/captures" / f"{p}.pcap")).packets for p in ("client", "server")}
+    tables = {**caps, "router": caps["server"]}
+    tcp = dict(next(x for x in v["exchanges"] if x["id"] == "tcp-1"))
+    tcp["frames"] = {**tcp["frames"], "router": tcp["frames"]["server"]}
+    lad = build_ladder(tcp, tables)
+    assert lad.points == ("client", "router", "server")
+    synacks = [a for a in lad.arrows if a.label == "SYN-ACK"]
+    assert len(synacks) == 3 and all(a.lost_after == "router" and not a.from_middlebox for a in synacks)
+    assert all(not a.lost and dict(a.seen).keys() == {"client", "router", "server"} for a in lad.arrows if a.label == "SYN")
