@@ -111,3 +111,23 @@ def test_rig_clean_through_the_cli_rejects_a_bad_prefix():
                          text=True, env={**os.environ, "PATH": os.environ["PATH"] + ":/usr/sbin:/sbin"})
     assert out.returncode == 2
     assert out.stderr.startswith("rig: not a lab prefix") and len(out.stderr.splitlines()) == 1
+
+
+def test_a_prefix_in_use_is_refused_and_left_alone():
+    with lab() as rig:
+        with pytest.raises(InfraError, match="already exists"):
+            LabBackend(prefix=rig.run_id).provision(RunSpec())
+        assert len(namespaces_of(rig.run_id)) == 5
+        assert http_get(rig.client_netns, "/rig/n/intact")[0] == 200
+
+
+def test_leftover_namespaces_without_a_workdir_are_not_destroyed_by_a_new_build():
+    from rig.lab.build import build
+    from rig.lab.scenarios import get
+    from rig.lab.topology import seed_topology
+
+    with lab() as rig:
+        with pytest.raises(InfraError, match="already exists"):
+            build(seed_topology(), rig.run_id, get("healthy"))
+        assert len(namespaces_of(rig.run_id)) == 5
+        assert http_get(rig.client_netns, "/rig/n/intact")[0] == 200

@@ -70,7 +70,11 @@ class LabBackend:
         prefix = self._prefix or new_prefix()
         workdir = workdir_for(prefix)
         _lab_root()
-        workdir.mkdir(mode=0o755)
+        try:
+            workdir.mkdir(mode=0o755)
+        except FileExistsError:
+            raise InfraError(f"{workdir} already exists: another lab uses prefix {prefix} "
+                             f"('rig clean --prefix {prefix}' removes it if its run is gone)") from None
         server_dir = workdir / "server"
         net = LabNet(prefix)
         started: list[Service] = []

@@ -173,6 +173,10 @@ def build(topo: Topology, prefix: str, scenario: Scenario) -> LabNet:
     was created is removed before the error propagates."""
     p = plan(topo, prefix, scenario)
     net = LabNet(prefix, {n: ns_name(prefix, n) for n in topo.nodes})
+    taken = sorted(set(net.namespaces.values()) & set(list_namespaces()))
+    if taken:  # never touch them: they belong to another run
+        raise InfraError(f"namespace {taken[0]} already exists: another lab uses prefix {prefix} "
+                         f"('rig clean --prefix {prefix}' removes it if its run is gone)")
     try:
         run(["ip", "-batch", "-"], p.host_batch, "creating namespaces and links")
         for node, nsname in net.namespaces.items():
