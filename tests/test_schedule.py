@@ -207,3 +207,37 @@ def test_retention_keeps_compresses_prunes(tmp_path):
     assert "notes.txt" in left and "20261101T000000Z-other" in left
     # history still sees the kept and the compressed ones
     assert [r.id for r in runs_in(out) if r.id.endswith("-s")] == names[3:]
+
+
+def _lab_ready() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, tcpdump, sshd, Apache)"
+    for tool in ("tcpdump", "sshd", "apache2", "nft", "ip"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            return f"{tool} not installed"
+    try:
+        import rig.run  # noqa: F401
+    except ImportError as exc:
+        return f"rig run not available ({exc})"
+    return None
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.slow
+@pytest.mark.skipif(_lab_ready() is not None, reason=str(_lab_ready()))
+def test_scheduled_rerun_of_the_lab_seed_writes_a_bundle(tmp_path):
+    """The real thing: the frozen spec drives `rig run` in the lab; the bundle lands in the
+    schedule's out dir and history shows its verdict."""
+    root, runs = tmp_path / "root", tmp_path / "runs"
+    cfg = tmp_path / "rig.toml"
+    cfg.write_text('configure = false\nprobes = ["icmp", "tcp"]\n')
+    rig("schedule", "add", "--every", "1h", "--backend", "lab", "--scenario", "seed", "--name", "seed",
+        "--config", str(cfg), "--out", str(runs), "--root", str(root), "--scheduler", "cron")
+    p = subprocess.run([*RIG, "schedule", "exec", "seed", "--root", str(root)], capture_output=True, text=True,
+                       timeout=240)
+    assert p.returncode == 1, p.stderr[-2000:]  # the seed is a path problem
+    [r] = runs_in(runs)
+    assert r.status == "path-problem" and r.outcomes["tcp"] == "lost-return" and r.outcomes["icmp"] == "delivered"
+    m = json.loads((Path(r.path) / "manifest.json").read_text())
+    assert m["spec"]["scenario"] == "seed" and "logs/schedule-exec.log" in m["files"]
