@@ -72,6 +72,7 @@ def udp_echo():
         data, addr = u.recvfrom(65535)
         u.sendto(data, addr)
 
+http.server.ThreadingHTTPServer.request_queue_size = 128  # like Apache's ListenBacklog
 site = http.server.ThreadingHTTPServer(("0.0.0.0", 80), Site)
 proxy = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Proxy)
 slow = socket.socket()
@@ -334,3 +335,19 @@ def test_path_mtu_discovery_that_works_is_no_stall(net):
     n = net(path_mtu=1400)  # frag-needed reaches the server: it shrinks its segments
     (large,) = run_probes(n.client, n.server_addr, ["large"], timeout=3.0)
     assert large.ok and large.seen["body_bytes"] == LARGE_LEN
+
+
+def test_burst_beyond_the_open_file_limit_is_recorded_not_raised(net):
+    import resource
+
+    n = net()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    used = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (used + 8, hard))
+    try:
+        (b,) = run_probes(n.client, n.server_addr, ["burst"], timeout=2.0, burst=16)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    s = b.seen
+    assert not b.ok and 0 < s["connected"] < 16
+    assert s["outcomes"].get("too many open files", 0) == 16 - s["connected"]

@@ -23,12 +23,17 @@ CONNECTED = "connected"
 
 def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n: int) -> ProbeResult:
     sel = selectors.DefaultSelector()
-    socks: list[socket.socket] = []
+    socks: list[socket.socket | None] = []
     conns: list[dict] = []
     started = time.time()
     try:
         for i in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except OSError as exc:  # EMFILE/ENFILE: this host's limit, recorded as such
+                socks.append(None)
+                conns.append({"i": i, "local": None, "result": error_phrase(exc), "at": time.time()})
+                continue
             s.setblocking(False)
             socks.append(s)
             rc = s.connect_ex((server, port))
@@ -53,7 +58,7 @@ def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n:
         for c, s in zip(conns, socks):
             if c["result"] is None:
                 c["result"] = TIMED_OUT
-            st = tcp_state(s)
+            st = tcp_state(s) if s is not None else None
             c["state"] = st.state if st else None
             c["retrans"] = st.total_retrans if st else None
             if c["at"] is not None:
@@ -63,7 +68,8 @@ def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n:
     finally:
         sel.close()
         for s in socks:
-            s.close()
+            if s is not None:
+                s.close()
     ended = time.time()
     counts = Counter(c["result"] for c in conns)
     failures = Counter({k: v for k, v in counts.items() if k != CONNECTED})
