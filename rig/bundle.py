@@ -233,6 +233,10 @@ class BundleWriter:
             "report_error": None,
             "files": {},
         }
+        opts = (spec.get("options") if isinstance(spec, Mapping) else getattr(spec, "options", None)) or {}
+        self._redact = str(opts.get("redact", "")).lower() in ("true", "1", "yes")
+        self._archive = str(opts.get("archive", "")).lower() in ("true", "1", "yes")
+        self.archive_path: Path | None = None
         self._finished = False
         self._flush()
 
@@ -342,6 +346,15 @@ class BundleWriter:
         self.manifest["files"] = hash_files(self.root)
         self._finished = True
         self._flush()
+        # the spec's --redact / --archive (RunSpec.options) are honoured here, after sealing
+        if self._redact:
+            try:
+                redact(self.root)
+            except Exception as exc:  # keep the bundle; say it is NOT redacted
+                self.manifest["redact_error"] = f"{type(exc).__name__}: {exc}"
+                self._flush()
+        if self._archive:
+            self.archive_path = archive(self.root)
         return self.root
 
     def _flush(self) -> None:

@@ -303,6 +303,9 @@ def redact_bundle(root: Path, extra_private: tuple[str, ...] = ()) -> dict[str, 
     Returns {"stand-in": "kind"} (never the originals)."""
     from rig.bundle import MANIFEST, hash_files
 
+    mpath = root / MANIFEST
+    if mpath.exists() and json.loads(mpath.read_text()).get("redacted"):
+        return {}  # already redacted: a second pass would re-map the stand-ins
     for cidr in extra_private:
         net = ipaddress.ip_network(cidr, strict=False)
         (_V4_PRIVATE if net.version == 4 else _V6_PRIVATE).append(net)
@@ -325,7 +328,6 @@ def redact_bundle(root: Path, extra_private: tuple[str, ...] = ()) -> dict[str, 
         new = amap.sub_text(text)
         if new != text:
             p.write_text(new)
-    mpath = root / MANIFEST
     if mpath.exists():
         m = json.loads(mpath.read_text())
         m["redacted"] = {

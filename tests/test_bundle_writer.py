@@ -188,3 +188,23 @@ def test_redact_bundle_text_and_hashes(tmp_path):
     assert m["redacted"]["stand_ins"] == 2
     for rel, info in m["files"].items():
         assert info["sha256"] == sha256_file(tmp_path / "b" / rel)
+
+
+def test_spec_options_redact_and_archive_are_honoured_by_finish(tmp_path):
+    from rig.backends.base import RunSpec
+
+    spec = RunSpec(scenario="seed", options={"redact": "true", "archive": "true"})
+    w = BundleWriter(tmp_path / "b", spec)
+    syn = _ipv4("192.168.1.10", "198.51.100.10", 6, _tcp("192.168.1.10", "198.51.100.10", 40312, 80, 7))
+    w.capture_path("client").write_bytes(_pcap([syn]))
+    w.add_probe({"kind": "tcp", "local": "192.168.1.10:40312"})
+    w.finish("ok")
+    assert w.archive_path == tmp_path / "b.tar.gz" and w.archive_path.exists()
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert m["redacted"]["stand_ins"] == 1 and m["spec"]["scenario"] == "seed"
+    with tarfile.open(w.archive_path) as t:
+        data = b"".join(t.extractfile(x).read() for x in t.getmembers() if x.isfile())
+    assert b"192.168.1.10" not in data and bytes([192, 168, 1, 10]) not in data
+    before = (tmp_path / "b" / "probes.jsonl").read_text()
+    redact(tmp_path / "b")  # idempotent
+    assert (tmp_path / "b" / "probes.jsonl").read_text() == before
