@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -113,14 +114,15 @@ def _probe_for(ex: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> li
     out = []
     for p in probes:
         local = p.get("local")
-        if local and local == client:
+        if local and local == client and ex.get("protocol") != "icmp":
             out.append(p)
             continue
         seen = p.get("seen") or {}
-        if ex.get("protocol") == "icmp" and local and client.startswith(local):
-            ev = " ".join(e.get("summary", "") for e in ex.get("evidence", ()))
-            seq = seen.get("seq", seen.get("echo_seq"))
-            if seq is None or f"seq={seq}" in ev or f"seq {seq}" in ev:
+        if ex.get("protocol") == "icmp" and local and client == local and p.get("kind") == "icmp":
+            ev = " ".join(e.get("summary", "") for e in ex.get("evidence", ()) if e.get("point") == "client")
+            seq, ident = seen.get("seq"), seen.get("ident")
+            want = (rf"\bid {ident} seq {seq}\b" if ident is not None else rf"\bseq {seq}\b") if seq is not None else None
+            if want is None or re.search(want, ev):
                 out.append(p)
         for conn in seen.get("connections", ()) if isinstance(seen.get("connections"), list) else ():
             if isinstance(conn, Mapping) and conn.get("local") == client:
