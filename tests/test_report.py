@@ -214,3 +214,23 @@ def test_ladder_with_a_router_column(tmp_path):
     synacks = [a for a in lad.arrows if a.label == "SYN-ACK"]
     assert len(synacks) == 3 and all(a.lost_after == "router" and not a.from_middlebox for a in synacks)
     assert all(not a.lost and dict(a.seen).keys() == {"client", "router", "server"} for a in lad.arrows if a.label == "SYN")
+
+
+def test_each_exchange_gets_its_own_probe():
+    from rig.report.html import _probe_for
+
+    def icmp(i):
+        return {"id": f"icmp-{i}", "protocol": "icmp", "client": "192.168.1.10", "outcome": "delivered",
+                "evidence": [{"point": "client", "frame": i, "summary": f"192.168.1.10 > 198.51.100.10 ICMP echo request id 4689 seq {i} ttl 64"}]}
+
+    probes = [{"id": f"icmp-{i}", "kind": "icmp", "local": "192.168.1.10", "ok": True, "seen": {"ident": 4689, "seq": i}}
+              for i in (1, 2, 10)]
+    probes.append({"id": "tcp-1", "kind": "tcp", "local": "192.168.1.10:40312", "ok": False})
+    probes.append({"id": "burst-1", "kind": "burst", "local": None, "ok": False,
+                   "seen": {"connections": [{"local": "192.168.1.10:40026", "result": "timed out", "state": "SYN_SENT"}]}})
+    assert [p["id"] for p in _probe_for(icmp(1), probes)] == ["icmp-1"]
+    assert [p["id"] for p in _probe_for(icmp(10), probes)] == ["icmp-10"]
+    tcp = {"id": "tcp-1", "protocol": "tcp", "client": "192.168.1.10:40312"}
+    assert [p["id"] for p in _probe_for(tcp, probes)] == ["tcp-1"]
+    [b] = _probe_for({"id": "tcp-9", "protocol": "tcp", "client": "192.168.1.10:40026"}, probes)
+    assert b["id"] == "burst-1 (one of the burst)" and b["tcp"]["state"] == "SYN_SENT" and b["ok"] is False

@@ -126,16 +126,24 @@ def _probe_for(ex: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> li
                 out.append(p)
         for conn in seen.get("connections", ()) if isinstance(seen.get("connections"), list) else ():
             if isinstance(conn, Mapping) and conn.get("local") == client:
-                out.append({**p, "seen": conn, "id": f"{p.get('id')} (one of the burst)"})
+                result = conn.get("result")
+                out.append({
+                    **p, "id": f"{p.get('id')} (one of the burst)", "seen": conn,
+                    "ok": result in ("connected", "ok"), "error": None if result in ("connected", "ok") else result,
+                    "tcp": {"state": conn.get("state")} if conn.get("state") else None,
+                })
     return out
 
 
 def _probe_view(p: Mapping[str, Any]) -> str:
     seen = p.get("seen") or {}
     tcp = p.get("tcp") or {}
+    seen = {k: v for k, v in seen.items() if not isinstance(v, (list, dict))}
     rows = [("probe", f"{p.get('id', '?')} ({p.get('kind', '?')})")]
     if p.get("kind") in ("tcp", "http", "large", "burst") or tcp:
-        rows.append(("connected?", "yes" if (p.get("ok") or tcp.get("state") == "ESTABLISHED") else "no"))
+        connected = seen.get("connected") if isinstance(seen.get("connected"), bool) else (
+            p.get("ok") or tcp.get("state") in ("ESTABLISHED", "TIME_WAIT", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT"))
+        rows.append(("connected?", "yes" if connected else "no"))
     else:
         rows.append(("answered?", "yes" if p.get("ok") else "no"))
     status = seen.get("status") or seen.get("http_status")
@@ -147,7 +155,8 @@ def _probe_view(p: Mapping[str, Any]) -> str:
         rows.append(("retransmissions", tcp["total_retrans"]))
     if p.get("error"):
         rows.append(("error", p["error"]))
-    for k in ("body_ok", "via", "server_header", "reply_ttl", "rtt_ms", "bytes"):
+    for k in ("request_sent", "bytes_received", "body_ok", "stalled", "echoed", "via", "server_header",
+              "reply_from", "reply_ttl", "rtt_ms", "size"):
         if k in seen:
             rows.append((k.replace("_", " "), seen[k]))
     return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
