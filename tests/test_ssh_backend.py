@@ -1,0 +1,219 @@
+"""The SSH backend: target parsing, host-key pinning (never first-use trust), and a
+teardown that stops by PID what rig started and removes its directory — against a
+real sshd in a namespace, and against the lab's server as "the VPS"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from _sshd import keygen, missing_tools, start_sshd
+from rig.backends.base import RunSpec
+from rig.backends.ssh import SSHBackend, parse_target, resolve_host_key, started_pids
+from rig.errors import InfraError, UsageError
+from rig.sshclient import SSHClient
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOzWLdejyAkPzYG3H9TAsmuFVs0qNnAHOYTfJssV+Rcb"
+
+
+# -- pure parts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target,expected", [
+    ("me@vps.example.net", ("me", "vps.example.net", 22)),
+    ("me@203.0.113.5:2222", ("me", "203.0.113.5", 2222)),
+    ("root@[2001:db8::5]:22", ("root", "2001:db8::5", 22)),
+])
+def test_parse_target(target, expected):
+    assert parse_target(target) == expected
+
+
+def test_parse_target_defaults_to_local_user():
+    import getpass
+
+    assert parse_target("vps.example.net") == (getpass.getuser(), "vps.example.net", 22)
+
+
+@pytest.mark.parametrize("bad", ["", "me@", "me@host:99999", "me@host:port", "a b@host"])
+def test_parse_target_refuses(bad):
+    with pytest.raises(UsageError):
+        parse_target(bad)
+
+
+def test_host_key_from_line_pub_file_and_known_hosts_line(tmp_path):
+    assert resolve_host_key("h", 22, KEY + " comment", tmp_path / "none") == KEY
+    pub = tmp_path / "host.pub"
+    pub.write_text(KEY + " root@vps\n")
+    assert resolve_host_key("h", 22, str(pub), tmp_path / "none") == KEY
+    assert resolve_host_key("h", 22, "vps.example.net " + KEY, tmp_path / "none") == KEY
+    with pytest.raises(UsageError, match="--host-key"):
+        resolve_host_key("h", 22, "not a key", tmp_path / "none")
+
+
+def test_host_key_from_hashed_known_hosts_with_port(tmp_path):
+    kh = tmp_path / "known_hosts"
+    kind, b64 = KEY.split()
+    hashed = paramiko.HostKeys.hash_host("[203.0.113.5]:2222")
+    kh.write_text(f"other.example {kind} {b64}\n{hashed} {kind} {b64}\n")
+    assert resolve_host_key("203.0.113.5", 2222, None, kh) == KEY
+
+
+def test_unknown_host_is_refused_not_trusted(tmp_path):
+    with pytest.raises(UsageError, match="not in .*known_hosts.*--host-key.*never trusts"):
+        resolve_host_key("203.0.113.5", 22, None, tmp_path / "known_hosts")
+
+
+def test_provision_without_known_key_fails_before_connecting(tmp_path):
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519").write_text("x")
+    spec = RunSpec(backend="ssh", options={"host": "me@192.0.2.1"})  # TEST-NET: never contacted
+    with pytest.raises(UsageError, match="--host-key"):
+        SSHBackend(home=tmp_path).provision(spec)
+
+
+def test_provision_needs_host_and_identity(tmp_path):
+    with pytest.raises(UsageError, match="--host"):
+        SSHBackend(home=tmp_path).provision(RunSpec(backend="ssh"))
+    with pytest.raises(UsageError, match="--identity"):
+        SSHBackend(home=tmp_path).provision(RunSpec(backend="ssh", options={"host": "me@192.0.2.1", "host_key": KEY}))
+
+
+def test_started_pids_picks_live_processes_naming_the_dir():
+    ps = "  1 Ss /sbin/init\n 42 Ss /usr/sbin/apache2 -f /var/tmp/rig-x/apache-rig.conf -k start\n" \
+         " 43 S python3 /var/tmp/rig-x/udp_echo.py --daemon\n 50 S sleep 99\n 77 Ss /usr/sbin/apache2 -k start\n" \
+         " 60 Z python3 /var/tmp/rig-x/udp_echo.py <defunct>\n 61 S tcpdump -w /var/tmp/rig-xy/s.pcap\n"
+    # not 77 (the system's Apache), not a zombie, not another run's directory
+    assert started_pids(ps, "/var/tmp/rig-x/") == [42, 43]
+
+
+# -- against a real sshd ----------------------------------------------------------------------
+
+needs_sshd = pytest.mark.skipif(os.geteuid() != 0 or bool(missing_tools("sshd", "ssh-keygen", "unshare")),
+                                reason="needs root and sshd/ssh-keygen/unshare")
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    s = start_sshd(tmp_path / "sshd")
+    yield s
+    s.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def ssh_spec(endpoint, server_dir: str, **extra) -> RunSpec:
+    return RunSpec(backend="ssh", options={
+        "host": f"{endpoint.user}@{endpoint.host}:{endpoint.port}", "host_key": endpoint.host_key,
+        "identity": endpoint.key_file, "netns": endpoint.netns, "server_dir": server_dir, **extra})
+
+
+def start_remote_leftovers(rig) -> tuple[list[int], int]:
+    """What configure and captures leave on a host: a daemon started from the run's
+    directory, a process writing into it — and, beside them, a process that is not
+    rig's although a pid file in the directory names it."""
+    d = rig.facts["server_dir"]
+    daemon = 'exec python3 -c "import time; time.sleep(600)" "$1/$2" </dev/null >/dev/null 2>&1 &'
+    with SSHClient(rig.ssh) as ssh:
+        ssh.run(["mkdir", "-p", d])
+        ssh.run(["sh", "-c", daemon, "sh", d, "udp_echo.py"])
+        ssh.run(["sh", "-c", daemon, "sh", d, "server.pcap"])
+        ssh.run(["sh", "-c", 'sleep 600 </dev/null >/dev/null 2>&1 & echo $! > "$1/foreign.pid"', "sh", d])
+        foreign = int(ssh.run(["cat", f"{d}/foreign.pid"]).stdout)
+        ps = ssh.run(["ps", "ax", "-o", "pid=", "-o", "args="]).stdout
+    pids = [int(line.split()[0]) for line in ps.splitlines() if "python3" in line.split()[1] and d in line]
+    assert len(pids) == 2 and all(alive(p) for p in pids) and alive(foreign)
+    return pids, foreign
+
+
+def kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.root
+@needs_sshd
+def test_provision_pins_key_and_teardown_stops_what_rig_started(sshd, tmp_path):
+    server_dir = f"/tmp/rig-test-{uuid.uuid4().hex[:8]}"
+    rig = SSHBackend(home=tmp_path).provision(ssh_spec(sshd.endpoint, server_dir, workdir=str(tmp_path / "wd")))
+    assert rig.backend == "ssh" and rig.server_addr == "127.0.0.1"
+    assert rig.ssh.host_key == sshd.endpoint.host_key and rig.ssh.netns == sshd.ns
+    assert rig.os_family == "debian" and rig.facts["uname"].startswith("Linux")
+    assert rig.facts["service_mode"] == "standalone" and rig.facts["server_dir"] == server_dir
+    assert {p.name: p.remote for p in rig.capture_points} == {"client": False, "server": True}
+    pids, foreign = start_remote_leftovers(rig)
+    try:
+        SSHBackend(home=tmp_path).teardown(rig)
+        assert not any(alive(p) for p in pids)
+        assert alive(foreign)  # a pid file is not proof of ownership
+        assert not os.path.exists(server_dir)
+    finally:
+        kill(foreign)
+    assert sshd.proc.poll() is None  # the host's own sshd is not ours to stop
+
+
+@pytest.mark.root
+@needs_sshd
+def test_wrong_host_key_is_refused(sshd, tmp_path):
+    other = keygen(tmp_path / "other_host")
+    spec = ssh_spec(sshd.endpoint, "/tmp/rig-never")
+    spec = RunSpec(backend="ssh", options={**spec.options, "host_key": other})
+    with pytest.raises(InfraError, match="host key"):
+        SSHBackend(home=tmp_path).provision(spec)
+
+
+@pytest.mark.root
+@needs_sshd
+def test_known_hosts_entry_is_used(sshd, tmp_path):
+    ssh_dir = tmp_path / ".ssh"
+    ssh_dir.mkdir()
+    (ssh_dir / "known_hosts").write_text(f"127.0.0.1 {sshd.endpoint.host_key}\n")
+    opts = {k: v for k, v in ssh_spec(sshd.endpoint, "/tmp/rig-kh").options.items() if k != "host_key"}
+    rig = SSHBackend(home=tmp_path).provision(RunSpec(backend="ssh", options=opts))
+    assert rig.ssh.host_key == sshd.endpoint.host_key
+
+
+# -- against the lab's server as "the VPS" ---------------------------------------------------
+
+def _lab_reason() -> str | None:
+    try:
+        from test_lab_support import lab_skip_reason
+    except ImportError:
+        return "the lab backend is not available"
+    return lab_skip_reason()
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.skipif(_lab_reason() is not None, reason=str(_lab_reason()))
+def test_lab_server_as_the_vps(tmp_path):
+    from test_lab_support import lab
+
+    with lab() as labrig:
+        server_dir = f"/var/tmp/rig-vps-{uuid.uuid4().hex[:8]}"
+        spec = ssh_spec(labrig.ssh, server_dir, client_netns=labrig.client_netns, workdir=str(tmp_path / "wd"))
+        b = SSHBackend(home=tmp_path)
+        rig = b.provision(spec)
+        assert rig.server_addr == labrig.server_addr and rig.ssh.host_key == labrig.ssh.host_key
+        assert rig.client_netns == labrig.client_netns
+        lab_pids = [int(p) for p in labrig.facts["pids"].split(",")]
+        pids, foreign = start_remote_leftovers(rig)
+        try:
+            b.teardown(rig)
+            assert not any(alive(p) for p in pids) and not os.path.exists(server_dir) and alive(foreign)
+        finally:
+            kill(foreign)
+        assert all(alive(p) for p in lab_pids)  # the host's own sshd/Apache/echo: not started by this run
+        with SSHClient(labrig.ssh) as ssh:  # and the host is still reachable with the pinned key
+            assert ssh.run(["true"]).rc == 0
