@@ -619,6 +619,8 @@ def read_bundle(root: Path, source: str | None = None, verify: bool = True) -> B
 def verify_files(root: Path, manifest: Mapping[str, Any], name: str) -> None:
     """Every file the manifest lists must be there with its recorded sha256."""
     for rel, info in (manifest.get("files") or {}).items():
+        if not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts:
+            raise InputError(f"{name}: {MANIFEST} lists a file outside the bundle ({rel!r})")
         f = root / rel
         if not f.is_file():
             raise InputError(f"{name}: {rel} is listed in {MANIFEST} but missing from the bundle")

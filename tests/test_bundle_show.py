@@ -155,3 +155,27 @@ def test_redacted_bundle_keeps_the_verdict(bundle):
     assert after["exchanges"][0]["seen_at_server_as"] == "203.0.113.2:40312"  # public: kept
     everything = b"".join(f.read_bytes() for f in bundle.rglob("*") if f.is_file())
     assert b"192.168.1.10" not in everything and bytes([192, 168, 1, 10]) not in everything
+
+
+def test_a_changed_verdict_is_pointed_out(bundle):
+    from rig.bundle import hash_files
+
+    v = json.loads((bundle / "verdict.json").read_text())
+    v["exchanges"][0]["outcome"] = "delivered"  # what an older rig might have said
+    (bundle / "verdict.json").write_text(json.dumps(v))
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"] = hash_files(bundle)
+    m["rig_version"] = "0.0.9"
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    p = show(bundle, "--json")
+    assert p.returncode == 1
+    assert "verdict differs from the one recorded by rig 0.0.9" in p.stderr
+    assert json.loads(p.stdout)["exchanges"][0]["outcome"] == "lost-return"
+
+
+def test_manifest_cannot_point_outside_the_bundle(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"]["../../etc/hostname"] = {"sha256": "0" * 64, "bytes": 1}
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    p = show(bundle)
+    assert p.returncode == 2 and "outside the bundle" in p.stderr

@@ -208,3 +208,37 @@ def test_spec_options_redact_and_archive_are_honoured_by_finish(tmp_path):
     before = (tmp_path / "b" / "probes.jsonl").read_text()
     redact(tmp_path / "b")  # idempotent
     assert (tmp_path / "b" / "probes.jsonl").read_text() == before
+
+
+def test_redact_ipv6_and_icmpv6_checksums():
+    from rig.capture.synth import Pkt, checksum, encode, _pseudo
+
+    ula, pub = "fd12:3456::10", "2001:db8::80"
+    pkts = [
+        Pkt(ula, pub, 17, sport=5000, dport=7, payload=b"rig-udp-nonce"),
+        Pkt(ula, pub, 58, icmp_type=128, icmp_id=3, icmp_seq=1, payload=b"rig-echo"),
+        Pkt(ula, pub, 6, sport=40000, dport=80, seq=1, flags=0x02, mss=1440),
+    ]
+    raw = [encode(p) for p in pkts]
+    amap = AddressMap()
+    new, stats = rewrite_pcap(_pcap6(raw), amap)
+    assert stats["rewritten"] == 3
+    p, out = 24, []
+    while p < len(new):
+        n = struct.unpack_from("<I", new, p + 8)[0]
+        out.append(new[p + 16 + 14 : p + 16 + n])
+        p += 16 + n
+    for pkt in out:
+        src = str(ipaddress.ip_address(pkt[8:24]))
+        dst = str(ipaddress.ip_address(pkt[24:40]))
+        assert src.startswith("fd00:0:0:ffff::") and dst == pub
+        l4 = pkt[40:]
+        assert checksum(_pseudo(src, dst, pkt[6], len(l4)) + l4) == 0, pkt[6]
+
+
+def _pcap6(packets):
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i, f in enumerate(packets):
+        eth = b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd" + f
+        out += struct.pack("<IIII", i, 0, len(eth), len(eth)) + eth
+    return out
