@@ -185,3 +185,29 @@ def test_udp_echo_daemon_writes_its_pidfile(tmp_path):
         s.close()
     finally:
         os.kill(pid, 9)
+
+
+def test_clean_matches_only_rig_lab_namespaces(monkeypatch):
+    from rig.lab import clean
+
+    names = ["rig-abc123-client", "rig-abc123-server", "rig-00ff00-hgw", "rigt12345", "rig-abc1234-client",
+             "rig-ABC123-client", "other", "rig-abc123"]
+    monkeypatch.setattr(clean, "list_namespaces", lambda: names)
+    assert clean.leftover_namespaces() == ["rig-abc123-client", "rig-abc123-server", "rig-00ff00-hgw"]
+    assert clean.leftover_namespaces("rig-00ff00") == ["rig-00ff00-hgw"]
+
+
+def test_clean_without_prefix_sweeps_every_lab_workdir_and_nothing_else(monkeypatch, tmp_path):
+    import rig.backends.lab as labmod
+    from rig.lab import clean
+
+    removed: list[list[str]] = []
+    monkeypatch.setattr(clean, "list_namespaces", lambda: ["rig-aaaaaa-client", "unrelated"])
+    monkeypatch.setattr(clean, "destroy", lambda names: removed.append(list(names)) or list(names))
+    monkeypatch.setattr(labmod, "LAB_ROOT", tmp_path)
+    for d in ("rig-aaaaaa", "rig-bbbbbb", "keep-me", "rig-cccccc.txt"):
+        (tmp_path / d).mkdir()
+    done = clean.clean()
+    assert removed == [["rig-aaaaaa-client"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep-me", "rig-cccccc.txt"]
+    assert done.namespaces == ("rig-aaaaaa-client",)
