@@ -19,6 +19,7 @@ the same substitution token by token. The mapping itself is not kept.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -45,6 +46,7 @@ class AddressMap:
 
     def __init__(self) -> None:
         self.map: dict[bytes, bytes] = {}
+        self._public: set[bytes] = set()  # seen, not private (cache: most packets repeat addresses)
         self._n4 = 0
         self._n6 = 0
 
@@ -53,8 +55,11 @@ class AddressMap:
         got = self.map.get(packed)
         if got is not None:
             return got
+        if packed in self._public:
+            return None
         addr = ipaddress.ip_address(packed)
         if not is_private(addr):
+            self._public.add(packed)
             return None
         if addr.version == 4:
             self._n4 += 1
@@ -112,17 +117,27 @@ def _ones_neg(x: int) -> int:
     return ~x & 0xFFFF
 
 
+@functools.lru_cache(maxsize=4096)
+def _delta(old: bytes, new: bytes) -> int:
+    """What replacing ``old`` by ``new`` adds to a ones'-complement sum (RFC 1624: ~m + m')."""
+    return _ones_neg(_sum16(old)) + _sum16(new)
+
+
 def _fix(buf: bytearray, off: int, end: int, old: bytes, new: bytes, udp: bool = False) -> None:
     """Adjust the 16-bit checksum at ``off`` if it lies within the captured bytes."""
     if off + 2 > end:
         return
-    c = struct.unpack_from("!H", buf, off)[0]
+    c = (buf[off] << 8) | buf[off + 1]
     if udp and c == 0:  # IPv4 UDP without checksum
         return
-    n = csum_adjust(c, old, new)
+    x = (~c & 0xFFFF) + _delta(old, new)
+    while x >> 16:
+        x = (x & 0xFFFF) + (x >> 16)
+    n = ~x & 0xFFFF
     if udp and n == 0:
         n = 0xFFFF
-    struct.pack_into("!H", buf, off, n)
+    buf[off] = n >> 8
+    buf[off + 1] = n & 0xFF
 
 
 # --------------------------------------------------------------------------- packets
@@ -141,14 +156,12 @@ def _rewrite_ip(buf: bytearray, off: int, end: int, amap: AddressMap, quoted: bo
         proto = buf[off + 9]
         frag_off = struct.unpack_from("!H", buf, off + 6)[0] & 0x1FFF
         l4 = off + ihl
-        changed = False
-        for a in (off + 12, off + 16):
-            old = bytes(buf[a : a + 4])
-            new = amap.sub(old)
-            if new is None or new == old:
-                continue
-            buf[a : a + 4] = new
-            changed = True
+        old = bytes(buf[off + 12 : off + 20])
+        s_new, d_new = amap.sub(old[:4]), amap.sub(old[4:])
+        changed = s_new is not None or d_new is not None
+        if changed:
+            new = (s_new or old[:4]) + (d_new or old[4:])
+            buf[off + 12 : off + 20] = new
             _fix(buf, off + 10, end, old, new)
             if frag_off == 0:
                 _fix_l4(buf, l4, end, proto, old, new, v4=True, quoted=quoted)
