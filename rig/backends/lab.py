@@ -11,8 +11,8 @@ removes the workdir.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import shutil
 import stat
 from pathlib import Path
@@ -125,7 +125,7 @@ class LabBackend:
             run_id=prefix,
             backend=self.name,
             server_addr=SERVER_ADDR,
-            ssh=SSHEndpoint(host=SERVER_ADDR, port=SSH_PORT, user=getpass.getuser(), key_file=keys.client_key,
+            ssh=SSHEndpoint(host=SERVER_ADDR, port=SSH_PORT, user=pwd.getpwuid(os.geteuid()).pw_name, key_file=keys.client_key,
                             host_key=keys.host_pub, netns=ns["client"]),
             capture_points=tuple(points),
             client_netns=ns["client"],
