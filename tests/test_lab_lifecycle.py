@@ -40,8 +40,8 @@ def test_teardown_leaves_no_namespace_process_or_workdir():
 
 def test_teardown_also_kills_processes_others_started_inside():
     with lab() as rig:
-        extra = subprocess.Popen(["ip", "netns", "exec", rig.client_netns, "/bin/sh", "-c", "echo in; exec sleep 300"],
-                                 stdout=subprocess.PIPE, start_new_session=True)
+        extra = subprocess.Popen(["ip", "netns", "exec", rig.client_netns, "/bin/sh", "-c",
+                                  "echo in; exec sleep 300"], stdout=subprocess.PIPE, start_new_session=True)
         assert extra.stdout.readline() == b"in\n"  # inside the namespace now
         prefix = rig.run_id
     assert extra.wait(timeout=5) == -signal.SIGTERM

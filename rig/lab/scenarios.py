@@ -95,7 +95,8 @@ SCENARIOS: dict[str, Scenario] = {
             "mss-clamp",
             "hgw clamps the MSS of SYNs to 1414 (NTT Flets PPPoE); everything still delivered",
             expect={"tcp": "delivered", "change": "tcp.mss"},
-            rules=(NftRule("hgw", "mangle", "tcp flags syn tcp option maxseg size > 1414 tcp option maxseg size set 1414"),),
+            rules=(NftRule("hgw", "mangle",
+                           "tcp flags syn tcp option maxseg size > 1414 tcp option maxseg size set 1414"),),
         ),
         Scenario(
             "transparent-proxy",
