@@ -234,3 +234,18 @@ def test_each_exchange_gets_its_own_probe():
     assert [p["id"] for p in _probe_for(tcp, probes)] == ["tcp-1"]
     [b] = _probe_for({"id": "tcp-9", "protocol": "tcp", "client": "192.168.1.10:40026"}, probes)
     assert b["id"] == "burst-1 (one of the burst)" and b["tcp"]["state"] == "SYN_SENT" and b["ok"] is False
+
+
+def test_long_exchanges_are_condensed_keeping_every_loss():
+    from rig.report.ladder import Arrow, condense
+
+    arrows = tuple(Arrow("back", f"ACK len=1448 #{i}", (("server", i),), i / 1000,
+                         "server" if i in (100, 101, 250) else None, False) for i in range(400))
+    rows = condense(arrows, max_rows=40)
+    drawn = [r for r in rows if isinstance(r, Arrow)]
+    gaps = [r for r in rows if isinstance(r, tuple)]
+    assert len(drawn) <= 40 and {a.label for a in drawn if a.lost} == {"ACK len=1448 #100", "ACK len=1448 #101",
+                                                                         "ACK len=1448 #250"}
+    assert len(drawn) + sum(n for n, _ in gaps) == 400 and sum(k for _, k in gaps) == 0
+    assert drawn[0].label.endswith("#0") and drawn[-1].label.endswith("#399")
+    assert condense(arrows[:10]) == list(arrows[:10])

@@ -223,6 +223,36 @@ def build_ladder(
     return Ladder(exchange.get("id", "?"), points, tuple(arrows), note)
 
 
+def condense(arrows: tuple[Arrow, ...], max_rows: int = 40) -> list[Arrow | tuple[int, int]]:
+    """The rows to draw: every arrow if they fit; otherwise the first and last ones plus
+    every lost or middlebox packet (up to the budget), with ``(n, n_lost)`` gap rows
+    standing for what was left out (a 512 KB transfer is hundreds of packets)."""
+    n = len(arrows)
+    if n <= max_rows:
+        return list(arrows)
+    head, tail = max_rows // 4, max_rows // 6
+    keep = set(range(head)) | set(range(n - tail, n))
+    special = [i for i, a in enumerate(arrows) if (a.lost or a.from_middlebox) and i not in keep]
+    budget = max_rows - len(keep)
+    if len(special) > budget:  # more trouble than rows: the first ones and the last ones
+        special = special[: budget * 2 // 3] + special[len(special) - (budget - budget * 2 // 3):]
+    keep |= set(special)
+    rows: list[Arrow | tuple[int, int]] = []
+    skipped, skipped_lost = 0, 0
+    for i, a in enumerate(arrows):
+        if i in keep:
+            if skipped:
+                rows.append((skipped, skipped_lost))
+                skipped, skipped_lost = 0, 0
+            rows.append(a)
+        else:
+            skipped += 1
+            skipped_lost += a.lost
+    if skipped:
+        rows.append((skipped, skipped_lost))
+    return rows
+
+
 # --------------------------------------------------------------------------- drawing
 
 _W = 640  # viewBox width; the SVG scales to the page
@@ -230,7 +260,7 @@ _TOP = 46
 _ROW = 34
 
 
-def ladder_svg(ladder: Ladder, title: str = "") -> str:
+def ladder_svg(ladder: Ladder, title: str = "", max_rows: int = 40) -> str:
     """Inline SVG of the ladder. Lost packets end in a red cross (class ``lost``) in the
     segment where they vanished; packets someone on the path made are drawn dashed from
     that segment (class ``middlebox``)."""
@@ -240,7 +270,8 @@ def ladder_svg(ladder: Ladder, title: str = "") -> str:
         return '<p class="muted">no packets to draw</p>'
     margin = 80
     xs = {p: margin + (i * (_W - 2 * margin) / max(n - 1, 1)) for i, p in enumerate(pts)}
-    height = _TOP + _ROW * max(len(ladder.arrows), 1) + 24
+    rows = condense(ladder.arrows, max_rows)
+    height = _TOP + _ROW * max(len(rows), 1) + 24
     e = html.escape
     out = [
         f'<svg class="ladder" viewBox="0 0 {_W} {height}" role="img" preserveAspectRatio="xMidYMin meet" '
@@ -258,8 +289,14 @@ def ladder_svg(ladder: Ladder, title: str = "") -> str:
             f'<text x="{x:.1f}" y="18" text-anchor="middle" class="col">{e(p)}</text>'
             f'<line x1="{x:.1f}" y1="26" x2="{x:.1f}" y2="{height - 8}" class="post"/>'
         )
-    for i, a in enumerate(ladder.arrows):
+    for i, a in enumerate(rows):
         y = _TOP + i * _ROW
+        if isinstance(a, tuple):
+            gap, gap_lost = a
+            what = f"{gap} more packets" + (f", {gap_lost} of them lost" if gap_lost else ", none lost")
+            out.append(f'<g class="gap"><text x="{_W / 2:.1f}" y="{y + 8:.1f}" text-anchor="middle" class="lbl">'
+                       f"⋯ {e(what)} ⋯</text></g>")
+            continue
         path = pts if a.direction == "out" else pts[::-1]
         seen_pts = [p for p in path if p in dict(a.seen)]
         start_p, end_p = seen_pts[0], seen_pts[-1]
