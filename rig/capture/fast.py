@@ -21,7 +21,7 @@ import numpy as np
 from rig.capture.decode import optsig_add
 from rig.capture.table import PAYLOAD_HASH_BYTES, Undecoded
 
-CHUNK = 1 << 18  # rows per pass: bounds the temporaries (~60 MB)
+CHUNK = 1 << 13  # rows per pass: bounds the temporaries (~60 MB)
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -43,8 +43,11 @@ SIG_WIN_SYN = _sig(2, 1, 3, 1, 1, 4)
 def _windows(arr: np.ndarray, offs: np.ndarray, width: int) -> np.ndarray:
     """``width`` bytes at each offset as a (n, width) u1 array; bytes past the end are 0."""
     n = len(offs)
-    out = np.zeros((n, width), np.uint8)
     size = len(arr)
+    if n and size >= width and offs.max() <= size - width:  # the common case: one copy
+        v = np.ndarray(shape=(size - width + 1,), dtype=f"V{width}", buffer=arr, offset=0, strides=(1,))
+        return v[offs].view(np.uint8).reshape(n, width)
+    out = np.zeros((n, width), np.uint8)
     if size >= width:
         ok = offs <= size - width
         v = np.ndarray(shape=(size - width + 1,), dtype=f"V{width}", buffer=arr, offset=0, strides=(1,))
@@ -117,41 +120,33 @@ def decode_into(table: np.ndarray, buf, recs, todo: np.ndarray) -> np.ndarray:
 
 def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     n = len(idx)
-    # ---- link layer: where IP starts, and which version the link announces
+    # ---- link layer: where IP starts, and which ethertype the link announces
     g1 = _windows(arr, off, 20)
-    et_eth = _be16(g1, 12)
-    vl = (lt == 1) & (et_eth == 0x8100)
-    et = np.where(vl, _be16(g1, 16), et_eth)
-    l3 = np.where(vl, 18, 14)
-    vlan = np.where(vl, _be16(g1, 14) & 0x0FFF, 0)
-    sll = lt == 113
-    et = np.where(sll, _be16(g1, 14), et)
-    l3 = np.where(sll, 16, l3)
-    sll2 = lt == 276
-    et = np.where(sll2, _be16(g1, 0), et)
-    l3 = np.where(sll2, 20, l3)
-    raw = (lt == 12) | (lt == 14) | (lt == 101)
+    w1 = g1.view(">u2")
+    eth = lt == 1
+    vl = eth & (w1[:, 6] == 0x8100)
+    sll, sll2 = lt == 113, lt == 276
     ver0 = g1[:, 0] >> 4
-    et = np.where(raw & (ver0 == 4), 0x0800, np.where(raw & (ver0 == 6), 0x86DD, et))
-    et = np.where(lt == 228, np.where(ver0 == 4, 0x0800, 0), et)
-    et = np.where(lt == 229, np.where(ver0 == 6, 0x86DD, 0), et)
-    l3 = np.where(raw | (lt == 228) | (lt == 229), 0, l3)
+    raw_et = np.where(ver0 == 4, 0x0800, np.where(ver0 == 6, 0x86DD, 0))
+    raw_et = np.where((lt == 228) & (ver0 != 4), 0, np.where((lt == 229) & (ver0 != 6), 0, raw_et))
+    et = np.select([vl, eth, sll, sll2], [w1[:, 8], w1[:, 6], w1[:, 7], w1[:, 0]], raw_et)
+    l3 = np.select([vl, eth, sll, sll2], [18, 14, 16, 20], 0)
+    vlan = np.where(vl, w1[:, 7] & 0x0FFF, 0)
     ok = (et == 0x0800) | (et == 0x86DD)  # header lengths are checked below
 
     # ---- IP header
     g2 = _windows(arr, off + l3, 40)
-    is4 = (et == 0x0800) & (g2[:, 0] == 0x45)
+    w2 = g2.view(">u2")
+    is4 = (et == 0x0800) & (g2[:, 0] == 0x45) & ((w2[:, 3] & 0x3FFF) == 0)  # no options, not a fragment
     is6 = (et == 0x86DD) & ((g2[:, 0] >> 4) == 6)
-    fl = _be16(g2, 6)
-    is4 &= (fl & 0x3FFF) == 0  # not a fragment (DF allowed)
-    tl4 = _be16(g2, 2)
     wire_ip = np.maximum(wirelen - l3, 0)
-    tl4 = np.where(tl4 == 0, wire_ip, tl4)
-    pl6 = _be16(g2, 4)
+    tl4 = w2[:, 1].astype(np.int64)
+    tl4 = np.where(tl4 == 0, wire_ip, tl4)  # TSO: length 0, take it from the wire
+    pl6 = w2[:, 2].astype(np.int64)
     pl6 = np.where(pl6 == 0, np.maximum(wire_ip - 40, 0), pl6)
     tl = np.where(is4, tl4, 40 + pl6)
     iphl = np.where(is4, 20, 40)
-    proto = np.where(is4, g2[:, 9], g2[:, 6]).astype(np.int64)
+    proto = np.where(is4, g2[:, 9], g2[:, 6])
     l4 = l3 + iphl
     ipend = l3 + tl
     room = tl - iphl  # L4 bytes by the IP header
@@ -167,90 +162,88 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     ok &= (caplen >= l4 + hdr) & (room >= hdr)
     # TCP option layouts
     o = 20
-    none_ = doff == 20
     nnt = (doff == 32) & _match(g3, o, {0: 1, 1: 1, 2: 8, 3: 10})
     nns = (doff == 32) & _match(g3, o, {0: 1, 1: 1, 2: 5, 3: 10})
     nntnns = (doff == 44) & _match(g3, o, {0: 1, 1: 1, 2: 8, 3: 10, 12: 1, 13: 1, 14: 5, 15: 10})
     mss_only = (doff == 24) & _match(g3, o, {0: 2, 1: 4})
     lsyn = (doff == 40) & _match(g3, o, {0: 2, 1: 4, 4: 4, 5: 2, 6: 8, 7: 10, 16: 1, 17: 3, 18: 3})
     wsyn = (doff == 32) & _match(g3, o, {0: 2, 1: 4, 4: 1, 5: 3, 6: 3, 8: 1, 9: 1, 10: 4, 11: 2})
-    tcp_ok = none_ | nnt | nns | nntnns | mss_only | lsyn | wsyn
-    is_icmp_echo = np.where(is4, np.isin(g3[:, 0], (0, 8)), np.isin(g3[:, 0], (128, 129)))
+    tcp_ok = (doff == 20) | nnt | nns | nntnns | mss_only | lsyn | wsyn
+    t0 = g3[:, 0]
+    is_icmp_echo = np.where(is4, (t0 == 0) | (t0 == 8), (t0 == 128) | (t0 == 129))
     ok &= np.where(is_tcp, tcp_ok, np.where(is_icmp, is_icmp_echo, is_udp))
 
-    sel = np.flatnonzero(ok)
-    if not len(sel):
-        return ok
-    rows = idx[sel]
+    if ok.all():  # the common case: no copies, contiguous table writes
+        sel = slice(None)
+        rows = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == n else idx
+    else:
+        sel = np.flatnonzero(ok)
+        if not len(sel):
+            return ok
+        rows = idx[sel]
     g2s, g3s = g2[sel], g3[sel]
-    s4, tcp, udp, icmp = is4[sel], is_tcp[sel], is_udp[sel], is_icmp[sel]
+    s4, tcp, icmp = is4[sel], is_tcp[sel], is_icmp[sel]
+    # big-endian views of the header windows: every field used is aligned in them
+    ip16, ip32 = g2s.view(">u2"), g2s.view(">u4")
+    l16, l32 = g3s.view(">u2"), g3s.view(">u4")
 
-    t = table
-    t["vlan"][rows] = vlan[sel]
-    t["ipver"][rows] = np.where(s4, 4, 6)
-    src = np.zeros((len(sel), 16), np.uint8)
-    dst = np.zeros((len(sel), 16), np.uint8)
-    src[s4, 10:12] = 0xFF
-    dst[s4, 10:12] = 0xFF
-    src[s4, 12:16] = g2s[s4, 12:16]
-    dst[s4, 12:16] = g2s[s4, 16:20]
-    src[~s4] = g2s[~s4, 8:24]
-    dst[~s4] = g2s[~s4, 24:40]
-    t["src"][rows] = src
-    t["dst"][rows] = dst
-    t["ttl"][rows] = np.where(s4, g2s[:, 8], g2s[:, 7])
-    t["tos"][rows] = np.where(s4, g2s[:, 1], ((g2s[:, 0] & 0x0F) << 4) | (g2s[:, 1] >> 4))
-    t["ip_id"][rows] = np.where(s4, _be16(g2s, 4), 0)
-    t["ip_len"][rows] = tl[sel]
-    t["df"][rows] = np.where(s4, (fl[sel] >> 14) & 1, 0)
-    t["proto"][rows] = proto[sel]
-    t["sport"][rows] = np.where(icmp, 0, _be16(g3s, 0))
-    t["dport"][rows] = np.where(icmp, 0, _be16(g3s, 2))
+    def put(name, values):
+        table[name][rows] = values
 
-    tr = rows[tcp]
-    g = g3s[tcp]
-    t["seq"][tr] = _be32(g, 4)
-    t["ack"][tr] = _be32(g, 8)
-    t["flags"][tr] = ((g[:, 12].astype(np.int64) & 1) << 8) | g[:, 13]
-    t["win"][tr] = _be16(g, 14)
-    kinds = {
-        "nnt": nnt[sel][tcp], "nns": nns[sel][tcp], "nntnns": nntnns[sel][tcp],
-        "mss": mss_only[sel][tcp], "lsyn": lsyn[sel][tcp], "wsyn": wsyn[sel][tcp],
-    }
-    has_mss = kinds["mss"] | kinds["lsyn"] | kinds["wsyn"]
-    t["mss"][tr] = np.where(has_mss, _be16(g, 22), 0)
-    ws = np.where(kinds["lsyn"], g[:, 39].astype(np.int64), np.where(kinds["wsyn"], g[:, 27].astype(np.int64), -1))
-    t["wscale"][tr] = np.where(ws > 127, 127, ws)
-    t["sackok"][tr] = kinds["lsyn"] | kinds["wsyn"]
-    ts_at = np.where(kinds["lsyn"], 28, 24)
-    has_ts = kinds["nnt"] | kinds["nntnns"] | kinds["lsyn"]
-    t["has_ts"][tr] = has_ts
-    rr = np.arange(len(g))
-    tsval = (g[rr, ts_at].astype(np.int64) << 24) | (g[rr, ts_at + 1].astype(np.int64) << 16) | (g[rr, ts_at + 2].astype(np.int64) << 8) | g[rr, ts_at + 3]
-    tsecr = (g[rr, ts_at + 4].astype(np.int64) << 24) | (g[rr, ts_at + 5].astype(np.int64) << 16) | (g[rr, ts_at + 6].astype(np.int64) << 8) | g[rr, ts_at + 7]
-    t["tsval"][tr] = np.where(has_ts, tsval, 0)
-    t["tsecr"][tr] = np.where(has_ts, tsecr, 0)
-    sig = np.zeros(len(g), np.uint64)
-    for name, value in (("nnt", SIG_NNT), ("nns", SIG_NNS), ("nntnns", SIG_NNTNNS), ("mss", SIG_MSS),
-                        ("lsyn", SIG_LINUX_SYN), ("wsyn", SIG_WIN_SYN)):
-        sig[kinds[name]] = np.uint64(value)
-    t["optsig"][tr] = sig
+    put("vlan", vlan[sel])
+    put("ipver", np.where(s4, 4, 6))
+    v4pre = np.zeros(12, np.uint8)
+    v4pre[10:12] = 0xFF
+    m4 = s4[:, None]
+    m = len(s4)
+    put("src", np.where(m4, np.concatenate([np.broadcast_to(v4pre, (m, 12)), g2s[:, 12:16]], axis=1), g2s[:, 8:24]))
+    put("dst", np.where(m4, np.concatenate([np.broadcast_to(v4pre, (m, 12)), g2s[:, 16:20]], axis=1), g2s[:, 24:40]))
+    put("ttl", np.where(s4, g2s[:, 8], g2s[:, 7]))
+    put("tos", np.where(s4, g2s[:, 1], ((g2s[:, 0] & 0x0F) << 4) | (g2s[:, 1] >> 4)))
+    put("ip_id", np.where(s4, ip16[:, 2], 0))
+    put("ip_len", tl[sel])
+    put("df", np.where(s4, (ip16[:, 3] >> 14) & 1, 0))
+    put("proto", proto[sel])
+    put("sport", np.where(icmp, 0, l16[:, 0]))
+    put("dport", np.where(icmp, 0, l16[:, 1]))
 
-    ir = rows[icmp]
-    gi = g3s[icmp]
-    t["icmp_type"][ir] = gi[:, 0]
-    t["icmp_code"][ir] = gi[:, 1]
-    t["icmp_id"][ir] = _be16(gi, 4)
-    t["icmp_seq"][ir] = _be16(gi, 6)
+    put("seq", np.where(tcp, l32[:, 1], 0))
+    put("ack", np.where(tcp, l32[:, 2], 0))
+    put("flags", np.where(tcp, l16[:, 6] & 0x01FF, 0))
+    put("win", np.where(tcp, l16[:, 7], 0))
+    k_nnt, k_nns, k_nntnns = nnt[sel] & tcp, nns[sel] & tcp, nntnns[sel] & tcp
+    k_mss, k_lsyn, k_wsyn = mss_only[sel] & tcp, lsyn[sel] & tcp, wsyn[sel] & tcp
+    put("mss", np.where(k_mss | k_lsyn | k_wsyn, l16[:, 11], 0))
+    ws = np.where(k_lsyn, g3s[:, 39], np.where(k_wsyn, g3s[:, 27], 0)).astype(np.int8)
+    ws[ws < 0] = 127  # shift counts > 127 (never valid) are stored as 127
+    ws[~(k_lsyn | k_wsyn)] = -1
+    put("wscale", ws)
+    put("sackok", k_lsyn | k_wsyn)
+    has_ts = k_nnt | k_nntnns | k_lsyn
+    put("has_ts", has_ts)
+    # timestamps: at byte 24 (NOP,NOP,TS...) or 28 (Linux SYN) -> u32 columns 6/7 or 7/8
+    put("tsval", np.where(k_lsyn, l32[:, 7], np.where(has_ts, l32[:, 6], 0)))
+    put("tsecr", np.where(k_lsyn, l32[:, 8], np.where(has_ts, l32[:, 7], 0)))
+    sig = np.zeros(m, np.uint64)
+    for mask, value in ((k_nnt, SIG_NNT), (k_nns, SIG_NNS), (k_nntnns, SIG_NNTNNS), (k_mss, SIG_MSS),
+                        (k_lsyn, SIG_LINUX_SYN), (k_wsyn, SIG_WIN_SYN)):
+        sig[mask] = np.uint64(value)
+    put("optsig", sig)
+
+    put("icmp_type", np.where(icmp, g3s[:, 0].astype(np.int16), -1))
+    put("icmp_code", np.where(icmp, g3s[:, 1], 0))
+    put("icmp_id", np.where(icmp, l16[:, 2], 0))
+    put("icmp_seq", np.where(icmp, l16[:, 3], 0))
 
     # ---- payload
     pstart = l4[sel] + hdr[sel]
-    plen = ipend[sel] - pstart
-    have = np.maximum(np.minimum(ipend[sel], caplen[sel]) - pstart, 0)
+    end = ipend[sel]
+    plen = end - pstart
+    have = np.maximum(np.minimum(end, caplen[sel]) - pstart, 0)
     poff = np.where(have > 0, off[sel] + pstart, 0)
-    t["plen"][rows] = plen
-    t["pcaplen"][rows] = have
-    t["poff"][rows] = poff
-    t["phash"][rows] = payload_hashes(arr, poff, have)
-    t["status"][rows] = np.where(have < plen, Undecoded.TRUNCATED_PAYLOAD, Undecoded.OK)
+    put("plen", plen)
+    put("pcaplen", have)
+    put("poff", poff)
+    put("phash", payload_hashes(arr, poff, have))
+    put("status", np.where(have < plen, Undecoded.TRUNCATED_PAYLOAD, Undecoded.OK))
     return ok

@@ -1,0 +1,323 @@
+"""Bench `rig diff`: two generated 1M-packet captures, against libpcap and tshark, same run.
+
+Generates a client capture and a server capture of the same traffic (TCP flows with
+handshake/data/teardown, UDP request/response, ICMP echo; IPv4 and IPv6; the server
+side sees the client NATed to 203.0.113.2 with TTL-3, 1% loss each way, MSS clamped to
+1400 on a fifth of the SYNs). Packets are written vectorised from numpy columns (no
+per-packet Python objects); checksums are left 0 (no reader here checks them).
+
+Then measures, in this run and on these files:
+  rig        parse both files + analyse (rig.analysis.api.analyse), in a child process;
+             peak RSS of that child (getrusage of children)
+  libpcap    tcpdump -r F -w /dev/null on both files (the floor)
+  tshark     tshark -T fields -e frame.number on one file (or its first --tshark-packets)
+and prints the ratios against the goals: rig within 4x the floor, >= 20x faster than
+tshark, peak RSS under 400 MB.
+
+    .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+CLIENT4, SERVER4, NAT4 = 0xC0A8010A, 0xC6336410, 0xCB007102  # 192.168.1.10 198.51.100.16 203.0.113.2
+CLIENT6 = (0x20010DB800000000, 0x10)
+SERVER6 = (0x20010DB800010000, 0x80)
+LINUX_SYN = 2  # option layouts: 0 none, 1 NOP NOP TS, 2 MSS SACKOK TS NOP WS
+OPT_LEN = np.array([0, 12, 20])
+
+# one TCP flow: (direction 0 client->server / 1 back, flags, options, payload length)
+TCP_FLOW = [
+    (0, 0x002, 2, 0), (1, 0x012, 2, 0), (0, 0x010, 1, 0), (0, 0x018, 1, 180),
+    (1, 0x010, 1, 1448), (1, 0x018, 1, 400), (0, 0x010, 1, 0), (0, 0x011, 1, 0),
+    (1, 0x011, 1, 0), (0, 0x010, 1, 0),
+]
+
+
+def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
+    """Columns of every packet sent, in time order (before loss and NAT)."""
+    rng = np.random.default_rng(seed)
+    per_tcp, per_pair = len(TCP_FLOW), 2
+    n_tcp = int(n_packets * 0.7) // per_tcp
+    n_udp = int(n_packets * 0.2) // per_pair
+    n_icmp = (n_packets - n_tcp * per_tcp - n_udp * per_pair) // per_pair
+    span_ns = 60 * 10**9
+    cols: dict[str, list[np.ndarray]] = {}
+
+    def add(**kw):
+        for k, v in kw.items():
+            cols.setdefault(k, []).append(np.asarray(v))
+
+    # TCP
+    f = np.repeat(np.arange(n_tcp), per_tcp)
+    k = np.tile(np.arange(per_tcp), n_tcp)
+    tmpl = np.array(TCP_FLOW)
+    d, flags, opt, plen = (tmpl[k, i] for i in range(4))
+    start = rng.integers(0, span_ns, n_tcp)
+    isn_c = rng.integers(0, 2**32, n_tcp, dtype=np.uint64)
+    isn_s = rng.integers(0, 2**32, n_tcp, dtype=np.uint64)
+    # sequence numbers: cumulative payload per direction inside the flow
+    syn_fin = ((flags & 0x3) != 0).astype(np.int64)
+    adv = plen + syn_fin
+    c_adv = np.where(d == 0, adv, 0).reshape(n_tcp, per_tcp)
+    s_adv = np.where(d == 1, adv, 0).reshape(n_tcp, per_tcp)
+    c_before = (np.cumsum(c_adv, axis=1) - c_adv).ravel()
+    s_before = (np.cumsum(s_adv, axis=1) - s_adv).ravel()
+    seq_c = (isn_c[f] + c_before.astype(np.uint64)) & 0xFFFFFFFF
+    seq_s = (isn_s[f] + s_before.astype(np.uint64)) & 0xFFFFFFFF
+    seq = np.where(d == 0, seq_c, seq_s)
+    ack = np.where(d == 0, seq_s, seq_c)
+    ack = np.where(flags == 0x002, 0, ack)
+    add(t=start[f] + k * 200_000, dir=d, v6=(f % 5 == 0), proto=np.full(len(f), 6), flow=f,
+        sport=1024 + f % 60000, dport=np.full(len(f), 80), seq=seq, ack=ack, flags=flags, opt=opt, plen=plen,
+        clamp=(f % 5 == 1) & (opt == LINUX_SYN) & (d == 0), itype=np.zeros(len(f)), ident=np.zeros(len(f)),
+        iseq=np.zeros(len(f)), ipid=rng.integers(0, 65536, len(f)), nonce=rng.integers(1, 2**62, len(f)))
+    # UDP and ICMP echo request/response pairs
+    for proto, n, qlen, rlen, port in ((17, n_udp, 60, 120, 53), (1, n_icmp, 56, 56, 0)):
+        j = np.repeat(np.arange(n), 2)
+        d = np.tile([0, 1], n)
+        st = rng.integers(0, span_ns, n)
+        v6 = j % 4 == 0
+        add(t=st[j] + d * 300_000, dir=d, v6=v6, proto=np.where(v6 & (proto == 1), 58, proto), flow=j + 10**8 * proto,
+            sport=np.where(proto == 17, 20000 + j % 40000, 0), dport=np.full(2 * n, port), seq=np.zeros(2 * n),
+            ack=np.zeros(2 * n), flags=np.zeros(2 * n), opt=np.zeros(2 * n), plen=np.where(d == 0, qlen, rlen),
+            clamp=np.zeros(2 * n, bool),
+            itype=np.where(v6, np.where(d == 0, 128, 129), np.where(d == 0, 8, 0)) if proto == 1 else np.zeros(2 * n),
+            ident=(j % 65536) if proto == 1 else np.zeros(2 * n), iseq=(j // 7) % 65536 if proto == 1 else np.zeros(2 * n),
+            ipid=rng.integers(0, 65536, 2 * n), nonce=np.repeat(rng.integers(1, 2**62, n), 2))
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    order = np.argsort(out["t"], kind="stable")
+    return {k: v[order] for k, v in out.items()}
+
+
+def point(tr: dict[str, np.ndarray], side: str, seed: int = 11) -> dict[str, np.ndarray]:
+    """What one capture point records: loss (1% each way), NAT, TTL-3, MSS clamp, clock offset."""
+    rng = np.random.default_rng(seed)
+    lost = rng.random(len(tr["t"])) < 0.01
+    d = tr["dir"]
+    # a packet lost on the way is seen only where it was sent
+    keep = ~lost | (d == (0 if side == "client" else 1))
+    p = {k: v[keep] for k, v in tr.items()}
+    d, v6 = p["dir"], p["v6"].astype(bool)
+    n = len(d)
+    from_client = d == 0
+    far = from_client if side == "server" else ~from_client  # crossed the path before this point
+    p["ttl"] = np.where(far, 61, 64)
+    p["mss"] = np.where((side == "server") & p["clamp"], 1400, 1460)
+    c4 = CLIENT4 if side == "client" else NAT4
+    p["src4"] = np.where(from_client, c4, SERVER4)
+    p["dst4"] = np.where(from_client, SERVER4, c4)
+    p["src6"] = [np.where(from_client, CLIENT6[i], SERVER6[i]) for i in (0, 1)]
+    p["dst6"] = [np.where(from_client, SERVER6[i], CLIENT6[i]) for i in (0, 1)]
+    sport, dport = p["sport"], p["dport"]
+    p["src_port"] = np.where(from_client, sport, dport)
+    p["dst_port"] = np.where(from_client, dport, sport)
+    p["t"] = p["t"] + (np.where(far, 10_000_000, 0)) + (500_000_000 if side == "server" else 0)
+    p["v6"] = v6
+    order = np.argsort(p["t"], kind="stable")
+    return {k: ([x[order] for x in v] if isinstance(v, list) else v[order]) for k, v in p.items()} | {"n": n}
+
+
+def write_pcap(path: str, p: dict) -> int:
+    """Write the packets of ``p`` as an Ethernet pcap (µs), vectorised. Returns bytes written."""
+    n = p["n"]
+    v6 = p["v6"]
+    proto = p["proto"].astype(np.int64)
+    tcp, udp = proto == 6, proto == 17
+    l3 = np.where(v6, 40, 20)
+    l4 = np.where(tcp, 20 + OPT_LEN[p["opt"].astype(np.int64)], 8)
+    plen = p["plen"].astype(np.int64)
+    caplen = 14 + l3 + l4 + plen
+    rec = 16 + caplen
+    offs = 24 + np.cumsum(rec) - rec
+    buf = np.zeros(24 + int(rec.sum()), np.uint8)
+    buf[:24] = np.frombuffer(np.array([0xA1B2C3D4, 0x00040002, 0, 0, 262144, 1], "<u4").tobytes(), np.uint8)
+
+    def put(pos, val, nbytes, little=False, mask=None):
+        pos = pos if mask is None else pos[mask]
+        val = np.asarray(val)
+        if val.ndim:
+            val = val if mask is None else val[mask]
+        val = val.astype(np.uint64)
+        for i in range(nbytes):
+            sh = np.uint64(8 * (i if little else nbytes - 1 - i))
+            buf[pos + i] = ((val >> sh) & np.uint64(0xFF)).astype(np.uint8)
+
+    t = p["t"]
+    put(offs, t // 10**9, 4, True)
+    put(offs + 4, (t % 10**9) // 1000, 4, True)
+    put(offs + 8, caplen, 4, True)
+    put(offs + 12, caplen, 4, True)
+    e = offs + 16
+    buf[e[:, None] + np.arange(12)] = np.frombuffer(b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02", np.uint8)
+    put(e + 12, np.where(v6, 0x86DD, 0x0800), 2)
+    ip = e + 14
+    m4, m6 = ~v6, v6
+    total = l3 + l4 + plen
+    put(ip, 0x4500, 2, mask=m4)
+    put(ip + 2, total, 2, mask=m4)
+    put(ip + 4, p["ipid"], 2, mask=m4)
+    put(ip + 6, 0x4000, 2, mask=m4)
+    put(ip + 8, p["ttl"], 1, mask=m4)
+    put(ip + 9, proto, 1, mask=m4)
+    put(ip + 12, p["src4"], 4, mask=m4)
+    put(ip + 16, p["dst4"], 4, mask=m4)
+    put(ip, 0x60000000, 4, mask=m6)
+    put(ip + 4, l4 + plen, 2, mask=m6)
+    put(ip + 6, proto, 1, mask=m6)
+    put(ip + 7, p["ttl"], 1, mask=m6)
+    put(ip + 8, p["src6"][0], 8, mask=m6)
+    put(ip + 16, p["src6"][1], 8, mask=m6)
+    put(ip + 24, p["dst6"][0], 8, mask=m6)
+    put(ip + 32, p["dst6"][1], 8, mask=m6)
+    l4o = ip + l3
+    put(l4o, p["src_port"], 2, mask=tcp | udp)
+    put(l4o + 2, p["dst_port"], 2, mask=tcp | udp)
+    put(l4o + 4, p["seq"], 4, mask=tcp)
+    put(l4o + 8, p["ack"], 4, mask=tcp)
+    put(l4o + 12, ((l4 // 4) << 12) | p["flags"].astype(np.int64), 2, mask=tcp)
+    put(l4o + 14, 64240, 2, mask=tcp)
+    opt = p["opt"].astype(np.int64)
+    o = l4o + 20
+    tsval = (p["t"] // 1_000_000) & 0xFFFFFFFF
+    nnt, syn = tcp & (opt == 1), tcp & (opt == 2)
+    put(o, 0x0101080A, 4, mask=nnt)
+    put(o + 4, tsval, 4, mask=nnt)
+    put(o + 8, tsval - 5, 4, mask=nnt)
+    put(o, 0x0204 << 16 | 0, 4, mask=syn)
+    put(o + 2, p["mss"], 2, mask=syn)
+    put(o + 4, 0x0402080A, 4, mask=syn)
+    put(o + 8, tsval, 4, mask=syn)
+    put(o + 16, 0x01030307, 4, mask=syn)
+    put(l4o + 4, l4 + plen, 2, mask=udp)
+    icmp = ~(tcp | udp)
+    put(l4o, p["itype"], 1, mask=icmp)
+    put(l4o + 4, p["ident"], 2, mask=icmp)
+    put(l4o + 6, p["iseq"], 2, mask=icmp)
+    pay = l4o + l4
+    put(pay, p["nonce"], 8, mask=plen >= 8)
+    with open(path, "wb") as fh:
+        buf.tofile(fh)
+    return len(buf)
+
+
+def prefix_pcap(src: str, dst: str, packets: int) -> None:
+    """The first ``packets`` records of a µs pcap (for a shorter tshark run)."""
+    data = np.fromfile(src, np.uint8)
+    off, k = 24, 0
+    while k < packets and off < len(data):
+        off += 16 + int(data[off + 8 : off + 12].view("<u4")[0])
+        k += 1
+    data[:off].tofile(dst)
+
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from rig.capture import read_capture
+t1 = time.perf_counter()
+c = read_capture(sys.argv[1]); t2 = time.perf_counter()
+s = read_capture(sys.argv[2]); t3 = time.perf_counter()
+res = {"import": t1 - t0, "parse_client": t2 - t1, "parse_server": t3 - t2, "rows": [len(c.packets), len(s.packets)],
+       "undecoded": [c.undecoded, s.undecoded]}
+try:
+    from rig.analysis.api import analyse
+except ImportError:
+    analyse = None
+if analyse is not None and sys.argv[3] == "1":
+    t4 = time.perf_counter()
+    v = analyse(c, s)
+    res["analyse"] = time.perf_counter() - t4
+    res["exchanges"] = len(v.exchanges)
+print(json.dumps(res))
+"""
+
+
+def run_rig(client: str, server: str, analysis: bool) -> tuple[dict, int]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run([sys.executable, "-c", CHILD, client, server, "1" if analysis else "0"],
+                         capture_output=True, text=True, check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, max over children so far
+    return json.loads(out.stdout), (peak if peak > before else before)
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000, help="packets sent (each capture has ~99%%)")
+    ap.add_argument("--tshark-packets", type=int, default=200_000, help="tshark reads this many (0: the whole file)")
+    ap.add_argument("--no-analysis", action="store_true", help="measure parsing only")
+    ap.add_argument("--keep", default=None, help="write the captures here and keep them")
+    a = ap.parse_args()
+    tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
+    os.makedirs(tmp, exist_ok=True)
+    try:
+        t = time.perf_counter()
+        tr = traffic(a.packets)
+        cli, srv = os.path.join(tmp, "client.pcap"), os.path.join(tmp, "server.pcap")
+        pc, ps = point(tr, "client"), point(tr, "server")
+        sizes = write_pcap(cli, pc), write_pcap(srv, ps)
+        del tr
+        print(f"generated {pc['n']} + {ps['n']} packets ({sizes[0] / 1e6:.0f} + {sizes[1] / 1e6:.0f} MB) "
+              f"in {time.perf_counter() - t:.1f} s -> {tmp}")
+        n_c, n_s = pc["n"], ps["n"]
+        del pc, ps
+
+        if shutil.which("tcpdump"):
+            floor = min(timed(["tcpdump", "-r", cli, "-w", "/dev/null"]) + timed(["tcpdump", "-r", srv, "-w", "/dev/null"])
+                        for _ in range(2))
+        else:
+            floor = None
+        res, peak_kib = run_rig(cli, srv, not a.no_analysis)
+        parse = res["parse_client"] + res["parse_server"]
+        total = parse + res.get("analyse", 0.0)
+        print(f"rig parse   client {res['parse_client']:.2f} s  server {res['parse_server']:.2f} s  "
+              f"({(n_c + n_s) / parse / 1e6:.2f} M pkt/s)  undecoded {res['undecoded']}")
+        if "analyse" in res:
+            print(f"rig analyse {res['analyse']:.2f} s  ({res['exchanges']} exchanges)")
+        else:
+            print("rig analyse not measured (--no-analysis or rig.analysis.api.analyse missing): parse only")
+        print(f"rig total   {total:.2f} s  (+ {res['import']:.2f} s import)   peak RSS {peak_kib / 1024:.0f} MB "
+              f"(goal < 400 MB: {'ok' if peak_kib / 1024 < 400 else 'MISSED'})")
+        if floor is not None:
+            r = total / floor
+            print(f"libpcap     tcpdump -r -w /dev/null, both files {floor:.2f} s  "
+                  f"({(n_c + n_s) / floor / 1e6:.2f} M pkt/s)")
+            print(f"ratio       rig/libpcap-floor {r:.2f}x (goal <= 4x: {'ok' if r <= 4 else 'MISSED'}); "
+                  f"parse only {parse / floor:.2f}x")
+        if shutil.which("tshark"):
+            tf, nt = cli, n_c
+            if a.tshark_packets and a.tshark_packets < n_c:
+                tf, nt = os.path.join(tmp, "tshark.pcap"), a.tshark_packets
+                prefix_pcap(cli, tf, nt)
+            ts = timed(["tshark", "-n", "-r", tf, "-T", "fields", "-e", "frame.number"])
+            rig_rate = (n_c + n_s) / total
+            ts_rate = nt / ts
+            r = rig_rate / ts_rate
+            print(f"tshark      -T fields on {nt} packets {ts:.2f} s ({ts_rate / 1e6:.3f} M pkt/s)")
+            print(f"ratio       tshark/rig {r:.0f}x per packet, rig's whole diff vs tshark's fields alone "
+                  f"(goal >= 20x: {'ok' if r >= 20 else 'MISSED'})")
+    finally:
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
