@@ -313,6 +313,11 @@ class BundleWriter:
         manifest (``report_error``)."""
         vd = _as_dict(verdict)
         _write_json_atomic(self.root / VERDICT, vd)
+        if not self.manifest.get("clock_offset"):  # the analysis estimated it from matched packets
+            est = {c["name"]: c["clock_offset_s"] for c in vd.get("capture_points", ())
+                   if c.get("clock_offset_s") is not None and c.get("name") != "client"}
+            if est:
+                self.manifest["clock_offset"] = {"seconds_ahead_of_client": est, "source": "analysis"}
         try:
             from rig.report.html import write_report
 

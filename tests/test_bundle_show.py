@@ -64,6 +64,9 @@ def bundle(tmp_path):
 def test_round_trip_same_verdict(bundle):
     stored = json.loads((bundle / "verdict.json").read_text())
     assert [e["outcome"] for e in stored["exchanges"]] == ["lost-return", "delivered"]
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["clock_offset"] == {"seconds_ahead_of_client": {"server": 3.0}, "source": "analysis"}
+    assert [t["stage"] for t in m["timings"]] == ["capture", "analysis"] and m["status"] == "path-problem"
     p = show(bundle, "--json")
     assert p.returncode == 1, p.stderr  # a path problem
     assert json.loads(p.stdout) == stored
