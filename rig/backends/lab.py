@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import stat
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
@@ -39,6 +40,18 @@ def _reap(services: list[Service]) -> None:
                 svc.proc.wait(timeout=5)
             except Exception:  # never let reaping hide the real outcome of a teardown
                 pass
+
+
+def _start_all(starts: list, started: list[Service]) -> None:
+    """Start the services at once (each waits for its own readiness); ``started`` gets
+    every one that came up, in order, even when another failed (so it can be reaped)."""
+    with ThreadPoolExecutor(max_workers=len(starts)) as pool:
+        futures = [pool.submit(fn) for fn in starts]
+        wait(futures)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    started.extend(f.result() for f in futures if f.exception() is None)
+    if errors:
+        raise errors[0]
 
 
 def _lab_root() -> Path:
@@ -82,14 +95,16 @@ class LabBackend:
             net = build(topo, prefix, scenario)
             ns = net.namespaces
             keys = make_keys(workdir / "keys")
-            started.append(start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT))
             server_vars = apache_vars(server_dir, SERVER_ADDR, scenario.http_port, "server")
-            started.append(apache := start_apache(ns["server"], server_vars, SERVER_ADDR))
-            started.append(start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT))
+            starts = [lambda: start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT),
+                      lambda: start_apache(ns["server"], server_vars, SERVER_ADDR),
+                      lambda: start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT)]
             if scenario.proxy:
                 hgw_lan = topo.endpoint("hgw", "lan").ip
                 proxy_vars = apache_vars(workdir / "proxy", "0.0.0.0", PROXY_PORT, "hgw-proxy")
-                started.append(start_apache(ns["hgw"], proxy_vars, hgw_lan))
+                starts.append(lambda: start_apache(ns["hgw"], proxy_vars, hgw_lan))
+            _start_all(starts, started)
+            apache = started[1]
         except BaseException:
             destroy(net.namespaces.values() if net.namespaces else [f"{prefix}-{n}" for n in topo.nodes])
             _reap(started)

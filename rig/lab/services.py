@@ -208,6 +208,7 @@ def start_apache(netns: str, variables: dict[str, str], probe_addr: str) -> Serv
 
 
 def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Service:
+    (server_dir / "logs").mkdir(mode=0o755, parents=True, exist_ok=True)
     script = server_dir / "udp_echo.py"
     shutil.copyfile(templates_dir() / "udp_echo.py", script)
     script.chmod(0o755)  # as the playbook installs it, so configure changes nothing
