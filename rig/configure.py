@@ -4,16 +4,20 @@ ansible-runner turns host-key checking off by default; here it is on: the Rig's 
 host key goes into a per-run known_hosts file, ``StrictHostKeyChecking=yes``, and no
 other known_hosts or key is consulted. In the lab the SSH connection must start in the
 client's namespace, so OpenSSH reaches the server through
-``ProxyCommand ip netns exec NS socat - TCP:%h:%p``. Each run has its own ControlPath
-directory; the ControlPersist masters are closed at the end so none keeps a namespace
-busy.
+``ProxyCommand python -m rig.fdpass NS %h %p`` with ``ProxyUseFdpass``: the helper
+connects from inside the namespace, hands the socket to ssh and exits. Each run has its
+own ControlPath directory; the ControlPersist masters are closed at the end (and waited
+for) so none keeps a namespace busy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 import os
+import re
+import select
 import shlex
 import shutil
 import subprocess
@@ -58,15 +62,28 @@ def playbooks_dir() -> Path:
 
 
 def templates_dir() -> Path:
-    return _package_dir("templates")
+    env = os.environ.get("RIG_TEMPLATES")
+    return Path(env) if env else _package_dir("templates")
+
+
+def shipped_files(templates: Path, server_dir: str) -> list[dict[str, str]]:
+    """site/** and udp_echo.py with their sha1, so the play copies only what differs."""
+    files = [(p, f"{server_dir}/site/{p.relative_to(templates / 'site').as_posix()}", "0644")
+             for p in sorted((templates / "site").rglob("*")) if p.is_file()]
+    files.append((templates / "udp_echo.py", f"{server_dir}/udp_echo.py", "0755"))
+    return [{"src": str(src), "dest": dest, "mode": mode, "sha1": hashlib.sha1(src.read_bytes()).hexdigest()}
+            for src, dest, mode in files]
 
 
 def playbook_vars(rig: Rig) -> dict[str, Any]:
     """The playbook's variables for this rig (see playbooks/server.yml)."""
     facts = dict(rig.facts)
+    templates = Path(facts.get("rig_templates_dir") or templates_dir())
+    server_dir = facts.get("server_dir", DEFAULT_SERVER_DIR)
     return {
-        "rig_templates_dir": str(templates_dir()),
-        "rig_server_dir": facts.get("server_dir", DEFAULT_SERVER_DIR),
+        "rig_templates_dir": str(templates),
+        "rig_files": shipped_files(templates, server_dir),
+        "rig_server_dir": server_dir,
         "rig_listen_addr": facts.get("listen_addr", rig.server_addr),
         "rig_http_port": int(facts.get("http_port", 80)),
         "rig_udp_port": int(facts.get("udp_port", 7)),
@@ -81,7 +98,10 @@ def ssh_common_args(rig: Rig, known_hosts: Path) -> str:
     args = ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
     if rig.ssh.netns:
-        args += ["-o", f"ProxyCommand=ip netns exec {shlex.quote(rig.ssh.netns)} socat - TCP:%h:%p"]
+        # the connection starts in the client's namespace; the helper hands the socket to
+        # ssh and exits, so no proxy process outlives it there (rig.fdpass)
+        helper = shlex.join([sys.executable, "-m", "rig.fdpass", rig.ssh.netns])
+        args += ["-o", "ProxyUseFdpass=yes", "-o", f"ProxyCommand={helper} %h %p"]
     return shlex.join(args)
 
 
@@ -119,12 +139,53 @@ def envvars(control_dir: Path, home: Path, config: Path) -> dict[str, str]:
     }
 
 
+def _master_pids(sock: Path) -> list[int]:
+    """The ControlPersist master behind ``sock`` and its children (the ProxyCommand)."""
+    res = subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "check", "rig-control"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    m = re.search(r"pid=(\d+)", res.stderr + res.stdout)
+    if not m:
+        return []
+    pid = int(m.group(1))
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
+def _wait_gone(pids: list[int], timeout: float = 5.0) -> None:
+    """Wait (on pidfds, no polling) until every process in ``pids`` has exited."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except OSError:  # already gone
+            continue
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        left = set(fds)
+        while left and time.monotonic() < deadline:
+            for fd, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                left.discard(fd)
+                poller.unregister(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def close_masters(control_dir: Path) -> None:
-    """Ask every ControlPersist master in ``control_dir`` to exit, then remove the dir."""
+    """Make every ControlPersist master in ``control_dir`` exit, wait until it and its
+    ProxyCommand are gone (so no namespace stays busy), then remove the dir."""
     if control_dir.is_dir():
         for sock in control_dir.iterdir():
+            pids = _master_pids(sock)
             subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "rig-control"],
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+            _wait_gone(pids)
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
@@ -151,12 +212,11 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300) -> Con
     if shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None \
             and shutil.which("ansible-playbook") is None:
         raise MissingToolError("ansible-playbook is not installed (pip install ansible-core)")
-    if rig.ssh.netns and shutil.which("socat") is None:
-        raise MissingToolError("socat is not installed (apt install socat)")
 
     base = Path(rig.workdir) if rig.workdir else Path(tempfile.mkdtemp(prefix="rig-configure-"))
-    private = base / "ansible"
-    private.mkdir(parents=True, exist_ok=True)
+    base.mkdir(parents=True, exist_ok=True)
+    # a fresh private dir per call: ansible-runner keeps env/ files between runs
+    private = Path(tempfile.mkdtemp(prefix="ansible-", dir=base))
     known_hosts = private / "known_hosts"
     cfg = private / "ansible.cfg"
     cfg.write_text("[defaults]\n")

@@ -112,8 +112,6 @@ def check_environment(spec: RunSpec) -> None:
     tools = dict(LOCAL_TOOLS)
     if spec.configure:
         tools["ssh"] = "openssh-client"
-        if spec.backend == "lab":
-            tools["socat"] = "socat"
     for tool, pkg in tools.items():
         if which(tool) is None:
             raise MissingToolError(f"{tool} not found: install {pkg} (e.g. 'apt-get install {pkg}' or 'make system')")

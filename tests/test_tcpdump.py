@@ -87,3 +87,17 @@ def test_bad_interface_is_one_clear_error(sshd, tmp_path):
         rcap = RemoteCapture("server", "nosuch0", str(tmp_path / "s.pcap"), ssh)
         with pytest.raises(InfraError, match="remote capture at server did not start.*nosuch0"):
             start_all([rcap])
+
+
+def test_latest_statistics_and_unwritten():
+    # SIGUSR1 answers while tcpdump still has packets in its ring, then the final block
+    text = ("tcpdump: listening on eth0\n3 packets captured\n9 packets received by filter\n0 packets dropped by kernel\n"
+            "9 packets captured\n9 packets received by filter\n0 packets dropped by kernel\n")
+    from rig.capture.tcpdump import _result, unwritten
+    assert parse_stats(text)["captured"] == 9
+    assert unwritten(parse_stats(text.split("9 packets captured")[0])) == 6
+    assert unwritten(parse_stats(text)) == 0
+    # a capture stopped before it wrote everything: the rest counts as lost there
+    early = "0 packets captured\n28 packets received by filter\n1 packet dropped by kernel\n"
+    assert _result("client", "x", early, drained=False).kernel_drops == 28
+    assert _result("client", "x", early, drained=True).kernel_drops == 1

@@ -2,8 +2,8 @@
 
 Both kinds run ``tcpdump -i IFACE -U --immediate-mode -n -B 8192 -w FILE FILTER``
 (without --immediate-mode the last second of packets is lost at stop), are ready only
-once tcpdump prints "listening on" on stderr, stop with SIGINT so the file is flushed,
-and report tcpdump's own "packets captured" / "packets dropped by kernel" counts.
+once tcpdump prints "listening on" on stderr, stop with SIGINT so the file is flushed
+(after SIGUSR1/SIGINFO statistics show every received packet was written), and report tcpdump's own "packets captured" / "packets dropped by kernel" counts.
 A remote tcpdump is started as ``echo PID $$; exec tcpdump ...`` on a channel without a
 pty (it would survive the channel closing), stopped with ``kill -INT PID`` on a second
 channel, and its file fetched with SFTP.
@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -43,8 +44,42 @@ def tcpdump_argv(iface: str, path: str, bpf: str) -> list[str]:
 
 
 def parse_stats(stderr: str) -> dict[str, int]:
-    """tcpdump's closing statistics: {"captured": n, "received by filter": n, "dropped by kernel": n}."""
+    """tcpdump's latest statistics: {"captured": n, "received by filter": n, "dropped by kernel": n}."""
     return {m.group(2): int(m.group(1)) for m in _STAT.finditer(stderr)}
+
+
+def unwritten(stats: dict[str, int]) -> int:
+    """Packets the kernel gave tcpdump that it has not written (yet): captured + dropped
+    lags received while tcpdump still has packets in its ring buffer."""
+    return max(0, stats.get("received by filter", 0) - stats.get("captured", 0) - stats.get("dropped by kernel", 0))
+
+
+def drain(watch: "_StderrWatch", ask: Callable[[], None], timeout: float) -> bool:
+    """Before SIGINT: ask tcpdump for its statistics (SIGUSR1 / SIGINFO) until it has
+    written every packet it received. SIGINT stops its loop at once, and packets still
+    in the ring buffer are lost (seen on a loaded machine: "0 captured, 28 received").
+    True when drained; False if tcpdump did not catch up in time (counted as drops)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    last = None
+    while True:
+        seen = watch.stats_seen
+        ask()
+        if not watch.wait_stats(seen, max(0.0, deadline - time.monotonic())):
+            return False
+        if watch.done.is_set():
+            return False
+        stats = parse_stats(watch.all)
+        # on lo (and "any") the kernel also counts our own outgoing copies, which
+        # libpcap discards: there "received" never matches, so a count that stopped
+        # moving between two answers means drained too
+        if unwritten(stats) == 0 or stats.get("captured") == last:
+            return True
+        last = stats.get("captured")
+        if time.monotonic() + pause > deadline:
+            return False
+        watch.done.wait(pause)  # give tcpdump's loop a moment to read its ring
+        pause = min(pause * 2, 0.1)
 
 
 class _StderrWatch:
@@ -54,6 +89,8 @@ class _StderrWatch:
         self.text: list[str] = []
         self.ready = threading.Event()
         self.done = threading.Event()
+        self.stats_seen = 0  # statistics blocks printed so far (SIGUSR1/SIGINFO, exit)
+        self.cond = threading.Condition()
         self._thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
         self._thread.start()
 
@@ -63,9 +100,20 @@ class _StderrWatch:
                 self.text.append(line)
                 if "listening on" in line:
                     self.ready.set()
+                if "dropped by kernel" in line:  # the last line of a statistics block
+                    with self.cond:
+                        self.stats_seen += 1
+                        self.cond.notify_all()
         finally:
             self.done.set()
             self.ready.set()  # wake the waiter; it checks which it was
+            with self.cond:
+                self.cond.notify_all()
+
+    def wait_stats(self, after: int, timeout: float) -> bool:
+        """Wait until more than ``after`` statistics blocks were printed."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.stats_seen > after or self.done.is_set(), timeout)
 
     def wait_ready(self, timeout: float) -> bool:
         """True once tcpdump is listening; False if it ended or did not say so in time."""
@@ -87,9 +135,14 @@ def _last_line(text: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def _result(point: str, path: str, stderr: str) -> CaptureResult:
+def _result(point: str, path: str, stderr: str, drained: bool = True) -> CaptureResult:
+    """The final statistics. If tcpdump could not be drained before SIGINT, packets it
+    received but never wrote count as kernel drops (lost at this capture point)."""
     stats = parse_stats(stderr)
-    return CaptureResult(point, path, stats.get("captured"), stats.get("dropped by kernel"), stderr)
+    drops = stats.get("dropped by kernel")
+    if drops is not None and not drained:
+        drops += unwritten(stats)
+    return CaptureResult(point, path, stats.get("captured"), drops, stderr)
 
 
 class LocalCapture:
@@ -100,6 +153,7 @@ class LocalCapture:
         self.proc: subprocess.Popen[str] | None = None
         self._watch: _StderrWatch | None = None
         self.result: CaptureResult | None = None
+        self.drained = True
 
     def start(self, ready_timeout: float = READY_TIMEOUT) -> None:
         argv = tcpdump_argv(self.iface, self.path, self.bpf)
@@ -122,6 +176,8 @@ class LocalCapture:
             return self.result
         assert self.proc is not None and self._watch is not None, "stop() before start()"
         if self.proc.poll() is None:
+            self.drained = drain(self._watch, lambda: self.proc.send_signal(signal.SIGUSR1), timeout / 2)
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout)
@@ -129,7 +185,7 @@ class LocalCapture:
             self.abort()
             raise InfraError(f"capture at {self.point} did not stop within {timeout:g}s") from None
         self._watch.wait_done(timeout)
-        self.result = _result(self.point, self.path, self._watch.all)
+        self.result = _result(self.point, self.path, self._watch.all, self.drained)
         if self.result.packets is None:
             raise InfraError(f"capture at {self.point} ended badly: {_last_line(self._watch.all)}")
         return self.result
@@ -144,13 +200,16 @@ class LocalCapture:
 class RemoteCapture:
     """tcpdump on the server over an ``rig.sshclient.SSHClient``; the pcap is fetched to ``path``."""
 
-    def __init__(self, point: str, iface: str, path: str, ssh, bpf: str = ""):
+    def __init__(self, point: str, iface: str, path: str, ssh, bpf: str = "", os_family: str = "debian"):
         self.point, self.iface, self.path, self.ssh, self.bpf = point, iface, path, ssh, bpf
+        # tcpdump prints its statistics on SIGINFO where it exists (BSD), else SIGUSR1
+        self.info_signal = "INFO" if os_family == "freebsd" else "USR1"
         self.remote_dir: str | None = None
         self.pid: int | None = None
         self._chan = None
         self._watch: _StderrWatch | None = None
         self.result: CaptureResult | None = None
+        self.drained = True
 
     @property
     def remote_path(self) -> str:
@@ -188,6 +247,9 @@ class RemoteCapture:
             return self.result
         assert self._chan is not None and self._watch is not None, "stop() before start()"
         if not self._chan.exit_status_ready():
+            info = self.ssh.privileged(["kill", f"-{self.info_signal}", str(self.pid)])
+            self.drained = drain(self._watch, lambda: self.ssh.run(info, check=False), timeout / 2)
+        if not self._chan.exit_status_ready():
             self.ssh.run(self.ssh.privileged(["kill", "-INT", str(self.pid)]), check=False)
         if not self._chan.status_event.wait(timeout):
             self.abort()
@@ -199,7 +261,7 @@ class RemoteCapture:
             raise InfraError(f"remote capture at {self.point} ended badly: {_last_line(stderr)}")
         self.ssh.fetch(self.remote_path, self.path)
         self.ssh.run(["rm", "-rf", self.remote_dir], check=False)
-        self.result = _result(self.point, self.path, stderr)
+        self.result = _result(self.point, self.path, stderr, self.drained)
         return self.result
 
     def abort(self) -> None:

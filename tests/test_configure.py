@@ -1,0 +1,112 @@
+"""configure: the real playbook through ansible-runner over SSH with the host key pinned.
+
+A fresh server (sshd alone in a namespace) is configured from nothing: Apache from
+templates/apache-rig.conf.j2, the site, the UDP echo. A second run changes nothing.
+A wrong pinned key stops it. No ControlPersist master or ProxyCommand is left behind.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from _sshd import missing_tools, start_sshd
+from rig.backends.base import Rig, SSHEndpoint
+from rig.configure import configure, inventory, playbook_vars, ssh_common_args
+from rig.errors import InfraError
+from rig.netns import in_netns
+
+
+def _rig(endpoint: SSHEndpoint, workdir: Path, server_dir: Path) -> Rig:
+    return Rig(run_id="t", backend="lab", server_addr="127.0.0.1", ssh=endpoint, capture_points=(),
+               client_netns=endpoint.netns, install_packages=False, workdir=str(workdir),
+               facts={"server_dir": str(server_dir), "listen_addr": "127.0.0.1", "http_port": "80",
+                      "udp_port": "7", "service_mode": "standalone", "python": "/usr/bin/python3"})
+
+
+def test_inventory_pins_the_key_and_uses_the_client_namespace(tmp_path):
+    ep = SSHEndpoint("198.51.100.10", 22, "root", "/k", "ssh-ed25519 AAAA", netns="rig-abc-client")
+    rig = _rig(ep, tmp_path, tmp_path / "srv")
+    args = ssh_common_args(rig, tmp_path / "kh")
+    assert "StrictHostKeyChecking=yes" in args and f"UserKnownHostsFile={tmp_path / 'kh'}" in args
+    assert "ProxyUseFdpass=yes" in args and "-m rig.fdpass rig-abc-client %h %p'" in args
+    host = inventory(rig, tmp_path / "kh")["all"]["hosts"]["server"]
+    assert host["ansible_host"] == "198.51.100.10" and host["ansible_ssh_private_key_file"] == "/k"
+    v = playbook_vars(rig)
+    assert v["rig_install_packages"] is False and v["rig_service_mode"] == "standalone"
+    dests = {f["dest"] for f in v["rig_files"]}
+    assert f"{tmp_path}/srv/udp_echo.py" in dests and f"{tmp_path}/srv/site/index.html" in dests
+
+
+needs = pytest.mark.skipif(os.geteuid() != 0 or bool(missing_tools("sshd", "apache2", "unshare")),
+                           reason="needs root, sshd, apache2, unshare")
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = start_sshd(tmp_path / "sshd")
+    # Apache's workers (www-data) must reach the site: a world-readable server dir
+    srv = Path(tempfile.mkdtemp(prefix="rig-srv-"))
+    srv.chmod(0o755)
+    yield s, srv
+    s.stop()
+    shutil.rmtree(srv, ignore_errors=True)
+
+
+def _get(ns, url):
+    def fetch():
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=5) as r:
+            return r.status, r.headers.get("X-Rig-Responder"), r.headers.get("Cache-Control")
+    return in_netns(ns, fetch)
+
+
+def _echo(ns):
+    def go():
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(3)
+        u.sendto(b"ping-rig", ("127.0.0.1", 7))
+        return u.recvfrom(100)[0]
+    return in_netns(ns, go)
+
+
+def _procs(ns):
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    return [Path(f"/proc/{p}/comm").read_text().strip() for p in pids if Path(f"/proc/{p}").exists()]
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@needs
+def test_configures_a_fresh_server_then_changes_nothing(server, tmp_path):
+    sshd, srv = server
+    rig = _rig(sshd.endpoint, tmp_path / "work", srv)
+    first = configure(rig, log_path=tmp_path / "ansible.log")
+    assert first.status == "successful" and first.changed >= 3
+    assert "PLAY RECAP" in (tmp_path / "ansible.log").read_text()
+    assert _get(sshd.ns, "http://127.0.0.1/rig/n/abc123") == (200, "server", "no-store")
+    assert _echo(sshd.ns) == b"ping-rig"
+    assert "GET /rig/n/abc123" in (srv / "logs" / "access.log").read_text()
+    second = configure(rig)
+    assert second.status == "successful" and second.changed == 0  # idempotent
+    # no ControlPersist master and no ProxyCommand keeps the namespace busy
+    procs = _procs(sshd.ns)
+    assert "ssh" not in procs and not any(p.startswith("python") and p != "python3" for p in procs)
+    assert set(procs) <= {"sshd", "apache2", "python3", "sh", "unshare"}
+
+
+@pytest.mark.root
+@needs
+def test_wrong_pinned_host_key_stops_configure(server, tmp_path):
+    sshd, srv = server
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other = " ".join((tmp_path / "other.pub").read_text().split()[:2])
+    ep = SSHEndpoint(**{**sshd.endpoint.__dict__, "host_key": other})
+    with pytest.raises(InfraError, match="configure .*unreachable|configure .*failed|configure .*Host key"):
+        configure(_rig(ep, tmp_path / "work", srv))
+    assert not (srv / "apache-rig.conf").exists()
