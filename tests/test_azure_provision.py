@@ -29,7 +29,7 @@ def spec(**options) -> RunSpec:
 
 def backend(arm: FakeARM, **kw) -> AzureBackend:
     logs: list[str] = []
-    b = AzureBackend(clients=arm.clients(), caller_ip=lambda: CALLER, log=logs.append, **kw)
+    b = AzureBackend(clients=arm.clients(), caller_ip=lambda: CALLER, log=logs.append, wait_ssh=False, **kw)
     b.logs = logs  # type: ignore[attr-defined]
     return b
 
@@ -87,7 +87,8 @@ def test_nsg_allows_the_probes_from_the_caller_only(tmp_path):
 
 def test_allow_from_flag_replaces_detection(tmp_path):
     arm = FakeARM()
-    b = AzureBackend(clients=arm.clients(), caller_ip=lambda: pytest.fail("detection must not run"), log=lambda s: None)
+    b = AzureBackend(clients=arm.clients(), caller_ip=lambda: pytest.fail("detection must not run"), log=lambda s: None,
+                     wait_ssh=False)
     b.provision(spec(workdir=str(tmp_path / "wd"), allow_from="203.0.113.9"))
     rules = arm.put_body("networkSecurityGroups")["properties"]["securityRules"]
     assert {r["properties"]["sourceAddressPrefix"] for r in rules if r["properties"]["access"] == "Allow"} == {"203.0.113.9/32"}
@@ -306,3 +307,46 @@ def test_freebsd_without_host_key_refuses_and_deletes(tmp_path):
     with pytest.raises(InfraError, match="refusing to trust"):
         provision(arm, tmp_path, image="freebsd")
     assert only_group(arm) in arm.deleted_groups
+
+
+SIGTERM_SCRIPT = """
+import json, signal, sys
+from rig.cli import _sigterm
+from rig.backends.azure import AzureBackend
+from rig.backends.azure.fake import FakeARM
+from rig.backends.base import RunSpec
+signal.signal(signal.SIGTERM, _sigterm)  # as rig's CLI does
+arm = FakeARM()
+arm.inject("virtualMachines", mode="hang")
+b = AzureBackend(clients=arm.clients(), caller_ip=lambda: "198.51.100.7/32",
+                 log=lambda s: print(s, flush=True), wait_ssh=False)
+try:
+    b.provision(RunSpec(backend="azure", options={"workdir": sys.argv[1]}))
+except KeyboardInterrupt as exc:
+    print(json.dumps({"why": str(exc), "deleted": arm.deleted_groups, "left": list(arm.groups)}), flush=True)
+"""
+
+
+def test_sigterm_during_provisioning_deletes_the_group(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, str(tmp_path / "wd")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # readiness: the VM is being created (its poller waited on)
+            if line.startswith("VM "):
+                break
+        else:
+            pytest.fail(f"provisioning never reached the VM: {proc.stderr.read()}")
+        proc.send_signal(signal.SIGTERM)
+        out = proc.stdout.read()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["why"] == "SIGTERM" and len(result["deleted"]) == 1 and result["left"] == []
+    assert not (tmp_path / "wd").exists()

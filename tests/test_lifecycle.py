@@ -59,7 +59,8 @@ def test_state_dir_from_environment(monkeypatch, tmp_path):
 # -- up / ls / down with Azure on the fake ARM ---------------------------------------------------
 
 def azure(arm):
-    return AzureBackend(clients=arm.clients(), caller_ip=lambda: "198.51.100.7/32", log=lambda s: None)
+    return AzureBackend(clients=arm.clients(), caller_ip=lambda: "198.51.100.7/32", log=lambda s: None,
+                        wait_ssh=False)
 
 
 def test_up_keeps_key_in_state_dir_and_down_removes_everything(tmp_path):

@@ -42,8 +42,10 @@ class AzureBackend:
 
     def __init__(self, clients=None, caller_ip: Callable[[], str] | None = None, *,
                  timeout: float | None = None, delete_timeout: float | None = None,
-                 log: Callable[[str], None] = _stderr):
+                 log: Callable[[str], None] = _stderr, wait_ssh: bool = True, ssh_timeout: float = 600.0):
         self._clients = clients  # tests inject FakeARM().clients()
+        self.wait_ssh = wait_ssh  # False with the fake ARM: there is no VM to log in to
+        self.ssh_timeout = ssh_timeout
         self._caller_ip = caller_ip
         self.timeout = timeout
         self.delete_timeout = delete_timeout
@@ -86,6 +88,17 @@ class AzureBackend:
                            delete_timeout=self.delete_timeout or DELETE_TIMEOUT, log=self.log)
         try:
             got = prov.create()
+            endpoint = SSHEndpoint(host=got.public_ip, port=22, user=plan.admin_user,
+                                   key_file=keys.login_key_file, host_key=got.host_key)
+            if self.wait_ssh:
+                from rig.backends.azure.ready import wait_for_ssh
+
+                try:
+                    wait_for_ssh(endpoint, self.ssh_timeout, cloud_init=plan.image.cloud_init, log=self.log)
+                except BaseException:
+                    self.log(f"VM not reachable over SSH: deleting resource group {plan.resource_group}")
+                    prov.delete_group()
+                    raise
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -94,8 +107,7 @@ class AzureBackend:
         freebsd = plan.image.os_family == "freebsd"
         return Rig(
             run_id=plan.run_id, backend=self.name, server_addr=got.public_ip,
-            ssh=SSHEndpoint(host=got.public_ip, port=22, user=plan.admin_user,
-                            key_file=keys.login_key_file, host_key=got.host_key),
+            ssh=endpoint,
             capture_points=(CapturePoint("client", "any"),
                             CapturePoint("server", "hn0" if freebsd else "eth0", remote=True)),
             client_netns=None, os_family=plan.image.os_family, install_packages=True, workdir=workdir,
