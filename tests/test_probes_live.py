@@ -351,3 +351,20 @@ def test_burst_beyond_the_open_file_limit_is_recorded_not_raised(net):
     s = b.seen
     assert not b.ok and 0 < s["connected"] < 16
     assert s["outcomes"].get("too many open files", 0) == 16 - s["connected"]
+
+
+def test_unprivileged_ping_socket_sees_replies_and_frag_needed(net):
+    from rig.netns import in_netns
+    from rig.probes.icmp import probe_icmp
+    from rig.probes.records import make_nonce
+
+    n = net(path_mtu=1400)
+    echoes = [(f"icmp-{i}", make_nonce("p", f"icmp-{i}"), size) for i, size in enumerate((84, 1400, 1454), 1)]
+    # a fresh namespace allows no group to open ping sockets: recorded, nothing sent
+    denied = in_netns(n.client, probe_icmp, echoes, n.server_addr, 1.0, "ping")
+    assert [(x.ok, x.error, x.seen["sent"]) for x in denied] == [(False, "permission denied", False)] * 3
+    n.sysctl(n.client, "net.ipv4.ping_group_range=0 0")
+    got = in_netns(n.client, probe_icmp, echoes, n.server_addr, 2.0, "ping")
+    assert [(x.ok, x.error) for x in got] == [(True, None), (True, None), (False, FRAG_NEEDED)]
+    assert got[0].seen["reply_from"] == n.server_addr and got[0].seen["reply_ttl"] == 62
+    assert got[2].seen["mtu"] == 1400 and got[2].seen["reply_from"] == "10.77.1.254"

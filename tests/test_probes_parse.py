@@ -295,3 +295,14 @@ def test_bad_arguments_are_usage_errors(kwargs, match):
 def test_missing_namespace_is_infra_error():
     with pytest.raises(InfraError, match="does not exist"):
         run_probes("rigp-surely-missing", "127.0.0.1")
+
+
+def test_parse_extended_err_from_ip_recverr():
+    from rig.probes.icmp import parse_extended_err
+
+    ee = struct.pack("=IBBBBII", 90, 2, 3, 4, 0, 1400, 0)  # EMSGSIZE, origin ICMP, frag-needed, mtu
+    offender = struct.pack("=HH4s8x", socket.AF_INET, 0, socket.inet_aton("10.0.0.1"))
+    assert parse_extended_err(ee + offender) == (90, 3, 4, 1400, "10.0.0.1")
+    local = struct.pack("=IBBBBII", 90, 1, 0, 0, 0, 1400, 0)  # origin LOCAL: our own sendto
+    assert parse_extended_err(local) is None
+    assert parse_extended_err(b"\0" * 4) is None

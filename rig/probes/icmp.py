@@ -1,7 +1,8 @@
 """ICMP echo probes: one small echo and DF-sized ones, all in flight at once.
 
-One raw socket (we are root; unprivileged ping sockets are off in a fresh namespace,
-``net.ipv4.ping_group_range = 1 0``) sends every echo of the kind back to back with
+One raw socket (we are root; otherwise an unprivileged ping socket, which needs the
+caller's group in ``net.ipv4.ping_group_range`` — off, "1 0", in a fresh namespace;
+its ICMP errors come from the socket's error queue) sends every echo back to back with
 Don't Fragment set (IP_PMTUDISC_DO), then waits one time-out for all the answers, so
 the whole kind costs one time-out however many sizes it tries. Each echo is its own
 ProbeResult ("icmp-1" the small one, then one per DF size) with its own nonce at the
@@ -20,6 +21,7 @@ import secrets
 import select
 import socket
 import struct
+import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -124,20 +126,109 @@ def route_facts(server: str) -> tuple[str | None, int | None]:
         u.close()
 
 
-def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: float) -> list[ProbeResult]:
+IP_RECVERR = 11
+IP_TTL = 2
+IP_RECVTTL = 12
+SO_EE_ORIGIN_ICMP = 2
+_EE = struct.Struct("=IBBBBII")  # struct sock_extended_err
+
+
+def parse_extended_err(cmsg_data: bytes) -> tuple[int, int, int, int, str | None] | None:
+    """(errno, ICMP type, ICMP code, info — the MTU for frag-needed —, offender address)
+    from an IP_RECVERR control message; None unless it came from an ICMP message."""
+    if len(cmsg_data) < _EE.size:
+        return None
+    err, origin, typ, code, _pad, info, _data = _EE.unpack_from(cmsg_data)
+    if origin != SO_EE_ORIGIN_ICMP:
+        return None
+    offender = None
+    if len(cmsg_data) >= _EE.size + 8 and struct.unpack_from("=H", cmsg_data, _EE.size)[0] == socket.AF_INET:
+        offender = socket.inet_ntoa(cmsg_data[_EE.size + 4:_EE.size + 8])
+    return err, typ, code, info, offender
+
+
+def open_icmp_socket(mode: str = "auto") -> tuple[socket.socket, str]:
+    """A raw ICMP socket (root), else an unprivileged ping socket (needs the caller's group
+    in net.ipv4.ping_group_range). Returns (socket, "raw" | "ping"); raises OSError if
+    neither may be opened."""
+    if mode in ("auto", "raw"):
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), "raw"
+        except PermissionError:
+            if mode == "raw":
+                raise
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    try:
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # ICMP errors, with the quoted echo, on the error queue
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    except OSError:
+        s.close()
+        raise
+    return s, "ping"
+
+
+def _receive(s: socket.socket, sock_mode: str) -> list[IcmpSeen]:
+    """Everything queued on the socket now, decoded; [] when nothing is."""
+    out: list[IcmpSeen] = []
+    while True:
+        if sock_mode == "raw":
+            try:
+                data, _addr = s.recvfrom(65535)
+            except BlockingIOError:
+                return out
+            except OSError:  # an asynchronous error queued on the socket: not an answer
+                continue
+            got = parse_icmp(data)
+        else:
+            try:  # errors first: a frag-needed quoting our echo (header + payload as sent)
+                data, anc, _flags, _addr = s.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
+            except BlockingIOError:
+                data, anc = None, []
+            got = None
+            if data is not None:
+                ee = next((parse_extended_err(d) for lvl, typ, d in anc
+                           if lvl == socket.IPPROTO_IP and typ == IP_RECVERR), None)
+                if ee is not None and len(data) >= 8:
+                    _err, typ, code, info, offender = ee
+                    ident, seq = struct.unpack_from("!HH", data, 4)
+                    mtu = info if (typ, code) == (DEST_UNREACH, 4) else 0
+                    got = IcmpSeen(offender or "", 0, typ, code, ident, seq, b"", mtu)
+            else:
+                try:
+                    data, anc, _flags, addr = s.recvmsg(65535, 64)
+                except BlockingIOError:
+                    return out
+                except OSError:
+                    continue
+                ttl = next((int.from_bytes(d[:4], sys.byteorder) for lvl, typ, d in anc
+                            if lvl == socket.IPPROTO_IP and typ == IP_TTL), 0)
+                if len(data) >= 8 and data[0] == ECHO_REPLY:
+                    ident, seq = struct.unpack_from("!HH", data, 4)
+                    got = IcmpSeen(addr[0], ttl, ECHO_REPLY, data[1], ident, seq, data[8:])
+        if got is not None:
+            out.append(got)
+
+
+def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: float,
+               mode: str = "auto") -> list[ProbeResult]:
     """Send one echo per (probe id, nonce, total IP size), all at once, DF set; wait up to
-    ``timeout`` for the answers."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ``timeout`` for the answers. ``mode``: "auto" (raw, else ping socket), "raw", "ping"."""
     src, _ = route_facts(server)
-    ident = secrets.randbelow(0xFFFE) + 1
+    try:
+        s, sock_mode = open_icmp_socket(mode)
+    except OSError as exc:  # neither root nor in ping_group_range: no echo can leave
+        now = time.time()
+        return [ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=now, ended=now, ok=False,
+                            error=error_phrase(exc), local=src, seen={"size": size, "df": True, "sent": False})
+                for pid, nonce, size in echoes]
+    ident = secrets.randbelow(0xFFFE) + 1  # a ping socket replaces it with its own "port"
     results: dict[int, ProbeResult] = {}
     pending: dict[int, tuple[str, str, int, float, bytes]] = {}
     try:
         s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
         s.setblocking(False)
-        for seq, (pid, nonce, size) in enumerate(echoes, 1):
-            payload = echo_payload(nonce, size - HEADERS)
-            base = {"size": size, "df": True, "ident": ident, "seq": seq}
+        packets = [(pid, nonce, size, echo_payload(nonce, size - HEADERS)) for pid, nonce, size in echoes]
+        for seq, (pid, nonce, size, payload) in enumerate(packets, 1):
             t = time.time()
             try:
                 s.sendto(build_echo(ident, seq, payload), (server, 0))
@@ -145,25 +236,21 @@ def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: flo
                 _, mtu = route_facts(server)
                 results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t,
                                            ended=time.time(), ok=False, error=error_phrase(exc), local=src,
-                                           seen={**base, "sent": False, "route_mtu": mtu})
+                                           seen={"size": size, "df": True, "ident": ident, "seq": seq,
+                                                 "sent": False, "route_mtu": mtu})
             else:
                 pending[seq] = (pid, nonce, size, t, payload)
+        if sock_mode == "ping":
+            ident = s.getsockname()[1]
         deadline = time.monotonic() + timeout
         poller = select.poll()
-        poller.register(s, select.POLLIN)
+        poller.register(s, select.POLLIN | select.POLLERR)
         while pending:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(left * 1000):
                 break
-            while True:
-                try:
-                    data, _addr = s.recvfrom(65535)
-                except BlockingIOError:
-                    break
-                except OSError:  # an asynchronous error queued on the socket: not an answer
-                    continue
-                got = parse_icmp(data)
-                if got is None or got.ident != ident or got.seq not in pending:
+            for got in _receive(s, sock_mode):
+                if got.ident != ident or got.seq not in pending:
                     continue
                 pid, nonce, size, t, payload = pending[got.seq]
                 if got.type == ECHO_REPLY and got.payload != payload:
