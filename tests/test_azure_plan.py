@@ -50,6 +50,13 @@ def test_allow_from_refuses(bad):
         check_allow_from(bad)
 
 
+def test_image_urn():
+    plan = make_plan({"image": "thefreebsdfoundation:freebsd-14_2:14_2-release-amd64-gen2-zfs:latest"})
+    assert plan.image.os_family == "freebsd" and plan.image.plan and not plan.image.cloud_init
+    plan = make_plan({"image": "Canonical:ubuntu-24_04-lts:server-arm64:latest"})
+    assert plan.image.os_family == "debian" and plan.image.cloud_init and plan.image.sku == "server-arm64"
+
+
 def test_unknown_image_is_a_usage_error():
     with pytest.raises(UsageError, match="--image"):
         make_plan({"image": "windows"})

@@ -158,9 +158,17 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
     """The plan for the flags in ``options`` (RunSpec.options); no I/O."""
     now = now or datetime.now(timezone.utc)
     run_id = run_id or options.get("run_id") or new_run_id(now)
-    image_name = (options.get("image") or "ubuntu").lower()
-    if image_name not in IMAGES:
-        raise UsageError(f"--image {image_name!r}: choose one of {', '.join(IMAGES)}")
+    image_name = (options.get("image") or "ubuntu").strip()
+    if image_name.count(":") == 3:  # a marketplace URN publisher:offer:sku:version
+        pub, offer, sku, version = image_name.split(":")
+        bsd = "freebsd" in f"{pub}{offer}".lower()
+        image = Image(image_name, pub, offer, sku, version, os_family="freebsd" if bsd else "debian",
+                      cloud_init=not bsd, plan=bsd)
+    elif image_name.lower() in IMAGES:
+        image = IMAGES[image_name.lower()]
+    else:
+        raise UsageError(f"--image {image_name!r}: choose one of {', '.join(IMAGES)} or give a URN "
+                         "publisher:offer:sku:version")
     size = options.get("size")
     sizes = (size, *[s for s in DEFAULT_SIZES if s != size]) if size else DEFAULT_SIZES
     allow = options.get("allow_from")
@@ -172,7 +180,7 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
         run_id=run_id,
         location=(options.get("location") or os.environ.get("RIG_AZURE_LOCATION") or DEFAULT_LOCATION).lower(),
         sizes=tuple(sizes),
-        image=IMAGES[image_name],
+        image=image,
         allow_from=check_allow_from(allow) if allow else None,
         created_by=options.get("created_by") or _created_by(),
         expires_at=(now + timedelta(hours=ttl)).replace(microsecond=0),
