@@ -13,7 +13,6 @@ appeared on the way without its sender's point ever seeing it (``from_middlebox`
 from __future__ import annotations
 
 import html
-import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
