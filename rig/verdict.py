@@ -179,7 +179,16 @@ class Verdict:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+        """The JSON text; indented for people, but one exchange per line past 500 exchanges
+        (an indented list of frame numbers is a line per number)."""
+        d = self.to_dict()
+        if indent is None or len(self.exchanges) <= 500:
+            return json.dumps(d, indent=indent)
+        pad = " " * indent
+        ex = (",\n" + pad * 2).join(json.dumps(e, separators=(",", ":")) for e in d["exchanges"])
+        mark = '"@@exchanges@@"'
+        text = json.dumps({**d, "exchanges": mark[1:-1]}, indent=indent)
+        return text.replace(mark, f"[\n{pad * 2}{ex}\n{pad}]", 1)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":

@@ -52,7 +52,7 @@ def _client_local(c: Side) -> set[int]:
         keys |= set(c.src_key[cc.order[syn]].tolist())
     keys |= set(c.src_key[c.echo_req].tolist())
     if not keys:
-        udp = c.src_key[c.t["proto"] == 17]
+        udp = c.src_key[c.rows_of(17)]
         if len(udp):
             keys.add(Counter(udp.tolist()).most_common(1)[0][0])
     return keys
@@ -109,6 +109,7 @@ def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
     kept = sorted((d for d in drafts if d.dst_key in servers), key=lambda d: (d.first_frame, _PROTO_ORDER[d.protocol]))
     counters: Counter = Counter()
     exchanges = []
+    point_order = ["client", *xs, "server"]
     for d in kept:
         counters[d.protocol] += 1
         if d.outcome != "delivered" and d.absent_at:
@@ -120,7 +121,8 @@ def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
             id=f"{d.protocol}-{counters[d.protocol]}", protocol=d.protocol, client=d.client, server=d.server,
             seen_at_server_as=d.seen_at_server_as, outcome=d.outcome, explanation=d.explanation,
             changes=tuple(d.changes), evidence=tuple(d.evidence),
-            frames=tuple((p, tuple(sorted(set(f)))) for p, f in sorted(d.frames.items(), key=lambda kv: _point_order(kv[0]))),
+            frames=tuple((p, tuple(d.frames[p]) if d.frames_sorted else tuple(sorted(set(d.frames[p]))))
+                         for p in point_order if p in d.frames),
         ))
     points = []
     for name, side in sides.items():
@@ -135,10 +137,6 @@ def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
         ))
     ex = tuple(exchanges)
     return Verdict(tuple(points), ex, diagnose(ex))
-
-
-def _point_order(name: str) -> tuple[int, str]:
-    return ({"client": 0, "server": 2}.get(name, 1), name)
 
 
 def cli_diff(args) -> int:

@@ -17,7 +17,7 @@ from rig.verdict import Change, Evidence
 MAX_EVIDENCE = 24  # per exchange; every frame is still listed in ``frames``
 
 
-@dataclass
+@dataclass(slots=True)
 class Draft:
     protocol: str
     dst_key: int  # the server address as the client addressed it (hash)
@@ -34,6 +34,7 @@ class Draft:
     evidence: list[Evidence] = field(default_factory=list)
     frames: dict[str, list[int]] = field(default_factory=dict)
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
+    frames_sorted: bool = False  # frames are already in order without repeats
 
 
 @dataclass

@@ -49,3 +49,22 @@ def rel32(a: np.ndarray, base: np.ndarray) -> np.ndarray:
     """(a - base) mod 2^32 as a signed int64 in [-2^31, 2^31): sequence arithmetic."""
     d = (a.astype(np.int64) - base.astype(np.int64)) & 0xFFFFFFFF
     return np.where(d >= 1 << 31, d - (1 << 32), d)
+
+
+_M = 0xFFFFFFFFFFFFFFFF
+
+
+def _fmix1(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & _M
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & _M
+    return h ^ (h >> 33)
+
+
+def combine1(*vals: int) -> int:
+    """``combine`` of scalars in plain Python: the same number, without numpy's per-call cost."""
+    h = 0x9E3779B97F4A7C15
+    for v in vals:
+        h = (_fmix1(h ^ (int(v) & _M)) + 0x632BE59BD9B4E019) & _M
+    return h

@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx, Draft, plural
-from rig.analysis.keys import combine
+from rig.analysis.keys import combine, combine1
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint
 from rig.analysis.tcp import error_index
@@ -136,7 +136,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
         cp = [r for r in crep.get(xk, []) if int(c.src_key[r]) == dst_key]
-        ek = int(combine(1, int(r0["icmp_seq"]), n=1)[0])
+        ek = combine1(1, int(r0["icmp_seq"]))
         ce, se = c_err.get(ek, []), s_err.get(ek, []) if sq else []
         d.matched = bool(sq)
         for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
@@ -169,29 +169,29 @@ class _Replies:
     """UDP datagrams at one point, findable as replies to a request seen at that point."""
 
     def __init__(self, side: Side, rows: np.ndarray):
-        self.side = side
+        rl = rows.tolist()
+        self.rev_of = dict(zip(rl, _tuple_key(side, rows, reverse=True).tolist()))
+        self.frame = dict(zip(rl, side.t["frame"][rows].tolist()))
         self.by_tuple = _index(_tuple_key(side, rows), rows)
-        self.req_frames: dict[int, list[int]] = {}  # reverse tuple -> request frames (sorted)
+        self.req_frames: dict[int, list[int]] = {}  # reverse tuple -> request frames
 
     def register(self, rows) -> None:
         for r in rows:
-            k = int(_tuple_key(self.side, np.array([r]), reverse=True)[0])
-            self.req_frames.setdefault(k, []).append(int(self.side.t["frame"][r]))
+            self.req_frames.setdefault(self.rev_of[r], []).append(self.frame[r])
 
     def replies(self, req_rows) -> list[int]:
         """Datagrams on the reverse tuple after these requests and before the next other request."""
         if not req_rows:
             return []
-        k = int(_tuple_key(self.side, np.array(req_rows[:1]), reverse=True)[0])
+        k = self.rev_of[req_rows[0]]
         cand = self.by_tuple.get(k, [])
         if not cand:
             return []
-        mine = {int(self.side.t["frame"][r]) for r in req_rows}
+        mine = {self.frame[r] for r in req_rows}
         allreq = sorted(self.req_frames.get(k, []))
         out = []
         for r in cand:
-            f = int(self.side.t["frame"][r])
-            i = bisect_right(allreq, f) - 1
+            i = bisect_right(allreq, self.frame[r]) - 1
             if i >= 0 and allreq[i] in mine:
                 out.append(r)
         return out
@@ -199,7 +199,7 @@ class _Replies:
 
 def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int], list[int]]:
     c, s = ctx.client, ctx.server
-    udp_c = np.flatnonzero(c.t["proto"] == 17)
+    udp_c = c.rows_of(17)
     if len(udp_c) == 0:
         return [], [], []
     local = np.isin(c.src_key[udp_c], np.array(sorted(client_local), dtype=np.uint64))
@@ -208,20 +208,20 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         return [], [], []
     tc = c.t[req]
     gk = combine(_tuple_key(c, req), tc["phash"], tc["plen"], n=len(req))
-    udp_s = np.flatnonzero(s.t["proto"] == 17)
+    udp_s = s.rows_of(17)
     ts_ = s.t[udp_s]
     sreq = _index(combine(ts_["phash"], ts_["plen"], n=len(udp_s)), udp_s)
     c_rep, s_rep = _Replies(c, udp_c), _Replies(s, udp_s)
     extra_req = {}
     for n, x in ctx.extra.items():
-        u = np.flatnonzero(x.t["proto"] == 17)
+        u = x.rows_of(17)
         extra_req[n] = _index(combine(x.t["phash"][u], x.t["plen"][u], n=len(u)), u)
     groups = _groups(gk, req, tc["frame"].astype(np.int64))
     matched_s: list[list[int]] = []
     for g in groups:
         c_rep.register(g.tolist())
         r0 = c.t[g[0]]
-        sq = sreq.get(int(combine(int(r0["phash"]), int(r0["plen"]), n=1)[0]), []) if int(r0["plen"]) else []
+        sq = sreq.get(combine1(int(r0["phash"]), int(r0["plen"])), []) if int(r0["plen"]) else []
         matched_s.append(sq)
         s_rep.register(sq)
     c_err, s_err = error_index(c), error_index(s)
@@ -236,11 +236,11 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         cp_all = c_rep.replies(gl)
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
-        ce = c_err.get(int(combine(17, int(r0["ip_id"]), int(r0["dport"]), n=1)[0]), [])
+        ce = c_err.get(combine1(17, int(r0["ip_id"]), int(r0["dport"])), [])
         se = []
         if sq:
             s0 = s.t[sq[0]]
-            se = s_err.get(int(combine(17, int(s0["ip_id"]), int(s0["dport"]), n=1)[0]), [])
+            se = s_err.get(combine1(17, int(s0["ip_id"]), int(s0["dport"])), [])
             d.seen_at_server_as = endpoint(s0["src"], int(s0["sport"]))
             d.changes += ip_changes(r0, s0, "out")
             out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
@@ -250,7 +250,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         for side, rows in ((c, gl), (c, cp_all), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
         d.evidence += ctx.ev(c, gl, "datagram sent", 2)
-        where = _where(ctx, d, int(combine(int(r0["phash"]), int(r0["plen"]), n=1)[0]), extra_req)
+        where = _where(ctx, d, combine1(int(r0["phash"]), int(r0["plen"])), extra_req)
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where)
         drafts.append(d)
     return drafts, out_d, back_d

@@ -61,8 +61,8 @@ class TcpConns:
     data_end_rev: np.ndarray
     ack_fwd: np.ndarray  # highest relative ack the initiator sent (covers responder data)
     ack_rev: np.ndarray
-    big_fwd: np.ndarray  # largest data segment payload the initiator sent
-    big_rev: np.ndarray
+    first_data_fwd: np.ndarray  # sorted-row index of the initiator's first data segment, -1
+    first_data_rev: np.ndarray
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -83,13 +83,16 @@ class Side:
             from rig.capture.table import empty_table
 
             pk = empty_table(0)
-        ok = ((pk["status"] == Undecoded.OK) | (pk["status"] == Undecoded.TRUNCATED_PAYLOAD)) & (pk["ipver"] > 0)
-        self.t = pk[ok]
+        # rows are never copied (a million rows of this dtype are ~200 MB): ``valid`` marks
+        # the trusted ones and every grouping below holds indices into ``t``
+        self.valid = ((pk["status"] == Undecoded.OK) | (pk["status"] == Undecoded.TRUNCATED_PAYLOAD)) & (pk["ipver"] > 0)
+        self.t = pk
         self.n_total = len(pk)
         self.kernel_drops = int(cap.kernel_drops) if cap is not None else 0
         t = self.t
-        self.ts_min = int(t["ts_ns"].min()) if len(t) else None
-        self.ts_max = int(t["ts_ns"].max()) if len(t) else None
+        ts = t["ts_ns"][self.valid]
+        self.ts_min = int(ts.min()) if len(ts) else None
+        self.ts_max = int(ts.max()) if len(ts) else None
         self.src_key = addr_key(t["src"]) if len(t) else np.zeros(0, np.uint64)
         self.dst_key = addr_key(t["dst"]) if len(t) else np.zeros(0, np.uint64)
         self.tcp = self._tcp()
@@ -98,17 +101,16 @@ class Side:
     # TCP ---------------------------------------------------------------------------
     def _tcp(self) -> TcpConns:
         t = self.t
-        rows = np.flatnonzero(t["proto"] == 6)
-        r = t[rows]
-        eps = endpoint_key(r["src"], r["sport"]) if len(r) else np.zeros(0, np.uint64)
-        epd = endpoint_key(r["dst"], r["dport"]) if len(r) else np.zeros(0, np.uint64)
-        tup = combine(np.minimum(eps, epd), np.maximum(eps, epd), n=len(r))
-        o = np.lexsort((r["frame"], tup))
+        rows = self.rows_of(6)
+        n = len(rows)
+        eps = endpoint_key(t["src"][rows], t["sport"][rows]) if n else np.zeros(0, np.uint64)
+        epd = endpoint_key(t["dst"][rows], t["dport"][rows]) if n else np.zeros(0, np.uint64)
+        tup = combine(np.minimum(eps, epd), np.maximum(eps, epd), n=n)
+        o = np.lexsort((t["frame"][rows], tup))
         order = rows[o]
-        r, eps, epd, tup = r[o], eps[o], epd[o], tup[o]
-        n = len(r)
-        flags = r["flags"].astype(np.int64)
-        seq = r["seq"].astype(np.int64)
+        eps, epd, tup = eps[o], epd[o], tup[o]
+        flags = t["flags"][order].astype(np.int64)
+        seq = t["seq"][order].astype(np.int64)
         is_syn = ((flags & SYN) != 0) & ((flags & ACK) == 0)
         is_synack = ((flags & SYN) != 0) & ((flags & ACK) != 0)
         ar = np.arange(n)
@@ -129,14 +131,14 @@ class Side:
         first = starts
         init = np.where(syn >= 0, eps[np.maximum(syn, 0)], np.where(synack >= 0, epd[np.maximum(synack, 0)], eps[first] if n else eps))
         fwd = eps == init[conn] if n else np.zeros(0, bool)
-        ack = r["ack"].astype(np.int64)
+        ack = t["ack"][order].astype(np.int64)
         isn_c = np.where(syn >= 0, seq[np.maximum(syn, 0)], np.where(synack >= 0, (ack[np.maximum(synack, 0)] - 1) & 0xFFFFFFFF, -1))
         isn_s = np.where(synack >= 0, seq[np.maximum(synack, 0)], -1)
         base_seq = np.where(fwd, isn_c[conn], isn_s[conn]) if n else seq
         base_ack = np.where(fwd, isn_s[conn], isn_c[conn]) if n else seq
         rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
         rel_ack = np.where((base_ack >= 0) & ((flags & ACK) != 0), rel32(ack, np.maximum(base_ack, 0)), 0)
-        plen = r["plen"].astype(np.int64)
+        plen = t["plen"][order].astype(np.int64)
         data_end = np.where(plen > 0, rel_seq + plen, 1)
         rst = (flags & RST) != 0
 
@@ -155,8 +157,8 @@ class Side:
             data_end_rev=red(np.maximum, np.where(~fwd, data_end, 1)),
             ack_fwd=red(np.maximum, np.where(fwd, rel_ack, 0)),
             ack_rev=red(np.maximum, np.where(~fwd, rel_ack, 0)),
-            big_fwd=red(np.maximum, np.where(fwd, plen, 0)),
-            big_rev=red(np.maximum, np.where(~fwd, plen, 0)),
+            first_data_fwd=_first_per_group(conn, fwd & (plen > 0), nc),
+            first_data_rev=_first_per_group(conn, ~fwd & (plen > 0), nc),
         )
         self._tcp_flags = flags
         self._tcp_fin = (flags & FIN) != 0
@@ -166,12 +168,16 @@ class Side:
     def _icmp(self) -> None:
         t = self.t
         it = t["icmp_type"].astype(np.int64)
-        is_icmp = (t["proto"] == 1) | (t["proto"] == 58)
+        is_icmp = ((t["proto"] == 1) | (t["proto"] == 58)) & self.valid
         v4 = t["proto"] == 1
         self.echo_req = np.flatnonzero(is_icmp & (((it == 8) & v4) | ((it == 128) & ~v4)))
         self.echo_rep = np.flatnonzero(is_icmp & (((it == 0) & v4) | ((it == 129) & ~v4)))
         err = is_icmp & ((v4 & np.isin(it, ICMP4_ERRORS)) | (~v4 & np.isin(it, ICMP6_ERRORS)))
         self.errors = np.flatnonzero(err)
+
+    def rows_of(self, proto: int) -> np.ndarray:
+        """Trusted rows of one L4 protocol, in file order."""
+        return np.flatnonzero(self.valid & (self.t["proto"] == proto))
 
     def echo_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of echo requests/replies: protocol, sequence, payload hash."""

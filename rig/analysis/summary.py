@@ -15,18 +15,38 @@ _UNREACH4 = {0: "net", 1: "host", 2: "protocol", 3: "port", 4: "frag-needed", 9:
              10: "host prohibited", 13: "admin prohibited"}
 
 
+_ADDR_CACHE: dict[bytes, str] = {}
+
+
+def addr_text(addr) -> str:
+    """``format_addr`` memoised: a run has few distinct addresses and many packets."""
+    b = bytes(addr)
+    a = _ADDR_CACHE.get(b)
+    if a is None:
+        if len(_ADDR_CACHE) > 100_000:
+            _ADDR_CACHE.clear()
+        a = _ADDR_CACHE[b] = format_addr(b)
+    return a
+
+
 def endpoint(addr, port: int | None = None) -> str:
-    a = format_addr(addr)
+    a = addr_text(addr)
     if port is None:
         return a
     return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
 
 
+_FLAG_TEXT: dict[int, str] = {}
+
+
 def tcp_flags(flags: int) -> str:
-    names = [n for bit, n in _FLAGS if flags & bit]
-    if names[:2] == ["SYN", "ACK"]:
-        names = ["SYN-ACK"] + names[2:]
-    return ",".join(names) or "none"
+    text = _FLAG_TEXT.get(flags)
+    if text is None:
+        names = [n for bit, n in _FLAGS if flags & bit]
+        if names[:2] == ["SYN", "ACK"]:
+            names = ["SYN-ACK"] + names[2:]
+        text = _FLAG_TEXT[flags] = ",".join(names) or "none"
+    return text
 
 
 def icmp_name(r: np.void) -> str:
@@ -57,7 +77,7 @@ def summarize(r: np.void) -> str:
     if proto == 17:
         return f"{endpoint(r['src'], int(r['sport']))} > {endpoint(r['dst'], int(r['dport']))} UDP len {int(r['plen'])} {ttl}"
     if proto in (1, 58):
-        s = f"{endpoint(r['src'])} > {endpoint(r['dst'])} ICMP {icmp_name(r)}"
+        s = f"{addr_text(r['src'])} > {addr_text(r['dst'])} ICMP {icmp_name(r)}"
         it = int(r["icmp_type"])
         if it in (0, 8, 128, 129):
             s += f" id {int(r['icmp_id'])} seq {int(r['icmp_seq'])}"

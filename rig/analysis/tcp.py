@@ -16,10 +16,11 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx, Draft, plural, times
-from rig.analysis.keys import combine
+from rig.analysis.keys import combine, combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint
+from rig.analysis.tcp_fast import delivered_drafts, delivered_mask
 from rig.capture.table import ACK, RST, SYN
 
 
@@ -147,7 +148,9 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray
         ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
         back_d.append(c.t["ts_ns"][cc.order[cc.synack[mc[ok2]]]].astype(np.int64)
                       - s.t["ts_ns"][sc.order[sc.synack[ms[ok2]]]].astype(np.int64))
-    drafts = [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m) for ci in cand.tolist()]
+    fast = delivered_mask(ctx, cand, m[cand])
+    drafts = delivered_drafts(ctx, cand[fast], m[cand[fast]])
+    drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m) for ci in cand[~fast].tolist()]
     return drafts, out_d, back_d
 
 
@@ -169,7 +172,7 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
     d = Draft("tcp", int(c.dst_key[C.syn[0]]), int(ts.min()), int(ts.max()), int(syn_c["frame"]),
               client_ep, server_ep, None, "", "", si >= 0)
     ctx.add_frames(d, c, C.rows)
-    errs_c = c_err.get(int(combine(6, C.isn_c, n=1)[0]), [])
+    errs_c = c_err.get(combine1(6, C.isn_c), [])
     ctx.add_frames(d, c, errs_c)
     S = None
     if si >= 0:
@@ -178,7 +181,7 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
         first_fwd = s.t[S.rows[S.fwd]][0] if S.fwd.any() else None
         if first_fwd is not None:
             d.seen_at_server_as = endpoint(first_fwd["src"], int(first_fwd["sport"]))
-    errs_s = s_err.get(int(combine(6, S.isn_c, n=1)[0]), []) if S is not None else []
+    errs_s = s_err.get(combine1(6, S.isn_c), []) if S is not None else []
     ctx.add_frames(d, s, errs_s)
     n_syn = len(C.syn)
     ev = d.evidence

@@ -85,6 +85,10 @@ class Pkt:
 
 
 def tcp_options(p: Pkt) -> bytes:
+    if p.mss is not None and p.sackok and p.ts is not None and p.wscale is not None:  # Linux SYN layout
+        return (struct.pack("!BBH", 2, 4, p.mss) + b"\x04\x02"
+                + struct.pack("!BBII", 8, 10, p.ts[0] & 0xFFFFFFFF, p.ts[1] & 0xFFFFFFFF)
+                + b"\x01" + struct.pack("!BBB", 3, 3, p.wscale))
     o = b""
     if p.mss is not None:
         o += struct.pack("!BBH", 2, 4, p.mss)
@@ -250,6 +254,7 @@ class Path:
     _now: int = 0
     _ports: dict[int, int] = field(default_factory=dict)
     _ids: dict[int, int] = field(default_factory=dict)
+    _back_ports: dict[int, int] = field(default_factory=dict)
 
     def _tick(self) -> int:
         self._now += self.step_ns
@@ -259,13 +264,11 @@ class Path:
     def _pub_port(self, port: int) -> int:
         if port not in self._ports:
             self._ports[port] = self.port_map(port)
+            self._back_ports[self._ports[port]] = port
         return self._ports[port]
 
     def _priv_port(self, port: int) -> int:
-        for k, v in self._ports.items():
-            if v == port:
-                return k
-        return port
+        return self._back_ports.get(port, port)
 
     def nat_out(self, p: Pkt) -> Pkt:
         q = replace(p, src=self.public, ttl=max(p.ttl - self.hops, 1))

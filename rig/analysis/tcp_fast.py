@@ -1,0 +1,167 @@
+"""The bulk of a large run: TCP connections delivered both ways, decided in one pass.
+
+``tcp.py`` decides each connection with a close look at its packets; at a million
+packets that look costs too much for the many connections where nothing went wrong. Here
+the counts and sequence ranges of every matched connection are compared as arrays, and
+only those that are plainly delivered get their record built from column lists (with
+the same changes, evidence and wording as the close look). Everything else is left to
+``tcp.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
+from rig.analysis.context import Ctx, Draft
+from rig.analysis.sides import Side
+from rig.analysis.summary import addr_text, tcp_flags
+
+_CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
+
+
+def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
+    """Which client connections (``ci``, matched to server ``si``, -1 if none) are plainly delivered."""
+    cc, sc = ctx.client.tcp, ctx.server.tcp
+    if ctx.extra or len(ci) == 0 or len(sc) == 0:
+        return np.zeros(len(ci), bool)
+    ok = si >= 0
+    s = np.maximum(si, 0)
+    ok &= (sc.syn[s] >= 0) & (sc.synack[s] >= 0) & (cc.synack[ci] >= 0)
+    ok &= cc.n_rst_rev[ci] <= sc.n_rst_rev[s]
+    s_end, c_end = sc.data_end_rev[s], cc.data_end_fwd[ci]
+    ok &= cc.data_end_rev[ci] <= np.maximum(s_end, 1)
+    ok &= (c_end <= 1) | (sc.ack_rev[s] >= c_end)
+    ok &= (s_end <= 1) | (cc.ack_fwd[ci] >= s_end)
+    return ok
+
+
+class _Cols:
+    """Columns of some rows of a side as Python lists (one conversion per column)."""
+
+    def __init__(self, side: Side, rows: np.ndarray, fields=("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale",
+                                                            "sackok", "has_ts", "sport", "dport", "seq", "ack",
+                                                            "flags", "plen", "ts_ns", "frame")):
+        t = side.t
+        self.n = len(rows)
+        self.c = {f: t[f][rows].tolist() for f in fields}
+        self.src = [addr_text(a) for a in np.ascontiguousarray(t["src"][rows]).view("V16").ravel().tolist()]
+        self.dst = [addr_text(a) for a in np.ascontiguousarray(t["dst"][rows]).view("V16").ravel().tolist()]
+
+    def row(self, i: int) -> dict:
+        return {f: v[i] for f, v in self.c.items()}
+
+    def summary(self, i: int, note: str) -> str:
+        c = self.c
+        s, d = self.src[i], self.dst[i]
+        s = f"[{s}]" if ":" in s else s
+        d = f"[{d}]" if ":" in d else d
+        text = f"{s}:{c['sport'][i]} > {d}:{c['dport'][i]} {tcp_flags(c['flags'][i])} seq {c['seq'][i]}"
+        if c["flags"][i] & 0x10:
+            text += f" ack {c['ack'][i]}"
+        if c["plen"][i]:
+            text += f" len {c['plen'][i]}"
+        if c["mss"][i]:
+            text += f" mss {c['mss'][i]}"
+        return f"{text} ttl {c['ttl'][i]} — {note}"
+
+    def endpoint(self, i: int, which: str = "src") -> str:
+        a = (self.src if which == "src" else self.dst)[i]
+        port = self.c["sport" if which == "src" else "dport"][i]
+        return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
+
+
+def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
+    """Drafts of connections ``delivered_mask`` accepted."""
+    c, s = ctx.client, ctx.server
+    cc, sc = c.tcp, s.tcp
+    if len(ci) == 0:
+        return []
+    syn_c = _Cols(c, cc.order[cc.syn[ci]])
+    synack_c = _Cols(c, cc.order[cc.synack[ci]])
+    syn_s = _Cols(s, sc.order[sc.syn[si]])
+    synack_s = _Cols(s, sc.order[sc.synack[si]])
+    dst_key = c.dst_key[cc.order[cc.syn[ci]]].tolist()
+    # every frame of each connection, in frame order, from one conversion per point
+    c_frames, s_frames = c.t["frame"][cc.order].tolist(), s.t["frame"][sc.order].tolist()
+    c_ts = c.t["ts_ns"][cc.order]
+    c_end = np.append(cc.starts[1:], len(cc.order))
+    s_end = np.append(sc.starts[1:], len(sc.order))
+    c_lo, c_hi = cc.starts[ci].tolist(), c_end[ci].tolist()
+    s_lo, s_hi = sc.starts[si].tolist(), s_end[si].tolist()
+    t_first, t_last = c_ts[cc.starts[ci]].tolist(), c_ts[c_end[ci] - 1].tolist()
+    isn = (cc.isn_c[ci].tolist(), sc.isn_c[si].tolist(), cc.isn_s[ci].tolist(), sc.isn_s[si].tolist())
+    cbytes = (cc.data_end_fwd[ci] - 1).tolist()
+    sbytes = (sc.data_end_rev[si] - 1).tolist()
+    payload = _payload_suspects(ctx, ci, si)
+    out_changes = _changes_by_signature(c, s, cc.order[cc.syn[ci]], sc.order[sc.syn[si]], "out")
+    back_changes = _changes_by_signature(c, s, cc.order[cc.synack[ci]], sc.order[sc.synack[si]], "back")
+    drafts = []
+    for i in range(len(ci)):
+        d = Draft("tcp", dst_key[i], t_first[i], t_last[i], syn_c.c["frame"][i], syn_c.endpoint(i), syn_c.endpoint(i, "dst"),
+                  syn_s.endpoint(i), "delivered", "", True)
+        ch = list(out_changes[i])
+        if isn[0][i] != isn[1][i]:
+            ch += isn_change(isn[0][i], isn[1][i], "out")
+        ch += back_changes[i]
+        if isn[2][i] != isn[3][i]:
+            ch += isn_change(isn[2][i], isn[3][i], "back")
+        if i in payload:
+            ch += payload[i]
+        d.changes = ch
+        parts = ["handshake completed"]
+        if cbytes[i] > 0:
+            parts.append(f"{cbytes[i]} bytes reached the server")
+        if sbytes[i] > 0:
+            parts.append(f"{sbytes[i]} bytes of reply reached the client")
+        d.explanation = "; ".join(parts)
+        d.evidence = [_ev(c.name, syn_c, i, "SYN sent"), _ev(s.name, synack_s, i, "SYN-ACK sent; it arrived")]
+        d.frames = {c.name: c_frames[c_lo[i]:c_hi[i]], s.name: s_frames[s_lo[i]:s_hi[i]]}
+        d.frames_sorted = True
+        drafts.append(d)
+    return drafts
+
+
+def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> list[tuple]:
+    """``tcp_syn_changes`` for each pair of rows, computed once per distinct signature."""
+    cols = []
+    for f in _CHANGE_FIELDS:
+        a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
+        if f == "ip_id":  # equal IP IDs say nothing: let them share a signature
+            same = a == b
+            a, b = np.where(same, -1, a), np.where(same, -1, b)
+        cols += [a, b]
+    sig = np.stack(cols, axis=1)
+    uniq, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    per = []
+    for k in first.tolist():
+        a = {f: v for f, v in zip(_CHANGE_FIELDS, (c.t[f][rc[k]] for f in _CHANGE_FIELDS))}
+        b = {f: v for f, v in zip(_CHANGE_FIELDS, (s.t[f][rs[k]] for f in _CHANGE_FIELDS))}
+        per.append(tuple(tcp_syn_changes(a, b, direction)))
+    return [per[j] for j in inv.ravel().tolist()]
+
+
+def _ev(point: str, cols: _Cols, i: int, note: str):
+    from rig.verdict import Evidence
+
+    return Evidence(point, cols.c["frame"][i], cols.summary(i, note))
+
+
+def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, list]:
+    """Payload changes, checked on the first data segment of each direction (vectorised)."""
+    c, s = ctx.client, ctx.server
+    cc, sc = c.tcp, s.tcp
+    out: dict[int, list] = {}
+    for direction, fc, fs in (("out", cc.first_data_fwd, sc.first_data_fwd), ("back", cc.first_data_rev, sc.first_data_rev)):
+        a, b = fc[ci], fs[si]
+        has = (a >= 0) & (b >= 0)
+        idx = np.flatnonzero(has)
+        if not len(idx):
+            continue
+        ra, rb = cc.order[a[idx]], sc.order[b[idx]]
+        ta, tb = c.t[ra], s.t[rb]
+        diff = ((cc.rel_seq[a[idx]] == sc.rel_seq[b[idx]]) & (ta["plen"] == tb["plen"])
+                & (ta["pcaplen"] == tb["pcaplen"]) & (ta["phash"] != tb["phash"]))
+        for k in np.flatnonzero(diff).tolist():
+            out.setdefault(int(idx[k]), []).extend(payload_change(ta[k], tb[k], direction))
+    return out
