@@ -263,6 +263,8 @@ def cli_add(args) -> int:
     if root == Path("/") and scheduler == "systemd" and has_systemd(root):
         _systemctl("daemon-reload")
         _systemctl("enable", "--now", f"rig-schedule-{name}.timer")
+    if root == Path("/") and scheduler == "cron" and not any(shutil.which(c) for c in ("cron", "crond")):
+        print("rig: note: no cron daemon is installed here; the entry runs once one is", file=sys.stderr)
     print(f"schedule {name}: every {interval.text} via {scheduler}; bundles in {out}; keeps {args.retain}")
     for p in written:
         print(f"  wrote {p}")

@@ -221,6 +221,7 @@ def render_report(
         f"started {manifest.get('started')}" if manifest.get("started") else None,
         f"status {status}" if status else None,
         f"rig {manifest.get('rig_version')}" if manifest.get("rig_version") else None,
+        "private addresses redacted" if manifest.get("redacted") else None,
     ]
     parts = [
         "<!DOCTYPE html>",
