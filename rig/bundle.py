@@ -355,6 +355,13 @@ class BundleWriter:
         if self._redact:
             try:
                 redact(self.root)
+                self.manifest = json.loads((self.root / MANIFEST).read_text())
+                if (self.root / VERDICT).exists():  # the report says it is redacted
+                    from rig.report.html import write_report
+
+                    write_report(self.root, verdict=json.loads((self.root / VERDICT).read_text()), manifest=self.manifest)
+                    self.manifest["files"] = hash_files(self.root)
+                    self._flush()
             except Exception as exc:  # keep the bundle; say it is NOT redacted
                 self.manifest["redact_error"] = f"{type(exc).__name__}: {exc}"
                 self._flush()

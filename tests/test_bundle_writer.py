@@ -198,7 +198,12 @@ def test_spec_options_redact_and_archive_are_honoured_by_finish(tmp_path):
     syn = _ipv4("192.168.1.10", "198.51.100.10", 6, _tcp("192.168.1.10", "198.51.100.10", 40312, 80, 7))
     w.capture_path("client").write_bytes(_pcap([syn]))
     w.add_probe({"kind": "tcp", "local": "192.168.1.10:40312"})
+    w.write_verdict({"format": "rig.verdict/1", "capture_points": [], "exchanges": [],
+                     "diagnosis": {"summary": "from 192.168.1.10", "by_protocol": {}}})
     w.finish("ok")
+    assert "private addresses redacted" in (tmp_path / "b" / "report.html").read_text()
+    for rel, info in json.loads((tmp_path / "b" / "manifest.json").read_text())["files"].items():
+        assert info["sha256"] == sha256_file(tmp_path / "b" / rel)
     assert w.archive_path == tmp_path / "b.tar.gz" and w.archive_path.exists()
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["redacted"]["stand_ins"] == 1 and m["spec"]["scenario"] == "seed"
