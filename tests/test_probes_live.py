@@ -2,7 +2,8 @@
 
 Each test builds its own namespaces (client, server, and optionally a router between
 them) joined by veth pairs, starts a tiny server in the server namespace by PID (HTTP
-on :80, a "proxy" on :8080, a listener with backlog 1 on :81, UDP echo on :7; ICMP is
+on :80, a "proxy" on :8080, a listener with backlog 1 on :81, an SSH banner on :2222,
+UDP echo on :7; ICMP is
 answered by the kernel), and removes everything afterwards, even on failure.
 """
 
@@ -73,6 +74,18 @@ def udp_echo():
         u.sendto(data, addr)
 
 http.server.ThreadingHTTPServer.request_queue_size = 128  # like Apache's ListenBacklog
+def not_http():
+    """Port 2222: whatever connects gets an SSH banner, like a middlebox that is no web server."""
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", 2222))
+    t.listen(16)
+    while True:
+        c, _ = t.accept()
+        c.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        c.close()
+
+threading.Thread(target=not_http, daemon=True).start()
 site = http.server.ThreadingHTTPServer(("0.0.0.0", 80), Site)
 proxy = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Proxy)
 slow = socket.socket()
@@ -368,3 +381,12 @@ def test_unprivileged_ping_socket_sees_replies_and_frag_needed(net):
     assert [(x.ok, x.error) for x in got] == [(True, None), (True, None), (False, FRAG_NEEDED)]
     assert got[0].seen["reply_from"] == n.server_addr and got[0].seen["reply_ttl"] == 62
     assert got[2].seen["mtu"] == 1400 and got[2].seen["reply_from"] == "10.77.1.254"
+
+
+def test_an_answer_that_is_not_http_is_a_bad_response(net):
+    from rig.probes.records import BAD_RESPONSE
+
+    n = net()
+    (h,) = run_probes(n.client, n.server_addr, ["http"], timeout=2.0, tcp_port=2222)
+    assert not h.ok and h.error == BAD_RESPONSE
+    assert h.seen["connected"] and "SSH-2.0" in h.seen["malformed"]

@@ -306,3 +306,13 @@ def test_parse_extended_err_from_ip_recverr():
     local = struct.pack("=IBBBBII", 90, 1, 0, 0, 0, 1400, 0)  # origin LOCAL: our own sendto
     assert parse_extended_err(local) is None
     assert parse_extended_err(b"\0" * 4) is None
+
+
+def test_reading_stops_at_a_malformed_chunk():
+    from rig.probes.http import _done
+
+    head, off = httpwire.split_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert _done(head, bytearray(b"x" * off + b"5\r\nhello\r\n"), off) is False
+    assert _done(head, bytearray(b"x" * off + b"zz\r\n"), off) is True
+    with pytest.raises(httpwire.MalformedResponse):
+        httpwire.parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rig.probes import httpwire
 from rig.probes.records import (BAD_RESPONSE, CLOSED_EARLY, HTTP_STATUS, NO_RESPONSE, STALLED,
-                                ProbeResult, error_phrase, tcp_state)
+                                ProbeResult, TcpState, error_phrase, tcp_state)
 from rig.probes.tcp import connect
 
 PAGE_PREFIX = "/rig/n/"
@@ -41,10 +42,28 @@ def body_check(body: bytes, nonce: str) -> bool:
     return nonce.encode() in body or BODY_MARKER in body
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """One GET as the socket saw it, before any HTTP parsing."""
+
+    started: float
+    ended: float
+    error: str | None  # a records phrase, None if the read ended normally
+    local: str | None
+    tcp: TcpState | None
+    connected: bool
+    sent: bool  # the request went out
+    data: bytes  # everything received
+    eof: bool  # the server closed
+    stalled: bool  # no progress for the time-out after the request went out
+    malformed: str | None  # the bytes stopped looking like HTTP
+    last_progress: float | None
+
+
 def fetch(server: str, port: int, path: str, timeout: float,
-          syn_sent: threading.Event | None = None) -> dict[str, Any]:
+          syn_sent: threading.Event | None = None) -> Fetched:
     """Connect, send a GET, read until the response is complete, EOF, or no progress for
-    ``timeout`` s. Returns what was seen: raw bytes, the error phrase, the socket facts."""
+    ``timeout`` s."""
     started = time.time()
     s, err, local = connect((server, port), timeout, syn_sent)
     connected = err is None
@@ -90,10 +109,9 @@ def fetch(server: str, port: int, path: str, timeout: float,
         state = tcp_state(s)
     finally:
         s.close()
-    return {"started": started, "ended": time.time(), "error": err, "local": local, "tcp": state,
-            "connected": connected,
-            "data": bytes(got), "eof": eof, "stalled": stalled, "malformed": malformed,
-            "sent": sent, "last_progress": last_progress}
+    return Fetched(started=started, ended=time.time(), error=err, local=local, tcp=state, connected=connected,
+                   sent=sent, data=bytes(got), eof=eof, stalled=stalled, malformed=malformed,
+                   last_progress=last_progress)
 
 
 def _done(head: httpwire.HttpHead, got: bytearray, body_off: int) -> bool:
@@ -101,21 +119,24 @@ def _done(head: httpwire.HttpHead, got: bytearray, body_off: int) -> bool:
     if not head.chunked and cl is not None:
         return len(got) - body_off >= cl
     if head.chunked and got.endswith(b"\r\n"):
-        return httpwire.body_complete(head, bytes(got[body_off:]), False)[1]
+        try:
+            return httpwire.body_complete(head, bytes(got[body_off:]), False)[1]
+        except httpwire.MalformedResponse:
+            return True  # stop reading: the parse of what arrived will say what is wrong
     return False
 
 
-def _response_seen(f: dict[str, Any]) -> tuple[httpwire.HttpResponse | None, str | None, dict[str, Any]]:
+def _response_seen(f: Fetched) -> tuple[httpwire.HttpResponse | None, str | None, dict[str, Any]]:
     """Parse a fetch's bytes; returns (response, error phrase, seen fields)."""
-    seen: dict[str, Any] = {"connected": f["connected"], "request_sent": f["sent"], "bytes_received": len(f["data"])}
-    err = f["error"]
-    if f["malformed"]:
-        seen["malformed"] = f["malformed"]
+    seen: dict[str, Any] = {"connected": f.connected, "request_sent": f.sent, "bytes_received": len(f.data)}
+    err = f.error
+    if f.malformed:
+        seen["malformed"] = f.malformed
         return None, BAD_RESPONSE, seen
-    if not f["data"]:
+    if not f.data:
         return None, err, seen
     try:
-        resp = httpwire.parse_response(f["data"], eof=f["eof"])
+        resp = httpwire.parse_response(f.data, eof=f.eof)
     except httpwire.MalformedResponse as exc:
         seen["malformed"] = str(exc)
         return None, err or BAD_RESPONSE, seen
@@ -145,8 +166,8 @@ def probe_http(pid: str, nonce: str, server: str, port: int, timeout: float,
         seen["body_ok"] = body_check(resp.body, nonce)
         seen["responder"] = resp.head.get(RESPONDER_HEADER)
     return ProbeResult(kind="http", id=pid, target=f"{server}:{port}", nonce=nonce,
-                       started=f["started"], ended=f["ended"], ok=err is None, error=err,
-                       local=f["local"], tcp=f["tcp"], seen=seen)
+                       started=f.started, ended=f.ended, ok=err is None, error=err,
+                       local=f.local, tcp=f.tcp, seen=seen)
 
 
 def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
@@ -157,9 +178,9 @@ def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
     if err == NO_RESPONSE:
         err = STALLED  # for the large object, not one byte is a stall too (Apache sends head and body together)
     seen["path"] = path
-    seen["stalled"] = f["stalled"]
-    if f["last_progress"] is not None:
-        seen["last_progress"] = round(f["last_progress"] - f["started"], 6)
+    seen["stalled"] = f.stalled
+    if f.last_progress is not None:
+        seen["last_progress"] = round(f.last_progress - f.started, 6)
     return ProbeResult(kind="large", id=pid, target=f"{server}:{port}", nonce=nonce,
-                       started=f["started"], ended=f["ended"], ok=err is None, error=err,
-                       local=f["local"], tcp=f["tcp"], seen=seen)
+                       started=f.started, ended=f.ended, ok=err is None, error=err,
+                       local=f.local, tcp=f.tcp, seen=seen)
