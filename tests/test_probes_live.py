@@ -3,7 +3,7 @@
 Each test builds its own namespaces (client, server, and optionally a router between
 them) joined by veth pairs, starts a tiny server in the server namespace by PID (HTTP
 on :80, a "proxy" on :8080, a listener with backlog 1 on :81, an SSH banner on :2222,
-UDP echo on :7; ICMP is
+an endless trickle on :2223, UDP echo on :7; ICMP is
 answered by the kernel), and removes everything afterwards, even on failure.
 """
 
@@ -85,7 +85,28 @@ def not_http():
         c.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
         c.close()
 
+def drip():
+    """Port 2223: a response that never ends, one byte every 50 ms."""
+    import time
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", 2223))
+    t.listen(16)
+    def serve(c):
+        try:
+            c.recv(4096)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            while True:
+                c.sendall(b".")
+                time.sleep(0.05)
+        except OSError:
+            c.close()
+    while True:
+        c, _ = t.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
 threading.Thread(target=not_http, daemon=True).start()
+threading.Thread(target=drip, daemon=True).start()
 site = http.server.ThreadingHTTPServer(("0.0.0.0", 80), Site)
 proxy = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Proxy)
 slow = socket.socket()
@@ -390,3 +411,14 @@ def test_an_answer_that_is_not_http_is_a_bad_response(net):
     (h,) = run_probes(n.client, n.server_addr, ["http"], timeout=2.0, tcp_port=2222)
     assert not h.ok and h.error == BAD_RESPONSE
     assert h.seen["connected"] and "SSH-2.0" in h.seen["malformed"]
+
+
+def test_a_response_that_trickles_forever_is_cut_at_its_budget(net, monkeypatch):
+    from rig.probes import http
+    from rig.probes.records import TOO_SLOW
+
+    monkeypatch.setattr(http, "BUDGET_TIMEOUTS", 2)
+    n = net()
+    (large,) = run_probes(n.client, n.server_addr, ["large"], timeout=0.5, tcp_port=2223)
+    assert not large.ok and large.error == TOO_SLOW
+    assert large.seen["stalled"] is False and 0 < large.seen["body_bytes"] < large.seen["content_length"]

@@ -6,7 +6,8 @@ that the page is the responder's own (it carries BODY_MARKER, or echoes the nonc
 ``large`` fetches /rig/large.bin?rig=<nonce> and records how many bytes came versus
 Content-Length, and whether the transfer stalled (connected and asked, then no byte for
 ``timeout`` s, whether or not some came before) — the sign of an MTU black hole once
-the handshake and the small page went through.
+the handshake and the small page went through. A response that keeps trickling in
+is cut after BUDGET_TIMEOUTS time-outs ("too slow"), so no probe runs unbounded.
 
 ``ok`` is what a person testing by hand would call success: for ``http`` a complete
 200 response (even when a proxy sent it: ``seen`` says whether the body check passed
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rig.probes import httpwire
-from rig.probes.records import (BAD_RESPONSE, CLOSED_EARLY, HTTP_STATUS, NO_RESPONSE, STALLED,
+from rig.probes.records import (BAD_RESPONSE, CLOSED_EARLY, HTTP_STATUS, NO_RESPONSE, STALLED, TOO_SLOW,
                                 ProbeResult, TcpState, error_phrase, tcp_state)
 from rig.probes.tcp import connect
 
@@ -35,6 +36,7 @@ BODY_MARKER = b"rig responder"
 # transparent-proxy scenario): recorded as seen["responder"].
 RESPONDER_HEADER = "x-rig-responder"
 MAX_BODY = 64 * 1024 * 1024  # stop reading a runaway response here
+BUDGET_TIMEOUTS = 10  # a response still trickling in after this many time-outs is "too slow"
 
 
 def body_check(body: bytes, nonce: str) -> bool:
@@ -82,7 +84,11 @@ def fetch(server: str, port: int, path: str, timeout: float,
             try:
                 s.sendall(httpwire.build_request(server if port == 80 else f"{server}:{port}", path))
                 sent = True
+                budget = time.monotonic() + BUDGET_TIMEOUTS * timeout
                 while len(got) < MAX_BODY:
+                    if time.monotonic() > budget:
+                        err = TOO_SLOW
+                        break
                     try:
                         chunk = s.recv(65536)
                     except socket.timeout:  # no progress for the time-out

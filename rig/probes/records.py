@@ -37,12 +37,13 @@ FRAG_NEEDED = "fragmentation needed"  # an ICMP frag-needed came back for a DF e
 NO_RESPONSE = "no response"  # connected and sent the request; no byte came back
 STALLED = "stalled"  # a response started, then no progress for the time-out
 CLOSED_EARLY = "closed early"  # the peer closed before the response was complete
+TOO_SLOW = "too slow"  # bytes kept trickling in, but the response took over its budget
 BAD_RESPONSE = "bad response"  # bytes came back but they are not HTTP
 HTTP_STATUS = "http status"  # an HTTP answer other than 200
 ECHO_MISMATCH = "echo mismatch"  # a UDP answer that is not the bytes sent
 NO_PORT = "no local port"  # EADDRNOTAVAIL: the client ran out of ephemeral ports
 ERRORS = (TIMED_OUT, REFUSED, RESET, HOST_UNREACHABLE, NET_UNREACHABLE, MSG_TOO_LONG, FRAG_NEEDED,
-          NO_RESPONSE, STALLED, CLOSED_EARLY, BAD_RESPONSE, HTTP_STATUS, ECHO_MISMATCH, NO_PORT)
+          NO_RESPONSE, STALLED, CLOSED_EARLY, TOO_SLOW, BAD_RESPONSE, HTTP_STATUS, ECHO_MISMATCH, NO_PORT)
 
 _ERRNO_PHRASE = {
     errno.ETIMEDOUT: TIMED_OUT,
