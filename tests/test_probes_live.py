@@ -9,6 +9,7 @@ answered by the kernel), and removes everything afterwards, even on failure.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -256,7 +257,7 @@ def test_healthy_every_kind_succeeds(net):
     assert burst["connected"] == 8 and len(set(burst["local_ports"])) == 8
     assert all(c["state"] == "ESTABLISHED" for c in burst["connections"])
     # every record survives probes.jsonl
-    assert [ProbeResult.from_dict(x.to_dict()) for x in results] == results
+    assert [ProbeResult.from_dict(json.loads(json.dumps(x.to_dict()))) for x in results] == results
 
 
 def test_no_listener_is_refused(net):
