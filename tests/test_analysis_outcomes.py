@@ -252,3 +252,49 @@ def test_incomplete_when_the_server_capture_stopped_early(tmp_path):
     assert "already stopped" in e["tcp-2"].explanation
     server = [p for p in v.capture_points if p.name == "server"][0]
     assert abs(server.clock_offset_s - 3.0) < 0.001  # estimated from matched pairs, latency cancels
+
+
+def test_incomplete_from_pcapng_interface_statistics(tmp_path):
+    """tcpdump's pcapng Interface Statistics Block says the kernel dropped packets."""
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth import encoded, frame, write_pcap, write_pcapng
+
+    w = Path()
+    syn_only(w, 40000, 1, copies=2, arrive=False)
+    ping(w, 1)
+    c = tmp_path / "client.pcap"
+    s = tmp_path / "server.pcapng"
+    write_pcap(c, ((t, frame(b)) for t, b in encoded(w.client_frames)))
+    write_pcapng(s, [(1, "eth0")], ((0, t, frame(b)) for t, b in encoded(w.server_frames)), drops={0: 7})
+    v = analyse(read_capture(str(c)), read_capture(str(s)))
+    e = by_id(v)
+    assert e["tcp-1"].outcome == "incomplete"
+    assert "lost 7 packets" in e["tcp-1"].explanation
+    assert e["icmp-1"].outcome == "delivered"
+    assert v.capture_points[1].kernel_drops == 7
+
+
+def test_udp_fragmented_on_the_way(tmp_path):
+    from rig.capture.synth import fragments
+
+    w = Path()
+    big = Pkt(w.client, w.server, 17, sport=50000, dport=7, payload=bytes(range(256)) * 8, ip_id=4321, df=False)
+    nat = w.nat_out(big)
+    w.out(big, arrive=False)
+    t = w.t0_ns + w._now + w.server_clock_offset_ns
+    for i, f in enumerate(fragments(nat, 1400)):
+        w.server_frames.append((t + i, f))
+    v = run(w, tmp_path)
+    u = v.exchanges[0]
+    assert u.seen_at_server_as == "203.0.113.2:50000"
+    assert [c.note for c in u.changes if c.field == "fragmented"] == ["fragmented on the way"]
+    assert u.outcome == "unanswered"
+
+
+def test_empty_udp_datagram_matches_on_its_port(tmp_path):
+    w = Path()
+    q = w.out(Pkt(w.client, w.server, 17, sport=50000, dport=9, payload=b"", ip_id=1))
+    w.back(Pkt(w.server, q.src, 17, sport=9, dport=q.sport, payload=b"", ip_id=2))
+    v = run(w, tmp_path)
+    assert v.exchanges[0].outcome == "delivered"

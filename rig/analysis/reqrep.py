@@ -15,9 +15,11 @@ import numpy as np
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx, Draft, plural
 from rig.analysis.keys import combine, combine1
+from rig.analysis.match import pair_by_order
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint
 from rig.analysis.tcp import error_index
+from rig.capture.table import FRAG_MF
 from rig.verdict import Change
 
 
@@ -197,6 +199,26 @@ class _Replies:
         return out
 
 
+def _udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
+    """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
+    t = side.t
+    plen = t["plen"][rows]
+    return np.where(plen > 0, combine(t["phash"][rows], plen, n=len(rows)),
+                    combine(0, 0, t["dport"][rows], n=len(rows)))
+
+
+def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> list[int]:
+    """ICMP errors quoting any of these datagrams (by IP ID and destination port)."""
+    if not index:
+        return []
+    out: list[int] = []
+    for r in rows:
+        for e in index.get(combine1(17, int(side.t["ip_id"][r]), int(side.t["dport"][r])), []):
+            if e not in out:
+                out.append(e)
+    return out
+
+
 def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int], list[int]]:
     c, s = ctx.client, ctx.server
     udp_c = c.rows_of(17)
@@ -208,20 +230,27 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         return [], [], []
     tc = c.t[req]
     gk = combine(_tuple_key(c, req), tc["phash"], tc["plen"], n=len(req))
+    ckeys = _udp_key(c, req)
+    ck = dict(zip(req.tolist(), ckeys.tolist()))
     udp_s = s.rows_of(17)
-    ts_ = s.t[udp_s]
-    sreq = _index(combine(ts_["phash"], ts_["plen"], n=len(udp_s)), udp_s)
+    # each copy the client sent pairs with one the server got, in order within the key
+    partner = pair_by_order(ckeys, c.t["frame"][req].astype(np.int64), _udp_key(s, udp_s),
+                            s.t["frame"][udp_s].astype(np.int64))
+    partner_rows = udp_s[np.maximum(partner, 0)] if len(udp_s) else np.zeros(len(req), np.int64)
+    partner_of = dict(zip(req.tolist(), np.where(partner >= 0, partner_rows, -1).tolist()))
+    # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
+    first_frag = udp_s[((s.t["frag"][udp_s] & FRAG_MF) != 0) & (s.t["ipver"][udp_s] == 4)]
+    sfrag = _index(combine(17, s.t["ip_id"][first_frag], s.t["dport"][first_frag], n=len(first_frag)), first_frag)
     c_rep, s_rep = _Replies(c, udp_c), _Replies(s, udp_s)
-    extra_req = {}
-    for n, x in ctx.extra.items():
-        u = x.rows_of(17)
-        extra_req[n] = _index(combine(x.t["phash"][u], x.t["plen"][u], n=len(u)), u)
+    extra_req = {n: _index(_udp_key(x, x.rows_of(17)), x.rows_of(17)) for n, x in ctx.extra.items()}
     groups = _groups(gk, req, tc["frame"].astype(np.int64))
     matched_s: list[list[int]] = []
     for g in groups:
         c_rep.register(g.tolist())
         r0 = c.t[g[0]]
-        sq = sreq.get(combine1(int(r0["phash"]), int(r0["plen"])), []) if int(r0["plen"]) else []
+        sq = [p for p in (partner_of[r] for r in g.tolist()) if p >= 0]
+        if not sq and int(r0["ipver"]) == 4 and int(r0["ip_id"]) and not int(r0["frag"]):
+            sq = sfrag.get(combine1(17, int(r0["ip_id"]), int(r0["dport"])), [])
         matched_s.append(sq)
         s_rep.register(sq)
     c_err, s_err = error_index(c), error_index(s)
@@ -236,11 +265,11 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         cp_all = c_rep.replies(gl)
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
-        ce = c_err.get(combine1(17, int(r0["ip_id"]), int(r0["dport"])), [])
+        ce = _errors_about(c, c_err, gl)
         se = []
         if sq:
             s0 = s.t[sq[0]]
-            se = s_err.get(combine1(17, int(s0["ip_id"]), int(s0["dport"])), [])
+            se = _errors_about(s, s_err, sq)
             d.seen_at_server_as = endpoint(s0["src"], int(s0["sport"]))
             d.changes += ip_changes(r0, s0, "out")
             out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
@@ -250,7 +279,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         for side, rows in ((c, gl), (c, cp_all), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
         d.evidence += ctx.ev(c, gl, "datagram sent", 2)
-        where = _where(ctx, d, combine1(int(r0["phash"]), int(r0["plen"])), extra_req)
+        where = _where(ctx, d, ck[gl[0]], extra_req)
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where)
         drafts.append(d)
     return drafts, out_d, back_d

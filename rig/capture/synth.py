@@ -175,7 +175,7 @@ def frame(ip_packet: bytes, linktype: int = LINKTYPE_ETHERNET, vlan: int | None 
 
 
 Record = tuple[int, bytes]  # (timestamp ns since the epoch, frame bytes)
-Sent = tuple[int, Pkt]  # (timestamp ns since the epoch, packet)
+Sent = tuple[int, "Pkt | bytes"]  # (timestamp ns since the epoch, packet or encoded IP packet)
 
 
 def write_pcap(path: str | FsPath, records: Iterable[Record], linktype: int = LINKTYPE_ETHERNET,
@@ -374,10 +374,10 @@ class Path:
 
 
 def encoded(sent: Iterable[Sent]) -> list[Record]:
-    """Time-ordered records of IP packets: a ``Pkt`` sent with ``tso`` set is one frame."""
+    """Time-ordered records of IP packets (a ``Pkt``, or bytes already encoded: fragments)."""
     out: list[Record] = []
     for t, p in sorted(sent, key=lambda r: r[0]):
-        out.append((t, encode(p)))
+        out.append((t, bytes(p) if isinstance(p, (bytes, bytearray)) else encode(p)))
     return out
 
 
