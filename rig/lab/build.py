@@ -10,10 +10,14 @@ namespaces.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -168,6 +172,40 @@ def _write_sysctls(values: Mapping[str, str]) -> None:
             fh.write(value)
 
 
+# legacy ethtool ioctls (iproute2 cannot change offloads, and ethtool may be absent)
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_SET = {"tso": 0x1F, "gso": 0x24, "gro": 0x2C}
+_ETHTOOL_GET = {"tso": 0x1E, "gso": 0x23, "gro": 0x2B}
+
+
+def _ethtool(sock: socket.socket, iface: str, cmd: int, value: int = 0) -> int:
+    data = ctypes.create_string_buffer(struct.pack("II", cmd, value))
+    ifreq = struct.pack("16sP", iface.encode(), ctypes.addressof(data)).ljust(40, b"\0")
+    fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
+    return struct.unpack("II", data.raw[:8])[1]
+
+
+def disable_offloads(ifaces: Iterable[str]) -> None:
+    """TSO, GSO and GRO off, so every link carries wire-sized packets as a real one does.
+
+    With them on, libpcap sizes each ring slot for a 64 KB packet: tcpdump's 8 MB
+    buffer then holds only 128 packets, and a capture starved of CPU for a moment
+    (two busy cores) drops most of a burst."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for iface in ifaces:
+            for feature in ("tso", "gso", "gro"):
+                try:
+                    _ethtool(sock, iface, _ETHTOOL_SET[feature], 0)
+                except OSError as exc:
+                    raise InfraError(f"cannot turn {feature} off on {iface}: {exc.strerror}") from exc
+
+
+def offloads(iface: str) -> dict[str, int]:
+    """The current TSO/GSO/GRO settings of ``iface`` in this namespace (for tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        return {f: _ethtool(sock, iface, cmd) for f, cmd in _ETHTOOL_GET.items()}
+
+
 def build(topo: Topology, prefix: str, scenario: Scenario) -> LabNet:
     """Create the namespaces, links, addresses, routes and rules. On failure, whatever
     was created is removed before the error propagates."""
@@ -182,6 +220,7 @@ def build(topo: Topology, prefix: str, scenario: Scenario) -> LabNet:
         for node, nsname in net.namespaces.items():
             in_netns(nsname, _write_sysctls, p.sysctls[node])
             run(["ip", "-n", nsname, "-batch", "-"], p.ns_batches[node], f"configuring {node}")
+            in_netns(nsname, disable_offloads, [e.iface for e in topo.ifaces(node)])
             if node in p.rulesets:
                 in_netns(nsname, run, ["nft", "-f", "-"], p.rulesets[node], f"nft rules in {node}")
     except BaseException:
