@@ -27,7 +27,7 @@ def test_parse_stats_recorded():
 
 def test_argv_has_the_measured_flags():
     argv = tcpdump_argv("eth0", "/tmp/x.pcap", "not tcp port 22")
-    assert argv == ["tcpdump", "-i", "eth0", "-U", "--immediate-mode", "-n", "-B", "8192", "-w",
+    assert argv == ["tcpdump", "-i", "eth0", "-U", "--immediate-mode", "-n", "-s", "65535", "-B", "32768", "-w",
                     "/tmp/x.pcap", "not tcp port 22"]
 
 

@@ -1,7 +1,10 @@
 """tcpdump at a capture point: local (optionally inside a namespace) or remote over SSH.
 
-Both kinds run ``tcpdump -i IFACE -U --immediate-mode -n -B 8192 -w FILE FILTER``
-(without --immediate-mode the last second of packets is lost at stop), are ready only
+Both kinds run ``tcpdump -i IFACE -U --immediate-mode -n -s 65535 -B 32768 -w FILE FILTER``
+(without --immediate-mode the last second of packets is lost at stop; in immediate
+mode libpcap's ring holds fixed snaplen-sized slots, so the default 256 KB snaplen with
+-B 8192 leaves ~32 slots, and a 512 KB burst on a loaded machine overflowed it: 64 KB
+slots fit a GRO frame and 32 MB holds 512 of them), are ready only
 once tcpdump prints "listening on" on stderr, stop with SIGINT so the file is flushed
 (after SIGUSR1/SIGINFO statistics show every received packet was written), and report tcpdump's own "packets captured" / "packets dropped by kernel" counts.
 A remote tcpdump is started as ``echo PID $$; exec tcpdump ...`` on a channel without a
@@ -39,7 +42,7 @@ class CaptureResult:
 
 
 def tcpdump_argv(iface: str, path: str, bpf: str) -> list[str]:
-    argv = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-n", "-B", "8192", "-w", path]
+    argv = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-n", "-s", "65535", "-B", "32768", "-w", path]
     return argv + ([bpf] if bpf else [])
 
 
