@@ -4,6 +4,7 @@ real sshd in a namespace, and against the lab's server as "the VPS"."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -217,3 +218,45 @@ def test_lab_server_as_the_vps(tmp_path):
         assert all(alive(p) for p in lab_pids)  # the host's own sshd/Apache/echo: not started by this run
         with SSHClient(labrig.ssh) as ssh:  # and the host is still reachable with the pinned key
             assert ssh.run(["true"]).rc == 0
+
+
+def stop_and_wait(pids: list[int]) -> None:
+    import time
+
+    for pid in pids:
+        os.kill(pid, 15)  # TERM: Apache stops its children too
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids)
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.slow
+@pytest.mark.skipif(_lab_reason() is not None, reason=str(_lab_reason()))
+def test_whole_pipeline_with_the_ssh_backend_on_the_lab_vps(tmp_path):
+    """configure (ansible, host-key checking on) + preflight + captures + probes +
+    verdict through the SSH backend, with the lab's server as a bare VPS; afterwards
+    nothing rig started there still runs."""
+    from rig.run import Pipeline
+    from test_lab_support import lab
+
+    with lab() as labrig:
+        sshd_pid, *services = [int(p) for p in labrig.facts["pids"].split(",")]
+        stop_and_wait(services)  # a bare VPS: only sshd runs (the lab's own Apache and echo are ours to stop)
+        server_dir = f"/var/tmp/rig-vps-{uuid.uuid4().hex[:8]}"
+        spec = ssh_spec(labrig.ssh, server_dir, client_netns=labrig.client_netns, install_packages="false",
+                        workdir=str(tmp_path / "wd"))
+        spec = RunSpec(backend="ssh", probes=("icmp", "tcp", "http", "udp"), options=spec.options)
+        from rig.run import Progress
+
+        outcome = Pipeline(spec, tmp_path / "bundle", Progress(quiet=False), backend=SSHBackend(home=tmp_path)).run()
+        assert outcome.exit_code == 0, outcome.status
+        verdict = json.loads((tmp_path / "bundle" / "verdict.json").read_text())
+        outcomes = {e["protocol"]: e["outcome"] for e in verdict["exchanges"]}
+        assert set(outcomes) >= {"icmp", "tcp", "udp"} and set(outcomes.values()) == {"delivered"}
+        assert not os.path.exists(server_dir)
+        ps = subprocess.run(["ps", "ax", "-o", "args="], capture_output=True, text=True).stdout
+        assert server_dir not in ps  # rig's Apache and UDP echo on the "VPS" are gone
+        assert alive(sshd_pid)
