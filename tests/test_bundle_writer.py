@@ -247,3 +247,27 @@ def _pcap6(packets):
         eth = b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd" + f
         out += struct.pack("<IIII", i, 0, len(eth), len(eth)) + eth
     return out
+
+
+def test_redact_pcapng_two_interfaces_and_sll(tmp_path):
+    """pcapng with an Ethernet and a Linux-cooked interface: both rewritten, and rig's
+    own reader decodes the stand-ins with valid-looking headers."""
+    from rig.capture import read_capture
+    from rig.capture.synth import LINKTYPE_ETHERNET, LINKTYPE_SLL, Pkt, encode, frame, write_pcapng
+    from rig.capture.table import format_addr
+
+    syn = encode(Pkt("192.168.1.10", "198.51.100.10", 6, sport=40312, dport=80, seq=5, flags=0x02, mss=1460))
+    echo = encode(Pkt("10.0.0.2", "198.51.100.10", 1, icmp_type=8, icmp_id=9, icmp_seq=1, payload=b"nonce"))
+    f = tmp_path / "c.pcapng"
+    write_pcapng(f, [(LINKTYPE_ETHERNET, "eth0"), (LINKTYPE_SLL, "any")],
+                 [(0, 1_000, frame(syn, LINKTYPE_ETHERNET)), (1, 2_000, frame(echo, LINKTYPE_SLL))])
+    new, stats = rewrite_pcap(f.read_bytes(), AddressMap())
+    assert stats == {"records": 2, "rewritten": 2, "skipped": 0}
+    out = tmp_path / "r.pcapng"
+    out.write_bytes(new)
+    cap = read_capture(str(out))
+    srcs = [format_addr(r["src"]) for r in cap.packets]
+    assert srcs == ["10.0.0.1", "10.0.0.2"]  # stand-ins in order of first sight
+    assert all(format_addr(r["dst"]) == "198.51.100.10" for r in cap.packets)
+    assert int(cap.packets[0]["seq"]) == 5 and int(cap.packets[1]["icmp_seq"]) == 1
+    assert b"\xc0\xa8\x01\x0a" not in new
