@@ -178,3 +178,11 @@ def test_detect_failure_asks_for_allow_from():
     s.close()  # nothing listens there now
     with pytest.raises(InfraError, match="pass --allow-from"):
         detect(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def test_locations_list_gives_fallback_regions():
+    plan = make_plan({"location": "japaneast, japanwest,japaneast"})
+    assert plan.location == "japaneast" and plan.fallback_locations == ("japanwest",)
+    assert "fallbacks: japanwest" in render_plan(plan)
+    with pytest.raises(UsageError, match="region"):
+        make_plan({"location": "japan east!"})

@@ -350,3 +350,44 @@ def test_sigterm_during_provisioning_deletes_the_group(tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["why"] == "SIGTERM" and len(result["deleted"]) == 1 and result["left"] == []
     assert not (tmp_path / "wd").exists()
+
+
+# -- region fallback, and how long teardown waits -----------------------------------------------
+
+def test_no_size_in_a_region_falls_back_to_the_next_region(tmp_path):
+    arm = FakeARM()
+    arm.inject("virtualMachines", "SkuNotAvailable", "not available here", times=0,
+               when=lambda body: body["location"] == "japaneast")
+    b, rig = provision(arm, tmp_path, location="japaneast,japanwest")
+    groups = [r.path.rsplit("/", 1)[-1] for r in arm.puts("resourcegroups")]
+    assert len(groups) == 2 and groups[0] in arm.deleted_groups
+    assert rig.facts["region"] == "japanwest" and rig.facts["resource_group"] == groups[1]
+    assert arm.group_exists(groups[1]) and arm.put_body("virtualMachines")["location"] == "japanwest"
+    assert any("trying region japanwest" in line for line in b.logs)
+
+
+def test_other_failures_do_not_move_to_another_region(tmp_path):
+    arm = FakeARM()
+    arm.inject("networkInterfaces", "InternalServerError", "boom", status=500)
+    with pytest.raises(RigError, match="InternalServerError"):
+        provision(arm, tmp_path, location="japaneast,japanwest")
+    assert len(arm.puts("resourcegroups")) == 1
+
+
+def test_teardown_returns_once_azure_accepted_the_deletion(tmp_path):
+    arm = FakeARM()
+    b, rig = provision(arm, tmp_path)
+    arm.latency = 3600.0  # deleting takes "minutes": nobody waits for it
+    b.teardown(rig)
+    [delete] = [r for r in arm.requests if r.method == "DELETE"]
+    assert delete.status == 202 and arm.group_exists(rig.run_id)
+    assert any("accepted the deletion" in line for line in b.logs)
+
+
+def test_teardown_can_wait_until_the_group_is_gone(tmp_path):
+    arm = FakeARM()
+    b = backend(arm, wait_delete=True)
+    rig = b.provision(spec(workdir=str(tmp_path / "wd")))
+    arm.latency = 0.2
+    b.teardown(rig)
+    assert not arm.group_exists(rig.run_id)

@@ -42,10 +42,12 @@ class AzureBackend:
 
     def __init__(self, clients=None, caller_ip: Callable[[], str] | None = None, *,
                  timeout: float | None = None, delete_timeout: float | None = None,
-                 log: Callable[[str], None] = _stderr, wait_ssh: bool = True, ssh_timeout: float = 600.0):
+                 log: Callable[[str], None] = _stderr, wait_ssh: bool = True, ssh_timeout: float = 600.0,
+                 wait_delete: bool = False):
         self._clients = clients  # tests inject FakeARM().clients()
         self.wait_ssh = wait_ssh  # False with the fake ARM: there is no VM to log in to
         self.ssh_timeout = ssh_timeout
+        self.wait_delete = wait_delete  # False: teardown returns once Azure accepted the deletion
         self._caller_ip = caller_ip
         self.timeout = timeout
         self.delete_timeout = delete_timeout
@@ -74,7 +76,6 @@ class AzureBackend:
     def provision(self, spec: RunSpec) -> Rig:
         from rig.backends.azure.caller_ip import detect
         from rig.backends.azure.cloudinit import new_keys
-        from rig.backends.azure.provision import DEFAULT_TIMEOUT, DELETE_TIMEOUT, Provisioner
 
         plan = self.plan(spec)
         if truthy(spec.options.get("dry_run", "")):
@@ -83,11 +84,8 @@ class AzureBackend:
         clients = self.clients()
         workdir = spec.options.get("workdir") or tempfile.mkdtemp(prefix=f"{plan.run_id}-")
         keys = new_keys(workdir)
-        prov = Provisioner(clients, plan, keys, source,
-                           timeout=self.timeout or float(spec.options.get("timeout", DEFAULT_TIMEOUT)),
-                           delete_timeout=self.delete_timeout or DELETE_TIMEOUT, log=self.log)
         try:
-            got = prov.create()
+            plan, prov, got = self._create_somewhere(clients, plan, keys, source, spec)
             endpoint = SSHEndpoint(host=got.public_ip, port=22, user=plan.admin_user,
                                    key_file=keys.login_key_file, host_key=got.host_key)
             if self.wait_ssh:
@@ -120,6 +118,28 @@ class AzureBackend:
                    **({"python": "/usr/local/bin/python3"} if freebsd else {})},
         )
 
+    def _create_somewhere(self, clients, plan: Plan, keys, source: str, spec: RunSpec):
+        """The plan's region, then its fallback regions when no size can be had there.
+        A fallback gets its own resource group (the first one is still being deleted)."""
+        from dataclasses import replace
+
+        from rig.backends.azure.provision import DEFAULT_TIMEOUT, DELETE_TIMEOUT, Provisioner
+
+        regions = (plan.location, *plan.fallback_locations)
+        for i, region in enumerate(regions):
+            here = plan if i == 0 else replace(plan, location=region, run_id=f"{plan.run_id}-{region}"[:90])
+            prov = Provisioner(clients, here, keys, source,
+                               timeout=self.timeout or float(spec.options.get("provision_timeout", DEFAULT_TIMEOUT)),
+                               delete_timeout=self.delete_timeout or DELETE_TIMEOUT, wait_delete=self.wait_delete,
+                               log=self.log)
+            try:
+                return here, prov, prov.create()
+            except E.CapacityError as exc:
+                if i == len(regions) - 1:
+                    raise
+                self.log(f"{exc}; trying region {regions[i + 1]}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def preflight(self, rig: Rig) -> list[str]:
         """Problems with the NSG rules actually in effect on the NIC (not a path verdict)."""
         from rig.backends.azure.nsg import check_effective, flatten
@@ -143,8 +163,8 @@ class AzureBackend:
         rg = rig.facts.get("resource_group")
         try:
             if rg:
-                self.log(f"deleting resource group {rg} (Azure takes a few minutes)")
-                delete_group(self.clients(rig.facts.get("subscription")), rg,
+                self.log(f"deleting resource group {rg}")
+                delete_group(self.clients(rig.facts.get("subscription")), rg, wait=self.wait_delete,
                              timeout=self.delete_timeout or DELETE_TIMEOUT, log=self.log)
         finally:
             if rig.workdir and os.path.isdir(rig.workdir):

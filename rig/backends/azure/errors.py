@@ -38,6 +38,10 @@ class ProvisionTimeout(InfraError):
     """An Azure operation did not finish within the time rig allows it."""
 
 
+class CapacityError(InfraError):
+    """No VM size could be had in a region (capacity or quota): another region may work."""
+
+
 def code_and_message(exc: BaseException) -> tuple[str, str]:
     """(error.code, error.message) of an azure-core exception, or ("", str(exc))."""
     err = getattr(exc, "error", None)
@@ -92,12 +96,12 @@ def to_rig_error(exc: BaseException, doing: str, *, location: str = "", sizes: t
                           "run 'az login' or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
                           "and check AZURE_SUBSCRIPTION_ID and your role on it")
     if kind == QUOTA:
-        return InfraError(f"Azure quota exceeded while {doing}{where} ({code}: {short}); "
+        return CapacityError(f"Azure quota exceeded while {doing}{where} ({code}: {short}); "
                           "request more vCPU quota (portal: Subscriptions > Usage + quotas) "
                           "or try another --size / --location")
     if kind == SIZE_UNAVAILABLE:
         tried = f" (tried {', '.join(sizes)})" if sizes else ""
-        return InfraError(f"no capacity for the VM sizes{where}{tried} ({code}); "
+        return CapacityError(f"no capacity for the VM sizes{where}{tried} ({code}); "
                           "try another --location or --size")
     if kind == TERMS:
         return InfraError(f"the image's marketplace terms are not accepted ({code}); "

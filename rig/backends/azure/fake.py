@@ -97,7 +97,7 @@ class FakeARM:
         self.ops: dict[str, Op] = {}
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
-        self.deleted_groups: list[str] = []
+        self._deleted: list[str] = []
         self.interrupts = 0
         self._ids = itertools.count(1)
         self._observed_depth = 0
@@ -127,6 +127,12 @@ class FakeARM:
         ok = [r for r in self.puts(rtype) if r.status in (200, 201)]
         return ok[-1].body if ok else self.puts(rtype)[-1].body
 
+    @property
+    def deleted_groups(self) -> list[str]:
+        """Groups whose deletion has finished (Azure goes on deleting when nobody waits)."""
+        self._advance()
+        return list(self._deleted)
+
     def group_exists(self, name: str) -> bool:
         self._advance()
         return name.lower() in self.groups
@@ -149,7 +155,7 @@ class FakeARM:
         if op.rtype == "resourcegroups":
             name = rid.rsplit("/", 1)[-1]
             self.groups.pop(name, None)
-            self.deleted_groups.append(name)
+            self._deleted.append(name)
             prefix = rid + "/"
             for key in [k for k in self.resources if k.startswith(prefix)]:
                 del self.resources[key]

@@ -87,6 +87,7 @@ class Plan:
     expires_at: datetime
     admin_user: str = ADMIN_USER
     names: dict = field(default_factory=dict)
+    fallback_locations: tuple[str, ...] = ()  # tried in order when no size can be had
 
     @property
     def resource_group(self) -> str:
@@ -176,9 +177,18 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
     short = run_id.removeprefix("rig-").replace("-", "")[-10:]
     names = {"vnet": "rig-vnet", "subnet": "rig-subnet", "nsg": "rig-nsg", "pip": "rig-ip",
              "nic": "rig-nic", "vm": f"rig{short}"}
+    locations = [loc.strip().lower() for loc in
+                 (options.get("location") or os.environ.get("RIG_AZURE_LOCATION") or DEFAULT_LOCATION).split(",")
+                 if loc.strip()]
+    for loc in locations:
+        if not re.fullmatch(r"[a-z0-9]+", loc):
+            raise UsageError(f"--location {loc!r} is not an Azure region name (e.g. japaneast)")
+    if not locations:
+        raise UsageError("--location is empty")
     return Plan(
         run_id=run_id,
-        location=(options.get("location") or os.environ.get("RIG_AZURE_LOCATION") or DEFAULT_LOCATION).lower(),
+        location=locations[0],
+        fallback_locations=tuple(dict.fromkeys(locations))[1:],
         sizes=tuple(sizes),
         image=image,
         allow_from=check_allow_from(allow) if allow else None,
@@ -191,7 +201,8 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
 def render_plan(plan: Plan) -> str:
     """The --dry-run text: what would be created, allowed, and what it costs."""
     lines = [f"Azure plan for {plan.run_id} (dry run: nothing is created, no credentials used)",
-             f"  region:   {plan.location}",
+             f"  region:   {plan.location}" + (f"  (fallbacks: {', '.join(plan.fallback_locations)})"
+                                                if plan.fallback_locations else ""),
              f"  size:     {plan.sizes[0]}  (fallbacks: {', '.join(plan.sizes[1:]) or 'none'})",
              f"  image:    {plan.image.urn}" + ("  (marketplace plan: terms accepted on first use)" if plan.image.plan else ""),
              f"  expires:  {plan.tags['expires-at']}  (tag expires-at; auto-shutdown at that time; 'rig gc' deletes it)",

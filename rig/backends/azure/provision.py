@@ -49,13 +49,14 @@ def _id(sub: str, rg: str, provider: str, *parts: str) -> str:
 class Provisioner:
     def __init__(self, clients: Clients, plan: Plan, keys: RunKeys, source: str, *,
                  timeout: float = DEFAULT_TIMEOUT, delete_timeout: float = DELETE_TIMEOUT,
-                 log: Callable[[str], None] = lambda line: None):
+                 wait_delete: bool = False, log: Callable[[str], None] = lambda line: None):
         self.c = clients
         self.plan = plan
         self.keys = keys
         self.source = source  # the caller's CIDR the NSG allows
         self.timeout = timeout
         self.delete_timeout = delete_timeout
+        self.wait_delete = wait_delete  # False: Azure accepted the deletion; it goes on without us
         self.log = log
         self.waits = 0
         self._doing = "starting"
@@ -76,11 +77,12 @@ class Provisioner:
                 raise
             raise E.to_rig_error(exc, self._doing, location=self.plan.location, sizes=self.plan.sizes) from exc
 
-    def delete_group(self, wait: bool = True) -> bool:
+    def delete_group(self, wait: bool | None = None) -> bool:
         """Delete the run's resource group; True once Azure accepted (and, if wait, finished) it.
 
         A second Ctrl-C while waiting leaves Azure deleting in the background.
         """
+        wait = self.wait_delete if wait is None else wait
         return delete_group(self.c, self.plan.resource_group, wait=wait, timeout=self.delete_timeout, log=self.log)
 
     # -- waves ------------------------------------------------------------------------
@@ -288,6 +290,7 @@ def delete_group(clients: Clients, rg: str, *, wait: bool = True, timeout: float
         log(f"could not delete resource group {rg}: {E.code_and_message(exc)[0] or exc}")
         raise E.to_rig_error(exc, f"deleting resource group {rg}") from exc
     if not wait:
+        log(f"Azure accepted the deletion of {rg}; it finishes in a few minutes ('rig ls' shows it until then)")
         return True
     try:
         poller.wait(timeout=timeout)
