@@ -16,6 +16,7 @@ from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx, Draft, plural
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import pair_by_order
+from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint
 from rig.analysis.tcp import error_index
@@ -40,6 +41,12 @@ def _groups(gk: np.ndarray, rows: np.ndarray, frames: np.ndarray) -> list[np.nda
     groups = np.split(rows[o], cut)
     firsts = [g[0] for g in groups]
     return [groups[i] for i in np.argsort(np.array(firsts), kind="stable")]
+
+
+def _singletons(gk: np.ndarray) -> np.ndarray:
+    """Rows whose group key occurs once (one copy of the request)."""
+    _, inv, counts = np.unique(gk, return_inverse=True, return_counts=True)
+    return counts[inv.ravel()] == 1
 
 
 def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str) -> None:
@@ -85,6 +92,12 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
             d.explanation = f"the server received the {req} {plural(len(sreq), 'time')} and sent nothing back"
             d.absent_at = ("server",)
         return
+    if srep:
+        d.outcome = "incomplete"
+        d.explanation = (f"the server sent {plural(len(srep), rep)} to this {req}, but its capture does not "
+                         f"show the {req} arriving")
+        ev += ctx.ev(s, srep, f"{rep} sent", 2)
+        return
     if crep:
         d.outcome = "answered-by-middlebox"
         d.explanation = (f"the client got {plural(len(crep), rep)}, but the server never saw the {req}: "
@@ -128,7 +141,25 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
     c_err, s_err = error_index(c), error_index(s)
     drafts, out_d, back_d = [], [], []
+    fast = np.zeros(len(req), bool)
+    if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
+        fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
+        skq, skp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep)
+        sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
+        sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
+        cp_i = pair_by_order(combine(xk_all, c.dst_key[req]), fr(c, req),
+                             combine(c.echo_key(c.echo_rep), c.src_key[c.echo_rep]), fr(c, c.echo_rep))
+        sp_of = np.where(sq_i >= 0, sp_i[np.maximum(sq_i, 0)], -1)
+        fast = _singletons(gk) & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
+        f = np.flatnonzero(fast)
+        got, o, b = fast_delivered(ctx, "icmp", req[f], s.echo_req[sq_i[f]], s.echo_rep[sp_of[f]], c.echo_rep[cp_i[f]])
+        drafts += got
+        out_d += o.tolist()
+        back_d += b.tolist()
+    fast_rows = set(req[fast].tolist())
     for g in _groups(gk, req, tc["frame"].astype(np.int64)):
+        if len(g) == 1 and int(g[0]) in fast_rows:
+            continue
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
         dst_key = int(c.dst_key[g[0]])
@@ -193,8 +224,8 @@ class _Replies:
         allreq = sorted(self.req_frames.get(k, []))
         out = []
         for r in cand:
-            i = bisect_right(allreq, self.frame[r]) - 1
-            if i >= 0 and allreq[i] in mine:
+            i = max(bisect_right(allreq, self.frame[r]) - 1, 0)
+            if allreq[i] in mine:
                 out.append(r)
         return out
 
@@ -242,6 +273,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     first_frag = udp_s[((s.t["frag"][udp_s] & FRAG_MF) != 0) & (s.t["ipver"][udp_s] == 4)]
     sfrag = _index(combine(17, s.t["ip_id"][first_frag], s.t["dport"][first_frag], n=len(first_frag)), first_frag)
     c_rep, s_rep = _Replies(c, udp_c), _Replies(s, udp_s)
+    s_sent = _index(_udp_key(s, udp_s), udp_s)
+    ck_reply = dict(zip(udp_c.tolist(), _udp_key(c, udp_c).tolist()))
     extra_req = {n: _index(_udp_key(x, x.rows_of(17)), x.rows_of(17)) for n, x in ctx.extra.items()}
     groups = _groups(gk, req, tc["frame"].astype(np.int64))
     matched_s: list[list[int]] = []
@@ -255,7 +288,24 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         s_rep.register(sq)
     c_err, s_err = error_index(c), error_index(s)
     drafts, out_d, back_d = [], [], []
+    fast = np.zeros(len(req), bool)
+    if not ctx.extra and len(udp_s):
+        fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
+        sp_i = pair_by_order(_tuple_key(s, udp_s, reverse=True), fr(s, udp_s), _tuple_key(s, udp_s), fr(s, udp_s))
+        cp_i = pair_by_order(_tuple_key(c, req, reverse=True), fr(c, req), _tuple_key(c, udp_c), fr(c, udp_c))
+        sp_of = np.where(partner >= 0, sp_i[np.maximum(partner, 0)], -1)
+        ok = _singletons(gk) & (partner >= 0) & (sp_of >= 0) & (cp_i >= 0)
+        ok &= _udp_key(s, udp_s[np.maximum(sp_of, 0)]) == _udp_key(c, udp_c[np.maximum(cp_i, 0)])
+        fast = ok
+        f = np.flatnonzero(fast)
+        got, o, b = fast_delivered(ctx, "udp", req[f], udp_s[partner[f]], udp_s[sp_of[f]], udp_c[cp_i[f]])
+        drafts += got
+        out_d += o.tolist()
+        back_d += b.tolist()
+    fast_rows = set(req[fast].tolist())
     for g, sq in zip(groups, matched_s):
+        if len(g) == 1 and int(g[0]) in fast_rows:
+            continue
         r0 = c.t[g[0]]
         gl = g.tolist()
         ts = c.t["ts_ns"][g]
@@ -263,6 +313,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
                   endpoint(r0["src"], int(r0["sport"])), endpoint(r0["dst"], int(r0["dport"])), None, "", "", bool(sq))
         sp = s_rep.replies(sq)
         cp_all = c_rep.replies(gl)
+        if not sq and cp_all:  # a reply the server did send, though its capture lacks the request
+            sp = [r for k in {ck_reply[r] for r in cp_all} for r in s_sent.get(k, [])]
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
         ce = _errors_about(c, c_err, gl)

@@ -118,10 +118,15 @@ class Side:
         if n:
             gstart[1:] = tup[1:] != tup[:-1]
         gs = np.maximum.accumulate(np.where(gstart, ar, 0)) if n else ar
-        syn_pos = np.where(is_syn, ar, -1)
-        prev_syn = np.concatenate([[-1], np.maximum.accumulate(syn_pos)[:-1]]) if n else ar
-        same = (prev_syn >= gs) & (seq[np.maximum(prev_syn, 0)] == seq)
-        new = gstart | (is_syn & ~same)
+        # a connection starts at a SYN or SYN-ACK naming another initiator ISN than the
+        # last one on this 4-tuple (SYN: seq; SYN-ACK: ack - 1), whichever comes first
+        ack0 = t["ack"][order].astype(np.int64)
+        opener = is_syn | is_synack
+        cand_isn = np.where(is_syn, seq, (ack0 - 1) & 0xFFFFFFFF)
+        op_pos = np.where(opener, ar, -1)
+        prev_op = np.concatenate([[-1], np.maximum.accumulate(op_pos)[:-1]]) if n else ar
+        same = (prev_op >= gs) & (cand_isn[np.maximum(prev_op, 0)] == cand_isn)
+        new = gstart | (opener & ~same)
         conn = np.cumsum(new) - 1
         starts = np.flatnonzero(new)
         nc = len(starts)
