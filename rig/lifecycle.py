@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
-from rig.errors import UsageError
+from rig.errors import RigError, UsageError
 
 FORMAT = "rig.kept/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -215,8 +215,10 @@ def azure_groups(clients) -> list[Group]:
     return sorted(out, key=lambda g: g.name)
 
 
-def gc_azure(clients, now: datetime, dry_run: bool = False, say: Callable[[str], None] = print) -> list[str]:
-    """Delete every rig-run group past its expires-at (all deletions sent, then awaited)."""
+def gc_azure(clients, now: datetime, dry_run: bool = False, say: Callable[[str], None] = print,
+             wait: bool = False) -> list[str]:
+    """Delete every rig-run group past its expires-at: all deletions are sent at once;
+    Azure finishes them on its own (``wait`` to block until it has)."""
     from rig.backends.azure.provision import DELETE_TIMEOUT
 
     expired = [g for g in azure_groups(clients) if g.expires_at is not None and g.expires_at <= now
@@ -229,7 +231,7 @@ def gc_azure(clients, now: datetime, dry_run: bool = False, say: Callable[[str],
     for g in expired:
         say(f"deleting {g.name} (expired {_ago(now - g.expires_at)} ago)")
         pollers[g.name] = clients.resource.resource_groups.begin_delete(g.name)
-    for name, poller in pollers.items():
+    for name, poller in pollers.items() if wait else ():
         poller.wait(timeout=DELETE_TIMEOUT)
     return list(pollers)
 
@@ -240,7 +242,10 @@ def _azure_clients_or_note() -> tuple[Any, str]:
         return None, "azure: not checked (AZURE_SUBSCRIPTION_ID is not set)"
     from rig.backends.azure import AzureBackend
 
-    return AzureBackend().clients(), ""
+    try:
+        return AzureBackend().clients(), ""
+    except RigError as exc:
+        return None, f"azure: not checked ({exc})"
 
 
 # -- listing ---------------------------------------------------------------------------------

@@ -33,8 +33,12 @@ def subscription_id(explicit: str | None = None) -> str:
 
 def default_credential():
     """DefaultAzureCredential (env service principal, managed identity, Azure CLI, ...)."""
+    import logging
+
     from azure.identity import DefaultAzureCredential
 
+    # azure-identity logs a page per failed credential; rig says it in one line instead
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
