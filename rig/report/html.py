@@ -162,6 +162,26 @@ def _probe_view(p: Mapping[str, Any]) -> str:
     return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
 
 
+def _probe_detail(p: Mapping[str, Any]) -> str:
+    """One short phrase of what the probe measured, by kind."""
+    seen = p.get("seen") or {}
+    kind = p.get("kind")
+    if kind == "burst" and "n" in seen:
+        return f"{seen.get('connected', 0)} of {seen['n']} connected"
+    if kind == "icmp":
+        bits = [f"{seen['size']} B" if "size" in seen else "", "DF" if seen.get("df") else "",
+                f"reply ttl {seen['reply_ttl']}" if seen.get("reply_ttl") is not None else ""]
+        return " ".join(b for b in bits if b)
+    if kind == "udp":
+        return "echoed" if seen.get("echoed") else "no echo"
+    if kind in ("http", "large"):
+        if seen.get("stalled"):
+            return f"stalled after {seen.get('bytes_received', 0)} bytes"
+        if "bytes_received" in seen:
+            return f"{seen['bytes_received']} bytes"
+    return ""
+
+
 def _changes_table(changes: Sequence[Mapping[str, Any]], with_exchange: bool = False) -> str:
     if not changes:
         return ""
@@ -189,6 +209,68 @@ def _note(c: Mapping[str, Any]) -> str:
     if c.get("field") == "tcp.mss":
         return "MSS clamped" if c.get("client") != c.get("server") else ""
     return ""
+
+
+def _ids(ids: Sequence[str], n: int = 8) -> str:
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def _split(endpoint: str | None) -> tuple[str | None, str | None]:
+    if not endpoint:
+        return None, None
+    if endpoint.count(":") == 1:
+        host, port = endpoint.split(":")
+        return host, port
+    if endpoint.startswith("[") and "]:" in endpoint:
+        host, port = endpoint[1:].split("]:")
+        return host, port
+    return endpoint, None
+
+
+def _nat_table(exchanges: Sequence[Mapping[str, Any]]) -> str:
+    """The NAT mappings, grouped: client address -> address the server saw, ports kept?"""
+    groups: dict[tuple, dict] = {}
+    for x in exchanges:
+        ch, cp = _split(x.get("client"))
+        sh, sp = _split(x.get("seen_at_server_as"))
+        g = groups.setdefault((x.get("protocol"), ch, sh), {"ids": [], "kept": 0, "ported": 0, "examples": []})
+        g["ids"].append(x.get("id", "?"))
+        if cp is not None and sp is not None:
+            g["ported"] += 1
+            g["kept"] += cp == sp
+            if cp != sp and len(g["examples"]) < 3:
+                g["examples"].append(f"{cp}→{sp}")
+    if not groups:
+        return ""
+    rows = []
+    for (proto, ch, sh), g in groups.items():
+        if sh is None:
+            ports = "—"
+        elif g["ported"] == 0:
+            ports = "n/a"
+        elif g["kept"] == g["ported"]:
+            ports = f"kept ({g['ported']} of {g['ported']})"
+        else:
+            ports = f"rewritten in {g['ported'] - g['kept']} of {g['ported']} (" + ", ".join(g["examples"]) + ")"
+        rows.append(
+            f"<tr><td>{_e(proto)}</td><td>{_e(ch)}</td><td>{_e(sh or 'never seen at the server')}</td>"
+            f"<td>{_e(ports)}</td><td>{_e(_ids(g['ids']))}</td></tr>"
+        )
+    return ('<div class="scroll"><table class="nat"><tr><th>protocol</th><th>client sent from</th>'
+            '<th>server saw it from (NAT mapping)</th><th>source ports</th><th>exchanges</th></tr>'
+            + "".join(rows) + "</table></div>")
+
+
+def _grouped_changes(exchanges: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Identical changes across exchanges become one row naming the exchanges."""
+    groups: dict[tuple, dict] = {}
+    for x in exchanges:
+        for c in x.get("changes", ()):
+            key = (c.get("field"), c.get("direction"), json.dumps(c.get("client")), json.dumps(c.get("server")),
+                   c.get("note"))
+            g = groups.setdefault(key, {**c, "_ids": []})
+            g["_ids"].append(x.get("id", "?"))
+    return [{**g, "_ex": _ids(g.pop("_ids"))} for g in groups.values()]
 
 
 def render_report(
@@ -268,19 +350,10 @@ def render_report(
         parts.extend(_exchange_section(x, tables, offsets, probes) for x in xs)
         parts.append("</details>")
     # what the path changed
-    all_changes = [{**c, "_ex": x.get("id")} for x in exchanges for c in x.get("changes", ())]
-    nat = [(x.get("id"), x.get("client"), x.get("seen_at_server_as"), x.get("server")) for x in exchanges]
-    parts.append("<h2>What the path changed</h2>")
-    if nat:
-        rows = "".join(
-            f"<tr><td>{_e(i)}</td><td>{_e(c)}</td><td>{_e(s if s else 'never seen at the server')}</td><td>{_e(srv)}</td></tr>"
-            for i, c, s, srv in nat
-        )
-        parts.append(
-            '<div class="scroll"><table class="nat"><tr><th>exchange</th><th>client sent from</th>'
-            f"<th>server saw it from (NAT mapping)</th><th>to</th></tr>{rows}</table></div>"
-        )
-    parts.append(_changes_table(all_changes, with_exchange=True) or '<p class="muted">no field changed beyond the NAT rewrite</p>')
+    parts.append('<h2 id="changed">What the path changed</h2>')
+    parts.append(_nat_table(exchanges))
+    parts.append(_changes_table(_grouped_changes(exchanges), with_exchange=True)
+                 or '<p class="muted">no field changed beyond the NAT rewrite</p>')
     # probes
     if probes:
         parts.append("<h2>What the probes saw</h2>")
@@ -291,11 +364,13 @@ def render_report(
             rows.append(
                 f"<tr><td>{_e(p.get('id'))}</td><td>{_e(p.get('kind'))}</td><td>{_e(p.get('target'))}</td>"
                 f"<td>{'yes' if p.get('ok') else 'no'}</td><td>{_e(seen.get('status', ''))}</td>"
-                f"<td>{_e(tcp.get('state', ''))}</td><td>{_e(p.get('error') or '')}</td><td>{_e(p.get('local') or '')}</td></tr>"
+                f"<td>{_e(tcp.get('state', ''))}</td><td>{_e(p.get('error') or '')}</td>"
+                f"<td>{_e(_probe_detail(p))}</td><td>{_e(p.get('local') or '')}</td></tr>"
             )
         parts.append(
             '<div class="scroll"><table class="probes"><tr><th>probe</th><th>kind</th><th>target</th><th>ok</th>'
-            f"<th>HTTP</th><th>socket</th><th>error</th><th>local</th></tr>{''.join(rows)}</table></div>"
+            "<th>HTTP</th><th>socket</th><th>error</th><th>detail</th><th>local</th></tr>"
+            f"{''.join(rows)}</table></div>"
         )
     parts.append(_facts(verdict, manifest))
     parts.append(
