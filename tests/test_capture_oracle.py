@@ -28,6 +28,9 @@ FIELDS = [
     "frame.number", "frame.protocols", "ip.src", "ip.dst", "ip.ttl", "ip.id", "ipv6.src", "ipv6.dst",
     "ipv6.hlim", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "udp.srcport",
     "udp.dstport", "icmp.ident", "icmp.seq", "icmpv6.echo.identifier", "icmpv6.echo.sequence_number",
+    "ip.dsfield", "ipv6.tclass", "ip.flags.df", "vlan.id", "tcp.window_size_value", "tcp.len",
+    "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm", "tcp.options.timestamp.tsval",
+    "tcp.options.timestamp.tsecr", "icmp.type", "icmp.code", "icmp.mtu", "icmpv6.type", "icmpv6.code", "icmpv6.mtu",
 ]
 USABLE = (Undecoded.OK, Undecoded.TRUNCATED_PAYLOAD)
 
@@ -86,13 +89,21 @@ def compare_file(path: Path) -> tuple[int, list[str]]:
             want["src"], want["dst"] = t["ip.src"][k], t["ip.dst"][k]
             want["ttl"], want["ip_id"] = _num(t["ip.ttl"][k]), _num(t["ip.id"][k])
             got["ip_id"] = int(r["ip_id"])
+            want["tos"], want["df"] = _num(t["ip.dsfield"][k]), _num(t["ip.flags.df"][k])
+            got["df"] = int(r["df"])
         else:
             if not t["ipv6.src"]:
                 bad.append(f"{where}: rig decoded IPv6, tshark has no ipv6 layer ({':'.join(protos)})")
                 continue
             want["src"], want["dst"] = t["ipv6.src"][0], t["ipv6.dst"][0]
             want["ttl"] = _num(t["ipv6.hlim"][0])
+            if t["ipv6.tclass"]:
+                want["tos"] = _num(t["ipv6.tclass"][0])
         got["src"], got["dst"], got["ttl"] = format_addr(r["src"]), format_addr(r["dst"]), int(r["ttl"])
+        got["tos"] = int(r["tos"])
+        first_ip = next((i for i, x in enumerate(protos) if x in ("ip", "ipv6")), len(protos))
+        if t["vlan.id"] and "vlan" in protos[:first_ip]:  # not a VLAN tag of an encapsulated frame
+            want["vlan"], got["vlan"] = _num(t["vlan.id"][0]), int(r["vlan"])
         # the layer index of rig's L4 among tshark's occurrences: the first after rig's IP
         nth = 0
         if r["tunnel"]:
@@ -105,9 +116,28 @@ def compare_file(path: Path) -> tuple[int, list[str]]:
                         seq=_num(t["tcp.seq_raw"][0]), ack=_num(t["tcp.ack_raw"][0]), flags=_num(t["tcp.flags"][0]) & 0x1FF)
             got.update(sport=int(r["sport"]), dport=int(r["dport"]), seq=int(r["seq"]), ack=int(r["ack"]),
                        flags=int(r["flags"]))
+            want["win"], got["win"] = _num(t["tcp.window_size_value"][0]), int(r["win"])
+            if r["status"] == Undecoded.OK:  # tshark's tcp.len is what the capture holds
+                want["plen"], got["plen"] = _num(t["tcp.len"][0]), int(r["plen"])
+            _tcp_options(r, t, got, want)
         elif usable and proto == 17 and t["udp.srcport"] and not r["tunnel"]:
             want.update(sport=_num(t["udp.srcport"][0]), dport=_num(t["udp.dstport"][0]))
             got.update(sport=int(r["sport"]), dport=int(r["dport"]))
+        elif usable and proto in (1, 58) and r["icmp_type"] >= 0 and not r["tunnel"]:
+            v = "icmp" if proto == 1 else "icmpv6"
+            if t[f"{v}.type"]:
+                want.update(icmp_type=_num(t[f"{v}.type"][0]), icmp_code=_num(t[f"{v}.code"][0]))
+                got.update(icmp_type=int(r["icmp_type"]), icmp_code=int(r["icmp_code"]))
+            if t[f"{v}.mtu"]:
+                want["icmp_mtu"], got["icmp_mtu"] = min(_num(t[f"{v}.mtu"][0]), 0xFFFF), int(r["icmp_mtu"])
+            if r["icmp_type"] in ((0, 8) if proto == 1 else (128, 129)):
+                ident = t["icmp.ident"] if proto == 1 else t["icmpv6.echo.identifier"]
+                seqs = t["icmp.seq"] if proto == 1 else t["icmpv6.echo.sequence_number"]
+                if ident:
+                    want.update(icmp_id=_num(ident[0]), icmp_seq=_num(seqs[0]))
+                    got.update(icmp_id=int(r["icmp_id"]), icmp_seq=int(r["icmp_seq"]))
+            elif r["q_proto"]:
+                _quoted(r, t, got, want)
         elif usable and proto == 1 and r["icmp_type"] in (0, 8) and t["icmp.ident"]:
             # tshark prints ident in both byte orders on some versions: take the first
             want.update(icmp_id=_num(t["icmp.ident"][0]), icmp_seq=_num(t["icmp.seq"][0]))
@@ -126,6 +156,31 @@ def compare_file(path: Path) -> tuple[int, list[str]]:
         if diff:
             bad.append(f"{where}: rig!=tshark {diff}")
     return compared, bad
+
+
+def _tcp_options(r, t, got, want) -> None:
+    """MSS, window scale, SACK-permitted, timestamps: when tshark shows them."""
+    if t["tcp.options.mss_val"]:
+        want["mss"], got["mss"] = _num(t["tcp.options.mss_val"][0]), int(r["mss"])
+    if t["tcp.options.wscale.shift"]:
+        want["wscale"], got["wscale"] = min(_num(t["tcp.options.wscale.shift"][0]), 127), int(r["wscale"])
+    want["sackok"], got["sackok"] = int(bool(t["tcp.options.sack_perm"])), int(r["sackok"])
+    if t["tcp.options.timestamp.tsval"]:
+        want["tsval"], got["tsval"] = _num(t["tcp.options.timestamp.tsval"][0]), int(r["tsval"])
+        want["tsecr"], got["tsecr"] = _num(t["tcp.options.timestamp.tsecr"][0]), int(r["tsecr"])
+
+
+def _quoted(r, t, got, want) -> None:
+    """The packet quoted in an ICMP error is tshark's second IP layer."""
+    layer = "ip" if r["q_src"][10] == 0xFF and not r["q_src"][:10].any() else "ipv6"
+    if len(t[f"{layer}.src"]) >= 2 or (layer == "ipv6" and r["ipver"] == 4 and t["ipv6.src"]):
+        k = 1 if (layer == "ip" and r["ipver"] == 4) or (layer == "ipv6" and r["ipver"] == 6) else 0
+        want["q_src"], want["q_dst"] = t[f"{layer}.src"][k], t[f"{layer}.dst"][k]
+        got["q_src"], got["q_dst"] = format_addr(r["q_src"]), format_addr(r["q_dst"])
+    q = {6: "tcp", 17: "udp"}.get(int(r["q_proto"]))
+    if q and t[f"{q}.srcport"]:
+        want["q_sport"], got["q_sport"] = _num(t[f"{q}.srcport"][0]), int(r["q_sport"])
+        want["q_dport"], got["q_dport"] = _num(t[f"{q}.dstport"][0]), int(r["q_dport"])
 
 
 def oracle_files(full: bool) -> list[Path]:

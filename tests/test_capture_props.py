@@ -135,7 +135,7 @@ def test_fast_path_claims_the_common_layouts():
 
     recs = container.walk(data, "x")
     t = empty_table(len(frames))
-    claimed = fastpath.decode_into(t, data, recs, np.ones(len(frames), bool))
+    claimed = fastpath.decode_rows(t, np.frombuffer(data, np.uint8), recs, 0, len(frames))
     assert claimed.all()
     read_both(data)
 

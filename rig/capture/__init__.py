@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from rig.capture import container, decode
-from rig.capture.table import Capture, Undecoded, empty_table
+from rig.capture import fast as fastpath
+from rig.capture.table import PACKET_DTYPE, Capture, Undecoded
 
 __all__ = ["read_capture", "read_capture_bytes"]
 
@@ -38,20 +39,32 @@ def read_capture_bytes(data: bytes, name: str = "<bytes>", *, fast: bool = True)
 def _read(buf, name: str, fast: bool) -> Capture:
     recs = container.walk(buf, name)
     n = len(recs.data_off)
-    table = empty_table(n)
-    table["frame"] = np.arange(1, n + 1, dtype=np.uint32)
-    table["iface"] = recs.iface
-    table["ts_ns"] = recs.ts_ns
-    table["caplen"] = recs.caplen
-    table["wirelen"] = recs.wirelen
-    table["linktype"] = np.where(recs.linktype < 0, 0, recs.linktype)
-    table["status"] = recs.status
-    todo = recs.status == 0
-    if fast and n:
-        from rig.capture import fast as fastpath
-
-        claimed = fastpath.decode_into(table, buf, recs, todo)
-        todo &= ~claimed
+    arr = np.frombuffer(buf, dtype=np.uint8) if len(buf) else np.zeros(0, np.uint8)
+    # np.zeros maps zero pages lazily: each chunk of rows is first touched, filled and
+    # decoded while it is in cache (one pass over the table instead of one per column)
+    table = np.zeros(n, PACKET_DTYPE)
+    todo = np.zeros(n, bool)
+    released = 0
+    step = fastpath.CHUNK
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        t = table[a:b]
+        t["frame"] = np.arange(a + 1, b + 1, dtype=np.uint32)
+        t["iface"] = recs.iface[a:b]
+        t["ts_ns"] = recs.ts_ns[a:b]
+        t["caplen"] = recs.caplen[a:b]
+        t["wirelen"] = recs.wirelen[a:b]
+        lt = recs.linktype[a:b]
+        t["linktype"] = np.where(lt < 0, 0, lt)
+        t["status"] = recs.status[a:b]
+        t["icmp_type"] = -1
+        t["wscale"] = -1
+        left = recs.status[a:b] == 0
+        if fast:
+            left &= ~fastpath.decode_rows(t, arr, recs, a, b)
+        todo[a:b] = left
+        if b < n:  # the file's pages behind this chunk are not needed any more
+            released = container.release(buf, released, int(recs.data_off[b]) - 65536)
     decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen, recs.linktype)
     counts = np.bincount(table["status"], minlength=len(Undecoded))
     undecoded = {Undecoded(i).name: int(c) for i, c in enumerate(counts) if i and c}

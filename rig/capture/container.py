@@ -10,7 +10,8 @@ mid-record or a block header is unusable -- walking stops and ``truncated_tail``
 Why the walk is a plain Python loop (measured here, 1M-record pcap, 235 MB): the next
 record's offset depends on the previous record's caplen, so the walk is sequential.
 A tight loop that only appends offsets (``struct.unpack_from`` on the caplen) takes
-0.33 s; slicing + ``int.from_bytes`` 0.38 s. Everything else about a record (ts,
+0.33 s; slicing + ``int.from_bytes`` 0.38 s; appending to an ``array('q')`` instead of
+a list is slower (0.15 vs 0.10 s per 1M appends). Everything else about a record (ts,
 lengths) is then gathered vectorised from the offsets, so the loop does the minimum.
 """
 
@@ -43,12 +44,12 @@ class Records:
 
     format: str
     interfaces: tuple[InterfaceInfo, ...]
-    data_off: np.ndarray  # i8: file offset of the packet bytes
-    caplen: np.ndarray  # i8: bytes present in the file
-    wirelen: np.ndarray  # i8
-    ts_ns: np.ndarray  # i8
-    iface: np.ndarray  # i8: global interface index (pcapng: over all sections)
-    linktype: np.ndarray  # i8: link type of the record's interface (-1 if unknown iface)
+    data_off: np.ndarray  # int64: file offset of the packet bytes
+    caplen: np.ndarray  # bytes present in the file (integer dtype, compact where possible)
+    wirelen: np.ndarray
+    ts_ns: np.ndarray  # int64
+    iface: np.ndarray  # global interface index (pcapng: over all sections)
+    linktype: np.ndarray  # link type of the record's interface (-1 if unknown iface)
     status: np.ndarray  # u1: 0, or an Undecoded reason found at the container level
     truncated_tail: bool
     tail_note: str
@@ -95,50 +96,94 @@ def _walk_pcap(buf, name: str) -> Records:
     linktype = lt & 0xFFFF  # the upper bits carry FCS information
     iface = InterfaceInfo(iface=0, linktype=linktype, ts_resolution_ns=tick_ns, snaplen=snaplen)
 
-    # The sequential part: only offsets are collected here (see module docstring).
+    # The sequential part: only offsets are collected here (see module docstring). The
+    # file is walked in segments; each segment's headers are gathered vectorised while
+    # its pages are hot, then the pages are released (RSS stays bounded by a segment).
     caplen_at = struct.Struct(bo + "I").unpack_from
     end = len(buf)
-    offs: list[int] = []
-    append = offs.append
-    off = 24
     last = end - 16
-    try:
-        while off <= last:
-            n = caplen_at(buf, off + 8)[0]
-            if off + 16 + n > end:
+    off = 24
+    released = 0
+    parts: list[np.ndarray] = []
+    hdrs: list[np.ndarray] = []
+    cut = False
+    while off <= last and not cut:
+        stop = min(last, off + SEGMENT)
+        offs: list[int] = []
+        append = offs.append
+        while off <= stop:
+            nxt = off + 16 + caplen_at(buf, off + 8)[0]
+            if nxt > end:
+                cut = True
                 break
             append(off)
-            off += 16 + n
-    except struct.error:  # pragma: no cover - guarded by the bounds above
-        pass
+            off = nxt
+        o = np.asarray(offs, dtype=np.int64)
+        parts.append(o)
+        hdrs.append(windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32))
+        released = release(buf, released, off)
     truncated = off != end
     note = f"file ends inside the record at byte {off}" if truncated else ""
 
-    n = len(offs)
-    o = np.asarray(offs, dtype=np.int64)
-    hdr = _gather(buf, o, 16).view(bo + "u4").reshape(n, 4).astype(np.int64)
-    ts = hdr[:, 0] * 1_000_000_000 + hdr[:, 1] * tick_ns
+    o = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    hdr = np.concatenate(hdrs) if hdrs else np.zeros((0, 4), np.uint32)
+    n = len(o)
+    ts = hdr[:, 0].astype(np.int64) * 1_000_000_000 + hdr[:, 1].astype(np.int64) * tick_ns
     return Records(
         format=fmt,
         interfaces=(iface,),
         data_off=o + 16,
-        caplen=hdr[:, 2],
-        wirelen=hdr[:, 3],
+        caplen=hdr[:, 2].copy(),
+        wirelen=hdr[:, 3].copy(),
         ts_ns=ts,
-        iface=np.zeros(n, np.int64),
-        linktype=np.full(n, linktype, np.int64),
+        iface=np.zeros(n, np.uint16),
+        linktype=np.full(n, linktype, np.int32),
         status=np.zeros(n, np.uint8),
         truncated_tail=truncated,
         tail_note=note,
     )
 
 
-def _gather(buf, offs: np.ndarray, width: int) -> np.ndarray:
-    """``width`` bytes at each offset, as one flat u1 array (offsets must be in range)."""
-    if len(offs) == 0:
-        return np.zeros(0, np.uint8)
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    return arr[(offs[:, None] + np.arange(width)).ravel()]
+SEGMENT = 32 << 20  # bytes of file walked (and kept resident) at a time
+PAGE = mmap.PAGESIZE
+
+
+def release(buf, start: int, upto: int) -> int:
+    """Drop the resident pages of a mapped file in [start, upto) (page-aligned); returns
+    the new start. The pages stay in the page cache; touching them again maps them back."""
+    upto &= ~(PAGE - 1)
+    if upto > start and isinstance(buf, mmap.mmap):
+        buf.madvise(mmap.MADV_DONTNEED, start, upto - start)
+        return upto
+    return start
+
+
+def windows(buf, offs: np.ndarray, width: int) -> np.ndarray:
+    """``width`` bytes at each offset as a (n, width) u1 array; bytes past the end are 0.
+
+    Indexing a byte-strided array of ``width``-byte void items copies rows directly
+    (measured: 0.04 s for 1M x 100 bytes, vs 0.4 s for fancy indexing with an offset
+    matrix and 20 s for np.take along the window axis).
+    """
+    arr = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
+    n = len(offs)
+    size = len(arr)
+    if n and size >= width and offs.min() >= 0 and offs.max() <= size - width:
+        v = np.ndarray(shape=(size - width + 1,), dtype=f"V{width}", buffer=arr, offset=0, strides=(1,))
+        return v[offs].view(np.uint8).reshape(n, width)
+    out = np.zeros((n, width), np.uint8)
+    if not n:
+        return out
+    ok = (offs >= 0) & (offs <= size - width)
+    if size >= width and ok.any():
+        v = np.ndarray(shape=(size - width + 1,), dtype=f"V{width}", buffer=arr, offset=0, strides=(1,))
+        out[ok] = v[offs[ok]].view(np.uint8).reshape(-1, width)
+    for i in np.flatnonzero(~ok):  # near the end of the file: what is there, zero-padded
+        o = int(offs[i])
+        if 0 <= o < size:
+            chunk = arr[o : o + width]
+            out[i, : len(chunk)] = chunk
+    return out
 
 
 # --------------------------------------------------------------------------- pcapng
@@ -293,7 +338,7 @@ def _walk_pcapng(buf, name: str) -> Records:
                 continue
             om = o[m]
             # EPB: type len iface tshi tslo caplen origlen; OPB: type len if16 drops16 tshi tslo caplen origlen
-            raw = _gather(buf, om, 28).view(sbo + "u4").reshape(len(om), 7).astype(np.int64)
+            raw = windows(buf, om, 28).view(sbo + "u4").reshape(len(om), 7).astype(np.int64)
             km = k[m]
             bl = raw[:, 1]
             lid = np.where(km == KIND_EPB, raw[:, 2], 0)

@@ -9,19 +9,23 @@ UDP; ICMP / ICMPv6 echo. Everything else goes to the reference decoder (``decode
 and a test proves that on the rows claimed here both give identical fields.
 
 How the bytes are fetched (measured here, 1M rows x 100 bytes from a 200 MB buffer):
-indexing a byte-strided array of 100-byte void items (``_windows``) copies rows in
-0.04 s; a sliding-window 2D view 0.09-0.13 s; fancy indexing with an offset matrix
-0.38-0.47 s; ``np.take`` along the window axis 20 s.
+indexing a byte-strided array of 100-byte void items (``container.windows``) copies
+rows in 0.04 s; a sliding-window 2D view 0.09-0.13 s; fancy indexing with an offset
+matrix 0.38-0.47 s; ``np.take`` along the window axis 20 s. Rows are processed in
+chunks of 8K so the temporaries and the table rows being written stay in cache
+(measured CPU per 100K rows: 0.12 s at 8K, 0.16 s at 64K-256K); the file's pages
+behind the current chunk are released as it goes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rig.capture.container import windows as _windows
 from rig.capture.decode import optsig_add
 from rig.capture.table import PAYLOAD_HASH_BYTES, Undecoded
 
-CHUNK = 1 << 13  # rows per pass: bounds the temporaries (~60 MB)
+CHUNK = 1 << 13  # rows per pass (see the docstring)  # rows per pass: bounds the temporaries (~60 MB)
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -38,31 +42,6 @@ SIG_NNTNNS = _sig(1, 1, 8, 1, 1, 5)
 SIG_MSS = _sig(2)
 SIG_LINUX_SYN = _sig(2, 4, 8, 1, 3)
 SIG_WIN_SYN = _sig(2, 1, 3, 1, 1, 4)
-
-
-def _windows(arr: np.ndarray, offs: np.ndarray, width: int) -> np.ndarray:
-    """``width`` bytes at each offset as a (n, width) u1 array; bytes past the end are 0."""
-    n = len(offs)
-    size = len(arr)
-    if n and size >= width and offs.max() <= size - width:  # the common case: one copy
-        v = np.ndarray(shape=(size - width + 1,), dtype=f"V{width}", buffer=arr, offset=0, strides=(1,))
-        return v[offs].view(np.uint8).reshape(n, width)
-    out = np.zeros((n, width), np.uint8)
-    if size >= width:
-        ok = offs <= size - width
-        v = np.ndarray(shape=(size - width + 1,), dtype=f"V{width}", buffer=arr, offset=0, strides=(1,))
-        out[ok] = v[offs[ok]].view(np.uint8).reshape(-1, width)
-    else:
-        ok = np.zeros(n, bool)
-    if not ok.all():  # near the end of the file: from a zero-padded copy of the tail
-        start = max(0, size - width)
-        tail = np.zeros(2 * width, np.uint8)
-        tail[: size - start] = arr[start:]
-        for i in np.flatnonzero(~ok):
-            o = int(offs[i]) - start
-            if 0 <= o < width:
-                out[i] = tail[o : o + width]
-    return out
 
 
 def _be16(w: np.ndarray, i: int) -> np.ndarray:
@@ -103,18 +82,24 @@ def payload_hashes(arr: np.ndarray, poff: np.ndarray, n: np.ndarray) -> np.ndarr
     return h
 
 
-def decode_into(table: np.ndarray, buf, recs, todo: np.ndarray) -> np.ndarray:
-    """Decode the rows of ``todo`` that have a fast layout into ``table``; return them."""
-    claimed = np.zeros(len(table), bool)
-    if not len(buf):
+FAST_LINKTYPES = np.array([1, 12, 14, 101, 113, 228, 229, 276])
+
+
+def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int) -> np.ndarray:
+    """Decode records ``a:b`` into ``t`` (the table rows ``a:b``) where they have a fast
+    layout and a 0 status; return which rows (of ``t``) were claimed."""
+    claimed = np.zeros(b - a, bool)
+    if not len(arr):
         return claimed
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    lt_all = recs.linktype
-    cand = np.flatnonzero(todo & np.isin(lt_all, (1, 12, 14, 101, 113, 228, 229, 276)))
-    for s in range(0, len(cand), CHUNK):
-        idx = cand[s : s + CHUNK]
-        got = _chunk(table, arr, idx, recs.data_off[idx], recs.caplen[idx], recs.wirelen[idx], lt_all[idx])
-        claimed[idx[got]] = True
+    lt = recs.linktype[a:b]
+    cand = (t["status"] == 0) & np.isin(lt, FAST_LINKTYPES)
+    idx = np.flatnonzero(cand)
+    if not len(idx):
+        return claimed
+    off = recs.data_off[a:b][idx].astype(np.int64)
+    got = _chunk(t, arr, idx, off, recs.caplen[a:b][idx].astype(np.int64), recs.wirelen[a:b][idx].astype(np.int64),
+                 lt[idx].astype(np.int64))
+    claimed[idx[got]] = True
     return claimed
 
 
