@@ -249,3 +249,16 @@ def test_long_exchanges_are_condensed_keeping_every_loss():
     assert len(drawn) + sum(n for n, _ in gaps) == 400 and sum(k for _, k in gaps) == 0
     assert drawn[0].label.endswith("#0") and drawn[-1].label.endswith("#399")
     assert condense(arrows[:10]) == list(arrows[:10])
+
+
+def test_nat_table_says_when_ports_are_rewritten():
+    def ex(i, cport, sport, outcome="delivered"):
+        return {"id": f"tcp-{i}", "protocol": "tcp", "client": f"192.168.1.10:{cport}", "server": "198.51.100.10:80",
+                "seen_at_server_as": f"203.0.113.2:{sport}", "outcome": outcome, "explanation": "",
+                "changes": [{"field": "ip.ttl", "direction": "out", "client": 64, "server": 61, "note": "3 hops"}]}
+
+    v = {"format": "rig.verdict/1", "capture_points": [], "exchanges": [ex(1, 40000, 40000), ex(2, 40002, 1025)],
+         "diagnosis": {"summary": "ok", "by_protocol": {"tcp": {"delivered": 2}}}}
+    html = render_report(v)
+    assert "rewritten in 1 of 2 (40002→1025)" in html
+    assert html.count("<code>ip.ttl</code>") == 1 and "tcp-1, tcp-2" in html  # one row for the same change
