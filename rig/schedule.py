@@ -388,6 +388,27 @@ def record_failure(bundle: Path, spec: dict, error: str) -> None:
     BundleWriter(bundle, spec).finish("failed", error=error)
 
 
+def run_bounded(argv: list[str], limit: float, grace: float = 60.0) -> subprocess.CompletedProcess:
+    """Run ``argv``; past ``limit`` seconds send SIGTERM (rig tears its rig down on it), and
+    SIGKILL only after ``grace`` more. A hung run must not hold the schedule forever."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        return subprocess.CompletedProcess(argv, 127, "", f"cannot start {argv[0]}: {exc}")
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        err = (err or "") + f"\nrig: the rerun took longer than {limit:.0f} s and was stopped\n"
+        return subprocess.CompletedProcess(argv, EXIT_INFRA, out, err)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_once(root: Path, name: str, now: dt.datetime | None = None) -> tuple[int, Path]:
     """One rerun of schedule ``name``: returns (exit code, bundle path)."""
     from rig.bundle import MANIFEST
@@ -425,10 +446,8 @@ def run_once(root: Path, name: str, now: dt.datetime | None = None) -> tuple[int
         argv = [*cmd, "run", "--config", str(spec_file), "--out", str(bundle)]
         if s.get("keep_rig"):
             argv += ["--rig", s["rig_name"]]
-        try:
-            p = subprocess.run(argv, capture_output=True, text=True)
-        except OSError as exc:
-            p = subprocess.CompletedProcess(argv, 127, "", f"cannot start {cmd[0]}: {exc}")
+        limit = max(parse_interval(s.get("every", "1h")).seconds - 30, 240)
+        p = run_bounded(argv, limit)
         log.append(("rig run", p))
         status = None
         mf = bundle / MANIFEST

@@ -239,3 +239,20 @@ def test_scheduled_rerun_of_the_lab_seed_writes_a_bundle(tmp_path):
     assert r.status == "path-problem" and r.outcomes["tcp"] == "lost-return" and r.outcomes["icmp"] == "delivered"
     m = json.loads((Path(r.path) / "manifest.json").read_text())
     assert m["spec"]["scenario"] == "seed" and "logs/schedule-exec.log" in m["files"]
+
+
+def test_a_hung_run_is_stopped_with_sigterm_first(tmp_path):
+    from rig.schedule import run_bounded
+
+    marker = tmp_path / "terminated"
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import signal, sys, threading\n"
+        f"def bye(*a):\n    open({str(marker)!r}, 'w').write('teardown ran'); sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "threading.Event().wait()\n"
+    )
+    p = run_bounded([sys.executable, str(script)], limit=2, grace=30)
+    assert p.returncode == 3 and "longer than 2 s" in p.stderr
+    assert marker.read_text() == "teardown ran"
