@@ -253,7 +253,7 @@ def _walk_pcapng(buf, name: str) -> Records:
     be_hdr = struct.Struct(">II").unpack_from
     hdr = le_hdr if bo == "<" else be_hdr
     sec_idx = -1
-    off = 0
+    off = released = 0
     truncated, note = False, ""
     while off < end:
         if off + 12 > end:
@@ -318,6 +318,8 @@ def _walk_pcapng(buf, name: str) -> Records:
                         if code == 5 and len(val) >= 8:  # isb_ifdrop
                             section[lid].drops = struct.unpack_from(bo + "Q", val)[0]
         off += blen
+        if off - released > SEGMENT:
+            released = release(buf, released, off - 65536)
 
     n = len(offs)
     data_off = np.zeros(n, np.int64)
@@ -332,10 +334,11 @@ def _walk_pcapng(buf, name: str) -> Records:
         k = np.asarray(kinds, np.int8)
         s = np.asarray(secs, np.int64)
         blen_all = np.zeros(n, np.int64)
-        for si, (sbo, sifs) in enumerate(sec_info):
-            m = s == si
-            if not m.any():
-                continue
+        released = 0
+        pieces = [(si, sbo, sifs, sel[p : p + 65536]) for si, (sbo, sifs) in enumerate(sec_info)
+                  for sel in (np.flatnonzero(s == si),) for p in range(0, len(sel), 65536)]
+        for si, sbo, sifs, m in pieces:
+            released = release(buf, released, int(o[m[0]]) - 65536)
             om = o[m]
             # EPB: type len iface tshi tslo caplen origlen; OPB: type len if16 drops16 tshi tslo caplen origlen
             raw = windows(buf, om, 28).view(sbo + "u4").reshape(len(om), 7).astype(np.int64)
