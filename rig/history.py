@@ -5,7 +5,8 @@ diagnosis, and the points where the verdict changed.
 two levels down and reads only their manifest and verdict (no hashing: fast on a year of
 hourly runs). A failed run (credentials expired, rig gone) is a run too: it appears with
 its error and never counts as a verdict. A change is a run whose verdict — the set of
-outcomes per protocol — differs from the last run before it that had one.
+outcomes per protocol — differs, for a protocol it measured, from the last run before
+it that measured that protocol (a run that did not probe UDP is no change for UDP).
 
 ``cli_history`` prints the list (or JSON); ``--html`` draws the timeline (outcome per
 protocol and per probe kind over time) as a self-contained page, and ``--png``
@@ -172,11 +173,13 @@ def runs_in(directory: Path | str) -> list[Run]:
 
     scan(root, 2)
     found.sort(key=lambda r: (r.started, r.id))
-    out, last = [], None
+    out: list[Run] = []
+    last: dict[str, tuple] = {}  # protocol -> its outcomes in the last run that measured it
     for r in found:
-        changed = r.signature is not None and last is not None and r.signature != last
-        if r.signature is not None:
-            last = r.signature
+        cur = dict(r.signature or ())
+        # a protocol a run did not probe is no change; a different outcome for one it did is
+        changed = any(p in last and last[p] != o for p, o in cur.items())
+        last.update(cur)
         out.append(Run(**{**r.__dict__, "changed": changed}))
     return out
 

@@ -96,3 +96,16 @@ def test_timeline_png_with_chromium(runs_dir, tmp_path):
 def test_empty_dir(tmp_path):
     assert runs_in(tmp_path) == []
     assert "0 runs" in render_timeline_html([])
+
+
+def test_a_protocol_not_probed_is_no_change(tmp_path):
+    d = tmp_path / "runs"
+    v1 = _verdict("lost-return")
+    v2 = {**v1, "exchanges": v1["exchanges"][:1], "diagnosis": {"summary": "tcp only",
+                                                                 "by_protocol": {"tcp": {"lost-return": 1}}}}
+    v3 = _verdict("lost-return", icmp="lost-outbound")
+    for i, v in enumerate((v1, v2, v3)):
+        w = BundleWriter(d / f"2026112{i}T000000Z-x", {})
+        w.write_verdict(v)
+        w.finish("path-problem")
+    assert [r.changed for r in runs_in(d)] == [False, False, True]
