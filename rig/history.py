@@ -37,7 +37,7 @@ SEVERITY = (
 COLORS = {
     "delivered": "#2e7d32", "refused": "#6d7a86", "incomplete": "#9aa5b1", "unanswered": "#e65100",
     "mtu-blackhole": "#8e24aa", "reset-by-middlebox": "#ad1457", "answered-by-middlebox": "#b35c00",
-    "lost-outbound": "#c62828", "lost-return": "#b71c1c", "ok": "#2e7d32", "failed": "#c62828",
+    "lost-outbound": "#c62828", "lost-return": "#b71c1c", "ok": "#81c784", "failed": "#e57373",
     "run failed": "#424242",
 }
 FAILED_STATUSES = ("failed", "interrupted", "running", "unreadable")
@@ -246,7 +246,7 @@ def render_timeline_html(runs: list[Run], title: str = "rig history") -> str:
             svg.append(f'<text x="{width - 20}" y="{height - 8}" text-anchor="end" class="ax">{e(runs[-1].started[:16])}</text>')
     svg.append("</svg>")
     legend = "".join(
-        f'<span class="lg"><i style="background:{c}"></i>{e(k)}</span>'
+        f'<span class="lg"><i style="background:{c}"></i>{e("probe " + k if k in ("ok", "failed") else k)}</span>'
         for k, c in COLORS.items() if k not in ("ok", "failed") or kinds
     )
     items = []
