@@ -176,6 +176,9 @@ def test_router_capture_says_where_it_died(tmp_path):
     assert t.outcome == "lost-outbound"
     assert "router saw SYN 2 times" in t.explanation
     assert len(t.frames_at("router")) == 2
+    router_ev = [e for e in t.evidence if e.point == "router"]
+    assert router_ev and router_ev[-1].summary.endswith("last seen here, never reached the server")
+    assert not any("last seen" in e.summary for e in t.evidence if e.point == "client")
     assert [p.name for p in v.capture_points] == ["client", "server", "router"]
 
 

@@ -41,6 +41,8 @@ def test_lost_outbound(tmp_path):
     assert t.outcome == "lost-outbound"
     assert t.seen_at_server_as is None
     assert "sent SYN 3 times; none reached the server" in t.explanation
+    assert all(e.point == "client" and "last seen here" in e.summary for e in t.evidence)
+    assert t.frames_at("client") and not t.frames_at("server")
     assert v.exit_code() == 1
     assert "TCP requests are lost between the client and the server" in v.diagnosis.summary
 

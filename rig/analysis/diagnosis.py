@@ -26,6 +26,10 @@ _SEVERITY = ("answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole", "lo
              "unanswered", "refused", "incomplete")
 
 
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
     by: dict[str, Counter] = {}
     for e in exchanges:
@@ -48,7 +52,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
             n = sum(by[p][outcome] for p in protos)
             clauses.append(_CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n))
         else:
-            clauses.append(_CLAUSE[outcome].format(p=" and ".join(parts), n=0))
+            clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0))
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
         text = f"Every exchange ({total}) was delivered both ways: the path is clean"
@@ -57,7 +61,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
         return Diagnosis(text, by_protocol)
     if clean:
-        clauses.append(f"{' and '.join(NAMES[p] for p in clean)} {'passes' if len(clean) == 1 else 'pass'} both ways")
+        clauses.append(f"{_and([NAMES[p] for p in clean])} {'passes' if len(clean) == 1 else 'pass'} both ways")
     text = "; ".join(clauses)
     text = text[0].upper() + text[1:]
     failing = [p for p in ORDER if p in by and p not in clean]

@@ -21,7 +21,7 @@ from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint
 from rig.analysis.tcp import error_index
 from rig.capture.table import FRAG_MF
-from rig.verdict import Change
+from rig.verdict import Change, Evidence
 
 
 def _index(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
@@ -110,6 +110,9 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
     else:
         d.outcome = "lost-outbound"
         d.explanation = f"the client sent the {req} {plural(n_req_c, 'time')}; none reached the server{where}"
+        last = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
+        for i in last[-1:]:
+            ev[i] = Evidence(ev[i].point, ev[i].frame, f"{ev[i].summary}; last seen here, never reached the server")
     d.absent_at = ("server",)
 
 

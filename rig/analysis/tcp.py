@@ -163,6 +163,14 @@ def _match_extra(c: Side, side: Side) -> np.ndarray:
 
 
 def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
+    seen: dict = {}
+    d = _one_inner(ctx, ci, si, c_err, s_err, extra_m, seen)
+    if seen and not any(e.point in seen for e in d.evidence):
+        d.evidence += _extra_evidence(ctx, seen)
+    return d
+
+
+def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict) -> Draft:
     c, s = ctx.client, ctx.server
     C = _Conn(c, c.tcp, ci)
     syn_c = C.first(C.syn)
@@ -186,7 +194,8 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
     n_syn = len(C.syn)
     ev = d.evidence
     ev += ctx.ev(c, C.syn, "SYN sent" if n_syn == 1 else "SYN sent (with retransmissions)", limit=3)
-    where = _extra_note(ctx, d, ci, extra_m)
+    where, seen = _extra_note(ctx, d, ci, extra_m)
+    seen_out.update(seen)
 
     if S is None:
         if len(C.synack):
@@ -205,7 +214,7 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
             d.outcome = "lost-outbound"
             d.explanation = f"the client sent SYN {plural(n_syn, 'time')}; none reached the server{where}"
             d.absent_at = ("server",)
-            ev[:] = ctx.ev(c, C.syn, "never seen at the server" + (f"; {where.strip('; ')}" if where else ""), 3)
+            ev[:] = _last_seen(ctx, seen, "syn", "server", c, C.syn, "SYN sent")
         return d
 
     syn_s = S.first(S.syn)
@@ -232,8 +241,8 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
                 d.outcome = "lost-return"
                 d.explanation = (f"the server answered SYN with SYN-ACK {plural(len(S.synack), 'time')}; "
                                  f"none reached the client{where}")
-                ev[:] = ev[:0] + ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2) + ctx.ev(
-                    s, S.synack, "SYN-ACK sent; never reached the client (last seen here)", 4)
+                ev[:] = (ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2)
+                         + _last_seen(ctx, seen, "synack", "client", s, S.synack, "SYN-ACK sent"))
                 d.absent_at = ("client",)
             return d
         ev += ctx.ev(c, C.synack, "SYN-ACK arrived", limit=2)
@@ -362,8 +371,9 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     d.explanation = "; ".join(parts)
 
 
-def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> str:
-    notes = []
+def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> tuple[str, dict[str, tuple]]:
+    """What the extra points (in path order from the client) saw of this connection."""
+    notes, seen = [], {}
     for name, (side, mm) in extra_m.items():
         xi = int(mm[ci]) if len(mm) else -1
         if xi < 0:
@@ -371,11 +381,33 @@ def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> str:
             continue
         X = _Conn(side, side.tcp, xi)
         ctx.add_frames(d, side, X.rows)
-        d.evidence.extend(ctx.ev(side, list(X.syn[:1]) + list(X.synack[:1]), f"seen at {name}", 2))
-        seen = []
+        seen[name] = (side, X)
+        what = []
         if len(X.syn):
-            seen.append(times(len(X.syn), "SYN"))
+            what.append(times(len(X.syn), "SYN"))
         if len(X.synack):
-            seen.append(times(len(X.synack), "SYN-ACK"))
-        notes.append(f"{name} saw {' and '.join(seen) or 'the connection'}")
-    return ("; " + "; ".join(notes)) if notes else ""
+            what.append(times(len(X.synack), "SYN-ACK"))
+        notes.append(f"{name} saw {' and '.join(what) or 'the connection'}")
+    return (("; " + "; ".join(notes)) if notes else ""), seen
+
+
+def _last_seen(ctx: Ctx, seen: dict[str, tuple], role: str, toward: str, origin: Side, origin_rows,
+               what: str) -> list:
+    """Evidence for packets lost on the way ``toward`` a point: every point that saw them,
+    the last one marked 'last seen here'."""
+    names = [n for n in seen if len(getattr(seen[n][1], role))]
+    if toward == "client":
+        names.reverse()  # the extra points nearest the client are last on the way back
+    out = ctx.ev(origin, origin_rows, f"{what}; never reached the {toward}" + ("" if names else " (last seen here)"), 3)
+    for i, n in enumerate(names):
+        side, X = seen[n]
+        last = i == len(names) - 1
+        out += ctx.ev(side, getattr(X, role), f"seen at {n}" + (f"; last seen here, never reached the {toward}" if last else ""), 2)
+    return out
+
+
+def _extra_evidence(ctx: Ctx, seen: dict[str, tuple]) -> list:
+    out = []
+    for n, (side, X) in seen.items():
+        out += ctx.ev(side, list(X.syn[:1]) + list(X.synack[:1]), f"seen at {n}", 2)
+    return out
