@@ -243,16 +243,15 @@ def _walk_pcapng(buf, name: str) -> Records:
     ifaces: list[_Iface] = []  # all sections
     section: list[_Iface] = []  # the current section's, by local id
     # per packet record: (kind, block offset, section byte order, section index base)
-    offs: list[int] = []
-    kinds: list[int] = []
-    secs: list[int] = []  # index into sec_info
+    offs: list[int] = []  # block offset of every packet record
+    append = offs.append
+    kinds: dict[int, int] = {}  # record index -> kind, for the records that are not EPBs
+    sec_starts: list[int] = []  # record index where each section starts
     sec_info: list[tuple[str, list[_Iface]]] = []
-    bad: dict[int, int] = {}  # record index -> Undecoded reason found here
 
     le_hdr = struct.Struct("<II").unpack_from
     be_hdr = struct.Struct(">II").unpack_from
     hdr = le_hdr if bo == "<" else be_hdr
-    sec_idx = -1
     off = released = 0
     truncated, note = False, ""
     while off < end:
@@ -260,6 +259,12 @@ def _walk_pcapng(buf, name: str) -> Records:
             truncated, note = True, f"file ends inside a block header at byte {off}"
             break
         btype, blen = hdr(buf, off)
+        if btype == BT_EPB and blen >= 12 and not blen & 3 and off + blen <= end:  # the common case
+            append(off)
+            off += blen
+            if off - released > SEGMENT:
+                released = release(buf, released, off - 65536)
+            continue
         if btype == BT_SHB:
             # a new section: its own byte order and interfaces
             bom = bytes(buf[off + 8 : off + 12])
@@ -278,7 +283,7 @@ def _walk_pcapng(buf, name: str) -> Records:
                 break
             section = []
             sec_info.append((bo, section))
-            sec_idx = len(sec_info) - 1
+            sec_starts.append(len(offs))
             off += blen
             continue
         if blen < 12 or blen % 4:
@@ -287,11 +292,7 @@ def _walk_pcapng(buf, name: str) -> Records:
         if off + blen > end:
             truncated, note = True, f"file ends inside the block at byte {off}"
             break
-        if btype == BT_EPB:
-            offs.append(off)
-            kinds.append(KIND_EPB)
-            secs.append(sec_idx)
-        elif btype == BT_IDB:
+        if btype == BT_IDB:
             if blen >= 20:
                 lt, _res, snap = struct.unpack_from(bo + "HHI", buf, off + 8)
                 itf = _Iface(len(ifaces), lt, snap)
@@ -307,9 +308,8 @@ def _walk_pcapng(buf, name: str) -> Records:
                 section.append(itf)
                 ifaces.append(itf)
         elif btype in (BT_SPB, BT_OPB):
-            offs.append(off)
-            kinds.append(KIND_SPB if btype == BT_SPB else KIND_OPB)
-            secs.append(sec_idx)
+            kinds[len(offs)] = KIND_SPB if btype == BT_SPB else KIND_OPB
+            append(off)
         elif btype == BT_ISB:
             if blen >= 24:
                 lid = struct.unpack_from(bo + "I", buf, off + 8)[0]
@@ -331,8 +331,10 @@ def _walk_pcapng(buf, name: str) -> Records:
     status = np.zeros(n, np.uint8)
     if n:
         o = np.asarray(offs, np.int64)
-        k = np.asarray(kinds, np.int8)
-        s = np.asarray(secs, np.int64)
+        k = np.zeros(n, np.int8)  # KIND_EPB
+        if kinds:
+            k[list(kinds)] = list(kinds.values())
+        s = np.searchsorted(np.asarray(sec_starts), np.arange(n), side="right") - 1
         blen_all = np.zeros(n, np.int64)
         released = 0
         pieces = [(si, sbo, sifs, sel[p : p + 65536]) for si, (sbo, sifs) in enumerate(sec_info)
