@@ -37,32 +37,58 @@ STAGES = ("provision", "configure", "preflight", "captures start", "probes", "ca
 # ------------------------------------------------------------------ signals
 
 
-class _HeldSignals:
-    """While active, SIGINT/SIGTERM are recorded instead of raised (main thread only).
+class Signals:
+    """SIGINT/SIGTERM during a run (installed on the main thread only).
 
-    ``reraise`` at exit turns a held signal into KeyboardInterrupt (used around the lab's
-    provision, so a half-built lab is always a Rig that teardown can remove);
-    otherwise the signals are only noted (used around teardown)."""
+    The first signal raises KeyboardInterrupt (rig.cli reports it; "SIGTERM" says which),
+    unless signals are being held (``holding()``, around the lab's provision: a
+    half-built lab is never left without a Rig to tear down), in which case it is raised
+    when the hold ends. From ``shield()`` on (teardown, sealing the bundle) and after
+    the first signal, further signals are only counted: a second Ctrl-C cannot abort
+    teardown."""
 
-    def __init__(self, reraise: bool):
-        self.reraise = reraise
-        self.got: list[int] = []
+    def __init__(self) -> None:
+        self.hold = False
+        self.fired = False
+        self.pending: int | None = None
+        self.ignored = 0
         self._old: dict[int, Any] = {}
 
-    def _note(self, signum, frame) -> None:
-        self.got.append(signum)
+    def _handle(self, signum, frame) -> None:
+        if self.fired:
+            self.ignored += 1
+            return
+        if self.hold:
+            self.pending = signum
+            return
+        self.fired = True
+        raise KeyboardInterrupt("SIGTERM" if signum == signal.SIGTERM else "")
 
-    def __enter__(self) -> "_HeldSignals":
+    def install(self) -> "Signals":
         if _main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._note)
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-        if self.reraise and self.got and exc_type is None:
-            raise KeyboardInterrupt("SIGTERM" if self.got[0] == signal.SIGTERM else "")
+        self._old.clear()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        self.hold = True
+        try:
+            yield
+        finally:
+            self.hold = False
+        if self.pending is not None and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt("SIGTERM" if self.pending == signal.SIGTERM else "")
+
+    def shield(self) -> None:
+        """From now on signals are only counted."""
+        self.fired = True
 
 
 def _main_thread() -> bool:
@@ -159,6 +185,7 @@ class Pipeline:
             backend = get_backend(spec.backend)()
         self.backend = backend
         self.rig: Rig | None = None
+        self.signals = Signals()
         self.captures: list = []
         self.probes: list = []
         self.capture_results: list = []
@@ -181,7 +208,7 @@ class Pipeline:
     def provision(self) -> Rig:
         # the lab builds in well under a second: hold Ctrl-C until the Rig exists, so
         # teardown always has a complete description of what to remove
-        hold = _HeldSignals(reraise=True) if self.spec.backend == "lab" else contextlib.nullcontext()
+        hold = self.signals.holding() if self.spec.backend == "lab" else contextlib.nullcontext()
         with self.stage("provision", lambda: f"{self.rig.backend} {self.rig.run_id} server {self.rig.server_addr}"):
             with hold:
                 self.rig = self.backend.provision(self.spec)
@@ -266,16 +293,16 @@ class Pipeline:
     def teardown(self) -> None:
         if self.rig is None:
             return
-        with _HeldSignals(reraise=False) as held:
-            t = time.monotonic()
-            try:
-                with self.bundle.stage("teardown"):
-                    self.backend.teardown(self.rig)
-            except Exception as exc:  # reported; the run's own result stands
-                self.progress.failed("teardown", time.monotonic() - t, str(exc))
-                return
-            note = " (signal held until teardown was done)" if held.got else ""
-            self.progress.done("teardown", time.monotonic() - t, note)
+        self.signals.shield()
+        t = time.monotonic()
+        try:
+            with self.bundle.stage("teardown"):
+                self.backend.teardown(self.rig)
+        except Exception as exc:  # reported; the run's own result stands
+            self.progress.failed("teardown", time.monotonic() - t, str(exc))
+            return
+        note = f"({self.signals.ignored} more signals ignored until it was done)" if self.signals.ignored else ""
+        self.progress.done("teardown", time.monotonic() - t, note)
 
     # -- the whole run
     def run(self) -> RunOutcome:
@@ -283,6 +310,7 @@ class Pipeline:
         from rig.preflight import preflight
 
         status, error, code = "failed", None, EXIT_INFRA
+        self.signals.install()
         try:
             self.provision()
             if self.spec.configure:
@@ -305,14 +333,15 @@ class Pipeline:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self.signals.shield()
             try:
                 if self.spec.keep and self.rig is not None:
                     self._print_keep()
                 else:
                     self.teardown()
             finally:
-                with _HeldSignals(reraise=False):
-                    self.bundle.finish(status, error)
+                self.bundle.finish(status, error)
+                self.signals.restore()
 
     def _print_keep(self) -> None:
         rig = self.rig

@@ -1,0 +1,73 @@
+"""Test helper: run `rig run` as a user would (a subprocess) and read what it left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+LAB_TOOLS = ("ip", "nft", "tcpdump", "sshd", "apache2", "ssh-keygen", "ss")
+
+
+def lab_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, tcpdump, sshd, Apache)"
+    missing = [t for t in LAB_TOOLS if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
+    return f"missing tools: {', '.join(missing)}" if missing else None
+
+
+def rig_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rig", *args]
+
+
+@dataclass
+class Ran:
+    rc: int
+    stdout: str
+    stderr: str
+    out: Path
+
+    @property
+    def verdict(self) -> dict:
+        return json.loads((self.out / "verdict.json").read_text())
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.out / "manifest.json").read_text())
+
+    def outcomes(self, protocol: str) -> Counter:
+        return Counter(e["outcome"] for e in self.verdict["exchanges"] if e["protocol"] == protocol)
+
+    def exchanges(self, protocol: str) -> list[dict]:
+        return [e for e in self.verdict["exchanges"] if e["protocol"] == protocol]
+
+    @property
+    def prefix(self) -> str:
+        return self.manifest["backend"]["prefix"]
+
+
+def rig_run(out: Path, *args: str, timeout: float = 240) -> Ran:
+    res = subprocess.run(rig_cmd("run", "--out", str(out), *args), capture_output=True, text=True,
+                         timeout=timeout)
+    return Ran(res.returncode, res.stdout, res.stderr, out)
+
+
+def lab_leftovers(prefix: str) -> list[str]:
+    """Namespaces, and processes anywhere, that still belong to the lab run ``prefix``."""
+    left = [n.split()[0] for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+            if n.startswith(prefix)]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if prefix in cmd and "pytest" not in cmd:
+            left.append(f"pid {pid}: {cmd[:80]}")
+    return left
