@@ -186,3 +186,39 @@ def test_locations_list_gives_fallback_regions():
     assert "fallbacks: japanwest" in render_plan(plan)
     with pytest.raises(UsageError, match="region"):
         make_plan({"location": "japan east!"})
+
+
+# -- error classification ------------------------------------------------------------------------
+
+class _Err(Exception):
+    def __init__(self, code, message, details=(), status=409):
+        super().__init__(message)
+        self.status_code = status
+        self.error = type("E", (), {"code": code, "message": message,
+                                    "details": [type("D", (), {"code": c, "message": m})() for c, m in details]})()
+
+
+@pytest.mark.parametrize("exc,kind", [
+    (_Err("SkuNotAvailable", "The requested size is not available"), "size-unavailable"),
+    (_Err("AllocationFailed", "no capacity"), "size-unavailable"),
+    (_Err("OperationNotAllowed", "exceeding approved standardDSv5Family Cores quota"), "quota"),
+    (_Err("OperationNotAllowed", "the VM is deallocating"), "other"),
+    (_Err("Conflict", "see details", [("ZonalAllocationFailed", "zone full")]), "size-unavailable"),
+    (_Err("AuthorizationFailed", "no role"), "auth"),
+    (_Err("ResourceGroupNotFound", "gone", status=404), "not-found"),
+    (_Err("MarketplacePurchaseEligibilityFailed", "terms"), "terms"),
+])
+def test_errors_are_classified_by_code(exc, kind):
+    from rig.backends.azure.errors import kind_of
+
+    assert kind_of(exc) == kind
+
+
+def test_error_lines_say_what_to_do():
+    from rig.backends.azure.errors import CapacityError, to_rig_error
+
+    quota = to_rig_error(_Err("OperationNotAllowed", "exceeding approved quota.\nDetails here"), "creating VM x",
+                         location="japaneast")
+    assert isinstance(quota, CapacityError) and "\n" not in str(quota) and "Usage + quotas" in str(quota)
+    terms = to_rig_error(_Err("MarketplacePurchaseEligibilityFailed", "terms"), "creating VM x")
+    assert "az vm image terms accept" in str(terms)

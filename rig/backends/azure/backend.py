@@ -66,7 +66,8 @@ class AzureBackend:
                 raise InfraError("no usable Azure credentials: run 'az login', or set AZURE_CLIENT_ID, "
                                  "AZURE_TENANT_ID and AZURE_CLIENT_SECRET (a service principal; "
                                  "needed under cron)") from exc
-            self._clients = make_clients(cred, sub)
+            # ARM's Retry-After wins when present; without it the SDK would wait 30 s per poll
+            self._clients = make_clients(cred, sub, polling_interval=5)
         return self._clients
 
     # -- the interface --------------------------------------------------------------------
