@@ -263,3 +263,32 @@ def test_nat_table_says_when_ports_are_rewritten():
     assert "rewritten in 1 of 2 (40002→1025)" in html
     changed = html[html.index('id="changed"'):]
     assert changed.count("<code>ip.ttl</code>") == 1 and "tcp-1, tcp-2" in changed  # one row for the same change
+
+
+def test_ladder_matches_tso_frames_to_segments_and_follows_isn_rewrites(tmp_path):
+    """The server sends one 4344-byte TSO frame, the client sees three 1448-byte segments;
+    a pf-style NAT shifts the client's sequence numbers. Nothing is lost or injected."""
+    from rig.capture.synth import tcp_seg
+
+    def build(path):
+        path.isn_delta_out = 12345
+        syn = path.out(path.syn(40500, 1000))
+        sa = path.synack(syn, 9000)
+        path.back(sa)
+        path.out(tcp_seg(path.client, path.server, 40500, 80, 1001, 9001, b"GET / HTTP/1.1\r\n\r\n"))
+        body = bytes(range(256)) * 17  # 4352 bytes
+        big = tcp_seg(path.server, path.public, 80, 40500, 9001, 1001 + 12345 + 18, body[:4344])
+        segs = [tcp_seg(path.server, path.client, 80, 40500, 9001 + i * 1448, 1001 + 18, body[i * 1448:(i + 1) * 1448])
+                for i in range(3)]
+        path.back(big, client_sees=segs)
+
+    tables = _caps(tmp_path, build)
+    ex = {"id": "tcp-1", "protocol": "tcp", "client": "192.168.1.10:40500", "server": "198.51.100.10:80",
+          "seen_at_server_as": "203.0.113.2:40500", "outcome": "delivered",
+          "frames": {"client": list(range(1, len(tables["client"]) + 1)),
+                     "server": list(range(1, len(tables["server"]) + 1))}}
+    lad = build_ladder(ex, tables)
+    assert [(a.label, a.lost, a.from_middlebox) for a in lad.arrows] == [
+        ("SYN", False, False), ("SYN-ACK", False, False), ("ACK len=18", False, False),
+        ("ACK len=4344", False, False)]
+    assert len(dict(lad.arrows[-1].seen)) == 2

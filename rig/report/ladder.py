@@ -12,6 +12,7 @@ appeared on the way without its sender's point ever seeing it (``from_middlebox`
 
 from __future__ import annotations
 
+import bisect
 import html
 from collections import defaultdict
 from dataclasses import dataclass
@@ -135,6 +136,101 @@ def _frames_of(exchange: Mapping[str, Any]) -> dict[str, list[int]]:
     return {p: sorted(set(v)) for p, v in out.items()}
 
 
+_MOD = 1 << 32
+_OPP = {"out": "back", "back": "out"}
+
+
+def _isn_deltas(per_point, points) -> dict[str, dict[str, int]]:
+    """How much each point's TCP sequence numbers differ per direction from the first
+    point that saw that direction's SYN (0 unless a NAT randomises ISNs, pf style)."""
+    syn: dict[str, dict[str, int]] = {p: {} for p in points}
+    for p, items in per_point.items():
+        for r, d in items:
+            if int(r["proto"]) != 6 or not int(r["flags"]) & SYN or d in syn[p]:
+                continue
+            if (d == "out") == (not int(r["flags"]) & ACK):
+                syn[p][d] = int(r["seq"])
+    out = {p: {"out": 0, "back": 0} for p in points}
+    for d in ("out", "back"):
+        ref = next((p for p in points if d in syn[p]), None)
+        if ref is None:
+            continue
+        for p in points:
+            if d in syn[p]:
+                out[p][d] = (syn[p][d] - syn[ref][d]) % _MOD
+    return out
+
+
+def _data_packets(data: Mapping[str, list[tuple]], points: tuple[str, ...]) -> list[tuple]:
+    """TCP data, matched by sequence ranges (DESIGN §4): TSO makes one 7 KB frame at the
+    sender where the next point sees five segments, GRO the reverse. A segment counts
+    as seen at a point that has the same segment (pairing repeats in order) or, when that
+    point has no such segment at all, whose captured bytes cover its range. Each packet is
+    drawn once, from the first point along its path that saw it."""
+    out = []
+    for d in ("out", "back"):
+        path = points if d == "out" else points[::-1]
+        rows = {p: [x for x in data.get(p, ()) if x[0] == d] for p in path}
+        allrows = [x for p in path for x in rows[p]]
+        if not allrows:
+            continue
+        base = (allrows[0][1] - (1 << 31)) % _MOD  # relative numbers stay clear of wrap-around
+        counts = {p: defaultdict(list) for p in path}
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for p in path:
+            iv = []
+            for x in rows[p]:
+                counts[p][(x[1], x[2])].append(x)
+                a = (x[1] - base) % _MOD
+                iv.append((a, a + x[2]))
+            spans[p] = _merge(iv)
+        for i, p in enumerate(path):
+            seen_k: dict[tuple, int] = defaultdict(int)
+            for x in rows[p]:
+                k = (x[1], x[2])
+                o = seen_k[k]
+                seen_k[k] += 1
+                a = (x[1] - base) % _MOD
+                if any(_has(counts[e], spans[e], k, o, a, a + x[2]) for e in path[:i]):
+                    continue  # already drawn from an earlier point
+                at = {p: (x[3], x[4])}
+                for q in path[i + 1:]:
+                    got = counts[q].get(k)
+                    if got is not None and len(got) > o:
+                        at[q] = (got[o][3], got[o][4])
+                    elif got is None and _covers(spans[q], a, a + x[2]):
+                        first = next(y for y in rows[q] if _overlap((y[1] - base) % _MOD, y[2], a, x[2]))
+                        at[q] = (first[3], first[4])
+                out.append((("data", d, x[1], x[2], o), at, x[5]))
+    return out
+
+
+def _merge(iv: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[list[int]] = []
+    for a, b in sorted(iv):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def _covers(spans: list[tuple[int, int]], a: int, b: int) -> bool:
+    i = bisect.bisect_right(spans, (a, float("inf"))) - 1
+    return i >= 0 and spans[i][0] <= a and spans[i][1] >= b
+
+
+def _overlap(a1: int, n1: int, a2: int, n2: int) -> bool:
+    return a1 < a2 + n2 and a2 < a1 + n1
+
+
+def _has(counts, spans, k, o, a, b) -> bool:
+    got = counts.get(k)
+    if got is not None:
+        return len(got) > o
+    return _covers(spans, a, b)
+
+
 def build_ladder(
     exchange: Mapping[str, Any],
     tables: Mapping[str, np.ndarray],
@@ -151,7 +247,7 @@ def build_ladder(
         return Ladder(exchange.get("id", "?"), (), (), note="no captures to draw from")
     # rows of the exchange at each point, with their direction
     endpoint = {"client": exchange.get("client"), "server": exchange.get("seen_at_server_as")}
-    seen: dict[str, list[tuple[tuple, int, float, str]]] = {}
+    per_point: dict[str, list[tuple[np.void, str]]] = {}
     for p in points:
         t = tables[p]
         fs = [f for f in frames.get(p, ()) if 1 <= f <= len(t)]
@@ -164,21 +260,33 @@ def build_ladder(
         for r in rows:
             src = format_addr(r["src"])
             out = src == host and (port is None or int(r["proto"]) not in (6, 17) or int(r["sport"]) == port)
-            d = "out" if out else "back"
-            items.append((_key(r, d), int(r["frame"]), int(r["ts_ns"]) / 1e9, packet_label(r)))
-        seen[p] = items
-    # pair equal keys across points in order of occurrence
-    occurrences: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for p, items in seen.items():
-        for key, frame, ts, label in items:
-            occurrences[key][p].append((frame, ts, label))
+            items.append((r, "out" if out else "back"))
+        per_point[p] = items
+    delta = _isn_deltas(per_point, points)
     packets = []  # (key, {point: (frame, ts)}, label)
-    for key, per_point in occurrences.items():
-        n = max(len(v) for v in per_point.values())
+    # control packets and everything not TCP data: equal keys pair across points in order
+    occurrences: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    data: dict[str, list[tuple]] = {}  # point -> [(direction, seq, plen, frame, ts, label)] of TCP data
+    for p, items in per_point.items():
+        for r, d in items:
+            frame, ts, label = int(r["frame"]), int(r["ts_ns"]) / 1e9, packet_label(r)
+            if int(r["proto"]) == 6:
+                seq = (int(r["seq"]) - delta[p][d]) % _MOD
+                ack = (int(r["ack"]) - delta[p][_OPP[d]]) % _MOD if int(r["flags"]) & ACK else 0
+                if int(r["plen"]) > 0:
+                    data.setdefault(p, []).append((d, seq, int(r["plen"]), frame, ts, label))
+                    continue
+                key = (d, 6, int(r["flags"]) & (SYN | ACK | RST | FIN), seq, ack, 0)
+            else:
+                key = _key(r, d)
+            occurrences[key][p].append((frame, ts, label))
+    for key, at_points in occurrences.items():
+        n = max(len(v) for v in at_points.values())
         for i in range(n):
-            at = {p: v[i] for p, v in per_point.items() if i < len(v)}
+            at = {p: v[i] for p, v in at_points.items() if i < len(v)}
             label = next(iter(at.values()))[2]
             packets.append((key, {p: (f, ts) for p, (f, ts, _) in at.items()}, label))
+    packets.extend(_data_packets(data, points))
     # clock offsets relative to the client
     off = dict(offsets or {})
     ref = "client" if "client" in points else points[0]
