@@ -289,6 +289,7 @@ def render_report(
     offsets = {
         c["name"]: c["clock_offset_s"] for c in verdict.get("capture_points", ()) if c.get("clock_offset_s") is not None
     }
+    drops = {c["name"]: c.get("kernel_drops") for c in verdict.get("capture_points", ())}
     clean = bool(exchanges) and all(x.get("outcome") == "delivered" for x in exchanges)
     dcls = "clean" if clean else ("failed" if status in ("failed", "interrupted") and not exchanges else "")
     summary = diag.get("summary") or (
@@ -339,7 +340,7 @@ def render_report(
         o = x.get("outcome", "?")
         if shown.get(o, 0) < SHOW_PER_OUTCOME:
             shown[o] = shown.get(o, 0) + 1
-            parts.append(_exchange_section(x, tables, offsets, probes))
+            parts.append(_exchange_section(x, tables, offsets, probes, drops))
         else:
             folded.setdefault(o, []).append(x)
     for o, xs in folded.items():
@@ -347,7 +348,7 @@ def render_report(
             f'<details class="more"><summary>{len(xs)} more {_e(o)} exchange(s): '
             f'{_e(", ".join(x.get("id", "?") for x in xs[:12]))}{" …" if len(xs) > 12 else ""}</summary>'
         )
-        parts.extend(_exchange_section(x, tables, offsets, probes) for x in xs)
+        parts.extend(_exchange_section(x, tables, offsets, probes, drops) for x in xs)
         parts.append("</details>")
     # what the path changed
     parts.append('<h2 id="changed">What the path changed</h2>')
@@ -381,7 +382,7 @@ def render_report(
     return "\n".join(parts)
 
 
-def _exchange_section(x, tables, offsets, probes) -> str:
+def _exchange_section(x, tables, offsets, probes, drops=None) -> str:
     outcome = x.get("outcome", "?")
     ladder = build_ladder(x, tables, offsets) if tables else None
     head = (
@@ -394,6 +395,10 @@ def _exchange_section(x, tables, offsets, probes) -> str:
         draw = ladder_svg(ladder, title=f"{x.get('id')}: {outcome}")
         if ladder.note:
             draw += f'<p class="muted">{_e(ladder.note)}</p>'
+        dropped = {p: n for p, n in (drops or {}).items() if n and p in ladder.points}
+        if dropped:
+            draw += ('<p class="muted">the kernel dropped packets at ' + _e(", ".join(f"{p} ({n})" for p, n in dropped.items()))
+                     + ": a packet missing there may have passed unseen</p>")
     else:
         ev = x.get("evidence") or ()
         draw = '<p class="muted">captures not available: evidence only</p>' + (
