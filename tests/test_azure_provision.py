@@ -391,3 +391,12 @@ def test_teardown_can_wait_until_the_group_is_gone(tmp_path):
     arm.latency = 0.2
     b.teardown(rig)
     assert not arm.group_exists(rig.run_id)
+
+
+def test_missing_subscription_is_one_line_before_any_request(monkeypatch, tmp_path):
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    b = AzureBackend(caller_ip=lambda: CALLER, log=lambda s: None, wait_ssh=False)  # real clients, never built
+    from rig.errors import UsageError
+
+    with pytest.raises(UsageError, match="AZURE_SUBSCRIPTION_ID is not set"):
+        b.provision(spec(workdir=str(tmp_path / "wd")))

@@ -260,3 +260,13 @@ def test_whole_pipeline_with_the_ssh_backend_on_the_lab_vps(tmp_path):
         ps = subprocess.run(["ps", "ax", "-o", "args="], capture_output=True, text=True).stdout
         assert server_dir not in ps  # rig's Apache and UDP echo on the "VPS" are gone
         assert alive(sshd_pid)
+
+
+def test_freebsd_default_route_interface():
+    from rig.backends.ssh import default_route_iface
+
+    out = "   route to: default\ndestination: default\n       mask: default\n    gateway: 10.0.0.1\n" \
+          "        fib: 0\n  interface: vtnet0\n      flags: <UP,GATEWAY,DONE,STATIC>\n"
+    assert default_route_iface(out) == "vtnet0"
+    with pytest.raises(InfraError, match="no default route"):
+        default_route_iface("route: route has not been found\n")

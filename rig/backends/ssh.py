@@ -84,6 +84,15 @@ def default_identity(ssh_dir: Path) -> str:
     raise UsageError(f"no SSH key found in {ssh_dir} ({', '.join(DEFAULT_IDENTITIES)}): pass --identity KEYFILE")
 
 
+def default_route_iface(route_get: str) -> str:
+    """The interface in FreeBSD's ``route -n get default`` output (InfraError if none)."""
+    for line in route_get.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "interface" and value.strip():
+            return value.strip()
+    raise InfraError("the FreeBSD host has no default route to capture on; pass server_iface in rig.toml [ssh]")
+
+
 def _ipv4_of(host: str) -> str:
     """The address the probes go to (the captures and verdict name an address, not a name)."""
     try:
@@ -120,8 +129,11 @@ class SSHBackend:
         endpoint = SSHEndpoint(host=addr, port=port, user=user, key_file=identity, host_key=host_key,
                                netns=opts.get("netns") or None)
         # one login with the pinned key: a wrong key or a refused login stops here, in one line
+        server_iface = opts.get("server_iface", "any")
         with SSHClient(endpoint) as ssh:
             uname = ssh.run(["uname", "-sm"]).stdout.strip()
+            if uname.startswith("FreeBSD") and "server_iface" not in opts:  # no "any" in BSD tcpdump
+                server_iface = default_route_iface(ssh.run(["route", "-n", "get", "default"], check=False).stdout)
             if user != "root":
                 sudo = ssh.run(["sudo", "-n", "true"], check=False)
                 if sudo.rc != 0:
@@ -134,8 +146,7 @@ class SSHBackend:
         return Rig(
             run_id=run_id, backend=self.name, server_addr=addr, ssh=endpoint,
             capture_points=(CapturePoint("client", client_iface, netns=opts.get("client_netns") or None),
-                            CapturePoint("server", "any" if not freebsd else opts.get("server_iface", "vtnet0"),
-                                         remote=True)),
+                            CapturePoint("server", server_iface, remote=True)),
             client_netns=opts.get("client_netns") or None,
             os_family="freebsd" if freebsd else "debian",
             install_packages=opts.get("install_packages", "true") != "false",
