@@ -194,7 +194,9 @@ def format_text(runs: list[Run]) -> str:
     for r in runs:
         mark = "▶" if r.changed else ("✗" if r.status in FAILED_STATUSES else " ")
         when = r.started.replace("T", " ")[:19]
-        if r.status in FAILED_STATUSES:
+        if r.status == "running":
+            what = "RUN NEVER FINISHED (killed, or still running)"
+        elif r.status in FAILED_STATUSES:
             what = f"RUN {r.status.upper()}: {r.error or 'no error recorded'}"
         else:
             what = r.summary or ", ".join(f"{p} {o}" for p, o in r.outcomes.items()) or "no verdict"
