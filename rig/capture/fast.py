@@ -67,15 +67,19 @@ def payload_hashes(arr: np.ndarray, poff: np.ndarray, n: np.ndarray) -> np.ndarr
     if not has.any():
         return h
     w = _windows(arr, poff[has], PAYLOAD_HASH_BYTES)
-    keep = np.arange(PAYLOAD_HASH_BYTES)[None, :] < n[has][:, None]
-    w &= keep.astype(np.uint8) * np.uint8(0xFF)
     words = w.view("<u8")
-    x = np.uint64(0x9E3779B97F4A7C15) ^ n[has].astype(np.uint64)
+    nb = n[has].astype(np.int64)
+    x = np.uint64(0x9E3779B97F4A7C15) ^ nb.astype(np.uint64)
     k = np.uint64(0xBF58476D1CE4E5B9)
     s31 = np.uint64(31)
+    short = bool((nb < PAYLOAD_HASH_BYTES).any())
     with np.errstate(over="ignore"):
         for j in range(words.shape[1]):
-            x = (x ^ words[:, j]) * k
+            wj = words[:, j]
+            if short:  # zero the bytes past the payload (the window reads on into the file)
+                valid = np.clip(nb - 8 * j, 0, 8).astype(np.uint64)
+                wj = wj & np.where(valid >= 8, M64, (np.uint64(1) << (np.uint64(8) * valid)) - np.uint64(1))
+            x = (x ^ wj) * k
             x ^= x >> s31
     x[x == 0] = 1
     h[has] = x
@@ -177,12 +181,15 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
 
     put("vlan", vlan[sel])
     put("ipver", np.where(s4, 4, 6))
-    v4pre = np.zeros(12, np.uint8)
-    v4pre[10:12] = 0xFF
-    m4 = s4[:, None]
+    # addresses as two little-endian u64 words each: IPv6 as it is, IPv4 as ::ffff:a.b.c.d
     m = len(s4)
-    put("src", np.where(m4, np.concatenate([np.broadcast_to(v4pre, (m, 12)), g2s[:, 12:16]], axis=1), g2s[:, 8:24]))
-    put("dst", np.where(m4, np.concatenate([np.broadcast_to(v4pre, (m, 12)), g2s[:, 16:20]], axis=1), g2s[:, 24:40]))
+    ip64, ip32le = g2s.view("<u8"), g2s.view("<u4")
+    for name, c6, c4 in (("src", 1, 3), ("dst", 3, 4)):
+        a = np.empty((m, 2), np.uint64)
+        a[:, 0] = np.where(s4, np.uint64(0), ip64[:, c6])
+        a[:, 1] = np.where(s4, (ip32le[:, c4].astype(np.uint64) << np.uint64(32)) | np.uint64(0xFFFF0000),
+                           ip64[:, c6 + 1])
+        put(name, a.view(np.uint8))
     put("ttl", np.where(s4, g2s[:, 8], g2s[:, 7]))
     put("tos", np.where(s4, g2s[:, 1], ((g2s[:, 0] & 0x0F) << 4) | (g2s[:, 1] >> 4)))
     put("ip_id", np.where(s4, ip16[:, 2], 0))
