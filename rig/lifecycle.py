@@ -191,6 +191,31 @@ def down(name: str, *, backend=None, root: Path | None = None) -> Kept:
     return kept
 
 
+class KeptBackend:
+    """A kept rig seen as a backend, for `rig run --rig NAME`: provision returns the
+    recorded Rig, teardown leaves it up ('rig down NAME' removes it), preflight is the
+    real backend's (e.g. Azure's effective NSG rules)."""
+
+    def __init__(self, name: str, root: Path | None = None, inner=None):
+        self.kept = load(name, root)
+        self.name = self.kept.rig.backend
+        self.inner = inner or _backend(self.kept.rig.backend)
+        exp = self.kept.expires_at
+        if exp is not None and exp <= datetime.now(timezone.utc):
+            raise UsageError(f"kept rig {name!r} expired at {self.kept.rig.facts['expires_at']} "
+                             f"(its VM may be shut down): 'rig down {name}' and 'rig up' a new one")
+
+    def provision(self, spec: RunSpec) -> Rig:
+        return self.kept.rig
+
+    def preflight(self, rig: Rig) -> list[str]:
+        extra = getattr(self.inner, "preflight", None)
+        return extra(rig) if callable(extra) else []
+
+    def teardown(self, rig: Rig) -> None:
+        print(f"rig: kept rig {self.kept.name} stays up ('rig down {self.kept.name}' removes it)", file=sys.stderr)
+
+
 # -- Azure: resource groups tagged rig-run ------------------------------------------------
 
 @dataclass(frozen=True)

@@ -175,6 +175,10 @@ class Pipeline:
     def __init__(self, spec: RunSpec, out: Path, progress: Progress | None = None, backend=None):
         from rig.bundle import BundleWriter
 
+        if backend is None and spec.options.get("rig_id"):  # `rig run --rig NAME`: a rig kept by `rig up`
+            from rig.lifecycle import KeptBackend
+
+            backend = KeptBackend(spec.options["rig_id"])
         self.spec = spec
         self.out = out
         self.progress = progress or Progress(quiet=True)
@@ -219,8 +223,11 @@ class Pipeline:
     def configure(self) -> None:
         from rig.configure import configure
 
+        # a signal cancels the playbook (ansible-runner kills it) and is raised afterwards
         with self.stage("configure", lambda: f"{self._configured.changed} changed"):
-            self._configured = configure(self.rig, log_path=self.bundle.log_path("ansible.log"))
+            with self.signals.holding():
+                self._configured = configure(self.rig, log_path=self.bundle.log_path("ansible.log"),
+                                             cancel=lambda: self.signals.pending is not None)
 
     def run_captures_and_probes(self, ssh) -> None:
         from rig.capture.tcpdump import LocalCapture, RemoteCapture, ssh_exclusion, start_all, stop_all

@@ -192,8 +192,32 @@ def test_rig_up_ls_down_with_the_lab(tmp_path):
         assert os.path.exists(f"/run/netns/{ns}")  # still up after the command returned
         ls = subprocess.run(rig + ["ls"], env=env, capture_output=True, text=True, timeout=60)
         assert "labkeep" in ls.stdout and "lab" in ls.stdout
+        rerun = subprocess.run(rig + ["run", "--rig", "labkeep", "--no-configure", "--json", "--probes", "icmp,tcp",
+                                      "--out", str(tmp_path / "bundle")], env=env, capture_output=True, text=True,
+                               timeout=240)
+        assert rerun.returncode == 0, rerun.stderr
+        assert json.loads(rerun.stdout)["exchanges"] and "stays up" in rerun.stderr
+        assert os.path.exists(f"/run/netns/{ns}")  # a rerun leaves the kept rig up
     finally:
         down = subprocess.run(rig + ["down", "labkeep"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not os.path.exists(f"/run/netns/{ns}")
     assert not (tmp_path / "state" / "labkeep.json").exists()
+
+
+def test_kept_backend_reruns_without_provisioning_or_removing(tmp_path):
+    arm = FakeARM()
+    kept = L.up(RunSpec(backend="azure"), "again", backend=azure(arm), root=tmp_path, say=lambda s: None)
+    puts = len(arm.puts())
+    kb = L.KeptBackend("again", tmp_path, inner=azure(arm))
+    assert kb.name == "azure" and kb.provision(RunSpec(backend="lab")) == kept.rig
+    assert kb.preflight(kept.rig) == []  # the inner backend's check (effective NSG rules)
+    kb.teardown(kept.rig)
+    assert len(arm.puts()) == puts and arm.group_exists(kept.rig.run_id)
+    assert not [r for r in arm.requests if r.method == "DELETE"]
+
+
+def test_kept_backend_refuses_an_expired_rig(tmp_path):
+    L.save(L.Kept("old", NOW, sample_rig(expires_at="2020-01-01T00:00:00Z")), tmp_path)
+    with pytest.raises(UsageError, match="expired.*rig down old"):
+        L.KeptBackend("old", tmp_path, inner=object())
