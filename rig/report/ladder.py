@@ -362,7 +362,7 @@ def condense(arrows: tuple[Arrow, ...], max_rows: int = 40) -> list[Arrow | tupl
 
 # --------------------------------------------------------------------------- drawing
 
-_W = 640  # viewBox width; the SVG scales to the page
+_W = 480  # viewBox width; the SVG scales to the page (narrow: legible on a phone)
 _TOP = 46
 _ROW = 34
 
@@ -375,7 +375,7 @@ def ladder_svg(ladder: Ladder, title: str = "", max_rows: int = 40) -> str:
     n = len(pts)
     if n == 0:
         return '<p class="muted">no packets to draw</p>'
-    margin = 80
+    margin = 62
     xs = {p: margin + (i * (_W - 2 * margin) / max(n - 1, 1)) for i, p in enumerate(pts)}
     rows = condense(ladder.arrows, max_rows)
     height = _TOP + _ROW * max(len(rows), 1) + 24
