@@ -120,10 +120,12 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     drafts = tcp + echo + udp
     servers = _choose_servers(drafts, server_addr)
     kept = sorted((d for d in drafts if d.dst_key in servers), key=lambda d: (d.first_frame, _PROTO_ORDER[d.protocol]))
+    del drafts, tcp, echo, udp  # each draft is released as soon as its record exists
     counters: Counter = Counter()
     exchanges = []
     point_order = ["client", *xs, "server"]
-    for d in kept:
+    for i in range(len(kept)):
+        d, kept[i] = kept[i], None
         counters[d.protocol] += 1
         if d.outcome != "delivered" and d.absent_at:
             why = _vouch(d, sides, offset)

@@ -74,9 +74,10 @@ def match_tcp(c: Side, s: Side) -> np.ndarray:
 def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     has = conns.syn >= 0
     rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
-    t = side.t[rows]
-    valid = has & (t["has_ts"] > 0) & (t["tsval"] > 0)
-    return combine(t["ip_id"], t["tsval"], n=len(rows)), valid
+    t = side.t
+    tsval = t["tsval"][rows]
+    valid = has & (t["has_ts"][rows] > 0) & (tsval > 0)
+    return combine(t["ip_id"][rows], tsval, n=len(rows)), valid
 
 
 def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray]) -> int | None:

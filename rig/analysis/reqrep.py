@@ -134,7 +134,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     req = c.echo_req
     if len(req) == 0:
         return [], [], []
-    tc = c.t[req]
+    tc = {f: c.t[f][req] for f in ("icmp_id", "icmp_seq", "phash", "proto", "frame")}
     gk = combine(c.dst_key[req], tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
     xk_of = dict(zip(req.tolist(), xk_all.tolist()))
@@ -195,10 +195,10 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
 
 
 def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarray:
-    t = side.t[rows]
+    t = side.t
     if reverse:
-        return combine(side.dst_key[rows], t["dport"], side.src_key[rows], t["sport"], n=len(rows))
-    return combine(side.src_key[rows], t["sport"], side.dst_key[rows], t["dport"], n=len(rows))
+        return combine(side.dst_key[rows], t["dport"][rows], side.src_key[rows], t["sport"][rows], n=len(rows))
+    return combine(side.src_key[rows], t["sport"][rows], side.dst_key[rows], t["dport"][rows], n=len(rows))
 
 
 class _Replies:
@@ -262,7 +262,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     req = udp_c[local]
     if len(req) == 0:
         return [], [], []
-    tc = c.t[req]
+    tc = {f: c.t[f][req] for f in ("phash", "plen", "frame")}
     gk = combine(_tuple_key(c, req), tc["phash"], tc["plen"], n=len(req))
     ckeys = _udp_key(c, req)
     ck = dict(zip(req.tolist(), ckeys.tolist()))

@@ -186,12 +186,12 @@ class Side:
 
     def echo_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of echo requests/replies: protocol, sequence, payload hash."""
-        t = self.t[rows]
-        return combine(t["proto"], t["icmp_seq"], t["phash"], t["plen"], n=len(rows))
+        t = self.t
+        return combine(t["proto"][rows], t["icmp_seq"][rows], t["phash"][rows], t["plen"][rows], n=len(rows))
 
     def error_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of the packet an ICMP error quotes (what it is about)."""
-        t = self.t[rows]
+        t = {f: self.t[f][rows] for f in ("q_proto", "q_seq", "q_ip_id", "q_dport")}
         qp = t["q_proto"].astype(np.uint64)
         tcp = combine(6, t["q_seq"], n=len(rows))
         udp = combine(17, t["q_ip_id"], t["q_dport"], n=len(rows))
