@@ -288,7 +288,7 @@ def test_ladder_matches_tso_frames_to_segments_and_follows_isn_rewrites(tmp_path
           "frames": {"client": list(range(1, len(tables["client"]) + 1)),
                      "server": list(range(1, len(tables["server"]) + 1))}}
     lad = build_ladder(ex, tables)
-    assert [(a.label, a.lost, a.from_middlebox) for a in lad.arrows] == [
-        ("SYN", False, False), ("SYN-ACK", False, False), ("ACK len=18", False, False),
-        ("ACK len=4344", False, False)]
+    assert [(a.label, a.direction, a.lost, a.from_middlebox) for a in lad.arrows] == [
+        ("SYN", "out", False, False), ("SYN-ACK", "back", False, False), ("ACK len=18", "out", False, False),
+        ("ACK len=4344", "back", False, False)]
     assert len(dict(lad.arrows[-1].seen)) == 2

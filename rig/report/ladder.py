@@ -201,7 +201,7 @@ def _data_packets(data: Mapping[str, list[tuple]], points: tuple[str, ...]) -> l
                     elif got is None and _covers(spans[q], a, a + x[2]):
                         first = next(y for y in rows[q] if _overlap((y[1] - base) % _MOD, y[2], a, x[2]))
                         at[q] = (first[3], first[4])
-                out.append((("data", d, x[1], x[2], o), at, x[5]))
+                out.append(((d, "data", x[1], x[2], o), at, x[5]))
     return out
 
 
