@@ -140,7 +140,7 @@ def test_auto_shutdown_schedule_at_expiry(tmp_path):
 
 
 def test_operations_awaited_and_waves_concurrent(tmp_path):
-    arm = FakeARM(latency=0.15)  # each operation stays InProgress for a while
+    arm = FakeARM(latency=0.4)  # each operation stays InProgress for a while (longer than a wave takes to send)
     _, rig = provision(arm, tmp_path)
     depth = {t: [r.depth for r in arm.puts(t)] for t in
              ("resourcegroups", "virtualNetworks", "networkSecurityGroups", "publicIPAddresses",
