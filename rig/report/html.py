@@ -61,10 +61,9 @@ svg.ladder{width:100%;height:auto;display:block;background:#fff;border:1px solid
 svg.ladder .col{font:600 15px sans-serif;fill:var(--fg)}
 svg.ladder .post{stroke:#8c959f;stroke-width:2}
 svg.ladder .pkt line{stroke:#1f4e79;stroke-width:2}
-svg.ladder .pkt.back line{stroke:#1f4e79}
 svg.ladder .pkt.middlebox>line{stroke:var(--warn);stroke-dasharray:6 4}
 svg.ladder .pkt.lost>line{stroke:var(--bad)}
-svg.ladder .lost-mark line{stroke:var(--bad);stroke-width:3}
+svg.ladder .pkt .lost-mark line{stroke:var(--bad);stroke-width:3}
 svg.ladder .origin{fill:var(--warn)}
 svg.ladder .lbl{font:13px sans-serif;fill:var(--fg)}
 svg.ladder .pkt.lost .lbl{fill:var(--bad);font-weight:600}
