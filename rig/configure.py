@@ -20,13 +20,14 @@ import re
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rig.backends.base import Rig
 from rig.errors import InfraError, MissingToolError
@@ -44,6 +45,12 @@ class ConfigureResult:
     seconds: float
     log: str  # the playbook's output (for logs/ansible.log)
     changed: int  # tasks that changed something (0 on a second run: idempotent)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _package_dir(name: str) -> Path:
@@ -203,8 +210,14 @@ def _failure(events: list[Mapping[str, Any]]) -> str:
     return ""
 
 
-def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300) -> ConfigureResult:
-    """Run playbooks/server.yml against the rig. InfraError (exit 3) if it fails."""
+def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300,
+              cancel: Callable[[], bool] | None = None) -> ConfigureResult:
+    """Run playbooks/server.yml against the rig. InfraError (exit 3) if it fails.
+
+    ``cancel`` is polled while the playbook runs; when it says True the playbook is
+    killed and the result's status is "canceled" (no exception: the caller decides).
+    Without it ansible-runner would install its own SIGINT/SIGTERM handlers for good
+    and swallow the signals meant for rig."""
     try:
         import ansible_runner
     except ImportError as exc:
@@ -226,6 +239,8 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300) -> Con
     control_dir = Path(tempfile.mkdtemp(prefix="rigcp-", dir="/tmp"))
     events: list[Mapping[str, Any]] = []
     t0 = time.monotonic()
+    cancel = cancel or (lambda: False)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
     try:
         runner = ansible_runner.run(
             private_data_dir=str(private),
@@ -238,9 +253,12 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300) -> Con
             timeout=timeout,
             rotate_artifacts=1,
             event_handler=lambda ev: events.append(ev) or True,
+            cancel_callback=cancel,
         )
         log = runner.stdout.read() if runner.stdout else ""
     finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         close_masters(control_dir)
     seconds = time.monotonic() - t0
     if log_path is not None:
@@ -248,6 +266,8 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300) -> Con
     changed = sum(1 for ev in events if ev.get("event") == "runner_on_ok"
                   and (ev.get("event_data", {}).get("res") or {}).get("changed"))
     result = ConfigureResult(runner.status, int(runner.rc or 0), seconds, log, changed)
+    if runner.status == "canceled" and cancel():
+        return result
     if runner.status != "successful":
         why = _failure(events) or (log.strip().splitlines() or ["no output"])[-1]
         raise InfraError(f"configure ({PLAYBOOK}) {runner.status}: {why}")

@@ -1,0 +1,112 @@
+"""`rig run` killed at several stages leaves nothing behind; two runs do not disturb
+each other. SIGINT and SIGTERM tear the lab down in the run itself (exit 3); after
+SIGKILL, `rig clean --prefix` removes what is left."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from _runhelp import Ran, lab_leftovers, lab_skip_reason, rig_cmd
+
+pytestmark = [pytest.mark.root, pytest.mark.lab,
+              pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")]
+
+PREFIX_RE = re.compile(r"\b(rig-[0-9a-f]{6})\b")
+
+
+class Running:
+    """A `rig run` subprocess whose progress lines we can wait on."""
+
+    def __init__(self, out, *args):
+        self.out = out
+        self.proc = subprocess.Popen(rig_cmd("run", "--out", str(out), *args), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.prefix: str | None = None
+
+    def wait_for(self, needle: str) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            m = PREFIX_RE.search(line)
+            if m and self.prefix is None:
+                self.prefix = m.group(1)
+            if needle in line:
+                return
+        raise AssertionError(f"{needle!r} never printed: {''.join(self.lines)}")
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        _, rest = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, "".join(self.lines) + rest
+
+    def kill(self, sig) -> None:
+        os.kill(self.proc.pid, sig)
+
+
+@pytest.mark.parametrize("stage,sig,extra", [
+    ("✓ provision", signal.SIGINT, ("--no-configure",)),
+    ("✓ provision", signal.SIGTERM, ()),  # lands in the Ansible configure step
+    ("✓ captures start", signal.SIGTERM, ("--no-configure",)),  # during the probes
+    ("✓ captures start", signal.SIGINT, ("--no-configure",)),
+    # after Ansible ran: ansible-runner must not have kept rig's signals for itself
+    ("✓ captures start", signal.SIGINT, ()),
+])
+def test_signal_at_a_stage_tears_everything_down(stage, sig, extra, tmp_path):
+    run = Running(tmp_path / "run", "--scenario", "seed", "--timeout", "4", *extra)
+    run.wait_for(stage)
+    run.kill(sig)
+    rc, err = run.finish()
+    assert rc == 3, err
+    assert ("terminated" if sig == signal.SIGTERM else "interrupted") in err
+    assert "✓ teardown" in err, err
+    assert run.prefix and lab_leftovers(run.prefix) == []
+    assert not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+                if "ansible-playbook" in line and run.prefix in line]
+    manifest = Ran(rc, "", err, run.out).manifest
+    assert manifest["status"] == "interrupted"
+
+
+def test_a_second_signal_does_not_abort_teardown(tmp_path):
+    run = Running(tmp_path / "run", "--scenario", "seed", "--timeout", "4", "--no-configure")
+    run.wait_for("✓ captures start")
+    run.kill(signal.SIGINT)
+    run.kill(signal.SIGINT)
+    run.kill(signal.SIGTERM)
+    rc, err = run.finish()
+    assert rc == 3 and "✓ teardown" in err, err
+    assert lab_leftovers(run.prefix) == []
+
+
+def test_sigkill_then_rig_clean(tmp_path):
+    run = Running(tmp_path / "run", "--scenario", "seed", "--timeout", "4", "--no-configure")
+    run.wait_for("✓ captures start")
+    run.kill(signal.SIGKILL)
+    run.finish()
+    assert lab_leftovers(run.prefix) != []  # the lab and its captures are still there
+    subprocess.run(rig_cmd("clean", "--prefix", run.prefix), check=True, capture_output=True, timeout=60)
+    assert lab_leftovers(run.prefix) == []
+
+
+def test_two_runs_at_once_do_not_disturb_each_other(tmp_path):
+    runs = {"healthy": None, "seed": None}
+
+    def go(name):
+        res = subprocess.run(rig_cmd("run", "--out", str(tmp_path / name), "--scenario", name, "--timeout", "2",
+                                     "--no-configure"), capture_output=True, text=True, timeout=240)
+        runs[name] = Ran(res.returncode, res.stdout, res.stderr, tmp_path / name)
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    healthy, seed = runs["healthy"], runs["seed"]
+    assert healthy.rc == 0, healthy.stderr
+    assert set(healthy.outcomes("tcp")) == {"delivered"}
+    assert seed.rc == 1, seed.stderr
+    assert set(seed.outcomes("tcp")) == {"lost-return"} and set(seed.outcomes("icmp")) == {"delivered"}
+    assert healthy.prefix != seed.prefix
+    assert lab_leftovers(healthy.prefix) == [] and lab_leftovers(seed.prefix) == []
