@@ -131,3 +131,12 @@ def test_leftover_namespaces_without_a_workdir_are_not_destroyed_by_a_new_build(
             build(seed_topology(), rig.run_id, get("healthy"))
         assert len(namespaces_of(rig.run_id)) == 5
         assert http_get(rig.client_netns, "/rig/n/intact")[0] == 200
+
+
+def test_teardown_from_another_backend_object_and_twice():
+    rig = LabBackend().provision(RunSpec())
+    pids = [int(p) for p in rig.facts["pids"].split(",")]
+    other = LabBackend()  # e.g. `rig down` in another process: only the Rig record is known
+    other.teardown(rig)
+    assert namespaces_of(rig.run_id) == [] and not any(alive(p) for p in pids)
+    other.teardown(rig)  # nothing left to remove: not an error
