@@ -1,0 +1,112 @@
+"""The pipeline's own behaviour: environment checks, errors are one line with the right
+exit code, teardown on failure, the backend's preflight hook, --keep."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from _runhelp import lab_leftovers, lab_skip_reason, rig_cmd
+from _sshd import missing_tools, start_sshd
+from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError
+from rig.preflight import PreflightError, check
+from rig.run import Pipeline, check_environment, default_out
+
+
+class FakeBackend:
+    """Provisions a Rig that points at ``endpoint``; counts teardowns."""
+
+    name = "fake"
+
+    def __init__(self, endpoint, problems=()):
+        self.endpoint, self.problems, self.torn_down = endpoint, list(problems), 0
+
+    def provision(self, spec):
+        return Rig(run_id="fake1", backend="fake", server_addr="127.0.0.1", ssh=self.endpoint,
+                   capture_points=(CapturePoint("client", "lo"),), facts={"listen_addr": "127.0.0.1"})
+
+    def preflight(self, rig):
+        return self.problems
+
+    def teardown(self, rig):
+        self.torn_down += 1
+
+
+def test_not_root_and_missing_tools_are_one_line(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(NotRootError, match="needs root.*sudo"):
+        check_environment(RunSpec(backend="lab"))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("rig.run.which", lambda tool: None if tool == "tcpdump" else "/bin/" + tool)
+    with pytest.raises(MissingToolError, match="tcpdump not found: install tcpdump"):
+        check_environment(RunSpec(backend="lab"))
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "rig.toml"
+    bad.write_text("timeout = 'soon'\n")
+    res = subprocess.run(rig_cmd("run", "--config", str(bad)), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "timeout: expected float" in res.stderr
+
+
+def test_default_out_dirs_are_unique(tmp_path):
+    spec = RunSpec(scenario="seed")
+    a, b = default_out(spec, str(tmp_path)), default_out(spec, str(tmp_path))
+    assert a != b and a.name.endswith("-seed") and a.is_dir() and b.is_dir()
+
+
+def test_unreachable_responder_is_exit_3_and_torn_down(tmp_path):
+    ep = SSHEndpoint("127.0.0.1", 1, "root", str(tmp_path / "nokey"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9u")
+    backend = FakeBackend(ep)
+    with pytest.raises(InfraError) as err:
+        Pipeline(RunSpec(backend="fake", configure=False), tmp_path / "out", backend=backend).run()
+    assert err.value.exit_code == EXIT_INFRA
+    assert backend.torn_down == 1
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"]
+    assert [t["stage"] for t in manifest["timings"]] == ["provision", "teardown"]
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0 or bool(missing_tools("sshd", "unshare")), reason="needs root and sshd")
+def test_preflight_reports_the_responder_and_the_backend_hook(tmp_path):
+    from rig.sshclient import SSHClient
+
+    s = start_sshd(tmp_path / "sshd")
+    try:
+        backend = FakeBackend(s.endpoint, problems=["NSG rule allow-http is not in effect"])
+        rig = backend.provision(RunSpec())
+        with SSHClient(s.endpoint) as ssh:
+            report = check(rig, ssh, backend)
+        # nothing listens: Apache and the UDP echo are reported, then the backend's own check
+        assert any("Apache does not answer on the server itself" in p for p in report.problems)
+        assert any("UDP echo does not answer" in p for p in report.problems)
+        assert report.problems[-1] == "NSG rule allow-http is not in effect"
+        with pytest.raises(PreflightError) as err:
+            Pipeline(RunSpec(backend="fake", configure=False), tmp_path / "out", backend=backend).run()
+        assert err.value.exit_code == EXIT_INFRA and "preflight: Apache" in str(err.value)
+        assert backend.torn_down == 1
+    finally:
+        s.stop()
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")
+def test_keep_leaves_the_lab_and_says_how_to_enter_and_remove_it(tmp_path):
+    res = subprocess.run(rig_cmd("run", "--out", str(tmp_path / "run"), "--keep", "--no-configure",
+                                 "--probes", "icmp,tcp", "--timeout", "1"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    prefix = manifest["backend"]["prefix"]
+    try:
+        assert f"ip netns exec {prefix}-client bash" in res.stderr
+        assert f"rig clean --prefix {prefix}" in res.stderr
+        assert f"{prefix}-server" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(rig_cmd("clean", "--prefix", prefix), capture_output=True, timeout=60)
+    assert lab_leftovers(prefix) == []
