@@ -506,6 +506,7 @@ class Bundle:
     probes: tuple[Mapping[str, Any], ...]
     captures: Mapping[str, Path]
     upgraded_from: int | None = None  # the format version on disk, if older than current
+    warnings: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -603,8 +604,7 @@ def read_manifest(root: Path, source: str | None = None) -> tuple[dict, int | No
 def read_bundle(root: Path, source: str | None = None, verify: bool = True) -> Bundle:
     name = source or str(root)
     manifest, upgraded_from = read_manifest(root, name)
-    if verify:
-        verify_files(root, manifest, name)
+    warnings = verify_files(root, manifest, name) if verify else []
     verdict = None
     if (root / VERDICT).exists():
         try:
@@ -625,11 +625,17 @@ def read_bundle(root: Path, source: str | None = None, verify: bool = True) -> B
             for c in sorted(d.iterdir()):
                 if c.suffix in (".pcap", ".pcapng") and c.is_file():
                     caps.setdefault(c.stem, c)
-    return Bundle(root, name, manifest, verdict, tuple(probes), caps, upgraded_from)
+    return Bundle(root, name, manifest, verdict, tuple(probes), caps, upgraded_from, tuple(warnings))
 
 
-def verify_files(root: Path, manifest: Mapping[str, Any], name: str) -> None:
-    """Every file the manifest lists must be there with its recorded sha256."""
+# derived views: a mismatch is worth a warning, not a refusal (rig show --html redraws it)
+SOFT_FILES = (REPORT,)
+
+
+def verify_files(root: Path, manifest: Mapping[str, Any], name: str) -> list[str]:
+    """Every file the manifest lists must be there with its recorded sha256. Returns
+    warnings for derived files (report.html) that differ; raises for everything else."""
+    warnings = []
     for rel, info in (manifest.get("files") or {}).items():
         if not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts:
             raise InputError(f"{name}: {MANIFEST} lists a file outside the bundle ({rel!r})")
@@ -638,12 +644,17 @@ def verify_files(root: Path, manifest: Mapping[str, Any], name: str) -> None:
             raise InputError(f"{name}: {rel} is listed in {MANIFEST} but missing from the bundle")
         want = info.get("sha256") if isinstance(info, Mapping) else info
         size = info.get("bytes") if isinstance(info, Mapping) else None
+        if rel in SOFT_FILES:
+            if (size is not None and f.stat().st_size != size) or (want and sha256_file(f) != want):
+                warnings.append(f"{name}: {rel} differs from the one the run wrote (re-rendered?)")
+            continue
         if size is not None and f.stat().st_size != size:
             raise InputError(
                 f"{name}: {rel} is {f.stat().st_size} bytes, the manifest recorded {size} (truncated or modified)"
             )
         if want and sha256_file(f) != want:
             raise InputError(f"{name}: {rel} does not match its sha256 in {MANIFEST} (modified or corrupt)")
+    return warnings
 
 
 # --------------------------------------------------------------------------- re-analysis
@@ -695,6 +706,8 @@ def cli_show(args) -> int:
     with open_bundle(args.bundle) as b:
         if b.upgraded_from is not None:
             print(f"rig: {b.source}: read bundle format {b.upgraded_from}, upgraded to {BUNDLE_VERSION}", file=sys.stderr)
+        for w in b.warnings:
+            print(f"rig: {w}", file=sys.stderr)
         if b.status == "running":
             print(f"rig: {b.source}: the run never finished (killed?); showing what it left", file=sys.stderr)
         verdict = reanalyse(b)

@@ -182,3 +182,10 @@ def test_manifest_cannot_point_outside_the_bundle(bundle):
     (bundle / "manifest.json").write_text(json.dumps(m))
     p = show(bundle)
     assert p.returncode == 2 and "outside the bundle" in p.stderr
+
+
+def test_a_re_rendered_report_is_a_warning_not_a_refusal(bundle):
+    (bundle / "report.html").write_text("<!DOCTYPE html><p>someone's edit</p>")
+    p = show(bundle, "--json")
+    assert p.returncode == 1 and "report.html differs" in p.stderr
+    assert json.loads(p.stdout)["exchanges"][0]["outcome"] == "lost-return"
