@@ -300,3 +300,25 @@ def test_empty_udp_datagram_matches_on_its_port(tmp_path):
     w.back(Pkt(w.server, q.src, 17, sport=9, dport=q.sport, payload=b"", ip_id=2))
     v = run(w, tmp_path)
     assert v.exchanges[0].outcome == "delivered"
+
+
+def test_too_big_for_the_path_is_lost_outbound_with_the_mtu(tmp_path):
+    """A DF-sized ping answered by a router's frag-needed: the path's MTU, not a middlebox."""
+    w = Path()
+    big = Pkt(w.client, w.server, 1, icmp_type=8, icmp_id=9, icmp_seq=1, payload=bytes(1472), ip_id=5)
+    w.out(big, arrive=False)
+    w.at_client(Pkt("192.168.0.1", w.client, 1, icmp_type=ICMP_UNREACH, icmp_code=4, mtu=1454, quoted=big, ttl=63))
+    ping(w, 2)
+    v = run(w, tmp_path)
+    e = by_id(v)["icmp-1"]
+    assert e.outcome == "lost-outbound"
+    assert "192.168.0.1 answered that it is too big for the path (ICMP frag-needed, next-hop MTU 1454)" in e.explanation
+    assert "a router reports a path MTU of 1454" in v.diagnosis.summary
+    # a router that rejects (admin prohibited) is a middlebox answering for the server
+    w2 = Path()
+    syn = w2.syn(40000, 5)
+    w2.out(syn, arrive=False)
+    w2.at_client(Pkt("192.168.0.1", w2.client, 1, icmp_type=ICMP_UNREACH, icmp_code=13, quoted=syn))
+    ping(w2, 1)
+    v2 = run(w2, tmp_path / "2")
+    assert by_id(v2)["tcp-1"].outcome == "reset-by-middlebox"

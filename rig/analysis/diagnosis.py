@@ -5,10 +5,12 @@ A free function of the exchanges' outcomes (never of names or scenarios).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from rig.verdict import Diagnosis, Exchange
 
+_MTU = re.compile(r"next-hop MTU (\d+)")
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
 
@@ -60,6 +62,9 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
         return Diagnosis(text, by_protocol)
+    mtus = sorted({m.group(1) for e in exchanges if e.outcome != "delivered" for m in [_MTU.search(e.explanation)] if m})
+    if mtus:
+        clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
     if clean:
         clauses.append(f"{_and([NAMES[p] for p in clean])} {'passes' if len(clean) == 1 else 'pass'} both ways")
     text = "; ".join(clauses)

@@ -18,7 +18,7 @@ from rig.analysis.keys import combine, combine1
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
 from rig.analysis.sides import Side
-from rig.analysis.summary import endpoint
+from rig.analysis.summary import endpoint, path_signal
 from rig.analysis.tcp import error_index
 from rig.capture.table import FRAG_MF
 from rig.verdict import Change, Evidence
@@ -103,6 +103,10 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         d.explanation = (f"the client got {plural(len(crep), rep)}, but the server never saw the {req}: "
                          f"something on the path answered in its place")
         ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
+    elif cerr and all(path_signal(c.t[r]) for r in cerr):
+        d.outcome = "lost-outbound"
+        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]])}"
+        ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     elif cerr:
         d.outcome = "reset-by-middlebox"
         d.explanation = f"the client got an ICMP error about the {req}, which the server never saw"

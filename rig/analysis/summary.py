@@ -88,3 +88,17 @@ def summarize(r: np.void) -> str:
                 s += f" mtu {int(r['icmp_mtu'])}"
         return f"{s} {ttl}"
     return f"{endpoint(r['src'])} > {endpoint(r['dst'])} proto {proto} {ttl}"
+
+
+def path_signal(r) -> str | None:
+    """For an ICMP error that says a packet could not travel (too big, TTL expired), the
+    words for it; None for the errors that reject (unreachable, prohibited)."""
+    proto, it, code = int(r["proto"]), int(r["icmp_type"]), int(r["icmp_code"])
+    who = addr_text(r["src"])
+    mtu = int(r["icmp_mtu"])
+    if (proto == 1 and it == 3 and code == 4) or (proto == 58 and it == 2):
+        return (f"{who} answered that it is too big for the path (ICMP frag-needed, next-hop MTU {mtu})" if mtu
+                else f"{who} answered that it is too big for the path (ICMP frag-needed)")
+    if (proto == 1 and it == 11) or (proto == 58 and it == 3):
+        return f"its TTL ran out at {who} (ICMP time exceeded)"
+    return None

@@ -19,7 +19,7 @@ from rig.analysis.context import Ctx, Draft, plural, times
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
-from rig.analysis.summary import endpoint
+from rig.analysis.summary import endpoint, path_signal
 from rig.analysis.tcp_fast import delivered_drafts, delivered_mask
 from rig.capture.table import ACK, RST, SYN
 
@@ -203,6 +203,11 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             d.explanation = (f"the client sent SYN and got SYN-ACK {plural(len(C.synack), 'time')}, but the server "
                              f"never saw this connection: something on the path answered in its place")
             ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
+            d.absent_at = ("server",)
+        elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r]) for r in errs_c):
+            d.outcome = "lost-outbound"
+            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]])}"
+            ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
             d.outcome = "reset-by-middlebox"
