@@ -64,7 +64,7 @@ PACKET_DTYPE = np.dtype(
         ("ttl", "u1"),  # IPv4 TTL / IPv6 hop limit
         ("tos", "u1"),  # IPv4 TOS / IPv6 traffic class: DSCP << 2 | ECN
         ("ip_id", "u4"),  # IPv4 identification; IPv6 fragment-header identification
-        ("ip_len", "u4"),  # IP total length; if the header said 0 (TSO), wirelen - link header
+        ("ip_len", "u4"),  # IP total length (IPv6: 40 + payload length); if the header said 0 (TSO), wirelen - link header
         ("df", "u1"),  # IPv4 don't-fragment bit
         ("frag", "u1"),  # FRAG_* bits
         ("proto", "u1"),  # final L4 protocol number (6, 17, 1, 58, ...)
