@@ -13,7 +13,7 @@ from bisect import bisect_right
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import Ctx, Draft, plural
+from rig.analysis.context import Ctx, Draft, plural, times
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
@@ -89,7 +89,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
             d.absent_at = ("server",)
         else:
             d.outcome = "unanswered"
-            d.explanation = f"the server received the {req} {plural(len(sreq), 'time')} and sent nothing back"
+            d.explanation = f"the server received {times(len(sreq), 'the ' + req)} and sent nothing back"
             d.absent_at = ("server",)
         return
     if srep:
@@ -113,7 +113,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     else:
         d.outcome = "lost-outbound"
-        d.explanation = f"the client sent the {req} {plural(n_req_c, 'time')}; none reached the server{where}"
+        d.explanation = f"the client sent {times(n_req_c, 'the ' + req)}; none reached the server{where}"
         last = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
         for i in last[-1:]:
             ev[i] = Evidence(ev[i].point, ev[i].frame, f"{ev[i].summary}; last seen here, never reached the server")

@@ -200,7 +200,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     if S is None:
         if len(C.synack):
             d.outcome = "answered-by-middlebox"
-            d.explanation = (f"the client sent SYN and got SYN-ACK {plural(len(C.synack), 'time')}, but the server "
+            d.explanation = (f"the client sent SYN and got {times(len(C.synack), 'SYN-ACK')}, but the server "
                              f"never saw this connection: something on the path answered in its place")
             ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
             d.absent_at = ("server",)
@@ -211,13 +211,13 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
             d.outcome = "reset-by-middlebox"
-            what = f"RST {plural(len(C.rst_rev), 'time')}" if len(C.rst_rev) else "an ICMP error"
+            what = f"{times(len(C.rst_rev), 'RST')}" if len(C.rst_rev) else "an ICMP error"
             d.explanation = f"the client sent SYN and got {what}, but the server never saw this connection"
             ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
             d.absent_at = ("server",)
         else:
             d.outcome = "lost-outbound"
-            d.explanation = f"the client sent SYN {plural(n_syn, 'time')}; none reached the server{where}"
+            d.explanation = f"the client sent {times(n_syn, 'SYN')}; none reached the server{where}"
             d.absent_at = ("server",)
             ev[:] = _last_seen(ctx, seen, "syn", "server", c, C.syn, "SYN sent")
         return d
@@ -238,13 +238,13 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         if not len(C.synack):
             if len(C.rst_rev):
                 d.outcome = "reset-by-middlebox"
-                d.explanation = (f"the server answered with SYN-ACK, but the client got RST "
-                                 f"{plural(len(C.rst_rev), 'time')} that the server never sent")
+                d.explanation = (f"the server answered with SYN-ACK, but the client got "
+                                 f"{times(len(C.rst_rev), 'a RST')} that the server never sent")
                 ev += ctx.ev(c, C.rst_rev, "RST the server never sent")
                 d.absent_at = ("server",)
             else:
                 d.outcome = "lost-return"
-                d.explanation = (f"the server answered SYN with SYN-ACK {plural(len(S.synack), 'time')}; "
+                d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')}; "
                                  f"none reached the client{where}")
                 ev[:] = (ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2)
                          + _last_seen(ctx, seen, "synack", "client", s, S.synack, "SYN-ACK sent"))
@@ -262,7 +262,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             ev += ctx.ev(c, C.rst_rev, "RST arrived", 2)
         else:
             d.outcome = "lost-return"
-            d.explanation = f"the server refused with RST {plural(len(S.rst_rev), 'time')}; none reached the client{where}"
+            d.explanation = f"the server refused with {times(len(S.rst_rev), 'RST')}; none reached the client{where}"
             d.absent_at = ("client",)
         return d
     if errs_s:
@@ -279,19 +279,19 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     # the server saw the SYN and sent nothing
     if len(C.synack):
         d.outcome = "answered-by-middlebox"
-        d.explanation = (f"the server received SYN {plural(n_syn_s, 'time')} and never answered, yet the client "
+        d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and never answered, yet the client "
                          f"got SYN-ACK: something on the path answered in its place")
         ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
         d.absent_at = ("server",)
     elif len(C.rst_rev) or errs_c:
         d.outcome = "reset-by-middlebox"
-        d.explanation = (f"the server received SYN {plural(n_syn_s, 'time')} and sent nothing, yet the client "
+        d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and sent nothing, yet the client "
                          f"got {'RST' if len(C.rst_rev) else 'an ICMP error'}")
         ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
         d.absent_at = ("server",)
     else:
         d.outcome = "unanswered"
-        d.explanation = (f"the server received SYN {plural(n_syn_s, 'time')} and sent nothing back "
+        d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and sent nothing back "
                          f"(no listener behind a dropping firewall, or the server's own firewall)")
         d.absent_at = ("server",)
     return d
