@@ -28,7 +28,7 @@ def test_seed_return_path_drop():
     assert t.explanation == "the server answered SYN with SYN-ACK 4 times; none reached the client"
     lost = [e for e in t.evidence if "last seen here" in e.summary]
     assert len(lost) == 3 and {e.point for e in lost} == {"server"}  # evidence lists 3, frames has all
-    assert len(t.frames_at("server")) >= 4 + 4
+    assert len(t.frames_at("client")) == 3 and len(t.frames_at("server")) == 3 + 4  # SYNs, SYN-ACKs
     assert v.exit_code() == 1
 
 
