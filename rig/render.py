@@ -8,6 +8,7 @@ from rich.text import Text
 
 from rig.verdict import Change, Verdict
 
+MAX_ROWS = 200
 OUTCOME_STYLE = {
     "delivered": "green",
     "lost-outbound": "bold red",
@@ -47,13 +48,31 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
         for p in verdict.capture_points
     )
     console.print(Text(pts, style="dim"))
-    table = Table(show_lines=False, header_style="bold")
-    for col in ("id", "protocol", "client", "server", "seen at server as", "outcome", "explanation"):
-        table.add_column(col, overflow="fold")
-    for e in verdict.exchanges:
-        table.add_row(e.id, e.protocol, e.client, e.server, e.seen_at_server_as or "-",
-                      Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, "")), e.explanation)
+    narrow = console.width < 140  # one column for the addresses, so the explanation has room
+    table = Table(show_lines=narrow, header_style="bold")
+    if narrow:
+        table.add_column("id", no_wrap=True)
+        table.add_column("client > server\n(seen at server as)", overflow="fold")
+    else:
+        for col in ("id", "protocol", "client", "server", "seen at server as"):
+            table.add_column(col, overflow="fold")
+    table.add_column("outcome", overflow="fold")
+    table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
+    shown = verdict.exchanges
+    if len(shown) > MAX_ROWS:  # a large capture: the problems first, the rest counted
+        shown = tuple(e for e in shown if e.outcome != "delivered")[:MAX_ROWS]
+    for e in shown:
+        outcome = Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, ""))
+        if narrow:
+            where = f"{e.client} > {e.server}\n({e.seen_at_server_as or 'not seen at the server'})"
+            table.add_row(e.id, where, outcome, e.explanation)
+        else:
+            table.add_row(e.id, e.protocol, e.client, e.server, e.seen_at_server_as or "-", outcome, e.explanation)
     console.print(table)
+    if len(shown) < len(verdict.exchanges):
+        left = len(verdict.exchanges) - len(shown)
+        console.print(Text(f"... and {left} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
+                           f"problems); --json lists them all", style="dim"))
     # what the path changed, grouped: the same change on many exchanges is printed once
     seen: dict[str, list[str]] = {}
     for e in verdict.exchanges:
