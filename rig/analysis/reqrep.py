@@ -266,53 +266,62 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     req = udp_c[local]
     if len(req) == 0:
         return [], [], []
-    tc = {f: c.t[f][req] for f in ("phash", "plen", "frame")}
-    gk = combine(_tuple_key(c, req), tc["phash"], tc["plen"], n=len(req))
+    fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
+    gk = combine(_tuple_key(c, req), c.t["phash"][req], c.t["plen"][req], n=len(req))
     ckeys = _udp_key(c, req)
-    ck = dict(zip(req.tolist(), ckeys.tolist()))
     udp_s = s.rows_of(17)
+    skeys = _udp_key(s, udp_s)
     # each copy the client sent pairs with one the server got, in order within the key
-    partner = pair_by_order(ckeys, c.t["frame"][req].astype(np.int64), _udp_key(s, udp_s),
-                            s.t["frame"][udp_s].astype(np.int64))
-    partner_rows = udp_s[np.maximum(partner, 0)] if len(udp_s) else np.zeros(len(req), np.int64)
-    partner_of = dict(zip(req.tolist(), np.where(partner >= 0, partner_rows, -1).tolist()))
-    # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
-    first_frag = udp_s[((s.t["frag"][udp_s] & FRAG_MF) != 0) & (s.t["ipver"][udp_s] == 4)]
-    sfrag = _index(combine(17, s.t["ip_id"][first_frag], s.t["dport"][first_frag], n=len(first_frag)), first_frag)
-    c_rep, s_rep = _Replies(c, udp_c), _Replies(s, udp_s)
-    s_sent = _index(_udp_key(s, udp_s), udp_s)
-    ck_reply = dict(zip(udp_c.tolist(), _udp_key(c, udp_c).tolist()))
-    extra_req = {n: _index(_udp_key(x, x.rows_of(17)), x.rows_of(17)) for n, x in ctx.extra.items()}
-    groups = _groups(gk, req, tc["frame"].astype(np.int64))
-    matched_s: list[list[int]] = []
-    for g in groups:
-        c_rep.register(g.tolist())
-        r0 = c.t[g[0]]
-        sq = [p for p in (partner_of[r] for r in g.tolist()) if p >= 0]
-        if not sq and int(r0["ipver"]) == 4 and int(r0["ip_id"]) and not int(r0["frag"]):
-            sq = sfrag.get(combine1(17, int(r0["ip_id"]), int(r0["dport"])), [])
-        matched_s.append(sq)
-        s_rep.register(sq)
-    c_err, s_err = error_index(c), error_index(s)
+    partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s))
     drafts, out_d, back_d = [], [], []
     fast = np.zeros(len(req), bool)
     if not ctx.extra and len(udp_s):
-        fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
         sp_i = pair_by_order(_tuple_key(s, udp_s, reverse=True), fr(s, udp_s), _tuple_key(s, udp_s), fr(s, udp_s))
         cp_i = pair_by_order(_tuple_key(c, req, reverse=True), fr(c, req), _tuple_key(c, udp_c), fr(c, udp_c))
         sp_of = np.where(partner >= 0, sp_i[np.maximum(partner, 0)], -1)
         ok = _singletons(gk) & (partner >= 0) & (sp_of >= 0) & (cp_i >= 0)
-        ok &= _udp_key(s, udp_s[np.maximum(sp_of, 0)]) == _udp_key(c, udp_c[np.maximum(cp_i, 0)])
+        ok &= skeys[np.maximum(sp_of, 0)] == _udp_key(c, udp_c[np.maximum(cp_i, 0)])
         fast = ok
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "udp", req[f], udp_s[partner[f]], udp_s[sp_of[f]], udp_c[cp_i[f]])
         drafts += got
         out_d += o.tolist()
         back_d += b.tolist()
-    fast_rows = set(req[fast].tolist())
+    if fast.all():
+        return drafts, out_d, back_d
+    # the close look, for the rest: only the datagrams on their 4-tuples take part
+    slow = ~fast
+    partner_rows = udp_s[np.maximum(partner, 0)] if len(udp_s) else np.zeros(len(req), np.int64)
+    partner_of = dict(zip(req.tolist(), np.where(partner >= 0, partner_rows, -1).tolist()))
+    c_tuples = np.concatenate([_tuple_key(c, req[slow]), _tuple_key(c, req[slow], reverse=True)])
+    c_near = udp_c[np.isin(_tuple_key(c, udp_c), c_tuples)]
+    # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
+    first_frag = udp_s[((s.t["frag"][udp_s] & FRAG_MF) != 0) & (s.t["ipver"][udp_s] == 4)]
+    sfrag = _index(combine(17, s.t["ip_id"][first_frag], s.t["dport"][first_frag], n=len(first_frag)), first_frag)
+    frag_sq = {}
+    for r in req[slow].tolist():
+        if partner_of[r] < 0 and int(c.t["ipver"][r]) == 4 and int(c.t["ip_id"][r]) and not int(c.t["frag"][r]):
+            frag_sq[r] = sfrag.get(combine1(17, int(c.t["ip_id"][r]), int(c.t["dport"][r])), [])
+    s_pick = np.concatenate([partner_rows[slow & (partner >= 0)],
+                             np.array([x for v in frag_sq.values() for x in v], np.int64)])
+    s_tuples = np.concatenate([_tuple_key(s, s_pick), _tuple_key(s, s_pick, reverse=True)])
+    s_near = udp_s[np.isin(_tuple_key(s, udp_s), s_tuples)] if len(udp_s) else udp_s
+    c_rep, s_rep = _Replies(c, c_near), _Replies(s, s_near)
+    c_rep.register(req[np.isin(req, c_near)].tolist())
+    paired = partner_rows[partner >= 0]
+    s_rep.register(paired[np.isin(paired, s_near)].tolist())
+    s_rep.register([x for v in frag_sq.values() for x in v])
+    extra_req = {n: _index(_udp_key(x, x.rows_of(17)), x.rows_of(17)) for n, x in ctx.extra.items()}
+    groups = _groups(gk[slow], req[slow], fr(c, req[slow]))
+    matched_s: list[list[int]] = []
+    for g in groups:
+        sq = [p for p in (partner_of[r] for r in g.tolist()) if p >= 0]
+        if not sq:
+            sq = frag_sq.get(int(g[0]), [])
+        matched_s.append(sq)
+    ck = dict(zip(req.tolist(), ckeys.tolist()))
+    c_err, s_err = error_index(c), error_index(s)
     for g, sq in zip(groups, matched_s):
-        if len(g) == 1 and int(g[0]) in fast_rows:
-            continue
         r0 = c.t[g[0]]
         gl = g.tolist()
         ts = c.t["ts_ns"][g]
@@ -321,7 +330,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         sp = s_rep.replies(sq)
         cp_all = c_rep.replies(gl)
         if not sq and cp_all:  # a reply the server did send, though its capture lacks the request
-            sp = [r for k in {ck_reply[r] for r in cp_all} for r in s_sent.get(k, [])]
+            sp = udp_s[np.isin(skeys, _udp_key(c, np.array(cp_all, np.int64)))].tolist()
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
         ce = _errors_about(c, c_err, gl)

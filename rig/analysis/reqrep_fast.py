@@ -13,7 +13,7 @@ import numpy as np
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx, Draft
 from rig.analysis.sides import Side
-from rig.analysis.summary import addr_text
+from rig.analysis.summary import addr_texts
 from rig.verdict import Change, Evidence
 
 _IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
@@ -25,8 +25,8 @@ class _Rows:
         t = side.t
         self.c = {f: t[f][rows].tolist() for f in ("ttl", "sport", "dport", "plen", "icmp_type", "icmp_id",
                                                    "icmp_seq", "frame", "ts_ns")}
-        self.src = [addr_text(a) for a in np.ascontiguousarray(t["src"][rows]).view("V16").ravel().tolist()]
-        self.dst = [addr_text(a) for a in np.ascontiguousarray(t["dst"][rows]).view("V16").ravel().tolist()]
+        self.src = addr_texts(t["src"][rows])
+        self.dst = addr_texts(t["dst"][rows])
 
     def ep(self, i: int, which: str, port: bool) -> str:
         a = (self.src if which == "src" else self.dst)[i]

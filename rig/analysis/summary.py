@@ -29,6 +29,16 @@ def addr_text(addr) -> str:
     return a
 
 
+def addr_texts(col: np.ndarray) -> list[str]:
+    """``addr_text`` of every row of a (n, 16) address column, formatting each distinct one once."""
+    if len(col) == 0:
+        return []
+    v = np.ascontiguousarray(col).view("V16").ravel()
+    uniq, inv = np.unique(v, return_inverse=True)
+    texts = [addr_text(bytes(u)) for u in uniq.tolist()]
+    return [texts[i] for i in inv.ravel().tolist()]
+
+
 def endpoint(addr, port: int | None = None) -> str:
     a = addr_text(addr)
     if port is None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx, Draft, plural, times
-from rig.analysis.keys import combine, combine1
+from rig.analysis.keys import combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, path_signal
@@ -336,10 +336,8 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     for snd, rcv, fwd, end, acked, direction in checks:
         if end <= 1 or acked >= end:
             continue
-        peer_syn = (S.synack if fwd else S.syn)  # the receiver's SYN as the sender saw it
-        mss_row = (snd.side.t[(snd.synack if fwd else snd.syn)[0]] if len(snd.synack if fwd else snd.syn) else None)
-        del peer_syn
-        mss = int(mss_row["mss"]) if mss_row is not None else 0
+        peer_open = snd.synack if fwd else snd.syn  # the receiver's SYN / SYN-ACK as the sender saw it
+        mss = int(snd.side.t["mss"][peer_open[0]]) if len(peer_open) else 0  # the segment size it allows
         look = _DataLook(snd, rcv, fwd, mss)
         if not look.missing:
             continue

@@ -15,7 +15,7 @@ import numpy as np
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx, Draft
 from rig.analysis.sides import Side
-from rig.analysis.summary import addr_text, tcp_flags
+from rig.analysis.summary import addr_texts, tcp_flags
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
@@ -45,8 +45,8 @@ class _Cols:
         t = side.t
         self.n = len(rows)
         self.c = {f: t[f][rows].tolist() for f in fields}
-        self.src = [addr_text(a) for a in np.ascontiguousarray(t["src"][rows]).view("V16").ravel().tolist()]
-        self.dst = [addr_text(a) for a in np.ascontiguousarray(t["dst"][rows]).view("V16").ravel().tolist()]
+        self.src = addr_texts(t["src"][rows])
+        self.dst = addr_texts(t["dst"][rows])
 
     def row(self, i: int) -> dict:
         return {f: v[i] for f, v in self.c.items()}
