@@ -45,14 +45,6 @@ SIG_LINUX_SYN = _sig(2, 4, 8, 1, 3)
 SIG_WIN_SYN = _sig(2, 1, 3, 1, 1, 4)
 
 
-def _match(w: np.ndarray, start: int, pattern: dict[int, int]) -> np.ndarray:
-    """Rows whose bytes at ``start + k`` equal ``pattern[k]`` for every k."""
-    m = np.ones(len(w), bool)
-    for k, v in pattern.items():
-        m &= w[:, start + k] == v
-    return m
-
-
 def payload_hashes(arr: np.ndarray, poff: np.ndarray, n: np.ndarray) -> np.ndarray:
     """``table.payload_hash`` of ``n`` bytes at each ``poff``, vectorised (0 where n == 0)."""
     h = np.zeros(len(poff), np.uint64)
@@ -79,7 +71,8 @@ def payload_hashes(arr: np.ndarray, poff: np.ndarray, n: np.ndarray) -> np.ndarr
     return h
 
 
-FAST_LINKTYPES = np.array([1, 12, 14, 101, 113, 228, 229, 276])
+FAST_LINKTYPE = np.zeros(1 << 16, bool)  # lookup: link types the fast path reads
+FAST_LINKTYPE[[1, 12, 14, 101, 113, 228, 229, 276]] = True
 
 
 def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int) -> np.ndarray:
@@ -89,7 +82,7 @@ def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int) -> np.ndar
     if not len(arr):
         return claimed
     lt = recs.linktype[a:b]
-    cand = (t["status"] == 0) & np.isin(lt, FAST_LINKTYPES)
+    cand = (t["status"] == 0) & FAST_LINKTYPE[lt]  # (lt -1, unknown interface: the last entry, False)
     idx = np.flatnonzero(cand)
     if not len(idx):
         return claimed
@@ -142,14 +135,16 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     doff = (g3[:, 12] >> 4).astype(np.int64) * 4
     hdr = np.where(is_tcp, doff, 8)
     ok &= (caplen >= l4 + hdr) & (room >= hdr)
-    # TCP option layouts
-    o = 20
-    nnt = (doff == 32) & _match(g3, o, {0: 1, 1: 1, 2: 8, 3: 10})
-    nns = (doff == 32) & _match(g3, o, {0: 1, 1: 1, 2: 5, 3: 10})
-    nntnns = (doff == 44) & _match(g3, o, {0: 1, 1: 1, 2: 8, 3: 10, 12: 1, 13: 1, 14: 5, 15: 10})
-    mss_only = (doff == 24) & _match(g3, o, {0: 2, 1: 4})
-    lsyn = (doff == 40) & _match(g3, o, {0: 2, 1: 4, 4: 4, 5: 2, 6: 8, 7: 10, 16: 1, 17: 3, 18: 3})
-    wsyn = (doff == 32) & _match(g3, o, {0: 2, 1: 4, 4: 1, 5: 3, 6: 3, 8: 1, 9: 1, 10: 4, 11: 2})
+    # TCP option layouts, compared as big-endian words of the option bytes (at byte 20)
+    o16, o32 = g3.view(">u2"), g3.view(">u4")
+    nnt = (doff == 32) & (o32[:, 5] == 0x0101080A)
+    nns = (doff == 32) & (o32[:, 5] == 0x0101050A)
+    nntnns = (doff == 44) & (o32[:, 5] == 0x0101080A) & (o32[:, 8] == 0x0101050A)
+    mss_only = (doff == 24) & (o16[:, 10] == 0x0204)
+    lsyn = ((doff == 40) & (o16[:, 10] == 0x0204) & (o32[:, 6] == 0x0402080A)
+            & ((o32[:, 9] & 0xFFFFFF00) == 0x01030300))
+    wsyn = ((doff == 32) & (o16[:, 10] == 0x0204) & ((o32[:, 6] & 0xFFFFFF00) == 0x01030300)
+            & (o32[:, 7] == 0x01010402))
     tcp_ok = (doff == 20) | nnt | nns | nntnns | mss_only | lsyn | wsyn
     t0 = g3[:, 0]
     is_icmp_echo = np.where(is4, (t0 == 0) | (t0 == 8), (t0 == 128) | (t0 == 129))
