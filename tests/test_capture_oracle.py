@@ -12,6 +12,7 @@ corpus runs by default (tshark starts at ~0.25 s a file); RIG_ORACLE_FULL=1 runs
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -187,7 +188,12 @@ def oracle_files(full: bool) -> list[Path]:
     files = sorted(p for p in CORPUS.glob("*.pcap*"))
     if full:
         return files
-    return files[::6]  # a fixed, spread-out subset (~140 files)
+    # a fixed, spread-out subset (~140 files) plus every file named for a layout rig reads
+    named = [f for f in files if LAYOUT_NAMES.search(f.name)]
+    return sorted(set(files[::6]) | set(named))
+
+
+LAYOUT_NAMES = re.compile(r"pppoe|vlan|qinq|sll|loopback|null|frag|icmp6|icmpv6|ipv6|ip6|tso|raw|nsec|nano|tcp", re.I)
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (make system installs it)")
