@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import importlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,8 +231,12 @@ class Pipeline:
                 self._configured = configure(self.rig, log_path=self.bundle.log_path("ansible.log"),
                                              cancel=lambda: self.signals.pending is not None)
 
-    def run_captures_and_probes(self, ssh) -> None:
+    def preflight_and_captures(self, ssh) -> None:
+        """Preflight, while the captures start (the preflight talks to the server from
+        the server itself, on its loopback: the captures do not see it); probes, then
+        captures stop."""
         from rig.capture.tcpdump import LocalCapture, RemoteCapture, ssh_exclusion, start_all, stop_all
+        from rig.preflight import preflight
         from rig.probes.runner import parse_kinds, run_probes
 
         rig, spec = self.rig, self.spec
@@ -239,11 +245,18 @@ class Pipeline:
             if cp.name not in spec.capture_at and cp.name not in ("client", "server"):
                 continue
             path = str(self.bundle.capture_path(cp.name))
-            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf) if cp.remote
+            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family) if cp.remote
                                  else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
+        started: list[BaseException | None] = []
+        starter = threading.Thread(target=lambda: started.append(_try(start_all, self.captures)), daemon=True)
         try:
+            starter.start()
+            with self.stage("preflight"):
+                preflight(rig, ssh, self.backend, nonce=f"rig-preflight-{self.out.name}")
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
-                start_all(self.captures)
+                starter.join()
+                if started and started[0] is not None:
+                    raise started[0]
             kinds = parse_kinds(spec.probes or None)
             with self.stage("probes", lambda: _probe_note(self.probes)):
                 self.probes = run_probes(rig.client_netns, rig.server_addr, kinds, timeout=spec.probe_timeout,
@@ -260,6 +273,7 @@ class Pipeline:
                 self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
             self._server_logs(ssh)
         finally:
+            starter.join()  # never abort a capture that is still starting
             for c in self.captures:
                 if getattr(c, "result", None) is None:
                     c.abort()
@@ -314,7 +328,6 @@ class Pipeline:
     # -- the whole run
     def run(self) -> RunOutcome:
         from rig.sshclient import SSHClient
-        from rig.preflight import preflight
 
         status, error, code = "failed", None, EXIT_INFRA
         self.signals.install()
@@ -323,9 +336,7 @@ class Pipeline:
             if self.spec.configure:
                 self.configure()
             with SSHClient(self.rig.ssh) as ssh:
-                with self.stage("preflight"):
-                    preflight(self.rig, ssh, self.backend, nonce=f"rig-preflight-{self.out.name}")
-                self.run_captures_and_probes(ssh)
+                self.preflight_and_captures(ssh)
             self.analyse()
             code = int(self.verdict.exit_code())
             status = "ok" if code == 0 else "path-problem"
@@ -362,6 +373,25 @@ class Pipeline:
         if rig.backend == "lab":
             lines.append(f"  remove it:         sudo rig clean --prefix {prefix}")
         self.progress.console.print("\n".join(lines))
+
+
+def _try(fn: Callable, *args: Any) -> BaseException | None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # handed to the main thread
+        return exc
+    return None
+
+
+def _preimport() -> None:
+    """Import the later stages' modules on a thread while provision waits on ip/nft and
+    the services (imports of numpy, paramiko and the analysis take ~0.5 s)."""
+    for name in ("rig.sshclient", "rig.capture.tcpdump", "rig.probes.runner", "rig.capture",
+                 "rig.analysis.api", "rig.render", "rig.report.html"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # the stage that needs it reports it properly
+            pass
 
 
 def _probe_note(probes: list) -> str:

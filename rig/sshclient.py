@@ -10,6 +10,7 @@ builds a remote shell string.
 from __future__ import annotations
 
 import base64
+import posixpath
 import shlex
 import socket
 import threading
@@ -168,11 +169,15 @@ class SSHClient:
         return res
 
     # -- files ------------------------------------------------------------------------
-    def fetch(self, remote: str, local: str) -> None:
-        """Copy one remote file here with SFTP."""
+    def fetch(self, remote: str, local: str, remove: bool = False) -> None:
+        """Copy one remote file here with SFTP; ``remove``: then delete it and its
+        (then empty) directory on the server, in the same SFTP session."""
         try:
             with self._client.open_sftp() as sftp:  # type: ignore[union-attr]
                 sftp.get(remote, local)
+                if remove:
+                    sftp.remove(remote)
+                    sftp.rmdir(posixpath.dirname(remote))
         except (OSError, paramiko.SSHException) as exc:
             raise InfraError(f"SFTP fetch of {remote} failed: {exc}") from exc
 

@@ -15,6 +15,7 @@ channel, and its file fetched with SFTP.
 from __future__ import annotations
 
 import re
+import secrets
 import signal
 import subprocess
 import threading
@@ -210,6 +211,7 @@ class RemoteCapture:
         self.remote_dir: str | None = None
         self.pid: int | None = None
         self._chan = None
+        self._signals = None
         self._watch: _StderrWatch | None = None
         self.result: CaptureResult | None = None
         self.drained = True
@@ -219,11 +221,13 @@ class RemoteCapture:
         return f"{self.remote_dir}/{self.point}.pcap"
 
     def start(self, ready_timeout: float = READY_TIMEOUT) -> None:
-        # a directory of the login user: tcpdump (root) opens the file before it drops
+        # a fresh directory of the login user, made by the same command that starts
+        # tcpdump (one round trip): tcpdump (root) opens the file before it drops
         # privileges, and the login user can fetch and remove it afterwards
-        self.remote_dir = self.ssh.run(["mktemp", "-d", "/tmp/rig-cap.XXXXXX"]).stdout.strip()
+        self.remote_dir = f"/tmp/rig-cap.{secrets.token_hex(6)}"
         tcpdump = self.ssh.privileged(tcpdump_argv(self.iface, self.remote_path, self.bpf))
-        self._chan = self.ssh.open_channel(["sh", "-c", 'echo "PID $$"; exec "$@"', "sh", *tcpdump])
+        script = 'mkdir -m 0700 "$0" || exit 1; echo "PID $$"; exec "$@"'
+        self._chan = self.ssh.open_channel(["sh", "-c", script, self.remote_dir, *tcpdump])
         chan = self._chan
         chan.settimeout(ready_timeout)
         first = b""
@@ -241,6 +245,9 @@ class RemoteCapture:
             self._watch.wait_done(ready_timeout)
             raise InfraError(f"remote capture at {self.point} did not start: {_last_line(self._watch.all)}")
         self.pid = int(m.group(1))
+        # a second channel that delivers signals to tcpdump: each stop request is then a
+        # line on an open channel, not a new remote command (~100 ms each over SSH)
+        self._signals = self.ssh.open_channel(self.ssh.privileged(["sh", "-c", _SIGNALLER, str(self.pid)]))
         if not self._watch.wait_ready(ready_timeout):
             self.abort()
             raise InfraError(f"remote capture at {self.point} did not start: {_last_line(self._watch.all)}")
@@ -250,22 +257,30 @@ class RemoteCapture:
             return self.result
         assert self._chan is not None and self._watch is not None, "stop() before start()"
         if not self._chan.exit_status_ready():
-            info = self.ssh.privileged(["kill", f"-{self.info_signal}", str(self.pid)])
-            self.drained = drain(self._watch, lambda: self.ssh.run(info, check=False), timeout / 2)
+            self.drained = drain(self._watch, lambda: self._signal(self.info_signal), timeout / 2)
         if not self._chan.exit_status_ready():
-            self.ssh.run(self.ssh.privileged(["kill", "-INT", str(self.pid)]), check=False)
+            self._signal("INT")
         if not self._chan.status_event.wait(timeout):
             self.abort()
             raise InfraError(f"remote capture at {self.point} did not stop within {timeout:g}s")
         self._watch.wait_done(timeout)
         stderr = self._watch.all
         self._chan.close()
+        self._close_signals()
         if not parse_stats(stderr):
             raise InfraError(f"remote capture at {self.point} ended badly: {_last_line(stderr)}")
-        self.ssh.fetch(self.remote_path, self.path)
-        self.ssh.run(["rm", "-rf", self.remote_dir], check=False)
+        self.ssh.fetch(self.remote_path, self.path, remove=True)  # and its directory
         self.result = _result(self.point, self.path, stderr, self.drained)
         return self.result
+
+    def _signal(self, name: str) -> None:
+        self._signals.sendall(f"{name}\n".encode())
+
+    def _close_signals(self) -> None:
+        if self._signals is not None:
+            self._signals.shutdown_write()  # its loop ends
+            self._signals.close()
+            self._signals = None
 
     def abort(self) -> None:
         """Best effort: stop the remote tcpdump (the lab's teardown also kills it by PID)."""
@@ -279,6 +294,14 @@ class RemoteCapture:
         finally:
             if self._chan is not None:
                 self._chan.close()
+            try:
+                self._close_signals()
+            except OSError:
+                pass
+
+
+# runs as root on the server with tcpdump's PID as $0; reads signal names, one a line
+_SIGNALLER = 'while read s; do case "$s" in USR1|INFO|INT|KILL) kill -"$s" "$0";; esac; done'
 
 
 def _lines(recv: Callable[[int], bytes], chan) -> Iterable[str]:
