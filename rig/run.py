@@ -433,6 +433,15 @@ def cli_run(args: argparse.Namespace) -> int:
     progress = Progress(quiet=False)
     progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
     outcome = Pipeline(spec, out, progress).run()
+    if spec.options.get("redact") == "true":
+        from rig.bundle import redact
+
+        mapping = redact(outcome.out)
+        progress.say(f"redacted {len(mapping)} private addresses in {outcome.out}")
+    if spec.options.get("archive") == "true":
+        from rig.bundle import archive
+
+        progress.say(f"archive: {archive(outcome.out)}")
     if spec.json:
         print(json.dumps(_verdict_dict(outcome.verdict), indent=2))
     else:

@@ -110,3 +110,19 @@ def test_keep_leaves_the_lab_and_says_how_to_enter_and_remove_it(tmp_path):
     finally:
         subprocess.run(rig_cmd("clean", "--prefix", prefix), capture_output=True, timeout=60)
     assert lab_leftovers(prefix) == []
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")
+def test_redact_and_archive(tmp_path):
+    import tarfile
+
+    out = tmp_path / "run"
+    res = subprocess.run(rig_cmd("run", "--out", str(out), "--no-configure", "--probes", "icmp,tcp", "--timeout", "1",
+                                 "--redact", "--archive"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "192.168.1.10" not in (out / "verdict.json").read_text()
+    assert b"\xc0\xa8\x01\x0a" not in (out / "captures" / "client.pcap").read_bytes()  # 192.168.1.10
+    with tarfile.open(tmp_path / "run.tar.gz") as tar:
+        assert "run/verdict.json" in tar.getnames()
