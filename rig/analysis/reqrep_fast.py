@@ -21,12 +21,12 @@ _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo re
 
 
 class _Rows:
-    def __init__(self, side: Side, rows: np.ndarray):
+    def __init__(self, side: Side, rows: np.ndarray, fields=("ttl", "sport", "dport", "plen", "icmp_type", "icmp_id",
+                                                            "icmp_seq", "frame"), addresses: bool = True):
         t = side.t
-        self.c = {f: t[f][rows].tolist() for f in ("ttl", "sport", "dport", "plen", "icmp_type", "icmp_id",
-                                                   "icmp_seq", "frame", "ts_ns")}
-        self.src = addr_texts(t["src"][rows])
-        self.dst = addr_texts(t["dst"][rows])
+        self.c = {f: t[f][rows].tolist() for f in fields}
+        self.src = addr_texts(t["src"][rows]) if addresses else []
+        self.dst = addr_texts(t["dst"][rows]) if addresses else []
 
     def ep(self, i: int, which: str, port: bool) -> str:
         a = (self.src if which == "src" else self.dst)[i]
@@ -73,7 +73,9 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
     c, s = ctx.client, ctx.server
     udp = protocol == "udp"
     req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
-    cq, sq, sp, cp = _Rows(c, creq), _Rows(s, sreq), _Rows(s, srep), _Rows(c, crep)
+    cq = _Rows(c, creq, ("sport", "dport", "icmp_id", "frame", "ts_ns"))
+    sq, cp = _Rows(s, sreq), _Rows(c, crep)
+    sp = _Rows(s, srep, ("frame",), addresses=False)
     out_ch = changes_by_signature(c, s, creq, sreq, "out")
     back_ch = changes_by_signature(c, s, crep, srep, "back")
     dst_key = c.dst_key[creq].tolist()

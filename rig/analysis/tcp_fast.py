@@ -39,17 +39,13 @@ def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
 class _Cols:
     """Columns of some rows of a side as Python lists (one conversion per column)."""
 
-    def __init__(self, side: Side, rows: np.ndarray, fields=("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale",
-                                                            "sackok", "has_ts", "sport", "dport", "seq", "ack",
-                                                            "flags", "plen", "ts_ns", "frame")):
+    def __init__(self, side: Side, rows: np.ndarray,
+                 fields=("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame")):
         t = side.t
         self.n = len(rows)
         self.c = {f: t[f][rows].tolist() for f in fields}
         self.src = addr_texts(t["src"][rows])
         self.dst = addr_texts(t["dst"][rows])
-
-    def row(self, i: int) -> dict:
-        return {f: v[i] for f, v in self.c.items()}
 
     def summary(self, i: int, note: str) -> str:
         c = self.c
@@ -78,8 +74,7 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
     if len(ci) == 0:
         return []
     syn_c = _Cols(c, cc.order[cc.syn[ci]])
-    synack_c = _Cols(c, cc.order[cc.synack[ci]])
-    syn_s = _Cols(s, sc.order[sc.syn[si]])
+    syn_s = _Cols(s, sc.order[sc.syn[si]], fields=("sport",))
     synack_s = _Cols(s, sc.order[sc.synack[si]])
     dst_key = c.dst_key[cc.order[cc.syn[ci]]].tolist()
     # every frame of each connection, in frame order, from one conversion per point
