@@ -265,18 +265,28 @@ class Pipeline:
                                          udp_port=int(rig.facts.get("udp_port", 7)))
             for p in self.probes:
                 self.bundle.add_probe(p)
-            self._client_sockets()
+            # socket states and the access log are read while the captures stop
+            # (separate channels; nothing they do is on a captured interface)
+            logs_done: list[BaseException | None] = []
+            logs = threading.Thread(target=lambda: logs_done.append(_try(self._collect_logs, ssh)), daemon=True)
+            logs.start()
             with self.stage("captures stop", lambda: _capture_note(self.capture_results)):
                 self.capture_results = stop_all(self.captures)
+                logs.join()
+                if logs_done and logs_done[0] is not None:
+                    raise logs_done[0]
             self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
             for r in self.capture_results:
                 self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
-            self._server_logs(ssh)
         finally:
             starter.join()  # never abort a capture that is still starting
             for c in self.captures:
                 if getattr(c, "result", None) is None:
                     c.abort()
+
+    def _collect_logs(self, ssh) -> None:
+        self._client_sockets()
+        self._server_logs(ssh)
 
     def _client_sockets(self) -> None:
         """The client's socket states right after the probes (ss), for logs/."""
