@@ -207,3 +207,21 @@ def test_payload_altered_on_the_way(tmp_path):
     t = v.exchanges[0]
     assert t.outcome == "delivered"
     assert changes(t, "payload", "out")
+
+
+def test_nat_reusing_a_port_the_server_holds_in_time_wait(tmp_path):
+    """A port-set NAT maps a new connection onto the public port of one that just closed:
+    the server answers the SYN with an ACK of the old connection, the client resets."""
+    w = Path(port_map=lambda p: 40001)
+    tcp_delivered(w, 39000, 1000, 2000)
+    ss = w.out(w.syn(39906, 340154710))
+    stale = tcp_seg(w.server, ss.src, 80, 40001, 2000 + 1 + 21, 1000 + 1 + 40, b"", ACK)
+    w.back(stale)
+    w.out(tcp_seg(w.client, w.server, 39906, 80, 1000 + 41, 0, b"", 0x04))
+    ping(w, 1)
+    v = run(w, tmp_path)
+    e = by_id(v)["tcp-2"]
+    assert e.outcome == "refused"
+    assert "the NAT reused a public port the server still held (TIME_WAIT); the client reset it" in e.explanation
+    assert e.seen_at_server_as == "203.0.113.2:40001"
+    assert "reused a public port the server still held for 1 connection" in v.diagnosis.summary

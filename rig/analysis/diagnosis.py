@@ -28,6 +28,10 @@ _SEVERITY = ("answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole", "lo
              "unanswered", "refused", "incomplete")
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -65,6 +69,10 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
     mtus = sorted({m.group(1) for e in exchanges if e.outcome != "delivered" for m in [_MTU.search(e.explanation)] if m})
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
+    reused = sum(1 for e in exchanges if "reused a public port" in e.explanation)
+    if reused:
+        clauses.append(f"the NAT reused a public port the server still held for {plural(reused, 'connection')} "
+                       f"(too few ports, e.g. a MAP-E port set)")
     if clean:
         clauses.append(f"{_and([NAMES[p] for p in clean])} {'passes' if len(clean) == 1 else 'pass'} both ways")
     text = "; ".join(clauses)

@@ -58,6 +58,14 @@ class _Conn:
         self.isn_c = int(conns.isn_c[ci])
         self.isn_s = int(conns.isn_s[ci])
 
+    def stale_acks(self) -> np.ndarray:
+        """Bare ACKs from the responder (no SYN, no RST) while it never sent a SYN-ACK."""
+        if len(self.synack):
+            return np.zeros(0, np.int64)
+        f = self.side.t["flags"][self.rows].astype(np.int64)
+        bare = ~self.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0)
+        return self.rows[bare]
+
     def first(self, rows: np.ndarray) -> np.void | None:
         return self.side.t[rows[0]] if len(rows) else None
 
@@ -274,6 +282,22 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         else:
             d.outcome = "lost-return"
             d.explanation = "the server refused with an ICMP error; it never reached the client"
+            d.absent_at = ("client",)
+        return d
+    stale_s, stale_c = S.stale_acks(), C.stale_acks()
+    if len(stale_s):
+        # a SYN on a 4-tuple the server still holds (TIME_WAIT): it answers with an ACK of
+        # the old connection. Through a NAT this means a public port was reused too soon.
+        why = (f"the server answered SYN with an ACK for an older connection on the same address and port "
+               f"({d.seen_at_server_as}): the NAT reused a public port the server still held (TIME_WAIT)")
+        ev += ctx.ev(s, stale_s, "ACK of the older connection", 2)
+        if len(stale_c):
+            d.outcome = "refused"
+            d.explanation = why + ("; the client reset it" if len(C.rst_fwd) else "")
+            ev += ctx.ev(c, stale_c, "ACK arrived", 1) + ctx.ev(c, C.rst_fwd, "the client resets", 1)
+        else:
+            d.outcome = "lost-return"
+            d.explanation = why + "; it never reached the client"
             d.absent_at = ("client",)
         return d
     # the server saw the SYN and sent nothing
