@@ -37,9 +37,10 @@ def _and(parts: list[str]) -> str:
 
 
 def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
+    pairs = Counter((e.protocol, e.outcome) for e in exchanges)
     by: dict[str, Counter] = {}
-    for e in exchanges:
-        by.setdefault(e.protocol, Counter())[e.outcome] += 1
+    for (proto, outcome), n in pairs.items():
+        by.setdefault(proto, Counter())[outcome] = n
     by_protocol = {p: dict(sorted(by[p].items())) for p in ORDER if p in by}
     if not exchanges:
         return Diagnosis("No exchange from the client toward the server was found in the client capture "
@@ -66,10 +67,11 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
         return Diagnosis(text, by_protocol)
-    mtus = sorted({m.group(1) for e in exchanges if e.outcome != "delivered" for m in [_MTU.search(e.explanation)] if m})
+    problems = [e for e in exchanges if e.outcome != "delivered"]
+    mtus = sorted({m.group(1) for e in problems for m in [_MTU.search(e.explanation)] if m})
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
-    reused = sum(1 for e in exchanges if "reused a public port" in e.explanation)
+    reused = sum(1 for e in problems if "reused a public port" in e.explanation)
     if reused:
         clauses.append(f"the NAT reused a public port the server still held for {plural(reused, 'connection')} "
                        f"(too few ports, e.g. a MAP-E port set)")
