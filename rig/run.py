@@ -402,6 +402,12 @@ def _preimport() -> None:
             importlib.import_module(name)
         except Exception:  # the stage that needs it reports it properly
             pass
+    try:  # the bundle's survey of tool versions (cached): asked once, early
+        from rig.bundle import tool_versions
+
+        tool_versions()
+    except Exception:
+        pass
 
 
 def _probe_note(probes: list) -> str:
