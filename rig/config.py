@@ -86,8 +86,8 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
     burst = flag("burst")
     if burst is None:
         burst = _typed(f"{source}: burst", data.get("burst", 32), int)
-    if not 0 <= burst <= 4096:
-        raise UsageError(f"burst must be between 0 and 4096, got {burst}")
+    if not 1 <= burst <= 4096:
+        raise UsageError(f"burst must be between 1 and 4096, got {burst}")
     configure = _typed(f"{source}: configure", data.get("configure", True), bool)
     if flag("no_configure"):
         configure = False

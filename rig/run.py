@@ -181,15 +181,18 @@ class Pipeline:
             from rig.lifecycle import KeptBackend
 
             backend = KeptBackend(spec.options["rig_id"])
+        if backend is None:
+            from rig.backends import get_backend
+
+            try:
+                backend = get_backend(spec.backend)()
+            except ImportError as exc:
+                raise InfraError(f"the {spec.backend} backend cannot be loaded: {exc}") from exc
+        self.backend = backend
         self.spec = spec
         self.out = out
         self.progress = progress or Progress(quiet=True)
         self.bundle = BundleWriter(out, spec)
-        if backend is None:
-            from rig.backends import get_backend
-
-            backend = get_backend(spec.backend)()
-        self.backend = backend
         self.rig: Rig | None = None
         self.signals = Signals()
         self.captures: list = []
@@ -444,6 +447,9 @@ def cli_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--dry-run is not supported by the {spec.backend} backend")
         print(describe(spec))
         return 0
+    from rig.probes.runner import parse_kinds
+
+    parse_kinds(spec.probes or None)  # an unknown probe kind: a usage error before anything is built
     check_environment(spec)
     out = Path(spec.out) if spec.out else default_out(spec)
     progress = Progress(quiet=False)
