@@ -58,8 +58,11 @@ def match_tcp(c: Side, s: Side) -> np.ndarray:
         return np.zeros(0, np.int64)
     c_first = c.t["frame"][cc.order[cc.starts]].astype(np.int64)
     s_first = s.t["frame"][sc.order[sc.starts]].astype(np.int64) if len(sc) else np.zeros(0, np.int64)
-    m = pair_by_order(cc.isn_c, c_first, sc.isn_c, s_first, cc.syn >= 0, sc.isn_c >= 0)
-    # fallback: a path that rewrites the ISN keeps the SYN's IP ID and TCP timestamp
+    # the ISN with the service port: a scanner's SYN that happens to carry the same ISN
+    # (one chance in 2^32 per pair, but a public server sees thousands) is not taken for ours
+    m = pair_by_order(combine(cc.isn_c, cc.resp_port), c_first, combine(sc.isn_c, sc.resp_port) if len(sc) else sc.isn_c,
+                      s_first, cc.syn >= 0, sc.isn_c >= 0)
+    # fallback: a path that rewrites the ISN (or the port) keeps the SYN's IP ID and TCP timestamp
     left = (m < 0) & (cc.syn >= 0)
     if left.any() and len(sc):
         taken = np.zeros(len(sc), bool)

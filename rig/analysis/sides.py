@@ -53,6 +53,7 @@ class TcpConns:
     synack: np.ndarray  # first SYN-ACK, -1
     isn_c: np.ndarray  # initiator's ISN (int64, -1 unknown)
     isn_s: np.ndarray  # responder's ISN (-1 unknown)
+    resp_port: np.ndarray  # the responder's port (the service the initiator asked for)
     n_syn: np.ndarray
     n_synack: np.ndarray
     n_rst_fwd: np.ndarray
@@ -139,6 +140,9 @@ class Side:
         ack = t["ack"][order].astype(np.int64)
         isn_c = np.where(syn >= 0, seq[np.maximum(syn, 0)], np.where(synack >= 0, (ack[np.maximum(synack, 0)] - 1) & 0xFFFFFFFF, -1))
         isn_s = np.where(synack >= 0, seq[np.maximum(synack, 0)], -1)
+        dport, sport = t["dport"][order].astype(np.int64), t["sport"][order].astype(np.int64)
+        resp_port = np.where(syn >= 0, dport[np.maximum(syn, 0)],
+                             np.where(synack >= 0, sport[np.maximum(synack, 0)], dport[first] if n else dport))
         base_seq = np.where(fwd, isn_c[conn], isn_s[conn]) if n else seq
         base_ack = np.where(fwd, isn_s[conn], isn_c[conn]) if n else seq
         rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
@@ -153,7 +157,7 @@ class Side:
         cnt = np.add
         self_ = TcpConns(
             order=order, conn=conn, starts=starts, fwd=fwd, rel_seq=rel_seq, rel_ack=rel_ack,
-            syn=syn, synack=synack, isn_c=isn_c, isn_s=isn_s,
+            syn=syn, synack=synack, isn_c=isn_c, isn_s=isn_s, resp_port=resp_port,
             n_syn=red(cnt, (is_syn & fwd).astype(np.int64)),
             n_synack=red(cnt, (is_synack & ~fwd).astype(np.int64)),
             n_rst_fwd=red(cnt, (rst & fwd).astype(np.int64)),

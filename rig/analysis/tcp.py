@@ -16,7 +16,7 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx, Draft, plural, times
-from rig.analysis.keys import combine1
+from rig.analysis.keys import combine, combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, path_signal
@@ -166,8 +166,9 @@ def _match_extra(c: Side, side: Side) -> np.ndarray:
     cc, xc = c.tcp, side.tcp
     if len(cc) == 0 or len(xc) == 0:
         return np.full(len(cc), -1, np.int64)
-    return pair_by_order(cc.isn_c, c.t["frame"][cc.order[cc.starts]].astype(np.int64), xc.isn_c,
-                         side.t["frame"][xc.order[xc.starts]].astype(np.int64), cc.syn >= 0, xc.isn_c >= 0)
+    return pair_by_order(combine(cc.isn_c, cc.resp_port), c.t["frame"][cc.order[cc.starts]].astype(np.int64),
+                         combine(xc.isn_c, xc.resp_port), side.t["frame"][xc.order[xc.starts]].astype(np.int64),
+                         cc.syn >= 0, xc.isn_c >= 0)
 
 
 def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
