@@ -30,6 +30,10 @@ def _healthy(r):
     for proto in ("tcp", "icmp", "udp"):
         assert set(r.outcomes(proto)) == {"delivered"}, (proto, r.outcomes(proto))
     assert sum(r.outcomes("tcp").values()) >= 4  # tcp, http, large and the burst
+    # the HTTP probe's nonce reached Apache: its access log, fetched over SSH, says so
+    probes = [json.loads(line) for line in (r.out / "probes.jsonl").read_text().splitlines()]
+    nonce = next(p["nonce"] for p in probes if p["kind"] == "http")
+    assert nonce in (r.out / "logs" / "access.log").read_text()
 
 
 def _seed(r):
@@ -137,6 +141,11 @@ def test_scenario_verdict_from_the_captures(scenario, tmp_path):
     for f in ("captures/client.pcap", "captures/server.pcap", "probes.jsonl", "logs/access.log",
               "logs/ss-client.txt", "logs/ss-server.txt"):
         assert (r.out / f).stat().st_size > 0, f
+    # rig's own SSH connection (preflight, remote capture, logs) is not in the captures
+    for point in ("client", "server"):
+        pcap = r.out / "captures" / f"{point}.pcap"
+        res = subprocess.run(["tcpdump", "-nr", str(pcap), "tcp port 22"], capture_output=True, text=True)
+        assert res.returncode == 0 and res.stdout == "", res.stdout[:200]
     assert lab_leftovers(r.prefix) == []
 
 
