@@ -110,3 +110,19 @@ def test_wrong_pinned_host_key_stops_configure(server, tmp_path):
     with pytest.raises(InfraError, match="configure .*unreachable|configure .*failed|configure .*Host key"):
         configure(_rig(ep, tmp_path / "work", srv))
     assert not (srv / "apache-rig.conf").exists()
+
+
+def test_playbook_syntax(tmp_path):
+    """The shipped playbook parses (every branch: Debian/FreeBSD, standalone/system)."""
+    import sys
+
+    from rig.configure import playbooks_dir
+
+    play = playbooks_dir() / "server.yml"
+    inv = tmp_path / "hosts"
+    inv.write_text("server ansible_host=127.0.0.1\n")
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp")}
+    res = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check", "-i", str(inv),
+                          str(play)], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (playbooks_dir() / "files" / "rig_state.py").is_file()
