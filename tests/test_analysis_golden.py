@@ -62,3 +62,14 @@ def test_server_address_given_or_inferred_agree():
     b = _verdict("seed", server_addr="198.51.100.10")
     assert a.to_dict() == b.to_dict()
     assert _verdict("seed", server_addr="192.0.2.99").exchanges == ()
+
+
+def test_port_set_nat_runs_out_of_ports():
+    """The lab's MAP-E-like port set (16 ports) under a burst; the captures are trimmed to
+    packets of at most 600 bytes (tcpdump 'not greater 600') to stay small."""
+    v = _verdict("port-set")
+    assert v.diagnosis.by_protocol["tcp"] == {"delivered": 19, "lost-outbound": 15, "refused": 1}
+    reused = [e for e in v.exchanges if e.outcome == "refused"]
+    assert "the NAT reused a public port the server still held (TIME_WAIT)" in reused[0].explanation
+    s = v.diagnosis.summary
+    assert "came from only 16 public ports" in s and "too few ports" in s

@@ -71,6 +71,11 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
     mtus = sorted({m.group(1) for e in problems for m in [_MTU.search(e.explanation)] if m})
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
+    # a port-set NAT: connections fail on the way out while those that pass share few ports
+    tcp_seen = [e.seen_at_server_as for e in exchanges if e.protocol == "tcp" and e.seen_at_server_as]
+    ports = {x.rsplit(":", 1)[1] for x in tcp_seen}
+    if by.get("tcp", {}).get("lost-outbound") and tcp_seen and len(ports) < len(tcp_seen):
+        clauses.append(f"the TCP connections that reached the server came from only {plural(len(ports), 'public port')}")
     reused = sum(1 for e in problems if "reused a public port" in e.explanation)
     if reused:
         clauses.append(f"the NAT reused a public port the server still held for {plural(reused, 'connection')} "
