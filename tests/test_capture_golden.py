@@ -337,3 +337,12 @@ def test_read_capture_maps_the_file(tmp_path):
     cap = read_capture(f)
     assert cap.payload(0) == data and cap.path == str(f)
     assert np.array_equal(cap.packets, read_capture(f, fast=False).packets)
+
+
+def test_out_of_range_microseconds_are_counted_not_guessed():
+    f = eth(ip4(C4, S4, 17, udp(1, 2)))
+    data = bytearray(pcap([f, f]))
+    struct.pack_into("<I", data, 24 + 16 + len(f) + 4, 1_500_000)  # second record: 1.5 s of "microseconds"
+    cap = read_capture_bytes(bytes(data))
+    assert cap.bad_timestamps == 1 and cap.undecoded == {}
+    assert cap.packets["ts_ns"][1] == (1_700_000_001 + 1) * 10**9 + 500_000_000

@@ -77,4 +77,5 @@ def _read(buf, name: str, fast: bool) -> Capture:
         _data=buf,
         truncated_tail=recs.truncated_tail,
         tail_note=recs.tail_note,
+        bad_timestamps=recs.bad_ts,
     )

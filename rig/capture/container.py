@@ -53,6 +53,7 @@ class Records:
     status: np.ndarray  # u1: 0, or an Undecoded reason found at the container level
     truncated_tail: bool
     tail_note: str
+    bad_ts: int = 0  # pcap records whose sub-second field is >= 1 s (added as it is)
 
 
 def open_capture(path: str) -> mmap.mmap | bytes:
@@ -127,7 +128,9 @@ def _walk_pcap(buf, name: str) -> Records:
     o = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     hdr = np.concatenate(hdrs) if hdrs else np.zeros((0, 4), np.uint32)
     n = len(o)
+    # an out-of-range sub-second field (>= 1 s) is added as it is, and counted
     ts = hdr[:, 0].astype(np.int64) * 1_000_000_000 + hdr[:, 1].astype(np.int64) * tick_ns
+    bad_ts = int((hdr[:, 1] >= 1_000_000_000 // tick_ns).sum())
     return Records(
         format=fmt,
         interfaces=(iface,),
@@ -140,6 +143,7 @@ def _walk_pcap(buf, name: str) -> Records:
         status=np.zeros(n, np.uint8),
         truncated_tail=truncated,
         tail_note=note,
+        bad_ts=bad_ts,
     )
 
 

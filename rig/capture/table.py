@@ -178,6 +178,9 @@ class Capture:
     # records before it were read; ``tail_note`` says where and why
     truncated_tail: bool = False
     tail_note: str = ""
+    # pcap records whose sub-second timestamp field is out of range (>= 1 s); their
+    # ts_ns is seconds + that field as written (tools disagree on these; rig does not guess)
+    bad_timestamps: int = 0
     _data: object = field(default=None, repr=False, compare=False)  # bytes/mmap of the file
 
     def payload(self, row: int) -> bytes:
