@@ -346,3 +346,17 @@ def test_out_of_range_microseconds_are_counted_not_guessed():
     cap = read_capture_bytes(bytes(data))
     assert cap.bad_timestamps == 1 and cap.undecoded == {}
     assert cap.packets["ts_ns"][1] == (1_700_000_001 + 1) * 10**9 + 500_000_000
+
+
+def test_a_pipe_is_read_too(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "cap.fifo"
+    os.mkfifo(fifo)
+    data = pcap([eth(ip4(C4, S4, 17, udp(1, 2, b"through a pipe")))])
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    cap = read_capture(fifo)
+    writer.join()
+    assert cap.payload(0) == b"through a pipe"
