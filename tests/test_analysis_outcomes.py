@@ -322,3 +322,21 @@ def test_too_big_for_the_path_is_lost_outbound_with_the_mtu(tmp_path):
     ping(w2, 1)
     v2 = run(w2, tmp_path / "2")
     assert by_id(v2)["tcp-1"].outcome == "reset-by-middlebox"
+
+
+def test_fast_path_evidence_reads_like_the_close_look(tmp_path):
+    """Bulk-built records use the same words as per-packet summaries."""
+    from rig.analysis.summary import summarize
+    from rig.capture import read_capture
+
+    w = Path()
+    tcp_delivered(w, 40000, 1, 2)
+    ping(w, 1)
+    udp(w, 5000, 1)
+    v = run(w, tmp_path)
+    caps = {"client": read_capture(str(tmp_path / "client.pcap")), "server": read_capture(str(tmp_path / "server.pcap"))}
+    for e in v.exchanges:
+        assert e.outcome == "delivered"
+        for ev in e.evidence:
+            text, _, note = ev.summary.partition(" — ")
+            assert text == summarize(caps[ev.point].packets[ev.frame - 1]) and note

@@ -28,21 +28,20 @@ class _Rows:
         self.src = addr_texts(t["src"][rows]) if addresses else []
         self.dst = addr_texts(t["dst"][rows]) if addresses else []
 
-    def ep(self, i: int, which: str, port: bool) -> str:
-        a = (self.src if which == "src" else self.dst)[i]
+    def eps(self, which: str, port: bool) -> list[str]:
+        addrs = self.src if which == "src" else self.dst
         if not port:
-            return a
-        p = self.c["sport" if which == "src" else "dport"][i]
-        return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
+            return addrs
+        ports = self.c["sport" if which == "src" else "dport"]
+        return [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
 
-    def summary(self, i: int, udp: bool, note: str) -> str:
+    def summaries(self, udp: bool, note: str) -> list[str]:
         c = self.c
         if udp:
-            text = f"{self.ep(i, 'src', True)} > {self.ep(i, 'dst', True)} UDP len {c['plen'][i]}"
-        else:
-            text = (f"{self.src[i]} > {self.dst[i]} ICMP {_NAMES.get(c['icmp_type'][i], 'echo')} "
-                    f"id {c['icmp_id'][i]} seq {c['icmp_seq'][i]}")
-        return f"{text} ttl {c['ttl'][i]} — {note}"
+            return [f"{a} > {b} UDP len {n} ttl {t} — {note}"
+                    for a, b, n, t in zip(self.eps("src", True), self.eps("dst", True), c["plen"], c["ttl"])]
+        return [f"{a} > {b} ICMP {_NAMES.get(ty, 'echo')} id {i} seq {q} ttl {t} — {note}"
+                for a, b, ty, i, q, t in zip(self.src, self.dst, c["icmp_type"], c["icmp_id"], c["icmp_seq"], c["ttl"])]
 
 
 def changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> list[tuple]:
@@ -80,22 +79,24 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
     back_ch = changes_by_signature(c, s, crep, srep, "back")
     dst_key = c.dst_key[creq].tolist()
     explanation = f"the {word} reached the server and its {rep} reached the client"
+    n = len(creq)
+    # every string and record of the batch from column lists, one comprehension each
+    client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp), sq.eps("src", udp)
+    ev_s = [Evidence(s.name, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
+    ev_c = [Evidence(c.name, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
+    fc = [[a, b] if a < b else [b, a] for a, b in zip(cq.c["frame"], cp.c["frame"])]
+    fs = [[a, b] if a < b else [b, a] for a, b in zip(sq.c["frame"], sp.c["frame"])]
+    ids_changed = set() if udp else set(np.flatnonzero(c.t["icmp_id"][creq] != s.t["icmp_id"][sreq]).tolist())
+    t0s, first = cq.c["ts_ns"], cq.c["frame"]
+    cname, sname = c.name, s.name
     drafts = []
-    for i in range(len(creq)):
+    for i in range(n):
         ch = list(out_ch[i])
-        if not udp and cq.c["icmp_id"][i] != sq.c["icmp_id"][i]:
+        if i in ids_changed:
             ch.append(Change("icmp.id", "out", cq.c["icmp_id"][i], sq.c["icmp_id"][i], "echo id rewritten"))
         ch += back_ch[i]
-        t0 = cq.c["ts_ns"][i]
-        d = Draft(protocol, dst_key[i], t0, t0, cq.c["frame"][i], cq.ep(i, "src", udp), cq.ep(i, "dst", udp),
-                  sq.ep(i, "src", udp), "delivered", explanation, True, ch)
-        d.evidence = [  # all four frames are in ``frames``; these two prove the outcome
-            Evidence(s.name, sq.c["frame"][i], sq.summary(i, udp, f"{req} arrived")),
-            Evidence(c.name, cp.c["frame"][i], cp.summary(i, udp, f"{rep} arrived")),
-        ]
-        fc, fs = sorted((cq.c["frame"][i], cp.c["frame"][i])), sorted((sq.c["frame"][i], sp.c["frame"][i]))
-        d.frames = {c.name: fc, s.name: fs}
-        d.frames_sorted = True
+        d = Draft(protocol, dst_key[i], t0s[i], t0s[i], first[i], client_ep[i], server_ep[i], seen_ep[i],
+                  "delivered", explanation, True, ch, [ev_s[i], ev_c[i]], {cname: fc[i], sname: fs[i]}, (), True)
         drafts.append(d)
     out_d = s.t["ts_ns"][sreq].astype(np.int64) - c.t["ts_ns"][creq].astype(np.int64)
     back_d = c.t["ts_ns"][crep].astype(np.int64) - s.t["ts_ns"][srep].astype(np.int64)

@@ -16,6 +16,7 @@ from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx, Draft
 from rig.analysis.sides import Side
 from rig.analysis.summary import addr_texts, tcp_flags
+from rig.verdict import Evidence
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
@@ -47,24 +48,26 @@ class _Cols:
         self.src = addr_texts(t["src"][rows])
         self.dst = addr_texts(t["dst"][rows])
 
-    def summary(self, i: int, note: str) -> str:
-        c = self.c
-        s, d = self.src[i], self.dst[i]
-        s = f"[{s}]" if ":" in s else s
-        d = f"[{d}]" if ":" in d else d
-        text = f"{s}:{c['sport'][i]} > {d}:{c['dport'][i]} {tcp_flags(c['flags'][i])} seq {c['seq'][i]}"
-        if c["flags"][i] & 0x10:
-            text += f" ack {c['ack'][i]}"
-        if c["plen"][i]:
-            text += f" len {c['plen'][i]}"
-        if c["mss"][i]:
-            text += f" mss {c['mss'][i]}"
-        return f"{text} ttl {c['ttl'][i]} — {note}"
+    def endpoints(self, which: str = "src") -> list[str]:
+        addrs = self.src if which == "src" else self.dst
+        ports = self.c["sport" if which == "src" else "dport"]
+        return [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
 
-    def endpoint(self, i: int, which: str = "src") -> str:
-        a = (self.src if which == "src" else self.dst)[i]
-        port = self.c["sport" if which == "src" else "dport"][i]
-        return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
+    def summaries(self, note: str) -> list[str]:
+        """The same words as ``summary.summarize`` for each row, with ``note`` appended."""
+        c = self.c
+        out = []
+        for a, b, fl, seq, ack, plen, mss, ttl in zip(self.endpoints("src"), self.endpoints("dst"), c["flags"],
+                                                      c["seq"], c["ack"], c["plen"], c["mss"], c["ttl"]):
+            text = f"{a} > {b} {tcp_flags(fl)} seq {seq}"
+            if fl & 0x10:
+                text += f" ack {ack}"
+            if plen:
+                text += f" len {plen}"
+            if mss:
+                text += f" mss {mss}"
+            out.append(f"{text} ttl {ttl} — {note}")
+        return out
 
 
 def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
@@ -91,10 +94,15 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
     payload = _payload_suspects(ctx, ci, si)
     out_changes = _changes_by_signature(c, s, cc.order[cc.syn[ci]], sc.order[sc.syn[si]], "out")
     back_changes = _changes_by_signature(c, s, cc.order[cc.synack[ci]], sc.order[sc.synack[si]], "back")
+    client_ep, server_ep, seen_ep = syn_c.endpoints("src"), syn_c.endpoints("dst"), syn_s.endpoints("src")
+    ev_c = [Evidence(c.name, f, t) for f, t in zip(syn_c.c["frame"], syn_c.summaries("SYN sent"))]
+    ev_s = [Evidence(s.name, f, t) for f, t in zip(synack_s.c["frame"], synack_s.summaries("SYN-ACK sent; it arrived"))]
+    first = syn_c.c["frame"]
+    cname, sname = c.name, s.name
     drafts = []
     for i in range(len(ci)):
-        d = Draft("tcp", dst_key[i], t_first[i], t_last[i], syn_c.c["frame"][i], syn_c.endpoint(i), syn_c.endpoint(i, "dst"),
-                  syn_s.endpoint(i), "delivered", "", True)
+        d = Draft("tcp", dst_key[i], t_first[i], t_last[i], first[i], client_ep[i], server_ep[i], seen_ep[i],
+                  "delivered", "", True)
         ch = list(out_changes[i])
         if isn[0][i] != isn[1][i]:
             ch += isn_change(isn[0][i], isn[1][i], "out")
@@ -110,8 +118,8 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
         if sbytes[i] > 0:
             parts.append(f"{sbytes[i]} bytes of reply reached the client")
         d.explanation = "; ".join(parts)
-        d.evidence = [_ev(c.name, syn_c, i, "SYN sent"), _ev(s.name, synack_s, i, "SYN-ACK sent; it arrived")]
-        d.frames = {c.name: c_frames[c_lo[i]:c_hi[i]], s.name: s_frames[s_lo[i]:s_hi[i]]}
+        d.evidence = [ev_c[i], ev_s[i]]
+        d.frames = {cname: c_frames[c_lo[i]:c_hi[i]], sname: s_frames[s_lo[i]:s_hi[i]]}
         d.frames_sorted = True
         drafts.append(d)
     return drafts
@@ -134,12 +142,6 @@ def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, dire
         b = {f: v for f, v in zip(_CHANGE_FIELDS, (s.t[f][rs[k]] for f in _CHANGE_FIELDS))}
         per.append(tuple(tcp_syn_changes(a, b, direction)))
     return [per[j] for j in inv.ravel().tolist()]
-
-
-def _ev(point: str, cols: _Cols, i: int, note: str):
-    from rig.verdict import Evidence
-
-    return Evidence(point, cols.c["frame"][i], cols.summary(i, note))
 
 
 def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, list]:
