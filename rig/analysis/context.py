@@ -14,7 +14,6 @@ from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
 from rig.verdict import Change, Evidence
 
-MAX_EVIDENCE = 24  # per exchange; every frame is still listed in ``frames``
 
 
 @dataclass(slots=True)

@@ -14,8 +14,6 @@ import numpy as np
 from rig.analysis.keys import addr_key, combine, endpoint_key, rel32
 from rig.capture.table import ACK, FIN, RST, SYN, Capture, Undecoded
 
-ECHO_REQUEST = (8, 128)
-ECHO_REPLY = (0, 129)
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
 
@@ -201,6 +199,3 @@ class Side:
         udp = combine(17, t["q_ip_id"], t["q_dport"], n=len(rows))
         echo = combine(1, t["q_seq"].astype(np.int64) & 0xFFFF, n=len(rows))
         return np.where(qp == 6, tcp, np.where(qp == 17, udp, echo))
-
-    def frames(self, rows: np.ndarray) -> list[int]:
-        return self.t["frame"][rows].tolist()
