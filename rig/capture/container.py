@@ -9,8 +9,9 @@ mid-record or a block header is unusable -- walking stops and ``truncated_tail``
 
 Why the walk is a plain Python loop (measured here, 1M-record pcap, 235 MB): the next
 record's offset depends on the previous record's caplen, so the walk is sequential.
-A tight loop that only appends offsets (``struct.unpack_from`` on the caplen) takes
-0.33 s; slicing + ``int.from_bytes`` 0.38 s; appending to an ``array('q')`` instead of
+A tight loop that only appends offsets takes 0.20 s reading caplen through u32
+memoryview casts of the file (one per alignment), 0.23-0.33 s with ``struct.unpack_from``,
+0.28 s assembling four bytes, 0.38 s with slicing + ``int.from_bytes``; appending to an ``array('q')`` instead of
 a list is slower (0.15 vs 0.10 s per 1M appends). Everything else about a record (ts,
 lengths) is then gathered vectorised from the offsets, so the loop does the minimum.
 """
@@ -21,6 +22,7 @@ import mmap
 import os
 import stat
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,13 +113,25 @@ def _walk_pcap(buf, name: str) -> Records:
     parts: list[np.ndarray] = []
     hdrs: list[np.ndarray] = []
     cut = False
+    # In the file's byte order == the machine's, read caplen through four u32 views of
+    # the file (one per alignment): 0.20 s per 1M records vs 0.23-0.38 s with unpack_from.
+    native = (bo == "<") == (sys.byteorder == "little")
+    mv = memoryview(buf)
+    u32 = [mv[k : k + (end - k) // 4 * 4].cast("I") for k in range(4)] if native and end >= 8 else None
     while off <= last and not cut:
         stop = min(last, off + SEGMENT)
         offs: list[int] = []
         append = offs.append
-        while off <= stop:  # (checking the end only after the loop: 0.24 s vs 0.30 s per 1M)
-            append(off)
-            off += 16 + caplen_at(buf, off + 8)[0]
+        # (checking the end only after the loop: 0.24 s vs 0.30 s per 1M)
+        if u32 is not None:
+            while off <= stop:
+                append(off)
+                p = off + 8
+                off += 16 + u32[p & 3][p >> 2]
+        else:
+            while off <= stop:
+                append(off)
+                off += 16 + caplen_at(buf, off + 8)[0]
         if off > end:  # only the last record can run past the end
             off = offs.pop()
             cut = True
@@ -125,6 +139,10 @@ def _walk_pcap(buf, name: str) -> Records:
         parts.append(o)
         hdrs.append(windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32))
         released = release(buf, released, off)
+    if u32 is not None:
+        for v in u32:
+            v.release()
+    mv.release()
     truncated = off != end
     note = f"file ends inside the record at byte {off}" if truncated else ""
 
