@@ -359,7 +359,6 @@ def _walk_pcapng(buf, name: str) -> Records:
         if kinds:
             k[list(kinds)] = list(kinds.values())
         s = np.searchsorted(np.asarray(sec_starts), np.arange(n), side="right") - 1
-        blen_all = np.zeros(n, np.int64)
         released = 0
         pieces = [(si, sbo, sifs, sel[p : p + 65536]) for si, (sbo, sifs) in enumerate(sec_info)
                   for sel in (np.flatnonzero(s == si),) for p in range(0, len(sel), 65536)]
@@ -418,7 +417,6 @@ def _walk_pcapng(buf, name: str) -> Records:
             iface[m] = gid
             linktype[m] = lt
             status[m] = st
-            blen_all[m] = bl
         nosec = s < 0
         status[nosec] = Undecoded.MALFORMED
     infos = tuple(
