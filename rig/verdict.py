@@ -42,7 +42,7 @@ CHANGE_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapturePointInfo:
     name: str  # client | server | router | ...
     file: str
@@ -69,7 +69,7 @@ class CapturePointInfo:
                    d.get("clock_offset_s"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """A field the path altered: its value at the client point and at the server point."""
 
@@ -90,7 +90,7 @@ class Change:
         return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evidence:
     point: str
     frame: int  # Wireshark's frame.number in that point's capture
@@ -104,7 +104,7 @@ class Evidence:
         return cls(d["point"], int(d["frame"]), d["summary"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
     protocol: str  # tcp | udp | icmp
@@ -145,7 +145,7 @@ class Exchange:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Diagnosis:
     summary: str
     by_protocol: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
@@ -158,7 +158,7 @@ class Diagnosis:
         return cls(d["summary"], {p: dict(c) for p, c in d.get("by_protocol", {}).items()})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     capture_points: tuple[CapturePointInfo, ...]
     exchanges: tuple[Exchange, ...]

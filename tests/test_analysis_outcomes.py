@@ -340,3 +340,16 @@ def test_fast_path_evidence_reads_like_the_close_look(tmp_path):
         for ev in e.evidence:
             text, _, note = ev.summary.partition(" — ")
             assert text == summarize(caps[ev.point].packets[ev.frame - 1]) and note
+
+
+def test_data_after_the_clients_reset_is_not_a_loss(tmp_path):
+    w = Path()
+    ss, ca = handshake(w, 40000, 10, 20)
+    req = b"GET /big HTTP/1.1\r\n\r\n"
+    w.out(tcp_seg(w.client, w.server, 40000, 80, 11, 21, req, ACK | PSH))
+    w.back(tcp_seg(w.server, ss.src, 80, ss.sport, 21, 11 + len(req), b"HTTP/1.1 200 OK\r\n\r\n", ACK | PSH))
+    w.out(tcp_seg(w.client, w.server, 40000, 80, 11 + len(req), 21 + 19, b"", RST | ACK))  # the client gives up
+    for k in range(3):  # the server's segments in flight after the RST arrived: dropped by the client's stack
+        w.back(tcp_seg(w.server, ss.src, 80, ss.sport, 21 + 19 + 1448 * k, 11 + len(req), bytes(1448), ACK), arrive=False)
+    v = run(w, tmp_path)
+    assert v.exchanges[0].outcome == "delivered", v.exchanges[0].explanation

@@ -93,6 +93,10 @@ class _DataLook:
     def __init__(self, snd: _Conn, rcv: _Conn, sender_is_initiator: bool, mss_limit: int):
         st = snd.conns
         pos = snd.data_fwd if sender_is_initiator else snd.data_rev
+        # what the sender sent after the peer's RST reached it was never meant to arrive
+        peer_rst = snd.rst_rev if sender_is_initiator else snd.rst_fwd
+        if len(peer_rst):
+            pos = pos[snd.rows[pos] < peer_rst.min()]
         sr = snd.sr[pos]
         self.rows = snd.rows[pos]
         rel = st.rel_seq[sr].tolist()
@@ -392,10 +396,12 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         return
     d.outcome = "delivered"
     parts = ["handshake completed"]
-    if c_end > 1:
-        parts.append(f"{c_end - 1} bytes reached the server")
-    if s_end > 1:
-        parts.append(f"{s_end - 1} bytes of reply reached the client")
+    got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
+    got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
+    if got_s > 1:
+        parts.append(f"{got_s - 1} bytes reached the server")
+    if got_c > 1:
+        parts.append(f"{got_c - 1} bytes of reply reached the client")
     d.explanation = "; ".join(parts)
 
 
