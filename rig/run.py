@@ -288,8 +288,17 @@ class Pipeline:
                     c.abort()
 
     def _collect_logs(self, ssh) -> None:
-        self._client_sockets()
-        self._server_logs(ssh)
+        """Client socket states, the access log and the server's socket states, at once."""
+        jobs = [self._client_sockets, lambda: self._access_log(ssh), lambda: self._server_sockets(ssh)]
+        errors: list[BaseException | None] = []
+        threads = [threading.Thread(target=lambda j=j: errors.append(_try(j)), daemon=True) for j in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for err in errors:
+            if err is not None:
+                raise err
 
     def _client_sockets(self) -> None:
         """The client's socket states right after the probes (ss), for logs/."""
@@ -299,8 +308,8 @@ class Pipeline:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=10)
         self.bundle.log_path("ss-client.txt").write_text(res.stdout + res.stderr)
 
-    def _server_logs(self, ssh) -> None:
-        """Apache's access log and the server's socket states, fetched over SSH."""
+    def _access_log(self, ssh) -> None:
+        """Apache's access log, fetched over SSH (SFTP)."""
         server_dir = self.rig.facts.get("server_dir")
         log = self.rig.facts.get("access_log") or (f"{server_dir}/logs/access.log" if server_dir else None)
         if log:
@@ -308,6 +317,8 @@ class Pipeline:
                 ssh.fetch(log, str(self.bundle.log_path("access.log")))
             except InfraError as exc:
                 self.bundle.log_path("access.log.error").write_text(str(exc) + "\n")
+
+    def _server_sockets(self, ssh) -> None:
         res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
         self.bundle.log_path("ss-server.txt").write_text(res.stdout + res.stderr)
 
