@@ -223,7 +223,7 @@ def test_incomplete_when_the_server_capture_is_empty(tmp_path):
     assert {e.outcome for e in v.exchanges} == {"incomplete"}
     assert "server capture holds no packets" in v.exchanges[0].explanation
     assert v.exit_code() == 1
-    assert "cannot decide" in v.diagnosis.summary
+    assert "cannot decide" in v.diagnosis.summary and "(the server capture holds no packets)" in v.diagnosis.summary
 
 
 def test_incomplete_when_the_server_dropped_packets(tmp_path):

@@ -57,7 +57,10 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
         if outcome == "incomplete":
             n = sum(by[p][outcome] for p in protos)
-            clauses.append(_CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n))
+            why = Counter(e.explanation.split(", so this cannot be decided")[0] for e in exchanges
+                          if e.outcome == "incomplete" and ", so this cannot be decided" in e.explanation)
+            text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
+            clauses.append(f"{text} ({why.most_common(1)[0][0]})" if why else text)
         else:
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0))
     if not clauses:
