@@ -27,7 +27,7 @@ def test_seed_return_path_drop():
     assert (t.client, t.server, t.seen_at_server_as) == ("192.168.1.10:36114", "198.51.100.10:80", "203.0.113.2:36114")
     assert t.explanation == "the server answered SYN with SYN-ACK 4 times; none reached the client"
     lost = [e for e in t.evidence if "last seen here" in e.summary]
-    assert len(lost) == 3 and {e.point for e in lost} == {"server"}  # evidence lists 3, frames has all
+    assert len(lost) == 4 and {e.point for e in lost} == {"server"}  # every lost SYN-ACK, where it was last seen
     assert len(t.frames_at("client")) == 3 and len(t.frames_at("server")) == 3 + 4  # SYNs, SYN-ACKs
     assert v.exit_code() == 1
 

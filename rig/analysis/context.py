@@ -16,6 +16,9 @@ from rig.verdict import Change, Evidence
 
 
 
+LOST_EVIDENCE = 20  # lost packets listed one by one in the evidence (all are in ``frames``)
+
+
 @dataclass(slots=True)
 class Draft:
     protocol: str

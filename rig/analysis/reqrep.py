@@ -13,7 +13,7 @@ from bisect import bisect_right
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import Ctx, Draft, plural, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, plural, times
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
@@ -64,7 +64,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
                 d.outcome = "lost-return"
                 d.explanation = (f"the server answered the {req} with {plural(len(srep), rep)}; "
                                  f"none reached the client{where}")
-                ev += ctx.ev(s, srep, "never reached the client (last seen here)", 3)
+                ev += ctx.ev(s, srep, "never reached the client (last seen here)", LOST_EVIDENCE)
                 d.absent_at = ("client",)
         elif serr:
             ev += ctx.ev(s, serr, "ICMP error sent by the server", 2)

@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
-from rig.analysis.context import Ctx, Draft, plural, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, plural, times
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
@@ -376,7 +376,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         overhead = 60 if v6 else 40
         big = min(look.missing_eff) + overhead > (1280 if v6 else 576)
         small_passed = max(look.passed_eff, default=0)
-        ev += ctx.ev(snd.side, look.missing_rows, f"never reached the {receiver} (last seen here)", 6)
+        ev += ctx.ev(snd.side, look.missing_rows, f"never reached the {receiver} (last seen here)", LOST_EVIDENCE)
         if big and min(look.missing_eff) > small_passed and look.retransmissions > 0 and not frag:
             d.outcome = "mtu-blackhole"
             d.explanation = (
@@ -432,11 +432,12 @@ def _last_seen(ctx: Ctx, seen: dict[str, tuple], role: str, toward: str, origin:
     names = [n for n in seen if len(getattr(seen[n][1], role))]
     if toward == "client":
         names.reverse()  # the extra points nearest the client are last on the way back
-    out = ctx.ev(origin, origin_rows, f"{what}; never reached the {toward}" + ("" if names else " (last seen here)"), 3)
+    out = ctx.ev(origin, origin_rows, f"{what}; never reached the {toward}" + ("" if names else " (last seen here)"), LOST_EVIDENCE)
     for i, n in enumerate(names):
         side, X = seen[n]
         last = i == len(names) - 1
-        out += ctx.ev(side, getattr(X, role), f"seen at {n}" + (f"; last seen here, never reached the {toward}" if last else ""), 2)
+        out += ctx.ev(side, getattr(X, role), f"seen at {n}" + (f"; last seen here, never reached the {toward}" if last else ""),
+                      LOST_EVIDENCE if last else 2)
     return out
 
 
