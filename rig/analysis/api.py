@@ -121,24 +121,24 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     servers = _choose_servers(drafts, server_addr)
     kept = sorted((d for d in drafts if d.dst_key in servers), key=lambda d: (d.first_frame, _PROTO_ORDER[d.protocol]))
     del drafts, tcp, echo, udp  # each draft is released as soon as its record exists
-    counters: Counter = Counter()
+    counters = {"tcp": 0, "udp": 0, "icmp": 0}
     exchanges = []
     point_order = ["client", *xs, "server"]
     for i in range(len(kept)):
         d, kept[i] = kept[i], None
-        counters[d.protocol] += 1
+        n = counters[d.protocol] = counters[d.protocol] + 1
         if d.outcome != "delivered" and d.absent_at:
             why = _vouch(d, sides, offset)
             if why:
                 d.explanation = f"{why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
                 d.outcome = "incomplete"
-        exchanges.append(Exchange(
-            id=f"{d.protocol}-{counters[d.protocol]}", protocol=d.protocol, client=d.client, server=d.server,
-            seen_at_server_as=d.seen_at_server_as, outcome=d.outcome, explanation=d.explanation,
-            changes=tuple(d.changes), evidence=tuple(d.evidence),
-            frames=tuple((p, tuple(d.frames[p]) if d.frames_sorted else tuple(sorted(set(d.frames[p]))))
-                         for p in point_order if p in d.frames),
-        ))
+        fr = d.frames
+        if d.frames_sorted:
+            frames = tuple((p, tuple(fr[p])) for p in point_order if p in fr)
+        else:
+            frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
+        exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
+                                  d.explanation, tuple(d.changes), tuple(d.evidence), frames))
     points = []
     for name, side in sides.items():
         cap = side.cap
