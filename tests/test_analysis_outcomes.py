@@ -353,3 +353,17 @@ def test_data_after_the_clients_reset_is_not_a_loss(tmp_path):
         w.back(tcp_seg(w.server, ss.src, 80, ss.sport, 21 + 19 + 1448 * k, 11 + len(req), bytes(1448), ACK), arrive=False)
     v = run(w, tmp_path)
     assert v.exchanges[0].outcome == "delivered", v.exchanges[0].explanation
+
+
+def test_reply_bytes_after_the_server_capture_ended_are_not_a_middlebox(tmp_path):
+    """The server's tcpdump stopped a moment early: the client got data the server capture lacks."""
+    w = Path()
+    ss, ca = handshake(w, 40000, 10, 20)
+    req = b"GET / HTTP/1.1\r\n\r\n"
+    w.out(tcp_seg(w.client, w.server, 40000, 80, 11, 21, req, ACK | PSH))
+    w.back(tcp_seg(w.server, ss.src, 80, ss.sport, 21, 11 + len(req), b"HTTP/1.1 200 OK\r\n\r\n", ACK | PSH))
+    tail = tcp_seg(w.server, ss.src, 80, ss.sport, 21 + 19, 11 + len(req), b"more body", ACK | PSH)
+    w.client_frames.append((w.t0_ns + w._now + w.step_ns, w.nat_back(tail)))  # captured at the client only
+    v = run(w, tmp_path)
+    assert v.exchanges[0].outcome == "incomplete"
+    assert "the server capture ended about when this connection did" in v.exchanges[0].explanation

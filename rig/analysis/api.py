@@ -29,6 +29,7 @@ from rig.verdict import CapturePointInfo, Exchange, Verdict
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 WINDOW_SLACK_NS = 30_000_000_000  # longer than a probe's SYN retransmissions
+TAIL_NS = 1_000_000_000  # tcpdump without --immediate-mode loses about the last second
 
 
 def _addr_keys(text: str) -> set[int]:
@@ -88,6 +89,8 @@ def _vouch(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
                 return "the server capture had already stopped when the client sent this"
             if hi < side.ts_min - WINDOW_SLACK_NS:
                 return "the server capture had not started when the client sent this"
+            if d.server_until is not None and d.server_until + offset > side.ts_max - TAIL_NS:
+                return "the server capture ended about when this connection did"
     return None
 
 

@@ -37,6 +37,7 @@ class Draft:
     frames: dict[str, list[int]] = field(default_factory=dict)
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
     frames_sorted: bool = False  # frames are already in order without repeats
+    server_until: int | None = None  # client clock: the outcome needs the server capture running past this
 
 
 @dataclass

@@ -356,6 +356,8 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
                          f"something on the path answered in its place")
         ev += ctx.ev(c, C.rows[C.data_rev], "reply data", 3)
         d.absent_at = ("server",)
+        # the server capture must have been running well after this arrived at the client
+        d.server_until = int(c.t["ts_ns"][C.rows[C.data_rev]].max())
         return
     c_end = int(cc.data_end_fwd[C.ci])
     checks = (
