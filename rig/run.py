@@ -307,13 +307,14 @@ class Pipeline:
 
     def _access_log(self, ssh) -> None:
         """Apache's access log, fetched over SSH (SFTP)."""
-        server_dir = self.rig.facts.get("server_dir")
-        log = self.rig.facts.get("access_log") or (f"{server_dir}/logs/access.log" if server_dir else None)
-        if log:
-            try:
-                ssh.fetch(log, str(self.bundle.log_path("access.log")))
-            except InfraError as exc:
-                self.bundle.log_path("access.log.error").write_text(str(exc) + "\n")
+        from rig.configure import DEFAULT_SERVER_DIR  # where the playbook puts it unless told
+
+        server_dir = self.rig.facts.get("server_dir", DEFAULT_SERVER_DIR)
+        log = self.rig.facts.get("access_log") or f"{server_dir}/logs/access.log"
+        try:
+            ssh.fetch(log, str(self.bundle.log_path("access.log")))
+        except InfraError as exc:
+            self.bundle.log_path("access.log.error").write_text(str(exc) + "\n")
 
     def _server_sockets(self, ssh) -> None:
         res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
