@@ -28,12 +28,17 @@ class _Rows:
         self.src = addr_texts(t["src"][rows]) if addresses else []
         self.dst = addr_texts(t["dst"][rows]) if addresses else []
 
-    def eps(self, which: str, port: bool) -> list[str]:
+    def eps(self, which: str, port: bool, shared: bool = False) -> list[str]:
+        """``shared``: few distinct values (the server's), so equal strings are one object."""
         addrs = self.src if which == "src" else self.dst
         if not port:
             return addrs
         ports = self.c["sport" if which == "src" else "dport"]
-        return [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
+        out = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
+        if shared:
+            one: dict[str, str] = {}
+            out = [one.setdefault(x, x) for x in out]
+        return out
 
     def summaries(self, udp: bool, note: str) -> list[str]:
         c = self.c
@@ -81,7 +86,7 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
     explanation = f"the {word} reached the server and its {rep} reached the client"
     n = len(creq)
     # every string and record of the batch from column lists, one comprehension each
-    client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp), sq.eps("src", udp)
+    client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
     ev_s = [Evidence(s.name, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
     ev_c = [Evidence(c.name, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
     fc = [[a, b] if a < b else [b, a] for a, b in zip(cq.c["frame"], cp.c["frame"])]

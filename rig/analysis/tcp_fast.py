@@ -48,10 +48,15 @@ class _Cols:
         self.src = addr_texts(t["src"][rows])
         self.dst = addr_texts(t["dst"][rows])
 
-    def endpoints(self, which: str = "src") -> list[str]:
+    def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
+        """``shared``: few distinct values (the server's), so equal strings are one object."""
         addrs = self.src if which == "src" else self.dst
         ports = self.c["sport" if which == "src" else "dport"]
-        return [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
+        out = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
+        if shared:
+            one: dict[str, str] = {}
+            out = [one.setdefault(x, x) for x in out]
+        return out
 
     def summaries(self, note: str) -> list[str]:
         """The same words as ``summary.summarize`` for each row, with ``note`` appended."""
@@ -94,7 +99,8 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
     payload = _payload_suspects(ctx, ci, si)
     out_changes = _changes_by_signature(c, s, cc.order[cc.syn[ci]], sc.order[sc.syn[si]], "out")
     back_changes = _changes_by_signature(c, s, cc.order[cc.synack[ci]], sc.order[sc.synack[si]], "back")
-    client_ep, server_ep, seen_ep = syn_c.endpoints("src"), syn_c.endpoints("dst"), syn_s.endpoints("src")
+    client_ep, server_ep, seen_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True), syn_s.endpoints("src")
+    texts: dict[tuple[int, int], str] = {}
     ev_c = [Evidence(c.name, f, t) for f, t in zip(syn_c.c["frame"], syn_c.summaries("SYN sent"))]
     ev_s = [Evidence(s.name, f, t) for f, t in zip(synack_s.c["frame"], synack_s.summaries("SYN-ACK sent; it arrived"))]
     first = syn_c.c["frame"]
@@ -112,12 +118,16 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
         if i in payload:
             ch += payload[i]
         d.changes = ch
-        parts = ["handshake completed"]
-        if cbytes[i] > 0:
-            parts.append(f"{cbytes[i]} bytes reached the server")
-        if sbytes[i] > 0:
-            parts.append(f"{sbytes[i]} bytes of reply reached the client")
-        d.explanation = "; ".join(parts)
+        key = (cbytes[i], sbytes[i])
+        text = texts.get(key)
+        if text is None:  # many connections carry the same sizes: one string for all of them
+            parts = ["handshake completed"]
+            if cbytes[i] > 0:
+                parts.append(f"{cbytes[i]} bytes reached the server")
+            if sbytes[i] > 0:
+                parts.append(f"{sbytes[i]} bytes of reply reached the client")
+            text = texts[key] = "; ".join(parts)
+        d.explanation = text
         d.evidence = [ev_c[i], ev_s[i]]
         d.frames = {cname: c_frames[c_lo[i]:c_hi[i]], sname: s_frames[s_lo[i]:s_hi[i]]}
         d.frames_sorted = True
