@@ -24,10 +24,10 @@ ping = st.fixed_dictionaries({"arrives": st.booleans(), "answered": st.booleans(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conns=st.lists(conn, min_size=1, max_size=4), pings=st.lists(ping, max_size=3),
+@given(conns=st.lists(conn, min_size=1, max_size=4), pings=st.lists(ping, max_size=3), dgrams=st.lists(ping, max_size=3),
        public_port=st.integers(1024, 65535), echo_id=st.integers(0, 65535), hops=st.integers(1, 30),
        v6=st.booleans(), clamp=st.sampled_from([None, 1400, 1414]))
-def test_outcomes_follow_ground_truth(conns, pings, public_port, echo_id, hops, v6, clamp):
+def test_outcomes_follow_ground_truth(conns, pings, dgrams, public_port, echo_id, hops, v6, clamp):
     w = (Path(client="2001:db8::10", server="2001:db8:1::10", public="2001:db8:ff::2", hops=hops, mss_clamp=clamp,
               port_map=lambda p: (p + public_port) % 64512 + 1024, echo_id_map=lambda i: echo_id)
          if v6 else Path(hops=hops, mss_clamp=clamp, port_map=lambda p: (p + public_port) % 64512 + 1024,
@@ -65,6 +65,14 @@ def test_outcomes_follow_ground_truth(conns, pings, public_port, echo_id, hops, 
                    arrive=p["reply_arrives"])
         expect[("icmp", n)] = ("lost-outbound" if not p["arrives"] else "unanswered" if not p["answered"]
                                else "delivered" if p["reply_arrives"] else "lost-return")
+    for n, p in enumerate(dgrams):
+        q = w.out(Pkt(w.client, w.server, 17, sport=50000 + n, dport=7, payload=b"udp-nonce-%d" % n, ip_id=n + 1),
+                  arrive=p["arrives"])
+        if p["arrives"] and p["answered"]:
+            w.back(Pkt(q.dst, q.src, 17, sport=7, dport=q.sport, payload=b"echo:udp-nonce-%d" % n),
+                   arrive=p["reply_arrives"])
+        expect[("udp", 50000 + n)] = ("lost-outbound" if not p["arrives"] else "unanswered" if not p["answered"]
+                                      else "delivered" if p["reply_arrives"] else "lost-return")
     # a scanner that happens to use the same ISNs (on another port) must change nothing; it
     # also keeps the server capture non-empty (an empty one makes every absence 'incomplete')
     scanner = "2001:db8:99::1" if v6 else "45.1.2.3"
@@ -75,8 +83,8 @@ def test_outcomes_follow_ground_truth(conns, pings, public_port, echo_id, hops, 
         v = run(w, d, server_addr=w.server)
     got = {}
     for e in v.exchanges:
-        if e.protocol == "tcp":
-            got[("tcp", int(e.client.rsplit(":", 1)[1]))] = e.outcome
+        if e.protocol in ("tcp", "udp"):
+            got[(e.protocol, int(e.client.rsplit(":", 1)[1]))] = e.outcome
         else:
             got[("icmp", len([k for k in got if k[0] == "icmp"]))] = e.outcome
     assert got == expect
