@@ -79,6 +79,7 @@ def test_retransmitted_syn_first_copy_lost(tmp_path):
     t = v.exchanges[0]
     assert t.outcome == "delivered"
     assert len(t.frames_at("client")) == 9  # 3 SYNs + 6
+    assert t.explanation.startswith("handshake completed after 2 lost SYNs;")
     assert len(t.frames_at("server")) == 7
 
 

@@ -20,7 +20,7 @@ from rig.analysis.keys import combine, combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, path_signal
-from rig.analysis.tcp_fast import delivered_drafts, delivered_mask
+from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
 from rig.capture.table import ACK, RST, SYN
 
 
@@ -397,14 +397,10 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         d.absent_at = (receiver,)
         return
     d.outcome = "delivered"
-    parts = ["handshake completed"]
     got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
     got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
-    if got_s > 1:
-        parts.append(f"{got_s - 1} bytes reached the server")
-    if got_c > 1:
-        parts.append(f"{got_c - 1} bytes of reply reached the client")
-    d.explanation = "; ".join(parts)
+    d.explanation = delivered_text(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),
+                                   max(len(S.synack) - len(C.synack), 0))
 
 
 def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> tuple[str, dict[str, tuple]]:

@@ -75,6 +75,20 @@ class _Cols:
         return out
 
 
+def delivered_text(to_server: int, to_client: int, lost_syn: int = 0, lost_synack: int = 0) -> str:
+    """The explanation of a delivered connection (bytes as the receivers show them)."""
+    parts = ["handshake completed"]
+    if lost_syn:
+        parts[0] += f" after {lost_syn} lost SYN{'s' if lost_syn > 1 else ''}"
+    if lost_synack:
+        parts[0] += f"{' and' if lost_syn else ' after'} {lost_synack} lost SYN-ACK{'s' if lost_synack > 1 else ''}"
+    if to_server > 0:
+        parts.append(f"{to_server} bytes reached the server")
+    if to_client > 0:
+        parts.append(f"{to_client} bytes of reply reached the client")
+    return "; ".join(parts)
+
+
 def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
     """Drafts of connections ``delivered_mask`` accepted."""
     c, s = ctx.client, ctx.server
@@ -100,7 +114,9 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
     out_changes = _changes_by_signature(c, s, cc.order[cc.syn[ci]], sc.order[sc.syn[si]], "out")
     back_changes = _changes_by_signature(c, s, cc.order[cc.synack[ci]], sc.order[sc.synack[si]], "back")
     client_ep, server_ep, seen_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True), syn_s.endpoints("src")
-    texts: dict[tuple[int, int], str] = {}
+    texts: dict[tuple[int, int, int, int], str] = {}
+    lost_syn = np.maximum(cc.n_syn[ci] - sc.n_syn[si], 0).tolist()
+    lost_synack = np.maximum(sc.n_synack[si] - cc.n_synack[ci], 0).tolist()
     ev_c = [Evidence(c.name, f, t) for f, t in zip(syn_c.c["frame"], syn_c.summaries("SYN sent"))]
     ev_s = [Evidence(s.name, f, t) for f, t in zip(synack_s.c["frame"], synack_s.summaries("SYN-ACK sent; it arrived"))]
     first = syn_c.c["frame"]
@@ -118,15 +134,10 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
         if i in payload:
             ch += payload[i]
         d.changes = ch
-        key = (cbytes[i], sbytes[i])
+        key = (cbytes[i], sbytes[i], lost_syn[i], lost_synack[i])
         text = texts.get(key)
         if text is None:  # many connections carry the same sizes: one string for all of them
-            parts = ["handshake completed"]
-            if cbytes[i] > 0:
-                parts.append(f"{cbytes[i]} bytes reached the server")
-            if sbytes[i] > 0:
-                parts.append(f"{sbytes[i]} bytes of reply reached the client")
-            text = texts[key] = "; ".join(parts)
+            text = texts[key] = delivered_text(*key)
         d.explanation = text
         d.evidence = [ev_c[i], ev_s[i]]
         d.frames = {cname: c_frames[c_lo[i]:c_hi[i]], sname: s_frames[s_lo[i]:s_hi[i]]}
