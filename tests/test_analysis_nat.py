@@ -226,3 +226,18 @@ def test_nat_reusing_a_port_the_server_holds_in_time_wait(tmp_path):
     assert "the NAT reused a public port the server still held (TIME_WAIT); the client reset it" in e.explanation
     assert e.seen_at_server_as == "203.0.113.2:40001"
     assert "reused a public port the server still held for 1 connection" in v.diagnosis.summary
+
+
+def test_client_capture_inside_a_map_e_tunnel(tmp_path):
+    """The client point captures on the CE's IPv6 side: IPv4 inside IPv6 (MAP-E / DS-Lite)."""
+    from rig.capture.synth import encoded, ip4in6
+
+    w = Path()
+    tcp_delivered(w, 40000, 1, 2)
+    ping(w, 1)
+    tunnelled = [(t, ip4in6(b, "2001:db8:ce::1", "2001:db8:b0::1") if b[0] >> 4 == 4 else b)
+                 for t, b in encoded(w.client_frames)]
+    w.client_frames[:] = tunnelled
+    v = run(w, tmp_path)
+    assert [(e.id, e.outcome) for e in v.exchanges] == [("tcp-1", "delivered"), ("icmp-1", "delivered")]
+    assert v.exchanges[0].client == "192.168.1.10:40000"

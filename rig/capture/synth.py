@@ -148,6 +148,12 @@ def encode(p: Pkt, l4: bytes | None = None, frag_offset: int = 0, more_frags: bo
     return hdr[:10] + struct.pack("!H", c) + hdr[12:] + body
 
 
+def ip4in6(inner: bytes, src6: str, dst6: str, hlim: int = 64) -> bytes:
+    """An IPv4 packet carried in IPv6 (MAP-E / DS-Lite, next header 4)."""
+    return (struct.pack("!IHBB", 6 << 28, len(inner), 4, hlim) + ipaddress.ip_address(src6).packed
+            + ipaddress.ip_address(dst6).packed + inner)
+
+
 def fragments(p: Pkt, mtu: int) -> list[bytes]:
     """IPv4 fragments of ``p`` for a link of ``mtu`` bytes."""
     body = l4_bytes(p)
