@@ -360,3 +360,13 @@ def test_a_pipe_is_read_too(tmp_path):
     cap = read_capture(fifo)
     writer.join()
     assert cap.payload(0) == b"through a pipe"
+
+
+def test_ip_length_beyond_the_wire_is_malformed_not_truncated():
+    lie4 = eth(ip4(C4, S4, 17, udp(1, 2, b"x" * 10), tl=900))  # not cut by snaplen: the header lies
+    lie6 = eth(ip6(C6, S6, 17, udp(1, 2, b"x" * 10), plen=900), et=0x86DD)
+    cut = eth(ip4(C4, S4, 17, udp(1, 2, b"x" * 900)))
+    cap = read_capture_bytes(pcap([lie4, lie6, cut], caplens=[len(lie4), len(lie6), 60]))
+    p = cap.packets
+    assert list(p["status"]) == [Undecoded.MALFORMED, Undecoded.MALFORMED, Undecoded.TRUNCATED_PAYLOAD]
+    assert p["ttl"][0] == 64 and p["ip_len"][1] == 940 and p["plen"][2] == 900

@@ -173,7 +173,7 @@ def _ipv4(p: bytes, o: int, base: int, wire_ip: int, r: dict, tunnel: bool = Fal
     if tl == 0:  # TSO: the NIC fills the length in later
         tl = wire_ip
     r["ip_len"] = tl
-    if tl < ihl:
+    if tl < ihl or tl > wire_ip:  # (longer than the packet on the wire: the header lies)
         r["status"] = Undecoded.MALFORMED
         return
     if len(p) < o + ihl:
@@ -208,6 +208,9 @@ def _ipv6(p: bytes, o: int, base: int, wire_ip: int, r: dict) -> None:
         plen = max(wire_ip - 40, 0)
     tl = 40 + plen
     r["ip_len"] = tl
+    if tl > wire_ip:  # longer than the packet on the wire: the header lies
+        r["status"] = Undecoded.MALFORMED
+        return
     end = o + tl
     h = o + 40
     while True:

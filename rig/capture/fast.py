@@ -128,7 +128,7 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     is_tcp = proto == 6
     is_udp = proto == 17
     is_icmp = (is4 & (proto == 1)) | (is6 & (proto == 58))
-    ok &= (is4 | is6) & (is_tcp | is_udp | is_icmp)
+    ok &= (is4 | is6) & (is_tcp | is_udp | is_icmp) & (tl <= wire_ip)
 
     # ---- L4 header
     g3 = _windows(arr, off + l4, 44)
