@@ -73,3 +73,15 @@ def test_port_set_nat_runs_out_of_ports():
     assert "the NAT reused a public port the server still held (TIME_WAIT)" in reused[0].explanation
     s = v.diagnosis.summary
     assert "came from only 16 public ports" in s and "too few ports" in s
+
+
+def test_seed_with_a_capture_on_the_users_router_names_the_hop():
+    d = DATA / "seed-router"
+    v = analyse(read_capture(str(d / "client.pcap")), read_capture(str(d / "server.pcap")),
+                extra={"router": read_capture(str(d / "router.pcap"))})
+    t = v.exchanges[0]
+    assert t.outcome == "lost-return"
+    assert t.explanation.endswith("router saw SYN 3 times; lost between the server and the router")
+    assert len(t.frames_at("router")) == 3 and [p for p, _ in t.frames] == ["client", "router", "server"]
+    assert v.diagnosis.summary.startswith("TCP replies are lost between the server and the router;")
+    assert [p.name for p in v.capture_points] == ["client", "server", "router"]

@@ -76,3 +76,16 @@ def plural(n: int, word: str) -> str:
     if word.endswith("y") and word[-2:-1] not in "aeiou":
         return f"{n} {word[:-1]}ies"
     return f"{n} {word}s"
+
+
+def lost_between(extras: list[str], saw: set[str], toward: str) -> str:
+    """Where on the path packets died, from which capture points saw them: the points
+    run client, extras (in the order given, from the client), server."""
+    path = ["client", *extras, "server"]
+    if toward == "client":
+        path.reverse()
+    last = 0
+    for i, p in enumerate(path[:-1]):
+        if i == 0 or p in saw:
+            last = i
+    return f"lost between the {path[last]} and the {path[last + 1]}"

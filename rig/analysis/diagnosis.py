@@ -11,12 +11,13 @@ from collections import Counter
 from rig.verdict import Diagnosis, Exchange
 
 _MTU = re.compile(r"next-hop MTU (\d+)")
+_HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
 
 _CLAUSE = {
-    "lost-return": "{p} replies are lost between the server and the client",
-    "lost-outbound": "{p} requests are lost between the client and the server",
+    "lost-return": "{p} replies are lost between the {a} and the {b}",
+    "lost-outbound": "{p} requests are lost between the {a} and the {b}",
     "unanswered": "the server receives {p} requests but does not answer them",
     "refused": "the server refuses {p}",
     "answered-by-middlebox": "something between the client and the server answers {p} in the server's place (a proxy or cache)",
@@ -46,6 +47,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
         return Diagnosis("No exchange from the client toward the server was found in the client capture "
                          "(no TCP SYN, ICMP echo request or UDP datagram)", {})
     clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
+    problems = [e for e in exchanges if e.outcome != "delivered"]
     clauses: list[str] = []
     for outcome in _SEVERITY:
         protos = [p for p in ORDER if p in by and by[p].get(outcome)]
@@ -62,7 +64,13 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
             text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
             clauses.append(f"{text} ({why.most_common(1)[0][0]})" if why else text)
         else:
-            clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0))
+            a, b = ("server", "client") if outcome == "lost-return" else ("client", "server")
+            # with more capture points, the explanations name the hop; say it if they agree
+            hops = {m.groups() if m else None for e in problems if e.outcome == outcome
+                    for m in [_HOP.search(e.explanation)]}
+            if len(hops) == 1 and None not in hops:
+                a, b = hops.pop()
+            clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
         text = f"Every exchange ({total}) was delivered both ways: the path is clean"
@@ -70,7 +78,6 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
         return Diagnosis(text, by_protocol)
-    problems = [e for e in exchanges if e.outcome != "delivered"]
     mtus = sorted({m.group(1) for e in problems for m in [_MTU.search(e.explanation)] if m})
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")

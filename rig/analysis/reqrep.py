@@ -13,7 +13,7 @@ from bisect import bisect_right
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, plural, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
@@ -114,6 +114,9 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
     else:
         d.outcome = "lost-outbound"
         d.explanation = f"the client sent {times(n_req_c, 'the ' + req)}; none reached the server{where}"
+        if ctx.extra:
+            saw = {n for n in ctx.extra if f"{n} saw it" in where}
+            d.explanation += "; " + lost_between(list(ctx.extra), saw, "server")
         last = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
         for i in last[-1:]:
             ev[i] = Evidence(ev[i].point, ev[i].frame, f"{ev[i].summary}; last seen here, never reached the server")

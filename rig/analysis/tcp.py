@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, plural, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
 from rig.analysis.keys import combine, combine1
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
@@ -231,6 +231,8 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         else:
             d.outcome = "lost-outbound"
             d.explanation = f"the client sent {times(n_syn, 'SYN')}; none reached the server{where}"
+            if ctx.extra:
+                d.explanation += "; " + lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].syn)}, "server")
             d.absent_at = ("server",)
             ev[:] = _last_seen(ctx, seen, "syn", "server", c, C.syn, "SYN sent")
         return d
@@ -259,6 +261,9 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
                 d.outcome = "lost-return"
                 d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')}; "
                                  f"none reached the client{where}")
+                if ctx.extra:
+                    d.explanation += "; " + lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].synack)},
+                                                         "client")
                 ev[:] = (ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2)
                          + _last_seen(ctx, seen, "synack", "client", s, S.synack, "SYN-ACK sent"))
                 d.absent_at = ("client",)
