@@ -241,3 +241,28 @@ def test_client_capture_inside_a_map_e_tunnel(tmp_path):
     v = run(w, tmp_path)
     assert [(e.id, e.outcome) for e in v.exchanges] == [("tcp-1", "delivered"), ("icmp-1", "delivered")]
     assert v.exchanges[0].client == "192.168.1.10:40000"
+
+
+def test_router_point_locates_lost_echo_replies(tmp_path):
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth import encoded, frame, write_pcap
+
+    w = Path()
+    router = []
+    p = Pkt(w.client, w.server, 1, icmp_type=8, icmp_id=7, icmp_seq=1, payload=b"nonce-1")
+    q = w.out(p)
+    router.append((w.t0_ns + w._now, Pkt(**{**p.__dict__, "src": "192.168.0.2", "ttl": 63})))
+    r = Pkt(q.dst, q.src, 1, icmp_type=0, icmp_id=q.icmp_id, icmp_seq=1, payload=q.payload)
+    w.back(r, arrive=False)
+    router.append((w.t0_ns + w._now, Pkt(**{**r.__dict__, "dst": "192.168.0.2", "ttl": 62})))  # got to the router
+    c, s = w.write(tmp_path)
+    rp = tmp_path / "router.pcap"
+    write_pcap(rp, ((t, frame(b)) for t, b in encoded(router)))
+    v = analyse(read_capture(str(c)), read_capture(str(s)), extra={"router": read_capture(str(rp))})
+    e = v.exchanges[0]
+    assert e.outcome == "lost-return"
+    assert e.explanation.endswith("lost between the router and the client")
+    assert "ICMP replies are lost between the router and the client" in v.diagnosis.summary
+    last = [ev for ev in e.evidence if "last seen here" in ev.summary]
+    assert [ev.point for ev in last] == ["router"] and e.frames_at("router")

@@ -49,7 +49,10 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
     return counts[inv.ravel()] == 1
 
 
-def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str) -> None:
+def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str,
+            reply_seen_at: dict[str, list[int]] | None = None) -> None:
+    """``reply_seen_at``: the extra points that saw the server's reply, with its rows there."""
+    reply_seen_at = reply_seen_at or {}
     c, s = ctx.client, ctx.server
     ev = d.evidence
     if sreq:
@@ -63,8 +66,17 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
             else:
                 d.outcome = "lost-return"
                 d.explanation = (f"the server answered the {req} with {plural(len(srep), rep)}; "
-                                 f"none reached the client{where}")
-                ev += ctx.ev(s, srep, "never reached the client (last seen here)", LOST_EVIDENCE)
+                                 f"none reached the client")
+                if ctx.extra:
+                    d.explanation += "; " + lost_between(list(ctx.extra), set(reply_seen_at), "client")
+                seen = [n for n in reversed(list(ctx.extra)) if n in reply_seen_at]  # server side first
+                ev += ctx.ev(s, srep, f"{rep} sent" if seen else "never reached the client (last seen here)",
+                             LOST_EVIDENCE)
+                for n in seen:
+                    last = n == seen[-1]
+                    ctx.add_frames(d, ctx.extra[n], reply_seen_at[n])
+                    ev += ctx.ev(ctx.extra[n], reply_seen_at[n], f"seen at {n}" + (
+                        "; last seen here, never reached the client" if last else ""), LOST_EVIDENCE if last else 2)
                 d.absent_at = ("client",)
         elif serr:
             ev += ctx.ev(s, serr, "ICMP error sent by the server", 2)
@@ -149,6 +161,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     srep = _index(s.echo_key(s.echo_rep), s.echo_rep)
     crep = _index(c.echo_key(c.echo_rep), c.echo_rep)
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
+    extra_rep = {n: _index(x.echo_key(x.echo_rep), x.echo_rep) for n, x in ctx.extra.items()}
     c_err, s_err = error_index(c), error_index(s)
     drafts, out_d, back_d = [], [], []
     fast = np.zeros(len(req), bool)
@@ -196,7 +209,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
                 d.changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
                 back_d.append(int(c.t[cp[0]]["ts_ns"]) - int(s.t[sp[0]]["ts_ns"]))
         where = _where(ctx, d, xk, extra_req)
-        _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where)
+        _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where,
+                {n: idx[xk] for n, idx in extra_rep.items() if idx.get(xk)})
         drafts.append(d)
     return drafts, out_d, back_d
 
@@ -351,6 +365,9 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
             ctx.add_frames(d, side, rows)
         d.evidence += ctx.ev(c, gl, "datagram sent", 2)
         where = _where(ctx, d, ck[gl[0]], extra_req)
-        _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where)
+        sent_keys = set(skeys[np.isin(udp_s, sp)].tolist()) if sp else set()
+        _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
+                {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
+                 if rows})
         drafts.append(d)
     return drafts, out_d, back_d
