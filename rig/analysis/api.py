@@ -136,7 +136,9 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
                 d.explanation = f"{why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
                 d.outcome = "incomplete"
         fr = d.frames
-        if d.frames_sorted:
+        if isinstance(fr, tuple):  # a fast path's final form
+            frames = fr
+        elif d.frames_sorted:
             frames = tuple((p, tuple(fr[p])) for p in point_order if p in fr)
         else:
             frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)

@@ -89,19 +89,19 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
     client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
     ev_s = [Evidence(s.name, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
     ev_c = [Evidence(c.name, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
-    fc = [[a, b] if a < b else [b, a] for a, b in zip(cq.c["frame"], cp.c["frame"])]
-    fs = [[a, b] if a < b else [b, a] for a, b in zip(sq.c["frame"], sp.c["frame"])]
+    fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
+    fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp.c["frame"])]
     ids_changed = set() if udp else set(np.flatnonzero(c.t["icmp_id"][creq] != s.t["icmp_id"][sreq]).tolist())
     t0s, first = cq.c["ts_ns"], cq.c["frame"]
     cname, sname = c.name, s.name
     drafts = []
-    for i in range(n):
-        ch = list(out_ch[i])
+    for i in range(n):  # final tuples here: turning the draft into its record copies nothing
+        ch = out_ch[i] + back_ch[i]
         if i in ids_changed:
-            ch.append(Change("icmp.id", "out", cq.c["icmp_id"][i], sq.c["icmp_id"][i], "echo id rewritten"))
-        ch += back_ch[i]
+            ch = out_ch[i] + (Change("icmp.id", "out", cq.c["icmp_id"][i], sq.c["icmp_id"][i], "echo id rewritten"),) \
+                + back_ch[i]
         d = Draft(protocol, dst_key[i], t0s[i], t0s[i], first[i], client_ep[i], server_ep[i], seen_ep[i],
-                  "delivered", explanation, True, ch, [ev_s[i], ev_c[i]], {cname: fc[i], sname: fs[i]}, (), True)
+                  "delivered", explanation, True, ch, (ev_s[i], ev_c[i]), ((cname, fc[i]), (sname, fs[i])), (), True)
         drafts.append(d)
     out_d = s.t["ts_ns"][sreq].astype(np.int64) - c.t["ts_ns"][creq].astype(np.int64)
     back_d = c.t["ts_ns"][crep].astype(np.int64) - s.t["ts_ns"][srep].astype(np.int64)

@@ -125,22 +125,18 @@ def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
     for i in range(len(ci)):
         d = Draft("tcp", dst_key[i], t_first[i], t_last[i], first[i], client_ep[i], server_ep[i], seen_ep[i],
                   "delivered", "", True)
-        ch = list(out_changes[i])
-        if isn[0][i] != isn[1][i]:
-            ch += isn_change(isn[0][i], isn[1][i], "out")
-        ch += back_changes[i]
-        if isn[2][i] != isn[3][i]:
-            ch += isn_change(isn[2][i], isn[3][i], "back")
-        if i in payload:
-            ch += payload[i]
+        ch = out_changes[i] + back_changes[i]
+        if isn[0][i] != isn[1][i] or isn[2][i] != isn[3][i] or i in payload:
+            ch = (out_changes[i] + tuple(isn_change(isn[0][i], isn[1][i], "out")) + back_changes[i]
+                  + tuple(isn_change(isn[2][i], isn[3][i], "back")) + tuple(payload.get(i, ())))
         d.changes = ch
         key = (cbytes[i], sbytes[i], lost_syn[i], lost_synack[i])
         text = texts.get(key)
         if text is None:  # many connections carry the same sizes: one string for all of them
             text = texts[key] = delivered_text(*key)
         d.explanation = text
-        d.evidence = [ev_c[i], ev_s[i]]
-        d.frames = {cname: c_frames[c_lo[i]:c_hi[i]], sname: s_frames[s_lo[i]:s_hi[i]]}
+        d.evidence = (ev_c[i], ev_s[i])
+        d.frames = ((cname, tuple(c_frames[c_lo[i]:c_hi[i]])), (sname, tuple(s_frames[s_lo[i]:s_hi[i]])))
         d.frames_sorted = True
         drafts.append(d)
     return drafts
