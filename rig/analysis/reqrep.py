@@ -216,6 +216,14 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
 
 
 def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """The 4-tuple of each row (``reverse``: of the reply it would get), memoised per side
+    for the side's UDP rows, which every step of the UDP analysis asks for."""
+    full = side.memo.get(("udp-tuples", reverse))
+    if full is not None and len(rows) and len(full[0]):
+        pos = np.searchsorted(full[0], rows)
+        pos_c = np.minimum(pos, len(full[0]) - 1)
+        if (full[0][pos_c] == rows).all():
+            return full[1][pos_c]
     t = side.t
     if reverse:
         return combine(side.dst_key[rows], t["dport"][rows], side.src_key[rows], t["sport"][rows], n=len(rows))
@@ -284,6 +292,9 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     if len(req) == 0:
         return [], [], []
     fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
+    for side, rows in ((c, udp_c), (s, s.rows_of(17))):  # every UDP row's 4-tuple, both ways, once
+        for rev in (False, True):
+            side.memo[("udp-tuples", rev)] = (rows, _tuple_key(side, rows, rev))
     gk = combine(_tuple_key(c, req), c.t["phash"][req], c.t["plen"][req], n=len(req))
     ckeys = _udp_key(c, req)
     udp_s = s.rows_of(17)

@@ -77,6 +77,7 @@ class Side:
     def __init__(self, name: str, cap: Capture | None):
         self.name = name
         self.cap = cap
+        self.memo: dict = {}  # per-side results the analysis steps share (e.g. UDP 4-tuples)
         pk = cap.packets if cap is not None else None
         if pk is None or len(pk) == 0:
             from rig.capture.table import empty_table
