@@ -13,7 +13,6 @@ for) so none keeps a namespace busy.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rig.backends.base import Rig
+from rig.resources import playbooks_dir, templates_dir
 from rig.errors import InfraError, MissingToolError
 from rig.sshclient import known_hosts_name
 
@@ -51,26 +51,6 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _package_dir(name: str) -> Path:
-    """A directory shipped with rig (package data), falling back to the source tree."""
-    res = importlib.resources.files("rig") / name
-    if res.is_dir():
-        return Path(str(res))
-    repo = Path(__file__).resolve().parent.parent / name
-    if repo.is_dir():
-        return repo
-    raise InfraError(f"rig is installed without its {name}/ directory; reinstall the package")
-
-
-def playbooks_dir() -> Path:
-    return _package_dir("playbooks")
-
-
-def templates_dir() -> Path:
-    env = os.environ.get("RIG_TEMPLATES")
-    return Path(env) if env else _package_dir("templates")
 
 
 def shipped_files(templates: Path, server_dir: str) -> list[dict[str, str]]:

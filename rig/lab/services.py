@@ -28,6 +28,7 @@ from pathlib import Path
 from rig.errors import InfraError
 from rig.lab.build import find_tool, run
 from rig.netns import in_netns
+from rig.resources import templates_dir
 
 READY_TIMEOUT = 10.0
 
@@ -47,16 +48,6 @@ class Keys:
     host_pub: str  # "ssh-ed25519 AAAA..." (pinned by the client)
     client_key: str  # private key the pipeline logs in with
     client_pub: str
-
-
-def templates_dir() -> Path:
-    """templates/ at the repository root (beside rig/), or $RIG_TEMPLATES."""
-    env = os.environ.get("RIG_TEMPLATES")
-    for cand in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[1] / "templates",
-                                                Path(__file__).resolve().parents[2] / "templates"]:
-        if (cand / "apache-rig.conf.j2").is_file():
-            return cand
-    raise InfraError("rig's templates/ directory is missing (apache-rig.conf.j2): reinstall rig")
 
 
 def render(template: str, dest: Path, variables: dict[str, str]) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from rig.errors import InfraError
+from rig.resources import templates_dir
 
 TEMPLATE = "cloud-init.yaml.j2"
 
@@ -54,17 +54,8 @@ def new_keys(workdir: str | os.PathLike) -> RunKeys:
     return RunKeys(str(path), f"{login_public} rig", host_private, host_public)
 
 
-def template_dir() -> Path:
-    """templates/ beside the package (source tree) or inside it (installed)."""
-    here = Path(__file__).resolve()
-    for cand in (here.parents[2] / "templates", here.parents[3] / "templates"):
-        if (cand / TEMPLATE).exists():
-            return cand
-    raise InfraError(f"{TEMPLATE} not found beside the rig package")
-
-
 def render(keys: RunKeys) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template(TEMPLATE).render(host_private=keys.host_private.strip(),
                                              host_public=keys.host_public)
