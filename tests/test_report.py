@@ -292,3 +292,21 @@ def test_ladder_matches_tso_frames_to_segments_and_follows_isn_rewrites(tmp_path
         ("SYN", "out", False, False), ("SYN-ACK", "back", False, False), ("ACK len=18", "out", False, False),
         ("ACK len=4344", "back", False, False)]
     assert len(dict(lad.arrows[-1].seen)) == 2
+
+
+def test_probe_view_shows_what_the_http_probe_records():
+    """The report reads the names rig.probes writes (a proxy's answer must be visible)."""
+    from rig.report.html import _probe_view
+
+    record = {
+        "format": "rig.probe/1", "kind": "http", "id": "http-1", "ok": True, "error": None,
+        "tcp": {"state": "TIME_WAIT", "total_retrans": 0},
+        "seen": {"status": 200, "server": "Apache", "proxy_headers": {"Via": "1.1 hgw", "Age": "0"},
+                 "body_bytes": 311, "body_ok": False, "responder": "hgw-proxy", "request_sent": True},
+    }
+    html = _probe_view(record)
+    assert "<dt>responder</dt><dd>hgw-proxy</dd>" in html
+    assert "Via: 1.1 hgw; Age: 0" in html
+    assert "<dt>body ok</dt><dd>no</dd>" in html
+    assert "<dt>body bytes</dt><dd>311</dd>" in html
+    assert "False" not in html and "True" not in html

@@ -135,9 +135,9 @@ def _probe_for(ex: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> li
 
 
 def _probe_view(p: Mapping[str, Any]) -> str:
-    seen = p.get("seen") or {}
+    raw = p.get("seen") or {}
     tcp = p.get("tcp") or {}
-    seen = {k: v for k, v in seen.items() if not isinstance(v, (list, dict))}
+    seen = {k: v for k, v in raw.items() if not isinstance(v, (list, dict))}
     rows = [("probe", f"{p.get('id', '?')} ({p.get('kind', '?')})")]
     if p.get("kind") in ("tcp", "http", "large", "burst") or tcp:
         connected = seen.get("connected") if isinstance(seen.get("connected"), bool) else (
@@ -154,10 +154,15 @@ def _probe_view(p: Mapping[str, Any]) -> str:
         rows.append(("retransmissions", tcp["total_retrans"]))
     if p.get("error"):
         rows.append(("error", p["error"]))
-    for k in ("request_sent", "bytes_received", "body_ok", "stalled", "echoed", "via", "server_header",
-              "reply_from", "reply_ttl", "rtt_ms", "size"):
-        if k in seen:
-            rows.append((k.replace("_", " "), seen[k]))
+    # the names rig.probes records in ``seen`` (rig/probes/http.py, icmp.py, udp.py)
+    for k in ("request_sent", "bytes_received", "body_bytes", "body_ok", "stalled", "echoed", "server",
+              "responder", "reply_from", "reply_ttl", "rtt_ms", "size"):
+        if seen.get(k) is not None:
+            v = seen[k]
+            rows.append((k.replace("_", " "), ("yes" if v else "no") if isinstance(v, bool) else v))
+    proxy = raw.get("proxy_headers")
+    if isinstance(proxy, dict) and proxy:
+        rows.append(("proxy/cache headers", "; ".join(f"{h}: {v}" for h, v in proxy.items())))
     return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
 
 
