@@ -307,10 +307,8 @@ class BundleWriter:
         self._flush()
 
     def write_verdict(self, verdict: Any) -> None:
-        """verdict.json (the rig.verdict/1 object) and report.html beside it.
-
-        A report that fails to render never fails the run: the error is kept in the
-        manifest (``report_error``)."""
+        """verdict.json (the rig.verdict/1 object). The report beside it is rendered once,
+        by finish(), so that it shows the final status and timings."""
         vd = _as_dict(verdict)
         _write_json_atomic(self.root / VERDICT, vd)
         if not self.manifest.get("clock_offset"):  # the analysis estimated it from matched packets
@@ -318,14 +316,20 @@ class BundleWriter:
                    if c.get("clock_offset_s") is not None and c.get("name") != "client"}
             if est:
                 self.manifest["clock_offset"] = {"seconds_ahead_of_client": est, "source": "analysis"}
+        self._flush()
+
+    def _render_report(self) -> None:
+        """report.html from verdict.json and the manifest. A report that fails to render
+        never fails the run: the error is kept in the manifest (``report_error``)."""
+        if not (self.root / VERDICT).exists():
+            return
         try:
             from rig.report.html import write_report
 
-            write_report(self.root, verdict=vd, manifest=self.manifest)
+            write_report(self.root, verdict=json.loads((self.root / VERDICT).read_text()), manifest=self.manifest)
             self.manifest["report_error"] = None
         except Exception as exc:  # the report is a view; the verdict is the result
             self.manifest["report_error"] = f"{type(exc).__name__}: {exc}"
-        self._flush()
 
     def finish(self, status: str, error: str | None = None) -> Path:
         """Seal the bundle: final status, tool versions, credential sweep, file hashes."""
@@ -339,14 +343,7 @@ class BundleWriter:
             self.manifest["tools"] = tool_versions()
         except Exception as exc:  # never let the environment survey lose the bundle
             self.manifest["tools"] = {"error": str(exc)}
-        if (self.root / VERDICT).exists():  # re-render: the report shows the final status and timings
-            try:
-                from rig.report.html import write_report
-
-                write_report(self.root, verdict=json.loads((self.root / VERDICT).read_text()), manifest=self.manifest)
-                self.manifest["report_error"] = None
-            except Exception as exc:
-                self.manifest["report_error"] = f"{type(exc).__name__}: {exc}"
+        self._render_report()
         self.manifest["removed"] = sweep_secrets(self.root) + list(self.manifest.get("removed") or [])
         self.manifest["files"] = hash_files(self.root)
         self._finished = True
@@ -356,12 +353,9 @@ class BundleWriter:
             try:
                 redact(self.root)
                 self.manifest = json.loads((self.root / MANIFEST).read_text())
-                if (self.root / VERDICT).exists():  # the report says it is redacted
-                    from rig.report.html import write_report
-
-                    write_report(self.root, verdict=json.loads((self.root / VERDICT).read_text()), manifest=self.manifest)
-                    self.manifest["files"] = hash_files(self.root)
-                    self._flush()
+                self._render_report()  # the report says it is redacted
+                self.manifest["files"] = hash_files(self.root)
+                self._flush()
             except Exception as exc:  # keep the bundle; say it is NOT redacted
                 self.manifest["redact_error"] = f"{type(exc).__name__}: {exc}"
                 self._flush()
