@@ -348,6 +348,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
             sq = frag_sq.get(int(g[0]), [])
         matched_s.append(sq)
     ck = dict(zip(req.tolist(), ckeys.tolist()))
+    s_sent = None  # payload key -> server rows, built if a reply without a request needs it
     c_err, s_err = error_index(c), error_index(s)
     for g, sq in zip(groups, matched_s):
         r0 = c.t[g[0]]
@@ -358,7 +359,9 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         sp = s_rep.replies(sq)
         cp_all = c_rep.replies(gl)
         if not sq and cp_all:  # a reply the server did send, though its capture lacks the request
-            sp = udp_s[np.isin(skeys, _udp_key(c, np.array(cp_all, np.int64)))].tolist()
+            if s_sent is None:
+                s_sent = _index(skeys, udp_s)
+            sp = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
         ce = _errors_about(c, c_err, gl)
@@ -376,7 +379,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
             ctx.add_frames(d, side, rows)
         d.evidence += ctx.ev(c, gl, "datagram sent", 2)
         where = _where(ctx, d, ck[gl[0]], extra_req)
-        sent_keys = set(skeys[np.isin(udp_s, sp)].tolist()) if sp else set()
+        sent_keys = set(_udp_key(s, np.array(sp, np.int64)).tolist()) if sp else set()
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
                  if rows})
