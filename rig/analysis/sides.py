@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rig.analysis.keys import addr_key, combine, endpoint_key, rel32
-from rig.capture.table import ACK, FIN, RST, SYN, Capture, Undecoded
+from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
@@ -168,8 +168,6 @@ class Side:
             first_data_fwd=_first_per_group(conn, fwd & (plen > 0), nc),
             first_data_rev=_first_per_group(conn, ~fwd & (plen > 0), nc),
         )
-        self._tcp_flags = flags
-        self._tcp_fin = (flags & FIN) != 0
         return self_
 
     # ICMP --------------------------------------------------------------------------
