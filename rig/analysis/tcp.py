@@ -199,7 +199,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     if si >= 0:
         S = _Conn(s, s.tcp, si)
         ctx.add_frames(d, s, S.rows)
-        first_fwd = s.t[S.rows[S.fwd]][0] if S.fwd.any() else None
+        first_fwd = s.t[S.rows[S.fwd][0]] if S.fwd.any() else None
         if first_fwd is not None:
             d.seen_at_server_as = endpoint(first_fwd["src"], int(first_fwd["sport"]))
     errs_s = s_err.get(combine1(6, S.isn_c), []) if S is not None else []
