@@ -4,7 +4,6 @@ saw too)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from rig.analysis.api import analyse
 from rig.capture import read_capture
 from rig.errors import RigError
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+from tests._corpus import CORPUS
 IMPOSSIBLE_IN_A_SELF_DIFF = {"lost-outbound", "lost-return", "mtu-blackhole", "answered-by-middlebox",
                              "reset-by-middlebox"}
 

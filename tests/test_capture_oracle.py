@@ -25,7 +25,7 @@ from rig.capture import read_capture
 from rig.capture.table import Undecoded, format_addr
 from rig.errors import InputError
 
-CORPUS = Path(os.environ.get("RIG_CORPUS", "/work/shared/corpus/tcpdump-tests"))
+from tests._corpus import CORPUS
 FIELDS = [
     "frame.number", "frame.protocols", "frame.time_epoch", "frame.len", "frame.cap_len", "frame.interface_id", "ip.src", "ip.dst", "ip.ttl", "ip.id", "ipv6.src", "ipv6.dst",
     "ipv6.hlim", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "udp.srcport",

@@ -19,7 +19,7 @@ from rig.errors import InputError
 from test_capture_golden import (LINUX_SYN_OPTS, NNT, block, eth, icmp, idb, ip4, ip6, opt, pcap, shb, epb, tcp,
                                  udp)
 
-CORPUS = Path(os.environ.get("RIG_CORPUS", "/work/shared/corpus/tcpdump-tests"))
+from tests._corpus import CORPUS
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
