@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterable
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.verdict import Change, Verdict
+from rig.verdict import Change, Exchange, Verdict
 
 MAX_ROWS = 200
 OUTCOME_STYLE = {
@@ -38,6 +41,55 @@ def _v(x) -> str:
     return "absent" if x is None else str(x)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: exchanges with the same protocol, server, outcome and
+    explanation (a burst of 32 identical losses is one line, not 32)."""
+
+    exchanges: tuple[Exchange, ...]
+
+    @property
+    def first(self) -> Exchange:
+        return self.exchanges[0]
+
+    @property
+    def ids(self) -> str:
+        xs = self.exchanges
+        if len(xs) == 1:
+            return xs[0].id
+        if len(xs) <= 3:
+            return ", ".join(x.id for x in xs)
+        return f"{xs[0].id} … {xs[-1].id}\n({len(xs)} exchanges)"
+
+    @staticmethod
+    def _hosts(endpoints: list[str | None], missing: str) -> str:
+        """One endpoint, or the host with a count of ports when a group spans several."""
+        uniq = list(dict.fromkeys(endpoints))
+        if len(uniq) == 1:
+            return uniq[0] or missing
+        hosts = list(dict.fromkeys((e or missing).rsplit(":", 1)[0] if e and e.count(":") == 1 else (e or missing)
+                                   for e in uniq))
+        if len(hosts) == 1:
+            return f"{hosts[0]}, {len(uniq)} ports"
+        return f"{len(uniq)} endpoints"
+
+    @property
+    def client(self) -> str:
+        return self._hosts([x.client for x in self.exchanges], "-")
+
+    @property
+    def seen_at_server_as(self) -> str:
+        return self._hosts([x.seen_at_server_as for x in self.exchanges], "not seen at the server")
+
+
+def group_rows(exchanges: Iterable[Exchange]) -> list[Row]:
+    """Group exchanges that tell the same story, in the order each story first appears."""
+    groups: dict[tuple[str, str, str, str], list[Exchange]] = {}
+    for e in exchanges:
+        groups.setdefault((e.protocol, e.server, e.outcome, e.explanation), []).append(e)
+    return [Row(tuple(xs)) for xs in groups.values()]
+
+
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
     pts = ", ".join(
@@ -58,21 +110,23 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
             table.add_column(col, overflow="fold")
     table.add_column("outcome", overflow="fold")
     table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
-    shown = verdict.exchanges
-    if len(shown) > MAX_ROWS:  # a large capture: the problems first, the rest counted
-        shown = tuple(e for e in shown if e.outcome != "delivered")[:MAX_ROWS]
-    for e in shown:
+    rows = group_rows(verdict.exchanges)
+    shown = rows
+    if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
+        shown = [r for r in rows if r.first.outcome != "delivered"][:MAX_ROWS]
+    for r in shown:
+        e = r.first
         outcome = Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, ""))
         if narrow:
-            where = f"{e.client} > {e.server}\n({e.seen_at_server_as or 'not seen at the server'})"
-            table.add_row(e.id, where, outcome, e.explanation)
+            where = f"{r.client} > {e.server}\n({r.seen_at_server_as})"
+            table.add_row(r.ids, where, outcome, e.explanation)
         else:
-            table.add_row(e.id, e.protocol, e.client, e.server, e.seen_at_server_as or "-", outcome, e.explanation)
+            table.add_row(r.ids, e.protocol, r.client, e.server, r.seen_at_server_as, outcome, e.explanation)
     console.print(table)
-    if len(shown) < len(verdict.exchanges):
-        left = len(verdict.exchanges) - len(shown)
-        console.print(Text(f"... and {left} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
-                           f"problems); --json lists them all", style="dim"))
+    hidden = sum(len(r.exchanges) for r in rows) - sum(len(r.exchanges) for r in shown)
+    if hidden:
+        console.print(Text(f"... and {hidden} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
+                           f"lines of problems); --json lists them all", style="dim"))
     # what the path changed, grouped: the same change on many exchanges is printed once
     seen: dict[str, list[str]] = {}
     for e in verdict.exchanges:

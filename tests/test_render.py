@@ -1,0 +1,48 @@
+"""The table for people groups exchanges that tell the same story; --json keeps them all."""
+
+import io
+
+from rich.console import Console
+
+from rig.render import group_rows, print_verdict
+from rig.verdict import CapturePointInfo, Diagnosis, Exchange, Verdict
+
+LOST = "the server answered SYN with SYN-ACK 4 times; none reached the client"
+
+
+def _x(i: int, proto: str = "tcp", outcome: str = "lost-return", expl: str = LOST, port: int | None = None) -> Exchange:
+    port = 40000 + i if port is None else port
+    return Exchange(id=f"{proto}-{i}", protocol=proto, client=f"192.168.1.10:{port}", server="198.51.100.10:80",
+                    seen_at_server_as=f"203.0.113.2:{port}", outcome=outcome, explanation=expl)
+
+
+def _verdict(xs) -> Verdict:
+    return Verdict(capture_points=(CapturePointInfo("client", "client.pcap", 10, 0, 0),
+                                   CapturePointInfo("server", "server.pcap", 10, 0, 0)),
+                   exchanges=tuple(xs), diagnosis=Diagnosis("TCP replies are lost", {"tcp": {"lost-return": 33}}))
+
+
+def test_identical_stories_are_one_row_in_first_seen_order():
+    xs = [_x(i) for i in range(1, 33)] + [_x(1, "udp", "delivered", "the datagram came back")]
+    xs.insert(1, _x(99, outcome="delivered", expl="handshake and data both ways"))
+    rows = group_rows(xs)
+    assert [len(r.exchanges) for r in rows] == [32, 1, 1]
+    assert rows[0].first.id == "tcp-1" and rows[1].first.id == "tcp-99"
+    assert rows[0].ids == "tcp-1 … tcp-32\n(32 exchanges)"
+    assert rows[0].client == "192.168.1.10, 32 ports"
+    assert rows[0].seen_at_server_as == "203.0.113.2, 32 ports"
+    assert rows[2].client == "192.168.1.10:40001"
+
+
+def test_different_explanations_stay_apart():
+    rows = group_rows([_x(1), _x(2, expl="the server answered SYN with SYN-ACK 2 times; none reached the client")])
+    assert len(rows) == 2
+
+
+def test_printed_table_has_one_line_for_the_burst():
+    out = io.StringIO()
+    print_verdict(_verdict([_x(i) for i in range(1, 34)]), Console(file=out, width=160, color_system=None))
+    text = out.getvalue()
+    assert "(33 exchanges)" in text
+    assert text.count("lost-return") == 1
+    assert "Diagnosis: TCP replies are lost" in text
