@@ -2,8 +2,10 @@
 
 Generates a client capture and a server capture of the same traffic (TCP flows with
 handshake/data/teardown, UDP request/response, ICMP echo; IPv4 and IPv6; the server
-side sees the client NATed to 203.0.113.2 with TTL-3, 1% loss each way, MSS clamped to
-1400 on a fifth of the SYNs). Packets are written vectorised from numpy columns (no
+side sees the client NATed to 203.0.113.2 with TTL-3, MSS clamped to 1400 on a fifth of
+the SYNs; causal timing with a 10 ms path; 1% loss each way: a lost request has no
+server record and no reply, a lost reply is in the server capture only, a lost TCP
+segment is retransmitted). Packets are written vectorised from numpy columns (no
 per-packet Python objects); checksums are left 0 (no reader here checks them).
 
 Then measures, in this run and on these files:
@@ -48,8 +50,22 @@ TCP_FLOW = [
 ]
 
 
+PATH_NS = 10_000_000  # one-way delay client <-> server
+SERVER_CLOCK_NS = 500_000_000  # the server's clock runs this far ahead of the client's
+LOSS = 0.01  # each way
+
+
 def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
-    """Columns of every packet sent, in time order (before loss and NAT)."""
+    """Columns of every packet sent, in time order (before NAT), ``t`` at its sender.
+
+    Causal: a packet answers only what has arrived (each change of direction in a flow
+    adds the path delay). Loss, 1% each way: a UDP/ICMP request lost on the way out has
+    no server record and no reply; a reply lost on return is in the server capture only;
+    a lost TCP segment is in the sender's capture twice (sent, then retransmitted) and
+    in the receiver's once (a lost pure ACK is not resent). ``lost`` marks packets only
+    their sender's capture holds. Flows start in port order, so a port comes back only
+    after its previous flow is long over (as an ephemeral-port allocator cycles).
+    """
     rng = np.random.default_rng(seed)
     per_tcp, per_pair = len(TCP_FLOW), 2
     n_tcp = int(n_packets * 0.7) // per_tcp
@@ -67,7 +83,8 @@ def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
     k = np.tile(np.arange(per_tcp), n_tcp)
     tmpl = np.array(TCP_FLOW)
     d, flags, opt, plen = (tmpl[k, i] for i in range(4))
-    start = rng.integers(0, span_ns, n_tcp)
+    turns = np.cumsum(np.r_[0, tmpl[1:, 0] != tmpl[:-1, 0]])  # changes of direction so far
+    start = np.sort(rng.integers(0, span_ns, n_tcp))
     isn_c = rng.integers(0, 2**32, n_tcp, dtype=np.uint64)
     isn_s = rng.integers(0, 2**32, n_tcp, dtype=np.uint64)
     # sequence numbers: cumulative payload per direction inside the flow
@@ -82,35 +99,47 @@ def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
     seq = np.where(d == 0, seq_c, seq_s)
     ack = np.where(d == 0, seq_s, seq_c)
     ack = np.where(flags == 0x002, 0, ack)
-    add(t=start[f] + k * 200_000, dir=d, v6=(f % 5 == 0), proto=np.full(len(f), 6), flow=f,
-        sport=1024 + f % 60000, dport=np.full(len(f), 80), seq=seq, ack=ack, flags=flags, opt=opt, plen=plen,
-        clamp=(f % 5 == 1) & (opt == LINUX_SYN) & (d == 0), itype=np.zeros(len(f)), ident=np.zeros(len(f)),
-        iseq=np.zeros(len(f)), ipid=rng.integers(0, 65536, len(f)), nonce=rng.integers(1, 2**62, len(f)))
+    tcp = dict(t=start[f] + k * 200_000 + turns[k] * PATH_NS, dir=d, v6=(f % 5 == 0), proto=np.full(len(f), 6), flow=f,
+               sport=1024 + f % 64000, dport=np.full(len(f), 80), seq=seq, ack=ack, flags=flags, opt=opt, plen=plen,
+               clamp=(f % 5 == 1) & (opt == LINUX_SYN) & (d == 0), itype=np.zeros(len(f)), ident=np.zeros(len(f)),
+               iseq=np.zeros(len(f)), ipid=rng.integers(0, 65536, len(f)), nonce=rng.integers(1, 2**62, len(f)))
+    # a lost segment dies on the path; if it takes sequence space (SYN, FIN, data) the
+    # sender retransmits it 100 us later (before its next packet) and that copy arrives
+    lost = rng.random(len(f)) < LOSS
+    again = lost & (adv > 0)
+    re = {c: v[again] for c, v in tcp.items()}
+    re["t"] = re["t"] + 100_000
+    re["ipid"] = rng.integers(0, 65536, int(again.sum()))
+    add(**tcp, lost=lost)
+    add(**re, lost=np.zeros(int(again.sum()), bool))
     # UDP and ICMP echo request/response pairs
     for proto, n, qlen, rlen, port in ((17, n_udp, 60, 120, 53), (1, n_icmp, 56, 56, 0)):
         j = np.repeat(np.arange(n), 2)
         d = np.tile([0, 1], n)
-        st = rng.integers(0, span_ns, n)
+        st = np.sort(rng.integers(0, span_ns, n))
         v6 = j % 4 == 0
-        add(t=st[j] + d * 300_000, dir=d, v6=v6, proto=np.where(v6 & (proto == 1), 58, proto), flow=j + 10**8 * proto,
-            sport=np.where(proto == 17, 20000 + j % 40000, 0), dport=np.full(2 * n, port), seq=np.zeros(2 * n),
-            ack=np.zeros(2 * n), flags=np.zeros(2 * n), opt=np.zeros(2 * n), plen=np.where(d == 0, qlen, rlen),
-            clamp=np.zeros(2 * n, bool),
-            itype=np.where(v6, np.where(d == 0, 128, 129), np.where(d == 0, 8, 0)) if proto == 1 else np.zeros(2 * n),
-            ident=(j % 65536) if proto == 1 else np.zeros(2 * n), iseq=(j // 7) % 65536 if proto == 1 else np.zeros(2 * n),
-            ipid=rng.integers(0, 65536, 2 * n), nonce=np.repeat(rng.integers(1, 2**62, n), 2))
+        lost_out = np.repeat(rng.random(n) < LOSS, 2)  # the request: no server record, no reply
+        lost_back = (rng.random(2 * n) < LOSS) & (d == 1)  # the reply: in the server capture only
+        keep = ~(lost_out & (d == 1))
+        pair = dict(t=st[j] + d * (300_000 + PATH_NS), dir=d, v6=v6, proto=np.where(v6 & (proto == 1), 58, proto),
+                    flow=j + 10**8 * proto, sport=np.where(proto == 17, 20000 + j % 40000, 0),
+                    dport=np.full(2 * n, port), seq=np.zeros(2 * n), ack=np.zeros(2 * n), flags=np.zeros(2 * n),
+                    opt=np.zeros(2 * n), plen=np.where(d == 0, qlen, rlen), clamp=np.zeros(2 * n, bool),
+                    itype=np.where(v6, np.where(d == 0, 128, 129), np.where(d == 0, 8, 0)) if proto == 1 else np.zeros(2 * n),
+                    ident=(j % 65536) if proto == 1 else np.zeros(2 * n),
+                    iseq=(j // 7) % 65536 if proto == 1 else np.zeros(2 * n),
+                    ipid=rng.integers(0, 65536, 2 * n), nonce=np.repeat(rng.integers(1, 2**62, n), 2),
+                    lost=lost_out | lost_back)
+        add(**{c: v[keep] for c, v in pair.items()})
     out = {k: np.concatenate(v) for k, v in cols.items()}
     order = np.argsort(out["t"], kind="stable")
     return {k: v[order] for k, v in out.items()}
 
 
-def point(tr: dict[str, np.ndarray], side: str, seed: int = 11) -> dict[str, np.ndarray]:
-    """What one capture point records: loss (1% each way), NAT, TTL-3, MSS clamp, clock offset."""
-    rng = np.random.default_rng(seed)
-    lost = rng.random(len(tr["t"])) < 0.01
-    d = tr["dir"]
-    # a packet lost on the way is seen only where it was sent
-    keep = ~lost | (d == (0 if side == "client" else 1))
+def point(tr: dict[str, np.ndarray], side: str) -> dict[str, np.ndarray]:
+    """What one capture point records: NAT, TTL-3, MSS clamp, path delay, clock offset;
+    a packet lost on the path is seen only where it was sent."""
+    keep = ~tr["lost"] | (tr["dir"] == (0 if side == "client" else 1))
     p = {k: v[keep] for k, v in tr.items()}
     d, v6 = p["dir"], p["v6"].astype(bool)
     n = len(d)
@@ -126,7 +155,7 @@ def point(tr: dict[str, np.ndarray], side: str, seed: int = 11) -> dict[str, np.
     sport, dport = p["sport"], p["dport"]
     p["src_port"] = np.where(from_client, sport, dport)
     p["dst_port"] = np.where(from_client, dport, sport)
-    p["t"] = p["t"] + (np.where(far, 10_000_000, 0)) + (500_000_000 if side == "server" else 0)
+    p["t"] = p["t"] + np.where(far, PATH_NS, 0) + (SERVER_CLOCK_NS if side == "server" else 0)
     p["v6"] = v6
     order = np.argsort(p["t"], kind="stable")
     return {k: ([x[order] for x in v] if isinstance(v, list) else v[order]) for k, v in p.items()} | {"n": n}
