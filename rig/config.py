@@ -33,6 +33,8 @@ from rig.errors import UsageError
 BACKENDS = ("lab", "azure", "ssh")
 CAPTURE_POINTS = ("client", "router", "server")
 _TOP_KEYS = {"backend", "scenario", "probes", "out", "timeout", "burst", "configure", "capture_at", "keep"}
+# tables: each backend's options, and the schedule rig.schedule freezes beside the spec
+_TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
                  "rig_id", "archive", "redact")
@@ -71,6 +73,10 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
     unknown = sorted(k for k, v in data.items() if k not in _TOP_KEYS and not isinstance(v, dict))
     if unknown:
         raise UsageError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    tables = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in _TABLES)
+    if tables:  # e.g. a [run] table: its keys would be silently ignored
+        raise UsageError(f"{source}: unknown table [{tables[0]}] (run settings are top-level keys; "
+                         f"tables: {', '.join(f'[{t}]' for t in _TABLES)})")
     flag = (lambda name: getattr(args, name, None)) if args is not None else (lambda name: None)
 
     backend = flag("backend") or _typed(f"{source}: backend", data.get("backend", "lab"), str)

@@ -47,6 +47,8 @@ def test_backend_flags_become_options():
     ({"capture_at": ["hgw"]}, "unknown capture point 'hgw'"),
     ({"timeout": 0}, "between 0 and 120"),
     ({"probes": 3}, "probes: expected a list"),
+    ({"run": {"scenario": "seed"}}, r"unknown table \[run\]"),
+    ({"scenario": 7}, "scenario: expected str"),
 ])
 def test_bad_values_are_one_line(data, message):
     with pytest.raises(UsageError, match=message) as err:
