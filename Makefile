@@ -13,8 +13,12 @@ SYSTEM_TOOLS := tcpdump:tcpdump apache2:apache2 sshd:openssh-server nft:nftables
 
 .PHONY: demo test system venv bench clean-lab
 
+# The seed scenario is a path problem on purpose: rig exits 1 with its verdict, which is
+# the demo working. Usage (2) and infrastructure (3) errors still fail the target.
 demo: system venv
-	$(VENV)/bin/rig run --scenario seed
+	@$(VENV)/bin/rig run --scenario seed; rc=$$?; \
+	if [ $$rc -le 1 ]; then echo "make demo: rig exited $$rc (0 clean path, 1 path problem found)"; \
+	else exit $$rc; fi
 
 test: system venv
 	$(PY) -m pytest -q
