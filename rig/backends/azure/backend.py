@@ -81,8 +81,8 @@ class AzureBackend:
         plan = self.plan(spec)
         if truthy(spec.options.get("dry_run", "")):
             raise InfraError("provision() called with --dry-run; use rig.backends.azure.dry_run(spec)")
+        clients = self.clients()  # a missing subscription/credential fails here, before any request
         source = plan.allow_from or (self._caller_ip or detect)()
-        clients = self.clients()
         workdir = spec.options.get("workdir") or tempfile.mkdtemp(prefix=f"{plan.run_id}-")
         keys = new_keys(workdir)
         try:
