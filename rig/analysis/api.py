@@ -25,7 +25,7 @@ from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
 from rig.capture.table import Capture, addr_bytes
 from rig.errors import UsageError
-from rig.verdict import CapturePointInfo, Exchange, Verdict
+from rig.verdict import CapturePointInfo, Exchange, ExchangeList, Verdict
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 WINDOW_SLACK_NS = 30_000_000_000  # longer than a probe's SYN retransmissions
@@ -60,10 +60,12 @@ def _client_local(c: Side) -> set[int]:
     return keys
 
 
-def _choose_servers(drafts: list[Draft], server_addr: str | None) -> set[int]:
+def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None) -> set[int]:
     if server_addr:
         return _addr_keys(server_addr)
     matched = {d.dst_key for d in drafts if d.matched}
+    for b in batches:  # a batch's exchanges are all matched
+        matched |= set(np.unique(b.dst_key).tolist())
     if matched:
         return matched
     counts = Counter(d.dst_key for d in drafts)
@@ -120,16 +122,41 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     echo, o2, b2 = echo_drafts(ctx)
     udp, o3, b3 = udp_drafts(ctx, _client_local(c))
     offset = estimate_offset(o1 + [np.asarray(o2 + o3, np.int64)], b1 + [np.asarray(b2 + b3, np.int64)])
-    drafts = tcp + echo + udp
-    servers = _choose_servers(drafts, server_addr)
-    kept = sorted((d for d in drafts if d.dst_key in servers), key=lambda d: (d.first_frame, _PROTO_ORDER[d.protocol]))
-    del drafts, tcp, echo, udp  # each draft is released as soon as its record exists
-    counters = {"tcp": 0, "udp": 0, "icmp": 0}
-    exchanges = []
+    everything = tcp + echo + udp
+    drafts = [d for d in everything if isinstance(d, Draft)]
+    batches = [d for d in everything if not isinstance(d, Draft)]  # the fast paths' (ExchangeBatch)
+    servers = _choose_servers(drafts, batches, server_addr)
+    # verdict order: by first frame, then protocol, stable in the order the steps found
+    # them; batches join as arrays (source -1 is a draft, else the batch's number)
+    srcs, locs, firsts, protos = [], [], [], []
+    kept = [d for d in drafts if d.dst_key in servers]
+    k = 0
+    for d in everything:
+        if isinstance(d, Draft):
+            if d.dst_key in servers:
+                srcs.append(np.array([-1])), locs.append(np.array([k]))
+                firsts.append(np.array([d.first_frame], np.int64)), protos.append(np.array([_PROTO_ORDER[d.protocol]]))
+                k += 1
+        else:
+            bi = batches.index(d)
+            sel = np.flatnonzero(np.isin(d.dst_key, np.fromiter(servers, np.uint64, len(servers))))
+            srcs.append(np.full(len(sel), bi)), locs.append(sel)
+            firsts.append(d.first_frame[sel]), protos.append(np.full(len(sel), _PROTO_ORDER[d.protocol]))
+    del drafts, tcp, echo, udp, everything  # each draft is released as soon as its record exists
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))  # noqa: E731
+    src, loc, frame, proto = cat(srcs, np.int32), cat(locs, np.int64), cat(firsts, np.int64), cat(protos, np.int64)
+    order = np.lexsort((proto, frame))  # stable: ties keep the steps' order
+    src, loc, proto = src[order], loc[order], proto[order]
+    num = np.zeros(len(order), np.int64)
+    for p in range(3):  # ids count per protocol in verdict order
+        at = proto == p
+        num[at] = np.arange(1, int(at.sum()) + 1)
+    eager_at = np.flatnonzero(src < 0)
     point_order = ["client", *xs, "server"]
-    for i in range(len(kept)):
-        d, kept[i] = kept[i], None
-        n = counters[d.protocol] = counters[d.protocol] + 1
+    exchanges = []
+    for pos, j in zip(eager_at.tolist(), loc[eager_at].tolist()):
+        d, kept[j] = kept[j], None
+        n = int(num[pos])
         if d.outcome != "delivered" and d.absent_at:
             why = _vouch(d, sides, offset)
             if why:
@@ -144,6 +171,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
             frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), tuple(d.evidence), frames))
+    loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():
         cap = side.cap
@@ -155,7 +183,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
             kernel_drops=side.kernel_drops,
             clock_offset_s=(0.0 if name == "client" else (offset / 1e9 if (name == "server" and offset is not None) else None)),
         ))
-    ex = tuple(exchanges)
+    ex = ExchangeList(exchanges, batches, src, loc, num)
     return Verdict(tuple(points), ex, diagnose(ex))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from rig.verdict import Diagnosis, Exchange
+from rig.verdict import Diagnosis, Exchange, ExchangeList
 
 _MTU = re.compile(r"next-hop MTU (\d+)")
 _HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
@@ -37,8 +37,11 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
-    pairs = Counter((e.protocol, e.outcome) for e in exchanges)
+def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) -> Diagnosis:
+    # an ExchangeList answers the counts and the few facts read from delivered exchanges
+    # from its columns; only the exchanges with a problem are records
+    lazy = isinstance(exchanges, ExchangeList)
+    pairs = exchanges.counts() if lazy else Counter((e.protocol, e.outcome) for e in exchanges)
     by: dict[str, Counter] = {}
     for (proto, outcome), n in pairs.items():
         by.setdefault(proto, Counter())[outcome] = n
@@ -47,7 +50,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
         return Diagnosis("No exchange from the client toward the server was found in the client capture "
                          "(no TCP SYN, ICMP echo request or UDP datagram)", {})
     clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
-    problems = [e for e in exchanges if e.outcome != "delivered"]
+    problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
     clauses: list[str] = []
     for outcome in _SEVERITY:
         protos = [p for p in ORDER if p in by and by[p].get(outcome)]
@@ -59,7 +62,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
         if outcome == "incomplete":
             n = sum(by[p][outcome] for p in protos)
-            why = Counter(e.explanation.split(", so this cannot be decided")[0] for e in exchanges
+            why = Counter(e.explanation.split(", so this cannot be decided")[0] for e in problems
                           if e.outcome == "incomplete" and ", so this cannot be decided" in e.explanation)
             text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
             clauses.append(f"{text} ({why.most_common(1)[0][0]})" if why else text)
@@ -74,7 +77,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
         text = f"Every exchange ({total}) was delivered both ways: the path is clean"
-        mss = {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note}
+        mss = (exchanges.change_notes("tcp.mss") if lazy else
+               {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note})
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
         return Diagnosis(text, by_protocol)
@@ -82,9 +86,13 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange]) -> Diagnosis:
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
     # a port-set NAT: connections fail on the way out while those that pass share few ports
-    tcp_seen = [e.seen_at_server_as for e in exchanges if e.protocol == "tcp" and e.seen_at_server_as]
+    if by.get("tcp", {}).get("lost-outbound"):
+        tcp_seen = (exchanges.seen_at_server("tcp") if lazy else
+                    [e.seen_at_server_as for e in exchanges if e.protocol == "tcp" and e.seen_at_server_as])
+    else:
+        tcp_seen = []
     ports = {x.rsplit(":", 1)[1] for x in tcp_seen}
-    if by.get("tcp", {}).get("lost-outbound") and tcp_seen and len(ports) < len(tcp_seen):
+    if tcp_seen and len(ports) < len(tcp_seen):
         clauses.append(f"the TCP connections that reached the server came from only {plural(len(ports), 'public port')}")
     reused = sum(1 for e in problems if "reused a public port" in e.explanation)
     if reused:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import Ctx, Draft
+from rig.analysis.context import Ctx
 from rig.analysis.sides import Side
 from rig.analysis.summary import addr_texts
-from rig.verdict import Change, Evidence
+from rig.verdict import Change, Evidence, Exchange
 
 _IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
 _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo reply"}
@@ -49,10 +49,11 @@ class _Rows:
                 for a, b, ty, i, q, t in zip(self.src, self.dst, c["icmp_type"], c["icmp_id"], c["icmp_seq"], c["ttl"])]
 
 
-def changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> list[tuple]:
-    """``ip_changes`` for each pair of rows, computed once per distinct signature."""
+def changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> tuple[list, np.ndarray]:
+    """``ip_changes`` once per distinct signature of the pairs of rows, and which
+    signature each pair has."""
     if len(rc) == 0:
-        return []
+        return [], np.zeros(0, np.int64)
     cols = []
     for f in _IP_FIELDS:
         a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
@@ -67,42 +68,88 @@ def changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direc
         a = {f: c.t[f][rc[k]] for f in _IP_FIELDS}
         b = {f: s.t[f][rs[k]] for f in _IP_FIELDS}
         per.append(tuple(ip_changes(a, b, direction)))
-    return [per[j] for j in inv.ravel().tolist()]
+    return per, inv.ravel()
 
 
 def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray, srep: np.ndarray,
-                     crep: np.ndarray) -> tuple[list[Draft], np.ndarray, np.ndarray]:
-    """Drafts for exchanges whose request and reply were seen at both points (rows given,
-    one per exchange); returns them with the out and back delays for the clock offset."""
+                     crep: np.ndarray) -> tuple[list["ReqRepBatch"], np.ndarray, np.ndarray]:
+    """Exchanges whose request and reply were seen at both points (rows given, one per
+    exchange), as one batch (none if there are none); with the out and back delays for
+    the clock offset."""
     c, s = ctx.client, ctx.server
-    udp = protocol == "udp"
-    req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
-    cq = _Rows(c, creq, ("sport", "dport", "icmp_id", "frame", "ts_ns"))
-    sq, cp = _Rows(s, sreq), _Rows(c, crep)
-    sp = _Rows(s, srep, ("frame",), addresses=False)
-    out_ch = changes_by_signature(c, s, creq, sreq, "out")
-    back_ch = changes_by_signature(c, s, crep, srep, "back")
-    dst_key = c.dst_key[creq].tolist()
-    explanation = f"the {word} reached the server and its {rep} reached the client"
-    n = len(creq)
-    # every string and record of the batch from column lists, one comprehension each
-    client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
-    ev_s = [Evidence(s.name, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
-    ev_c = [Evidence(c.name, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
-    fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
-    fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp.c["frame"])]
-    ids_changed = set() if udp else set(np.flatnonzero(c.t["icmp_id"][creq] != s.t["icmp_id"][sreq]).tolist())
-    t0s, first = cq.c["ts_ns"], cq.c["frame"]
-    cname, sname = c.name, s.name
-    drafts = []
-    for i in range(n):  # final tuples here: turning the draft into its record copies nothing
-        ch = out_ch[i] + back_ch[i]
-        if i in ids_changed:
-            ch = out_ch[i] + (Change("icmp.id", "out", cq.c["icmp_id"][i], sq.c["icmp_id"][i], "echo id rewritten"),) \
-                + back_ch[i]
-        d = Draft(protocol, dst_key[i], t0s[i], t0s[i], first[i], client_ep[i], server_ep[i], seen_ep[i],
-                  "delivered", explanation, True, ch, (ev_s[i], ev_c[i]), ((cname, fc[i]), (sname, fs[i])), (), True)
-        drafts.append(d)
     out_d = s.t["ts_ns"][sreq].astype(np.int64) - c.t["ts_ns"][creq].astype(np.int64)
     back_d = c.t["ts_ns"][crep].astype(np.int64) - s.t["ts_ns"][srep].astype(np.int64)
-    return drafts, out_d, back_d
+    return ([ReqRepBatch(ctx, protocol, creq, sreq, srep, crep)] if len(creq) else []), out_d, back_d
+
+
+_ROW_FIELDS = ("ttl", "sport", "dport", "plen", "icmp_type", "icmp_id", "icmp_seq", "frame", "src", "dst")
+
+
+class _Part:
+    """Some columns of some rows of a side, copied out; stands in for the side in ``_Rows``."""
+
+    def __init__(self, side: Side, rows: np.ndarray, fields):
+        self.name = side.name
+        self.t = {f: side.t[f][rows] for f in fields}
+
+
+class ReqRepBatch:
+    """Delivered echo / UDP exchanges as columns; ``build`` makes their records
+    (``rig.verdict.ExchangeBatch``) with the wording of the close look in ``reqrep``."""
+
+    def __init__(self, ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray, srep: np.ndarray,
+                 crep: np.ndarray):
+        c, s = ctx.client, ctx.server
+        self.protocol = protocol
+        self.cq = _Part(c, creq, _ROW_FIELDS)
+        self.sq = _Part(s, sreq, _ROW_FIELDS)
+        self.cp = _Part(c, crep, _ROW_FIELDS)
+        self.sp_frame = s.t["frame"][srep]
+        self.dst_key = c.dst_key[creq]
+        self.first_frame = self.cq.t["frame"].astype(np.int64)
+        self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out")
+        self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back")
+        self.ids_changed = (np.zeros(len(creq), bool) if protocol == "udp"
+                            else c.t["icmp_id"][creq] != s.t["icmp_id"][sreq])
+        self.cname, self.sname = c.name, s.name
+
+    def __len__(self) -> int:
+        return len(self.first_frame)
+
+    def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
+        notes = set()
+        for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
+            for k in np.unique(inv[idx]).tolist():
+                notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
+        if field == "icmp.id" and self.ids_changed[idx].any():
+            notes.add("echo id rewritten")
+        return notes
+
+    def seen_at_server(self, idx: np.ndarray) -> list[str]:
+        return _Rows(self.sq, idx).eps("src", self.protocol == "udp")
+
+    def build(self, idx: np.ndarray, numbers: list[int]) -> list[Exchange]:
+        udp = self.protocol == "udp"
+        req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
+        cq = _Rows(self.cq, idx, ("sport", "dport", "icmp_id", "frame"))
+        sq, cp = _Rows(self.sq, idx), _Rows(self.cp, idx)
+        sp_frame = self.sp_frame[idx].tolist()
+        explanation = f"the {word} reached the server and its {rep} reached the client"
+        client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
+        ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
+        ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
+        fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
+        fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
+        out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
+        ids_changed = self.ids_changed[idx].tolist()
+        cname, sname, proto = self.cname, self.sname, self.protocol
+        out = []
+        for i in range(len(idx)):
+            o, b = self.out_per[out_inv[i]], self.back_per[back_inv[i]]
+            if ids_changed[i]:
+                ch = o + (Change("icmp.id", "out", cq.c["icmp_id"][i], sq.c["icmp_id"][i], "echo id rewritten"),) + b
+            else:
+                ch = o + b
+            out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], "delivered",
+                                explanation, ch, (ev_s[i], ev_c[i]), ((cname, fc[i]), (sname, fs[i]))))
+        return out

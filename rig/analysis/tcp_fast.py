@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
-from rig.analysis.context import Ctx, Draft
+from rig.analysis.context import Ctx
 from rig.analysis.sides import Side
 from rig.analysis.summary import addr_texts, tcp_flags
-from rig.verdict import Evidence
+from rig.verdict import Evidence, Exchange
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
@@ -37,10 +37,19 @@ def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
     return ok
 
 
+class _Part:
+    """Some columns of some rows of a side, copied out (a batch outlives the analysis'
+    big arrays); stands in for the side in ``_Cols``/``_Rows``."""
+
+    def __init__(self, side: Side, rows: np.ndarray, fields):
+        self.name = side.name
+        self.t = {f: side.t[f][rows] for f in fields}
+
+
 class _Cols:
     """Columns of some rows of a side as Python lists (one conversion per column)."""
 
-    def __init__(self, side: Side, rows: np.ndarray,
+    def __init__(self, side, rows: np.ndarray,
                  fields=("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame")):
         t = side.t
         self.n = len(rows)
@@ -89,61 +98,98 @@ def delivered_text(to_server: int, to_client: int, lost_syn: int = 0, lost_synac
     return "; ".join(parts)
 
 
-def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list[Draft]:
-    """Drafts of connections ``delivered_mask`` accepted."""
-    c, s = ctx.client, ctx.server
-    cc, sc = c.tcp, s.tcp
-    if len(ci) == 0:
-        return []
-    syn_c = _Cols(c, cc.order[cc.syn[ci]])
-    syn_s = _Cols(s, sc.order[sc.syn[si]], fields=("sport",))
-    synack_s = _Cols(s, sc.order[sc.synack[si]])
-    dst_key = c.dst_key[cc.order[cc.syn[ci]]].tolist()
-    # every frame of each connection, in frame order, from one conversion per point
-    c_frames, s_frames = c.t["frame"][cc.order].tolist(), s.t["frame"][sc.order].tolist()
-    c_ts = c.t["ts_ns"][cc.order]
-    c_end = np.append(cc.starts[1:], len(cc.order))
-    s_end = np.append(sc.starts[1:], len(sc.order))
-    c_lo, c_hi = cc.starts[ci].tolist(), c_end[ci].tolist()
-    s_lo, s_hi = sc.starts[si].tolist(), s_end[si].tolist()
-    t_first, t_last = c_ts[cc.starts[ci]].tolist(), c_ts[c_end[ci] - 1].tolist()
-    isn = (cc.isn_c[ci].tolist(), sc.isn_c[si].tolist(), cc.isn_s[ci].tolist(), sc.isn_s[si].tolist())
-    cbytes = (cc.data_end_fwd[ci] - 1).tolist()
-    sbytes = (sc.data_end_rev[si] - 1).tolist()
-    payload = _payload_suspects(ctx, ci, si)
-    out_changes = _changes_by_signature(c, s, cc.order[cc.syn[ci]], sc.order[sc.syn[si]], "out")
-    back_changes = _changes_by_signature(c, s, cc.order[cc.synack[ci]], sc.order[sc.synack[si]], "back")
-    client_ep, server_ep, seen_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True), syn_s.endpoints("src")
-    texts: dict[tuple[int, int, int, int], str] = {}
-    lost_syn = np.maximum(cc.n_syn[ci] - sc.n_syn[si], 0).tolist()
-    lost_synack = np.maximum(sc.n_synack[si] - cc.n_synack[ci], 0).tolist()
-    ev_c = [Evidence(c.name, f, t) for f, t in zip(syn_c.c["frame"], syn_c.summaries("SYN sent"))]
-    ev_s = [Evidence(s.name, f, t) for f, t in zip(synack_s.c["frame"], synack_s.summaries("SYN-ACK sent; it arrived"))]
-    first = syn_c.c["frame"]
-    cname, sname = c.name, s.name
-    drafts = []
-    for i in range(len(ci)):
-        d = Draft("tcp", dst_key[i], t_first[i], t_last[i], first[i], client_ep[i], server_ep[i], seen_ep[i],
-                  "delivered", "", True)
-        ch = out_changes[i] + back_changes[i]
-        if isn[0][i] != isn[1][i] or isn[2][i] != isn[3][i] or i in payload:
-            ch = (out_changes[i] + tuple(isn_change(isn[0][i], isn[1][i], "out")) + back_changes[i]
-                  + tuple(isn_change(isn[2][i], isn[3][i], "back")) + tuple(payload.get(i, ())))
-        d.changes = ch
-        key = (cbytes[i], sbytes[i], lost_syn[i], lost_synack[i])
-        text = texts.get(key)
-        if text is None:  # many connections carry the same sizes: one string for all of them
-            text = texts[key] = delivered_text(*key)
-        d.explanation = text
-        d.evidence = (ev_c[i], ev_s[i])
-        d.frames = ((cname, tuple(c_frames[c_lo[i]:c_hi[i]])), (sname, tuple(s_frames[s_lo[i]:s_hi[i]])))
-        d.frames_sorted = True
-        drafts.append(d)
-    return drafts
+_SUMMARY_FIELDS = ("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame", "src", "dst")
 
 
-def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> list[tuple]:
-    """``tcp_syn_changes`` for each pair of rows, computed once per distinct signature."""
+def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list["TcpBatch"]:
+    """The connections ``delivered_mask`` accepted, as one batch (none if there are none)."""
+    return [TcpBatch(ctx, ci, si)] if len(ci) else []
+
+
+class TcpBatch:
+    """Delivered connections as columns; ``build`` makes their records (``rig.verdict.ExchangeBatch``).
+
+    Everything a record needs is decided here, vectorised, and kept as arrays and shared
+    tuples; the per-connection strings (endpoints, evidence summaries, frame tuples) are
+    made only for the records someone reads.
+    """
+
+    protocol = "tcp"
+
+    def __init__(self, ctx: Ctx, ci: np.ndarray, si: np.ndarray):
+        c, s = ctx.client, ctx.server
+        cc, sc = c.tcp, s.tcp
+        rc_syn, rs_syn = cc.order[cc.syn[ci]], sc.order[sc.syn[si]]
+        rc_synack, rs_synack = cc.order[cc.synack[ci]], sc.order[sc.synack[si]]
+        self.syn_c = _Part(c, rc_syn, _SUMMARY_FIELDS)
+        self.syn_s = _Part(s, rs_syn, ("sport", "src", "dst"))
+        self.synack_s = _Part(s, rs_synack, _SUMMARY_FIELDS)
+        self.dst_key = c.dst_key[rc_syn]
+        self.first_frame = self.syn_c.t["frame"].astype(np.int64)
+        self.n = len(ci)
+        # every frame of each connection, in frame order: [lo, hi) of one array per point
+        self.c_frames, self.s_frames = c.t["frame"][cc.order], s.t["frame"][sc.order]
+        c_end = np.append(cc.starts[1:], len(cc.order))
+        s_end = np.append(sc.starts[1:], len(sc.order))
+        self.c_lo, self.c_hi = cc.starts[ci], c_end[ci]
+        self.s_lo, self.s_hi = sc.starts[si], s_end[si]
+        self.isn = np.stack([cc.isn_c[ci], sc.isn_c[si], cc.isn_s[ci], sc.isn_s[si]], axis=1)
+        self.sizes = np.stack([cc.data_end_fwd[ci] - 1, sc.data_end_rev[si] - 1,
+                               np.maximum(cc.n_syn[ci] - sc.n_syn[si], 0),
+                               np.maximum(sc.n_synack[si] - cc.n_synack[ci], 0)], axis=1)
+        self.payload = _payload_suspects(ctx, ci, si)
+        self.out_per, self.out_inv = _changes_by_signature(c, s, rc_syn, rs_syn, "out")
+        self.back_per, self.back_inv = _changes_by_signature(c, s, rc_synack, rs_synack, "back")
+        self.cname, self.sname = c.name, s.name
+        self._texts: dict[tuple[int, int, int, int], str] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
+        notes = set()
+        for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
+            for k in np.unique(inv[idx]).tolist():
+                notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
+        return notes  # isn / payload changes carry other fields
+
+    def seen_at_server(self, idx: np.ndarray) -> list[str]:
+        return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
+
+    def build(self, idx: np.ndarray, numbers: list[int]) -> list[Exchange]:
+        syn_c, synack_s = _Cols(self.syn_c, idx), _Cols(self.synack_s, idx)
+        client_ep, server_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True)
+        seen_ep = self.seen_at_server(idx)
+        ev_c = syn_c.summaries("SYN sent")
+        ev_s = synack_s.summaries("SYN-ACK sent; it arrived")
+        c_fr, s_fr = syn_c.c["frame"], synack_s.c["frame"]
+        isn, sizes = self.isn[idx].tolist(), self.sizes[idx].tolist()
+        out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
+        c_lo, c_hi, s_lo, s_hi = (a[idx].tolist() for a in (self.c_lo, self.c_hi, self.s_lo, self.s_hi))
+        cname, sname, texts, payload = self.cname, self.sname, self._texts, self.payload
+        out = []
+        for j, i in enumerate(idx.tolist()):
+            o, b = self.out_per[out_inv[j]], self.back_per[back_inv[j]]
+            a = isn[j]
+            if a[0] != a[1] or a[2] != a[3] or i in payload:
+                ch = (o + tuple(isn_change(a[0], a[1], "out")) + b + tuple(isn_change(a[2], a[3], "back"))
+                      + tuple(payload.get(i, ())))
+            else:
+                ch = o + b
+            key = tuple(sizes[j])
+            text = texts.get(key)
+            if text is None:  # many connections carry the same sizes: one string for all of them
+                text = texts[key] = delivered_text(*key)
+            frames = ((cname, tuple(self.c_frames[c_lo[j]:c_hi[j]].tolist())),
+                      (sname, tuple(self.s_frames[s_lo[j]:s_hi[j]].tolist())))
+            out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered", text,
+                                ch, (Evidence(cname, c_fr[j], ev_c[j]), Evidence(sname, s_fr[j], ev_s[j])), frames))
+        return out
+
+
+def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> tuple[list, np.ndarray]:
+    """``tcp_syn_changes`` once per distinct signature of the pairs of rows, and which
+    signature each pair has."""
     cols = []
     for f in _CHANGE_FIELDS:
         a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
@@ -158,7 +204,7 @@ def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, dire
         a = {f: v for f, v in zip(_CHANGE_FIELDS, (c.t[f][rc[k]] for f in _CHANGE_FIELDS))}
         b = {f: v for f, v in zip(_CHANGE_FIELDS, (s.t[f][rs[k]] for f in _CHANGE_FIELDS))}
         per.append(tuple(tcp_syn_changes(a, b, direction)))
-    return [per[j] for j in inv.ravel().tolist()]
+    return per, inv.ravel()
 
 
 def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, list]:
