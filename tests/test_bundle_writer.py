@@ -16,6 +16,7 @@ from rig.bundle import (
     scrub_text,
     sha256_file,
 )
+from rig.checksum import internet_checksum
 from rig.redact import AddressMap, rewrite_pcap
 
 FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -95,30 +96,21 @@ def test_archive_round_trip(tmp_path):
 # ---------------------------------------------------------------- redaction of pcaps
 
 
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _ipv4(src, dst, proto, l4, ident=1):
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ident, 0x4000, 64, proto, 0,
                       ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed)
-    return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:] + l4
+    return hdr[:10] + struct.pack("!H", internet_checksum(hdr)) + hdr[12:] + l4
 
 
 def _tcp(src, dst, sport, dport, seq, payload=b""):
     t = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 65535, 0, 0) + payload
     pseudo = ipaddress.ip_address(src).packed + ipaddress.ip_address(dst).packed + struct.pack("!BBH", 0, 6, len(t))
-    return t[:16] + struct.pack("!H", _csum(pseudo + t)) + t[18:]
+    return t[:16] + struct.pack("!H", internet_checksum(pseudo + t)) + t[18:]
 
 
 def _icmp_unreach(quoted: bytes):
     body = struct.pack("!BBHI", 3, 3, 0, 0) + quoted
-    return body[:2] + struct.pack("!H", _csum(body)) + body[4:]
+    return body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
 
 
 def _pcap(frames):
@@ -139,13 +131,13 @@ def _frames(data: bytes):
 
 
 def _check_ipv4(pkt: bytes):
-    assert _csum(pkt[:20]) == 0, "IPv4 header checksum"
+    assert internet_checksum(pkt[:20]) == 0, "IPv4 header checksum"
     proto, l4 = pkt[9], pkt[20:]
     if proto == 6:
         pseudo = pkt[12:20] + struct.pack("!BBH", 0, 6, len(l4))
-        assert _csum(pseudo + l4) == 0, "TCP checksum"
+        assert internet_checksum(pseudo + l4) == 0, "TCP checksum"
     elif proto == 1:
-        assert _csum(l4) == 0, "ICMP checksum"
+        assert internet_checksum(l4) == 0, "ICMP checksum"
         _check_ipv4(l4[8:])
 
 
@@ -216,7 +208,7 @@ def test_spec_options_redact_and_archive_are_honoured_by_finish(tmp_path):
 
 
 def test_redact_ipv6_and_icmpv6_checksums():
-    from rig.capture.synth import Pkt, checksum, encode, _pseudo
+    from rig.capture.synth import Pkt, _pseudo, checksum, encode
 
     ula, pub = "fd12:3456::10", "2001:db8::80"
     pkts = [
@@ -253,7 +245,14 @@ def test_redact_pcapng_two_interfaces_and_sll(tmp_path):
     """pcapng with an Ethernet and a Linux-cooked interface: both rewritten, and rig's
     own reader decodes the stand-ins with valid-looking headers."""
     from rig.capture import read_capture
-    from rig.capture.synth import LINKTYPE_ETHERNET, LINKTYPE_SLL, Pkt, encode, frame, write_pcapng
+    from rig.capture.synth import (
+        LINKTYPE_ETHERNET,
+        LINKTYPE_SLL,
+        Pkt,
+        encode,
+        frame,
+        write_pcapng,
+    )
     from rig.capture.table import format_addr
 
     syn = encode(Pkt("192.168.1.10", "198.51.100.10", 6, sport=40312, dport=80, seq=5, flags=0x02, mss=1460))

@@ -19,20 +19,12 @@ from pathlib import Path as FsPath
 from typing import Callable, Iterable
 
 from rig.capture.table import ACK, FIN, PSH, RST, SYN  # noqa: F401  (re-exported for tests)
+from rig.checksum import internet_checksum as checksum
 
 LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL = 0, 1, 101, 113
 
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_TIME_EXCEEDED = 8, 0, 3, 11
 ICMP6_UNREACH, ICMP6_TOO_BIG, ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY = 1, 2, 128, 129
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def _is_v6(addr: str) -> bool:

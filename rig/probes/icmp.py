@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from rig.checksum import internet_checksum as checksum
 from rig.probes.records import FRAG_NEEDED, TIMED_OUT, ProbeResult, error_phrase
 
 SMALL_SIZE = 84  # 56 bytes of payload, as ping sends by default
@@ -41,16 +42,6 @@ ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
 _UNREACH = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
             3: "port unreachable", 4: FRAG_NEEDED, 9: "network prohibited", 10: "host prohibited",
             13: "administratively prohibited"}
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def echo_payload(nonce: str, length: int) -> bytes:
