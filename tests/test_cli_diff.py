@@ -61,3 +61,19 @@ def test_unreadable_input_exits_2_with_one_line(tmp_path):
         assert "Traceback" not in r.stderr
     bad_addr = _rig("diff", str(c), str(s), "--server-addr", "not-an-ip")
     assert bad_addr.returncode == 2 and "not an IP address" in bad_addr.stderr
+
+
+def test_a_capture_cut_mid_record_is_analysed_with_a_warning(tmp_path):
+    w = Path()
+    tcp_delivered(w, 40000, 1, 2)
+    ping(w, 1)
+    c, s = w.write(tmp_path)
+    whole = _rig("diff", str(c), str(s), "--json")
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(c.read_bytes()[:-10])  # the last record loses its tail
+    r = _rig("diff", str(cut), str(s), "--json")
+    assert r.returncode in (0, 1)
+    assert "warning" in r.stderr and str(cut) in r.stderr and "inside the record" in r.stderr
+    got = json.loads(r.stdout)["capture_points"][0]["packets"]
+    assert got == json.loads(whole.stdout)["capture_points"][0]["packets"] - 1
+    assert "warning" not in whole.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections import Counter
 
 import numpy as np
@@ -193,6 +194,10 @@ def cli_diff(args) -> int:
 
     client = read_capture(args.client)
     server = read_capture(args.server)
+    for cap in (client, server):  # the verdict stands on what was read; say what was not
+        if cap.truncated_tail:
+            print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "
+                  "before it were analysed", file=sys.stderr)
     verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None))
     if getattr(args, "json", False):
         print(verdict.to_json())
