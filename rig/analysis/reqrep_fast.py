@@ -12,6 +12,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx
+from rig.analysis.keys import signature_groups
 from rig.analysis.sides import Side
 from rig.analysis.summary import addr_texts
 from rig.verdict import Change, Evidence, Exchange
@@ -61,8 +62,7 @@ def changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direc
             same = a == b
             a, b = np.where(same, -1, a), np.where(same, -1, b)
         cols += [a, b]
-    sig = np.stack(cols, axis=1)
-    _, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    first, inv = signature_groups(cols)
     per = []
     for k in first.tolist():
         a = {f: c.t[f][rc[k]] for f in _IP_FIELDS}

@@ -14,6 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx
+from rig.analysis.keys import signature_groups
 from rig.analysis.sides import Side
 from rig.analysis.summary import addr_texts, tcp_flags
 from rig.verdict import Evidence, Exchange
@@ -197,8 +198,7 @@ def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, dire
             same = a == b
             a, b = np.where(same, -1, a), np.where(same, -1, b)
         cols += [a, b]
-    sig = np.stack(cols, axis=1)
-    uniq, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    first, inv = signature_groups(cols)
     per = []
     for k in first.tolist():
         a = {f: v for f, v in zip(_CHANGE_FIELDS, (c.t[f][rc[k]] for f in _CHANGE_FIELDS))}
