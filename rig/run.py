@@ -258,6 +258,7 @@ class Pipeline:
                 if started and started[0] is not None:
                     raise started[0]
             kinds = parse_kinds(spec.probes or None)
+            _preimport(LATE_IMPORTS)
             with self.stage("probes", lambda: _probe_note(self.probes)):
                 self.probes = run_probes(rig.client_netns, rig.server_addr, kinds, timeout=spec.probe_timeout,
                                          burst=spec.burst, run_tag=self.out.name,
@@ -353,6 +354,7 @@ class Pipeline:
 
         status, error, code = "failed", None, EXIT_INFRA
         self.signals.install()
+        _preimport(EARLY_IMPORTS, survey_tools=True)
         try:
             self.provision()
             if self.spec.configure:
@@ -405,21 +407,32 @@ def _try(fn: Callable, *args: Any) -> BaseException | None:
     return None
 
 
-def _preimport() -> None:
-    """Import the later stages' modules on a thread while provision waits on ip/nft and
-    the services (imports of numpy, paramiko and the analysis take ~0.5 s)."""
-    for name in ("rig.sshclient", "rig.capture.tcpdump", "rig.probes.runner", "rig.capture",
-                 "rig.analysis.api", "rig.render", "rig.report.html"):
-        try:
-            importlib.import_module(name)
-        except Exception:  # the stage that needs it reports it properly
-            pass
-    try:  # the bundle's survey of tool versions (cached): asked once, early
-        from rig.bundle import tool_versions
+# Modules the later stages need, imported on a thread while the main one waits, in two
+# waves: what the captures and probes need, while provision waits on ip/nft and the
+# services; numpy, the analysis and the report, while the probes wait on the network
+# (importing them earlier competed for the GIL with the SSH handshake).
+EARLY_IMPORTS = ("rig.sshclient", "rig.capture.tcpdump", "rig.preflight", "rig.probes.runner")
+LATE_IMPORTS = ("rig.capture", "rig.analysis.api", "rig.render", "rig.report.html")
 
-        tool_versions()
-    except Exception:
-        pass
+
+def _preimport(names: tuple[str, ...], survey_tools: bool = False) -> threading.Thread:
+    def body() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the stage that needs it reports it properly
+                pass
+        if survey_tools:
+            try:  # the bundle's survey of tool versions (cached): asked once, early
+                from rig.bundle import tool_versions
+
+                tool_versions()
+            except Exception:
+                pass
+
+    t = threading.Thread(target=body, name="preimport", daemon=True)
+    t.start()
+    return t
 
 
 def _probe_note(probes: list) -> str:
