@@ -190,10 +190,9 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
 
 def cli_diff(args) -> int:
     """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
-    from rig.capture import read_capture
+    from rig.capture.pair import read_pair
 
-    client = read_capture(args.client)
-    server = read_capture(args.server)
+    client, server = read_pair(args.client, args.server)  # both files at once (2 cores)
     for cap in (client, server):  # the verdict stands on what was read; say what was not
         if cap.truncated_tail:
             print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "

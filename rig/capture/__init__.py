@@ -24,11 +24,12 @@ from rig.capture.table import PACKET_DTYPE, Capture, Undecoded
 __all__ = ["read_capture", "read_capture_bytes"]
 
 
-def read_capture(path: str, *, fast: bool = True) -> Capture:
+def read_capture(path: str, *, fast: bool = True, alloc=None) -> Capture:
     """Read a capture file. Raises ``InputError`` only for a file that is not usable as a
-    whole; every per-record problem is counted in ``Capture.undecoded``."""
+    whole; every per-record problem is counted in ``Capture.undecoded``. ``alloc(n)``, if
+    given, returns the zeroed table of ``n`` rows to fill (e.g. in shared memory)."""
     buf = container.open_capture(str(path))
-    return _read(buf, str(path), fast)
+    return _read(buf, str(path), fast, alloc)
 
 
 def read_capture_bytes(data: bytes, name: str = "<bytes>", *, fast: bool = True) -> Capture:
@@ -36,13 +37,13 @@ def read_capture_bytes(data: bytes, name: str = "<bytes>", *, fast: bool = True)
     return _read(bytes(data), name, fast)
 
 
-def _read(buf, name: str, fast: bool) -> Capture:
+def _read(buf, name: str, fast: bool, alloc=None) -> Capture:
     recs = container.walk(buf, name)
     n = len(recs.data_off)
     arr = np.frombuffer(buf, dtype=np.uint8) if len(buf) else np.zeros(0, np.uint8)
     # np.zeros maps zero pages lazily: each chunk of rows is first touched, filled and
     # decoded while it is in cache (one pass over the table instead of one per column)
-    table = np.zeros(n, PACKET_DTYPE)
+    table = np.zeros(n, PACKET_DTYPE) if alloc is None else alloc(n)
     todo = np.zeros(n, bool)
     released = 0
     step = fastpath.CHUNK
