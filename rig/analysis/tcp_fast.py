@@ -219,9 +219,10 @@ def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, lis
         if not len(idx):
             continue
         ra, rb = cc.order[a[idx]], sc.order[b[idx]]
-        ta, tb = c.t[ra], s.t[rb]
-        diff = ((cc.rel_seq[a[idx]] == sc.rel_seq[b[idx]]) & (ta["plen"] == tb["plen"])
-                & (ta["pcaplen"] == tb["pcaplen"]) & (ta["phash"] != tb["phash"]))
+        # three columns, not whole rows (indexing the table copies 189 bytes a row: 0.15 s here)
+        col = lambda t, f, r: t[f][r]  # noqa: E731
+        diff = ((cc.rel_seq[a[idx]] == sc.rel_seq[b[idx]]) & (col(c.t, "plen", ra) == col(s.t, "plen", rb))
+                & (col(c.t, "pcaplen", ra) == col(s.t, "pcaplen", rb)) & (col(c.t, "phash", ra) != col(s.t, "phash", rb)))
         for k in np.flatnonzero(diff).tolist():
-            out.setdefault(int(idx[k]), []).extend(payload_change(ta[k], tb[k], direction))
+            out.setdefault(int(idx[k]), []).extend(payload_change(c.t[ra[k]], s.t[rb[k]], direction))
     return out
