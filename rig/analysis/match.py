@@ -19,7 +19,10 @@ def _rank(keys: np.ndarray, order_by: np.ndarray) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.zeros(0, np.int64)
-    o = np.lexsort((order_by, keys))
+    if n > 1 and (order_by[1:] >= order_by[:-1]).all():  # already in order (frames, mostly):
+        o = np.argsort(keys, kind="stable")  # a one-key sort, ~2x quicker than the lexsort
+    else:
+        o = np.lexsort((order_by, keys))
     k = keys[o]
     start = np.ones(n, bool)
     start[1:] = k[1:] != k[:-1]

@@ -179,10 +179,9 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
         drafts += got
         out_d += o.tolist()
         back_d += b.tolist()
-    fast_rows = set(req[fast].tolist())
-    for g in _groups(gk, req, tc["frame"].astype(np.int64)):
-        if len(g) == 1 and int(g[0]) in fast_rows:
-            continue
+    # a fast row is alone in its group (``_singletons``): the rest form the same groups
+    slow = ~fast
+    for g in _groups(gk[slow], req[slow], tc["frame"][slow].astype(np.int64)):
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
         dst_key = int(c.dst_key[g[0]])
