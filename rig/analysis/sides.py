@@ -123,7 +123,8 @@ class Side:
         gs = np.maximum.accumulate(np.where(gstart, ar, 0)) if n else ar
         # a connection starts at a SYN or SYN-ACK naming another initiator ISN than the
         # last one on this 4-tuple (SYN: seq; SYN-ACK: ack - 1), whichever comes first
-        ack0 = t["ack"][order].astype(np.int64)
+        ack = t["ack"][order].astype(np.int64)
+        ack0 = ack
         opener = is_syn | is_synack
         cand_isn = np.where(is_syn, seq, (ack0 - 1) & 0xFFFFFFFF)
         op_pos = np.where(opener, ar, -1)
@@ -139,12 +140,14 @@ class Side:
         first = starts
         init = np.where(syn >= 0, eps[np.maximum(syn, 0)], np.where(synack >= 0, epd[np.maximum(synack, 0)], eps[first] if n else eps))
         fwd = eps == init[conn] if n else np.zeros(0, bool)
-        ack = t["ack"][order].astype(np.int64)
         isn_c = np.where(syn >= 0, seq[np.maximum(syn, 0)], np.where(synack >= 0, (ack[np.maximum(synack, 0)] - 1) & 0xFFFFFFFF, -1))
         isn_s = np.where(synack >= 0, seq[np.maximum(synack, 0)], -1)
-        dport, sport = t["dport"][order].astype(np.int64), t["sport"][order].astype(np.int64)
-        resp_port = np.where(syn >= 0, dport[np.maximum(syn, 0)],
-                             np.where(synack >= 0, sport[np.maximum(synack, 0)], dport[first] if n else dport))
+        # ports of one row per connection, not of every row (a gather from the table is
+        # the costly part: 0.06 s per 700k rows)
+        dport, sport = t["dport"], t["sport"]
+        resp_port = np.where(syn >= 0, dport[order[np.maximum(syn, 0)]].astype(np.int64),
+                             np.where(synack >= 0, sport[order[np.maximum(synack, 0)]].astype(np.int64),
+                                      dport[order[first]].astype(np.int64) if n else np.zeros(0, np.int64)))
         base_seq = np.where(fwd, isn_c[conn], isn_s[conn]) if n else seq
         base_ack = np.where(fwd, isn_s[conn], isn_c[conn]) if n else seq
         rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
