@@ -112,6 +112,7 @@ class Side:
         o = np.argsort(tup, kind="stable")
         order = rows[o]
         eps, epd, tup = eps[o], epd[o], tup[o]
+        del rows, o  # intermediates go as soon as they are used: the peak is ~25 of these arrays
         flags = t["flags"][order].astype(np.int64)
         seq = t["seq"][order].astype(np.int64)
         is_syn = ((flags & SYN) != 0) & ((flags & ACK) == 0)
@@ -121,6 +122,7 @@ class Side:
         if n:
             gstart[1:] = tup[1:] != tup[:-1]
         gs = np.maximum.accumulate(np.where(gstart, ar, 0)) if n else ar
+        del tup
         # a connection starts at a SYN or SYN-ACK naming another initiator ISN than the
         # last one on this 4-tuple (SYN: seq; SYN-ACK: ack - 1), whichever comes first
         ack = t["ack"][order].astype(np.int64)
@@ -131,6 +133,7 @@ class Side:
         prev_op = np.concatenate([[-1], np.maximum.accumulate(op_pos)[:-1]]) if n else ar
         same = (prev_op >= gs) & (cand_isn[np.maximum(prev_op, 0)] == cand_isn)
         new = gstart | (opener & ~same)
+        del ack0, opener, cand_isn, op_pos, prev_op, same, gs, gstart, ar
         conn = np.cumsum(new) - 1
         starts = np.flatnonzero(new)
         nc = len(starts)
@@ -140,6 +143,7 @@ class Side:
         first = starts
         init = np.where(syn >= 0, eps[np.maximum(syn, 0)], np.where(synack >= 0, epd[np.maximum(synack, 0)], eps[first] if n else eps))
         fwd = eps == init[conn] if n else np.zeros(0, bool)
+        del eps, epd, init
         isn_c = np.where(syn >= 0, seq[np.maximum(syn, 0)], np.where(synack >= 0, (ack[np.maximum(synack, 0)] - 1) & 0xFFFFFFFF, -1))
         isn_s = np.where(synack >= 0, seq[np.maximum(synack, 0)], -1)
         # ports of one row per connection, not of every row (a gather from the table is
@@ -152,6 +156,7 @@ class Side:
         base_ack = np.where(fwd, isn_s[conn], isn_c[conn]) if n else seq
         rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
         rel_ack = np.where((base_ack >= 0) & ((flags & ACK) != 0), rel32(ack, np.maximum(base_ack, 0)), 0)
+        del base_seq, base_ack, seq, ack
         plen = t["plen"][order].astype(np.int64)
         data_end = np.where(plen > 0, rel_seq + plen, 1)
         rst = (flags & RST) != 0
