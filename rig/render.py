@@ -110,7 +110,9 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
             table.add_column(col, overflow="fold")
     table.add_column("outcome", overflow="fold")
     table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
-    rows = group_rows(verdict.exchanges)
+    # built once: a large verdict makes its records on demand (rig.verdict.ExchangeList)
+    exchanges = list(verdict.exchanges)
+    rows = group_rows(exchanges)
     shown = rows
     if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
         shown = [r for r in rows if r.first.outcome != "delivered"][:MAX_ROWS]
@@ -129,7 +131,7 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
                            f"lines of problems); --json lists them all", style="dim"))
     # what the path changed, grouped: the same change on many exchanges is printed once
     seen: dict[str, list[str]] = {}
-    for e in verdict.exchanges:
+    for e in exchanges:
         for ch in e.changes:
             seen.setdefault(change_text(ch), []).append(e.id)
     if seen:
