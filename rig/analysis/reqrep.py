@@ -348,6 +348,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         matched_s.append(sq)
     ck = dict(zip(req.tolist(), ckeys.tolist()))
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
+    skey_of = None  # server row -> payload key
     c_err, s_err = error_index(c), error_index(s)
     for g, sq in zip(groups, matched_s):
         r0 = c.t[g[0]]
@@ -378,7 +379,11 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
             ctx.add_frames(d, side, rows)
         d.evidence += ctx.ev(c, gl, "datagram sent", 2)
         where = _where(ctx, d, ck[gl[0]], extra_req)
-        sent_keys = set(_udp_key(s, np.array(sp, np.int64)).tolist()) if sp else set()
+        sent_keys = set()
+        if sp and extra_req:  # only the extra points ask; sp are rows of udp_s: a lookup, not numpy per exchange
+            if skey_of is None:
+                skey_of = dict(zip(udp_s.tolist(), skeys.tolist()))
+            sent_keys = {skey_of[r] for r in sp}
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
                  if rows})
