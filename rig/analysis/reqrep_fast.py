@@ -82,7 +82,9 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
     return ([ReqRepBatch(ctx, protocol, creq, sreq, srep, crep)] if len(creq) else []), out_d, back_d
 
 
-_ROW_FIELDS = ("ttl", "sport", "dport", "plen", "icmp_type", "icmp_id", "icmp_seq", "frame", "src", "dst")
+# the columns each protocol's records read (copying all of them for both: +50% time here)
+_ROW_FIELDS = {"udp": ("ttl", "sport", "dport", "plen", "frame"), "icmp": ("ttl", "icmp_type", "icmp_id", "icmp_seq", "frame")}
+_REQ_FIELDS = {"udp": ("sport", "dport", "frame"), "icmp": ("icmp_id", "frame")}
 
 
 class _Part:
@@ -101,9 +103,10 @@ class ReqRepBatch:
                  crep: np.ndarray):
         c, s = ctx.client, ctx.server
         self.protocol = protocol
-        self.cq = _Part(c, creq, _ROW_FIELDS)
-        self.sq = _Part(s, sreq, _ROW_FIELDS)
-        self.cp = _Part(c, crep, _ROW_FIELDS)
+        self.fields = _ROW_FIELDS[protocol]
+        self.cq = _Part(c, creq, _REQ_FIELDS[protocol] + ("src", "dst"))
+        self.sq = _Part(s, sreq, self.fields + ("src", "dst"))
+        self.cp = _Part(c, crep, self.fields + ("src", "dst"))
         self.sp_frame = s.t["frame"][srep]
         self.dst_key = c.dst_key[creq]
         self.first_frame = self.cq.t["frame"].astype(np.int64)
@@ -126,13 +129,13 @@ class ReqRepBatch:
         return notes
 
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
-        return _Rows(self.sq, idx).eps("src", self.protocol == "udp")
+        return _Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
     def build(self, idx: np.ndarray, numbers: list[int]) -> list[Exchange]:
         udp = self.protocol == "udp"
         req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
-        cq = _Rows(self.cq, idx, ("sport", "dport", "icmp_id", "frame"))
-        sq, cp = _Rows(self.sq, idx), _Rows(self.cp, idx)
+        cq = _Rows(self.cq, idx, _REQ_FIELDS[self.protocol])
+        sq, cp = _Rows(self.sq, idx, self.fields), _Rows(self.cp, idx, self.fields)
         sp_frame = self.sp_frame[idx].tolist()
         explanation = f"the {word} reached the server and its {rep} reached the client"
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
