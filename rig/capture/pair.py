@@ -126,8 +126,10 @@ def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None) -> Captur
     try:
         head = _read_all(r, 8)
         data = _read_all(r, struct.unpack("<Q", head)[0]) if len(head) == 8 else b""
-    finally:
-        _reap(pid, r)
+    except BaseException:  # e.g. Ctrl-C while waiting: the child goes too
+        _reap(pid, r, kill=True)
+        raise
+    _reap(pid, r)
     if not data:  # the child died without a word: read the file here
         return read_capture(path)
     kind, value, cap = pickle.loads(data)
