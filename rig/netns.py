@@ -12,7 +12,6 @@ namespace never changes, even if the function raises.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import socket
 import threading
@@ -25,7 +24,8 @@ NETNS_DIR = "/run/netns"
 
 T = TypeVar("T")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# setns from the libc this process already has loaded (find_library would run ldconfig)
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _setns(fd: int) -> None:

@@ -148,6 +148,10 @@ Subsystem sftp internal-sftp
 MaxStartups 64:30:128
 MaxSessions 32
 LogLevel VERBOSE
+# A per-run home: the session's shell reads its rc files from here, not root's (on this
+# kind of machine root's .bashrc runs pyenv init, ~0.1 s and dozens of processes per SSH
+# command), and remote temp files (ansible's ~/.ansible/tmp) go away with the workdir.
+SetEnv HOME={home}
 """
 
 # /run/sshd must exist and belong to root: a private tmpfs on /run, inside the mount
@@ -160,8 +164,10 @@ def start_sshd(netns: str, workdir: Path, addr: str, keys: Keys, port: int = 22)
     authorized = workdir / "authorized_keys"
     authorized.write_text(keys.client_pub + "\n")
     cfg = workdir / "sshd_config"
+    home = workdir / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
     cfg.write_text(SSHD_CONFIG.format(addr=addr, port=port, host_key=keys.host_key, workdir=workdir,
-                                      authorized_keys=authorized))
+                                      authorized_keys=authorized, home=home))
     log = workdir / "sshd.log"
     proc = _spawn(netns, ["/bin/sh", "-c", _SSHD_WRAP, "sh", sshd, "-D", "-e", "-f", str(cfg)], log)
     wait_accepting(netns, addr, port, proc, "sshd", str(log))
