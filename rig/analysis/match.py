@@ -12,6 +12,7 @@ import numpy as np
 
 from rig.analysis.keys import combine
 from rig.analysis.sides import Side
+from rig.capture.table import ACK, SYN
 
 
 def _rank(keys: np.ndarray, order_by: np.ndarray) -> np.ndarray:
@@ -99,3 +100,41 @@ def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray])
     if len(b):
         return int(-np.median(b))
     return None
+
+
+def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray) -> np.ndarray:
+    """For each connection ``ci`` at the sending point, the row of its SYN (``want="syn"``,
+    sent by the initiator) or SYN-ACK (``"synack"``, sent by the responder) that is the
+    same packet as ``rcv_rows`` at the receiving point.
+
+    Same packet: the same TCP timestamp when both carry one (each retransmission has a
+    new one, and NATs keep it), else the same IP ID; the first copy when nothing tells
+    the copies apart. Diffing the first copy *sent* with the first that *arrived* made
+    up IP ID and timestamp "changes" whenever the first copy was the one lost.
+    """
+    conns = snd.tcp
+    first = (conns.syn if want == "syn" else conns.synack)[ci]
+    out = conns.order[np.maximum(first, 0)]
+    if len(ci) == 0:
+        return out
+    flags = snd.t["flags"][conns.order].astype(np.int64)
+    is_syn, is_ack = (flags & SYN) != 0, (flags & ACK) != 0
+    sel = (is_syn & ~is_ack & conns.fwd) if want == "syn" else (is_syn & is_ack & ~conns.fwd)
+    pos = np.flatnonzero(sel)
+    cid = conns.conn[pos]
+    if len(np.unique(cid)) == len(cid):  # no connection sent a second copy: the first is it
+        return out
+    rows = conns.order[pos]
+    st, rt = snd.t, rcv.t
+    left = np.ones(len(ci), bool)
+    for field, flag in (("tsval", "has_ts"), ("ip_id", None)):
+        vs = st[flag][rows] > 0 if flag else np.ones(len(rows), bool)
+        vr = (rt[flag][rcv_rows] > 0 if flag else np.ones(len(ci), bool)) & left
+        m = pair_by_order(combine(ci, rt[field][rcv_rows], n=len(ci)), np.arange(len(ci)),
+                          combine(cid, st[field][rows], n=len(rows)), pos, vr, vs)
+        hit = m >= 0
+        out[hit] = rows[m[hit]]
+        left &= ~hit
+        if not left.any():
+            break
+    return out

@@ -129,6 +129,20 @@ class _DataLook:
         self.missing_rows = self.rows[self.missing] if self.missing else np.zeros(0, np.int64)
 
 
+def _same_copy(sender: _Conn, rows: np.ndarray, arrived: np.void) -> np.void:
+    """The copy among ``rows`` (a SYN or SYN-ACK and its retransmissions, as sent) that is
+    the packet that ``arrived``: same TCP timestamp, else same IP ID, else the first.
+    (The vectorised rule for delivered connections is match.copy_that_arrived.)"""
+    t = sender.side.t
+    for field, flag in (("tsval", "has_ts"), ("ip_id", None)):
+        if flag and not arrived[flag]:
+            continue
+        for r in rows.tolist():
+            if (not flag or t[flag][r]) and t[field][r] == arrived[field]:
+                return t[r]
+    return t[rows[0]]
+
+
 def _frag_needed(side: Side, conn: _Conn) -> list[int]:
     """ICMP frag-needed / packet-too-big at ``side`` about this connection's packets."""
     if len(side.errors) == 0:
@@ -240,10 +254,10 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     syn_s = S.first(S.syn)
     synack_s, synack_c = S.first(S.synack), C.first(C.synack)
     if syn_s is not None:
-        d.changes += tcp_syn_changes(syn_c, syn_s, "out")
+        d.changes += tcp_syn_changes(_same_copy(C, C.syn, syn_s), syn_s, "out")
     d.changes += isn_change(C.isn_c, S.isn_c, "out")
     if synack_s is not None and synack_c is not None:
-        d.changes += tcp_syn_changes(synack_c, synack_s, "back")
+        d.changes += tcp_syn_changes(synack_c, _same_copy(S, S.synack, synack_c), "back")
         d.changes += isn_change(C.isn_s, S.isn_s, "back")
     ev += ctx.ev(s, S.syn, "SYN arrived", limit=3)
     n_syn_s = len(S.syn)

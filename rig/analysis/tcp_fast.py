@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx
 from rig.analysis.keys import signature_groups
@@ -139,8 +140,11 @@ class TcpBatch:
                                np.maximum(cc.n_syn[ci] - sc.n_syn[si], 0),
                                np.maximum(sc.n_synack[si] - cc.n_synack[ci], 0)], axis=1)
         self.payload = _payload_suspects(ctx, ci, si)
-        self.out_per, self.out_inv = _changes_by_signature(c, s, rc_syn, rs_syn, "out")
-        self.back_per, self.back_inv = _changes_by_signature(c, s, rc_synack, rs_synack, "back")
+        # changes compare the copy that arrived with the same copy as it was sent
+        self.out_per, self.out_inv = _changes_by_signature(
+            c, s, copy_that_arrived(c, ci, "syn", s, rs_syn), rs_syn, "out")
+        self.back_per, self.back_inv = _changes_by_signature(
+            c, s, rc_synack, copy_that_arrived(s, si, "synack", c, rc_synack), "back")
         self.cname, self.sname = c.name, s.name
         self._texts: dict[tuple[int, int, int, int], str] = {}
 
