@@ -2,7 +2,6 @@
 seed is drawn as lost; the ladder follows packets across points."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._runhelp import lab_skip_reason
 from rig.capture import read_capture
 from rig.capture.synth import ACK, SYN, Path as SynthPath, Pkt
 from rig.report.html import render_report
@@ -157,18 +157,11 @@ def test_report_in_chromium_synthetic_seed(tmp_path):
 
 
 def _lab_ready() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, tcpdump, sshd, Apache)"
-    for tool in ("tcpdump", "sshd", "apache2", "nft", "ip"):
-        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
-            return f"{tool} not installed"
-    if CHROMIUM is None:
+    """The lab needs root and its tools (tests._runhelp); this check needs chromium too."""
+    reason = lab_skip_reason()
+    if reason is None and CHROMIUM is None:
         return "chromium not installed"
-    try:
-        import rig.run  # noqa: F401
-    except ImportError as exc:
-        return f"rig run not available ({exc})"
-    return None
+    return reason
 
 
 @pytest.mark.root

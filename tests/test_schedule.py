@@ -2,7 +2,6 @@
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._runhelp import lab_skip_reason
 from rig.bundle import BundleWriter
 from rig.errors import UsageError
 from rig.history import runs_in
@@ -208,16 +208,8 @@ def test_retention_keeps_compresses_prunes(tmp_path):
 
 
 def _lab_ready() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, tcpdump, sshd, Apache)"
-    for tool in ("tcpdump", "sshd", "apache2", "nft", "ip"):
-        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
-            return f"{tool} not installed"
-    try:
-        import rig.run  # noqa: F401
-    except ImportError as exc:
-        return f"rig run not available ({exc})"
-    return None
+    """The lab needs root and its tools (tests._runhelp says which)"""
+    return lab_skip_reason()
 
 
 @pytest.mark.root
