@@ -13,8 +13,8 @@ import numpy as np
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx
 from rig.analysis.keys import signature_groups
-from rig.analysis.sides import Side
-from rig.analysis.summary import addr_texts
+from rig.analysis.sides import Part, Side
+from rig.analysis.summary import addr_texts, endpoints
 from rig.verdict import Change, Evidence, Exchange
 
 _IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
@@ -34,12 +34,7 @@ class _Rows:
         addrs = self.src if which == "src" else self.dst
         if not port:
             return addrs
-        ports = self.c["sport" if which == "src" else "dport"]
-        out = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
-        if shared:
-            one: dict[str, str] = {}
-            out = [one.setdefault(x, x) for x in out]
-        return out
+        return endpoints(addrs, self.c["sport" if which == "src" else "dport"], shared)
 
     def summaries(self, udp: bool, note: str) -> list[str]:
         c = self.c
@@ -87,14 +82,6 @@ _ROW_FIELDS = {"udp": ("ttl", "sport", "dport", "plen", "frame"), "icmp": ("ttl"
 _REQ_FIELDS = {"udp": ("sport", "dport", "frame"), "icmp": ("icmp_id", "frame")}
 
 
-class _Part:
-    """Some columns of some rows of a side, copied out; stands in for the side in ``_Rows``."""
-
-    def __init__(self, side: Side, rows: np.ndarray, fields):
-        self.name = side.name
-        self.t = {f: side.t[f][rows] for f in fields}
-
-
 class ReqRepBatch:
     """Delivered echo / UDP exchanges as columns; ``build`` makes their records
     (``rig.verdict.ExchangeBatch``) with the wording of the close look in ``reqrep``."""
@@ -104,9 +91,9 @@ class ReqRepBatch:
         c, s = ctx.client, ctx.server
         self.protocol = protocol
         self.fields = _ROW_FIELDS[protocol]
-        self.cq = _Part(c, creq, _REQ_FIELDS[protocol] + ("src", "dst"))
-        self.sq = _Part(s, sreq, self.fields + ("src", "dst"))
-        self.cp = _Part(c, crep, self.fields + ("src", "dst"))
+        self.cq = Part(c, creq, _REQ_FIELDS[protocol] + ("src", "dst"))
+        self.sq = Part(s, sreq, self.fields + ("src", "dst"))
+        self.cp = Part(c, crep, self.fields + ("src", "dst"))
         self.sp_frame = s.t["frame"][srep]
         self.dst_key = c.dst_key[creq]
         self.first_frame = self.cq.t["frame"].astype(np.int64)

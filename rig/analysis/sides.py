@@ -209,3 +209,12 @@ class Side:
         udp = combine(17, t["q_ip_id"], t["q_dport"], n=len(rows))
         echo = combine(1, t["q_seq"].astype(np.int64) & 0xFFFF, n=len(rows))
         return np.where(qp == 6, tcp, np.where(qp == 17, udp, echo))
+
+
+class Part:
+    """Some columns of some rows of a side, copied out (a fast-path batch outlives the
+    analysis' big arrays); stands in for the side where only ``name`` and ``t`` are read."""
+
+    def __init__(self, side: Side, rows: np.ndarray, fields):
+        self.name = side.name
+        self.t = {f: side.t[f][rows] for f in fields}

@@ -39,11 +39,25 @@ def addr_texts(col: np.ndarray) -> list[str]:
     return [texts[i] for i in inv.ravel().tolist()]
 
 
+def _with_port(a: str, port: int) -> str:
+    return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
+
+
 def endpoint(addr, port: int | None = None) -> str:
     a = addr_text(addr)
     if port is None:
         return a
-    return f"[{a}]:{port}" if ":" in a else f"{a}:{port}"
+    return _with_port(a, port)
+
+
+def endpoints(addrs: list[str], ports: list[int], shared: bool = False) -> list[str]:
+    """``endpoint`` of many rows from their address texts (``addr_texts``) and ports.
+    ``shared``: few distinct values (the server's), so equal strings are one object."""
+    out = [_with_port(a, p) for a, p in zip(addrs, ports)]
+    if shared:
+        one: dict[str, str] = {}
+        out = [one.setdefault(x, x) for x in out]
+    return out
 
 
 _FLAG_TEXT: dict[int, str] = {}

@@ -16,8 +16,8 @@ from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx
 from rig.analysis.keys import signature_groups
-from rig.analysis.sides import Side
-from rig.analysis.summary import addr_texts, tcp_flags
+from rig.analysis.sides import Part, Side
+from rig.analysis.summary import addr_texts, endpoints, tcp_flags
 from rig.verdict import Evidence, Exchange
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
@@ -39,15 +39,6 @@ def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
     return ok
 
 
-class _Part:
-    """Some columns of some rows of a side, copied out (a batch outlives the analysis'
-    big arrays); stands in for the side in ``_Cols``/``_Rows``."""
-
-    def __init__(self, side: Side, rows: np.ndarray, fields):
-        self.name = side.name
-        self.t = {f: side.t[f][rows] for f in fields}
-
-
 class _Cols:
     """Columns of some rows of a side as Python lists (one conversion per column)."""
 
@@ -62,12 +53,7 @@ class _Cols:
     def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
         """``shared``: few distinct values (the server's), so equal strings are one object."""
         addrs = self.src if which == "src" else self.dst
-        ports = self.c["sport" if which == "src" else "dport"]
-        out = [f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in zip(addrs, ports)]
-        if shared:
-            one: dict[str, str] = {}
-            out = [one.setdefault(x, x) for x in out]
-        return out
+        return endpoints(addrs, self.c["sport" if which == "src" else "dport"], shared)
 
     def summaries(self, note: str) -> list[str]:
         """The same words as ``summary.summarize`` for each row, with ``note`` appended."""
@@ -123,9 +109,9 @@ class TcpBatch:
         cc, sc = c.tcp, s.tcp
         rc_syn, rs_syn = cc.order[cc.syn[ci]], sc.order[sc.syn[si]]
         rc_synack, rs_synack = cc.order[cc.synack[ci]], sc.order[sc.synack[si]]
-        self.syn_c = _Part(c, rc_syn, _SUMMARY_FIELDS)
-        self.syn_s = _Part(s, rs_syn, ("sport", "src", "dst"))
-        self.synack_s = _Part(s, rs_synack, _SUMMARY_FIELDS)
+        self.syn_c = Part(c, rc_syn, _SUMMARY_FIELDS)
+        self.syn_s = Part(s, rs_syn, ("sport", "src", "dst"))
+        self.synack_s = Part(s, rs_synack, _SUMMARY_FIELDS)
         self.dst_key = c.dst_key[rc_syn]
         self.first_frame = self.syn_c.t["frame"].astype(np.int64)
         self.n = len(ci)
