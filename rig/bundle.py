@@ -196,6 +196,38 @@ def _as_dict(obj: Any) -> dict:
     return dict(obj)
 
 
+def _manifest_skeleton(
+    bundle_id: str,
+    started: str,
+    status: str,
+    spec: Any,
+    format_version: int = BUNDLE_VERSION,
+    rig_version: str | None = __version__,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The keys every manifest has (a fresh run's and a synthesized format-0 one);
+    ``extra`` keys go before ``files``."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": format_version,
+        "rig_version": rig_version,
+        "id": bundle_id,
+        "started": started,
+        "finished": None,
+        "status": status,
+        "error": None,
+        "spec": spec,
+        "backend": {},
+        "kernel_drops": {},
+        "clock_offset": None,
+        "facts": {},
+        "timings": [],
+        "tools": {},
+        **extra,
+        "files": {},
+    }
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -209,30 +241,18 @@ class BundleWriter:
         (self.root / "captures").mkdir(exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
         self._t0 = time.monotonic()
-        self.manifest: dict[str, Any] = {
-            "format": BUNDLE_FORMAT,
-            "format_version": BUNDLE_VERSION,
-            "rig_version": __version__,
-            "id": self.root.name,
-            "started": _now(),
-            "finished": None,
-            "status": "running",
-            "error": None,
-            "spec": scrub_spec(spec),
-            "backend": {},
-            "kernel_drops": {},
-            "clock_offset": None,
-            "facts": {},
-            "timings": [],
-            "tools": {},
-            "kernel": kernel(),
-            "python": sys.version.split()[0],
-            "host": platform.node(),
-            "redacted": False,
-            "removed": [],
-            "report_error": None,
-            "files": {},
-        }
+        self.manifest: dict[str, Any] = _manifest_skeleton(
+            self.root.name,
+            _now(),
+            "running",
+            scrub_spec(spec),
+            kernel=kernel(),
+            python=sys.version.split()[0],
+            host=platform.node(),
+            redacted=False,
+            removed=[],
+            report_error=None,
+        )
         opts = (spec.get("options") if isinstance(spec, Mapping) else getattr(spec, "options", None)) or {}
         self._redact = str(opts.get("redact", "")).lower() in ("true", "1", "yes")
         self._archive = str(opts.get("archive", "")).lower() in ("true", "1", "yes")
@@ -514,24 +534,8 @@ class Bundle:
 def _upgrade_0(root: Path, m: dict) -> dict:
     """Format 0: a hand-made directory of captures (client.pcap, server.pcap[, router.pcap])
     with no manifest: synthesize one (nothing is hashed, so nothing is verified)."""
-    return {
-        "format": BUNDLE_FORMAT,
-        "format_version": 1,
-        "rig_version": None,
-        "id": root.name,
-        "started": _dt.datetime.fromtimestamp(root.stat().st_mtime, _dt.timezone.utc).isoformat(),
-        "finished": None,
-        "status": "ok",
-        "error": None,
-        "spec": {},
-        "backend": {},
-        "kernel_drops": {},
-        "clock_offset": None,
-        "facts": {},
-        "timings": [],
-        "tools": {},
-        "files": {},
-    }
+    started = _dt.datetime.fromtimestamp(root.stat().st_mtime, _dt.timezone.utc).isoformat()
+    return _manifest_skeleton(root.name, started, "ok", {}, format_version=1, rig_version=None)
 
 
 # version on disk -> function giving the next version's manifest (and fixing the layout)
