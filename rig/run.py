@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rig.backends.base import Rig, RunSpec
+from rig.concurrency import run_all
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
 
 STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
@@ -287,16 +288,7 @@ class Pipeline:
 
     def _collect_logs(self, ssh) -> None:
         """Client socket states, the access log and the server's socket states, at once."""
-        jobs = [self._client_sockets, lambda: self._access_log(ssh), lambda: self._server_sockets(ssh)]
-        errors: list[BaseException | None] = []
-        threads = [threading.Thread(target=lambda j=j: errors.append(_try(j)), daemon=True) for j in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for err in errors:
-            if err is not None:
-                raise err
+        run_all([self._client_sockets, lambda: self._access_log(ssh), lambda: self._server_sockets(ssh)])
 
     def _client_sockets(self) -> None:
         """The client's socket states right after the probes (ss), for logs/."""

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from rig.concurrency import run_all
 from rig.errors import InfraError, MissingToolError
 
 READY_TIMEOUT = 15.0
@@ -325,44 +326,17 @@ def _lines(recv: Callable[[int], bytes], chan) -> Iterable[str]:
 
 def start_all(captures: list, ready_timeout: float = READY_TIMEOUT) -> None:
     """Start every capture concurrently; return once all listen. On failure, abort all."""
-    errors: list[BaseException] = []
-
-    def one(cap) -> None:
-        try:
-            cap.start(ready_timeout)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in captures]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
+    try:
+        run_all([lambda c=c: c.start(ready_timeout) for c in captures])
+    except BaseException:
         for c in captures:
             c.abort()
-        raise errors[0]
+        raise
 
 
 def stop_all(captures: list, timeout: float = STOP_TIMEOUT) -> list[CaptureResult]:
     """Stop every capture concurrently (each flushes); results in the captures' order."""
-    results: dict[int, CaptureResult] = {}
-    errors: list[BaseException] = []
-
-    def one(i: int, cap) -> None:
-        try:
-            results[i] = cap.stop(timeout)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one, args=(i, c), daemon=True) for i, c in enumerate(captures)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return [results[i] for i in range(len(captures))]
+    return run_all([lambda c=c: c.stop(timeout) for c in captures])
 
 
 def ssh_exclusion(port: int) -> str:

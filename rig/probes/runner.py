@@ -25,6 +25,7 @@ import os
 import threading
 from typing import Callable, Sequence
 
+from rig.concurrency import run_all
 from rig.errors import InfraError, UsageError
 from rig.netns import NETNS_DIR, in_netns
 from rig.probes.burst import probe_burst
@@ -113,23 +114,17 @@ def run_probes(netns: str | None, server_addr: str, kinds: Sequence[str] = PROBE
         for ev in syn_sent.values():
             ev.wait(timeout)
 
-    out: dict[str, list[ProbeResult]] = {}
-    errors: list[BaseException] = []
+    def worker(kind: str) -> Callable[[], list[ProbeResult]]:
+        fn = one(kind)
 
-    def worker(kind: str, fn: Callable[[], list[ProbeResult]]) -> None:
-        try:
-            out[kind] = in_netns(netns, fn)
-        except BaseException as exc:  # a bug, not a failed probe: re-raised below
-            errors.append(exc)
-        finally:
-            if kind in syn_sent:
-                syn_sent[kind].set()  # never leave the burst waiting on a crashed probe
+        def body() -> list[ProbeResult]:
+            try:
+                return in_netns(netns, fn)  # an exception here is a bug, not a failed probe
+            finally:
+                if kind in syn_sent:
+                    syn_sent[kind].set()  # never leave the burst waiting on a crashed probe
 
-    threads = [threading.Thread(target=worker, args=(k, one(k)), name=f"probe:{k}", daemon=True) for k in kinds]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return [r for k in kinds for r in out[k]]
+        return body
+
+    out = run_all([worker(k) for k in kinds], names=[f"probe:{k}" for k in kinds])
+    return [r for results in out for r in results]

@@ -1,0 +1,35 @@
+"""Run a few callables at once on threads, wait for all, and hand back results or the first error."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Sequence
+
+
+def run_all(fns: Sequence[Callable[[], Any]], names: Sequence[str] | None = None) -> list[Any]:
+    """Call every fn on its own thread and join them all; results in fns' order.
+
+    If any raised, the first exception raised (in time) is re-raised here once every
+    thread has finished, so no caller is left with work still running behind it.
+    """
+    results: list[Any] = [None] * len(fns)
+    errors: list[BaseException] = []
+
+    def body(i: int, fn: Callable[[], Any]) -> None:
+        try:
+            results[i] = fn()
+        except BaseException as exc:  # handed to the calling thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i, fn), daemon=True,
+                                name=names[i] if names else None) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+__all__ = ["run_all"]

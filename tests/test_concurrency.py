@@ -1,0 +1,35 @@
+"""rig.concurrency.run_all: results in order, every thread joined before the first error is raised."""
+
+import threading
+
+import pytest
+
+from rig.concurrency import run_all
+
+
+def test_results_in_order_and_names():
+    names = []
+
+    def job(i):
+        names.append(threading.current_thread().name)
+        return i * 10
+
+    assert run_all([lambda i=i: job(i) for i in range(4)], names=[f"w{i}" for i in range(4)]) == [0, 10, 20, 30]
+    assert sorted(names) == ["w0", "w1", "w2", "w3"]
+
+
+def test_first_error_raised_after_all_finished():
+    gate = threading.Event()
+    finished = []
+
+    def fails():
+        gate.set()
+        raise ValueError("boom")
+
+    def slow():
+        gate.wait(5)  # starts only once the failing one ran
+        finished.append(True)
+
+    with pytest.raises(ValueError, match="boom"):
+        run_all([fails, slow])
+    assert finished == [True]
