@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.analysis.keys import signature_groups
 from rig.verdict import Change
 
 _OPTS = (("mss", "MSS"), ("sackok", "SACK-permitted"), ("has_ts", "timestamps"), ("wscale", "window scale"))
@@ -75,3 +76,26 @@ def payload_change(at_client: np.void, at_server: np.void, direction: str) -> li
         return []
     return [Change("payload", direction, f"{int(at_client['plen'])} bytes", f"{int(at_server['plen'])} bytes",
                    "payload altered on the way")]
+
+
+def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, fields: tuple[str, ...],
+                         compare) -> tuple[list, np.ndarray]:
+    """``compare`` (``ip_changes``, ``tcp_syn_changes``) once per distinct signature of the
+    pairs of rows ``rc`` at side ``c`` and ``rs`` at side ``s`` over ``fields``, and which
+    signature each pair has."""
+    if len(rc) == 0:
+        return [], np.zeros(0, np.int64)
+    cols = []
+    for f in fields:
+        a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
+        if f == "ip_id":  # equal IP IDs say nothing: let them share a signature
+            same = a == b
+            a, b = np.where(same, -1, a), np.where(same, -1, b)
+        cols += [a, b]
+    first, inv = signature_groups(cols)
+    per = []
+    for k in first.tolist():
+        a = {f: c.t[f][rc[k]] for f in fields}
+        b = {f: s.t[f][rs[k]] for f in fields}
+        per.append(tuple(compare(a, b, direction)))
+    return per, inv.ravel()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.analysis.changes import ip_changes
+from rig.analysis.changes import changes_by_signature, ip_changes
 from rig.analysis.context import Ctx
-from rig.analysis.keys import signature_groups
 from rig.analysis.sides import Part, Side
 from rig.analysis.summary import addr_texts, endpoints
 from rig.verdict import Change, Evidence, Exchange
@@ -43,27 +42,6 @@ class _Rows:
                     for a, b, n, t in zip(self.eps("src", True), self.eps("dst", True), c["plen"], c["ttl"])]
         return [f"{a} > {b} ICMP {_NAMES.get(ty, 'echo')} id {i} seq {q} ttl {t} — {note}"
                 for a, b, ty, i, q, t in zip(self.src, self.dst, c["icmp_type"], c["icmp_id"], c["icmp_seq"], c["ttl"])]
-
-
-def changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> tuple[list, np.ndarray]:
-    """``ip_changes`` once per distinct signature of the pairs of rows, and which
-    signature each pair has."""
-    if len(rc) == 0:
-        return [], np.zeros(0, np.int64)
-    cols = []
-    for f in _IP_FIELDS:
-        a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
-        if f == "ip_id":
-            same = a == b
-            a, b = np.where(same, -1, a), np.where(same, -1, b)
-        cols += [a, b]
-    first, inv = signature_groups(cols)
-    per = []
-    for k in first.tolist():
-        a = {f: c.t[f][rc[k]] for f in _IP_FIELDS}
-        b = {f: s.t[f][rs[k]] for f in _IP_FIELDS}
-        per.append(tuple(ip_changes(a, b, direction)))
-    return per, inv.ravel()
 
 
 def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray, srep: np.ndarray,
@@ -97,8 +75,8 @@ class ReqRepBatch:
         self.sp_frame = s.t["frame"][srep]
         self.dst_key = c.dst_key[creq]
         self.first_frame = self.cq.t["frame"].astype(np.int64)
-        self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out")
-        self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back")
+        self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out", _IP_FIELDS, ip_changes)
+        self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back", _IP_FIELDS, ip_changes)
         self.ids_changed = (np.zeros(len(creq), bool) if protocol == "udp"
                             else c.t["icmp_id"][creq] != s.t["icmp_id"][sreq])
         self.cname, self.sname = c.name, s.name

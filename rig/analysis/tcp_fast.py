@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.match import copy_that_arrived
-from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
+from rig.analysis.changes import changes_by_signature, isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx
-from rig.analysis.keys import signature_groups
-from rig.analysis.sides import Part, Side
+from rig.analysis.sides import Part
 from rig.analysis.summary import addr_texts, endpoints, tcp_flags
 from rig.verdict import Evidence, Exchange
 
@@ -127,10 +126,10 @@ class TcpBatch:
                                np.maximum(sc.n_synack[si] - cc.n_synack[ci], 0)], axis=1)
         self.payload = _payload_suspects(ctx, ci, si)
         # changes compare the copy that arrived with the same copy as it was sent
-        self.out_per, self.out_inv = _changes_by_signature(
-            c, s, copy_that_arrived(c, ci, "syn", s, rs_syn), rs_syn, "out")
-        self.back_per, self.back_inv = _changes_by_signature(
-            c, s, rc_synack, copy_that_arrived(s, si, "synack", c, rc_synack), "back")
+        self.out_per, self.out_inv = changes_by_signature(
+            c, s, copy_that_arrived(c, ci, "syn", s, rs_syn), rs_syn, "out", _CHANGE_FIELDS, tcp_syn_changes)
+        self.back_per, self.back_inv = changes_by_signature(
+            c, s, rc_synack, copy_that_arrived(s, si, "synack", c, rc_synack), "back", _CHANGE_FIELDS, tcp_syn_changes)
         self.cname, self.sname = c.name, s.name
         self._texts: dict[tuple[int, int, int, int], str] = {}
 
@@ -176,25 +175,6 @@ class TcpBatch:
             out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered", text,
                                 ch, (Evidence(cname, c_fr[j], ev_c[j]), Evidence(sname, s_fr[j], ev_s[j])), frames))
         return out
-
-
-def _changes_by_signature(c: Side, s: Side, rc: np.ndarray, rs: np.ndarray, direction: str) -> tuple[list, np.ndarray]:
-    """``tcp_syn_changes`` once per distinct signature of the pairs of rows, and which
-    signature each pair has."""
-    cols = []
-    for f in _CHANGE_FIELDS:
-        a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
-        if f == "ip_id":  # equal IP IDs say nothing: let them share a signature
-            same = a == b
-            a, b = np.where(same, -1, a), np.where(same, -1, b)
-        cols += [a, b]
-    first, inv = signature_groups(cols)
-    per = []
-    for k in first.tolist():
-        a = {f: v for f, v in zip(_CHANGE_FIELDS, (c.t[f][rc[k]] for f in _CHANGE_FIELDS))}
-        b = {f: v for f, v in zip(_CHANGE_FIELDS, (s.t[f][rs[k]] for f in _CHANGE_FIELDS))}
-        per.append(tuple(tcp_syn_changes(a, b, direction)))
-    return per, inv.ravel()
 
 
 def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, list]:
