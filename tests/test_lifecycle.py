@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from _runhelp import lab_skip_reason
 from rig import lifecycle as L
 from rig.backends.azure import AzureBackend
 from rig.backends.azure.fake import FakeARM
@@ -168,18 +169,13 @@ def test_ls_and_gc_without_azure_say_so(tmp_path):
 
 # -- for real: rig up / ls / down with the lab ---------------------------------------------------
 
-def _lab_reason():
-    try:
-        from test_lab_support import lab_skip_reason
-    except ImportError:
-        return "the lab backend is not available"
-    return lab_skip_reason()
+LAB_SKIP = lab_skip_reason()  # the lab needs root and its tools (tests/_runhelp.py says which)
 
 
 @pytest.mark.root
 @pytest.mark.lab
 @pytest.mark.slow
-@pytest.mark.skipif(_lab_reason() is not None, reason=str(_lab_reason()))
+@pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))
 def test_rig_up_ls_down_with_the_lab(tmp_path):
     env = {**os.environ, "RIG_STATE_DIR": str(tmp_path / "state")}
     rig = [sys.executable, "-m", "rig"]

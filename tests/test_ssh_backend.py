@@ -13,7 +13,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from _sshd import keygen, missing_tools, start_sshd
+from _runhelp import lab_skip_reason
+from _sshd import keygen, needs_sshd, sshd  # noqa: F401 (sshd is a fixture)
 from rig.backends.base import RunSpec
 from rig.backends.ssh import SSHBackend, parse_target, resolve_host_key, started_pids
 from rig.errors import InfraError, UsageError
@@ -92,17 +93,6 @@ def test_started_pids_picks_live_processes_naming_the_dir():
 
 
 # -- against a real sshd ----------------------------------------------------------------------
-
-needs_sshd = pytest.mark.skipif(os.geteuid() != 0 or bool(missing_tools("sshd", "ssh-keygen", "unshare")),
-                                reason="needs root and sshd/ssh-keygen/unshare")
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    s = start_sshd(tmp_path / "sshd")
-    yield s
-    s.stop()
-
 
 def alive(pid: int) -> bool:
     try:
@@ -187,17 +177,12 @@ def test_known_hosts_entry_is_used(sshd, tmp_path):
 
 # -- against the lab's server as "the VPS" ---------------------------------------------------
 
-def _lab_reason() -> str | None:
-    try:
-        from test_lab_support import lab_skip_reason
-    except ImportError:
-        return "the lab backend is not available"
-    return lab_skip_reason()
+LAB_SKIP = lab_skip_reason()  # the lab needs root and its tools (tests/_runhelp.py says which)
 
 
 @pytest.mark.root
 @pytest.mark.lab
-@pytest.mark.skipif(_lab_reason() is not None, reason=str(_lab_reason()))
+@pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))
 def test_lab_server_as_the_vps(tmp_path):
     from test_lab_support import lab
 
@@ -234,7 +219,7 @@ def stop_and_wait(pids: list[int]) -> None:
 @pytest.mark.root
 @pytest.mark.lab
 @pytest.mark.slow
-@pytest.mark.skipif(_lab_reason() is not None, reason=str(_lab_reason()))
+@pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))
 def test_whole_pipeline_with_the_ssh_backend_on_the_lab_vps(tmp_path):
     """configure (ansible, host-key checking on) + preflight + captures + probes +
     verdict through the SSH backend, with the lab's server as a bare VPS; afterwards
