@@ -45,11 +45,6 @@ def addr_key(col: np.ndarray) -> np.ndarray:
     return combine(hi, lo)
 
 
-def endpoint_key(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
-    hi, lo = addr_words(addr)
-    return combine(hi, lo, port)
-
-
 def rel32(a: np.ndarray, base: np.ndarray) -> np.ndarray:
     """(a - base) mod 2^32 as a signed int64 in [-2^31, 2^31): sequence arithmetic."""
     d = (a.astype(np.int64) - base.astype(np.int64)) & 0xFFFFFFFF
