@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from rig.backends.base import SSHEndpoint
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -91,3 +93,15 @@ def start_sshd(tmp: Path, addr: str = "127.0.0.1", ns: str | None = None) -> Ssh
     ep = SSHEndpoint(host=addr, port=22, user="root", key_file=str(tmp / "id_ed25519"),
                      host_key=" ".join(host_pub.split()[:2]), netns=ns)
     return SshdNs(ns=ns, endpoint=ep, proc=proc, tmp=tmp)
+
+
+needs_sshd = pytest.mark.skipif(os.geteuid() != 0 or bool(missing_tools("sshd", "ssh-keygen", "unshare")),
+                                reason="needs root and sshd/ssh-keygen/unshare")
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A real sshd in its own namespace for one test (import it into the test module)."""
+    s = start_sshd(tmp_path / "sshd")
+    yield s
+    s.stop()

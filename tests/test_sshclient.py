@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from _sshd import keygen, missing_tools, start_sshd
+from _sshd import keygen, needs_sshd, sshd  # noqa: F401 (sshd is a fixture)
 from rig.backends.base import SSHEndpoint
 from rig.errors import InfraError
 from rig.sshclient import SSHClient, known_hosts_name, parse_host_key
@@ -21,17 +21,6 @@ def test_bad_pinned_key_is_one_line_error():
         parse_host_key("ssh-ed25519")
     with pytest.raises(InfraError, match="cannot be read"):
         parse_host_key("ssh-ed25519 AAAAnotakey")
-
-
-needs_sshd = pytest.mark.skipif(os.geteuid() != 0 or bool(missing_tools("sshd", "ssh-keygen", "unshare")),
-                                reason="needs root and sshd/ssh-keygen/unshare")
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    s = start_sshd(tmp_path / "sshd")
-    yield s
-    s.stop()
 
 
 @pytest.mark.root

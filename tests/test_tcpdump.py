@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from _sshd import missing_tools, start_sshd
+from _sshd import missing_tools, sshd  # noqa: F401 (sshd is a fixture)
 from rig.capture.tcpdump import (LocalCapture, RemoteCapture, parse_stats, ssh_exclusion, start_all,
                                  stop_all, tcpdump_argv)
 from rig.errors import InfraError
@@ -34,13 +34,6 @@ def test_argv_has_the_measured_flags():
 pytestmark_root = pytest.mark.skipif(
     os.geteuid() != 0 or bool(missing_tools("tcpdump", "sshd", "unshare")),
     reason="needs root, tcpdump, sshd, unshare")
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    s = start_sshd(tmp_path / "sshd")
-    yield s
-    s.stop()
 
 
 def _send_udp(n: int, port: int = 9) -> None:
