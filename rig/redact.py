@@ -26,6 +26,8 @@ import re
 import struct
 from pathlib import Path
 
+from rig.checksum import internet_checksum
+
 _V4_PRIVATE = [
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
@@ -96,20 +98,6 @@ class AddressMap:
 # --------------------------------------------------------------------------- checksums
 
 
-def _sum16(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    return sum(struct.unpack(f"!{len(b) // 2}H", b))
-
-
-def csum_adjust(csum: int, old: bytes, new: bytes) -> int:
-    """RFC 1624 incremental update of a ones'-complement checksum: HC' = ~(~HC + ~m + m')."""
-    s = (~csum & 0xFFFF) + _ones_neg(_sum16(old)) + _sum16(new)
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _ones_neg(x: int) -> int:
     # ones'-complement negation of a (possibly > 16 bit) sum, folded to 16 bits
     while x >> 16:
@@ -120,7 +108,7 @@ def _ones_neg(x: int) -> int:
 @functools.lru_cache(maxsize=4096)
 def _delta(old: bytes, new: bytes) -> int:
     """What replacing ``old`` by ``new`` adds to a ones'-complement sum (RFC 1624: ~m + m')."""
-    return _ones_neg(_sum16(old)) + _sum16(new)
+    return internet_checksum(old) + (~internet_checksum(new) & 0xFFFF)
 
 
 def _fix(buf: bytearray, off: int, end: int, old: bytes, new: bytes, udp: bool = False) -> None:
@@ -130,10 +118,7 @@ def _fix(buf: bytearray, off: int, end: int, old: bytes, new: bytes, udp: bool =
     c = (buf[off] << 8) | buf[off + 1]
     if udp and c == 0:  # IPv4 UDP without checksum
         return
-    x = (~c & 0xFFFF) + _delta(old, new)
-    while x >> 16:
-        x = (x & 0xFFFF) + (x >> 16)
-    n = ~x & 0xFFFF
+    n = _ones_neg((~c & 0xFFFF) + _delta(old, new))  # RFC 1624: HC' = ~(~HC + ~m + m')
     if udp and n == 0:
         n = 0xFFFF
     buf[off] = n >> 8
