@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from _sshd import missing_tools
+
 LAB_TOOLS = ("ip", "nft", "tcpdump", "sshd", "apache2", "ssh-keygen", "ss")
 
 
-def lab_skip_reason() -> str | None:
+def lab_skip_reason(tools: tuple[str, ...] = LAB_TOOLS) -> str | None:
+    """Why a lab test cannot run here (not root, or one of ``tools`` missing), else None."""
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, tcpdump, sshd, Apache)"
-    missing = [t for t in LAB_TOOLS if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
+    missing = missing_tools(*tools)
     return f"missing tools: {', '.join(missing)}" if missing else None
+
+
+LAB_SKIP = lab_skip_reason()  # computed once per session, for skipif marks
 
 
 def rig_cmd(*args: str) -> list[str]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import struct
 import subprocess
 
 import pytest
 
+from _runhelp import lab_skip_reason
 from rig.backends.base import RunSpec
 from rig.netns import in_netns, socket_in
 
@@ -19,17 +19,8 @@ SERVER = "198.51.100.10"
 SHORT = 0.8  # time-out of negative checks
 
 
-def lab_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, sshd, Apache)"
-    for tool in ("ip", "nft", "sshd", "apache2", "ssh-keygen"):
-        if not (shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")):
-            return f"{tool} is not installed"
-    return None
-
-
-needs_lab = [pytest.mark.root, pytest.mark.lab,
-             pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")]
+LAB_SKIP = lab_skip_reason(("ip", "nft", "sshd", "apache2", "ssh-keygen"))  # the backend alone: no tcpdump/ss
+needs_lab = [pytest.mark.root, pytest.mark.lab, pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
 
 
 @contextlib.contextmanager

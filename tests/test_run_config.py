@@ -1,7 +1,5 @@
 """rig.toml + flags -> RunSpec: flags win, a bad file is one clear line (exit 2)."""
 
-import argparse
-
 import pytest
 
 from rig.cli import build_parser

@@ -11,10 +11,10 @@ import subprocess
 
 import pytest
 
-from _runhelp import lab_leftovers, lab_skip_reason, rig_cmd, rig_run
+from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
-              pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")]
+              pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
 
 FAST = ("--no-configure", "--timeout", "1")
 

@@ -4,11 +4,10 @@ exit code, teardown on failure, the backend's preflight hook, --keep."""
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from _runhelp import lab_leftovers, lab_skip_reason, rig_cmd
+from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd
 from _sshd import missing_tools, start_sshd
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError
@@ -96,7 +95,7 @@ def test_preflight_reports_the_responder_and_the_backend_hook(tmp_path):
 
 @pytest.mark.root
 @pytest.mark.lab
-@pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")
+@pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))
 def test_keep_leaves_the_lab_and_says_how_to_enter_and_remove_it(tmp_path):
     res = subprocess.run(rig_cmd("run", "--out", str(tmp_path / "run"), "--keep", "--no-configure",
                                  "--probes", "icmp,tcp", "--timeout", "1"), capture_output=True, text=True, timeout=120)
@@ -114,7 +113,7 @@ def test_keep_leaves_the_lab_and_says_how_to_enter_and_remove_it(tmp_path):
 
 @pytest.mark.root
 @pytest.mark.lab
-@pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")
+@pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))
 def test_redact_and_archive(tmp_path):
     import tarfile
 

@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from _runhelp import Ran, lab_leftovers, lab_skip_reason, rig_cmd
+from _runhelp import LAB_SKIP, Ran, lab_leftovers, rig_cmd
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
-              pytest.mark.skipif(lab_skip_reason() is not None, reason=lab_skip_reason() or "")]
+              pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
 
 PREFIX_RE = re.compile(r"\b(rig-[0-9a-f]{6})\b")
 
