@@ -155,11 +155,13 @@ def rig_command() -> list[str]:
     return [sys.executable, "-m", "rig"]
 
 
-def build_files(name: str, interval: Interval, scheduler: str, spec_file: Path, installed_spec: str,
+def build_files(name: str, interval: Interval, scheduler: str, installed_spec: str,
                 cmd: list[str], out: str) -> dict[str, str]:
     """{path relative to root: content} for the chosen scheduler."""
     argv = [*cmd, "schedule", "exec", name]
+    env = f"{installed_spec[:-5]}.env"  # beside the spec: credentials for cloud backends
     if scheduler == "systemd":
+        service_path, timer_path = unit_paths(Path("/"), name)
         service = (
             "[Unit]\n"
             f"Description=rig scheduled rerun {name} (every {interval.text})\n"
@@ -168,7 +170,7 @@ def build_files(name: str, interval: Interval, scheduler: str, spec_file: Path, 
             "[Service]\n"
             "Type=oneshot\n"
             f"ExecStart={shlex.join(argv)}\n"
-            f"EnvironmentFile=-{installed_spec[:-5]}.env\n"
+            f"EnvironmentFile=-{env}\n"
             f"TimeoutStartSec={max(interval.seconds - 30, 240)}\n"
             "KillSignal=SIGTERM\n"
             "Nice=5\n"
@@ -180,15 +182,11 @@ def build_files(name: str, interval: Interval, scheduler: str, spec_file: Path, 
             "OnBootSec=5min\n"
             f"OnUnitActiveSec={interval.systemd()}\n"
             "AccuracySec=1min\n"
-            f"Unit=rig-schedule-{name}.service\n\n"
+            f"Unit={service_path.name}\n\n"
             "[Install]\n"
             "WantedBy=timers.target\n"
         )
-        return {
-            f"etc/systemd/system/rig-schedule-{name}.service": service,
-            f"etc/systemd/system/rig-schedule-{name}.timer": timer,
-        }
-    env = f"{installed_spec[:-5]}.env"
+        return {str(service_path)[1:]: service, str(timer_path)[1:]: timer}
     line = (
         f"{interval.cron()} root set -a; [ -f {shlex.quote(env)} ] && . {shlex.quote(env)}; set +a; "
         f"{shlex.join(argv)} >/dev/null 2>&1\n"
@@ -253,7 +251,7 @@ def cli_add(args) -> int:
     )
     installed_spec = "/" + str(spec_file.relative_to(root))
     files = {str(spec_file.relative_to(root)): dump_toml(data, header)}
-    files.update(build_files(name, interval, scheduler, spec_file, installed_spec, cmd, out))
+    files.update(build_files(name, interval, scheduler, installed_spec, cmd, out))
     written = []
     for rel, content in files.items():
         p = root / rel
@@ -262,7 +260,7 @@ def cli_add(args) -> int:
         written.append(p)
     if root == Path("/") and scheduler == "systemd" and has_systemd(root):
         _systemctl("daemon-reload")
-        _systemctl("enable", "--now", f"rig-schedule-{name}.timer")
+        _systemctl("enable", "--now", unit_paths(root, name)[1].name)
     if root == Path("/") and scheduler == "cron" and not any(shutil.which(c) for c in ("cron", "crond")):
         print("rig: note: no cron daemon is installed here; the entry runs once one is", file=sys.stderr)
     print(f"schedule {name}: every {interval.text} via {scheduler}; bundles in {out}; keeps {args.retain}")
@@ -331,7 +329,7 @@ def cli_remove(args) -> int:
     data = load_schedule(root, args.name)
     s = data["schedule"]
     if root == Path("/") and s.get("scheduler") == "systemd" and has_systemd(root):
-        _systemctl("disable", "--now", f"rig-schedule-{args.name}.timer")
+        _systemctl("disable", "--now", unit_paths(root, args.name)[1].name)
     removed = []
     for p in (*unit_paths(root, args.name), cron_path(root, args.name), spec_dir(root) / f"{args.name}.toml"):
         if p.exists():
