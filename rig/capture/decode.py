@@ -278,15 +278,23 @@ def _payload(p: bytes, start: int, end: int, base: int, r: dict) -> None:
         r["status"] = Undecoded.TRUNCATED_PAYLOAD
 
 
+def _short(p: bytes, o: int, end: int, need: int, r: dict) -> bool:
+    """A transport header of ``need`` bytes at ``o`` does not fit: in the packet as sent
+    (``end``, from the IP length: MALFORMED) or as captured (TRUNCATED_HEADER)."""
+    if end - o < need:
+        r["status"] = Undecoded.MALFORMED
+        return True
+    if len(p) < o + need:
+        r["status"] = Undecoded.TRUNCATED_HEADER
+        return True
+    return False
+
+
 def _l4(p: bytes, o: int, end: int, base: int, proto: int, ipver: int, r: dict) -> None:
     if proto == 6:
         _tcp(p, o, end, base, r)
     elif proto == 17:
-        if end - o < 8:
-            r["status"] = Undecoded.MALFORMED
-            return
-        if len(p) < o + 8:
-            r["status"] = Undecoded.TRUNCATED_HEADER
+        if _short(p, o, end, 8, r):
             return
         r["sport"], r["dport"] = struct.unpack_from(">HH", p, o)
         _payload(p, o + 8, end, base, r)
@@ -297,11 +305,7 @@ def _l4(p: bytes, o: int, end: int, base: int, proto: int, ipver: int, r: dict) 
 
 
 def _tcp(p: bytes, o: int, end: int, base: int, r: dict) -> None:
-    if end - o < 20:
-        r["status"] = Undecoded.MALFORMED
-        return
-    if len(p) < o + 20:
-        r["status"] = Undecoded.TRUNCATED_HEADER
+    if _short(p, o, end, 20, r):
         return
     sport, dport, seq, ack, offfl, win = struct.unpack_from(">HHIIHH", p, o)
     r["sport"], r["dport"], r["seq"], r["ack"], r["win"] = sport, dport, seq, ack, win
@@ -352,11 +356,7 @@ ICMP6_ERRORS = {1, 2, 3, 4}
 
 
 def _icmp(p: bytes, o: int, end: int, base: int, ipver: int, r: dict) -> None:
-    if end - o < 8:
-        r["status"] = Undecoded.MALFORMED
-        return
-    if len(p) < o + 8:
-        r["status"] = Undecoded.TRUNCATED_HEADER
+    if _short(p, o, end, 8, r):
         return
     t, c = p[o], p[o + 1]
     r["icmp_type"], r["icmp_code"] = t, c
