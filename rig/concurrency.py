@@ -32,4 +32,30 @@ def run_all(fns: Sequence[Callable[[], Any]], names: Sequence[str] | None = None
     return results
 
 
-__all__ = ["run_all"]
+class Background:
+    """``fn`` on a daemon thread, started at once; ``result()`` waits and re-raises what it
+    raised, ``wait()`` only waits (for clean-up paths that must not raise again)."""
+
+    def __init__(self, fn: Callable[[], Any], name: str | None = None) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._body, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _body(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the thread that asks for the result
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+__all__ = ["Background", "run_all"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rig.backends.base import Rig, RunSpec
-from rig.concurrency import run_all
+from rig.concurrency import Background, run_all
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
 
 STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
@@ -248,16 +248,12 @@ class Pipeline:
             path = str(self.bundle.capture_path(cp.name))
             self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family) if cp.remote
                                  else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
-        started: list[BaseException | None] = []
-        starter = threading.Thread(target=lambda: started.append(_try(start_all, self.captures)), daemon=True)
+        starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
-            starter.start()
             with self.stage("preflight"):
                 preflight(rig, ssh, self.backend, nonce=f"rig-preflight-{self.out.name}")
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
-                starter.join()
-                if started and started[0] is not None:
-                    raise started[0]
+                starter.result()
             kinds = parse_kinds(spec.probes or None)
             _preimport(LATE_IMPORTS)
             with self.stage("probes", lambda: _probe_note(self.probes)):
@@ -269,19 +265,15 @@ class Pipeline:
                 self.bundle.add_probe(p)
             # socket states and the access log are read while the captures stop
             # (separate channels; nothing they do is on a captured interface)
-            logs_done: list[BaseException | None] = []
-            logs = threading.Thread(target=lambda: logs_done.append(_try(self._collect_logs, ssh)), daemon=True)
-            logs.start()
+            logs = Background(lambda: self._collect_logs(ssh), name="logs")
             with self.stage("captures stop", lambda: _capture_note(self.capture_results)):
                 self.capture_results = stop_all(self.captures)
-                logs.join()
-                if logs_done and logs_done[0] is not None:
-                    raise logs_done[0]
+                logs.result()
             self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
             for r in self.capture_results:
                 self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
         finally:
-            starter.join()  # never abort a capture that is still starting
+            starter.wait()  # never abort a capture that is still starting
             for c in self.captures:
                 if getattr(c, "result", None) is None:
                     c.abort()
@@ -389,14 +381,6 @@ class Pipeline:
         if rig.backend == "lab":
             lines.append(f"  remove it:         sudo rig clean --prefix {prefix}")
         self.progress.console.print("\n".join(lines))
-
-
-def _try(fn: Callable, *args: Any) -> BaseException | None:
-    try:
-        fn(*args)
-    except BaseException as exc:  # handed to the main thread
-        return exc
-    return None
 
 
 # Modules the later stages need, imported on a thread while the main one waits, in two

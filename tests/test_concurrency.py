@@ -1,10 +1,10 @@
-"""rig.concurrency.run_all: results in order, every thread joined before the first error is raised."""
+"""rig.concurrency: run_all keeps order and joins all before raising; Background hands its error to result()."""
 
 import threading
 
 import pytest
 
-from rig.concurrency import run_all
+from rig.concurrency import Background, run_all
 
 
 def test_results_in_order_and_names():
@@ -33,3 +33,11 @@ def test_first_error_raised_after_all_finished():
     with pytest.raises(ValueError, match="boom"):
         run_all([fails, slow])
     assert finished == [True]
+
+
+def test_background_result_and_error():
+    assert Background(lambda: 42).result() == 42
+    failing = Background(lambda: 1 / 0)
+    failing.wait()  # only waits
+    with pytest.raises(ZeroDivisionError):
+        failing.result()
