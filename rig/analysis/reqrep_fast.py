@@ -12,28 +12,20 @@ import numpy as np
 
 from rig.analysis.changes import changes_by_signature, ip_changes
 from rig.analysis.context import Ctx
-from rig.analysis.sides import Part, Side
-from rig.analysis.summary import addr_texts, endpoints
+from rig.analysis.sides import Part
+from rig.analysis.summary import RowTexts
 from rig.verdict import Change, Evidence, Exchange
 
 _IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
 _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo reply"}
 
 
-class _Rows:
-    def __init__(self, side: Side, rows: np.ndarray, fields=("ttl", "sport", "dport", "plen", "icmp_type", "icmp_id",
-                                                            "icmp_seq", "frame"), addresses: bool = True):
-        t = side.t
-        self.c = {f: t[f][rows].tolist() for f in fields}
-        self.src = addr_texts(t["src"][rows]) if addresses else []
-        self.dst = addr_texts(t["dst"][rows]) if addresses else []
-
+class _Rows(RowTexts):
     def eps(self, which: str, port: bool, shared: bool = False) -> list[str]:
-        """``shared``: few distinct values (the server's), so equal strings are one object."""
-        addrs = self.src if which == "src" else self.dst
+        """Endpoints (``port``: UDP) or bare addresses (ICMP)."""
         if not port:
-            return addrs
-        return endpoints(addrs, self.c["sport" if which == "src" else "dport"], shared)
+            return self.src if which == "src" else self.dst
+        return self.endpoints(which, shared)
 
     def summaries(self, udp: bool, note: str) -> list[str]:
         c = self.c

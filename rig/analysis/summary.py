@@ -60,6 +60,22 @@ def endpoints(addrs: list[str], ports: list[int], shared: bool = False) -> list[
     return out
 
 
+class RowTexts:
+    """Columns of some rows of a side (or a ``sides.Part``) as Python lists, one conversion
+    per column, and their address texts: what the fast paths build record strings from."""
+
+    def __init__(self, side, rows: np.ndarray, fields):
+        t = side.t
+        self.c = {f: t[f][rows].tolist() for f in fields}
+        self.src = addr_texts(t["src"][rows])
+        self.dst = addr_texts(t["dst"][rows])
+
+    def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
+        """``shared``: few distinct values (the server's), so equal strings are one object."""
+        addrs = self.src if which == "src" else self.dst
+        return endpoints(addrs, self.c["sport" if which == "src" else "dport"], shared)
+
+
 _FLAG_TEXT: dict[int, str] = {}
 
 

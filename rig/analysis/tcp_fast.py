@@ -16,7 +16,7 @@ from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import changes_by_signature, isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx
 from rig.analysis.sides import Part
-from rig.analysis.summary import addr_texts, endpoints, tcp_flags
+from rig.analysis.summary import RowTexts, tcp_flags
 from rig.verdict import Evidence, Exchange
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
@@ -38,21 +38,12 @@ def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
     return ok
 
 
-class _Cols:
-    """Columns of some rows of a side as Python lists (one conversion per column)."""
+class _Cols(RowTexts):
+    """TCP rows, by default with the columns their summaries read."""
 
     def __init__(self, side, rows: np.ndarray,
                  fields=("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame")):
-        t = side.t
-        self.n = len(rows)
-        self.c = {f: t[f][rows].tolist() for f in fields}
-        self.src = addr_texts(t["src"][rows])
-        self.dst = addr_texts(t["dst"][rows])
-
-    def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
-        """``shared``: few distinct values (the server's), so equal strings are one object."""
-        addrs = self.src if which == "src" else self.dst
-        return endpoints(addrs, self.c["sport" if which == "src" else "dport"], shared)
+        super().__init__(side, rows, fields)
 
     def summaries(self, note: str) -> list[str]:
         """The same words as ``summary.summarize`` for each row, with ``note`` appended."""
