@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rig.bundle import BundleWriter, archive
-from rig.history import render_timeline_html, runs_in
+from rig.history import render_timeline_html, runs_in, worst
 
 
 def _verdict(tcp: str, icmp: str = "delivered") -> dict:
@@ -109,3 +109,10 @@ def test_a_protocol_not_probed_is_no_change(tmp_path):
         w.write_verdict(v)
         w.finish("path-problem")
     assert [r.changed for r in runs_in(d)] == [False, False, True]
+
+
+def test_worst_outcome_names_the_protocol():
+    assert worst(["delivered", "unanswered", "lost-return", "lost-outbound"]) == "lost-return"
+    assert worst(["delivered", "refused", None]) == "refused"
+    assert worst(["delivered", "a-new-outcome"]) == "delivered"  # a known outcome beats an unknown one
+    assert worst([None]) == "incomplete"

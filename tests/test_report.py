@@ -141,6 +141,18 @@ def test_report_without_captures_still_renders(tmp_path):
     assert "The run failed: provision: credentials expired" in failed
 
 
+def test_exchanges_are_listed_worst_first():
+    order = ["delivered", "a-new-outcome", "lost-outbound", "lost-return", "incomplete", "unanswered"]
+    ex = [{"id": f"tcp-{i}", "protocol": "tcp", "client": f"192.168.1.10:{40310 + i}", "server": "198.51.100.10:80",
+           "seen_at_server_as": None, "outcome": o, "explanation": "", "changes": [], "evidence": []}
+          for i, o in enumerate(order)]
+    html = render_report({"format": "rig.verdict/1", "capture_points": [], "exchanges": ex,
+                          "diagnosis": {"summary": "s", "by_protocol": {}}}, captures=None)
+    listed = re.findall(r'<section class="ex" id="ex-tcp-\d+" data-outcome="([^"]+)">', html)
+    # an outcome this rig does not know goes after every known problem, before the delivered ones
+    assert listed == ["lost-return", "lost-outbound", "unanswered", "incomplete", "a-new-outcome", "delivered"]
+
+
 # --------------------------------------------------------------------------- chromium
 
 
