@@ -28,12 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rig.errors import InputError, MissingToolError
-
-# worst first: the outcome that names a run's protocol cell on the timeline
-SEVERITY = (
-    "lost-return", "lost-outbound", "answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole",
-    "unanswered", "refused", "incomplete", "delivered",
-)
+from rig.report import PROBLEM_FIRST  # worst first: the outcome that names a run's protocol cell
 COLORS = {
     "delivered": "#2e7d32", "refused": "#6d7a86", "incomplete": "#9aa5b1", "unanswered": "#e65100",
     "mtu-blackhole": "#8e24aa", "reset-by-middlebox": "#ad1457", "answered-by-middlebox": "#b35c00",
@@ -64,7 +59,7 @@ class Run:
 
 def worst(outcomes) -> str:
     got = [o for o in outcomes if o]
-    return min(got, key=lambda o: SEVERITY.index(o) if o in SEVERITY else len(SEVERITY)) if got else "incomplete"
+    return min(got, key=lambda o: PROBLEM_FIRST.index(o) if o in PROBLEM_FIRST else len(PROBLEM_FIRST)) if got else "incomplete"
 
 
 def _signature(verdict: Mapping[str, Any] | None) -> tuple | None:

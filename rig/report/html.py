@@ -17,12 +17,11 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rig.report import PROBLEM_FIRST
 from rig.report.ladder import build_ladder, ladder_svg
 
-PROBLEM_FIRST = {
-    "lost-return": 0, "lost-outbound": 1, "answered-by-middlebox": 2, "reset-by-middlebox": 3,
-    "mtu-blackhole": 4, "unanswered": 5, "refused": 6, "incomplete": 7, "delivered": 9,
-}
+_RANK = {o: i for i, o in enumerate(PROBLEM_FIRST)}
+_UNKNOWN_RANK = _RANK["delivered"] - 0.5  # an outcome this rig does not know: before the delivered ones
 GOOD = {"delivered"}
 SHOW_PER_OUTCOME = 4  # exchanges drawn open per outcome; the rest fold under <details>
 
@@ -30,7 +29,7 @@ SHOW_PER_OUTCOME = 4  # exchanges drawn open per outcome; the rest fold under <d
 def _exchange_order(x: Mapping[str, Any]) -> tuple:
     ident = str(x.get("id", ""))
     proto, _, num = ident.rpartition("-")
-    return (PROBLEM_FIRST.get(x.get("outcome"), 8), proto, int(num) if num.isdigit() else 0, ident)
+    return (_RANK.get(x.get("outcome"), _UNKNOWN_RANK), proto, int(num) if num.isdigit() else 0, ident)
 
 NEUTRAL = {"refused", "incomplete"}
 
