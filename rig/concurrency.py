@@ -6,6 +6,11 @@ import threading
 from typing import Any, Callable, Sequence
 
 
+def on_main_thread() -> bool:
+    """Signal handlers can only be installed (and only fire) on the main thread."""
+    return threading.current_thread() is threading.main_thread()
+
+
 def run_all(fns: Sequence[Callable[[], Any]], names: Sequence[str] | None = None) -> list[Any]:
     """Call every fn on its own thread and join them all; results in fns' order.
 
@@ -58,4 +63,4 @@ class Background:
         return self._value
 
 
-__all__ = ["Background", "run_all"]
+__all__ = ["Background", "on_main_thread", "run_all"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rig.backends.base import Rig
+from rig.concurrency import on_main_thread
 from rig.resources import playbooks_dir, templates_dir
 from rig.errors import InfraError, MissingToolError
 from rig.sshclient import known_hosts_name
@@ -45,12 +46,6 @@ class ConfigureResult:
     seconds: float
     log: str  # the playbook's output (for logs/ansible.log)
     changed: int  # tasks that changed something (0 on a second run: idempotent)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def shipped_files(templates: Path, server_dir: str) -> list[dict[str, str]]:
@@ -220,7 +215,7 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300,
     events: list[Mapping[str, Any]] = []
     t0 = time.monotonic()
     cancel = cancel or (lambda: False)
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread() else {}
     try:
         runner = ansible_runner.run(
             private_data_dir=str(private),

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rig.backends.base import Rig, RunSpec
-from rig.concurrency import Background, run_all
+from rig.concurrency import Background, on_main_thread, run_all
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
 
 STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
@@ -67,7 +67,7 @@ class Signals:
         raise KeyboardInterrupt("SIGTERM" if signum == signal.SIGTERM else "")
 
     def install(self) -> "Signals":
-        if _main_thread():
+        if on_main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
@@ -91,10 +91,6 @@ class Signals:
     def shield(self) -> None:
         """From now on signals are only counted."""
         self.fired = True
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 # ------------------------------------------------------------------ progress
