@@ -125,7 +125,7 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
         else:
             table.add_row(r.ids, e.protocol, r.client, e.server, r.seen_at_server_as, outcome, e.explanation)
     console.print(table)
-    hidden = sum(len(r.exchanges) for r in rows) - sum(len(r.exchanges) for r in shown)
+    hidden = len(exchanges) - sum(len(r.exchanges) for r in shown)
     if hidden:
         console.print(Text(f"... and {hidden} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
                            f"lines of problems); --json lists them all", style="dim"))

@@ -46,3 +46,16 @@ def test_printed_table_has_one_line_for_the_burst():
     assert "(33 exchanges)" in text
     assert text.count("lost-return") == 1
     assert "Diagnosis: TCP replies are lost" in text
+
+
+def test_a_large_verdict_shows_the_problems_first_and_counts_the_rest():
+    from rig.render import MAX_ROWS
+
+    xs = [_x(2 * k + j, expl=f"story {k}") for k in range(MAX_ROWS + 50) for j in range(2)]  # 2 per problem row
+    xs += [_x(1000 + i, outcome="delivered", expl=f"fine {i}") for i in range(60)]
+    out = io.StringIO()
+    print_verdict(_verdict(xs), Console(file=out, width=160, color_system=None))
+    text = out.getvalue()
+    assert text.count("lost-return") == MAX_ROWS and "delivered" not in text.split("... and")[0]
+    # shown: the first MAX_ROWS problem rows (2 exchanges each); the other 50 rows and the 60 delivered are counted
+    assert f"... and {50 * 2 + 60} more exchanges not shown" in text
