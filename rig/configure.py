@@ -13,7 +13,6 @@ for) so none keeps a namespace busy.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import select
@@ -247,7 +246,3 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300,
         why = _failure(events) or (log.strip().splitlines() or ["no output"])[-1]
         raise InfraError(f"configure ({PLAYBOOK}) {runner.status}: {why}")
     return result
-
-
-def dump_inventory(rig: Rig) -> str:  # for --debug and the tests
-    return json.dumps(inventory(rig, Path("known_hosts")), indent=2)
