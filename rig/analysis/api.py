@@ -164,12 +164,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
                 d.explanation = f"{why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
                 d.outcome = "incomplete"
         fr = d.frames
-        if isinstance(fr, tuple):  # a fast path's final form
-            frames = fr
-        elif d.frames_sorted:
-            frames = tuple((p, tuple(fr[p])) for p in point_order if p in fr)
-        else:
-            frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
+        frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), tuple(d.evidence), frames))
     loc[eager_at] = np.arange(len(eager_at))

@@ -34,11 +34,8 @@ class Draft:
     matched: bool  # the server capture saw the request
     changes: list[Change] | tuple[Change, ...] = field(default_factory=list)
     evidence: list[Evidence] | tuple[Evidence, ...] = field(default_factory=list)
-    # point -> frames while the close look collects them; the fast paths give the final
-    # ((point, (frame, ...)), ...) directly (with ``frames_sorted``)
-    frames: dict[str, list[int]] | tuple = field(default_factory=dict)
+    frames: dict[str, list[int]] = field(default_factory=dict)  # point -> frames, as the close look collects them
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
-    frames_sorted: bool = False  # frames are already in order without repeats
     server_until: int | None = None  # client clock: the outcome needs the server capture running past this
 
 
