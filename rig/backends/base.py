@@ -7,8 +7,17 @@ reads everything it needs from the Rig record.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Mapping, Protocol
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """rig-YYYYmmdd-HHMMSS-xxxx (UTC): a run's id on a host or cloud the user owns;
+    `rig ls` reads the age back from it."""
+    now = now or datetime.now(timezone.utc)
+    return f"rig-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,12 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import secrets
 import shlex
 import socket
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
-from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint, new_run_id
 from rig.errors import InfraError, UsageError
 
 PS = ["ps", "ax", "-o", "pid=", "-o", "stat=", "-o", "args="]  # the same on procps and FreeBSD
@@ -125,7 +123,7 @@ class SSHBackend:
         if not os.path.exists(identity):
             raise UsageError(f"--identity {identity}: no such file")
         addr = _ipv4_of(host)
-        run_id = opts.get("run_id") or f"rig-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        run_id = opts.get("run_id") or new_run_id()
         endpoint = SSHEndpoint(host=addr, port=port, user=user, key_file=identity, host_key=host_key,
                                netns=opts.get("netns") or None)
         # one login with the pinned key: a wrong key or a refused login stops here, in one line

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from rig.backends.base import new_run_id
 from rig.errors import UsageError
 
 DEFAULT_LOCATION = "eastus"
@@ -129,11 +129,6 @@ class Plan:
     def cost_per_hour(self, size: str | None = None) -> float | None:
         price = SIZE_PRICES.get(size or self.sizes[0])
         return None if price is None else price + PUBLIC_IP_PRICE + OS_DISK_PRICE
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return f"rig-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def check_allow_from(cidr: str) -> str:
