@@ -13,7 +13,7 @@ import pytest
 
 from _runhelp import lab_skip_reason
 from rig.backends.base import RunSpec
-from rig.netns import in_netns, socket_in
+from rig.netns import connect_in, socket_in
 
 SERVER = "198.51.100.10"
 SHORT = 0.8  # time-out of negative checks
@@ -36,7 +36,7 @@ def lab(scenario: str = "healthy", **spec):
 
 
 def connect(ns: str, port: int, addr: str = SERVER, timeout: float = 2.0) -> socket.socket:
-    return in_netns(ns, lambda: socket.create_connection((addr, port), timeout=timeout))
+    return connect_in(ns, (addr, port), timeout=timeout)
 
 
 def http_get(ns: str, path: str, port: int = 80, addr: str = SERVER, timeout: float = 2.0,

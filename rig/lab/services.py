@@ -19,7 +19,6 @@ import os
 import pwd
 import select
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from rig.errors import InfraError
 from rig.lab.build import find_tool, run
-from rig.netns import in_netns
+from rig.netns import connect_in
 from rig.resources import templates_dir
 
 READY_TIMEOUT = 10.0
@@ -113,7 +112,7 @@ def wait_accepting(netns: str, addr: str, port: int, proc: subprocess.Popen, wha
     pause = 0.002
     while True:
         try:
-            in_netns(netns, lambda: socket.create_connection((addr, port), timeout=1.0)).close()
+            connect_in(netns, (addr, port), timeout=1.0).close()
             return
         except OSError:
             pass
