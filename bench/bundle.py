@@ -30,8 +30,9 @@ def timed(fn, *a):
     return time.perf_counter() - t, r
 
 
-def make_pcap(path: Path, n: int) -> None:
-    """n Ethernet frames of a client flow (SYN, data, echo) from a private address."""
+def make_pcap(path: Path, n: int) -> int:
+    """About n Ethernet frames of a client flow (SYN, data, echo) from a private address;
+    returns how many it wrote (a whole number of flows)."""
     tmpl = [
         encode(Pkt("192.168.1.10", "198.51.100.10", 6, sport=40000, dport=80, seq=1, flags=SYN, mss=1460)),
         encode(Pkt("198.51.100.10", "192.168.1.10", 6, sport=80, dport=40000, seq=9, ack=2, flags=SYN | ACK)),
@@ -46,6 +47,7 @@ def make_pcap(path: Path, n: int) -> None:
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         f.write(b"".join(recs) * (n // len(recs)))
+    return n // len(recs) * len(recs)
 
 
 def main() -> None:
@@ -56,9 +58,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rig-bench-") as tmp:
         d = Path(tmp)
         cap = d / "client.pcap"
-        make_pcap(cap, a.packets)
+        n = make_pcap(cap, a.packets)  # the rates below are per packet actually in the file
         size = cap.stat().st_size
-        n = a.packets
         t_cat, _ = timed(lambda: subprocess.run(["cat", str(cap)], stdout=subprocess.DEVNULL, check=True))
         tcpdump = shutil.which("tcpdump", path="/usr/sbin:/usr/bin:/sbin:/bin")
         t_pcap = None
