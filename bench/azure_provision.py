@@ -26,9 +26,11 @@ from rig.backends.base import RunSpec
 def rig_waves(latency: float) -> tuple[float, int]:
     arm = FakeARM(latency=latency)
     b = AzureBackend(clients=arm.clients(), caller_ip=lambda: "198.51.100.7/32", log=lambda s: None, wait_ssh=False)
-    t = time.monotonic()
-    b.provision(RunSpec(backend="azure", options={"workdir": tempfile.mkdtemp()}))
-    return time.monotonic() - t, arm.critical_path()
+    with tempfile.TemporaryDirectory(prefix="rig-bench-") as workdir:  # the run's SSH keys go here
+        t = time.monotonic()
+        b.provision(RunSpec(backend="azure", options={"workdir": workdir}))
+        took = time.monotonic() - t
+    return took, arm.critical_path()
 
 
 def one_at_a_time(latency: float) -> tuple[float, int]:
