@@ -14,9 +14,9 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
-import threading
 from typing import Any, Callable, TypeVar
 
+from rig.concurrency import Background
 from rig.errors import InfraError
 
 CLONE_NEWNET = 0x40000000
@@ -53,23 +53,13 @@ def in_netns(name: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) 
     need no special case for backends whose client side is this host.
     Exceptions propagate to the caller.
     """
-    result: list[Any] = []
-    error: list[BaseException] = []
 
-    def body() -> None:
-        try:
-            if name is not None:
-                _enter(name)
-            result.append(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to the caller below
-            error.append(exc)
+    def body() -> T:
+        if name is not None:
+            _enter(name)
+        return fn(*args, **kwargs)
 
-    t = threading.Thread(target=body, name=f"netns:{name}", daemon=True)
-    t.start()
-    t.join()
-    if error:
-        raise error[0]
-    return result[0]
+    return Background(body, name=f"netns:{name}").result()
 
 
 def socket_in(name: str | None, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM,
