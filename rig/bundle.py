@@ -29,7 +29,6 @@ import dataclasses
 import datetime as _dt
 import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -142,6 +141,8 @@ def _tool_version(argv: tuple[str, ...]) -> str | None:
 
 
 def _pkg_version(name: str) -> str | None:
+    import importlib.metadata  # here, not at the top: ~40 ms that only finish() needs
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
