@@ -28,6 +28,7 @@ def test_first_error_raised_after_all_finished():
 
     def slow():
         gate.wait(5)  # starts only once the failing one ran
+        threading.Event().wait(0.2)  # outlives the failure: a run_all that raised at once would miss it
         finished.append(True)
 
     with pytest.raises(ValueError, match="boom"):
