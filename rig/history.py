@@ -57,6 +57,17 @@ class Run:
         return d
 
 
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def _unarchived_name(name: str) -> str:
+    """The bundle's directory name for an archive's file name (the name itself otherwise)."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def worst(outcomes) -> str:
     got = [o for o in outcomes if o]
     return min(got, key=lambda o: PROBLEM_FIRST.index(o) if o in PROBLEM_FIRST else len(PROBLEM_FIRST)) if got else "incomplete"
@@ -98,7 +109,7 @@ def _run_from(path: Path, manifest: Mapping[str, Any] | None, verdict: Mapping[s
         kind = str(p.get("kind", "?"))
         ok = bool(p.get("ok"))
         probes[kind] = "ok" if ok and probes.get(kind, "ok") == "ok" else "failed"
-    name = path.name[:-7] if path.name.endswith(".tar.gz") else path.name
+    name = _unarchived_name(path.name)
     started = str(m.get("started") or "")
     if not started:
         import datetime as dt
@@ -163,7 +174,7 @@ def runs_in(directory: Path | str) -> list[Run]:
                 continue
             if c.is_dir():
                 scan(c, depth - 1)
-            elif c.name.endswith((".tar.gz", ".tgz")) and not (c.parent / c.name[: -len(".tar.gz")]).is_dir():
+            elif c.name.endswith(ARCHIVE_SUFFIXES) and not (c.parent / _unarchived_name(c.name)).is_dir():
                 found.append(_read_tar(c))
 
     scan(root, 2)

@@ -116,3 +116,16 @@ def test_worst_outcome_names_the_protocol():
     assert worst(["delivered", "refused", None]) == "refused"
     assert worst(["delivered", "a-new-outcome"]) == "delivered"  # a known outcome beats an unknown one
     assert worst([None]) == "incomplete"
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz"])
+def test_an_archive_beside_its_directory_is_one_run(tmp_path, suffix):
+    d = tmp_path / "runs"
+    for name in ("a", "20261121T000000Z-b"):
+        w = BundleWriter(d / name, {})
+        w.write_verdict(_verdict("delivered"))
+        w.finish("ok")
+        shutil.move(archive(d / name), d / f"{name}{suffix}")
+    assert sorted(r.path for r in runs_in(d)) == [str(d / "20261121T000000Z-b"), str(d / "a")]
+    shutil.rmtree(d / "a")
+    assert sorted(r.path for r in runs_in(d)) == [str(d / "20261121T000000Z-b"), str(d / f"a{suffix}")]
