@@ -11,6 +11,7 @@ capturing at that time), and write the diagnosis.
 from __future__ import annotations
 
 import gc
+from functools import partial
 import os
 import sys
 from collections import Counter
@@ -25,6 +26,7 @@ from rig.analysis.reqrep import echo_drafts, udp_drafts
 from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
 from rig.capture.table import Capture, addr_bytes
+from rig.concurrency import run_all
 from rig.errors import UsageError
 from rig.verdict import CapturePointInfo, Exchange, ExchangeList, Verdict
 
@@ -112,16 +114,22 @@ def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
 
 
 def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
-    c, s = Side("client", client), Side("server", server)
-    xs = {name: Side(name, cap) for name, cap in (extra or {}).items()}
+    # the work is numpy on large arrays, which releases the GIL: the two points are
+    # grouped at once, and the protocols analysed at once, on this machine's 2 cores
+    # (bench/diff.py, 2x1M packets: grouping 0.99 -> 0.58 s)
+    names = ["client", "server", *(extra or {})]
+    caps = [client, server, *(extra or {}).values()]
+    grouped = run_all([partial(Side, n, cap) for n, cap in zip(names, caps)], names=[f"side-{n}" for n in names])
+    c, s = grouped[0], grouped[1]
+    xs = dict(zip(names[2:], grouped[2:]))
     sides = {"client": c, "server": s, **xs}
     for name, n in (kernel_drops or {}).items():
         if name in sides and n is not None:
             sides[name].kernel_drops = int(n)
     ctx = Ctx(c, s, xs)
-    tcp, o1, b1 = tcp_drafts(ctx)
-    echo, o2, b2 = echo_drafts(ctx)
-    udp, o3, b3 = udp_drafts(ctx, _client_local(c))
+    local = _client_local(c)
+    (tcp, o1, b1, echo, o2, b2), (udp, o3, b3) = run_all(
+        [lambda: tcp_drafts(ctx) + echo_drafts(ctx), lambda: udp_drafts(ctx, local)], names=["tcp+echo", "udp"])
     offset = estimate_offset(o1 + [np.asarray(o2 + o3, np.int64)], b1 + [np.asarray(b2 + b3, np.int64)])
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]
