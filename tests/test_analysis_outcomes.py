@@ -313,6 +313,8 @@ def test_too_big_for_the_path_is_lost_outbound_with_the_mtu(tmp_path):
     e = by_id(v)["icmp-1"]
     assert e.outcome == "lost-outbound"
     assert "192.168.0.1 answered that it is too big for the path (ICMP frag-needed, next-hop MTU 1454)" in e.explanation
+    assert ("192.168.0.1 > 192.168.1.10 ICMP frag-needed about ICMP to 198.51.100.10 mtu 1454 ttl 63"
+            " — ICMP error from the path") in [x.summary for x in e.evidence]
     assert "a router reports a path MTU of 1454" in v.diagnosis.summary
     # a router that rejects (admin prohibited) is a middlebox answering for the server
     w2 = Path()
@@ -342,7 +344,8 @@ def test_fast_path_evidence_reads_like_the_close_look(tmp_path):
         assert e.outcome == "delivered"
         for ev in e.evidence:
             text, _, note = ev.summary.partition(" — ")
-            assert text == summarize(caps[ev.point].packets[ev.frame - 1]) and note
+            cap = caps[ev.point]
+            assert text == summarize(cap.packets[ev.frame - 1], cap.quoted_at(ev.frame - 1)) and note
 
 
 def test_data_after_the_clients_reset_is_not_a_loss(tmp_path):

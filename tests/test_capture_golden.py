@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from rig.capture import read_capture, read_capture_bytes
-from rig.capture.table import ACK, FRAG_LATER, FRAG_MF, SYN, Undecoded, addr_bytes, format_addr, payload_hash
+from rig.capture.table import (ACK, FRAG_LATER, FRAG_MF, QUOTED_DTYPE, SYN, Undecoded, addr_bytes, format_addr,
+                               payload_hash)
 from rig.errors import InputError
 
 # ------------------------------------------------------------------ tiny encoder
@@ -244,14 +245,19 @@ def test_icmp_echo_and_errors_quote_the_packet():
     tex = eth(ip4("10.0.0.1", C4, 1, icmp(11, 0, b"\x00" * 4, q_echo)))
     q6 = ip6(C6, S6, 17, udp(5000, 53, b"q" * 10))
     ptb = eth(ip6("2001:db8::1", C6, 58, icmp(2, 0, struct.pack("!I", 1280), q6)), et=0x86DD)
-    p = read_capture_bytes(pcap([echo, need, tex, ptb])).packets
+    cap = read_capture_bytes(pcap([echo, need, tex, ptb]))
+    p = cap.packets
+    assert list(cap.quoted["row"]) == [1, 2, 3]  # the errors only, by row
+    q = cap.quoted_at(np.arange(len(p)))
     assert (p["icmp_type"][0], p["icmp_id"][0], p["icmp_seq"][0], p["plen"][0]) == (8, 0x77, 3, 7)
-    assert (p["icmp_type"][1], p["icmp_code"][1], p["icmp_mtu"][1], p["q_proto"][1]) == (3, 4, 1400, 6)
-    assert (p["q_sport"][1], p["q_dport"][1], p["q_seq"][1], p["q_ip_id"][1]) == (40312, 80, 0x01020304, 999)
-    assert format_addr(p["q_src"][1]) == C4 and format_addr(p["q_dst"][1]) == S4
-    assert p["icmp_type"][2] == 11 and p["q_seq"][2] == (0x77 << 16 | 4) and p["q_proto"][2] == 1
-    assert (p["icmp_type"][3], p["icmp_mtu"][3], p["q_proto"][3], p["q_dport"][3]) == (2, 1280, 17, 53)
-    assert format_addr(p["q_src"][3]) == C6
+    assert q[0].tobytes() == bytes(QUOTED_DTYPE.itemsize)  # row 0, the echo: quotes nothing
+    assert (p["icmp_type"][1], p["icmp_code"][1], q["icmp_mtu"][1], q["q_proto"][1]) == (3, 4, 1400, 6)
+    assert (q["q_sport"][1], q["q_dport"][1], q["q_seq"][1], q["q_ip_id"][1]) == (40312, 80, 0x01020304, 999)
+    assert format_addr(q["q_src"][1]) == C4 and format_addr(q["q_dst"][1]) == S4
+    assert p["icmp_type"][2] == 11 and q["q_seq"][2] == (0x77 << 16 | 4) and q["q_proto"][2] == 1
+    assert (p["icmp_type"][3], q["icmp_mtu"][3], q["q_proto"][3], q["q_dport"][3]) == (2, 1280, 17, 53)
+    assert format_addr(q["q_src"][3]) == C6
+    assert cap.quoted_at(3).tobytes() == q[3].tobytes() and cap.quoted_at(2)["row"] == 2  # one row, one record
 
 
 def test_snaplen_cuts_payload_or_header():

@@ -146,19 +146,20 @@ def compare_file(path: Path) -> tuple[int, list[str]]:
             got.update(sport=int(r["sport"]), dport=int(r["dport"]))
         elif usable and proto in (1, 58) and r["icmp_type"] >= 0 and not r["tunnel"]:
             v = "icmp" if proto == 1 else "icmpv6"
+            q = cap.quoted_at(i)  # what an ICMP error is about
             if t[f"{v}.type"]:
                 want.update(icmp_type=_num(t[f"{v}.type"][0]), icmp_code=_num(t[f"{v}.code"][0]))
                 got.update(icmp_type=int(r["icmp_type"]), icmp_code=int(r["icmp_code"]))
             if t[f"{v}.mtu"]:
-                want["icmp_mtu"], got["icmp_mtu"] = min(_num(t[f"{v}.mtu"][0]), 0xFFFF), int(r["icmp_mtu"])
+                want["icmp_mtu"], got["icmp_mtu"] = min(_num(t[f"{v}.mtu"][0]), 0xFFFF), int(q["icmp_mtu"])
             if r["icmp_type"] in ((0, 8) if proto == 1 else (128, 129)):
                 ident = t["icmp.ident"] if proto == 1 else t["icmpv6.echo.identifier"]
                 seqs = t["icmp.seq"] if proto == 1 else t["icmpv6.echo.sequence_number"]
                 if ident:
                     want.update(icmp_id=_num(ident[0]), icmp_seq=_num(seqs[0]))
                     got.update(icmp_id=int(r["icmp_id"]), icmp_seq=int(r["icmp_seq"]))
-            elif r["q_proto"]:
-                _quoted(r, t, got, want)
+            elif q["q_proto"]:
+                _quoted(r, q, t, got, want)
         elif usable and proto == 1 and r["icmp_type"] in (0, 8) and t["icmp.ident"]:
             # tshark prints ident in both byte orders on some versions: take the first
             want.update(icmp_id=_num(t["icmp.ident"][0]), icmp_seq=_num(t["icmp.seq"][0]))
@@ -205,17 +206,18 @@ def _tcp_options(r, t, got, want) -> None:
         want["tsecr"], got["tsecr"] = _num(t["tcp.options.timestamp.tsecr"][0]), int(r["tsecr"])
 
 
-def _quoted(r, t, got, want) -> None:
-    """The packet quoted in an ICMP error is tshark's second IP layer."""
-    layer = "ip" if r["q_src"][10] == 0xFF and not r["q_src"][:10].any() else "ipv6"
+def _quoted(r, qr, t, got, want) -> None:
+    """The packet quoted in an ICMP error (``qr``, the ICMP row ``r``'s record in
+    ``Capture.quoted``) is tshark's second IP layer."""
+    layer = "ip" if qr["q_src"][10] == 0xFF and not qr["q_src"][:10].any() else "ipv6"
     if len(t[f"{layer}.src"]) >= 2 or (layer == "ipv6" and r["ipver"] == 4 and t["ipv6.src"]):
         k = 1 if (layer == "ip" and r["ipver"] == 4) or (layer == "ipv6" and r["ipver"] == 6) else 0
         want["q_src"], want["q_dst"] = t[f"{layer}.src"][k], t[f"{layer}.dst"][k]
-        got["q_src"], got["q_dst"] = format_addr(r["q_src"]), format_addr(r["q_dst"])
-    q = {6: "tcp", 17: "udp"}.get(int(r["q_proto"]))
+        got["q_src"], got["q_dst"] = format_addr(qr["q_src"]), format_addr(qr["q_dst"])
+    q = {6: "tcp", 17: "udp"}.get(int(qr["q_proto"]))
     if q and t[f"{q}.srcport"]:
-        want["q_sport"], got["q_sport"] = _num(t[f"{q}.srcport"][0]), int(r["q_sport"])
-        want["q_dport"], got["q_dport"] = _num(t[f"{q}.dstport"][0]), int(r["q_dport"])
+        want["q_sport"], got["q_sport"] = _num(t[f"{q}.srcport"][0]), int(qr["q_sport"])
+        want["q_dport"], got["q_dport"] = _num(t[f"{q}.dstport"][0]), int(qr["q_dport"])
 
 
 def oracle_files(full: bool) -> list[Path]:

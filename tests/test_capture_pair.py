@@ -10,7 +10,7 @@ import pytest
 
 from rig.capture import read_capture
 from rig.capture.pair import read_pair
-from rig.capture.synth import Path
+from rig.capture.synth import ICMP_UNREACH, Path, Pkt
 from rig.errors import InputError
 
 from tests._analysis_scenarios import ping, tcp_delivered, udp
@@ -22,12 +22,19 @@ def _pair(tmp_path):
         tcp_delivered(w, 30000 + k, 1000 + 7919 * k, 5000 + 104729 * k, nonce=k)
         ping(w, k)
         udp(w, 40000 + k, k)
+        # ICMP errors at both points (port unreachable), and one only the client sees
+        q = w.out(Pkt(w.client, w.server, 17, sport=50000 + k, dport=9999, payload=b"closed-%d" % k, ip_id=k))
+        w.back(Pkt(w.server, q.src, 1, icmp_type=ICMP_UNREACH, icmp_code=3, quoted=q))
+    big = w.out(Pkt(w.client, w.server, 1, icmp_type=8, icmp_id=9, icmp_seq=1, payload=bytes(1472)), arrive=False)
+    w.at_client(Pkt("192.168.0.1", w.client, 1, icmp_type=ICMP_UNREACH, icmp_code=4, mtu=1454, quoted=big))
     c, s = w.write(tmp_path)
     return str(c), str(s)
 
 
 def _same(a, b):
     assert np.array_equal(a.packets, b.packets) and a.packets.dtype == b.packets.dtype
+    # the ICMP errors' side table comes back from the child too
+    assert len(a.quoted) >= 30 and a.quoted.dtype == b.quoted.dtype and a.quoted.tobytes() == b.quoted.tobytes()
     assert (a.path, a.format, a.interfaces, a.undecoded, a.truncated_tail, a.tail_note, a.bad_timestamps) == \
         (b.path, b.format, b.interfaces, b.undecoded, b.truncated_tail, b.tail_note, b.bad_timestamps)
     rows = np.flatnonzero(a.packets["pcaplen"] > 0)
@@ -71,4 +78,6 @@ def test_pair_reads_a_pipe_one_after_the_other(tmp_path):
         pc, ps = read_pair(c, str(fifo))
     finally:
         os.waitpid(pid, 0)
-    assert np.array_equal(ps.packets, read_capture(s).packets)
+    want = read_capture(s)
+    assert np.array_equal(ps.packets, want.packets) and ps.quoted.tobytes() == want.quoted.tobytes()
+    assert len(ps.quoted) == 30

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rig.capture import fast as fastpath
 from rig.capture import read_capture, read_capture_bytes
-from rig.capture.table import PACKET_DTYPE, Undecoded
+from rig.capture.table import PACKET_DTYPE, QUOTED_DTYPE, Undecoded
 from rig.errors import InputError
 from test_capture_golden import (LINUX_SYN_OPTS, NNT, block, eth, icmp, idb, ip4, ip6, opt, pcap, shb, epb, tcp,
                                  udp)
@@ -35,6 +35,10 @@ def check_consistent(data: bytes, cap) -> None:
     assert (p["pcaplen"][usable] <= p["plen"][usable]).all()
     assert (p["poff"].astype(np.int64) + p["pcaplen"] <= len(data)).all()
     assert ((p["pcaplen"] == 0) == (p["phash"] == 0)).all()
+    q = cap.quoted  # ICMP errors only, one record each, by row
+    assert q.dtype == QUOTED_DTYPE and (np.diff(q["row"].astype(np.int64)) > 0).all()
+    assert (q["row"] < len(p)).all() and np.isin(p["proto"][q["row"]], (1, 58)).all()
+    assert (p["icmp_type"][q["row"]] >= 0).all()
 
 
 def read_both(data: bytes):
@@ -48,20 +52,23 @@ def read_both(data: bytes):
         return None
     b = read_capture_bytes(data, fast=False)
     assert_same_rows(a.packets, b.packets)
+    assert_same_rows(a.quoted, b.quoted)
     assert a.undecoded == b.undecoded and a.truncated_tail == b.truncated_tail
     check_consistent(data, a)
     return a
 
 
 def assert_same_rows(a: np.ndarray, b: np.ndarray) -> None:
-    assert len(a) == len(b)
-    for name in PACKET_DTYPE.names:
+    """Same fields in every row: two packet tables, or two ``Capture.quoted`` tables."""
+    assert len(a) == len(b) and a.dtype == b.dtype
+    which = "frame" if "frame" in a.dtype.names else "row"
+    for name in a.dtype.names:
         eq = a[name] == b[name]
         if eq.ndim > 1:
             eq = eq.all(axis=1)
         if not eq.all():
             i = int(np.flatnonzero(~eq)[0])
-            raise AssertionError(f"field {name} differs at frame {a['frame'][i]}: fast {a[name][i]} ref {b[name][i]}")
+            raise AssertionError(f"field {name} differs at {which} {a[which][i]}: fast {a[name][i]} ref {b[name][i]}")
 
 
 # --------------------------------------------------------------- generated packets
@@ -211,6 +218,7 @@ def test_every_corpus_file_reads_or_is_refused_and_decoders_agree():
         rows += len(a.packets)
         b = read_capture(f, fast=False)
         assert_same_rows(a.packets, b.packets)
+        assert_same_rows(a.quoted, b.quoted)
         check_consistent(f.read_bytes(), a)
     assert read > 800 and rows > 10000, (read, refused, rows)
 

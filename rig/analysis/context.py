@@ -49,9 +49,10 @@ class Ctx:
     def ev(self, side: Side, rows, note: str = "", limit: int = 6) -> list[Evidence]:
         rows = list(rows)
         out = []
+        quoted = side.cap.quoted_at(rows[:limit]) if rows else ()  # what ICMP errors are about
         for i, r in enumerate(rows[:limit]):
             rec = side.t[r]
-            s = summarize(rec)
+            s = summarize(rec, quoted[i])
             if note:
                 s = f"{s} — {note}"
             if i == limit - 1 and len(rows) > limit:

@@ -117,7 +117,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
     elif cerr and all(path_signal(c.t[r]) for r in cerr):
         d.outcome = "lost-outbound"
-        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]])}"
+        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.cap.quoted_at(cerr[0]))}"
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     elif cerr:
         d.outcome = "reset-by-middlebox"

@@ -203,7 +203,7 @@ class Side:
 
     def error_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of the packet an ICMP error quotes (what it is about)."""
-        t = {f: self.t[f][rows] for f in ("q_proto", "q_seq", "q_ip_id", "q_dport")}
+        t = self.cap.quoted_at(rows)
         qp = t["q_proto"].astype(np.uint64)
         tcp = combine(6, t["q_seq"], n=len(rows))
         udp = combine(17, t["q_ip_id"], t["q_dport"], n=len(rows))

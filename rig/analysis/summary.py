@@ -100,8 +100,9 @@ def icmp_name(r: np.void) -> str:
     return name
 
 
-def summarize(r: np.void) -> str:
-    """``r`` is one row of a packet table."""
+def summarize(r: np.void, q: np.void | None = None) -> str:
+    """``r`` is one row of a packet table; ``q`` its ``Capture.quoted_at`` record, which
+    says what an ICMP error is about (without it, an error is named by its type only)."""
     proto = int(r["proto"])
     ttl = f"ttl {int(r['ttl'])}"
     if proto == 6:
@@ -121,21 +122,22 @@ def summarize(r: np.void) -> str:
         it = int(r["icmp_type"])
         if it in (0, 8, 128, 129):
             s += f" id {int(r['icmp_id'])} seq {int(r['icmp_seq'])}"
-        elif int(r["q_proto"]):
-            qp = int(r["q_proto"])
-            s += f" about {'TCP' if qp == 6 else 'UDP' if qp == 17 else 'ICMP'} to {endpoint(r['q_dst'], int(r['q_dport']) if qp in (6, 17) else None)}"
-            if int(r["icmp_mtu"]):
-                s += f" mtu {int(r['icmp_mtu'])}"
+        elif q is not None and int(q["q_proto"]):
+            qp = int(q["q_proto"])
+            s += f" about {'TCP' if qp == 6 else 'UDP' if qp == 17 else 'ICMP'} to {endpoint(q['q_dst'], int(q['q_dport']) if qp in (6, 17) else None)}"
+            if int(q["icmp_mtu"]):
+                s += f" mtu {int(q['icmp_mtu'])}"
         return f"{s} {ttl}"
     return f"{endpoint(r['src'])} > {endpoint(r['dst'])} proto {proto} {ttl}"
 
 
-def path_signal(r) -> str | None:
+def path_signal(r, q: np.void | None = None) -> str | None:
     """For an ICMP error that says a packet could not travel (too big, TTL expired), the
-    words for it; None for the errors that reject (unreachable, prohibited)."""
+    words for it; None for the errors that reject (unreachable, prohibited). ``q``: the
+    row's ``Capture.quoted_at`` record, for the next-hop MTU of frag-needed."""
     proto, it, code = int(r["proto"]), int(r["icmp_type"]), int(r["icmp_code"])
     who = addr_text(r["src"])
-    mtu = int(r["icmp_mtu"])
+    mtu = int(q["icmp_mtu"]) if q is not None else 0
     if (proto == 1 and it == 3 and code == 4) or (proto == 58 and it == 2):
         return (f"{who} answered that it is too big for the path (ICMP frag-needed, next-hop MTU {mtu})" if mtu
                 else f"{who} answered that it is too big for the path (ICMP frag-needed)")

@@ -152,7 +152,8 @@ def _frag_needed(side: Side, conn: _Conn) -> list[int]:
         (t["proto"] == 58) & (t["icmp_type"] == 2))
     first = side.t[conn.rows[0]]
     ports = {(int(first["sport"]), int(first["dport"])), (int(first["dport"]), int(first["sport"]))}
-    ok = [int(r) for r, b, qs, qd, qp in zip(side.errors, big, t["q_sport"], t["q_dport"], t["q_proto"])
+    q = side.cap.quoted_at(side.errors)
+    ok = [int(r) for r, b, qs, qd, qp in zip(side.errors, big, q["q_sport"], q["q_dport"], q["q_proto"])
           if b and int(qp) == 6 and (int(qs), int(qd)) in ports]
     return ok
 
@@ -233,7 +234,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             d.absent_at = ("server",)
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r]) for r in errs_c):
             d.outcome = "lost-outbound"
-            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]])}"
+            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.cap.quoted_at(errs_c[0]))}"
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:

@@ -66,7 +66,8 @@ def _read(buf, name: str, fast: bool, alloc=None) -> Capture:
         todo[a:b] = left
         if b < n:  # the file's pages behind this chunk are not needed any more
             released = container.release(buf, released, int(recs.data_off[b]) - 65536)
-    decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen, recs.linktype)
+    # the fast path claims no ICMP error: the reference decoder finds every quoted packet
+    quoted = decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen, recs.linktype)
     counts = np.bincount(table["status"], minlength=len(Undecoded))
     undecoded = {Undecoded(i).name: int(c) for i, c in enumerate(counts) if i and c}
     return Capture(
@@ -74,6 +75,7 @@ def _read(buf, name: str, fast: bool, alloc=None) -> Capture:
         format=recs.format,
         interfaces=recs.interfaces,
         packets=table,
+        quoted=quoted,
         undecoded=undecoded,
         _data=buf,
         truncated_tail=recs.truncated_tail,

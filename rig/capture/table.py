@@ -16,6 +16,12 @@ Conventions
   be decoded only partly (e.g. IP ok, TCP header cut by snaplen) keeps what it decoded
   and sets ``status`` to the reason; the analysis only trusts rows with status 0 or
   ``TRUNCATED_PAYLOAD`` (headers complete, payload cut by snaplen).
+- What an ICMP error is about (the packet it quotes, and the next-hop MTU of
+  frag-needed / packet-too-big) is not in the packet table: those fields are 0 on every
+  other row. ``Capture.quoted`` holds them, one ``QUOTED_DTYPE`` record per ICMP error
+  row, sorted by ``row`` (the row's index in ``packets``); ``Capture.quoted_at(rows)``
+  gives them aligned with any rows, zeros for a row that has none. (This takes the
+  table from 189 to 142 bytes a row: 90 MB less for two 1M-packet captures.)
 """
 
 from __future__ import annotations
@@ -85,8 +91,21 @@ PACKET_DTYPE = np.dtype(
         ("icmp_code", "u1"),
         ("icmp_id", "u2"),  # echo identifier
         ("icmp_seq", "u2"),  # echo sequence number
+        ("plen", "u4"),  # L4 payload length from the IP header (what was sent)
+        ("pcaplen", "u4"),  # L4 payload bytes present in the capture (<= plen)
+        ("poff", "u8"),  # byte offset of the L4 payload in the file
+        ("phash", "u8"),  # payload_hash() of the captured payload bytes; 0 if none
+    ]
+)
+
+
+# ICMP errors only (rare rows): the fields that say what an error is about, kept apart
+# from PACKET_DTYPE so that every other row does not carry 47 zero bytes for them
+QUOTED_DTYPE = np.dtype(
+    [
+        ("row", "u4"),  # the ICMP error's index in the packet table (frame - 1)
         ("icmp_mtu", "u2"),  # next-hop MTU of frag-needed / packet-too-big
-        # the packet quoted inside an ICMP error (dest unreachable, time exceeded, ...)
+        # the packet quoted inside the error (dest unreachable, time exceeded, ...)
         ("q_proto", "u1"),
         ("q_src", "u1", (16,)),
         ("q_dst", "u1", (16,)),
@@ -94,12 +113,9 @@ PACKET_DTYPE = np.dtype(
         ("q_dport", "u2"),
         ("q_seq", "u4"),  # TCP seq, or echo (id << 16 | seq) of a quoted echo request
         ("q_ip_id", "u4"),
-        ("plen", "u4"),  # L4 payload length from the IP header (what was sent)
-        ("pcaplen", "u4"),  # L4 payload bytes present in the capture (<= plen)
-        ("poff", "u8"),  # byte offset of the L4 payload in the file
-        ("phash", "u8"),  # payload_hash() of the captured payload bytes; 0 if none
     ]
 )
+QUOTED_FIELDS = QUOTED_DTYPE.names[1:]
 
 
 def empty_table(n: int = 0) -> np.ndarray:
@@ -163,16 +179,18 @@ class InterfaceInfo:
 class Capture:
     """One capture file, decoded.
 
-    ``packets`` is the packet table. ``undecoded`` counts rows with status != 0 by
-    reason name (``TRUNCATED_PAYLOAD`` included, since it is still reported).
-    ``payload(row)`` returns the captured payload bytes of a row without keeping every
-    payload in memory.
+    ``packets`` is the packet table; ``quoted`` the ICMP errors' side table
+    (``QUOTED_DTYPE``, sorted by row; read it through ``quoted_at``). ``undecoded``
+    counts rows with status != 0 by reason name (``TRUNCATED_PAYLOAD`` included, since
+    it is still reported). ``payload(row)`` returns the captured payload bytes of a row
+    without keeping every payload in memory.
     """
 
     path: str
     format: str  # "pcap" | "pcap-ns" | "pcapng"
     interfaces: tuple[InterfaceInfo, ...]
     packets: np.ndarray
+    quoted: np.ndarray = field(default_factory=lambda: np.zeros(0, QUOTED_DTYPE))
     undecoded: dict[str, int] = field(default_factory=dict)
     # the file ended inside a record (or a block header was unusable): the complete
     # records before it were read; ``tail_note`` says where and why
@@ -182,6 +200,21 @@ class Capture:
     # ts_ns is seconds + that field as written (tools disagree on these; rig does not guess)
     bad_timestamps: int = 0
     _data: object = field(default=None, repr=False, compare=False)  # bytes/mmap of the file
+
+    def quoted_at(self, rows) -> np.ndarray:
+        """The ``QUOTED_DTYPE`` records of ``rows`` (indices into ``packets``), aligned
+        with them: ``row`` is the row asked for, every other field 0 where that row has
+        no record (it is not an ICMP error). For one int, one record."""
+        idx = np.asarray(rows, dtype=np.int64)
+        flat = idx.reshape(-1)
+        out = np.zeros(len(flat), QUOTED_DTYPE)
+        out["row"] = flat
+        q = self.quoted
+        if len(q) and len(flat):
+            pos = np.minimum(np.searchsorted(q["row"], flat), len(q) - 1)
+            hit = q["row"][pos] == flat
+            out[hit] = q[pos[hit]]
+        return out[0] if idx.ndim == 0 else out.reshape(idx.shape)
 
     def payload(self, row: int) -> bytes:
         r = self.packets[row]

@@ -87,11 +87,11 @@ def _e(x: Any) -> str:
 
 
 def _load_tables(captures: Mapping[str, Any] | None) -> tuple[dict, str | None]:
-    """Packet tables per point from paths or Capture objects; never fails the report."""
+    """Captures (or bare packet tables) per point from paths or Capture objects; never fails the report."""
     tables, problems = {}, []
     for point, c in (captures or {}).items():
-        if hasattr(c, "packets"):  # a Capture
-            tables[point] = c.packets
+        if hasattr(c, "packets"):  # a Capture (the ladder needs its ``quoted`` too)
+            tables[point] = c
             continue
         if hasattr(c, "dtype"):  # a packet table already
             tables[point] = c
@@ -99,7 +99,7 @@ def _load_tables(captures: Mapping[str, Any] | None) -> tuple[dict, str | None]:
         try:
             from rig.capture import read_capture
 
-            tables[point] = read_capture(str(c)).packets
+            tables[point] = read_capture(str(c))
         except Exception as exc:  # a report still renders without one capture's ladder
             problems.append(f"{point}: {exc}")
     return tables, ("; ".join(problems) or None)

@@ -1,7 +1,7 @@
 """The ladder diagram of one exchange: which packet reached which capture point.
 
 ``build_ladder`` is a pure function of an exchange (``rig.verdict/1`` JSON, with the
-additive ``frames`` per point, or else its evidence frames) and the packet tables of the
+additive ``frames`` per point, or else its evidence frames) and the captures of the
 capture points: it follows every packet of the exchange across the points (TCP by
 sequence/ack numbers, which survive NATs; ICMP by echo sequence and payload; UDP by
 payload — DESIGN.md §4), repeated keys pairing in order. Each packet becomes an
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rig.capture.table import ACK, FIN, PSH, RST, SYN, format_addr
+from rig.capture.table import ACK, FIN, PSH, QUOTED_DTYPE, RST, SYN, format_addr
 
 PATH_ORDER = ("client", "router", "hgw", "nat", "server")  # known point names, client side first
 
@@ -76,7 +76,8 @@ def _port(endpoint: str | None) -> int | None:
     return None
 
 
-def packet_label(r: np.void) -> str:
+def packet_label(r: np.void, q: np.void) -> str:
+    """``r``: a packet-table row; ``q``: its ``Capture.quoted_at`` record."""
     proto = int(r["proto"])
     if proto == 6:
         f = int(r["flags"])
@@ -94,7 +95,7 @@ def packet_label(r: np.void) -> str:
         if t in (0, 129):
             return f"echo reply seq={int(r['icmp_seq'])}"
         if (proto == 1 and t == 3 and c == 4) or (proto == 58 and t == 2):
-            return f"frag needed mtu={int(r['icmp_mtu'])}"
+            return f"frag needed mtu={int(q['icmp_mtu'])}"
         if t in (3, 1):
             return f"unreachable code={c}"
         if t in (11, 3):
@@ -105,7 +106,7 @@ def packet_label(r: np.void) -> str:
     return f"proto {proto}"
 
 
-def _key(r: np.void, direction: str) -> tuple:
+def _key(r: np.void, direction: str, q: np.void) -> tuple:
     proto = int(r["proto"])
     if proto == 6:
         return (direction, 6, int(r["flags"]) & (SYN | ACK | RST | FIN), int(r["seq"]), int(r["ack"]), int(r["plen"]))
@@ -113,7 +114,7 @@ def _key(r: np.void, direction: str) -> tuple:
         t = int(r["icmp_type"])
         if t in (8, 0, 128, 129):
             return (direction, proto, t, int(r["icmp_seq"]), int(r["phash"]))
-        return (direction, proto, t, int(r["icmp_code"]), int(r["q_proto"]), int(r["q_seq"]))
+        return (direction, proto, t, int(r["icmp_code"]), int(q["q_proto"]), int(q["q_seq"]))
     return (direction, proto, int(r["phash"]), int(r["plen"]))
 
 
@@ -145,7 +146,7 @@ def _isn_deltas(per_point, points) -> dict[str, dict[str, int]]:
     point that saw that direction's SYN (0 unless a NAT randomises ISNs, pf style)."""
     syn: dict[str, dict[str, int]] = {p: {} for p in points}
     for p, items in per_point.items():
-        for r, d in items:
+        for r, d, _ in items:
             if int(r["proto"]) != 6 or not int(r["flags"]) & SYN or d in syn[p]:
                 continue
             if (d == "out") == (not int(r["flags"]) & ACK):
@@ -233,13 +234,14 @@ def _has(counts, spans, k, o, a, b) -> bool:
 
 def build_ladder(
     exchange: Mapping[str, Any],
-    tables: Mapping[str, np.ndarray],
+    tables: Mapping[str, Any],
     offsets: Mapping[str, float] | None = None,
 ) -> Ladder:
     """Follow the exchange's packets across the capture points.
 
-    ``tables``: packet table per point (``Capture.packets``); points without a table
-    are left out of the drawing. ``offsets``: seconds each point's clock is ahead of the
+    ``tables``: the ``Capture`` per point (a bare packet table, ``Capture.packets``, will
+    do, but then ICMP errors are drawn without what they are about: ``Capture.quoted``);
+    points without one are left out of the drawing. ``offsets``: seconds each point's clock is ahead of the
     client's, if known; otherwise estimated from the packets seen at both."""
     frames = _frames_of(exchange)
     points = order_points([p for p in tables if p in frames] + [p for p in ("client", "server") if p in tables])
@@ -247,20 +249,23 @@ def build_ladder(
         return Ladder(exchange.get("id", "?"), (), (), note="no captures to draw from")
     # rows of the exchange at each point, with their direction
     endpoint = {"client": exchange.get("client"), "server": exchange.get("seen_at_server_as")}
-    per_point: dict[str, list[tuple[np.void, str]]] = {}
+    per_point: dict[str, list[tuple[np.void, str, np.void]]] = {}  # (row, direction, quoted record)
     for p in points:
-        t = tables[p]
+        cap = tables[p]
+        t = getattr(cap, "packets", cap)
         fs = [f for f in frames.get(p, ()) if 1 <= f <= len(t)]
-        rows = t[np.asarray(fs, dtype=np.int64) - 1] if fs else t[:0]
+        idx = np.asarray(fs, dtype=np.int64) - 1
+        rows = t[idx] if fs else t[:0]
+        quoted = cap.quoted_at(idx) if hasattr(cap, "quoted_at") else np.zeros(len(idx), QUOTED_DTYPE)
         host, port = _host(endpoint.get(p)), _port(endpoint.get(p))
         if host is None and len(rows):
             first = next((r for r in rows if _is_request(r)), rows[0])
             host, port = format_addr(first["src"]), int(first["sport"]) or None
         items = []
-        for r in rows:
+        for r, q in zip(rows, quoted):
             src = format_addr(r["src"])
             out = src == host and (port is None or int(r["proto"]) not in (6, 17) or int(r["sport"]) == port)
-            items.append((r, "out" if out else "back"))
+            items.append((r, "out" if out else "back", q))
         per_point[p] = items
     delta = _isn_deltas(per_point, points)
     packets = []  # (key, {point: (frame, ts)}, label)
@@ -268,8 +273,8 @@ def build_ladder(
     occurrences: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     data: dict[str, list[tuple]] = {}  # point -> [(direction, seq, plen, frame, ts, label)] of TCP data
     for p, items in per_point.items():
-        for r, d in items:
-            frame, ts, label = int(r["frame"]), int(r["ts_ns"]) / 1e9, packet_label(r)
+        for r, d, q in items:
+            frame, ts, label = int(r["frame"]), int(r["ts_ns"]) / 1e9, packet_label(r, q)
             if int(r["proto"]) == 6:
                 seq = (int(r["seq"]) - delta[p][d]) % _MOD
                 ack = (int(r["ack"]) - delta[p][_OPP[d]]) % _MOD if int(r["flags"]) & ACK else 0
@@ -278,7 +283,7 @@ def build_ladder(
                     continue
                 key = (d, 6, int(r["flags"]) & (SYN | ACK | RST | FIN), seq, ack, 0)
             else:
-                key = _key(r, d)
+                key = _key(r, d, q)
             occurrences[key][p].append((frame, ts, label))
     for key, at_points in occurrences.items():
         n = max(len(v) for v in at_points.values())
