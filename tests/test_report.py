@@ -315,3 +315,22 @@ def test_probe_view_shows_what_the_http_probe_records():
     assert "<dt>body ok</dt><dd>no</dd>" in html
     assert "<dt>body bytes</dt><dd>311</dd>" in html
     assert "False" not in html and "True" not in html
+
+
+def test_ladder_tells_icmp_errors_apart_by_the_packet_they_quote(tmp_path):
+    """Two frag-needed about two segments; the first dies on the way back. The ladder pairs
+    them by what they quote (Capture.quoted), not by order, and shows the next-hop MTU."""
+    path = SynthPath()
+    segs = [path.out(Pkt(path.client, path.server, 6, sport=50001, dport=80, seq=5 + i * 1400, ack=1, flags=ACK,
+                         payload=b"y" * 1400)) for i in range(2)]
+    for q, arrives in zip(segs, (False, True)):
+        path.back(Pkt(path.server, q.src, 1, icmp_type=3, icmp_code=4, mtu=1400 - len(segs), quoted=q), arrive=arrives)
+    c, s = path.write(tmp_path)
+    caps = {"client": read_capture(str(c)), "server": read_capture(str(s))}
+    ex = {"id": "tcp-1", "protocol": "tcp", "client": "192.168.1.10:50001", "server": "198.51.100.10:80",
+          "seen_at_server_as": "203.0.113.2:50001", "outcome": "delivered",
+          "frames": {p: list(range(1, len(caps[p].packets) + 1)) for p in caps}}
+    lad = build_ladder(ex, caps)
+    errors = [(a.label, a.lost, dict(a.seen)) for a in lad.arrows if a.direction == "back"]
+    assert errors == [("frag needed mtu=1398", True, {"server": 3}),
+                      ("frag needed mtu=1398", False, {"server": 4, "client": 3})]
