@@ -108,15 +108,19 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     # ---- link layer: where IP starts, and which ethertype the link announces
     g1 = _windows(arr, off, 20)
     w1 = g1.view(">u2")
-    eth = lt == 1
-    vl = eth & (w1[:, 6] == 0x8100)
-    sll, sll2 = lt == 113, lt == 276
-    ver0 = g1[:, 0] >> 4
-    raw_et = np.where(ver0 == 4, 0x0800, np.where(ver0 == 6, 0x86DD, 0))
-    raw_et = np.where((lt == 228) & (ver0 != 4), 0, np.where((lt == 229) & (ver0 != 6), 0, raw_et))
-    et = np.select([vl, eth, sll, sll2], [w1[:, 8], w1[:, 6], w1[:, 7], w1[:, 0]], raw_et)
-    l3 = np.select([vl, eth, sll, sll2], [18, 14, 16, 20], 0)
-    vlan = np.where(vl, w1[:, 7] & 0x0FFF, 0)
+    if lt[0] == 1 and (lt == 1).all() and not (w1[:, 6] == 0x8100).any():
+        # untagged Ethernet only (the common case): one link header length for all rows
+        et, l3, vlan = w1[:, 6], 14, None
+    else:
+        eth = lt == 1
+        vl = eth & (w1[:, 6] == 0x8100)
+        sll, sll2 = lt == 113, lt == 276
+        ver0 = g1[:, 0] >> 4
+        raw_et = np.where(ver0 == 4, 0x0800, np.where(ver0 == 6, 0x86DD, 0))
+        raw_et = np.where((lt == 228) & (ver0 != 4), 0, np.where((lt == 229) & (ver0 != 6), 0, raw_et))
+        et = np.select([vl, eth, sll, sll2], [w1[:, 8], w1[:, 6], w1[:, 7], w1[:, 0]], raw_et)
+        l3 = np.select([vl, eth, sll, sll2], [18, 14, 16, 20], 0)
+        vlan = np.where(vl, w1[:, 7] & 0x0FFF, 0)
     ok = (et == 0x0800) | (et == 0x86DD)  # header lengths are checked below
 
     # ---- IP header
@@ -160,7 +164,7 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     is_icmp_echo = np.where(is4, (t0 == 0) | (t0 == 8), (t0 == 128) | (t0 == 129))
     ok &= np.where(is_tcp, tcp_ok, np.where(is_icmp, is_icmp_echo, is_udp))
 
-    if ok.all():  # the common case: no copies, contiguous table writes
+    if ok.all():  # the common case: no copies, the table's rows written in place
         sel = slice(None)
         rows = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == n else idx
     else:
@@ -168,62 +172,73 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
         if not len(sel):
             return ok
         rows = idx[sel]
+    # The rows arrive as ``_read`` leaves them: zero, icmp_type and wscale -1. So a field
+    # that applies to some rows only is written there only (np.copyto ``where=``), straight
+    # into the table: 18 us per 8K rows vs 24 us for np.where into a temporary and a copy.
+    # Rows that are not a slice are copied out, filled, and written back whole.
+    view = table[rows]
     g2s, g3s = g2[sel], g3[sel]
     s4, tcp, icmp = is4[sel], is_tcp[sel], is_icmp[sel]
+    s6, not_icmp = ~s4, ~icmp
     # big-endian views of the header windows: every field used is aligned in them
     ip16, ip32 = g2s.view(">u2"), g2s.view(">u4")
     l16, l32 = g3s.view(">u2"), g3s.view(">u4")
 
-    def put(name, values):
-        table[name][rows] = values
+    def put(name, values, where=None):
+        if where is None:
+            view[name] = values
+        else:
+            np.copyto(view[name], values, where=where, casting="unsafe")
 
-    put("vlan", vlan[sel])
-    put("ipver", np.where(s4, 4, 6))
-    # addresses as two little-endian u64 words each: IPv6 as it is, IPv4 as ::ffff:a.b.c.d
-    m = len(s4)
+    if vlan is not None:
+        put("vlan", vlan[sel])
+    put("ipver", np.where(s4, np.uint8(4), np.uint8(6)))
+    # addresses as two little-endian u64 words each: IPv6 as it is, IPv4 as ::ffff:a.b.c.d,
+    # written through a u64 view of the table's 16 bytes (128 us per 8K rows, vs 248 us
+    # copying a temporary byte by byte, 480-550 us with u32 words or np.copyto where=)
     ip64, ip32le = g2s.view("<u8"), g2s.view("<u4")
     for name, c6, c4 in (("src", 1, 3), ("dst", 3, 4)):
-        a = np.empty((m, 2), np.uint64)
+        a = view[name].view("<u8")
         a[:, 0] = np.where(s4, np.uint64(0), ip64[:, c6])
         a[:, 1] = np.where(s4, (ip32le[:, c4].astype(np.uint64) << np.uint64(32)) | np.uint64(0xFFFF0000),
                            ip64[:, c6 + 1])
-        put(name, a.view(np.uint8))
     put("ttl", np.where(s4, g2s[:, 8], g2s[:, 7]))
     put("tos", np.where(s4, g2s[:, 1], ((g2s[:, 0] & 0x0F) << 4) | (g2s[:, 1] >> 4)))
-    put("ip_id", np.where(s4, ip16[:, 2], 0))
+    put("ip_id", ip16[:, 2], s4)
     put("ip_len", tl[sel])
-    put("df", np.where(s4, (ip16[:, 3] >> 14) & 1, 0))
+    put("df", (ip16[:, 3] >> 14) & 1, s4)
     put("proto", proto[sel])
-    put("sport", np.where(icmp, 0, l16[:, 0]))
-    put("dport", np.where(icmp, 0, l16[:, 1]))
+    put("sport", l16[:, 0], not_icmp)
+    put("dport", l16[:, 1], not_icmp)
 
-    put("seq", np.where(tcp, l32[:, 1], 0))
-    put("ack", np.where(tcp, l32[:, 2], 0))
-    put("flags", np.where(tcp, l16[:, 6] & 0x01FF, 0))
-    put("win", np.where(tcp, l16[:, 7], 0))
+    put("seq", l32[:, 1], tcp)
+    put("ack", l32[:, 2], tcp)
+    put("flags", l16[:, 6] & 0x01FF, tcp)
+    put("win", l16[:, 7], tcp)
     k_nnt, k_nns, k_nntnns = nnt[sel] & tcp, nns[sel] & tcp, nntnns[sel] & tcp
     k_mss, k_lsyn, k_wsyn = mss_only[sel] & tcp, lsyn[sel] & tcp, wsyn[sel] & tcp
-    put("mss", np.where(k_mss | k_lsyn | k_wsyn, l16[:, 11], 0))
-    ws = np.where(k_lsyn, g3s[:, 39], np.where(k_wsyn, g3s[:, 27], 0)).astype(np.int8)
-    ws[ws < 0] = 127  # shift counts > 127 (never valid) are stored as 127
-    ws[~(k_lsyn | k_wsyn)] = -1
-    put("wscale", ws)
-    put("sackok", k_lsyn | k_wsyn)
-    has_ts = k_nnt | k_nntnns | k_lsyn
-    put("has_ts", has_ts)
+    syn_opts = k_lsyn | k_wsyn
+    put("mss", l16[:, 11], k_mss | syn_opts)
+    # window scale at byte 39 (Linux SYN) or 27 (Windows SYN); shift counts > 127 (never
+    # valid) are stored as 127
+    put("wscale", np.minimum(g3s[:, 39], 127), k_lsyn)
+    put("wscale", np.minimum(g3s[:, 27], 127), k_wsyn)
+    put("sackok", syn_opts)
+    has_ts = k_nnt | k_nntnns
+    put("has_ts", has_ts | k_lsyn)
     # timestamps: at byte 24 (NOP,NOP,TS...) or 28 (Linux SYN) -> u32 columns 6/7 or 7/8
-    put("tsval", np.where(k_lsyn, l32[:, 7], np.where(has_ts, l32[:, 6], 0)))
-    put("tsecr", np.where(k_lsyn, l32[:, 8], np.where(has_ts, l32[:, 7], 0)))
-    sig = np.zeros(m, np.uint64)
+    put("tsval", l32[:, 6], has_ts)
+    put("tsecr", l32[:, 7], has_ts)
+    put("tsval", l32[:, 7], k_lsyn)
+    put("tsecr", l32[:, 8], k_lsyn)
     for mask, value in ((k_nnt, SIG_NNT), (k_nns, SIG_NNS), (k_nntnns, SIG_NNTNNS), (k_mss, SIG_MSS),
                         (k_lsyn, SIG_LINUX_SYN), (k_wsyn, SIG_WIN_SYN)):
-        sig[mask] = np.uint64(value)
-    put("optsig", sig)
+        put("optsig", np.uint64(value), mask)
 
-    put("icmp_type", np.where(icmp, g3s[:, 0].astype(np.int16), -1))
-    put("icmp_code", np.where(icmp, g3s[:, 1], 0))
-    put("icmp_id", np.where(icmp, l16[:, 2], 0))
-    put("icmp_seq", np.where(icmp, l16[:, 3], 0))
+    put("icmp_type", g3s[:, 0], icmp)
+    put("icmp_code", g3s[:, 1], icmp)
+    put("icmp_id", l16[:, 2], icmp)
+    put("icmp_seq", l16[:, 3], icmp)
 
     # ---- payload
     pstart = l4[sel] + hdr[sel]
@@ -235,5 +250,7 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     put("pcaplen", have)
     put("poff", poff)
     put("phash", payload_hashes(arr, poff, have))
-    put("status", np.where(have < plen, Undecoded.TRUNCATED_PAYLOAD, Undecoded.OK))
+    put("status", Undecoded.TRUNCATED_PAYLOAD, have < plen)
+    if not isinstance(rows, slice):
+        table[rows] = view
     return ok
