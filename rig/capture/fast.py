@@ -42,6 +42,8 @@ SIG_NNTNNS = _sig(1, 1, 8, 1, 1, 5)
 SIG_MSS = _sig(2)
 SIG_LINUX_SYN = _sig(2, 4, 8, 1, 3)
 SIG_WIN_SYN = _sig(2, 1, 3, 1, 1, 4)
+SIG_BY_LAYOUT = np.zeros(64, np.uint64)  # optsig by the one bit set for a fast TCP layout
+SIG_BY_LAYOUT[[1, 2, 4, 8, 16, 32]] = [SIG_NNT, SIG_NNS, SIG_NNTNNS, SIG_MSS, SIG_LINUX_SYN, SIG_WIN_SYN]
 
 
 # MASK[v]: the bytes of a hash window that hold a v-byte payload
@@ -87,18 +89,23 @@ FAST_LINKTYPE[[1, 12, 14, 101, 113, 228, 229, 276]] = True
 
 def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int) -> np.ndarray:
     """Decode records ``a:b`` into ``t`` (the table rows ``a:b``) where they have a fast
-    layout and a 0 status; return which rows (of ``t``) were claimed."""
+    layout and a 0 status; return which rows (of ``t``) were claimed. The rows of ``t``
+    arrive as ``_read`` leaves them: zero, but for icmp_type and wscale -1 and the record's
+    own fields (frame, ts, lengths, ...); fields that do not apply to a row are left so."""
     claimed = np.zeros(b - a, bool)
     if not len(arr):
         return claimed
     lt = recs.linktype[a:b]
     cand = (t["status"] == 0) & FAST_LINKTYPE[lt]  # (lt -1, unknown interface: the last entry, False)
-    idx = np.flatnonzero(cand)
-    if not len(idx):
-        return claimed
-    off = recs.data_off[a:b][idx].astype(np.int64)
-    got = _chunk(t, arr, idx, off, recs.caplen[a:b][idx].astype(np.int64), recs.wirelen[a:b][idx].astype(np.int64),
-                 lt[idx].astype(np.int64))
+    if cand.all():  # (the common case: slices instead of gathers)
+        idx, pick = np.arange(b - a), slice(a, b)
+    else:
+        idx = np.flatnonzero(cand)
+        if not len(idx):
+            return claimed
+        pick = idx + a
+    got = _chunk(t, arr, idx, recs.data_off[pick].astype(np.int64, copy=False), recs.caplen[pick].astype(np.int64),
+                 recs.wirelen[pick].astype(np.int64), recs.linktype[pick])
     claimed[idx[got]] = True
     return claimed
 
@@ -231,9 +238,10 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     put("tsecr", l32[:, 7], has_ts)
     put("tsval", l32[:, 7], k_lsyn)
     put("tsecr", l32[:, 8], k_lsyn)
-    for mask, value in ((k_nnt, SIG_NNT), (k_nns, SIG_NNS), (k_nntnns, SIG_NNTNNS), (k_mss, SIG_MSS),
-                        (k_lsyn, SIG_LINUX_SYN), (k_wsyn, SIG_WIN_SYN)):
-        put("optsig", np.uint64(value), mask)
+    # the layouts are exclusive: one bit each, then one lookup (vs six masked writes)
+    layout = k_nnt.view(np.uint8) | (k_nns.view(np.uint8) << 1) | (k_nntnns.view(np.uint8) << 2)
+    layout |= (k_mss.view(np.uint8) << 3) | (k_lsyn.view(np.uint8) << 4) | (k_wsyn.view(np.uint8) << 5)
+    put("optsig", SIG_BY_LAYOUT[layout])
 
     put("icmp_type", g3s[:, 0], icmp)
     put("icmp_code", g3s[:, 1], icmp)
