@@ -10,11 +10,14 @@ _S33 = U64(33)
 
 
 def _fmix(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> _S33)
-    h = h * _C1
-    h = h ^ (h >> _S33)
-    h = h * _C2
-    return h ^ (h >> _S33)
+    """The murmur3 finaliser, in place on ``h`` (which it returns): one temporary per
+    shift instead of a new array per step (measured: 1M keys of 3 columns 39 -> 23 ms)."""
+    h ^= h >> _S33
+    h *= _C1
+    h ^= h >> _S33
+    h *= _C2
+    h ^= h >> _S33
+    return h
 
 
 def combine(*cols: np.ndarray | int, n: int | None = None) -> np.ndarray:
@@ -24,9 +27,56 @@ def combine(*cols: np.ndarray | int, n: int | None = None) -> np.ndarray:
     h = np.full(n, 0x9E3779B97F4A7C15, dtype=U64)
     with np.errstate(over="ignore"):
         for c in cols:
-            v = np.asarray(c).astype(U64, copy=False) if isinstance(c, np.ndarray) else U64(int(c) & 0xFFFFFFFFFFFFFFFF)
-            h = _fmix(h ^ v) + U64(0x632BE59BD9B4E019)
+            if isinstance(c, np.ndarray):
+                if c.dtype == U64 or c.dtype.kind not in "iu" or c.dtype.itemsize == 8:
+                    h ^= c.astype(U64, copy=False)
+                else:  # a narrow column widens as it is xor-ed in: no 8-byte copy first
+                    np.bitwise_xor(h, c, out=h, dtype=U64, casting="unsafe")
+            else:
+                h ^= U64(int(c) & 0xFFFFFFFFFFFFFFFF)
+            _fmix(h)
+            h += U64(0x632BE59BD9B4E019)
     return h
+
+
+def take(col: np.ndarray, rows) -> np.ndarray:
+    """``col[rows]`` for integer row numbers. A column of the packet table is a strided
+    view (rows 142 bytes apart): fancy indexing on it costs ~21 ns a row (15 ms per 700k),
+    while np.take first copies the whole column contiguous (4 ms per 1M) and then gathers
+    from that; so np.take when the rows are a fair share of the column (measured here)."""
+    if isinstance(rows, np.ndarray) and 4 * len(rows) >= len(col) and not col.flags.c_contiguous:
+        return np.take(col, rows, axis=0)
+    return col[rows]
+
+
+def sort_order(keys: np.ndarray, then: np.ndarray | None = None) -> np.ndarray:
+    """Indices that sort ``keys`` stably: equal keys by ``then``, and then in index order
+    (``np.lexsort((then, keys))``; without ``then``, ``np.argsort(keys, kind="stable")``).
+
+    Why not those: on this machine numpy's stable argsort of 1M uint64 takes 122 ms, its
+    unstable (SIMD) argsort 29 ms and a plain sort of int64 8 ms. So: the unstable
+    argsort, then equal keys' runs put in index order by one plain sort of
+    (run << 32 | index). Measured 1M keys: 45 ms, with every key in runs of ten too.
+    """
+    n = len(keys)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    if then is not None:
+        p = sort_order(then)
+        return p[sort_order(keys[p])]
+    o = np.argsort(keys)
+    k = keys[o]
+    start = np.empty(n, bool)
+    start[0] = True
+    np.not_equal(k[1:], k[:-1], out=start[1:])
+    if start.all():
+        return o
+    packed = np.cumsum(start, dtype=np.int64)
+    packed <<= 32
+    packed |= o
+    packed.sort()
+    packed &= 0xFFFFFFFF
+    return packed
 
 
 def addr_words(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

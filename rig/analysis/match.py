@@ -10,48 +10,51 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.analysis.keys import combine
+from rig.analysis.keys import combine, sort_order, take
 from rig.analysis.sides import Side
 from rig.capture.table import ACK, SYN
 
 
-def _rank(keys: np.ndarray, order_by: np.ndarray) -> np.ndarray:
-    """Position of each element among the elements with the same key, in ``order_by`` order."""
-    n = len(keys)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if n > 1 and (order_by[1:] >= order_by[:-1]).all():  # already in order (frames, mostly):
-        o = np.argsort(keys, kind="stable")  # a one-key sort, ~2x quicker than the lexsort
-    else:
-        o = np.lexsort((order_by, keys))
-    k = keys[o]
-    start = np.ones(n, bool)
-    start[1:] = k[1:] != k[:-1]
-    gs = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-    rank = np.empty(n, np.int64)
-    rank[o] = np.arange(n) - gs
-    return rank
+def _ascending(x: np.ndarray) -> bool:
+    return len(x) < 2 or bool((x[1:] >= x[:-1]).all())
 
 
 def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray,
                   valid_a: np.ndarray | None = None, valid_b: np.ndarray | None = None) -> np.ndarray:
-    """For each element of a, the index of its partner in b (-1 if none)."""
+    """For each element of a, the index of its partner in b (-1 if none): the k-th element
+    of a key in a (in ``oa`` order) pairs with the k-th of that key in b (``ob`` order).
+
+    Both sides are sorted by (key, order); each element of a finds its key's group in b
+    by a binary search of b's distinct keys with a's keys *in sorted order* (measured
+    1M: 21 ms, against 336 ms for the same search with the needles in random order).
+    """
     out = np.full(len(ka), -1, np.int64)
     if len(ka) == 0 or len(kb) == 0:
         return out
-    va = np.ones(len(ka), bool) if valid_a is None else valid_a
-    vb = np.ones(len(kb), bool) if valid_b is None else valid_b
-    ia, ib = np.flatnonzero(va), np.flatnonzero(vb)
+    ia = np.arange(len(ka)) if valid_a is None else np.flatnonzero(valid_a)
+    ib = np.arange(len(kb)) if valid_b is None else np.flatnonzero(valid_b)
     if len(ia) == 0 or len(ib) == 0:
         return out
-    ca = combine(ka[ia], _rank(ka[ia], oa[ia]))
-    cb = combine(kb[ib], _rank(kb[ib], ob[ib]))
-    s = np.argsort(cb, kind="stable")
-    cbs = cb[s]
-    pos = np.searchsorted(cbs, ca)
-    pos_c = np.minimum(pos, len(cbs) - 1)
-    hit = cbs[pos_c] == ca
-    out[ia[hit]] = ib[s[pos_c[hit]]]
+    a_keys, b_keys, a_ord, b_ord = ka[ia], kb[ib], oa[ia], ob[ib]
+    sa = sort_order(a_keys, None if _ascending(a_ord) else a_ord)
+    sb = sort_order(b_keys, None if _ascending(b_ord) else b_ord)
+    ks_a, ks_b = a_keys[sa], b_keys[sb]
+    nb = len(ks_b)
+    start_b = np.empty(nb, bool)
+    start_b[0] = True
+    np.not_equal(ks_b[1:], ks_b[:-1], out=start_b[1:])
+    first_b = np.flatnonzero(start_b)
+    uniq_b = ks_b[first_b]
+    count_b = np.diff(np.append(first_b, nb))
+    na = len(ks_a)
+    start_a = np.empty(na, bool)
+    start_a[0] = True
+    np.not_equal(ks_a[1:], ks_a[:-1], out=start_a[1:])
+    ar = np.arange(na)
+    rank = ar - np.maximum.accumulate(np.where(start_a, ar, 0))
+    g = np.minimum(np.searchsorted(uniq_b, ks_a), len(uniq_b) - 1)
+    hit = (uniq_b[g] == ks_a) & (rank < count_b[g])
+    out[ia[sa[hit]]] = ib[sb[first_b[g[hit]] + rank[hit]]]
     return out
 
 
@@ -60,8 +63,8 @@ def match_tcp(c: Side, s: Side) -> np.ndarray:
     cc, sc = c.tcp, s.tcp
     if len(cc) == 0:
         return np.zeros(0, np.int64)
-    c_first = c.t["frame"][cc.order[cc.starts]].astype(np.int64)
-    s_first = s.t["frame"][sc.order[sc.starts]].astype(np.int64) if len(sc) else np.zeros(0, np.int64)
+    c_first = take(c.t["frame"], cc.order[cc.starts]).astype(np.int64)
+    s_first = take(s.t["frame"], sc.order[sc.starts]).astype(np.int64) if len(sc) else np.zeros(0, np.int64)
     # the ISN with the service port: a scanner's SYN that happens to carry the same ISN
     # (one chance in 2^32 per pair, but a public server sees thousands) is not taken for ours
     m = pair_by_order(combine(cc.isn_c, cc.resp_port), c_first, combine(sc.isn_c, sc.resp_port) if len(sc) else sc.isn_c,
@@ -82,9 +85,9 @@ def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     has = conns.syn >= 0
     rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
     t = side.t
-    tsval = t["tsval"][rows]
-    valid = has & (t["has_ts"][rows] > 0) & (tsval > 0)
-    return combine(t["ip_id"][rows], tsval, n=len(rows)), valid
+    tsval = take(t["tsval"], rows)
+    valid = has & (take(t["has_ts"], rows) > 0) & (tsval > 0)
+    return combine(take(t["ip_id"], rows), tsval, n=len(rows)), valid
 
 
 def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray]) -> int | None:
@@ -117,7 +120,7 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
     out = conns.order[np.maximum(first, 0)]
     if len(ci) == 0:
         return out
-    flags = snd.t["flags"][conns.order].astype(np.int64)
+    flags = take(snd.t["flags"], conns.order).astype(np.int64)
     is_syn, is_ack = (flags & SYN) != 0, (flags & ACK) != 0
     sel = (is_syn & ~is_ack & conns.fwd) if want == "syn" else (is_syn & is_ack & ~conns.fwd)
     pos = np.flatnonzero(sel)
@@ -128,10 +131,10 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
     st, rt = snd.t, rcv.t
     left = np.ones(len(ci), bool)
     for field, flag in (("tsval", "has_ts"), ("ip_id", None)):
-        vs = st[flag][rows] > 0 if flag else np.ones(len(rows), bool)
-        vr = (rt[flag][rcv_rows] > 0 if flag else np.ones(len(ci), bool)) & left
-        m = pair_by_order(combine(ci, rt[field][rcv_rows], n=len(ci)), np.arange(len(ci)),
-                          combine(cid, st[field][rows], n=len(rows)), pos, vr, vs)
+        vs = take(st[flag], rows) > 0 if flag else np.ones(len(rows), bool)
+        vr = (take(rt[flag], rcv_rows) > 0 if flag else np.ones(len(ci), bool)) & left
+        m = pair_by_order(combine(ci, take(rt[field], rcv_rows), n=len(ci)), np.arange(len(ci)),
+                          combine(cid, take(st[field], rows), n=len(rows)), pos, vr, vs)
         hit = m >= 0
         out[hit] = rows[m[hit]]
         left &= ~hit
