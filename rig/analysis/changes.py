@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.analysis.keys import signature_groups
+from rig.analysis.keys import signature_groups, take
 from rig.verdict import Change
 
 _OPTS = (("mss", "MSS"), ("sackok", "SACK-permitted"), ("has_ts", "timestamps"), ("wscale", "window scale"))
@@ -87,7 +87,7 @@ def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, f
         return [], np.zeros(0, np.int64)
     cols = []
     for f in fields:
-        a, b = c.t[f][rc].astype(np.int64), s.t[f][rs].astype(np.int64)
+        a, b = take(c.t[f], rc).astype(np.int64), take(s.t[f], rs).astype(np.int64)
         if f == "ip_id":  # equal IP IDs say nothing: let them share a signature
             same = a == b
             a, b = np.where(same, -1, a), np.where(same, -1, b)
@@ -95,7 +95,7 @@ def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, f
     first, inv = signature_groups(cols)
     per = []
     for k in first.tolist():
-        a = {f: c.t[f][rc[k]] for f in fields}
-        b = {f: s.t[f][rs[k]] for f in fields}
+        a = {f: take(c.t[f], rc[k]) for f in fields}
+        b = {f: take(s.t[f], rs[k]) for f in fields}
         per.append(tuple(compare(a, b, direction)))
     return per, inv.ravel()

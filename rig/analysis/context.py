@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rig.analysis.keys import take
 from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
 from rig.verdict import Change, Evidence
@@ -63,7 +64,7 @@ class Ctx:
     def add_frames(self, d: Draft, side: Side, rows) -> None:
         rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
         if len(rows):
-            d.frames.setdefault(side.name, []).extend(side.t["frame"][rows].tolist())
+            d.frames.setdefault(side.name, []).extend(take(side.t["frame"], rows).tolist())
 
 
 def times(n: int, what: str) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1
+from rig.analysis.keys import combine, combine1, take
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
 from rig.analysis.sides import Side
@@ -153,7 +153,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     req = c.echo_req
     if len(req) == 0:
         return [], [], []
-    tc = {f: c.t[f][req] for f in ("icmp_id", "icmp_seq", "phash", "proto", "frame")}
+    tc = {f: take(c.t[f], req) for f in ("icmp_id", "icmp_seq", "phash", "proto", "frame")}
     gk = combine(c.dst_key[req], tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
     xk_of = dict(zip(req.tolist(), xk_all.tolist()))
@@ -166,7 +166,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     drafts, out_d, back_d = [], [], []
     fast = np.zeros(len(req), bool)
     if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
-        fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
+        fr = lambda side, rows: take(side.t["frame"], rows).astype(np.int64)  # noqa: E731
         skq, skp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep)
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
@@ -185,7 +185,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
         dst_key = int(c.dst_key[g[0]])
-        ts = c.t["ts_ns"][g]
+        ts = take(c.t["ts_ns"], g)
         d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(r0["src"]),
                   endpoint(r0["dst"]), None, "", "", False)
         sq = sreq.get(xk, [])
@@ -225,8 +225,8 @@ def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarra
             return full[1][pos_c]
     t = side.t
     if reverse:
-        return combine(side.dst_key[rows], t["dport"][rows], side.src_key[rows], t["sport"][rows], n=len(rows))
-    return combine(side.src_key[rows], t["sport"][rows], side.dst_key[rows], t["dport"][rows], n=len(rows))
+        return combine(side.dst_key[rows], take(t["dport"], rows), side.src_key[rows], take(t["sport"], rows), n=len(rows))
+    return combine(side.src_key[rows], take(t["sport"], rows), side.dst_key[rows], take(t["dport"], rows), n=len(rows))
 
 
 class _Replies:
@@ -235,7 +235,7 @@ class _Replies:
     def __init__(self, side: Side, rows: np.ndarray):
         rl = rows.tolist()
         self.rev_of = dict(zip(rl, _tuple_key(side, rows, reverse=True).tolist()))
-        self.frame = dict(zip(rl, side.t["frame"][rows].tolist()))
+        self.frame = dict(zip(rl, take(side.t["frame"], rows).tolist()))
         self.by_tuple = _index(_tuple_key(side, rows), rows)
         self.req_frames: dict[int, list[int]] = {}  # reverse tuple -> request frames
 
@@ -264,9 +264,9 @@ class _Replies:
 def _udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
     """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
     t = side.t
-    plen = t["plen"][rows]
-    return np.where(plen > 0, combine(t["phash"][rows], plen, n=len(rows)),
-                    combine(0, 0, t["dport"][rows], n=len(rows)))
+    plen = take(t["plen"], rows)
+    return np.where(plen > 0, combine(take(t["phash"], rows), plen, n=len(rows)),
+                    combine(0, 0, take(t["dport"], rows), n=len(rows)))
 
 
 def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> list[int]:
@@ -290,11 +290,11 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     req = udp_c[local]
     if len(req) == 0:
         return [], [], []
-    fr = lambda side, rows: side.t["frame"][rows].astype(np.int64)  # noqa: E731
+    fr = lambda side, rows: take(side.t["frame"], rows).astype(np.int64)  # noqa: E731
     for side, rows in ((c, udp_c), (s, s.rows_of(17))):  # every UDP row's 4-tuple, both ways, once
         for rev in (False, True):
             side.memo[("udp-tuples", rev)] = (rows, _tuple_key(side, rows, rev))
-    gk = combine(_tuple_key(c, req), c.t["phash"][req], c.t["plen"][req], n=len(req))
+    gk = combine(_tuple_key(c, req), take(c.t["phash"], req), take(c.t["plen"], req), n=len(req))
     ckeys = _udp_key(c, req)
     udp_s = s.rows_of(17)
     skeys = _udp_key(s, udp_s)
@@ -323,8 +323,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     c_tuples = np.concatenate([_tuple_key(c, req[slow]), _tuple_key(c, req[slow], reverse=True)])
     c_near = udp_c[np.isin(_tuple_key(c, udp_c), c_tuples)]
     # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
-    first_frag = udp_s[((s.t["frag"][udp_s] & FRAG_MF) != 0) & (s.t["ipver"][udp_s] == 4)]
-    sfrag = _index(combine(17, s.t["ip_id"][first_frag], s.t["dport"][first_frag], n=len(first_frag)), first_frag)
+    first_frag = udp_s[((take(s.t["frag"], udp_s) & FRAG_MF) != 0) & (take(s.t["ipver"], udp_s) == 4)]
+    sfrag = _index(combine(17, take(s.t["ip_id"], first_frag), take(s.t["dport"], first_frag), n=len(first_frag)), first_frag)
     frag_sq = {}
     for r in req[slow].tolist():
         if partner_of[r] < 0 and int(c.t["ipver"][r]) == 4 and int(c.t["ip_id"][r]) and not int(c.t["frag"][r]):
@@ -353,7 +353,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     for g, sq in zip(groups, matched_s):
         r0 = c.t[g[0]]
         gl = g.tolist()
-        ts = c.t["ts_ns"][g]
+        ts = take(c.t["ts_ns"], g)
         d = Draft("udp", int(c.dst_key[g[0]]), int(ts.min()), int(ts.max()), int(r0["frame"]),
                   endpoint(r0["src"], int(r0["sport"])), endpoint(r0["dst"], int(r0["dport"])), None, "", "", bool(sq))
         sp = s_rep.replies(sq)

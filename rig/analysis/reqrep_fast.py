@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
 from rig.analysis.context import Ctx
 from rig.analysis.sides import Part
@@ -42,8 +43,8 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
     exchange), as one batch (none if there are none); with the out and back delays for
     the clock offset."""
     c, s = ctx.client, ctx.server
-    out_d = s.t["ts_ns"][sreq].astype(np.int64) - c.t["ts_ns"][creq].astype(np.int64)
-    back_d = c.t["ts_ns"][crep].astype(np.int64) - s.t["ts_ns"][srep].astype(np.int64)
+    out_d = take(s.t["ts_ns"], sreq).astype(np.int64) - take(c.t["ts_ns"], creq).astype(np.int64)
+    back_d = take(c.t["ts_ns"], crep).astype(np.int64) - take(s.t["ts_ns"], srep).astype(np.int64)
     return ([ReqRepBatch(ctx, protocol, creq, sreq, srep, crep)] if len(creq) else []), out_d, back_d
 
 
@@ -64,13 +65,13 @@ class ReqRepBatch:
         self.cq = Part(c, creq, _REQ_FIELDS[protocol] + ("src", "dst"))
         self.sq = Part(s, sreq, self.fields + ("src", "dst"))
         self.cp = Part(c, crep, self.fields + ("src", "dst"))
-        self.sp_frame = s.t["frame"][srep]
+        self.sp_frame = take(s.t["frame"], srep)
         self.dst_key = c.dst_key[creq]
         self.first_frame = self.cq.t["frame"].astype(np.int64)
         self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out", _IP_FIELDS, ip_changes)
         self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back", _IP_FIELDS, ip_changes)
         self.ids_changed = (np.zeros(len(creq), bool) if protocol == "udp"
-                            else c.t["icmp_id"][creq] != s.t["icmp_id"][sreq])
+                            else take(c.t["icmp_id"], creq) != take(s.t["icmp_id"], sreq))
         self.cname, self.sname = c.name, s.name
 
     def __len__(self) -> int:

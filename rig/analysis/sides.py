@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import addr_key, combine, rel32
+from rig.analysis.keys import addr_key, combine, rel32, sort_order, take
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
@@ -19,13 +19,17 @@ ICMP6_ERRORS = (1, 2, 3, 4)
 
 
 def _first_per_group(group: np.ndarray, mask: np.ndarray, ngroups: int) -> np.ndarray:
-    """Index of the first row (in array order) with ``mask`` in each group; -1 if none."""
+    """Index of the first row (in array order) with ``mask`` in each group; -1 if none.
+    ``group`` is non-decreasing (connection ids of rows in connection order), so the
+    first of each group is where the id changes: no sort (np.unique sorted it again)."""
     out = np.full(ngroups, -1, dtype=np.int64)
     idx = np.flatnonzero(mask)
     if len(idx):
         g = group[idx]
-        uniq, first = np.unique(g, return_index=True)
-        out[uniq] = idx[first]
+        first = np.empty(len(g), bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        out[g[first]] = idx[first]
     return out
 
 
@@ -106,15 +110,22 @@ class Side:
         # endpoints from the address keys already made (not the 16-byte addresses again),
         # and a stable sort on the 4-tuple alone: ``rows`` are in frame order already
         # (measured: 0.18 -> 0.08 s per 700k TCP rows)
-        eps = combine(self.src_key[rows], t["sport"][rows], n=n)
-        epd = combine(self.dst_key[rows], t["dport"][rows], n=n)
+        eps = combine(self.src_key[rows], take(t["sport"], rows), n=n)
+        epd = combine(self.dst_key[rows], take(t["dport"], rows), n=n)
         tup = combine(np.minimum(eps, epd), np.maximum(eps, epd), n=n)
-        o = np.argsort(tup, kind="stable")
+        o = sort_order(tup)
         order = rows[o]
         eps, epd, tup = eps[o], epd[o], tup[o]
-        del rows, o  # intermediates go as soon as they are used: the peak is ~25 of these arrays
-        flags = t["flags"][order].astype(np.int64)
-        seq = t["seq"][order].astype(np.int64)
+
+        # a column of the TCP rows in connection order: taken from the table in frame
+        # order (monotone, prefetched), then permuted as a small contiguous array; taking
+        # it by ``order`` from the 189-byte rows directly missed the cache on every row
+        # (measured: 21 -> 8 ms per column of 700k rows)
+        def col(name):
+            return take(t[name], rows)[o].astype(np.int64)
+
+        flags = col("flags")
+        seq = col("seq")
         is_syn = ((flags & SYN) != 0) & ((flags & ACK) == 0)
         is_synack = ((flags & SYN) != 0) & ((flags & ACK) != 0)
         ar = np.arange(n)
@@ -125,7 +136,7 @@ class Side:
         del tup
         # a connection starts at a SYN or SYN-ACK naming another initiator ISN than the
         # last one on this 4-tuple (SYN: seq; SYN-ACK: ack - 1), whichever comes first
-        ack = t["ack"][order].astype(np.int64)
+        ack = col("ack")
         ack0 = ack
         opener = is_syn | is_synack
         cand_isn = np.where(is_syn, seq, (ack0 - 1) & 0xFFFFFFFF)
@@ -157,7 +168,8 @@ class Side:
         rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
         rel_ack = np.where((base_ack >= 0) & ((flags & ACK) != 0), rel32(ack, np.maximum(base_ack, 0)), 0)
         del base_seq, base_ack, seq, ack
-        plen = t["plen"][order].astype(np.int64)
+        plen = col("plen")
+        del rows, o  # intermediates go as soon as they are used: the peak is ~25 of these arrays
         data_end = np.where(plen > 0, rel_seq + plen, 1)
         rst = (flags & RST) != 0
 
@@ -199,7 +211,7 @@ class Side:
     def echo_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of echo requests/replies: protocol, sequence, payload hash."""
         t = self.t
-        return combine(t["proto"][rows], t["icmp_seq"][rows], t["phash"][rows], t["plen"][rows], n=len(rows))
+        return combine(take(t["proto"], rows), take(t["icmp_seq"], rows), take(t["phash"], rows), take(t["plen"], rows), n=len(rows))
 
     def error_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of the packet an ICMP error quotes (what it is about)."""
@@ -217,4 +229,4 @@ class Part:
 
     def __init__(self, side: Side, rows: np.ndarray, fields):
         self.name = side.name
-        self.t = {f: side.t[f][rows] for f in fields}
+        self.t = {f: take(side.t[f], rows) for f in fields}

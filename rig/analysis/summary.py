@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.analysis.keys import take
 from rig.capture.table import format_addr
 
 _FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"))
@@ -66,9 +67,9 @@ class RowTexts:
 
     def __init__(self, side, rows: np.ndarray, fields):
         t = side.t
-        self.c = {f: t[f][rows].tolist() for f in fields}
-        self.src = addr_texts(t["src"][rows])
-        self.dst = addr_texts(t["dst"][rows])
+        self.c = {f: take(t[f], rows).tolist() for f in fields}
+        self.src = addr_texts(take(t["src"], rows))
+        self.dst = addr_texts(take(t["dst"], rows))
 
     def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
         """``shared``: few distinct values (the server's), so equal strings are one object."""

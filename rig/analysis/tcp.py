@@ -16,7 +16,7 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1
+from rig.analysis.keys import combine, combine1, take
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, path_signal
@@ -62,7 +62,7 @@ class _Conn:
         """Bare ACKs from the responder (no SYN, no RST) while it never sent a SYN-ACK."""
         if len(self.synack):
             return np.zeros(0, np.int64)
-        f = self.side.t["flags"][self.rows].astype(np.int64)
+        f = take(self.side.t["flags"], self.rows).astype(np.int64)
         bare = ~self.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0)
         return self.rows[bare]
 
@@ -100,11 +100,11 @@ class _DataLook:
         sr = snd.sr[pos]
         self.rows = snd.rows[pos]
         rel = st.rel_seq[sr].tolist()
-        plen = snd.side.t["plen"][self.rows].astype(np.int64).tolist()
+        plen = take(snd.side.t["plen"], self.rows).astype(np.int64).tolist()
         rpos = rcv.data_fwd if sender_is_initiator else rcv.data_rev
         rsr = rcv.sr[rpos]
         rrel = rcv.conns.rel_seq[rsr].tolist()
-        rlen = rcv.side.t["plen"][rcv.rows[rpos]].astype(np.int64).tolist()
+        rlen = take(rcv.side.t["plen"], rcv.rows[rpos]).astype(np.int64).tolist()
         # the receiver's ACKs prove receipt of everything below them
         back = ~rcv.fwd if sender_is_initiator else rcv.fwd
         acks = rcv.conns.rel_ack[rcv.sr[back]]
@@ -170,11 +170,11 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray
     if len(mc):
         ms = m[mc]
         ok = sc.syn[ms] >= 0
-        out_d.append(s.t["ts_ns"][sc.order[sc.syn[ms[ok]]]].astype(np.int64)
-                     - c.t["ts_ns"][cc.order[cc.syn[mc[ok]]]].astype(np.int64))
+        out_d.append(take(s.t["ts_ns"], sc.order[sc.syn[ms[ok]]]).astype(np.int64)
+                     - take(c.t["ts_ns"], cc.order[cc.syn[mc[ok]]]).astype(np.int64))
         ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
-        back_d.append(c.t["ts_ns"][cc.order[cc.synack[mc[ok2]]]].astype(np.int64)
-                      - s.t["ts_ns"][sc.order[sc.synack[ms[ok2]]]].astype(np.int64))
+        back_d.append(take(c.t["ts_ns"], cc.order[cc.synack[mc[ok2]]]).astype(np.int64)
+                      - take(s.t["ts_ns"], sc.order[sc.synack[ms[ok2]]]).astype(np.int64))
     fast = delivered_mask(ctx, cand, m[cand])
     drafts = delivered_drafts(ctx, cand[fast], m[cand[fast]])
     drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m) for ci in cand[~fast].tolist()]
@@ -185,8 +185,8 @@ def _match_extra(c: Side, side: Side) -> np.ndarray:
     cc, xc = c.tcp, side.tcp
     if len(cc) == 0 or len(xc) == 0:
         return np.full(len(cc), -1, np.int64)
-    return pair_by_order(combine(cc.isn_c, cc.resp_port), c.t["frame"][cc.order[cc.starts]].astype(np.int64),
-                         combine(xc.isn_c, xc.resp_port), side.t["frame"][xc.order[xc.starts]].astype(np.int64),
+    return pair_by_order(combine(cc.isn_c, cc.resp_port), take(c.t["frame"], cc.order[cc.starts]).astype(np.int64),
+                         combine(xc.isn_c, xc.resp_port), take(side.t["frame"], xc.order[xc.starts]).astype(np.int64),
                          cc.syn >= 0, xc.isn_c >= 0)
 
 
@@ -204,7 +204,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     syn_c = C.first(C.syn)
     client_ep = endpoint(syn_c["src"], int(syn_c["sport"]))
     server_ep = endpoint(syn_c["dst"], int(syn_c["dport"]))
-    ts = c.t["ts_ns"][C.rows]
+    ts = take(c.t["ts_ns"], C.rows)
     d = Draft("tcp", int(c.dst_key[C.syn[0]]), int(ts.min()), int(ts.max()), int(syn_c["frame"]),
               client_ep, server_ep, None, "", "", si >= 0)
     ctx.add_frames(d, c, C.rows)
@@ -377,7 +377,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         ev += ctx.ev(c, C.rows[C.data_rev], "reply data", 3)
         d.absent_at = ("server",)
         # the server capture must have been running well after this arrived at the client
-        d.server_until = int(c.t["ts_ns"][C.rows[C.data_rev]].max())
+        d.server_until = int(take(c.t["ts_ns"], C.rows[C.data_rev]).max())
         return
     c_end = int(cc.data_end_fwd[C.ci])
     checks = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.analysis.keys import take
 from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import changes_by_signature, isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import Ctx
@@ -106,7 +107,7 @@ class TcpBatch:
         self.first_frame = self.syn_c.t["frame"].astype(np.int64)
         self.n = len(ci)
         # every frame of each connection, in frame order: [lo, hi) of one array per point
-        self.c_frames, self.s_frames = c.t["frame"][cc.order], s.t["frame"][sc.order]
+        self.c_frames, self.s_frames = take(c.t["frame"], cc.order), take(s.t["frame"], sc.order)
         c_end = np.append(cc.starts[1:], len(cc.order))
         s_end = np.append(sc.starts[1:], len(sc.order))
         self.c_lo, self.c_hi = cc.starts[ci], c_end[ci]
@@ -181,7 +182,7 @@ def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, lis
             continue
         ra, rb = cc.order[a[idx]], sc.order[b[idx]]
         # three columns, not whole rows (indexing the table copies 189 bytes a row: 0.15 s here)
-        col = lambda t, f, r: t[f][r]  # noqa: E731
+        col = lambda t, f, r: take(t[f], r)  # noqa: E731
         diff = ((cc.rel_seq[a[idx]] == sc.rel_seq[b[idx]]) & (col(c.t, "plen", ra) == col(s.t, "plen", rb))
                 & (col(c.t, "pcaplen", ra) == col(s.t, "pcaplen", rb)) & (col(c.t, "phash", ra) != col(s.t, "phash", rb)))
         for k in np.flatnonzero(diff).tolist():
