@@ -261,16 +261,35 @@ def _lockstep(arr, u4, little: bool, start: int, stop: int, snaplen: int, tick_n
 
 def _guess_starts(arr, u4, S: np.ndarray, little: bool, snaplen: int, tick_ns: int, ts_ref: int) -> np.ndarray:
     """For each piece start in ``S``, an offset at or after it that looks like the first
-    record (``S`` itself where nothing does): see the lockstep comment above."""
-    w = GUESS_WINDOW
-    # A cheap first filter on every byte offset of the windows (a strided view of the file,
-    # one row per piece; 0.6 ms per 1M offsets, vs 2.5 ms comparing unaligned u32 fields):
-    # the top bytes of caplen and wirelen are 0 (< 16 MB), and so is the top byte of the
-    # sub-second field in a microsecond file; caplen is not 0.
+    record (``S`` itself where nothing does): see the lockstep comment above.
+
+    The first quarter of each window is searched first, the rest only for the pieces with
+    no likely record there (1M-record bench file: 15 ms vs 24 ms searching whole windows)."""
+    out = S.copy()
+    w1 = GUESS_WINDOW // 4
+    step = int(S[1] - S[0]) if len(S) > 1 else 0  # (the pieces are evenly spaced)
+    head = np.lib.stride_tricks.as_strided(arr[int(S[0]) :], shape=(len(S), w1 + 16), strides=(step, 1))
+    rows, pos = _likely_records(head, S, u4, little, snaplen, tick_ns, ts_ref)
+    out[rows] = pos
+    rest = np.ones(len(S), bool)
+    rest[rows] = False
+    rest = np.flatnonzero(rest)
+    if len(rest):
+        tail = windows(arr, S[rest] + w1, GUESS_WINDOW - w1 + 16)
+        rows, pos = _likely_records(tail, S[rest] + w1, u4, little, snaplen, tick_ns, ts_ref)
+        out[rest[rows]] = pos
+    return out
+
+
+def _likely_records(b: np.ndarray, at: np.ndarray, u4, little: bool, snaplen: int, tick_ns: int, ts_ref: int):
+    """In byte windows ``b`` (one row per window, 16 bytes longer than searched) taken at
+    file offsets ``at``: the rows where some offset starts a chain of GUESS_DEPTH plausible
+    record headers, and the first such offset of each."""
+    w = b.shape[1] - 16
+    # A cheap first filter on every byte offset (0.6 ms per 1M offsets, vs 2.5 ms comparing
+    # unaligned u32 fields): the top bytes of caplen and wirelen are 0 (< 16 MB), and so is
+    # the top byte of the sub-second field in a microsecond file; caplen is not 0.
     hi, lo = (3, (0, 1, 2)) if little else (0, (1, 2, 3))  # the top byte of a u32, the others
-    base = int(S[0])
-    step = int(S[1] - S[0]) if len(S) > 1 else 0
-    b = np.lib.stride_tricks.as_strided(arr[base:], shape=(len(S), w + 16), strides=(step, 1))
     z = b == 0
     ok = z[:, 8 + hi : 8 + hi + w] & z[:, 12 + hi : 12 + hi + w]
     if tick_ns > 1:
@@ -280,10 +299,10 @@ def _guess_starts(arr, u4, S: np.ndarray, little: bool, snaplen: int, tick_ns: i
     sub_s = 1_000_000_000 // tick_ns
     cand = np.flatnonzero(ok)
     k = cand // w
-    # only the first GUESS_FIRST of each piece go on to the chain check
-    rank = np.arange(len(cand)) - np.searchsorted(k, k)
+    # only the first GUESS_FIRST of each window go on to the chain check
+    rank = np.arange(len(cand)) - np.searchsorted(k, np.arange(len(b)))[k]
     keep = rank < GUESS_FIRST
-    k, pos = k[keep], S[k[keep]] + cand[keep] % w
+    k, pos = k[keep], at[k[keep]] + cand[keep] % w
     q = pos
     limit = len(u4) - 16
     for _ in range(GUESS_DEPTH):
@@ -292,10 +311,8 @@ def _guess_starts(arr, u4, S: np.ndarray, little: bool, snaplen: int, tick_ns: i
         good = ((cl - np.uint32(1)) < np.uint32(cap)) & (wl >= cl) & (us < np.uint32(sub_s))
         good &= np.abs(ts.astype(np.int64) - ts_ref) < 1 << 25  # within a year of ts_ref
         k, pos, q = k[good], pos[good], q[good] + 16 + cl[good]
-    out = S.copy()
-    pieces, firsts = np.unique(k, return_index=True)
-    out[pieces] = pos[firsts]
-    return out
+    rows, firsts = np.unique(k, return_index=True)
+    return rows, pos[firsts]
 
 
 def release(buf, start: int, upto: int) -> int:
