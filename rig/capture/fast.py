@@ -186,9 +186,9 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     view = table[rows]
     g2s, g3s = g2[sel], g3[sel]
     s4, tcp, icmp = is4[sel], is_tcp[sel], is_icmp[sel]
-    s6, not_icmp = ~s4, ~icmp
+    not_icmp = ~icmp
     # big-endian views of the header windows: every field used is aligned in them
-    ip16, ip32 = g2s.view(">u2"), g2s.view(">u4")
+    ip16 = g2s.view(">u2")
     l16, l32 = g3s.view(">u2"), g3s.view(">u4")
 
     def put(name, values, where=None):
