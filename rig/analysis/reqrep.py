@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1, take
+from rig.analysis.keys import combine, combine1, sort_order, take
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
 from rig.analysis.sides import Side
@@ -45,8 +45,18 @@ def _groups(gk: np.ndarray, rows: np.ndarray, frames: np.ndarray) -> list[np.nda
 
 def _singletons(gk: np.ndarray) -> np.ndarray:
     """Rows whose group key occurs once (one copy of the request)."""
-    _, inv, counts = np.unique(gk, return_inverse=True, return_counts=True)
-    return counts[inv.ravel()] == 1
+    n = len(gk)
+    if n < 2:
+        return np.ones(n, bool)
+    o = sort_order(gk)  # a run of equal keys is a repeated request (np.unique: 2x the time)
+    k = gk[o]
+    same = k[1:] == k[:-1]
+    alone = np.ones(n, bool)
+    alone[1:] &= ~same
+    alone[:-1] &= ~same
+    out = np.empty(n, bool)
+    out[o] = alone
+    return out
 
 
 def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str,
@@ -319,7 +329,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     # the close look, for the rest: only the datagrams on their 4-tuples take part
     slow = ~fast
     partner_rows = udp_s[np.maximum(partner, 0)] if len(udp_s) else np.zeros(len(req), np.int64)
-    partner_of = dict(zip(req.tolist(), np.where(partner >= 0, partner_rows, -1).tolist()))
+    # the close look reads these for its own rows only (a few %): no dict over every request
+    partner_of = dict(zip(req[slow].tolist(), np.where(partner >= 0, partner_rows, -1)[slow].tolist()))
     c_tuples = np.concatenate([_tuple_key(c, req[slow]), _tuple_key(c, req[slow], reverse=True)])
     c_near = udp_c[np.isin(_tuple_key(c, udp_c), c_tuples)]
     # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
@@ -346,7 +357,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         if not sq:
             sq = frag_sq.get(int(g[0]), [])
         matched_s.append(sq)
-    ck = dict(zip(req.tolist(), ckeys.tolist()))
+    ck = dict(zip(req[slow].tolist(), ckeys[slow].tolist()))
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
     skey_of = None  # server row -> payload key
     c_err, s_err = error_index(c), error_index(s)

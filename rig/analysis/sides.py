@@ -82,6 +82,7 @@ class Side:
         self.name = name
         self.cap = cap
         self.memo: dict = {}  # per-side results the analysis steps share (e.g. UDP 4-tuples)
+        self._rows_of: dict[int, np.ndarray] = {}
         pk = cap.packets if cap is not None else None
         if pk is None or len(pk) == 0:
             from rig.capture.table import empty_table
@@ -195,18 +196,21 @@ class Side:
 
     # ICMP --------------------------------------------------------------------------
     def _icmp(self) -> None:
-        t = self.t
-        it = t["icmp_type"].astype(np.int64)
-        is_icmp = ((t["proto"] == 1) | (t["proto"] == 58)) & self.valid
-        v4 = t["proto"] == 1
-        self.echo_req = np.flatnonzero(is_icmp & (((it == 8) & v4) | ((it == 128) & ~v4)))
-        self.echo_rep = np.flatnonzero(is_icmp & (((it == 0) & v4) | ((it == 129) & ~v4)))
-        err = is_icmp & ((v4 & np.isin(it, ICMP4_ERRORS)) | (~v4 & np.isin(it, ICMP6_ERRORS)))
-        self.errors = np.flatnonzero(err)
+        # on the ICMP rows only (a few % of a large capture), not on every row
+        rows = np.union1d(self.rows_of(1), self.rows_of(58))
+        it = take(self.t["icmp_type"], rows).astype(np.int64)
+        v4 = take(self.t["proto"], rows) == 1
+        self.echo_req = rows[((it == 8) & v4) | ((it == 128) & ~v4)]
+        self.echo_rep = rows[((it == 0) & v4) | ((it == 129) & ~v4)]
+        self.errors = rows[(v4 & np.isin(it, ICMP4_ERRORS)) | (~v4 & np.isin(it, ICMP6_ERRORS))]
 
     def rows_of(self, proto: int) -> np.ndarray:
-        """Trusted rows of one L4 protocol, in file order."""
-        return np.flatnonzero(self.valid & (self.t["proto"] == proto))
+        """Trusted rows of one L4 protocol, in file order (made once per protocol: every
+        step asks, and each ask was a pass over all rows)."""
+        got = self._rows_of.get(proto)
+        if got is None:
+            got = self._rows_of[proto] = np.flatnonzero(self.valid & (self.t["proto"] == proto))
+        return got
 
     def echo_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of echo requests/replies: protocol, sequence, payload hash."""
