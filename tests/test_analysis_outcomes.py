@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from rig.analysis.api import analyse
+from rig.capture import read_capture
 from rig.capture.synth import ICMP_UNREACH, Path, Pkt, tcp_seg
 from rig.capture.table import ACK, PSH, RST, SYN
 
@@ -373,3 +377,32 @@ def test_reply_bytes_after_the_server_capture_ended_are_not_a_middlebox(tmp_path
     v = run(w, tmp_path)
     assert v.exchanges[0].outcome == "incomplete"
     assert "the server capture ended about when this connection did" in v.exchanges[0].explanation
+
+
+def test_udp_tuple_reused_after_a_lost_reply(tmp_path):
+    """One 4-tuple asked four times: the first reply is lost on return, the last request
+    is answered twice. Each exchange keeps its own reply (pairing the k-th request with
+    the k-th reply on the tuple would hand exchange 2 the reply of exchange 3)."""
+    from rig.analysis.reqrep import _sole_answer
+    from rig.analysis.sides import Side
+
+    w = Path()
+    udp(w, 50000, 1, reply_arrives=False)
+    udp(w, 50000, 2)
+    udp(w, 50000, 3)
+    p = Pkt(w.client, w.server, 17, sport=50000, dport=7, payload=b"rig-udp-%08d" % 4, ip_id=4)
+    q = w.out(p)
+    for _ in range(2):
+        w.back(Pkt(q.dst, q.src, 17, sport=q.dport, dport=q.sport, payload=b"echo:" + q.payload, ip_id=5))
+    c, s = w.write(tmp_path)
+    cap_c, cap_s = read_capture(str(c)), read_capture(str(s))
+    v = analyse(cap_c, cap_s)
+    e = by_id(v)
+    assert [e[f"udp-{i}"].outcome for i in range(1, 5)] == ["lost-return", "delivered", "delivered", "delivered"]
+    # client frames: 1 req, 2 req, 2 rep, 3 req, 3 rep, 4 req, 4 rep, 4 rep
+    assert e["udp-2"].frames_at("client") == (2, 3) and e["udp-3"].frames_at("client") == (4, 5)
+    assert e["udp-4"].frames_at("client") == (6, 7, 8)
+    side = Side("client", cap_c)
+    rows = side.rows_of(17)
+    ans = _sole_answer(side, rows, np.array([True, True, False, True, False, True, False, False]))
+    assert ans.tolist() == [-1, 2, -1, 4, -1, -1, -1, -1]  # two answers to the last: not certain
