@@ -50,10 +50,12 @@ class Ctx:
     def ev(self, side: Side, rows, note: str = "", limit: int = 6) -> list[Evidence]:
         rows = list(rows)
         out = []
-        quoted = side.cap.quoted_at(rows[:limit]) if rows else ()  # what ICMP errors are about
+        # what ICMP errors are about (a capture without ICMP errors has nothing to look up)
+        cap = side.cap
+        quoted = cap.quoted_at(rows[:limit]) if rows and cap is not None and len(cap.quoted) else None
         for i, r in enumerate(rows[:limit]):
             rec = side.t[r]
-            s = summarize(rec, quoted[i])
+            s = summarize(rec, None if quoted is None else quoted[i])
             if note:
                 s = f"{s} — {note}"
             if i == limit - 1 and len(rows) > limit:
@@ -62,9 +64,14 @@ class Ctx:
         return out
 
     def add_frames(self, d: Draft, side: Side, rows) -> None:
-        rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, dtype=np.int64)
-        if len(rows):
-            d.frames.setdefault(side.name, []).extend(take(side.t["frame"], rows).tolist())
+        if isinstance(rows, np.ndarray):
+            if len(rows):
+                d.frames.setdefault(side.name, []).extend(take(side.t["frame"], rows.astype(np.int64, copy=False)).tolist())
+            return
+        rows = list(rows)
+        if rows:  # a few rows of one exchange: scalar reads, no array made (called ~6 times an exchange)
+            fr = side.t["frame"]
+            d.frames.setdefault(side.name, []).extend([int(fr[r]) for r in rows])
 
 
 def times(n: int, what: str) -> str:
