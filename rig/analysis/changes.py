@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.analysis.keys import signature_groups, take
+from rig.analysis.keys import signature_groups, take, take_fields
 from rig.verdict import Change
 
 _OPTS = (("mss", "MSS"), ("sackok", "SACK-permitted"), ("has_ts", "timestamps"), ("wscale", "window scale"))
@@ -86,8 +86,9 @@ def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, f
     if len(rc) == 0:
         return [], np.zeros(0, np.int64)
     cols = []
+    ca, sa = take_fields(c.t, fields, rc), take_fields(s.t, fields, rs)
     for f in fields:
-        a, b = take(c.t[f], rc).astype(np.int64), take(s.t[f], rs).astype(np.int64)
+        a, b = ca.pop(f).astype(np.int64), sa.pop(f).astype(np.int64)
         if f == "ip_id":  # equal IP IDs say nothing: let them share a signature
             same = a == b
             a, b = np.where(same, -1, a), np.where(same, -1, b)

@@ -49,6 +49,23 @@ def take(col: np.ndarray, rows) -> np.ndarray:
     return col[rows]
 
 
+def take_fields(t, fields, rows, chunk: int = 65536) -> dict[str, np.ndarray]:
+    """``{f: t[f][rows]}`` for several fields of a structured table at once: np.take of
+    whole rows (a chunk at a time: a bounded transient), then each field copied out.
+    Measured here, 11 fields of 100k rows: 26 ms field by field, 9 ms this way (and
+    ``t[rows]``, fancy indexing of whole rows, 56 ms). ``t`` may be a dict of columns."""
+    if not (isinstance(t, np.ndarray) and t.dtype.names):
+        return {f: take(t[f], rows) for f in fields}
+    rows = np.asarray(rows, dtype=np.int64)
+    dt = t.dtype
+    out = {f: np.empty((len(rows),) + dt[f].shape, dt[f].base) for f in fields}
+    for a in range(0, len(rows), chunk):
+        sub = np.take(t, rows[a : a + chunk])
+        for f in fields:
+            out[f][a : a + chunk] = sub[f]
+    return out
+
+
 def sort_order(keys: np.ndarray, then: np.ndarray | None = None) -> np.ndarray:
     """Indices that sort ``keys`` stably: equal keys by ``then``, and then in index order
     (``np.lexsort((then, keys))``; without ``then``, ``np.argsort(keys, kind="stable")``).
@@ -79,20 +96,20 @@ def sort_order(keys: np.ndarray, then: np.ndarray | None = None) -> np.ndarray:
     return packed
 
 
-def addr_words(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A (n, 16) uint8 address column as two big-endian uint64 words."""
-    if col.ndim == 2 and col.shape[1] == 16 and col.strides[1] == 1:
-        # the table's column as it lies (rows 189 bytes apart): no 16-byte copy first
-        # (measured 0.08 -> 0.035 s per 1M rows)
-        w = col.view(">u8")
-    else:
-        w = np.ascontiguousarray(col).view(">u8").reshape(-1, 2)
-    return w[:, 0].astype(U64), w[:, 1].astype(U64)
-
-
 def addr_key(col: np.ndarray) -> np.ndarray:
-    hi, lo = addr_words(col)
-    return combine(hi, lo)
+    """A 64-bit key of each 16-byte address of a (n, 16) uint8 column. The column is
+    copied out whole first (a strided 16-byte copy) and read as two native words: no
+    byte swap, one mixing round (the keys only ever meet keys made here). Measured 1M
+    rows: 41 -> 10 ms."""
+    if col.ndim == 2 and col.shape[1] == 16 and col.strides[1] == 1:
+        # as 16-byte items: numpy copies those whole (5 ms per 1M, against 15 ms for the
+        # same bytes copied as a (n, 16) uint8 array)
+        col = col.view("V16")[:, 0]
+    w = np.ascontiguousarray(col).view(U64).reshape(-1, 2)
+    with np.errstate(over="ignore"):
+        h = w[:, 1] * _C1
+        h ^= w[:, 0]
+        return _fmix(h)
 
 
 def rel32(a: np.ndarray, base: np.ndarray) -> np.ndarray:

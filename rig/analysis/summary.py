@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.analysis.keys import take
+from rig.analysis.keys import take_fields
 from rig.capture.table import format_addr
 
 _FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"))
@@ -66,10 +66,10 @@ class RowTexts:
     per column, and their address texts: what the fast paths build record strings from."""
 
     def __init__(self, side, rows: np.ndarray, fields):
-        t = side.t
-        self.c = {f: take(t[f], rows).tolist() for f in fields}
-        self.src = addr_texts(take(t["src"], rows))
-        self.dst = addr_texts(take(t["dst"], rows))
+        cols = take_fields(side.t, tuple(dict.fromkeys((*fields, "src", "dst"))), rows)
+        self.src = addr_texts(cols["src"])
+        self.dst = addr_texts(cols["dst"])
+        self.c = {f: cols[f].tolist() for f in fields}
 
     def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
         """``shared``: few distinct values (the server's), so equal strings are one object."""
