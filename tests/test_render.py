@@ -59,3 +59,28 @@ def test_a_large_verdict_shows_the_problems_first_and_counts_the_rest():
     assert text.count("lost-return") == MAX_ROWS and "delivered" not in text.split("... and")[0]
     # shown: the first MAX_ROWS problem rows (2 exchanges each); the other 50 rows and the 60 delivered are counted
     assert f"... and {50 * 2 + 60} more exchanges not shown" in text
+
+
+def test_the_table_reads_light_records_that_agree_with_the_full_ones(tmp_path):
+    """The table view builds the fast paths' records without evidence and frames
+    (ExchangeList.light); every other field is the full record's."""
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth import Path
+    from tests._analysis_scenarios import ping, syn_only, tcp_delivered, udp
+
+    w = Path()
+    for i in range(3):
+        tcp_delivered(w, 40000 + i, 1000 + i, 9000 + i)
+        ping(w, i + 1)
+        udp(w, 50000 + i, i + 1)
+    syn_only(w, 41000, 77, arrive=False)  # one the close look decides
+    c, s = w.write(tmp_path)
+    v = analyse(read_capture(str(c)), read_capture(str(s)))
+    full, light = list(v.exchanges), list(v.exchanges.light())
+    assert len(full) == len(light) == 10 and v.exchanges.batches  # the fast paths took part
+    for a, b in zip(full, light):
+        assert (a.id, a.protocol, a.client, a.server, a.seen_at_server_as, a.outcome, a.explanation, a.changes) == \
+               (b.id, b.protocol, b.client, b.server, b.seen_at_server_as, b.outcome, b.explanation, b.changes)
+        assert (b.evidence, b.frames) in (((), ()), (a.evidence, a.frames))
+    assert any(b.evidence == () for b in light) and any(b.evidence for b in light)

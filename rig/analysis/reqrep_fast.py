@@ -89,18 +89,22 @@ class ReqRepBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
-    def build(self, idx: np.ndarray, numbers: list[int]) -> list[Exchange]:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
         udp = self.protocol == "udp"
         req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
         cq = _Rows(self.cq, idx, _REQ_FIELDS[self.protocol])
-        sq, cp = _Rows(self.sq, idx, self.fields), _Rows(self.cp, idx, self.fields)
-        sp_frame = self.sp_frame[idx].tolist()
+        sq = _Rows(self.sq, idx, self.fields)
         explanation = f"the {word} reached the server and its {rep} reached the client"
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
-        ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
-        ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
-        fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
-        fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
+        if light:  # ExchangeList.light: no evidence, no frames
+            ev_s = ev_c = fc = fs = None
+        else:
+            cp = _Rows(self.cp, idx, self.fields)
+            sp_frame = self.sp_frame[idx].tolist()
+            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
+            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
+            fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
+            fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol
@@ -112,5 +116,6 @@ class ReqRepBatch:
             else:
                 ch = o + b
             out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], "delivered",
-                                explanation, ch, (ev_s[i], ev_c[i]), ((cname, fc[i]), (sname, fs[i]))))
+                                explanation, ch, () if light else (ev_s[i], ev_c[i]),
+                                () if light else ((cname, fc[i]), (sname, fs[i]))))
         return out

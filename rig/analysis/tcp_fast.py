@@ -138,13 +138,15 @@ class TcpBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
 
-    def build(self, idx: np.ndarray, numbers: list[int]) -> list[Exchange]:
-        syn_c, synack_s = _Cols(self.syn_c, idx), _Cols(self.synack_s, idx)
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
+        syn_c = _Cols(self.syn_c, idx)
         client_ep, server_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True)
         seen_ep = self.seen_at_server(idx)
-        ev_c = syn_c.summaries("SYN sent")
-        ev_s = synack_s.summaries("SYN-ACK sent; it arrived")
-        c_fr, s_fr = syn_c.c["frame"], synack_s.c["frame"]
+        if not light:  # ExchangeList.light: no evidence, no frames
+            synack_s = _Cols(self.synack_s, idx)
+            ev_c = syn_c.summaries("SYN sent")
+            ev_s = synack_s.summaries("SYN-ACK sent; it arrived")
+            c_fr, s_fr = syn_c.c["frame"], synack_s.c["frame"]
         isn, sizes = self.isn[idx].tolist(), self.sizes[idx].tolist()
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
         c_lo, c_hi, s_lo, s_hi = (a[idx].tolist() for a in (self.c_lo, self.c_hi, self.s_lo, self.s_hi))
@@ -162,6 +164,10 @@ class TcpBatch:
             text = texts.get(key)
             if text is None:  # many connections carry the same sizes: one string for all of them
                 text = texts[key] = delivered_text(*key)
+            if light:
+                out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered",
+                                    text, ch, (), ()))
+                continue
             frames = ((cname, tuple(self.c_frames[c_lo[j]:c_hi[j]].tolist())),
                       (sname, tuple(self.s_frames[s_lo[j]:s_hi[j]].tolist())))
             out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered", text,
