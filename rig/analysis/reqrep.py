@@ -166,10 +166,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     tc = {f: take(c.t[f], req) for f in ("icmp_id", "icmp_seq", "phash", "proto", "frame")}
     gk = combine(c.dst_key[req], tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
-    xk_of = dict(zip(req.tolist(), xk_all.tolist()))
-    sreq = _index(s.echo_key(s.echo_req), s.echo_req)
-    srep = _index(s.echo_key(s.echo_rep), s.echo_rep)
-    crep = _index(c.echo_key(c.echo_rep), c.echo_rep)
+    skq, skp, ckp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep), c.echo_key(c.echo_rep)
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
     extra_rep = {n: _index(x.echo_key(x.echo_rep), x.echo_rep) for n, x in ctx.extra.items()}
     c_err, s_err = error_index(c), error_index(s)
@@ -177,11 +174,10 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     fast = np.zeros(len(req), bool)
     if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
         fr = lambda side, rows: take(side.t["frame"], rows).astype(np.int64)  # noqa: E731
-        skq, skp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep)
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
         cp_i = pair_by_order(combine(xk_all, c.dst_key[req]), fr(c, req),
-                             combine(c.echo_key(c.echo_rep), c.src_key[c.echo_rep]), fr(c, c.echo_rep))
+                             combine(ckp, c.src_key[c.echo_rep]), fr(c, c.echo_rep))
         sp_of = np.where(sq_i >= 0, sp_i[np.maximum(sq_i, 0)], -1)
         fast = _singletons(gk) & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
         f = np.flatnonzero(fast)
@@ -191,6 +187,11 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
         back_d += b.tolist()
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
     slow = ~fast
+    # the close look's lookups, over the keys it will ask for only (not every request)
+    need = xk_all[slow]
+    xk_of = dict(zip(req[slow].tolist(), need.tolist()))
+    sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
+                        for m in [np.isin(k, need)])
     for g in _groups(gk[slow], req[slow], tc["frame"][slow].astype(np.int64)):
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
