@@ -130,7 +130,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     local = _client_local(c)
     (tcp, o1, b1, echo, o2, b2), (udp, o3, b3) = run_all(
         [lambda: tcp_drafts(ctx) + echo_drafts(ctx), lambda: udp_drafts(ctx, local)], names=["tcp+echo", "udp"])
-    offset = estimate_offset(o1 + [np.asarray(o2 + o3, np.int64)], b1 + [np.asarray(b2 + b3, np.int64)])
+    offset = estimate_offset(o1 + o2 + o3, b1 + b2 + b3)
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]
     batches = [d for d in everything if not isinstance(d, Draft)]  # the fast paths' (ExchangeBatch)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.keys import combine, sort_order, take
-from rig.analysis.sides import Side
-from rig.capture.table import ACK, SYN
+from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
 def _ascending(x: np.ndarray) -> bool:
@@ -120,12 +119,10 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
     out = conns.order[np.maximum(first, 0)]
     if len(ci) == 0:
         return out
-    flags = take(snd.t["flags"], conns.order).astype(np.int64)
-    is_syn, is_ack = (flags & SYN) != 0, (flags & ACK) != 0
-    sel = (is_syn & ~is_ack & conns.fwd) if want == "syn" else (is_syn & is_ack & ~conns.fwd)
+    sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
-    cid = conns.conn[pos]
-    if len(np.unique(cid)) == len(cid):  # no connection sent a second copy: the first is it
+    cid = conns.conn[pos]  # non-decreasing: rows are in connection order
+    if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it
         return out
     rows = conns.order[pos]
     st, rt = snd.t, rcv.t

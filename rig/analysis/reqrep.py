@@ -158,7 +158,7 @@ def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]
     return ("; " + "; ".join(notes)) if notes else ""
 
 
-def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
+def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
     req = c.echo_req
     if len(req) == 0:
@@ -171,6 +171,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
     extra_rep = {n: _index(x.echo_key(x.echo_rep), x.echo_rep) for n, x in ctx.extra.items()}
     c_err, s_err = error_index(c), error_index(s)
     drafts, out_d, back_d = [], [], []
+    bulk_out: list[np.ndarray] = []
+    bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
     if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
         fr = lambda side, rows: take(side.t["frame"], rows).astype(np.int64)  # noqa: E731
@@ -183,8 +185,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "icmp", req[f], s.echo_req[sq_i[f]], s.echo_rep[sp_of[f]], c.echo_rep[cp_i[f]])
         drafts += got
-        out_d += o.tolist()
-        back_d += b.tolist()
+        bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
     slow = ~fast
     # the close look's lookups, over the keys it will ask for only (not every request)
@@ -222,7 +223,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[int], list[int]]:
         _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where,
                 {n: idx[xk] for n, idx in extra_rep.items() if idx.get(xk)})
         drafts.append(d)
-    return drafts, out_d, back_d
+    return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
 
 
 def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarray:
@@ -297,6 +298,11 @@ def _sole_answer(side: Side, rows: np.ndarray, request: np.ndarray) -> np.ndarra
     return out
 
 
+def _delays(one_by_one: list[int], bulk: list[np.ndarray]) -> list[np.ndarray]:
+    """Clock-offset samples (``match.estimate_offset``) as arrays."""
+    return [*bulk, np.asarray(one_by_one, np.int64)]
+
+
 def _udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
     """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
     t = side.t
@@ -317,7 +323,7 @@ def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> l
     return out
 
 
-def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int], list[int]]:
+def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
     udp_c = c.rows_of(17)
     if len(udp_c) == 0:
@@ -337,6 +343,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
     # each copy the client sent pairs with one the server got, in order within the key
     partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s))
     drafts, out_d, back_d = [], [], []
+    bulk_out: list[np.ndarray] = []
+    bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
     if not ctx.extra and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
@@ -350,10 +358,9 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "udp", req[f], udp_s[partner[f]], udp_s[sp_of[f]], udp_c[cp_i[f]])
         drafts += got
-        out_d += o.tolist()
-        back_d += b.tolist()
+        bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
     if fast.all():
-        return drafts, out_d, back_d
+        return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
     # the close look, for the rest: only the datagrams on their 4-tuples take part
     slow = ~fast
     partner_rows = udp_s[np.maximum(partner, 0)] if len(udp_s) else np.zeros(len(req), np.int64)
@@ -427,4 +434,4 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[int]
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
                  if rows})
         drafts.append(d)
-    return drafts, out_d, back_d
+    return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
