@@ -68,3 +68,17 @@ def test_take_equals_indexing_on_table_columns():
         for col in (t["seq"], t["src"], t["seq"].copy()):
             got = take(col, rows)
             assert got.shape == col[rows].shape and (got == col[rows]).all()
+
+
+def test_side_frames_are_rows_plus_one_or_read_from_the_table():
+    from rig.analysis.sides import Side
+    from rig.capture.table import Capture
+
+    t = empty_table(5)
+    t["frame"] = np.arange(1, 6)
+    side = Side("client", Capture("x.pcap", "pcap", (), t))
+    assert side.frames(np.array([0, 3, 4])).tolist() == [1, 4, 5]
+    t2 = empty_table(5)
+    t2["frame"] = [10, 20, 30, 40, 50]  # not the reader's numbering: taken from the table
+    side2 = Side("client", Capture("y.pcap", "pcap", (), t2))
+    assert side2.frames(np.array([0, 3, 4])).tolist() == [10, 40, 50]

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rig.analysis.keys import take
 from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
 from rig.verdict import Change, Evidence
@@ -66,7 +65,7 @@ class Ctx:
     def add_frames(self, d: Draft, side: Side, rows) -> None:
         if isinstance(rows, np.ndarray):
             if len(rows):
-                d.frames.setdefault(side.name, []).extend(take(side.t["frame"], rows.astype(np.int64, copy=False)).tolist())
+                d.frames.setdefault(side.name, []).extend(side.frames(rows).tolist())
             return
         rows = list(rows)
         if rows:  # a few rows of one exchange: scalar reads, no array made (called ~6 times an exchange)

@@ -62,8 +62,8 @@ def match_tcp(c: Side, s: Side) -> np.ndarray:
     cc, sc = c.tcp, s.tcp
     if len(cc) == 0:
         return np.zeros(0, np.int64)
-    c_first = take(c.t["frame"], cc.order[cc.starts]).astype(np.int64)
-    s_first = take(s.t["frame"], sc.order[sc.starts]).astype(np.int64) if len(sc) else np.zeros(0, np.int64)
+    c_first = c.frames(cc.order[cc.starts])
+    s_first = s.frames(sc.order[sc.starts]) if len(sc) else np.zeros(0, np.int64)
     # the ISN with the service port: a scanner's SYN that happens to carry the same ISN
     # (one chance in 2^32 per pair, but a public server sees thousands) is not taken for ours
     m = pair_by_order(combine(cc.isn_c, cc.resp_port), c_first, combine(sc.isn_c, sc.resp_port) if len(sc) else sc.isn_c,

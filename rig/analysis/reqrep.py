@@ -175,7 +175,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
     if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
-        fr = lambda side, rows: take(side.t["frame"], rows).astype(np.int64)  # noqa: E731
+        fr = lambda side, rows: side.frames(rows)  # noqa: E731
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
         cp_i = pair_by_order(combine(xk_all, c.dst_key[req]), fr(c, req),
@@ -247,7 +247,7 @@ class _Replies:
     def __init__(self, side: Side, rows: np.ndarray):
         rl = rows.tolist()
         self.rev_of = dict(zip(rl, _tuple_key(side, rows, reverse=True).tolist()))
-        self.frame = dict(zip(rl, take(side.t["frame"], rows).tolist()))
+        self.frame = dict(zip(rl, side.frames(rows).tolist()))
         self.by_tuple = _index(_tuple_key(side, rows), rows)
         self.req_frames: dict[int, list[int]] = {}  # reverse tuple -> request frames
 
@@ -332,7 +332,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     req = udp_c[local]
     if len(req) == 0:
         return [], [], []
-    fr = lambda side, rows: take(side.t["frame"], rows).astype(np.int64)  # noqa: E731
+    fr = lambda side, rows: side.frames(rows)  # noqa: E731
     for side, rows in ((c, udp_c), (s, s.rows_of(17))):  # every UDP row's 4-tuple, both ways, once
         for rev in (False, True):
             side.memo[("udp-tuples", rev)] = (rows, _tuple_key(side, rows, rev))

@@ -185,8 +185,8 @@ def _match_extra(c: Side, side: Side) -> np.ndarray:
     cc, xc = c.tcp, side.tcp
     if len(cc) == 0 or len(xc) == 0:
         return np.full(len(cc), -1, np.int64)
-    return pair_by_order(combine(cc.isn_c, cc.resp_port), take(c.t["frame"], cc.order[cc.starts]).astype(np.int64),
-                         combine(xc.isn_c, xc.resp_port), take(side.t["frame"], xc.order[xc.starts]).astype(np.int64),
+    return pair_by_order(combine(cc.isn_c, cc.resp_port), c.frames(cc.order[cc.starts]),
+                         combine(xc.isn_c, xc.resp_port), side.frames(xc.order[xc.starts]),
                          cc.syn >= 0, xc.isn_c >= 0)
 
 
