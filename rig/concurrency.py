@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any, Callable, Sequence
 
@@ -9,6 +10,34 @@ from typing import Any, Callable, Sequence
 def on_main_thread() -> bool:
     """Signal handlers can only be installed (and only fire) on the main thread."""
     return threading.current_thread() is threading.main_thread()
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start(thread: threading.Thread) -> None:
+    """``thread.start()`` with SIGINT and SIGTERM blocked meanwhile, when called on the
+    main thread. Thread.start() waits on a Condition; the KeyboardInterrupt that rig's
+    handler (``rig.run.Signals``) raises from inside that wait broke the Condition's
+    lock ('RuntimeError: release unlocked lock' and exit 1 instead of 3, seen in
+    tests/test_run_signals.py). Blocked, the signal is handled right after, here. The
+    new thread puts the caller's mask back before it runs: a blocked mask would pass on
+    to every process it spawns (a tcpdump that ignores SIGINT never stops)."""
+    if not (on_main_thread() and hasattr(signal, "pthread_sigmask")):
+        thread.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    run = thread.run
+
+    def run_with_callers_mask() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        run()
+
+    thread.run = run_with_callers_mask  # type: ignore[method-assign]
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def run_all(fns: Sequence[Callable[[], Any]], names: Sequence[str] | None = None) -> list[Any]:
@@ -29,7 +58,7 @@ def run_all(fns: Sequence[Callable[[], Any]], names: Sequence[str] | None = None
     threads = [threading.Thread(target=body, args=(i, fn), daemon=True,
                                 name=names[i] if names else None) for i, fn in enumerate(fns)]
     for t in threads:
-        t.start()
+        start(t)
     for t in threads:
         t.join()
     if errors:
@@ -45,7 +74,7 @@ class Background:
         self._value: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._body, args=(fn,), name=name, daemon=True)
-        self._thread.start()
+        start(self._thread)
 
     def _body(self, fn: Callable[[], Any]) -> None:
         try:
@@ -63,4 +92,4 @@ class Background:
         return self._value
 
 
-__all__ = ["Background", "on_main_thread", "run_all"]
+__all__ = ["Background", "on_main_thread", "run_all", "start"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rig.backends.base import Rig, RunSpec
-from rig.concurrency import Background, on_main_thread, run_all
+from rig.concurrency import Background, on_main_thread, run_all, start
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
 
 STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
@@ -251,8 +251,7 @@ class Pipeline:
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
                 starter.result()
             kinds = parse_kinds(spec.probes or None)
-            with self.signals.holding():  # see _preimport
-                _preimport(LATE_IMPORTS)
+            _preimport(LATE_IMPORTS)
             with self.stage("probes", lambda: _probe_note(self.probes)):
                 self.probes = run_probes(rig.client_netns, rig.server_addr, kinds, timeout=spec.probe_timeout,
                                          burst=spec.burst, run_tag=self.out.name,
@@ -335,9 +334,8 @@ class Pipeline:
 
         status, error, code = "failed", None, EXIT_INFRA
         self.signals.install()
+        _preimport(EARLY_IMPORTS, survey_tools=True)
         try:
-            with self.signals.holding():  # see _preimport
-                _preimport(EARLY_IMPORTS, survey_tools=True)
             self.provision()
             if self.spec.configure:
                 self.configure()
@@ -390,10 +388,6 @@ LATE_IMPORTS = ("rig.capture", "rig.analysis.api", "rig.render", "rig.report.htm
 
 
 def _preimport(names: tuple[str, ...], survey_tools: bool = False) -> threading.Thread:
-    """Start the import thread. Callers hold Ctrl-C/SIGTERM around this: Thread.start()
-    waits on a Condition, and the KeyboardInterrupt our handler raises from inside it
-    broke that Condition's lock ('RuntimeError: release unlocked lock' instead of the
-    interrupt: seen in tests/test_run_signals.py); held, it is raised just after."""
     def body() -> None:
         for name in names:
             try:
@@ -409,7 +403,7 @@ def _preimport(names: tuple[str, ...], survey_tools: bool = False) -> threading.
                 pass
 
     t = threading.Thread(target=body, name="preimport", daemon=True)
-    t.start()
+    start(t)  # signal-safe: see rig.concurrency.start
     return t
 
 

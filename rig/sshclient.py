@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import paramiko
 
 from rig.backends.base import SSHEndpoint
+from rig.concurrency import start
 from rig.errors import InfraError
 from rig.netns import connect_in
 
@@ -153,7 +154,7 @@ class SSHClient:
         chan.settimeout(timeout)
         err: list[bytes] = []
         reader = threading.Thread(target=lambda: err.append(_read_all(chan.recv_stderr, quiet_timeout=True)), daemon=True)
-        reader.start()
+        start(reader)
         try:
             out = _read_all(chan.recv)
             reader.join(timeout)

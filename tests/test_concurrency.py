@@ -42,3 +42,31 @@ def test_background_result_and_error():
     failing.wait()  # only waits
     with pytest.raises(ZeroDivisionError):
         failing.result()
+
+
+def test_start_defers_a_stop_signal_until_the_thread_has_started():
+    """A SIGINT that arrives while a thread starts is handled just after start() (where
+    the KeyboardInterrupt cannot break Thread.start()'s Condition), and the thread runs."""
+    import signal
+
+    from rig.concurrency import start
+
+    ran = threading.Event()
+    masks = []
+
+    class Arriving(threading.Thread):
+        def start(self):
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C lands while the thread starts
+            super().start()
+
+    def body():
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))  # what it would spawn with
+        ran.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        start(Arriving(target=body, daemon=True))
+    assert ran.wait(5)
+    assert {signal.SIGINT, signal.SIGTERM} <= masks[0]  # while starting
+    assert not {signal.SIGINT, signal.SIGTERM} & masks[1]  # while running: the caller's mask
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])

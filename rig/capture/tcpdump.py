@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from rig.concurrency import run_all
+from rig.concurrency import run_all, start
 from rig.errors import InfraError, MissingToolError
 
 READY_TIMEOUT = 15.0
@@ -97,7 +97,7 @@ class _StderrWatch:
         self.stats_seen = 0  # statistics blocks printed so far (SIGUSR1/SIGINFO, exit)
         self.cond = threading.Condition()
         self._thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
-        self._thread.start()
+        start(self._thread)
 
     def _pump(self, lines: Iterable[str]) -> None:
         try:
