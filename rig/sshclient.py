@@ -147,10 +147,17 @@ class SSHClient:
     def run(self, argv: list[str], timeout: float | None = 30.0, check: bool = True,
             stdin: bytes | None = None) -> Completed:
         """Run argv to completion; InfraError if it fails and ``check``."""
-        chan = self.open_channel(argv)
-        if stdin is not None:
+        if stdin is None:
+            # The command reads /dev/null and we send no EOF: an EOF of ours racing the
+            # server's close of a quick command's channel reaches OpenSSH after paramiko's
+            # own CLOSE, and sshd then drops the whole connection ('ieof packet referred
+            # to nonexistent channel'; paramiko issues #1115 and #1705; seen here in about
+            # 1 of 36 lab runs as 'SFTP fetch ... failed: SSH session not active').
+            chan = self.open_channel(["sh", "-c", 'exec "$@" </dev/null', "sh", *argv])
+        else:  # the command waits for this EOF before it can end: no race
+            chan = self.open_channel(argv)
             chan.sendall(stdin)
-        chan.shutdown_write()
+            chan.shutdown_write()
         chan.settimeout(timeout)
         err: list[bytes] = []
         reader = threading.Thread(target=lambda: err.append(_read_all(chan.recv_stderr, quiet_timeout=True)), daemon=True)
