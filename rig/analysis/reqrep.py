@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1, sort_order, take
+from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
 from rig.analysis.sides import Side
@@ -163,7 +163,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     req = c.echo_req
     if len(req) == 0:
         return [], [], []
-    tc = {f: take(c.t[f], req) for f in ("icmp_id", "icmp_seq", "phash", "proto", "frame")}
+    tc = take_fields(c.t, ("icmp_id", "icmp_seq", "phash", "proto"), req)
     gk = combine(c.dst_key[req], tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
     skq, skp, ckp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep), c.echo_key(c.echo_rep)
@@ -193,7 +193,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     xk_of = dict(zip(req[slow].tolist(), need.tolist()))
     sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
                         for m in [np.isin(k, need)])
-    for g in _groups(gk[slow], req[slow], tc["frame"][slow].astype(np.int64)):
+    for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
         dst_key = int(c.dst_key[g[0]])
