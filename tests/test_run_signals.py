@@ -110,3 +110,30 @@ def test_two_runs_at_once_do_not_disturb_each_other(tmp_path):
     assert set(seed.outcomes("tcp")) == {"lost-return"} and set(seed.outcomes("icmp")) == {"delivered"}
     assert healthy.prefix != seed.prefix
     assert lab_leftovers(healthy.prefix) == [] and lab_leftovers(seed.prefix) == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_dropped_by_a_weakref_callback_is_raised_at_the_next_stage():
+    """A signal handled inside a weakref callback has its KeyboardInterrupt printed and
+    dropped by Python; the run raises it again at the next stage boundary."""
+    import weakref
+
+    from rig.run import Signals
+
+    sig = Signals()
+
+    class Obj:
+        pass
+
+    o = Obj()
+    ref = weakref.ref(o, lambda _: sig._handle(signal.SIGTERM, None))
+    del o  # the callback runs here: its KeyboardInterrupt is only printed
+    assert ref() is None and sig.fired
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        sig.check()
+    sig.check()  # once
+    shielded = Signals()
+    with pytest.raises(KeyboardInterrupt):
+        shielded._handle(signal.SIGINT, None)  # raised and delivered; then teardown begins
+    shielded.shield()
+    shielded.check()  # nothing is raised again during teardown
