@@ -35,9 +35,9 @@ import time
 
 import numpy as np
 
-from rig.capture.table import PACKET_DTYPE
+from rig.capture.table import LEAN_DTYPE
 
-PACKET_BYTES = PACKET_DTYPE.itemsize
+PACKET_BYTES = LEAN_DTYPE.itemsize  # rig diff reads the lean table (rig/capture/table.py)
 
 CLIENT4, SERVER4, NAT4 = 0xC0A8010A, 0xC6336410, 0xCB007102  # 192.168.1.10 198.51.100.16 203.0.113.2
 CLIENT6 = (0x20010DB800000000, 0x10)
@@ -281,12 +281,12 @@ c = s = None
 stats = {}
 for _ in range(int(sys.argv[4])):  # the best of a few: this machine is shared
     c = s = None
-    t = time.perf_counter(); c = read_capture(sys.argv[1]); best[0] = min(best[0], time.perf_counter() - t)
-    t = time.perf_counter(); s = read_capture(sys.argv[2]); best[1] = min(best[1], time.perf_counter() - t)
+    t = time.perf_counter(); c = read_capture(sys.argv[1], lean=True); best[0] = min(best[0], time.perf_counter() - t)
+    t = time.perf_counter(); s = read_capture(sys.argv[2], lean=True); best[1] = min(best[1], time.perf_counter() - t)
     c = s = None
     reset_peak()  # rig diff reads only this way: the peak starts here
     # what rig diff does: both at once, the server's in a forked child (rig.capture.pair)
-    t = time.perf_counter(); c, s = read_pair(sys.argv[1], sys.argv[2], stats); best[2] = min(best[2], time.perf_counter() - t)
+    t = time.perf_counter(); c, s = read_pair(sys.argv[1], sys.argv[2], stats, lean=True); best[2] = min(best[2], time.perf_counter() - t)
 res = {"import": t1 - t0, "parse_client": best[0], "parse_server": best[1], "parse_pair": best[2],
        "rows": [len(c.packets), len(s.packets)], "undecoded": [c.undecoded, s.undecoded],
        "rss_parse_mb": peak_mb(), "child_private_mb": stats["child_peak_private_mb"]}

@@ -672,7 +672,7 @@ def reanalyse(b: Bundle):
     def read(point: str):
         name = b.captures[point].name
         try:
-            cap = read_capture(str(b.captures[point]))
+            cap = read_capture(str(b.captures[point]), lean=True)
         except InputError as exc:
             raise InputError(f"{b.source}: captures/{name}: {exc}") from exc
         except (ValueError, OSError, EOFError, IndexError) as exc:

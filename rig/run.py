@@ -322,7 +322,7 @@ class Pipeline:
         from rig.capture import read_capture
 
         with self.stage("analysis", lambda: _verdict_note(self.verdict)):
-            caps = {r.point: read_capture(r.file) for r in self.capture_results}
+            caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
             self.verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
                                    extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})

@@ -195,7 +195,7 @@ def cli_diff(args) -> int:
     """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
     from rig.capture.pair import read_pair
 
-    client, server = read_pair(args.client, args.server)  # both files at once (2 cores)
+    client, server = read_pair(args.client, args.server, lean=True)  # both at once (2 cores), lean: table.py
     for cap in (client, server):  # the verdict stands on what was read; say what was not
         if cap.truncated_tail:
             print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "

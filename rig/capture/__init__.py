@@ -19,31 +19,33 @@ import numpy as np
 
 from rig.capture import container, decode
 from rig.capture import fast as fastpath
-from rig.capture.table import PACKET_DTYPE, Capture, Undecoded
+from rig.capture.table import Capture, Undecoded, table_dtype
 
 __all__ = ["read_capture", "read_capture_bytes"]
 
 
-def read_capture(path: str, *, fast: bool = True, alloc=None) -> Capture:
+def read_capture(path: str, *, fast: bool = True, alloc=None, lean: bool = False) -> Capture:
     """Read a capture file. Raises ``InputError`` only for a file that is not usable as a
-    whole; every per-record problem is counted in ``Capture.undecoded``. ``alloc(n)``, if
-    given, returns the zeroed table of ``n`` rows to fill (e.g. in shared memory)."""
+    whole; every per-record problem is counted in ``Capture.undecoded``. ``alloc(n,
+    dtype)``, if given, returns the zeroed table of ``n`` rows to fill (e.g. in shared
+    memory). ``lean``: the table without ``table.DETAIL_FIELDS`` (what ``rig diff`` reads)."""
     buf = container.open_capture(str(path))
-    return _read(buf, str(path), fast, alloc)
+    return _read(buf, str(path), fast, alloc, table_dtype(lean))
 
 
-def read_capture_bytes(data: bytes, name: str = "<bytes>", *, fast: bool = True) -> Capture:
+def read_capture_bytes(data: bytes, name: str = "<bytes>", *, fast: bool = True, lean: bool = False) -> Capture:
     """The same as ``read_capture`` for bytes already in memory (tests, fetched files)."""
-    return _read(bytes(data), name, fast)
+    return _read(bytes(data), name, fast, None, table_dtype(lean))
 
 
-def _read(buf, name: str, fast: bool, alloc=None) -> Capture:
+def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
     recs = container.walk(buf, name)
     n = len(recs.data_off)
     arr = np.frombuffer(buf, dtype=np.uint8) if len(buf) else np.zeros(0, np.uint8)
     # np.zeros maps zero pages lazily: each chunk of rows is first touched, filled and
     # decoded while it is in cache (one pass over the table instead of one per column)
-    table = np.zeros(n, PACKET_DTYPE) if alloc is None else alloc(n)
+    table = np.zeros(n, dtype) if alloc is None else alloc(n, dtype)
+    full = "poff" in dtype.names  # else lean: no DETAIL_FIELDS
     todo = np.zeros(n, bool)
     released = 0
     step = fastpath.CHUNK
@@ -51,12 +53,13 @@ def _read(buf, name: str, fast: bool, alloc=None) -> Capture:
         b = min(n, a + step)
         t = table[a:b]
         t["frame"] = np.arange(a + 1, b + 1, dtype=np.uint32)
-        t["iface"] = recs.iface[a:b]
         t["ts_ns"] = recs.ts_ns[a:b]
-        t["caplen"] = recs.caplen[a:b]
-        t["wirelen"] = recs.wirelen[a:b]
-        lt = recs.linktype[a:b]
-        t["linktype"] = np.where(lt < 0, 0, lt)
+        if full:
+            t["iface"] = recs.iface[a:b]
+            t["caplen"] = recs.caplen[a:b]
+            t["wirelen"] = recs.wirelen[a:b]
+            lt = recs.linktype[a:b]
+            t["linktype"] = np.where(lt < 0, 0, lt)
         t["status"] = recs.status[a:b]
         t["icmp_type"] = -1
         t["wscale"] = -1

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from rig.capture.table import FRAG_LATER, FRAG_MF, PACKET_DTYPE, QUOTED_DTYPE, QUOTED_FIELDS, Undecoded, payload_hash
+from rig.capture.table import FRAG_LATER, FRAG_MF, QUOTED_DTYPE, QUOTED_FIELDS, Undecoded, payload_hash
 
 # link types (LINKTYPE_* values as stored in pcap / pcapng)
 LT_NULL, LT_ETHERNET, LT_RAW_BSD12, LT_RAW_OPENBSD14 = 0, 1, 12, 14
@@ -26,7 +26,6 @@ AF_INET, AF_INET6_BSD = 2, (24, 28, 30)
 V6_EXT = {0, 43, 60, 51}  # hop-by-hop, routing, destination options, AH (44 handled apart)
 
 V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
-_FIELDS = PACKET_DTYPE.names
 _QUOTED = frozenset(QUOTED_FIELDS)
 _ADDRS = ("src", "dst", "q_src", "q_dst")
 
@@ -436,17 +435,20 @@ def _quoted_l4(p: bytes, o: int, proto: int, ver: int, r: dict) -> None:
 def fill_rows(table: np.ndarray, rows: np.ndarray, buf, data_off, caplen, wirelen, linktype) -> np.ndarray:
     """Decode the records ``rows`` (ascending) with this decoder into ``table`` (in place).
     Returns the ``QUOTED_DTYPE`` records of the ICMP errors among them, sorted by row."""
-    cols = {name: table[name] for name in _FIELDS}
+    cols = {name: table[name] for name in table.dtype.names}  # a lean table: fewer (table.DETAIL_FIELDS)
     quoted = []
     for i in rows.tolist():
         r = decode_packet(buf, int(data_off[i]), int(caplen[i]), int(wirelen[i]), int(linktype[i]))
         if not _QUOTED.isdisjoint(r):
             quoted.append((i, {k: r.pop(k) for k in _QUOTED if k in r}))
         for k, v in r.items():
+            col = cols.get(k)
+            if col is None:
+                continue
             if k in _ADDRS:
-                cols[k][i] = np.frombuffer(v, np.uint8)
+                col[i] = np.frombuffer(v, np.uint8)
             else:
-                cols[k][i] = v
+                col[i] = v
     out = np.zeros(len(quoted), QUOTED_DTYPE)
     for j, (i, q) in enumerate(quoted):
         out["row"][j] = i

@@ -191,7 +191,11 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     ip16 = g2s.view(">u2")
     l16, l32 = g3s.view(">u2"), g3s.view(">u4")
 
+    names = table.dtype.names  # a lean table has no DETAIL_FIELDS: those are not written
+
     def put(name, values, where=None):
+        if name not in names:
+            return
         if where is None:
             view[name] = values
         else:
@@ -238,10 +242,11 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     put("tsecr", l32[:, 7], has_ts)
     put("tsval", l32[:, 7], k_lsyn)
     put("tsecr", l32[:, 8], k_lsyn)
-    # the layouts are exclusive: one bit each, then one lookup (vs six masked writes)
-    layout = k_nnt.view(np.uint8) | (k_nns.view(np.uint8) << 1) | (k_nntnns.view(np.uint8) << 2)
-    layout |= (k_mss.view(np.uint8) << 3) | (k_lsyn.view(np.uint8) << 4) | (k_wsyn.view(np.uint8) << 5)
-    put("optsig", SIG_BY_LAYOUT[layout])
+    if "optsig" in names:
+        # the layouts are exclusive: one bit each, then one lookup (vs six masked writes)
+        layout = k_nnt.view(np.uint8) | (k_nns.view(np.uint8) << 1) | (k_nntnns.view(np.uint8) << 2)
+        layout |= (k_mss.view(np.uint8) << 3) | (k_lsyn.view(np.uint8) << 4) | (k_wsyn.view(np.uint8) << 5)
+        put("optsig", SIG_BY_LAYOUT[layout])
 
     put("icmp_type", g3s[:, 0], icmp)
     put("icmp_code", g3s[:, 1], icmp)

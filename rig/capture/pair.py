@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from rig.capture import container, read_capture
-from rig.capture.table import PACKET_DTYPE, Capture
+from rig.capture.table import Capture, table_dtype
 
 
 def _regular(path: str) -> bool:
@@ -35,43 +35,44 @@ def _regular(path: str) -> bool:
         return False
 
 
-def read_pair(first: str, second: str, stats: dict | None = None) -> tuple[Capture, Capture]:
-    """``(read_capture(first), read_capture(second))``, the two in parallel where possible.
-    Errors are those of ``read_capture``, the first file's before the second's.
+def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool = False) -> tuple[Capture, Capture]:
+    """``(read_capture(first, lean=lean), read_capture(second, lean=lean))``, the two in
+    parallel where possible. Errors are those of ``read_capture``, the first file's before
+    the second's.
     ``stats``, if given, gets ``child_peak_private_mb``: the child's peak RSS less the
     shared table (0 when no child ran)."""
     if stats is not None:
         stats["child_peak_private_mb"] = 0.0
     first, second = str(first), str(second)
     if not (hasattr(os, "fork") and hasattr(os, "memfd_create") and _regular(first) and _regular(second)):
-        return read_capture(first), read_capture(second)
+        return read_capture(first, lean=lean), read_capture(second, lean=lean)
     fd = os.memfd_create("rig-packets", os.MFD_CLOEXEC)
     r, w = os.pipe()
     try:
         pid = os.fork()
     except OSError:
         os.close(fd), os.close(r), os.close(w)
-        return read_capture(first), read_capture(second)
+        return read_capture(first, lean=lean), read_capture(second, lean=lean)
     if pid == 0:  # the child: never returns
-        _child(second, fd, r, w)
+        _child(second, fd, r, w, lean)
     os.close(w)
     try:
         try:
-            a = read_capture(first)
+            a = read_capture(first, lean=lean)
         except BaseException:
             _reap(pid, r, kill=True)
             raise
-        return a, _collect(second, fd, pid, r, stats)
+        return a, _collect(second, fd, pid, r, stats, lean)
     finally:
         os.close(fd)
 
 
-def _child(path: str, fd: int, r: int, w: int) -> None:
+def _child(path: str, fd: int, r: int, w: int, lean: bool) -> None:
     code = 0
     try:
         os.close(r)
         try:
-            cap = read_capture(path, alloc=lambda n: _shared_table(fd, n))
+            cap = read_capture(path, alloc=lambda n, dtype: _shared_table(fd, n, dtype), lean=lean)
             peak = _hwm_kb() / 1024 - cap.packets.nbytes / 2**20
             # everything but the shared table and the file's mapping (``quoted`` included)
             msg = ("ok", (len(cap.packets), peak), replace(cap, packets=None, _data=None))
@@ -96,12 +97,12 @@ def _hwm_kb() -> float:
     return 0.0
 
 
-def _shared_table(fd: int, n: int) -> np.ndarray:
+def _shared_table(fd: int, n: int, dtype: np.dtype) -> np.ndarray:
     """A zeroed table of ``n`` rows in the memfd (the decoder fills it in place: no copy)."""
     if n == 0:
-        return np.zeros(0, PACKET_DTYPE)
-    os.ftruncate(fd, n * PACKET_DTYPE.itemsize)
-    return np.frombuffer(mmap.mmap(fd, n * PACKET_DTYPE.itemsize), PACKET_DTYPE, count=n)
+        return np.zeros(0, dtype)
+    os.ftruncate(fd, n * dtype.itemsize)
+    return np.frombuffer(mmap.mmap(fd, n * dtype.itemsize), dtype, count=n)
 
 
 def _read_all(r: int, n: int) -> bytes:
@@ -125,7 +126,7 @@ def _reap(pid: int, r: int, kill: bool = False) -> None:
     os.waitpid(pid, 0)
 
 
-def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None) -> Capture:
+def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: bool) -> Capture:
     try:
         head = _read_all(r, 8)
         data = _read_all(r, struct.unpack("<Q", head)[0]) if len(head) == 8 else b""
@@ -134,16 +135,17 @@ def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None) -> Captur
         raise
     _reap(pid, r)
     if not data:  # the child died without a word: read the file here
-        return read_capture(path)
+        return read_capture(path, lean=lean)
     kind, value, cap = pickle.loads(data)
     if kind == "error":
         raise value
     n, peak = value
     if stats is not None:
         stats["child_peak_private_mb"] = peak
+    dtype = table_dtype(lean)
     if n:
-        mm = mmap.mmap(fd, n * PACKET_DTYPE.itemsize)  # shared with the child's writes
-        table = np.frombuffer(mm, PACKET_DTYPE, count=n)
+        mm = mmap.mmap(fd, n * dtype.itemsize)  # shared with the child's writes
+        table = np.frombuffer(mm, dtype, count=n)
     else:
-        table = np.zeros(0, PACKET_DTYPE)
+        table = np.zeros(0, dtype)
     return replace(cap, packets=table, _data=container.open_capture(path))
