@@ -54,10 +54,10 @@ def _client_local(c: Side) -> set[int]:
     keys: set[int] = set()
     if len(cc):
         syn = cc.syn[cc.syn >= 0]
-        keys |= set(c.src_key[cc.order[syn]].tolist())
-    keys |= set(c.src_key[c.echo_req].tolist())
+        keys |= set(c.addr_keys("src", cc.order[syn]).tolist())
+    keys |= set(c.addr_keys("src", c.echo_req).tolist())
     if not keys:
-        udp = c.src_key[c.rows_of(17)]
+        udp = c.addr_keys("src", c.rows_of(17))
         if len(udp):
             keys.add(Counter(udp.tolist()).most_common(1)[0][0])
     return keys

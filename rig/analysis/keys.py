@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 U64 = np.uint64
@@ -49,20 +51,27 @@ def take(col: np.ndarray, rows) -> np.ndarray:
     return col[rows]
 
 
-def take_fields(t, fields, rows, chunk: int = 65536) -> dict[str, np.ndarray]:
+def take_fields(t, fields, rows, chunk: int = 65536, keyed=()) -> dict[str, np.ndarray]:
     """``{f: t[f][rows]}`` for several fields of a structured table at once: np.take of
     whole rows (a chunk at a time: a bounded transient), then each field copied out.
     Measured here, 11 fields of 100k rows: 26 ms field by field, 9 ms this way (and
-    ``t[rows]``, fancy indexing of whole rows, 56 ms). ``t`` may be a dict of columns."""
+    ``t[rows]``, fancy indexing of whole rows, 56 ms). ``t`` may be a dict of columns.
+    ``keyed``: 16-byte address fields that come out as their ``addr_key`` (uint64), made
+    a chunk at a time (8 bytes a row kept, not 16, and no key for rows not asked)."""
     if not (isinstance(t, np.ndarray) and t.dtype.names):
-        return {f: take(t[f], rows) for f in fields}
+        out = {f: take(t[f], rows) for f in fields}
+        out.update({f: addr_key(take(t[f], rows)) for f in keyed})
+        return out
     rows = np.asarray(rows, dtype=np.int64)
     dt = t.dtype
     out = {f: np.empty((len(rows),) + dt[f].shape, dt[f].base) for f in fields}
+    out.update({f: np.empty(len(rows), U64) for f in keyed})
     for a in range(0, len(rows), chunk):
         sub = np.take(t, rows[a : a + chunk])
         for f in fields:
             out[f][a : a + chunk] = sub[f]
+        for f in keyed:
+            out[f][a : a + chunk] = addr_key(sub[f])
     return out
 
 
@@ -110,6 +119,14 @@ def addr_key(col: np.ndarray) -> np.ndarray:
         h = w[:, 1] * _C1
         h ^= w[:, 0]
         return _fmix(h)
+
+
+def addr_key1(addr) -> int:
+    """``addr_key`` of one 16-byte address (bytes, or a row's field), in plain Python:
+    the same number, without numpy's per-call cost."""
+    b = bytes(addr)
+    w0, w1 = int.from_bytes(b[:8], sys.byteorder), int.from_bytes(b[8:16], sys.byteorder)
+    return _fmix1(((w1 * 0xFF51AFD7ED558CCD) & _M) ^ w0)
 
 
 def rel32(a: np.ndarray, base: np.ndarray) -> np.ndarray:

@@ -164,7 +164,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     if len(req) == 0:
         return [], [], []
     tc = take_fields(c.t, ("icmp_id", "icmp_seq", "phash", "proto"), req)
-    gk = combine(c.dst_key[req], tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
+    dk = c.addr_keys("dst", req)
+    gk = combine(dk, tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
     skq, skp, ckp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep), c.echo_key(c.echo_rep)
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
@@ -178,8 +179,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         fr = lambda side, rows: side.frames(rows)  # noqa: E731
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
-        cp_i = pair_by_order(combine(xk_all, c.dst_key[req]), fr(c, req),
-                             combine(ckp, c.src_key[c.echo_rep]), fr(c, c.echo_rep))
+        cp_i = pair_by_order(combine(xk_all, dk), fr(c, req),
+                             combine(ckp, c.addr_keys("src", c.echo_rep)), fr(c, c.echo_rep))
         sp_of = np.where(sq_i >= 0, sp_i[np.maximum(sq_i, 0)], -1)
         fast = _singletons(gk) & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
         f = np.flatnonzero(fast)
@@ -191,18 +192,19 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     # the close look's lookups, over the keys it will ask for only (not every request)
     need = xk_all[slow]
     xk_of = dict(zip(req[slow].tolist(), need.tolist()))
+    dk_of = dict(zip(req[slow].tolist(), dk[slow].tolist()))
     sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
                         for m in [np.isin(k, need)])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
-        dst_key = int(c.dst_key[g[0]])
+        dst_key = dk_of[int(g[0])]
         ts = take(c.t["ts_ns"], g)
         d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(r0["src"]),
                   endpoint(r0["dst"]), None, "", "", False)
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
-        cp = [r for r in crep.get(xk, []) if int(c.src_key[r]) == dst_key]
+        cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]
         ek = combine1(1, int(r0["icmp_seq"]))
         ce, se = c_err.get(ek, []), s_err.get(ek, []) if sq else []
         d.matched = bool(sq)
@@ -235,10 +237,15 @@ def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarra
         pos_c = np.minimum(pos, len(full[0]) - 1)
         if (full[0][pos_c] == rows).all():
             return full[1][pos_c]
+    return _tuple_keys(side, rows)[reverse]
+
+
+def _tuple_keys(side: Side, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_tuple_key`` of ``rows`` both ways, from one read of their addresses and ports."""
     t = side.t
-    if reverse:
-        return combine(side.dst_key[rows], take(t["dport"], rows), side.src_key[rows], take(t["sport"], rows), n=len(rows))
-    return combine(side.src_key[rows], take(t["sport"], rows), side.dst_key[rows], take(t["dport"], rows), n=len(rows))
+    sk, dk = side.addr_keys("src", rows), side.addr_keys("dst", rows)
+    sp, dp = take(t["sport"], rows), take(t["dport"], rows)
+    return combine(sk, sp, dk, dp, n=len(rows)), combine(dk, dp, sk, sp, n=len(rows))
 
 
 class _Replies:
@@ -328,14 +335,14 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     udp_c = c.rows_of(17)
     if len(udp_c) == 0:
         return [], [], []
-    local = np.isin(c.src_key[udp_c], np.array(sorted(client_local), dtype=np.uint64))
+    local = np.isin(c.addr_keys("src", udp_c), np.array(sorted(client_local), dtype=np.uint64))
     req = udp_c[local]
     if len(req) == 0:
         return [], [], []
     fr = lambda side, rows: side.frames(rows)  # noqa: E731
     for side, rows in ((c, udp_c), (s, s.rows_of(17))):  # every UDP row's 4-tuple, both ways, once
-        for rev in (False, True):
-            side.memo[("udp-tuples", rev)] = (rows, _tuple_key(side, rows, rev))
+        for rev, keys in enumerate(_tuple_keys(side, rows)):
+            side.memo[("udp-tuples", bool(rev))] = (rows, keys)
     gk = combine(_tuple_key(c, req), take(c.t["phash"], req), take(c.t["plen"], req), n=len(req))
     ckeys = _udp_key(c, req)
     udp_s = s.rows_of(17)
@@ -400,7 +407,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
         r0 = c.t[g[0]]
         gl = g.tolist()
         ts = take(c.t["ts_ns"], g)
-        d = Draft("udp", int(c.dst_key[g[0]]), int(ts.min()), int(ts.max()), int(r0["frame"]),
+        d = Draft("udp", c.addr_key1("dst", g[0]), int(ts.min()), int(ts.max()), int(r0["frame"]),
                   endpoint(r0["src"], int(r0["sport"])), endpoint(r0["dst"], int(r0["dport"])), None, "", "", bool(sq))
         sp = s_rep.replies(sq)
         cp_all = c_rep.replies(gl)

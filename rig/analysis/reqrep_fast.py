@@ -66,7 +66,7 @@ class ReqRepBatch:
         self.sq = Part(s, sreq, self.fields + ("src", "dst"))
         self.cp = Part(c, crep, self.fields + ("src", "dst"))
         self.sp_frame = s.frames(srep).astype(np.uint32)
-        self.dst_key = c.dst_key[creq]
+        self.dst_key = c.addr_keys("dst", creq)
         self.first_frame = self.cq.t["frame"].astype(np.int64)
         self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out", _IP_FIELDS, ip_changes)
         self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back", _IP_FIELDS, ip_changes)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import addr_key, combine, rel32, sort_order, take, take_fields
+from rig.analysis.keys import addr_key, addr_key1, combine, sort_order, take, take_fields
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 
 SYN_ROW, SYNACK_ROW = 1, 2  # bits of TcpConns.kind
@@ -36,10 +36,11 @@ def _endpoint_key(addr_key: np.ndarray, port: np.ndarray) -> np.ndarray:
 
 
 def _first_per_group(group: np.ndarray, mask: np.ndarray, ngroups: int) -> np.ndarray:
-    """Index of the first row (in array order) with ``mask`` in each group; -1 if none.
-    ``group`` is non-decreasing (connection ids of rows in connection order), so the
-    first of each group is where the id changes: no sort (np.unique sorted it again)."""
-    out = np.full(ngroups, -1, dtype=np.int64)
+    """Index of the first row (in array order) with ``mask`` in each group; -1 if none
+    (int32: row positions). ``group`` is non-decreasing (connection ids of rows in
+    connection order), so the first of each group is where the id changes: no sort
+    (np.unique sorted it again)."""
+    out = np.full(ngroups, -1, dtype=np.int32)
     idx = np.flatnonzero(mask)
     if len(idx):
         g = group[idx]
@@ -55,19 +56,27 @@ def _reduce(fn, values: np.ndarray, starts: np.ndarray, n: int, empty) -> np.nda
         return np.zeros(0, dtype=values.dtype)
     if len(values) == 0:
         return np.full(n, empty, dtype=values.dtype)
-    return fn.reduceat(values, starts)
+    return fn.reduceat(values, starts, dtype=values.dtype)  # np.add would widen int32 sums to int64
+
+
+NO_SEQ = -(1 << 40)  # TcpConns.rel_seq_at of a row whose sender's ISN is unknown
 
 
 @dataclass
 class TcpConns:
-    """TCP connections at one point. Row arrays are in connection order (``order``)."""
+    """TCP connections at one point. Row arrays are in connection order (``order``).
+
+    Row positions, connection ids and counts are int32 (a table has far fewer than 2**31
+    rows); sequence numbers relative to an ISN fit int32 by construction (``keys.rel32``);
+    ISNs and byte ends (which can pass 2**31) are int64. Two sides are built at once, so
+    each 4-byte column saved here is saved twice at the analysis' peak."""
 
     order: np.ndarray  # indices into Side.t, sorted by (connection, frame)
     conn: np.ndarray  # connection id of each sorted row
     starts: np.ndarray  # first sorted row of each connection
     fwd: np.ndarray  # row sent by the connection's initiator
-    rel_seq: np.ndarray  # seq relative to the sender's ISN (int64)
-    rel_ack: np.ndarray  # ack relative to the peer's ISN
+    rel_seq32: np.ndarray  # seq relative to the sender's ISN (int32; 0 if that ISN is unknown: read ``rel_seq_at``)
+    rel_ack: np.ndarray  # ack relative to the peer's ISN (int32; 0 without ACK or that ISN)
     syn: np.ndarray  # sorted-row index of the first SYN (no ACK) per connection, -1
     synack: np.ndarray  # first SYN-ACK, -1
     isn_c: np.ndarray  # initiator's ISN (int64, -1 unknown)
@@ -77,7 +86,7 @@ class TcpConns:
     n_synack: np.ndarray
     n_rst_fwd: np.ndarray
     n_rst_rev: np.ndarray
-    data_end_fwd: np.ndarray  # highest relative data byte sent by the initiator (+1), 1 if none
+    data_end_fwd: np.ndarray  # highest relative data byte sent by the initiator (+1), 1 if none (int64)
     data_end_rev: np.ndarray
     ack_fwd: np.ndarray  # highest relative ack the initiator sent (covers responder data)
     ack_rev: np.ndarray
@@ -92,6 +101,22 @@ class TcpConns:
         end = self.starts[c + 1] if c + 1 < len(self.starts) else len(self.order)
         return np.arange(self.starts[c], end)
 
+    def rel_seq_at(self, sr) -> np.ndarray:
+        """The relative seq of sorted rows ``sr`` (int64), ``NO_SEQ`` where the sender's ISN is unknown."""
+        sr = np.asarray(sr)
+        out = self.rel_seq32[sr].astype(np.int64)
+        c = self.conn[sr]
+        out[np.where(self.fwd[sr], self.isn_c[c], self.isn_s[c]) < 0] = NO_SEQ
+        return out
+
+
+def _no_tcp() -> TcpConns:
+    i32, i64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
+    return TcpConns(order=i32, conn=i32, starts=i32, fwd=np.zeros(0, bool), rel_seq32=i32, rel_ack=i32,
+                    syn=i32, synack=i32, isn_c=i64, isn_s=i64, resp_port=i64, n_syn=i32, n_synack=i32,
+                    n_rst_fwd=i32, n_rst_rev=i32, data_end_fwd=i64, data_end_rev=i64, ack_fwd=i32, ack_rev=i32,
+                    first_data_fwd=i32, first_data_rev=i32, kind=np.zeros(0, np.uint8))
+
 
 class Side:
     """A capture point's trusted rows and their groupings."""
@@ -105,123 +130,172 @@ class Side:
             from rig.capture.table import empty_table
 
             pk = empty_table(0)
-        # rows are never copied (a million rows of this dtype are ~200 MB): ``valid`` marks
+        # rows are never copied (a million rows of the table are ~100 MB): ``valid`` marks
         # the trusted ones and every grouping below holds indices into ``t``
-        self.valid = (pk["status"] <= Undecoded.TRUNCATED_PAYLOAD) & (pk["ipver"] > 0)  # OK or payload cut
-        # every protocol's trusted rows from one stable sort of the protocol numbers (one
-        # pass over the table, not one per protocol asked)
-        proto = np.where(self.valid, pk["proto"], 0)
-        by_proto = np.argsort(proto, kind="stable")
-        edges = np.searchsorted(proto[by_proto], np.arange(257))
-        self._rows_of = {p: by_proto[edges[p]:edges[p + 1]] for p in range(1, 256) if edges[p + 1] > edges[p]}
+        valid = (pk["status"] <= Undecoded.TRUNCATED_PAYLOAD) & (pk["ipver"] > 0)  # OK or payload cut
+        # every protocol's trusted rows (int32), from one pass that counts the protocols and
+        # one compare per protocol present (a stable argsort of all rows kept 8 MB of
+        # int64 indices a side)
+        proto = np.where(valid, pk["proto"], 0)
+        self._rows_of = {p: np.flatnonzero(proto == p).astype(np.int32)
+                         for p in np.flatnonzero(np.bincount(proto, minlength=256)).tolist() if p}
+        del proto
         self.t = pk
         self.n_total = len(pk)
         self._frame_is_row = bool(np.array_equal(pk["frame"], np.arange(1, len(pk) + 1)))
         self.kernel_drops = int(cap.kernel_drops) if cap is not None else 0
-        t = self.t
-        ts = t["ts_ns"][self.valid]
-        self.ts_min = int(ts.min()) if len(ts) else None
-        self.ts_max = int(ts.max()) if len(ts) else None
-        self.src_key = addr_key(t["src"]) if len(t) else np.zeros(0, np.uint64)
-        self.dst_key = addr_key(t["dst"]) if len(t) else np.zeros(0, np.uint64)
+        ts = pk["ts_ns"]
+        has = bool(valid.any())
+        # min / max over the trusted rows without a copy of them (8 MB per 1M rows)
+        self.ts_min = int(ts.min(where=valid, initial=np.iinfo(np.int64).max)) if has else None
+        self.ts_max = int(ts.max(where=valid, initial=np.iinfo(np.int64).min)) if has else None
+        del valid
         self.tcp = self._tcp()
         self._icmp()
+
+    # addresses -----------------------------------------------------------------------
+    def addr_keys(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """``keys.addr_key`` of the ``field`` ("src" / "dst") of ``rows`` (uint64). Made
+        for the rows asked, not kept for every row (16 MB a side at 1M rows)."""
+        if len(rows) == 0:
+            return np.zeros(0, np.uint64)
+        return addr_key(take(self.t[field].view("V16")[:, 0], rows))
+
+    def addr_key1(self, field: str, row: int) -> int:
+        """``addr_keys`` of one row, as a Python int."""
+        return addr_key1(self.t[field][row])
 
     # TCP ---------------------------------------------------------------------------
     def _tcp(self) -> TcpConns:
         t = self.t
         rows = self.rows_of(6)
         n = len(rows)
-        # endpoints from the address keys already made (not the 16-byte addresses again),
-        # and a stable sort on the 4-tuple alone: ``rows`` are in frame order already
-        # (measured: 0.18 -> 0.08 s per 700k TCP rows)
-        cols = take_fields(t, ("sport", "dport", "flags", "seq", "ack", "plen"), rows)
-        eps = _endpoint_key(self.src_key[rows], cols.pop("sport"))
-        epd = _endpoint_key(self.dst_key[rows], cols.pop("dport"))
+        if n == 0:
+            return _no_tcp()
+        # endpoints from the address keys, made while the columns are gathered (one pass of
+        # whole rows, keys.take_fields); a stable sort on the 4-tuple alone: ``rows`` are in
+        # frame order already (measured: 0.18 -> 0.08 s per 700k TCP rows). Every
+        # intermediate goes as soon as it is used: two sides are built at once, so each
+        # one's transient peak counts twice.
+        cols = take_fields(t, ("sport", "dport", "flags", "seq", "ack", "plen"), rows, keyed=("src", "dst"))
+        eps = _endpoint_key(cols.pop("src"), cols.pop("sport"))
+        epd = _endpoint_key(cols.pop("dst"), cols.pop("dport"))
         tup = np.minimum(eps, epd)  # the 4-tuple, whichever way: one multiply-xor of the two
         with np.errstate(over="ignore"):
             tup *= _MIX
-            tup ^= np.maximum(eps, epd)
+            mx = np.maximum(eps, epd)
+            tup ^= mx
+            del mx
         o = sort_order(tup)
+        tup = tup[o]
+        gstart = np.empty(n, bool)
+        gstart[0] = True
+        np.not_equal(tup[1:], tup[:-1], out=gstart[1:])
+        del tup
         order = rows[o]
-        eps, epd, tup = eps[o], epd[o], tup[o]
 
         # a column of the TCP rows in connection order: taken from the table in frame
         # order with the others (keys.take_fields), then permuted as a small contiguous
-        # array; taking it by ``order`` from the table's rows directly missed the cache
-        # on every row (measured: 21 -> 8 ms per column of 700k rows)
-        def col(name):
-            return cols.pop(name)[o].astype(np.int64)
-
-        flags = col("flags")
-        seq = col("seq")
+        # array, in its own width; taking it by ``order`` from the table's rows directly
+        # missed the cache on every row (measured: 21 -> 8 ms per column of 700k rows).
+        # seq and ack stay uint32: ISN arithmetic wraps mod 2**32 as sequence numbers do
+        flags, seq, ack, plen = (cols.pop(name)[o] for name in ("flags", "seq", "ack", "plen"))
         is_syn = ((flags & SYN) != 0) & ((flags & ACK) == 0)
         is_synack = ((flags & SYN) != 0) & ((flags & ACK) != 0)
-        ar = np.arange(n)
-        gstart = np.ones(n, bool)
-        if n:
-            gstart[1:] = tup[1:] != tup[:-1]
-        gs = np.maximum.accumulate(np.where(gstart, ar, 0)) if n else ar
-        del tup
+        ar = np.arange(n, dtype=np.int32)
+        gs = np.where(gstart, ar, 0)
+        np.maximum.accumulate(gs, out=gs)
         # a connection starts at a SYN or SYN-ACK naming another initiator ISN than the
         # last one on this 4-tuple (SYN: seq; SYN-ACK: ack - 1), whichever comes first
-        ack = col("ack")
-        ack0 = ack
         opener = is_syn | is_synack
-        cand_isn = np.where(is_syn, seq, (ack0 - 1) & 0xFFFFFFFF)
-        op_pos = np.where(opener, ar, -1)
-        prev_op = np.concatenate([[-1], np.maximum.accumulate(op_pos)[:-1]]) if n else ar
-        same = (prev_op >= gs) & (cand_isn[np.maximum(prev_op, 0)] == cand_isn)
-        new = gstart | (opener & ~same)
-        del ack0, opener, cand_isn, op_pos, prev_op, same, gs, gstart, ar
-        conn = np.cumsum(new) - 1
-        starts = np.flatnonzero(new)
+        cand_isn = np.where(is_syn, seq, ack - np.uint32(1))
+        op_pos = np.where(opener, ar, -1).astype(np.int32, copy=False)
+        del ar
+        prev_op = np.empty(n, np.int32)
+        prev_op[0] = -1
+        np.maximum.accumulate(op_pos[:-1], out=prev_op[1:])
+        del op_pos
+        same = prev_op >= gs
+        same &= cand_isn[np.maximum(prev_op, 0)] == cand_isn
+        del cand_isn, prev_op, gs
+        new = opener & ~same
+        new |= gstart
+        del opener, same, gstart
+        conn = np.cumsum(new, dtype=np.int32)
+        conn -= 1
+        starts = np.flatnonzero(new).astype(np.int32)
+        del new
         nc = len(starts)
         syn = _first_per_group(conn, is_syn, nc)
         synack = _first_per_group(conn, is_synack, nc)
+        has_syn, has_synack = syn >= 0, synack >= 0
+        at_syn, at_synack = o[np.maximum(syn, 0)], o[np.maximum(synack, 0)]  # their rows among ``rows``
         # the initiator: source of the SYN, else destination of the SYN-ACK, else first sender
-        first = starts
-        init = np.where(syn >= 0, eps[np.maximum(syn, 0)], np.where(synack >= 0, epd[np.maximum(synack, 0)], eps[first] if n else eps))
-        fwd = eps == init[conn] if n else np.zeros(0, bool)
-        del eps, epd, init
-        isn_c = np.where(syn >= 0, seq[np.maximum(syn, 0)], np.where(synack >= 0, (ack[np.maximum(synack, 0)] - 1) & 0xFFFFFFFF, -1))
-        isn_s = np.where(synack >= 0, seq[np.maximum(synack, 0)], -1)
+        init = np.where(has_syn, eps[at_syn], np.where(has_synack, epd[at_synack], eps[o[starts]]))
+        del epd
+        fwd = eps[o]
+        del eps, o
+        fwd = fwd == init[conn]
+        del init
+        syn0, synack0 = np.maximum(syn, 0), np.maximum(synack, 0)
+        isn_c = np.where(has_syn, seq[syn0].astype(np.int64),
+                         np.where(has_synack, (ack[synack0] - np.uint32(1)).astype(np.int64), -1))
+        isn_s = np.where(has_synack, seq[synack0].astype(np.int64), -1)
         # ports of one row per connection, not of every row (a gather from the table is
         # the costly part: 0.06 s per 700k rows)
         dport, sport = t["dport"], t["sport"]
-        resp_port = np.where(syn >= 0, dport[order[np.maximum(syn, 0)]].astype(np.int64),
-                             np.where(synack >= 0, sport[order[np.maximum(synack, 0)]].astype(np.int64),
-                                      dport[order[first]].astype(np.int64) if n else np.zeros(0, np.int64)))
-        base_seq = np.where(fwd, isn_c[conn], isn_s[conn]) if n else seq
-        base_ack = np.where(fwd, isn_s[conn], isn_c[conn]) if n else seq
-        rel_seq = np.where(base_seq >= 0, rel32(seq, np.maximum(base_seq, 0)), -(1 << 40))
-        rel_ack = np.where((base_ack >= 0) & ((flags & ACK) != 0), rel32(ack, np.maximum(base_ack, 0)), 0)
-        del base_seq, base_ack, seq, ack
-        plen = col("plen")
-        del rows, o  # intermediates go as soon as they are used: the peak is ~25 of these arrays
-        data_end = np.where(plen > 0, rel_seq + plen, 1)
+        resp_port = np.where(has_syn, dport[order[syn0]].astype(np.int64),
+                             np.where(has_synack, sport[order[synack0]].astype(np.int64),
+                                      dport[order[starts]].astype(np.int64)))
+        # sequence numbers relative to an ISN: (a - isn) mod 2**32 read as int32 is
+        # keys.rel32, without its int64 temporaries
+        known_c, known_s = isn_c >= 0, isn_s >= 0
+        base_c, base_s = np.maximum(isn_c, 0).astype(np.uint32), np.maximum(isn_s, 0).astype(np.uint32)
+        base = np.where(fwd, base_c[conn], base_s[conn])
+        seq -= base
+        rel_seq32 = seq.view(np.int32)
+        known = np.where(fwd, known_c[conn], known_s[conn])
+        rel_seq32[~known] = 0
+        base = np.where(fwd, base_s[conn], base_c[conn])
+        ack -= base
+        rel_ack = ack.view(np.int32)
+        del base, seq, ack
+        keep_ack = np.where(fwd, known_s[conn], known_c[conn])
+        keep_ack &= (flags & ACK) != 0
+        rel_ack[~keep_ack] = 0
+        del keep_ack
         rst = (flags & RST) != 0
+        del flags
+        has_data = plen > 0
+        # the highest data byte (+1) of each row: rel seq + length, 1 for a row without data
+        data_end = np.where(known, rel_seq32, np.int64(NO_SEQ))  # an int scalar would wrap to int32
+        del known
+        data_end += plen
+        data_end[~has_data] = 1
+        del plen
 
         def red(fn, vals, empty=0):
             return _reduce(fn, vals, starts, nc, empty)
 
-        cnt = np.add
-        self_ = TcpConns(
-            order=order, conn=conn, starts=starts, fwd=fwd, rel_seq=rel_seq, rel_ack=rel_ack,
+        def count(mask):
+            return red(np.add, mask.astype(np.int32))
+
+        cnt_fwd = count(is_syn & fwd)
+        cnt_rev = count(is_synack & ~fwd)
+        return TcpConns(
+            order=order, conn=conn, starts=starts, fwd=fwd, rel_seq32=rel_seq32, rel_ack=rel_ack,
             syn=syn, synack=synack, isn_c=isn_c, isn_s=isn_s, resp_port=resp_port,
-            n_syn=red(cnt, (is_syn & fwd).astype(np.int64)),
-            n_synack=red(cnt, (is_synack & ~fwd).astype(np.int64)),
-            n_rst_fwd=red(cnt, (rst & fwd).astype(np.int64)),
-            n_rst_rev=red(cnt, (rst & ~fwd).astype(np.int64)),
+            n_syn=cnt_fwd, n_synack=cnt_rev,
+            n_rst_fwd=count(rst & fwd),
+            n_rst_rev=count(rst & ~fwd),
             data_end_fwd=red(np.maximum, np.where(fwd, data_end, 1)),
             data_end_rev=red(np.maximum, np.where(~fwd, data_end, 1)),
-            ack_fwd=red(np.maximum, np.where(fwd, rel_ack, 0)),
-            ack_rev=red(np.maximum, np.where(~fwd, rel_ack, 0)),
-            first_data_fwd=_first_per_group(conn, fwd & (plen > 0), nc),
-            first_data_rev=_first_per_group(conn, ~fwd & (plen > 0), nc),
+            ack_fwd=red(np.maximum, np.where(fwd, rel_ack, 0).astype(np.int32, copy=False)),
+            ack_rev=red(np.maximum, np.where(~fwd, rel_ack, 0).astype(np.int32, copy=False)),
+            first_data_fwd=_first_per_group(conn, fwd & has_data, nc),
+            first_data_rev=_first_per_group(conn, ~fwd & has_data, nc),
             kind=is_syn.astype(np.uint8) | (is_synack.astype(np.uint8) << 1),
         )
-        return self_
 
     # ICMP --------------------------------------------------------------------------
     def _icmp(self) -> None:
@@ -245,7 +319,7 @@ class Side:
         """Trusted rows of one L4 protocol, in file order (made once per protocol: every
         step asks, and each ask was a pass over all rows)."""
         got = self._rows_of.get(proto)
-        return got if got is not None else np.zeros(0, np.int64)
+        return got if got is not None else np.zeros(0, np.int32)
 
     def echo_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of echo requests/replies: protocol, sequence, payload hash."""

@@ -99,11 +99,11 @@ class _DataLook:
             pos = pos[snd.rows[pos] < peer_rst.min()]
         sr = snd.sr[pos]
         self.rows = snd.rows[pos]
-        rel = st.rel_seq[sr].tolist()
+        rel = st.rel_seq_at(sr).tolist()
         plen = take(snd.side.t["plen"], self.rows).astype(np.int64).tolist()
         rpos = rcv.data_fwd if sender_is_initiator else rcv.data_rev
         rsr = rcv.sr[rpos]
-        rrel = rcv.conns.rel_seq[rsr].tolist()
+        rrel = rcv.conns.rel_seq_at(rsr).tolist()
         rlen = take(rcv.side.t["plen"], rcv.rows[rpos]).astype(np.int64).tolist()
         # the receiver's ACKs prove receipt of everything below them
         back = ~rcv.fwd if sender_is_initiator else rcv.fwd
@@ -205,7 +205,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     client_ep = endpoint(syn_c["src"], int(syn_c["sport"]))
     server_ep = endpoint(syn_c["dst"], int(syn_c["dport"]))
     ts = take(c.t["ts_ns"], C.rows)
-    d = Draft("tcp", int(c.dst_key[C.syn[0]]), int(ts.min()), int(ts.max()), int(syn_c["frame"]),
+    d = Draft("tcp", c.addr_key1("dst", C.syn[0]), int(ts.min()), int(ts.max()), int(syn_c["frame"]),
               client_ep, server_ep, None, "", "", si >= 0)
     ctx.add_frames(d, c, C.rows)
     errs_c = c_err.get(combine1(6, C.isn_c), [])
@@ -357,7 +357,8 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         if len(sp) and len(rp):
             a = snd.side.t[snd.rows[sp[0]]]
             b = rcv.side.t[rcv.rows[rp[0]]]
-            if snd.conns.rel_seq[snd.sr[sp[0]]] == rcv.conns.rel_seq[rcv.sr[rp[0]]] and int(a["plen"]) == int(b["plen"]):
+            if (snd.conns.rel_seq_at(snd.sr[sp[:1]])[0] == rcv.conns.rel_seq_at(rcv.sr[rp[:1]])[0]
+                    and int(a["plen"]) == int(b["plen"])):
                 at_c, at_s = (a, b) if direction == "out" else (b, a)
                 d.changes += payload_change(at_c, at_s, direction)
     rst_extra = len(C.rst_rev) - len(S.rst_rev)

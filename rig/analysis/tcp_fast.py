@@ -103,7 +103,7 @@ class TcpBatch:
         self.syn_c = Part(c, rc_syn, _SUMMARY_FIELDS)
         self.syn_s = Part(s, rs_syn, ("sport", "src", "dst"))
         self.synack_s = Part(s, rs_synack, _SUMMARY_FIELDS)
-        self.dst_key = c.dst_key[rc_syn]
+        self.dst_key = c.addr_keys("dst", rc_syn)
         self.first_frame = self.syn_c.t["frame"].astype(np.int64)
         self.n = len(ci)
         # every frame of each connection, in frame order: [lo, hi) of one array per point
@@ -189,7 +189,7 @@ def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, lis
         ra, rb = cc.order[a[idx]], sc.order[b[idx]]
         # three columns, not whole rows (indexing the table copies 189 bytes a row: 0.15 s here)
         col = lambda t, f, r: take(t[f], r)  # noqa: E731
-        diff = ((cc.rel_seq[a[idx]] == sc.rel_seq[b[idx]]) & (col(c.t, "plen", ra) == col(s.t, "plen", rb))
+        diff = ((cc.rel_seq_at(a[idx]) == sc.rel_seq_at(b[idx])) & (col(c.t, "plen", ra) == col(s.t, "plen", rb))
                 & (col(c.t, "pcaplen", ra) == col(s.t, "pcaplen", rb)) & (col(c.t, "phash", ra) != col(s.t, "phash", rb)))
         for k in np.flatnonzero(diff).tolist():
             out.setdefault(int(idx[k]), []).extend(payload_change(c.t[ra[k]], s.t[rb[k]], direction))
