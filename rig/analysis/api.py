@@ -78,6 +78,18 @@ def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None)
     return {k for k, n in counts.items() if n == top}
 
 
+def _then_drop(result, sides: dict[str, Side], what: str):
+    """``result``, once the step that made it has let go of what only it reads: the TCP
+    connections after the TCP step, the UDP 4-tuples after the UDP step (1M bench pair:
+    ~40 MB that the other thread's step and the verdict's assembly no longer carry)."""
+    for side in sides.values():
+        if what == "tcp":
+            side.tcp = None
+        else:
+            side.memo.clear()
+    return result
+
+
 def _vouch(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
     """Why a point cannot vouch for the absence this draft's outcome rests on (None: it can)."""
     for name in d.absent_at:
@@ -129,7 +141,8 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     ctx = Ctx(c, s, xs)
     local = _client_local(c)
     (tcp, o1, b1, echo, o2, b2), (udp, o3, b3) = run_all(
-        [lambda: tcp_drafts(ctx) + echo_drafts(ctx), lambda: udp_drafts(ctx, local)], names=["tcp+echo", "udp"])
+        [lambda: _then_drop(tcp_drafts(ctx), sides, "tcp") + echo_drafts(ctx),
+         lambda: _then_drop(udp_drafts(ctx, local), sides, "memo")], names=["tcp+echo", "udp"])
     offset = estimate_offset(o1 + o2 + o3, b1 + b2 + b3)
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]

@@ -34,10 +34,15 @@ def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray
     ib = np.arange(len(kb)) if valid_b is None else np.flatnonzero(valid_b)
     if len(ia) == 0 or len(ib) == 0:
         return out
-    a_keys, b_keys, a_ord, b_ord = ka[ia], kb[ib], oa[ia], ob[ib]
+    # every intermediate goes as soon as it is used (two steps run this at once)
+    a_keys, a_ord = ka[ia], oa[ia]
     sa = sort_order(a_keys, None if _ascending(a_ord) else a_ord)
+    ks_a = a_keys[sa]
+    del a_keys, a_ord
+    b_keys, b_ord = kb[ib], ob[ib]
     sb = sort_order(b_keys, None if _ascending(b_ord) else b_ord)
-    ks_a, ks_b = a_keys[sa], b_keys[sb]
+    ks_b = b_keys[sb]
+    del b_keys, b_ord
     nb = len(ks_b)
     start_b = np.empty(nb, bool)
     start_b[0] = True
@@ -45,12 +50,14 @@ def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray
     first_b = np.flatnonzero(start_b)
     uniq_b = ks_b[first_b]
     count_b = np.diff(np.append(first_b, nb))
+    del ks_b, start_b
     na = len(ks_a)
     start_a = np.empty(na, bool)
     start_a[0] = True
     np.not_equal(ks_a[1:], ks_a[:-1], out=start_a[1:])
     ar = np.arange(na)
     rank = ar - np.maximum.accumulate(np.where(start_a, ar, 0))
+    del ar, start_a
     g = np.minimum(np.searchsorted(uniq_b, ks_a), len(uniq_b) - 1)
     hit = (uniq_b[g] == ks_a) & (rank < count_b[g])
     out[ia[sa[hit]]] = ib[sb[first_b[g[hit]] + rank[hit]]]

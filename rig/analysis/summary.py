@@ -62,13 +62,13 @@ def endpoints(addrs: list[str], ports: list[int], shared: bool = False) -> list[
 
 
 class RowTexts:
-    """Columns of some rows of a side (or a ``sides.Part``) as Python lists, one conversion
-    per column, and their address texts: what the fast paths build record strings from."""
+    """Columns of some rows of a ``sides.Part`` as Python lists, one conversion per
+    column, and their address texts: what the fast paths build record strings from."""
 
-    def __init__(self, side, rows: np.ndarray, fields):
-        cols = take_fields(side.t, tuple(dict.fromkeys((*fields, "src", "dst"))), rows)
-        self.src = addr_texts(cols["src"])
-        self.dst = addr_texts(cols["dst"])
+    def __init__(self, part, rows: np.ndarray, fields):
+        cols = take_fields(part.t, fields, rows)
+        self.src = part.addr_texts("src", rows)
+        self.dst = part.addr_texts("dst", rows)
         self.c = {f: cols[f].tolist() for f in fields}
 
     def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
