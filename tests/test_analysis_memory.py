@@ -148,3 +148,28 @@ def test_address_keys_made_on_demand_equal_the_whole_column_ones():
     ids = np.array([0, 1, 7, 2**31 - 1], np.int32)
     assert combine(ids, 5).tolist() == combine(ids.astype(np.int64), 5).tolist()
     assert addr_key1(bytes(range(16))) == int(addr_key(np.arange(16, dtype=np.uint8).reshape(1, 16))[0])
+
+
+@pytest.mark.parametrize("distinct", [1, 3, 16, 17, 200])
+def test_part_addresses_as_codes_give_the_same_texts(distinct):
+    from rig.analysis.sides import Part, _addr_codes
+    from rig.analysis.summary import addr_texts
+
+    t = _table(4)
+    rng = np.random.default_rng(distinct)
+    pool = rng.integers(0, 256, (distinct, 16)).astype(np.uint8)
+    pool[0, :12] = [0] * 10 + [0xFF, 0xFF]  # an IPv4-mapped one among them
+    t["src"] = pool[rng.integers(0, distinct, len(t))]
+    uniq, codes = _addr_codes(t["src"])
+    assert codes.dtype == np.int32 and len(uniq) == len(np.unique(t["src"], axis=0))
+    assert (uniq[codes] == t["src"]).all()
+    side = Side("client", Capture("x.pcap", "pcap", (), t))
+    rows = side.rows_of(17)
+    part = Part(side, rows, ("sport", "src", "dst"))
+    assert set(part.t) == {"sport"}  # the addresses are codes, not columns
+    idx = rng.integers(0, len(rows), 300)
+    for f in ("src", "dst"):
+        assert part.addr_texts(f, idx) == addr_texts(t[f][rows[idx]])
+    assert part.addr_texts("src", idx[:0]) == []
+    empty = _addr_codes(t["src"][:0])
+    assert len(empty[0]) == 0 and len(empty[1]) == 0
