@@ -174,3 +174,11 @@ def test_part_addresses_as_codes_give_the_same_texts(distinct):
     assert part.addr_texts("src", idx[:0]) == []
     empty = _addr_codes(t["src"][:0])
     assert len(empty[0]) == 0 and len(empty[1]) == 0
+
+
+def test_one_arena_is_asked_of_glibc_only():
+    import platform
+
+    from rig.analysis.heap import one_arena
+
+    assert one_arena() is (platform.libc_ver()[0] == "glibc")
