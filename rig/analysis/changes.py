@@ -87,11 +87,11 @@ def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, f
         return [], np.zeros(0, np.int64)
     cols = []
     ca, sa = take_fields(c.t, fields, rc), take_fields(s.t, fields, rs)
-    for f in fields:
-        a, b = ca.pop(f).astype(np.int64), sa.pop(f).astype(np.int64)
+    for f in fields:  # in their own widths (signature_groups widens one at a time)
+        a, b = ca.pop(f), sa.pop(f)
         if f == "ip_id":  # equal IP IDs say nothing: let them share a signature
             same = a == b
-            a, b = np.where(same, -1, a), np.where(same, -1, b)
+            a, b = np.where(same, -1, a.astype(np.int64)), np.where(same, -1, b.astype(np.int64))
         cols += [a, b]
     first, inv = signature_groups(cols)
     per = []

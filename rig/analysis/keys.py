@@ -161,17 +161,19 @@ def combine1(*vals: int) -> int:
 
 
 def signature_groups(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Exact groups of equal rows over int64 columns: (a first row of each group, each
+    """Exact groups of equal rows over integer columns: (a first row of each group, each
     row's group). Like ``np.unique(np.stack(cols, 1), axis=0, return_index=True,
     return_inverse=True)`` but each column becomes a small code and the codes one int64
     (mixed radix), so one 1-D unique does it: measured 0.05 s instead of 0.45 s for
-    140k rows of 18 columns. Falls back to the 2-D unique if the codes do not fit."""
+    140k rows of 18 columns. Falls back to the 2-D unique if the codes do not fit.
+    The columns may be narrow: each is widened to int64 only while its code is made."""
     n = len(cols[0]) if cols else 0
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     key = np.zeros(n, np.int64)
     radix = 1
     for col in cols:
+        col = col.astype(np.int64, copy=False)  # a narrow column's codes must not wrap
         lo, hi = int(col.min()), int(col.max())
         if hi - lo < 1 << 20:
             code, size = col - lo, hi - lo + 1
@@ -180,7 +182,8 @@ def signature_groups(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             code, size = code.ravel(), len(u)
         radix *= size
         if radix >= 1 << 62:
-            _, first, inv = np.unique(np.stack(cols, axis=1), axis=0, return_index=True, return_inverse=True)
+            _, first, inv = np.unique(np.stack([c.astype(np.int64, copy=False) for c in cols], axis=1), axis=0,
+                                      return_index=True, return_inverse=True)
             return first, inv.ravel()
         key = key * size + code
     _, first, inv = np.unique(key, return_index=True, return_inverse=True)

@@ -65,7 +65,7 @@ class ReqRepBatch:
         self.cq = Part(c, creq, _REQ_FIELDS[protocol] + ("src", "dst"))
         self.sq = Part(s, sreq, self.fields + ("src", "dst"))
         self.cp = Part(c, crep, self.fields + ("src", "dst"))
-        self.sp_frame = s.frames(srep).astype(np.uint32)
+        self.sp_frame = s.frames(srep, np.uint32)
         self.dst_key = c.addr_keys("dst", creq)
         self.first_frame = self.cq.t["frame"].astype(np.int64)
         self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out", _IP_FIELDS, ip_changes)

@@ -312,13 +312,15 @@ class Side:
         self.echo_rep = rows[((it == 0) & v4) | ((it == 129) & ~v4)]
         self.errors = rows[(v4 & np.isin(it, ICMP4_ERRORS)) | (~v4 & np.isin(it, ICMP6_ERRORS))]
 
-    def frames(self, rows: np.ndarray) -> np.ndarray:
-        """The frame numbers of ``rows`` (int64): row + 1, as the table's contract has
-        it (checked once per side), without a gather from the table (2-8 ms each, and
-        the analysis asks dozens of times)."""
+    def frames(self, rows: np.ndarray, dtype=np.int64) -> np.ndarray:
+        """The frame numbers of ``rows`` (int64, or ``dtype``): row + 1, as the table's
+        contract has it (checked once per side), without a gather from the table (2-8 ms
+        each, and the analysis asks dozens of times)."""
         if self._frame_is_row:
-            return np.asarray(rows, dtype=np.int64) + 1
-        return take(self.t["frame"], rows).astype(np.int64)
+            out = np.asarray(rows).astype(dtype)
+            out += 1
+            return out
+        return take(self.t["frame"], rows).astype(dtype)
 
     def rows_of(self, proto: int) -> np.ndarray:
         """Trusted rows of one L4 protocol, in file order (made once per protocol: every

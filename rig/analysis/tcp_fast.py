@@ -107,7 +107,7 @@ class TcpBatch:
         self.first_frame = self.syn_c.t["frame"].astype(np.int64)
         self.n = len(ci)
         # every frame of each connection, in frame order: [lo, hi) of one array per point
-        self.c_frames, self.s_frames = c.frames(cc.order).astype(np.uint32), s.frames(sc.order).astype(np.uint32)
+        self.c_frames, self.s_frames = c.frames(cc.order, np.uint32), s.frames(sc.order, np.uint32)
         c_end = np.append(cc.starts[1:], len(cc.order))
         s_end = np.append(sc.starts[1:], len(sc.order))
         self.c_lo, self.c_hi = cc.starts[ci], c_end[ci]
