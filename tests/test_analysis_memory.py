@@ -93,14 +93,14 @@ def _reference(side: Side) -> dict[str, np.ndarray]:
         return fn.reduceat(v, starts)
 
     return dict(
-        order=order, conn=conn, starts=starts, fwd=fwd, rel_ack=rel_ack, syn=syn, synack=synack, isn_c=isn_c,
+        order=order, conn=conn, starts=starts, fwd=fwd, syn=syn, synack=synack, isn_c=isn_c,
         isn_s=isn_s, n_syn=red(np.add, (is_syn & fwd).astype(np.int64)),
         n_synack=red(np.add, (is_synack & ~fwd).astype(np.int64)),
         n_rst_fwd=red(np.add, (rst & fwd).astype(np.int64)), n_rst_rev=red(np.add, (rst & ~fwd).astype(np.int64)),
         data_end_fwd=red(np.maximum, np.where(fwd, data_end, 1)), data_end_rev=red(np.maximum, np.where(~fwd, data_end, 1)),
         ack_fwd=red(np.maximum, np.where(fwd, rel_ack, 0)), ack_rev=red(np.maximum, np.where(~fwd, rel_ack, 0)),
         first_data_fwd=first(fwd & (plen > 0)), first_data_rev=first(~fwd & (plen > 0)),
-        kind=is_syn.astype(np.uint8) | (is_synack.astype(np.uint8) << 1), rel_seq=rel_seq,
+        kind=is_syn.astype(np.uint8) | (is_synack.astype(np.uint8) << 1), rel_seq=rel_seq, rel_ack=rel_ack,
     )
 
 
@@ -110,7 +110,8 @@ def test_connections_equal_the_plain_int64_computation(seed):
     cc, ref = side.tcp, _reference(side)
     assert len(cc) == len(ref["starts"]) > 50
     for name, want in ref.items():
-        got = cc.rel_seq_at(np.arange(len(cc.order))) if name == "rel_seq" else getattr(cc, name)
+        every = np.arange(len(cc.order))
+        got = {"rel_seq": cc.rel_seq_at, "rel_ack": cc.rel_ack_at}.get(name, lambda _: getattr(cc, name))(every)
         assert got.tolist() == want.tolist(), name
     assert (ref["rel_seq"] == NO_SEQ).any() and (ref["rel_seq"] < -(1 << 30)).any()  # the cases that matter were there
 
@@ -118,7 +119,7 @@ def test_connections_equal_the_plain_int64_computation(seed):
 def test_side_arrays_are_narrow():
     side = Side("client", Capture("x.pcap", "pcap", (), _table(1)))
     cc = side.tcp
-    for name in ("order", "conn", "starts", "rel_seq32", "rel_ack", "syn", "synack", "n_syn", "n_synack", "n_rst_fwd",
+    for name in ("order", "conn", "starts", "syn", "synack", "n_syn", "n_synack", "n_rst_fwd",
                  "n_rst_rev", "ack_fwd", "ack_rev", "first_data_fwd", "first_data_rev"):
         assert getattr(cc, name).dtype == np.int32, name
     for name in ("isn_c", "isn_s", "data_end_fwd", "data_end_rev"):  # values past 2**31 (or the -1 of a 32-bit ISN)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import addr_key, addr_key1, combine, row_chunks, sort_order, take, take_fields
+from rig.analysis.keys import addr_key, addr_key1, combine, rel32, row_chunks, sort_order, take, take_fields
 from rig.analysis.summary import addr_text
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 
@@ -68,16 +68,16 @@ class TcpConns:
     """TCP connections at one point. Row arrays are in connection order (``order``).
 
     Row positions, connection ids and counts are int32 (a table has far fewer than 2**31
-    rows); sequence numbers relative to an ISN fit int32 by construction (``keys.rel32``);
-    ISNs and byte ends (which can pass 2**31) are int64. Two sides are built at once, so
-    each 4-byte column saved here is saved twice at the analysis' peak."""
+    rows); ISNs and byte ends (which can pass 2**31) are int64. Sequence numbers relative
+    to an ISN are made for the rows asked (``rel_seq_at``, ``rel_ack_at``: the close look
+    and the payload check ask for a few % of the rows), not kept for every row. Two sides
+    are built at once, so each 4-byte column saved here is saved twice at the analysis'
+    peak."""
 
     order: np.ndarray  # indices into Side.t, sorted by (connection, frame)
     conn: np.ndarray  # connection id of each sorted row
     starts: np.ndarray  # first sorted row of each connection
     fwd: np.ndarray  # row sent by the connection's initiator
-    rel_seq32: np.ndarray  # seq relative to the sender's ISN (int32; 0 if that ISN is unknown: read ``rel_seq_at``)
-    rel_ack: np.ndarray  # ack relative to the peer's ISN (int32; 0 without ACK or that ISN)
     syn: np.ndarray  # sorted-row index of the first SYN (no ACK) per connection, -1
     synack: np.ndarray  # first SYN-ACK, -1
     isn_c: np.ndarray  # initiator's ISN (int64, -1 unknown)
@@ -94,6 +94,7 @@ class TcpConns:
     first_data_fwd: np.ndarray  # sorted-row index of the initiator's first data segment, -1
     first_data_rev: np.ndarray
     kind: np.ndarray  # per sorted row: SYN_ROW (SYN without ACK) | SYNACK_ROW
+    t: np.ndarray  # the side's packet table (not a copy), which ``rel_seq_at`` / ``rel_ack_at`` read
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -102,21 +103,36 @@ class TcpConns:
         end = self.starts[c + 1] if c + 1 < len(self.starts) else len(self.order)
         return np.arange(self.starts[c], end)
 
-    def rel_seq_at(self, sr) -> np.ndarray:
-        """The relative seq of sorted rows ``sr`` (int64), ``NO_SEQ`` where the sender's ISN is unknown."""
-        sr = np.asarray(sr)
-        out = self.rel_seq32[sr].astype(np.int64)
-        c = self.conn[sr]
-        out[np.where(self.fwd[sr], self.isn_c[c], self.isn_s[c]) < 0] = NO_SEQ
+    def rel_seq_at(self, sr, seq: np.ndarray | None = None) -> np.ndarray:
+        """The seq of sorted rows ``sr`` relative to their sender's ISN (``keys.rel32``,
+        int64), ``NO_SEQ`` where that ISN is unknown. ``seq``: those rows' seq, if the
+        caller gathered it already."""
+        sr = np.asarray(sr, dtype=np.int64)
+        c, fwd = self.conn[sr], self.fwd[sr]
+        if seq is None:
+            seq = take(self.t["seq"], self.order[sr])
+        base = np.where(fwd, self.isn_c[c], self.isn_s[c])
+        out = rel32(seq, np.maximum(base, 0))
+        out[base < 0] = NO_SEQ
+        return out
+
+    def rel_ack_at(self, sr) -> np.ndarray:
+        """The ack of sorted rows ``sr`` relative to the peer's ISN (int64); 0 for a row
+        without ACK, or where that ISN is unknown."""
+        sr = np.asarray(sr, dtype=np.int64)
+        c, fwd, rows = self.conn[sr], self.fwd[sr], self.order[sr]
+        base = np.where(fwd, self.isn_s[c], self.isn_c[c])
+        out = rel32(take(self.t["ack"], rows), np.maximum(base, 0))
+        out[(base < 0) | ((take(self.t["flags"], rows) & ACK) == 0)] = 0
         return out
 
 
-def _no_tcp() -> TcpConns:
+def _no_tcp(t: np.ndarray) -> TcpConns:
     i32, i64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
-    return TcpConns(order=i32, conn=i32, starts=i32, fwd=np.zeros(0, bool), rel_seq32=i32, rel_ack=i32,
+    return TcpConns(order=i32, conn=i32, starts=i32, fwd=np.zeros(0, bool),
                     syn=i32, synack=i32, isn_c=i64, isn_s=i64, resp_port=i64, n_syn=i32, n_synack=i32,
                     n_rst_fwd=i32, n_rst_rev=i32, data_end_fwd=i64, data_end_rev=i64, ack_fwd=i32, ack_rev=i32,
-                    first_data_fwd=i32, first_data_rev=i32, kind=np.zeros(0, np.uint8))
+                    first_data_fwd=i32, first_data_rev=i32, kind=np.zeros(0, np.uint8), t=t)
 
 
 class Side:
@@ -172,7 +188,7 @@ class Side:
         rows = self.rows_of(6)
         n = len(rows)
         if n == 0:
-            return _no_tcp()
+            return _no_tcp(t)
         # one pass of whole rows (keys.row_chunks) gathers the columns and makes each row's
         # 4-tuple key, whichever way (a multiply-xor of its endpoints' keys, smaller
         # first), and which way it goes (``way``: 1 if its source is the smaller, -1 if
@@ -252,8 +268,9 @@ class Side:
         resp_port = np.where(has_syn, dport[order[syn0]].astype(np.int64),
                              np.where(has_synack, sport[order[synack0]].astype(np.int64),
                                       dport[order[starts]].astype(np.int64)))
-        # sequence numbers relative to an ISN: (a - isn) mod 2**32 read as int32 is
-        # keys.rel32, without its int64 temporaries
+        # sequence numbers relative to an ISN, for the per-connection ends below (then
+        # dropped: rel_seq_at / rel_ack_at make them again for the rows asked):
+        # (a - isn) mod 2**32 read as int32 is keys.rel32, without its int64 temporaries
         known_c, known_s = isn_c >= 0, isn_s >= 0
         base_c, base_s = np.maximum(isn_c, 0).astype(np.uint32), np.maximum(isn_s, 0).astype(np.uint32)
         base = np.where(fwd, base_c[conn], base_s[conn])
@@ -288,7 +305,7 @@ class Side:
         cnt_fwd = count(is_syn & fwd)
         cnt_rev = count(is_synack & ~fwd)
         return TcpConns(
-            order=order, conn=conn, starts=starts, fwd=fwd, rel_seq32=rel_seq32, rel_ack=rel_ack,
+            order=order, conn=conn, starts=starts, fwd=fwd,
             syn=syn, synack=synack, isn_c=isn_c, isn_s=isn_s, resp_port=resp_port,
             n_syn=cnt_fwd, n_synack=cnt_rev,
             n_rst_fwd=count(rst & fwd),
@@ -300,6 +317,7 @@ class Side:
             first_data_fwd=_first_per_group(conn, fwd & has_data, nc),
             first_data_rev=_first_per_group(conn, ~fwd & has_data, nc),
             kind=is_syn.astype(np.uint8) | (is_synack.astype(np.uint8) << 1),
+            t=t,
         )
 
     # ICMP --------------------------------------------------------------------------

@@ -107,7 +107,7 @@ class _DataLook:
         rlen = take(rcv.side.t["plen"], rcv.rows[rpos]).astype(np.int64).tolist()
         # the receiver's ACKs prove receipt of everything below them
         back = ~rcv.fwd if sender_is_initiator else rcv.fwd
-        acks = rcv.conns.rel_ack[rcv.sr[back]]
+        acks = rcv.conns.rel_ack_at(rcv.sr[back])
         max_ack = int(acks.max()) if len(acks) else 0
         starts, ends = [1] + rrel, [max(max_ack, 1)] + [a + b for a, b in zip(rrel, rlen)]
         ms, me = _intervals(starts, ends)
