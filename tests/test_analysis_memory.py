@@ -111,7 +111,8 @@ def test_connections_equal_the_plain_int64_computation(seed):
     assert len(cc) == len(ref["starts"]) > 50
     for name, want in ref.items():
         every = np.arange(len(cc.order))
-        got = {"rel_seq": cc.rel_seq_at, "rel_ack": cc.rel_ack_at}.get(name, lambda _: getattr(cc, name))(every)
+        got = {"rel_seq": cc.rel_seq_at, "rel_ack": cc.rel_ack_at, "conn": cc.conn_of}.get(
+            name, lambda _: getattr(cc, name))(every)
         assert got.tolist() == want.tolist(), name
     assert (ref["rel_seq"] == NO_SEQ).any() and (ref["rel_seq"] < -(1 << 30)).any()  # the cases that matter were there
 
@@ -119,7 +120,7 @@ def test_connections_equal_the_plain_int64_computation(seed):
 def test_side_arrays_are_narrow():
     side = Side("client", Capture("x.pcap", "pcap", (), _table(1)))
     cc = side.tcp
-    for name in ("order", "conn", "starts", "syn", "synack", "n_syn", "n_synack", "n_rst_fwd",
+    for name in ("order", "starts", "syn", "synack", "n_syn", "n_synack", "n_rst_fwd",
                  "n_rst_rev", "ack_fwd", "ack_rev", "first_data_fwd", "first_data_rev"):
         assert getattr(cc, name).dtype == np.int32, name
     for name in ("isn_c", "isn_s", "data_end_fwd", "data_end_rev"):  # values past 2**31 (or the -1 of a 32-bit ISN)

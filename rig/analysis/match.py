@@ -128,7 +128,7 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
         return out
     sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
-    cid = conns.conn[pos]  # non-decreasing: rows are in connection order
+    cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
     if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it
         return out
     rows = conns.order[pos]

@@ -75,7 +75,6 @@ class TcpConns:
     peak."""
 
     order: np.ndarray  # indices into Side.t, sorted by (connection, frame)
-    conn: np.ndarray  # connection id of each sorted row
     starts: np.ndarray  # first sorted row of each connection
     fwd: np.ndarray  # row sent by the connection's initiator
     syn: np.ndarray  # sorted-row index of the first SYN (no ACK) per connection, -1
@@ -103,12 +102,17 @@ class TcpConns:
         end = self.starts[c + 1] if c + 1 < len(self.starts) else len(self.order)
         return np.arange(self.starts[c], end)
 
+    def conn_of(self, sr) -> np.ndarray:
+        """The connection of each sorted row ``sr`` (int64): the last start at or before
+        it (a search of ``starts``, not an id kept for every row)."""
+        return np.searchsorted(self.starts, sr, side="right") - 1
+
     def rel_seq_at(self, sr, seq: np.ndarray | None = None) -> np.ndarray:
         """The seq of sorted rows ``sr`` relative to their sender's ISN (``keys.rel32``,
         int64), ``NO_SEQ`` where that ISN is unknown. ``seq``: those rows' seq, if the
         caller gathered it already."""
         sr = np.asarray(sr, dtype=np.int64)
-        c, fwd = self.conn[sr], self.fwd[sr]
+        c, fwd = self.conn_of(sr), self.fwd[sr]
         if seq is None:
             seq = take(self.t["seq"], self.order[sr])
         base = np.where(fwd, self.isn_c[c], self.isn_s[c])
@@ -120,7 +124,7 @@ class TcpConns:
         """The ack of sorted rows ``sr`` relative to the peer's ISN (int64); 0 for a row
         without ACK, or where that ISN is unknown."""
         sr = np.asarray(sr, dtype=np.int64)
-        c, fwd, rows = self.conn[sr], self.fwd[sr], self.order[sr]
+        c, fwd, rows = self.conn_of(sr), self.fwd[sr], self.order[sr]
         base = np.where(fwd, self.isn_s[c], self.isn_c[c])
         out = rel32(take(self.t["ack"], rows), np.maximum(base, 0))
         out[(base < 0) | ((take(self.t["flags"], rows) & ACK) == 0)] = 0
@@ -129,7 +133,7 @@ class TcpConns:
 
 def _no_tcp(t: np.ndarray) -> TcpConns:
     i32, i64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
-    return TcpConns(order=i32, conn=i32, starts=i32, fwd=np.zeros(0, bool),
+    return TcpConns(order=i32, starts=i32, fwd=np.zeros(0, bool),
                     syn=i32, synack=i32, isn_c=i64, isn_s=i64, resp_port=i64, n_syn=i32, n_synack=i32,
                     n_rst_fwd=i32, n_rst_rev=i32, data_end_fwd=i64, data_end_rev=i64, ack_fwd=i32, ack_rev=i32,
                     first_data_fwd=i32, first_data_rev=i32, kind=np.zeros(0, np.uint8), t=t)
@@ -305,7 +309,7 @@ class Side:
         cnt_fwd = count(is_syn & fwd)
         cnt_rev = count(is_synack & ~fwd)
         return TcpConns(
-            order=order, conn=conn, starts=starts, fwd=fwd,
+            order=order, starts=starts, fwd=fwd,
             syn=syn, synack=synack, isn_c=isn_c, isn_s=isn_s, resp_port=resp_port,
             n_syn=cnt_fwd, n_synack=cnt_rev,
             n_rst_fwd=count(rst & fwd),
