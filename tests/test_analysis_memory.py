@@ -42,6 +42,22 @@ def _table(seed: int, n: int = 3000) -> np.ndarray:
     return t
 
 
+def _capture(t: np.ndarray) -> Capture:
+    """A capture of a hand-made table: its 16-byte addresses numbered as the reader numbers
+    them (src_i / dst_i into Capture.addrs; index 0 the zero address)."""
+    both = np.concatenate([t["src"], t["dst"]]).view("V16").ravel()
+    zero = np.zeros(1, "V16")
+    uniq, inv = np.unique(np.concatenate([zero, both]), return_inverse=True)
+    inv = inv.ravel()
+    order = np.argsort(np.unique(inv, return_index=True)[1])  # zero first, then by appearance
+    rank = np.empty(len(uniq), np.int64)
+    rank[order] = np.arange(len(uniq))
+    t["src_i"], t["dst_i"] = rank[inv[1 : 1 + len(t)]], rank[inv[1 + len(t) :]]
+    addrs = uniq[order].view(np.uint8).reshape(-1, 16)
+    assert not addrs[0].any()
+    return Capture("x.pcap", "pcap", (), t, addrs=addrs)
+
+
 def _reference(side: Side) -> dict[str, np.ndarray]:
     """The connections computed the plain way: int64 everywhere, a stable argsort, every
     row's address keys (the Side's code before its arrays were narrowed)."""
@@ -106,7 +122,7 @@ def _reference(side: Side) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_connections_equal_the_plain_int64_computation(seed):
-    side = Side("client", Capture("x.pcap", "pcap", (), _table(seed)))
+    side = Side("client", _capture(_table(seed)))
     cc, ref = side.tcp, _reference(side)
     assert len(cc) == len(ref["starts"]) > 50
     for name, want in ref.items():
@@ -118,7 +134,7 @@ def test_connections_equal_the_plain_int64_computation(seed):
 
 
 def test_side_arrays_are_narrow():
-    side = Side("client", Capture("x.pcap", "pcap", (), _table(1)))
+    side = Side("client", _capture(_table(1)))
     cc = side.tcp
     for name in ("order", "starts", "syn", "synack", "n_syn", "n_synack", "n_rst_fwd",
                  "n_rst_rev", "ack_fwd", "ack_rev", "first_data_fwd", "first_data_rev"):
@@ -132,14 +148,14 @@ def test_side_arrays_are_narrow():
 
 def test_empty_and_tcp_less_sides():
     for t in (empty_table(0), _table(2)[_table(2)["proto"] != 6]):
-        side = Side("server", Capture("x.pcap", "pcap", (), t))
+        side = Side("server", _capture(t))
         assert len(side.tcp) == 0 and side.tcp.order.dtype == np.int32
         assert side.addr_keys("src", side.rows_of(6)).dtype == np.uint64
 
 
 def test_address_keys_made_on_demand_equal_the_whole_column_ones():
     t = _table(3)
-    side = Side("client", Capture("x.pcap", "pcap", (), t))
+    side = Side("client", _capture(t))
     whole = addr_key(t["src"])
     for rows in (np.arange(len(t)), np.array([5, 1, 5, 2999]), side.rows_of(17), np.zeros(0, np.int32)):
         assert side.addr_keys("src", rows).tolist() == whole[rows].tolist()
@@ -154,28 +170,23 @@ def test_address_keys_made_on_demand_equal_the_whole_column_ones():
 
 
 @pytest.mark.parametrize("distinct", [1, 3, 16, 17, 200])
-def test_part_addresses_as_codes_give_the_same_texts(distinct):
-    from rig.analysis.sides import Part, _addr_codes
-    from rig.analysis.summary import addr_texts
+def test_part_address_texts_are_the_addresses_texts(distinct):
+    from rig.analysis.sides import Part
+    from rig.analysis.summary import addr_text
 
     t = _table(4)
     rng = np.random.default_rng(distinct)
     pool = rng.integers(0, 256, (distinct, 16)).astype(np.uint8)
     pool[0, :12] = [0] * 10 + [0xFF, 0xFF]  # an IPv4-mapped one among them
     t["src"] = pool[rng.integers(0, distinct, len(t))]
-    uniq, codes = _addr_codes(t["src"])
-    assert codes.dtype == np.int32 and len(uniq) == len(np.unique(t["src"], axis=0))
-    assert (uniq[codes] == t["src"]).all()
-    side = Side("client", Capture("x.pcap", "pcap", (), t))
+    side = Side("client", _capture(t))
     rows = side.rows_of(17)
-    part = Part(side, rows, ("sport", "src", "dst"))
-    assert set(part.t) == {"sport"}  # the addresses are codes, not columns
+    part = Part(side, rows, ("sport", "src_i", "dst_i"))
+    assert part.t["src_i"].dtype == np.uint32  # 4 bytes a row, as in the table
     idx = rng.integers(0, len(rows), 300)
     for f in ("src", "dst"):
-        assert part.addr_texts(f, idx) == addr_texts(t[f][rows[idx]])
+        assert part.addr_texts(f, idx) == [addr_text(a) for a in t[f][rows[idx]]]
     assert part.addr_texts("src", idx[:0]) == []
-    empty = _addr_codes(t["src"][:0])
-    assert len(empty[0]) == 0 and len(empty[1]) == 0
 
 
 def test_one_arena_is_asked_of_glibc_only():

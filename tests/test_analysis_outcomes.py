@@ -349,7 +349,7 @@ def test_fast_path_evidence_reads_like_the_close_look(tmp_path):
         for ev in e.evidence:
             text, _, note = ev.summary.partition(" — ")
             cap = caps[ev.point]
-            assert text == summarize(cap.packets[ev.frame - 1], cap.quoted_at(ev.frame - 1)) and note
+            assert text == summarize(cap.packets[ev.frame - 1], cap.addrs, cap.quoted_at(ev.frame - 1)) and note
 
 
 def test_data_after_the_clients_reset_is_not_a_loss(tmp_path):

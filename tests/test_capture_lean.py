@@ -24,6 +24,7 @@ def _same_rows(full, lean) -> None:
     for name in LEAN_DTYPE.names:
         assert np.array_equal(full.packets[name], lean.packets[name]), name
     assert lean.quoted.tobytes() == full.quoted.tobytes()
+    assert np.array_equal(lean.addrs, full.addrs)
     assert lean.undecoded == full.undecoded
     assert (lean.truncated_tail, lean.tail_note, lean.bad_timestamps) == (full.truncated_tail, full.tail_note,
                                                                             full.bad_timestamps)
@@ -32,7 +33,7 @@ def _same_rows(full, lean) -> None:
 def test_lean_is_the_full_table_less_the_detail_columns():
     assert set(PACKET_DTYPE.names) - set(LEAN_DTYPE.names) == set(DETAIL_FIELDS)
     assert all(LEAN_DTYPE.fields[n][0] == PACKET_DTYPE.fields[n][0] for n in LEAN_DTYPE.names)
-    assert LEAN_DTYPE.itemsize == PACKET_DTYPE.itemsize - 41
+    assert LEAN_DTYPE.itemsize == PACKET_DTYPE.itemsize - 73 == 77
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus {CORPUS} is not here")

@@ -55,14 +55,28 @@ def read_both(data: bytes):
     assert_same_rows(a.quoted, b.quoted)
     assert a.undecoded == b.undecoded and a.truncated_tail == b.truncated_tail
     check_consistent(data, a)
+    assert_addresses_indexed(a), assert_addresses_indexed(b)
     return a
 
 
+def assert_addresses_indexed(cap) -> None:
+    """``addrs[src_i]`` is ``src`` (and dst) on every row; each address is listed once."""
+    p, addrs = cap.packets, cap.addrs
+    assert addrs.shape[1:] == (16,) and not addrs[0].any()
+    assert len(np.unique(addrs, axis=0)) == len(addrs)
+    for name in ("src", "dst"):
+        assert (addrs[p[name + "_i"]] == p[name]).all(), name
+
+
 def assert_same_rows(a: np.ndarray, b: np.ndarray) -> None:
-    """Same fields in every row: two packet tables, or two ``Capture.quoted`` tables."""
+    """Same fields in every row: two packet tables, or two ``Capture.quoted`` tables.
+    (Not the address indexes: the decoders number addresses in the order each meets them;
+    ``assert_addresses_indexed`` checks that each index names its row's address.)"""
     assert len(a) == len(b) and a.dtype == b.dtype
     which = "frame" if "frame" in a.dtype.names else "row"
     for name in a.dtype.names:
+        if name in ("src_i", "dst_i"):
+            continue
         eq = a[name] == b[name]
         if eq.ndim > 1:
             eq = eq.all(axis=1)
@@ -138,11 +152,12 @@ def test_fast_path_claims_the_common_layouts():
                eth(ip4("10.0.0.1", "10.0.0.2", 1, icmp(8, 0, b"\x00\x01\x00\x02", b"p")))]
     data = pcap(frames)
     from rig.capture import container
+    from rig.capture.addresses import AddressBook
     from rig.capture.table import empty_table
 
     recs = container.walk(data, "x")
     t = empty_table(len(frames))
-    claimed = fastpath.decode_rows(t, np.frombuffer(data, np.uint8), recs, 0, len(frames))
+    claimed = fastpath.decode_rows(t, np.frombuffer(data, np.uint8), recs, 0, len(frames), AddressBook())
     assert claimed.all()
     read_both(data)
 
@@ -220,6 +235,7 @@ def test_every_corpus_file_reads_or_is_refused_and_decoders_agree():
         assert_same_rows(a.packets, b.packets)
         assert_same_rows(a.quoted, b.quoted)
         check_consistent(f.read_bytes(), a)
+        assert_addresses_indexed(a), assert_addresses_indexed(b)
     assert read > 800 and rows > 10000, (read, refused, rows)
 
 

@@ -54,7 +54,7 @@ class Ctx:
         quoted = cap.quoted_at(rows[:limit]) if rows and cap is not None and len(cap.quoted) else None
         for i, r in enumerate(rows[:limit]):
             rec = side.t[r]
-            s = summarize(rec, None if quoted is None else quoted[i])
+            s = summarize(rec, side.addrs, None if quoted is None else quoted[i])
             if note:
                 s = f"{s} — {note}"
             if i == limit - 1 and len(rows) > limit:

@@ -125,9 +125,9 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         d.explanation = (f"the client got {plural(len(crep), rep)}, but the server never saw the {req}: "
                          f"something on the path answered in its place")
         ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
-    elif cerr and all(path_signal(c.t[r]) for r in cerr):
+    elif cerr and all(path_signal(c.t[r], c.addrs) for r in cerr):
         d.outcome = "lost-outbound"
-        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.cap.quoted_at(cerr[0]))}"
+        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.addrs, c.cap.quoted_at(cerr[0]))}"
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     elif cerr:
         d.outcome = "reset-by-middlebox"
@@ -200,8 +200,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         xk = xk_of[int(g[0])]
         dst_key = dk_of[int(g[0])]
         ts = take(c.t["ts_ns"], g)
-        d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(r0["src"]),
-                  endpoint(r0["dst"]), None, "", "", False)
+        d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(c.addrs[r0["src_i"]]),
+                  endpoint(c.addrs[r0["dst_i"]]), None, "", "", False)
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]
@@ -213,7 +213,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         d.evidence += ctx.ev(c, g, "echo request sent", 2)
         if sq:
             s0 = s.t[sq[0]]
-            d.seen_at_server_as = endpoint(s0["src"])
+            d.seen_at_server_as = endpoint(s.addrs[s0["src_i"]])
             d.changes += ip_changes(r0, s0, "out")
             if int(r0["icmp_id"]) != int(s0["icmp_id"]):
                 d.changes.append(Change("icmp.id", "out", int(r0["icmp_id"]), int(s0["icmp_id"]), "echo id rewritten"))
@@ -408,7 +408,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
         gl = g.tolist()
         ts = take(c.t["ts_ns"], g)
         d = Draft("udp", c.addr_key1("dst", g[0]), int(ts.min()), int(ts.max()), int(r0["frame"]),
-                  endpoint(r0["src"], int(r0["sport"])), endpoint(r0["dst"], int(r0["dport"])), None, "", "", bool(sq))
+                  endpoint(c.addrs[r0["src_i"]], int(r0["sport"])), endpoint(c.addrs[r0["dst_i"]], int(r0["dport"])),
+                  None, "", "", bool(sq))
         sp = s_rep.replies(sq)
         cp_all = c_rep.replies(gl)
         if not sq and cp_all:  # a reply the server did send, though its capture lacks the request
@@ -422,7 +423,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
         if sq:
             s0 = s.t[sq[0]]
             se = _errors_about(s, s_err, sq)
-            d.seen_at_server_as = endpoint(s0["src"], int(s0["sport"]))
+            d.seen_at_server_as = endpoint(s.addrs[s0["src_i"]], int(s0["sport"]))
             d.changes += ip_changes(r0, s0, "out")
             out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
             if sp and cp:

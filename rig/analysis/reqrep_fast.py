@@ -62,9 +62,9 @@ class ReqRepBatch:
         c, s = ctx.client, ctx.server
         self.protocol = protocol
         self.fields = _ROW_FIELDS[protocol]
-        self.cq = Part(c, creq, _REQ_FIELDS[protocol] + ("src", "dst"))
-        self.sq = Part(s, sreq, self.fields + ("src", "dst"))
-        self.cp = Part(c, crep, self.fields + ("src", "dst"))
+        self.cq = Part(c, creq, _REQ_FIELDS[protocol] + ("src_i", "dst_i"))
+        self.sq = Part(s, sreq, self.fields + ("src_i", "dst_i"))
+        self.cp = Part(c, crep, self.fields + ("src_i", "dst_i"))
         self.sp_frame = s.frames(srep, np.uint32)
         self.dst_key = c.addr_keys("dst", creq)
         self.first_frame = self.cq.t["frame"].astype(np.int64)

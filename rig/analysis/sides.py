@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import addr_key, addr_key1, combine, rel32, row_chunks, sort_order, take, take_fields
-from rig.analysis.summary import addr_text
+from rig.analysis.keys import addr_key, combine, rel32, row_chunks, sort_order, take, take_fields
+from rig.analysis.summary import addr_texts
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 
 SYN_ROW, SYNACK_ROW = 1, 2  # bits of TcpConns.kind
@@ -171,20 +171,24 @@ class Side:
         self.ts_min = int(ts.min(where=valid, initial=np.iinfo(np.int64).max)) if has else None
         self.ts_max = int(ts.max(where=valid, initial=np.iinfo(np.int64).min)) if has else None
         del valid
+        # addresses are numbered per capture (table.py): one key per distinct address,
+        # then a gather for the rows asked (not a hash of 16 bytes per row)
+        self.addrs = cap.addrs if cap is not None else np.zeros((1, 16), np.uint8)
+        self._akeys = addr_key(self.addrs)
         self.tcp = self._tcp()
         self._icmp()
 
     # addresses -----------------------------------------------------------------------
     def addr_keys(self, field: str, rows: np.ndarray) -> np.ndarray:
         """``keys.addr_key`` of the ``field`` ("src" / "dst") of ``rows`` (uint64). Made
-        for the rows asked, not kept for every row (16 MB a side at 1M rows)."""
+        for the rows asked, not kept for every row (8 MB a side at 1M rows)."""
         if len(rows) == 0:
             return np.zeros(0, np.uint64)
-        return addr_key(take(self.t[field].view("V16")[:, 0], rows))
+        return np.take(self._akeys, take(self.t[field + "_i"], rows))
 
     def addr_key1(self, field: str, row: int) -> int:
         """``addr_keys`` of one row, as a Python int."""
-        return addr_key1(self.t[field][row])
+        return int(self._akeys[self.t[field + "_i"][row]])
 
     # TCP ---------------------------------------------------------------------------
     def _tcp(self) -> TcpConns:
@@ -200,13 +204,14 @@ class Side:
         # kept. Every intermediate goes as soon as it is used: two sides are built at
         # once, so each one's transient peak counts twice.
         tup, way = np.empty(n, np.uint64), np.empty(n, np.int8)
+        akeys = self._akeys
         cols = {f: np.empty(n, t.dtype[f]) for f in ("flags", "seq", "ack", "plen")}
         for a, sub in row_chunks(t, rows):
             b = a + len(sub)
             for f, out in cols.items():
                 out[a:b] = sub[f]
-            eps = _endpoint_key(addr_key(sub["src"]), sub["sport"])
-            epd = _endpoint_key(addr_key(sub["dst"]), sub["dport"])
+            eps = _endpoint_key(np.take(akeys, sub["src_i"]), sub["sport"])
+            epd = _endpoint_key(np.take(akeys, sub["dst_i"]), sub["dport"])
             way[a:b] = eps < epd
             way[a:b] -= eps > epd
             lo = np.minimum(eps, epd)
@@ -365,52 +370,17 @@ class Side:
         return np.where(qp == 6, tcp, np.where(qp == 17, udp, echo))
 
 
-def _addr_codes(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A (n, 16) address column as its distinct addresses (k, 16) and each row's index
-    among them (int32). A batch's rows carry a handful of addresses (client, server,
-    NAT): each distinct one is found by two 8-byte compares over the column (for up to
-    ``_FEW`` of them), else by np.unique."""
-    n = len(col)
-    col = np.ascontiguousarray(col)
-    w = col.view(np.uint64).reshape(n, 2)
-    codes = np.zeros(n, np.int32)
-    left = np.ones(n, bool)
-    firsts: list[int] = []
-    i = 0
-    while n and len(firsts) < _FEW:
-        firsts.append(i)
-        same = w[:, 0] == w[i, 0]
-        same &= w[:, 1] == w[i, 1]
-        codes[same] = len(firsts) - 1
-        left &= ~same
-        i = int(left.argmax())
-        if not left[i]:
-            return col[firsts], codes
-    if not n:
-        return col[:0], codes
-    uniq, inv = np.unique(col.view("V16").ravel(), return_inverse=True)
-    return uniq.view(np.uint8).reshape(-1, 16), inv.ravel().astype(np.int32)
-
-
-_FEW = 16
-
-
 class Part:
     """Some columns of some rows of a side, copied out (a fast-path batch outlives the
     analysis' big arrays); stands in for the side where only ``name``, ``t`` and
-    ``addr_texts`` are read. The addresses are kept as codes into their few distinct
-    values: 4 bytes a row, not 16 (the 1M bench pair: 16 MB less in the verdict)."""
+    ``addr_texts`` are read. Addresses are kept as the table has them: 4-byte indexes
+    into the capture's ``Capture.addrs``."""
 
     def __init__(self, side: Side, rows: np.ndarray, fields):
         self.name = side.name
+        self.addrs = side.addrs
         self.t = take_fields(side.t, fields, rows)
-        self._addr = {f: _addr_codes(self.t.pop(f)) for f in ("src", "dst") if f in self.t}
-        self._texts: dict[str, list[str]] = {}
 
     def addr_texts(self, field: str, rows: np.ndarray) -> list[str]:
-        """``summary.addr_texts`` of the ``field`` of ``rows`` (indices into this part)."""
-        uniq, codes = self._addr[field]
-        texts = self._texts.get(field)
-        if texts is None:
-            texts = self._texts[field] = [addr_text(bytes(u)) for u in uniq]
-        return [texts[i] for i in codes[rows].tolist()]
+        """``summary.addr_texts`` of the ``field`` ("src" / "dst") of ``rows`` (indices into this part)."""
+        return addr_texts(self.t[field + "_i"][rows], self.addrs)

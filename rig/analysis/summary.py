@@ -30,13 +30,13 @@ def addr_text(addr) -> str:
     return a
 
 
-def addr_texts(col: np.ndarray) -> list[str]:
-    """``addr_text`` of every row of a (n, 16) address column, formatting each distinct one once."""
-    if len(col) == 0:
+def addr_texts(idx: np.ndarray, addrs: np.ndarray) -> list[str]:
+    """``addr_text`` of the addresses ``idx`` names in ``addrs`` (a capture's
+    ``Capture.addrs``; ``idx`` a ``src_i`` / ``dst_i`` column), each distinct one formatted once."""
+    if len(idx) == 0:
         return []
-    v = np.ascontiguousarray(col).view("V16").ravel()
-    uniq, inv = np.unique(v, return_inverse=True)
-    texts = [addr_text(bytes(u)) for u in uniq.tolist()]
+    uniq, inv = np.unique(idx, return_inverse=True)
+    texts = [addr_text(addrs[u]) for u in uniq.tolist()]
     return [texts[i] for i in inv.ravel().tolist()]
 
 
@@ -101,13 +101,15 @@ def icmp_name(r: np.void) -> str:
     return name
 
 
-def summarize(r: np.void, q: np.void | None = None) -> str:
-    """``r`` is one row of a packet table; ``q`` its ``Capture.quoted_at`` record, which
-    says what an ICMP error is about (without it, an error is named by its type only)."""
+def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
+    """``r`` is one row of a packet table, ``addrs`` its capture's ``Capture.addrs``; ``q``
+    its ``Capture.quoted_at`` record, which says what an ICMP error is about (without it,
+    an error is named by its type only)."""
     proto = int(r["proto"])
+    src, dst = addrs[r["src_i"]], addrs[r["dst_i"]]
     ttl = f"ttl {int(r['ttl'])}"
     if proto == 6:
-        s = (f"{endpoint(r['src'], int(r['sport']))} > {endpoint(r['dst'], int(r['dport']))} "
+        s = (f"{endpoint(src, int(r['sport']))} > {endpoint(dst, int(r['dport']))} "
              f"{tcp_flags(int(r['flags']))} seq {int(r['seq'])}")
         if int(r["flags"]) & 0x10:
             s += f" ack {int(r['ack'])}"
@@ -117,9 +119,9 @@ def summarize(r: np.void, q: np.void | None = None) -> str:
             s += f" mss {int(r['mss'])}"
         return f"{s} {ttl}"
     if proto == 17:
-        return f"{endpoint(r['src'], int(r['sport']))} > {endpoint(r['dst'], int(r['dport']))} UDP len {int(r['plen'])} {ttl}"
+        return f"{endpoint(src, int(r['sport']))} > {endpoint(dst, int(r['dport']))} UDP len {int(r['plen'])} {ttl}"
     if proto in (1, 58):
-        s = f"{addr_text(r['src'])} > {addr_text(r['dst'])} ICMP {icmp_name(r)}"
+        s = f"{addr_text(src)} > {addr_text(dst)} ICMP {icmp_name(r)}"
         it = int(r["icmp_type"])
         if it in (0, 8, 128, 129):
             s += f" id {int(r['icmp_id'])} seq {int(r['icmp_seq'])}"
@@ -129,15 +131,15 @@ def summarize(r: np.void, q: np.void | None = None) -> str:
             if int(q["icmp_mtu"]):
                 s += f" mtu {int(q['icmp_mtu'])}"
         return f"{s} {ttl}"
-    return f"{endpoint(r['src'])} > {endpoint(r['dst'])} proto {proto} {ttl}"
+    return f"{endpoint(src)} > {endpoint(dst)} proto {proto} {ttl}"
 
 
-def path_signal(r, q: np.void | None = None) -> str | None:
+def path_signal(r, addrs: np.ndarray, q: np.void | None = None) -> str | None:
     """For an ICMP error that says a packet could not travel (too big, TTL expired), the
     words for it; None for the errors that reject (unreachable, prohibited). ``q``: the
     row's ``Capture.quoted_at`` record, for the next-hop MTU of frag-needed."""
     proto, it, code = int(r["proto"]), int(r["icmp_type"]), int(r["icmp_code"])
-    who = addr_text(r["src"])
+    who = addr_text(addrs[r["src_i"]])
     mtu = int(q["icmp_mtu"]) if q is not None else 0
     if (proto == 1 and it == 3 and code == 4) or (proto == 58 and it == 2):
         return (f"{who} answered that it is too big for the path (ICMP frag-needed, next-hop MTU {mtu})" if mtu

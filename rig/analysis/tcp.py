@@ -202,8 +202,8 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     c, s = ctx.client, ctx.server
     C = _Conn(c, c.tcp, ci)
     syn_c = C.first(C.syn)
-    client_ep = endpoint(syn_c["src"], int(syn_c["sport"]))
-    server_ep = endpoint(syn_c["dst"], int(syn_c["dport"]))
+    client_ep = endpoint(c.addrs[syn_c["src_i"]], int(syn_c["sport"]))
+    server_ep = endpoint(c.addrs[syn_c["dst_i"]], int(syn_c["dport"]))
     ts = take(c.t["ts_ns"], C.rows)
     d = Draft("tcp", c.addr_key1("dst", C.syn[0]), int(ts.min()), int(ts.max()), int(syn_c["frame"]),
               client_ep, server_ep, None, "", "", si >= 0)
@@ -216,7 +216,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         ctx.add_frames(d, s, S.rows)
         first_fwd = s.t[S.rows[S.fwd][0]] if S.fwd.any() else None
         if first_fwd is not None:
-            d.seen_at_server_as = endpoint(first_fwd["src"], int(first_fwd["sport"]))
+            d.seen_at_server_as = endpoint(s.addrs[first_fwd["src_i"]], int(first_fwd["sport"]))
     errs_s = s_err.get(combine1(6, S.isn_c), []) if S is not None else []
     ctx.add_frames(d, s, errs_s)
     n_syn = len(C.syn)
@@ -232,9 +232,9 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
                              f"never saw this connection: something on the path answered in its place")
             ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
             d.absent_at = ("server",)
-        elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r]) for r in errs_c):
+        elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
             d.outcome = "lost-outbound"
-            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.cap.quoted_at(errs_c[0]))}"
+            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, c.cap.quoted_at(errs_c[0]))}"
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:

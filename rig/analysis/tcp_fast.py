@@ -77,7 +77,7 @@ def delivered_text(to_server: int, to_client: int, lost_syn: int = 0, lost_synac
     return "; ".join(parts)
 
 
-_SUMMARY_FIELDS = ("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame", "src", "dst")
+_SUMMARY_FIELDS = ("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame", "src_i", "dst_i")
 
 
 def delivered_drafts(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> list["TcpBatch"]:
@@ -101,7 +101,7 @@ class TcpBatch:
         rc_syn, rs_syn = cc.order[cc.syn[ci]], sc.order[sc.syn[si]]
         rc_synack, rs_synack = cc.order[cc.synack[ci]], sc.order[sc.synack[si]]
         self.syn_c = Part(c, rc_syn, _SUMMARY_FIELDS)
-        self.syn_s = Part(s, rs_syn, ("sport", "src", "dst"))
+        self.syn_s = Part(s, rs_syn, ("sport", "src_i", "dst_i"))
         self.synack_s = Part(s, rs_synack, _SUMMARY_FIELDS)
         self.dst_key = c.addr_keys("dst", rc_syn)
         self.first_frame = self.syn_c.t["frame"].astype(np.int64)

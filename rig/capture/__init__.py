@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.capture import container, decode
+from rig.capture.addresses import AddressBook
 from rig.capture import fast as fastpath
 from rig.capture.table import Capture, Undecoded, table_dtype
 
@@ -47,6 +48,7 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
     table = np.zeros(n, dtype) if alloc is None else alloc(n, dtype)
     full = "poff" in dtype.names  # else lean: no DETAIL_FIELDS
     todo = np.zeros(n, bool)
+    book = AddressBook()
     released = 0
     step = fastpath.CHUNK
     for a in range(0, n, step):
@@ -65,12 +67,13 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
         t["wscale"] = -1
         left = recs.status[a:b] == 0
         if fast:
-            left &= ~fastpath.decode_rows(t, arr, recs, a, b)
+            left &= ~fastpath.decode_rows(t, arr, recs, a, b, book)
         todo[a:b] = left
         if b < n:  # the file's pages behind this chunk are not needed any more
             released = container.release(buf, released, int(recs.data_off[b]) - 65536)
     # the fast path claims no ICMP error: the reference decoder finds every quoted packet
-    quoted = decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen, recs.linktype)
+    quoted = decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen, recs.linktype,
+                              book)
     counts = np.bincount(table["status"], minlength=len(Undecoded))
     undecoded = {Undecoded(i).name: int(c) for i, c in enumerate(counts) if i and c}
     return Capture(
@@ -79,6 +82,7 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
         interfaces=recs.interfaces,
         packets=table,
         quoted=quoted,
+        addrs=book.addresses(),
         undecoded=undecoded,
         _data=buf,
         truncated_tail=recs.truncated_tail,

@@ -432,8 +432,9 @@ def _quoted_l4(p: bytes, o: int, proto: int, ver: int, r: dict) -> None:
 # ----------------------------------------------------------------------------- rows
 
 
-def fill_rows(table: np.ndarray, rows: np.ndarray, buf, data_off, caplen, wirelen, linktype) -> np.ndarray:
-    """Decode the records ``rows`` (ascending) with this decoder into ``table`` (in place).
+def fill_rows(table: np.ndarray, rows: np.ndarray, buf, data_off, caplen, wirelen, linktype, book) -> np.ndarray:
+    """Decode the records ``rows`` (ascending) with this decoder into ``table`` (in place),
+    numbering addresses in ``book`` (``addresses.AddressBook``) for ``src_i`` / ``dst_i``.
     Returns the ``QUOTED_DTYPE`` records of the ICMP errors among them, sorted by row."""
     cols = {name: table[name] for name in table.dtype.names}  # a lean table: fewer (table.DETAIL_FIELDS)
     quoted = []
@@ -441,6 +442,9 @@ def fill_rows(table: np.ndarray, rows: np.ndarray, buf, data_off, caplen, wirele
         r = decode_packet(buf, int(data_off[i]), int(caplen[i]), int(wirelen[i]), int(linktype[i]))
         if not _QUOTED.isdisjoint(r):
             quoted.append((i, {k: r.pop(k) for k in _QUOTED if k in r}))
+        if "src" in r:
+            cols["src_i"][i] = book.index_bytes(r["src"])
+            cols["dst_i"][i] = book.index_bytes(r["dst"])
         for k, v in r.items():
             col = cols.get(k)
             if col is None:

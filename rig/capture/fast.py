@@ -87,11 +87,12 @@ FAST_LINKTYPE = np.zeros(1 << 16, bool)  # lookup: link types the fast path read
 FAST_LINKTYPE[[1, 12, 14, 101, 113, 228, 229, 276]] = True
 
 
-def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int) -> np.ndarray:
+def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int, book) -> np.ndarray:
     """Decode records ``a:b`` into ``t`` (the table rows ``a:b``) where they have a fast
     layout and a 0 status; return which rows (of ``t``) were claimed. The rows of ``t``
     arrive as ``_read`` leaves them: zero, but for icmp_type and wscale -1 and the record's
-    own fields (frame, ts, lengths, ...); fields that do not apply to a row are left so."""
+    own fields (frame, ts, lengths, ...); fields that do not apply to a row are left so.
+    ``book`` (``addresses.AddressBook``) numbers the addresses for ``src_i`` / ``dst_i``."""
     claimed = np.zeros(b - a, bool)
     if not len(arr):
         return claimed
@@ -105,12 +106,12 @@ def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int) -> np.ndar
             return claimed
         pick = idx + a
     got = _chunk(t, arr, idx, recs.data_off[pick].astype(np.int64, copy=False), recs.caplen[pick].astype(np.int64),
-                 recs.wirelen[pick].astype(np.int64), recs.linktype[pick])
+                 recs.wirelen[pick].astype(np.int64), recs.linktype[pick], book)
     claimed[idx[got]] = True
     return claimed
 
 
-def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
+def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     n = len(idx)
     # ---- link layer: where IP starts, and which ethertype the link announces
     g1 = _windows(arr, off, 20)
@@ -209,10 +210,13 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt) -> np.ndarray:
     # copying a temporary byte by byte, 480-550 us with u32 words or np.copyto where=)
     ip64, ip32le = g2s.view("<u8"), g2s.view("<u4")
     for name, c6, c4 in (("src", 1, 3), ("dst", 3, 4)):
-        a = view[name].view("<u8")
-        a[:, 0] = np.where(s4, np.uint64(0), ip64[:, c6])
-        a[:, 1] = np.where(s4, (ip32le[:, c4].astype(np.uint64) << np.uint64(32)) | np.uint64(0xFFFF0000),
-                           ip64[:, c6 + 1])
+        w0 = np.where(s4, np.uint64(0), ip64[:, c6])
+        w1 = np.where(s4, (ip32le[:, c4].astype(np.uint64) << np.uint64(32)) | np.uint64(0xFFFF0000), ip64[:, c6 + 1])
+        view[name + "_i"] = book.index_words(w0, w1)
+        if name in names:
+            a = view[name].view("<u8")
+            a[:, 0] = w0
+            a[:, 1] = w1
     put("ttl", np.where(s4, g2s[:, 8], g2s[:, 7]))
     put("tos", np.where(s4, g2s[:, 1], ((g2s[:, 0] & 0x0F) << 4) | (g2s[:, 1] >> 4)))
     put("ip_id", ip16[:, 2], s4)

@@ -8,6 +8,9 @@ Conventions
 - ``frame`` is 1-based, the record's position in the file: Wireshark's ``frame.number``.
 - Addresses are 16 bytes; IPv4 is stored IPv4-mapped (``::ffff:a.b.c.d``). Use
   ``format_addr`` to print one. (Never use numpy ``S16``: it strips trailing zero bytes.)
+  ``src_i`` / ``dst_i`` number them: ``Capture.addrs[src_i]`` is ``src`` (index 0 is the
+  all-zero address of rows without IP; see ``addresses.py``). The analysis reads the
+  indexes only: the lean table has no 16-byte ``src`` / ``dst``.
 - When an IPv4 packet travels inside IPv6 (MAP-E / DS-Lite), the fields describe the
   *inner* IPv4 packet and ``tunnel`` is 1.
 - A field that does not apply to a row is 0 unless stated otherwise (-1 for
@@ -20,7 +23,7 @@ Conventions
   frag-needed / packet-too-big) is not in the packet table: those fields are 0 on every
   other row. ``Capture.quoted`` holds them, one ``QUOTED_DTYPE`` record per ICMP error
   row, sorted by ``row`` (the row's index in ``packets``); ``Capture.quoted_at(rows)``
-  gives them aligned with any rows, zeros for a row that has none. (This takes the
+  gives them aligned with any rows, zeros for a row that has none. (This took the
   table from 189 to 142 bytes a row: 90 MB less for two 1M-packet captures.)
 """
 
@@ -67,6 +70,8 @@ PACKET_DTYPE = np.dtype(
         ("ipver", "u1"),  # 4, 6, or 0 (not IP)
         ("src", "u1", (16,)),
         ("dst", "u1", (16,)),
+        ("src_i", "u4"),  # index of src in Capture.addrs (0: no IP)
+        ("dst_i", "u4"),  # index of dst in Capture.addrs
         ("ttl", "u1"),  # IPv4 TTL / IPv6 hop limit
         ("tos", "u1"),  # IPv4 TOS / IPv6 traffic class: DSCP << 2 | ECN
         ("ip_id", "u4"),  # IPv4 identification; IPv6 fragment-header identification
@@ -120,13 +125,16 @@ QUOTED_FIELDS = QUOTED_DTYPE.names[1:]
 # The lean table: ``PACKET_DTYPE`` without the columns that neither the analysis nor the
 # reports built from a verdict read (the record's interface, link type, VLAN, lengths
 # of the record and of the IP packet, tunnel flag, TCP window, echoed timestamp, option
-# signature, payload offset). ``rig diff`` and ``rig run`` read captures lean
-# (``read_capture(path, lean=True)``): 41 of 142 bytes a row, 78 MB less for two
-# 1M-packet captures, and fewer columns to fill. The full table stays the default
-# (the decoders' agreement and tshark tests, ``Capture.payload``, the report's ladder).
-# Field names, types and meanings are the same in both; the analysis reads fields only
-# by name, so it runs on either (tests/test_capture_lean.py proves the verdicts equal).
-DETAIL_FIELDS = ("iface", "caplen", "wirelen", "linktype", "vlan", "tunnel", "ip_len", "win", "tsecr", "optsig", "poff")
+# signature, payload offset) and without the 16-byte addresses (the analysis reads
+# ``src_i`` / ``dst_i`` and ``Capture.addrs``). ``rig diff`` and ``rig run`` read
+# captures lean (``read_capture(path, lean=True)``): 77 bytes a row instead of 150,
+# 139 MB less for two 1M-packet captures, and fewer columns to fill. The full table stays
+# the default (the decoders' agreement and tshark tests, ``Capture.payload``, the
+# report's ladder). Field names, types and meanings are the same in both; the analysis
+# reads fields by name, so it runs on either (tests/test_capture_lean.py proves the
+# verdicts equal).
+DETAIL_FIELDS = ("iface", "caplen", "wirelen", "linktype", "vlan", "tunnel", "src", "dst", "ip_len", "win", "tsecr",
+                 "optsig", "poff")
 LEAN_DTYPE = np.dtype([(n, PACKET_DTYPE.fields[n][0]) for n in PACKET_DTYPE.names if n not in DETAIL_FIELDS])
 
 
@@ -207,6 +215,8 @@ class Capture:
     interfaces: tuple[InterfaceInfo, ...]
     packets: np.ndarray
     quoted: np.ndarray = field(default_factory=lambda: np.zeros(0, QUOTED_DTYPE))
+    # the distinct addresses, (count, 16) u1: row i is the address src_i / dst_i == i names
+    addrs: np.ndarray = field(default_factory=lambda: np.zeros((1, 16), np.uint8))
     undecoded: dict[str, int] = field(default_factory=dict)
     # the file ended inside a record (or a block header was unusable): the complete
     # records before it were read; ``tail_note`` says where and why
