@@ -42,23 +42,32 @@ class AddressBook:
     def index_words(self, w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
         """The index of each address (u4), numbering the new ones.
 
-        Per 8K-row chunk of the bench capture: a binary search among the few known
-        keys and a check of the words, ~0.1 ms; the Python dict is met only by new
-        addresses (or a key collision)."""
+        A known address is found in one probe of a small open-addressing table of the
+        keys (a binary search among even six keys cost 78 us per 8K rows, this ~25 us);
+        the key is exact given ``w0`` (``w1 = key ^ w0 * MIX``), so one compare of ``w0``
+        rules out a collision. Rows not found so (new addresses, a collision, a slot
+        taken by another key) go the exact, slower way. Measured per 8K-row chunk of the
+        bench capture: 189 -> ~80 us."""
         k = _key(w0, w1)
-        out, miss = self._lookup(k)
-        if miss.any():
-            pairs, first = np.unique(np.stack([w0[miss], w1[miss]], axis=1), axis=0, return_index=True)
-            for j in np.argsort(first, kind="stable").tolist():  # numbered in order of appearance
-                self._add(int(pairs[j, 0]), int(pairs[j, 1]))
-            out, _ = self._lookup(k)
-        if not self._v6 and not w0.any():  # IPv4 only: the key is the address (w0 == 0)
+        if self._stale:
+            self._rebuild()
+        slot = k * _MIX
+        slot >>= self._shift
+        out = np.take(self._slot_at, slot)
+        ok = np.take(self._slot_key, slot) == k
+        ok &= np.take(self._w0, out) == w0
+        if ok.all():
             return out
-        bad = (np.take(self._w0, out) != w0) | (np.take(self._w1, out) != w1)
-        if bad.any():  # two addresses with one key: the exact words decide
-            for i in np.flatnonzero(bad).tolist():
-                out[i] = self._add(int(w0[i]), int(w1[i]))
+        miss = np.flatnonzero(~ok)
+        out[miss] = self._exact(w0[miss], w1[miss])
         return out
+
+    def _exact(self, w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
+        pairs, first, inv = np.unique(np.stack([w0, w1], axis=1), axis=0, return_index=True, return_inverse=True)
+        at = np.empty(len(pairs), np.uint32)
+        for j in np.argsort(first, kind="stable").tolist():  # new ones numbered in order of appearance
+            at[j] = self._add(int(pairs[j, 0]), int(pairs[j, 1]))
+        return at[inv.ravel()]
 
     def index_bytes(self, b: bytes) -> int:
         """The index of one 16-byte address (the reference decoder's rows)."""
@@ -77,17 +86,20 @@ class AddressBook:
             self._stale = True
         return i
 
-    def _lookup(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._stale:
-            words = np.array(self._list, np.uint64).reshape(-1, 2)
-            self._w0, self._w1 = words[:, 0].copy(), words[:, 1].copy()
-            self._v6 = bool(self._w0.any())
-            keys = _key(self._w0, self._w1)
-            order = np.argsort(keys, kind="stable")  # of colliding keys, the first address
-            keep = np.ones(len(order), bool)
-            keep[1:] = keys[order][1:] != keys[order][:-1]
-            self._at, self._keys = order[keep].astype(np.uint32), keys[order][keep]
-            self._stale = False
-        pos = np.searchsorted(self._keys, k)
-        np.minimum(pos, len(self._keys) - 1, out=pos)
-        return self._at[pos], self._keys[pos] != k
+    def _rebuild(self) -> None:
+        words = np.array(self._list, np.uint64).reshape(-1, 2)
+        self._w0 = words[:, 0].copy()
+        keys = _key(self._w0, words[:, 1])
+        bits = max(10, 2 + int(len(keys)).bit_length())  # 4-8 slots per address
+        self._shift = np.uint64(64 - bits)
+        with np.errstate(over="ignore"):
+            slots = (keys * _MIX) >> self._shift
+        # a slot holds the first address that falls in it; the others are found exactly
+        self._slot_key = np.zeros(1 << bits, np.uint64)
+        self._slot_at = np.zeros(1 << bits, np.uint32)
+        used, first = np.unique(slots, return_index=True)
+        self._slot_key[used] = keys[first]
+        self._slot_at[used] = first.astype(np.uint32)
+        # an empty slot reads key 0, index 0: address 0 (all zero) has key 0 and w0 0, so
+        # only it is found there; another address with key 0 fails the w0 compare
+        self._stale = False
