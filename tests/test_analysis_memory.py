@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rig.analysis.keys import addr_key, addr_key1, combine, rel32, take, take_fields
+from rig.analysis.keys import addr_key, combine, rel32, take, take_fields
 from rig.analysis.sides import NO_SEQ, Side
 from rig.capture.table import ACK, RST, SYN, Capture, empty_table
 
@@ -166,7 +166,6 @@ def test_address_keys_made_on_demand_equal_the_whole_column_ones():
     # int32 ids hash as int64 ones do (combine widens them; keys meet keys made elsewhere)
     ids = np.array([0, 1, 7, 2**31 - 1], np.int32)
     assert combine(ids, 5).tolist() == combine(ids.astype(np.int64), 5).tolist()
-    assert addr_key1(bytes(range(16))) == int(addr_key(np.arange(16, dtype=np.uint8).reshape(1, 16))[0])
 
 
 @pytest.mark.parametrize("distinct", [1, 3, 16, 17, 200])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 U64 = np.uint64
@@ -125,14 +123,6 @@ def addr_key(col: np.ndarray) -> np.ndarray:
         h = w[:, 1] * _C1
         h ^= w[:, 0]
         return _fmix(h)
-
-
-def addr_key1(addr) -> int:
-    """``addr_key`` of one 16-byte address (bytes, or a row's field), in plain Python:
-    the same number, without numpy's per-call cost."""
-    b = bytes(addr)
-    w0, w1 = int.from_bytes(b[:8], sys.byteorder), int.from_bytes(b[8:16], sys.byteorder)
-    return _fmix1(((w1 * 0xFF51AFD7ED558CCD) & _M) ^ w0)
 
 
 def rel32(a: np.ndarray, base: np.ndarray) -> np.ndarray:
