@@ -718,7 +718,8 @@ def cli_show(args) -> int:
                 file=sys.stderr,
             )
         if args.json:
-            print(verdict.to_json())
+            verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
+            sys.stdout.write("\n")
         else:
             from rich.console import Console
 

@@ -99,3 +99,28 @@ def test_render_shows_table_changes_and_diagnosis(tmp_path):
     for word in ("tcp-1", "lost-return", "203.0.113.2:40001", "tcp.mss -> 1460 => 1414", "Diagnosis:",
                  v.diagnosis.summary[:40]):
         assert word in out, word
+
+
+@pytest.mark.parametrize("n", [3, 501, 2000])
+def test_written_a_piece_at_a_time_is_the_same_text(n):
+    """``write_json`` (what ``rig diff --json`` prints) gives ``to_json``'s characters; past
+    500 exchanges one record a line, and the document still parses to ``to_dict``."""
+    import io
+
+    from rig.verdict import CapturePointInfo, Change, Diagnosis, Evidence, Exchange
+
+    ex = tuple(Exchange(f"udp-{i + 1}", "udp", f"192.168.1.10:{40000 + i}", "198.51.100.10:53", "203.0.113.2:9",
+                        "delivered" if i % 3 else "lost-return", "words \"quoted\" — and more",
+                        (Change("ip.ttl", "out", 64, 61, None),), (Evidence("client", 2 * i + 1, "a > b"),),
+                        (("client", (2 * i + 1, 2 * i + 2)), ("server", (i + 1,))))
+               for i in range(n))
+    v = Verdict((CapturePointInfo("client", "c.pcap", 2 * n, 0, 0, 0.0),), ex, Diagnosis("summary", {"udp": {}}))
+    out = io.StringIO()
+    v.write_json(out)
+    text = v.to_json()
+    assert out.getvalue() == text and json.loads(text) == v.to_dict()
+    lines = text.splitlines()
+    if n > 500:
+        assert sum(1 for line in lines if line.startswith('    {"id":"udp-')) == n
+    else:
+        assert len(lines) > 20 * n  # indented throughout

@@ -217,7 +217,8 @@ def cli_diff(args) -> int:
                   "before it were analysed", file=sys.stderr)
     verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None))
     if getattr(args, "json", False):
-        print(verdict.to_json())
+        verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
+        sys.stdout.write("\n")
     else:
         from rich.console import Console
 
