@@ -82,3 +82,11 @@ def test_side_frames_are_rows_plus_one_or_read_from_the_table():
     t2["frame"] = [10, 20, 30, 40, 50]  # not the reader's numbering: taken from the table
     side2 = Side("client", Capture("y.pcap", "pcap", (), t2))
     assert side2.frames(np.array([0, 3, 4])).tolist() == [10, 40, 50]
+
+
+def test_run_starts_marks_where_each_run_of_equal_values_begins():
+    from rig.analysis.keys import run_starts
+
+    assert run_starts(np.array([3, 3, 5, 5, 5, 9, 3], np.uint64)).tolist() == [True, False, True, False, False, True, True]
+    assert run_starts(np.array([7])).tolist() == [True]
+    assert run_starts(np.zeros(0, np.int64)).tolist() == []

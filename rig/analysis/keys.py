@@ -73,6 +73,15 @@ def take_fields(t, fields, rows) -> dict[str, np.ndarray]:
     return out
 
 
+def run_starts(k: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in ``k`` (bool; ``k`` sorted, or grouped)."""
+    start = np.empty(len(k), bool)
+    if len(k):
+        start[0] = True
+        np.not_equal(k[1:], k[:-1], out=start[1:])
+    return start
+
+
 def sort_order(keys: np.ndarray, then: np.ndarray | None = None, runs: bool = False):
     """Indices that sort ``keys`` stably: equal keys by ``then``, and then in index order
     (``np.lexsort((then, keys))``; without ``then``, ``np.argsort(keys, kind="stable")``).
@@ -94,9 +103,7 @@ def sort_order(keys: np.ndarray, then: np.ndarray | None = None, runs: bool = Fa
         return p[sort_order(keys[p])]
     o = np.argsort(keys)
     k = keys[o]
-    start = np.empty(n, bool)
-    start[0] = True
-    np.not_equal(k[1:], k[:-1], out=start[1:])
+    start = run_starts(k)
     del k  # the peak is o, start and packed, not the sorted keys as well
     if start.all():
         return (o, start) if runs else o

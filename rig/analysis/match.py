@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.analysis.keys import combine, sort_order, take
+from rig.analysis.keys import combine, run_starts, sort_order, take
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
@@ -44,17 +44,13 @@ def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray
     ks_b = b_keys[sb]
     del b_keys, b_ord
     nb = len(ks_b)
-    start_b = np.empty(nb, bool)
-    start_b[0] = True
-    np.not_equal(ks_b[1:], ks_b[:-1], out=start_b[1:])
+    start_b = run_starts(ks_b)
     first_b = np.flatnonzero(start_b)
     uniq_b = ks_b[first_b]
     count_b = np.diff(np.append(first_b, nb))
     del ks_b, start_b
     na = len(ks_a)
-    start_a = np.empty(na, bool)
-    start_a[0] = True
-    np.not_equal(ks_a[1:], ks_a[:-1], out=start_a[1:])
+    start_a = run_starts(ks_a)
     ar = np.arange(na)
     rank = ar - np.maximum.accumulate(np.where(start_a, ar, 0))
     del ar, start_a

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import addr_key, combine, rel32, row_chunks, sort_order, take, take_fields
+from rig.analysis.keys import addr_key, combine, rel32, row_chunks, run_starts, sort_order, take, take_fields
 from rig.analysis.summary import addr_texts
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 
@@ -45,9 +45,7 @@ def _first_per_group(group: np.ndarray, mask: np.ndarray, ngroups: int) -> np.nd
     idx = np.flatnonzero(mask)
     if len(idx):
         g = group[idx]
-        first = np.empty(len(g), bool)
-        first[0] = True
-        np.not_equal(g[1:], g[:-1], out=first[1:])
+        first = run_starts(g)
         out[g[first]] = idx[first]
     return out
 
