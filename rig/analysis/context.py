@@ -73,6 +73,28 @@ class Ctx:
             d.frames.setdefault(side.name, []).extend([int(fr[r]) for r in rows])
 
 
+# the words of the plain lost cases, which the close look (reqrep) and the fast path
+# (reqrep_lost) both write
+NEVER_REACHED_SERVER = "; last seen here, never reached the server"  # after the last place a lost request was seen
+NEVER_REACHED_CLIENT = "never reached the client (last seen here)"  # a lost reply, at the server
+
+
+def sent_note(what: str) -> str:
+    return f"{what} sent"
+
+
+def arrived_note(what: str) -> str:
+    return f"{what} arrived"
+
+
+def lost_outbound_words(req: str, n_sent: int) -> str:
+    return f"the client sent {times(n_sent, 'the ' + req)}; none reached the server"
+
+
+def lost_return_words(req: str, rep: str, n_replies: int) -> str:
+    return f"the server answered the {req} with {plural(n_replies, rep)}; none reached the client"
+
+
 def times(n: int, what: str) -> str:
     return f"{what} once" if n == 1 else f"{what} {n} times"
 

@@ -13,15 +13,17 @@ from bisect import bisect_right
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
+from rig.analysis.context import (LOST_EVIDENCE, NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ctx, Draft, arrived_note,
+                                  lost_between, lost_outbound_words, lost_return_words, plural, sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.match import pair_by_order
-from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered
+from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered, echo_id_change
+from rig.analysis.reqrep_lost import lost_drafts, replies_to
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, path_signal
 from rig.analysis.tcp import error_index
 from rig.capture.table import FRAG_MF
-from rig.verdict import Change, Evidence
+from rig.verdict import Evidence
 
 
 def _index(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
@@ -66,22 +68,20 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
     c, s = ctx.client, ctx.server
     ev = d.evidence
     if sreq:
-        ev += ctx.ev(s, sreq, f"{req} arrived", 2)
+        ev += ctx.ev(s, sreq, arrived_note(req), 2)
         if srep:
             if crep:
                 d.outcome = "delivered"
                 d.explanation = f"the {req} reached the server and its {rep} reached the client"
-                ev += ctx.ev(s, srep, f"{rep} sent", 2)
-                ev += ctx.ev(c, crep, f"{rep} arrived", 2)
+                ev += ctx.ev(s, srep, sent_note(rep), 2)
+                ev += ctx.ev(c, crep, arrived_note(rep), 2)
             else:
                 d.outcome = "lost-return"
-                d.explanation = (f"the server answered the {req} with {plural(len(srep), rep)}; "
-                                 f"none reached the client")
+                d.explanation = lost_return_words(req, rep, len(srep))
                 if ctx.extra:
                     d.explanation += "; " + lost_between(list(ctx.extra), set(reply_seen_at), "client")
                 seen = [n for n in reversed(list(ctx.extra)) if n in reply_seen_at]  # server side first
-                ev += ctx.ev(s, srep, f"{rep} sent" if seen else "never reached the client (last seen here)",
-                             LOST_EVIDENCE)
+                ev += ctx.ev(s, srep, sent_note(rep) if seen else NEVER_REACHED_CLIENT, LOST_EVIDENCE)
                 for n in seen:
                     last = n == seen[-1]
                     ctx.add_frames(d, ctx.extra[n], reply_seen_at[n])
@@ -135,13 +135,13 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     else:
         d.outcome = "lost-outbound"
-        d.explanation = f"the client sent {times(n_req_c, 'the ' + req)}; none reached the server{where}"
+        d.explanation = lost_outbound_words(req, n_req_c) + where
         if ctx.extra:
             saw = {n for n in ctx.extra if f"{n} saw it" in where}
             d.explanation += "; " + lost_between(list(ctx.extra), saw, "server")
         last = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
         for i in last[-1:]:
-            ev[i] = Evidence(ev[i].point, ev[i].frame, f"{ev[i].summary}; last seen here, never reached the server")
+            ev[i] = Evidence(ev[i].point, ev[i].frame, ev[i].summary + NEVER_REACHED_SERVER)
     d.absent_at = ("server",)
 
 
@@ -210,13 +210,13 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         d.matched = bool(sq)
         for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
-        d.evidence += ctx.ev(c, g, "echo request sent", 2)
+        d.evidence += ctx.ev(c, g, sent_note("echo request"), 2)
         if sq:
             s0 = s.t[sq[0]]
             d.seen_at_server_as = endpoint(s.addrs[s0["src_i"]])
             d.changes += ip_changes(r0, s0, "out")
             if int(r0["icmp_id"]) != int(s0["icmp_id"]):
-                d.changes.append(Change("icmp.id", "out", int(r0["icmp_id"]), int(s0["icmp_id"]), "echo id rewritten"))
+                d.changes.append(echo_id_change(int(r0["icmp_id"]), int(s0["icmp_id"])))
             out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
             if sp and cp:
                 d.changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
@@ -318,6 +318,57 @@ def _udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
                     combine(0, 0, take(t["dport"], rows), n=len(rows)))
 
 
+def _quote_key(side: Side, rows: np.ndarray) -> np.ndarray:
+    """What an ICMP error quoting these datagrams is filed under (``Side.error_key``), and
+    the key of their first fragments: IP ID and destination port."""
+    return combine(17, take(side.t["ip_id"], rows), take(side.t["dport"], rows), n=len(rows))
+
+
+def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarray, partner: np.ndarray,
+                    alone: np.ndarray, c_err: dict, s_err: dict, ff_pos: np.ndarray, ff_keys: np.ndarray):
+    """The requests ``reqrep_lost`` builds, as the close look would decide them: (never
+    reached the server, reply lost) as indices into the requests (``udp_c[local]``), with
+    the latter's server copies and replies. ``alone``: the requests alone in their group,
+    left to choose from; ``ff_pos``: the server's first fragments (positions in ``udp_s``)."""
+    c, s = ctx.client, ctx.server
+    req_pos = np.flatnonzero(local)
+    cand = np.flatnonzero(alone)
+    rows = udp_c[req_pos[cand]]
+    qk = _quote_key(c, rows)
+    n_rep, _ = replies_to(req_pos[cand], *_tuples(c), local, lambda p: c.frames(udp_c[p]))
+    keep = (n_rep == 0) & ~np.isin(qk, np.fromiter(c_err, np.uint64, len(c_err)))
+    p = partner[cand]
+    unpaired = p < 0
+    out = keep & unpaired
+    out[out] = ~(_may_fragment(c, rows[out]) & np.isin(qk[out], ff_keys))
+    back = keep & ~unpaired
+    none = np.zeros(0, np.int64)
+    if not back.any():
+        return cand[out], cand[back], none, none
+    # the server's requests, as the close look registers them: every copy paired with a
+    # client request, and the first fragments of unpaired ones
+    is_req = np.zeros(len(udp_s), bool)
+    is_req[partner[partner >= 0]] = True
+    lone = udp_c[req_pos[partner < 0]]
+    is_req[ff_pos[np.isin(ff_keys, _quote_key(c, lone[_may_fragment(c, lone)]))]] = True
+    sq_pos = p[back]
+    n_s, one = replies_to(sq_pos, *_tuples(s), is_req, lambda q: s.frames(udp_s[q]))
+    ok = (n_s == 1) & ~np.isin(_quote_key(s, udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
+    back[np.flatnonzero(back)[~ok]] = False
+    return cand[out], cand[back], udp_s[sq_pos[ok]], udp_s[one[ok]]
+
+
+def _tuples(side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """``_tuple_key`` of all the side's UDP rows (``rows_of(17)``), both ways (as memoised)."""
+    return side.memo[("udp-tuples", False)][1], side.memo[("udp-tuples", True)][1]
+
+
+def _may_fragment(side: Side, rows: np.ndarray) -> np.ndarray:
+    """Datagrams whose first fragment the close look looks for at the server when no copy arrived whole."""
+    t = side.t
+    return (t["ipver"][rows] == 4) & (t["ip_id"][rows] != 0) & (t["frag"][rows] == 0)
+
+
 def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> list[int]:
     """ICMP errors quoting any of these datagrams (by IP ID and destination port)."""
     if not index:
@@ -353,19 +404,35 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
+    alone = _singletons(gk) if not ctx.extra else None
     if not ctx.extra and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
         paired[partner[partner >= 0]] = True
         sp_i = _sole_answer(s, udp_s, paired)
         cp_i = _sole_answer(c, udp_c, local)[local]
         sp_of = np.where(partner >= 0, sp_i[np.maximum(partner, 0)], -1)
-        ok = _singletons(gk) & (partner >= 0) & (sp_of >= 0) & (cp_i >= 0)
+        ok = alone & (partner >= 0) & (sp_of >= 0) & (cp_i >= 0)
         ok &= skeys[np.maximum(sp_of, 0)] == _udp_key(c, udp_c[np.maximum(cp_i, 0)])
         fast = ok
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "udp", req[f], udp_s[partner[f]], udp_s[sp_of[f]], udp_c[cp_i[f]])
         drafts += got
         bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
+    c_err, s_err = error_index(c), error_index(s)
+    # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
+    ff_pos = np.flatnonzero((take(s.t["frag"], udp_s) & FRAG_MF) != 0)
+    ff_pos = ff_pos[s.t["ipver"][udp_s[ff_pos]] == 4]
+    first_frag = udp_s[ff_pos]
+    ff_keys = _quote_key(s, first_frag)
+    if not ctx.extra:  # the plain lost cases (reqrep_lost)
+        out, back, sq, sp = _plain_lost_udp(ctx, udp_c, local, udp_s, partner, alone & ~fast, c_err, s_err,
+                                            ff_pos, ff_keys)
+        drafts += lost_drafts(ctx, "udp", req[out])[0]
+        got, o = lost_drafts(ctx, "udp", req[back], sq, sp)
+        drafts += got
+        bulk_out.append(o)
+        fast[out] = True
+        fast[back] = True
     if fast.all():
         return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
     # the close look, for the rest: only the datagrams on their 4-tuples take part
@@ -375,9 +442,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     partner_of = dict(zip(req[slow].tolist(), np.where(partner >= 0, partner_rows, -1)[slow].tolist()))
     c_tuples = np.concatenate([_tuple_key(c, req[slow]), _tuple_key(c, req[slow], reverse=True)])
     c_near = udp_c[np.isin(_tuple_key(c, udp_c), c_tuples)]
-    # a datagram fragmented on the way: its first fragment keeps the IP ID and the ports
-    first_frag = udp_s[((take(s.t["frag"], udp_s) & FRAG_MF) != 0) & (take(s.t["ipver"], udp_s) == 4)]
-    sfrag = _index(combine(17, take(s.t["ip_id"], first_frag), take(s.t["dport"], first_frag), n=len(first_frag)), first_frag)
+    sfrag = _index(ff_keys, first_frag)
     frag_sq = {}
     for r in req[slow].tolist():
         if partner_of[r] < 0 and int(c.t["ipver"][r]) == 4 and int(c.t["ip_id"][r]) and not int(c.t["frag"][r]):
@@ -402,7 +467,6 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     ck = dict(zip(req[slow].tolist(), ckeys[slow].tolist()))
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
     skey_of = None  # server row -> payload key
-    c_err, s_err = error_index(c), error_index(s)
     for g, sq in zip(groups, matched_s):
         r0 = c.t[g[0]]
         gl = g.tolist()
@@ -431,7 +495,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
                 back_d.append(int(c.t[cp[0]]["ts_ns"]) - int(s.t[sp[0]]["ts_ns"]))
         for side, rows in ((c, gl), (c, cp_all), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
-        d.evidence += ctx.ev(c, gl, "datagram sent", 2)
+        d.evidence += ctx.ev(c, gl, sent_note("datagram"), 2)
         where = _where(ctx, d, ck[gl[0]], extra_req)
         sent_keys = set()
         if sp and extra_req:  # only the extra points ask; sp are rows of udp_s: a lookup, not numpy per exchange

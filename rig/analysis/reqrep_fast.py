@@ -14,11 +14,17 @@ from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
 from rig.analysis.context import Ctx
 from rig.analysis.sides import Part
-from rig.analysis.summary import RowTexts
+from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.verdict import Change, Evidence, Exchange
 
 _IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
 _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo reply"}
+ECHO_ID_NOTE = "echo id rewritten"
+
+
+def echo_id_change(at_client: int, at_server: int) -> Change:
+    """The echo id a request left the client with, and the one the server saw."""
+    return Change("icmp.id", "out", at_client, at_server, ECHO_ID_NOTE)
 
 
 class _Rows(RowTexts):
@@ -31,9 +37,9 @@ class _Rows(RowTexts):
     def summaries(self, udp: bool, note: str) -> list[str]:
         c = self.c
         if udp:
-            return [f"{a} > {b} UDP len {n} ttl {t} — {note}"
+            return [f"{udp_text(a, b, n, t)} — {note}"
                     for a, b, n, t in zip(self.eps("src", True), self.eps("dst", True), c["plen"], c["ttl"])]
-        return [f"{a} > {b} ICMP {_NAMES.get(ty, 'echo')} id {i} seq {q} ttl {t} — {note}"
+        return [f"{echo_text(a, b, _NAMES.get(ty, 'echo'), i, q, t)} — {note}"
                 for a, b, ty, i, q, t in zip(self.src, self.dst, c["icmp_type"], c["icmp_id"], c["icmp_seq"], c["ttl"])]
 
 
@@ -83,7 +89,7 @@ class ReqRepBatch:
             for k in np.unique(inv[idx]).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
         if field == "icmp.id" and self.ids_changed[idx].any():
-            notes.add("echo id rewritten")
+            notes.add(ECHO_ID_NOTE)
         return notes
 
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
@@ -112,7 +118,7 @@ class ReqRepBatch:
         for i in range(len(idx)):
             o, b = self.out_per[out_inv[i]], self.back_per[back_inv[i]]
             if ids_changed[i]:
-                ch = o + (Change("icmp.id", "out", cq.c["icmp_id"][i], sq.c["icmp_id"][i], "echo id rewritten"),) + b
+                ch = o + (echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]),) + b
             else:
                 ch = o + b
             out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], "delivered",

@@ -101,6 +101,16 @@ def icmp_name(r: np.void) -> str:
     return name
 
 
+def udp_text(src: str, dst: str, plen: int, ttl: int) -> str:
+    """A UDP datagram's summary from its endpoints (``endpoint``): ``summarize`` and the fast paths."""
+    return f"{src} > {dst} UDP len {plen} ttl {ttl}"
+
+
+def echo_text(src: str, dst: str, name: str, icmp_id: int, seq: int, ttl: int) -> str:
+    """An ICMP echo request's or reply's summary (``name``: ``icmp_name``): ``summarize`` and the fast paths."""
+    return f"{src} > {dst} ICMP {name} id {icmp_id} seq {seq} ttl {ttl}"
+
+
 def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
     """``r`` is one row of a packet table, ``addrs`` its capture's ``Capture.addrs``; ``q``
     its ``Capture.quoted_at`` record, which says what an ICMP error is about (without it,
@@ -119,13 +129,14 @@ def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
             s += f" mss {int(r['mss'])}"
         return f"{s} {ttl}"
     if proto == 17:
-        return f"{endpoint(src, int(r['sport']))} > {endpoint(dst, int(r['dport']))} UDP len {int(r['plen'])} {ttl}"
+        return udp_text(endpoint(src, int(r["sport"])), endpoint(dst, int(r["dport"])), int(r["plen"]), int(r["ttl"]))
     if proto in (1, 58):
-        s = f"{addr_text(src)} > {addr_text(dst)} ICMP {icmp_name(r)}"
         it = int(r["icmp_type"])
         if it in (0, 8, 128, 129):
-            s += f" id {int(r['icmp_id'])} seq {int(r['icmp_seq'])}"
-        elif q is not None and int(q["q_proto"]):
+            return echo_text(addr_text(src), addr_text(dst), icmp_name(r), int(r["icmp_id"]), int(r["icmp_seq"]),
+                             int(r["ttl"]))
+        s = f"{addr_text(src)} > {addr_text(dst)} ICMP {icmp_name(r)}"
+        if q is not None and int(q["q_proto"]):
             qp = int(q["q_proto"])
             s += f" about {'TCP' if qp == 6 else 'UDP' if qp == 17 else 'ICMP'} to {endpoint(q['q_dst'], int(q['q_dport']) if qp in (6, 17) else None)}"
             if int(q["icmp_mtu"]):
