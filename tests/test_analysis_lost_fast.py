@@ -47,6 +47,18 @@ def _lossy_run(w: Path) -> None:
     ping(w, 2, arrive=False)
     ping(w, 3, reply_arrives=False)
     ping(w, 4, reply=False)
+    ping(w, 5, arrive=False)  # something on the path answers in the server's place
+    w.at_client(Pkt(w.server, w.client, 1, icmp_type=0, icmp_id=77, icmp_seq=5, payload=b"rig-nonce-%08d" % 5))
+    p = Pkt(w.client, w.server, 1, icmp_type=8, icmp_id=77, icmp_seq=6, payload=b"dup", ip_id=6)
+    q = w.nat_out(p)
+    w.out(p, server_sees=[q, q])  # duplicated on the way, the reply lost
+    w.back(Pkt(q.dst, q.src, 1, icmp_type=0, icmp_id=q.icmp_id, icmp_seq=6, payload=b"dup"), arrive=False)
+
+
+def _close_look_only(monkeypatch) -> None:
+    """Turn the fast path off: no request is a plain lost case."""
+    for name in ("_plain_lost_udp", "_plain_lost_echo"):
+        monkeypatch.setattr(reqrep, name, lambda *a, **k: (np.zeros(0, np.int64),) * 4)
 
 
 def _verdicts(tmp_path, monkeypatch, **kw):
@@ -63,8 +75,7 @@ def _verdicts(tmp_path, monkeypatch, **kw):
 
     monkeypatch.setattr(reqrep, "lost_drafts", counted)
     fast = analyse(*caps, **kw)
-    monkeypatch.setattr(reqrep, "_plain_lost_udp",
-                        lambda *a, **k: (np.zeros(0, np.int64),) * 4)
+    _close_look_only(monkeypatch)
     slow = analyse(*caps, **kw)
     return fast, slow, sum(made)
 
@@ -73,40 +84,47 @@ def _verdicts(tmp_path, monkeypatch, **kw):
                          ids=["plain", "server-drops", "client-drops"])
 def test_plain_lost_udp_reads_as_the_close_look(tmp_path, monkeypatch, kw):
     fast, slow, made = _verdicts(tmp_path, monkeypatch, **kw)
-    assert made == 5  # 40001, 40002, 40003 (twice), 40010: the rest went to the close look
+    assert made == 7  # udp 40001, 40002, 40003 (twice), 40010; pings 2 and 3: the rest went to the close look
     assert fast.to_json() == slow.to_json()
     e = by_id(fast)
     if not kw:
         assert [e[f"udp-{i}"].outcome for i in range(1, 7)] == ["lost-outbound", "lost-return", "delivered",
                                                                 "lost-return", "lost-outbound", "delivered"]
         assert e["udp-2"].explanation == "the server answered the datagram with 1 reply; none reached the client"
+        assert [e[f"icmp-{i}"].outcome for i in range(1, 7)] == ["delivered", "lost-outbound", "lost-return",
+                                                                 "unanswered", "answered-by-middlebox", "lost-return"]
+        assert [c.field for c in e["icmp-3"].changes] == ["ip.ttl", "icmp.id"]  # as the close look has them
     else:  # the point that lost packets cannot vouch for an absence
         assert {x.outcome for x in fast.exchanges} >= {"incomplete"}
 
 
-def test_plain_lost_udp_drafts_equal_the_close_look(tmp_path, monkeypatch):
+@pytest.mark.parametrize("step", ["udp", "echo"])
+def test_plain_lost_drafts_equal_the_close_look(tmp_path, monkeypatch, step):
     """Below the records: every draft field (times, matched, what absence it rests on)
     and the clock-offset samples."""
     from rig.analysis.api import _client_local
     from rig.analysis.context import Ctx, Draft
     from rig.analysis.sides import Side
 
-    w = Path(port_map=lambda p: p + 1000)
+    w = Path(port_map=lambda p: p + 1000, echo_id_map=lambda i: i + 1)
     _lossy_run(w)
     c, s = w.write(tmp_path)
     caps = read_capture(str(c)), read_capture(str(s))
 
     def drafts():
         ctx = Ctx(Side("client", caps[0]), Side("server", caps[1]), {})
-        got, out_d, back_d = reqrep.udp_drafts(ctx, _client_local(ctx.client))
+        if step == "udp":
+            got, out_d, back_d = reqrep.udp_drafts(ctx, _client_local(ctx.client))
+        else:
+            got, out_d, back_d = reqrep.echo_drafts(ctx)
         return ({d.first_frame: d for d in got if isinstance(d, Draft)},
                 sorted(np.concatenate(out_d).tolist()), sorted(np.concatenate(back_d).tolist()))
 
     fast = drafts()
-    monkeypatch.setattr(reqrep, "_plain_lost_udp", lambda *a, **k: (np.zeros(0, np.int64),) * 4)
+    _close_look_only(monkeypatch)
     slow = drafts()
     assert fast[0].keys() == slow[0].keys()
     for f, d in fast[0].items():
         assert d == slow[0][f], f
     assert fast[1:] == slow[1:]
-    assert sum(d.outcome == "lost-return" for d in fast[0].values()) >= 3
+    assert sum(d.outcome == "lost-return" for d in fast[0].values()) >= (3 if step == "udp" else 1)

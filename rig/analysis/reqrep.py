@@ -175,6 +175,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
+    alone = _singletons(gk) if not ctx.extra else None
     if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
         fr = lambda side, rows: side.frames(rows)  # noqa: E731
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
@@ -182,11 +183,14 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         cp_i = pair_by_order(combine(xk_all, dk), fr(c, req),
                              combine(ckp, c.addr_keys("src", c.echo_rep)), fr(c, c.echo_rep))
         sp_of = np.where(sq_i >= 0, sp_i[np.maximum(sq_i, 0)], -1)
-        fast = _singletons(gk) & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
+        fast = alone & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "icmp", req[f], s.echo_req[sq_i[f]], s.echo_rep[sp_of[f]], c.echo_rep[cp_i[f]])
         drafts += got
         bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
+    if not ctx.extra:  # the plain lost cases (reqrep_lost)
+        found = _plain_lost_echo(ctx, req, xk_all, dk, alone & ~fast, skq, skp, ckp, c_err, s_err)
+        _add_lost(ctx, "icmp", req, found, fast, drafts, bulk_out)
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
     slow = ~fast
     # the close look's lookups, over the keys it will ask for only (not every request)
@@ -226,6 +230,49 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
                 {n: idx[xk] for n, idx in extra_rep.items() if idx.get(xk)})
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
+
+
+def _add_lost(ctx: Ctx, protocol: str, req: np.ndarray, found, fast: np.ndarray, drafts: list,
+              bulk_out: list[np.ndarray]) -> None:
+    """The drafts of the plain lost cases ``found`` (``_plain_lost_udp`` / ``_echo``) and
+    their delays added; their requests marked as done (``fast``)."""
+    out, back, sq, sp = found
+    drafts += lost_drafts(ctx, protocol, req[out])[0]
+    got, o = lost_drafts(ctx, protocol, req[back], sq, sp)
+    drafts += got
+    bulk_out.append(o)
+    fast[out] = True
+    fast[back] = True
+
+
+def _hits(keys: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How many of ``keys`` equal each of ``want``, and the first of them (-1 if none)."""
+    if len(keys) == 0:
+        return np.zeros(len(want), np.int64), np.full(len(want), -1, np.int64)
+    o = sort_order(keys)
+    ks = keys[o]
+    lo, hi = np.searchsorted(ks, want, "left"), np.searchsorted(ks, want, "right")
+    return hi - lo, np.where(hi > lo, o[np.minimum(lo, len(o) - 1)], -1)
+
+
+def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, dk: np.ndarray, alone: np.ndarray, skq: np.ndarray,
+                     skp: np.ndarray, ckp: np.ndarray, c_err: dict, s_err: dict):
+    """The echo requests ``reqrep_lost`` builds, as the close look would decide them:
+    (never reached the server, reply lost) as indices into ``req``, with the latter's
+    server copies and replies. ``xk`` / ``dk``: the requests' echo and destination keys;
+    ``skq`` / ``skp`` / ``ckp``: the echo keys of the server's requests and replies and
+    of the client's replies. ``alone``: the requests alone in their group, to choose from."""
+    c, s = ctx.client, ctx.server
+    cand = np.flatnonzero(alone)
+    want = xk[cand]
+    n_sq, sq = _hits(skq, want)
+    n_sp, sp = _hits(skp, want)
+    n_cp, _ = _hits(combine(ckp, c.addr_keys("src", c.echo_rep)), combine(want, dk[cand]))
+    ek = combine(1, take(c.t["icmp_seq"], req[cand]), n=len(cand))  # what an ICMP error about it is filed under
+    plain = (n_cp == 0) & ~np.isin(ek, np.fromiter(c_err, np.uint64, len(c_err)))
+    out = plain & (n_sq == 0) & (n_sp == 0)
+    back = plain & (n_sq == 1) & (n_sp == 1) & ~np.isin(ek, np.fromiter(s_err, np.uint64, len(s_err)))
+    return cand[out], cand[back], s.echo_req[sq[back]], s.echo_rep[sp[back]]
 
 
 def _tuple_key(side: Side, rows: np.ndarray, reverse: bool = False) -> np.ndarray:
@@ -425,14 +472,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     first_frag = udp_s[ff_pos]
     ff_keys = _quote_key(s, first_frag)
     if not ctx.extra:  # the plain lost cases (reqrep_lost)
-        out, back, sq, sp = _plain_lost_udp(ctx, udp_c, local, udp_s, partner, alone & ~fast, c_err, s_err,
-                                            ff_pos, ff_keys)
-        drafts += lost_drafts(ctx, "udp", req[out])[0]
-        got, o = lost_drafts(ctx, "udp", req[back], sq, sp)
-        drafts += got
-        bulk_out.append(o)
-        fast[out] = True
-        fast[back] = True
+        found = _plain_lost_udp(ctx, udp_c, local, udp_s, partner, alone & ~fast, c_err, s_err, ff_pos, ff_keys)
+        _add_lost(ctx, "udp", req, found, fast, drafts, bulk_out)
     if fast.all():
         return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
     # the close look, for the rest: only the datagrams on their 4-tuples take part
