@@ -79,16 +79,22 @@ def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None)
     return {k for k, n in counts.items() if n == top}
 
 
-def _then_drop(result, sides: dict[str, Side], what: str):
-    """``result``, once the step that made it has let go of what only it reads: the TCP
-    connections after the TCP step, the UDP 4-tuples after the UDP step (1M bench pair:
-    ~40 MB that the other thread's step and the verdict's assembly no longer carry)."""
+def _tcp_step(ctx: Ctx, sides: dict[str, Side]):
+    """``tcp_drafts``, then the TCP connections let go: only that step reads them (1M bench
+    pair: with the UDP 4-tuples below, ~40 MB that the other thread's step and the
+    verdict's assembly no longer carry)."""
+    out = tcp_drafts(ctx)
     for side in sides.values():
-        if what == "tcp":
-            side.tcp = None
-        else:
-            side.memo.clear()
-    return result
+        side.tcp = None
+    return out
+
+
+def _udp_step(ctx: Ctx, sides: dict[str, Side], local: set[int]):
+    """``udp_drafts``, then the UDP 4-tuples it memoised let go (only it reads them)."""
+    out = udp_drafts(ctx, local)
+    for side in sides.values():
+        side.memo.clear()
+    return out
 
 
 def _vouch(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
@@ -143,8 +149,8 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     ctx = Ctx(c, s, xs)
     local = _client_local(c)
     (tcp, o1, b1, echo, o2, b2), (udp, o3, b3) = run_all(
-        [lambda: _then_drop(tcp_drafts(ctx), sides, "tcp") + echo_drafts(ctx),
-         lambda: _then_drop(udp_drafts(ctx, local), sides, "memo")], names=["tcp+echo", "udp"])
+        [lambda: _tcp_step(ctx, sides) + echo_drafts(ctx), lambda: _udp_step(ctx, sides, local)],
+        names=["tcp+echo", "udp"])
     offset = estimate_offset(o1 + o2 + o3, b1 + b2 + b3)
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]

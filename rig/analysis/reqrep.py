@@ -484,10 +484,9 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     c_tuples = np.concatenate([_tuple_key(c, req[slow]), _tuple_key(c, req[slow], reverse=True)])
     c_near = udp_c[np.isin(_tuple_key(c, udp_c), c_tuples)]
     sfrag = _index(ff_keys, first_frag)
-    frag_sq = {}
-    for r in req[slow].tolist():
-        if partner_of[r] < 0 and int(c.t["ipver"][r]) == 4 and int(c.t["ip_id"][r]) and not int(c.t["frag"][r]):
-            frag_sq[r] = sfrag.get(combine1(17, int(c.t["ip_id"][r]), int(c.t["dport"][r])), [])
+    lone = req[slow & (partner < 0)]  # never arrived whole: maybe in fragments
+    lone = lone[_may_fragment(c, lone)]
+    frag_sq = {r: sfrag.get(k, []) for r, k in zip(lone.tolist(), _quote_key(c, lone).tolist())}
     s_pick = np.concatenate([partner_rows[slow & (partner >= 0)],
                              np.array([x for v in frag_sq.values() for x in v], np.int64)])
     s_tuples = np.concatenate([_tuple_key(s, s_pick), _tuple_key(s, s_pick, reverse=True)])

@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import Ctx
+from rig.analysis.context import Ctx, arrived_note
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.verdict import Change, Evidence, Exchange
@@ -107,8 +107,8 @@ class ReqRepBatch:
         else:
             cp = _Rows(self.cp, idx, self.fields)
             sp_frame = self.sp_frame[idx].tolist()
-            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, f"{req} arrived"))]
-            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, f"{rep} arrived"))]
+            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived_note(req)))]
+            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, arrived_note(rep)))]
             fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
             fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()

@@ -20,7 +20,7 @@ import numpy as np
 from rig.capture import container, decode
 from rig.capture.addresses import AddressBook
 from rig.capture import fast as fastpath
-from rig.capture.table import Capture, Undecoded, table_dtype
+from rig.capture.table import PACKET_DTYPE, Capture, Undecoded, table_dtype
 
 __all__ = ["read_capture", "read_capture_bytes"]
 
@@ -46,7 +46,7 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
     # np.zeros maps zero pages lazily: each chunk of rows is first touched, filled and
     # decoded while it is in cache (one pass over the table instead of one per column)
     table = np.zeros(n, dtype) if alloc is None else alloc(n, dtype)
-    full = "poff" in dtype.names  # else lean: no DETAIL_FIELDS
+    full = dtype == PACKET_DTYPE  # else the lean table: none of table.DETAIL_FIELDS
     todo = np.zeros(n, bool)
     book = AddressBook()
     released = 0

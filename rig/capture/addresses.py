@@ -21,8 +21,8 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _key(w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
-    # exact for IPv4-mapped addresses (w0 == 0); an IPv6 pair may collide, which
-    # ``index_words`` checks against the stored words
+    # exact given w0 (w1 == key ^ w0 * MIX), so one compare of w0 tells two addresses
+    # with one key apart (``index_words``)
     with np.errstate(over="ignore"):
         return w1 ^ (w0 * _MIX)
 
