@@ -17,7 +17,7 @@ from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.verdict import Change, Evidence, Exchange
 
-_IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
+IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
 _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo reply"}
 ECHO_ID_NOTE = "echo id rewritten"
 
@@ -27,7 +27,7 @@ def echo_id_change(at_client: int, at_server: int) -> Change:
     return Change("icmp.id", "out", at_client, at_server, ECHO_ID_NOTE)
 
 
-class _Rows(RowTexts):
+class Rows(RowTexts):
     def eps(self, which: str, port: bool, shared: bool = False) -> list[str]:
         """Endpoints (``port``: UDP) or bare addresses (ICMP)."""
         if not port:
@@ -55,8 +55,8 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
 
 
 # the columns each protocol's records read (copying all of them for both: +50% time here)
-_ROW_FIELDS = {"udp": ("ttl", "sport", "dport", "plen", "frame"), "icmp": ("ttl", "icmp_type", "icmp_id", "icmp_seq", "frame")}
-_REQ_FIELDS = {"udp": ("sport", "dport", "frame"), "icmp": ("icmp_id", "frame")}
+ROW_FIELDS = {"udp": ("ttl", "sport", "dport", "plen", "frame"), "icmp": ("ttl", "icmp_type", "icmp_id", "icmp_seq", "frame")}
+REQ_FIELDS = {"udp": ("sport", "dport", "frame"), "icmp": ("icmp_id", "frame")}
 
 
 class ReqRepBatch:
@@ -67,15 +67,15 @@ class ReqRepBatch:
                  crep: np.ndarray):
         c, s = ctx.client, ctx.server
         self.protocol = protocol
-        self.fields = _ROW_FIELDS[protocol]
-        self.cq = Part(c, creq, _REQ_FIELDS[protocol] + ("src_i", "dst_i"))
+        self.fields = ROW_FIELDS[protocol]
+        self.cq = Part(c, creq, REQ_FIELDS[protocol] + ("src_i", "dst_i"))
         self.sq = Part(s, sreq, self.fields + ("src_i", "dst_i"))
         self.cp = Part(c, crep, self.fields + ("src_i", "dst_i"))
         self.sp_frame = s.frames(srep, np.uint32)
         self.dst_key = c.addr_keys("dst", creq)
         self.first_frame = self.cq.t["frame"].astype(np.int64)
-        self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out", _IP_FIELDS, ip_changes)
-        self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back", _IP_FIELDS, ip_changes)
+        self.out_per, self.out_inv = changes_by_signature(c, s, creq, sreq, "out", IP_FIELDS, ip_changes)
+        self.back_per, self.back_inv = changes_by_signature(c, s, crep, srep, "back", IP_FIELDS, ip_changes)
         self.ids_changed = (np.zeros(len(creq), bool) if protocol == "udp"
                             else take(c.t["icmp_id"], creq) != take(s.t["icmp_id"], sreq))
         self.cname, self.sname = c.name, s.name
@@ -93,19 +93,19 @@ class ReqRepBatch:
         return notes
 
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
-        return _Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
+        return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
         udp = self.protocol == "udp"
         req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
-        cq = _Rows(self.cq, idx, _REQ_FIELDS[self.protocol])
-        sq = _Rows(self.sq, idx, self.fields)
+        cq = Rows(self.cq, idx, REQ_FIELDS[self.protocol])
+        sq = Rows(self.sq, idx, self.fields)
         explanation = f"the {word} reached the server and its {rep} reached the client"
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
         if light:  # ExchangeList.light: no evidence, no frames
             ev_s = ev_c = fc = fs = None
         else:
-            cp = _Rows(self.cp, idx, self.fields)
+            cp = Rows(self.cp, idx, self.fields)
             sp_frame = self.sp_frame[idx].tolist()
             ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived_note(req)))]
             ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, arrived_note(rep)))]

@@ -18,7 +18,7 @@ from rig.analysis.changes import changes_by_signature, ip_changes
 from rig.analysis.context import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ctx, Draft, arrived_note,
                                   lost_outbound_words, lost_return_words, sent_note)
 from rig.analysis.keys import run_starts, sort_order, take
-from rig.analysis.reqrep_fast import _IP_FIELDS, _REQ_FIELDS, _ROW_FIELDS, _Rows, echo_id_change
+from rig.analysis.reqrep_fast import IP_FIELDS, REQ_FIELDS, ROW_FIELDS, Rows, echo_id_change
 from rig.analysis.sides import Part
 from rig.verdict import Evidence
 
@@ -80,10 +80,10 @@ def replies_to(asked: np.ndarray, fwd: np.ndarray, rev: np.ndarray, is_req: np.n
     return per_req[at], one_per[at]
 
 
-def _texts(side, rows: np.ndarray, protocol: str, req_side: bool) -> _Rows:
-    fields = _REQ_FIELDS[protocol] if req_side else _ROW_FIELDS[protocol]
-    need = tuple(dict.fromkeys(fields + _ROW_FIELDS[protocol]))  # the client's request is summarised whole
-    return _Rows(Part(side, rows, need + ("src_i", "dst_i")), np.arange(len(rows)), need)
+def _texts(side, rows: np.ndarray, protocol: str, req_side: bool) -> Rows:
+    fields = REQ_FIELDS[protocol] if req_side else ROW_FIELDS[protocol]
+    need = tuple(dict.fromkeys(fields + ROW_FIELDS[protocol]))  # the client's request is summarised whole
+    return Rows(Part(side, rows, need + ("src_i", "dst_i")), np.arange(len(rows)), need)
 
 
 def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | None = None,
@@ -115,7 +115,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
     seen = sq.eps("src", udp)
     arrived, lost = sq.summaries(udp, arrived_note(req)), sp.summaries(udp, NEVER_REACHED_CLIENT)
     sframe, pframe = sq.c["frame"], sp.c["frame"]
-    per, inv = changes_by_signature(c, s, creq, sreq, "out", _IP_FIELDS, ip_changes)
+    per, inv = changes_by_signature(c, s, creq, sreq, "out", IP_FIELDS, ip_changes)
     inv = inv.tolist()
     renamed = [] if udp else (take(c.t["icmp_id"], creq) != take(s.t["icmp_id"], sreq)).tolist()
     words = lost_return_words(req, rep, 1)
