@@ -472,15 +472,17 @@ def cli_run(args: argparse.Namespace) -> int:
                 out.rmdir()  # only while still empty: nothing else was made
         raise
     outcome = pipeline.run()
+    # --redact / --archive were done by the bundle's writer as it sealed the bundle
     if spec.options.get("redact") == "true":
-        from rig.bundle import redact
+        from rig.bundle import load_manifest
 
-        mapping = redact(outcome.out)
-        progress.say(f"redacted {len(mapping)} private addresses in {outcome.out}")
-    if spec.options.get("archive") == "true":
-        from rig.bundle import archive
-
-        progress.say(f"archive: {archive(outcome.out)}")
+        m = load_manifest(outcome.out)
+        if m.redact_error or not isinstance(m.redacted, dict):
+            progress.say(f"[red]not redacted[/]: {m.redact_error or 'unknown error'}")
+        else:
+            progress.say(f"redacted {m.redacted.get('stand_ins', 0)} private addresses in {outcome.out}")
+    if pipeline.bundle.archive_path is not None:
+        progress.say(f"archive: {pipeline.bundle.archive_path}")
     if spec.json:
         print(json.dumps(_verdict_dict(outcome.verdict), indent=2))
     else:
