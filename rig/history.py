@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from rig.bundle.files import write_output
 from rig.bundle.manifest import MANIFEST, Manifest, ManifestError, check_header, upgrade
 from rig.errors import InputError, MissingToolError
 from rig.report import PROBLEM_FIRST  # worst first: the outcome that names a run's protocol cell
@@ -265,6 +266,7 @@ def render_timeline_html(runs: list[Run], title: str = "rig history") -> str:
                        f'<text x="{x + 2}" y="{top - 18}" class="cm">▼</text>')
         for j, (group, name) in enumerate(rows):
             y = top + j * rh
+            val: str | None
             if failed:
                 val = "run failed"
             else:
@@ -353,7 +355,7 @@ def cli_history(args) -> int:
         print(format_text(runs))
     page = render_timeline_html(runs, title=f"rig history — {os.path.abspath(args.dir)}")
     if args.html:
-        Path(args.html).write_text(page)
+        write_output(args.html, page)
         if not args.json:
             print(f"timeline: {args.html}")
     if args.png:

@@ -130,3 +130,14 @@ def load_manifest(root: Path, name: str | None = None) -> Manifest:
 
 def save_manifest(root: Path, manifest: Manifest) -> None:
     write_json_atomic(root / MANIFEST, manifest.to_json())
+
+
+def write_output(path: str | Path, text: str) -> None:
+    """Write a file the user named (``--html FILE``): a bad place is one line, exit 2; a
+    full disk exit 3."""
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise InfraError(f"cannot write {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -105,10 +105,6 @@ class Manifest:
     def replace(self, **changes: Any) -> "Manifest":
         return dataclasses.replace(self, **changes)
 
-    @property
-    def finished_run(self) -> bool:
-        return self.status != "running"
-
     def to_json(self) -> dict[str, Any]:
         """The JSON object of manifest.json (the same keys as every rig.bundle/1)."""
         d: dict[str, Any] = {

@@ -4,10 +4,10 @@ through the current analysis; a verdict that differs from the recorded one is sa
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, Mapping
 
 from rig import __version__
+from rig.bundle.files import write_output
 from rig.bundle.manifest import BUNDLE_VERSION
 from rig.bundle.reader import Bundle, open_bundle
 from rig.errors import InputError
@@ -82,7 +82,7 @@ def cli_show(args) -> int:
             from rig.report.html import render_report
 
             html = render_report(vd, manifest=b.manifest.to_json(), probes=b.probes, captures=b.captures)
-            Path(args.html).write_text(html)
+            write_output(args.html, html)
             if not args.json:
                 print(f"report: {args.html}")
         return verdict.exit_code()
