@@ -79,6 +79,20 @@ def test_the_out_rule(tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_a_scheduled_rerun_never_reuses_another_reruns_bundle(tmp_path):
+    """`rig schedule exec` twice in one second: the second gets the next second's name
+    (it passes that to `rig run --out`, and marks it failed if the run did not)."""
+    import datetime as dt
+
+    from rig.schedule import BUNDLE_RE, _new_bundle_path
+
+    now = dt.datetime(2026, 12, 1, 10, 0, 0, tzinfo=dt.timezone.utc)
+    (tmp_path / "20261201T100000Z-hourly").mkdir()
+    (tmp_path / "20261201T100001Z-hourly.tar.gz").write_bytes(b"")
+    got = _new_bundle_path(tmp_path, "hourly", now)
+    assert got.name == "20261201T100002Z-hourly" and BUNDLE_RE.match(got.name).group(2) == "hourly"
+
+
 def test_writer_refuses_a_directory_it_did_not_make_or_find_empty(tmp_path):
     user_files(tmp_path / "home")
     before = snapshot(tmp_path / "home")

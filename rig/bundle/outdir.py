@@ -68,7 +68,7 @@ def new_bundle_dir(parent: Path, name: str) -> Path:
 
 def prepare_out(out: str | Path | None, scenario: str, default_root: str | Path = "runs") -> OutDir:
     """Apply the rule above: returns the (new or empty) directory to write the bundle in."""
-    if out is None:
+    if out is None or str(out) == "":
         root = Path(default_root)
         _check_space(_existing_ancestor(root), root)
         try:
