@@ -141,3 +141,36 @@ def test_run_into_a_users_directory_changes_none_of_their_files(tmp_path):
     # the same --out again: the bundle of that run is never written into either
     again = subprocess.run(rig_cmd("run", "--out", str(subs[0]), "--no-configure"), capture_output=True, text=True)
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "earlier run" in again.stderr
+
+
+def test_writer_on_a_full_disk_keeps_going_to_teardown_and_seals(tmp_path, monkeypatch):
+    """The writer alone (the CLI test with a real full tmpfs is in test_bundle_errors):
+    manifest updates that fail mid-run do not abort the stage that made them (teardown),
+    the half-written temporary manifest is removed, and finish() seals from the space
+    held back since the start."""
+    import errno
+
+    import rig.bundle.files as files
+    from rig.bundle.writer import RESERVE
+
+    b = tmp_path / "b"
+    w = BundleWriter(b, {})
+    assert (b / ".reserve").stat().st_size == RESERVE
+    real_replace = os.replace
+    full = {"on": True}
+
+    def replace(src, dst):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    with w.stage("teardown"):
+        pass  # its manifest update fails: kept for later, not raised
+    assert not (b / ".manifest.json.tmp").exists()
+    assert json.loads((b / "manifest.json").read_text())["timings"] == []  # the old manifest stands
+    full["on"] = False
+    w.finish("failed", error="cannot write the bundle: No space left on device")
+    m = json.loads((b / "manifest.json").read_text())
+    assert m["status"] == "failed" and [t["stage"] for t in m["timings"]] == ["teardown"]
+    assert not (b / ".reserve").exists()
