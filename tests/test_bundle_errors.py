@@ -144,3 +144,18 @@ def test_history_lists_a_malformed_bundle_as_unreadable_and_the_rest(tmp_path):
     assert got["20261201T000000Z-a"] == ("ok", None) and got["20261204T000000Z-d"] == ("ok", None)
     assert got["20261202T000000Z-b"][0] == "unreadable" and "list" in got["20261202T000000Z-b"][1]
     assert got["20261203T000000Z-c"][0] == "unreadable" and "'files'" in got["20261203T000000Z-c"][1]
+
+
+def test_manifest_reads_back_as_written_and_keeps_keys_it_does_not_know(tmp_path):
+    from rig.bundle import Manifest, load_manifest
+
+    w = BundleWriter(tmp_path / "b", {"backend": "lab"})
+    w.write_log("x.txt", "hello\n")
+    with w.stage("probes"):
+        pass
+    w.finish("ok")
+    data = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    m = load_manifest(tmp_path / "b")
+    assert m.to_json() == data and m.timings[0].ok is True and m.files["logs/x.txt"].bytes == 6
+    later = {**data, "from_a_later_rig": {"x": 1}}
+    assert Manifest.from_json(later).to_json() == later
