@@ -56,7 +56,8 @@ class AzureBackend:
     # -- clients ------------------------------------------------------------------------
     def clients(self, subscription: str | None = None):
         if self._clients is None:
-            from rig.backends.azure.credentials import default_credential, make_clients, subscription_id
+            from rig.backends.azure.credentials import (LIVE_CLIENT_OPTIONS, default_credential, make_clients,
+                                                        subscription_id)
 
             sub = subscription_id(subscription)
             cred = default_credential()
@@ -66,8 +67,7 @@ class AzureBackend:
                 raise InfraError("no usable Azure credentials: run 'az login', or set AZURE_CLIENT_ID, "
                                  "AZURE_TENANT_ID and AZURE_CLIENT_SECRET (a service principal; "
                                  "needed under cron)") from exc
-            # ARM's Retry-After wins when present; without it the SDK would wait 30 s per poll
-            self._clients = make_clients(cred, sub, polling_interval=5)
+            self._clients = make_clients(cred, sub, **LIVE_CLIENT_OPTIONS)
         return self._clients
 
     # -- the interface --------------------------------------------------------------------
@@ -93,7 +93,7 @@ class AzureBackend:
                 from rig.backends.azure.ready import wait_for_ssh
 
                 try:
-                    wait_for_ssh(endpoint, self.ssh_timeout, cloud_init=plan.image.cloud_init, log=self.log)
+                    wait_for_ssh(endpoint, self.ssh_timeout, log=self.log)
                 except BaseException:
                     self.log(f"VM not reachable over SSH: deleting resource group {plan.resource_group}")
                     prov.delete_group()
@@ -103,20 +103,18 @@ class AzureBackend:
             raise
         self.log(f"{got.vm_name} is up at {got.public_ip} ({got.size}); host key pinned; "
                  f"expires {plan.tags['expires-at']}")
-        freebsd = plan.image.os_family == "freebsd"
         return Rig(
             run_id=plan.run_id, backend=self.name, server_addr=got.public_ip,
             ssh=endpoint,
             capture_points=(CapturePoint("client", "any"),
-                            CapturePoint("server", "hn0" if freebsd else "eth0", remote=True)),
+                            CapturePoint("server", "eth0", remote=True)),
             client_netns=None, os_family=plan.image.os_family, install_packages=True, workdir=workdir,
             facts={"subscription": clients.subscription_id, "resource_group": plan.resource_group,
                    "region": plan.location, "size": got.size, "image": plan.image.urn,
                    "vm_name": got.vm_name, "nic_name": got.nic_name, "private_ip": got.private_ip,
                    "allow_from": source, "expires_at": plan.tags["expires-at"],
                    "auto_shutdown": str(got.auto_shutdown).lower(), "critical_path_waits": str(got.waits),
-                   "listen_addr": "0.0.0.0", "service_mode": "system",
-                   **({"python": "/usr/local/bin/python3"} if freebsd else {})},
+                   "listen_addr": "0.0.0.0", "service_mode": "system"},
         )
 
     def _create_somewhere(self, clients, plan: Plan, keys, source: str, spec: RunSpec):
