@@ -9,6 +9,7 @@ teardown(rig): delete the resource group, remove the run's keys.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
@@ -140,8 +141,9 @@ class AzureBackend:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def preflight(self, rig: Rig) -> list[str]:
-        """Problems with the NSG rules actually in effect on the NIC (not a path verdict)."""
-        from rig.backends.azure.nsg import check_effective, flatten
+        """Problems with the NSG rules actually in effect on the NIC (not a path verdict),
+        for probes from where the caller is now (a kept rig may outlive an address)."""
+        from rig.backends.azure.nsg import check_groups, effective_groups
 
         f = rig.facts
         try:
@@ -153,8 +155,30 @@ class AzureBackend:
             result = poller.result()
         except Exception as exc:  # noqa: BLE001 - a preflight problem, said in one line
             code, message = E.code_and_message(exc)
+            if code == "NicMustBeAttachedToRunningVmToGetEffectiveSecurityGroups":
+                return [f"NSG: the VM {f.get('vm_name', '')} is not running, and Azure reports a NIC's effective "
+                        f"rules only while its VM runs ({code}): start it with 'az vm start -g "
+                        f"{f['resource_group']} -n {f.get('vm_name', '')}' (the auto-shutdown at expires-at stops it)"]
             return [f"NSG: could not read the NIC's effective rules ({code or type(exc).__name__}: {message[:120]})"]
-        return check_effective(flatten(result), f["allow_from"])
+        written_for = f["allow_from"]
+        return check_groups(effective_groups(result), self._current_caller(written_for), written_for,
+                            resource_group=f["resource_group"])
+
+    def _current_caller(self, written_for: str) -> str:
+        """The caller's /32 now, or the address the rules were written for when it cannot be
+        told (or the rules' range still covers the caller: nothing moved that matters)."""
+        from rig.backends.azure.caller_ip import detect
+
+        try:
+            now = (self._caller_ip or detect)()
+        except Exception:  # noqa: BLE001 - no answer: check for the address rig knows
+            return written_for
+        try:
+            if ipaddress.ip_network(now, strict=False).subnet_of(ipaddress.ip_network(written_for, strict=False)):
+                return written_for
+        except (ValueError, TypeError):
+            return written_for
+        return now
 
     def teardown(self, rig: Rig) -> None:
         from rig.backends.azure.provision import DELETE_TIMEOUT, delete_group

@@ -184,7 +184,7 @@ class Provisioner:
         its VM failed or was deleted (``NicReservedForAnotherVm``), and the old public IP
         stays associated with the held NIC: the next VM gets a pair of its own."""
         n = self.plan.names
-        pip_name, nic_name = f"{n['pip']}-{attempt + 1}", f"{n['nic']}-{attempt + 1}"
+        pip_name, nic_name = f"{n['pip']}-{attempt + 2}", f"{n['nic']}-{attempt + 2}"  # the 2nd, 3rd... pair
         self._doing = f"creating the public IP {pip_name} for the next VM attempt"
         self.log(f"a fresh NIC {nic_name} and public IP {pip_name} (Azure holds the failed VM's NIC for 180 s)")
         pip = self._wait({f"the public IP {pip_name}": self._begin_public_ip(pip_name)})[f"the public IP {pip_name}"]
@@ -271,8 +271,11 @@ class Provisioner:
             raise
         except Exception as exc:  # noqa: BLE001 - reported, and the tag still bounds the cost
             code, message = E.code_and_message(exc)
-            self.log(f"warning: no auto-shutdown schedule ({code or type(exc).__name__}: {message[:100]}); "
-                     "the expires-at tag and 'rig gc' still apply")
+            if E.kind_of(exc) in (E.REGISTRATION, E.POLICY, E.PERMISSION):
+                why = str(E.to_rig_error(exc, "creating the auto-shutdown schedule"))  # what to ask for
+            else:
+                why = f"{code or type(exc).__name__}: {message[:100]}"
+            self.log(f"warning: no auto-shutdown schedule ({why}); the expires-at tag and 'rig gc' still apply")
             return False
 
 
