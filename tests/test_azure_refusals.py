@@ -150,7 +150,7 @@ def test_429_that_does_not_stop_is_one_line(tmp_path):
 def test_policy_denying_public_ips_names_the_policy_and_the_ask(tmp_path):
     arm = FakeARM()
     e = errors()["RequestDisallowedByPolicy"]
-    arm.inject("publicIPAddresses", body=e["body"], status=e["status"])
+    arm.inject("networkInterfaces", body=e["body"], status=e["status"])  # the NIC carries the public IP
     err = refused(arm, tmp_path)
     msg = str(err)
     assert err.exit_code == 3 and "Azure Policy" in msg and "policy exemption" in msg

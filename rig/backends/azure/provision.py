@@ -73,6 +73,7 @@ class Provisioner:
         self.log = log
         self.waits = 0
         self._doing = "starting"
+        self._nsg_id = ""  # the NSG every NIC of the run carries
 
     # -- the one public entry ---------------------------------------------------------
     def create(self) -> Provisioned:
