@@ -690,7 +690,12 @@ def reanalyse(b: Bundle):
         "server_addr"
     )
     drops = b.manifest.get("kernel_drops") or None
-    return analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+    verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+    if not b.probes:
+        return verdict
+    from rig.analysis.unsent import read_probes, with_probes
+
+    return with_probes(verdict, read_probes(b.probes))  # the probes no capture can show
 
 
 def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
