@@ -6,6 +6,7 @@ that the SSH control connection still works in every scenario."""
 from __future__ import annotations
 
 import base64
+import errno
 import select
 import socket
 import struct
@@ -144,6 +145,44 @@ def test_mtu_blackhole_small_pages_pass_large_object_stalls():
         # SSH (clamped) still moves a large file: configure and capture fetches work
         big = ssh_works(rig, fetch=rig.facts["server_dir"] + "/site/rig/large.bin")
         assert len(big) == 512 * 1024
+
+
+def df_ping(ns: str, size: int) -> str:
+    """One DF echo of ``size`` bytes (total IP size) from ``ns``, DF set and the cached
+    path MTU ignored: "reply", "frag-needed MTU n", "EMSGSIZE" or "nothing"."""
+    s = socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER, IP_PMTUDISC_PROBE
+    s.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR: the frag-needed on the error queue
+    s.setblocking(False)
+    try:
+        try:
+            s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + bytes(size - 28), (SERVER, 0))
+        except OSError as exc:
+            return "EMSGSIZE" if exc.errno == errno.EMSGSIZE else str(exc)
+        ready = select.select([s], [], [s], SHORT)
+        if not any(ready):
+            return "nothing"
+        try:
+            _, anc, _, _ = s.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
+            return f"frag-needed MTU {struct.unpack_from('=IBBBBII', anc[0][2])[5]}"
+        except BlockingIOError:
+            s.recv(65535)
+            return "reply"
+    finally:
+        s.close()
+
+
+def test_mtu_and_local_mtu_big_pings_end_as_the_scenarios_say():
+    """At socket level, the truth scenarios.BigPings states: frag-needed from the path, or
+    no send at all (the pipeline tests check the verdict against the same truth)."""
+    for name in ("mtu-blackhole", "local-mtu"):
+        truth = SCENARIOS[name].big_pings
+        with lab(name) as rig:
+            assert df_ping(rig.client_netns, truth.above) == "reply"
+            got = df_ping(rig.client_netns, truth.above + 6)
+        want = (f"frag-needed MTU {truth.expected.path_mtu}" if truth.expected.outcome == "lost-outbound"
+                else "EMSGSIZE")
+        assert got == want, name
 
 
 def test_mss_clamp_rewrites_the_mss_both_ways():
