@@ -693,9 +693,9 @@ def reanalyse(b: Bundle):
     verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
     if not b.probes:
         return verdict
-    from rig.analysis.unsent import read_probes, with_probes
+    from rig.analysis.unsent import not_sent_in_records, with_probes
 
-    return with_probes(verdict, read_probes(b.probes))  # the probes no capture can show
+    return with_probes(verdict, not_sent_in_records(b.probes))  # the probes no capture can show
 
 
 def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:

@@ -172,17 +172,26 @@ def df_ping(ns: str, size: int) -> str:
         s.close()
 
 
-def test_mtu_and_local_mtu_big_pings_end_as_the_scenarios_say():
-    """At socket level, the truth scenarios.BigPings states: frag-needed from the path, or
-    no send at all (the pipeline tests check the verdict against the same truth)."""
-    for name in ("mtu-blackhole", "local-mtu"):
-        truth = SCENARIOS[name].big_pings
-        with lab(name) as rig:
-            assert df_ping(rig.client_netns, truth.above) == "reply"
-            got = df_ping(rig.client_netns, truth.above + 6)
-        want = (f"frag-needed MTU {truth.expected.path_mtu}" if truth.expected.outcome == "lost-outbound"
-                else "EMSGSIZE")
-        assert got == want, name
+def big_ping(rig, name: str) -> str:
+    """What a DF echo just above the scenario's smallest MTU meets; the one at it is answered."""
+    truth = SCENARIOS[name].big_pings
+    assert df_ping(rig.client_netns, truth.above) == "reply"
+    return df_ping(rig.client_netns, truth.above + 6)
+
+
+def test_mtu_blackhole_big_pings_get_the_hgws_frag_needed():
+    with lab("mtu-blackhole") as rig:
+        assert big_ping(rig, "mtu-blackhole") == f"frag-needed MTU {SCENARIOS['mtu-blackhole'].big_pings.expected.path_mtu}"
+
+
+def test_local_mtu_big_pings_cannot_leave_and_tcp_fits_the_link():
+    with lab("local-mtu") as rig:
+        assert big_ping(rig, "local-mtu") == "EMSGSIZE"
+        mtu = SCENARIOS["local-mtu"].big_pings.expected.local_mtu
+        assert mss_pair(rig) == (mtu - 52, mtu - 52)  # IP 20 + TCP 20 + timestamps 12
+        status, _, body = http_get(rig.client_netns, "/rig/large.bin", timeout=5)
+        assert status == 200 and len(body) == 512 * 1024
+        assert ssh_works(rig) == b"ok\n"
 
 
 def test_mss_clamp_rewrites_the_mss_both_ways():
@@ -256,6 +265,6 @@ def test_fully_random_rewrites_source_ports_and_echo_ids():
 
 
 def test_every_scenario_has_a_test_here():
-    tested = {"healthy", "seed", "outbound-drop", "mtu-blackhole", "mss-clamp", "transparent-proxy", "rst-inject",
+    tested = {"healthy", "seed", "outbound-drop", "mtu-blackhole", "local-mtu", "mss-clamp", "transparent-proxy", "rst-inject",
               "edge-filter-icmp", "host-firewall-icmp", "no-listener", "port-set", "fully-random"}
     assert tested == set(SCENARIOS)

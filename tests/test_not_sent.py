@@ -15,7 +15,8 @@ import pytest
 from rich.console import Console
 
 from rig.analysis.diagnosis import diagnose
-from rig.analysis.unsent import not_sent_of, read_probes, reason, with_probes
+from rig.analysis.unsent import not_sent_in_records, not_sent_of, reason, with_probes
+from rig.errors import InputError
 from rig.netns import in_netns
 from rig.probes.icmp import interface_mtu, probe_icmp
 from rig.probes.records import FORMAT as PROBE_FORMAT
@@ -77,7 +78,7 @@ def test_with_probes_lists_the_unsent_and_counts_them():
               ProbeResult("tcp", "tcp-1", f"{SERVER}:80", "n", 1.0, 1.0, False, NET_UNREACHABLE,
                           not_sent=NotSent(NET_UNREACHABLE))]
     xs = [_x(1), _x(2, "lost-outbound", path_mtu=1454)]
-    v = with_probes(_verdict(xs), probes)
+    v = with_probes(_verdict(xs), not_sent_of(probes))
     assert v.not_sent == (BIG, NotSentProbe("tcp-1", "tcp", f"{SERVER}:80", None, NET_UNREACHABLE, None,
                                             "the client's kernel refused to send it (network unreachable)"))
     assert v.diagnosis.summary == (
@@ -88,15 +89,19 @@ def test_with_probes_lists_the_unsent_and_counts_them():
     assert v.diagnosis.by_protocol == {"icmp": {"delivered": 1, "lost-outbound": 1}}  # outcomes of exchanges only
     # every probe sent: an empty list (a fact), and the diagnosis as the analysis wrote it
     clean = _verdict(xs)
-    v2 = with_probes(clean, probes[:2])
+    v2 = with_probes(clean, not_sent_of(probes[:2]))
     assert v2.not_sent == () and v2.diagnosis == clean.diagnosis
     assert v2.to_dict()["not_sent"] == []
 
 
-def test_read_probes_takes_rig_records_from_a_bundle():
-    lines = [_probe("icmp-6", 1500, NotSent(MSG_TOO_LONG, 1500, 1454)).to_dict(), {"kind": "note", "text": "hand-made"}]
-    assert not_sent_of(read_probes(lines)) == (BIG,)
-    assert lines[0]["format"] == PROBE_FORMAT
+def test_a_bundles_records_give_the_same_entries_reading_only_what_they_need():
+    big = _probe("icmp-6", 1500, NotSent(MSG_TOO_LONG, 1500, 1454)).to_dict()
+    partial = {**_probe("tcp-1", 0).to_dict(), "tcp": {"state": "SYN_SENT"}}  # a hand-made record: no full TcpState
+    lines = [big, partial, {"kind": "note", "text": "not a probe record"}]
+    assert not_sent_in_records(lines) == (BIG,) == not_sent_of([ProbeResult.from_dict(big)])
+    assert big["format"] == PROBE_FORMAT
+    with pytest.raises(InputError, match="icmp-6"):
+        not_sent_in_records([{k: v for k, v in big.items() if k != "target"}])
 
 
 # -- the verdict JSON (rig.verdict/1, additive keys)

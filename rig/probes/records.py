@@ -220,15 +220,16 @@ class ProbeResult:
                 error=d.get("error"), local=d.get("local"),
                 tcp=None if tcp is None else TcpState(**{**tcp, "options": tuple(tcp.get("options", ()))}),
                 seen=dict(d.get("seen", {})),
-                not_sent=_not_sent_of(d),
+                not_sent=not_sent_of_record(d),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"probe record {d.get('id', '?')!r} is incomplete: {exc}") from exc
 
 
-def _not_sent_of(d: Mapping[str, Any]) -> NotSent | None:
-    """The record's ``not_sent``; a record written before it existed says so in ``seen``
-    ("sent": false), without the interface MTU."""
+def not_sent_of_record(d: Mapping[str, Any]) -> NotSent | None:
+    """The ``not_sent`` of a probe record as JSON data (what ``rig show`` needs of a
+    bundle's probes.jsonl, without reading the rest); a record written before it existed
+    says so in ``seen`` ("sent": false), without the interface MTU."""
     ns = d.get("not_sent")
     if ns is not None:
         return NotSent.from_dict(ns)
