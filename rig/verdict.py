@@ -127,7 +127,7 @@ class Exchange:
         return dict(self.frames).get(point, ())
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
+        d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
             "client": self.client,

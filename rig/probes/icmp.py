@@ -252,13 +252,13 @@ def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: flo
                 s.sendto(build_echo(ident, seq, payload), (server, 0))
             except OSError as exc:
                 _, mtu = route_facts(server)
-                err = error_phrase(exc)
-                local_mtu = interface_mtu(src) if err == MSG_TOO_LONG else None
+                why = error_phrase(exc)
+                local_mtu = interface_mtu(src) if why == MSG_TOO_LONG else None
                 results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t,
-                                           ended=time.time(), ok=False, error=err, local=src,
+                                           ended=time.time(), ok=False, error=why, local=src,
                                            seen={"size": size, "df": True, "ident": ident, "seq": seq,
                                                  "sent": False, "route_mtu": mtu},
-                                           not_sent=NotSent(err, size, local_mtu))
+                                           not_sent=NotSent(why, size, local_mtu))
             else:
                 pending[seq] = (pid, nonce, size, t, payload)
         if sock_mode == "ping":
