@@ -311,13 +311,15 @@ class Pipeline:
 
     def analyse(self) -> Any:
         from rig.analysis.api import analyse
+        from rig.analysis.unsent import not_sent_of, with_probes
         from rig.capture import read_capture
 
         with self.stage("analysis", lambda: _verdict_note(self.verdict)):
             caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
-            self.verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
-                                   extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
+                              extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict

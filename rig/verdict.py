@@ -1,7 +1,8 @@
 """The verdict of one run: frozen records and their JSON, contract ``rig.verdict/1``.
 
 DESIGN.md §3 is the contract. ``Verdict.to_dict()`` gives exactly that object (plus a
-few additive keys: ``frames`` per exchange and ``clock_offset_s`` per capture point);
+few additive keys: ``frames`` and ``path_mtu`` per exchange, ``clock_offset_s`` per
+capture point, ``not_sent`` at the top);
 ``Verdict.from_dict()`` reads one back, refusing a newer format.
 """
 
@@ -120,12 +121,13 @@ class Exchange:
     changes: tuple[Change, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
+    path_mtu: int | None = None  # the next-hop MTU an ICMP frag-needed about this exchange reported
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
             "client": self.client,
@@ -137,6 +139,9 @@ class Exchange:
             "evidence": [e.to_dict() for e in self.evidence],
             "frames": {p: list(f) for p, f in self.frames},
         }
+        if self.path_mtu is not None:
+            d["path_mtu"] = self.path_mtu
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
@@ -146,7 +151,32 @@ class Exchange:
             tuple(Change.from_dict(c) for c in d.get("changes", ())),
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
+            None if d.get("path_mtu") is None else int(d["path_mtu"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NotSentProbe:
+    """A probe whose request never left the client (the kernel refused the send), so no
+    capture shows it and no exchange stands for it: from the probe's own record."""
+
+    id: str  # the probe's id, "icmp-6"
+    protocol: str  # tcp | udp | icmp
+    target: str  # as the client addressed it
+    size: int | None  # total IP size of the packet refused (DF echoes), None if the probe has none
+    error: str  # the probe's error phrase ("message too long", "network unreachable", ...)
+    local_mtu: int | None  # the MTU of the interface it would have left by, when it was too large
+    reason: str  # the same as a short fact: "larger than the local interface MTU 1500"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "protocol": self.protocol, "target": self.target, "size": self.size,
+                "error": self.error, "local_mtu": self.local_mtu, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NotSentProbe":
+        size, mtu = d.get("size"), d.get("local_mtu")
+        return cls(d["id"], d["protocol"], d["target"], None if size is None else int(size), d["error"],
+                   None if mtu is None else int(mtu), d["reason"])
 
 
 class ExchangeBatch(Protocol):
@@ -277,6 +307,8 @@ class Verdict:
     capture_points: tuple[CapturePointInfo, ...]
     exchanges: tuple[Exchange, ...] | ExchangeList
     diagnosis: Diagnosis
+    # the probes that never left the client; None when no probe records were read (rig diff)
+    not_sent: tuple[NotSentProbe, ...] | None = None
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one was delivered, else 1 (DESIGN.md §2)."""
@@ -288,12 +320,18 @@ class Verdict:
         return 0 if ok else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "format": FORMAT,
             "capture_points": [c.to_dict() for c in self.capture_points],
             "exchanges": [e.to_dict() for e in self.exchanges],
             "diagnosis": self.diagnosis.to_dict(),
         }
+        self._add_not_sent(d)
+        return d
+
+    def _add_not_sent(self, d: dict[str, Any]) -> None:
+        if self.not_sent is not None:
+            d["not_sent"] = [p.to_dict() for p in self.not_sent]
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -317,6 +355,7 @@ class Verdict:
         mark = '"@@exchanges@@"'
         d = {"format": FORMAT, "capture_points": [c.to_dict() for c in self.capture_points], "exchanges": mark[1:-1],
              "diagnosis": self.diagnosis.to_dict()}
+        self._add_not_sent(d)
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
         sep = ""
@@ -337,6 +376,7 @@ class Verdict:
                 tuple(CapturePointInfo.from_dict(c) for c in d["capture_points"]),
                 tuple(Exchange.from_dict(e) for e in d["exchanges"]),
                 Diagnosis.from_dict(d["diagnosis"]),
+                None if d.get("not_sent") is None else tuple(NotSentProbe.from_dict(p) for p in d["not_sent"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc

@@ -315,7 +315,8 @@ def test_too_big_for_the_path_is_lost_outbound_with_the_mtu(tmp_path):
     ping(w, 2)
     v = run(w, tmp_path)
     e = by_id(v)["icmp-1"]
-    assert e.outcome == "lost-outbound"
+    assert (e.outcome, e.path_mtu) == ("lost-outbound", 1454)
+    assert by_id(v)["icmp-2"].path_mtu is None
     assert "192.168.0.1 answered that it is too big for the path (ICMP frag-needed, next-hop MTU 1454)" in e.explanation
     assert ("192.168.0.1 > 192.168.1.10 ICMP frag-needed about ICMP to 198.51.100.10 mtu 1454 ttl 63"
             " — ICMP error from the path") in [x.summary for x in e.evidence]

@@ -1,16 +1,17 @@
 """The diagnosis of a whole run: one sentence a person understands, and counts.
 
-A free function of the exchanges' outcomes (never of names or scenarios).
+A free function of the exchanges' outcomes and facts (never of names or scenarios),
+and of the probes that were never sent: they count among their protocol's probes.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 
-from rig.verdict import Diagnosis, Exchange, ExchangeList
+from rig.verdict import Diagnosis, Exchange, ExchangeList, NotSentProbe
 
-_MTU = re.compile(r"next-hop MTU (\d+)")
 _HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
@@ -37,9 +38,39 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) -> Diagnosis:
+_UNSENT = {"icmp": ("ICMP echo", "ICMP echoes"), "tcp": ("TCP connection", "TCP connections"),
+           "udp": ("UDP datagram", "UDP datagrams")}
+
+
+def _rank(proto: str) -> int:
+    return ORDER.index(proto) if proto in ORDER else len(ORDER)
+
+
+def _sizes(sizes: list[int]) -> str:
+    return f" ({', '.join(str(s) for s in sorted(sizes))} bytes)" if sizes else ""
+
+
+def not_sent_clauses(not_sent: Sequence[NotSentProbe]) -> list[str]:
+    """One clause per protocol and reason: "2 ICMP echoes (1460, 1500 bytes) were not
+    sent: larger than the local interface MTU 1454"."""
+    groups: dict[tuple[str, str], list[NotSentProbe]] = {}
+    for p in not_sent:
+        groups.setdefault((p.protocol, p.reason), []).append(p)
+    out = []
+    for (proto, reason), ps in sorted(groups.items(), key=lambda kv: (_rank(kv[0][0]), kv[0][1])):
+        one, many = _UNSENT.get(proto, (f"{proto.upper()} probe", f"{proto.upper()} probes"))
+        what = f"1 {one}" if len(ps) == 1 else f"{len(ps)} {many}"
+        sizes = _sizes([p.size for p in ps if p.size is not None])
+        out.append(f"{what}{sizes} {'was' if len(ps) == 1 else 'were'} not sent: {reason}")
+    return out
+
+
+def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
+             not_sent: Sequence[NotSentProbe] = ()) -> Diagnosis:
     # an ExchangeList answers the counts and the few facts read from delivered exchanges
     # from its columns; only the exchanges with a problem are records
+    unsent = not_sent_clauses(not_sent)
+    n_unsent = Counter(p.protocol for p in not_sent)
     lazy = isinstance(exchanges, ExchangeList)
     pairs = exchanges.counts() if lazy else Counter((e.protocol, e.outcome) for e in exchanges)
     by: dict[str, Counter] = {}
@@ -47,8 +78,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
         by.setdefault(proto, Counter())[outcome] = n
     by_protocol = {p: dict(sorted(by[p].items())) for p in ORDER if p in by}
     if not exchanges:
-        return Diagnosis("No exchange from the client toward the server was found in the client capture "
-                         "(no TCP SYN, ICMP echo request or UDP datagram)", {})
+        return Diagnosis("; ".join(["No exchange from the client toward the server was found in the client capture "
+                                    "(no TCP SYN, ICMP echo request or UDP datagram)", *unsent]), {})
     clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
     problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
     clauses: list[str] = []
@@ -58,7 +89,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             continue
         parts = []
         for p in protos:
-            total, n = sum(by[p].values()), by[p][outcome]
+            total, n = sum(by[p].values()) + n_unsent[p], by[p][outcome]
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
         if outcome == "incomplete":
             n = sum(by[p][outcome] for p in protos)
@@ -81,10 +112,10 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
                {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note})
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
-        return Diagnosis(text, by_protocol)
-    mtus = sorted({m.group(1) for e in problems for m in [_MTU.search(e.explanation)] if m})
+        return Diagnosis("; ".join([text, *unsent]), by_protocol)
+    mtus = sorted({e.path_mtu for e in problems if e.path_mtu is not None})
     if mtus:
-        clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
+        clauses.append(f"a router reports a path MTU of {' / '.join(str(m) for m in mtus)} for larger packets")
     # a port-set NAT: connections fail on the way out while those that pass share few ports
     if by.get("tcp", {}).get("lost-outbound"):
         tcp_seen = (exchanges.seen_at_server("tcp") if lazy else
@@ -109,4 +140,4 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             text += " — a protocol-selective filter on the return path"
         elif only == {"lost-outbound"}:
             text += " — a protocol-selective filter on the way out"
-    return Diagnosis(text, by_protocol)
+    return Diagnosis("; ".join([text, *unsent]), by_protocol)

@@ -19,7 +19,7 @@ from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural
 from rig.analysis.keys import combine, combine1, take
 from rig.analysis.match import match_tcp, pair_by_order
 from rig.analysis.sides import Side, TcpConns
-from rig.analysis.summary import endpoint, path_signal
+from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
 from rig.capture.table import ACK, RST, SYN
 
@@ -235,6 +235,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
             d.outcome = "lost-outbound"
             d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, c.cap.quoted_at(errs_c[0]))}"
+            d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], c.cap.quoted_at(errs_c[0]))
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
@@ -413,6 +414,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if frag:
                 extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
                 ev += ctx.ev(snd.side, frag, "frag-needed", 2)
+                d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], snd.side.cap.quoted_at(frag[0]))
             d.explanation = (f"the handshake completed; {plural(len(look.missing), 'data segment')} "
                              f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
         d.absent_at = (receiver,)

@@ -42,7 +42,12 @@ def reanalyse(b: Bundle):
     extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
     server_addr = b.manifest.backend.get("server_addr") or b.manifest.facts.get("server_addr")
     drops = dict(b.manifest.kernel_drops) or None
-    return analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+    verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+    if not b.probes:
+        return verdict
+    from rig.analysis.unsent import not_sent_in_records, with_probes
+
+    return with_probes(verdict, not_sent_in_records(b.probes))  # the probes no capture can show
 
 
 def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
