@@ -82,16 +82,19 @@ class Change:
     client: Any
     server: Any
     note: str | None = None  # e.g. "3 hops", "SACK removed"
+    offset: int | None = None  # tcp.isn: what the path added to the sender's sequence numbers, mod 2**32
 
     def to_dict(self) -> dict[str, Any]:
         d = {"field": self.field, "direction": self.direction, "client": self.client, "server": self.server}
         if self.note is not None:
             d["note"] = self.note
+        if self.offset is not None:
+            d["offset"] = self.offset
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Change":
-        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"))
+        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"), d.get("offset"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +123,13 @@ class Exchange:
     changes: tuple[Change, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
+    undecided_because: str | None = None  # why the outcome is 'incomplete' (a short fact), if rig knows
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id,
             "protocol": self.protocol,
             "client": self.client,
@@ -137,6 +141,9 @@ class Exchange:
             "evidence": [e.to_dict() for e in self.evidence],
             "frames": {p: list(f) for p, f in self.frames},
         }
+        if self.undecided_because is not None:
+            d["undecided_because"] = self.undecided_because
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
@@ -146,6 +153,7 @@ class Exchange:
             tuple(Change.from_dict(c) for c in d.get("changes", ())),
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
+            d.get("undecided_because"),
         )
 
 

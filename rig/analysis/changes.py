@@ -66,9 +66,12 @@ def tcp_syn_changes(at_client: np.void, at_server: np.void, direction: str) -> l
 
 
 def isn_change(client_isn: int, server_isn: int, direction: str) -> list[Change]:
+    """The ISN as each point saw it, and the offset the path added (mod 2**32: pf's
+    ``modulate state`` adds one per connection to the initiator's sequence numbers)."""
     if client_isn == server_isn or client_isn < 0 or server_isn < 0:
         return []
-    return [Change("tcp.isn", direction, client_isn, server_isn, "sequence numbers rewritten")]
+    sent, got = (client_isn, server_isn) if direction == "out" else (server_isn, client_isn)
+    return [Change("tcp.isn", direction, client_isn, server_isn, "sequence numbers rewritten", (got - sent) % (1 << 32))]
 
 
 def payload_change(at_client: np.void, at_server: np.void, direction: str) -> list[Change]:
