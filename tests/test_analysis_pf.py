@@ -4,12 +4,16 @@ the rewrites, says what pf changed, and never guesses a direction it cannot tell
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from rig.analysis import tcp as tcp_mod
+from rig.analysis.api import analyse
+from rig.capture import read_capture
 from rig.capture.synth import SYN, Pkt
-from rig.capture.synth_pf import PF_PORT_HIGH, PF_PORT_LOW, PfPath
+from rig.capture.synth_pf import PF_PORT_HIGH, PF_PORT_LOW, PfPath, rewrite_server_capture
 from rig.verdict import Verdict
 
 from tests._analysis_scenarios import REQUEST, by_id, changes, handshake, ping, run, scanner_noise, tcp_delivered, tcp_seg
@@ -200,3 +204,28 @@ def test_bulk_delivered_reads_as_the_close_look(tmp_path, monkeypatch):
     assert records(fast) == records(slow)
     assert {c.offset for x in fast.exchanges for c in x.changes if c.field == "tcp.isn"} == {
         w.isn_offset(45000 + k) for k in range(20)} | {w.isn_offset(46000)}
+
+
+GOLDEN = Path(__file__).parent / "data" / "analysis"
+
+
+@pytest.mark.parametrize("modulate_ts", [False, True], ids=["ts-kept", "ts-modulated"])
+@pytest.mark.parametrize("name", ["seed", "no-listener", "outbound-drop", "rst-inject", "mtu-blackhole", "port-set"])
+def test_lab_captures_keep_their_verdicts_behind_pf(tmp_path, name, modulate_ts):
+    """The lab's real captures (Linux NATs, real probes: 34 concurrent SYNs, their
+    retransmissions) with the server capture rewritten as pf would have it: every
+    exchange keeps its outcome, and the mapping is pf's port."""
+    d = GOLDEN / name
+    offsets = rewrite_server_capture(d / "server.pcap", tmp_path / "server.pcap", "203.0.113.2", seed=7,
+                                     modulate_ts=modulate_ts)
+    client = read_capture(str(d / "client.pcap"))
+    plain = analyse(client, read_capture(str(d / "server.pcap")))
+    pf = analyse(client, read_capture(str(tmp_path / "server.pcap")))
+    assert [(e.id, e.outcome) for e in pf.exchanges] == [(e.id, e.outcome) for e in plain.exchanges]
+    for a, b in zip(plain.exchanges, pf.exchanges):
+        if a.protocol != "tcp" or a.seen_at_server_as is None:
+            assert b.seen_at_server_as == a.seen_at_server_as or a.protocol != "tcp"
+            continue
+        assert PF_PORT_LOW <= _port(b.seen_at_server_as) <= PF_PORT_HIGH
+        isn = changes(b, "tcp.isn", "out")[0]
+        assert isn.offset == offsets[(_port(a.seen_at_server_as), 80)]

@@ -14,7 +14,9 @@ capture shares a value with. What is left to join on:
   same times (after the clock offset and the path delay learnt from matched packets),
   and with timestamps, at the same timestamp differences (pf shifts them by a constant);
 - the server's side of the connection: a server connection whose initiator acked the
-  SYN-ACK or sent data is not an attempt whose client never got a SYN-ACK;
+  SYN-ACK or sent data is not an attempt whose client never got a SYN-ACK; and an
+  attempt that got an answer (a RST) is the candidate that sent one, if only one did
+  (``_answered``);
 - order: connections that left one after the other arrive one after the other.
 
 Candidates are pairs that fit all of these. A client attempt with exactly one candidate,
@@ -147,6 +149,40 @@ def _components(n_u: int, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
     return np.array([root(a) for a in range(n_u)], np.int64)
 
 
+def _n_rev(conns, ci: np.ndarray) -> np.ndarray:
+    """Packets the responder sent, per connection ``ci``."""
+    if len(conns.order) == 0:
+        return np.zeros(len(ci), np.int64)
+    n = np.add.reduceat((~conns.fwd).astype(np.int32), conns.starts)
+    return n[ci]
+
+
+def _answered(m: np.ndarray, u_all: np.ndarray, v_all: np.ndarray, pu: np.ndarray, pv: np.ndarray,
+              got: np.ndarray, sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Join first the attempts whose answer arrived: a client attempt that got something
+    back (``got``: a RST, an ACK of an older connection) and a candidate server
+    connection that sent such a thing (``sent``), when each is the other's only such
+    candidate (of concurrent SYNs through a port-set NAT, the one that reached the server
+    is the one that got an answer). Returns the candidate pairs left, without the
+    joined attempts and server connections."""
+    strong = got[pu] & sent[pv]
+    if not strong.any():
+        return pu, pv
+    su, sv = pu[strong], pv[strong]
+    nu = np.bincount(su, minlength=len(u_all))
+    nv = np.bincount(sv, minlength=len(v_all))
+    fix = (nu[su] == 1) & (nv[sv] == 1)
+    if not fix.any():
+        return pu, pv
+    m[u_all[su[fix]]] = v_all[sv[fix]]
+    done_u = np.zeros(len(u_all), bool)
+    done_v = np.zeros(len(v_all), bool)
+    done_u[su[fix]] = True
+    done_v[sv[fix]] = True
+    rest = ~done_u[pu] & ~done_v[pv]
+    return pu[rest], pv[rest]
+
+
 def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: np.ndarray,
                      out_delays: np.ndarray, public: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, Undecided]]:
     """Join the client attempts ``left`` (without a SYN-ACK at the client) to server
@@ -212,6 +248,10 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         has_same[pu[same]] = True
         sel = same | ~has_same[pu]
         pu, pv = pu[sel], pv[sel]
+    if len(pu):
+        got = _n_rev(cc, u_all) > 0  # these attempts have no SYN-ACK: a RST, a stale ACK
+        sent = (_n_rev(sc, v_all) - sc.n_synack[v_all]) > 0
+        pu, pv = _answered(m, u_all, v_all, pu, pv, got, sent)
     if not len(pu):
         return m, undecided
     comp = _components(len(u_all), pu, pv)

@@ -14,14 +14,21 @@ tcp``):
 
 The offsets pf chose are kept (``isn_offset``, ``ts_offset``) so that a test states
 what rig must find. Everything random comes from ``seed``: a test is reproducible.
+
+``rewrite_server_capture`` does the same to a real server capture (a lab capture of a
+Linux NAT), so that real probes' timing and retransmissions meet pf's rewrites.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import struct
 from dataclasses import dataclass, field, replace
+from pathlib import Path as FsPath
 
 from rig.capture.synth import Path, Pkt
+from rig.checksum import internet_checksum as checksum
 
 PF_PORT_LOW, PF_PORT_HIGH = 50001, 65535  # PF_NAT_PROXY_PORT_LOW / _HIGH
 
@@ -84,3 +91,95 @@ class PfPath(Path):
             d_isn, d_ts = self._conn(qq.sport, qq.dport)
             q = replace(q, quoted=replace(qq, seq=(qq.seq - d_isn) & 0xFFFFFFFF))
         return q
+
+
+def rewrite_server_capture(src: str | FsPath, dst: str | FsPath, public: str, seed: int = 1,
+                           modulate_ts: bool = False) -> dict[tuple[int, int], int]:
+    """A real server capture (Ethernet, IPv4) as it would read had the client's NAT been
+    pf: what pf changes on the way to the server (``PfPath``) applied to the packets from
+    and to ``public``, checksums recomputed. Returns pf's ISN offset per connection
+    (keyed by the original (public port, server port))."""
+    rng = random.Random(seed)
+    data = bytearray(FsPath(src).read_bytes())
+    if struct.unpack_from("<I", data, 0)[0] != 0xA1B2C3D4 or struct.unpack_from("<I", data, 20)[0] != 1:
+        raise ValueError("rewrite_server_capture reads Ethernet pcap (microseconds) only")
+    pub = ipaddress.ip_address(public).packed
+    isn_off: dict[tuple[int, int], int] = {}
+    ts_off: dict[tuple[int, int], int] = {}
+    ports: dict[tuple[int, int], int] = {}
+    used: set[int] = set()
+
+    def conn(proto: int, cport: int, sport: int) -> tuple[int, int, int]:
+        key = (cport, sport)
+        if (proto, cport) not in ports:
+            while (p := rng.randint(PF_PORT_LOW, PF_PORT_HIGH)) in used:
+                pass
+            used.add(p)
+            ports[(proto, cport)] = p
+        if proto == 6 and key not in isn_off:
+            isn_off[key] = rng.randrange(1, 1 << 32)
+            ts_off[key] = rng.randrange(1, 1 << 32) if modulate_ts else 0
+        return ports[(proto, cport)], isn_off.get(key, 0), ts_off.get(key, 0)
+
+    off = 24
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        ip = off + 16 + 14
+        off += 16 + incl
+        if incl < 34 or data[ip - 2:ip] != b"\x08\x00" or data[ip] >> 4 != 4:
+            continue
+        ihl = (data[ip] & 15) * 4
+        proto = data[ip + 9]
+        out = bytes(data[ip + 12:ip + 16]) == pub
+        back = bytes(data[ip + 16:ip + 20]) == pub
+        if not (out or back) or data[ip + 6] & 0x1F or data[ip + 7]:
+            continue  # not the client's, or a fragment
+        l4 = ip + ihl
+        if proto in (6, 17):
+            cport, sport = struct.unpack_from("!HH", data, l4) if out else struct.unpack_from("!HH", data, l4)[::-1]
+            port, d_isn, d_ts = conn(proto, cport, sport)
+            struct.pack_into("!H", data, l4 + (0 if out else 2), port)
+            if proto == 6:
+                field = 4 if out else 8  # the client's seq on the way out, the server's ack of it back
+                v = struct.unpack_from("!I", data, l4 + field)[0]
+                if out or data[l4 + 13] & 0x10:
+                    struct.pack_into("!I", data, l4 + field, (v + d_isn) & 0xFFFFFFFF)
+                _shift_ts(data, l4, d_ts, 0 if out else 4)
+        if out:
+            struct.pack_into("!H", data, ip + 4, rng.randrange(0, 1 << 16))
+        _fix_checksums(data, ip, ihl, proto)
+    FsPath(dst).write_bytes(bytes(data))
+    return isn_off
+
+
+def _shift_ts(data: bytearray, l4: int, d: int, which: int) -> None:
+    """Add ``d`` to the TCP timestamp option's value (``which`` 0) or echo reply (4)."""
+    if not d:
+        return
+    end, i = l4 + (data[l4 + 12] >> 4) * 4, l4 + 20
+    while i < end:
+        kind = data[i]
+        if kind == 0:
+            return
+        if kind == 1:
+            i += 1
+            continue
+        if kind == 8:
+            v = struct.unpack_from("!I", data, i + 2 + which)[0]
+            struct.pack_into("!I", data, i + 2 + which, (v + d) & 0xFFFFFFFF)
+            return
+        i += max(data[i + 1], 2)
+
+
+def _fix_checksums(data: bytearray, ip: int, ihl: int, proto: int) -> None:
+    total = struct.unpack_from("!H", data, ip + 2)[0]
+    struct.pack_into("!H", data, ip + 10, 0)
+    struct.pack_into("!H", data, ip + 10, checksum(bytes(data[ip:ip + ihl])))
+    if proto not in (6, 17) or ip + total > len(data):
+        return
+    l4, n = ip + ihl, total - ihl
+    at = l4 + (16 if proto == 6 else 6)
+    struct.pack_into("!H", data, at, 0)
+    pseudo = bytes(data[ip + 12:ip + 20]) + struct.pack("!xBH", proto, n)
+    c = checksum(pseudo + bytes(data[l4:l4 + n]))
+    struct.pack_into("!H", data, at, c or (0xFFFF if proto == 17 else 0))
