@@ -62,7 +62,7 @@ def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray
     return out
 
 
-def match_tcp(c: Side, s: Side) -> tuple[np.ndarray, dict[int, str]]:
+def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict[int, str]]:
     """For each client connection, the server connection it is (-1 if the server never
     saw it); and the client connections that could be any of several server connections,
     with why (``match_syn.Undecided``: their outcome is 'incomplete', never a guess).
@@ -77,7 +77,7 @@ def match_tcp(c: Side, s: Side) -> tuple[np.ndarray, dict[int, str]]:
     4. the SYN's TCP timestamp alone (``scrub random-id`` without timestamp modulation),
        where exactly one connection on each side carries it;
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
-       fault behind pf): ``match_syn.match_by_pattern``.
+       fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
     """
     cc, sc = c.tcp, s.tcp
     if len(cc) == 0:
@@ -111,7 +111,7 @@ def match_tcp(c: Side, s: Side) -> tuple[np.ndarray, dict[int, str]]:
         kc, vc = _syn_tsval_key(c, cc)
         ks, vs = _syn_tsval_key(s, sc)
         join(kc, ks, vc & _unique(kc, vc & left), vs & _unique(ks, vs & ~taken))
-    if not (left & (cc.synack < 0)).any():
+    if not patterns or not (left & (cc.synack < 0)).any():
         return m, {}
     delays, public = _learnt(c, s, m)
     m, undecided = match_by_pattern(c, s, m, left, taken, delays, public)

@@ -16,8 +16,8 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1, take
-from rig.analysis.match import match_tcp, pair_by_order
+from rig.analysis.keys import combine1, take
+from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, path_signal
 from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
@@ -182,12 +182,13 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray
 
 
 def _match_extra(c: Side, side: Side) -> np.ndarray:
+    """The client's connections at an extra point: ``match_tcp``'s joins on keys (a point
+    past pf sees the rewritten ISN, ports, IP IDs), not its last, by pattern (an extra
+    point's absence of a packet only says where, never whether, it was lost)."""
     cc, xc = c.tcp, side.tcp
     if len(cc) == 0 or len(xc) == 0:
         return np.full(len(cc), -1, np.int64)
-    return pair_by_order(combine(cc.isn_c, cc.resp_port), c.frames(cc.order[cc.starts]),
-                         combine(xc.isn_c, xc.resp_port), side.frames(xc.order[xc.starts]),
-                         cc.syn >= 0, xc.isn_c >= 0)
+    return match_tcp(c, side, patterns=False)[0]
 
 
 def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | None = None) -> Draft:
