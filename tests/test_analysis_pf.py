@@ -83,6 +83,18 @@ def test_lost_syn_ack_behind_pf_is_lost_return(tmp_path, modulate_ts):
     assert v.diagnosis.by_protocol["tcp"] == {"lost-return": 2}
 
 
+def test_lost_syn_ack_with_nothing_else_to_learn_from(tmp_path):
+    """No ping, no other connection: no clock offset, no known public address. The
+    SYN's option layout and its retransmissions still single it out among scanners."""
+    w = PfPath(seed=37, modulate_ts=True)
+    scanner_noise(w, 20)
+    _syn_ack_lost(w, 40000, 1000, 2000)
+    scanner_noise(w, 20)
+    v = run(w, tmp_path)
+    assert [(x.protocol, x.outcome) for x in v.exchanges] == [("tcp", "lost-return")]
+    assert v.exchanges[0].seen_at_server_as == f"203.0.113.2:{w.public_sport(40000)}"
+
+
 def test_spaced_attempts_each_get_their_own_outcome(tmp_path):
     """Probes spaced seconds apart: lost on the way out, lost on the way back, unanswered."""
     w = PfPath(seed=11, modulate_ts=True)
