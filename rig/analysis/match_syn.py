@@ -89,11 +89,18 @@ class _Copies:
             np.int64) << 9 | (take(t["has_ts"], first) > 0).astype(np.int64) << 8 | (
             take(t["wscale"], first).astype(np.int64) & 0xFF)
 
+        self.n = self.hi - self.lo
+        self._ts, self._vals = self.ts.tolist(), self.tsval.tolist()
+        with_ts = np.zeros(len(conns), bool)
+        some = self.n > 0
+        if some.any():
+            with_ts[some] = np.logical_and.reduceat(self.has_ts, self.lo[some])
+        self._with_ts = with_ts.tolist()
+        self._lo, self._hi = self.lo.tolist(), self.hi.tolist()
+
     def of(self, k: int) -> tuple[list[int], list[int] | None]:
-        lo, hi = int(self.lo[k]), int(self.hi[k])
-        ts = self.ts[lo:hi].tolist()
-        vals = self.tsval[lo:hi].tolist() if bool(self.has_ts[lo:hi].all()) else None
-        return ts, vals
+        lo, hi = self._lo[k], self._hi[k]
+        return self._ts[lo:hi], (self._vals[lo:hi] if self._with_ts[k] else None)
 
 
 def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | None,
@@ -234,8 +241,10 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     if not pu_l:
         return m, undecided
     pu, pv = np.concatenate(pu_l), np.concatenate(pv_l)
-    keep = np.zeros(len(pu), bool)
-    for k, (a, b) in enumerate(zip(pu.tolist(), pv.tolist())):
+    # one copy each, with a delay known: the window above was the whole test
+    keep = (cu.n[pu] == 1) & (cv.n[pv] == 1) & (delay is not None)
+    for k in np.flatnonzero(~keep).tolist():
+        a, b = int(pu[k]), int(pv[k])
         tc, vc = cu.of(a)
         ts, vs = cv.of(b)
         keep[k] = _aligns(tc, vc, ts, vs, delay, tol)
