@@ -50,9 +50,10 @@ class Undecided:
     server_conns: int  # server connections any of them could be
 
     def text(self) -> str:
-        return (f"{self.attempts} connection attempts to port {self.port} within {self.span_ms} ms fit "
-                f"{self.server_conns} server connection{'s' if self.server_conns != 1 else ''} equally well "
-                f"(sequence numbers, ports, IP IDs and timestamps rewritten on the way)")
+        who = (f"{self.attempts} connection attempts to port {self.port} within {self.span_ms} ms fit"
+               if self.attempts > 1 else f"a connection attempt to port {self.port} fits")
+        return (f"{who} {self.server_conns} server connection{'s' if self.server_conns != 1 else ''} equally well, "
+                f"and no value the two captures share tells them apart")
 
 
 def timing(out_delays: np.ndarray) -> tuple[int | None, int]:
