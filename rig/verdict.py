@@ -83,16 +83,19 @@ class Change:
     client: Any
     server: Any
     note: str | None = None  # e.g. "3 hops", "SACK removed"
+    offset: int | None = None  # tcp.isn: what the path added to the sender's sequence numbers, mod 2**32
 
     def to_dict(self) -> dict[str, Any]:
         d = {"field": self.field, "direction": self.direction, "client": self.client, "server": self.server}
         if self.note is not None:
             d["note"] = self.note
+        if self.offset is not None:
+            d["offset"] = self.offset
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Change":
-        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"))
+        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"), d.get("offset"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ class Exchange:
     evidence: tuple[Evidence, ...] = ()
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
     path_mtu: int | None = None  # the next-hop MTU an ICMP frag-needed about this exchange reported
+    undecided_because: str | None = None  # why the outcome is 'incomplete' (a short fact), if rig knows
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -141,6 +145,8 @@ class Exchange:
         }
         if self.path_mtu is not None:
             d["path_mtu"] = self.path_mtu
+        if self.undecided_because is not None:
+            d["undecided_because"] = self.undecided_because
         return d
 
     @classmethod
@@ -152,6 +158,7 @@ class Exchange:
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
             None if d.get("path_mtu") is None else int(d["path_mtu"]),
+            d.get("undecided_because"),
         )
 
 

@@ -38,6 +38,7 @@ class Draft:
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
     server_until: int | None = None  # client clock: the outcome needs the server capture running past this
     path_mtu: int | None = None  # the next-hop MTU a frag-needed about the exchange reported
+    undecided_because: str | None = None  # why the outcome is 'incomplete', as a short fact
 
 
 @dataclass

@@ -86,7 +86,7 @@ class ReqRepBatch:
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         notes = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(inv[idx]).tolist():
+            for k in np.unique(per.groups(inv[idx])).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
         if field == "icmp.id" and self.ids_changed[idx].any():
             notes.add(ECHO_ID_NOTE)

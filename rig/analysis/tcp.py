@@ -16,8 +16,8 @@ import numpy as np
 
 from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1, take
-from rig.analysis.match import match_tcp, pair_by_order
+from rig.analysis.keys import combine1, take
+from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
@@ -161,7 +161,7 @@ def _frag_needed(side: Side, conn: _Conn) -> list[int]:
 def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
-    m = match_tcp(c, s)
+    m, undecided = match_tcp(c, s)
     cand = np.flatnonzero(cc.syn >= 0) if len(cc) else np.zeros(0, np.int64)
     c_err, s_err = error_index(c), error_index(s)
     extra_m = {name: (side, _match_extra(c, side)) for name, side in ctx.extra.items()}
@@ -177,24 +177,28 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray
                       - take(s.t["ts_ns"], sc.order[sc.synack[ms[ok2]]]).astype(np.int64))
     fast = delivered_mask(ctx, cand, m[cand])
     drafts = delivered_drafts(ctx, cand[fast], m[cand[fast]])
-    drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m) for ci in cand[~fast].tolist()]
+    drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m, undecided.get(ci)) for ci in cand[~fast].tolist()]
     return drafts, out_d, back_d
 
 
 def _match_extra(c: Side, side: Side) -> np.ndarray:
+    """The client's connections at an extra point: ``match_tcp``'s joins on keys (a point
+    past pf sees the rewritten ISN, ports, IP IDs), not its last, by pattern (an extra
+    point's absence of a packet only says where, never whether, it was lost)."""
     cc, xc = c.tcp, side.tcp
     if len(cc) == 0 or len(xc) == 0:
         return np.full(len(cc), -1, np.int64)
-    return pair_by_order(combine(cc.isn_c, cc.resp_port), c.frames(cc.order[cc.starts]),
-                         combine(xc.isn_c, xc.resp_port), side.frames(xc.order[xc.starts]),
-                         cc.syn >= 0, xc.isn_c >= 0)
+    return match_tcp(c, side, patterns=False)[0]
 
 
-def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
+def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | None = None) -> Draft:
     seen: dict = {}
     d = _one_inner(ctx, ci, si, c_err, s_err, extra_m, seen)
     if seen and not any(e.point in seen for e in d.evidence):
         d.evidence += _extra_evidence(ctx, seen)
+    if undecided is not None:  # match.match_tcp could not tell which server connection this is
+        d.outcome, d.undecided_because, d.absent_at = "incomplete", undecided, ()
+        d.explanation = f"{undecided}, so which of them this is, and where it died, cannot be decided"
     return d
 
 

@@ -131,7 +131,7 @@ class TcpBatch:
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         notes = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(inv[idx]).tolist():
+            for k in np.unique(per.groups(inv[idx])).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
         return notes  # isn / payload changes carry other fields
 
