@@ -120,12 +120,13 @@ class Exchange:
     changes: tuple[Change, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
+    undecided_because: str | None = None  # outcome 'incomplete' only: why, as a short fact
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id,
             "protocol": self.protocol,
             "client": self.client,
@@ -137,6 +138,9 @@ class Exchange:
             "evidence": [e.to_dict() for e in self.evidence],
             "frames": {p: list(f) for p, f in self.frames},
         }
+        if self.undecided_because is not None:
+            d["undecided_because"] = self.undecided_because
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
@@ -146,6 +150,7 @@ class Exchange:
             tuple(Change.from_dict(c) for c in d.get("changes", ())),
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
+            d.get("undecided_because"),
         )
 
 

@@ -37,6 +37,7 @@ class Draft:
     frames: dict[str, list[int]] = field(default_factory=dict)  # point -> frames, as the close look collects them
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
     server_until: int | None = None  # client clock: the outcome needs the server capture running past this
+    undecided_because: str | None = None  # set with outcome 'incomplete': why (windows.vouch)
 
 
 @dataclass

@@ -62,10 +62,9 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
         if outcome == "incomplete":
             n = sum(by[p][outcome] for p in protos)
-            why = Counter(e.explanation.split(", so this cannot be decided")[0] for e in problems
-                          if e.outcome == "incomplete" and ", so this cannot be decided" in e.explanation)
+            why = Counter(e.undecided_because for e in problems if e.outcome == "incomplete" and e.undecided_because)
             text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
-            clauses.append(f"{text} ({why.most_common(1)[0][0]})" if why else text)
+            clauses.append(f"{text} (the {why.most_common(1)[0][0]})" if why else text)
         else:
             a, b = ("server", "client") if outcome == "lost-return" else ("client", "server")
             # with more capture points, the explanations name the hop; say it if they agree

@@ -347,6 +347,13 @@ class Side:
             return out
         return take(self.t["frame"], rows).astype(dtype)
 
+    def rows_at(self, frames) -> np.ndarray:
+        """The rows of frame numbers ``frames`` (the inverse of ``frames``)."""
+        fr = np.asarray(frames, dtype=np.int64)
+        if self._frame_is_row:
+            return fr - 1
+        return np.searchsorted(self.t["frame"], fr)
+
     def rows_of(self, proto: int) -> np.ndarray:
         """Trusted rows of one L4 protocol, in file order (made once per protocol: every
         step asks, and each ask was a pass over all rows)."""
