@@ -92,6 +92,15 @@ class ReqRepBatch:
             notes.add(ECHO_ID_NOTE)
         return notes
 
+    def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
+        out = set()
+        for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
+            for k in np.unique(inv[idx]).tolist():
+                out |= {(ch.field, ch.direction) for ch in per[k]}
+        if self.ids_changed[idx].any():
+            out.add(("icmp.id", "out"))
+        return out
+
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
