@@ -662,6 +662,7 @@ def verify_files(root: Path, manifest: Mapping[str, Any], name: str) -> list[str
 def reanalyse(b: Bundle):
     """Run the current rig's analysis on the bundle's captures; returns a Verdict."""
     from rig.analysis.api import analyse
+    from rig.analysis.windows import windows_from_manifest
     from rig.capture import read_capture
 
     if "client" not in b.captures or "server" not in b.captures:
@@ -690,7 +691,8 @@ def reanalyse(b: Bundle):
         "server_addr"
     )
     drops = b.manifest.get("kernel_drops") or None
-    return analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+    windows = windows_from_manifest(b.manifest.get("facts"))  # when each tcpdump listened (rig run)
+    return analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops, windows=windows)
 
 
 def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:

@@ -281,7 +281,8 @@ class Pipeline:
             with self.stage("captures stop", lambda: _capture_note(self.capture_results)):
                 self.capture_results = stop_all(self.captures)
                 logs.result()
-            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
+                                  capture_windows={p: w.to_dict() for p, w in self._windows().items()})
             for r in self.capture_results:
                 self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
         finally:
@@ -317,6 +318,12 @@ class Pipeline:
         res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
         self.bundle.log_path("ss-server.txt").write_text(res.stdout + res.stderr)
 
+    def _windows(self) -> dict:
+        """When each tcpdump listened, as the analysis takes it (``windows.CaptureWindow``)."""
+        from rig.analysis.windows import CaptureWindow
+
+        return {r.point: CaptureWindow(r.listening_ns, r.stop_ns) for r in self.capture_results}
+
     def analyse(self) -> Any:
         from rig.analysis.api import analyse
         from rig.capture import read_capture
@@ -325,7 +332,8 @@ class Pipeline:
             caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
             self.verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
-                                   extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+                                   extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
+                                   windows=self._windows())
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict

@@ -166,3 +166,37 @@ def test_undecided_because_in_the_json(tmp_path):
     assert all(("undecided_because" in x) == (x["outcome"] == "incomplete") for x in d["exchanges"])
     assert Verdict.from_dict(d) == v
     assert "(the server capture started " in v.diagnosis.summary
+
+
+def test_bundle_keeps_tcpdump_windows_for_rig_show(tmp_path):
+    """rig run records when each tcpdump listened (manifest facts.capture_windows); rig
+    show's re-analysis decides with them, as the run did."""
+    from rig.analysis.windows import CaptureWindow
+    from rig.bundle import BundleWriter, open_bundle, reanalyse
+
+    w = Path()
+    listening = now(w)
+    udp(w, 50000, 1, arrive=False)
+    w._now += 5_000_000_000
+    udp(w, 50001, 2)
+    out = tmp_path / "b"
+    bw = BundleWriter(out, {"backend": "lab"})
+    w.write(out / "captures")
+    wins = {"client": CaptureWindow(listening, now(w)), "server": CaptureWindow(listening, now(w))}
+    bw.set_facts(kernel_drops={"client": 0, "server": 0}, capture_windows={p: x.to_dict() for p, x in wins.items()})
+    bw.finish("path-problem")
+    with open_bundle(out) as b:
+        assert by_id(reanalyse(b))["udp-1"].outcome == "lost-outbound"
+    bw2 = BundleWriter(tmp_path / "b2", {"backend": "lab"})  # the same without the windows
+    w.write(tmp_path / "b2" / "captures")
+    bw2.finish("path-problem")
+    with open_bundle(tmp_path / "b2") as b:
+        assert by_id(reanalyse(b))["udp-1"].outcome == "incomplete"
+
+
+def test_capture_windows_from_a_manifest_tolerate_junk():
+    from rig.analysis.windows import CaptureWindow, windows_from_manifest
+
+    assert windows_from_manifest({}) is None and windows_from_manifest(None) is None
+    got = windows_from_manifest({"capture_windows": {"server": {"start_ns": 5, "stop_ns": "x"}, "client": 3}})
+    assert got == {"server": CaptureWindow(5, None), "client": CaptureWindow()}

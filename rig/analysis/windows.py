@@ -34,6 +34,24 @@ class CaptureWindow:
     start_ns: int | None = None
     stop_ns: int | None = None
 
+    def to_dict(self) -> dict[str, int | None]:
+        return {"start_ns": self.start_ns, "stop_ns": self.stop_ns}
+
+    @classmethod
+    def from_dict(cls, d) -> "CaptureWindow":
+        """From ``to_dict`` (a bundle's manifest); a value that is not an integer is unknown."""
+        def ns(v):
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+        return cls(ns(d.get("start_ns")), ns(d.get("stop_ns"))) if isinstance(d, dict) else cls()
+
+
+def windows_from_manifest(facts) -> dict[str, CaptureWindow] | None:
+    """The ``capture_windows`` a run recorded in its manifest's facts (None if none)."""
+    got = (facts or {}).get("capture_windows") if isinstance(facts, dict) else None
+    if not isinstance(got, dict):
+        return None
+    return {str(p): CaptureWindow.from_dict(d) for p, d in got.items()}
+
 
 @dataclass(frozen=True)
 class PointWindow:
