@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 
-from rig.analysis.context import Ctx, Draft
+from rig.analysis.context import Ctx, Draft, copy_note, with_copies
 from rig.analysis.diagnosis import diagnose
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
@@ -30,7 +30,7 @@ from rig.analysis.windows import CaptureWindow, PointWindow, point_window, vouch
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
-from rig.verdict import CapturePointInfo, Exchange, ExchangeList, Verdict
+from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Verdict
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 
@@ -173,6 +173,8 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) ->
     eager_at = np.flatnonzero(src < 0)
     point_order = ["client", *xs, "server"]
     exchanges = []
+    copies = {name: side.copy_frames() for name, side in sides.items()}
+    any_copies = any(copies.values())
     for pos, j in zip(eager_at.tolist(), loc[eager_at].tolist()):
         d, kept[j] = kept[j], None
         n = int(num[pos])
@@ -183,9 +185,13 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) ->
                 d.outcome = "incomplete"
                 d.undecided_because = why
         fr = d.frames
-        frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
+        frames = tuple((p, with_copies(sorted(set(fr[p])), copies[p])) for p in point_order if p in fr)
+        evidence = tuple(d.evidence)
+        if any_copies:  # a packet a point captured twice (tcpdump -i any): both frames named
+            evidence = tuple(Evidence(e.point, e.frame, copy_note(e.summary, e.frame, copies.get(e.point)))
+                             for e in evidence)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
-                                  d.explanation, tuple(d.changes), tuple(d.evidence), frames,
+                                  d.explanation, tuple(d.changes), evidence, frames,
                                   undecided_because=d.undecided_because))
     loc[eager_at] = np.arange(len(eager_at))
     points = []

@@ -15,7 +15,7 @@ import numpy as np
 from rig.analysis.keys import take_fields
 from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import Ctx
+from rig.analysis.context import Ctx, copy_note as _copy_note, with_copies as _with_copies
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_flags
 from rig.verdict import Evidence, Exchange
@@ -123,6 +123,8 @@ class TcpBatch:
         self.back_per, self.back_inv = changes_by_signature(
             c, s, rc_synack, copy_that_arrived(s, si, "synack", c, rc_synack), "back", _CHANGE_FIELDS, tcp_syn_changes)
         self.cname, self.sname = c.name, s.name
+        # packets a point captured twice (sides.capture_copies): frame -> the copies' frames
+        self.c_copies, self.s_copies = c.copy_frames(), s.copy_frames()
         self._texts: dict[tuple[int, int, int, int], str] = {}
 
     def __len__(self) -> int:
@@ -187,10 +189,11 @@ class TcpBatch:
                 out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered",
                                     text, ch, (), ()))
                 continue
-            frames = ((cname, tuple(self.c_frames[c_lo[j]:c_hi[j]].tolist())),
-                      (sname, tuple(self.s_frames[s_lo[j]:s_hi[j]].tolist())))
+            frames = ((cname, _with_copies(self.c_frames[c_lo[j]:c_hi[j]].tolist(), self.c_copies)),
+                      (sname, _with_copies(self.s_frames[s_lo[j]:s_hi[j]].tolist(), self.s_copies)))
             out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered", text,
-                                ch, (Evidence(cname, c_fr[j], ev_c[j]), Evidence(sname, s_fr[j], ev_s[j])), frames))
+                                ch, (Evidence(cname, c_fr[j], _copy_note(ev_c[j], c_fr[j], self.c_copies)),
+                                     Evidence(sname, s_fr[j], _copy_note(ev_s[j], s_fr[j], self.s_copies))), frames))
         return out
 
 
