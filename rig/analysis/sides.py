@@ -61,8 +61,9 @@ def _reduce(fn, values: np.ndarray, starts: np.ndarray, n: int, empty) -> np.nda
 COPY_NS = 1_000_000  # the same bytes twice within this at one point: one packet captured twice
 COPY_LOOKBACK = 4  # rows back in the file a copy is looked for (other packets may come between)
 # what makes two rows the same IP packet: every header field the table keeps and the
-# payload's hash; the most selective first (each compare runs on the rows still alike)
-COPY_FIELDS = ("ip_id", "phash", "seq", "ack", "tsval", "src_i", "dst_i", "proto", "sport", "dport", "flags",
+# payload's hash (IP ID and sequence number first, then these, the most selective first:
+# each compare runs on the rows still alike)
+COPY_FIELDS = ("phash", "ack", "tsval", "src_i", "dst_i", "proto", "sport", "dport", "flags",
                "plen", "pcaplen", "ttl", "tos", "frag", "icmp_type", "icmp_id", "icmp_seq", "mss", "wscale")
 
 
@@ -73,21 +74,32 @@ def capture_copies(t: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
     int64, sorted by copy row. A retransmission repeats the bytes too, but hundreds of
     ms later (an RTO is 200 ms at least): it stays a packet of its own.
 
-    Vectorised: for each distance k, the rows k apart that are close in time, narrowed
-    one field at a time (measured: ~10 ms per 1M rows of distinct packets)."""
+    Vectorised: for each distance k, the rows k apart with the same IP ID and sequence
+    number (compared as whole shifted columns: together they tell most packets apart),
+    then the time and every other field on the few rows still alike. Measured on the 1M
+    bench capture, where nearly every row is within 1 ms of the next four: ~0.05 s a side
+    (gathering every field for the rows close in time took 0.4 s)."""
     n = len(t)
-    ts = t["ts_ns"]
     copy_of = np.full(n, -1, np.int64)
-    for k in range(1, min(COPY_LOOKBACK, n - 1) + 1):
-        gap = ts[k:] - ts[:-k]
-        near = np.flatnonzero((gap >= 0) & (gap < COPY_NS) & valid[k:] & valid[:-k])
-        if len(near) == 0:
-            continue
-        for f in COPY_FIELDS:
-            col = t[f]
-            near = near[col[near] == col[near + k]]
+    ks = range(1, min(COPY_LOOKBACK, n - 1) + 1)
+    if not len(ks):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    masks = {k: valid[k:] & valid[:-k] for k in ks}
+    for f in ("ip_id", "seq"):  # one column in memory at a time
+        col = np.ascontiguousarray(t[f])
+        for k in ks:
+            masks[k] &= col[k:] == col[:-k]
+        del col
+    ts = t["ts_ns"]
+    for k in ks:
+        near = np.flatnonzero(masks.pop(k))
+        gap = ts[near + k] - ts[near]
+        near = near[(gap >= 0) & (gap < COPY_NS)]
+        for f in COPY_FIELDS:  # the rest on the rows still alike
             if len(near) == 0:
                 break
+            col = t[f]
+            near = near[col[near] == col[near + k]]
         b = near + k
         b = b[copy_of[b] < 0]  # a copy found nearer stays
         copy_of[b] = b - k
