@@ -123,18 +123,18 @@ def vouch(d, sides, windows: dict[str, PointWindow | None]) -> str | None:
 def _first_toward(d, sides, windows, absent: str) -> int | None:
     """Client clock: when the first packet that should have reached ``absent`` was seen at
     the other end (the client's first packet; at the server, its first own answer)."""
-    other = "server" if absent == "client" else "client"
+    if absent != "client":
+        return d.t_first  # the client's first packet of the exchange
+    other = "server"
     frames = d.frames.get(other)
     win = windows.get(other)
-    if not frames or (other != "client" and (win is None or win.offset_ns is None)):
-        return d.t_first if absent != "client" else None
+    if not frames or win is None or win.offset_ns is None:
+        return None
     side = sides[other]
     rows = side.rows_at(frames)
     ts = side.t["ts_ns"][rows]
-    if other == "server":  # the server's answers, not the request it got
-        src = side.t["src_i"][rows]
-        first = int(rows[ts.argmin()])
-        mine = src != side.t["src_i"][first]
-        if mine.any():
-            ts = ts[mine]
-    return int(ts.min()) - (win.offset_ns or 0) if win is not None else int(ts.min())
+    src = side.t["src_i"][rows]  # the server's answers, not the request it got
+    mine = src != side.t["src_i"][int(rows[ts.argmin()])]
+    if mine.any():
+        ts = ts[mine]
+    return int(ts.min()) - win.offset_ns
