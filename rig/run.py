@@ -273,7 +273,8 @@ class Pipeline:
             with self.stage("captures stop", lambda: _capture_note(self.capture_results)):
                 self.capture_results = stop_all(self.captures)
                 logs.result()
-            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
+                                  capture_windows={p: w.to_dict() for p, w in self._windows().items()})
             for r in self.capture_results:
                 self.bundle.write_log(f"tcpdump-{r.point}.txt", r.stderr)
         finally:
@@ -309,6 +310,12 @@ class Pipeline:
         res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
         self.bundle.write_log("ss-server.txt", res.stdout + res.stderr)
 
+    def _windows(self) -> dict:
+        """When each tcpdump listened, as the analysis takes it (``windows.CaptureWindow``)."""
+        from rig.analysis.windows import CaptureWindow
+
+        return {r.point: CaptureWindow(r.listening_ns, r.stop_ns) for r in self.capture_results}
+
     def analyse(self) -> Any:
         from rig.analysis.api import analyse
         from rig.analysis.unsent import not_sent_of, with_probes
@@ -318,7 +325,8 @@ class Pipeline:
             caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
             verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
-                              extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+                              extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
+                              windows=self._windows())
             self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)

@@ -201,6 +201,9 @@ class ExchangeBatch(Protocol):
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         """``seen_at_server_as`` of exchanges ``idx``."""
 
+    def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
+        """(field, direction) of every change among exchanges ``idx``."""
+
 
 class ExchangeList(Sequence):
     """A run's exchanges in verdict order, built on demand.
@@ -286,6 +289,13 @@ class ExchangeList(Sequence):
         for b, batch in enumerate(self.batches):
             notes |= batch.change_notes(self._idx(b), field)
         return notes
+
+    def change_fields(self) -> set[tuple[str, str]]:
+        """(field, direction) of every change of every exchange, without building the batches' records."""
+        out = {(ch.field, ch.direction) for e in self.eager for ch in e.changes}
+        for b, batch in enumerate(self.batches):
+            out |= batch.change_fields(self._idx(b))
+        return out
 
     def seen_at_server(self, protocol: str) -> list[str]:
         """``seen_at_server_as`` of every exchange of ``protocol`` that has one (any order)."""

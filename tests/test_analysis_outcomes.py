@@ -255,7 +255,8 @@ def test_incomplete_when_the_server_capture_stopped_early(tmp_path):
     e = by_id(v)
     assert e["tcp-1"].outcome == "delivered"
     assert e["tcp-2"].outcome == "incomplete"
-    assert "already stopped" in e["tcp-2"].explanation
+    assert e["tcp-2"].undecided_because == "server capture stopped 60.0 s earlier"
+    assert e["tcp-1"].undecided_because is None and "undecided_because" not in e["tcp-1"].to_dict()
     server = [p for p in v.capture_points if p.name == "server"][0]
     assert abs(server.clock_offset_s - 3.0) < 0.001  # estimated from matched pairs, latency cancels
 

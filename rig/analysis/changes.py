@@ -113,6 +113,37 @@ class PerSignature(list):
         return out
 
 
+DATA_FIELDS = ("seq", "plen", "pcaplen", "phash", "tos", "ip_id", "has_ts", "tsval")  # what data_changes reads
+
+
+def same_copy(a, b) -> bool:
+    """Whether rows ``a`` and ``b`` (of two points) are one copy of a segment, not a
+    retransmission of it: the same TCP timestamp when both carry one, else the same IP ID.
+    (A retransmission carries no ECT mark, RFC 3168 6.1.5: comparing the first copy sent
+    with the retransmission that arrived would make up a bleaching.)"""
+    if int(a["has_ts"]) and int(b["has_ts"]):
+        return int(a["tsval"]) == int(b["tsval"])
+    return int(a["ip_id"]) == int(b["ip_id"])
+
+
+def data_changes(at_client, at_server, direction: str) -> list[Change]:
+    """What the path changed in one data segment both points saw at the same sequence
+    number: its payload, and (the same copy only) DSCP and ECN. The handshake carries no
+    ECT marks, so ECN bleaching shows only here. The one rule for the close look
+    (tcp._data_phase) and the bulk path (tcp_fast)."""
+    out = payload_change(at_client, at_server, direction)
+    if not same_copy(at_client, at_server):
+        return out
+    ct, st = int(at_client["tos"]), int(at_server["tos"])
+    if ct >> 2 != st >> 2:
+        out.append(Change("ip.dscp", direction, ct >> 2, st >> 2, "data segments"))
+    if ct & 3 != st & 3:
+        sent, got = (ct & 3, st & 3) if direction == "out" else (st & 3, ct & 3)
+        out.append(Change("ip.ecn", direction, ct & 3, st & 3,
+                          "ECN bleached on data segments" if sent and not got else "data segments"))
+    return out
+
+
 def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, fields: tuple[str, ...],
                          compare) -> tuple[PerSignature, np.ndarray]:
     """``compare`` (``ip_changes``, ``tcp_syn_changes``) once per distinct signature of the

@@ -75,6 +75,20 @@ class Ctx:
             d.frames.setdefault(side.name, []).extend([int(fr[r]) for r in rows])
 
 
+def with_copies(frames: list[int], copies: dict[int, list[int]]) -> tuple[int, ...]:
+    """Frames at a point (in order), with the other copies of packets it captured twice
+    (``copies``: ``Side.copy_frames``)."""
+    if not copies:
+        return tuple(frames)
+    return tuple(sorted(frames + [x for f in frames for x in copies.get(f, ())]))
+
+
+def copy_note(summary: str, frame: int, copies: dict[int, list[int]]) -> str:
+    """The evidence words of a packet captured twice at its point (``frame``: the one kept)."""
+    more = copies.get(int(frame)) if copies else None
+    return f"{summary} (captured twice here: also frame {', '.join(map(str, more))})" if more else summary
+
+
 # the words of the plain lost cases, which the close look (reqrep) and the fast path
 # (reqrep_lost) both write
 NEVER_REACHED_SERVER = "; last seen here, never reached the server"  # after the last place a lost request was seen

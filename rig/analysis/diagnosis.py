@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from rig.verdict import Diagnosis, Exchange, ExchangeList, NotSentProbe
+from rig.verdict import CHANGE_FIELDS, Diagnosis, Exchange, ExchangeList, NotSentProbe
 
 _HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
@@ -26,6 +26,12 @@ _CLAUSE = {
     "mtu-blackhole": "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed reaches the sender (a path MTU black hole)",
     "incomplete": "the captures cannot decide {n} {p} exchanges",
 }
+# what a NAT (or the router before it) is expected to change: hop counts, IP and echo ids;
+# an MSS clamp is common enough to be named beside "clean" rather than instead of it
+EXPECTED_CHANGES = frozenset({"ip.ttl", "ip.id", "icmp.id", "tcp.mss"})
+_CHANGED = {"ip.dscp": "DSCP", "ip.ecn": "ECN", "tcp.options": "TCP options", "tcp.wscale": "TCP window scale",
+            "tcp.isn": "TCP sequence numbers", "payload": "payloads", "fragmented": "fragmentation"}
+_WAY = {"out": "on the way out", "back": "on the way back"}
 _SEVERITY = ("answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole", "lost-return", "lost-outbound",
              "unanswered", "refused", "incomplete")
 
@@ -93,10 +99,9 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
         if outcome == "incomplete":
             n = sum(by[p][outcome] for p in protos)
-            why = Counter(e.explanation.split(", so this cannot be decided")[0] for e in problems
-                          if e.outcome == "incomplete" and ", so this cannot be decided" in e.explanation)
+            why = Counter(e.undecided_because for e in problems if e.outcome == "incomplete" and e.undecided_because)
             text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
-            clauses.append(f"{text} ({why.most_common(1)[0][0]})" if why else text)
+            clauses.append(f"{text} (the {why.most_common(1)[0][0]})" if why else text)
         else:
             a, b = ("server", "client") if outcome == "lost-return" else ("client", "server")
             # with more capture points, the explanations name the hop; say it if they agree
@@ -107,7 +112,15 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
-        text = f"Every exchange ({total}) was delivered both ways: the path is clean"
+        changed = (exchanges.change_fields() if lazy else
+                   {(ch.field, ch.direction) for e in exchanges for ch in e.changes})
+        rewrites = sorted({(f, d) for f, d in changed if f not in EXPECTED_CHANGES},
+                          key=lambda fd: (CHANGE_FIELDS.index(fd[0]) if fd[0] in CHANGE_FIELDS else 99, fd[1] != "out"))
+        if rewrites:
+            text = (f"Every exchange ({total}) was delivered both ways, but the path changes more than a NAT does: "
+                    + ", ".join(f"{_CHANGED.get(f, f)} {_WAY[d]}" for f, d in rewrites))
+        else:
+            text = f"Every exchange ({total}) was delivered both ways: the path is clean"
         mss = (exchanges.change_notes("tcp.mss") if lazy else
                {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note})
         if mss:

@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
+from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
 from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp
@@ -355,7 +355,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
     ev = d.evidence
-    # payload as both points saw the first data segment of each direction
+    # payload, DSCP and ECN as both points saw the first data segment of each direction
     for snd, rcv, fwd, direction in ((C, S, True, "out"), (S, C, False, "back")):
         sp = snd.data_fwd if fwd else snd.data_rev
         rp = rcv.data_fwd if fwd else rcv.data_rev
@@ -365,7 +365,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if (snd.conns.rel_seq_at(snd.sr[sp[:1]])[0] == rcv.conns.rel_seq_at(rcv.sr[rp[:1]])[0]
                     and int(a["plen"]) == int(b["plen"])):
                 at_c, at_s = (a, b) if direction == "out" else (b, a)
-                d.changes += payload_change(at_c, at_s, direction)
+                d.changes += data_changes(at_c, at_s, direction)
     rst_extra = len(C.rst_rev) - len(S.rst_rev)
     if rst_extra > 0:
         d.outcome = "reset-by-middlebox"

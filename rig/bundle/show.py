@@ -16,6 +16,7 @@ from rig.errors import InputError
 def reanalyse(b: Bundle):
     """Run the current rig's analysis on the bundle's captures; returns a Verdict."""
     from rig.analysis.api import analyse
+    from rig.analysis.windows import windows_from_manifest
     from rig.capture import read_capture
 
     if "client" not in b.captures or "server" not in b.captures:
@@ -42,7 +43,8 @@ def reanalyse(b: Bundle):
     extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
     server_addr = b.manifest.backend.get("server_addr") or b.manifest.facts.get("server_addr")
     drops = dict(b.manifest.kernel_drops) or None
-    verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops)
+    windows = windows_from_manifest(b.manifest.facts)  # when each tcpdump listened (rig run)
+    verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops, windows=windows)
     if not b.probes:
         return verdict
     from rig.analysis.unsent import not_sent_in_records, with_probes
