@@ -6,7 +6,8 @@ mode libpcap's ring holds fixed snaplen-sized slots, so the default 256 KB snapl
 -B 8192 leaves ~32 slots, and a 512 KB burst on a loaded machine overflowed it: 64 KB
 slots fit a GRO frame and 32 MB holds 512 of them), are ready only
 once tcpdump prints "listening on" on stderr, stop with SIGINT so the file is flushed
-(after SIGUSR1/SIGINFO statistics show every received packet was written), and report tcpdump's own "packets captured" / "packets dropped by kernel" counts.
+(after SIGUSR1/SIGINFO statistics show every received packet was written), and report
+tcpdump's own "packets captured" / "packets dropped by kernel" counts.
 A remote tcpdump is started as ``echo PID $$; exec tcpdump ...`` on a channel without a
 pty (it would survive the channel closing), stopped with ``kill -INT PID`` on a second
 channel, and its file fetched with SFTP. It writes into a fresh ``rig-cap.<hex>``
