@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class Signals:
         self.received: int | None = None  # the first signal before shield(): the run was interrupted
         self.ignored = 0
         self._old: dict[int, Any] = {}
+        self._old_hook: Any = None
 
     def _handle(self, signum, frame) -> None:
         if self.received is None and not self.shielded:
@@ -89,9 +91,19 @@ class Signals:
         so a signal at any moment ends in a sealed, ``interrupted`` bundle)."""
         if on_main_thread() and not self._old:
             self.hold = self.hold or hold
+            self._old_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
+
+    def _unraisable(self, info: Any) -> None:
+        """Python prints "Exception ignored in ... Traceback ... KeyboardInterrupt" when
+        the interrupt was raised inside a weakref callback or ``__del__`` (seen during
+        the paramiko import under load); ``check()`` raises it again at the next stage
+        boundary, so that one is not printed. Anything else goes to the usual hook."""
+        if issubclass(info.exc_type, KeyboardInterrupt) and self.raised is not None:
+            return
+        (self._old_hook or sys.__unraisablehook__)(info)
 
     def release(self) -> None:
         """End a hold: a signal that came meanwhile is raised now."""
@@ -104,6 +116,8 @@ class Signals:
     def restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self._old:
+            sys.unraisablehook = self._old_hook or sys.__unraisablehook__
         self._old.clear()
 
     @contextlib.contextmanager
@@ -369,10 +383,10 @@ class Pipeline:
         status, error, code = "failed", None, EXIT_INFRA
         self.signals.install(hold=True)  # a signal from here on is raised inside the try
         try:
-            self.signals.release()
-            from rig.sshclient import SSHClient
+            from rig.sshclient import SSHClient  # paramiko: long, and best not interrupted
 
             _preimport(EARLY_IMPORTS, survey_tools=True)
+            self.signals.release()
             self.provision()
             if self.spec.configure:
                 self.configure()
