@@ -85,6 +85,8 @@ def assert_nothing_left(run: Run) -> None:
     prefixes = run.prefixes()
     for prefix in prefixes:
         assert lab_leftovers(prefix) == [], prefix  # namespaces, and processes naming the lab
+    # and processes naming the run's bundle or its /tmp (a capture writes into the bundle)
+    assert lab_leftovers(str(run.priv.base)) == []
     assert run.priv.leftovers() == [], run.priv.leftovers()  # files under /tmp
     assert not [p for p in run.priv.lab_prefixes()], prefixes
 
