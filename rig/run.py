@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import importlib
 import json
 import os
@@ -188,17 +187,9 @@ def check_environment(spec: RunSpec) -> None:
 def default_out(spec: RunSpec, root: str = "runs") -> Path:
     """./runs/<UTC timestamp>-<scenario>/, made here (a second run in the same second
     gets -2, -3...)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = Path(root) / f"{stamp}-{spec.scenario}"
-    Path(root).mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        cand = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            cand.mkdir()
-            return cand
-        except FileExistsError:
-            continue
-    raise InfraError(f"cannot make a run directory under {root}")
+    from rig.bundle.outdir import prepare_out
+
+    return prepare_out(None, spec.scenario, default_root=root).path
 
 
 # ------------------------------------------------------------------ the pipeline
@@ -317,7 +308,7 @@ class Pipeline:
                 logs.result()
             self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
             for r in self.capture_results:
-                self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
+                self.bundle.write_log(f"tcpdump-{r.point}.txt", r.stderr)
         finally:
             starter.wait()  # never abort a capture that is still starting
             for c in self.captures:
@@ -334,7 +325,7 @@ class Pipeline:
         if self.rig.client_netns:
             argv = ["ip", "netns", "exec", self.rig.client_netns, *argv]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        self.bundle.log_path("ss-client.txt").write_text(res.stdout + res.stderr)
+        self.bundle.write_log("ss-client.txt", res.stdout + res.stderr)
 
     def _access_log(self, ssh) -> None:
         """Apache's access log, fetched over SSH (SFTP)."""
@@ -345,11 +336,11 @@ class Pipeline:
         try:
             ssh.fetch(log, str(self.bundle.log_path("access.log")))
         except InfraError as exc:
-            self.bundle.log_path("access.log.error").write_text(str(exc) + "\n")
+            self.bundle.write_log("access.log.error", str(exc) + "\n")
 
     def _server_sockets(self, ssh) -> None:
         res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
-        self.bundle.log_path("ss-server.txt").write_text(res.stdout + res.stderr)
+        self.bundle.write_log("ss-server.txt", res.stdout + res.stderr)
 
     def analyse(self) -> Any:
         from rig.analysis.api import analyse
@@ -400,10 +391,17 @@ class Pipeline:
             status, error = "interrupted", "terminated" if str(exc) == "SIGTERM" else "interrupted"
             raise
         except BaseException as exc:
-            error = str(exc) if isinstance(exc, RigError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, RigError):
+                error = str(exc)
+            elif isinstance(exc, OSError):  # a write that failed mid-run (the bundle's disk is full)
+                error = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            else:
+                error = f"{type(exc).__name__}: {exc}"
             if self.signals.received is not None:  # a stage failed because of the signal
                 status, error = "interrupted", self.signals.why()
                 raise KeyboardInterrupt("SIGTERM" if error == "terminated" else "") from exc
+            if isinstance(exc, OSError):  # one line, exit 3
+                raise InfraError(error) from exc
             raise
         finally:
             while True:  # a first signal right here is raised where shield() starts: take it
@@ -504,26 +502,39 @@ def cli_run(args: argparse.Namespace) -> int:
         print(describe(spec))
         return 0
     check_environment(spec)
+    from rig.bundle.outdir import prepare_out
+
     # from here a signal is held until the run can record it: whenever it comes, the
     # bundle (made next, before the banner) is sealed "interrupted" and all is torn down
     signals = Signals().install(hold=True)
     try:
-        out = Path(spec.out) if spec.out else default_out(spec)
+        placed = prepare_out(spec.out, spec.scenario)  # new or empty, never the user's files (README)
+        out = placed.path
+        if placed.note:
+            print(f"rig: {placed.note}", file=sys.stderr)
         progress = Progress(quiet=False)
-        pipeline = Pipeline(spec, out, progress, signals=signals)
+        try:
+            pipeline = Pipeline(spec, out, progress, signals=signals)
+        except BaseException:
+            if placed.created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only while still empty: nothing else was made
+            raise
         progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
         outcome = pipeline.run()
     finally:
         signals.restore()
+    # --redact / --archive were done by the bundle's writer as it sealed the bundle
     if spec.options.get("redact") == "true":
-        from rig.bundle import redact
+        from rig.bundle import load_manifest
 
-        mapping = redact(outcome.out)
-        progress.say(f"redacted {len(mapping)} private addresses in {outcome.out}")
-    if spec.options.get("archive") == "true":
-        from rig.bundle import archive
-
-        progress.say(f"archive: {archive(outcome.out)}")
+        m = load_manifest(outcome.out)
+        if m.redact_error or not isinstance(m.redacted, dict):
+            progress.say(f"[red]not redacted[/]: {m.redact_error or 'unknown error'}")
+        else:
+            progress.say(f"redacted {m.redacted.get('stand_ins', 0)} private addresses in {outcome.out}")
+    if pipeline.bundle.archive_path is not None:
+        progress.say(f"archive: {pipeline.bundle.archive_path}")
     if spec.json:
         print(json.dumps(_verdict_dict(outcome.verdict), indent=2))
     else:
