@@ -160,8 +160,12 @@ def _sigterm(signum, frame):  # turn SIGTERM into an exception so teardown runs
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, _sigterm)  # first: a SIGTERM from here on ends in exit 3
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt as exc:
+        print(f"rig: {'terminated' if str(exc) == 'SIGTERM' else 'interrupted'}", file=sys.stderr)
+        return EXIT_INFRA
     try:
         return int(args.func(args) or 0)
     except RigError as exc:

@@ -126,6 +126,47 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
                    burst=int(burst), configure=configure, options=options)
 
 
+# backend options that only one backend reads (the others would ignore them silently)
+_BACKEND_OPTIONS = {"azure": ("location", "size", "image", "allow_from"), "ssh": ("host", "host_key", "identity")}
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Everything about a RunSpec that can be wrong before a run makes anything: the
+    backend, the lab's scenario, the probe kinds, capture points the backend has, backend
+    options that belong to another backend, and files named by options. UsageError
+    (exit 2, one line) on the first problem; nothing is created, so no bundle is left."""
+    from rig.probes.runner import parse_kinds
+
+    if spec.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {spec.backend!r} (choose from {', '.join(BACKENDS)})")
+    kept = bool(spec.options.get("rig_id"))  # --rig NAME: the kept rig says what it is
+    if spec.backend == "lab" and not kept:
+        from rig.lab.scenarios import get
+
+        get(spec.scenario)
+    parse_kinds(spec.probes or None)
+    for point in spec.capture_at:
+        if point not in CAPTURE_POINTS:
+            raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
+        if point == "router" and spec.backend != "lab" and not kept:
+            raise UsageError(f"--capture-at router: the {spec.backend} backend has no router to capture at "
+                             "(only the lab has one)")
+    for owner, names in _BACKEND_OPTIONS.items():
+        stray = [n for n in names if n in spec.options and owner != spec.backend]
+        if stray:
+            raise UsageError(f"{_flag(stray[0])} is an option of the {owner} backend, not of {spec.backend}")
+    if spec.backend == "ssh" and not kept:
+        if not spec.options.get("host"):
+            raise UsageError("--backend ssh needs --host user@host[:port]")
+        identity = spec.options.get("identity")
+        if identity and not os.path.isfile(identity):
+            raise UsageError(f"--identity {identity}: no such file")
+
+
 def load_spec(args: argparse.Namespace) -> RunSpec:
     """The RunSpec for ``rig run``: --config FILE, else ./rig.toml if present, else defaults."""
     path = getattr(args, "config", None)

@@ -6,8 +6,10 @@ other known_hosts or key is consulted. In the lab the SSH connection must start 
 client's namespace, so OpenSSH reaches the server through
 ``ProxyCommand python -m rig.fdpass NS %h %p`` with ``ProxyUseFdpass``: the helper
 connects from inside the namespace, hands the socket to ssh and exits. Each run has its
-own ControlPath directory; the ControlPersist masters are closed at the end (and waited
-for) so none keeps a namespace busy.
+own ControlPath directory inside the run's workdir (so `rig clean` removes a killed
+run's sockets with it); the ControlPersist masters are closed at the end (and waited
+for) so none keeps a namespace busy. A signal stops the playbook within CANCEL_POLL:
+ansible-runner kills its process group by PID when the cancel callback says so.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rig.sshclient import known_hosts_name
 
 PLAYBOOK = "server.yml"
 DEFAULT_SERVER_DIR = "/var/lib/rig"
+CANCEL_POLL = 0.1  # seconds between ansible-runner's looks at the cancel callback
 PYTHON = {"debian": "/usr/bin/python3", "freebsd": "/usr/local/bin/python3"}
 
 
@@ -170,6 +173,19 @@ def close_masters(control_dir: Path) -> None:
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
+# ssh makes its ControlPersist socket at DIR/<40 hex> plus a 17-byte temporary suffix,
+# and a unix socket path must stay under 108 bytes
+_CONTROL_DIR_MAX = 107 - 1 - 40 - 17
+
+
+def _control_dir(base: Path) -> Path:
+    """The ControlPath directory: inside ``base`` (the run's workdir, so a killed run's
+    sockets go with it) when its path is short enough for a socket, else under /tmp."""
+    if len(str(base)) + len("/cp-12345678") <= _CONTROL_DIR_MAX:  # mkdtemp's 8 random characters
+        return Path(tempfile.mkdtemp(prefix="cp-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="rigcp-", dir="/tmp"))
+
+
 def _failure(events: list[Mapping[str, Any]]) -> str:
     for ev in events:
         if ev.get("event") in ("runner_on_failed", "runner_on_unreachable"):
@@ -211,7 +227,10 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
             and shutil.which("ansible-playbook") is None:
         raise MissingToolError("ansible-playbook is not installed (pip install ansible-core)")
 
-    base = Path(rig.workdir) if rig.workdir else Path(tempfile.mkdtemp(prefix="rig-configure-"))
+    # everything this call writes lives under the run's workdir (the lab's is known to
+    # `rig clean` by the run's prefix); without one, a scratch dir removed at the end
+    scratch = not rig.workdir
+    base = Path(tempfile.mkdtemp(prefix="rig-configure-")) if scratch else Path(rig.workdir)
     base.mkdir(parents=True, exist_ok=True)
     # a fresh private dir per call: ansible-runner keeps env/ files between runs
     private = Path(tempfile.mkdtemp(prefix="ansible-", dir=base))
@@ -220,8 +239,7 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
     cfg.write_text("[defaults]\n")
     key_type, key_b64 = rig.ssh.host_key.split()[:2]
     known_hosts.write_text(f"{known_hosts_name(rig.ssh.host, rig.ssh.port)} {key_type} {key_b64}\n")
-    # short: a unix socket path must stay under 108 bytes
-    control_dir = Path(tempfile.mkdtemp(prefix="rigcp-", dir="/tmp"))
+    control_dir = _control_dir(base)
     events: list[Mapping[str, Any]] = []
     said: set[str] = set()
     t0 = time.monotonic()
@@ -240,12 +258,18 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
             rotate_artifacts=1,
             event_handler=lambda ev: events.append(ev) or _say_waits(ev, said) or True,
             cancel_callback=cancel,
+            # ansible-runner asks cancel() each time pexpect's wait times out (5 s by
+            # default): a short one stops the playbook (its process group, by PID)
+            # within CANCEL_POLL of a signal
+            settings={"pexpect_timeout": CANCEL_POLL},
         )
         log = runner.stdout.read() if runner.stdout else ""
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
         close_masters(control_dir)
+        if scratch:
+            shutil.rmtree(base, ignore_errors=True)
     seconds = time.monotonic() - t0
     if log_path is not None:
         log_path.write_text(log)

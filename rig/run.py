@@ -55,10 +55,14 @@ class Signals:
         self.shielded = False
         self.pending: int | None = None
         self.raised: int | None = None  # the signal whose KeyboardInterrupt was raised
+        self.received: int | None = None  # the first signal before shield(): the run was interrupted
         self.ignored = 0
         self._old: dict[int, Any] = {}
+        self._old_hook: Any = None
 
     def _handle(self, signum, frame) -> None:
+        if self.received is None and not self.shielded:
+            self.received = signum
         if self.fired:
             self.ignored += 1
             return
@@ -79,15 +83,40 @@ class Signals:
             signum, self.raised = self.raised, None
             raise KeyboardInterrupt("SIGTERM" if signum == signal.SIGTERM else "")
 
-    def install(self) -> "Signals":
-        if on_main_thread():
+    def install(self, hold: bool = False) -> "Signals":
+        """Handle SIGINT/SIGTERM from now on (once; a second call changes nothing).
+        ``hold``: a signal is kept until ``release()`` (rig.run.cli_run installs them
+        held before anything is made, and the run releases them inside its ``try``,
+        so a signal at any moment ends in a sealed, ``interrupted`` bundle)."""
+        if on_main_thread() and not self._old:
+            self.hold = self.hold or hold
+            self._old_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
+    def _unraisable(self, info: Any) -> None:
+        """Python prints "Exception ignored in ... Traceback ... KeyboardInterrupt" when
+        the interrupt was raised inside a weakref callback or ``__del__`` (seen during
+        the paramiko import under load); ``check()`` raises it again at the next stage
+        boundary, so that one is not printed. Anything else goes to the usual hook."""
+        if issubclass(info.exc_type, KeyboardInterrupt) and self.raised is not None:
+            return
+        (self._old_hook or sys.__unraisablehook__)(info)
+
+    def release(self) -> None:
+        """End a hold: a signal that came meanwhile is raised now."""
+        self.hold = False
+        if self.pending is not None and not self.fired:
+            self.fired = True
+            self.raised = self.pending
+            raise KeyboardInterrupt("SIGTERM" if self.pending == signal.SIGTERM else "")
+
     def restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self._old:
+            sys.unraisablehook = self._old_hook or sys.__unraisablehook__
         self._old.clear()
 
     @contextlib.contextmanager
@@ -97,9 +126,11 @@ class Signals:
             yield
         finally:
             self.hold = False
-        if self.pending is not None and not self.fired:
-            self.fired = True
-            raise KeyboardInterrupt("SIGTERM" if self.pending == signal.SIGTERM else "")
+        self.release()
+
+    def why(self) -> str:
+        """The bundle's error text for the signal received: "terminated" or "interrupted"."""
+        return "terminated" if self.received == signal.SIGTERM else "interrupted"
 
     def shield(self) -> None:
         """From now on signals are only counted."""
@@ -174,7 +205,8 @@ class RunOutcome:
 
 
 class Pipeline:
-    def __init__(self, spec: RunSpec, out: Path, progress: Progress | None = None, backend=None):
+    def __init__(self, spec: RunSpec, out: Path, progress: Progress | None = None, backend=None,
+                 signals: Signals | None = None):
         from rig.bundle import BundleWriter
 
         if backend is None and spec.options.get("rig_id"):  # `rig run --rig NAME`: a rig kept by `rig up`
@@ -194,7 +226,7 @@ class Pipeline:
         self.progress = progress or Progress(quiet=True)
         self.bundle = BundleWriter(out, spec)
         self.rig: Rig | None = None
-        self.signals = Signals()
+        self.signals = signals or Signals()
         self.captures: list = []
         self.probes: list = []
         self.capture_results: list = []
@@ -221,10 +253,10 @@ class Pipeline:
         # teardown always has a complete description of what to remove
         hold = self.signals.holding() if self.spec.backend == "lab" else contextlib.nullcontext()
         with self.stage("provision", lambda: f"{self.rig.backend} {self.rig.run_id} server {self.rig.server_addr}"):
-            with hold:
+            with hold:  # the facts too: an interrupted run's bundle still names its lab
                 self.rig = self.backend.provision(self.spec)
-        self.bundle.set_facts(backend={"name": self.rig.backend, "run_id": self.rig.run_id,
-                                       "server_addr": self.rig.server_addr, **dict(self.rig.facts)})
+                self.bundle.set_facts(backend={"name": self.rig.backend, "run_id": self.rig.run_id,
+                                               "server_addr": self.rig.server_addr, **dict(self.rig.facts)})
         return self.rig
 
     def configure(self) -> None:
@@ -250,7 +282,8 @@ class Pipeline:
             if cp.name not in spec.capture_at and cp.name not in ("client", "server"):
                 continue
             path = str(self.bundle.capture_path(cp.name))
-            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family) if cp.remote
+            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family,
+                                               rig.facts.get("remote_tmp", "/tmp")) if cp.remote
                                  else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
         starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
@@ -348,12 +381,13 @@ class Pipeline:
 
     # -- the whole run
     def run(self) -> RunOutcome:
-        from rig.sshclient import SSHClient
-
         status, error, code = "failed", None, EXIT_INFRA
-        self.signals.install()
-        _preimport(EARLY_IMPORTS, survey_tools=True)
+        self.signals.install(hold=True)  # a signal from here on is raised inside the try
         try:
+            from rig.sshclient import SSHClient  # paramiko: long, and best not interrupted
+
+            _preimport(EARLY_IMPORTS, survey_tools=True)
+            self.signals.release()
             self.provision()
             if self.spec.configure:
                 self.configure()
@@ -366,17 +400,29 @@ class Pipeline:
         except KeyboardInterrupt as exc:
             status, error = "interrupted", "terminated" if str(exc) == "SIGTERM" else "interrupted"
             raise
-        except RigError as exc:
-            error = str(exc)
-            raise
-        except OSError as exc:  # a write that failed mid-run (the bundle's disk is full): one line, exit 3
-            error = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
-            raise InfraError(error) from exc
         except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, RigError):
+                error = str(exc)
+            elif isinstance(exc, OSError):  # a write that failed mid-run (the bundle's disk is full)
+                error = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+            if self.signals.received is not None:  # a stage failed because of the signal
+                status, error = "interrupted", self.signals.why()
+                raise KeyboardInterrupt("SIGTERM" if error == "terminated" else "") from exc
+            if isinstance(exc, OSError):  # one line, exit 3
+                raise InfraError(error) from exc
             raise
         finally:
-            self.signals.shield()
+            while True:  # a first signal right here is raised where shield() starts: take it
+                try:
+                    self.signals.shield()
+                    break
+                except KeyboardInterrupt:
+                    continue
+            late = self.signals.received is not None and status != "interrupted"
+            if late:  # the signal came after the last stage: the run is interrupted all the same
+                status, error = "interrupted", self.signals.why()
             try:
                 if self.spec.keep and self.rig is not None:
                     self._print_keep()
@@ -385,6 +431,8 @@ class Pipeline:
             finally:
                 self.bundle.finish(status, error)
                 self.signals.restore()
+            if late:
+                raise KeyboardInterrupt("SIGTERM" if error == "terminated" else "")
 
     def _print_keep(self) -> None:
         rig = self.rig
@@ -450,9 +498,10 @@ def _verdict_note(verdict: Any) -> str:
 
 def cli_run(args: argparse.Namespace) -> int:
     """The handler of `rig run` (rig.cli)."""
-    from rig.config import load_spec
+    from rig.config import check_spec, load_spec
 
     spec = load_spec(args)
+    check_spec(spec)  # the whole spec, before anything is made: a usage error is one line, no bundle
     if spec.options.get("dry_run") == "true":  # the backend's plan (azure); touches nothing
         from rig.backends import get_backend
         from rig.errors import UsageError
@@ -462,26 +511,29 @@ def cli_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--dry-run is not supported by the {spec.backend} backend")
         print(describe(spec))
         return 0
-    from rig.probes.runner import parse_kinds
-
-    parse_kinds(spec.probes or None)  # an unknown probe kind: a usage error before anything is built
     check_environment(spec)
     from rig.bundle.outdir import prepare_out
 
-    placed = prepare_out(spec.out, spec.scenario)  # new or empty, never the user's files (README)
-    out = placed.path
-    if placed.note:
-        print(f"rig: {placed.note}", file=sys.stderr)
-    progress = Progress(quiet=False)
-    progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
+    # from here a signal is held until the run can record it: whenever it comes, the
+    # bundle (made next, before the banner) is sealed "interrupted" and all is torn down
+    signals = Signals().install(hold=True)
     try:
-        pipeline = Pipeline(spec, out, progress)
-    except BaseException:
-        if placed.created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only while still empty: nothing else was made
-        raise
-    outcome = pipeline.run()
+        placed = prepare_out(spec.out, spec.scenario)  # new or empty, never the user's files (README)
+        out = placed.path
+        if placed.note:
+            print(f"rig: {placed.note}", file=sys.stderr)
+        progress = Progress(quiet=False)
+        try:
+            pipeline = Pipeline(spec, out, progress, signals=signals)
+        except BaseException:
+            if placed.created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only while still empty: nothing else was made
+            raise
+        progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
+        outcome = pipeline.run()
+    finally:
+        signals.restore()
     # --redact / --archive were done by the bundle's writer as it sealed the bundle
     if spec.options.get("redact") == "true":
         from rig.bundle import load_manifest

@@ -126,3 +126,66 @@ def test_playbook_syntax(tmp_path):
                           str(play)], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (playbooks_dir() / "files" / "rig_state.py").is_file()
+
+
+class _Ran:
+    status, rc, stdout = "successful", 0, None
+
+
+@pytest.fixture
+def fake_runner(monkeypatch):
+    """ansible_runner.run replaced: records its arguments and what its dirs hold."""
+    import ansible_runner
+
+    calls = []
+
+    def run(**kwargs):
+        control = Path(kwargs["envvars"]["ANSIBLE_SSH_CONTROL_PATH_DIR"])
+        calls.append({**kwargs, "control_dir": control, "control_dir_existed": control.is_dir()})
+        return _Ran()
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    return calls
+
+
+def _local_rig(workdir: str) -> Rig:
+    ep = SSHEndpoint("127.0.0.1", 22, "root", "/k", "ssh-ed25519 AAAA")
+    return Rig(run_id="t", backend="ssh", server_addr="127.0.0.1", ssh=ep, capture_points=(), workdir=workdir,
+               facts={"server_dir": "/var/tmp/rig-t"})
+
+
+def test_a_cancel_is_seen_within_a_tenth_of_a_second(fake_runner, tmp_path):
+    """ansible-runner asks the cancel callback only when pexpect's wait times out
+    (5 s by default): rig passes a short one, so a signal stops the playbook at once."""
+    from rig.configure import CANCEL_POLL
+
+    cancel = lambda: False  # noqa: E731
+    configure(_local_rig(str(tmp_path)), cancel=cancel)
+    (call,) = fake_runner
+    assert call["cancel_callback"] is cancel
+    assert call["settings"]["pexpect_timeout"] == CANCEL_POLL <= 0.25
+
+
+def test_every_file_of_configure_is_inside_the_workdir(fake_runner, tmp_path):
+    """The ControlPath sockets live in the run's workdir (so `rig clean` removes a killed
+    run's with it), and are gone afterwards; a workdir too long for a unix socket path
+    falls back to /tmp/rigcp-*, removed too; without a workdir nothing stays."""
+    work = Path(tempfile.mkdtemp(prefix="rig-t-"))  # short, like a lab's /tmp/rig-lab/rig-<6 hex>
+    try:
+        configure(_local_rig(str(work)))
+    finally:
+        shutil.rmtree(work)
+    long = tmp_path / ("x" * 60)
+    configure(_local_rig(str(long)))
+    before = set(Path(tempfile.gettempdir()).glob("rig-configure-*"))
+    configure(_local_rig(""))
+    inside, fallback, scratch = fake_runner
+    assert inside["control_dir"].parent == work and inside["control_dir_existed"]
+    assert len(str(inside["control_dir"])) + 1 + 40 + 17 <= 107  # ssh's socket path, with its temporary suffix
+    assert Path(inside["private_data_dir"]).parent == work
+    assert fallback["control_dir"].parent == Path("/tmp") and fallback["control_dir"].name.startswith("rigcp-")
+    for call in fake_runner:
+        assert not call["control_dir"].exists()
+    assert Path(scratch["private_data_dir"]).parent.name.startswith("rig-configure-")
+    assert not Path(scratch["private_data_dir"]).parent.exists()
+    assert set(Path(tempfile.gettempdir()).glob("rig-configure-*")) == before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,3 +141,32 @@ def test_teardown_from_another_backend_object_and_twice():
     other.teardown(rig)
     assert namespaces_of(rig.run_id) == [] and not any(alive(p) for p in pids)
     other.teardown(rig)  # nothing left to remove: not an error
+
+
+def test_rig_clean_kills_the_run_s_processes_outside_its_namespaces():
+    """After SIGKILL during configure, the playbook and its ssh master run in this
+    machine's namespace, naming the run's workdir: `rig clean --prefix` kills them by
+    PID; a process naming another run's workdir is left alone."""
+    from rig.backends.lab import LAB_ROOT, _lab_root
+
+    _lab_root()
+    mine, other = workdir_for("rig-c1ea00"), workdir_for("rig-c1ea01")
+    procs = {}
+    try:
+        for d in (mine, other):
+            d.mkdir()
+            code = "import sys, time; print('up', flush=True); time.sleep(300)"
+            procs[d] = subprocess.Popen([sys.executable, "-c", code, f"{d}/ansible-x/inventory"],
+                                        stdout=subprocess.PIPE, text=True)
+            assert procs[d].stdout.readline() == "up\n"
+        done = clean.clean("rig-c1ea00")
+        assert done.workdirs == (str(mine),) and not mine.exists()
+        assert procs[mine].wait(timeout=10) == -signal.SIGTERM
+        assert procs[other].poll() is None and other.is_dir()
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+        for d in (mine, other):
+            if d.parent == LAB_ROOT:
+                shutil.rmtree(d, ignore_errors=True)

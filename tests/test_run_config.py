@@ -1,9 +1,13 @@
 """rig.toml + flags -> RunSpec: flags win, a bad file is one clear line (exit 2)."""
 
+import subprocess
+
 import pytest
 
+from _runhelp import rig_cmd
+from rig.backends.base import RunSpec
 from rig.cli import build_parser
-from rig.config import load_spec, spec_from
+from rig.config import check_spec, load_spec, spec_from
 from rig.errors import EXIT_USAGE, UsageError
 
 
@@ -65,3 +69,40 @@ def test_bad_toml_file(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('scenario = "seed"\n[lab]\nprefix = "x"\n')
     assert load_spec(args("--config", str(good))).scenario == "seed"
+
+
+@pytest.mark.parametrize("spec,message", [
+    (RunSpec(scenario="nope"), "unknown scenario 'nope'; choose one of: healthy"),
+    (RunSpec(probes=("tcp", "dns")), "unknown probe kind dns"),
+    (RunSpec(backend="ssh", options={"host": "me@h"}, capture_at=("client", "server", "router")),
+     "the ssh backend has no router"),
+    (RunSpec(options={"location": "japaneast"}), "--location is an option of the azure backend, not of lab"),
+    (RunSpec(backend="azure", options={"host_key": "x"}), "--host-key is an option of the ssh backend"),
+    (RunSpec(backend="ssh"), "--backend ssh needs --host"),
+    (RunSpec(backend="ssh", options={"host": "me@h", "identity": "/nonexistent/id"}), "--identity .*no such file"),
+    (RunSpec(backend="gcp"), "unknown backend 'gcp'"),
+])
+def test_check_spec_finds_every_problem_before_the_run(spec, message):
+    with pytest.raises(UsageError, match=message) as err:
+        check_spec(spec)
+    assert "\n" not in str(err.value) and err.value.exit_code == EXIT_USAGE
+
+
+def test_check_spec_passes_what_the_backends_read():
+    check_spec(RunSpec(scenario="seed", probes=("tcp",), capture_at=("client", "server", "router")))
+    check_spec(RunSpec(backend="ssh", scenario="any-label", options={"host": "me@h", "host_key": "k"}))
+    check_spec(RunSpec(backend="azure", options={"location": "japaneast", "size": "B1s"}))
+    check_spec(RunSpec(scenario="nope", options={"rig_id": "kept"}))  # --rig: the kept rig says what it is
+
+
+def test_an_unknown_scenario_is_one_line_and_leaves_no_bundle(tmp_path):
+    """Found before anything is made: exit 2, printed once, no bundle (not even ./runs/)."""
+    res = subprocess.run(rig_cmd("run", "--scenario", "nope"), cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.startswith("rig: unknown scenario 'nope'") and res.stderr.count("\n") == 1, res.stderr
+    assert list(tmp_path.iterdir()) == []
+    res = subprocess.run(rig_cmd("run", "--scenario", "nope", "--out", str(tmp_path / "b")), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "b").exists()

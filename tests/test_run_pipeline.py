@@ -127,3 +127,50 @@ def test_redact_and_archive(tmp_path):
     assert b"\xc0\xa8\x01\x0a" not in (out / "captures" / "client.pcap").read_bytes()  # 192.168.1.10
     with tarfile.open(tmp_path / "run.tar.gz") as tar:
         assert "run/verdict.json" in tar.getnames()
+
+
+def _manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_a_signal_before_the_run_begins_seals_the_bundle_interrupted(tmp_path):
+    """rig run holds signals from before the bundle exists (the banner, the paramiko
+    import): one that came then is raised inside the run, which seals the bundle."""
+    import signal
+
+    from rig.run import Signals
+
+    backend = FakeBackend(SSHEndpoint("127.0.0.1", 1, "root", "/nokey", "ssh-ed25519 AAAA"))
+    signals = Signals().install(hold=True)
+    try:
+        signals._handle(signal.SIGTERM, None)  # held: nothing raised yet
+        pipeline = Pipeline(RunSpec(backend="fake", configure=False), tmp_path / "out", backend=backend,
+                            signals=signals)
+        assert _manifest(tmp_path / "out")["status"] == "running"
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            pipeline.run()
+    finally:
+        signals.restore()
+    manifest = _manifest(tmp_path / "out")
+    assert (manifest["status"], manifest["error"]) == ("interrupted", "terminated")
+    assert backend.torn_down == 0 and manifest["timings"] == []  # nothing was provisioned
+
+
+def test_a_stage_that_fails_because_of_a_signal_is_interrupted(tmp_path):
+    """A library that turns the KeyboardInterrupt into its own error does not make the
+    run 'failed': the signal was received, the bundle says interrupted, exit 3."""
+    import signal
+
+    class Wrapping(FakeBackend):
+        def provision(self, spec):
+            try:
+                pipeline.signals._handle(signal.SIGINT, None)  # the signal, during provision
+            except KeyboardInterrupt as exc:
+                raise InfraError("provision failed: cancelled") from exc
+
+    backend = Wrapping(SSHEndpoint("127.0.0.1", 1, "root", "/nokey", "ssh-ed25519 AAAA"))
+    pipeline = Pipeline(RunSpec(backend="fake", configure=False), tmp_path / "out", backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run()
+    manifest = _manifest(tmp_path / "out")
+    assert (manifest["status"], manifest["error"]) == ("interrupted", "interrupted")

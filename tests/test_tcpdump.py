@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -51,11 +52,14 @@ def _count(path, bpf=""):
 
 @pytest.mark.root
 @pytestmark_root
-def test_local_and_remote_capture_everything_up_to_stop(sshd, tmp_path):
+def test_local_and_remote_capture_everything_up_to_stop(sshd, tmp_path):  # noqa: F811 (fixture)
     with SSHClient(sshd.endpoint) as ssh:
         caps = [LocalCapture("client", "lo", str(tmp_path / "client.pcap"), ssh_exclusion(22), sshd.ns),
-                RemoteCapture("server", "lo", str(tmp_path / "server.pcap"), ssh, ssh_exclusion(22))]
+                RemoteCapture("server", "lo", str(tmp_path / "server.pcap"), ssh, ssh_exclusion(22),
+                              remote_tmp=str(tmp_path))]  # the lab gives its workdir
         start_all(caps)
+        # the server (a namespace sharing this /tmp) writes into the directory it was given
+        assert Path(caps[1].remote_dir).parent == tmp_path and Path(caps[1].remote_path).exists()
         in_netns(sshd.ns, _send_udp, 7)  # the last datagram goes out right before stop
         results = stop_all(caps)
         leftovers = ssh.run(["sh", "-c", "ls -d /tmp/rig-cap.* 2>/dev/null || true"]).stdout
@@ -72,12 +76,12 @@ def test_local_and_remote_capture_everything_up_to_stop(sshd, tmp_path):
 
         ts = read_capture(r.file).packets["ts_ns"]
         assert r.listening_ns <= int(ts.min()) and int(ts.max()) <= r.stop_ns, (r.listening_ns, r.stop_ns)
-    assert caps[1].remote_dir not in leftovers
+    assert caps[1].remote_dir not in leftovers and not Path(caps[1].remote_dir).exists()
 
 
 @pytest.mark.root
 @pytestmark_root
-def test_bad_interface_is_one_clear_error(sshd, tmp_path):
+def test_bad_interface_is_one_clear_error(sshd, tmp_path):  # noqa: F811 (fixture)
     cap = LocalCapture("client", "nosuch0", str(tmp_path / "c.pcap"), netns=sshd.ns)
     with pytest.raises(InfraError, match="capture at client did not start.*nosuch0"):
         cap.start()

@@ -135,6 +135,9 @@ class LabBackend:
             "access_log": apache.log,
             "error_log": str(server_dir / "logs" / "error.log"),
             "pids": ",".join(str(svc.pid) for svc in started),
+            # the server's temporary files (remote captures) stay in the run's workdir:
+            # the server namespace shares this machine's /tmp, and `rig clean` knows this
+            "remote_tmp": str(workdir),
         }
         return Rig(
             run_id=prefix,

@@ -6,10 +6,16 @@ mode libpcap's ring holds fixed snaplen-sized slots, so the default 256 KB snapl
 -B 8192 leaves ~32 slots, and a 512 KB burst on a loaded machine overflowed it: 64 KB
 slots fit a GRO frame and 32 MB holds 512 of them), are ready only
 once tcpdump prints "listening on" on stderr, stop with SIGINT so the file is flushed
-(after SIGUSR1/SIGINFO statistics show every received packet was written), and report tcpdump's own "packets captured" / "packets dropped by kernel" counts.
+(after SIGUSR1/SIGINFO statistics show every received packet was written), and report
+tcpdump's own "packets captured" / "packets dropped by kernel" counts.
 A remote tcpdump is started as ``echo PID $$; exec tcpdump ...`` on a channel without a
 pty (it would survive the channel closing), stopped with ``kill -INT PID`` on a second
-channel, and its file fetched with SFTP.
+channel, and its file fetched with SFTP. It writes into a fresh ``rig-cap.<hex>``
+directory under ``remote_tmp`` (the Rig's ``remote_tmp`` fact, else /tmp): the lab
+puts it in the run's workdir (its "server" is a namespace that shares this machine's
+/tmp), so ``rig clean`` removes it after a killed run. On a real host the directory is
+removed by the fetch, or by ``abort()`` on every other way out of the run; if rig is
+killed (SIGKILL) it stays there, and ``rig clean`` cannot reach it.
 """
 
 from __future__ import annotations
@@ -214,8 +220,10 @@ class LocalCapture:
 class RemoteCapture:
     """tcpdump on the server over an ``rig.sshclient.SSHClient``; the pcap is fetched to ``path``."""
 
-    def __init__(self, point: str, iface: str, path: str, ssh, bpf: str = "", os_family: str = "debian"):
+    def __init__(self, point: str, iface: str, path: str, ssh, bpf: str = "", os_family: str = "debian",
+                 remote_tmp: str = "/tmp"):
         self.point, self.iface, self.path, self.ssh, self.bpf = point, iface, path, ssh, bpf
+        self.remote_tmp = remote_tmp  # where the capture's directory is made on the server
         # tcpdump prints its statistics on SIGINFO where it exists (BSD), else SIGUSR1
         self.info_signal = "INFO" if os_family == "freebsd" else "USR1"
         self.remote_dir: str | None = None
@@ -234,7 +242,7 @@ class RemoteCapture:
         # a fresh directory of the login user, made by the same command that starts
         # tcpdump (one round trip): tcpdump (root) opens the file before it drops
         # privileges, and the login user can fetch and remove it afterwards
-        self.remote_dir = f"/tmp/rig-cap.{secrets.token_hex(6)}"
+        self.remote_dir = f"{self.remote_tmp}/rig-cap.{secrets.token_hex(6)}"
         tcpdump = self.ssh.privileged(tcpdump_argv(self.iface, self.remote_path, self.bpf))
         script = 'mkdir -m 0700 "$0" || exit 1; echo "PID $$"; exec "$@"'
         self._chan = self.ssh.open_channel(["sh", "-c", script, self.remote_dir, *tcpdump])
