@@ -133,6 +133,21 @@ def test_the_dry_run_prints_the_regions_price_and_date():
                          "Standard_D2s_v5 about 0.133, Standard_D2as_v5 not listed in japaneast")
 
 
+def test_fallback_regions_are_not_said_to_share_the_price():
+    two = plan("japaneast,japanwest")
+    text = render_plan(two, P.lookup("japaneast", two.sizes, fetch=FakeFetch(), today=TODAY))
+    assert "            (prices are japaneast's; japanwest may differ)" in text.splitlines()
+
+
+def test_a_size_neither_listed_nor_in_the_table_is_unknown():
+    odd = plan(size="Standard_X9")
+    got = P.lookup("japaneast", odd.sizes, fetch=failing(ConnectionRefusedError(111, "Connection refused")))
+    first, fallbacks = cost_lines(render_plan(odd, got))
+    assert first == ("  cost:     unknown for Standard_X9 (prices.azure.com not reachable; "
+                     "rig's East US table does not list it)")
+    assert "Standard_B2s about 0.050" in fallbacks
+
+
 def test_the_backend_dry_run_uses_the_fetcher():
     spec = RunSpec(backend="azure", options={"location": "japaneast", "size": "Standard_D2s_v5"})
     text = dry_run(spec, fetch=FakeFetch())
