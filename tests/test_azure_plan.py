@@ -96,6 +96,7 @@ def test_dry_run_cli_needs_no_credentials(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env["HOME"] = str(tmp_path)  # no ~/.azure either
     env["RIG_MYIP_URL"] = "http://127.0.0.1:9/"  # if anything tried to detect, it would fail loudly
+    env["RIG_AZURE_PRICES_URL"] = "http://127.0.0.1:9/"  # the price lookup stays on loopback (and fails)
     proc = subprocess.run([sys.executable, "-m", "rig", "run", "--backend", "azure", "--dry-run",
                            "--location", "japaneast"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)

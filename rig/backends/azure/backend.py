@@ -17,7 +17,9 @@ import tempfile
 from typing import Callable
 
 from rig.backends.azure import errors as E
+from rig.backends.azure import prices
 from rig.backends.azure.plan import Plan, make_plan, render_plan
+from rig.backends.azure.prices import Fetch
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
 from rig.errors import InfraError
 
@@ -28,9 +30,11 @@ def truthy(value) -> bool:
     return str(value).lower() in ("1", "true", "yes", "on")
 
 
-def dry_run(spec: RunSpec) -> str:
-    """The --dry-run text for ``spec``: no credentials, no network."""
-    return render_plan(make_plan(dict(spec.options)))
+def dry_run(spec: RunSpec, fetch: Fetch | None = None) -> str:
+    """The --dry-run text for ``spec``: no credentials, creates nothing; asks the Azure Retail
+    Prices API (unauthenticated) for the region's prices, and says so when it cannot."""
+    plan = make_plan(dict(spec.options))
+    return render_plan(plan, prices.lookup(plan.location, plan.sizes, fetch=fetch))
 
 
 def _stderr(line: str) -> None:

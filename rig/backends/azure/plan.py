@@ -1,10 +1,10 @@
 """What an Azure run will create, as data: resources, NSG rules, size, region, cost.
 
 ``make_plan(options)`` turns the run's flags into a frozen ``Plan`` without touching
-Azure or needing credentials; ``render_plan`` prints it for ``--dry-run``;
-provision.py builds exactly what the plan says. Prices are East US list prices
-(pay-as-you-go, Linux) and only an estimate: rig has no per-region price table, so a
-plan in another region says its price may differ rather than pretend.
+Azure or needing credentials; ``render_plan`` prints it for ``--dry-run`` with the
+region's prices that prices.py read from the Azure Retail Prices API, or, when those
+could not be had, the East US estimate below and why; provision.py builds exactly what
+the plan says.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from rig.backends.azure.prices import PriceFailure, RegionPrices, Unavailable
 from rig.backends.base import new_run_id
 from rig.errors import UsageError
 
@@ -24,11 +25,9 @@ DEFAULT_TTL_HOURS = 4.0
 ADMIN_USER = "rig"
 UDP_ECHO_PORT = 7
 
-# USD per hour, pay-as-you-go Linux, East US list prices: an estimate for --dry-run. The
-# figures carry no dated source (none could be consulted offline); the Azure Retail Prices
-# API (https://prices.azure.com/api/retail/prices, armRegionName + armSkuName) gives the
-# current price of a size in any region. Other regions differ (up to about a third): rig
-# says so instead of guessing.
+# USD per hour, pay-as-you-go Linux, East US list prices: the --dry-run estimate when the
+# Azure Retail Prices API (prices.py) cannot be asked. The figures carry no dated source;
+# other regions differ (up to about a third), and the dry run says whose price it shows.
 PRICED_REGION = "eastus"
 SIZE_PRICES = {
     "Standard_B1s": 0.0104,
@@ -139,8 +138,8 @@ class Plan:
         )
 
     def cost_per_hour(self, size: str | None = None) -> float | None:
-        price = SIZE_PRICES.get(size or self.sizes[0])
-        return None if price is None else price + PUBLIC_IP_PRICE + OS_DISK_PRICE
+        """The East US estimate (SIZE_PRICES) of VM + public IP + OS disk."""
+        return _table_total(size or self.sizes[0])
 
 
 def check_allow_from(cidr: str) -> str:
@@ -205,8 +204,58 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
     )
 
 
-def render_plan(plan: Plan) -> str:
-    """The --dry-run text: what would be created, allowed, and what it costs."""
+def _why(failure: PriceFailure, region: str) -> str:
+    host = failure.host
+    return {
+        Unavailable.UNREACHABLE: f"{host} not reachable",
+        Unavailable.TIMEOUT: f"{host} did not answer in time",
+        Unavailable.HTTP_STATUS: f"{host} answered HTTP {failure.detail}",
+        Unavailable.MALFORMED: f"{host}'s answer was not the documented shape ({failure.detail})",
+        Unavailable.NO_METER: f"{host} lists no Linux pay-as-you-go price for {failure.detail} in {region}",
+    }[failure.reason]
+
+
+def _table_total(size: str) -> float | None:
+    price = SIZE_PRICES.get(size)
+    return None if price is None else price + PUBLIC_IP_PRICE + OS_DISK_PRICE
+
+
+def _cost_lines(plan: Plan, prices: RegionPrices | PriceFailure | None) -> list[str]:
+    """The cost of the first size in the plan's region (or the East US estimate, saying why),
+    then the same for each fallback size."""
+    first, region = plan.sizes[0], plan.location
+    if isinstance(prices, RegionPrices):
+        total = prices.total
+        lines = [f"  cost:     about {total(first):.3f} USD/hour in {region} (Azure retail prices, "
+                 f"{prices.as_of.isoformat()}): VM {prices.vm[first]:.4f} + static IPv4 {prices.public_ip:.4f}"
+                 f" + OS disk {prices.os_disk:.4f}"]
+        missing = f"not listed in {region}"
+    else:
+        total = _table_total
+        if prices is None:  # not asked
+            source = "(East US list price" + ("" if region == PRICED_REGION else f"; {region} may differ") + ")"
+        elif region == PRICED_REGION:
+            source = f"— rig's East US estimate; the current price list is not available: {_why(prices, region)}"
+        else:
+            source = f"— the East US estimate; {region}'s price is not available: {_why(prices, region)}"
+        cost = total(first)
+        why = "" if prices is None else f"{_why(prices, region)}; "
+        lines = [f"  cost:     unknown for {first} ({why}rig's East US table does not list it)" if cost is None
+                 else f"  cost:     about {cost:.3f} USD/hour for VM + static IP + OS disk {source}"]
+        missing = "unknown"
+    if plan.sizes[1:]:
+        each = [f"{s} about {c:.3f}" if (c := total(s)) is not None else f"{s} {missing}" for s in plan.sizes[1:]]
+        lines.append(f"            fallback sizes, the same way: {', '.join(each)}")
+    if plan.fallback_locations and isinstance(prices, RegionPrices):
+        lines.append(f"            (prices are {region}'s; {', '.join(plan.fallback_locations)} may differ)")
+    return lines
+
+
+def render_plan(plan: Plan, prices: RegionPrices | PriceFailure | None = None) -> str:
+    """The --dry-run text: what would be created, allowed, and what it costs.
+
+    ``prices``: the region's prices (prices.lookup), or why they could not be had; None
+    (not asked) shows the East US estimate as such."""
     lines = [f"Azure plan for {plan.run_id} (dry run: nothing is created, no credentials used)",
              f"  region:   {plan.location}" + (f"  (fallbacks: {', '.join(plan.fallback_locations)})"
                                                 if plan.fallback_locations else ""),
@@ -221,12 +270,6 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"    {r.priority:>4} {r.access:<5} {r.protocol:<4} port {r.port:<3} from {r.source}")
     if plan.allow_from is None:
         lines.append("  (your public address is detected when the run starts; --allow-from CIDR overrides it)")
-    cost = plan.cost_per_hour()
-    if cost is None:
-        lines.append(f"  cost:     unknown for {plan.sizes[0]} (see the Azure pricing page)")
-    else:
-        region = ("" if plan.location == PRICED_REGION
-                  else f"; {plan.location} may differ (https://prices.azure.com/api/retail/prices)")
-        lines.append(f"  cost:     about {cost:.3f} USD/hour (VM + static IP + OS disk, East US list price{region})")
+    lines += _cost_lines(plan, prices)
     lines.append(f"  tags:     {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
     return "\n".join(lines)
