@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.capture.table import InterfaceInfo, Undecoded
+from rig.capture import resync
+from rig.capture.table import Gap, InterfaceInfo, Undecoded
 from rig.errors import InputError
 
 PCAP_MAGIC = {
@@ -60,6 +61,7 @@ class Records:
     truncated_tail: bool
     tail_note: str
     bad_ts: int = 0  # pcap records whose sub-second field is >= 1 s (added as it is)
+    gaps: tuple[Gap, ...] = ()  # damaged regions skipped (resync.py)
 
 
 def open_capture(path: str) -> mmap.mmap | bytes:
@@ -140,8 +142,11 @@ def _walk_pcap(buf, name: str) -> Records:
 
     arr = np.frombuffer(buf, np.uint8) if end else None
     u4 = np.ndarray((end - 3,), bo + "u4", arr, 0, (1,)) if end >= 8 else None  # u32 at any byte
+    maxcap, sub_s = resync.max_caplen(snaplen), 1_000_000_000 // tick_ns
+    gaps: list[tuple[int, int, int]] = []  # (offset, bytes skipped, records before)
+    seg, ts_last, soft = SEGMENT, None, SOFT_CHECKS
     while off <= last and not cut:
-        stop = min(last, off + SEGMENT)
+        stop = min(last, off + seg)
         found: list[np.ndarray] = []
         if min(stop, end - LOCKSTEP_MARGIN) - off >= 4 * SUBSEGMENT:
             o, off = _lockstep(arr, u4, bo == "<", off, min(stop, end - LOCKSTEP_MARGIN), snaplen, tick_ns, seq)
@@ -153,8 +158,35 @@ def _walk_pcap(buf, name: str) -> Records:
             off = int(o[-1])
             o = o[:-1]
             cut = True
+        h = windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32)
+        # a damaged header (resync.py): the walk resumes at the next plausible record
+        sus = _suspects(h, ts_last, maxcap, sub_s, soft > 0)
+        if (cut or len(sus)) and len(gaps) < MAX_GAPS:
+            o_all, h_all = np.concatenate([*parts, o]), np.concatenate([*hdrs, h])
+            base, skip, fix = len(o_all) - len(o), 0, None
+            for j in [*sus.tolist(), *([len(o)] if cut else [])]:
+                if j < skip:
+                    continue
+                r = _resync_pcap(u4, end, o_all, h_all, base + j, off, cut, maxcap, sub_s)
+                if r is None:  # nothing plausible follows
+                    break
+                if len(r) == 3:
+                    fix = r
+                    break
+                skip = r[0] - base  # the walk itself reaches that record: no damage here
+                soft -= 1
+            if fix is not None:
+                keep, gap_at, off = fix
+                parts, hdrs = [o_all[:keep]], [h_all[:keep]]
+                gaps.append((gap_at, off - gap_at, keep))
+                ts_last = int(h_all[keep - 1, 0]) if keep else None
+                cut, seg = False, AFTER_GAP_SEGMENT  # walk on in small steps while damage may be near
+                continue
+        if len(h):
+            ts_last = int(h[-1, 0])
         parts.append(o)
-        hdrs.append(windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32))
+        hdrs.append(h)
+        seg = min(SEGMENT, seg * 2)
         released = release(buf, released, off)
     del u4, arr
     if u32 is not None:
@@ -183,7 +215,89 @@ def _walk_pcap(buf, name: str) -> Records:
         truncated_tail=truncated,
         tail_note=note,
         bad_ts=bad_ts,
+        gaps=_gaps(gaps, ts),
     )
+
+
+MAX_GAPS = 1000  # damaged regions skipped per file; past that, the walk goes on as it always did
+AFTER_GAP_SEGMENT = 1 << 20  # the segment walked after a gap (then doubling back to SEGMENT)
+BACKOFF = 64  # records before a damaged header that may be garbage read as headers
+
+
+SOFT_CHECKS = 64  # headers that only look odd (resync.pcap_plausible) checked per file: see _suspects
+
+
+def _suspects(h: np.ndarray, ts_last: int | None, maxcap: int, sub_s: int, soft: bool) -> np.ndarray:
+    """The records of a segment (headers ``h``) that may be damaged, in order: a caplen
+    no sane file has; and, while ``soft``, a header that does not fit the record before it
+    (``resync.pcap_plausible``). Real files have odd headers too (the corpus: zero
+    caplens, wirelen < caplen, clocks jumping years): for those the walk and the resync
+    agree and nothing changes (``_resync_pcap``), but each costs a search, so only
+    ``SOFT_CHECKS`` per file are made."""
+    cl = h[:, 2]
+    if not soft:
+        return np.flatnonzero(cl > maxcap)
+    ts = h[:, 0].astype(np.int64)
+    prev = np.empty_like(ts)
+    prev[1:] = ts[:-1]
+    if len(ts):
+        prev[0] = ts[0] if ts_last is None else ts_last
+    ok = ((cl - np.uint32(1)) < np.uint32(maxcap)) & (h[:, 3] >= cl) & (h[:, 1] < np.uint32(sub_s))
+    d = ts - prev
+    ok &= (d >= -resync.BACK_S) & (d <= resync.AHEAD_S)
+    return np.flatnonzero(~ok)
+
+
+def _resync_pcap(u4, end: int, o: np.ndarray, h: np.ndarray, j: int, nxt: int, cut: bool, maxcap: int, sub_s: int):
+    """Record ``j`` of the walk so far (offsets ``o``, headers ``h``) may be damaged (or,
+    if ``j == len(o)``, the record at ``nxt`` runs past the end; otherwise the walk goes
+    on at ``nxt``). Returns None if no plausible record follows (the caller goes on as
+    before: a truncated tail); ``(index,)`` if the walk itself reaches the next plausible
+    record, at ``o[index]`` (or past ``o``: ``len(o)``) -- the header was odd, not
+    damaged; else (records kept, offset of the first byte skipped, offset of the next
+    plausible record).
+
+    The records just before ``j`` may be garbage read as headers (a damaged caplen that
+    is still sane sends the walk into packet bytes): they are dropped while they do not
+    fit the record before them (``resync.pcap_plausible``), at most ``BACKOFF``. The
+    search starts in the data of the last record kept; if the next record lies inside
+    that record's data, its caplen was the damaged one, and it is dropped too."""
+    if u4 is None:
+        return None
+    i = j
+    if i:
+        lo = max(0, j - BACKOFF - 1)
+        hh = h[lo:j]
+        ts_prev = np.concatenate([hh[:1, 0], hh[:-1, 0]]).astype(np.int64)
+        fits = resync.pcap_plausible(hh, ts_prev, maxcap, sub_s)
+        while i > lo + 1 and not fits[i - 1 - lo]:
+            i -= 1
+    start, ts_ref = (int(o[i - 1]) + 16, int(h[i - 1, 0])) if i else (24, None)
+    q = resync.pcap_next(u4, end, start, maxcap, sub_s, ts_ref)
+    if q is None:
+        return None
+    k = int(np.searchsorted(o, q))
+    if k < len(o) and o[k] == q and k >= i:
+        return (k,)
+    if q >= nxt and not cut and (not i or q >= int(o[i - 1]) + 16 + int(h[i - 1, 2])):
+        p = nxt
+        while p < q and p + 16 <= end:
+            p += 16 + int(u4[p + 8])
+        if p == q:
+            return (len(o),)
+    if i and q < int(o[i - 1]) + 16 + int(h[i - 1, 2]):
+        i -= 1  # the next record is inside this one's data: its caplen is what was damaged
+    gap_at = int(o[i]) if i < len(o) else nxt
+    if q <= gap_at:
+        return None
+    return i, gap_at, q
+
+
+def _gaps(gaps: list[tuple[int, int, int]], ts: np.ndarray) -> tuple[Gap, ...]:
+    """The typed facts of the regions skipped, with the times of the records around them."""
+    n = len(ts)
+    return tuple(Gap(offset=at, skipped=size, frame_before=k, ts_before_ns=int(ts[k - 1]) if k else None,
+                     ts_after_ns=int(ts[k]) if k < n else None) for at, size, k in gaps)
 
 
 SEGMENT = 32 << 20  # bytes of file walked (and kept resident) at a time
@@ -419,18 +533,52 @@ def _walk_pcapng(buf, name: str) -> Records:
     le_hdr = struct.Struct("<II").unpack_from
     be_hdr = struct.Struct(">II").unpack_from
     hdr = le_hdr if bo == "<" else be_hdr
+    # the previous block's trailing length, then this block's type and length: one read
+    le_hdr3 = struct.Struct("<III").unpack_from
+    be_hdr3 = struct.Struct(">III").unpack_from
+    hdr3 = le_hdr3 if bo == "<" else be_hdr3
     off = released = 0
+    prev, plen = 0, 0  # the previous block: offset, length
     truncated, note = False, ""
+    gaps: list[tuple[int, int, int]] = []  # (offset, bytes skipped, records before)
+    arr = np.frombuffer(buf, np.uint8)
+
+    def resume(at: int, start: int) -> int | None:
+        """The block at ``at`` is damaged: the offset of the next plausible block (a gap
+        is recorded), or None."""
+        if len(gaps) >= MAX_GAPS or end < 16:
+            return None
+        u4 = np.ndarray((end - 3,), bo + "u4", arr, 0, (1,))
+        q = resync.pcapng_next(u4, end, start)
+        if q is None:
+            return None
+        gaps.append((at, q - at, len(offs)))
+        return q
+
     while off < end:
         if off + 12 > end:
             truncated, note = True, f"file ends inside a block header at byte {off}"
             break
-        btype, blen = hdr(buf, off)
-        if btype == BT_EPB and blen >= 12 and not blen & 3 and off + blen <= end:  # the common case
+        if off:
+            tr, btype, blen = hdr3(buf, off - 4)
+        else:
+            tr, (btype, blen) = plen, hdr(buf, off)
+        if btype == BT_EPB and tr == plen and blen >= 12 and not blen & 3 and off + blen <= end:  # the common case
             append(off)
+            prev, plen = off, blen
             off += blen
             if off - released > SEGMENT:
                 released = release(buf, released, off - 65536)
+            continue
+        if tr != plen:  # the previous block's length was damaged (or its copy at the end)
+            if offs and offs[-1] == prev:
+                offs.pop()
+                kinds.pop(len(offs), None)
+            q = resume(prev, prev + 4)
+            if q is None:
+                truncated, note = True, f"bad block length at byte {prev}"
+                break
+            off, plen = q, hdr(buf, q - 4)[0]
             continue
         if btype == BT_SHB:
             # a new section: its own byte order and interfaces
@@ -442,6 +590,7 @@ def _walk_pcapng(buf, name: str) -> Records:
             else:
                 truncated, note = True, f"bad section header at byte {off}"
                 break
+            hdr3 = le_hdr3 if bo == "<" else be_hdr3
             blen = hdr(buf, off)[1]
             smaj = struct.unpack_from(bo + "H", buf, off + 12)[0]
             if blen < 28 or blen % 4 or off + blen > end or smaj != 1:
@@ -451,13 +600,17 @@ def _walk_pcapng(buf, name: str) -> Records:
             section = []
             sec_info.append((bo, section))
             sec_starts.append(len(offs))
+            prev, plen = off, blen
             off += blen
             continue
-        if blen < 12 or blen % 4:
-            truncated, note = True, f"bad block length {blen} at byte {off}"
-            break
-        if off + blen > end:
-            truncated, note = True, f"file ends inside the block at byte {off}"
+        if blen < 12 or blen % 4 or off + blen > end:
+            q = resume(off, off + 4)
+            if q is not None:
+                off, plen = q, hdr(buf, q - 4)[0]
+                continue
+            truncated = True
+            note = f"bad block length {blen} at byte {off}" if blen < 12 or blen % 4 else \
+                f"file ends inside the block at byte {off}"
             break
         if btype == BT_IDB:
             if blen >= 20:
@@ -484,6 +637,7 @@ def _walk_pcapng(buf, name: str) -> Records:
                     for code, val in _options(buf, off + 20, off + blen - 4, bo):
                         if code == 5 and len(val) >= 8:  # isb_ifdrop
                             section[lid].drops = struct.unpack_from(bo + "Q", val)[0]
+        prev, plen = off, blen
         off += blen
         if off - released > SEGMENT:
             released = release(buf, released, off - 65536)
@@ -585,4 +739,5 @@ def _walk_pcapng(buf, name: str) -> Records:
         status=status,
         truncated_tail=truncated,
         tail_note=note,
+        gaps=_gaps(gaps, ts_ns),
     )
