@@ -663,6 +663,7 @@ def reanalyse(b: Bundle):
     """Run the current rig's analysis on the bundle's captures; returns a Verdict."""
     from rig.analysis.api import analyse
     from rig.capture import read_capture
+    from rig.capture.checks import ensure_distinct
 
     if "client" not in b.captures or "server" not in b.captures:
         have = ", ".join(sorted(b.captures)) or "none"
@@ -685,6 +686,7 @@ def reanalyse(b: Bundle):
         return cap
 
     client, server = read("client"), read("server")
+    ensure_distinct(client, server)
     extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
     server_addr = (b.manifest.get("backend") or {}).get("server_addr") or (b.manifest.get("facts") or {}).get(
         "server_addr"

@@ -20,6 +20,7 @@ import numpy as np
 
 from rig.analysis.context import Ctx, Draft
 from rig.analysis.diagnosis import diagnose
+from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
 from rig.analysis.match import estimate_offset
@@ -115,7 +116,7 @@ def _vouch(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
                 return "the server capture had not started when the client sent this"
             if d.server_until is not None and d.server_until + offset > side.ts_max - TAIL_NS:
                 return "the server capture ended about when this connection did"
-    return None
+    return in_gap(d, sides, offset)
 
 
 def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
@@ -214,13 +215,17 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
 
 def cli_diff(args) -> int:
     """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
+    from rig.capture.checks import ensure_distinct, gap_note
     from rig.capture.pair import read_pair
 
     client, server = read_pair(args.client, args.server, lean=True)  # both at once (2 cores), lean: table.py
+    ensure_distinct(client, server)
     for cap in (client, server):  # the verdict stands on what was read; say what was not
         if cap.truncated_tail:
             print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "
                   "before it were analysed", file=sys.stderr)
+        if cap.gaps:
+            print(f"rig: warning: {gap_note(cap)}", file=sys.stderr)
     verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None))
     if getattr(args, "json", False):
         verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)

@@ -88,4 +88,5 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
         truncated_tail=recs.truncated_tail,
         tail_note=recs.tail_note,
         bad_timestamps=recs.bad_ts,
+        gaps=recs.gaps,
     )

@@ -659,7 +659,7 @@ def _walk_pcapng(buf, name: str) -> Records:
         released = 0
         pieces = [(si, sbo, sifs, sel[p : p + 65536]) for si, (sbo, sifs) in enumerate(sec_info)
                   for sel in (np.flatnonzero(s == si),) for p in range(0, len(sel), 65536)]
-        for si, sbo, sifs, m in pieces:
+        for _si, sbo, sifs, m in pieces:
             released = release(buf, released, int(o[m[0]]) - 65536)
             om = o[m]
             # EPB: type len iface tshi tslo caplen origlen; OPB: type len if16 drops16 tshi tslo caplen origlen
