@@ -144,7 +144,7 @@ def _walk_pcap(buf, name: str) -> Records:
     u4 = np.ndarray((end - 3,), bo + "u4", arr, 0, (1,)) if end >= 8 else None  # u32 at any byte
     maxcap, sub_s = resync.max_caplen(snaplen), 1_000_000_000 // tick_ns
     gaps: list[tuple[int, int, int]] = []  # (offset, bytes skipped, records before)
-    seg, ts_last, soft = SEGMENT, None, SOFT_CHECKS
+    seg, since, tries = SEGMENT, 0, RESYNC_TRIES
     while off <= last and not cut:
         stop = min(last, off + seg)
         found: list[np.ndarray] = []
@@ -159,31 +159,22 @@ def _walk_pcap(buf, name: str) -> Records:
             o = o[:-1]
             cut = True
         h = windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32)
-        # a damaged header (resync.py): the walk resumes at the next plausible record
-        sus = _suspects(h, ts_last, maxcap, sub_s, soft > 0)
-        if (cut or len(sus)) and len(gaps) < MAX_GAPS:
+        # a damaged header (resync.py): a caplen no sane file has, or a record running past
+        # the end. The walk resumes at the next plausible record after the damage.
+        hard = np.flatnonzero(h[:, 2] > maxcap)
+        if (cut or len(hard)) and len(gaps) < MAX_GAPS and tries > 0:
+            j = int(hard[0]) if len(hard) else len(o)
             o_all, h_all = np.concatenate([*parts, o]), np.concatenate([*hdrs, h])
-            base, skip, fix = len(o_all) - len(o), 0, None
-            for j in [*sus.tolist(), *([len(o)] if cut else [])]:
-                if j < skip:
-                    continue
-                r = _resync_pcap(u4, end, o_all, h_all, base + j, off, cut, maxcap, sub_s)
-                if r is None:  # nothing plausible follows
-                    break
-                if len(r) == 3:
-                    fix = r
-                    break
-                skip = r[0] - base  # the walk itself reaches that record: no damage here
-                soft -= 1
+            jj = len(o_all) - len(o) + j
+            fix, used = _resync_pcap(u4, end, o_all, h_all, jj, int(o_all[jj]) if jj < len(o_all) else off, since,
+                                     maxcap, sub_s)
+            tries -= used
             if fix is not None:
                 keep, gap_at, off = fix
                 parts, hdrs = [o_all[:keep]], [h_all[:keep]]
                 gaps.append((gap_at, off - gap_at, keep))
-                ts_last = int(h_all[keep - 1, 0]) if keep else None
-                cut, seg = False, AFTER_GAP_SEGMENT  # walk on in small steps while damage may be near
+                since, cut, seg = keep, False, AFTER_GAP_SEGMENT  # small steps while damage may be near
                 continue
-        if len(h):
-            ts_last = int(h[-1, 0])
         parts.append(o)
         hdrs.append(h)
         seg = min(SEGMENT, seg * 2)
@@ -221,76 +212,70 @@ def _walk_pcap(buf, name: str) -> Records:
 
 MAX_GAPS = 1000  # damaged regions skipped per file; past that, the walk goes on as it always did
 AFTER_GAP_SEGMENT = 1 << 20  # the segment walked after a gap (then doubling back to SEGMENT)
-BACKOFF = 64  # records before a damaged header that may be garbage read as headers
 
 
-SOFT_CHECKS = 64  # headers that only look odd (resync.pcap_plausible) checked per file: see _suspects
+RESYNC_TRIES = 256  # searches for the next plausible record per file (each costs at least a 4 KB step)
+SUSPECTS = 32  # odd headers before a damaged one tried as the start of the damage: the first and last this many
 
 
-def _suspects(h: np.ndarray, ts_last: int | None, maxcap: int, sub_s: int, soft: bool) -> np.ndarray:
-    """The records of a segment (headers ``h``) that may be damaged, in order: a caplen
-    no sane file has; and, while ``soft``, a header that does not fit the record before it
-    (``resync.pcap_plausible``). Real files have odd headers too (the corpus: zero
-    caplens, wirelen < caplen, clocks jumping years): for those the walk and the resync
-    agree and nothing changes (``_resync_pcap``), but each costs a search, so only
-    ``SOFT_CHECKS`` per file are made."""
-    cl = h[:, 2]
-    if not soft:
-        return np.flatnonzero(cl > maxcap)
-    ts = h[:, 0].astype(np.int64)
-    prev = np.empty_like(ts)
-    prev[1:] = ts[:-1]
-    if len(ts):
-        prev[0] = ts[0] if ts_last is None else ts_last
-    ok = ((cl - np.uint32(1)) < np.uint32(maxcap)) & (h[:, 3] >= cl) & (h[:, 1] < np.uint32(sub_s))
-    d = ts - prev
-    ok &= (d >= -resync.BACK_S) & (d <= resync.AHEAD_S)
-    return np.flatnonzero(~ok)
+def _resync_pcap(u4, end: int, o: np.ndarray, h: np.ndarray, j: int, bad_at: int, since: int, maxcap: int,
+                 sub_s: int):
+    """Record ``j`` of the walk so far (offsets ``o``, headers ``h``; ``j == len(o)``: the
+    record at ``bad_at`` that runs past the end) is damaged. Returns ((records kept,
+    offset of the first byte skipped, offset of the next plausible record) or None, the
+    searches made). None: nothing plausible follows the damage (the caller goes on as
+    before: a truncated tail).
 
-
-def _resync_pcap(u4, end: int, o: np.ndarray, h: np.ndarray, j: int, nxt: int, cut: bool, maxcap: int, sub_s: int):
-    """Record ``j`` of the walk so far (offsets ``o``, headers ``h``) may be damaged (or,
-    if ``j == len(o)``, the record at ``nxt`` runs past the end; otherwise the walk goes
-    on at ``nxt``). Returns None if no plausible record follows (the caller goes on as
-    before: a truncated tail); ``(index,)`` if the walk itself reaches the next plausible
-    record, at ``o[index]`` (or past ``o``: ``len(o)``) -- the header was odd, not
-    damaged; else (records kept, offset of the first byte skipped, offset of the next
-    plausible record).
-
-    The records just before ``j`` may be garbage read as headers (a damaged caplen that
-    is still sane sends the walk into packet bytes): they are dropped while they do not
-    fit the record before them (``resync.pcap_plausible``), at most ``BACKOFF``. The
-    search starts in the data of the last record kept; if the next record lies inside
-    that record's data, its caplen was the damaged one, and it is dropped too."""
+    The damage may have started before ``j``: a damaged caplen that is still sane sends
+    the walk into packet bytes, read as headers until one is absurd. Such headers
+    rarely fit the record before them (``resync.pcap_plausible``), so the odd headers
+    since the last gap (``since``) are tried first, then ``j``: from the data of the
+    record before, the next plausible record is searched. It is taken only if the walk
+    from it passes the damaged record without meeting the walk as it was, and goes on
+    plausibly (``_diverges``): otherwise the odd header was a real record (files have
+    zero caplens, wirelen < caplen, clocks that jump) and nothing changes. If the record
+    found lies inside the data of the record before, that record's caplen was the
+    damaged one: it is dropped too."""
     if u4 is None:
-        return None
-    i = j
-    if i:
-        lo = max(0, j - BACKOFF - 1)
-        hh = h[lo:j]
-        ts_prev = np.concatenate([hh[:1, 0], hh[:-1, 0]]).astype(np.int64)
-        fits = resync.pcap_plausible(hh, ts_prev, maxcap, sub_s)
-        while i > lo + 1 and not fits[i - 1 - lo]:
-            i -= 1
-    start, ts_ref = (int(o[i - 1]) + 16, int(h[i - 1, 0])) if i else (24, None)
-    q = resync.pcap_next(u4, end, start, maxcap, sub_s, ts_ref)
-    if q is None:
-        return None
-    k = int(np.searchsorted(o, q))
-    if k < len(o) and o[k] == q and k >= i:
-        return (k,)
-    if q >= nxt and not cut and (not i or q >= int(o[i - 1]) + 16 + int(h[i - 1, 2])):
-        p = nxt
-        while p < q and p + 16 <= end:
-            p += 16 + int(u4[p + 8])
-        if p == q:
-            return (len(o),)
-    if i and q < int(o[i - 1]) + 16 + int(h[i - 1, 2]):
-        i -= 1  # the next record is inside this one's data: its caplen is what was damaged
-    gap_at = int(o[i]) if i < len(o) else nxt
-    if q <= gap_at:
-        return None
-    return i, gap_at, q
+        return None, 0
+    lo = max(since - 1, 0)
+    hh = h[lo:j]
+    ts_prev = np.concatenate([hh[:1, 0], hh[:-1, 0]]).astype(np.int64)
+    odd = lo + np.flatnonzero(~resync.pcap_plausible(hh, ts_prev, maxcap, sub_s))
+    odd = odd[odd > since] if since else odd
+    tried = 0
+    for i in dict.fromkeys([*odd[:SUSPECTS].tolist(), *odd[-SUSPECTS:].tolist(), j]):
+        start, ts_ref = (int(o[i - 1]) + 16, int(h[i - 1, 0])) if i else (24, None)
+        q = resync.pcap_next(u4, end, start, maxcap, sub_s, ts_ref)
+        tried += 1
+        if q is None or not _diverges(u4, end, o, q, bad_at, maxcap, sub_s):
+            continue
+        if i and q < int(o[i - 1]) + 16 + int(h[i - 1, 2]):
+            i -= 1  # the next record is inside this one's data: its caplen is what was damaged
+        gap_at = int(o[i]) if i < len(o) else bad_at
+        if q > gap_at:
+            return (i, gap_at, q), tried
+    return None, tried
+
+
+def _diverges(u4, end: int, o: np.ndarray, q: int, bad_at: int, maxcap: int, sub_s: int) -> bool:
+    """Whether the walk from ``q`` passes ``bad_at`` without meeting a record of ``o`` and
+    goes on plausibly (``resync.DEPTH`` records, or to the end of the file exactly)."""
+    p, past = q, 0
+    while True:
+        if p == end:
+            return p > bad_at
+        k = int(np.searchsorted(o, p))
+        if p == bad_at or (k < len(o) and int(o[k]) == p) or p + 16 > end:
+            return False
+        sub, cl, wl = int(u4[p + 4]), int(u4[p + 8]), int(u4[p + 12])
+        if not (1 <= cl <= maxcap and wl >= cl and sub < sub_s and p + 16 + cl <= end):
+            return False
+        if p > bad_at:
+            past += 1
+            if past >= resync.DEPTH:
+                return True
+        p += 16 + cl
 
 
 def _gaps(gaps: list[tuple[int, int, int]], ts: np.ndarray) -> tuple[Gap, ...]:
