@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.capture import resync
+from rig.capture import compressed, resync
 from rig.capture.table import Gap, InterfaceInfo, Undecoded
 from rig.errors import InputError
 
@@ -64,22 +64,46 @@ class Records:
     gaps: tuple[Gap, ...] = ()  # damaged regions skipped (resync.py)
 
 
-def open_capture(path: str) -> mmap.mmap | bytes:
-    """The file's bytes, memory-mapped (payloads stay in the file)."""
+def open_capture(path: str, spool: int | None = None) -> mmap.mmap | bytes:
+    """The file's bytes, memory-mapped (payloads stay in the file); a compressed capture's
+    decompressed bytes (``compressed``: into ``spool``, a file descriptor, if given)."""
+    return open_noted(path, spool)[0]
+
+
+def open_noted(path: str, spool: int | None = None) -> tuple[mmap.mmap | bytes, str]:
+    """``open_capture``, and a note if the file is a compressed stream that ended early or
+    is corrupt (what it held up to there is returned)."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):  # a pipe or device: read it (cannot be mapped)
-                return f.read()
+            regular = stat.S_ISREG(st.st_mode)
+            how = compressed.kind(f.peek(4)[:4]) if (not regular or st.st_size >= 4) else None
+            if how is not None:
+                return _decompressed(f, how, path, spool)
+            if not regular:  # a pipe or device: read it (cannot be mapped)
+                return f.read(), ""
             if st.st_size == 0:
-                return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                return b"", ""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), ""
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such capture file") from exc
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, not a capture file") from exc
     except (PermissionError, OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read capture file ({exc.strerror or exc})") from exc
+
+
+def _decompressed(f, how: str, path: str, spool: int | None) -> tuple[mmap.mmap | bytes, str]:
+    fd, size, note = compressed.decompress(f, how, path, spool)
+    try:
+        if size == 0:
+            if note:
+                raise InputError(f"{path}: {note}")
+            return b"", ""
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ), note
+    finally:
+        if spool is None:
+            os.close(fd)  # the mapping keeps the file
 
 
 def walk(buf, name: str) -> Records:
