@@ -26,7 +26,7 @@ def _span(d: Draft, sides: dict[str, Side], offset: int | None) -> tuple[int, in
         if not frames or point not in ("client", "server") or (point == "server" and offset is None):
             continue
         ts = sides[point].t["ts_ns"][np.asarray(frames, np.int64) - 1]
-        shift = offset if point == "server" else 0
+        shift = offset if (point == "server" and offset is not None) else 0
         lo, hi = min(lo, int(ts.min()) - shift), max(hi, int(ts.max()) - shift)
     return lo, hi
 

@@ -69,14 +69,12 @@ def pcap_next(u4: np.ndarray, end: int, start: int, maxcap: int, sub_s: int, ts_
         accept = np.zeros(len(p), bool)
         idx = np.arange(len(p))  # the candidates still alive, and where their chain is
         q = p.copy()
-        t0 = None
+        t0 = np.zeros(len(p), np.int64)  # the chain's first time
         for k in range(depth):
             at_end = q == end
             accept[idx[at_end]] = k > 0
             keep = ~at_end & (q + 16 <= end)
-            idx, q = idx[keep], q[keep]
-            if t0 is not None:
-                t0 = t0[keep]
+            idx, q, t0 = idx[keep], q[keep], t0[keep]
             if not len(q):
                 break
             ts, sub, cl, wl = (u4[q + 4 * f].astype(np.int64) for f in range(4))
