@@ -215,11 +215,11 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
 
 def cli_diff(args) -> int:
     """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
-    from rig.capture.checks import ensure_distinct, gap_note
+    from rig.capture.checks import gap_note
     from rig.capture.pair import read_pair
 
-    client, server = read_pair(args.client, args.server, lean=True)  # both at once (2 cores), lean: table.py
-    ensure_distinct(client, server)
+    # both at once (2 cores), lean (table.py), and not one capture given twice (checks.py)
+    client, server = read_pair(args.client, args.server, lean=True, distinct=True)
     for cap in (client, server):  # the verdict stands on what was read; say what was not
         if cap.truncated_tail:
             print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "

@@ -77,11 +77,16 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def ensure_distinct_files(a: str, b: str) -> None:
+    """Raise ``InputError`` (one line, naming both) if paths ``a`` and ``b`` are one file."""
+    if _same_file(a, b):
+        raise InputError(f"{a} and {b} are the same file: give the captures of two different points")
+
+
 def ensure_distinct(a: Capture, b: Capture) -> None:
     """Raise ``InputError`` (one line, naming both files) if ``a`` and ``b`` are one capture:
     the same file, or records shared with identical times and bytes (see above)."""
-    if _same_file(a.path, b.path):
-        raise InputError(f"{a.path} and {b.path} are the same file: give the captures of two different points")
+    ensure_distinct_files(a.path, b.path)
     found, sampled = shared_records(a, b)
     if sampled and found >= min(sampled, max(2, -(-sampled // SHARE))):
         raise InputError(

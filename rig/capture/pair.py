@@ -26,7 +26,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rig.capture import compressed, container, read_capture
+from rig.capture import checks, compressed, container, read_capture
 from rig.capture.table import Capture, table_dtype
 
 
@@ -37,15 +37,22 @@ def _regular(path: str) -> bool:
         return False
 
 
-def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool = False) -> tuple[Capture, Capture]:
+def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool = False,
+              distinct: bool = False) -> tuple[Capture, Capture]:
     """``(read_capture(first, lean=lean), read_capture(second, lean=lean))``, the two in
     parallel where possible. Errors are those of ``read_capture``, the first file's before
     the second's.
     ``stats``, if given, gets ``child_peak_private_mb``: the child's peak RSS less the
-    shared table (0 when no child ran)."""
+    shared table (0 when no child ran). ``distinct``: the two must be captures of two
+    points (``checks.ensure_distinct``; the same file is refused before it is read)."""
     if stats is not None:
         stats["child_peak_private_mb"] = 0.0
     first, second = str(first), str(second)
+    if distinct:
+        checks.ensure_distinct_files(first, second)
+        a, b = read_pair(first, second, stats, lean=lean)
+        checks.ensure_distinct(a, b)
+        return a, b
     if not (hasattr(os, "fork") and hasattr(os, "memfd_create") and _regular(first) and _regular(second)):
         return read_capture(first, lean=lean), read_capture(second, lean=lean)
     fd = os.memfd_create("rig-packets", os.MFD_CLOEXEC)
