@@ -4,8 +4,11 @@ This layer knows file formats only, not protocols. It returns ``Records``: per p
 record the file offset of its bytes, caplen, wirelen, capture time in ns, interface
 and link type, plus the interfaces of the file. Problems with the file as a whole
 (missing, not a capture, header cut short, unsupported version) raise ``InputError``;
-problems with one record are data: the record gets a status, or -- if the file ends
-mid-record or a block header is unusable -- walking stops and ``truncated_tail`` is set.
+problems with one record are data: the record gets a status; a damaged record header
+(a length no sane file has, a pcapng block whose length and trailing copy disagree) is
+skipped to the next plausible record (``resync``) and recorded as a ``Gap``; if the file
+ends mid-record, or nothing plausible follows the damage, walking stops and
+``truncated_tail`` is set. A compressed file is decompressed first (``compressed``).
 
 Why the walk looks the way it does (measured here, 1M-record pcap, 235 MB): the next
 record's offset depends on the previous record's caplen, so the walk is sequential.
