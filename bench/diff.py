@@ -19,7 +19,10 @@ Then measures, in this run and on these files:
 and prints the ratios against the goals: rig within 4x the floor, >= 20x faster than
 tshark, peak RSS under 400 MB.
 
-    .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR]
+    .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR] [--pf]
+
+``--pf`` puts the client behind FreeBSD pf (``pf_rewrite``): every TCP connection must
+then be joined on the server's ISN, not the client's.
 """
 
 from __future__ import annotations
@@ -139,9 +142,33 @@ def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in out.items()}
 
 
-def point(tr: dict[str, np.ndarray], side: str) -> dict[str, np.ndarray]:
+def pf_rewrite(p: dict[str, np.ndarray]) -> None:
+    """What FreeBSD pf (``modulate state``, ``scrub random-id``, its NAT port range
+    50001-65535) does to the packets the server point sees, in place: per TCP flow, the
+    client's sequence numbers shifted by an offset and the server's acks by the same;
+    the client's IPv4 IDs random; the client's TCP/UDP ports mapped into 50001-65535.
+    The offsets and ports are hashes of the flow number (no per-flow table)."""
+    from_client = p["dir"] == 0
+    tcp = p["proto"] == 6
+    flow = p["flow"].astype(np.uint64)
+    with np.errstate(over="ignore"):
+        off = ((flow * np.uint64(2654435761) + np.uint64(0x9E3779B9)) & np.uint64(0xFFFFFFFF)) | np.uint64(1)
+        rid = (flow * np.uint64(40503) + p["t"].astype(np.uint64) * np.uint64(2246822519)) >> np.uint64(16)
+    mask32 = np.uint64(0xFFFFFFFF)
+    seq, ack = p["seq"].astype(np.uint64), p["ack"].astype(np.uint64)
+    p["seq"] = np.where(tcp & from_client, (seq + off) & mask32, seq)
+    p["ack"] = np.where(tcp & ~from_client & (ack != 0), (ack + off) & mask32, ack)
+    p["ipid"] = np.where(from_client & ~p["v6"].astype(bool), rid & np.uint64(0xFFFF), p["ipid"])
+    ported = tcp | (p["proto"] == 17)
+    pf_port = 50001 + (p["flow"].astype(np.int64) % 100_000_000) % 15535
+    p["src_port"] = np.where(ported & from_client, pf_port, p["src_port"])
+    p["dst_port"] = np.where(ported & ~from_client, pf_port, p["dst_port"])
+
+
+def point(tr: dict[str, np.ndarray], side: str, pf: bool = False) -> dict[str, np.ndarray]:
     """What one capture point records: NAT, TTL-3, MSS clamp, path delay, clock offset;
-    a packet lost on the path is seen only where it was sent."""
+    a packet lost on the path is seen only where it was sent. ``pf``: the client is
+    behind pf (``pf_rewrite``), which the server point sees."""
     keep = ~tr["lost"] | (tr["dir"] == (0 if side == "client" else 1))
     p = {k: v[keep] for k, v in tr.items()}
     d, v6 = p["dir"], p["v6"].astype(bool)
@@ -160,6 +187,8 @@ def point(tr: dict[str, np.ndarray], side: str) -> dict[str, np.ndarray]:
     p["dst_port"] = np.where(from_client, dport, sport)
     p["t"] = p["t"] + np.where(far, PATH_NS, 0) + (SERVER_CLOCK_NS if side == "server" else 0)
     p["v6"] = v6
+    if pf and side == "server":
+        pf_rewrite(p)
     order = np.argsort(p["t"], kind="stable")
     return {k: ([x[order] for x in v] if isinstance(v, list) else v[order]) for k, v in p.items()} | {"n": n}
 
@@ -328,6 +357,8 @@ def main() -> int:
     ap.add_argument("--no-analysis", action="store_true", help="measure parsing only")
     ap.add_argument("--repeat", type=int, default=3, help="parse each file and analyse this many times, keep the best")
     ap.add_argument("--keep", default=None, help="write the captures here and keep them")
+    ap.add_argument("--pf", action="store_true",
+                    help="the client is behind pf: modulate state, scrub random-id, NAT ports 50001-65535")
     a = ap.parse_args()
     tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
     os.makedirs(tmp, exist_ok=True)
@@ -335,7 +366,7 @@ def main() -> int:
         t = time.perf_counter()
         tr = traffic(a.packets)
         cli, srv = os.path.join(tmp, "client.pcap"), os.path.join(tmp, "server.pcap")
-        pc, ps = point(tr, "client"), point(tr, "server")
+        pc, ps = point(tr, "client"), point(tr, "server", pf=a.pf)
         sizes = write_pcap(cli, pc), write_pcap(srv, ps)
         del tr
         print(f"generated {pc['n']} + {ps['n']} packets ({sizes[0] / 1e6:.0f} + {sizes[1] / 1e6:.0f} MB) "

@@ -48,6 +48,8 @@ def load_toml(path: str) -> dict[str, Any]:
         raise UsageError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes before parsing)
+        raise UsageError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot be read: {exc.strerror}") from None
 

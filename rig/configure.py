@@ -184,7 +184,18 @@ def _failure(events: list[Mapping[str, Any]]) -> str:
     return ""
 
 
-def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300,
+def _say_waits(ev: Mapping[str, Any], said: set[str]) -> None:
+    """Progress when a task starts retrying (``until:``, e.g. the wait for the dpkg lock a
+    fresh VM's unattended-upgrades holds): the user sees what rig waits for, once per task,
+    not a silent pause. Tasks that need no retry say nothing."""
+    if ev.get("event") == "runner_retry":
+        task = str((ev.get("event_data") or {}).get("task") or "")
+        if task and task not in said:
+            said.add(task)
+            print(f"configure: {task[0].lower()}{task[1:]}", file=sys.stderr, flush=True)
+
+
+def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
               cancel: Callable[[], bool] | None = None) -> ConfigureResult:
     """Run playbooks/server.yml against the rig. InfraError (exit 3) if it fails.
 
@@ -212,6 +223,7 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300,
     # short: a unix socket path must stay under 108 bytes
     control_dir = Path(tempfile.mkdtemp(prefix="rigcp-", dir="/tmp"))
     events: list[Mapping[str, Any]] = []
+    said: set[str] = set()
     t0 = time.monotonic()
     cancel = cancel or (lambda: False)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread() else {}
@@ -226,7 +238,7 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 300,
             quiet=True,
             timeout=timeout,
             rotate_artifacts=1,
-            event_handler=lambda ev: events.append(ev) or True,
+            event_handler=lambda ev: events.append(ev) or _say_waits(ev, said) or True,
             cancel_callback=cancel,
         )
         log = runner.stdout.read() if runner.stdout else ""

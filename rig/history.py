@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from rig.bundle.files import write_output
+from rig.bundle.manifest import MANIFEST, Manifest, ManifestError, check_header, upgrade
 from rig.errors import InputError, MissingToolError
 from rig.report import PROBLEM_FIRST  # worst first: the outcome that names a run's protocol cell
 COLORS = {
@@ -85,11 +87,11 @@ def _signature(verdict: Mapping[str, Any] | None) -> tuple | None:
     return tuple(sorted((proto, tuple(sorted(o for o, n in counts.items() if n))) for proto, counts in bp.items()))
 
 
-def _run_from(path: Path, manifest: Mapping[str, Any] | None, verdict: Mapping[str, Any] | None,
+def _run_from(path: Path, manifest: Manifest | None, verdict: Mapping[str, Any] | None,
               probes_text: str | None, problem: str | None = None) -> Run:
-    m = manifest or {}
-    status = "unreadable" if problem else str(m.get("status") or "unknown")
-    error = problem or m.get("error")
+    m = manifest
+    status = "unreadable" if problem or m is None else (m.status or "unknown")
+    error = problem or (m.error if m else None)
     sig = _signature(verdict) if status not in FAILED_STATUSES else None
     outcomes: dict[str, str] = {}
     if verdict and status not in FAILED_STATUSES:
@@ -106,35 +108,56 @@ def _run_from(path: Path, manifest: Mapping[str, Any] | None, verdict: Mapping[s
             p = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(p, dict):
+            continue
         kind = str(p.get("kind", "?"))
         ok = bool(p.get("ok"))
         probes[kind] = "ok" if ok and probes.get(kind, "ok") == "ok" else "failed"
     name = _unarchived_name(path.name)
-    started = str(m.get("started") or "")
+    started = m.started if m else ""
     if not started:
         import datetime as dt
 
         started = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat()
     summary = (verdict or {}).get("diagnosis", {}).get("summary") if verdict else None
     return Run(
-        id=str(m.get("id") or name), path=str(path), started=started, status=status,
+        id=(m.id if m else "") or name, path=str(path), started=started, status=status,
         error=error, summary=summary, outcomes=outcomes, probes=dict(sorted(probes.items())), signature=sig,
     )
 
 
+def _manifest(data: Any, path: Path) -> Manifest:
+    """The typed manifest, or ManifestError naming what is wrong with it."""
+    return upgrade(data, check_header(data, path.name), path.stat().st_mtime, path.name)
+
+
 def _read_dir(d: Path) -> Run:
     try:
-        m = json.loads((d / "manifest.json").read_text())
+        m = _manifest(json.loads((d / MANIFEST).read_text()), d)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         return _run_from(d, None, None, None, problem=f"manifest.json unreadable ({exc})")
+    except ManifestError as exc:
+        return _run_from(d, None, None, None, problem=_without_name(str(exc), d))
     v = None
     if (d / "verdict.json").exists():
         try:
             v = json.loads((d / "verdict.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             v = None
-    probes = (d / "probes.jsonl").read_text() if (d / "probes.jsonl").exists() else None
-    return _run_from(d, m, v, probes)
+    try:
+        probes = (d / "probes.jsonl").read_text() if (d / "probes.jsonl").exists() else None
+    except (OSError, UnicodeDecodeError):
+        probes = None
+    try:
+        return _run_from(d, m, v if isinstance(v, dict) else None, probes)
+    except (AttributeError, TypeError, ValueError) as exc:  # a verdict.json of the wrong shape
+        return _run_from(d, None, None, None, problem=f"verdict.json malformed ({type(exc).__name__}: {exc})")
+
+
+def _without_name(message: str, path: Path) -> str:
+    """A ManifestError's text without the leading '<name>: ' (the row names the run)."""
+    prefix = f"{path.name}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def _read_tar(f: Path) -> Run:
@@ -147,11 +170,13 @@ def _read_tar(f: Path) -> Run:
                     fh = tar.extractfile(mem)
                     if fh is not None:
                         files[base] = fh.read()
-        m = json.loads(files["manifest.json"])
+        m = _manifest(json.loads(files["manifest.json"]), f)
         v = json.loads(files["verdict.json"]) if "verdict.json" in files else None
         p = files.get("probes.jsonl", b"").decode("utf-8", "replace")
-        return _run_from(f, m, v, p)
-    except (tarfile.TarError, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:
+        return _run_from(f, m, v if isinstance(v, dict) else None, p)
+    except ManifestError as exc:
+        return _run_from(f, None, None, None, problem=_without_name(str(exc), f))
+    except (tarfile.TarError, OSError, EOFError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         return _run_from(f, None, None, None, problem=f"archive unreadable ({type(exc).__name__}: {exc})")
 
 
@@ -228,17 +253,20 @@ def render_timeline_html(runs: list[Run], title: str = "rig history") -> str:
            f'role="img" aria-label="outcome per probe type over time">']
     for j, (group, name) in enumerate(rows):
         y = top + j * rh
-        svg.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end" class="rl">{e(name)}{" (probe)" if group == "probe" else ""}</text>')
+        label = f'{e(name)}{" (probe)" if group == "probe" else ""}'
+        svg.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end" class="rl">{label}</text>')
     for i, r in enumerate(runs):
         x = left + i * cw
         failed = r.status in FAILED_STATUSES
         tip = f"{r.started} {r.id}: " + (f"run {r.status}: {r.error}" if failed else (r.summary or ""))
-        svg.append(f'<g class="run{" failed" if failed else ""}{" changed" if r.changed else ""}" data-id="{e(r.id)}"><title>{e(tip)}</title>')
+        cls = f'run{" failed" if failed else ""}{" changed" if r.changed else ""}'
+        svg.append(f'<g class="{cls}" data-id="{e(r.id)}"><title>{e(tip)}</title>')
         if r.changed:
             svg.append(f'<line class="change" x1="{x + 1}" y1="{top - 14}" x2="{x + 1}" y2="{height - 24}"/>'
                        f'<text x="{x + 2}" y="{top - 18}" class="cm">▼</text>')
         for j, (group, name) in enumerate(rows):
             y = top + j * rh
+            val: str | None
             if failed:
                 val = "run failed"
             else:
@@ -327,7 +355,7 @@ def cli_history(args) -> int:
         print(format_text(runs))
     page = render_timeline_html(runs, title=f"rig history — {os.path.abspath(args.dir)}")
     if args.html:
-        Path(args.html).write_text(page)
+        write_output(args.html, page)
         if not args.json:
             print(f"timeline: {args.html}")
     if args.png:

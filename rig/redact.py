@@ -15,16 +15,17 @@ TCP/UDP/ICMPv6 pseudo-header, ICMP over the quoted header) are fixed incremental
 (RFC 1624), which works on snaplen-truncated packets too. Records rig cannot decode
 (unknown link types) are left as they are and counted. Text files (JSON, logs) get
 the same substitution token by token. The mapping itself is not kept.
+
+This module knows addresses and packets, not bundles: ``rig.bundle.redaction`` applies
+it to a bundle's files.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import re
 import struct
-from pathlib import Path
 
 from rig.checksum import internet_checksum
 
@@ -36,6 +37,12 @@ _V6_PRIVATE = [ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10")]
 
 _V4_TOKEN = re.compile(r"(?<![0-9.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9])(?!\.\d)")
 _V6_TOKEN = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
+
+
+def add_private_network(cidr: str) -> None:
+    """Treat ``cidr`` as private too (a user's own addressing outside the usual ranges)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    (_V4_PRIVATE if net.version == 4 else _V6_PRIVATE).append(net)
 
 
 def is_private(addr: ipaddress._BaseAddress) -> bool:
@@ -290,49 +297,3 @@ def _pcapng(buf: bytearray, amap: AddressMap, stats) -> None:
             lt = links[0] if links else -1
             _record(buf, lt, p + 12, p + blen - 4, amap, stats)
         p += blen
-
-
-# --------------------------------------------------------------------------- bundles
-
-
-def redact_bundle(root: Path, extra_private: tuple[str, ...] = ()) -> dict[str, str]:
-    """Redact a bundle directory in place; re-hash its files in the manifest.
-
-    Returns {"stand-in": "kind"} (never the originals)."""
-    from rig.bundle import MANIFEST, hash_files
-
-    mpath = root / MANIFEST
-    if mpath.exists() and json.loads(mpath.read_text()).get("redacted"):
-        return {}  # already redacted: a second pass would re-map the stand-ins
-    for cidr in extra_private:
-        net = ipaddress.ip_network(cidr, strict=False)
-        (_V4_PRIVATE if net.version == 4 else _V6_PRIVATE).append(net)
-    amap = AddressMap()
-    caps = sorted((root / "captures").glob("*.pcap*")) if (root / "captures").is_dir() else []
-    # client capture first, so the client's addresses get the first stand-ins
-    caps.sort(key=lambda p: (p.stem != "client", p.name))
-    stats = {}
-    for cap in caps:
-        new, st = rewrite_pcap(cap.read_bytes(), amap)
-        cap.write_bytes(new)
-        stats[cap.name] = st
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix in (".pcap", ".pcapng", ".gz") or p.name.startswith("."):
-            continue
-        try:
-            text = p.read_text()
-        except UnicodeDecodeError:
-            continue
-        new = amap.sub_text(text)
-        if new != text:
-            p.write_text(new)
-    if mpath.exists():
-        m = json.loads(mpath.read_text())
-        m["redacted"] = {
-            "what": "private addresses (RFC 1918, RFC 6598, link-local, ULA) replaced by stand-ins",
-            "stand_ins": len(amap.map),
-            "captures": stats,
-        }
-        m["files"] = hash_files(root)
-        mpath.write_text(json.dumps(m, indent=2) + "\n")
-    return {str(ipaddress.ip_address(v)): "v4" if len(v) == 4 else "v6" for v in amap.map.values()}

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.verdict import Change, Exchange, Verdict
+from rig.verdict import Change, Exchange, NotSentProbe, Verdict
 
 MAX_ROWS = 200
 OUTCOME_STYLE = {
@@ -90,6 +90,18 @@ def group_rows(exchanges: Iterable[Exchange]) -> list[Row]:
     return [Row(tuple(xs)) for xs in groups.values()]
 
 
+def print_not_sent(not_sent: Iterable[NotSentProbe], console: Console) -> None:
+    """The probes whose request never left the client: no capture shows them."""
+    table = Table(header_style="bold", title="Not sent (the client's kernel refused them; no capture shows them)",
+                  title_justify="left", title_style="bold")
+    for col in ("id", "protocol", "target", "size", "why"):
+        table.add_column(col, overflow="fold")
+    for p in not_sent:
+        table.add_row(p.id, p.protocol, p.target, "" if p.size is None else f"{p.size} bytes",
+                      Text(p.reason, style="yellow"))
+    console.print(table)
+
+
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
     pts = ", ".join(
@@ -131,6 +143,8 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     if hidden:
         console.print(Text(f"... and {hidden} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
                            f"lines of problems); --json lists them all", style="dim"))
+    if verdict.not_sent:
+        print_not_sent(verdict.not_sent, console)
     # what the path changed, grouped: the same change on many exchanges is printed once
     seen: dict[str, list[str]] = {}
     texts: dict[int, str] = {}  # a large run's records share their Change objects: one text each

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import importlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -156,17 +156,9 @@ def check_environment(spec: RunSpec) -> None:
 def default_out(spec: RunSpec, root: str = "runs") -> Path:
     """./runs/<UTC timestamp>-<scenario>/, made here (a second run in the same second
     gets -2, -3...)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = Path(root) / f"{stamp}-{spec.scenario}"
-    Path(root).mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        cand = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            cand.mkdir()
-            return cand
-        except FileExistsError:
-            continue
-    raise InfraError(f"cannot make a run directory under {root}")
+    from rig.bundle.outdir import prepare_out
+
+    return prepare_out(None, spec.scenario, default_root=root).path
 
 
 # ------------------------------------------------------------------ the pipeline
@@ -281,9 +273,10 @@ class Pipeline:
             with self.stage("captures stop", lambda: _capture_note(self.capture_results)):
                 self.capture_results = stop_all(self.captures)
                 logs.result()
-            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            self.bundle.set_facts(kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
+                                  capture_windows={p: w.to_dict() for p, w in self._windows().items()})
             for r in self.capture_results:
-                self.bundle.log_path(f"tcpdump-{r.point}.txt").write_text(r.stderr)
+                self.bundle.write_log(f"tcpdump-{r.point}.txt", r.stderr)
         finally:
             starter.wait()  # never abort a capture that is still starting
             for c in self.captures:
@@ -300,7 +293,7 @@ class Pipeline:
         if self.rig.client_netns:
             argv = ["ip", "netns", "exec", self.rig.client_netns, *argv]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        self.bundle.log_path("ss-client.txt").write_text(res.stdout + res.stderr)
+        self.bundle.write_log("ss-client.txt", res.stdout + res.stderr)
 
     def _access_log(self, ssh) -> None:
         """Apache's access log, fetched over SSH (SFTP)."""
@@ -311,21 +304,30 @@ class Pipeline:
         try:
             ssh.fetch(log, str(self.bundle.log_path("access.log")))
         except InfraError as exc:
-            self.bundle.log_path("access.log.error").write_text(str(exc) + "\n")
+            self.bundle.write_log("access.log.error", str(exc) + "\n")
 
     def _server_sockets(self, ssh) -> None:
         res = ssh.run(["sh", "-c", "ss -tan 2>/dev/null || netstat -an -p tcp"], check=False, timeout=15)
-        self.bundle.log_path("ss-server.txt").write_text(res.stdout + res.stderr)
+        self.bundle.write_log("ss-server.txt", res.stdout + res.stderr)
+
+    def _windows(self) -> dict:
+        """When each tcpdump listened, as the analysis takes it (``windows.CaptureWindow``)."""
+        from rig.analysis.windows import CaptureWindow
+
+        return {r.point: CaptureWindow(r.listening_ns, r.stop_ns) for r in self.capture_results}
 
     def analyse(self) -> Any:
         from rig.analysis.api import analyse
+        from rig.analysis.unsent import not_sent_of, with_probes
         from rig.capture import read_capture
 
         with self.stage("analysis", lambda: _verdict_note(self.verdict)):
             caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
-            self.verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
-                                   extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results})
+            verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
+                              extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
+                              windows=self._windows())
+            self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict
@@ -367,6 +369,9 @@ class Pipeline:
         except RigError as exc:
             error = str(exc)
             raise
+        except OSError as exc:  # a write that failed mid-run (the bundle's disk is full): one line, exit 3
+            error = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+            raise InfraError(error) from exc
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
@@ -461,19 +466,33 @@ def cli_run(args: argparse.Namespace) -> int:
 
     parse_kinds(spec.probes or None)  # an unknown probe kind: a usage error before anything is built
     check_environment(spec)
-    out = Path(spec.out) if spec.out else default_out(spec)
+    from rig.bundle.outdir import prepare_out
+
+    placed = prepare_out(spec.out, spec.scenario)  # new or empty, never the user's files (README)
+    out = placed.path
+    if placed.note:
+        print(f"rig: {placed.note}", file=sys.stderr)
     progress = Progress(quiet=False)
     progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
-    outcome = Pipeline(spec, out, progress).run()
+    try:
+        pipeline = Pipeline(spec, out, progress)
+    except BaseException:
+        if placed.created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only while still empty: nothing else was made
+        raise
+    outcome = pipeline.run()
+    # --redact / --archive were done by the bundle's writer as it sealed the bundle
     if spec.options.get("redact") == "true":
-        from rig.bundle import redact
+        from rig.bundle import load_manifest
 
-        mapping = redact(outcome.out)
-        progress.say(f"redacted {len(mapping)} private addresses in {outcome.out}")
-    if spec.options.get("archive") == "true":
-        from rig.bundle import archive
-
-        progress.say(f"archive: {archive(outcome.out)}")
+        m = load_manifest(outcome.out)
+        if m.redact_error or not isinstance(m.redacted, dict):
+            progress.say(f"[red]not redacted[/]: {m.redact_error or 'unknown error'}")
+        else:
+            progress.say(f"redacted {m.redacted.get('stand_ins', 0)} private addresses in {outcome.out}")
+    if pipeline.bundle.archive_path is not None:
+        progress.say(f"archive: {pipeline.bundle.archive_path}")
     if spec.json:
         print(json.dumps(_verdict_dict(outcome.verdict), indent=2))
     else:

@@ -407,6 +407,17 @@ def run_bounded(argv: list[str], limit: float, grace: float = 60.0) -> subproces
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
+def _new_bundle_path(out: Path, name: str, now: dt.datetime) -> Path:
+    """<out>/<UTC time>-<name> that no bundle (directory or archive) has yet: a second
+    rerun in the same second takes the next second, so a rerun never writes into (or
+    marks failed) another rerun's bundle, and the name still matches BUNDLE_RE."""
+    for k in range(3600):
+        cand = out / f"{(now + dt.timedelta(seconds=k)).strftime('%Y%m%dT%H%M%SZ')}-{name}"
+        if not cand.exists() and not cand.with_name(cand.name + ".tar.gz").exists():
+            return cand
+    raise InfraError(f"no free bundle name under {out}")
+
+
 def run_once(root: Path, name: str, now: dt.datetime | None = None) -> tuple[int, Path]:
     """One rerun of schedule ``name``: returns (exit code, bundle path)."""
     from rig.bundle import MANIFEST
@@ -418,7 +429,7 @@ def run_once(root: Path, name: str, now: dt.datetime | None = None) -> tuple[int
     out = Path(s["out"])
     out.mkdir(parents=True, exist_ok=True)
     now = now or dt.datetime.now(dt.timezone.utc)
-    bundle = out / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{name}"
+    bundle = _new_bundle_path(out, name, now)
     cmd = list(s.get("rig_command") or rig_command())
     state_dir(root).mkdir(parents=True, exist_ok=True)
     lock = open(state_dir(root) / f"{name}.lock", "w")

@@ -1,7 +1,8 @@
 """The verdict of one run: frozen records and their JSON, contract ``rig.verdict/1``.
 
 DESIGN.md §3 is the contract. ``Verdict.to_dict()`` gives exactly that object (plus a
-few additive keys: ``frames`` per exchange and ``clock_offset_s`` per capture point);
+few additive keys: ``frames`` and ``path_mtu`` per exchange, ``clock_offset_s`` per
+capture point, ``not_sent`` at the top);
 ``Verdict.from_dict()`` reads one back, refusing a newer format.
 """
 
@@ -82,16 +83,19 @@ class Change:
     client: Any
     server: Any
     note: str | None = None  # e.g. "3 hops", "SACK removed"
+    offset: int | None = None  # tcp.isn: what the path added to the sender's sequence numbers, mod 2**32
 
     def to_dict(self) -> dict[str, Any]:
         d = {"field": self.field, "direction": self.direction, "client": self.client, "server": self.server}
         if self.note is not None:
             d["note"] = self.note
+        if self.offset is not None:
+            d["offset"] = self.offset
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Change":
-        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"))
+        return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"), d.get("offset"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +124,14 @@ class Exchange:
     changes: tuple[Change, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
+    path_mtu: int | None = None  # the next-hop MTU an ICMP frag-needed about this exchange reported
+    undecided_because: str | None = None  # why the outcome is 'incomplete' (a short fact), if rig knows
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
             "client": self.client,
@@ -137,6 +143,11 @@ class Exchange:
             "evidence": [e.to_dict() for e in self.evidence],
             "frames": {p: list(f) for p, f in self.frames},
         }
+        if self.path_mtu is not None:
+            d["path_mtu"] = self.path_mtu
+        if self.undecided_because is not None:
+            d["undecided_because"] = self.undecided_because
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
@@ -146,7 +157,33 @@ class Exchange:
             tuple(Change.from_dict(c) for c in d.get("changes", ())),
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
+            None if d.get("path_mtu") is None else int(d["path_mtu"]),
+            d.get("undecided_because"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NotSentProbe:
+    """A probe whose request never left the client (the kernel refused the send), so no
+    capture shows it and no exchange stands for it: from the probe's own record."""
+
+    id: str  # the probe's id, "icmp-6"
+    protocol: str  # tcp | udp | icmp
+    target: str  # as the client addressed it
+    size: int | None  # total IP size of the packet refused (DF echoes), None if the probe has none
+    error: str  # the probe's error phrase ("message too long", "network unreachable", ...)
+    local_mtu: int | None  # the MTU of the interface it would have left by, when it was too large
+    reason: str  # the same as a short fact: "larger than the local interface MTU 1500"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "protocol": self.protocol, "target": self.target, "size": self.size,
+                "error": self.error, "local_mtu": self.local_mtu, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NotSentProbe":
+        size, mtu = d.get("size"), d.get("local_mtu")
+        return cls(d["id"], d["protocol"], d["target"], None if size is None else int(size), d["error"],
+                   None if mtu is None else int(mtu), d["reason"])
 
 
 class ExchangeBatch(Protocol):
@@ -163,6 +200,9 @@ class ExchangeBatch(Protocol):
 
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         """``seen_at_server_as`` of exchanges ``idx``."""
+
+    def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
+        """(field, direction) of every change among exchanges ``idx``."""
 
 
 class ExchangeList(Sequence):
@@ -250,6 +290,13 @@ class ExchangeList(Sequence):
             notes |= batch.change_notes(self._idx(b), field)
         return notes
 
+    def change_fields(self) -> set[tuple[str, str]]:
+        """(field, direction) of every change of every exchange, without building the batches' records."""
+        out = {(ch.field, ch.direction) for e in self.eager for ch in e.changes}
+        for b, batch in enumerate(self.batches):
+            out |= batch.change_fields(self._idx(b))
+        return out
+
     def seen_at_server(self, protocol: str) -> list[str]:
         """``seen_at_server_as`` of every exchange of ``protocol`` that has one (any order)."""
         out = [e.seen_at_server_as for e in self.eager if e.protocol == protocol and e.seen_at_server_as]
@@ -277,6 +324,8 @@ class Verdict:
     capture_points: tuple[CapturePointInfo, ...]
     exchanges: tuple[Exchange, ...] | ExchangeList
     diagnosis: Diagnosis
+    # the probes that never left the client; None when no probe records were read (rig diff)
+    not_sent: tuple[NotSentProbe, ...] | None = None
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one was delivered, else 1 (DESIGN.md §2)."""
@@ -288,12 +337,18 @@ class Verdict:
         return 0 if ok else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "format": FORMAT,
             "capture_points": [c.to_dict() for c in self.capture_points],
             "exchanges": [e.to_dict() for e in self.exchanges],
             "diagnosis": self.diagnosis.to_dict(),
         }
+        self._add_not_sent(d)
+        return d
+
+    def _add_not_sent(self, d: dict[str, Any]) -> None:
+        if self.not_sent is not None:
+            d["not_sent"] = [p.to_dict() for p in self.not_sent]
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -317,6 +372,7 @@ class Verdict:
         mark = '"@@exchanges@@"'
         d = {"format": FORMAT, "capture_points": [c.to_dict() for c in self.capture_points], "exchanges": mark[1:-1],
              "diagnosis": self.diagnosis.to_dict()}
+        self._add_not_sent(d)
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
         sep = ""
@@ -337,6 +393,7 @@ class Verdict:
                 tuple(CapturePointInfo.from_dict(c) for c in d["capture_points"]),
                 tuple(Exchange.from_dict(e) for e in d["exchanges"]),
                 Diagnosis.from_dict(d["diagnosis"]),
+                None if d.get("not_sent") is None else tuple(NotSentProbe.from_dict(p) for p in d["not_sent"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc

@@ -33,10 +33,11 @@ def tcp_delivered(w: Path, sport: int, isn_c: int, isn_s: int, nonce: int = 1, r
     ss, ca = handshake(w, sport, isn_c, isn_s, **kw)
     req = REQUEST % nonce
     c1, s1 = isn_c + 1, isn_s + 1
+    a1 = ss.seq + 1  # the client's sequence as the server sees it (a path may shift it: pf's modulate state)
     w.out(tcp_seg(w.client, w.server, sport, ss.dport, c1, s1, req, ACK | PSH))
-    w.back(tcp_seg(ss.dst, ss.src, ss.dport, ss.sport, s1, c1 + len(req), response, ACK | PSH))
+    w.back(tcp_seg(ss.dst, ss.src, ss.dport, ss.sport, s1, a1 + len(req), response, ACK | PSH))
     w.out(tcp_seg(w.client, w.server, sport, ss.dport, c1 + len(req), s1 + len(response), b"", ACK | FIN))
-    w.back(tcp_seg(ss.dst, ss.src, ss.dport, ss.sport, s1 + len(response), c1 + len(req) + 1, b"", ACK | FIN))
+    w.back(tcp_seg(ss.dst, ss.src, ss.dport, ss.sport, s1 + len(response), a1 + len(req) + 1, b"", ACK | FIN))
     w.out(tcp_seg(w.client, w.server, sport, ss.dport, c1 + len(req) + 1, s1 + len(response) + 1, b"", ACK))
 
 

@@ -40,7 +40,7 @@ def test_mtu_blackhole():
     assert "no ICMP frag-needed reached the server" in bh[0].explanation
     df_ping = [e for e in v.exchanges if e.protocol == "icmp" and e.outcome != "delivered"]
     assert [e.outcome for e in df_ping] == ["lost-outbound"]
-    assert "next-hop MTU 1454" in df_ping[0].explanation
+    assert "next-hop MTU 1454" in df_ping[0].explanation and df_ping[0].path_mtu == 1454
     assert "path MTU black hole" in v.diagnosis.summary
 
 

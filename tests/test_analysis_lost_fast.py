@@ -51,7 +51,8 @@ def _lossy_run(w: Path) -> None:
     w.at_client(Pkt(w.server, w.client, 1, icmp_type=0, icmp_id=77, icmp_seq=5, payload=b"rig-nonce-%08d" % 5))
     p = Pkt(w.client, w.server, 1, icmp_type=8, icmp_id=77, icmp_seq=6, payload=b"dup", ip_id=6)
     q = w.nat_out(p)
-    w.out(p, server_sees=[q, q])  # duplicated on the way, the reply lost
+    w.out(p)  # duplicated on the way, the reply lost: the copy 5 ms later (a packet that
+    w.server_frames.append((w.server_frames[-1][0] + 5_000_000, q))  # tcpdump -i any saw twice is µs apart)
     w.back(Pkt(q.dst, q.src, 1, icmp_type=0, icmp_id=q.icmp_id, icmp_seq=6, payload=b"dup"), arrive=False)
 
 

@@ -255,7 +255,8 @@ def test_incomplete_when_the_server_capture_stopped_early(tmp_path):
     e = by_id(v)
     assert e["tcp-1"].outcome == "delivered"
     assert e["tcp-2"].outcome == "incomplete"
-    assert "already stopped" in e["tcp-2"].explanation
+    assert e["tcp-2"].undecided_because == "server capture stopped 60.0 s earlier"
+    assert e["tcp-1"].undecided_because is None and "undecided_because" not in e["tcp-1"].to_dict()
     server = [p for p in v.capture_points if p.name == "server"][0]
     assert abs(server.clock_offset_s - 3.0) < 0.001  # estimated from matched pairs, latency cancels
 
@@ -315,7 +316,8 @@ def test_too_big_for_the_path_is_lost_outbound_with_the_mtu(tmp_path):
     ping(w, 2)
     v = run(w, tmp_path)
     e = by_id(v)["icmp-1"]
-    assert e.outcome == "lost-outbound"
+    assert (e.outcome, e.path_mtu) == ("lost-outbound", 1454)
+    assert by_id(v)["icmp-2"].path_mtu is None
     assert "192.168.0.1 answered that it is too big for the path (ICMP frag-needed, next-hop MTU 1454)" in e.explanation
     assert ("192.168.0.1 > 192.168.1.10 ICMP frag-needed about ICMP to 198.51.100.10 mtu 1454 ttl 63"
             " — ICMP error from the path") in [x.summary for x in e.evidence]

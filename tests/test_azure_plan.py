@@ -51,10 +51,18 @@ def test_allow_from_refuses(bad):
 
 
 def test_image_urn():
-    plan = make_plan({"image": "thefreebsdfoundation:freebsd-14_2:14_2-release-amd64-gen2-zfs:latest"})
-    assert plan.image.os_family == "freebsd" and plan.image.plan and not plan.image.cloud_init
     plan = make_plan({"image": "Canonical:ubuntu-24_04-lts:server-arm64:latest"})
-    assert plan.image.os_family == "debian" and plan.image.cloud_init and plan.image.sku == "server-arm64"
+    assert plan.image.os_family == "debian" and plan.image.sku == "server-arm64"
+
+
+@pytest.mark.parametrize("image", ["freebsd", "FreeBSD",
+                                   "thefreebsdfoundation:freebsd-14_2:14_2-release-amd64-gen2-zfs:latest"])
+def test_freebsd_is_refused_in_one_line_because_its_host_key_cannot_be_pinned(image):
+    with pytest.raises(UsageError) as err:
+        make_plan({"image": image})
+    msg = str(err.value)
+    assert "\n" not in msg and "host key" in msg and "first use" in msg and "--image ubuntu" in msg
+    assert err.value.exit_code == 2
 
 
 def test_unknown_image_is_a_usage_error():
@@ -69,6 +77,14 @@ def test_render_plan_lists_resources_rules_size_region_cost():
                    "USD/hour", "expires-at=2026-11-26T13:00:00Z"):
         assert needle in text, needle
     assert "0.0.0.0/0" not in text
+
+
+@pytest.mark.parametrize("region,differs", [("japaneast", True), ("eastus", False)])
+def test_render_plan_says_whose_price_it_shows(region, differs):
+    text = render_plan(make_plan({"location": region}, now=NOW))
+    [cost] = [line for line in text.splitlines() if "USD/hour" in line]
+    assert "East US list price" in cost
+    assert (f"{region} may differ" in cost) is differs
 
 
 def test_render_plan_without_address_says_it_is_detected_later():
@@ -204,14 +220,22 @@ class _Err(Exception):
     (_Err("OperationNotAllowed", "exceeding approved standardDSv5Family Cores quota"), "quota"),
     (_Err("OperationNotAllowed", "the VM is deallocating"), "other"),
     (_Err("Conflict", "see details", [("ZonalAllocationFailed", "zone full")]), "size-unavailable"),
-    (_Err("AuthorizationFailed", "no role"), "auth"),
+    (_Err("AuthorizationFailed", "no role", status=403), "permission"),
+    (_Err("ExpiredAuthenticationToken", "expired", status=401), "auth"),
     (_Err("ResourceGroupNotFound", "gone", status=404), "not-found"),
     (_Err("MarketplacePurchaseEligibilityFailed", "terms"), "terms"),
+    (_Err("RequestDisallowedByPolicy", "Resource 'rig-ip' was disallowed by policy.", status=403), "policy"),
+    (_Err("MissingSubscriptionRegistration", "The subscription is not registered to use namespace "
+          "'Microsoft.DevTestLab'."), "registration"),
+    (_Err("AuthorizationFailed", "does not have authorization to perform action "
+          "'Microsoft.DevTestLab/register/action' over scope '/subscriptions/x'", status=403), "registration"),
+    (_Err("NicReservedForAnotherVm", "reserved", status=400), "nic-reserved"),
+    (_Err("", "Too Many Requests", status=429), "throttled"),
 ])
 def test_errors_are_classified_by_code(exc, kind):
     from rig.backends.azure.errors import kind_of
 
-    assert kind_of(exc) == kind
+    assert kind_of(exc).value == kind
 
 
 def test_error_lines_say_what_to_do():
@@ -221,4 +245,8 @@ def test_error_lines_say_what_to_do():
                          location="japaneast")
     assert isinstance(quota, CapacityError) and "\n" not in str(quota) and "Usage + quotas" in str(quota)
     terms = to_rig_error(_Err("MarketplacePurchaseEligibilityFailed", "terms"), "creating VM x")
-    assert "az vm image terms accept" in str(terms)
+    assert "--image ubuntu" in str(terms) and terms.exit_code == 2
+    reg = to_rig_error(_Err("MissingSubscriptionRegistration", "The subscription is not registered to use "
+                            "namespace 'Microsoft.Compute'. See https://aka.ms/rps-not-found"), "creating VM x")
+    assert "ask an administrator" in str(reg) and "az provider register --namespace Microsoft.Compute" in str(reg)
+    assert reg.exit_code == 3

@@ -18,7 +18,7 @@ from rig.backends.azure import AzureBackend
 from rig.backends.azure.fake import FakeARM
 from rig.backends.azure.plan import DEFAULT_SIZES
 from rig.backends.base import RunSpec
-from rig.errors import InfraError, RigError
+from rig.errors import InfraError, RigError, UsageError
 
 CALLER = "198.51.100.7/32"
 
@@ -234,7 +234,7 @@ def test_timeout_deletes_the_group(tmp_path):
     arm = FakeARM()
     arm.inject("networkInterfaces", mode="hang")
     b = backend(arm, timeout=0.3)
-    with pytest.raises(InfraError, match="did not finish the network interface within 0.3s"):
+    with pytest.raises(InfraError, match="did not finish the network interface rig-nic within 0.3s"):
         b.provision(spec(workdir=str(tmp_path / "wd")))
     assert only_group(arm) in arm.deleted_groups
 
@@ -251,9 +251,18 @@ def test_ctrl_c_while_waiting_on_a_poller_deletes_the_group(tmp_path):
     assert any("interrupted" in line for line in b.logs)
 
 
-def test_missing_permission_says_what_to_do(tmp_path):
+def test_missing_permission_says_what_to_ask_for(tmp_path):
     arm = FakeARM()
-    arm.inject("resourcegroups", "AuthorizationFailed", "The client does not have authorization", status=403)
+    arm.inject("resourcegroups", "AuthorizationFailed", "The client 'x' with object id 'y' does not have "
+               "authorization to perform action 'Microsoft.Resources/subscriptions/resourcegroups/write'", status=403)
+    with pytest.raises(InfraError, match="ask an administrator for the Contributor role"):
+        provision(arm, tmp_path)
+
+
+def test_expired_token_says_log_in(tmp_path):
+    arm = FakeARM()
+    arm.inject("resourcegroups", "ExpiredAuthenticationToken", "The access token expiry UTC time is earlier "
+               "than current UTC time.", status=401)
     with pytest.raises(InfraError, match="az login"):
         provision(arm, tmp_path)
 
@@ -286,27 +295,13 @@ def test_teardown_deletes_group_and_keys(tmp_path):
     b.teardown(rig)  # a second teardown of a gone group is not an error
 
 
-# -- FreeBSD: no cloud-init, host key through run-command ------------------------------------
+# -- FreeBSD: refused before anything is created ---------------------------------------------
 
-def test_freebsd_host_key_comes_through_run_command(tmp_path):
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKJ5dGVzLW9mLWEtZnJlZWJzZC1ob3N0LWtleS0w"
-    arm = FakeARM(run_command_output=key + " root@freebsd")
-    _, rig = provision(arm, tmp_path, image="freebsd")
-    assert rig.ssh.host_key == key and rig.os_family == "freebsd"
-    vm = arm.put_body("virtualMachines")
-    assert vm["plan"]["publisher"] == "thefreebsdfoundation"
-    assert "customData" not in vm["properties"]["osProfile"]  # ignored by waagent: not sent
-    terms = [r for r in arm.requests if r.method == "PUT" and "marketplaceordering" in r.path.lower()]
-    assert terms and terms[0].body["properties"]["accepted"] is True
-    runs = [r for r in arm.requests if r.method == "POST" and r.path.lower().endswith("/runcommand")]
-    assert runs and "ssh_host_ed25519_key.pub" in runs[0].body["script"][0]
-
-
-def test_freebsd_without_host_key_refuses_and_deletes(tmp_path):
-    arm = FakeARM(run_command_output="")
-    with pytest.raises(InfraError, match="refusing to trust"):
+def test_freebsd_is_refused_before_any_request(tmp_path):
+    arm = FakeARM()
+    with pytest.raises(UsageError, match="FreeBSD.*host key"):
         provision(arm, tmp_path, image="freebsd")
-    assert only_group(arm) in arm.deleted_groups
+    assert arm.requests == [] and not (tmp_path / "wd").exists()
 
 
 SIGTERM_SCRIPT = """

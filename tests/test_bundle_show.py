@@ -10,6 +10,7 @@ from pathlib import Path as FsPath
 import pytest
 
 from rig.analysis.api import analyse
+from rig.analysis.unsent import not_sent_in_records, with_probes
 from rig.bundle import BUNDLE_VERSION, BundleWriter, archive, redact
 from rig.capture import read_capture
 from rig.capture.synth import Path, Pkt
@@ -45,9 +46,14 @@ def make_seed_bundle(out: FsPath) -> dict:
     with w.stage("analysis"):
         v = analyse(read_capture(str(out / "captures/client.pcap")), read_capture(str(out / "captures/server.pcap")),
                     server_addr="198.51.100.10")
+    v = with_probes(v, not_sent_in_records(_read_probes(out)))  # as rig run: the probes no capture shows
     w.write_verdict(v)
     w.finish("path-problem")
     return v.to_dict()
+
+
+def _read_probes(out: FsPath) -> list[dict]:
+    return [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines() if line.strip()]
 
 
 def show(*argv):

@@ -6,6 +6,7 @@ that the SSH control connection still works in every scenario."""
 from __future__ import annotations
 
 import base64
+import errno
 import select
 import socket
 import struct
@@ -146,6 +147,53 @@ def test_mtu_blackhole_small_pages_pass_large_object_stalls():
         assert len(big) == 512 * 1024
 
 
+def df_ping(ns: str, size: int) -> str:
+    """One DF echo of ``size`` bytes (total IP size) from ``ns``, DF set and the cached
+    path MTU ignored: "reply", "frag-needed MTU n", "EMSGSIZE" or "nothing"."""
+    s = socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER, IP_PMTUDISC_PROBE
+    s.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR: the frag-needed on the error queue
+    s.setblocking(False)
+    try:
+        try:
+            s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + bytes(size - 28), (SERVER, 0))
+        except OSError as exc:
+            return "EMSGSIZE" if exc.errno == errno.EMSGSIZE else str(exc)
+        ready = select.select([s], [], [s], SHORT)
+        if not any(ready):
+            return "nothing"
+        try:
+            _, anc, _, _ = s.recvmsg(65535, 512, socket.MSG_ERRQUEUE)
+            return f"frag-needed MTU {struct.unpack_from('=IBBBBII', anc[0][2])[5]}"
+        except BlockingIOError:
+            s.recv(65535)
+            return "reply"
+    finally:
+        s.close()
+
+
+def big_ping(rig, name: str) -> str:
+    """What a DF echo just above the scenario's smallest MTU meets; the one at it is answered."""
+    truth = SCENARIOS[name].big_pings
+    assert df_ping(rig.client_netns, truth.above) == "reply"
+    return df_ping(rig.client_netns, truth.above + 6)
+
+
+def test_mtu_blackhole_big_pings_get_the_hgws_frag_needed():
+    with lab("mtu-blackhole") as rig:
+        assert big_ping(rig, "mtu-blackhole") == f"frag-needed MTU {SCENARIOS['mtu-blackhole'].big_pings.expected.path_mtu}"
+
+
+def test_local_mtu_big_pings_cannot_leave_and_tcp_fits_the_link():
+    with lab("local-mtu") as rig:
+        assert big_ping(rig, "local-mtu") == "EMSGSIZE"
+        mtu = SCENARIOS["local-mtu"].big_pings.expected.local_mtu
+        assert mss_pair(rig) == (mtu - 52, mtu - 52)  # IP 20 + TCP 20 + timestamps 12
+        status, _, body = http_get(rig.client_netns, "/rig/large.bin", timeout=5)
+        assert status == 200 and len(body) == 512 * 1024
+        assert ssh_works(rig) == b"ok\n"
+
+
 def test_mss_clamp_rewrites_the_mss_both_ways():
     with lab("healthy") as rig:
         assert mss_pair(rig) == (1448, 1448)  # 1460 minus the timestamp option
@@ -217,6 +265,6 @@ def test_fully_random_rewrites_source_ports_and_echo_ids():
 
 
 def test_every_scenario_has_a_test_here():
-    tested = {"healthy", "seed", "outbound-drop", "mtu-blackhole", "mss-clamp", "transparent-proxy", "rst-inject",
+    tested = {"healthy", "seed", "outbound-drop", "mtu-blackhole", "local-mtu", "mss-clamp", "transparent-proxy", "rst-inject",
               "edge-filter-icmp", "host-firewall-icmp", "no-listener", "port-set", "fully-random"}
     assert tested == set(SCENARIOS)

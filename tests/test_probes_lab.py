@@ -4,10 +4,9 @@ the captures (tests of rig run); these check the probes' own records."""
 
 from __future__ import annotations
 
-import pytest
-
 from rig.probes import PROBE_KINDS, run_probes
-from rig.probes.records import FRAG_NEEDED, MSG_TOO_LONG, STALLED, TIMED_OUT
+from rig.lab.scenarios import SCENARIOS
+from rig.probes.records import FRAG_NEEDED, MSG_TOO_LONG, STALLED, TIMED_OUT, NotSent
 from test_lab_support import SERVER, lab, needs_lab
 
 pytestmark = needs_lab
@@ -54,10 +53,28 @@ def test_mtu_blackhole_small_page_passes_large_object_stalls():
     r = by_id(results)
     assert r["http-1"].ok
     assert not r["large-1"].ok and r["large-1"].error == STALLED and r["large-1"].seen["stalled"]
-    sizes = {x.seen["size"]: x for x in results if x.kind == "icmp"}
-    assert all(sizes[s].ok for s in (84, 1280, 1400, 1454))
-    for s in (1460, 1500):  # the hgw's own frag-needed reaches the client (or its PMTU cache does)
-        assert sizes[s].error in (FRAG_NEEDED, MSG_TOO_LONG)
+    truth = SCENARIOS["mtu-blackhole"]
+    for x in (x for x in results if x.kind == "icmp"):
+        want = truth.expect_ping(x.seen["size"])
+        assert x.not_sent is None, x  # every echo left: DF set, the kernel's cached path MTU ignored
+        if want.outcome == "delivered":
+            assert x.ok, x
+        else:  # the hgw's own frag-needed reaches the client, every time
+            assert (x.error, x.seen["mtu"]) == (FRAG_NEEDED, want.path_mtu), x
+
+
+def test_local_mtu_echoes_too_large_for_the_interface_are_not_sent():
+    truth = SCENARIOS["local-mtu"]
+    with lab("local-mtu") as rig:
+        results = run_probes(rig.client_netns, rig.server_addr, ["icmp", "tcp"], timeout=1.5)
+    assert by_id(results)["tcp-1"].ok
+    for x in (x for x in results if x.kind == "icmp"):
+        want = truth.expect_ping(x.seen["size"])
+        if want.outcome is None:
+            assert not x.ok and x.error == MSG_TOO_LONG and not x.seen["sent"], x
+            assert x.not_sent == NotSent(MSG_TOO_LONG, x.seen["size"], want.local_mtu)
+        else:
+            assert x.ok and x.not_sent is None, x
 
 
 def test_transparent_proxy_looks_like_success_to_the_client():

@@ -56,6 +56,13 @@ def _mtu_blackhole(r):
     assert r.outcomes("icmp")["delivered"] >= 1
 
 
+def _local_mtu(r):
+    assert r.rc == 0, r.verdict["diagnosis"]  # what was sent was delivered; tests/test_run_mtu.py checks the rest
+    for proto in ("tcp", "icmp", "udp"):
+        assert set(r.outcomes(proto)) == {"delivered"}, proto
+    assert [p["size"] for p in r.verdict["not_sent"]] == [1460, 1500]
+
+
 def _mss_clamp(r):
     assert r.rc == 0, r.verdict["diagnosis"]
     assert set(r.outcomes("tcp")) == {"delivered"}
@@ -120,7 +127,7 @@ def _fully_random(r):
 
 CHECKS = {
     "healthy": _healthy, "seed": _seed, "outbound-drop": _outbound_drop, "mtu-blackhole": _mtu_blackhole,
-    "mss-clamp": _mss_clamp, "transparent-proxy": _transparent_proxy, "rst-inject": _rst_inject,
+    "local-mtu": _local_mtu, "mss-clamp": _mss_clamp, "transparent-proxy": _transparent_proxy, "rst-inject": _rst_inject,
     "edge-filter-icmp": _edge_filter_icmp, "host-firewall-icmp": _host_firewall_icmp,
     "no-listener": _no_listener, "port-set": _port_set, "fully-random": _fully_random,
 }

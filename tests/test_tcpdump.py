@@ -66,6 +66,12 @@ def test_local_and_remote_capture_everything_up_to_stop(sshd, tmp_path):
         assert _count(r.file, "udp port 9") == 7
         # rig's own SSH control connection is excluded
         assert _count(r.file, "tcp port 22") == 0
+        # the window rig records: every packet was captured between listening and the stop
+        # request (one clock: the namespace shares this machine's)
+        from rig.capture import read_capture
+
+        ts = read_capture(r.file).packets["ts_ns"]
+        assert r.listening_ns <= int(ts.min()) and int(ts.max()) <= r.stop_ns, (r.listening_ns, r.stop_ns)
     assert caps[1].remote_dir not in leftovers
 
 

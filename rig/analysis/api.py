@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 
-from rig.analysis.context import Ctx, Draft
+from rig.analysis.context import Ctx, Draft, copy_note, with_copies
 from rig.analysis.diagnosis import diagnose
 from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
@@ -27,14 +27,13 @@ from rig.analysis.match import estimate_offset
 from rig.analysis.reqrep import echo_drafts, udp_drafts
 from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
+from rig.analysis.windows import CaptureWindow, PointWindow, point_window, vouch
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
-from rig.verdict import CapturePointInfo, Exchange, ExchangeList, Verdict
+from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Verdict
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
-WINDOW_SLACK_NS = 30_000_000_000  # longer than a probe's SYN retransmissions
-TAIL_NS = 1_000_000_000  # tcpdump without --immediate-mode loses about the last second
 
 
 def _addr_keys(text: str) -> set[int]:
@@ -98,43 +97,32 @@ def _udp_step(ctx: Ctx, sides: dict[str, Side], local: set[int]):
     return out
 
 
-def _vouch(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
-    """Why a point cannot vouch for the absence this draft's outcome rests on (None: it can)."""
-    for name in d.absent_at:
-        side = sides[name]
-        if side.n_total == 0 or side.ts_min is None:
-            return f"the {name} capture holds no packets"
-        if side.kernel_drops:
-            return f"the {name} capture lost {side.kernel_drops} packets (dropped by the kernel)"
-        if name == "server" and offset is not None:
-            # a capture file knows its packets, not when tcpdump ran: only a wide gap
-            # between this exchange and everything the server saw says it was not running
-            lo, hi = d.t_first + offset, d.t_last + offset
-            if lo > side.ts_max + WINDOW_SLACK_NS:
-                return "the server capture had already stopped when the client sent this"
-            if hi < side.ts_min - WINDOW_SLACK_NS:
-                return "the server capture had not started when the client sent this"
-            if d.server_until is not None and d.server_until + offset > side.ts_max - TAIL_NS:
-                return "the server capture ended about when this connection did"
-    return in_gap(d, sides, offset)
+def _windows(sides: dict[str, Side], offset: int | None,
+             given: dict[str, CaptureWindow] | None) -> dict[str, PointWindow | None]:
+    """Each point's window on the client clock (``windows.point_window``)."""
+    offsets = {"client": 0, "server": offset}
+    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name))
+            for name, side in sides.items()}
 
 
 def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
-            extra: dict[str, Capture] | None = None, kernel_drops: dict[str, int] | None = None) -> Verdict:
-    """The verdict for a client capture (the initiating side) and a server capture."""
+            extra: dict[str, Capture] | None = None, kernel_drops: dict[str, int] | None = None,
+            windows: dict[str, CaptureWindow] | None = None) -> Verdict:
+    """The verdict for a client capture (the initiating side) and a server capture.
+    ``windows``: when tcpdump listened at each point, if rig ran it (``windows.CaptureWindow``)."""
     # a large run builds a few objects per exchange and no cycles: the cyclic collector
     # would rescan all of them again and again (measured: half the time at 200k exchanges)
     was = gc.isenabled()
     gc.disable()
     one_arena()  # the steps' threads reuse what the others freed (rig.analysis.heap: -45 MB peak at 1M packets)
     try:
-        return _analyse(client, server, server_addr, extra, kernel_drops)
+        return _analyse(client, server, server_addr, extra, kernel_drops, windows)
     finally:
         if was:
             gc.enable()
 
 
-def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
+def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) -> Verdict:
     # the work is numpy on large arrays, which releases the GIL: the two points are
     # grouped at once, and the protocols analysed at once, on this machine's 2 cores
     # (bench/diff.py, 2x1M packets: grouping 0.99 -> 0.58 s)
@@ -153,6 +141,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
         [lambda: _tcp_step(ctx, sides) + echo_drafts(ctx), lambda: _udp_step(ctx, sides, local)],
         names=["tcp+echo", "udp"])
     offset = estimate_offset(o1 + o2 + o3, b1 + b2 + b3)
+    wins = _windows(sides, offset, given_windows)
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]
     batches = [d for d in everything if not isinstance(d, Draft)]  # the fast paths' (ExchangeBatch)
@@ -185,18 +174,26 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
     eager_at = np.flatnonzero(src < 0)
     point_order = ["client", *xs, "server"]
     exchanges = []
+    copies = {name: side.copy_frames() for name, side in sides.items()}
+    any_copies = any(copies.values())
     for pos, j in zip(eager_at.tolist(), loc[eager_at].tolist()):
         d, kept[j] = kept[j], None
         n = int(num[pos])
         if d.outcome != "delivered" and d.absent_at:
-            why = _vouch(d, sides, offset)
+            why = vouch(d, sides, wins) or in_gap(d, sides, offset)
             if why:
-                d.explanation = f"{why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
+                d.explanation = f"the {why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
                 d.outcome = "incomplete"
+                d.undecided_because = why
         fr = d.frames
-        frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
+        frames = tuple((p, with_copies(sorted(set(fr[p])), copies[p])) for p in point_order if p in fr)
+        evidence = tuple(d.evidence)
+        if any_copies:  # a packet a point captured twice (tcpdump -i any): both frames named
+            evidence = tuple(Evidence(e.point, e.frame, copy_note(e.summary, e.frame, copies.get(e.point)))
+                             for e in evidence)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
-                                  d.explanation, tuple(d.changes), tuple(d.evidence), frames))
+                                  d.explanation, tuple(d.changes), evidence, frames, d.path_mtu,
+                                  d.undecided_because))
     loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():

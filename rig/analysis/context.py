@@ -37,6 +37,8 @@ class Draft:
     frames: dict[str, list[int]] = field(default_factory=dict)  # point -> frames, as the close look collects them
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
     server_until: int | None = None  # client clock: the outcome needs the server capture running past this
+    path_mtu: int | None = None  # the next-hop MTU a frag-needed about the exchange reported
+    undecided_because: str | None = None  # why the outcome is 'incomplete', as a short fact
 
 
 @dataclass
@@ -71,6 +73,20 @@ class Ctx:
         if rows:  # a few rows of one exchange: scalar reads, no array made (called ~6 times an exchange)
             fr = side.t["frame"]
             d.frames.setdefault(side.name, []).extend([int(fr[r]) for r in rows])
+
+
+def with_copies(frames: list[int], copies: dict[int, list[int]]) -> tuple[int, ...]:
+    """Frames at a point (in order), with the other copies of packets it captured twice
+    (``copies``: ``Side.copy_frames``)."""
+    if not copies:
+        return tuple(frames)
+    return tuple(sorted(frames + [x for f in frames for x in copies.get(f, ())]))
+
+
+def copy_note(summary: str, frame: int, copies: dict[int, list[int]]) -> str:
+    """The evidence words of a packet captured twice at its point (``frame``: the one kept)."""
+    more = copies.get(int(frame)) if copies else None
+    return f"{summary} (captured twice here: also frame {', '.join(map(str, more))})" if more else summary
 
 
 # the words of the plain lost cases, which the close look (reqrep) and the fast path

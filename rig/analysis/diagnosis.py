@@ -1,16 +1,17 @@
 """The diagnosis of a whole run: one sentence a person understands, and counts.
 
-A free function of the exchanges' outcomes (never of names or scenarios).
+A free function of the exchanges' outcomes and facts (never of names or scenarios),
+and of the probes that were never sent: they count among their protocol's probes.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 
-from rig.verdict import Diagnosis, Exchange, ExchangeList
+from rig.verdict import CHANGE_FIELDS, Diagnosis, Exchange, ExchangeList, NotSentProbe
 
-_MTU = re.compile(r"next-hop MTU (\d+)")
 _HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
@@ -25,6 +26,12 @@ _CLAUSE = {
     "mtu-blackhole": "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed reaches the sender (a path MTU black hole)",
     "incomplete": "the captures cannot decide {n} {p} exchanges",
 }
+# what a NAT (or the router before it) is expected to change: hop counts, IP and echo ids;
+# an MSS clamp is common enough to be named beside "clean" rather than instead of it
+EXPECTED_CHANGES = frozenset({"ip.ttl", "ip.id", "icmp.id", "tcp.mss"})
+_CHANGED = {"ip.dscp": "DSCP", "ip.ecn": "ECN", "tcp.options": "TCP options", "tcp.wscale": "TCP window scale",
+            "tcp.isn": "TCP sequence numbers", "payload": "payloads", "fragmented": "fragmentation"}
+_WAY = {"out": "on the way out", "back": "on the way back"}
 _SEVERITY = ("answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole", "lost-return", "lost-outbound",
              "unanswered", "refused", "incomplete")
 
@@ -37,9 +44,39 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) -> Diagnosis:
+_UNSENT = {"icmp": ("ICMP echo", "ICMP echoes"), "tcp": ("TCP connection", "TCP connections"),
+           "udp": ("UDP datagram", "UDP datagrams")}
+
+
+def _rank(proto: str) -> int:
+    return ORDER.index(proto) if proto in ORDER else len(ORDER)
+
+
+def _sizes(sizes: list[int]) -> str:
+    return f" ({', '.join(str(s) for s in sorted(sizes))} bytes)" if sizes else ""
+
+
+def not_sent_clauses(not_sent: Sequence[NotSentProbe]) -> list[str]:
+    """One clause per protocol and reason: "2 ICMP echoes (1460, 1500 bytes) were not
+    sent: larger than the local interface MTU 1454"."""
+    groups: dict[tuple[str, str], list[NotSentProbe]] = {}
+    for p in not_sent:
+        groups.setdefault((p.protocol, p.reason), []).append(p)
+    out = []
+    for (proto, reason), ps in sorted(groups.items(), key=lambda kv: (_rank(kv[0][0]), kv[0][1])):
+        one, many = _UNSENT.get(proto, (f"{proto.upper()} probe", f"{proto.upper()} probes"))
+        what = f"1 {one}" if len(ps) == 1 else f"{len(ps)} {many}"
+        sizes = _sizes([p.size for p in ps if p.size is not None])
+        out.append(f"{what}{sizes} {'was' if len(ps) == 1 else 'were'} not sent: {reason}")
+    return out
+
+
+def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
+             not_sent: Sequence[NotSentProbe] = ()) -> Diagnosis:
     # an ExchangeList answers the counts and the few facts read from delivered exchanges
     # from its columns; only the exchanges with a problem are records
+    unsent = not_sent_clauses(not_sent)
+    n_unsent = Counter(p.protocol for p in not_sent)
     lazy = isinstance(exchanges, ExchangeList)
     pairs = exchanges.counts() if lazy else Counter((e.protocol, e.outcome) for e in exchanges)
     by: dict[str, Counter] = {}
@@ -47,8 +84,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
         by.setdefault(proto, Counter())[outcome] = n
     by_protocol = {p: dict(sorted(by[p].items())) for p in ORDER if p in by}
     if not exchanges:
-        return Diagnosis("No exchange from the client toward the server was found in the client capture "
-                         "(no TCP SYN, ICMP echo request or UDP datagram)", {})
+        return Diagnosis("; ".join(["No exchange from the client toward the server was found in the client capture "
+                                    "(no TCP SYN, ICMP echo request or UDP datagram)", *unsent]), {})
     clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
     problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
     clauses: list[str] = []
@@ -58,14 +95,13 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             continue
         parts = []
         for p in protos:
-            total, n = sum(by[p].values()), by[p][outcome]
+            total, n = sum(by[p].values()) + n_unsent[p], by[p][outcome]
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
         if outcome == "incomplete":
             n = sum(by[p][outcome] for p in protos)
-            why = Counter(e.explanation.split(", so this cannot be decided")[0] for e in problems
-                          if e.outcome == "incomplete" and ", so this cannot be decided" in e.explanation)
+            why = Counter(e.undecided_because for e in problems if e.outcome == "incomplete" and e.undecided_because)
             text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
-            clauses.append(f"{text} ({why.most_common(1)[0][0]})" if why else text)
+            clauses.append(f"{text} (the {why.most_common(1)[0][0]})" if why else text)
         else:
             a, b = ("server", "client") if outcome == "lost-return" else ("client", "server")
             # with more capture points, the explanations name the hop; say it if they agree
@@ -76,15 +112,23 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
-        text = f"Every exchange ({total}) was delivered both ways: the path is clean"
+        changed = (exchanges.change_fields() if lazy else
+                   {(ch.field, ch.direction) for e in exchanges for ch in e.changes})
+        rewrites = sorted({(f, d) for f, d in changed if f not in EXPECTED_CHANGES},
+                          key=lambda fd: (CHANGE_FIELDS.index(fd[0]) if fd[0] in CHANGE_FIELDS else 99, fd[1] != "out"))
+        if rewrites:
+            text = (f"Every exchange ({total}) was delivered both ways, but the path changes more than a NAT does: "
+                    + ", ".join(f"{_CHANGED.get(f, f)} {_WAY[d]}" for f, d in rewrites))
+        else:
+            text = f"Every exchange ({total}) was delivered both ways: the path is clean"
         mss = (exchanges.change_notes("tcp.mss") if lazy else
                {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note})
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
-        return Diagnosis(text, by_protocol)
-    mtus = sorted({m.group(1) for e in problems for m in [_MTU.search(e.explanation)] if m})
+        return Diagnosis("; ".join([text, *unsent]), by_protocol)
+    mtus = sorted({e.path_mtu for e in problems if e.path_mtu is not None})
     if mtus:
-        clauses.append(f"a router reports a path MTU of {' / '.join(mtus)} for larger packets")
+        clauses.append(f"a router reports a path MTU of {' / '.join(str(m) for m in mtus)} for larger packets")
     # a port-set NAT: connections fail on the way out while those that pass share few ports
     if by.get("tcp", {}).get("lost-outbound"):
         tcp_seen = (exchanges.seen_at_server("tcp") if lazy else
@@ -109,4 +153,4 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             text += " — a protocol-selective filter on the return path"
         elif only == {"lost-outbound"}:
             text += " — a protocol-selective filter on the way out"
-    return Diagnosis(text, by_protocol)
+    return Diagnosis("; ".join([text, *unsent]), by_protocol)

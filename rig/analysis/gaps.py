@@ -4,7 +4,7 @@ The reader skips a damaged region of a capture file (``rig.capture.resync``) and
 it as a ``Gap``: the packets whose records were there are not in the table. An outcome
 that rests on the absence of packets at a point (a lost request, a lost reply) cannot
 stand if they would have been captured within the gap, by time at that point: the
-exchange is ``incomplete`` instead. ``api._vouch`` asks ``in_gap``.
+exchange is ``incomplete`` instead. The analysis asks ``in_gap`` after ``windows.vouch``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def _span(d: Draft, sides: dict[str, Side], offset: int | None) -> tuple[int, in
 
 
 def in_gap(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
-    """Why the absence ``d`` rests on may be a damaged region of a capture (None: it is not).
+    """Why the absence ``d`` rests on may be a damaged region of a capture, as a short fact
+    (``Exchange.undecided_because``, as ``windows.vouch`` words its); None: it is not.
 
     Every point counts, not only those in ``d.absent_at``: a packet missing from one
     point's capture changes what the packets at the others seem to say (a SYN-ACK missing
@@ -53,6 +54,6 @@ def in_gap(d: Draft, sides: dict[str, Side], offset: int | None) -> str | None:
                     continue
                 if g.ts_before_ns is not None and hi + shift + GAP_SLACK_NS < g.ts_before_ns:
                     continue
-            return (f"the {name} capture is damaged where this exchange's packets would be ({g.skipped} bytes "
+            return (f"{name} capture is damaged where this exchange's packets would be ({g.skipped} bytes "
                     f"skipped at byte {g.offset}, after frame {g.frame_before})")
     return None

@@ -2,8 +2,9 @@
 
 ``pair_by_order`` is the one join: rows of two points with equal keys pair in the order
 each point saw them (the k-th retransmission here with the k-th there), vectorised as a
-sort + searchsorted on (key, rank). TCP connections join on the client's ISN, with a
-fallback on (IP ID, TCP timestamp) for paths that rewrite sequence numbers.
+sort + searchsorted on (key, rank). TCP connections join on the client's ISN, then on
+keys that survive more rewriting (``match_tcp``; pf rewrites ISNs, ports, IP IDs and
+timestamps: ``match_syn`` joins what no key can).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.keys import combine, run_starts, sort_order, take
+from rig.analysis.match_syn import match_by_pattern
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
@@ -60,27 +62,90 @@ def pair_by_order(ka: np.ndarray, oa: np.ndarray, kb: np.ndarray, ob: np.ndarray
     return out
 
 
-def match_tcp(c: Side, s: Side) -> np.ndarray:
-    """For each client connection, the server connection it is (-1 if the server never saw it)."""
+def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict[int, str]]:
+    """For each client connection, the server connection it is (-1 if the server never
+    saw it); and the client connections that could be any of several server connections,
+    with why (``match_syn.Undecided``: their outcome is 'incomplete', never a guess).
+
+    Each step joins what the ones before left, on a key that survives more rewriting:
+
+    1. the client's ISN with the service port (Linux NATs keep both);
+    2. the server's own ISN (the SYN-ACK's seq) with the service port: pf's ``modulate
+       state`` shifts only the initiator's sequence numbers, so a connection whose SYN-ACK
+       reached the client is found whatever pf did to its ISN, ports, IP IDs, timestamps;
+    3. the SYN's IP ID and TCP timestamp (a path that rewrites the ISN but keeps these);
+    4. the SYN's TCP timestamp alone (``scrub random-id`` without timestamp modulation),
+       where exactly one connection on each side carries it;
+    5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
+       fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
+    """
     cc, sc = c.tcp, s.tcp
     if len(cc) == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), {}
     c_first = c.frames(cc.order[cc.starts])
     s_first = s.frames(sc.order[sc.starts]) if len(sc) else np.zeros(0, np.int64)
     # the ISN with the service port: a scanner's SYN that happens to carry the same ISN
     # (one chance in 2^32 per pair, but a public server sees thousands) is not taken for ours
     m = pair_by_order(combine(cc.isn_c, cc.resp_port), c_first, combine(sc.isn_c, sc.resp_port) if len(sc) else sc.isn_c,
                       s_first, cc.syn >= 0, sc.isn_c >= 0)
-    # fallback: a path that rewrites the ISN (or the port) keeps the SYN's IP ID and TCP timestamp
     left = (m < 0) & (cc.syn >= 0)
-    if left.any() and len(sc):
-        taken = np.zeros(len(sc), bool)
-        taken[m[m >= 0]] = True
+    if not left.any() or len(sc) == 0:
+        return m, {}
+    taken = np.zeros(len(sc), bool)
+    taken[m[m >= 0]] = True
+
+    def join(ka, kb, valid_a, valid_b):
+        nonlocal left
+        got = pair_by_order(ka, c_first, kb, s_first, left & valid_a, ~taken & valid_b)
+        hit = got >= 0
+        m[hit] = got[hit]
+        taken[got[hit]] = True
+        left &= ~hit
+
+    join(combine(cc.isn_s, cc.resp_port), combine(sc.isn_s, sc.resp_port), cc.isn_s >= 0, sc.isn_s >= 0)
+    if left.any():
         k2c, vc = _syn_key2(c, cc)
         k2s, vs = _syn_key2(s, sc)
-        m2 = pair_by_order(k2c, c_first, k2s, s_first, left & vc, ~taken & vs)
-        m = np.where(left, m2, m)
-    return m
+        join(k2c, k2s, vc, vs)
+    if left.any():
+        kc, vc = _syn_tsval_key(c, cc)
+        ks, vs = _syn_tsval_key(s, sc)
+        join(kc, ks, vc & _unique(kc, vc & left), vs & _unique(ks, vs & ~taken))
+    if not patterns or not (left & (cc.synack < 0)).any():
+        return m, {}
+    delays, public = _learnt(c, s, m)
+    m, undecided = match_by_pattern(c, s, m, left, taken, delays, public)
+    return m, {ci: u.text() for ci, u in undecided.items()}
+
+
+def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """What the packets joined so far say about the path: how long after the client sent
+    a packet the server's clock saw it (server time minus client time: the clock offset
+    plus the path delay), from the joined SYNs and echo requests; and the addresses the
+    client's packets arrived from at the server (the NAT's public addresses), per IP version."""
+    cc, sc = c.tcp, s.tcp
+    mc = np.flatnonzero(m >= 0)
+    mc = mc[sc.syn[m[mc]] >= 0]
+    rc, rs = cc.order[cc.syn[mc]], sc.order[sc.syn[m[mc]]]
+    ec, es = c.echo_req, s.echo_req
+    if len(ec) and len(es):
+        pe = pair_by_order(c.echo_key(ec), c.frames(ec), s.echo_key(es), s.frames(es))
+        hit = pe >= 0
+        rc, rs = np.concatenate([rc, ec[hit]]), np.concatenate([rs, es[pe[hit]]])
+    delays = take(s.t["ts_ns"], rs).astype(np.int64) - take(c.t["ts_ns"], rc).astype(np.int64)
+    ver = take(s.t["ipver"], rs)
+    keys = s.addr_keys("src", rs)
+    return delays, {int(v): np.unique(keys[ver == v]) for v in np.unique(ver).tolist()}
+
+
+def _unique(k: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Which valid keys occur once among the valid ones."""
+    out = np.zeros(len(k), bool)
+    idx = np.flatnonzero(valid)
+    if len(idx):
+        _, inv, cnt = np.unique(k[idx], return_inverse=True, return_counts=True)
+        out[idx] = cnt[inv.ravel()] == 1
+    return out
 
 
 def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +155,15 @@ def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     tsval = take(t["tsval"], rows)
     valid = has & (take(t["has_ts"], rows) > 0) & (tsval > 0)
     return combine(take(t["ip_id"], rows), tsval, n=len(rows)), valid
+
+
+def _syn_tsval_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    has = conns.syn >= 0
+    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
+    t = side.t
+    tsval = take(t["tsval"], rows)
+    valid = has & (take(t["has_ts"], rows) > 0) & (tsval > 0)
+    return combine(tsval, conns.resp_port, n=len(rows)), valid
 
 
 def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray]) -> int | None:

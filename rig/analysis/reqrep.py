@@ -20,7 +20,7 @@ from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered, echo_id_change
 from rig.analysis.reqrep_lost import lost_drafts, replies_to
 from rig.analysis.sides import Side
-from rig.analysis.summary import endpoint, path_signal
+from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
 from rig.capture.table import FRAG_MF
 from rig.verdict import Evidence
@@ -128,6 +128,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
     elif cerr and all(path_signal(c.t[r], c.addrs) for r in cerr):
         d.outcome = "lost-outbound"
         d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.addrs, c.cap.quoted_at(cerr[0]))}"
+        d.path_mtu = frag_needed_mtu(c.t[cerr[0]], c.cap.quoted_at(cerr[0]))
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     elif cerr:
         d.outcome = "reset-by-middlebox"

@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import Ctx, arrived_note
+from rig.analysis.context import Ctx, arrived_note, copy_note, with_copies
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.verdict import Change, Evidence, Exchange
@@ -79,6 +79,7 @@ class ReqRepBatch:
         self.ids_changed = (np.zeros(len(creq), bool) if protocol == "udp"
                             else take(c.t["icmp_id"], creq) != take(s.t["icmp_id"], sreq))
         self.cname, self.sname = c.name, s.name
+        self.c_copies, self.s_copies = c.copy_frames(), s.copy_frames()  # packets captured twice
 
     def __len__(self) -> int:
         return len(self.first_frame)
@@ -86,11 +87,20 @@ class ReqRepBatch:
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         notes = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(inv[idx]).tolist():
+            for k in np.unique(per.groups(inv[idx])).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
         if field == "icmp.id" and self.ids_changed[idx].any():
             notes.add(ECHO_ID_NOTE)
         return notes
+
+    def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
+        out = set()
+        for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
+            for k in np.unique(inv[idx]).tolist():
+                out |= {(ch.field, ch.direction) for ch in per[k]}
+        if self.ids_changed[idx].any():
+            out.add(("icmp.id", "out"))
+        return out
 
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
@@ -111,6 +121,11 @@ class ReqRepBatch:
             ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, arrived_note(rep)))]
             fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
             fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
+            if self.c_copies or self.s_copies:  # packets captured twice: every copy's frame
+                fc = [with_copies(list(f), self.c_copies) for f in fc]
+                fs = [with_copies(list(f), self.s_copies) for f in fs]
+                ev_s = [Evidence(x.point, x.frame, copy_note(x.summary, x.frame, self.s_copies)) for x in ev_s]
+                ev_c = [Evidence(x.point, x.frame, copy_note(x.summary, x.frame, self.c_copies)) for x in ev_c]
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol

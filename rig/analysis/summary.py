@@ -145,6 +145,15 @@ def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
     return f"{endpoint(src)} > {endpoint(dst)} proto {proto} {ttl}"
 
 
+def frag_needed_mtu(r, q: np.void | None) -> int | None:
+    """The next-hop MTU an ICMP frag-needed (IPv6: packet too big) reports; None for any
+    other row, or one that reports none. ``q``: the row's ``Capture.quoted_at`` record."""
+    proto, it, code = int(r["proto"]), int(r["icmp_type"]), int(r["icmp_code"])
+    if not ((proto == 1 and it == 3 and code == 4) or (proto == 58 and it == 2)) or q is None:
+        return None
+    return int(q["icmp_mtu"]) or None
+
+
 def path_signal(r, addrs: np.ndarray, q: np.void | None = None) -> str | None:
     """For an ICMP error that says a packet could not travel (too big, TTL expired), the
     words for it; None for the errors that reject (unreachable, prohibited). ``q``: the

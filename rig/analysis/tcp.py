@@ -14,12 +14,12 @@ from collections import Counter
 
 import numpy as np
 
-from rig.analysis.changes import isn_change, payload_change, tcp_syn_changes
+from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
-from rig.analysis.keys import combine, combine1, take
-from rig.analysis.match import match_tcp, pair_by_order
+from rig.analysis.keys import combine1, take
+from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
-from rig.analysis.summary import endpoint, path_signal
+from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
 from rig.capture.table import ACK, RST, SYN
 
@@ -161,7 +161,7 @@ def _frag_needed(side: Side, conn: _Conn) -> list[int]:
 def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
-    m = match_tcp(c, s)
+    m, undecided = match_tcp(c, s)
     cand = np.flatnonzero(cc.syn >= 0) if len(cc) else np.zeros(0, np.int64)
     c_err, s_err = error_index(c), error_index(s)
     extra_m = {name: (side, _match_extra(c, side)) for name, side in ctx.extra.items()}
@@ -177,24 +177,28 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray
                       - take(s.t["ts_ns"], sc.order[sc.synack[ms[ok2]]]).astype(np.int64))
     fast = delivered_mask(ctx, cand, m[cand])
     drafts = delivered_drafts(ctx, cand[fast], m[cand[fast]])
-    drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m) for ci in cand[~fast].tolist()]
+    drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m, undecided.get(ci)) for ci in cand[~fast].tolist()]
     return drafts, out_d, back_d
 
 
 def _match_extra(c: Side, side: Side) -> np.ndarray:
+    """The client's connections at an extra point: ``match_tcp``'s joins on keys (a point
+    past pf sees the rewritten ISN, ports, IP IDs), not its last, by pattern (an extra
+    point's absence of a packet only says where, never whether, it was lost)."""
     cc, xc = c.tcp, side.tcp
     if len(cc) == 0 or len(xc) == 0:
         return np.full(len(cc), -1, np.int64)
-    return pair_by_order(combine(cc.isn_c, cc.resp_port), c.frames(cc.order[cc.starts]),
-                         combine(xc.isn_c, xc.resp_port), side.frames(xc.order[xc.starts]),
-                         cc.syn >= 0, xc.isn_c >= 0)
+    return match_tcp(c, side, patterns=False)[0]
 
 
-def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m) -> Draft:
+def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | None = None) -> Draft:
     seen: dict = {}
     d = _one_inner(ctx, ci, si, c_err, s_err, extra_m, seen)
     if seen and not any(e.point in seen for e in d.evidence):
         d.evidence += _extra_evidence(ctx, seen)
+    if undecided is not None:  # match.match_tcp could not tell which server connection this is
+        d.outcome, d.undecided_because, d.absent_at = "incomplete", undecided, ()
+        d.explanation = f"{undecided}, so which of them this is, and where it died, cannot be decided"
     return d
 
 
@@ -235,6 +239,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
             d.outcome = "lost-outbound"
             d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, c.cap.quoted_at(errs_c[0]))}"
+            d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], c.cap.quoted_at(errs_c[0]))
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
@@ -350,7 +355,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
     ev = d.evidence
-    # payload as both points saw the first data segment of each direction
+    # payload, DSCP and ECN as both points saw the first data segment of each direction
     for snd, rcv, fwd, direction in ((C, S, True, "out"), (S, C, False, "back")):
         sp = snd.data_fwd if fwd else snd.data_rev
         rp = rcv.data_fwd if fwd else rcv.data_rev
@@ -360,7 +365,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if (snd.conns.rel_seq_at(snd.sr[sp[:1]])[0] == rcv.conns.rel_seq_at(rcv.sr[rp[:1]])[0]
                     and int(a["plen"]) == int(b["plen"])):
                 at_c, at_s = (a, b) if direction == "out" else (b, a)
-                d.changes += payload_change(at_c, at_s, direction)
+                d.changes += data_changes(at_c, at_s, direction)
     rst_extra = len(C.rst_rev) - len(S.rst_rev)
     if rst_extra > 0:
         d.outcome = "reset-by-middlebox"
@@ -413,6 +418,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if frag:
                 extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
                 ev += ctx.ev(snd.side, frag, "frag-needed", 2)
+                d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], snd.side.cap.quoted_at(frag[0]))
             d.explanation = (f"the handshake completed; {plural(len(look.missing), 'data segment')} "
                              f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
         d.absent_at = (receiver,)

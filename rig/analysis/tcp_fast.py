@@ -14,8 +14,8 @@ import numpy as np
 
 from rig.analysis.keys import take_fields
 from rig.analysis.match import copy_that_arrived
-from rig.analysis.changes import changes_by_signature, isn_change, payload_change, tcp_syn_changes
-from rig.analysis.context import Ctx
+from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes, isn_change, tcp_syn_changes
+from rig.analysis.context import Ctx, copy_note as _copy_note, with_copies as _with_copies
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_flags
 from rig.verdict import Evidence, Exchange
@@ -123,6 +123,8 @@ class TcpBatch:
         self.back_per, self.back_inv = changes_by_signature(
             c, s, rc_synack, copy_that_arrived(s, si, "synack", c, rc_synack), "back", _CHANGE_FIELDS, tcp_syn_changes)
         self.cname, self.sname = c.name, s.name
+        # packets a point captured twice (sides.capture_copies): frame -> the copies' frames
+        self.c_copies, self.s_copies = c.copy_frames(), s.copy_frames()
         self._texts: dict[tuple[int, int, int, int], str] = {}
 
     def __len__(self) -> int:
@@ -131,9 +133,28 @@ class TcpBatch:
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         notes = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(inv[idx]).tolist():
+            for k in np.unique(per.groups(inv[idx])).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
-        return notes  # isn / payload changes carry other fields
+        return notes | {ch.note for ch in self._data_changes(idx) if ch.field == field and ch.note}  # isn: no notes
+
+    def _data_changes(self, idx: np.ndarray) -> list:
+        """The data segments' changes (``_payload_suspects``) of exchanges ``idx``."""
+        if not self.payload:
+            return []
+        have = np.fromiter(self.payload, np.int64, len(self.payload))
+        return [ch for i in have[np.isin(have, idx)].tolist() for ch in self.payload[i]]
+
+    def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
+        out = set()
+        for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
+            for k in np.unique(inv[idx]).tolist():
+                out |= {(ch.field, ch.direction) for ch in per[k]}
+        isn = self.isn[idx]
+        if (isn[:, 0] != isn[:, 1]).any():
+            out.add(("tcp.isn", "out"))
+        if (isn[:, 2] != isn[:, 3]).any():
+            out.add(("tcp.isn", "back"))
+        return out | {(ch.field, ch.direction) for ch in self._data_changes(idx)}
 
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
@@ -168,15 +189,17 @@ class TcpBatch:
                 out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered",
                                     text, ch, (), ()))
                 continue
-            frames = ((cname, tuple(self.c_frames[c_lo[j]:c_hi[j]].tolist())),
-                      (sname, tuple(self.s_frames[s_lo[j]:s_hi[j]].tolist())))
+            frames = ((cname, _with_copies(self.c_frames[c_lo[j]:c_hi[j]].tolist(), self.c_copies)),
+                      (sname, _with_copies(self.s_frames[s_lo[j]:s_hi[j]].tolist(), self.s_copies)))
             out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered", text,
-                                ch, (Evidence(cname, c_fr[j], ev_c[j]), Evidence(sname, s_fr[j], ev_s[j])), frames))
+                                ch, (Evidence(cname, c_fr[j], _copy_note(ev_c[j], c_fr[j], self.c_copies)),
+                                     Evidence(sname, s_fr[j], _copy_note(ev_s[j], s_fr[j], self.s_copies))), frames))
         return out
 
 
 def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, list]:
-    """Payload changes, checked on the first data segment of each direction (vectorised)."""
+    """Payload, DSCP and ECN changes (``changes.data_changes``), checked on the first data
+    segment of each direction (vectorised; the rule runs only where a field differs)."""
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
     out: dict[int, list] = {}
@@ -189,10 +212,12 @@ def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, lis
         ra, rb = cc.order[a[idx]], sc.order[b[idx]]
         # four columns in one pass of whole rows (keys.take_fields; indexing the table
         # copies every field of a row, and a column at a time misses the cache per row)
-        fields = ("seq", "plen", "pcaplen", "phash")
-        fa, fb = take_fields(c.t, fields, ra), take_fields(s.t, fields, rb)
-        diff = ((cc.rel_seq_at(a[idx], fa["seq"]) == sc.rel_seq_at(b[idx], fb["seq"])) & (fa["plen"] == fb["plen"])
-                & (fa["pcaplen"] == fb["pcaplen"]) & (fa["phash"] != fb["phash"]))
+        fa, fb = take_fields(c.t, DATA_FIELDS, ra), take_fields(s.t, DATA_FIELDS, rb)
+        same = (cc.rel_seq_at(a[idx], fa["seq"]) == sc.rel_seq_at(b[idx], fb["seq"])) & (fa["plen"] == fb["plen"])
+        # what data_changes could report: another payload, or another TOS byte
+        diff = same & (((fa["pcaplen"] == fb["pcaplen"]) & (fa["phash"] != fb["phash"])) | (fa["tos"] != fb["tos"]))
         for k in np.flatnonzero(diff).tolist():
-            out.setdefault(int(idx[k]), []).extend(payload_change(c.t[ra[k]], s.t[rb[k]], direction))
+            ch = data_changes(c.t[ra[k]], s.t[rb[k]], direction)
+            if ch:
+                out.setdefault(int(idx[k]), []).extend(ch)
     return out

@@ -41,6 +41,10 @@ class CaptureResult:
     packets: int | None  # tcpdump's "packets captured" (None: tcpdump did not say)
     kernel_drops: int | None  # tcpdump's "packets dropped by kernel"
     stderr: str  # tcpdump's own words, for logs/
+    # when tcpdump said "listening on" and when rig asked it to stop: ns since the epoch
+    # on this machine's clock (the client capture's); everything in between was captured
+    listening_ns: int | None = None
+    stop_ns: int | None = None
 
 
 def tcpdump_argv(iface: str, path: str, bpf: str) -> list[str]:
@@ -95,6 +99,7 @@ class _StderrWatch:
         self.ready = threading.Event()
         self.done = threading.Event()
         self.stats_seen = 0  # statistics blocks printed so far (SIGUSR1/SIGINFO, exit)
+        self.listening_ns: int | None = None  # when "listening on" was read (this machine's clock)
         self.cond = threading.Condition()
         self._thread = threading.Thread(target=self._pump, args=(lines,), daemon=True)
         start(self._thread)
@@ -104,6 +109,8 @@ class _StderrWatch:
             for line in lines:
                 self.text.append(line)
                 if "listening on" in line:
+                    if self.listening_ns is None:
+                        self.listening_ns = time.time_ns()
                     self.ready.set()
                 if "dropped by kernel" in line:  # the last line of a statistics block
                     with self.cond:
@@ -140,14 +147,15 @@ def _last_line(text: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def _result(point: str, path: str, stderr: str, drained: bool = True) -> CaptureResult:
+def _result(point: str, path: str, stderr: str, drained: bool = True, listening_ns: int | None = None,
+            stop_ns: int | None = None) -> CaptureResult:
     """The final statistics. If tcpdump could not be drained before SIGINT, packets it
     received but never wrote count as kernel drops (lost at this capture point)."""
     stats = parse_stats(stderr)
     drops = stats.get("dropped by kernel")
     if drops is not None and not drained:
         drops += unwritten(stats)
-    return CaptureResult(point, path, stats.get("captured"), drops, stderr)
+    return CaptureResult(point, path, stats.get("captured"), drops, stderr, listening_ns, stop_ns)
 
 
 class LocalCapture:
@@ -180,6 +188,7 @@ class LocalCapture:
         if self.result is not None:
             return self.result
         assert self.proc is not None and self._watch is not None, "stop() before start()"
+        stop_ns = time.time_ns()
         if self.proc.poll() is None:
             self.drained = drain(self._watch, lambda: self.proc.send_signal(signal.SIGUSR1), timeout / 2)
         if self.proc.poll() is None:
@@ -190,7 +199,7 @@ class LocalCapture:
             self.abort()
             raise InfraError(f"capture at {self.point} did not stop within {timeout:g}s") from None
         self._watch.wait_done(timeout)
-        self.result = _result(self.point, self.path, self._watch.all, self.drained)
+        self.result = _result(self.point, self.path, self._watch.all, self.drained, self._watch.listening_ns, stop_ns)
         if self.result.packets is None:
             raise InfraError(f"capture at {self.point} ended badly: {_last_line(self._watch.all)}")
         return self.result
@@ -257,6 +266,7 @@ class RemoteCapture:
         if self.result is not None:
             return self.result
         assert self._chan is not None and self._watch is not None, "stop() before start()"
+        stop_ns = time.time_ns()
         if not self._chan.exit_status_ready():
             self.drained = drain(self._watch, lambda: self._signal(self.info_signal), timeout / 2)
         if not self._chan.exit_status_ready():
@@ -271,7 +281,7 @@ class RemoteCapture:
         if not parse_stats(stderr):
             raise InfraError(f"remote capture at {self.point} ended badly: {_last_line(stderr)}")
         self.ssh.fetch(self.remote_path, self.path, remove=True)  # and its directory
-        self.result = _result(self.point, self.path, stderr, self.drained)
+        self.result = _result(self.point, self.path, stderr, self.drained, self._watch.listening_ns, stop_ns)
         return self.result
 
     def _signal(self, name: str) -> None:

@@ -4,7 +4,9 @@ A scenario is a description plus the changes that make it real: nftables rules a
 a node's ``rig`` table, MTU changes on a link, NAT options, an extra HTTP server in the
 home gateway, or the port the server's Apache listens on. ``rig.lab.build`` applies
 them; nothing here runs a command. ``expect`` is the ground truth the pipeline's
-verdicts are tested against (outcome per protocol, or a change seen on the path).
+verdicts are tested against (outcome per protocol, or a change seen on the path);
+``big_pings`` says what the DF echoes too large for the path's smallest MTU produce,
+when a scenario has one (``Scenario.expect_ping`` answers per echo size).
 
 Every scenario keeps the SSH control connection (client -> server tcp/22) working:
 rules match tcp/80, or exempt port 22, because configure and the remote capture use it.
@@ -21,7 +23,8 @@ from rig.errors import UsageError
 # chains of the per-node ``table ip rig`` (see rig.lab.build.base_ruleset)
 CHAINS = ("prerouting", "postrouting", "mangle", "forward", "input", "output")
 
-SSH_MSS = 1414  # SSH segments that fit a 1454-byte link when frag-needed is dropped
+PPPOE_MTU = 1454  # NTT Flets PPPoE
+SSH_MSS = PPPOE_MTU - 40  # SSH segments that fit a 1454-byte link when frag-needed is dropped
 PROXY_PORT = 8080  # where the hgw's own HTTP server listens (transparent-proxy)
 PORT_SET = (40000, 40015)  # MAP-E-like set of 16 source ports (port-set)
 
@@ -43,6 +46,26 @@ class MtuChange:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """What one probe must produce: the ``outcome`` of its exchange and the ``path_mtu``
+    that exchange reports (an ICMP frag-needed reached the client); or, with ``outcome``
+    None, that the probe is never sent because it is larger than the client's own
+    interface MTU ``local_mtu`` (it is in the verdict's ``not_sent``, in no exchange)."""
+
+    outcome: str | None
+    path_mtu: int | None = None
+    local_mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class BigPings:
+    """DF echoes larger than ``above`` bytes (total IP size) produce ``expected``."""
+
+    above: int
+    expected: Expected
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -53,6 +76,14 @@ class Scenario:
     port_set: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # node -> tcp/udp ports
     proxy: bool = False  # run an HTTP server in the hgw (transparent-proxy)
     http_port: int = 80  # where the server's Apache listens
+    big_pings: BigPings | None = None  # DF echoes above the smallest MTU; the others produce expect["icmp"]
+
+    def expect_ping(self, size: int) -> Expected | None:
+        """What an ICMP echo of ``size`` bytes (total IP size, DF set) must produce; None
+        when the scenario says nothing about ICMP."""
+        if self.big_pings is not None and size > self.big_pings.above:
+            return self.big_pings.expected
+        return Expected(self.expect["icmp"]) if "icmp" in self.expect else None
 
 
 _SYNACK = "tcp flags & (syn | ack) == syn | ack"
@@ -80,9 +111,13 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "mtu-blackhole",
-            "PPPoE-like MTU 1454 between hgw and inet, ICMP frag-needed dropped: large replies stall",
+            f"PPPoE-like MTU {PPPOE_MTU} between hgw and inet, inet drops ICMP frag-needed: large TCP replies stall; "
+            f"DF pings above {PPPOE_MTU} get the hgw's own frag-needed",
             expect={"tcp": "mtu-blackhole", "icmp": "delivered"},
-            mtu=(MtuChange("hgw", "wan", 1454),),
+            # the way out: the hgw, in front of the small link, answers frag-needed itself,
+            # and nothing on the way back to the client drops it
+            big_pings=BigPings(PPPOE_MTU, Expected("lost-outbound", path_mtu=PPPOE_MTU)),
+            mtu=(MtuChange("hgw", "wan", PPPOE_MTU),),
             rules=(
                 NftRule("inet", "output", "icmp type destination-unreachable icmp code frag-needed drop"),
                 NftRule("inet", "forward", "icmp type destination-unreachable icmp code frag-needed drop"),
@@ -90,6 +125,14 @@ SCENARIOS: dict[str, Scenario] = {
                 NftRule("hgw", "mangle", f"tcp dport 22 tcp flags syn tcp option maxseg size set {SSH_MSS}"),
                 NftRule("hgw", "mangle", f"tcp sport 22 tcp flags syn tcp option maxseg size set {SSH_MSS}"),
             ),
+        ),
+        Scenario(
+            "local-mtu",
+            f"the client's own link has MTU {PPPOE_MTU} (a PPPoE or tunnel interface on the user's machine): "
+            f"DF pings above it cannot leave the client; everything sent is delivered",
+            expect={"tcp": "delivered", "icmp": "delivered", "udp": "delivered"},
+            big_pings=BigPings(PPPOE_MTU, Expected(None, local_mtu=PPPOE_MTU)),
+            mtu=(MtuChange("client", "eth0", PPPOE_MTU),),
         ),
         Scenario(
             "mss-clamp",

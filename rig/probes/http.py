@@ -25,7 +25,7 @@ from typing import Any
 
 from rig.probes import httpwire
 from rig.probes.records import (BAD_RESPONSE, CLOSED_EARLY, HTTP_STATUS, NO_RESPONSE, STALLED, TOO_SLOW,
-                                ProbeResult, TcpState, error_phrase, tcp_state)
+                                NotSent, ProbeResult, TcpState, error_phrase, tcp_state)
 from rig.probes.tcp import connect
 
 PAGE_PREFIX = "/rig/n/"
@@ -60,6 +60,7 @@ class Fetched:
     stalled: bool  # no progress for the time-out after the request went out
     malformed: str | None  # the bytes stopped looking like HTTP
     last_progress: float | None
+    syn_left: bool = True  # False: the kernel refused the connect at once (nothing on the wire)
 
 
 def fetch(server: str, port: int, path: str, timeout: float,
@@ -67,7 +68,7 @@ def fetch(server: str, port: int, path: str, timeout: float,
     """Connect, send a GET, read until the response is complete, EOF, or no progress for
     ``timeout`` s."""
     started = time.time()
-    s, err, local = connect((server, port), timeout, syn_sent)
+    s, err, local, syn_left = connect((server, port), timeout, syn_sent)
     connected = err is None
     got = bytearray()
     head: httpwire.HttpHead | None = None
@@ -117,7 +118,11 @@ def fetch(server: str, port: int, path: str, timeout: float,
         s.close()
     return Fetched(started=started, ended=time.time(), error=err, local=local, tcp=state, connected=connected,
                    sent=sent, data=bytes(got), eof=eof, stalled=stalled, malformed=malformed,
-                   last_progress=last_progress)
+                   last_progress=last_progress, syn_left=syn_left)
+
+
+def _not_sent(f: Fetched) -> NotSent | None:
+    return NotSent(f.error) if not f.syn_left and f.error else None
 
 
 def _done(head: httpwire.HttpHead, got: bytearray, body_off: int) -> bool:
@@ -173,7 +178,7 @@ def probe_http(pid: str, nonce: str, server: str, port: int, timeout: float,
         seen["responder"] = resp.head.get(RESPONDER_HEADER)
     return ProbeResult(kind="http", id=pid, target=f"{server}:{port}", nonce=nonce,
                        started=f.started, ended=f.ended, ok=err is None, error=err,
-                       local=f.local, tcp=f.tcp, seen=seen)
+                       local=f.local, tcp=f.tcp, seen=seen, not_sent=_not_sent(f))
 
 
 def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
@@ -189,4 +194,4 @@ def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
         seen["last_progress"] = round(f.last_progress - f.started, 6)
     return ProbeResult(kind="large", id=pid, target=f"{server}:{port}", nonce=nonce,
                        started=f.started, ended=f.ended, ok=err is None, error=err,
-                       local=f.local, tcp=f.tcp, seen=seen)
+                       local=f.local, tcp=f.tcp, seen=seen, not_sent=_not_sent(f))

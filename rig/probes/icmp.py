@@ -3,20 +3,27 @@
 One raw socket (we are root; otherwise an unprivileged ping socket, which needs the
 caller's group in ``net.ipv4.ping_group_range`` — off, "1 0", in a fresh namespace;
 its ICMP errors come from the socket's error queue) sends every echo back to back with
-Don't Fragment set (IP_PMTUDISC_DO), then waits one time-out for all the answers, so
-the whole kind costs one time-out however many sizes it tries. Each echo is its own
-ProbeResult ("icmp-1" the small one, then one per DF size) with its own nonce at the
-start of the payload; the analysis matches echoes on (seq, payload).
+Don't Fragment set, then waits one time-out for all the answers, so the whole kind
+costs one time-out however many sizes it tries. Each echo is its own ProbeResult
+("icmp-1" the small one, then one per DF size) with its own nonce at the start of the
+payload; the analysis matches echoes on (seq, payload).
 
-Sizes are total IP packet sizes (IP 20 + ICMP 8 + payload). A DF echo larger than the
-local route's MTU never leaves: sendto fails with EMSGSIZE, recorded as "message too
-long" with the route MTU. One that dies further on may bring back an ICMP
-frag-needed, recorded as "fragmentation needed" with the next-hop MTU it announced.
-``parse_icmp`` is a pure function of the bytes a raw socket receives.
+Sizes are total IP packet sizes (IP 20 + ICMP 8 + payload). DF is set with
+IP_PMTUDISC_PROBE, as tracepath does, not IP_PMTUDISC_DO: DO also refuses a packet
+larger than the path MTU the kernel has cached for the server, and the cache is filled
+by the frag-needed of a sibling echo a few microseconds earlier (the lab's hgw answers
+within the next ``sendto``) or of any earlier run (it lasts 10 minutes), so whether
+the 1500-byte echo left depended on timing. With PROBE every echo tests the path. One
+larger than the outgoing interface's MTU never leaves: sendto fails with EMSGSIZE,
+recorded as ``not_sent`` ("message too long") with that interface MTU. One that dies
+further on may bring back an ICMP frag-needed, recorded as "fragmentation needed" with
+the next-hop MTU it announced. ``parse_icmp`` is a pure function of the bytes a raw
+socket receives.
 """
 
 from __future__ import annotations
 
+import fcntl
 import secrets
 import select
 import socket
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rig.checksum import internet_checksum as checksum
-from rig.probes.records import FRAG_NEEDED, TIMED_OUT, ProbeResult, error_phrase
+from rig.probes.records import FRAG_NEEDED, MSG_TOO_LONG, TIMED_OUT, NotSent, ProbeResult, error_phrase
 
 SMALL_SIZE = 84  # 56 bytes of payload, as ping sends by default
 DF_SIZES = (1280, 1400, 1454, 1460, 1500)
@@ -36,7 +43,9 @@ HEADERS = 28  # IPv4 20 + ICMP 8
 
 IP_MTU_DISCOVER = 10  # linux/in.h
 IP_PMTUDISC_DO = 2
+IP_PMTUDISC_PROBE = 3  # DF set, the cached path MTU ignored: only the interface MTU limits a send
 IP_MTU = 14
+SIOCGIFADDR, SIOCGIFMTU = 0x8915, 0x8921  # linux/sockios.h
 
 ECHO_REPLY, DEST_UNREACH, ECHO_REQUEST, TIME_EXCEEDED = 0, 3, 8, 11
 _UNREACH = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable",
@@ -115,6 +124,23 @@ def route_facts(server: str) -> tuple[str | None, int | None]:
         return None, None
     finally:
         u.close()
+
+
+def interface_mtu(src: str | None) -> int | None:
+    """The MTU of the interface that holds the IPv4 address ``src`` (the source the kernel
+    picks toward the server), in this thread's network namespace; None if none does."""
+    if not src:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _index, name in socket.if_nameindex():
+            req = struct.pack("256s", name.encode()[:15])
+            try:
+                addr = socket.inet_ntoa(fcntl.ioctl(s, SIOCGIFADDR, req)[20:24])
+                if addr == src:
+                    return struct.unpack_from("=i", fcntl.ioctl(s, SIOCGIFMTU, req), 16)[0]
+            except OSError:  # no IPv4 address on it
+                continue
+    return None
 
 
 IP_RECVERR = 11
@@ -210,13 +236,14 @@ def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: flo
     except OSError as exc:  # neither root nor in ping_group_range: no echo can leave
         now = time.time()
         return [ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=now, ended=now, ok=False,
-                            error=error_phrase(exc), local=src, seen={"size": size, "df": True, "sent": False})
+                            error=error_phrase(exc), local=src, seen={"size": size, "df": True, "sent": False},
+                            not_sent=NotSent(error_phrase(exc), size))
                 for pid, nonce, size in echoes]
     ident = secrets.randbelow(0xFFFE) + 1  # a ping socket replaces it with its own "port"
     results: dict[int, ProbeResult] = {}
     pending: dict[int, tuple[str, str, int, float, bytes]] = {}
     try:
-        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
         s.setblocking(False)
         packets = [(pid, nonce, size, echo_payload(nonce, size - HEADERS)) for pid, nonce, size in echoes]
         for seq, (pid, nonce, size, payload) in enumerate(packets, 1):
@@ -225,10 +252,13 @@ def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: flo
                 s.sendto(build_echo(ident, seq, payload), (server, 0))
             except OSError as exc:
                 _, mtu = route_facts(server)
+                why = error_phrase(exc)
+                local_mtu = interface_mtu(src) if why == MSG_TOO_LONG else None
                 results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t,
-                                           ended=time.time(), ok=False, error=error_phrase(exc), local=src,
+                                           ended=time.time(), ok=False, error=why, local=src,
                                            seen={"size": size, "df": True, "ident": ident, "seq": seq,
-                                                 "sent": False, "route_mtu": mtu})
+                                                 "sent": False, "route_mtu": mtu},
+                                           not_sent=NotSent(why, size, local_mtu))
             else:
                 pending[seq] = (pid, nonce, size, t, payload)
         if sock_mode == "ping":

@@ -160,6 +160,22 @@ def make_nonce(run_tag: str, probe_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class NotSent:
+    """The client's kernel refused to send a probe's packet: nothing reached the wire, so
+    no capture can show it. ``error`` is the probe's phrase from ERRORS ("message too
+    long", "network unreachable", "no local port", ...)."""
+
+    error: str
+    size: int | None = None  # total IP size of the packet refused (DF echoes), if the probe has one
+    local_mtu: int | None = None  # MTU of the interface it would have left by, when it was too large
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NotSent":
+        size, mtu = d.get("size"), d.get("local_mtu")
+        return cls(str(d["error"]), None if size is None else int(size), None if mtu is None else int(mtu))
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """One probe as the client saw it.
 
@@ -167,7 +183,8 @@ class ProbeResult:
     echo id/seq, reply TTL and RTT; for http the status, headers, body check; for burst
     the per-connection outcomes and ports. ``local`` is the socket's local address
     ("192.168.1.10:40312"; for ICMP the source address) so the analysis can tie the
-    exchanges it finds in the client capture to this probe.
+    exchanges it finds in the client capture to this probe. ``not_sent`` is set when the
+    request never left the client (a local send error): the captures cannot show it.
     """
 
     kind: str  # one of PROBE_KINDS
@@ -181,6 +198,7 @@ class ProbeResult:
     local: str | None = None  # "addr:port" the socket used
     tcp: TcpState | None = None  # TCP_INFO right after the probe, before close
     seen: Mapping[str, Any] = field(default_factory=dict)
+    not_sent: NotSent | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -202,9 +220,24 @@ class ProbeResult:
                 error=d.get("error"), local=d.get("local"),
                 tcp=None if tcp is None else TcpState(**{**tcp, "options": tuple(tcp.get("options", ()))}),
                 seen=dict(d.get("seen", {})),
+                not_sent=not_sent_of_record(d),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"probe record {d.get('id', '?')!r} is incomplete: {exc}") from exc
+
+
+def not_sent_of_record(d: Mapping[str, Any]) -> NotSent | None:
+    """The ``not_sent`` of a probe record as JSON data (what ``rig show`` needs of a
+    bundle's probes.jsonl, without reading the rest); a record written before it existed
+    says so in ``seen`` ("sent": false), without the interface MTU."""
+    ns = d.get("not_sent")
+    if ns is not None:
+        return NotSent.from_dict(ns)
+    seen = d.get("seen") or {}
+    if seen.get("sent") is False:
+        size = seen.get("size")
+        return NotSent(str(d.get("error") or "not sent"), None if size is None else int(size))
+    return None
 
 
 def write_jsonl(results: Iterable[ProbeResult], path: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 
-from rig.probes.records import ECHO_MISMATCH, TIMED_OUT, ProbeResult, error_phrase, local_of
+from rig.probes.records import ECHO_MISMATCH, TIMED_OUT, NotSent, ProbeResult, error_phrase, local_of
 
 
 def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> ProbeResult:
@@ -19,6 +19,7 @@ def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> P
     err: str | None = None
     seen: dict = {"bytes_sent": len(payload)}
     local = None
+    left = False  # the datagram left the client (a connect or send error: it never did)
     started = time.time()
     try:
         s.settimeout(timeout)
@@ -27,6 +28,7 @@ def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> P
             local = local_of(s)
             started = time.time()
             s.send(payload)
+            left = True
             reply = s.recv(65535)
         except socket.timeout:
             err = TIMED_OUT
@@ -41,4 +43,5 @@ def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> P
     finally:
         s.close()
     return ProbeResult(kind="udp", id=pid, target=f"{server}:{port}", nonce=nonce, started=started,
-                       ended=time.time(), ok=err is None, error=err, local=local, seen=seen)
+                       ended=time.time(), ok=err is None, error=err, local=local, seen=seen,
+                       not_sent=None if left or err is None else NotSent(err))

@@ -331,6 +331,7 @@ def render_report(
             for proto, counts in bp.items()
         )
         parts.append(f'<table class="outcomes"><tr><th>protocol</th><th>outcomes</th></tr>{rows}</table>')
+    parts.append(_not_sent_table(verdict.get("not_sent") or ()))
     # exchanges, problems first
     if exchanges:
         parts.append("<h2>Exchanges</h2>")
@@ -383,6 +384,21 @@ def render_report(
         "made a packet its sender never sent.</footer></main></body></html>"
     )
     return "\n".join(parts)
+
+
+def _not_sent_table(not_sent: Sequence[Mapping[str, Any]]) -> str:
+    """The probes whose request never left the client (the verdict's ``not_sent``)."""
+    if not not_sent:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(p.get('id'))}</td><td>{_e(p.get('protocol'))}</td><td>{_e(p.get('target'))}</td>"
+        f"<td>{_e('' if p.get('size') is None else str(p.get('size')) + ' bytes')}</td><td>{_e(p.get('reason'))}</td></tr>"
+        for p in not_sent
+    )
+    return ('<h2 id="not-sent">Not sent</h2><p class="muted">the client\'s kernel refused to send these probes: '
+            'no capture shows them, so no exchange stands for them</p>'
+            '<table class="not-sent"><tr><th>probe</th><th>protocol</th><th>target</th><th>size</th><th>why</th></tr>'
+            f"{rows}</table>")
 
 
 def _exchange_section(x, tables, offsets, probes, drops=None) -> str:

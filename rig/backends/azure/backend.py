@@ -9,6 +9,7 @@ teardown(rig): delete the resource group, remove the run's keys.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
@@ -56,7 +57,8 @@ class AzureBackend:
     # -- clients ------------------------------------------------------------------------
     def clients(self, subscription: str | None = None):
         if self._clients is None:
-            from rig.backends.azure.credentials import default_credential, make_clients, subscription_id
+            from rig.backends.azure.credentials import (LIVE_CLIENT_OPTIONS, default_credential, make_clients,
+                                                        subscription_id)
 
             sub = subscription_id(subscription)
             cred = default_credential()
@@ -66,8 +68,7 @@ class AzureBackend:
                 raise InfraError("no usable Azure credentials: run 'az login', or set AZURE_CLIENT_ID, "
                                  "AZURE_TENANT_ID and AZURE_CLIENT_SECRET (a service principal; "
                                  "needed under cron)") from exc
-            # ARM's Retry-After wins when present; without it the SDK would wait 30 s per poll
-            self._clients = make_clients(cred, sub, polling_interval=5)
+            self._clients = make_clients(cred, sub, **LIVE_CLIENT_OPTIONS)
         return self._clients
 
     # -- the interface --------------------------------------------------------------------
@@ -93,7 +94,7 @@ class AzureBackend:
                 from rig.backends.azure.ready import wait_for_ssh
 
                 try:
-                    wait_for_ssh(endpoint, self.ssh_timeout, cloud_init=plan.image.cloud_init, log=self.log)
+                    wait_for_ssh(endpoint, self.ssh_timeout, log=self.log)
                 except BaseException:
                     self.log(f"VM not reachable over SSH: deleting resource group {plan.resource_group}")
                     prov.delete_group()
@@ -103,20 +104,18 @@ class AzureBackend:
             raise
         self.log(f"{got.vm_name} is up at {got.public_ip} ({got.size}); host key pinned; "
                  f"expires {plan.tags['expires-at']}")
-        freebsd = plan.image.os_family == "freebsd"
         return Rig(
             run_id=plan.run_id, backend=self.name, server_addr=got.public_ip,
             ssh=endpoint,
             capture_points=(CapturePoint("client", "any"),
-                            CapturePoint("server", "hn0" if freebsd else "eth0", remote=True)),
+                            CapturePoint("server", "eth0", remote=True)),
             client_netns=None, os_family=plan.image.os_family, install_packages=True, workdir=workdir,
             facts={"subscription": clients.subscription_id, "resource_group": plan.resource_group,
                    "region": plan.location, "size": got.size, "image": plan.image.urn,
                    "vm_name": got.vm_name, "nic_name": got.nic_name, "private_ip": got.private_ip,
                    "allow_from": source, "expires_at": plan.tags["expires-at"],
                    "auto_shutdown": str(got.auto_shutdown).lower(), "critical_path_waits": str(got.waits),
-                   "listen_addr": "0.0.0.0", "service_mode": "system",
-                   **({"python": "/usr/local/bin/python3"} if freebsd else {})},
+                   "listen_addr": "0.0.0.0", "service_mode": "system"},
         )
 
     def _create_somewhere(self, clients, plan: Plan, keys, source: str, spec: RunSpec):
@@ -142,8 +141,9 @@ class AzureBackend:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def preflight(self, rig: Rig) -> list[str]:
-        """Problems with the NSG rules actually in effect on the NIC (not a path verdict)."""
-        from rig.backends.azure.nsg import check_effective, flatten
+        """Problems with the NSG rules actually in effect on the NIC (not a path verdict),
+        for probes from where the caller is now (a kept rig may outlive an address)."""
+        from rig.backends.azure.nsg import check_groups, effective_groups
 
         f = rig.facts
         try:
@@ -155,8 +155,30 @@ class AzureBackend:
             result = poller.result()
         except Exception as exc:  # noqa: BLE001 - a preflight problem, said in one line
             code, message = E.code_and_message(exc)
+            if code == "NicMustBeAttachedToRunningVmToGetEffectiveSecurityGroups":
+                return [f"NSG: the VM {f.get('vm_name', '')} is not running, and Azure reports a NIC's effective "
+                        f"rules only while its VM runs ({code}): start it with 'az vm start -g "
+                        f"{f['resource_group']} -n {f.get('vm_name', '')}' (the auto-shutdown at expires-at stops it)"]
             return [f"NSG: could not read the NIC's effective rules ({code or type(exc).__name__}: {message[:120]})"]
-        return check_effective(flatten(result), f["allow_from"])
+        written_for = f["allow_from"]
+        return check_groups(effective_groups(result), self._current_caller(written_for), written_for,
+                            resource_group=f["resource_group"])
+
+    def _current_caller(self, written_for: str) -> str:
+        """The caller's /32 now, or the address the rules were written for when it cannot be
+        told (or the rules' range still covers the caller: nothing moved that matters)."""
+        from rig.backends.azure.caller_ip import detect
+
+        try:
+            now = (self._caller_ip or detect)()
+        except Exception:  # noqa: BLE001 - no answer: check for the address rig knows
+            return written_for
+        try:
+            if ipaddress.ip_network(now, strict=False).subnet_of(ipaddress.ip_network(written_for, strict=False)):
+                return written_for
+        except (ValueError, TypeError):
+            return written_for
+        return now
 
     def teardown(self, rig: Rig) -> None:
         from rig.backends.azure.provision import DELETE_TIMEOUT, delete_group

@@ -14,6 +14,11 @@ from typing import Any
 
 from rig.errors import UsageError
 
+# The options rig gives the real clients. ARM's Retry-After wins when present; without it
+# the SDK would wait its default 30 s per poll. Retries stay the SDK's default policy
+# (10 tries; 429 and 5xx retried, Retry-After honoured).
+LIVE_CLIENT_OPTIONS: dict[str, Any] = {"polling_interval": 5}
+
 
 @dataclass(frozen=True)
 class Clients:

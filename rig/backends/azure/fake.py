@@ -3,22 +3,33 @@
 The real management clients run unchanged against it (``FakeARM().clients()``):
 ``transport=`` routes every request here, nothing leaves the process, and the default
 https base URL keeps the SDK's bearer-token policy happy with a fake credential.
-It behaves like ARM where rig depends on it (DESIGN.md §7):
+It answers with the shapes of real ARM sessions (the recordings under
+tests/data/azure/, DESIGN.md §7):
 
-- PUT of a network/compute resource: 201 + ``Azure-AsyncOperation``; the operation
-  reports ``InProgress`` until ``latency`` seconds have passed, then ``Succeeded`` (or
-  ``Failed`` with an injected error); the poller then GETs the resource.
-- DELETE of a resource group or VM: 202 + ``Location``; the group's resources are gone
-  once the operation finishes.
-- POST effectiveNetworkSecurityGroups / runCommand: 202 + ``Location`` with a result.
+- PUT of a network/compute resource: 201 + ``Azure-AsyncOperation`` (+ ``Retry-After``);
+  network operations live under ``.../Microsoft.Network/locations/L/operations/ID?api-version``,
+  compute ones under ``.../Microsoft.Compute/locations/L/operations/ID?p=..&api-version``
+  (a query string of their own). The operation reports ``InProgress`` until ``latency``
+  seconds have passed, then ``Succeeded`` (or ``Failed`` with an injected error); the
+  poller then GETs the resource.
+- DELETE of a resource group: 202 + ``Location``, empty body; its polls answer 202 then 200,
+  both empty. DELETE of a VM: 202 + ``Azure-AsyncOperation`` + ``Location`` (``monitor=true``).
+- POST effectiveNetworkSecurityGroups: 202 with a JSON ``null`` body + ``Location``; the
+  result arrives on the poll. It answers 400 NicMustBeAttachedToRunningVmToGetEffectiveSecurityGroups
+  unless the NIC is attached to a running VM; a subnet NSG adds a second group.
+- A NIC whose VM failed or was deleted is held for ``nic_hold`` seconds: a VM PUT naming
+  it answers 400 NicReservedForAnotherVm.
 - Faults are injected per resource type: a synchronous error (409 SkuNotAvailable,
-  OperationNotAllowed...), an asynchronous one (AllocationFailed), an operation that
-  never finishes, or a Ctrl-C (SIGINT to the main thread) while its poller is waited on.
+  OperationNotAllowed, 403 RequestDisallowedByPolicy, 429 with Retry-After...), an
+  asynchronous one (AllocationFailed), an operation that never finishes, or a Ctrl-C
+  (SIGINT to the main thread) while its poller is waited on.
 
 It records every request with its body, and for each PUT the number of sequential
 waits before it (``depth``): a request's depth is one more than the deepest operation
 whose completion the client had observed when it sent the request. Resources started
-together in one wave share a depth; a chain of one-at-a-time waits does not.
+together in one wave share a depth; a chain of one-at-a-time waits does not. The
+transport records every sleep the SDK asks for (polling intervals, Retry-After) and
+waits only as long as the fake needs.
 """
 
 from __future__ import annotations
@@ -30,11 +41,20 @@ import signal
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 ARM = "https://management.azure.com"
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000f00d"
+
+
+NO_BODY = object()  # an empty response body (not the JSON null)
+NIC_HOLD = 180.0  # seconds Azure holds a NIC after its VM failed or was deleted
+NIC_RESERVED_MESSAGE = ("Nic(s) in request is reserved for another Virtual Machine for 180 seconds. "
+                        "Please provide another nic(s) or retry after 180 seconds.")  # paraphrase, see tests/data/azure
+NOT_RUNNING_MESSAGE = ("A network interface must be attached to a running virtual machine to get effective "
+                       "security groups. The network interface {nic} is not attached to a running virtual machine.")
 
 
 @dataclass
@@ -46,6 +66,8 @@ class Fault:
     mode: str = "sync"  # sync | async | hang | interrupt
     times: int = 1  # how many requests it hits (0: forever)
     when: Callable[[dict], bool] | None = None  # on the request body
+    headers: dict = field(default_factory=dict)  # e.g. {"Retry-After": "7"} on a 429
+    body: dict | None = None  # the whole error body, when Azure sends more than code + message
 
 
 @dataclass
@@ -86,11 +108,18 @@ class FakeCredential:
 
 class FakeARM:
     def __init__(self, latency: float = 0.0, public_ip: str = "203.0.113.50", effective_nsg: bool = True,
-                 run_command_output: str | None = None):
+                 vm_running: bool = True, subnet_nsg_rules: list[dict] | None = None, nic_hold: float = NIC_HOLD,
+                 retry_after: int = 0):
         self.latency = latency
         self.public_ip = public_ip
         self.effective_nsg = effective_nsg  # False: the NSG's rules are not in effect yet
-        self.run_command_output = run_command_output
+        self.vm_running = vm_running  # False: stopped/deallocated; effective rules cannot be read
+        self.subnet_nsg_rules = subnet_nsg_rules  # security rules of an NSG on the subnet too
+        self.nic_hold = nic_hold
+        self.retry_after = str(retry_after)  # ARM sends 3-50 s; 0 keeps the unit tests fast
+        self.nic_vm: dict[str, str] = {}  # NIC id -> the VM id that holds it
+        self.nic_held_until: dict[str, float] = {}  # NIC id -> when Azure lets another VM use it
+        self.ip_counter = itertools.count(50)
         self.cond = threading.Condition()
         self.resources: dict[str, dict] = {}  # lowercase id -> body
         self.groups: dict[str, dict] = {}  # lowercase name -> body
@@ -104,21 +133,34 @@ class FakeARM:
 
     # -- test API ----------------------------------------------------------------------
     def inject(self, rtype: str, code: str = "", message: str = "", *, status: int = 409, mode: str = "sync",
-               times: int = 1, when: Callable[[dict], bool] | None = None) -> Fault:
-        fault = Fault(rtype.lower(), code, message or code, status, mode, times, when)
+               times: int = 1, when: Callable[[dict], bool] | None = None, headers: dict | None = None,
+               body: dict | None = None) -> Fault:
+        fault = Fault(rtype.lower(), code, message or code, status, mode, times, when, dict(headers or {}), body)
         self.faults.append(fault)
         return fault
 
     def transport(self) -> "FakeTransport":
-        return FakeTransport(self)
+        if not hasattr(self, "_transport"):
+            self._transport = FakeTransport(self)
+        return self._transport
 
-    def client_kwargs(self) -> dict:
-        return {"transport": self.transport(), "polling_interval": 0, "retry_total": 0}
+    @property
+    def sleeps(self) -> list[float]:
+        """Every delay the SDK asked the transport for (polling intervals, Retry-After)."""
+        return self.transport().sleeps
 
-    def clients(self, subscription: str = SUBSCRIPTION):
+    def client_kwargs(self, live: bool = False) -> dict:
+        """The fast test options, or (``live``) the options rig gives the real clients: its
+        polling interval and the SDK's default retry policy (429/5xx retried, Retry-After honoured)."""
+        from rig.backends.azure.credentials import LIVE_CLIENT_OPTIONS
+
+        fast = {"polling_interval": 0, "retry_total": 0}
+        return {"transport": self.transport(), **(LIVE_CLIENT_OPTIONS if live else fast)}
+
+    def clients(self, subscription: str = SUBSCRIPTION, live: bool = False):
         from rig.backends.azure.credentials import make_clients
 
-        return make_clients(FakeCredential(), subscription, **self.client_kwargs())
+        return make_clients(FakeCredential(), subscription, **self.client_kwargs(live))
 
     def puts(self, rtype: str | None = None) -> list[Request]:
         return [r for r in self.requests if r.method == "PUT" and (rtype is None or _rtype(r.path) == rtype.lower())]
@@ -161,6 +203,15 @@ class FakeARM:
                 del self.resources[key]
         else:
             self.resources.pop(rid, None)
+            if op.rtype == "virtualmachines":
+                self._release_nics(rid)
+
+    def _release_nics(self, vm_rid: str) -> None:
+        """The VM failed or is gone: its NICs are held for ``nic_hold`` seconds (like Azure)."""
+        for nic, vm in list(self.nic_vm.items()):
+            if vm == vm_rid:
+                del self.nic_vm[nic]
+                self.nic_held_until[nic] = time.monotonic() + self.nic_hold
 
     def _fault_for(self, rtype: str, body: dict, modes: tuple[str, ...]) -> Fault | None:
         for f in self.faults:
@@ -171,6 +222,10 @@ class FakeARM:
                     f.times -= 1
                 return f
         return None
+
+    def _sync_error(self, fault: Fault):
+        body = fault.body or _error(fault.code, fault.message)
+        return fault.status, dict(fault.headers), body
 
     def handle(self, method: str, url: str, body: Any) -> tuple[int, dict, Any]:
         self._advance()
@@ -186,7 +241,7 @@ class FakeARM:
 
     def _route(self, method, path, query, body, req):
         low = path.lower().rstrip("/")
-        if "/fakeoperations/" in low:
+        if method == "GET" and ("/operations/" in low or "/operationresults/" in low):
             return self._poll(low.rsplit("/", 1)[-1])
         parts = low.split("/")
         # /subscriptions/{s}/resourcegroups[/{rg}[/providers/...]]
@@ -198,8 +253,6 @@ class FakeARM:
             return 200, {}, {"value": groups}
         if len(parts) == 5 and parts[3] == "resourcegroups":
             return self._group(method, parts[4], path, body, req)
-        if "/providers/microsoft.marketplaceordering/" in low:
-            return self._terms(method, path, body)
         if len(parts) >= 9 and parts[5] == "providers":
             rg = parts[4]
             if rg not in self.groups:
@@ -213,12 +266,14 @@ class FakeARM:
                 child = self._find_child(rid, parts[9], parts[10])
                 return (200, {}, child) if child else (404, {}, _error("NotFound", "no such child"))
             if method == "POST" and action == "effectivenetworksecuritygroups":
+                fault = self._fault_for(rtype, body, ("sync",))
+                if fault:
+                    return self._sync_error(fault)
+                vm = self.nic_vm.get(rid)
+                if vm is None or not self.vm_running or vm not in self.resources:
+                    return 400, {}, _error("NicMustBeAttachedToRunningVmToGetEffectiveSecurityGroups",
+                                           NOT_RUNNING_MESSAGE.format(nic=path))
                 return self._post(rid, rtype, self._effective(rid), req)
-            if method == "POST" and action == "runcommand":
-                out = self.run_command_output or ""
-                return self._post(rid, rtype, {"value": [{"code": "ProvisioningState/succeeded", "level": "Info",
-                                                          "displayStatus": "Provisioning succeeded",
-                                                          "message": f"Enable succeeded: \n[stdout]\n{out}\n[stderr]\n"}]}, req)
         return 404, {}, _error("NotFound", f"the fake ARM does not know {method} {path}")
 
     # resource groups
@@ -226,7 +281,7 @@ class FakeARM:
         if method == "PUT":
             fault = self._fault_for("resourcegroups", body, ("sync",))
             if fault:
-                return fault.status, {}, _error(fault.code, fault.message)
+                return self._sync_error(fault)
             created = name not in self.groups
             self.groups[name] = {"id": path, "name": path.rsplit("/", 1)[-1], "type": "Microsoft.Resources/resourceGroups",
                                  "location": body.get("location"), "tags": body.get("tags") or {},
@@ -240,7 +295,7 @@ class FakeARM:
             if name not in self.groups:
                 return 404, {}, _error("ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
             op = self._new_op(path, "resourcegroups", "delete", req.depth)
-            return 202, {"Location": self._op_url(op), "Retry-After": "0"}, None
+            return 202, {"Location": self._op_url(op), **self._retry()}, NO_BODY
         return 405, {}, _error("MethodNotAllowed", method)
 
     # resources
@@ -250,24 +305,45 @@ class FakeARM:
             return (200, {}, res) if res else (404, {}, _error("ResourceNotFound", f"{path} was not found"))
         if method == "DELETE":
             if rid not in self.resources:
-                return 204, {}, None
+                return 204, {}, NO_BODY
             op = self._new_op(path, rtype, "delete", req.depth)
-            return 202, {"Location": self._op_url(op), "Retry-After": "0"}, None
+            headers = {"Location": self._op_url(op, monitor=True), **self._retry()}
+            if rtype == "virtualmachines":
+                headers["Azure-AsyncOperation"] = self._op_url(op)
+            return 202, headers, NO_BODY
         if method != "PUT":
             return 405, {}, _error("MethodNotAllowed", method)
         fault = self._fault_for(rtype, body, ("sync",))
         if fault:
-            return fault.status, {}, _error(fault.code, fault.message)
+            return self._sync_error(fault)
+        if rtype == "virtualmachines":
+            held = self._held_nic(body)
+            if held:
+                return 400, {}, _error("NicReservedForAnotherVm", NIC_RESERVED_MESSAGE)
         res = self._materialise(rid, path, rtype, body)
         if rtype == "schedules" or "/microsoft.devtestlab/" in rid:
             res["properties"]["provisioningState"] = "Succeeded"
             self.resources[rid] = res
             self._observed_depth = max(self._observed_depth, req.depth)
-            return 200, {}, res
-        res["properties"]["provisioningState"] = "Creating"
+            return 201, {}, res  # synchronous (GlobalSchedules_CreateOrUpdate: 200/201 with the body)
+        res["properties"]["provisioningState"] = "Creating" if rtype == "virtualmachines" else "Updating"
         self.resources[rid] = res
+        if rtype == "virtualmachines":
+            for ref in (res["properties"].get("networkProfile") or {}).get("networkInterfaces", []):
+                self.nic_vm[ref["id"].lower()] = rid
         op = self._new_op(path, rtype, "put", req.depth, fault=self._fault_for(rtype, body, ("async", "hang", "interrupt")))
-        return 201, {"Azure-AsyncOperation": self._op_url(op), "Retry-After": "0"}, res
+        return 201, {"Azure-AsyncOperation": self._op_url(op), **self._retry()}, res
+
+    def _held_nic(self, body) -> str | None:
+        now = time.monotonic()
+        for ref in ((body.get("properties") or {}).get("networkProfile") or {}).get("networkInterfaces", []):
+            nic = str(ref.get("id", "")).lower()
+            if self.nic_held_until.get(nic, 0.0) > now:
+                return nic
+        return None
+
+    def _retry(self) -> dict:
+        return {"Retry-After": self.retry_after}
 
     def _materialise(self, rid, path, rtype, body) -> dict:
         res = json.loads(json.dumps(body))
@@ -275,7 +351,9 @@ class FakeARM:
         res.update({"id": path, "name": segs[-1], "type": f"{segs[6]}/{segs[7]}"})
         props = res.setdefault("properties", {})
         if rtype == "publicipaddresses":
-            props["ipAddress"] = self.public_ip
+            props["ipAddress"] = self.public_ip if not any(
+                r.get("type") == "Microsoft.Network/publicIPAddresses" for r in self.resources.values()) \
+                else f"203.0.113.{next(self.ip_counter) + 1}"
         if rtype == "virtualnetworks":
             for s in props.get("subnets", []):
                 s["id"] = f"{path}/subnets/{s['name']}"
@@ -294,54 +372,67 @@ class FakeARM:
                 return child
         return None
 
-    def _effective(self, nic_rid: str) -> dict:
-        rules = []
-        nic = self.resources.get(nic_rid) or {}
-        nsg_id = ((nic.get("properties") or {}).get("networkSecurityGroup") or {}).get("id", "")
-        nsg = self.resources.get(nsg_id.lower()) if nsg_id else None
-        if nsg and self.effective_nsg:
-            for r in nsg["properties"].get("securityRules", []):
-                p = r["properties"]
-                port = p.get("destinationPortRange", "*")
-                rules.append({"name": f"securityRules/{r['name']}", "protocol": "All" if p["protocol"] == "*" else p["protocol"],
-                              "sourcePortRange": "0-65535",
-                              "destinationPortRange": "0-65535" if port == "*" else f"{port}-{port}",
-                              "sourceAddressPrefix": p["sourceAddressPrefix"],
-                              "expandedSourceAddressPrefix": [] if p["sourceAddressPrefix"] == "*" else [p["sourceAddressPrefix"]],
-                              "destinationAddressPrefix": "0.0.0.0/0", "access": p["access"],
-                              "priority": p["priority"], "direction": p["direction"]})
+    @staticmethod
+    def _effective_rules(rules: list[dict]) -> list[dict]:
+        out = []
+        for r in rules:
+            p = r["properties"]
+            port = p.get("destinationPortRange", "*")
+            out.append({"name": f"securityRules/{r['name']}", "protocol": "All" if p["protocol"] == "*" else p["protocol"],
+                        "sourcePortRange": "0-65535",
+                        "destinationPortRange": "0-65535" if port == "*" else f"{port}-{port}",
+                        "sourceAddressPrefix": p["sourceAddressPrefix"],
+                        "expandedSourceAddressPrefix": [] if p["sourceAddressPrefix"] == "*" else [p["sourceAddressPrefix"]],
+                        "destinationAddressPrefix": "0.0.0.0/0", "access": p["access"],
+                        "priority": p["priority"], "direction": p.get("direction", "Inbound")})
         for name, prio, src, access in (("defaultSecurityRules/AllowVnetInBound", 65000, "VirtualNetwork", "Allow"),
                                         ("defaultSecurityRules/AllowAzureLoadBalancerInBound", 65001, "AzureLoadBalancer", "Allow"),
                                         ("defaultSecurityRules/DenyAllInBound", 65500, "0.0.0.0/0", "Deny")):
-            rules.append({"name": name, "protocol": "All", "sourcePortRange": "0-65535", "destinationPortRange": "0-65535",
-                          "sourceAddressPrefix": src, "destinationAddressPrefix": "0.0.0.0/0",
-                          "access": access, "priority": prio, "direction": "Inbound"})
-        return {"value": [{"networkSecurityGroup": {"id": nsg_id}, "association": {"networkInterface": {"id": nic_rid}},
-                           "effectiveSecurityRules": rules}]}
+            out.append({"name": name, "protocol": "All", "sourcePortRange": "0-65535", "destinationPortRange": "0-65535",
+                        "sourceAddressPrefix": src, "destinationAddressPrefix": "0.0.0.0/0",
+                        "access": access, "priority": prio, "direction": "Inbound"})
+        return out
+
+    def _effective(self, nic_rid: str) -> dict:
+        """The shape of NetworkInterfaceEffectiveNSGList.json: one group per associated NSG."""
+        nic = self.resources.get(nic_rid) or {}
+        props = nic.get("properties") or {}
+        nsg_id = (props.get("networkSecurityGroup") or {}).get("id", "")
+        nsg = self.resources.get(nsg_id.lower()) if nsg_id else None
+        rules = nsg["properties"].get("securityRules", []) if nsg and self.effective_nsg else []
+        groups = [{"networkSecurityGroup": {"id": nsg_id}, "association": {"networkInterface": {"id": nic.get("id", nic_rid)}},
+                   "effectiveSecurityRules": self._effective_rules(rules)}]
+        if self.subnet_nsg_rules is not None:
+            subnet = (((props.get("ipConfigurations") or [{}])[0].get("properties") or {}).get("subnet") or {}).get("id", "")
+            groups.append({"networkSecurityGroup": {"id": nsg_id.rsplit("/", 1)[0] + "/rig-subnet-nsg"},
+                           "association": {"subnet": {"id": subnet}},
+                           "effectiveSecurityRules": self._effective_rules(self.subnet_nsg_rules)})
+        return {"value": groups}
 
     def _post(self, rid, rtype, result, req):
         op = self._new_op(rid, rtype, "post", req.depth)
         op.result = result
-        return 202, {"Location": self._op_url(op), "Retry-After": "0"}, None
-
-    def _terms(self, method, path, body):
-        rid = path.lower()
-        if method == "GET":
-            return 200, {}, self.resources.get(rid) or {"id": path, "name": "current", "properties": {
-                "publisher": "p", "product": "o", "plan": "s", "accepted": False,
-                "licenseTextLink": "https://example.invalid/terms"}}
-        res = {"id": path, "name": "current", "properties": (body or {}).get("properties", {})}
-        self.resources[rid] = res
-        return 200, {}, res
+        return 202, {"Location": self._op_url(op), **self._retry()}, None  # the body is JSON null
 
     # operations
     def _new_op(self, path, rtype, kind, depth, fault: Fault | None = None) -> Op:
-        op = Op(f"op{next(self._ids)}", path, rtype, kind, time.monotonic() + self.latency, depth, fault)
+        op = Op(f"{next(self._ids):08x}-0000-4000-8000-{uuid.uuid4().hex[:12]}", path, rtype, kind,
+                time.monotonic() + self.latency, depth, fault)
         self.ops[op.id] = op
         return op
 
-    def _op_url(self, op: Op) -> str:
-        return f"{ARM}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Fake/fakeOperations/{op.id}?api-version=fake"
+    def _op_url(self, op: Op, monitor: bool = False) -> str:
+        """Operation URLs as ARM writes them (the recordings): each provider its own form."""
+        loc = "eastus"
+        res = self.resources.get(op.resource_id.lower()) or {}
+        loc = res.get("location") or loc
+        if op.rtype == "resourcegroups":
+            return f"{ARM}/subscriptions/{SUBSCRIPTION}/operationresults/{op.id}?api-version=2022-09-01"
+        if op.rtype == "virtualmachines":
+            query = "monitor=true&api-version=2024-07-01" if monitor else f"p={uuid.uuid4()}&api-version=2024-07-01"
+            return f"{ARM}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Compute/locations/{loc}/operations/{op.id}?{query}"
+        kind = "operationResults" if op.kind == "post" or monitor else "operations"
+        return f"{ARM}/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Network/locations/{loc}/{kind}/{op.id}?api-version=2024-05-01"
 
     def _poll(self, op_id: str):
         op = self.ops.get(op_id)
@@ -352,10 +443,12 @@ class FakeARM:
             self.interrupts += 1
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C at the main thread
         done = time.monotonic() >= op.ready_at and not (fault is not None and fault.mode in ("hang", "interrupt"))
+        compute = op.rtype == "virtualmachines"
+        status_body = ({"startTime": "2026-01-01T00:00:00+00:00", "name": op.id} if compute else {})
         if not done:
-            if op.kind == "put":
-                return 200, {"Retry-After": "0"}, {"status": "InProgress"}
-            return 202, {"Location": self._op_url(op), "Retry-After": "0"}, None
+            if op.kind == "put" or (compute and op.kind == "delete"):
+                return 200, self._retry(), {**status_body, "status": "InProgress"}
+            return 202, {"Location": self._op_url(op), **self._retry()}, NO_BODY
         if not op.observed:
             op.observed = True
             self._observed_depth = max(self._observed_depth, op.depth)
@@ -363,17 +456,21 @@ class FakeARM:
         if fault is not None and fault.mode == "async":
             if rid in self.resources:
                 self.resources[rid]["properties"]["provisioningState"] = "Failed"
-            return 200, {}, {"status": "Failed", "error": {"code": fault.code, "message": fault.message}}
+            if op.rtype == "virtualmachines":
+                self._release_nics(rid)
+            return 200, {}, {**status_body, "status": "Failed", "error": {"code": fault.code, "message": fault.message}}
         if op.kind == "put":
             if rid in self.resources:
                 self.resources[rid]["properties"]["provisioningState"] = "Succeeded"
-            return 200, {}, {"status": "Succeeded"}
+            return 200, {}, {**status_body, "status": "Succeeded"}
         if op.kind == "delete":
             if op.result is None:
                 op.result = "done"
                 self._apply_delete(op)
-            return 200, {}, None
-        return 200, {}, op.result
+            if compute:
+                return 200, {}, {**status_body, "status": "Succeeded"}
+            return 200, {}, NO_BODY
+        return 200, {"Location": self._op_url(op)}, op.result
 
 
 def _rtype(path: str) -> str:
@@ -392,6 +489,7 @@ class FakeTransport:
 
     def __init__(self, arm: FakeARM):
         self.arm = arm
+        self.sleeps: list[float] = []
 
     def __enter__(self):
         return self
@@ -407,6 +505,7 @@ class FakeTransport:
 
     def sleep(self, duration: float) -> None:
         """The pollers' delay: wait for the fake's state to change (or a due operation)."""
+        self.sleeps.append(duration)
         arm = self.arm
         with arm.cond:
             now = time.monotonic()
@@ -427,7 +526,7 @@ class FakeTransport:
         resp.status_code = status
         resp.url = request.url
         resp.headers.update({"Content-Type": "application/json", "x-ms-request-id": "fake", **headers})
-        resp.raw = io.BytesIO(b"" if out is None else json.dumps(out).encode())
+        resp.raw = io.BytesIO(b"" if out is NO_BODY else json.dumps(out).encode())
         ret = RestRequestsTransportResponse(request=request, internal_response=resp)
         ret.read()
         return ret

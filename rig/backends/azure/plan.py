@@ -2,8 +2,9 @@
 
 ``make_plan(options)`` turns the run's flags into a frozen ``Plan`` without touching
 Azure or needing credentials; ``render_plan`` prints it for ``--dry-run``;
-provision.py builds exactly what the plan says. Prices are list prices (pay-as-you-go,
-Linux, East US) and only an estimate: other regions differ by up to about a third.
+provision.py builds exactly what the plan says. Prices are East US list prices
+(pay-as-you-go, Linux) and only an estimate: rig has no per-region price table, so a
+plan in another region says its price may differ rather than pretend.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ DEFAULT_TTL_HOURS = 4.0
 ADMIN_USER = "rig"
 UDP_ECHO_PORT = 7
 
-# USD per hour, pay-as-you-go Linux, East US list prices (an estimate for --dry-run).
+# USD per hour, pay-as-you-go Linux, East US list prices: an estimate for --dry-run. The
+# figures carry no dated source (none could be consulted offline); the Azure Retail Prices
+# API (https://prices.azure.com/api/retail/prices, armRegionName + armSkuName) gives the
+# current price of a size in any region. Other regions differ (up to about a third): rig
+# says so instead of guessing.
+PRICED_REGION = "eastus"
 SIZE_PRICES = {
     "Standard_B1s": 0.0104,
     "Standard_B1ms": 0.0207,
@@ -41,16 +47,14 @@ OS_DISK_PRICE = 0.0033  # Standard SSD E4 (32 GiB), ~2.40 USD per month
 
 @dataclass(frozen=True)
 class Image:
-    """A marketplace image and what it implies for trust and configuration."""
+    """A marketplace image that runs cloud-init (rig installs the pinned host key with it)."""
 
-    name: str  # "ubuntu" | "freebsd"
+    name: str
     publisher: str
     offer: str
     sku: str
     version: str = "latest"
     os_family: str = "debian"
-    cloud_init: bool = True  # False: custom data and host-key injection are ignored
-    plan: bool = False  # marketplace plan + terms acceptance needed
 
     @property
     def urn(self) -> str:
@@ -59,9 +63,17 @@ class Image:
 
 IMAGES = {
     "ubuntu": Image("ubuntu", "Canonical", "ubuntu-24_04-lts", "server"),
-    "freebsd": Image("freebsd", "thefreebsdfoundation", "freebsd-14_1", "14_1-release-amd64-gen2-zfs",
-                     os_family="freebsd", cloud_init=False, plan=True),
 }
+
+# Why FreeBSD is refused (docs/azure-and-ssh.md, "FreeBSD"): its Azure images run waagent,
+# not cloud-init, so rig cannot install a host key it generated; waagent deletes the host
+# keys at first boot and makes an RSA key; run-command's Linux extension does not run on
+# FreeBSD; and the serial log's fingerprints are printed by rc.d/sshd only for the keys it
+# generates itself, which is not shown to include the key sshd finally serves.
+FREEBSD_REFUSAL = ("rig cannot pin the SSH host key of a FreeBSD VM on Azure before the first connection "
+                   "(no cloud-init; waagent regenerates the host key at first boot; run-command is Linux-only), "
+                   "and never trusts a key on first use: use --image ubuntu, or --backend ssh with a FreeBSD "
+                   "host whose key you know (docs/azure-and-ssh.md)")
 
 
 @dataclass(frozen=True)
@@ -155,11 +167,11 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
     now = now or datetime.now(timezone.utc)
     run_id = run_id or options.get("run_id") or new_run_id(now)
     image_name = (options.get("image") or "ubuntu").strip()
+    if "freebsd" in image_name.lower():
+        raise UsageError(f"--image {image_name}: {FREEBSD_REFUSAL}")
     if image_name.count(":") == 3:  # a marketplace URN publisher:offer:sku:version
         pub, offer, sku, version = image_name.split(":")
-        bsd = "freebsd" in f"{pub}{offer}".lower()
-        image = Image(image_name, pub, offer, sku, version, os_family="freebsd" if bsd else "debian",
-                      cloud_init=not bsd, plan=bsd)
+        image = Image(image_name, pub, offer, sku, version)
     elif image_name.lower() in IMAGES:
         image = IMAGES[image_name.lower()]
     else:
@@ -199,7 +211,7 @@ def render_plan(plan: Plan) -> str:
              f"  region:   {plan.location}" + (f"  (fallbacks: {', '.join(plan.fallback_locations)})"
                                                 if plan.fallback_locations else ""),
              f"  size:     {plan.sizes[0]}  (fallbacks: {', '.join(plan.sizes[1:]) or 'none'})",
-             f"  image:    {plan.image.urn}" + ("  (marketplace plan: terms accepted on first use)" if plan.image.plan else ""),
+             f"  image:    {plan.image.urn}",
              f"  expires:  {plan.tags['expires-at']}  (tag expires-at; auto-shutdown at that time; 'rig gc' deletes it)",
              "  resources (one wave at a time; each wave concurrently):"]
     for typ, name, wave in plan.resources():
@@ -213,6 +225,8 @@ def render_plan(plan: Plan) -> str:
     if cost is None:
         lines.append(f"  cost:     unknown for {plan.sizes[0]} (see the Azure pricing page)")
     else:
-        lines.append(f"  cost:     about {cost:.3f} USD/hour (VM + static IP + OS disk, East US list price)")
+        region = ("" if plan.location == PRICED_REGION
+                  else f"; {plan.location} may differ (https://prices.azure.com/api/retail/prices)")
+        lines.append(f"  cost:     about {cost:.3f} USD/hour (VM + static IP + OS disk, East US list price{region})")
     lines.append(f"  tags:     {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
     return "\n".join(lines)

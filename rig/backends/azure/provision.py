@@ -3,7 +3,9 @@
 Critical path (each arrow is one wait): resource group -> {VNet, NSG, public IP}
 started together -> NIC (NSG on the NIC) -> VM (size fallbacks) -> auto-shutdown
 schedule. Within a wave every ``begin_*`` call is sent before any poller is waited on,
-so the wave costs one wait, not one per resource.
+so the wave costs one wait, not one per resource. A size that fails asynchronously
+(AllocationFailed) leaves a failed VM: it is deleted and the next size gets a fresh NIC
+and public IP, since Azure holds the old NIC for 180 s (NicReservedForAnotherVm).
 
 If anything fails — an ARM error, a time-out, Ctrl-C or SIGTERM while a poller is being
 waited on — the resource group is deleted before the error goes up: the caller never
@@ -42,6 +44,17 @@ class Provisioned:
     waits: int  # sequential waits on the critical path (for tests and the manifest)
 
 
+@dataclass(frozen=True)
+class _Nic:
+    """A network interface the VM may use, with the public IP on it."""
+
+    name: str
+    id: str
+    pip_name: str
+    public_ip: str
+    private_ip: str
+
+
 def _id(sub: str, rg: str, provider: str, *parts: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider}/" + "/".join(parts)
 
@@ -60,6 +73,7 @@ class Provisioner:
         self.log = log
         self.waits = 0
         self._doing = "starting"
+        self._nsg_id = ""  # the NSG every NIC of the run carries
 
     # -- the one public entry ---------------------------------------------------------
     def create(self) -> Provisioned:
@@ -103,7 +117,7 @@ class Provisioner:
         from azure.mgmt.network import models as N
         from azure.mgmt.resource.resources.models import ResourceGroup
 
-        p, c, sub, rg = self.plan, self.c, self.c.subscription_id, self.plan.resource_group
+        p, c, rg = self.plan, self.c, self.plan.resource_group
         n = p.names
         tags = p.tags
 
@@ -121,43 +135,61 @@ class Provisioner:
         nsg = c.network.network_security_groups.begin_create_or_update(rg, n["nsg"], N.NetworkSecurityGroup(
             location=p.location, tags=tags, properties=N.NetworkSecurityGroupPropertiesFormat(
                 security_rules=security_rules(p.rules(self.source)))))
-        pip = c.network.public_ip_addresses.begin_create_or_update(rg, n["pip"], N.PublicIPAddress(
-            location=p.location, tags=tags, sku=N.PublicIPAddressSku(name="Standard", tier="Regional"),
-            properties=N.PublicIPAddressPropertiesFormat(public_ip_allocation_method="Static",
-                                                         public_ip_address_version="IPv4")))
-        net = self._wait({"the virtual network": vnet, "the network security group": nsg, "the public IP": pip})
-        public_ip = net["the public IP"].properties.ip_address
+        net = self._wait({"the virtual network": vnet, "the network security group": nsg,
+                          "the public IP": self._begin_public_ip(n["pip"])})
+        self._nsg_id = net["the network security group"].id
 
-        self._doing = "creating the network interface"
-        subnet_id = _id(sub, rg, "Microsoft.Network", "virtualNetworks", n["vnet"], "subnets", n["subnet"])
-        nic = c.network.network_interfaces.begin_create_or_update(rg, n["nic"], N.NetworkInterface(
-            location=p.location, tags=tags, properties=N.NetworkInterfacePropertiesFormat(
-                network_security_group=N.NetworkSecurityGroup(id=net["the network security group"].id),
-                ip_configurations=[N.NetworkInterfaceIPConfiguration(
-                    name="ipconfig1", properties=N.NetworkInterfaceIPConfigurationPropertiesFormat(
-                        private_ip_allocation_method="Dynamic", subnet=N.Subnet(id=subnet_id),
-                        public_ip_address=N.PublicIPAddress(id=net["the public IP"].id)))])))
-        nic_res = self._wait({"the network interface": nic})["the network interface"]
-        private_ip = nic_res.properties.ip_configurations[0].properties.private_ip_address or ""
-
-        if p.image.plan:
-            self._doing = "accepting the image's marketplace terms"
-            self._accept_terms()
-
-        size = self._create_vm(nic_res.id)
-
-        host_key = self.keys.host_public
-        if not p.image.cloud_init:
-            self._doing = "fetching the VM's host key through Azure run-command"
-            host_key = self._host_key_via_run_command()
+        nic = self._network_interface(n["nic"], net["the public IP"])
+        size, nic = self._create_vm(nic)
 
         self._doing = "creating the auto-shutdown schedule"
         auto = self._auto_shutdown()
+        public_ip = nic.public_ip or c.network.public_ip_addresses.get(rg, nic.pip_name).properties.ip_address
         if not public_ip:
-            public_ip = c.network.public_ip_addresses.get(rg, n["pip"]).properties.ip_address
-        if not public_ip:
-            raise InfraError(f"Azure assigned no address to public IP {n['pip']}")
-        return Provisioned(public_ip, private_ip, size, n["vm"], n["nic"], host_key, auto, self.waits)
+            raise InfraError(f"Azure assigned no address to public IP {nic.pip_name}")
+        return Provisioned(public_ip, nic.private_ip, size, n["vm"], nic.name, self.keys.host_public, auto,
+                           self.waits)
+
+    # -- the NIC (and its public IP) ----------------------------------------------------------
+    def _begin_public_ip(self, name: str):
+        from azure.mgmt.network import models as N
+
+        p = self.plan
+        return self.c.network.public_ip_addresses.begin_create_or_update(
+            p.resource_group, name, N.PublicIPAddress(
+                location=p.location, tags=p.tags, sku=N.PublicIPAddressSku(name="Standard", tier="Regional"),
+                properties=N.PublicIPAddressPropertiesFormat(public_ip_allocation_method="Static",
+                                                             public_ip_address_version="IPv4")))
+
+    def _network_interface(self, name: str, pip) -> "_Nic":
+        """Create NIC ``name`` in the subnet, with the NSG and public IP ``pip`` on it (one wait)."""
+        from azure.mgmt.network import models as N
+
+        p, rg = self.plan, self.plan.resource_group
+        self._doing = f"creating the network interface {name}"
+        subnet_id = _id(self.c.subscription_id, rg, "Microsoft.Network", "virtualNetworks", p.names["vnet"],
+                        "subnets", p.names["subnet"])
+        poller = self.c.network.network_interfaces.begin_create_or_update(rg, name, N.NetworkInterface(
+            location=p.location, tags=p.tags, properties=N.NetworkInterfacePropertiesFormat(
+                network_security_group=N.NetworkSecurityGroup(id=self._nsg_id),
+                ip_configurations=[N.NetworkInterfaceIPConfiguration(
+                    name="ipconfig1", properties=N.NetworkInterfaceIPConfigurationPropertiesFormat(
+                        private_ip_allocation_method="Dynamic", subnet=N.Subnet(id=subnet_id),
+                        public_ip_address=N.PublicIPAddress(id=pip.id)))])))
+        res = self._wait({f"the network interface {name}": poller})[f"the network interface {name}"]
+        private_ip = res.properties.ip_configurations[0].properties.private_ip_address or ""
+        return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip)
+
+    def _fresh_network_interface(self, attempt: int) -> "_Nic":
+        """A new public IP and NIC for the next VM attempt. Azure holds a NIC for 180 s after
+        its VM failed or was deleted (``NicReservedForAnotherVm``), and the old public IP
+        stays associated with the held NIC: the next VM gets a pair of its own."""
+        n = self.plan.names
+        pip_name, nic_name = f"{n['pip']}-{attempt + 2}", f"{n['nic']}-{attempt + 2}"  # the 2nd, 3rd... pair
+        self._doing = f"creating the public IP {pip_name} for the next VM attempt"
+        self.log(f"a fresh NIC {nic_name} and public IP {pip_name} (Azure holds the failed VM's NIC for 180 s)")
+        pip = self._wait({f"the public IP {pip_name}": self._begin_public_ip(pip_name)})[f"the public IP {pip_name}"]
+        return self._network_interface(nic_name, pip)
 
     # -- the VM, with size fallbacks ------------------------------------------------------
     def _vm_body(self, size: str, nic_id: str):
@@ -171,8 +203,7 @@ class Provisioner:
                 disable_password_authentication=True,
                 ssh=C.SshConfiguration(public_keys=[C.SshPublicKey(
                     path=f"/home/{p.admin_user}/.ssh/authorized_keys", key_data=self.keys.login_public)])))
-        if image.cloud_init:
-            os_profile.custom_data = custom_data(self.keys)
+        os_profile.custom_data = custom_data(self.keys)  # installs the pinned host key
         vm = C.VirtualMachine(
             location=p.location, tags=p.tags,
             properties=C.VirtualMachineProperties(
@@ -186,11 +217,12 @@ class Provisioner:
                 network_profile=C.NetworkProfile(network_interfaces=[C.NetworkInterfaceReference(
                     id=nic_id, properties=C.NetworkInterfaceReferenceProperties(primary=True))]),
                 diagnostics_profile=C.DiagnosticsProfile(boot_diagnostics=C.BootDiagnostics(enabled=True))))
-        if image.plan:
-            vm.plan = C.Plan(name=image.sku, publisher=image.publisher, product=image.offer)
         return vm
 
-    def _create_vm(self, nic_id: str) -> str:
+    def _create_vm(self, nic: "_Nic") -> tuple[str, "_Nic"]:
+        """The first size Azure can give, and the NIC the VM got. A synchronous refusal
+        (409 SkuNotAvailable...) leaves nothing behind; an asynchronous one (AllocationFailed)
+        leaves a failed VM: it is deleted, and the next size gets a fresh NIC."""
         p, rg = self.plan, self.plan.resource_group
         vms = self.c.compute.virtual_machines
         last: BaseException | None = None
@@ -199,10 +231,10 @@ class Provisioner:
             self.log(f"VM {p.vm_name}: {size}, {p.image.urn}")
             created = False
             try:
-                poller = vms.begin_create_or_update(rg, p.vm_name, self._vm_body(size, nic_id))
+                poller = vms.begin_create_or_update(rg, p.vm_name, self._vm_body(size, nic.id))
                 created = True
                 self._wait({f"VM {p.vm_name} ({size})": poller})
-                return size
+                return size, nic
             except E.ProvisionTimeout:
                 raise
             except Exception as exc:
@@ -215,39 +247,8 @@ class Provisioner:
                 if created:  # an async failure leaves a failed VM holding the NIC
                     self._doing = f"removing the failed VM {p.vm_name}"
                     self._wait({f"removal of failed VM {p.vm_name}": vms.begin_delete(rg, p.vm_name)})
+                    nic = self._fresh_network_interface(i)
         raise last or InfraError("no VM size to try")  # pragma: no cover - loop always returns or raises
-
-    # -- trust on images without cloud-init ------------------------------------------------
-    def _host_key_via_run_command(self) -> str:
-        from azure.mgmt.compute.models import RunCommandInput
-
-        poller = self.c.compute.virtual_machines.begin_run_command(
-            self.plan.resource_group, self.plan.vm_name,
-            RunCommandInput(command_id="RunShellScript", script=["cat /etc/ssh/ssh_host_ed25519_key.pub"]))
-        result = self._wait({"run-command (host key)": poller})["run-command (host key)"]
-        for status in (result.value or []):
-            for line in (status.message or "").splitlines():
-                parts = line.strip().split()
-                if len(parts) >= 2 and parts[0] == "ssh-ed25519":
-                    return f"{parts[0]} {parts[1]}"
-        raise InfraError(f"Azure run-command did not return the host key of {self.plan.vm_name}; "
-                         "refusing to trust the key the VM offers on first contact")
-
-    def _accept_terms(self) -> None:
-        """Accept the marketplace terms of a plan image (generic ARM call, no extra SDK)."""
-        from azure.mgmt.resource.resources.models import GenericResource
-
-        img = self.plan.image
-        rid = (f"/subscriptions/{self.c.subscription_id}/providers/Microsoft.MarketplaceOrdering/offerTypes/"
-               f"virtualmachine/publishers/{img.publisher}/offers/{img.offer}/plans/{img.sku}/agreements/current")
-        current = self.c.resource.resources.get_by_id(rid, api_version="2021-01-01")
-        props = dict(current.properties or {})
-        if props.get("accepted"):
-            return
-        props["accepted"] = True
-        poller = self.c.resource.resources.begin_create_or_update_by_id(
-            rid, GenericResource(properties=props), api_version="2021-01-01")
-        self._wait({"marketplace terms": poller})
 
     # -- cost bound ---------------------------------------------------------------------
     def _auto_shutdown(self) -> bool:
@@ -271,8 +272,11 @@ class Provisioner:
             raise
         except Exception as exc:  # noqa: BLE001 - reported, and the tag still bounds the cost
             code, message = E.code_and_message(exc)
-            self.log(f"warning: no auto-shutdown schedule ({code or type(exc).__name__}: {message[:100]}); "
-                     "the expires-at tag and 'rig gc' still apply")
+            if E.kind_of(exc) in (E.REGISTRATION, E.POLICY, E.PERMISSION):
+                why = str(E.to_rig_error(exc, "creating the auto-shutdown schedule"))  # what to ask for
+            else:
+                why = f"{code or type(exc).__name__}: {message[:100]}"
+            self.log(f"warning: no auto-shutdown schedule ({why}); the expires-at tag and 'rig gc' still apply")
             return False
 
 

@@ -1,0 +1,292 @@
+"""The last TCP join: connection attempts whose every key was rewritten on the way.
+
+Behind pf with ``modulate state``, ``scrub random-id`` and timestamp modulation, a SYN
+reaches the server with another ISN, another source port, another IP ID and another
+timestamp; if its SYN-ACK never came back, the client holds nothing the server's
+capture shares a value with. What is left to join on:
+
+- the service port the client asked for (NATs keep it);
+- the source address, where other matched traffic showed which public address the
+  client's packets arrive from;
+- the SYN's option layout (MSS present, SACK-permitted, timestamps, window scale;
+  the MSS value itself is clamped on many paths);
+- the SYN's retransmissions: the server's copies are a subset of the client's, at the
+  same times (after the clock offset and the path delay learnt from matched packets),
+  and with timestamps, at the same timestamp differences (pf shifts them by a constant);
+- the server's side of the connection: a server connection whose initiator acked the
+  SYN-ACK or sent data is not an attempt whose client never got a SYN-ACK; and an
+  attempt that got an answer (a RST) is the candidate that sent one, if only one did
+  (``_answered``);
+- order: connections that left one after the other arrive one after the other.
+
+Candidates are pairs that fit all of these. A client attempt with exactly one candidate,
+itself a candidate of no other attempt, is joined. A cluster of attempts that fit each
+other's candidates (concurrent SYNs to one port with one option layout) is joined in
+order only when any pairing would give every attempt the same outcome (as many
+attempts as server connections, all alike at both ends); otherwise each attempt in it
+is undecided (``Undecided``), and rig says 'incomplete' instead of guessing a direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rig.analysis.keys import take
+from rig.analysis.sides import SYN_ROW, Side
+
+MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
+MAX_PAIRS = 200_000  # candidate pairs looked at one by one; beyond, the attempts are undecided
+
+
+@dataclass(frozen=True, slots=True)
+class Undecided:
+    """Client attempts the captures cannot tell apart: a fact for ``undecided_because``."""
+
+    attempts: int  # client connection attempts in the cluster
+    port: int  # the service port they asked for
+    span_ms: int  # between the first SYN of the first and of the last, client clock
+    server_conns: int  # server connections any of them could be
+
+    def text(self) -> str:
+        who = (f"{self.attempts} connection attempts to port {self.port} within {self.span_ms} ms fit"
+               if self.attempts > 1 else f"a connection attempt to port {self.port} fits")
+        return (f"{who} {self.server_conns} server connection{'s' if self.server_conns != 1 else ''} equally well, "
+                f"and no value the two captures share tells them apart")
+
+
+def timing(out_delays: np.ndarray) -> tuple[int | None, int]:
+    """The path delay plus clock offset (server time of arrival minus client time of
+    sending, ns) and the tolerance around it, from matched outbound packets."""
+    if len(out_delays) == 0:
+        return None, MIN_TOL_NS
+    q25, q50, q75 = np.percentile(out_delays, [25, 50, 75])
+    return int(q50), max(MIN_TOL_NS, int(3 * (q75 - q25)))
+
+
+class _Copies:
+    """The SYN copies of some connections at one point: times, timestamps, per connection."""
+
+    def __init__(self, side: Side, conns: np.ndarray):
+        tc = side.tcp
+        pos = np.flatnonzero(((tc.kind & SYN_ROW) != 0) & tc.fwd)
+        cid = tc.conn_of(pos)
+        keep = np.isin(cid, conns)
+        pos, cid = pos[keep], cid[keep]
+        rows = tc.order[pos]
+        t = side.t
+        self.ts = take(t["ts_ns"], rows).astype(np.int64)
+        self.tsval = take(t["tsval"], rows).astype(np.int64)
+        self.has_ts = take(t["has_ts"], rows) > 0
+        # rows are in connection order, then frame order: each connection's copies are one run
+        idx = np.searchsorted(cid, conns)
+        end = np.searchsorted(cid, conns, side="right")
+        self.lo, self.hi = idx, end
+        first = rows[np.minimum(idx, max(len(rows) - 1, 0))] if len(rows) else np.zeros(0, np.int64)
+        self.first_t = self.ts[np.minimum(idx, max(len(rows) - 1, 0))] if len(rows) else np.zeros(0, np.int64)
+        self.last_t = self.ts[np.maximum(end - 1, 0)] if len(rows) else np.zeros(0, np.int64)
+        self.layout = (take(t["mss"], first) > 0).astype(np.int64) << 10 | (take(t["sackok"], first) > 0).astype(
+            np.int64) << 9 | (take(t["has_ts"], first) > 0).astype(np.int64) << 8 | (
+            take(t["wscale"], first).astype(np.int64) & 0xFF)
+
+        self.n = self.hi - self.lo
+        self._ts, self._vals = self.ts.tolist(), self.tsval.tolist()
+        with_ts = np.zeros(len(conns), bool)
+        some = self.n > 0
+        if some.any():
+            with_ts[some] = np.logical_and.reduceat(self.has_ts, self.lo[some])
+        self._with_ts = with_ts.tolist()
+        self._lo, self._hi = self.lo.tolist(), self.hi.tolist()
+
+    def of(self, k: int) -> tuple[list[int], list[int] | None]:
+        lo, hi = self._lo[k], self._hi[k]
+        return self._ts[lo:hi], (self._vals[lo:hi] if self._with_ts[k] else None)
+
+
+def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | None,
+            delay: int | None, tol: int) -> bool:
+    """Whether the server's SYN copies (``ts``, server clock; ``vs`` their timestamps)
+    can be a subset of the client's (``tc``, ``vc``), in order, each within ``tol`` of
+    its client copy plus ``delay`` (or of one common delay, when none is known), with
+    the same timestamp differences."""
+    if len(ts) > len(tc):
+        return False
+    use_ts = vc is not None and vs is not None
+    for i0 in range(len(tc) - len(ts) + 1):
+        d = ts[0] - tc[i0]  # this pairing's delay, which every later copy shares
+        if delay is not None and abs(d - delay) > tol:
+            continue
+        i, ok = i0, True
+        for j in range(1, len(ts)):
+            i += 1
+            while i < len(tc):
+                off = ts[j] - tc[i] - d
+                if off < -tol:  # later client copies only fit worse
+                    i = len(tc)
+                elif off <= tol and (not use_ts or (vs[j] - vs[0] - vc[i] + vc[i0]) % (1 << 32) == 0):
+                    break
+                else:
+                    i += 1
+            if i >= len(tc):
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+def _components(n_u: int, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
+    """Connected components of the bipartite candidate graph: a label per client attempt."""
+    parent = list(range(n_u))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    first_u: dict[int, int] = {}
+    for a, b in zip(pu.tolist(), pv.tolist()):
+        if b in first_u:
+            ra, rb = root(a), root(first_u[b])
+            if ra != rb:
+                parent[ra] = rb
+        else:
+            first_u[b] = a
+    return np.array([root(a) for a in range(n_u)], np.int64)
+
+
+def _n_rev(conns, ci: np.ndarray) -> np.ndarray:
+    """Packets the responder sent, per connection ``ci``."""
+    if len(conns.order) == 0:
+        return np.zeros(len(ci), np.int64)
+    n = np.add.reduceat((~conns.fwd).astype(np.int32), conns.starts)
+    return n[ci]
+
+
+def _answered(m: np.ndarray, u_all: np.ndarray, v_all: np.ndarray, pu: np.ndarray, pv: np.ndarray,
+              got: np.ndarray, sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Join first the attempts whose answer arrived: a client attempt that got something
+    back (``got``: a RST, an ACK of an older connection) and a candidate server
+    connection that sent such a thing (``sent``), when each is the other's only such
+    candidate (of concurrent SYNs through a port-set NAT, the one that reached the server
+    is the one that got an answer). Returns the candidate pairs left, without the
+    joined attempts and server connections."""
+    strong = got[pu] & sent[pv]
+    if not strong.any():
+        return pu, pv
+    su, sv = pu[strong], pv[strong]
+    nu = np.bincount(su, minlength=len(u_all))
+    nv = np.bincount(sv, minlength=len(v_all))
+    fix = (nu[su] == 1) & (nv[sv] == 1)
+    if not fix.any():
+        return pu, pv
+    m[u_all[su[fix]]] = v_all[sv[fix]]
+    done_u = np.zeros(len(u_all), bool)
+    done_v = np.zeros(len(v_all), bool)
+    done_u[su[fix]] = True
+    done_v[sv[fix]] = True
+    rest = ~done_u[pu] & ~done_v[pv]
+    return pu[rest], pv[rest]
+
+
+def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: np.ndarray,
+                     out_delays: np.ndarray, public: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, Undecided]]:
+    """Join the client attempts ``left`` (without a SYN-ACK at the client) to server
+    connections not ``taken``, in place in ``m``; the attempts that stay undecided.
+
+    ``out_delays``: server time minus client time of matched outbound packets;
+    ``public``: per IP version, the address keys the client's packets were seen to arrive
+    from (a version not in it: any source)."""
+    cc, sc = c.tcp, s.tcp
+    u_all = np.flatnonzero(left & (cc.synack < 0))
+    v_ok = ~taken & (sc.syn >= 0) & (sc.ack_fwd <= 0) & (sc.data_end_fwd <= 1)
+    if public:  # per IP version: a version no joined packet came in says nothing of the others
+        first = sc.order[np.maximum(sc.syn, 0)]
+        ver = take(s.t["ipver"], first)
+        src = s.addr_keys("src", first)
+        for v, keys in public.items():
+            v_ok &= (ver != v) | np.isin(src, keys)
+    v_all = np.flatnonzero(v_ok)
+    undecided: dict[int, Undecided] = {}
+    if len(u_all) == 0 or len(v_all) == 0:
+        return m, undecided
+    delay, tol = timing(out_delays)
+    cu, cv = _Copies(c, u_all), _Copies(s, v_all)
+    port_u, port_v = cc.resp_port[u_all], sc.resp_port[v_all]
+    # candidate pairs (positions in u_all, v_all): same port, the server's first copy
+    # in the window of the client's copies
+    pu_l, pv_l, flooded = [], [], []
+    for port in np.unique(port_u).tolist():
+        ui = np.flatnonzero(port_u == port)
+        vi = np.flatnonzero(port_v == port)
+        if not len(vi):
+            continue
+        vi = vi[np.argsort(cv.first_t[vi], kind="stable")]
+        vt = cv.first_t[vi]
+        if delay is None:
+            lo, hi = np.zeros(len(ui), np.int64), np.full(len(ui), len(vi))
+        else:
+            lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
+            hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
+        n = hi - lo
+        if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
+            flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]
+            continue
+        offs = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        pu_l.append(np.repeat(ui, n))
+        pv_l.append(vi[np.repeat(lo, n) + offs])
+    for a, nv in flooded:
+        undecided[int(u_all[a])] = Undecided(1, int(port_u[a]), 0, nv)
+    if not pu_l:
+        return m, undecided
+    pu, pv = np.concatenate(pu_l), np.concatenate(pv_l)
+    # one copy each, with a delay known: the window above was the whole test
+    keep = (cu.n[pu] == 1) & (cv.n[pv] == 1) & (delay is not None)
+    for k in np.flatnonzero(~keep).tolist():
+        a, b = int(pu[k]), int(pv[k])
+        tc, vc = cu.of(a)
+        ts, vs = cv.of(b)
+        keep[k] = _aligns(tc, vc, ts, vs, delay, tol)
+    pu, pv = pu[keep], pv[keep]
+    # the option layout breaks ties: an attempt keeps only the candidates with its own
+    # layout, if it has any (a path that changes the layout changes it for all of them)
+    if len(pu):
+        same = cu.layout[pu] == cv.layout[pv]
+        has_same = np.zeros(len(u_all), bool)
+        has_same[pu[same]] = True
+        sel = same | ~has_same[pu]
+        pu, pv = pu[sel], pv[sel]
+    if len(pu):
+        got = _n_rev(cc, u_all) > 0  # these attempts have no SYN-ACK: a RST, a stale ACK
+        sent = (_n_rev(sc, v_all) - sc.n_synack[v_all]) > 0
+        pu, pv = _answered(m, u_all, v_all, pu, pv, got, sent)
+    if not len(pu):
+        return m, undecided
+    comp = _components(len(u_all), pu, pv)
+    by_comp: dict[int, list[int]] = {}
+    for a in np.unique(pu).tolist():
+        by_comp.setdefault(int(comp[a]), []).append(a)
+    edges = set(zip(pu.tolist(), pv.tolist()))
+    v_of: dict[int, set[int]] = {}
+    for a, b in edges:
+        v_of.setdefault(a, set()).add(b)
+    fate_v = (sc.n_synack[v_all] > 0).astype(np.int64) * 2 + (sc.n_rst_rev[v_all] > 0)
+    fate_u = cc.n_rst_rev[u_all] > 0
+    for members in by_comp.values():
+        vs_ = sorted(set().union(*(v_of[a] for a in members)), key=lambda b: (int(cv.first_t[b]), b))
+        us_ = sorted(members, key=lambda a: (int(cu.first_t[a]), a))
+        if len(us_) == 1 and len(vs_) == 1:
+            m[u_all[us_[0]]] = v_all[vs_[0]]
+            continue
+        alike = len({int(fate_v[b]) for b in vs_}) == 1 and len({bool(fate_u[a]) for a in us_}) == 1
+        if len(us_) == len(vs_) and alike and all((a, b) in edges for a, b in zip(us_, vs_)):
+            for a, b in zip(us_, vs_):
+                m[u_all[a]] = v_all[b]
+            continue
+        span = int((cu.first_t[us_[-1]] - cu.first_t[us_[0]]) // 1_000_000)
+        why = Undecided(len(us_), int(port_u[us_[0]]), span, len(vs_))
+        for a in us_:
+            undecided[int(u_all[a])] = why
+    return m, undecided

@@ -1,0 +1,97 @@
+"""Re-analysis of an archived run with this rig (``rig show BUNDLE``): the captures go
+through the current analysis; a verdict that differs from the recorded one is said."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Mapping
+
+from rig import __version__
+from rig.bundle.files import write_output
+from rig.bundle.manifest import BUNDLE_VERSION
+from rig.bundle.reader import Bundle, open_bundle
+from rig.errors import InputError
+
+
+def reanalyse(b: Bundle):
+    """Run the current rig's analysis on the bundle's captures; returns a Verdict."""
+    from rig.analysis.api import analyse
+    from rig.analysis.windows import windows_from_manifest
+    from rig.capture import read_capture
+    from rig.capture.checks import ensure_distinct
+
+    if "client" not in b.captures or "server" not in b.captures:
+        have = ", ".join(sorted(b.captures)) or "none"
+        why = f" (the run {b.status}: {b.manifest.error})" if b.status in ("failed", "interrupted") else ""
+        raise InputError(f"{b.source}: needs captures/client.pcap and captures/server.pcap to re-analyse, has {have}{why}")
+
+    def read(point: str):
+        name = b.captures[point].name
+        try:
+            cap = read_capture(str(b.captures[point]), lean=True)
+        except InputError as exc:
+            raise InputError(f"{b.source}: captures/{name}: {exc}") from exc
+        except (ValueError, OSError, EOFError, IndexError) as exc:
+            raise InputError(f"{b.source}: captures/{name} cannot be read ({exc})") from exc
+        if getattr(cap, "truncated_tail", False):
+            raise InputError(
+                f"{b.source}: captures/{name} is truncated after {len(cap.packets)} packets "
+                "(its last record is cut short); the verdict would be built on a partial capture"
+            )
+        return cap
+
+    client, server = read("client"), read("server")
+    ensure_distinct(client, server)
+    extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
+    server_addr = b.manifest.backend.get("server_addr") or b.manifest.facts.get("server_addr")
+    drops = dict(b.manifest.kernel_drops) or None
+    windows = windows_from_manifest(b.manifest.facts)  # when each tcpdump listened (rig run)
+    verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops, windows=windows)
+    if not b.probes:
+        return verdict
+    from rig.analysis.unsent import not_sent_in_records, with_probes
+
+    return with_probes(verdict, not_sent_in_records(b.probes))  # the probes no capture can show
+
+
+def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
+    """What must be equal for two verdicts to say the same thing: outcomes per exchange."""
+    if not verdict:
+        return ()
+    return tuple((e.get("id"), e.get("outcome")) for e in verdict.get("exchanges", ()) if isinstance(e, Mapping))
+
+
+def cli_show(args) -> int:
+    """rig show BUNDLE [--json] [--html FILE]"""
+    with open_bundle(args.bundle) as b:
+        if b.upgraded_from is not None:
+            print(f"rig: {b.source}: read bundle format {b.upgraded_from}, upgraded to {BUNDLE_VERSION}", file=sys.stderr)
+        for w in b.warnings:
+            print(f"rig: {w}", file=sys.stderr)
+        if b.status == "running":
+            print(f"rig: {b.source}: the run never finished (killed?); showing what it left", file=sys.stderr)
+        verdict = reanalyse(b)
+        vd = verdict.to_dict()
+        if b.verdict is not None and outcome_signature(b.verdict) != outcome_signature(vd):
+            print(
+                f"rig: {b.source}: re-analysed with rig {__version__}, the verdict differs from the one recorded "
+                f"by rig {b.manifest.rig_version}",
+                file=sys.stderr,
+            )
+        if args.json:
+            verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
+            sys.stdout.write("\n")
+        else:
+            from rich.console import Console
+
+            from rig.render import print_verdict
+
+            print_verdict(verdict, Console())
+        if getattr(args, "html", None):
+            from rig.report.html import render_report
+
+            html = render_report(vd, manifest=b.manifest.to_json(), probes=b.probes, captures=b.captures)
+            write_output(args.html, html)
+            if not args.json:
+                print(f"report: {args.html}")
+        return verdict.exit_code()
