@@ -20,6 +20,7 @@ import numpy as np
 
 from rig.analysis.context import Ctx, Draft, copy_note, with_copies
 from rig.analysis.diagnosis import diagnose
+from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
 from rig.analysis.match import estimate_offset
@@ -179,7 +180,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) ->
         d, kept[j] = kept[j], None
         n = int(num[pos])
         if d.outcome != "delivered" and d.absent_at:
-            why = vouch(d, sides, wins)
+            why = vouch(d, sides, wins) or in_gap(d, sides, offset)
             if why:
                 d.explanation = f"the {why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
                 d.outcome = "incomplete"
@@ -211,13 +212,17 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) ->
 
 def cli_diff(args) -> int:
     """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
+    from rig.capture.checks import gap_note
     from rig.capture.pair import read_pair
 
-    client, server = read_pair(args.client, args.server, lean=True)  # both at once (2 cores), lean: table.py
+    # both at once (2 cores), lean (table.py), and not one capture given twice (checks.py)
+    client, server = read_pair(args.client, args.server, lean=True, distinct=True)
     for cap in (client, server):  # the verdict stands on what was read; say what was not
         if cap.truncated_tail:
             print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "
                   "before it were analysed", file=sys.stderr)
+        if cap.gaps:
+            print(f"rig: warning: {gap_note(cap)}", file=sys.stderr)
     verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None))
     if getattr(args, "json", False):
         verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping
 
 from rig.bundle.files import load_manifest, sha256_file
 from rig.bundle.manifest import BUNDLE_VERSION, MANIFEST, PROBES, REPORT, VERDICT, Manifest, check_header, upgrade
+from rig.capture.compressed import capture_point
 from rig.errors import InputError
 
 
@@ -109,8 +110,9 @@ def read_bundle(root: Path, source: str | None = None, verify: bool = True) -> B
     for d in (root / "captures", root) if upgraded_from == 0 else (root / "captures",):
         if d.is_dir():
             for c in sorted(d.iterdir()):
-                if c.suffix in (".pcap", ".pcapng") and c.is_file():
-                    caps.setdefault(c.stem, c)
+                point = capture_point(c.name)  # client.pcap, client.pcapng, client.pcap.gz, ...
+                if point and c.is_file():
+                    caps.setdefault(point, c)
     return Bundle(root, name, manifest, verdict, tuple(probes), caps, upgraded_from, tuple(warnings))
 
 

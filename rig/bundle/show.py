@@ -18,6 +18,7 @@ def reanalyse(b: Bundle):
     from rig.analysis.api import analyse
     from rig.analysis.windows import windows_from_manifest
     from rig.capture import read_capture
+    from rig.capture.checks import ensure_distinct
 
     if "client" not in b.captures or "server" not in b.captures:
         have = ", ".join(sorted(b.captures)) or "none"
@@ -40,6 +41,7 @@ def reanalyse(b: Bundle):
         return cap
 
     client, server = read("client"), read("server")
+    ensure_distinct(client, server)
     extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
     server_addr = b.manifest.backend.get("server_addr") or b.manifest.facts.get("server_addr")
     drops = dict(b.manifest.kernel_drops) or None

@@ -15,6 +15,8 @@ a test proves they agree.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from rig.capture import container, decode
@@ -25,13 +27,19 @@ from rig.capture.table import PACKET_DTYPE, Capture, Undecoded, table_dtype
 __all__ = ["read_capture", "read_capture_bytes"]
 
 
-def read_capture(path: str, *, fast: bool = True, alloc=None, lean: bool = False) -> Capture:
-    """Read a capture file. Raises ``InputError`` only for a file that is not usable as a
-    whole; every per-record problem is counted in ``Capture.undecoded``. ``alloc(n,
-    dtype)``, if given, returns the zeroed table of ``n`` rows to fill (e.g. in shared
-    memory). ``lean``: the table without ``table.DETAIL_FIELDS`` (what ``rig diff`` reads)."""
-    buf = container.open_capture(str(path))
-    return _read(buf, str(path), fast, alloc, table_dtype(lean))
+def read_capture(path: str, *, fast: bool = True, alloc=None, lean: bool = False, spool: int | None = None) -> Capture:
+    """Read a capture file, plain or compressed (gzip, zstd: ``compressed.py``). Raises
+    ``InputError`` only for a file that is not usable as a whole; every per-record
+    problem is counted in ``Capture.undecoded``. ``alloc(n, dtype)``, if given, returns
+    the zeroed table of ``n`` rows to fill (e.g. in shared memory). ``lean``: the table
+    without ``table.DETAIL_FIELDS`` (what ``rig diff`` reads). ``spool``: the file
+    descriptor a compressed capture is decompressed into (default: a temporary file)."""
+    buf, note = container.open_noted(str(path), spool)
+    cap = _read(buf, str(path), fast, alloc, table_dtype(lean))
+    if note:  # a compressed stream cut short: what it held was read
+        tail = f"{note}; {cap.tail_note}" if cap.tail_note else note
+        cap = replace(cap, truncated_tail=True, tail_note=tail)
+    return cap
 
 
 def read_capture_bytes(data: bytes, name: str = "<bytes>", *, fast: bool = True, lean: bool = False) -> Capture:
@@ -88,4 +96,5 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
         truncated_tail=recs.truncated_tail,
         tail_note=recs.tail_note,
         bad_timestamps=recs.bad_ts,
+        gaps=recs.gaps,
     )

@@ -4,8 +4,11 @@ This layer knows file formats only, not protocols. It returns ``Records``: per p
 record the file offset of its bytes, caplen, wirelen, capture time in ns, interface
 and link type, plus the interfaces of the file. Problems with the file as a whole
 (missing, not a capture, header cut short, unsupported version) raise ``InputError``;
-problems with one record are data: the record gets a status, or -- if the file ends
-mid-record or a block header is unusable -- walking stops and ``truncated_tail`` is set.
+problems with one record are data: the record gets a status; a damaged record header
+(a length no sane file has, a pcapng block whose length and trailing copy disagree) is
+skipped to the next plausible record (``resync``) and recorded as a ``Gap``; if the file
+ends mid-record, or nothing plausible follows the damage, walking stops and
+``truncated_tail`` is set. A compressed file is decompressed first (``compressed``).
 
 Why the walk looks the way it does (measured here, 1M-record pcap, 235 MB): the next
 record's offset depends on the previous record's caplen, so the walk is sequential.
@@ -30,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.capture.table import InterfaceInfo, Undecoded
+from rig.capture import compressed, resync
+from rig.capture.table import Gap, InterfaceInfo, Undecoded
 from rig.errors import InputError
 
 PCAP_MAGIC = {
@@ -60,24 +64,49 @@ class Records:
     truncated_tail: bool
     tail_note: str
     bad_ts: int = 0  # pcap records whose sub-second field is >= 1 s (added as it is)
+    gaps: tuple[Gap, ...] = ()  # damaged regions skipped (resync.py)
 
 
-def open_capture(path: str) -> mmap.mmap | bytes:
-    """The file's bytes, memory-mapped (payloads stay in the file)."""
+def open_capture(path: str, spool: int | None = None) -> mmap.mmap | bytes:
+    """The file's bytes, memory-mapped (payloads stay in the file); a compressed capture's
+    decompressed bytes (``compressed``: into ``spool``, a file descriptor, if given)."""
+    return open_noted(path, spool)[0]
+
+
+def open_noted(path: str, spool: int | None = None) -> tuple[mmap.mmap | bytes, str]:
+    """``open_capture``, and a note if the file is a compressed stream that ended early or
+    is corrupt (what it held up to there is returned)."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):  # a pipe or device: read it (cannot be mapped)
-                return f.read()
+            regular = stat.S_ISREG(st.st_mode)
+            how = compressed.kind(f.peek(4)[:4]) if (not regular or st.st_size >= 4) else None
+            if how is not None:
+                return _decompressed(f, how, path, spool)
+            if not regular:  # a pipe or device: read it (cannot be mapped)
+                return f.read(), ""
             if st.st_size == 0:
-                return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                return b"", ""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), ""
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such capture file") from exc
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, not a capture file") from exc
     except (PermissionError, OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read capture file ({exc.strerror or exc})") from exc
+
+
+def _decompressed(f, how: str, path: str, spool: int | None) -> tuple[mmap.mmap | bytes, str]:
+    fd, size, note = compressed.decompress(f, how, path, spool)
+    try:
+        if size == 0:
+            if note:
+                raise InputError(f"{path}: {note}")
+            return b"", ""
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ), note
+    finally:
+        if spool is None:
+            os.close(fd)  # the mapping keeps the file
 
 
 def walk(buf, name: str) -> Records:
@@ -140,8 +169,11 @@ def _walk_pcap(buf, name: str) -> Records:
 
     arr = np.frombuffer(buf, np.uint8) if end else None
     u4 = np.ndarray((end - 3,), bo + "u4", arr, 0, (1,)) if end >= 8 else None  # u32 at any byte
+    maxcap, sub_s = resync.max_caplen(snaplen), 1_000_000_000 // tick_ns
+    gaps: list[tuple[int, int, int]] = []  # (offset, bytes skipped, records before)
+    seg, since, tries = SEGMENT, 0, RESYNC_TRIES
     while off <= last and not cut:
-        stop = min(last, off + SEGMENT)
+        stop = min(last, off + seg)
         found: list[np.ndarray] = []
         if min(stop, end - LOCKSTEP_MARGIN) - off >= 4 * SUBSEGMENT:
             o, off = _lockstep(arr, u4, bo == "<", off, min(stop, end - LOCKSTEP_MARGIN), snaplen, tick_ns, seq)
@@ -153,8 +185,26 @@ def _walk_pcap(buf, name: str) -> Records:
             off = int(o[-1])
             o = o[:-1]
             cut = True
+        h = windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32)
+        # a damaged header (resync.py): a caplen no sane file has, or a record running past
+        # the end. The walk resumes at the next plausible record after the damage.
+        hard = np.flatnonzero(h[:, 2] > maxcap)
+        if (cut or len(hard)) and len(gaps) < MAX_GAPS and tries > 0:
+            j = int(hard[0]) if len(hard) else len(o)
+            o_all, h_all = np.concatenate([*parts, o]), np.concatenate([*hdrs, h])
+            jj = len(o_all) - len(o) + j
+            fix, used = _resync_pcap(u4, end, o_all, h_all, jj, int(o_all[jj]) if jj < len(o_all) else off, since,
+                                     maxcap, sub_s)
+            tries -= used
+            if fix is not None:
+                keep, gap_at, off = fix
+                parts, hdrs = [o_all[:keep]], [h_all[:keep]]
+                gaps.append((gap_at, off - gap_at, keep))
+                since, cut, seg = keep, False, AFTER_GAP_SEGMENT  # small steps while damage may be near
+                continue
         parts.append(o)
-        hdrs.append(windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32))
+        hdrs.append(h)
+        seg = min(SEGMENT, seg * 2)
         released = release(buf, released, off)
     del u4, arr
     if u32 is not None:
@@ -183,7 +233,83 @@ def _walk_pcap(buf, name: str) -> Records:
         truncated_tail=truncated,
         tail_note=note,
         bad_ts=bad_ts,
+        gaps=_gaps(gaps, ts),
     )
+
+
+MAX_GAPS = 1000  # damaged regions skipped per file; past that, the walk goes on as it always did
+AFTER_GAP_SEGMENT = 1 << 20  # the segment walked after a gap (then doubling back to SEGMENT)
+
+
+RESYNC_TRIES = 256  # searches for the next plausible record per file (each costs at least a 4 KB step)
+SUSPECTS = 32  # odd headers before a damaged one tried as the start of the damage: the first and last this many
+
+
+def _resync_pcap(u4, end: int, o: np.ndarray, h: np.ndarray, j: int, bad_at: int, since: int, maxcap: int,
+                 sub_s: int):
+    """Record ``j`` of the walk so far (offsets ``o``, headers ``h``; ``j == len(o)``: the
+    record at ``bad_at`` that runs past the end) is damaged. Returns ((records kept,
+    offset of the first byte skipped, offset of the next plausible record) or None, the
+    searches made). None: nothing plausible follows the damage (the caller goes on as
+    before: a truncated tail).
+
+    The damage may have started before ``j``: a damaged caplen that is still sane sends
+    the walk into packet bytes, read as headers until one is absurd. Such headers
+    rarely fit the record before them (``resync.pcap_plausible``), so the odd headers
+    since the last gap (``since``) are tried first, then ``j``: from the data of the
+    record before, the next plausible record is searched. It is taken only if the walk
+    from it passes the damaged record without meeting the walk as it was, and goes on
+    plausibly (``_diverges``): otherwise the odd header was a real record (files have
+    zero caplens, wirelen < caplen, clocks that jump) and nothing changes. If the record
+    found lies inside the data of the record before, that record's caplen was the
+    damaged one: it is dropped too."""
+    if u4 is None:
+        return None, 0
+    lo = max(since - 1, 0)
+    hh = h[lo:j]
+    ts_prev = np.concatenate([hh[:1, 0], hh[:-1, 0]]).astype(np.int64)
+    odd = lo + np.flatnonzero(~resync.pcap_plausible(hh, ts_prev, maxcap, sub_s))
+    odd = odd[odd > since] if since else odd
+    tried = 0
+    for i in dict.fromkeys([*odd[:SUSPECTS].tolist(), *odd[-SUSPECTS:].tolist(), j]):
+        start, ts_ref = (int(o[i - 1]) + 16, int(h[i - 1, 0])) if i else (24, None)
+        q = resync.pcap_next(u4, end, start, maxcap, sub_s, ts_ref)
+        tried += 1
+        if q is None or not _diverges(u4, end, o, q, bad_at, maxcap, sub_s):
+            continue
+        if i and q < int(o[i - 1]) + 16 + int(h[i - 1, 2]):
+            i -= 1  # the next record is inside this one's data: its caplen is what was damaged
+        gap_at = int(o[i]) if i < len(o) else bad_at
+        if q > gap_at:
+            return (i, gap_at, q), tried
+    return None, tried
+
+
+def _diverges(u4, end: int, o: np.ndarray, q: int, bad_at: int, maxcap: int, sub_s: int) -> bool:
+    """Whether the walk from ``q`` passes ``bad_at`` without meeting a record of ``o`` and
+    goes on plausibly (``resync.DEPTH`` records, or to the end of the file exactly)."""
+    p, past = q, 0
+    while True:
+        if p == end:
+            return p > bad_at
+        k = int(np.searchsorted(o, p))
+        if p == bad_at or (k < len(o) and int(o[k]) == p) or p + 16 > end:
+            return False
+        sub, cl, wl = int(u4[p + 4]), int(u4[p + 8]), int(u4[p + 12])
+        if not (1 <= cl <= maxcap and wl >= cl and sub < sub_s and p + 16 + cl <= end):
+            return False
+        if p > bad_at:
+            past += 1
+            if past >= resync.DEPTH:
+                return True
+        p += 16 + cl
+
+
+def _gaps(gaps: list[tuple[int, int, int]], ts: np.ndarray) -> tuple[Gap, ...]:
+    """The typed facts of the regions skipped, with the times of the records around them."""
+    n = len(ts)
+    return tuple(Gap(offset=at, skipped=size, frame_before=k, ts_before_ns=int(ts[k - 1]) if k else None,
+                     ts_after_ns=int(ts[k]) if k < n else None) for at, size, k in gaps)
 
 
 SEGMENT = 32 << 20  # bytes of file walked (and kept resident) at a time
@@ -419,18 +545,52 @@ def _walk_pcapng(buf, name: str) -> Records:
     le_hdr = struct.Struct("<II").unpack_from
     be_hdr = struct.Struct(">II").unpack_from
     hdr = le_hdr if bo == "<" else be_hdr
+    # the previous block's trailing length, then this block's type and length: one read
+    le_hdr3 = struct.Struct("<III").unpack_from
+    be_hdr3 = struct.Struct(">III").unpack_from
+    hdr3 = le_hdr3 if bo == "<" else be_hdr3
     off = released = 0
+    prev, plen = 0, 0  # the previous block: offset, length
     truncated, note = False, ""
+    gaps: list[tuple[int, int, int]] = []  # (offset, bytes skipped, records before)
+    arr = np.frombuffer(buf, np.uint8)
+
+    def resume(at: int, start: int) -> int | None:
+        """The block at ``at`` is damaged: the offset of the next plausible block (a gap
+        is recorded), or None."""
+        if len(gaps) >= MAX_GAPS or end < 16:
+            return None
+        u4 = np.ndarray((end - 3,), bo + "u4", arr, 0, (1,))
+        q = resync.pcapng_next(u4, end, start)
+        if q is None:
+            return None
+        gaps.append((at, q - at, len(offs)))
+        return q
+
     while off < end:
         if off + 12 > end:
             truncated, note = True, f"file ends inside a block header at byte {off}"
             break
-        btype, blen = hdr(buf, off)
-        if btype == BT_EPB and blen >= 12 and not blen & 3 and off + blen <= end:  # the common case
+        if off:
+            tr, btype, blen = hdr3(buf, off - 4)
+        else:
+            tr, (btype, blen) = plen, hdr(buf, off)
+        if btype == BT_EPB and tr == plen and blen >= 12 and not blen & 3 and off + blen <= end:  # the common case
             append(off)
+            prev, plen = off, blen
             off += blen
             if off - released > SEGMENT:
                 released = release(buf, released, off - 65536)
+            continue
+        if tr != plen:  # the previous block's length was damaged (or its copy at the end)
+            if offs and offs[-1] == prev:
+                offs.pop()
+                kinds.pop(len(offs), None)
+            q = resume(prev, prev + 4)
+            if q is None:
+                truncated, note = True, f"bad block length at byte {prev}"
+                break
+            off, plen = q, hdr(buf, q - 4)[0]
             continue
         if btype == BT_SHB:
             # a new section: its own byte order and interfaces
@@ -442,6 +602,7 @@ def _walk_pcapng(buf, name: str) -> Records:
             else:
                 truncated, note = True, f"bad section header at byte {off}"
                 break
+            hdr3 = le_hdr3 if bo == "<" else be_hdr3
             blen = hdr(buf, off)[1]
             smaj = struct.unpack_from(bo + "H", buf, off + 12)[0]
             if blen < 28 or blen % 4 or off + blen > end or smaj != 1:
@@ -451,13 +612,17 @@ def _walk_pcapng(buf, name: str) -> Records:
             section = []
             sec_info.append((bo, section))
             sec_starts.append(len(offs))
+            prev, plen = off, blen
             off += blen
             continue
-        if blen < 12 or blen % 4:
-            truncated, note = True, f"bad block length {blen} at byte {off}"
-            break
-        if off + blen > end:
-            truncated, note = True, f"file ends inside the block at byte {off}"
+        if blen < 12 or blen % 4 or off + blen > end:
+            q = resume(off, off + 4)
+            if q is not None:
+                off, plen = q, hdr(buf, q - 4)[0]
+                continue
+            truncated = True
+            note = f"bad block length {blen} at byte {off}" if blen < 12 or blen % 4 else \
+                f"file ends inside the block at byte {off}"
             break
         if btype == BT_IDB:
             if blen >= 20:
@@ -484,6 +649,7 @@ def _walk_pcapng(buf, name: str) -> Records:
                     for code, val in _options(buf, off + 20, off + blen - 4, bo):
                         if code == 5 and len(val) >= 8:  # isb_ifdrop
                             section[lid].drops = struct.unpack_from(bo + "Q", val)[0]
+        prev, plen = off, blen
         off += blen
         if off - released > SEGMENT:
             released = release(buf, released, off - 65536)
@@ -505,7 +671,7 @@ def _walk_pcapng(buf, name: str) -> Records:
         released = 0
         pieces = [(si, sbo, sifs, sel[p : p + 65536]) for si, (sbo, sifs) in enumerate(sec_info)
                   for sel in (np.flatnonzero(s == si),) for p in range(0, len(sel), 65536)]
-        for si, sbo, sifs, m in pieces:
+        for _si, sbo, sifs, m in pieces:
             released = release(buf, released, int(o[m[0]]) - 65536)
             om = o[m]
             # EPB: type len iface tshi tslo caplen origlen; OPB: type len if16 drops16 tshi tslo caplen origlen
@@ -585,4 +751,5 @@ def _walk_pcapng(buf, name: str) -> Records:
         status=status,
         truncated_tail=truncated,
         tail_note=note,
+        gaps=_gaps(gaps, ts_ns),
     )

@@ -10,7 +10,8 @@ with bench/diff.py (two 1M-packet files, 2 busy cores): both parsed in 0.9-1.3 s
 of 1.7-2.0 s one after the other. (Copying the child's table into shared memory after
 decoding cost most of the gain: the decoder fills the shared table in place.) Falls
 back to reading one after the other where fork or memfd is missing, or a file is not a
-regular file (a pipe can be read once only).
+regular file (a pipe can be read once only). A compressed second file is decompressed by
+the child into an unlinked temporary file that the parent maps afterwards.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import os
 import pickle
 import stat
 import struct
+import tempfile
 from dataclasses import replace
 
 import numpy as np
 
-from rig.capture import container, read_capture
+from rig.capture import checks, compressed, container, read_capture
 from rig.capture.table import Capture, table_dtype
 
 
@@ -35,26 +37,38 @@ def _regular(path: str) -> bool:
         return False
 
 
-def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool = False) -> tuple[Capture, Capture]:
+def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool = False,
+              distinct: bool = False) -> tuple[Capture, Capture]:
     """``(read_capture(first, lean=lean), read_capture(second, lean=lean))``, the two in
     parallel where possible. Errors are those of ``read_capture``, the first file's before
     the second's.
     ``stats``, if given, gets ``child_peak_private_mb``: the child's peak RSS less the
-    shared table (0 when no child ran)."""
+    shared table (0 when no child ran). ``distinct``: the two must be captures of two
+    points (``checks.ensure_distinct``; the same file is refused before it is read)."""
     if stats is not None:
         stats["child_peak_private_mb"] = 0.0
     first, second = str(first), str(second)
+    if distinct:
+        checks.ensure_distinct_files(first, second)
+        a, b = read_pair(first, second, stats, lean=lean)
+        checks.ensure_distinct(a, b)
+        return a, b
     if not (hasattr(os, "fork") and hasattr(os, "memfd_create") and _regular(first) and _regular(second)):
         return read_capture(first, lean=lean), read_capture(second, lean=lean)
     fd = os.memfd_create("rig-packets", os.MFD_CLOEXEC)
+    # a compressed second file: the child decompresses it into this file, which the
+    # parent then maps for payloads (instead of decompressing it a second time)
+    spool = _spool() if compressed.file_kind(second) else None
     r, w = os.pipe()
     try:
         pid = os.fork()
     except OSError:
         os.close(fd), os.close(r), os.close(w)
+        if spool is not None:
+            os.close(spool)
         return read_capture(first, lean=lean), read_capture(second, lean=lean)
     if pid == 0:  # the child: never returns
-        _child(second, fd, r, w, lean)
+        _child(second, fd, r, w, lean, spool)
     os.close(w)
     try:
         try:
@@ -62,17 +76,29 @@ def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool 
         except BaseException:
             _reap(pid, r, kill=True)
             raise
-        return a, _collect(second, fd, pid, r, stats, lean)
+        return a, _collect(second, fd, pid, r, stats, lean, spool)
     finally:
         os.close(fd)
+        if spool is not None:
+            os.close(spool)
 
 
-def _child(path: str, fd: int, r: int, w: int, lean: bool) -> None:
+def _spool() -> int:
+    with tempfile.TemporaryFile() as tmp:  # unlinked: gone with its last descriptor and mapping
+        return os.dup(tmp.fileno())
+
+
+def _mapped(spool: int):
+    size = os.fstat(spool).st_size
+    return mmap.mmap(spool, size, access=mmap.ACCESS_READ) if size else b""
+
+
+def _child(path: str, fd: int, r: int, w: int, lean: bool, spool: int | None) -> None:
     code = 0
     try:
         os.close(r)
         try:
-            cap = read_capture(path, alloc=lambda n, dtype: _shared_table(fd, n, dtype), lean=lean)
+            cap = read_capture(path, alloc=lambda n, dtype: _shared_table(fd, n, dtype), lean=lean, spool=spool)
             peak = _hwm_kb() / 1024 - cap.packets.nbytes / 2**20
             # everything but the shared table and the file's mapping (``quoted`` included)
             msg = ("ok", (len(cap.packets), peak), replace(cap, packets=None, _data=None))
@@ -126,7 +152,7 @@ def _reap(pid: int, r: int, kill: bool = False) -> None:
     os.waitpid(pid, 0)
 
 
-def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: bool) -> Capture:
+def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: bool, spool: int | None) -> Capture:
     try:
         head = _read_all(r, 8)
         data = _read_all(r, struct.unpack("<Q", head)[0]) if len(head) == 8 else b""
@@ -148,4 +174,4 @@ def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: boo
         table = np.frombuffer(mm, dtype, count=n)
     else:
         table = np.zeros(0, dtype)
-    return replace(cap, packets=table, _data=container.open_capture(path))
+    return replace(cap, packets=table, _data=_mapped(spool) if spool is not None else container.open_capture(path))

@@ -200,6 +200,20 @@ class InterfaceInfo:
 
 
 @dataclass(frozen=True)
+class Gap:
+    """A damaged region of the file that the reader skipped: it held no record header
+    that fits its neighbours, and the walk resumed at the next plausible one (see
+    ``resync.py``). The packets whose records were in it are not in the table; the
+    analysis does not take their absence for a loss (``rig.analysis.gaps``)."""
+
+    offset: int  # file offset of the first byte skipped (where the damaged record starts)
+    skipped: int  # bytes skipped
+    frame_before: int  # frame of the last record before the gap (0: none)
+    ts_before_ns: int | None  # capture time of the record before the gap (None: none)
+    ts_after_ns: int | None  # capture time of the record after it (None: none)
+
+
+@dataclass(frozen=True)
 class Capture:
     """One capture file, decoded.
 
@@ -225,6 +239,8 @@ class Capture:
     # pcap records whose sub-second timestamp field is out of range (>= 1 s); their
     # ts_ns is seconds + that field as written (tools disagree on these; rig does not guess)
     bad_timestamps: int = 0
+    # damaged regions skipped mid-file, in file order (``Gap``)
+    gaps: tuple[Gap, ...] = ()
     _data: object = field(default=None, repr=False, compare=False)  # bytes/mmap of the file
 
     def quoted_at(self, rows) -> np.ndarray:
