@@ -109,6 +109,26 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Datagrams:
+    """A UDP exchange's datagrams each way: ``sent`` as seen at the sender's capture
+    point, ``lost`` never seen at the other (``out``: client to server, ``back``: server
+    to client)."""
+
+    out_sent: int
+    out_lost: int
+    back_sent: int
+    back_lost: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": {"sent": self.out_sent, "lost": self.out_lost},
+                "back": {"sent": self.back_sent, "lost": self.back_lost}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Datagrams":
+        return cls(int(d["out"]["sent"]), int(d["out"]["lost"]), int(d["back"]["sent"]), int(d["back"]["lost"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
     protocol: str  # tcp | udp | icmp
@@ -120,12 +140,13 @@ class Exchange:
     changes: tuple[Change, ...] = ()
     evidence: tuple[Evidence, ...] = ()
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
+    datagrams: Datagrams | None = None  # UDP: the datagrams each way and how many were lost
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id,
             "protocol": self.protocol,
             "client": self.client,
@@ -137,6 +158,9 @@ class Exchange:
             "evidence": [e.to_dict() for e in self.evidence],
             "frames": {p: list(f) for p, f in self.frames},
         }
+        if self.datagrams is not None:
+            d["datagrams"] = self.datagrams.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
@@ -146,6 +170,7 @@ class Exchange:
             tuple(Change.from_dict(c) for c in d.get("changes", ())),
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
+            Datagrams.from_dict(d["datagrams"]) if d.get("datagrams") else None,
         )
 
 
@@ -273,10 +298,28 @@ class Diagnosis:
 
 
 @dataclass(frozen=True, slots=True)
+class Orientation:
+    """The two captures were analysed the other way round than given: ``client`` is the
+    file analysed as the initiating side's (given second), ``because`` says why."""
+
+    client: str
+    server: str
+    because: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"swapped": True, "client": self.client, "server": self.server, "because": self.because}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Orientation":
+        return cls(d["client"], d["server"], d["because"])
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     capture_points: tuple[CapturePointInfo, ...]
     exchanges: tuple[Exchange, ...] | ExchangeList
     diagnosis: Diagnosis
+    orientation: Orientation | None = None  # set when the captures were analysed swapped
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one was delivered, else 1 (DESIGN.md §2)."""
@@ -288,12 +331,15 @@ class Verdict:
         return 0 if ok else 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "format": FORMAT,
             "capture_points": [c.to_dict() for c in self.capture_points],
             "exchanges": [e.to_dict() for e in self.exchanges],
             "diagnosis": self.diagnosis.to_dict(),
         }
+        if self.orientation is not None:
+            d["orientation"] = self.orientation.to_dict()
+        return d
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -317,6 +363,8 @@ class Verdict:
         mark = '"@@exchanges@@"'
         d = {"format": FORMAT, "capture_points": [c.to_dict() for c in self.capture_points], "exchanges": mark[1:-1],
              "diagnosis": self.diagnosis.to_dict()}
+        if self.orientation is not None:
+            d["orientation"] = self.orientation.to_dict()
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
         sep = ""
@@ -337,6 +385,7 @@ class Verdict:
                 tuple(CapturePointInfo.from_dict(c) for c in d["capture_points"]),
                 tuple(Exchange.from_dict(e) for e in d["exchanges"]),
                 Diagnosis.from_dict(d["diagnosis"]),
+                Orientation.from_dict(d["orientation"]) if d.get("orientation") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc

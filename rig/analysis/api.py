@@ -195,7 +195,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops) -> Verdict:
         fr = d.frames
         frames = tuple((p, tuple(sorted(set(fr[p])))) for p in point_order if p in fr)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
-                                  d.explanation, tuple(d.changes), tuple(d.evidence), frames))
+                                  d.explanation, tuple(d.changes), tuple(d.evidence), frames, d.datagrams))
     loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():

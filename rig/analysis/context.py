@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
-from rig.verdict import Change, Evidence
+from rig.verdict import Change, Datagrams, Evidence
 
 
 
@@ -37,6 +37,7 @@ class Draft:
     frames: dict[str, list[int]] = field(default_factory=dict)  # point -> frames, as the close look collects them
     absent_at: tuple[str, ...] = ()  # points whose *absence* of packets the outcome relies on
     server_until: int | None = None  # client clock: the outcome needs the server capture running past this
+    datagrams: Datagrams | None = None  # UDP: datagrams each way, sent and lost
 
 
 @dataclass

@@ -37,6 +37,23 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def _datagram_loss(exchanges) -> str:
+    """The clause for datagrams lost inside delivered UDP exchanges (flows), from their
+    ``datagrams`` counts; '' if none were lost."""
+    n = [0, 0, 0, 0]  # out sent, out lost, back sent, back lost
+    for e in exchanges:
+        g = e.datagrams
+        if g is not None and e.outcome == "delivered":
+            for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
+                n[i] += x
+    parts = []
+    if n[1]:
+        parts.append(f"{n[1]} of {n[0]} from the client on the way out")
+    if n[3]:
+        parts.append(f"{n[3]} of {n[2]} from the server on the way back")
+    return f"UDP flows get through but lose datagrams ({_and(parts)})" if parts else ""
+
+
 def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) -> Diagnosis:
     # an ExchangeList answers the counts and the few facts read from delivered exchanges
     # from its columns; only the exchanges with a problem are records
@@ -49,7 +66,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
     if not exchanges:
         return Diagnosis("No exchange from the client toward the server was found in the client capture "
                          "(no TCP SYN, ICMP echo request or UDP datagram)", {})
-    clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
+    lossy = _datagram_loss(exchanges.eager if lazy else exchanges)
+    clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"} and not (p == "udp" and lossy)]
     problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
     clauses: list[str] = []
     for outcome in _SEVERITY:
@@ -74,6 +92,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
             if len(hops) == 1 and None not in hops:
                 a, b = hops.pop()
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
+    if lossy:
+        clauses.append(lossy)
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
         text = f"Every exchange ({total}) was delivered both ways: the path is clean"
