@@ -38,7 +38,7 @@ def _and(parts: list[str]) -> str:
 
 
 def _datagram_loss(exchanges) -> str:
-    """The clause for datagrams lost inside delivered UDP exchanges (flows), from their
+    """The clause for datagrams lost inside delivered UDP exchanges (flows, retried requests), from their
     ``datagrams`` counts; '' if none were lost."""
     n = [0, 0, 0, 0]  # out sent, out lost, back sent, back lost
     for e in exchanges:
@@ -51,7 +51,7 @@ def _datagram_loss(exchanges) -> str:
         parts.append(f"{n[1]} of {n[0]} from the client on the way out")
     if n[3]:
         parts.append(f"{n[3]} of {n[2]} from the server on the way back")
-    return f"UDP flows get through but lose datagrams ({_and(parts)})" if parts else ""
+    return f"UDP gets through but loses datagrams ({_and(parts)})" if parts else ""
 
 
 def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) -> Diagnosis:

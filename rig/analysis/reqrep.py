@@ -22,7 +22,7 @@ from rig.analysis.reqrep_lost import lost_drafts, replies_to
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, path_signal
 from rig.analysis.tcp import error_index
-from rig.analysis.udpflow import find_flows, flow_drafts, udp_key as _udp_key
+from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagrams, udp_key as _udp_key
 from rig.capture.table import FRAG_MF
 from rig.verdict import Evidence
 
@@ -560,5 +560,6 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
                  if rows})
+        d.datagrams = request_reply_datagrams(len(gl), len(sq), len(sp), len(cp))
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)

@@ -51,6 +51,18 @@ def udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
                     combine(0, 0, take(t["dport"], rows), n=len(rows)))
 
 
+def request_reply_datagrams(sent: int, arrived: int, replies: int, replies_arrived: int) -> Datagrams:
+    """The datagrams of a request/reply exchange: the client's copies of the request and
+    how many arrived, the server's replies and how many reached the client (every path of
+    ``reqrep`` counts with this)."""
+    return Datagrams(sent, sent - min(arrived, sent), replies, replies - min(replies_arrived, replies))
+
+
+DELIVERED = request_reply_datagrams(1, 1, 1, 1)  # one request, one reply, both arrived
+LOST_OUT = request_reply_datagrams(1, 0, 0, 0)
+LOST_BACK = request_reply_datagrams(1, 1, 1, 0)
+
+
 @dataclass
 class Flows:
     """The flows of a run, by position in each point's UDP rows (``Side.rows_of(17)``)."""
