@@ -37,10 +37,11 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _datagram_loss(exchanges) -> str:
-    """The clause for datagrams lost inside delivered UDP exchanges (flows, retried requests), from their
-    ``datagrams`` counts; '' if none were lost."""
-    n = [0, 0, 0, 0]  # out sent, out lost, back sent, back lost
+def _datagram_loss(exchanges, batched: int = 0) -> str:
+    """The clause for datagrams lost inside delivered UDP exchanges (flows, retried
+    requests), from their ``datagrams`` counts; '' if none were lost. ``batched``: the
+    delivered UDP exchanges not built as records (one datagram each way, none lost)."""
+    n = [batched, 0, batched, 0]  # out sent, out lost, back sent, back lost
     for e in exchanges:
         g = e.datagrams
         if g is not None and e.outcome == "delivered":
@@ -66,7 +67,12 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList) ->
     if not exchanges:
         return Diagnosis("No exchange from the client toward the server was found in the client capture "
                          "(no TCP SYN, ICMP echo request or UDP datagram)", {})
-    lossy = _datagram_loss(exchanges.eager if lazy else exchanges)
+    if lazy:
+        batched = pairs.get(("udp", "delivered"), 0) - sum(
+            1 for e in exchanges.eager if e.protocol == "udp" and e.outcome == "delivered")
+        lossy = _datagram_loss(exchanges.eager, batched)
+    else:
+        lossy = _datagram_loss(exchanges)
     clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"} and not (p == "udp" and lossy)]
     problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
     clauses: list[str] = []
