@@ -320,7 +320,7 @@ if analyse is not None and sys.argv[3] == "1":
     for i in range(int(sys.argv[4])):  # the best of a few, as for parsing
         v = None
         t4 = time.perf_counter()
-        v = analyse(c, s)
+        v = analyse(c, s, orient=True)  # as rig diff does: the captures' order checked
         res["analyse"] = min(res["analyse"], time.perf_counter() - t4)
         if i == 0:  # the peak of one rig diff: later runs start with the heap the first left
             res["rss_total_mb"] = peak_mb()

@@ -41,7 +41,14 @@ CLEAR = 2  # one way must outnumber the other this many times to say which role 
 
 def initiations(side: Side) -> tuple[np.ndarray, np.ndarray]:
     """The rows of every initiation in ``side`` (TCP first SYNs, echo requests, first
-    datagrams of UDP 4-tuples), as (source, destination) address indices."""
+    datagrams of UDP 4-tuples), as (source, destination) address indices; made once a side."""
+    got = side.memo.get("initiations")
+    if got is None:
+        got = side.memo["initiations"] = _initiations(side)
+    return got
+
+
+def _initiations(side: Side) -> tuple[np.ndarray, np.ndarray]:
     t = side.t
     tcp = side.rows_of(6)
     fl = take(t["flags"], tcp)

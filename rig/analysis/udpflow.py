@@ -102,6 +102,10 @@ def find_flows(c: Side, udp_c: np.ndarray, local: np.ndarray, c_tuples: tuple[np
     uniq, first, inv = np.unique(np.minimum(fk_c, rk_c), return_index=True, return_inverse=True)
     inv = inv.ravel()
     nt = len(uniq)
+    port = take(c.t["dport"], udp_c[first])
+    cand = local[first] & ~np.isin(port, np.array(REQREP_PORTS))
+    if not cand.any():  # request/reply only (a DNS-heavy run): nothing more to count
+        return none
     fwd = fk_c[first]
     out = fk_c == fwd[inv]
     n_out = np.bincount(inv[out], minlength=nt)
@@ -115,12 +119,15 @@ def find_flows(c: Side, udp_c: np.ndarray, local: np.ndarray, c_tuples: tuple[np
         ut, fi = np.unique(inv[lp[paired]], return_index=True)
         stup[ut] = fk_s[partner[paired[fi]]]
         has[ut] = True
-    fs, rs = np.sort(fk_s), np.sort(rk_s)
-    s_in = np.where(has, _count(fs, stup), 0)
-    s_back = np.where(has, _count(rs, stup), 0)  # rows whose reverse is the tuple: going back
-    port = take(c.t["dport"], udp_c[first])
+    has &= cand
+    ask = np.flatnonzero(has)
+    s_in, s_back = np.zeros(nt, np.int64), np.zeros(nt, np.int64)
+    if len(ask):
+        want = np.sort(stup[ask])  # only the server rows on these tuples are sorted
+        s_in[ask] = _count(np.sort(fk_s[_lookup(want, fk_s) >= 0]), stup[ask])
+        s_back[ask] = _count(np.sort(rk_s[_lookup(want, rk_s) >= 0]), stup[ask])  # going back
     most = np.maximum(np.maximum(n_out, n_back), np.maximum(s_in, s_back))
-    is_flow = local[first] & (most >= 2) & ~np.isin(port, np.array(REQREP_PORTS))
+    is_flow = cand & (most >= 2)
     if not is_flow.any():
         return none
     # flows numbered by their first datagram at the client
