@@ -35,6 +35,7 @@ from rig.capture.table import ACK, SYN
 from rig.errors import UsageError
 
 INITIAL_TTLS = (32, 64, 128, 255)
+_IS_INITIAL = np.isin(np.arange(256), INITIAL_TTLS)  # by TTL value: one gather a row
 OWN_SHARE = 0.9  # of an address's packets carrying an initial TTL, for it to be the capture's own
 CLEAR = 2  # one way must outnumber the other this many times to say which role a capture plays
 
@@ -85,13 +86,13 @@ def own_addresses(side: Side) -> np.ndarray:
     """Which of the capture's addresses (by index) are its own: nearly all their packets
     carry an initial TTL."""
     n = len(side.addrs)
-    rows = np.concatenate([side.rows_of(p) for p in (6, 17, 1, 58)]).astype(np.int64)
-    if len(rows) == 0:
-        return np.zeros(n, bool)
-    src = take(side.t["src_i"], rows).astype(np.int64)
-    initial = np.isin(take(side.t["ttl"], rows), INITIAL_TTLS)
-    total = np.bincount(src, minlength=n)
-    return (total > 0) & (np.bincount(src, weights=initial, minlength=n) >= OWN_SHARE * np.maximum(total, 1))
+    total, initial = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for p in (6, 17, 1, 58):  # a protocol at a time: no copy of every row's index
+        rows = side.rows_of(p)
+        src = take(side.t["src_i"], rows)
+        total += np.bincount(src, minlength=n)
+        initial += np.bincount(src[_IS_INITIAL[take(side.t["ttl"], rows)]], minlength=n)
+    return (total > 0) & (initial >= OWN_SHARE * np.maximum(total, 1))
 
 
 @dataclass(frozen=True)
