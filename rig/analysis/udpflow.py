@@ -39,8 +39,7 @@ from rig.verdict import Datagrams
 
 # the server ports of protocols that are one request and one reply
 REQREP_PORTS = (7, 53, 67, 68, 123, 137, 161, 1812, 3478, 5353, 19302)
-EVIDENCE_EACH = 2  # datagrams listed per kind (sent, arrived) in an exchange's evidence
-LOST_EACH = 6  # lost datagrams listed per direction
+LOST_EACH = 3  # lost datagrams listed per direction in a flow's evidence (all are in its frames)
 
 
 def udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
@@ -221,57 +220,74 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
     out_d = ts_s[out_to[m]] - ts_c[co[m]]
     m = back_to >= 0
     back_d = ts_c[back_to[m]] - ts_s[so[m]]
-    # the rows of each flow, in file order per point
-    c_by = np.split(np.arange(len(cf))[np.argsort(cfl, kind="stable")], np.cumsum(np.bincount(cfl, minlength=n))[:-1])
-    s_by = np.split(np.arange(len(sf))[np.argsort(sfl, kind="stable")], np.cumsum(np.bincount(sfl, minlength=n))[:-1])
+    # each point's rows by (flow, direction), in file order within: a flow's datagrams
+    # each way are one slice (positions in cf / sf)
+    c_ord, c_cut = _by_flow(cfl, ~cout, n)
+    s_ord, s_cut = _by_flow(sfl, ~sout, n)
     copy_at_s = np.full(len(cf), -1, np.int64)
     copy_at_s[co] = out_to
     copy_at_c = np.full(len(sf), -1, np.int64)
     copy_at_c[so] = back_to
+    # the per-flow loop reads Python lists: a flow is a few dozen datagrams
+    c_fr, s_fr = cfr[c_ord].tolist(), sfr[s_ord].tolist()
+    c_pos, s_pos = c_ord.tolist(), s_ord.tolist()
+    crow_l, srow_l = crow.tolist(), srow.tolist()
+    at_s, at_c = copy_at_s.tolist(), copy_at_c.tolist()
+    c_cut, s_cut = c_cut.tolist(), s_cut.tolist()
+    counts = np.stack([out_sent, out_lost, back_sent, back_lost, stray, c_back]).T.tolist()
+    ts_l = ts_c.tolist()
     drafts = []
     for f in range(n):
-        cp, sp = c_by[f], s_by[f]
-        mine = cp[cout[cp]]
-        if len(mine) == 0:
+        ca, cm, cb = c_cut[2 * f], c_cut[2 * f + 1], c_cut[2 * f + 2]  # out: [ca, cm), back: [cm, cb)
+        sa, sm, sb = s_cut[2 * f], s_cut[2 * f + 1], s_cut[2 * f + 2]
+        if cm == ca:
             continue
-        r0 = int(crow[mine[0]])
+        mine, theirs = c_pos[ca:cm], c_pos[cm:cb]
+        s_sent = s_pos[sm:sb]
+        n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back = counts[f]
+        r0 = crow_l[mine[0]]
         rec = c.t[r0]
-        outcome, words, absent = _words(int(out_sent[f]), int(out_lost[f]), int(back_sent[f]), int(back_lost[f]),
-                                        int(stray[f]), int(c_back[f]))
-        ts = ts_c[mine]
-        d = Draft("udp", c.addr_key1("dst", r0), int(ts.min()), int(ts.max()), int(rec["frame"]),
+        outcome, words, absent = _words(n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back)
+        ts = [ts_l[i] for i in mine]
+        d = Draft("udp", c.addr_key1("dst", r0), min(ts), max(ts), int(rec["frame"]),
                   endpoint(c.addrs[rec["src_i"]], int(rec["sport"])), endpoint(c.addrs[rec["dst_i"]], int(rec["dport"])),
-                  None, outcome, words, bool(len(sp)))
+                  None, outcome, words, sb > sa)
         d.absent_at = absent
-        d.datagrams = Datagrams(int(out_sent[f]), int(out_lost[f]), int(back_sent[f]), int(back_lost[f]))
-        ctx.add_frames(d, c, crow[cp])
-        ctx.add_frames(d, s, srow[sp])
-        arrived = mine[copy_at_s[mine] >= 0]
-        theirs = cp[~cout[cp]]
-        s_sent = sp[~sout[sp]]
+        d.datagrams = Datagrams(n_out, n_out_lost, n_back, n_back_lost)
+        d.frames[c.name] = c_fr[ca:cb]
+        if sb > sa:
+            d.frames[s.name] = s_fr[sa:sb]
+        arrived = [i for i in mine if at_s[i] >= 0]
         ev = d.evidence
-        ev += ctx.ev(c, crow[mine[:EVIDENCE_EACH]], sent_note("datagram"), EVIDENCE_EACH)
-        if len(arrived):
-            a0 = int(arrived[0])
-            s0 = int(srow[copy_at_s[a0]])
+        ev += ctx.ev(c, [r0], sent_note("datagram"), 1)
+        if arrived:
+            a0 = arrived[0]
+            s0 = srow_l[at_s[a0]]
             d.seen_at_server_as = endpoint(s.addrs[s.t["src_i"][s0]], int(s.t["sport"][s0]))
-            d.changes += ip_changes(c.t[int(crow[a0])], s.t[s0], "out")
-            ev += ctx.ev(s, srow[copy_at_s[arrived[:EVIDENCE_EACH]]], arrived_note("datagram"), EVIDENCE_EACH)
-        if len(s_sent):
-            ev += ctx.ev(s, srow[s_sent[:EVIDENCE_EACH]], sent_note("datagram"), EVIDENCE_EACH)
-            back_ok = s_sent[copy_at_c[s_sent] >= 0]
-            if len(back_ok):
-                b0 = int(back_ok[0])
-                d.changes += ip_changes(c.t[int(crow[copy_at_c[b0]])], s.t[int(srow[b0])], "back")
-                ev += ctx.ev(c, crow[copy_at_c[back_ok[:EVIDENCE_EACH]]], arrived_note("datagram"), EVIDENCE_EACH)
-        lost_out = mine[copy_at_s[mine] < 0]
-        if len(lost_out) and len(arrived):  # all lost: the datagrams sent say it already
-            ev += ctx.ev(c, crow[lost_out], "never reached the server", LOST_EACH)
-        lost_back = s_sent[copy_at_c[s_sent] < 0]
-        if len(lost_back):
-            ev += ctx.ev(s, srow[lost_back], "never reached the client", LOST_EACH)
-        if int(stray[f]):
-            odd = theirs[~from_server[theirs]]
-            ev += ctx.ev(c, crow[odd], "datagram the server never sent", EVIDENCE_EACH)
+            d.changes += ip_changes(c.t[crow_l[a0]], s.t[s0], "out")
+            ev += ctx.ev(s, [s0], arrived_note("datagram"), 1)
+        if s_sent:
+            ev += ctx.ev(s, [srow_l[s_sent[0]]], sent_note("datagram"), 1)
+            back_ok = [i for i in s_sent if at_c[i] >= 0]
+            if back_ok:
+                b0 = back_ok[0]
+                d.changes += ip_changes(c.t[crow_l[at_c[b0]]], s.t[srow_l[b0]], "back")
+                ev += ctx.ev(c, [crow_l[at_c[b0]]], arrived_note("datagram"), 1)
+        if n_out_lost and arrived:  # all lost: the datagram sent says it already
+            ev += ctx.ev(c, [crow_l[i] for i in mine if at_s[i] < 0], "never reached the server", LOST_EACH)
+        if n_back_lost:
+            ev += ctx.ev(s, [srow_l[i] for i in s_sent if at_c[i] < 0], "never reached the client", LOST_EACH)
+        if n_stray:
+            odd = [crow_l[i] for i in theirs if not from_server[i]]
+            ev += ctx.ev(c, odd, "datagram the server never sent", 1)
         drafts.append(d)
     return drafts, [out_d], [back_d]
+
+
+def _by_flow(flow: np.ndarray, back: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions sorted by (flow, direction: out first), file order within; and where
+    each (flow, direction) starts (2n + 1 cuts)."""
+    key = flow * 2 + back
+    order = np.argsort(key, kind="stable")
+    cuts = np.searchsorted(key[order], np.arange(2 * n + 1))
+    return order, cuts
