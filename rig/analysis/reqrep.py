@@ -296,6 +296,17 @@ def _tuple_keys(side: Side, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return combine(sk, sp, dk, dp, n=len(rows)), combine(dk, dp, sk, sp, n=len(rows))
 
 
+def udp_tuples(side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """``_tuple_key`` of every UDP row of the side (``rows_of(17)``) both ways, made once
+    and memoised for every step of the UDP analysis (and ``roles``)."""
+    got = side.memo.get(("udp-tuples", False))
+    if got is None:
+        rows = side.rows_of(17)
+        for rev, keys in enumerate(_tuple_keys(side, rows)):
+            side.memo[("udp-tuples", bool(rev))] = (rows, keys)
+    return _tuples(side)
+
+
 class _Replies:
     """UDP datagrams at one point, findable as replies to a request seen at that point."""
 
@@ -431,9 +442,8 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     if not local.any():
         return [], [], []
     fr = lambda side, rows: side.frames(rows)  # noqa: E731
-    for side, rows in ((c, udp_c), (s, s.rows_of(17))):  # every UDP row's 4-tuple, both ways, once
-        for rev, keys in enumerate(_tuple_keys(side, rows)):
-            side.memo[("udp-tuples", bool(rev))] = (rows, keys)
+    for side in (c, s):  # every UDP row's 4-tuple, both ways, once (roles may have made them)
+        udp_tuples(side)
     udp_s = s.rows_of(17)
     skeys = _udp_key(s, udp_s)
     req = udp_c[local]

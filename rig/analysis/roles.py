@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import combine, take
+from rig.analysis.keys import take
+from rig.analysis.reqrep import udp_tuples
 from rig.analysis.sides import Side
-from rig.capture.table import ACK, SYN
 from rig.errors import UsageError
 
 INITIAL_TTLS = (32, 64, 128, 255)
@@ -51,18 +51,11 @@ def initiations(side: Side) -> tuple[np.ndarray, np.ndarray]:
 
 def _initiations(side: Side) -> tuple[np.ndarray, np.ndarray]:
     t = side.t
-    tcp = side.rows_of(6)
-    fl = take(t["flags"], tcp)
-    syn = tcp[((fl & SYN) != 0) & ((fl & ACK) == 0)]
-    if len(syn):  # a connection's first SYN: one per (endpoints, ISN)
-        k = combine(take(t["src_i"], syn), take(t["sport"], syn), take(t["dst_i"], syn), take(t["dport"], syn),
-                    take(t["seq"], syn), n=len(syn))
-        syn = syn[np.sort(np.unique(k, return_index=True)[1])]
+    cc = side.tcp  # its first SYN per connection (sides.TcpConns)
+    syn = cc.order[cc.syn[cc.syn >= 0]] if cc is not None and len(cc) else np.zeros(0, np.int64)
     udp = side.rows_of(17)
-    if len(udp):
-        a, b = take(t["src_i"], udp), take(t["dst_i"], udp)
-        pa, pb = take(t["sport"], udp), take(t["dport"], udp)
-        f, r = combine(a, pa, b, pb, n=len(udp)), combine(b, pb, a, pa, n=len(udp))
+    if len(udp):  # the 4-tuples reqrep uses too (memoised)
+        f, r = udp_tuples(side)
         udp = udp[np.sort(np.unique(np.minimum(f, r), return_index=True)[1])]
     rows = np.concatenate([syn, side.echo_req, udp]).astype(np.int64)
     return take(t["src_i"], rows).astype(np.int64), take(t["dst_i"], rows).astype(np.int64)
