@@ -259,7 +259,9 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             d.frames[s.name] = s_fr[sa:sb]
         arrived = [i for i in mine if at_s[i] >= 0]
         ev = d.evidence
-        ev += ctx.ev(c, [r0], sent_note("datagram"), 1)
+        plain = outcome == "delivered"  # as a delivered request/reply: what arrived, each way
+        if not plain:
+            ev += ctx.ev(c, [r0], sent_note("datagram"), 1)
         if arrived:
             a0 = arrived[0]
             s0 = srow_l[at_s[a0]]
@@ -267,7 +269,8 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             d.changes += ip_changes(c.t[crow_l[a0]], s.t[s0], "out")
             ev += ctx.ev(s, [s0], arrived_note("datagram"), 1)
         if s_sent:
-            ev += ctx.ev(s, [srow_l[s_sent[0]]], sent_note("datagram"), 1)
+            if not plain:
+                ev += ctx.ev(s, [srow_l[s_sent[0]]], sent_note("datagram"), 1)
             back_ok = [i for i in s_sent if at_c[i] >= 0]
             if back_ok:
                 b0 = back_ok[0]
@@ -281,6 +284,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             odd = [crow_l[i] for i in theirs if not from_server[i]]
             ev += ctx.ev(c, odd, "datagram the server never sent", 1)
         drafts.append(d)
+    del c_fr, s_fr, c_pos, s_pos, crow_l, srow_l, at_s, at_c, ts_l
     return drafts, [out_d], [back_d]
 
 
