@@ -19,10 +19,11 @@ Then measures, in this run and on these files:
 and prints the ratios against the goals: rig within 4x the floor, >= 20x faster than
 tshark, peak RSS under 400 MB.
 
-    .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR] [--pf]
+    .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR] [--pf] [--quic]
 
 ``--pf`` puts the client behind FreeBSD pf (``pf_rewrite``): every TCP connection must
 then be joined on the server's ISN, not the client's.
+
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ SERVER_CLOCK_NS = 500_000_000  # the server's clock runs this far ahead of the c
 LOSS = 0.01  # each way
 
 
-def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
+QUIC_FLOW = [0] + [1] * 10  # one turn of a QUIC-like flow: a client datagram, ten from the server
+QUIC_TURNS = 4
+
+
+def traffic(n_packets: int, seed: int = 7, quic: bool = False) -> dict[str, np.ndarray]:
     """Columns of every packet sent, in time order (before NAT), ``t`` at its sender.
 
     Causal: a packet answers only what has arrived (each change of direction in a flow
@@ -71,6 +76,9 @@ def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
     in the receiver's once (a lost pure ACK is not resent). ``lost`` marks packets only
     their sender's capture holds. Flows start in port order, so a port comes back only
     after its previous flow is long over (as an ephemeral-port allocator cycles).
+    ``quic``: the UDP share is QUIC-like flows instead of request/response pairs (4
+    client datagrams to port 443, each followed by 10 from the server; a lost datagram
+    is in its sender's capture only, and the server sends its 10 regardless).
     """
     rng = np.random.default_rng(seed)
     per_tcp, per_pair = len(TCP_FLOW), 2
@@ -118,8 +126,22 @@ def traffic(n_packets: int, seed: int = 7) -> dict[str, np.ndarray]:
     re["ipid"] = rng.integers(0, 65536, int(again.sum()))
     add(**tcp, lost=lost)
     add(**re, lost=np.zeros(int(again.sum()), bool))
+    if quic:
+        tmpl = np.array(QUIC_FLOW * QUIC_TURNS)
+        per = len(tmpl)
+        n_fl = n_udp * per_pair // per
+        j = np.repeat(np.arange(n_fl), per)
+        k = np.tile(np.arange(per), n_fl)
+        d = tmpl[k]
+        turns = np.cumsum(np.r_[0, tmpl[1:] != tmpl[:-1]])
+        st = np.sort(rng.integers(0, span_ns, n_fl))
+        z = np.zeros(len(j))
+        add(t=st[j] + k * 100_000 + turns[k] * PATH_NS, dir=d, v6=(j % 4 == 0), proto=np.full(len(j), 17),
+            flow=j + 10**8 * 17, sport=20000 + j % 40000, dport=np.full(len(j), 443), seq=z, ack=z, flags=z, opt=z,
+            plen=np.where(d == 0, 300, 1200), clamp=np.zeros(len(j), bool), itype=z, ident=z, iseq=z,
+            ipid=rng.integers(0, 65536, len(j)), nonce=rng.integers(1, 2**62, len(j)), lost=rng.random(len(j)) < LOSS)
     # UDP and ICMP echo request/response pairs
-    for proto, n, qlen, rlen, port in ((17, n_udp, 60, 120, 53), (1, n_icmp, 56, 56, 0)):
+    for proto, n, qlen, rlen, port in ((17, 0 if quic else n_udp, 60, 120, 53), (1, n_icmp, 56, 56, 0)):
         j = np.repeat(np.arange(n), 2)
         d = np.tile([0, 1], n)
         st = np.sort(rng.integers(0, span_ns, n))
@@ -328,7 +350,7 @@ if analyse is not None and sys.argv[3] == "1":
     for i in range(int(sys.argv[4])):  # the best of a few, as for parsing
         v = None
         t4 = time.perf_counter()
-        v = analyse(c, s)
+        v = analyse(c, s, orient=True)  # as rig diff does: the captures' order checked
         res["analyse"] = min(res["analyse"], time.perf_counter() - t4)
         if i == 0:  # the peak of one rig diff: later runs start with the heap the first left
             res["rss_total_mb"] = peak_mb()
@@ -359,12 +381,14 @@ def main() -> int:
     ap.add_argument("--keep", default=None, help="write the captures here and keep them")
     ap.add_argument("--pf", action="store_true",
                     help="the client is behind pf: modulate state, scrub random-id, NAT ports 50001-65535")
+    ap.add_argument("--quic", action="store_true", help="the UDP share as QUIC-like flows (4 client datagrams, "
+                    "40 server datagrams each) instead of request/response pairs")
     a = ap.parse_args()
     tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
     os.makedirs(tmp, exist_ok=True)
     try:
         t = time.perf_counter()
-        tr = traffic(a.packets)
+        tr = traffic(a.packets, quic=a.quic)
         cli, srv = os.path.join(tmp, "client.pcap"), os.path.join(tmp, "server.pcap")
         pc, ps = point(tr, "client"), point(tr, "server", pf=a.pf)
         sizes = write_pcap(cli, pc), write_pcap(srv, ps)

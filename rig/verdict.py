@@ -113,6 +113,26 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Datagrams:
+    """A UDP exchange's datagrams each way: ``sent`` as seen at the sender's capture
+    point, ``lost`` never seen at the other (``out``: client to server, ``back``: server
+    to client)."""
+
+    out_sent: int
+    out_lost: int
+    back_sent: int
+    back_lost: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": {"sent": self.out_sent, "lost": self.out_lost},
+                "back": {"sent": self.back_sent, "lost": self.back_lost}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Datagrams":
+        return cls(int(d["out"]["sent"]), int(d["out"]["lost"]), int(d["back"]["sent"]), int(d["back"]["lost"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
     protocol: str  # tcp | udp | icmp
@@ -126,6 +146,7 @@ class Exchange:
     frames: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every frame of the exchange per point
     path_mtu: int | None = None  # the next-hop MTU an ICMP frag-needed about this exchange reported
     undecided_because: str | None = None  # why the outcome is 'incomplete' (a short fact), if rig knows
+    datagrams: Datagrams | None = None  # UDP: the datagrams each way and how many were lost
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -147,6 +168,8 @@ class Exchange:
             d["path_mtu"] = self.path_mtu
         if self.undecided_because is not None:
             d["undecided_because"] = self.undecided_because
+        if self.datagrams is not None:
+            d["datagrams"] = self.datagrams.to_dict()
         return d
 
     @classmethod
@@ -159,6 +182,7 @@ class Exchange:
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
             None if d.get("path_mtu") is None else int(d["path_mtu"]),
             d.get("undecided_because"),
+            Datagrams.from_dict(d["datagrams"]) if d.get("datagrams") else None,
         )
 
 
@@ -320,12 +344,30 @@ class Diagnosis:
 
 
 @dataclass(frozen=True, slots=True)
+class Orientation:
+    """The two captures were analysed the other way round than given: ``client`` is the
+    file analysed as the initiating side's (given second), ``because`` says why."""
+
+    client: str
+    server: str
+    because: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"swapped": True, "client": self.client, "server": self.server, "because": self.because}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Orientation":
+        return cls(d["client"], d["server"], d["because"])
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     capture_points: tuple[CapturePointInfo, ...]
     exchanges: tuple[Exchange, ...] | ExchangeList
     diagnosis: Diagnosis
     # the probes that never left the client; None when no probe records were read (rig diff)
     not_sent: tuple[NotSentProbe, ...] | None = None
+    orientation: Orientation | None = None  # set when the captures were analysed swapped
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one was delivered, else 1 (DESIGN.md §2)."""
@@ -337,18 +379,21 @@ class Verdict:
         return 0 if ok else 1
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
+        d: dict[str, Any] = {
             "format": FORMAT,
             "capture_points": [c.to_dict() for c in self.capture_points],
             "exchanges": [e.to_dict() for e in self.exchanges],
             "diagnosis": self.diagnosis.to_dict(),
         }
-        self._add_not_sent(d)
+        self._add_optional(d)
         return d
 
-    def _add_not_sent(self, d: dict[str, Any]) -> None:
+    def _add_optional(self, d: dict[str, Any]) -> None:
+        """The top-level keys present only when they say something (``not_sent``, ``orientation``)."""
         if self.not_sent is not None:
             d["not_sent"] = [p.to_dict() for p in self.not_sent]
+        if self.orientation is not None:
+            d["orientation"] = self.orientation.to_dict()
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -372,7 +417,7 @@ class Verdict:
         mark = '"@@exchanges@@"'
         d = {"format": FORMAT, "capture_points": [c.to_dict() for c in self.capture_points], "exchanges": mark[1:-1],
              "diagnosis": self.diagnosis.to_dict()}
-        self._add_not_sent(d)
+        self._add_optional(d)
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
         sep = ""
@@ -394,6 +439,7 @@ class Verdict:
                 tuple(Exchange.from_dict(e) for e in d["exchanges"]),
                 Diagnosis.from_dict(d["diagnosis"]),
                 None if d.get("not_sent") is None else tuple(NotSentProbe.from_dict(p) for p in d["not_sent"]),
+                Orientation.from_dict(d["orientation"]) if d.get("orientation") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc

@@ -25,13 +25,14 @@ from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
 from rig.analysis.match import estimate_offset
 from rig.analysis.reqrep import echo_drafts, udp_drafts
+from rig.analysis.roles import client_hosts, orientation
 from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
 from rig.analysis.windows import CaptureWindow, PointWindow, point_window, vouch
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
-from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Verdict
+from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 
@@ -51,17 +52,7 @@ def _addr_keys(text: str) -> set[int]:
 
 
 def _client_local(c: Side) -> set[int]:
-    cc = c.tcp
-    keys: set[int] = set()
-    if len(cc):
-        syn = cc.syn[cc.syn >= 0]
-        keys |= set(c.addr_keys("src", cc.order[syn]).tolist())
-    keys |= set(c.addr_keys("src", c.echo_req).tolist())
-    if not keys:
-        udp = c.addr_keys("src", c.rows_of(17))
-        if len(udp):
-            keys.add(Counter(udp.tolist()).most_common(1)[0][0])
-    return keys
+    return client_hosts(c)  # by behaviour (rig.analysis.roles)
 
 
 def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None) -> set[int]:
@@ -107,28 +98,37 @@ def _windows(sides: dict[str, Side], offset: int | None,
 
 def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
             extra: dict[str, Capture] | None = None, kernel_drops: dict[str, int] | None = None,
-            windows: dict[str, CaptureWindow] | None = None) -> Verdict:
+            windows: dict[str, CaptureWindow] | None = None, orient: bool = False) -> Verdict:
     """The verdict for a client capture (the initiating side) and a server capture.
-    ``windows``: when tcpdump listened at each point, if rig ran it (``windows.CaptureWindow``)."""
+    ``windows``: when tcpdump listened at each point, if rig ran it (``windows.CaptureWindow``).
+    ``orient``: check which way round they go (``roles.orientation``: swapped when the
+    captures clearly say so, ``UsageError`` when they cannot tell); as given otherwise."""
     # a large run builds a few objects per exchange and no cycles: the cyclic collector
     # would rescan all of them again and again (measured: half the time at 200k exchanges)
     was = gc.isenabled()
     gc.disable()
     one_arena()  # the steps' threads reuse what the others freed (rig.analysis.heap: -45 MB peak at 1M packets)
     try:
-        return _analyse(client, server, server_addr, extra, kernel_drops, windows)
+        return _analyse(client, server, server_addr, extra, kernel_drops, windows, orient)
     finally:
         if was:
             gc.enable()
 
 
-def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) -> Verdict:
+def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, orient=False) -> Verdict:
     # the work is numpy on large arrays, which releases the GIL: the two points are
     # grouped at once, and the protocols analysed at once, on this machine's 2 cores
     # (bench/diff.py, 2x1M packets: grouping 0.99 -> 0.58 s)
     names = ["client", "server", *(extra or {})]
     caps = [client, server, *(extra or {}).values()]
     grouped = run_all([partial(Side, n, cap) for n, cap in zip(names, caps)], names=[f"side-{n}" for n in names])
+    turned = None
+    if orient:
+        why = orientation(grouped[0], grouped[1], _addr_keys(server_addr) if server_addr else None)
+        if why.swap:
+            grouped[0], grouped[1] = grouped[1], grouped[0]
+            grouped[0].name, grouped[1].name = "client", "server"
+            turned = Orientation(_file(grouped[0]), _file(grouped[1]), why.because)
     c, s = grouped[0], grouped[1]
     xs = dict(zip(names[2:], grouped[2:]))
     sides = {"client": c, "server": s, **xs}
@@ -193,21 +193,25 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows) ->
                              for e in evidence)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), evidence, frames, d.path_mtu,
-                                  d.undecided_because))
+                                  d.undecided_because, d.datagrams))
     loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():
         cap = side.cap
         points.append(CapturePointInfo(
             name=name,
-            file=os.path.basename(cap.path) if cap is not None else "",
+            file=_file(side),
             packets=side.n_total,
             undecoded=int(sum((cap.undecoded or {}).values())) if cap is not None else 0,
             kernel_drops=side.kernel_drops,
             clock_offset_s=(0.0 if name == "client" else (offset / 1e9 if (name == "server" and offset is not None) else None)),
         ))
     ex = ExchangeList(exchanges, batches, src, loc, num)
-    return Verdict(tuple(points), ex, diagnose(ex))
+    return Verdict(tuple(points), ex, diagnose(ex), orientation=turned)
+
+
+def _file(side: Side) -> str:
+    return os.path.basename(side.cap.path) if side.cap is not None else ""
 
 
 def cli_diff(args) -> int:
@@ -223,7 +227,11 @@ def cli_diff(args) -> int:
                   "before it were analysed", file=sys.stderr)
         if cap.gaps:
             print(f"rig: warning: {gap_note(cap)}", file=sys.stderr)
-    verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None))
+    verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None), orient=True)
+    turned = verdict.orientation
+    if turned is not None:
+        print(f"rig: analysing {turned.client} as the client's capture and {turned.server} as the server's: "
+              f"{turned.because}", file=sys.stderr)
     if getattr(args, "json", False):
         verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
         sys.stdout.write("\n")

@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
-from rig.verdict import Change, Evidence
+from rig.verdict import Change, Datagrams, Evidence
 
 
 
@@ -39,6 +39,7 @@ class Draft:
     server_until: int | None = None  # client clock: the outcome needs the server capture running past this
     path_mtu: int | None = None  # the next-hop MTU a frag-needed about the exchange reported
     undecided_because: str | None = None  # why the outcome is 'incomplete', as a short fact
+    datagrams: Datagrams | None = None  # UDP: datagrams each way, sent and lost
 
 
 @dataclass

@@ -71,6 +71,24 @@ def not_sent_clauses(not_sent: Sequence[NotSentProbe]) -> list[str]:
     return out
 
 
+def _datagram_loss(exchanges, batched: int = 0) -> str:
+    """The clause for datagrams lost inside delivered UDP exchanges (flows, retried
+    requests), from their ``datagrams`` counts; '' if none were lost. ``batched``: the
+    delivered UDP exchanges not built as records (one datagram each way, none lost)."""
+    n = [batched, 0, batched, 0]  # out sent, out lost, back sent, back lost
+    for e in exchanges:
+        g = e.datagrams
+        if g is not None and e.outcome == "delivered":
+            for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
+                n[i] += x
+    parts = []
+    if n[1]:
+        parts.append(f"{n[1]} of {n[0]} from the client on the way out")
+    if n[3]:
+        parts.append(f"{n[3]} of {n[2]} from the server on the way back")
+    return f"UDP gets through but loses datagrams ({_and(parts)})" if parts else ""
+
+
 def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
              not_sent: Sequence[NotSentProbe] = ()) -> Diagnosis:
     # an ExchangeList answers the counts and the few facts read from delivered exchanges
@@ -87,6 +105,13 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
         return Diagnosis("; ".join(["No exchange from the client toward the server was found in the client capture "
                                     "(no TCP SYN, ICMP echo request or UDP datagram)", *unsent]), {})
     clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
+    if lazy:
+        batched = pairs.get(("udp", "delivered"), 0) - sum(
+            1 for e in exchanges.eager if e.protocol == "udp" and e.outcome == "delivered")
+        lossy = _datagram_loss(exchanges.eager, batched)
+    else:
+        lossy = _datagram_loss(exchanges)
+    clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"} and not (p == "udp" and lossy)]
     problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
     clauses: list[str] = []
     for outcome in _SEVERITY:
@@ -110,6 +135,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
             if len(hops) == 1 and None not in hops:
                 a, b = hops.pop()
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
+    if lossy:
+        clauses.append(lossy)
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
         changed = (exchanges.change_fields() if lazy else

@@ -22,6 +22,7 @@ from rig.analysis.reqrep_lost import lost_drafts, replies_to
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
+from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagrams, udp_key as _udp_key
 from rig.capture.table import FRAG_MF
 from rig.verdict import Evidence
 
@@ -296,6 +297,17 @@ def _tuple_keys(side: Side, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return combine(sk, sp, dk, dp, n=len(rows)), combine(dk, dp, sk, sp, n=len(rows))
 
 
+def udp_tuples(side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """``_tuple_key`` of every UDP row of the side (``rows_of(17)``) both ways, made once
+    and memoised for every step of the UDP analysis (and ``roles``)."""
+    got = side.memo.get(("udp-tuples", False))
+    if got is None:
+        rows = side.rows_of(17)
+        for rev, keys in enumerate(_tuple_keys(side, rows)):
+            side.memo[("udp-tuples", bool(rev))] = (rows, keys)
+    return _tuples(side)
+
+
 class _Replies:
     """UDP datagrams at one point, findable as replies to a request seen at that point."""
 
@@ -356,14 +368,6 @@ def _sole_answer(side: Side, rows: np.ndarray, request: np.ndarray) -> np.ndarra
 def _delays(one_by_one: list[int], bulk: list[np.ndarray]) -> list[np.ndarray]:
     """Clock-offset samples (``match.estimate_offset``) as arrays."""
     return [*bulk, np.asarray(one_by_one, np.int64)]
-
-
-def _udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
-    """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
-    t = side.t
-    plen = take(t["plen"], rows)
-    return np.where(plen > 0, combine(take(t["phash"], rows), plen, n=len(rows)),
-                    combine(0, 0, take(t["dport"], rows), n=len(rows)))
 
 
 def _quote_key(side: Side, rows: np.ndarray) -> np.ndarray:
@@ -430,24 +434,45 @@ def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> l
 
 
 def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+    """The UDP exchanges: the flows (``udpflow``), then request/reply on every other 4-tuple."""
     c, s = ctx.client, ctx.server
     udp_c = c.rows_of(17)
     if len(udp_c) == 0:
         return [], [], []
     local = np.isin(c.addr_keys("src", udp_c), np.array(sorted(client_local), dtype=np.uint64))
-    req = udp_c[local]
-    if len(req) == 0:
+    if not local.any():
         return [], [], []
     fr = lambda side, rows: side.frames(rows)  # noqa: E731
-    for side, rows in ((c, udp_c), (s, s.rows_of(17))):  # every UDP row's 4-tuple, both ways, once
-        for rev, keys in enumerate(_tuple_keys(side, rows)):
-            side.memo[("udp-tuples", bool(rev))] = (rows, keys)
-    gk = combine(_tuple_key(c, req), take(c.t["phash"], req), take(c.t["plen"], req), n=len(req))
-    ckeys = _udp_key(c, req)
+    for side in (c, s):  # every UDP row's 4-tuple, both ways, once (roles may have made them)
+        udp_tuples(side)
     udp_s = s.rows_of(17)
     skeys = _udp_key(s, udp_s)
+    req = udp_c[local]
+    ckeys = _udp_key(c, req)
     # each copy the client sent pairs with one the server got, in order within the key
     partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s))
+    # the one rule that takes flows out of request/reply, before either path looks
+    flows = find_flows(c, udp_c, local, _tuples(c), udp_s, _tuples(s), partner)
+    if flows.n == 0:
+        return _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)
+    got, o, b = flow_drafts(ctx, flows, udp_c, udp_s)
+    on = flows.c_flow[local] >= 0
+    local = local & (flows.c_flow < 0)
+    req, ckeys = req[~on], ckeys[~on]
+    if len(req):
+        partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s), valid_b=flows.s_flow < 0)
+        more, o2, b2 = _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)
+        got, o, b = got + more, o + o2, b + b2
+    return got, o, b
+
+
+def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarray, skeys: np.ndarray,
+                req: np.ndarray, ckeys: np.ndarray, partner: np.ndarray
+                ) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+    """The request/reply exchanges of the client's datagrams ``req`` (``udp_c[local]``)."""
+    c, s = ctx.client, ctx.server
+    fr = lambda side, rows: side.frames(rows)  # noqa: E731
+    gk = combine(_tuple_key(c, req), take(c.t["phash"], req), take(c.t["plen"], req), n=len(req))
     drafts, out_d, back_d = [], [], []
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
@@ -546,5 +571,6 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
                  if rows})
+        d.datagrams = request_reply_datagrams(len(gl), len(sq), len(sp), len(cp))
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)

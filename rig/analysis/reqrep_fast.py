@@ -14,6 +14,7 @@ from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
 from rig.analysis.context import Ctx, arrived_note, copy_note, with_copies
 from rig.analysis.sides import Part
+from rig.analysis.udpflow import DELIVERED
 from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.verdict import Change, Evidence, Exchange
 
@@ -129,6 +130,7 @@ class ReqRepBatch:
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol
+        dgrams = DELIVERED if udp else None
         out = []
         for i in range(len(idx)):
             o, b = self.out_per[out_inv[i]], self.back_per[back_inv[i]]
@@ -138,5 +140,5 @@ class ReqRepBatch:
                 ch = o + b
             out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], "delivered",
                                 explanation, ch, () if light else (ev_s[i], ev_c[i]),
-                                () if light else ((cname, fc[i]), (sname, fs[i]))))
+                                () if light else ((cname, fc[i]), (sname, fs[i])), dgrams))
         return out

@@ -20,6 +20,7 @@ from rig.analysis.context import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ct
 from rig.analysis.keys import run_starts, sort_order, take
 from rig.analysis.reqrep_fast import IP_FIELDS, REQ_FIELDS, ROW_FIELDS, Rows, echo_id_change
 from rig.analysis.sides import Part
+from rig.analysis.udpflow import LOST_BACK, LOST_OUT
 from rig.verdict import Evidence
 
 WORDS = {"udp": ("datagram", "reply"), "icmp": ("echo request", "echo reply")}
@@ -109,7 +110,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
             out.append(Draft(protocol, dst_key[i], ts[i], ts[i], cframe[i], client_ep[i], server_ep[i], None,
                              "lost-outbound", words, False, [],
                              [Evidence(c.name, cframe[i], sent[i] + NEVER_REACHED_SERVER)],
-                             {c.name: [cframe[i]]}, ("server",)))
+                             {c.name: [cframe[i]]}, ("server",), datagrams=LOST_OUT if udp else None))
         return out, np.zeros(0, np.int64)
     sq, sp = _texts(s, sreq, protocol, False), _texts(s, srep, protocol, False)
     seen = sq.eps("src", udp)
@@ -127,6 +128,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
                          "lost-return", words, True, ch,
                          [Evidence(c.name, cframe[i], sent[i]), Evidence(s.name, sframe[i], arrived[i]),
                           Evidence(s.name, pframe[i], lost[i])],
-                         {c.name: [cframe[i]], s.name: [sframe[i], pframe[i]]}, ("client",)))
+                         {c.name: [cframe[i]], s.name: [sframe[i], pframe[i]]}, ("client",),
+                         datagrams=LOST_BACK if udp else None))
     out_d = take(s.t["ts_ns"], sreq).astype(np.int64) - take(c.t["ts_ns"], creq).astype(np.int64)
     return out, out_d

@@ -240,6 +240,11 @@ class Side:
             return np.zeros(0, np.uint64)
         return np.take(self._akeys, take(self.t[field + "_i"], rows))
 
+    @property
+    def akeys(self) -> np.ndarray:
+        """``keys.addr_key`` of each of the capture's addresses, by index (``src_i`` / ``dst_i``)."""
+        return self._akeys
+
     def addr_key1(self, field: str, row: int) -> int:
         """``addr_keys`` of one row, as a Python int."""
         return int(self._akeys[self.t[field + "_i"][row]])

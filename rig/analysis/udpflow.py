@@ -1,0 +1,297 @@
+"""UDP flows: conversations on one 4-tuple that are not one request and one reply.
+
+Which 4-tuples are flows (``find_flows``) is decided once, in ``reqrep.udp_drafts``,
+before any of its paths (the bulk ones, ``reqrep_fast`` / ``reqrep_lost``, and the close
+look) sees a datagram; each path then takes only the datagrams off the flows. The rule:
+a 4-tuple the client opened (a client host sent a datagram on it) is a flow when its
+server port is not a request/reply port (``REQREP_PORTS``: echo, DNS, DHCP, NTP,
+NetBIOS names, SNMP, RADIUS, STUN, mDNS) and it carried more than one datagram in one
+direction, at the client's point or at the server's (the copies there of the client's
+datagrams, and the server's datagrams on the reverse 4-tuple). Everything else stays
+request/reply: a 4-tuple with at most one datagram each way decides as before, and so
+does every exchange on a request/reply port however many datagrams it carries.
+
+A flow is one exchange (``flow_drafts``). Each datagram is matched across the two points
+in its own direction by its payload (``udp_key``, the k-th copy of a payload with the
+k-th there), within its flow; the server's side of the flow is the 4-tuple on which the
+client's first datagram to arrive was seen there (NAT rewrites the client's address and
+port). The exchange counts its datagrams each way (``Datagrams``: sent as seen at the
+sender's point, lost = never seen at the other) and its outcome is ``lost-outbound`` if
+none of the client's arrived, ``unanswered`` if the server received and never sent,
+``lost-return`` if it sent and none of its datagrams reached the client, otherwise
+``delivered`` (``answered-by-middlebox`` where the client got datagrams the server
+never sent). Extra capture points are not consulted for flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rig.analysis.changes import ip_changes
+from rig.analysis.context import Ctx, Draft, arrived_note, plural, sent_note
+from rig.analysis.keys import combine, take
+from rig.analysis.match import pair_by_order
+from rig.analysis.sides import Side
+from rig.analysis.summary import endpoint
+from rig.verdict import Datagrams
+
+# the server ports of protocols that are one request and one reply
+REQREP_PORTS = (7, 53, 67, 68, 123, 137, 161, 1812, 3478, 5353, 19302)
+LOST_EACH = 3  # lost datagrams listed per direction in a flow's evidence (all are in its frames)
+
+
+def udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
+    """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
+    t = side.t
+    plen = take(t["plen"], rows)
+    return np.where(plen > 0, combine(take(t["phash"], rows), plen, n=len(rows)),
+                    combine(0, 0, take(t["dport"], rows), n=len(rows)))
+
+
+def request_reply_datagrams(sent: int, arrived: int, replies: int, replies_arrived: int) -> Datagrams:
+    """The datagrams of a request/reply exchange: the client's copies of the request and
+    how many arrived, the server's replies and how many reached the client (every path of
+    ``reqrep`` counts with this)."""
+    return Datagrams(sent, sent - min(arrived, sent), replies, replies - min(replies_arrived, replies))
+
+
+DELIVERED = request_reply_datagrams(1, 1, 1, 1)  # one request, one reply, both arrived
+LOST_OUT = request_reply_datagrams(1, 0, 0, 0)
+LOST_BACK = request_reply_datagrams(1, 1, 1, 0)
+
+
+@dataclass
+class Flows:
+    """The flows of a run, by position in each point's UDP rows (``Side.rows_of(17)``)."""
+
+    n: int
+    c_flow: np.ndarray  # per client UDP row: its flow, -1 if on none
+    c_out: np.ndarray  # per client UDP row: going the way of its 4-tuple's first datagram (client to server)
+    s_flow: np.ndarray  # per server UDP row: its flow, -1
+    s_out: np.ndarray  # per server UDP row: going from the client to the server
+
+
+def _count(sorted_keys: np.ndarray, want: np.ndarray) -> np.ndarray:
+    return np.searchsorted(sorted_keys, want, "right") - np.searchsorted(sorted_keys, want, "left")
+
+
+def _lookup(uniq: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The position of each key in the sorted unique ``uniq``, -1 if absent."""
+    if len(uniq) == 0:
+        return np.full(len(keys), -1, np.int64)
+    pos = np.minimum(np.searchsorted(uniq, keys), len(uniq) - 1)
+    return np.where(uniq[pos] == keys, pos, -1)
+
+
+def find_flows(c: Side, udp_c: np.ndarray, local: np.ndarray, c_tuples: tuple[np.ndarray, np.ndarray],
+               udp_s: np.ndarray, s_tuples: tuple[np.ndarray, np.ndarray], partner: np.ndarray) -> Flows:
+    """The rule of the module docstring. ``local``: the client UDP rows a client host sent;
+    ``c_tuples`` / ``s_tuples``: every UDP row's 4-tuple key each way (forward, reverse);
+    ``partner``: for each client datagram (``udp_c[local]``), its copy at the server
+    (a position in ``udp_s``, -1)."""
+    fk_c, rk_c = c_tuples
+    fk_s, rk_s = s_tuples
+    none = Flows(0, np.full(len(udp_c), -1, np.int64), local.copy(), np.full(len(udp_s), -1, np.int64),
+                 np.zeros(len(udp_s), bool))
+    if len(udp_c) < 2 and len(udp_s) < 2:
+        return none
+    # a 4-tuple either way; its direction is its first datagram's at the client
+    uniq, first, inv = np.unique(np.minimum(fk_c, rk_c), return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    nt = len(uniq)
+    port = take(c.t["dport"], udp_c[first])
+    cand = local[first] & ~np.isin(port, np.array(REQREP_PORTS))
+    if not cand.any():  # request/reply only (a DNS-heavy run): nothing more to count
+        return none
+    fwd = fk_c[first]
+    out = fk_c == fwd[inv]
+    n_out = np.bincount(inv[out], minlength=nt)
+    n_back = np.bincount(inv[~out], minlength=nt)
+    # the server's side of each tuple: where its first datagram to arrive was seen
+    stup = np.zeros(nt, np.uint64)
+    has = np.zeros(nt, bool)
+    lp = np.flatnonzero(local)
+    paired = np.flatnonzero((partner >= 0) & out[lp])
+    if len(paired):
+        ut, fi = np.unique(inv[lp[paired]], return_index=True)
+        stup[ut] = fk_s[partner[paired[fi]]]
+        has[ut] = True
+    has &= cand
+    ask = np.flatnonzero(has)
+    s_in, s_back = np.zeros(nt, np.int64), np.zeros(nt, np.int64)
+    if len(ask):
+        want = np.sort(stup[ask])  # only the server rows on these tuples are sorted
+        s_in[ask] = _count(np.sort(fk_s[_lookup(want, fk_s) >= 0]), stup[ask])
+        s_back[ask] = _count(np.sort(rk_s[_lookup(want, rk_s) >= 0]), stup[ask])  # going back
+    most = np.maximum(np.maximum(n_out, n_back), np.maximum(s_in, s_back))
+    is_flow = cand & (most >= 2)
+    if not is_flow.any():
+        return none
+    # flows numbered by their first datagram at the client
+    idx = np.flatnonzero(is_flow)
+    idx = idx[np.argsort(first[idx], kind="stable")]
+    number = np.full(nt, -1, np.int64)
+    number[idx] = np.arange(len(idx))
+    c_flow = number[inv]
+    s_flow = np.full(len(udp_s), -1, np.int64)
+    s_out = np.zeros(len(udp_s), bool)
+    on = idx[has[idx]]
+    if len(on):
+        so = np.argsort(stup[on], kind="stable")
+        su, sn = stup[on][so], number[on][so]
+        keep = np.concatenate([[True], su[1:] != su[:-1]])  # a tuple two flows share: the first keeps it
+        su, sn = su[keep], sn[keep]
+        f_at, r_at = _lookup(su, fk_s), _lookup(su, rk_s)
+        s_flow = np.where(f_at >= 0, sn[np.maximum(f_at, 0)], np.where(r_at >= 0, sn[np.maximum(r_at, 0)], -1))
+        s_out = f_at >= 0
+    return Flows(len(idx), c_flow, out, s_flow, s_out)
+
+
+def _via(idx: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``idx[p]`` where ``p >= 0``, else -1."""
+    out = np.full(len(p), -1, np.int64)
+    m = p >= 0
+    out[m] = idx[p[m]]
+    return out
+
+
+def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c_back: int) -> tuple[str, str, tuple[str, ...]]:
+    """The outcome, its explanation and the points whose absence of packets it rests on."""
+    arrived = n_out - out_lost
+    if arrived == 0:
+        if c_back:
+            return ("answered-by-middlebox",
+                    f"the client got {plural(c_back, 'datagram')} on this flow, but none of its "
+                    f"{plural(n_out, 'datagram')} reached the server: something on the path answered in its place",
+                    ("server",))
+        return "lost-outbound", f"the client sent {plural(n_out, 'datagram')} on this flow; none reached the server", ("server",)
+    got = f"the server received {arrived} of the client's {plural(n_out, 'datagram')}"
+    if n_back == 0:
+        if c_back:
+            return ("answered-by-middlebox",
+                    f"{got} and sent nothing, yet the client got {plural(c_back, 'datagram')}: "
+                    "something on the path answered in its place", ("server",))
+        return "unanswered", f"{got} and sent nothing back", ("server",)
+    loss = []
+    if out_lost:
+        loss.append(f"{out_lost} of {n_out} datagrams from the client were lost on the way out")
+    if n_back == back_lost:
+        text = f"{got} and sent {plural(n_back, 'datagram')} back; none reached the client"
+        return "lost-return", "; ".join([text, *loss]), ("client",)
+    if back_lost:
+        loss.append(f"{back_lost} of {n_back} datagrams from the server were lost on the way back")
+    text = (f"the flow passed both ways: {arrived} of the client's {plural(n_out, 'datagram')} reached the server "
+            f"and {n_back - back_lost} of the server's {n_back} reached the client")
+    if stray:
+        loss.append(f"the client also got {plural(stray, 'datagram')} the server never sent")
+    return "delivered", "; ".join([text, *loss]), ()
+
+
+def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
+                ) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+    """One draft per flow, with the out and back delays of its matched datagrams (for the
+    clock offset)."""
+    c, s = ctx.client, ctx.server
+    cf = np.flatnonzero(fl.c_flow >= 0)
+    sf = np.flatnonzero(fl.s_flow >= 0)
+    crow, cfl, cout = udp_c[cf], fl.c_flow[cf], fl.c_out[cf]
+    srow, sfl, sout = udp_s[sf], fl.s_flow[sf], fl.s_out[sf]
+    ck, sk = combine(cfl, udp_key(c, crow), n=len(crow)), combine(sfl, udp_key(s, srow), n=len(srow))
+    cfr, sfr = c.frames(crow), s.frames(srow)
+    # each direction: the sender's datagrams paired with the receiver's (positions in cf / sf)
+    co, si = np.flatnonzero(cout), np.flatnonzero(sout)
+    so, ci = np.flatnonzero(~sout), np.flatnonzero(~cout)
+    p_out = pair_by_order(ck[co], cfr[co], sk[si], sfr[si])
+    p_back = pair_by_order(sk[so], sfr[so], ck[ci], cfr[ci])
+    out_to = _via(si, p_out)  # per co: its copy at the server (a position in sf), -1
+    back_to = _via(ci, p_back)  # per so: its copy at the client (in cf), -1
+    from_server = np.zeros(len(cf), bool)
+    from_server[back_to[back_to >= 0]] = True
+    n = fl.n
+    count = lambda sel, fl_of: np.bincount(fl_of[sel], minlength=n)  # noqa: E731
+    out_sent, out_lost = count(co, cfl), count(co[out_to < 0], cfl)
+    back_sent, back_lost = count(so, sfl), count(so[back_to < 0], sfl)
+    c_back = count(ci, cfl)
+    stray = count(ci[~from_server[ci]], cfl)
+    ts_c, ts_s = take(c.t["ts_ns"], crow).astype(np.int64), take(s.t["ts_ns"], srow).astype(np.int64)
+    m = out_to >= 0
+    out_d = ts_s[out_to[m]] - ts_c[co[m]]
+    m = back_to >= 0
+    back_d = ts_c[back_to[m]] - ts_s[so[m]]
+    # each point's rows by (flow, direction), in file order within: a flow's datagrams
+    # each way are one slice (positions in cf / sf)
+    c_ord, c_cut = _by_flow(cfl, ~cout, n)
+    s_ord, s_cut = _by_flow(sfl, ~sout, n)
+    copy_at_s = np.full(len(cf), -1, np.int64)
+    copy_at_s[co] = out_to
+    copy_at_c = np.full(len(sf), -1, np.int64)
+    copy_at_c[so] = back_to
+    # the per-flow loop reads Python lists: a flow is a few dozen datagrams
+    c_fr, s_fr = cfr[c_ord].tolist(), sfr[s_ord].tolist()
+    c_pos, s_pos = c_ord.tolist(), s_ord.tolist()
+    crow_l, srow_l = crow.tolist(), srow.tolist()
+    at_s, at_c = copy_at_s.tolist(), copy_at_c.tolist()
+    c_cut, s_cut = c_cut.tolist(), s_cut.tolist()
+    counts = np.stack([out_sent, out_lost, back_sent, back_lost, stray, c_back]).T.tolist()
+    ts_l = ts_c.tolist()
+    drafts = []
+    for f in range(n):
+        ca, cm, cb = c_cut[2 * f], c_cut[2 * f + 1], c_cut[2 * f + 2]  # out: [ca, cm), back: [cm, cb)
+        sa, sm, sb = s_cut[2 * f], s_cut[2 * f + 1], s_cut[2 * f + 2]
+        if cm == ca:
+            continue
+        mine, theirs = c_pos[ca:cm], c_pos[cm:cb]
+        s_sent = s_pos[sm:sb]
+        n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back = counts[f]
+        r0 = crow_l[mine[0]]
+        rec = c.t[r0]
+        outcome, words, absent = _words(n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back)
+        ts = [ts_l[i] for i in mine]
+        d = Draft("udp", c.addr_key1("dst", r0), min(ts), max(ts), int(rec["frame"]),
+                  endpoint(c.addrs[rec["src_i"]], int(rec["sport"])), endpoint(c.addrs[rec["dst_i"]], int(rec["dport"])),
+                  None, outcome, words, sb > sa)
+        d.absent_at = absent
+        d.datagrams = Datagrams(n_out, n_out_lost, n_back, n_back_lost)
+        d.frames[c.name] = c_fr[ca:cb]
+        if sb > sa:
+            d.frames[s.name] = s_fr[sa:sb]
+        arrived = [i for i in mine if at_s[i] >= 0]
+        ev = d.evidence
+        plain = outcome == "delivered"  # as a delivered request/reply: what arrived, each way
+        if not plain:
+            ev += ctx.ev(c, [r0], sent_note("datagram"), 1)
+        if arrived:
+            a0 = arrived[0]
+            s0 = srow_l[at_s[a0]]
+            d.seen_at_server_as = endpoint(s.addrs[s.t["src_i"][s0]], int(s.t["sport"][s0]))
+            d.changes += ip_changes(c.t[crow_l[a0]], s.t[s0], "out")
+            ev += ctx.ev(s, [s0], arrived_note("datagram"), 1)
+        if s_sent:
+            if not plain:
+                ev += ctx.ev(s, [srow_l[s_sent[0]]], sent_note("datagram"), 1)
+            back_ok = [i for i in s_sent if at_c[i] >= 0]
+            if back_ok:
+                b0 = back_ok[0]
+                d.changes += ip_changes(c.t[crow_l[at_c[b0]]], s.t[srow_l[b0]], "back")
+                ev += ctx.ev(c, [crow_l[at_c[b0]]], arrived_note("datagram"), 1)
+        if n_out_lost and arrived:  # all lost: the datagram sent says it already
+            ev += ctx.ev(c, [crow_l[i] for i in mine if at_s[i] < 0], "never reached the server", LOST_EACH)
+        if n_back_lost:
+            ev += ctx.ev(s, [srow_l[i] for i in s_sent if at_c[i] < 0], "never reached the client", LOST_EACH)
+        if n_stray:
+            odd = [crow_l[i] for i in theirs if not from_server[i]]
+            ev += ctx.ev(c, odd, "datagram the server never sent", 1)
+        drafts.append(d)
+    del c_fr, s_fr, c_pos, s_pos, crow_l, srow_l, at_s, at_c, ts_l
+    return drafts, [out_d], [back_d]
+
+
+def _by_flow(flow: np.ndarray, back: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions sorted by (flow, direction: out first), file order within; and where
+    each (flow, direction) starts (2n + 1 cuts)."""
+    key = flow * 2 + back
+    order = np.argsort(key, kind="stable")
+    cuts = np.searchsorted(key[order], np.arange(2 * n + 1))
+    return order, cuts
