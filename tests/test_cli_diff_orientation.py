@@ -27,8 +27,8 @@ def _rig(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(RIG), *args], capture_output=True, text=True, timeout=120)
 
 
-def _run(tmp_path, n_scanners: int = 0):
-    w = Path(port_map=lambda p: p + 1000)
+def _run(tmp_path, n_scanners: int = 0, t0_ns: int = Path.t0_ns):
+    w = Path(port_map=lambda p: p + 1000, t0_ns=t0_ns)
     tcp_delivered(w, 40000, 1000, 2000)
     for s in syn_only(w, 40001, 3000, copies=2):
         w.back(w.synack(s, 4000), arrive=False)
@@ -76,7 +76,11 @@ def test_busy_public_server_given_correctly_is_not_turned(tmp_path):
 
 def test_two_server_captures_cannot_be_told_apart(tmp_path):
     c, s = _run(tmp_path, 10)
-    r = _rig("diff", str(s), str(s))
+    # a second server capture of another run (the same file twice is refused before this
+    # check: rig.capture.checks)
+    (tmp_path / "other").mkdir()
+    _, s2 = _run(tmp_path / "other", 12, t0_ns=Path.t0_ns + 3_600_000_000_000)  # an hour later
+    r = _rig("diff", str(s), str(s2))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "cannot tell which capture is the client's" in r.stderr
     assert "Traceback" not in r.stderr
@@ -90,7 +94,9 @@ def test_server_addr_settles_it(tmp_path):
     assert r.returncode == 1
     d = json.loads(r.stdout)
     assert d["orientation"]["client"] == "client.pcap"
-    same = _rig("diff", str(s), str(s), "--json", "--server-addr", "198.51.100.10")
+    (tmp_path / "other").mkdir()
+    _, s2 = _run(tmp_path / "other", 0, t0_ns=Path.t0_ns + 3_600_000_000_000)  # another server capture
+    same = _rig("diff", str(s), str(s2), "--json", "--server-addr", "198.51.100.10")
     assert same.returncode != 2 and "orientation" not in json.loads(same.stdout)
 
 

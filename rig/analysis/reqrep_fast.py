@@ -140,5 +140,5 @@ class ReqRepBatch:
                 ch = o + b
             out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], "delivered",
                                 explanation, ch, () if light else (ev_s[i], ev_c[i]),
-                                () if light else ((cname, fc[i]), (sname, fs[i])), dgrams))
+                                () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams))
         return out
