@@ -6,9 +6,8 @@ each packet across the capture points and draws it as inline SVG. Nothing is fet
 over the network: no external CSS, JavaScript or fonts.
 """
 
-# outcomes, worst first: the order the report lists exchanges in, and the outcome that
-# names a run's protocol on the history timeline
-PROBLEM_FIRST = (
-    "lost-return", "lost-outbound", "answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole",
-    "unanswered", "refused", "incomplete", "delivered",
-)
+from rig.outcome import Outcome
+
+# outcomes, worst first (rig's one order, rig.outcome): the order the report lists
+# exchanges in, and the outcome that names a run's protocol on the history timeline
+PROBLEM_FIRST = tuple(Outcome)
