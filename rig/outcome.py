@@ -79,8 +79,8 @@ class Outcome(StrEnum):
         (a verdict written by a newer rig)."""
         o = cls.known(word)
         if o is None:
-            at = f" ({where})" if where else ""
-            raise InputError(f"unknown outcome {word!r}{at}: not a rig.verdict/1 outcome word "
+            at = f"{where}: " if where else ""
+            raise InputError(f"{at}outcome {word!r} is not a rig.verdict/1 outcome word this rig knows "
                              f"(written by a newer rig?)")
         return o
 
