@@ -16,6 +16,7 @@ report and the history timeline. No numpy here: ``rig --help`` imports this modu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Iterable
 
@@ -34,32 +35,34 @@ class Kind(StrEnum):
 class Outcome(StrEnum):
     """One exchange's outcome; declaration order is severity, worst first."""
 
-    kind: Kind
-    style: str  # rich style for the terminal table
-    colour: str  # CSS colour for the report's badge and the history cell
-
-    def __new__(cls, word: str, kind: Kind, style: str, colour: str) -> "Outcome":
-        obj = str.__new__(cls, word)
-        obj._value_ = word
-        obj.kind = kind
-        obj.style = style
-        obj.colour = colour
-        return obj
-
-    ANSWERED_BY_MIDDLEBOX = "answered-by-middlebox", Kind.PATH, "bold magenta", "#b35c00"
-    RESET_BY_MIDDLEBOX = "reset-by-middlebox", Kind.PATH, "bold magenta", "#ad1457"
-    MTU_BLACKHOLE = "mtu-blackhole", Kind.PATH, "bold red", "#8e24aa"
-    LOST_RETURN = "lost-return", Kind.PATH, "bold red", "#b71c1c"
-    LOST_OUTBOUND = "lost-outbound", Kind.PATH, "bold red", "#c62828"
-    UNANSWERED = "unanswered", Kind.SERVER, "yellow", "#e65100"
-    REFUSED = "refused", Kind.SERVER, "yellow", "#6d7a86"
-    INCOMPLETE = "incomplete", Kind.UNDECIDED, "dim", "#9aa5b1"
-    DELIVERED = "delivered", Kind.CLEAN, "green", "#2e7d32"
+    ANSWERED_BY_MIDDLEBOX = "answered-by-middlebox"
+    RESET_BY_MIDDLEBOX = "reset-by-middlebox"
+    MTU_BLACKHOLE = "mtu-blackhole"
+    LOST_RETURN = "lost-return"
+    LOST_OUTBOUND = "lost-outbound"
+    UNANSWERED = "unanswered"
+    REFUSED = "refused"
+    INCOMPLETE = "incomplete"
+    DELIVERED = "delivered"
 
     @property
     def severity(self) -> int:
         """0 for the worst outcome; a larger number is a milder one (``DELIVERED`` last)."""
         return _SEVERITY[self]
+
+    @property
+    def kind(self) -> Kind:
+        return _TRAITS[self].kind
+
+    @property
+    def style(self) -> str:
+        """The rich style of the word in the terminal table."""
+        return _TRAITS[self].style
+
+    @property
+    def colour(self) -> str:
+        """The CSS colour of the report's badge and of the history cell."""
+        return _TRAITS[self].colour
 
     @property
     def clean(self) -> bool:
@@ -84,6 +87,27 @@ class Outcome(StrEnum):
                              f"(written by a newer rig?)")
         return o
 
+
+@dataclass(frozen=True, slots=True)
+class _Traits:
+    kind: Kind
+    style: str  # rich
+    colour: str  # CSS
+
+
+_TRAITS = {
+    Outcome.ANSWERED_BY_MIDDLEBOX: _Traits(Kind.PATH, "bold magenta", "#b35c00"),
+    Outcome.RESET_BY_MIDDLEBOX: _Traits(Kind.PATH, "bold magenta", "#ad1457"),
+    Outcome.MTU_BLACKHOLE: _Traits(Kind.PATH, "bold red", "#8e24aa"),
+    Outcome.LOST_RETURN: _Traits(Kind.PATH, "bold red", "#b71c1c"),
+    Outcome.LOST_OUTBOUND: _Traits(Kind.PATH, "bold red", "#c62828"),
+    Outcome.UNANSWERED: _Traits(Kind.SERVER, "yellow", "#e65100"),
+    Outcome.REFUSED: _Traits(Kind.SERVER, "yellow", "#6d7a86"),
+    Outcome.INCOMPLETE: _Traits(Kind.UNDECIDED, "dim", "#9aa5b1"),
+    Outcome.DELIVERED: _Traits(Kind.CLEAN, "green", "#2e7d32"),
+}
+if set(_TRAITS) != set(Outcome):  # a member added without its traits: fail at import, not at first use
+    raise ImportError(f"rig.outcome: traits missing for {sorted(set(Outcome) - set(_TRAITS))}")
 
 _SEVERITY = {o: i for i, o in enumerate(Outcome)}
 UNKNOWN_COLOUR = "#5d4037"  # a word this rig does not know (a newer rig's): the history cell

@@ -30,7 +30,7 @@ class Draft:
     client: str
     server: str
     seen_at_server_as: str | None
-    outcome: Outcome
+    outcome: Outcome | str  # "" until the analysis decides
     explanation: str
     matched: bool  # the server capture saw the request
     changes: list[Change] | tuple[Change, ...] = field(default_factory=list)

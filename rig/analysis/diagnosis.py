@@ -131,7 +131,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(str(m) for m in mtus)} for larger packets")
     # a port-set NAT: connections fail on the way out while those that pass share few ports
-    if by.get("tcp", {}).get(Outcome.LOST_OUTBOUND):
+    if by.get("tcp", Counter())[Outcome.LOST_OUTBOUND]:
         tcp_seen = (exchanges.seen_at_server("tcp") if lazy else
                     [e.seen_at_server_as for e in exchanges if e.protocol == "tcp" and e.seen_at_server_as])
     else:

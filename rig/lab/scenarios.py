@@ -84,7 +84,7 @@ class Scenario:
         when the scenario says nothing about ICMP."""
         if self.big_pings is not None and size > self.big_pings.above:
             return self.big_pings.expected
-        return Expected(self.expect["icmp"]) if "icmp" in self.expect else None
+        return Expected(Outcome(self.expect["icmp"])) if "icmp" in self.expect else None
 
 
 _SYNACK = "tcp flags & (syn | ack) == syn | ack"
