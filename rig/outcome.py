@@ -11,7 +11,8 @@ an outcome a proxy or a forged reset explains comes before the losses it may cau
 
 Each member carries its ``kind`` (clean, a problem of the path, the server's own answer,
 or undecided), its ``style`` for the terminal (rich) and its ``colour`` for the HTML
-report and the history timeline. No numpy here: ``rig --help`` imports this module.
+report and the history timeline. No numpy here: ``rig lab scenarios`` and the other
+commands that analyse nothing import this module and must stay quick.
 """
 
 from __future__ import annotations
