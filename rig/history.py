@@ -30,13 +30,11 @@ from typing import Any, Mapping
 from rig.bundle.files import write_output
 from rig.bundle.manifest import MANIFEST, Manifest, ManifestError, check_header, upgrade
 from rig.errors import InputError, MissingToolError
-from rig.report import PROBLEM_FIRST  # worst first: the outcome that names a run's protocol cell
-COLORS = {
-    "delivered": "#2e7d32", "refused": "#6d7a86", "incomplete": "#9aa5b1", "unanswered": "#e65100",
-    "mtu-blackhole": "#8e24aa", "reset-by-middlebox": "#ad1457", "answered-by-middlebox": "#b35c00",
-    "lost-outbound": "#c62828", "lost-return": "#b71c1c", "ok": "#81c784", "failed": "#e57373",
-    "run failed": "#424242",
-}
+from rig.outcome import UNKNOWN_COLOUR, Outcome
+from rig.outcome import worst as _worst
+
+# a cell's colour: its outcome's (rig.outcome, worst first), a probe kind's, a failed run's
+COLORS = {**{str(o): o.colour for o in Outcome}, "ok": "#81c784", "failed": "#e57373", "run failed": "#424242"}
 FAILED_STATUSES = ("failed", "interrupted", "running", "unreadable")
 
 
@@ -71,8 +69,10 @@ def _unarchived_name(name: str) -> str:
 
 
 def worst(outcomes) -> str:
-    got = [o for o in outcomes if o]
-    return min(got, key=lambda o: PROBLEM_FIRST.index(o) if o in PROBLEM_FIRST else len(PROBLEM_FIRST)) if got else "incomplete"
+    """The outcome that names a protocol's cell (rig.outcome's order); a word this rig does
+    not know (a newer rig's) is kept as it is and ranks before ``delivered``."""
+    w = _worst(o if isinstance(o, str) else repr(o) for o in outcomes if o)
+    return Outcome.INCOMPLETE if w is None else w
 
 
 def _signature(verdict: Mapping[str, Any] | None) -> tuple | None:
@@ -274,7 +274,7 @@ def render_timeline_html(runs: list[Run], title: str = "rig history") -> str:
             if val is None:
                 continue
             svg.append(f'<rect x="{x + 2}" y="{y + 2}" width="{cw - 4}" height="{rh - 4}" rx="3" '
-                       f'fill="{COLORS.get(val, "#9aa5b1")}" class="cell" data-value="{e(val)}"/>')
+                       f'fill="{COLORS.get(val, UNKNOWN_COLOUR)}" class="cell" data-value="{e(val)}"/>')
         svg.append("</g>")
     if runs:
         svg.append(f'<text x="{left}" y="{height - 8}" class="ax">{e(runs[0].started[:16])}</text>')
@@ -285,6 +285,10 @@ def render_timeline_html(runs: list[Run], title: str = "rig history") -> str:
         f'<span class="lg"><i style="background:{c}"></i>{e("probe " + k if k in ("ok", "failed") else k)}</span>'
         for k, c in COLORS.items() if k not in ("ok", "failed") or kinds
     )
+    unknown = sorted({o for r in runs for o in r.outcomes.values() if o not in COLORS})
+    if unknown:  # words of a newer rig: drawn, in their own colour, never taken for a known outcome
+        legend += (f'<span class="lg"><i style="background:{UNKNOWN_COLOUR}"></i>'
+                   f'{e("outcome unknown to this rig: " + ", ".join(unknown))}</span>')
     items = []
     for r in runs:
         failed = r.status in FAILED_STATUSES

@@ -9,20 +9,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rig.outcome import Outcome
 from rig.verdict import Change, Exchange, NotSentProbe, Verdict
 
 MAX_ROWS = 200
-OUTCOME_STYLE = {
-    "delivered": "green",
-    "lost-outbound": "bold red",
-    "lost-return": "bold red",
-    "unanswered": "yellow",
-    "refused": "yellow",
-    "answered-by-middlebox": "bold magenta",
-    "reset-by-middlebox": "bold magenta",
-    "mtu-blackhole": "bold red",
-    "incomplete": "dim",
-}
 
 
 def change_text(ch: Change) -> str:
@@ -126,13 +116,14 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     # and the table reads neither evidence nor frames
     light = getattr(verdict.exchanges, "light", None)
     exchanges = list(light() if light is not None else verdict.exchanges)
-    rows = group_rows(exchanges)
+    # worst first, in rig's one order of outcomes (rig.outcome); within an outcome, as they came
+    rows = sorted(group_rows(exchanges), key=lambda r: Outcome(r.first.outcome).severity)
     shown = rows
     if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
-        shown = [r for r in rows if r.first.outcome != "delivered"][:MAX_ROWS]
+        shown = [r for r in rows if not Outcome(r.first.outcome).clean][:MAX_ROWS]
     for r in shown:
         e = r.first
-        outcome = Text(e.outcome, style=OUTCOME_STYLE.get(e.outcome, ""))
+        outcome = Text(e.outcome, style=Outcome(e.outcome).style)
         if narrow:
             where = f"{r.client} > {e.server}\n({r.seen_at_server_as})"
             table.add_row(r.ids, where, outcome, e.explanation)

@@ -16,21 +16,12 @@ from typing import Any, Iterator, Mapping, Protocol
 
 import numpy as np
 
-from rig.errors import InputError
+from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
+from rig.outcome import Outcome
 
 FORMAT = "rig.verdict/1"
 
-OUTCOMES = (
-    "delivered",
-    "lost-outbound",
-    "lost-return",
-    "unanswered",
-    "refused",
-    "answered-by-middlebox",
-    "reset-by-middlebox",
-    "mtu-blackhole",
-    "incomplete",
-)
+OUTCOMES = tuple(Outcome)  # the contract's outcome words, worst first (rig.outcome)
 PROTOCOLS = ("tcp", "udp", "icmp")
 CHANGE_FIELDS = (
     "ip.ttl",
@@ -139,7 +130,7 @@ class Exchange:
     client: str  # as seen at the client capture point
     server: str  # as the client addressed it
     seen_at_server_as: str | None  # the NAT mapping; None if never seen at the server
-    outcome: str  # one of OUTCOMES
+    outcome: Outcome
     explanation: str
     changes: tuple[Change, ...] = ()
     evidence: tuple[Evidence, ...] = ()
@@ -175,8 +166,8 @@ class Exchange:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Exchange":
         return cls(
-            d["id"], d["protocol"], d["client"], d["server"], d.get("seen_at_server_as"), d["outcome"],
-            d["explanation"],
+            d["id"], d["protocol"], d["client"], d["server"], d.get("seen_at_server_as"),
+            Outcome.parse(d["outcome"], f"exchange {d['id']}"), d["explanation"],
             tuple(Change.from_dict(c) for c in d.get("changes", ())),
             tuple(Evidence.from_dict(e) for e in d.get("evidence", ())),
             tuple((p, tuple(int(x) for x in f)) for p, f in (d.get("frames") or {}).items()),
@@ -301,7 +292,7 @@ class ExchangeList(Sequence):
         """(protocol, outcome) -> number of exchanges, without building any record."""
         n = Counter((e.protocol, e.outcome) for e in self.eager)
         for b, k in zip(*np.unique(self.src[self.src >= 0], return_counts=True)):
-            n[(self.batches[int(b)].protocol, "delivered")] += int(k)
+            n[(self.batches[int(b)].protocol, Outcome.DELIVERED)] += int(k)
         n = +n
         return n
 
@@ -370,13 +361,11 @@ class Verdict:
     orientation: Orientation | None = None  # set when the captures were analysed swapped
 
     def exit_code(self) -> int:
-        """0 when there are exchanges and every one was delivered, else 1 (DESIGN.md §2)."""
+        """0 when there are exchanges and every one is clean (delivered), else 1 (DESIGN.md §2)."""
         ex = self.exchanges
-        if isinstance(ex, ExchangeList):
-            ok = len(ex) > 0 and set(o for _, o in ex.counts()) == {"delivered"}
-        else:
-            ok = bool(ex) and all(e.outcome == "delivered" for e in ex)
-        return 0 if ok else 1
+        outcomes = {o for _, o in ex.counts()} if isinstance(ex, ExchangeList) else {e.outcome for e in ex}
+        ok = bool(outcomes) and all(Outcome(o).clean for o in outcomes)
+        return EXIT_CLEAN if ok else EXIT_PROBLEM
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

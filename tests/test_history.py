@@ -114,7 +114,10 @@ def test_a_protocol_not_probed_is_no_change(tmp_path):
 def test_worst_outcome_names_the_protocol():
     assert worst(["delivered", "unanswered", "lost-return", "lost-outbound"]) == "lost-return"
     assert worst(["delivered", "refused", None]) == "refused"
-    assert worst(["delivered", "a-new-outcome"]) == "delivered"  # a known outcome beats an unknown one
+    # a newer rig's word ranks as in the report: after every known problem, before delivered
+    # (a cell must not turn green over an exchange this rig cannot read)
+    assert worst(["delivered", "a-new-outcome"]) == "a-new-outcome"
+    assert worst(["a-new-outcome", "refused"]) == "refused"
     assert worst([None]) == "incomplete"
 
 

@@ -32,6 +32,7 @@ from rig.analysis.windows import CaptureWindow, PointWindow, point_window, vouch
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
+from rig.outcome import Outcome
 from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
@@ -179,11 +180,11 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
     for pos, j in zip(eager_at.tolist(), loc[eager_at].tolist()):
         d, kept[j] = kept[j], None
         n = int(num[pos])
-        if d.outcome != "delivered" and d.absent_at:
+        if d.outcome != Outcome.DELIVERED and d.absent_at:
             why = vouch(d, sides, wins) or in_gap(d, sides, offset)
             if why:
                 d.explanation = f"the {why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
-                d.outcome = "incomplete"
+                d.outcome = Outcome.INCOMPLETE
                 d.undecided_because = why
         fr = d.frames
         frames = tuple((p, with_copies(sorted(set(fr[p])), copies[p])) for p in point_order if p in fr)

@@ -12,6 +12,7 @@ import numpy as np
 
 from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
+from rig.outcome import Outcome
 from rig.verdict import Change, Datagrams, Evidence
 
 
@@ -29,7 +30,7 @@ class Draft:
     client: str
     server: str
     seen_at_server_as: str | None
-    outcome: str
+    outcome: Outcome | str  # "" until the analysis decides
     explanation: str
     matched: bool  # the server capture saw the request
     changes: list[Change] | tuple[Change, ...] = field(default_factory=list)

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from rig.outcome import Outcome
 from rig.verdict import CHANGE_FIELDS, Diagnosis, Exchange, ExchangeList, NotSentProbe
 
 _HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
@@ -17,14 +18,14 @@ NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
 
 _CLAUSE = {
-    "lost-return": "{p} replies are lost between the {a} and the {b}",
-    "lost-outbound": "{p} requests are lost between the {a} and the {b}",
-    "unanswered": "the server receives {p} requests but does not answer them",
-    "refused": "the server refuses {p}",
-    "answered-by-middlebox": "something between the client and the server answers {p} in the server's place (a proxy or cache)",
-    "reset-by-middlebox": "something on the path sends {p} resets or errors the server never sent",
-    "mtu-blackhole": "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed reaches the sender (a path MTU black hole)",
-    "incomplete": "the captures cannot decide {n} {p} exchanges",
+    Outcome.LOST_RETURN: "{p} replies are lost between the {a} and the {b}",
+    Outcome.LOST_OUTBOUND: "{p} requests are lost between the {a} and the {b}",
+    Outcome.UNANSWERED: "the server receives {p} requests but does not answer them",
+    Outcome.REFUSED: "the server refuses {p}",
+    Outcome.ANSWERED_BY_MIDDLEBOX: "something between the client and the server answers {p} in the server's place (a proxy or cache)",
+    Outcome.RESET_BY_MIDDLEBOX: "something on the path sends {p} resets or errors the server never sent",
+    Outcome.MTU_BLACKHOLE: "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed reaches the sender (a path MTU black hole)",
+    Outcome.INCOMPLETE: "the captures cannot decide {n} {p} exchanges",
 }
 # what a NAT (or the router before it) is expected to change: hop counts, IP and echo ids;
 # an MSS clamp is common enough to be named beside "clean" rather than instead of it
@@ -32,8 +33,8 @@ EXPECTED_CHANGES = frozenset({"ip.ttl", "ip.id", "icmp.id", "tcp.mss"})
 _CHANGED = {"ip.dscp": "DSCP", "ip.ecn": "ECN", "tcp.options": "TCP options", "tcp.wscale": "TCP window scale",
             "tcp.isn": "TCP sequence numbers", "payload": "payloads", "fragmented": "fragmentation"}
 _WAY = {"out": "on the way out", "back": "on the way back"}
-_SEVERITY = ("answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole", "lost-return", "lost-outbound",
-             "unanswered", "refused", "incomplete")
+# one clause per outcome that is not clean, worst first: rig's one order (rig.outcome)
+_SEVERITY = tuple(o for o in Outcome if not o.clean)
 
 
 def plural(n: int, word: str) -> str:
@@ -104,15 +105,14 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     if not exchanges:
         return Diagnosis("; ".join(["No exchange from the client toward the server was found in the client capture "
                                     "(no TCP SYN, ICMP echo request or UDP datagram)", *unsent]), {})
-    clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"}]
     if lazy:
         batched = pairs.get(("udp", "delivered"), 0) - sum(
             1 for e in exchanges.eager if e.protocol == "udp" and e.outcome == "delivered")
         lossy = _datagram_loss(exchanges.eager, batched)
     else:
         lossy = _datagram_loss(exchanges)
-    clean = [p for p in ORDER if p in by and set(by[p]) == {"delivered"} and not (p == "udp" and lossy)]
-    problems = [e for e in (exchanges.eager if lazy else exchanges) if e.outcome != "delivered"]
+    clean = [p for p in ORDER if p in by and all(Outcome(o).clean for o in by[p]) and not (p == "udp" and lossy)]
+    problems = [e for e in (exchanges.eager if lazy else exchanges) if not Outcome(e.outcome).clean]
     clauses: list[str] = []
     for outcome in _SEVERITY:
         protos = [p for p in ORDER if p in by and by[p].get(outcome)]
@@ -122,13 +122,13 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
         for p in protos:
             total, n = sum(by[p].values()) + n_unsent[p], by[p][outcome]
             parts.append(NAMES[p] if n == total else f"{NAMES[p]} ({n} of {total})")
-        if outcome == "incomplete":
+        if outcome is Outcome.INCOMPLETE:
             n = sum(by[p][outcome] for p in protos)
-            why = Counter(e.undecided_because for e in problems if e.outcome == "incomplete" and e.undecided_because)
+            why = Counter(e.undecided_because for e in problems if e.outcome == outcome and e.undecided_because)
             text = _CLAUSE[outcome].format(p="/".join(NAMES[p] for p in protos), n=n)
             clauses.append(f"{text} (the {why.most_common(1)[0][0]})" if why else text)
         else:
-            a, b = ("server", "client") if outcome == "lost-return" else ("client", "server")
+            a, b = ("server", "client") if outcome is Outcome.LOST_RETURN else ("client", "server")
             # with more capture points, the explanations name the hop; say it if they agree
             hops = {m.groups() if m else None for e in problems if e.outcome == outcome
                     for m in [_HOP.search(e.explanation)]}
@@ -157,7 +157,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     if mtus:
         clauses.append(f"a router reports a path MTU of {' / '.join(str(m) for m in mtus)} for larger packets")
     # a port-set NAT: connections fail on the way out while those that pass share few ports
-    if by.get("tcp", {}).get("lost-outbound"):
+    if by.get("tcp", Counter())[Outcome.LOST_OUTBOUND]:
         tcp_seen = (exchanges.seen_at_server("tcp") if lazy else
                     [e.seen_at_server_as for e in exchanges if e.protocol == "tcp" and e.seen_at_server_as])
     else:
@@ -175,9 +175,9 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     text = text[0].upper() + text[1:]
     failing = [p for p in ORDER if p in by and p not in clean]
     if clean and failing:
-        only = {o for p in failing for o in by[p] if o != "delivered"}
-        if only == {"lost-return"}:
+        only = {o for p in failing for o in by[p] if not Outcome(o).clean}
+        if only == {Outcome.LOST_RETURN}:
             text += " — a protocol-selective filter on the return path"
-        elif only == {"lost-outbound"}:
+        elif only == {Outcome.LOST_OUTBOUND}:
             text += " — a protocol-selective filter on the way out"
     return Diagnosis("; ".join([text, *unsent]), by_protocol)

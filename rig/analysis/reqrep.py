@@ -24,6 +24,7 @@ from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
 from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagrams, udp_key as _udp_key
 from rig.capture.table import FRAG_MF
+from rig.outcome import Outcome
 from rig.verdict import Evidence
 
 
@@ -72,12 +73,12 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         ev += ctx.ev(s, sreq, arrived_note(req), 2)
         if srep:
             if crep:
-                d.outcome = "delivered"
+                d.outcome = Outcome.DELIVERED
                 d.explanation = f"the {req} reached the server and its {rep} reached the client"
                 ev += ctx.ev(s, srep, sent_note(rep), 2)
                 ev += ctx.ev(c, crep, arrived_note(rep), 2)
             else:
-                d.outcome = "lost-return"
+                d.outcome = Outcome.LOST_RETURN
                 d.explanation = lost_return_words(req, rep, len(srep))
                 if ctx.extra:
                     d.explanation += "; " + lost_between(list(ctx.extra), set(reply_seen_at), "client")
@@ -92,51 +93,51 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         elif serr:
             ev += ctx.ev(s, serr, "ICMP error sent by the server", 2)
             if cerr:
-                d.outcome = "refused"
+                d.outcome = Outcome.REFUSED
                 d.explanation = f"the server answered the {req} with an ICMP error, and the client got it"
                 ev += ctx.ev(c, cerr, "ICMP error arrived", 2)
             else:
-                d.outcome = "lost-return"
+                d.outcome = Outcome.LOST_RETURN
                 d.explanation = f"the server answered the {req} with an ICMP error; it never reached the client"
                 d.absent_at = ("client",)
         elif crep:
-            d.outcome = "answered-by-middlebox"
+            d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
             d.explanation = (f"the server received the {req} and never answered, yet the client got "
                              f"{plural(len(crep), rep)}: something on the path answered in its place")
             ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
             d.absent_at = ("server",)
         elif cerr:
-            d.outcome = "reset-by-middlebox"
+            d.outcome = Outcome.RESET_BY_MIDDLEBOX
             d.explanation = f"the server received the {req} and sent nothing, yet the client got an ICMP error"
             ev += ctx.ev(c, cerr, "ICMP error the server never sent", 2)
             d.absent_at = ("server",)
         else:
-            d.outcome = "unanswered"
+            d.outcome = Outcome.UNANSWERED
             d.explanation = f"the server received {times(len(sreq), 'the ' + req)} and sent nothing back"
             d.absent_at = ("server",)
         return
     if srep:
-        d.outcome = "incomplete"
+        d.outcome = Outcome.INCOMPLETE
         d.explanation = (f"the server sent {plural(len(srep), rep)} to this {req}, but its capture does not "
                          f"show the {req} arriving")
         ev += ctx.ev(s, srep, f"{rep} sent", 2)
         return
     if crep:
-        d.outcome = "answered-by-middlebox"
+        d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
         d.explanation = (f"the client got {plural(len(crep), rep)}, but the server never saw the {req}: "
                          f"something on the path answered in its place")
         ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
     elif cerr and all(path_signal(c.t[r], c.addrs) for r in cerr):
-        d.outcome = "lost-outbound"
+        d.outcome = Outcome.LOST_OUTBOUND
         d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.addrs, c.cap.quoted_at(cerr[0]))}"
         d.path_mtu = frag_needed_mtu(c.t[cerr[0]], c.cap.quoted_at(cerr[0]))
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     elif cerr:
-        d.outcome = "reset-by-middlebox"
+        d.outcome = Outcome.RESET_BY_MIDDLEBOX
         d.explanation = f"the client got an ICMP error about the {req}, which the server never saw"
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     else:
-        d.outcome = "lost-outbound"
+        d.outcome = Outcome.LOST_OUTBOUND
         d.explanation = lost_outbound_words(req, n_req_c) + where
         if ctx.extra:
             saw = {n for n in ctx.extra if f"{n} saw it" in where}

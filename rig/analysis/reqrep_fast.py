@@ -16,6 +16,7 @@ from rig.analysis.context import Ctx, arrived_note, copy_note, with_copies
 from rig.analysis.sides import Part
 from rig.analysis.udpflow import DELIVERED
 from rig.analysis.summary import RowTexts, echo_text, udp_text
+from rig.outcome import Outcome
 from rig.verdict import Change, Evidence, Exchange
 
 IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
@@ -138,7 +139,7 @@ class ReqRepBatch:
                 ch = o + (echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]),) + b
             else:
                 ch = o + b
-            out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], "delivered",
+            out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
                                 explanation, ch, () if light else (ev_s[i], ev_c[i]),
                                 () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams))
         return out

@@ -21,6 +21,7 @@ from rig.analysis.keys import run_starts, sort_order, take
 from rig.analysis.reqrep_fast import IP_FIELDS, REQ_FIELDS, ROW_FIELDS, Rows, echo_id_change
 from rig.analysis.sides import Part
 from rig.analysis.udpflow import LOST_BACK, LOST_OUT
+from rig.outcome import Outcome
 from rig.verdict import Evidence
 
 WORDS = {"udp": ("datagram", "reply"), "icmp": ("echo request", "echo reply")}
@@ -108,7 +109,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
         words = lost_outbound_words(req, 1)
         for i in range(len(creq)):
             out.append(Draft(protocol, dst_key[i], ts[i], ts[i], cframe[i], client_ep[i], server_ep[i], None,
-                             "lost-outbound", words, False, [],
+                             Outcome.LOST_OUTBOUND, words, False, [],
                              [Evidence(c.name, cframe[i], sent[i] + NEVER_REACHED_SERVER)],
                              {c.name: [cframe[i]]}, ("server",), datagrams=LOST_OUT if udp else None))
         return out, np.zeros(0, np.int64)
@@ -125,7 +126,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
         if not udp and renamed[i]:
             ch.append(echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]))
         out.append(Draft(protocol, dst_key[i], ts[i], ts[i], cframe[i], client_ep[i], server_ep[i], seen[i],
-                         "lost-return", words, True, ch,
+                         Outcome.LOST_RETURN, words, True, ch,
                          [Evidence(c.name, cframe[i], sent[i]), Evidence(s.name, sframe[i], arrived[i]),
                           Evidence(s.name, pframe[i], lost[i])],
                          {c.name: [cframe[i]], s.name: [sframe[i], pframe[i]]}, ("client",),

@@ -22,6 +22,7 @@ from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
 from rig.capture.table import ACK, RST, SYN
+from rig.outcome import Outcome
 
 
 def error_index(side: Side) -> dict[int, list[int]]:
@@ -197,7 +198,7 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | Non
     if seen and not any(e.point in seen for e in d.evidence):
         d.evidence += _extra_evidence(ctx, seen)
     if undecided is not None:  # match.match_tcp could not tell which server connection this is
-        d.outcome, d.undecided_because, d.absent_at = "incomplete", undecided, ()
+        d.outcome, d.undecided_because, d.absent_at = Outcome.INCOMPLETE, undecided, ()
         d.explanation = f"{undecided}, so which of them this is, and where it died, cannot be decided"
     return d
 
@@ -231,25 +232,25 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
 
     if S is None:
         if len(C.synack):
-            d.outcome = "answered-by-middlebox"
+            d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
             d.explanation = (f"the client sent SYN and got {times(len(C.synack), 'SYN-ACK')}, but the server "
                              f"never saw this connection: something on the path answered in its place")
             ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
             d.absent_at = ("server",)
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
-            d.outcome = "lost-outbound"
+            d.outcome = Outcome.LOST_OUTBOUND
             d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, c.cap.quoted_at(errs_c[0]))}"
             d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], c.cap.quoted_at(errs_c[0]))
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
-            d.outcome = "reset-by-middlebox"
+            d.outcome = Outcome.RESET_BY_MIDDLEBOX
             what = f"{times(len(C.rst_rev), 'RST')}" if len(C.rst_rev) else "an ICMP error"
             d.explanation = f"the client sent SYN and got {what}, but the server never saw this connection"
             ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
             d.absent_at = ("server",)
         else:
-            d.outcome = "lost-outbound"
+            d.outcome = Outcome.LOST_OUTBOUND
             d.explanation = f"the client sent {times(n_syn, 'SYN')}; none reached the server{where}"
             if ctx.extra:
                 d.explanation += "; " + lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].syn)}, "server")
@@ -272,13 +273,13 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         ev += ctx.ev(s, S.synack, "SYN-ACK sent", limit=3)
         if not len(C.synack):
             if len(C.rst_rev):
-                d.outcome = "reset-by-middlebox"
+                d.outcome = Outcome.RESET_BY_MIDDLEBOX
                 d.explanation = (f"the server answered with SYN-ACK, but the client got "
                                  f"{times(len(C.rst_rev), 'a RST')} that the server never sent")
                 ev += ctx.ev(c, C.rst_rev, "RST the server never sent")
                 d.absent_at = ("server",)
             else:
-                d.outcome = "lost-return"
+                d.outcome = Outcome.LOST_RETURN
                 d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')}; "
                                  f"none reached the client{where}")
                 if ctx.extra:
@@ -295,22 +296,22 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     if len(S.rst_rev):
         ev += ctx.ev(s, S.rst_rev, "RST sent by the server", 2)
         if len(C.rst_rev):
-            d.outcome = "refused"
+            d.outcome = Outcome.REFUSED
             d.explanation = f"the server refused the connection with RST (port {int(syn_s['dport']) if syn_s is not None else '?'} closed)"
             ev += ctx.ev(c, C.rst_rev, "RST arrived", 2)
         else:
-            d.outcome = "lost-return"
+            d.outcome = Outcome.LOST_RETURN
             d.explanation = f"the server refused with {times(len(S.rst_rev), 'RST')}; none reached the client{where}"
             d.absent_at = ("client",)
         return d
     if errs_s:
         ev += ctx.ev(s, errs_s, "ICMP error sent by the server", 2)
         if errs_c:
-            d.outcome = "refused"
+            d.outcome = Outcome.REFUSED
             d.explanation = "the server refused the connection with an ICMP error, and the client got it"
             ev += ctx.ev(c, errs_c, "ICMP error arrived", 2)
         else:
-            d.outcome = "lost-return"
+            d.outcome = Outcome.LOST_RETURN
             d.explanation = "the server refused with an ICMP error; it never reached the client"
             d.absent_at = ("client",)
         return d
@@ -322,29 +323,29 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
                f"({d.seen_at_server_as}): the NAT reused a public port the server still held (TIME_WAIT)")
         ev += ctx.ev(s, stale_s, "ACK of the older connection", 2)
         if len(stale_c):
-            d.outcome = "refused"
+            d.outcome = Outcome.REFUSED
             d.explanation = why + ("; the client reset it" if len(C.rst_fwd) else "")
             ev += ctx.ev(c, stale_c, "ACK arrived", 1) + ctx.ev(c, C.rst_fwd, "the client resets", 1)
         else:
-            d.outcome = "lost-return"
+            d.outcome = Outcome.LOST_RETURN
             d.explanation = why + "; it never reached the client"
             d.absent_at = ("client",)
         return d
     # the server saw the SYN and sent nothing
     if len(C.synack):
-        d.outcome = "answered-by-middlebox"
+        d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
         d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and never answered, yet the client "
                          f"got SYN-ACK: something on the path answered in its place")
         ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
         d.absent_at = ("server",)
     elif len(C.rst_rev) or errs_c:
-        d.outcome = "reset-by-middlebox"
+        d.outcome = Outcome.RESET_BY_MIDDLEBOX
         d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and sent nothing, yet the client "
                          f"got {'RST' if len(C.rst_rev) else 'an ICMP error'}")
         ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
         d.absent_at = ("server",)
     else:
-        d.outcome = "unanswered"
+        d.outcome = Outcome.UNANSWERED
         d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and sent nothing back "
                          f"(no listener behind a dropping firewall, or the server's own firewall)")
         d.absent_at = ("server",)
@@ -368,7 +369,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
                 d.changes += data_changes(at_c, at_s, direction)
     rst_extra = len(C.rst_rev) - len(S.rst_rev)
     if rst_extra > 0:
-        d.outcome = "reset-by-middlebox"
+        d.outcome = Outcome.RESET_BY_MIDDLEBOX
         d.explanation = (f"the connection was set up, then the client got {plural(len(C.rst_rev), 'RST')} "
                          f"while the server sent {len(S.rst_rev)}: something on the path reset it")
         ev += ctx.ev(c, C.rst_rev, "RST arrived")
@@ -377,7 +378,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     s_end = int(sc.data_end_rev[S.ci])
     c_got = int(cc.data_end_rev[C.ci])
     if c_got > max(s_end, 1):
-        d.outcome = "answered-by-middlebox"
+        d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
         d.explanation = (f"the client received {c_got - max(s_end, 1)} bytes of reply beyond what the server sent: "
                          f"something on the path answered in its place")
         ev += ctx.ev(c, C.rows[C.data_rev], "reply data", 3)
@@ -406,14 +407,14 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         small_passed = max(look.passed_eff, default=0)
         ev += ctx.ev(snd.side, look.missing_rows, f"never reached the {receiver} (last seen here)", LOST_EVIDENCE)
         if big and min(look.missing_eff) > small_passed and look.retransmissions > 0 and not frag:
-            d.outcome = "mtu-blackhole"
+            d.outcome = Outcome.MTU_BLACKHOLE
             d.explanation = (
                 f"the handshake{' and ' + plural(len(look.passed_eff), 'smaller segment') if look.passed_eff else ''} "
                 f"passed; {plural(len(look.missing), 'segment')} of up to {max(look.missing_eff)} bytes from the "
                 f"{sender} never reached the {receiver} ({plural(look.retransmissions, 'retransmission')}), "
                 f"and no ICMP frag-needed reached the {sender}")
         else:
-            d.outcome = "lost-outbound" if direction == "out" else "lost-return"
+            d.outcome = Outcome.LOST_OUTBOUND if direction == "out" else Outcome.LOST_RETURN
             extra = ""
             if frag:
                 extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
@@ -423,7 +424,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
                              f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
         d.absent_at = (receiver,)
         return
-    d.outcome = "delivered"
+    d.outcome = Outcome.DELIVERED
     got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
     got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
     d.explanation = delivered_text(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),

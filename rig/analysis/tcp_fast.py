@@ -18,6 +18,7 @@ from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes
 from rig.analysis.context import Ctx, copy_note as _copy_note, with_copies as _with_copies
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_flags
+from rig.outcome import Outcome
 from rig.verdict import Evidence, Exchange
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
@@ -186,12 +187,12 @@ class TcpBatch:
             if text is None:  # many connections carry the same sizes: one string for all of them
                 text = texts[key] = delivered_text(*key)
             if light:
-                out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered",
+                out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
                                     text, ch, (), ()))
                 continue
             frames = ((cname, _with_copies(self.c_frames[c_lo[j]:c_hi[j]].tolist(), self.c_copies)),
                       (sname, _with_copies(self.s_frames[s_lo[j]:s_hi[j]].tolist(), self.s_copies)))
-            out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], "delivered", text,
+            out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
                                 ch, (Evidence(cname, c_fr[j], _copy_note(ev_c[j], c_fr[j], self.c_copies)),
                                      Evidence(sname, s_fr[j], _copy_note(ev_s[j], s_fr[j], self.s_copies))), frames))
         return out

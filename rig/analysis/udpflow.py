@@ -35,6 +35,7 @@ from rig.analysis.keys import combine, take
 from rig.analysis.match import pair_by_order
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint
+from rig.outcome import Outcome
 from rig.verdict import Datagrams
 
 # the server ports of protocols that are one request and one reply
@@ -162,31 +163,31 @@ def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c
     arrived = n_out - out_lost
     if arrived == 0:
         if c_back:
-            return ("answered-by-middlebox",
+            return (Outcome.ANSWERED_BY_MIDDLEBOX,
                     f"the client got {plural(c_back, 'datagram')} on this flow, but none of its "
                     f"{plural(n_out, 'datagram')} reached the server: something on the path answered in its place",
                     ("server",))
-        return "lost-outbound", f"the client sent {plural(n_out, 'datagram')} on this flow; none reached the server", ("server",)
+        return Outcome.LOST_OUTBOUND, f"the client sent {plural(n_out, 'datagram')} on this flow; none reached the server", ("server",)
     got = f"the server received {arrived} of the client's {plural(n_out, 'datagram')}"
     if n_back == 0:
         if c_back:
-            return ("answered-by-middlebox",
+            return (Outcome.ANSWERED_BY_MIDDLEBOX,
                     f"{got} and sent nothing, yet the client got {plural(c_back, 'datagram')}: "
                     "something on the path answered in its place", ("server",))
-        return "unanswered", f"{got} and sent nothing back", ("server",)
+        return Outcome.UNANSWERED, f"{got} and sent nothing back", ("server",)
     loss = []
     if out_lost:
         loss.append(f"{out_lost} of {n_out} datagrams from the client were lost on the way out")
     if n_back == back_lost:
         text = f"{got} and sent {plural(n_back, 'datagram')} back; none reached the client"
-        return "lost-return", "; ".join([text, *loss]), ("client",)
+        return Outcome.LOST_RETURN, "; ".join([text, *loss]), ("client",)
     if back_lost:
         loss.append(f"{back_lost} of {n_back} datagrams from the server were lost on the way back")
     text = (f"the flow passed both ways: {arrived} of the client's {plural(n_out, 'datagram')} reached the server "
             f"and {n_back - back_lost} of the server's {n_back} reached the client")
     if stray:
         loss.append(f"the client also got {plural(stray, 'datagram')} the server never sent")
-    return "delivered", "; ".join([text, *loss]), ()
+    return Outcome.DELIVERED, "; ".join([text, *loss]), ()
 
 
 def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
@@ -259,7 +260,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             d.frames[s.name] = s_fr[sa:sb]
         arrived = [i for i in mine if at_s[i] >= 0]
         ev = d.evidence
-        plain = outcome == "delivered"  # as a delivered request/reply: what arrived, each way
+        plain = outcome == Outcome.DELIVERED  # as a delivered request/reply: what arrived, each way
         if not plain:
             ev += ctx.ev(c, [r0], sent_note("datagram"), 1)
         if arrived:

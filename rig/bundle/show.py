@@ -8,9 +8,10 @@ from typing import Any, Mapping
 
 from rig import __version__
 from rig.bundle.files import write_output
-from rig.bundle.manifest import BUNDLE_VERSION
+from rig.bundle.manifest import BUNDLE_VERSION, VERDICT
 from rig.bundle.reader import Bundle, open_bundle
 from rig.errors import InputError
+from rig.outcome import Outcome
 
 
 def reanalyse(b: Bundle):
@@ -54,6 +55,14 @@ def reanalyse(b: Bundle):
     return with_probes(verdict, not_sent_in_records(b.probes))  # the probes no capture can show
 
 
+def check_outcomes(b: Bundle) -> None:
+    """Refuse a recorded verdict whose outcome words this rig does not know (a newer rig's):
+    its verdict cannot be compared with this rig's, and saying "it differs" would hide why."""
+    for e in (b.verdict or {}).get("exchanges") or ():
+        if isinstance(e, Mapping):
+            Outcome.parse(e.get("outcome"), f"{b.source}: {VERDICT}, exchange {e.get('id')}")
+
+
 def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
     """What must be equal for two verdicts to say the same thing: outcomes per exchange."""
     if not verdict:
@@ -70,6 +79,7 @@ def cli_show(args) -> int:
             print(f"rig: {w}", file=sys.stderr)
         if b.status == "running":
             print(f"rig: {b.source}: the run never finished (killed?); showing what it left", file=sys.stderr)
+        check_outcomes(b)
         verdict = reanalyse(b)
         vd = verdict.to_dict()
         if b.verdict is not None and outcome_signature(b.verdict) != outcome_signature(vd):

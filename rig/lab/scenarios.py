@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from rig.errors import UsageError
+from rig.outcome import Outcome
 
 # chains of the per-node ``table ip rig`` (see rig.lab.build.base_ruleset)
 CHAINS = ("prerouting", "postrouting", "mangle", "forward", "input", "output")
@@ -52,7 +53,7 @@ class Expected:
     None, that the probe is never sent because it is larger than the client's own
     interface MTU ``local_mtu`` (it is in the verdict's ``not_sent``, in no exchange)."""
 
-    outcome: str | None
+    outcome: Outcome | None
     path_mtu: int | None = None
     local_mtu: int | None = None
 
@@ -69,7 +70,7 @@ class BigPings:
 class Scenario:
     name: str
     description: str
-    expect: Mapping[str, str] = field(default_factory=dict)  # "tcp" -> outcome, "change" -> field
+    expect: Mapping[str, str] = field(default_factory=dict)  # "tcp" -> Outcome, "change" -> field
     rules: tuple[NftRule, ...] = ()
     mtu: tuple[MtuChange, ...] = ()
     masquerade: Mapping[str, str] = field(default_factory=dict)  # node -> masquerade options
@@ -83,7 +84,7 @@ class Scenario:
         when the scenario says nothing about ICMP."""
         if self.big_pings is not None and size > self.big_pings.above:
             return self.big_pings.expected
-        return Expected(self.expect["icmp"]) if "icmp" in self.expect else None
+        return Expected(Outcome(self.expect["icmp"])) if "icmp" in self.expect else None
 
 
 _SYNACK = "tcp flags & (syn | ack) == syn | ack"
@@ -95,28 +96,28 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "healthy",
             "no fault: every probe is delivered",
-            expect={"tcp": "delivered", "icmp": "delivered", "udp": "delivered"},
+            expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
         ),
         Scenario(
             "seed",
             "the seed: hgw drops TCP SYN-ACKs coming from the Internet; ping works",
-            expect={"tcp": "lost-return", "icmp": "delivered"},
+            expect={"tcp": Outcome.LOST_RETURN, "icmp": Outcome.DELIVERED},
             rules=(NftRule("hgw", "forward", f'iifname "wan" tcp sport != 22 {_SYNACK} drop'),),
         ),
         Scenario(
             "outbound-drop",
             "hgw drops the client's TCP SYNs to the server on the way out",
-            expect={"tcp": "lost-outbound", "icmp": "delivered"},
+            expect={"tcp": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
             rules=(NftRule("hgw", "forward", f'iifname "lan" ip daddr 198.51.100.10 tcp dport != 22 {_SYN} drop'),),
         ),
         Scenario(
             "mtu-blackhole",
             f"PPPoE-like MTU {PPPOE_MTU} between hgw and inet, inet drops ICMP frag-needed: large TCP replies stall; "
             f"DF pings above {PPPOE_MTU} get the hgw's own frag-needed",
-            expect={"tcp": "mtu-blackhole", "icmp": "delivered"},
+            expect={"tcp": Outcome.MTU_BLACKHOLE, "icmp": Outcome.DELIVERED},
             # the way out: the hgw, in front of the small link, answers frag-needed itself,
             # and nothing on the way back to the client drops it
-            big_pings=BigPings(PPPOE_MTU, Expected("lost-outbound", path_mtu=PPPOE_MTU)),
+            big_pings=BigPings(PPPOE_MTU, Expected(Outcome.LOST_OUTBOUND, path_mtu=PPPOE_MTU)),
             mtu=(MtuChange("hgw", "wan", PPPOE_MTU),),
             rules=(
                 NftRule("inet", "output", "icmp type destination-unreachable icmp code frag-needed drop"),
@@ -130,58 +131,58 @@ SCENARIOS: dict[str, Scenario] = {
             "local-mtu",
             f"the client's own link has MTU {PPPOE_MTU} (a PPPoE or tunnel interface on the user's machine): "
             f"DF pings above it cannot leave the client; everything sent is delivered",
-            expect={"tcp": "delivered", "icmp": "delivered", "udp": "delivered"},
+            expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
             big_pings=BigPings(PPPOE_MTU, Expected(None, local_mtu=PPPOE_MTU)),
             mtu=(MtuChange("client", "eth0", PPPOE_MTU),),
         ),
         Scenario(
             "mss-clamp",
             "hgw clamps the MSS of SYNs to 1414 (NTT Flets PPPoE); everything still delivered",
-            expect={"tcp": "delivered", "change": "tcp.mss"},
+            expect={"tcp": Outcome.DELIVERED, "change": "tcp.mss"},
             rules=(NftRule("hgw", "mangle",
                            "tcp flags syn tcp option maxseg size > 1414 tcp option maxseg size set 1414"),),
         ),
         Scenario(
             "transparent-proxy",
             "hgw redirects tcp/80 to its own HTTP server: the client gets 200, the server sees nothing",
-            expect={"tcp": "answered-by-middlebox"},
+            expect={"tcp": Outcome.ANSWERED_BY_MIDDLEBOX},
             rules=(NftRule("hgw", "prerouting", f'iifname "lan" tcp dport 80 redirect to :{PROXY_PORT}'),),
             proxy=True,
         ),
         Scenario(
             "rst-inject",
             "hgw answers the client's SYN to port 80 with a RST; the server never sees it",
-            expect={"tcp": "reset-by-middlebox"},
+            expect={"tcp": Outcome.RESET_BY_MIDDLEBOX},
             rules=(NftRule("hgw", "forward", f'iifname "lan" tcp dport 80 {_SYN} reject with tcp reset'),),
         ),
         Scenario(
             "edge-filter-icmp",
             "inet drops ICMP toward the server before it arrives (like Azure's NSG)",
-            expect={"icmp": "lost-outbound", "tcp": "delivered"},
+            expect={"icmp": Outcome.LOST_OUTBOUND, "tcp": Outcome.DELIVERED},
             rules=(NftRule("inet", "forward", 'oifname "srv" ip protocol icmp drop'),),
         ),
         Scenario(
             "host-firewall-icmp",
             "the server's own firewall drops ICMP echo requests on input",
-            expect={"icmp": "unanswered", "tcp": "delivered"},
+            expect={"icmp": Outcome.UNANSWERED, "tcp": Outcome.DELIVERED},
             rules=(NftRule("server", "input", "icmp type echo-request drop"),),
         ),
         Scenario(
             "no-listener",
             "nothing listens on tcp/80 (Apache is on 8080): the server's kernel answers RST",
-            expect={"tcp": "refused", "icmp": "delivered"},
+            expect={"tcp": Outcome.REFUSED, "icmp": Outcome.DELIVERED},
             http_port=8080,
         ),
         Scenario(
             "port-set",
             "hgw NATs into a MAP-E-like set of 16 source ports: a larger burst fails",
-            expect={"burst": "lost-outbound", "icmp": "delivered"},
+            expect={"burst": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
             port_set={"hgw": PORT_SET},
         ),
         Scenario(
             "fully-random",
             "router and hgw masquerade with fully-random: ports and echo ids rewritten, all delivered",
-            expect={"tcp": "delivered", "icmp": "delivered", "udp": "delivered"},
+            expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
             masquerade={"router": "fully-random", "hgw": "fully-random"},
         ),
     )

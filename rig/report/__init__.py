@@ -5,10 +5,3 @@ probe's own view beside it, what the path changed, the run's facts); ``ladder`` 
 each packet across the capture points and draws it as inline SVG. Nothing is fetched
 over the network: no external CSS, JavaScript or fonts.
 """
-
-# outcomes, worst first: the order the report lists exchanges in, and the outcome that
-# names a run's protocol on the history timeline
-PROBLEM_FIRST = (
-    "lost-return", "lost-outbound", "answered-by-middlebox", "reset-by-middlebox", "mtu-blackhole",
-    "unanswered", "refused", "incomplete", "delivered",
-)

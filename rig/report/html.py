@@ -17,21 +17,18 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rig.report import PROBLEM_FIRST
+from rig.outcome import Outcome, rank
 from rig.report.ladder import build_ladder, ladder_svg
 
-_RANK = {o: i for i, o in enumerate(PROBLEM_FIRST)}
-_UNKNOWN_RANK = _RANK["delivered"] - 0.5  # an outcome this rig does not know: before the delivered ones
-GOOD = {"delivered"}
 SHOW_PER_OUTCOME = 4  # exchanges drawn open per outcome; the rest fold under <details>
 
 
 def _exchange_order(x: Mapping[str, Any]) -> tuple:
     ident = str(x.get("id", ""))
     proto, _, num = ident.rpartition("-")
-    return (_RANK.get(x.get("outcome"), _UNKNOWN_RANK), proto, int(num) if num.isdigit() else 0, ident)
+    # worst first (rig.outcome); an outcome this rig does not know comes before the delivered ones
+    return (rank(x.get("outcome")), proto, int(num) if num.isdigit() else 0, ident)
 
-NEUTRAL = {"refused", "incomplete"}
 
 CSS = """
 :root{--fg:#1b1f24;--muted:#5b6570;--bad:#c62828;--good:#2e7d32;--warn:#b35c00;--line:#d0d7de;--bg:#fff;--card:#f6f8fa}
@@ -47,8 +44,7 @@ h3{font-size:1rem;margin:0 0 .3rem;word-break:break-word}
 .muted{color:var(--muted)}
 .meta{color:var(--muted);font-size:.85rem;margin:.3rem 0 0}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;font-weight:600;color:#fff;background:var(--bad);vertical-align:middle}
-.badge.delivered{background:var(--good)}
-.badge.refused,.badge.incomplete{background:var(--muted)}
+""" + "".join(f".badge.{o}{{background:{o.colour}}}\n" for o in Outcome) + """\
 section.ex{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.7rem;margin:.8rem 0;break-inside:avoid;page-break-inside:avoid}
 .cols{display:flex;flex-wrap:wrap;gap:.8rem}
 .cols>.draw{flex:3 1 380px;min-width:0}
@@ -293,7 +289,7 @@ def render_report(
         c["name"]: c["clock_offset_s"] for c in verdict.get("capture_points", ()) if c.get("clock_offset_s") is not None
     }
     drops = {c["name"]: c.get("kernel_drops") for c in verdict.get("capture_points", ())}
-    clean = bool(exchanges) and all(x.get("outcome") == "delivered" for x in exchanges)
+    clean = bool(exchanges) and all(getattr(Outcome.known(x.get("outcome")), "clean", False) for x in exchanges)
     dcls = "clean" if clean else ("failed" if status in ("failed", "interrupted") and not exchanges else "")
     summary = diag.get("summary") or (
         f"The run {status}: {manifest.get('error')}" if status in ("failed", "interrupted") else "No verdict."
