@@ -169,15 +169,24 @@ def test_unregistered_provider_says_what_to_ask_for(tmp_path, rtype, namespace):
     assert "ask an administrator" in str(err)
 
 
-def test_unregistered_devtestlab_only_costs_the_auto_shutdown(tmp_path):
+def test_unregistered_devtestlab_ends_the_run_and_says_what_to_ask_for(tmp_path):
+    """No auto-shutdown schedule is no disposable VM: the run ends (exit 3), the group goes."""
     arm = FakeARM()
     e = errors()["MissingSubscriptionRegistration"]
     arm.inject("schedules", body=e["body"], status=e["status"])
+    err = refused(arm, tmp_path)
+    assert err.exit_code == 3 and "az provider register --namespace Microsoft.DevTestLab" in str(err)
+    assert "ask an administrator" in str(err)
+
+
+def test_a_transient_schedule_failure_only_costs_the_auto_shutdown(tmp_path):
+    arm = FakeARM()
+    arm.inject("schedules", body={"error": {"code": "InternalServerError", "message": "try again"}}, status=500)
     b = backend(arm)
     rig = provision(b, tmp_path)
     assert rig.facts["auto_shutdown"] == "false" and arm.group_exists(rig.run_id)
     [warning] = [line for line in b.logs if line.startswith("warning: no auto-shutdown")]
-    assert "az provider register --namespace Microsoft.DevTestLab" in warning and "rig gc" in warning
+    assert "InternalServerError" in warning and "rig gc" in warning
 
 
 # -- preflight: the rules in effect --------------------------------------------------------------

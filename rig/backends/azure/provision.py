@@ -252,8 +252,14 @@ class Provisioner:
 
     # -- cost bound ---------------------------------------------------------------------
     def _auto_shutdown(self) -> bool:
-        """DevTestLab schedule shutdown-computevm-<vm> at expires-at (UTC). Best effort:
-        the expires-at tag and 'rig gc' still bound the cost if it cannot be made."""
+        """DevTestLab schedule shutdown-computevm-<vm> at expires-at (UTC).
+
+        A refusal the subscription brings (Microsoft.DevTestLab not registered and the role
+        may not register it, a policy, a missing permission) ends the run like any other
+        refusal: one line naming what to ask an administrator for, exit 3, the group
+        deleted. A disposable VM without its stop time is not what rig promises, and the
+        user can ask for the registration once. Any other failure of the schedule (a
+        transient error) is a warning: the expires-at tag and 'rig gc' still bound the cost."""
         from azure.mgmt.resource.resources.models import GenericResource
 
         p, sub, rg = self.plan, self.c.subscription_id, self.plan.resource_group
@@ -271,11 +277,10 @@ class Provisioner:
         except E.ProvisionTimeout:
             raise
         except Exception as exc:  # noqa: BLE001 - reported, and the tag still bounds the cost
-            code, message = E.code_and_message(exc)
             if E.kind_of(exc) in (E.REGISTRATION, E.POLICY, E.PERMISSION):
-                why = str(E.to_rig_error(exc, "creating the auto-shutdown schedule"))  # what to ask for
-            else:
-                why = f"{code or type(exc).__name__}: {message[:100]}"
+                raise E.to_rig_error(exc, "creating the auto-shutdown schedule") from exc  # what to ask for
+            code, message = E.code_and_message(exc)
+            why = f"{code or type(exc).__name__}: {message[:100]}"
             self.log(f"warning: no auto-shutdown schedule ({why}); the expires-at tag and 'rig gc' still apply")
             return False
 
