@@ -15,14 +15,13 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, quoted_at, quoted_one, times
 from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp_fast import TcpBatch, delivered_drafts, delivered_mask, delivered_text
 from rig.capture.table import ACK, RST, SYN
-from rig.verdict import Change, Evidence
 
 
 def error_index(side: Side) -> dict[int, list[int]]:
@@ -144,28 +143,6 @@ def _same_copy(sender: _Conn, rows: np.ndarray, arrived: np.void) -> np.void:
     return t[rows[0]]
 
 
-def _quoted(side: Side, rows: np.ndarray | list[int] | int) -> np.ndarray:
-    """``side``'s ``quoted_at`` records of ``rows`` (a side without a capture has no rows)."""
-    if side.cap is None:
-        raise ValueError(f"rows asked of {side.name}, which has no capture")
-    return side.cap.quoted_at(rows)
-
-
-def _quoted_one(side: Side, row: int) -> np.void:
-    """The ``quoted_at`` record of one row."""
-    q = _quoted(side, row)
-    assert isinstance(q, np.void), "one int: one record"
-    return q
-
-
-def _lists(d: Draft) -> tuple[list[Change], list[Evidence]]:
-    """The changes and evidence of a draft this module made: lists it extends in place (the
-    fast paths' drafts hold their final tuples)."""
-    if not isinstance(d.changes, list) or not isinstance(d.evidence, list):
-        raise TypeError("a TCP draft's changes and evidence are lists")
-    return d.changes, d.evidence
-
-
 def _frag_needed(side: Side, conn: _Conn) -> list[int]:
     """ICMP frag-needed / packet-too-big at ``side`` about this connection's packets."""
     if len(side.errors) == 0:
@@ -175,7 +152,7 @@ def _frag_needed(side: Side, conn: _Conn) -> list[int]:
         (t["proto"] == 58) & (t["icmp_type"] == 2))
     first = side.t[conn.rows[0]]
     ports = {(int(first["sport"]), int(first["dport"])), (int(first["dport"]), int(first["sport"]))}
-    q = _quoted(side, side.errors)
+    q = quoted_at(side, side.errors)
     ok = [int(r) for r, b, qs, qd, qp in zip(side.errors, big, q["q_sport"], q["q_dport"], q["q_proto"])
           if b and int(qp) == 6 and (int(qs), int(qd)) in ports]
     return ok
@@ -218,7 +195,7 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | Non
     seen: dict = {}
     d = _one_inner(ctx, ci, si, c_err, s_err, extra_m, seen)
     if seen and not any(e.point in seen for e in d.evidence):
-        _lists(d)[1].extend(_extra_evidence(ctx, seen))
+        d.lists()[1].extend(_extra_evidence(ctx, seen))
     if undecided is not None:  # match.match_tcp could not tell which server connection this is
         d.outcome, d.undecided_because, d.absent_at = "incomplete", undecided, ()
         d.explanation = f"{undecided}, so which of them this is, and where it died, cannot be decided"
@@ -249,7 +226,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     errs_s = s_err.get(combine1(6, S.isn_c), []) if S is not None else []
     ctx.add_frames(d, s, errs_s)
     n_syn = len(C.syn)
-    changes, ev = _lists(d)
+    changes, ev = d.lists()
     ev += ctx.ev(c, C.syn, "SYN sent" if n_syn == 1 else "SYN sent (with retransmissions)", limit=3)
     where, seen = _extra_note(ctx, d, ci, extra_m)
     seen_out.update(seen)
@@ -263,8 +240,8 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             d.absent_at = ("server",)
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
             d.outcome = "lost-outbound"
-            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, _quoted_one(c, errs_c[0]))}"
-            d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], _quoted_one(c, errs_c[0]))
+            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, quoted_one(c, errs_c[0]))}"
+            d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], quoted_one(c, errs_c[0]))
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
@@ -379,7 +356,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
 def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
-    changes, ev = _lists(d)
+    changes, ev = d.lists()
     # payload, DSCP and ECN as both points saw the first data segment of each direction
     for snd, rcv, fwd, direction in ((C, S, True, "out"), (S, C, False, "back")):
         sp = snd.data_fwd if fwd else snd.data_rev
@@ -443,7 +420,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if frag:
                 extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
                 ev += ctx.ev(snd.side, frag, "frag-needed", 2)
-                d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], _quoted_one(snd.side, frag[0]))
+                d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], quoted_one(snd.side, frag[0]))
             d.explanation = (f"the handshake completed; {plural(len(look.missing), 'data segment')} "
                              f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
         d.absent_at = (receiver,)
