@@ -23,10 +23,13 @@ demo: system venv
 test: system venv
 	$(PY) -m pytest -q
 
-# lint and type-check: both must be clean (ruff and mypy come with the test extras)
+# lint and type-check: both must be clean (ruff and mypy come with the test extras);
+# both run, so one look shows every finding
 check: venv
-	$(VENV)/bin/ruff check rig tests
-	$(VENV)/bin/mypy
+	@rc=0; \
+	$(VENV)/bin/ruff check rig tests || rc=1; \
+	$(VENV)/bin/mypy || rc=1; \
+	exit $$rc
 
 bench: system venv
 	$(PY) bench/diff.py
