@@ -11,7 +11,7 @@ SYSTEM_TOOLS := tcpdump:tcpdump apache2:apache2 sshd:openssh-server nft:nftables
 	tshark:tshark ip:iproute2 ss:iproute2 ping:iputils-ping ps:procps socat:socat \
 	chromium:chromium
 
-.PHONY: demo test system venv bench clean-lab
+.PHONY: demo test check system venv bench clean-lab
 
 # The seed scenario is a path problem on purpose: rig exits 1 with its verdict, which is
 # the demo working. Usage (2) and infrastructure (3) errors still fail the target.
@@ -22,6 +22,14 @@ demo: system venv
 
 test: system venv
 	$(PY) -m pytest -q
+
+# lint and type-check: both must be clean (ruff and mypy come with the test extras);
+# both run, so one look shows every finding
+check: venv
+	@rc=0; \
+	$(VENV)/bin/ruff check rig tests || rc=1; \
+	$(VENV)/bin/mypy || rc=1; \
+	exit $$rc
 
 bench: system venv
 	$(PY) bench/diff.py

@@ -15,13 +15,14 @@ import importlib
 import signal
 import sys
 import traceback
+from typing import NoReturn
 
 from rig import __version__
 from rig.errors import EXIT_INFRA, EXIT_USAGE, RigError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse's own code)
         self.exit(EXIT_USAGE, f"rig: {message} (see '{self.prog} --help')\n")
 
 

@@ -242,6 +242,12 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
     control_dir = _control_dir(base)
     events: list[Mapping[str, Any]] = []
     said: set[str] = set()
+
+    def on_event(ev: Mapping[str, Any]) -> bool:
+        events.append(ev)
+        _say_waits(ev, said)
+        return True  # keep the event (ansible-runner writes it to the artifacts)
+
     t0 = time.monotonic()
     cancel = cancel or (lambda: False)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread() else {}
@@ -256,7 +262,7 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
             quiet=True,
             timeout=timeout,
             rotate_artifacts=1,
-            event_handler=lambda ev: events.append(ev) or _say_waits(ev, said) or True,
+            event_handler=on_event,
             cancel_callback=cancel,
             # ansible-runner asks cancel() each time pexpect's wait times out (5 s by
             # default): a short one stops the playbook (its process group, by PID)

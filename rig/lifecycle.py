@@ -180,7 +180,9 @@ def up(spec: RunSpec, name: str | None = None, *, backend=None, configure: Calla
 
 def _moved(rig: Rig, old: str, new: str) -> Rig:
     """The Rig with paths under ``old`` re-rooted under ``new`` (the staging dir renamed)."""
-    fix = (lambda p: new + p[len(old):] if p.startswith(old) else p)
+    def fix(p: str) -> str:
+        return new + p[len(old):] if p.startswith(old) else p
+
     return replace(rig, workdir=fix(rig.workdir), ssh=replace(rig.ssh, key_file=fix(rig.ssh.key_file)))
 
 
@@ -246,17 +248,17 @@ def gc_azure(clients, now: datetime, dry_run: bool = False, say: Callable[[str],
     Azure finishes them on its own (``wait`` to block until it has)."""
     from rig.backends.azure.provision import DELETE_TIMEOUT
 
-    expired = [g for g in azure_groups(clients) if g.expires_at is not None and g.expires_at <= now
+    expired = [(g, g.expires_at) for g in azure_groups(clients) if g.expires_at is not None and g.expires_at <= now
                and g.state.lower() != "deleting"]
     if dry_run:
-        for g in expired:
-            say(f"would delete {g.name} (expired {_ago(now - g.expires_at)} ago)")
-        return [g.name for g in expired]
+        for g, at in expired:
+            say(f"would delete {g.name} (expired {_ago(now - at)} ago)")
+        return [g.name for g, _ in expired]
     pollers = {}
-    for g in expired:
-        say(f"deleting {g.name} (expired {_ago(now - g.expires_at)} ago)")
+    for g, at in expired:
+        say(f"deleting {g.name} (expired {_ago(now - at)} ago)")
         pollers[g.name] = clients.resource.resource_groups.begin_delete(g.name)
-    for name, poller in pollers.items() if wait else ():
+    for poller in pollers.values() if wait else ():
         poller.wait(timeout=DELETE_TIMEOUT)
     return list(pollers)
 
@@ -348,7 +350,10 @@ def cli_up(args: argparse.Namespace) -> int:
         from rig.configure import configure as run_configure
 
         configure = run_configure
-    say = (lambda line: print(line, file=sys.stderr))
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
     kept = up(spec, args.name, configure=configure, say=say)
     rig = kept.rig
     print(f"kept {rig.backend} rig {kept.name}: server {rig.server_addr}, "

@@ -168,13 +168,13 @@ def _rewrite_ip(buf: bytearray, off: int, end: int, amap: AddressMap, quoted: bo
         changed = False
         for a in (off + 8, off + 24):
             old = bytes(buf[a : a + 16])
-            new = amap.sub(old)
-            if new is None or new == old:
+            sub = amap.sub(old)
+            if sub is None or sub == old:
                 continue
-            buf[a : a + 16] = new
+            buf[a : a + 16] = sub
             changed = True
             if nxt in (6, 17, 58):
-                _fix_l4(buf, l4, end, nxt, old, new, v4=False, quoted=quoted)
+                _fix_l4(buf, l4, end, nxt, old, sub, v4=False, quoted=quoted)
         if nxt == 4:  # IPv4 in IPv6 (MAP-E / DS-Lite)
             changed |= _rewrite_ip(buf, l4, end, amap)
         elif nxt == 58 and not quoted:

@@ -232,6 +232,13 @@ class Pipeline:
         self.capture_results: list = []
         self.verdict: Any = None
 
+    @property
+    def _rig(self) -> Rig:
+        """The provisioned Rig: every stage after provision has one."""
+        if self.rig is None:
+            raise RuntimeError("a stage that needs the rig ran before provision")
+        return self.rig
+
     @contextlib.contextmanager
     def stage(self, name: str, note: Callable[[], str] = lambda: "") -> Iterator[None]:
         self.signals.check()
@@ -252,7 +259,7 @@ class Pipeline:
         # the lab builds in well under a second: hold Ctrl-C until the Rig exists, so
         # teardown always has a complete description of what to remove
         hold = self.signals.holding() if self.spec.backend == "lab" else contextlib.nullcontext()
-        with self.stage("provision", lambda: f"{self.rig.backend} {self.rig.run_id} server {self.rig.server_addr}"):
+        with self.stage("provision", lambda: f"{self._rig.backend} {self._rig.run_id} server {self._rig.server_addr}"):
             with hold:  # the facts too: an interrupted run's bundle still names its lab
                 self.rig = self.backend.provision(self.spec)
                 self.bundle.set_facts(backend={"name": self.rig.backend, "run_id": self.rig.run_id,
@@ -265,7 +272,7 @@ class Pipeline:
         # a signal cancels the playbook (ansible-runner kills it) and is raised afterwards
         with self.stage("configure", lambda: f"{self._configured.changed} changed"):
             with self.signals.holding():
-                self._configured = configure(self.rig, log_path=self.bundle.log_path("ansible.log"),
+                self._configured = configure(self._rig, log_path=self.bundle.log_path("ansible.log"),
                                              cancel=lambda: self.signals.pending is not None)
 
     def preflight_and_captures(self, ssh) -> None:
@@ -276,7 +283,7 @@ class Pipeline:
         from rig.preflight import preflight
         from rig.probes.runner import parse_kinds, run_probes
 
-        rig, spec = self.rig, self.spec
+        rig, spec = self._rig, self.spec
         bpf = ssh_exclusion(rig.ssh.port)  # rig's own SSH control connection stays out
         for cp in rig.capture_points:
             if cp.name not in spec.capture_at and cp.name not in ("client", "server"):
@@ -323,8 +330,8 @@ class Pipeline:
     def _client_sockets(self) -> None:
         """The client's socket states right after the probes (ss), for logs/."""
         argv = ["ss", "-tanoi"]
-        if self.rig.client_netns:
-            argv = ["ip", "netns", "exec", self.rig.client_netns, *argv]
+        if self._rig.client_netns:
+            argv = ["ip", "netns", "exec", self._rig.client_netns, *argv]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=10)
         self.bundle.write_log("ss-client.txt", res.stdout + res.stderr)
 
@@ -332,8 +339,8 @@ class Pipeline:
         """Apache's access log, fetched over SSH (SFTP)."""
         from rig.configure import DEFAULT_SERVER_DIR  # where the playbook puts it unless told
 
-        server_dir = self.rig.facts.get("server_dir", DEFAULT_SERVER_DIR)
-        log = self.rig.facts.get("access_log") or f"{server_dir}/logs/access.log"
+        server_dir = self._rig.facts.get("server_dir", DEFAULT_SERVER_DIR)
+        log = self._rig.facts.get("access_log") or f"{server_dir}/logs/access.log"
         try:
             ssh.fetch(log, str(self.bundle.log_path("access.log")))
         except InfraError as exc:
@@ -357,7 +364,7 @@ class Pipeline:
         with self.stage("analysis", lambda: _verdict_note(self.verdict)):
             caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
-            verdict = analyse(caps["client"], caps["server"], server_addr=self.rig.server_addr,
+            verdict = analyse(caps["client"], caps["server"], server_addr=self._rig.server_addr,
                               extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
                               windows=self._windows())
             self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
@@ -391,7 +398,7 @@ class Pipeline:
             self.provision()
             if self.spec.configure:
                 self.configure()
-            with SSHClient(self.rig.ssh) as ssh:
+            with SSHClient(self._rig.ssh) as ssh:
                 self.preflight_and_captures(ssh)
             self.analyse()
             code = int(self.verdict.exit_code())
@@ -435,7 +442,7 @@ class Pipeline:
                 raise KeyboardInterrupt("SIGTERM" if error == "terminated" else "")
 
     def _print_keep(self) -> None:
-        rig = self.rig
+        rig = self._rig
         prefix = rig.facts.get("prefix", rig.run_id)
         lines = [f"[bold]kept[/] {rig.backend} rig {rig.run_id} (--keep)"]
         if rig.client_netns:

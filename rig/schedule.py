@@ -51,7 +51,10 @@ class Interval:
     text: str  # as given: "15m", "1h", "1d"
 
     def systemd(self) -> str:
-        n, unit = INTERVAL_RE.match(self.text).groups()
+        m = INTERVAL_RE.match(self.text)
+        if m is None:  # parse_interval made every Interval's text from a match
+            raise ValueError(f"not an interval: {self.text!r}")
+        n, unit = m.groups()
         return f"{n}{ {'m': 'min', 'min': 'min', 'h': 'h', 'd': 'd'}[unit] }".replace(" ", "")
 
     def cron(self) -> str:
@@ -339,9 +342,9 @@ def cli_remove(args) -> int:
         _systemctl("daemon-reload")
     st = _read_state(root, args.name)
     if s.get("keep_rig") and st.get("provisioned"):
-        p = subprocess.run([*s.get("rig_command", rig_command()), "down", s["rig_name"]], capture_output=True, text=True)
-        if p.returncode != 0:
-            print(f"rig: could not remove the kept rig {s['rig_name']}: {_last_line(p)}; "
+        down = subprocess.run([*s.get("rig_command", rig_command()), "down", s["rig_name"]], capture_output=True, text=True)
+        if down.returncode != 0:
+            print(f"rig: could not remove the kept rig {s['rig_name']}: {_last_line(down)}; "
                   f"run 'rig down {s['rig_name']}'", file=sys.stderr)
     sf = state_dir(root) / f"{args.name}.json"
     if sf.exists():
@@ -494,7 +497,7 @@ def apply_retention(out: Path, name: str, retain: int, retain_archives: int, kee
     ones are removed. Returns what happened (names)."""
     from rig.bundle import archive
 
-    done = {"compressed": [], "pruned": []}
+    done: dict[str, list[str]] = {"compressed": [], "pruned": []}
     bs = bundles_of(out, name)
     # a bundle that exists both as dir and archive counts once (the directory)
     by_id: dict[str, Path] = {}

@@ -27,7 +27,8 @@ from rig.errors import InputError
 
 from tests._corpus import CORPUS
 FIELDS = [
-    "frame.number", "frame.protocols", "frame.time_epoch", "frame.len", "frame.cap_len", "frame.interface_id", "ip.src", "ip.dst", "ip.ttl", "ip.id", "ipv6.src", "ipv6.dst",
+    "frame.number", "frame.protocols", "frame.time_epoch", "frame.len", "frame.cap_len", "frame.interface_id",
+    "ip.src", "ip.dst", "ip.ttl", "ip.id", "ipv6.src", "ipv6.dst",
     "ipv6.hlim", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "udp.srcport",
     "udp.dstport", "icmp.ident", "icmp.seq", "icmpv6.echo.identifier", "icmpv6.echo.sequence_number",
     "ip.dsfield", "ipv6.tclass", "ip.flags.df", "vlan.id", "tcp.window_size_value", "tcp.len",

@@ -138,7 +138,7 @@ def framed(draw):
 @given(st.lists(framed(), min_size=1, max_size=12), st.data())
 def test_fast_path_equals_reference_on_generated_packets(frames, data):
     lt = frames[0][0]
-    pkts = [f for l, f in frames if l == lt]
+    pkts = [f for link, f in frames if link == lt]
     caplens = [data.draw(st.integers(0, len(f))) if data.draw(st.booleans()) else len(f) for f in pkts]
     cap = read_both(pcap(pkts, linktype=lt, caplens=caplens))
     assert cap is not None and len(cap.packets) == len(pkts)

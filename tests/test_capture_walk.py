@@ -17,7 +17,7 @@ def _pcap(seed: int, n: int, *, bo: str = "<", ns: bool = False, cut: int = 0) -
     out = [struct.pack(bo + "IHHiIII", magic, 2, 4, 0, 0, 262144, 1)]
     sub = 1_000_000_000 if ns else 1_000_000
     ts = 1_700_000_000
-    for i in range(n):
+    for _ in range(n):
         kind = rng.integers(0, 10)
         if kind == 0:
             cl = 0

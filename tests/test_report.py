@@ -226,7 +226,8 @@ def test_each_exchange_gets_its_own_probe():
 
     def icmp(i):
         return {"id": f"icmp-{i}", "protocol": "icmp", "client": "192.168.1.10", "outcome": "delivered",
-                "evidence": [{"point": "client", "frame": i, "summary": f"192.168.1.10 > 198.51.100.10 ICMP echo request id 4689 seq {i} ttl 64"}]}
+                "evidence": [{"point": "client", "frame": i,
+                              "summary": f"192.168.1.10 > 198.51.100.10 ICMP echo request id 4689 seq {i} ttl 64"}]}
 
     probes = [{"id": f"icmp-{i}", "kind": "icmp", "local": "192.168.1.10", "ok": True, "seen": {"ident": 4689, "seq": i}}
               for i in (1, 2, 10)]

@@ -135,7 +135,7 @@ def kill(pid: int) -> None:
 
 @pytest.mark.root
 @needs_sshd
-def test_provision_pins_key_and_teardown_stops_what_rig_started(sshd, tmp_path):
+def test_provision_pins_key_and_teardown_stops_what_rig_started(sshd, tmp_path):  # noqa: F811 (fixture)
     server_dir = f"/tmp/rig-test-{uuid.uuid4().hex[:8]}"
     rig = SSHBackend(home=tmp_path).provision(ssh_spec(sshd.endpoint, server_dir, workdir=str(tmp_path / "wd")))
     assert rig.backend == "ssh" and rig.server_addr == "127.0.0.1"
@@ -156,7 +156,7 @@ def test_provision_pins_key_and_teardown_stops_what_rig_started(sshd, tmp_path):
 
 @pytest.mark.root
 @needs_sshd
-def test_wrong_host_key_is_refused(sshd, tmp_path):
+def test_wrong_host_key_is_refused(sshd, tmp_path):  # noqa: F811 (fixture)
     other = keygen(tmp_path / "other_host")
     spec = ssh_spec(sshd.endpoint, "/tmp/rig-never")
     spec = RunSpec(backend="ssh", options={**spec.options, "host_key": other})
@@ -166,7 +166,7 @@ def test_wrong_host_key_is_refused(sshd, tmp_path):
 
 @pytest.mark.root
 @needs_sshd
-def test_known_hosts_entry_is_used(sshd, tmp_path):
+def test_known_hosts_entry_is_used(sshd, tmp_path):  # noqa: F811 (fixture)
     ssh_dir = tmp_path / ".ssh"
     ssh_dir.mkdir()
     (ssh_dir / "known_hosts").write_text(f"127.0.0.1 {sshd.endpoint.host_key}\n")

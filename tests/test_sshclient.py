@@ -1,7 +1,6 @@
 """SSHClient against a real sshd in a namespace: pinned host key, argv quoting, SFTP."""
 
 import os
-import subprocess
 
 import pytest
 
@@ -25,7 +24,7 @@ def test_bad_pinned_key_is_one_line_error():
 
 @pytest.mark.root
 @needs_sshd
-def test_run_quotes_argv_once(sshd):
+def test_run_quotes_argv_once(sshd):  # noqa: F811 (fixture)
     tricky = ["a b", "it's", "$HOME", "x;rm -rf /nonexistent", '"q"']
     with SSHClient(sshd.endpoint) as c:
         res = c.run(["printf", "%s\\n", *tricky])
@@ -38,7 +37,7 @@ def test_run_quotes_argv_once(sshd):
 
 @pytest.mark.root
 @needs_sshd
-def test_connection_is_made_inside_the_namespace(sshd):
+def test_connection_is_made_inside_the_namespace(sshd):  # noqa: F811 (fixture)
     # sshd listens on 127.0.0.1 of its namespace only: the host's loopback has no sshd there
     with SSHClient(sshd.endpoint) as c:
         assert c.run(["ip", "-o", "link", "show"]).stdout.count(": lo:") == 1
@@ -47,7 +46,7 @@ def test_connection_is_made_inside_the_namespace(sshd):
 
 @pytest.mark.root
 @needs_sshd
-def test_wrong_host_key_is_rejected(sshd, tmp_path):
+def test_wrong_host_key_is_rejected(sshd, tmp_path):  # noqa: F811 (fixture)
     other = keygen(tmp_path / "other_host")
     ep = SSHEndpoint(**{**sshd.endpoint.__dict__, "host_key": " ".join(other.split()[:2])})
     with pytest.raises(InfraError, match="host key"):
@@ -56,7 +55,7 @@ def test_wrong_host_key_is_rejected(sshd, tmp_path):
 
 @pytest.mark.root
 @needs_sshd
-def test_missing_private_key_and_closed_port(sshd, tmp_path):
+def test_missing_private_key_and_closed_port(sshd, tmp_path):  # noqa: F811 (fixture)
     ep = SSHEndpoint(**{**sshd.endpoint.__dict__, "key_file": str(tmp_path / "nope")})
     with pytest.raises(InfraError, match="does not exist"):
         SSHClient(ep).connect()
@@ -67,7 +66,7 @@ def test_missing_private_key_and_closed_port(sshd, tmp_path):
 
 @pytest.mark.root
 @needs_sshd
-def test_fetch(sshd, tmp_path):
+def test_fetch(sshd, tmp_path):  # noqa: F811 (fixture)
     src = tmp_path / "remote.bin"
     src.write_bytes(os.urandom(100_000))
     with SSHClient(sshd.endpoint) as c:

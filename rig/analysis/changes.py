@@ -7,6 +7,8 @@ client sent it and "back" when the server did.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from rig.analysis.keys import signature_groups, take, take_fields
@@ -36,8 +38,9 @@ def ip_changes(at_client: np.void, at_server: np.void, direction: str) -> list[C
     if ct & 3 != st & 3:
         out.append(Change("ip.ecn", direction, ct & 3, st & 3))
     if (int(at_client["frag"]) != 0) != (int(at_server["frag"]) != 0):
+        later = at_server if direction == "out" else at_client
         out.append(Change("fragmented", direction, bool(at_client["frag"]), bool(at_server["frag"]),
-                          "fragmented on the way" if (at_server if direction == "out" else at_client)["frag"] else "reassembled on the way"))
+                          "fragmented on the way" if later["frag"] else "reassembled on the way"))
     return out
 
 
@@ -88,9 +91,11 @@ class PerSignature(list):
     random-id`` every pair differs, and a Change a pair made eagerly cost more than the
     rest of the fast path; most records of a large run are never read.)"""
 
-    def __init__(self, per=()):
+    def __init__(self, per: Iterable[tuple[Change, ...]] = ()) -> None:
         super().__init__(per)
-        self.group = self.id_c = self.id_s = None
+        self.group: np.ndarray | None = None
+        self.id_c: np.ndarray | None = None
+        self.id_s: np.ndarray | None = None
         self.at: dict[int, int] = {}
 
     def __getitem__(self, k):
@@ -170,9 +175,9 @@ def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, f
     inv = inv.ravel()
     per = PerSignature()
     for k in first.tolist():
-        a = {f: take(c.t[f], rc[k]) for f in fields}
-        b = {f: take(s.t[f], rs[k]) for f in fields}
-        per.append(tuple(compare(a, b, direction)))
+        row_c = {f: take(c.t[f], rc[k]) for f in fields}
+        row_s = {f: take(s.t[f], rs[k]) for f in fields}
+        per.append(tuple(compare(row_c, row_s, direction)))
     at = {k: i for k, ch in enumerate(per) for i, x in enumerate(ch) if x.field == "ip.id"}
     if ids is not None and at:
         own = np.isin(inv, np.fromiter(at, np.int64, len(at)))

@@ -42,6 +42,13 @@ class Draft:
     undecided_because: str | None = None  # why the outcome is 'incomplete', as a short fact
     datagrams: Datagrams | None = None  # UDP: datagrams each way, sent and lost
 
+    def lists(self) -> tuple[list[Change], list[Evidence]]:
+        """The changes and evidence of a draft a slow path made, which it extends in place
+        (the fast paths' drafts hold their final tuples)."""
+        if not isinstance(self.changes, list) or not isinstance(self.evidence, list):
+            raise TypeError("this draft's changes and evidence are final tuples")
+        return self.changes, self.evidence
+
 
 @dataclass
 class Ctx:
@@ -75,6 +82,20 @@ class Ctx:
         if rows:  # a few rows of one exchange: scalar reads, no array made (called ~6 times an exchange)
             fr = side.t["frame"]
             d.frames.setdefault(side.name, []).extend([int(fr[r]) for r in rows])
+
+
+def quoted_at(side: Side, rows: np.ndarray | list[int] | int) -> np.ndarray:
+    """``side``'s ``Capture.quoted_at`` records of ``rows`` (a side without a capture has no rows)."""
+    if side.cap is None:
+        raise ValueError(f"rows asked of {side.name}, which has no capture")
+    return side.cap.quoted_at(rows)
+
+
+def quoted_one(side: Side, row: int) -> np.void:
+    """The ``Capture.quoted_at`` record of one row."""
+    q = quoted_at(side, row)
+    assert isinstance(q, np.void), "one int: one record"
+    return q
 
 
 def with_copies(frames: list[int], copies: dict[int, list[int]]) -> tuple[int, ...]:

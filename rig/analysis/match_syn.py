@@ -112,7 +112,6 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
     the same timestamp differences."""
     if len(ts) > len(tc):
         return False
-    use_ts = vc is not None and vs is not None
     for i0 in range(len(tc) - len(ts) + 1):
         d = ts[0] - tc[i0]  # this pairing's delay, which every later copy shares
         if delay is not None and abs(d - delay) > tol:
@@ -124,7 +123,7 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
                 off = ts[j] - tc[i] - d
                 if off < -tol:  # later client copies only fit worse
                     i = len(tc)
-                elif off <= tol and (not use_ts or (vs[j] - vs[0] - vc[i] + vc[i0]) % (1 << 32) == 0):
+                elif off <= tol and (vc is None or vs is None or (vs[j] - vs[0] - vc[i] + vc[i0]) % (1 << 32) == 0):
                     break
                 else:
                     i += 1

@@ -138,7 +138,8 @@ def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
         s = f"{addr_text(src)} > {addr_text(dst)} ICMP {icmp_name(r)}"
         if q is not None and int(q["q_proto"]):
             qp = int(q["q_proto"])
-            s += f" about {'TCP' if qp == 6 else 'UDP' if qp == 17 else 'ICMP'} to {endpoint(q['q_dst'], int(q['q_dport']) if qp in (6, 17) else None)}"
+            about = endpoint(q["q_dst"], int(q["q_dport"]) if qp in (6, 17) else None)
+            s += f" about {'TCP' if qp == 6 else 'UDP' if qp == 17 else 'ICMP'} to {about}"
             if int(q["icmp_mtu"]):
                 s += f" mtu {int(q['icmp_mtu'])}"
         return f"{s} {ttl}"

@@ -15,12 +15,12 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, quoted_at, quoted_one, times
 from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
-from rig.analysis.tcp_fast import delivered_drafts, delivered_mask, delivered_text
+from rig.analysis.tcp_fast import TcpBatch, delivered_drafts, delivered_mask, delivered_text
 from rig.capture.table import ACK, RST, SYN
 from rig.outcome import Outcome
 
@@ -153,13 +153,13 @@ def _frag_needed(side: Side, conn: _Conn) -> list[int]:
         (t["proto"] == 58) & (t["icmp_type"] == 2))
     first = side.t[conn.rows[0]]
     ports = {(int(first["sport"]), int(first["dport"])), (int(first["dport"]), int(first["sport"]))}
-    q = side.cap.quoted_at(side.errors)
+    q = quoted_at(side, side.errors)
     ok = [int(r) for r, b, qs, qd, qp in zip(side.errors, big, q["q_sport"], q["q_dport"], q["q_proto"])
           if b and int(qp) == 6 and (int(qs), int(qd)) in ports]
     return ok
 
 
-def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+def tcp_drafts(ctx: Ctx) -> tuple[list[Draft | TcpBatch], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
     m, undecided = match_tcp(c, s)
@@ -177,7 +177,7 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray
         back_d.append(take(c.t["ts_ns"], cc.order[cc.synack[mc[ok2]]]).astype(np.int64)
                       - take(s.t["ts_ns"], sc.order[sc.synack[ms[ok2]]]).astype(np.int64))
     fast = delivered_mask(ctx, cand, m[cand])
-    drafts = delivered_drafts(ctx, cand[fast], m[cand[fast]])
+    drafts: list[Draft | TcpBatch] = [*delivered_drafts(ctx, cand[fast], m[cand[fast]])]
     drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m, undecided.get(ci)) for ci in cand[~fast].tolist()]
     return drafts, out_d, back_d
 
@@ -196,7 +196,7 @@ def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | Non
     seen: dict = {}
     d = _one_inner(ctx, ci, si, c_err, s_err, extra_m, seen)
     if seen and not any(e.point in seen for e in d.evidence):
-        d.evidence += _extra_evidence(ctx, seen)
+        d.lists()[1].extend(_extra_evidence(ctx, seen))
     if undecided is not None:  # match.match_tcp could not tell which server connection this is
         d.outcome, d.undecided_because, d.absent_at = Outcome.INCOMPLETE, undecided, ()
         d.explanation = f"{undecided}, so which of them this is, and where it died, cannot be decided"
@@ -207,6 +207,8 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     c, s = ctx.client, ctx.server
     C = _Conn(c, c.tcp, ci)
     syn_c = C.first(C.syn)
+    if syn_c is None:  # tcp_drafts asks only about connections whose SYN the client sent
+        raise ValueError(f"client connection {ci} has no SYN")
     client_ep = endpoint(c.addrs[syn_c["src_i"]], int(syn_c["sport"]))
     server_ep = endpoint(c.addrs[syn_c["dst_i"]], int(syn_c["dport"]))
     ts = take(c.t["ts_ns"], C.rows)
@@ -225,7 +227,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     errs_s = s_err.get(combine1(6, S.isn_c), []) if S is not None else []
     ctx.add_frames(d, s, errs_s)
     n_syn = len(C.syn)
-    ev = d.evidence
+    changes, ev = d.lists()
     ev += ctx.ev(c, C.syn, "SYN sent" if n_syn == 1 else "SYN sent (with retransmissions)", limit=3)
     where, seen = _extra_note(ctx, d, ci, extra_m)
     seen_out.update(seen)
@@ -239,8 +241,8 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             d.absent_at = ("server",)
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
             d.outcome = Outcome.LOST_OUTBOUND
-            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, c.cap.quoted_at(errs_c[0]))}"
-            d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], c.cap.quoted_at(errs_c[0]))
+            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, quoted_one(c, errs_c[0]))}"
+            d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], quoted_one(c, errs_c[0]))
             ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
@@ -261,11 +263,11 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     syn_s = S.first(S.syn)
     synack_s, synack_c = S.first(S.synack), C.first(C.synack)
     if syn_s is not None:
-        d.changes += tcp_syn_changes(_same_copy(C, C.syn, syn_s), syn_s, "out")
-    d.changes += isn_change(C.isn_c, S.isn_c, "out")
+        changes += tcp_syn_changes(_same_copy(C, C.syn, syn_s), syn_s, "out")
+    changes += isn_change(C.isn_c, S.isn_c, "out")
     if synack_s is not None and synack_c is not None:
-        d.changes += tcp_syn_changes(synack_c, _same_copy(S, S.synack, synack_c), "back")
-        d.changes += isn_change(C.isn_s, S.isn_s, "back")
+        changes += tcp_syn_changes(synack_c, _same_copy(S, S.synack, synack_c), "back")
+        changes += isn_change(C.isn_s, S.isn_s, "back")
     ev += ctx.ev(s, S.syn, "SYN arrived", limit=3)
     n_syn_s = len(S.syn)
 
@@ -355,7 +357,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
 def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     c, s = ctx.client, ctx.server
     cc, sc = c.tcp, s.tcp
-    ev = d.evidence
+    changes, ev = d.lists()
     # payload, DSCP and ECN as both points saw the first data segment of each direction
     for snd, rcv, fwd, direction in ((C, S, True, "out"), (S, C, False, "back")):
         sp = snd.data_fwd if fwd else snd.data_rev
@@ -366,7 +368,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if (snd.conns.rel_seq_at(snd.sr[sp[:1]])[0] == rcv.conns.rel_seq_at(rcv.sr[rp[:1]])[0]
                     and int(a["plen"]) == int(b["plen"])):
                 at_c, at_s = (a, b) if direction == "out" else (b, a)
-                d.changes += data_changes(at_c, at_s, direction)
+                changes += data_changes(at_c, at_s, direction)
     rst_extra = len(C.rst_rev) - len(S.rst_rev)
     if rst_extra > 0:
         d.outcome = Outcome.RESET_BY_MIDDLEBOX
@@ -419,7 +421,7 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
             if frag:
                 extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
                 ev += ctx.ev(snd.side, frag, "frag-needed", 2)
-                d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], snd.side.cap.quoted_at(frag[0]))
+                d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], quoted_one(snd.side, frag[0]))
             d.explanation = (f"the handshake completed; {plural(len(look.missing), 'data segment')} "
                              f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
         d.absent_at = (receiver,)

@@ -48,7 +48,7 @@ def _start_all(starts: list, started: list[Service]) -> None:
     with ThreadPoolExecutor(max_workers=len(starts)) as pool:
         futures = [pool.submit(fn) for fn in starts]
         wait(futures)
-    errors = [f.exception() for f in futures if f.exception() is not None]
+    errors = [exc for f in futures if (exc := f.exception()) is not None]
     started.extend(f.result() for f in futures if f.exception() is None)
     if errors:
         raise errors[0]

@@ -102,7 +102,7 @@ def _ipv4_of(host: str) -> str:
         infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UsageError(f"--host: cannot resolve {host!r} to an IPv4 address ({exc.strerror})") from None
-    return infos[0][4][0]
+    return str(infos[0][4][0])  # AF_INET: (address, port)
 
 
 class SSHBackend:

@@ -16,7 +16,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from rig.capture.table import ACK, FIN, PSH, RST, SYN  # noqa: F401  (re-exported for tests)
 from rig.checksum import internet_checksum as checksum
@@ -360,13 +360,13 @@ class Path:
         return self._pub_port(sport)
 
     def syn(self, sport: int, isn: int, dport: int = 80, **kw) -> Pkt:
-        base = dict(mss=1460, wscale=7, sackok=True, ts=(1000 + isn % 1000, 0), ip_id=isn & 0xFFFF)
+        base: dict[str, Any] = dict(mss=1460, wscale=7, sackok=True, ts=(1000 + isn % 1000, 0), ip_id=isn & 0xFFFF)
         base.update(kw)
         return Pkt(self.client, self.server, 6, sport=sport, dport=dport, seq=isn, flags=SYN, **base)
 
     def synack(self, syn_at_server: Pkt, isn: int, **kw) -> Pkt:
         s = syn_at_server
-        base = dict(mss=1460, wscale=7, sackok=True, ts=(5000, s.ts[0] if s.ts else 0), ip_id=0)
+        base: dict[str, Any] = dict(mss=1460, wscale=7, sackok=True, ts=(5000, s.ts[0] if s.ts else 0), ip_id=0)
         base.update(kw)
         return Pkt(s.dst, s.src, 6, sport=s.dport, dport=s.sport, seq=isn, ack=s.seq + 1, flags=SYN | ACK, **base)
 

@@ -20,6 +20,7 @@ killed (SIGKILL) it stays there, and ``rig clean`` cannot reach it.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import signal
@@ -27,10 +28,13 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from rig.concurrency import run_all, start
 from rig.errors import InfraError, MissingToolError
+
+if TYPE_CHECKING:
+    import paramiko
 
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -194,9 +198,10 @@ class LocalCapture:
         if self.result is not None:
             return self.result
         assert self.proc is not None and self._watch is not None, "stop() before start()"
+        proc = self.proc
         stop_ns = time.time_ns()
         if self.proc.poll() is None:
-            self.drained = drain(self._watch, lambda: self.proc.send_signal(signal.SIGUSR1), timeout / 2)
+            self.drained = drain(self._watch, lambda: proc.send_signal(signal.SIGUSR1), timeout / 2)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
@@ -228,8 +233,8 @@ class RemoteCapture:
         self.info_signal = "INFO" if os_family == "freebsd" else "USR1"
         self.remote_dir: str | None = None
         self.pid: int | None = None
-        self._chan = None
-        self._signals = None
+        self._chan: paramiko.Channel | None = None
+        self._signals: paramiko.Channel | None = None
         self._watch: _StderrWatch | None = None
         self.result: CaptureResult | None = None
         self.drained = True
@@ -293,6 +298,7 @@ class RemoteCapture:
         return self.result
 
     def _signal(self, name: str) -> None:
+        assert self._signals is not None, "signal before start()"
         self._signals.sendall(f"{name}\n".encode())
 
     def _close_signals(self) -> None:
@@ -342,19 +348,19 @@ def _lines(recv: Callable[[int], bytes], chan) -> Iterable[str]:
             yield line.decode(errors="replace") + "\n"
 
 
-def start_all(captures: list, ready_timeout: float = READY_TIMEOUT) -> None:
+def start_all(captures: Sequence[LocalCapture | RemoteCapture], ready_timeout: float = READY_TIMEOUT) -> None:
     """Start every capture concurrently; return once all listen. On failure, abort all."""
     try:
-        run_all([lambda c=c: c.start(ready_timeout) for c in captures])
+        run_all([functools.partial(c.start, ready_timeout) for c in captures])
     except BaseException:
         for c in captures:
             c.abort()
         raise
 
 
-def stop_all(captures: list, timeout: float = STOP_TIMEOUT) -> list[CaptureResult]:
+def stop_all(captures: Sequence[LocalCapture | RemoteCapture], timeout: float = STOP_TIMEOUT) -> list[CaptureResult]:
     """Stop every capture concurrently (each flushes); results in the captures' order."""
-    return run_all([lambda c=c: c.stop(timeout) for c in captures])
+    return run_all([functools.partial(c.stop, timeout) for c in captures])
 
 
 def ssh_exclusion(port: int) -> str:

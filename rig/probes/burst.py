@@ -15,6 +15,7 @@ import selectors
 import socket
 import time
 from collections import Counter
+from typing import Any
 
 from rig.probes.records import TIMED_OUT, ProbeResult, error_phrase, local_of, tcp_state
 
@@ -24,7 +25,7 @@ CONNECTED = "connected"
 def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n: int) -> ProbeResult:
     sel = selectors.DefaultSelector()
     socks: list[socket.socket | None] = []
-    conns: list[dict] = []
+    conns: list[dict[str, Any]] = []
     started = time.time()
     try:
         for i in range(n):
@@ -37,7 +38,7 @@ def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n:
             s.setblocking(False)
             socks.append(s)
             rc = s.connect_ex((server, port))
-            c = {"i": i, "local": local_of(s), "result": None, "at": None}
+            c: dict[str, Any] = {"i": i, "local": local_of(s), "result": None, "at": None}
             conns.append(c)
             if rc == 0:
                 c["result"], c["at"] = CONNECTED, time.time()
@@ -51,14 +52,15 @@ def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n:
             if left <= 0:
                 break
             for key, _ in sel.select(left):
-                s, c = key.fileobj, key.data
-                sel.unregister(s)
-                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                ready, c = key.fileobj, key.data
+                assert isinstance(ready, socket.socket), "only sockets are registered"
+                sel.unregister(ready)
+                err = ready.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 c["result"], c["at"] = (error_phrase(err) if err else CONNECTED), time.time()
-        for c, s in zip(conns, socks):
+        for c, sock in zip(conns, socks):
             if c["result"] is None:
                 c["result"] = TIMED_OUT
-            st = tcp_state(s) if s is not None else None
+            st = tcp_state(sock) if sock is not None else None
             c["state"] = st.state if st else None
             c["retrans"] = st.total_retrans if st else None
             if c["at"] is not None:
@@ -67,9 +69,9 @@ def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n:
                 c.pop("at")
     finally:
         sel.close()
-        for s in socks:
-            if s is not None:
-                s.close()
+        for sock in socks:
+            if sock is not None:
+                sock.close()
     ended = time.time()
     counts = Counter(c["result"] for c in conns)
     failures = Counter({k: v for k, v in counts.items() if k != CONNECTED})
@@ -83,6 +85,6 @@ def probe_burst(pid: str, nonce: str, server: str, port: int, timeout: float, n:
         "local_ports": [int(c["local"].rsplit(":", 1)[1]) for c in conns if c["local"]],
         "connections": conns,
     }
-    err = failures.most_common(1)[0][0] if failures else None
+    first: str | None = failures.most_common(1)[0][0] if failures else None
     return ProbeResult(kind="burst", id=pid, target=f"{server}:{port}", nonce=nonce, started=started,
-                       ended=ended, ok=not failures, error=err, local=None, seen=seen)
+                       ended=ended, ok=not failures, error=first, local=None, seen=seen)

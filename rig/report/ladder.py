@@ -176,7 +176,7 @@ def _data_packets(data: Mapping[str, list[tuple]], points: tuple[str, ...]) -> l
         if not allrows:
             continue
         base = (allrows[0][1] - (1 << 31)) % _MOD  # relative numbers stay clear of wrap-around
-        counts = {p: defaultdict(list) for p in path}
+        counts: dict[str, defaultdict[tuple[int, int], list[tuple]]] = {p: defaultdict(list) for p in path}
         spans: dict[str, list[tuple[int, int]]] = {}
         for p in path:
             iv = []
@@ -312,8 +312,8 @@ def build_ladder(
     for key, at, label in packets:
         direction = key[0]
         path = points if direction == "out" else points[::-1]
-        idx = [i for i, p in enumerate(path) if p in at]
-        first, last = min(idx), max(idx)
+        seen = [i for i, p in enumerate(path) if p in at]
+        first, last = min(seen), max(seen)
         lost_after = path[last] if last < len(path) - 1 else None
         arrows.append(
             Arrow(

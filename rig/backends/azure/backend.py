@@ -178,7 +178,8 @@ class AzureBackend:
         except Exception:  # noqa: BLE001 - no answer: check for the address rig knows
             return written_for
         try:
-            if ipaddress.ip_network(now, strict=False).subnet_of(ipaddress.ip_network(written_for, strict=False)):
+            now_net, written_net = ipaddress.ip_network(now, strict=False), ipaddress.ip_network(written_for, strict=False)
+            if now_net.subnet_of(written_net):  # type: ignore[arg-type]  # v4 in v6: TypeError, below
                 return written_for
         except (ValueError, TypeError):
             return written_for

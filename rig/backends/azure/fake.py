@@ -441,7 +441,9 @@ class FakeARM:
         fault = op.fault
         if fault is not None and fault.mode == "interrupt" and self.interrupts == 0:
             self.interrupts += 1
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C at the main thread
+            main = threading.main_thread().ident
+            assert main is not None, "the main thread has started"
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C at the main thread
         done = time.monotonic() >= op.ready_at and not (fault is not None and fault.mode in ("hang", "interrupt"))
         compute = op.rtype == "virtualmachines"
         status_body = ({"startTime": "2026-01-01T00:00:00+00:00", "name": op.id} if compute else {})

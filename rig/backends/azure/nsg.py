@@ -117,14 +117,14 @@ def _port_matches(ports: Sequence[str], port: int | None) -> bool:
     return False
 
 
-def _source_matches(sources: Sequence[str], caller: ipaddress.IPv4Network) -> bool:
+def _source_matches(sources: Sequence[str], caller: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     """True only if the rule covers the caller's whole range (service tags never match)."""
     for s in sources:
         s = s.strip()
         if s in ("*", "Internet", "0.0.0.0/0"):
             return True
         try:
-            if caller.subnet_of(ipaddress.ip_network(s, strict=False)):  # type: ignore[arg-type]
+            if caller.subnet_of(ipaddress.ip_network(s, strict=False)):  # type: ignore[arg-type]  # v4 in v6: TypeError, below
                 return True
         except (ValueError, TypeError):
             continue

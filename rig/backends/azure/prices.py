@@ -138,6 +138,7 @@ def parse_prices(region: str, sizes: Iterable[str], answers: dict[str, list[dict
     for name, value in ((sizes[0], vm.get(sizes[0])), (IP_METER[1], ip), (DISK_METER[1], disk)):
         if value is None:
             raise _Failed(Unavailable.NO_METER, name)
+    assert ip is not None and disk is not None  # the loop above raised otherwise
     return RegionPrices(region, vm, ip, disk, as_of, host)
 
 
@@ -190,12 +191,13 @@ def _query(base: str, odata: str, fetch: Fetch, deadline: float, clock: Callable
         except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
             raise _Failed(Unavailable.TIMEOUT if timed_out else Unavailable.UNREACHABLE, str(exc)) from None
-        page, url = _page(body)
+        page, nxt = _page(body)
         items += page
-        if url is None:
+        if nxt is None:
             return items
-        if _origin(url) != _origin(base):  # follow the price service only, nowhere else
+        if _origin(nxt) != _origin(base):  # follow the price service only, nowhere else
             raise _Failed(Unavailable.MALFORMED, "NextPageLink points elsewhere")
+        url = nxt
     return items  # more pages remain; the meters asked for are few, so they are on the first ones
 
 

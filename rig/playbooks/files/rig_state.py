@@ -10,13 +10,14 @@ import socket
 import sys
 
 want = json.loads(sys.argv[1])
-out = {"missing_dirs": [d for d in want["dirs"] if not os.path.isdir(d)], "sha1": {}}
+sha1 = {}  # type: dict[str, str | None]
 for path in want["files"]:
     try:
         with open(path, "rb") as fh:
-            out["sha1"][path] = hashlib.sha1(fh.read()).hexdigest()
+            sha1[path] = hashlib.sha1(fh.read()).hexdigest()
     except OSError:
-        out["sha1"][path] = None
+        sha1[path] = None
+out = {"missing_dirs": [d for d in want["dirs"] if not os.path.isdir(d)], "sha1": sha1}  # type: dict[str, object]
 try:
     socket.create_connection((want["addr"], int(want["http"])), timeout=2).close()
     out["apache"] = "up"
