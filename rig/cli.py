@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="provision a responder, capture at both ends, probe, and give a verdict")
     r.add_argument("--backend", default=None, help="lab (default), azure or ssh")
     r.add_argument("--scenario", default=None, help="lab fault to inject (see 'rig lab scenarios')")
+    r.add_argument("--router", default=None,
+                   help="lab: the user's router profile, linux (default) or pf (see README)")
     r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all)")
     r.add_argument("--out", default=None, help="bundle directory (default ./runs/<timestamp>-<scenario>/)")
     r.add_argument("--keep", action="store_true", help="leave the rig up afterwards")
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="provision and configure a rig and keep it for reruns")
     u.add_argument("--backend", default="lab")
     u.add_argument("--scenario", default=None)
+    u.add_argument("--router", default=None, help="lab: linux (default) or pf")
     u.add_argument("--config", default=None)
     u.add_argument("--location", default=None)
     u.add_argument("--size", default=None)

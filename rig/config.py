@@ -4,6 +4,7 @@ rig.toml (every key optional)::
 
     backend = "lab"              # lab | azure | ssh
     scenario = "healthy"
+    router = "pf"                # lab: the router profile, linux (default) | pf
     probes = ["icmp", "tcp"]     # or "icmp,tcp"
     out = "runs/today"
     timeout = 3.0                # probe time-out, seconds
@@ -32,12 +33,12 @@ from rig.errors import UsageError
 
 BACKENDS = ("lab", "azure", "ssh")
 CAPTURE_POINTS = ("client", "router", "server")
-_TOP_KEYS = {"backend", "scenario", "probes", "out", "timeout", "burst", "configure", "capture_at", "keep"}
+_TOP_KEYS = {"backend", "scenario", "router", "probes", "out", "timeout", "burst", "configure", "capture_at", "keep"}
 # tables: each backend's options, and the schedule rig.schedule freezes beside the spec
 _TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
-                 "rig_id", "archive", "redact")
+                 "rig_id", "archive", "redact", "router")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -114,6 +115,8 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
     section = data.get(backend, {})
     if not isinstance(section, dict):
         raise UsageError(f"{source}: [{backend}] must be a table")
+    if "router" in data:  # a top-level key (like --router), kept with the lab's options
+        options["router"] = _typed(f"{source}: router", data["router"], str)
     for key, value in section.items():
         options[key.replace("-", "_")] = str(value).lower() if isinstance(value, bool) else str(value)
     for name in _OPTION_FLAGS:
@@ -127,7 +130,7 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
 
 
 # backend options that only one backend reads (the others would ignore them silently)
-_BACKEND_OPTIONS = {"azure": ("location", "size", "image", "allow_from"), "ssh": ("host", "host_key", "identity")}
+_BACKEND_OPTIONS = {"lab": ("router",), "azure": ("location", "size", "image", "allow_from"), "ssh": ("host", "host_key", "identity")}
 
 
 def _flag(option: str) -> str:
@@ -145,9 +148,10 @@ def check_spec(spec: RunSpec) -> None:
         raise UsageError(f"unknown backend {spec.backend!r} (choose from {', '.join(BACKENDS)})")
     kept = bool(spec.options.get("rig_id"))  # --rig NAME: the kept rig says what it is
     if spec.backend == "lab" and not kept:
+        from rig.lab.routers import router_for
         from rig.lab.scenarios import get
 
-        get(spec.scenario)
+        router_for(get(spec.scenario), spec.options.get("router"))
     parse_kinds(spec.probes or None)
     for point in spec.capture_at:
         if point not in CAPTURE_POINTS:

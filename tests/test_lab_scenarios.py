@@ -15,6 +15,7 @@ import time
 import paramiko
 import pytest
 
+from rig.lab.routers import ROUTERS
 from rig.lab.scenarios import SCENARIOS
 from rig.netns import connect_in, socket_in
 from test_lab_support import SERVER, SHORT, access_log, connect, http_get, lab, needs_lab, ping, ss, udp_echo
@@ -264,7 +265,20 @@ def test_fully_random_rewrites_source_ports_and_echo_ids():
         assert ping(rig.client_netns) and udp_echo(rig.client_netns, b"r") == b"r"
 
 
+def test_pf_router_maps_into_its_port_range_and_clamps_the_mss():
+    pf = ROUTERS[SCENARIOS["pf-router"].router]
+    lo, hi = pf.nat_ports
+    with lab("pf-router") as rig:
+        pairs = seen_ports(rig)
+        assert all(lo <= seen <= hi for _, seen in pairs), pairs
+        assert any(local != seen for local, seen in pairs)  # random ports, not the client's own
+        assert mss_pair(rig) == (pf.max_mss - 12, pf.max_mss - 12)  # minus the timestamp option
+        assert ping(rig.client_netns) and udp_echo(rig.client_netns, b"p") == b"p"
+        assert ssh_works(rig) == b"ok\n"
+        assert rig.facts["router"] == "pf"
+
+
 def test_every_scenario_has_a_test_here():
-    tested = {"healthy", "seed", "outbound-drop", "mtu-blackhole", "local-mtu", "mss-clamp", "transparent-proxy", "rst-inject",
+    tested = {"pf-router", "healthy", "seed", "outbound-drop", "mtu-blackhole", "local-mtu", "mss-clamp", "transparent-proxy", "rst-inject",
               "edge-filter-icmp", "host-firewall-icmp", "no-listener", "port-set", "fully-random"}
     assert tested == set(SCENARIOS)

@@ -1,6 +1,8 @@
 """`rig run` end to end on the lab, one run per scenario, asserting outcomes from the
 captures (issue 3 item 5). The expectations are written here, not read from the
 scenario registry: the verdict comes from tcpdump's files, the test knows the truth.
+pf-router's numbers (its port range, its MSS) are its router profile's, stated once in
+rig.lab.routers and pinned by tests/test_lab_routers.py.
 
 Most scenarios run with --no-configure (the lab starts the services itself); healthy and
 seed also run through the Ansible configure step.
@@ -12,6 +14,8 @@ import subprocess
 import pytest
 
 from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
+from rig.lab.routers import ROUTERS
+from rig.lab.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
               pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
@@ -125,11 +129,36 @@ def _fully_random(r):
     assert any(c["field"] == "icmp.id" for e in r.exchanges("icmp") for c in e["changes"])
 
 
+def _pf_router(r):
+    """What the scenario's own description says (pf-router, the pf profile): read from it."""
+    scenario = SCENARIOS["pf-router"]
+    pf = ROUTERS[scenario.router]
+    assert r.rc == 0, r.verdict["diagnosis"]
+    for proto in ("tcp", "icmp", "udp"):
+        assert set(r.outcomes(proto)) == {scenario.expect[proto]}, proto
+    lo, hi = pf.nat_ports
+    flows = r.exchanges("tcp") + r.exchanges("udp")
+    seen = [int(e["seen_at_server_as"].rsplit(":", 1)[1]) for e in flows]
+    assert seen and all(lo <= p <= hi for p in seen), seen
+    rewritten = [e for e in flows if e["client"].rsplit(":", 1)[1] != e["seen_at_server_as"].rsplit(":", 1)[1]]
+    assert len(rewritten) >= len(flows) // 2  # random ports, not the client's own
+    for e in flows:
+        out = {c["field"] for c in e["changes"] if c["direction"] == "out"}
+        assert scenario.expect["change"] in out, e
+    ids = {c["server"] for e in flows for c in e["changes"] if c["field"] == "ip.id" and c["direction"] == "out"}
+    assert len(ids) > len(flows) // 2, ids  # random IDs, not one constant
+    for e in r.exchanges("tcp"):
+        mss = [(c["client"], c["server"]) for c in e["changes"] if c["field"] == "tcp.mss" and c["direction"] == "out"]
+        assert mss == [(1460, pf.max_mss)], e
+    backend = r.manifest["backend"]
+    assert backend["router"] == "pf" and backend["router_nat_ports"] == f"{lo}-{hi}"
+
+
 CHECKS = {
     "healthy": _healthy, "seed": _seed, "outbound-drop": _outbound_drop, "mtu-blackhole": _mtu_blackhole,
     "local-mtu": _local_mtu, "mss-clamp": _mss_clamp, "transparent-proxy": _transparent_proxy, "rst-inject": _rst_inject,
     "edge-filter-icmp": _edge_filter_icmp, "host-firewall-icmp": _host_firewall_icmp,
-    "no-listener": _no_listener, "port-set": _port_set, "fully-random": _fully_random,
+    "no-listener": _no_listener, "port-set": _port_set, "fully-random": _fully_random, "pf-router": _pf_router,
 }
 
 
@@ -175,3 +204,24 @@ def test_router_capture_point(tmp_path):
     assert {p["name"] for p in r.verdict["capture_points"]} == {"client", "router", "server"}
     assert (r.out / "captures" / "router.pcap").stat().st_size > 24
     _seed(r)
+
+
+def test_pf_router_json(tmp_path):
+    r = rig_run(tmp_path / "run", "--scenario", "pf-router", "--json", *FAST)
+    assert r.rc == 0, r.stderr
+    assert json.loads(r.stdout) == r.verdict
+    _pf_router(r)
+    assert lab_leftovers(r.prefix) == []
+
+
+def test_seed_behind_a_pf_router_is_still_the_seed(tmp_path):
+    """The mission's own setting: a pf box in front of the hgw that drops SYN-ACKs."""
+    r = rig_run(tmp_path / "run", "--router", "pf", "--scenario", "seed", "--probes", "tcp,icmp", *FAST)
+    _seed(r)
+    backend = r.manifest["backend"]
+    assert (backend["scenario"], backend["router"]) == ("seed", "pf")
+    lo, hi = ROUTERS["pf"].nat_ports
+    # the SYNs reached the server from pf's port range: the profile was in the path
+    seen = [int(e["seen_at_server_as"].rsplit(":", 1)[1]) for e in r.exchanges("tcp")]
+    assert seen and all(lo <= p <= hi for p in seen), seen
+    assert lab_leftovers(r.prefix) == []

@@ -25,6 +25,7 @@ from rig.lab.build import LabNet, build, destroy, require_root_and_tools
 from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
 from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, new_prefix,
                               seed_topology)
+from rig.lab.routers import router_for
 from rig.lab.scenarios import PROXY_PORT
 
 LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
@@ -77,9 +78,10 @@ class LabBackend:
         self._started: dict[str, list[Service]] = {}  # prefix -> services this object started
 
     def provision(self, spec: RunSpec) -> Rig:
-        scenario = scenario_registry.get(spec.scenario)
-        require_root_and_tools()
+        router = router_for(scenario_registry.get(spec.scenario), spec.options.get("router"))
         topo = seed_topology()
+        scenario = router.apply(scenario_registry.get(spec.scenario), node="router", wan="wan")
+        require_root_and_tools()
         prefix = self._prefix or new_prefix()
         workdir = workdir_for(prefix)
         _lab_root()
@@ -119,6 +121,7 @@ class LabBackend:
         facts = {
             "prefix": prefix,
             "scenario": scenario.name,
+            **router.facts(),  # the router profile the verdict was made behind
             "namespaces": ",".join(ns[n] for n in topo.nodes),
             **{f"ns_{node}": name for node, name in ns.items()},
             "client_addr": CLIENT_ADDR,

@@ -28,6 +28,8 @@ PPPOE_MTU = 1454  # NTT Flets PPPoE
 SSH_MSS = PPPOE_MTU - 40  # SSH segments that fit a 1454-byte link when frag-needed is dropped
 PROXY_PORT = 8080  # where the hgw's own HTTP server listens (transparent-proxy)
 PORT_SET = (40000, 40015)  # MAP-E-like set of 16 source ports (port-set)
+PF_NAT_PORTS = (50001, 65535)  # pf's default nat-to port range (rig.lab.routers)
+PF_MAX_MSS = 1440  # a common pf.conf line: scrub on pppoe0 max-mss 1440
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Scenario:
     proxy: bool = False  # run an HTTP server in the hgw (transparent-proxy)
     http_port: int = 80  # where the server's Apache listens
     big_pings: BigPings | None = None  # DF echoes above the smallest MTU; the others produce expect["icmp"]
+    router: str = "linux"  # the router profile it needs (rig.lab.routers); --router picks it for the others
 
     def expect_ping(self, size: int) -> Expected | None:
         """What an ICMP echo of ``size`` bytes (total IP size, DF set) must produce; None
@@ -184,6 +187,14 @@ SCENARIOS: dict[str, Scenario] = {
             "router and hgw masquerade with fully-random: ports and echo ids rewritten, all delivered",
             expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
             masquerade={"router": "fully-random", "hgw": "fully-random"},
+        ),
+        Scenario(
+            "pf-router",
+            "the user's router is pf-like (--router pf), healthy path: every probe delivered; the server sees "
+            f"source ports {PF_NAT_PORTS[0]}-{PF_NAT_PORTS[1]}, IP IDs rewritten on the way out, SYN MSS clamped "
+            f"to {PF_MAX_MSS}",
+            expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED, "change": "ip.id"},
+            router="pf",  # the ports and the MSS are the profile's (rig.lab.routers.ROUTERS["pf"])
         ),
     )
 }
