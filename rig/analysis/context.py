@@ -103,7 +103,8 @@ def with_copies(frames: list[int], copies: dict[int, list[int]]) -> tuple[int, .
     (``copies``: ``Side.copy_frames``)."""
     if not copies:
         return tuple(frames)
-    return tuple(sorted(frames + [x for f in frames for x in copies.get(f, ())]))
+    extra = [x for f in frames if f in copies for x in copies[f]]  # most frames have no copy
+    return tuple(sorted(frames + extra)) if extra else tuple(frames)
 
 
 def copy_note(summary: str, frame: int, copies: dict[int, list[int]]) -> str:
