@@ -123,6 +123,13 @@ class Datagrams:
         return cls(int(d["out"]["sent"]), int(d["out"]["lost"]), int(d["back"]["sent"]), int(d["back"]["lost"]))
 
 
+def _hop(v: Any) -> tuple[str, str] | None:
+    """An exchange's ``lost_between`` from JSON: two point names, else unknown (None)."""
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, str) for x in v):
+        return v[0], v[1]
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
@@ -138,6 +145,8 @@ class Exchange:
     path_mtu: int | None = None  # the next-hop MTU an ICMP frag-needed about this exchange reported
     undecided_because: str | None = None  # why the outcome is 'incomplete' (a short fact), if rig knows
     datagrams: Datagrams | None = None  # UDP: the datagrams each way and how many were lost
+    lost_between: tuple[str, str] | None = None  # the last capture point that saw the lost packets, the next
+    port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -161,6 +170,10 @@ class Exchange:
             d["undecided_because"] = self.undecided_because
         if self.datagrams is not None:
             d["datagrams"] = self.datagrams.to_dict()
+        if self.lost_between is not None:
+            d["lost_between"] = list(self.lost_between)
+        if self.port_reused:
+            d["port_reused"] = True
         return d
 
     @classmethod
@@ -174,6 +187,8 @@ class Exchange:
             None if d.get("path_mtu") is None else int(d["path_mtu"]),
             d.get("undecided_because"),
             Datagrams.from_dict(d["datagrams"]) if d.get("datagrams") else None,
+            _hop(d.get("lost_between")),
+            d.get("port_reused") is True,
         )
 
 
