@@ -130,6 +130,14 @@ def _hop(v: Any) -> tuple[str, str] | None:
     return None
 
 
+def _echo(v: Any) -> tuple[int, int] | None:
+    """An exchange's ``echo`` from JSON: {"id", "seq"} as integers, else unknown (None)."""
+    if isinstance(v, Mapping) and all(isinstance(v.get(k), int) and not isinstance(v.get(k), bool)
+                                      for k in ("id", "seq")):
+        return v["id"], v["seq"]
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
@@ -147,6 +155,7 @@ class Exchange:
     datagrams: Datagrams | None = None  # UDP: the datagrams each way and how many were lost
     lost_between: tuple[str, str] | None = None  # the last capture point that saw the lost packets, the next
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
+    echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -174,6 +183,8 @@ class Exchange:
             d["lost_between"] = list(self.lost_between)
         if self.port_reused:
             d["port_reused"] = True
+        if self.echo is not None:
+            d["echo"] = {"id": self.echo[0], "seq": self.echo[1]}
         return d
 
     @classmethod
@@ -189,6 +200,7 @@ class Exchange:
             Datagrams.from_dict(d["datagrams"]) if d.get("datagrams") else None,
             _hop(d.get("lost_between")),
             d.get("port_reused") is True,
+            _echo(d.get("echo")),
         )
 
 

@@ -50,3 +50,19 @@ def test_an_old_verdict_without_the_fields_reads_as_unknown():
     assert old.lost_between is None and not old.port_reused
     # unknown hop: the diagnosis says the whole path, never parses the explanation
     assert diagnose([old]).summary.startswith("TCP replies are lost between the server and the client")
+
+
+def test_the_report_finds_each_echo_probe_with_every_sentence_blanked():
+    from rig.report.html import _probe_for
+
+    v = _verdict("seed")
+    icmp = [e.to_dict() for e in v.exchanges if e.protocol == "icmp"]
+    assert len(icmp) >= 3
+    # the seed's pinger: id 228, seq 1.. (one probe record each, as rig.probes writes them)
+    probes = [{"id": f"icmp-{i}", "kind": "icmp", "local": icmp[0]["client"], "ok": True,
+               "seen": {"ident": 228, "seq": i}} for i in range(1, len(icmp) + 1)]
+    for blank in (False, True):
+        for x in icmp:
+            if blank:
+                x = {**x, "explanation": "", "evidence": [{**e, "summary": ""} for e in x["evidence"]]}
+            assert [p["id"] for p in _probe_for(x, probes)] == [x["id"]], (blank, x["id"])

@@ -209,6 +209,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         ts = take(c.t["ts_ns"], g)
         d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(c.addrs[r0["src_i"]]),
                   endpoint(c.addrs[r0["dst_i"]]), None, "", "", False)
+        d.echo = (int(r0["icmp_id"]), int(r0["icmp_seq"]))
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]
