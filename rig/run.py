@@ -495,11 +495,11 @@ def _verdict_note(verdict: Any) -> str:
 
 def cli_run(args: argparse.Namespace) -> int:
     """The handler of `rig run` (rig.cli)."""
-    from rig.config import check_spec, load_spec
+    from rig.config import check_spec, load_spec, run_options
 
     spec = load_spec(args)
     check_spec(spec)  # the whole spec, before anything is made: a usage error is one line, no bundle
-    if spec.options.get("dry_run") == "true":  # the backend's plan (azure); touches nothing
+    if run_options(spec.options).dry_run:  # the backend's plan (azure); touches nothing
         from rig.backends import get_backend
         from rig.errors import UsageError
 
@@ -532,7 +532,7 @@ def cli_run(args: argparse.Namespace) -> int:
     finally:
         signals.restore()
     # --redact / --archive were done by the bundle's writer as it sealed the bundle
-    if spec.options.get("redact") == "true":
+    if run_options(spec.options).redact:
         from rig.bundle import load_manifest
 
         m = load_manifest(outcome.out)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint, new_run_id
 from rig.backends.facts import BackendFacts, port_facts
+from rig.config import run_options
 from rig.errors import InfraError, UsageError
 
 PS = ["ps", "ax", "-o", "pid=", "-o", "stat=", "-o", "args="]  # the same on procps and FreeBSD
@@ -150,7 +151,7 @@ class SSHBackend:
                             CapturePoint("server", server_iface, remote=True)),
             client_netns=opts.get("client_netns") or None,
             os_family="freebsd" if freebsd else "debian",
-            install_packages=opts.get("install_packages", "true") != "false",
+            install_packages=run_options(opts).install_packages,
             workdir=workdir,
             facts={"host": opts["host"], "uname": uname, "server_dir": server_dir, "service_mode": "standalone",
                    "listen_addr": opts.get("listen_addr", "0.0.0.0"),
