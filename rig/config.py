@@ -24,8 +24,10 @@ A bad file is one clear line (UsageError, exit 2).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tomllib
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rig.backends.base import RunSpec
@@ -129,6 +131,54 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
                    burst=int(burst), configure=configure, options=options)
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0", "")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The run options (``RunSpec.options``, strings from flags and rig.toml tables) that
+    are not plain strings, parsed once: ``run_options(spec.options)``."""
+
+    dry_run: bool = False  # --dry-run: the backend's plan, nothing made
+    redact: bool = False  # --redact: the bundle's private addresses replaced as it is sealed
+    archive: bool = False  # --archive: the sealed bundle packed as one file
+    install_packages: bool = True  # ssh: apt/pkg install Apache and tcpdump on the host
+    provision_timeout: float | None = None  # azure: seconds for the VM to come up (None: the default)
+    ttl_hours: float | None = None  # azure: hours until the VM's expires-at tag (None: the default)
+
+
+def _bool(name: str, raw: str) -> bool:
+    word = str(raw).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise UsageError(f"option {name}: expected true or false, got {raw!r}")
+
+
+def _seconds(name: str, raw: str) -> float | None:
+    if str(raw).strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"option {name}: expected a positive number, got {raw!r}")
+    return value
+
+
+def run_options(options: Mapping[str, str]) -> RunOptions:
+    """The typed options of ``options``; a bad value is a UsageError (exit 2, one line)."""
+    o = RunOptions()
+    kw: dict[str, Any] = {}
+    for name in ("dry_run", "redact", "archive", "install_packages"):
+        if name in options:
+            kw[name] = _bool(name, options[name])
+    for name in ("provision_timeout", "ttl_hours"):
+        if name in options:
+            kw[name] = _seconds(name, options[name])
+    return RunOptions(**{**o.__dict__, **kw})
+
+
 # backend options that only one backend reads (the others would ignore them silently)
 _BACKEND_OPTIONS = {"lab": ("router",), "azure": ("location", "size", "image", "allow_from"), "ssh": ("host", "host_key", "identity")}
 
@@ -146,6 +196,7 @@ def check_spec(spec: RunSpec) -> None:
 
     if spec.backend not in BACKENDS:
         raise UsageError(f"unknown backend {spec.backend!r} (choose from {', '.join(BACKENDS)})")
+    run_options(spec.options)
     kept = bool(spec.options.get("rig_id"))  # --rig NAME: the kept rig says what it is
     if spec.backend == "lab" and not kept:
         from rig.lab.routers import router_for

@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rig.backends.base import Rig
+from rig.backends.facts import DEFAULT_SERVER_DIR  # noqa: F401 - where the playbook puts it unless told
 from rig.concurrency import on_main_thread
 from rig.resources import playbooks_dir, templates_dir
 from rig.errors import InfraError, MissingToolError
 from rig.sshclient import known_hosts_name
 
 PLAYBOOK = "server.yml"
-DEFAULT_SERVER_DIR = "/var/lib/rig"
 CANCEL_POLL = 0.1  # seconds between ansible-runner's looks at the cancel callback
 PYTHON = {"debian": "/usr/bin/python3", "freebsd": "/usr/local/bin/python3"}
 
@@ -63,14 +63,15 @@ def playbook_vars(rig: Rig) -> dict[str, Any]:
     """The playbook's variables for this rig (see playbooks/server.yml)."""
     facts = dict(rig.facts)
     templates = Path(facts.get("rig_templates_dir") or templates_dir())
-    server_dir = facts.get("server_dir", DEFAULT_SERVER_DIR)
+    known = rig.known
+    server_dir = known.server_dir
     return {
         "rig_templates_dir": str(templates),
         "rig_files": shipped_files(templates, server_dir),
         "rig_server_dir": server_dir,
-        "rig_listen_addr": facts.get("listen_addr", rig.server_addr),
-        "rig_http_port": int(facts.get("http_port", 80)),
-        "rig_udp_port": int(facts.get("udp_port", 7)),
+        "rig_listen_addr": known.listen_addr or rig.server_addr,
+        "rig_http_port": known.http_port,
+        "rig_udp_port": known.udp_port,
         "rig_service_mode": facts.get("service_mode", "standalone" if rig.backend == "lab" else "system"),
         "rig_install_packages": bool(rig.install_packages),
         "rig_os_family": rig.os_family,

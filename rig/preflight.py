@@ -53,16 +53,15 @@ class PreflightReport:
 
 
 def server_ports(rig: Rig) -> tuple[str, int, int]:
-    facts = rig.facts
-    return (facts.get("listen_addr", rig.server_addr), int(facts.get("http_port", 80)),
-            int(facts.get("udp_port", 7)))
+    known = rig.known
+    return known.listen_addr or rig.server_addr, known.http_port, known.udp_port
 
 
 def check(rig: Rig, ssh, backend=None, nonce: str = "rig-preflight") -> PreflightReport:
     """Run every check; return the report (problems empty when all is well)."""
     problems: list[str] = []
     addr, http_port, udp_port = server_ports(rig)
-    python = rig.facts.get("python", PYTHON.get(rig.os_family, "python3"))
+    python = rig.known.python or PYTHON.get(rig.os_family, "python3")
     try:
         res = ssh.run([python, "-c", _CHECK, addr, str(http_port), str(udp_port), nonce], timeout=20)
         found = json.loads(res.stdout.strip().splitlines()[-1])

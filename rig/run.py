@@ -290,7 +290,7 @@ class Pipeline:
                 continue
             path = str(self.bundle.capture_path(cp.name))
             self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family,
-                                               rig.facts.get("remote_tmp", "/tmp")) if cp.remote
+                                               rig.known.remote_tmp) if cp.remote
                                  else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
         starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
@@ -303,8 +303,7 @@ class Pipeline:
             with self.stage("probes", lambda: _probe_note(self.probes)):
                 self.probes = run_probes(rig.client_netns, rig.server_addr, kinds, timeout=spec.probe_timeout,
                                          burst=spec.burst, run_tag=self.out.name,
-                                         tcp_port=int(rig.facts.get("probe_port", 80)),
-                                         udp_port=int(rig.facts.get("udp_port", 7)))
+                                         tcp_port=rig.known.probe_port, udp_port=rig.known.udp_port)
             for p in self.probes:
                 self.bundle.add_probe(p)
             # socket states and the access log are read while the captures stop
@@ -337,10 +336,8 @@ class Pipeline:
 
     def _access_log(self, ssh) -> None:
         """Apache's access log, fetched over SSH (SFTP)."""
-        from rig.configure import DEFAULT_SERVER_DIR  # where the playbook puts it unless told
-
-        server_dir = self._rig.facts.get("server_dir", DEFAULT_SERVER_DIR)
-        log = self._rig.facts.get("access_log") or f"{server_dir}/logs/access.log"
+        known = self._rig.known  # server_dir: where the playbook puts it unless told
+        log = known.access_log or f"{known.server_dir}/logs/access.log"
         try:
             ssh.fetch(log, str(self.bundle.log_path("access.log")))
         except InfraError as exc:
@@ -505,11 +502,11 @@ def _verdict_note(verdict: Any) -> str:
 
 def cli_run(args: argparse.Namespace) -> int:
     """The handler of `rig run` (rig.cli)."""
-    from rig.config import check_spec, load_spec
+    from rig.config import check_spec, load_spec, run_options
 
     spec = load_spec(args)
     check_spec(spec)  # the whole spec, before anything is made: a usage error is one line, no bundle
-    if spec.options.get("dry_run") == "true":  # the backend's plan (azure); touches nothing
+    if run_options(spec.options).dry_run:  # the backend's plan (azure); touches nothing
         from rig.backends import get_backend
         from rig.errors import UsageError
 
@@ -542,7 +539,7 @@ def cli_run(args: argparse.Namespace) -> int:
     finally:
         signals.restore()
     # --redact / --archive were done by the bundle's writer as it sealed the bundle
-    if spec.options.get("redact") == "true":
+    if run_options(spec.options).redact:
         from rig.bundle import load_manifest
 
         m = load_manifest(outcome.out)

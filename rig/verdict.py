@@ -123,6 +123,21 @@ class Datagrams:
         return cls(int(d["out"]["sent"]), int(d["out"]["lost"]), int(d["back"]["sent"]), int(d["back"]["lost"]))
 
 
+def _hop(v: Any) -> tuple[str, str] | None:
+    """An exchange's ``lost_between`` from JSON: two point names, else unknown (None)."""
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, str) for x in v):
+        return v[0], v[1]
+    return None
+
+
+def _echo(v: Any) -> tuple[int, int] | None:
+    """An exchange's ``echo`` from JSON: {"id", "seq"} as integers, else unknown (None)."""
+    if isinstance(v, Mapping) and all(isinstance(v.get(k), int) and not isinstance(v.get(k), bool)
+                                      for k in ("id", "seq")):
+        return v["id"], v["seq"]
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
@@ -138,6 +153,9 @@ class Exchange:
     path_mtu: int | None = None  # the next-hop MTU an ICMP frag-needed about this exchange reported
     undecided_because: str | None = None  # why the outcome is 'incomplete' (a short fact), if rig knows
     datagrams: Datagrams | None = None  # UDP: the datagrams each way and how many were lost
+    lost_between: tuple[str, str] | None = None  # the last capture point that saw the lost packets, the next
+    port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
+    echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -161,6 +179,12 @@ class Exchange:
             d["undecided_because"] = self.undecided_because
         if self.datagrams is not None:
             d["datagrams"] = self.datagrams.to_dict()
+        if self.lost_between is not None:
+            d["lost_between"] = list(self.lost_between)
+        if self.port_reused:
+            d["port_reused"] = True
+        if self.echo is not None:
+            d["echo"] = {"id": self.echo[0], "seq": self.echo[1]}
         return d
 
     @classmethod
@@ -174,6 +198,9 @@ class Exchange:
             None if d.get("path_mtu") is None else int(d["path_mtu"]),
             d.get("undecided_because"),
             Datagrams.from_dict(d["datagrams"]) if d.get("datagrams") else None,
+            _hop(d.get("lost_between")),
+            d.get("port_reused") is True,
+            _echo(d.get("echo")),
         )
 
 

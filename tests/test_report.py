@@ -224,10 +224,9 @@ def test_ladder_with_a_router_column(tmp_path):
 def test_each_exchange_gets_its_own_probe():
     from rig.report.html import _probe_for
 
-    def icmp(i):
+    def icmp(i):  # the evidence's words are not read: the echo's id and seq are
         return {"id": f"icmp-{i}", "protocol": "icmp", "client": "192.168.1.10", "outcome": "delivered",
-                "evidence": [{"point": "client", "frame": i,
-                              "summary": f"192.168.1.10 > 198.51.100.10 ICMP echo request id 4689 seq {i} ttl 64"}]}
+                "echo": {"id": 4689, "seq": i}, "evidence": [{"point": "client", "frame": i, "summary": ""}]}
 
     probes = [{"id": f"icmp-{i}", "kind": "icmp", "local": "192.168.1.10", "ok": True, "seen": {"ident": 4689, "seq": i}}
               for i in (1, 2, 10)]
@@ -240,6 +239,11 @@ def test_each_exchange_gets_its_own_probe():
     assert [p["id"] for p in _probe_for(tcp, probes)] == ["tcp-1"]
     [b] = _probe_for({"id": "tcp-9", "protocol": "tcp", "client": "192.168.1.10:40026"}, probes)
     assert b["id"] == "burst-1 (one of the burst)" and b["tcp"]["state"] == "SYN_SENT" and b["ok"] is False
+    # a verdict from before ``echo``: which probe is unknown, never guessed from the words
+    old = {k: v for k, v in icmp(2).items() if k != "echo"}
+    old["evidence"] = [{"point": "client", "frame": 2, "summary": "192.168.1.10 > 198.51.100.10 ICMP echo request id 4689 seq 2 ttl 64"}]
+    assert _probe_for(old, probes) == []
+    assert [p["id"] for p in _probe_for({**icmp(2), "echo": {"id": 1, "seq": 2}}, probes)] == []  # another pinger's
 
 
 def test_long_exchanges_are_condensed_keeping_every_loss():

@@ -106,3 +106,33 @@ def test_an_unknown_scenario_is_one_line_and_leaves_no_bundle(tmp_path):
                          text=True, timeout=60)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_run_options_are_parsed_once_and_typed():
+    from rig.config import RunOptions, run_options
+
+    assert run_options({}) == RunOptions()
+    o = run_options({"dry_run": "yes", "redact": "true", "archive": "0", "install_packages": "false",
+                     "provision_timeout": "900", "ttl_hours": "2.5", "location": "japaneast"})
+    assert o == RunOptions(dry_run=True, redact=True, archive=False, install_packages=False,
+                           provision_timeout=900.0, ttl_hours=2.5)
+
+
+@pytest.mark.parametrize("backend,option,value", [
+    ("azure", "dry_run", "maybe"), ("lab", "redact", "sure"), ("ssh", "install_packages", "nope"),
+    ("azure", "provision_timeout", "soon"), ("azure", "ttl_hours", "-1"),
+])
+def test_a_bad_run_option_is_one_line_before_the_run(backend, option, value):
+    spec = spec_from({backend: {option: value}, **({"ssh": {"host": "me@h", option: value}} if backend == "ssh" else {})},
+                     args("--backend", backend))
+    with pytest.raises(UsageError, match=f"option {option}: expected") as err:
+        check_spec(spec)
+    assert "\n" not in str(err.value) and err.value.exit_code == EXIT_USAGE
+
+
+def test_a_bad_run_option_in_rig_toml_exits_2_with_one_line_and_no_bundle(tmp_path):
+    (tmp_path / "rig.toml").write_text('backend = "azure"\n[azure]\ndry_run = "maybe"\n')
+    res = subprocess.run(rig_cmd("run"), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == EXIT_USAGE
+    assert res.stderr.strip().count("\n") == 0 and "dry_run" in res.stderr, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rig.toml"]

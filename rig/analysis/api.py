@@ -194,7 +194,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
                              for e in evidence)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), evidence, frames, d.path_mtu,
-                                  d.undecided_because, d.datagrams))
+                                  d.undecided_because, d.datagrams, d.lost_between, d.port_reused, d.echo))
     loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():

@@ -41,6 +41,10 @@ class Draft:
     path_mtu: int | None = None  # the next-hop MTU a frag-needed about the exchange reported
     undecided_because: str | None = None  # why the outcome is 'incomplete', as a short fact
     datagrams: Datagrams | None = None  # UDP: datagrams each way, sent and lost
+    lost_between: tuple[str, str] | None = None  # the last capture point that saw the packets, the next
+    port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
+    echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
+    request_seen_at: frozenset[str] = frozenset()  # the extra points that saw the request (not in the verdict)
 
     def lists(self) -> tuple[list[Change], list[Evidence]]:
         """The changes and evidence of a draft a slow path made, which it extends in place
@@ -147,9 +151,10 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}s"
 
 
-def lost_between(extras: list[str], saw: set[str], toward: str) -> str:
-    """Where on the path packets died, from which capture points saw them: the points
-    run client, extras (in the order given, from the client), server."""
+def lost_between(extras: list[str], saw: set[str], toward: str) -> tuple[str, str]:
+    """Where on the path packets died (the last point that saw them, the next one), from
+    which capture points saw them: the points run client, extras (in the order given,
+    from the client), server."""
     path = ["client", *extras, "server"]
     if toward == "client":
         path.reverse()
@@ -157,4 +162,10 @@ def lost_between(extras: list[str], saw: set[str], toward: str) -> str:
     for i, p in enumerate(path[:-1]):
         if i == 0 or p in saw:
             last = i
-    return f"lost between the {path[last]} and the {path[last + 1]}"
+    return path[last], path[last + 1]
+
+
+def hop_words(d: Draft, hop: tuple[str, str]) -> None:
+    """Record where the packets died on the draft, and say it in its explanation."""
+    d.lost_between = hop
+    d.explanation += f"; lost between the {hop[0]} and the {hop[1]}"

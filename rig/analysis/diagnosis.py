@@ -6,14 +6,12 @@ and of the probes that were never sent: they count among their protocol's probes
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 
 from rig.outcome import Outcome
 from rig.verdict import CHANGE_FIELDS, Diagnosis, Exchange, ExchangeList, NotSentProbe
 
-_HOP = re.compile(r"lost between the (\S+) and the (\S+)$")
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
 
@@ -130,8 +128,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
         else:
             a, b = ("server", "client") if outcome is Outcome.LOST_RETURN else ("client", "server")
             # with more capture points, the explanations name the hop; say it if they agree
-            hops = {m.groups() if m else None for e in problems if e.outcome == outcome
-                    for m in [_HOP.search(e.explanation)]}
+            hops = {e.lost_between for e in problems if e.outcome == outcome}
             if len(hops) == 1 and None not in hops:
                 a, b = hops.pop()
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
@@ -165,7 +162,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     ports = {x.rsplit(":", 1)[1] for x in tcp_seen}
     if tcp_seen and len(ports) < len(tcp_seen):
         clauses.append(f"the TCP connections that reached the server came from only {plural(len(ports), 'public port')}")
-    reused = sum(1 for e in problems if "reused a public port" in e.explanation)
+    reused = sum(1 for e in problems if e.port_reused)
     if reused:
         clauses.append(f"the NAT reused a public port the server still held for {plural(reused, 'connection')} "
                        f"(too few ports, e.g. a MAP-E port set)")

@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import (LOST_EVIDENCE, NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ctx, Draft, arrived_note,
-                                  lost_between, lost_outbound_words, lost_return_words, plural, sent_note, times)
+                                  hop_words, lost_between, lost_outbound_words, lost_return_words, plural, sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered, echo_id_change
@@ -81,7 +81,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
                 d.outcome = Outcome.LOST_RETURN
                 d.explanation = lost_return_words(req, rep, len(srep))
                 if ctx.extra:
-                    d.explanation += "; " + lost_between(list(ctx.extra), set(reply_seen_at), "client")
+                    hop_words(d, lost_between(list(ctx.extra), set(reply_seen_at), "client"))
                 seen = [n for n in reversed(list(ctx.extra)) if n in reply_seen_at]  # server side first
                 ev += ctx.ev(s, srep, sent_note(rep) if seen else NEVER_REACHED_CLIENT, LOST_EVIDENCE)
                 for n in seen:
@@ -140,8 +140,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         d.outcome = Outcome.LOST_OUTBOUND
         d.explanation = lost_outbound_words(req, n_req_c) + where
         if ctx.extra:
-            saw = {n for n in ctx.extra if f"{n} saw it" in where}
-            d.explanation += "; " + lost_between(list(ctx.extra), saw, "server")
+            hop_words(d, lost_between(list(ctx.extra), set(d.request_seen_at), "server"))
         last = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
         for i in last[-1:]:
             ev[i] = Evidence(ev[i].point, ev[i].frame, ev[i].summary + NEVER_REACHED_SERVER)
@@ -156,6 +155,7 @@ def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]
             ctx.add_frames(d, side, rows)
             d.evidence.extend(ctx.ev(side, rows, f"seen at {name}", 1))
             notes.append(f"{name} saw it")
+            d.request_seen_at |= {name}
         else:
             notes.append(f"not seen at {name}")
     return ("; " + "; ".join(notes)) if notes else ""
@@ -209,6 +209,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         ts = take(c.t["ts_ns"], g)
         d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(c.addrs[r0["src_i"]]),
                   endpoint(c.addrs[r0["dst_i"]]), None, "", "", False)
+        d.echo = (int(r0["icmp_id"]), int(r0["icmp_seq"]))
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]

@@ -58,7 +58,7 @@ def delivered_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray
 
 # the columns each protocol's records read (copying all of them for both: +50% time here)
 ROW_FIELDS = {"udp": ("ttl", "sport", "dport", "plen", "frame"), "icmp": ("ttl", "icmp_type", "icmp_id", "icmp_seq", "frame")}
-REQ_FIELDS = {"udp": ("sport", "dport", "frame"), "icmp": ("icmp_id", "frame")}
+REQ_FIELDS = {"udp": ("sport", "dport", "frame"), "icmp": ("icmp_id", "icmp_seq", "frame")}
 
 
 class ReqRepBatch:
@@ -141,5 +141,6 @@ class ReqRepBatch:
                 ch = o + b
             out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
                                 explanation, ch, () if light else (ev_s[i], ev_c[i]),
-                                () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams))
+                                () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
+                                echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
         return out

@@ -104,6 +104,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
     cframe = cq.c["frame"]
     dst_key = c.addr_keys("dst", creq).tolist()
     ts = take(c.t["ts_ns"], creq).tolist()
+    echo = [None] * len(creq) if udp else list(zip(cq.c["icmp_id"], cq.c["icmp_seq"]))
     out = []
     if sreq is None:
         words = lost_outbound_words(req, 1)
@@ -111,7 +112,8 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
             out.append(Draft(protocol, dst_key[i], ts[i], ts[i], cframe[i], client_ep[i], server_ep[i], None,
                              Outcome.LOST_OUTBOUND, words, False, [],
                              [Evidence(c.name, cframe[i], sent[i] + NEVER_REACHED_SERVER)],
-                             {c.name: [cframe[i]]}, ("server",), datagrams=LOST_OUT if udp else None))
+                             {c.name: [cframe[i]]}, ("server",), datagrams=LOST_OUT if udp else None,
+                             echo=echo[i] and (int(echo[i][0]), int(echo[i][1]))))
         return out, np.zeros(0, np.int64)
     sq, sp = _texts(s, sreq, protocol, False), _texts(s, srep, protocol, False)
     seen = sq.eps("src", udp)
@@ -130,6 +132,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
                          [Evidence(c.name, cframe[i], sent[i]), Evidence(s.name, sframe[i], arrived[i]),
                           Evidence(s.name, pframe[i], lost[i])],
                          {c.name: [cframe[i]], s.name: [sframe[i], pframe[i]]}, ("client",),
-                         datagrams=LOST_BACK if udp else None))
+                         datagrams=LOST_BACK if udp else None,
+                         echo=echo[i] and (int(echo[i][0]), int(echo[i][1]))))
     out_d = take(s.t["ts_ns"], sreq).astype(np.int64) - take(c.t["ts_ns"], creq).astype(np.int64)
     return out, out_d

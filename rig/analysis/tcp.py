@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, lost_between, plural, quoted_at, quoted_one, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, plural, quoted_at, quoted_one, times
 from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
@@ -255,7 +255,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
             d.outcome = Outcome.LOST_OUTBOUND
             d.explanation = f"the client sent {times(n_syn, 'SYN')}; none reached the server{where}"
             if ctx.extra:
-                d.explanation += "; " + lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].syn)}, "server")
+                hop_words(d, lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].syn)}, "server"))
             d.absent_at = ("server",)
             ev[:] = _last_seen(ctx, seen, "syn", "server", c, C.syn, "SYN sent")
         return d
@@ -285,8 +285,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
                 d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')}; "
                                  f"none reached the client{where}")
                 if ctx.extra:
-                    d.explanation += "; " + lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].synack)},
-                                                         "client")
+                    hop_words(d, lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].synack)}, "client"))
                 ev[:] = (ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2)
                          + _last_seen(ctx, seen, "synack", "client", s, S.synack, "SYN-ACK sent"))
                 d.absent_at = ("client",)
@@ -324,6 +323,7 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
         why = (f"the server answered SYN with an ACK for an older connection on the same address and port "
                f"({d.seen_at_server_as}): the NAT reused a public port the server still held (TIME_WAIT)")
         ev += ctx.ev(s, stale_s, "ACK of the older connection", 2)
+        d.port_reused = True
         if len(stale_c):
             d.outcome = Outcome.REFUSED
             d.explanation = why + ("; the client reset it" if len(C.rst_fwd) else "")

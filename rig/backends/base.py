@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping, Protocol
 
+from rig.backends.facts import BackendFacts
+
 
 def new_run_id(now: datetime | None = None) -> str:
     """rig-YYYYmmdd-HHMMSS-xxxx (UTC): a run's id on a host or cloud the user owns;
@@ -56,6 +58,11 @@ class Rig:
     install_packages: bool = True  # False in the lab: the packages are already there
     workdir: str = ""  # per-run scratch directory (keys, known_hosts, ansible artifacts)
     facts: Mapping[str, str] = field(default_factory=dict)  # backend facts for the manifest
+
+    @property
+    def known(self) -> BackendFacts:
+        """The facts the pipeline reads, typed (a bad port: UsageError)."""
+        return BackendFacts.from_facts(self.facts)
 
 
 @dataclass(frozen=True)

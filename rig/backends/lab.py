@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.backends.facts import port_facts
 from rig.errors import InfraError
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
@@ -127,8 +128,7 @@ class LabBackend:
             "client_addr": CLIENT_ADDR,
             "router_wan_addr": ROUTER_WAN_ADDR,
             "hgw_wan_addr": HGW_WAN_ADDR,
-            "http_port": str(scenario.http_port),
-            "udp_port": str(UDP_PORT),
+            **port_facts(scenario.http_port, UDP_PORT, scenario.probe_port),
             # read by rig.configure: the playbook renders the same files to the same places
             "server_dir": str(server_dir),
             "listen_addr": SERVER_ADDR,

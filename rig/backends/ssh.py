@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint, new_run_id
+from rig.backends.facts import BackendFacts, port_facts
+from rig.config import run_options
 from rig.errors import InfraError, UsageError
 
 PS = ["ps", "ax", "-o", "pid=", "-o", "stat=", "-o", "args="]  # the same on procps and FreeBSD
@@ -118,6 +120,8 @@ class SSHBackend:
         if not opts.get("host"):
             raise UsageError("--backend ssh needs --host user@host[:port]")
         user, host, port = parse_target(opts["host"])
+        # --http-port / --udp-port: a bad one is said before any login (exit 2)
+        ports = BackendFacts.from_facts({k: opts[k] for k in ("http_port", "udp_port") if k in opts})
         host_key = resolve_host_key(host, port, opts.get("host_key"), self.home / ".ssh" / "known_hosts")
         identity = opts.get("identity") or default_identity(self.home / ".ssh")
         if not os.path.exists(identity):
@@ -147,11 +151,11 @@ class SSHBackend:
                             CapturePoint("server", server_iface, remote=True)),
             client_netns=opts.get("client_netns") or None,
             os_family="freebsd" if freebsd else "debian",
-            install_packages=opts.get("install_packages", "true") != "false",
+            install_packages=run_options(opts).install_packages,
             workdir=workdir,
             facts={"host": opts["host"], "uname": uname, "server_dir": server_dir, "service_mode": "standalone",
                    "listen_addr": opts.get("listen_addr", "0.0.0.0"),
-                   "http_port": opts.get("http_port", "80"), "udp_port": opts.get("udp_port", "7"),
+                   **port_facts(ports.http_port, ports.udp_port),
                    **({"python": "/usr/local/bin/python3"} if freebsd else {})},
         )
 

@@ -55,8 +55,10 @@ def _as_dict(obj: Any) -> dict:
 
 
 def _flag(spec: Any, key: str) -> bool:
+    from rig.config import run_options
+
     opts = (spec.get("options") if isinstance(spec, Mapping) else getattr(spec, "options", None)) or {}
-    return str(opts.get(key, "")).lower() in ("true", "1", "yes")
+    return bool(getattr(run_options({key: str(opts[key])} if key in opts else {}), key))
 
 
 class BundleWriter:

@@ -79,6 +79,7 @@ class Scenario:
     port_set: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # node -> tcp/udp ports
     proxy: bool = False  # run an HTTP server in the hgw (transparent-proxy)
     http_port: int = 80  # where the server's Apache listens
+    probe_port: int | None = None  # where the TCP/HTTP probes go (None: http_port)
     big_pings: BigPings | None = None  # DF echoes above the smallest MTU; the others produce expect["icmp"]
     router: str = "linux"  # the router profile it needs (rig.lab.routers); --router picks it for the others
 
@@ -175,6 +176,7 @@ SCENARIOS: dict[str, Scenario] = {
             "nothing listens on tcp/80 (Apache is on 8080): the server's kernel answers RST",
             expect={"tcp": Outcome.REFUSED, "icmp": Outcome.DELIVERED},
             http_port=8080,
+            probe_port=80,
         ),
         Scenario(
             "port-set",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -103,7 +102,8 @@ def _load_tables(captures: Mapping[str, Any] | None) -> tuple[dict, str | None]:
 
 def _probe_for(ex: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Probe records that made this exchange: same local address:port (TCP/UDP/HTTP), or
-    same source and echo sequence (ICMP)."""
+    same source and echo id and sequence (ICMP, the exchange's ``echo``; none when the
+    verdict predates it: unknown)."""
     client = ex.get("client") or ""
     out = []
     for p in probes:
@@ -113,10 +113,10 @@ def _probe_for(ex: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> li
             continue
         seen = p.get("seen") or {}
         if ex.get("protocol") == "icmp" and local and client == local and p.get("kind") == "icmp":
-            ev = " ".join(e.get("summary", "") for e in ex.get("evidence", ()) if e.get("point") == "client")
+            echo = ex.get("echo") if isinstance(ex.get("echo"), Mapping) else None
             seq, ident = seen.get("seq"), seen.get("ident")
-            want = (rf"\bid {ident} seq {seq}\b" if ident is not None else rf"\bseq {seq}\b") if seq is not None else None
-            if want is None or re.search(want, ev):
+            if seq is None or (echo is not None and echo.get("seq") == seq
+                               and (ident is None or echo.get("id") == ident)):
                 out.append(p)
         for conn in seen.get("connections", ()) if isinstance(seen.get("connections"), list) else ():
             if isinstance(conn, Mapping) and conn.get("local") == client:

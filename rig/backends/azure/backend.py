@@ -21,13 +21,10 @@ from rig.backends.azure import prices
 from rig.backends.azure.plan import Plan, make_plan, render_plan
 from rig.backends.azure.prices import Fetch
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
+from rig.config import run_options
 from rig.errors import InfraError
 
 ARM_SCOPE = "https://management.azure.com/.default"
-
-
-def truthy(value) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
 
 
 def dry_run(spec: RunSpec, fetch: Fetch | None = None) -> str:
@@ -84,7 +81,7 @@ class AzureBackend:
         from rig.backends.azure.cloudinit import new_keys
 
         plan = self.plan(spec)
-        if truthy(spec.options.get("dry_run", "")):
+        if run_options(spec.options).dry_run:
             raise InfraError("provision() called with --dry-run; use rig.backends.azure.dry_run(spec)")
         clients = self.clients()  # a missing subscription/credential fails here, before any request
         source = plan.allow_from or (self._caller_ip or detect)()
@@ -133,7 +130,7 @@ class AzureBackend:
         for i, region in enumerate(regions):
             here = plan if i == 0 else replace(plan, location=region, run_id=f"{plan.run_id}-{region}"[:90])
             prov = Provisioner(clients, here, keys, source,
-                               timeout=self.timeout or float(spec.options.get("provision_timeout", DEFAULT_TIMEOUT)),
+                               timeout=self.timeout or run_options(spec.options).provision_timeout or DEFAULT_TIMEOUT,
                                delete_timeout=self.delete_timeout or DELETE_TIMEOUT, wait_delete=self.wait_delete,
                                log=self.log)
             try:

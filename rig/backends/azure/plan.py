@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from rig.backends.azure.prices import PriceFailure, RegionPrices, Unavailable
 from rig.backends.base import new_run_id
+from rig.config import run_options
 from rig.errors import UsageError
 
 DEFAULT_LOCATION = "eastus"
@@ -179,7 +180,7 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
     size = options.get("size")
     sizes = (size, *[s for s in DEFAULT_SIZES if s != size]) if size else DEFAULT_SIZES
     allow = options.get("allow_from")
-    ttl = float(options.get("ttl_hours") or DEFAULT_TTL_HOURS)
+    ttl = run_options(options).ttl_hours or DEFAULT_TTL_HOURS
     short = run_id.removeprefix("rig-").replace("-", "")[-10:]
     names = {"vnet": "rig-vnet", "subnet": "rig-subnet", "nsg": "rig-nsg", "pip": "rig-ip",
              "nic": "rig-nic", "vm": f"rig{short}"}
