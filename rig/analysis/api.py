@@ -77,7 +77,7 @@ def _tcp_step(ctx: Ctx, sides: dict[str, Side]):
     verdict's assembly no longer carry)."""
     out = tcp_drafts(ctx)
     for side in sides.values():
-        side.tcp = None
+        del side.tcp  # no step after this one reads it
     return out
 
 
@@ -150,19 +150,23 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
     # verdict order: by first frame, then protocol, stable in the order the steps found
     # them; batches join as arrays (source -1 is a draft, else the batch's number)
     srcs, locs, firsts, protos = [], [], [], []
-    kept = [d for d in drafts if d.dst_key in servers]
+    kept: list[Draft | None] = [d for d in drafts if d.dst_key in servers]
     k = 0
     for d in everything:
         if isinstance(d, Draft):
             if d.dst_key in servers:
-                srcs.append(np.array([-1])), locs.append(np.array([k]))
-                firsts.append(np.array([d.first_frame], np.int64)), protos.append(np.array([_PROTO_ORDER[d.protocol]]))
+                srcs.append(np.array([-1]))
+                locs.append(np.array([k]))
+                firsts.append(np.array([d.first_frame], np.int64))
+                protos.append(np.array([_PROTO_ORDER[d.protocol]]))
                 k += 1
         else:
             bi = batches.index(d)
             sel = np.flatnonzero(np.isin(d.dst_key, np.fromiter(servers, np.uint64, len(servers))))
-            srcs.append(np.full(len(sel), bi)), locs.append(sel)
-            firsts.append(d.first_frame[sel]), protos.append(np.full(len(sel), _PROTO_ORDER[d.protocol]))
+            srcs.append(np.full(len(sel), bi))
+            locs.append(sel)
+            firsts.append(d.first_frame[sel])
+            protos.append(np.full(len(sel), _PROTO_ORDER[d.protocol]))
     del drafts, tcp, echo, udp, everything  # each draft is released as soon as its record exists
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))  # noqa: E731
     src, loc, frame, proto = cat(srcs, np.int32), cat(locs, np.int64), cat(firsts, np.int64), cat(protos, np.int64)
@@ -179,18 +183,20 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
     any_copies = any(copies.values())
     for pos, j in zip(eager_at.tolist(), loc[eager_at].tolist()):
         d, kept[j] = kept[j], None
+        if d is None:
+            raise AssertionError(f"draft {j} placed twice in the verdict")
         n = int(num[pos])
         if d.outcome != Outcome.DELIVERED and d.absent_at:
-            why = vouch(d, sides, wins) or in_gap(d, sides, offset)
-            if why:
-                d.explanation = f"the {why}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
+            unseen = vouch(d, sides, wins) or in_gap(d, sides, offset)
+            if unseen:
+                d.explanation = f"the {unseen}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
                 d.outcome = Outcome.INCOMPLETE
-                d.undecided_because = why
+                d.undecided_because = unseen
         fr = d.frames
         frames = tuple((p, with_copies(sorted(set(fr[p])), copies[p])) for p in point_order if p in fr)
         evidence = tuple(d.evidence)
         if any_copies:  # a packet a point captured twice (tcpdump -i any): both frames named
-            evidence = tuple(Evidence(e.point, e.frame, copy_note(e.summary, e.frame, copies.get(e.point)))
+            evidence = tuple(Evidence(e.point, e.frame, copy_note(e.summary, e.frame, copies.get(e.point, {})))
                              for e in evidence)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), evidence, frames, d.path_mtu,

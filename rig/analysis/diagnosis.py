@@ -22,7 +22,8 @@ _CLAUSE = {
     Outcome.REFUSED: "the server refuses {p}",
     Outcome.ANSWERED_BY_MIDDLEBOX: "something between the client and the server answers {p} in the server's place (a proxy or cache)",
     Outcome.RESET_BY_MIDDLEBOX: "something on the path sends {p} resets or errors the server never sent",
-    Outcome.MTU_BLACKHOLE: "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed reaches the sender (a path MTU black hole)",
+    Outcome.MTU_BLACKHOLE: "large {p} segments never arrive while the handshake and small ones do, and no ICMP frag-needed "
+                           "reaches the sender (a path MTU black hole)",
     Outcome.INCOMPLETE: "the captures cannot decide {n} {p} exchanges",
 }
 # what a NAT (or the router before it) is expected to change: hop counts, IP and echo ids;
@@ -94,8 +95,8 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     # from its columns; only the exchanges with a problem are records
     unsent = not_sent_clauses(not_sent)
     n_unsent = Counter(p.protocol for p in not_sent)
-    lazy = isinstance(exchanges, ExchangeList)
-    pairs = exchanges.counts() if lazy else Counter((e.protocol, e.outcome) for e in exchanges)
+    lazy = exchanges if isinstance(exchanges, ExchangeList) else None
+    pairs = lazy.counts() if lazy is not None else Counter((e.protocol, e.outcome) for e in exchanges)
     by: dict[str, Counter] = {}
     for (proto, outcome), n in pairs.items():
         by.setdefault(proto, Counter())[outcome] = n
@@ -103,14 +104,14 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     if not exchanges:
         return Diagnosis("; ".join(["No exchange from the client toward the server was found in the client capture "
                                     "(no TCP SYN, ICMP echo request or UDP datagram)", *unsent]), {})
-    if lazy:
+    if lazy is not None:
         batched = pairs.get(("udp", "delivered"), 0) - sum(
-            1 for e in exchanges.eager if e.protocol == "udp" and e.outcome == "delivered")
-        lossy = _datagram_loss(exchanges.eager, batched)
+            1 for e in lazy.eager if e.protocol == "udp" and e.outcome == "delivered")
+        lossy = _datagram_loss(lazy.eager, batched)
     else:
         lossy = _datagram_loss(exchanges)
     clean = [p for p in ORDER if p in by and all(Outcome(o).clean for o in by[p]) and not (p == "udp" and lossy)]
-    problems = [e for e in (exchanges.eager if lazy else exchanges) if not Outcome(e.outcome).clean]
+    problems = [e for e in (lazy.eager if lazy is not None else exchanges) if not Outcome(e.outcome).clean]
     clauses: list[str] = []
     for outcome in _SEVERITY:
         protos = [p for p in ORDER if p in by and by[p].get(outcome)]
@@ -129,14 +130,15 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
             a, b = ("server", "client") if outcome is Outcome.LOST_RETURN else ("client", "server")
             # with more capture points, the explanations name the hop; say it if they agree
             hops = {e.lost_between for e in problems if e.outcome == outcome}
-            if len(hops) == 1 and None not in hops:
-                a, b = hops.pop()
+            hop = hops.pop() if len(hops) == 1 else None
+            if hop is not None:
+                a, b = hop
             clauses.append(_CLAUSE[outcome].format(p=_and(parts), n=0, a=a, b=b))
     if lossy:
         clauses.append(lossy)
     if not clauses:
         total = sum(sum(c.values()) for c in by.values())
-        changed = (exchanges.change_fields() if lazy else
+        changed = (lazy.change_fields() if lazy is not None else
                    {(ch.field, ch.direction) for e in exchanges for ch in e.changes})
         rewrites = sorted({(f, d) for f, d in changed if f not in EXPECTED_CHANGES},
                           key=lambda fd: (CHANGE_FIELDS.index(fd[0]) if fd[0] in CHANGE_FIELDS else 99, fd[1] != "out"))
@@ -145,7 +147,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
                     + ", ".join(f"{_CHANGED.get(f, f)} {_WAY[d]}" for f, d in rewrites))
         else:
             text = f"Every exchange ({total}) was delivered both ways: the path is clean"
-        mss = (exchanges.change_notes("tcp.mss") if lazy else
+        mss = (lazy.change_notes("tcp.mss") if lazy is not None else
                {ch.note for e in exchanges for ch in e.changes if ch.field == "tcp.mss" and ch.note})
         if mss:
             text += f"; the path clamps the TCP MSS ({', '.join(sorted(mss))})"
@@ -155,7 +157,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
         clauses.append(f"a router reports a path MTU of {' / '.join(str(m) for m in mtus)} for larger packets")
     # a port-set NAT: connections fail on the way out while those that pass share few ports
     if by.get("tcp", Counter())[Outcome.LOST_OUTBOUND]:
-        tcp_seen = (exchanges.seen_at_server("tcp") if lazy else
+        tcp_seen = (lazy.seen_at_server("tcp") if lazy is not None else
                     [e.seen_at_server_as for e in exchanges if e.protocol == "tcp" and e.seen_at_server_as])
     else:
         tcp_seen = []

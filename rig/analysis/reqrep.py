@@ -14,10 +14,11 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import (LOST_EVIDENCE, NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ctx, Draft, arrived_note,
-                                  hop_words, lost_between, lost_outbound_words, lost_return_words, plural, sent_note, times)
+                                  hop_words, lost_between, lost_outbound_words, lost_return_words, plural, quoted_one,
+                                  sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.match import pair_by_order
-from rig.analysis.reqrep_fast import delivered_drafts as fast_delivered, echo_id_change
+from rig.analysis.reqrep_fast import ReqRepBatch, delivered_drafts as fast_delivered, echo_id_change
 from rig.analysis.reqrep_lost import lost_drafts, replies_to
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
@@ -68,7 +69,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
     """``reply_seen_at``: the extra points that saw the server's reply, with its rows there."""
     reply_seen_at = reply_seen_at or {}
     c, s = ctx.client, ctx.server
-    ev = d.evidence
+    _, ev = d.lists()
     if sreq:
         ev += ctx.ev(s, sreq, arrived_note(req), 2)
         if srep:
@@ -129,8 +130,8 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
     elif cerr and all(path_signal(c.t[r], c.addrs) for r in cerr):
         d.outcome = Outcome.LOST_OUTBOUND
-        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.addrs, c.cap.quoted_at(cerr[0]))}"
-        d.path_mtu = frag_needed_mtu(c.t[cerr[0]], c.cap.quoted_at(cerr[0]))
+        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.addrs, quoted_one(c, cerr[0]))}"
+        d.path_mtu = frag_needed_mtu(c.t[cerr[0]], quoted_one(c, cerr[0]))
         ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
     elif cerr:
         d.outcome = Outcome.RESET_BY_MIDDLEBOX
@@ -141,8 +142,8 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         d.explanation = lost_outbound_words(req, n_req_c) + where
         if ctx.extra:
             hop_words(d, lost_between(list(ctx.extra), set(d.request_seen_at), "server"))
-        last = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
-        for i in last[-1:]:
+        far = [i for i, e in enumerate(ev) if e.point != c.name] or [i for i, e in enumerate(ev) if e.point == c.name]
+        for i in far[-1:]:
             ev[i] = Evidence(ev[i].point, ev[i].frame, ev[i].summary + NEVER_REACHED_SERVER)
     d.absent_at = ("server",)
 
@@ -153,7 +154,7 @@ def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]
         rows = reqs_of.get(name, {}).get(key, [])
         if rows:
             ctx.add_frames(d, side, rows)
-            d.evidence.extend(ctx.ev(side, rows, f"seen at {name}", 1))
+            d.lists()[1].extend(ctx.ev(side, rows, f"seen at {name}", 1))
             notes.append(f"{name} saw it")
             d.request_seen_at |= {name}
         else:
@@ -161,7 +162,7 @@ def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]
     return ("; " + "; ".join(notes)) if notes else ""
 
 
-def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
     req = c.echo_req
     if len(req) == 0:
@@ -174,12 +175,14 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
     extra_rep = {n: _index(x.echo_key(x.echo_rep), x.echo_rep) for n, x in ctx.extra.items()}
     c_err, s_err = error_index(c), error_index(s)
-    drafts, out_d, back_d = [], [], []
+    drafts: list[Draft | ReqRepBatch] = []
+    out_d: list[int] = []
+    back_d: list[int] = []
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
     alone = _singletons(gk) if not ctx.extra else None
-    if not ctx.extra and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
+    if alone is not None and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
         fr = lambda side, rows: side.frames(rows)  # noqa: E731
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
@@ -191,7 +194,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         got, o, b = fast_delivered(ctx, "icmp", req[f], s.echo_req[sq_i[f]], s.echo_rep[sp_of[f]], c.echo_rep[cp_i[f]])
         drafts += got
         bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
-    if not ctx.extra:  # the plain lost cases (reqrep_lost)
+    if alone is not None:  # no extra points: the plain lost cases (reqrep_lost)
         found = _plain_lost_echo(ctx, req, xk_all, dk, alone & ~fast, skq, skp, ckp, c_err, s_err)
         _add_lost(ctx, "icmp", req, found, fast, drafts, bulk_out)
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
@@ -210,6 +213,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         d = Draft("icmp", dst_key, int(ts.min()), int(ts.max()), int(r0["frame"]), endpoint(c.addrs[r0["src_i"]]),
                   endpoint(c.addrs[r0["dst_i"]]), None, "", "", False)
         d.echo = (int(r0["icmp_id"]), int(r0["icmp_seq"]))
+        changes, evidence = d.lists()
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]
@@ -218,16 +222,16 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft], list[np.ndarray], list[np.ndarra
         d.matched = bool(sq)
         for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
-        d.evidence += ctx.ev(c, g, sent_note("echo request"), 2)
+        evidence += ctx.ev(c, g, sent_note("echo request"), 2)
         if sq:
             s0 = s.t[sq[0]]
             d.seen_at_server_as = endpoint(s.addrs[s0["src_i"]])
-            d.changes += ip_changes(r0, s0, "out")
+            changes += ip_changes(r0, s0, "out")
             if int(r0["icmp_id"]) != int(s0["icmp_id"]):
-                d.changes.append(echo_id_change(int(r0["icmp_id"]), int(s0["icmp_id"])))
+                changes.append(echo_id_change(int(r0["icmp_id"]), int(s0["icmp_id"])))
             out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
             if sp and cp:
-                d.changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
+                changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
                 back_d.append(int(c.t[cp[0]]["ts_ns"]) - int(s.t[sp[0]]["ts_ns"]))
         where = _where(ctx, d, xk, extra_req)
         _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where,
@@ -435,7 +439,7 @@ def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> l
     return out
 
 
-def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
     """The UDP exchanges: the flows (``udpflow``), then request/reply on every other 4-tuple."""
     c, s = ctx.client, ctx.server
     udp_c = c.rows_of(17)
@@ -461,26 +465,30 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft], list[np.n
     on = flows.c_flow[local] >= 0
     local = local & (flows.c_flow < 0)
     req, ckeys = req[~on], ckeys[~on]
+    drafts: list[Draft | ReqRepBatch] = [*got]
     if len(req):
         partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s), valid_b=flows.s_flow < 0)
         more, o2, b2 = _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)
-        got, o, b = got + more, o + o2, b + b2
-    return got, o, b
+        drafts += more
+        o, b = o + o2, b + b2
+    return drafts, o, b
 
 
 def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarray, skeys: np.ndarray,
                 req: np.ndarray, ckeys: np.ndarray, partner: np.ndarray
-                ) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+                ) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
     """The request/reply exchanges of the client's datagrams ``req`` (``udp_c[local]``)."""
     c, s = ctx.client, ctx.server
     fr = lambda side, rows: side.frames(rows)  # noqa: E731
     gk = combine(_tuple_key(c, req), take(c.t["phash"], req), take(c.t["plen"], req), n=len(req))
-    drafts, out_d, back_d = [], [], []
+    drafts: list[Draft | ReqRepBatch] = []
+    out_d: list[int] = []
+    back_d: list[int] = []
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
     alone = _singletons(gk) if not ctx.extra else None
-    if not ctx.extra and len(udp_s):
+    if alone is not None and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
         paired[partner[partner >= 0]] = True
         sp_i = _sole_answer(s, udp_s, paired)
@@ -499,7 +507,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     ff_pos = ff_pos[s.t["ipver"][udp_s[ff_pos]] == 4]
     first_frag = udp_s[ff_pos]
     ff_keys = _quote_key(s, first_frag)
-    if not ctx.extra:  # the plain lost cases (reqrep_lost)
+    if alone is not None:  # no extra points: the plain lost cases (reqrep_lost)
         found = _plain_lost_udp(ctx, udp_c, local, udp_s, partner, alone & ~fast, c_err, s_err, ff_pos, ff_keys)
         _add_lost(ctx, "udp", req, found, fast, drafts, bulk_out)
     if fast.all():
@@ -542,6 +550,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         d = Draft("udp", c.addr_key1("dst", g[0]), int(ts.min()), int(ts.max()), int(r0["frame"]),
                   endpoint(c.addrs[r0["src_i"]], int(r0["sport"])), endpoint(c.addrs[r0["dst_i"]], int(r0["dport"])),
                   None, "", "", bool(sq))
+        changes, evidence = d.lists()
         sp = s_rep.replies(sq)
         cp_all = c_rep.replies(gl)
         if not sq and cp_all:  # a reply the server did send, though its capture lacks the request
@@ -556,14 +565,14 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             s0 = s.t[sq[0]]
             se = _errors_about(s, s_err, sq)
             d.seen_at_server_as = endpoint(s.addrs[s0["src_i"]], int(s0["sport"]))
-            d.changes += ip_changes(r0, s0, "out")
+            changes += ip_changes(r0, s0, "out")
             out_d.append(int(s0["ts_ns"]) - int(r0["ts_ns"]))
             if sp and cp:
-                d.changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
+                changes += ip_changes(c.t[cp[0]], s.t[sp[0]], "back")
                 back_d.append(int(c.t[cp[0]]["ts_ns"]) - int(s.t[sp[0]]["ts_ns"]))
         for side, rows in ((c, gl), (c, cp_all), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
-        d.evidence += ctx.ev(c, gl, sent_note("datagram"), 2)
+        evidence += ctx.ev(c, gl, sent_note("datagram"), 2)
         where = _where(ctx, d, ck[gl[0]], extra_req)
         sent_keys = set()
         if sp and extra_req:  # only the extra points ask; sp are rows of udp_s: a lookup, not numpy per exchange

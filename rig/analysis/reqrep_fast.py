@@ -114,9 +114,11 @@ class ReqRepBatch:
         sq = Rows(self.sq, idx, self.fields)
         explanation = f"the {word} reached the server and its {rep} reached the client"
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
-        if light:  # ExchangeList.light: no evidence, no frames
-            ev_s = ev_c = fc = fs = None
-        else:
+        ev_s: list[Evidence] = []
+        ev_c: list[Evidence] = []
+        fc: list[tuple[int, ...]] = []
+        fs: list[tuple[int, ...]] = []
+        if not light:  # (ExchangeList.light: no evidence, no frames)
             cp = Rows(self.cp, idx, self.fields)
             sp_frame = self.sp_frame[idx].tolist()
             ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived_note(req)))]

@@ -115,6 +115,8 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
                              {c.name: [cframe[i]]}, ("server",), datagrams=LOST_OUT if udp else None,
                              echo=echo[i] and (int(echo[i][0]), int(echo[i][1]))))
         return out, np.zeros(0, np.int64)
+    if srep is None:
+        raise ValueError("server requests (sreq) come with their replies (srep)")
     sq, sp = _texts(s, sreq, protocol, False), _texts(s, srep, protocol, False)
     seen = sq.eps("src", udp)
     arrived, lost = sq.summaries(udp, arrived_note(req)), sp.summaries(udp, NEVER_REACHED_CLIENT)

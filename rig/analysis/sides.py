@@ -439,6 +439,8 @@ class Side:
 
     def error_key(self, rows: np.ndarray) -> np.ndarray:
         """NAT-invariant key of the packet an ICMP error quotes (what it is about)."""
+        if self.cap is None:
+            raise ValueError(f"rows asked of {self.name}, which has no capture")
         t = self.cap.quoted_at(rows)
         qp = t["q_proto"].astype(np.uint64)
         tcp = combine(6, t["q_seq"], n=len(rows))

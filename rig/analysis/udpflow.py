@@ -259,7 +259,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
         if sb > sa:
             d.frames[s.name] = s_fr[sa:sb]
         arrived = [i for i in mine if at_s[i] >= 0]
-        ev = d.evidence
+        changes, ev = d.lists()
         plain = outcome == Outcome.DELIVERED  # as a delivered request/reply: what arrived, each way
         if not plain:
             ev += ctx.ev(c, [r0], sent_note("datagram"), 1)
@@ -267,7 +267,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             a0 = arrived[0]
             s0 = srow_l[at_s[a0]]
             d.seen_at_server_as = endpoint(s.addrs[s.t["src_i"][s0]], int(s.t["sport"][s0]))
-            d.changes += ip_changes(c.t[crow_l[a0]], s.t[s0], "out")
+            changes += ip_changes(c.t[crow_l[a0]], s.t[s0], "out")
             ev += ctx.ev(s, [s0], arrived_note("datagram"), 1)
         if s_sent:
             if not plain:
@@ -275,7 +275,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             back_ok = [i for i in s_sent if at_c[i] >= 0]
             if back_ok:
                 b0 = back_ok[0]
-                d.changes += ip_changes(c.t[crow_l[at_c[b0]]], s.t[srow_l[b0]], "back")
+                changes += ip_changes(c.t[crow_l[at_c[b0]]], s.t[srow_l[b0]], "back")
                 ev += ctx.ev(c, [crow_l[at_c[b0]]], arrived_note("datagram"), 1)
         if n_out_lost and arrived:  # all lost: the datagram sent says it already
             ev += ctx.ev(c, [crow_l[i] for i in mine if at_s[i] < 0], "never reached the server", LOST_EACH)

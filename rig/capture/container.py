@@ -93,7 +93,8 @@ def open_noted(path: str, spool: int | None = None) -> tuple[mmap.mmap | bytes, 
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, not a capture file") from exc
     except (PermissionError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read capture file ({exc.strerror or exc})") from exc
+        why = exc.strerror if isinstance(exc, OSError) else None
+        raise InputError(f"{path}: cannot read capture file ({why or exc})") from exc
 
 
 def _decompressed(f, how: str, path: str, spool: int | None) -> tuple[mmap.mmap | bytes, str]:

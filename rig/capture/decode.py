@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from rig.capture.table import FRAG_LATER, FRAG_MF, QUOTED_DTYPE, QUOTED_FIELDS, Undecoded, payload_hash
+from rig.capture.table import FRAG_LATER, FRAG_MF, QUOTED_DTYPE, QUOTED_FIELDS, Undecoded, field_names, payload_hash
 
 # link types (LINKTYPE_* values as stored in pcap / pcapng)
 LT_NULL, LT_ETHERNET, LT_RAW_BSD12, LT_RAW_OPENBSD14 = 0, 1, 12, 14
@@ -436,7 +436,7 @@ def fill_rows(table: np.ndarray, rows: np.ndarray, buf, data_off, caplen, wirele
     """Decode the records ``rows`` (ascending) with this decoder into ``table`` (in place),
     numbering addresses in ``book`` (``addresses.AddressBook``) for ``src_i`` / ``dst_i``.
     Returns the ``QUOTED_DTYPE`` records of the ICMP errors among them, sorted by row."""
-    cols = {name: table[name] for name in table.dtype.names}  # a lean table: fewer (table.DETAIL_FIELDS)
+    cols = {name: table[name] for name in field_names(table.dtype)}  # a lean table: fewer (table.DETAIL_FIELDS)
     quoted = []
     for i in rows.tolist():
         r = decode_packet(buf, int(data_off[i]), int(caplen[i]), int(wirelen[i]), int(linktype[i]))

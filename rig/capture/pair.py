@@ -63,7 +63,8 @@ def read_pair(first: str, second: str, stats: dict | None = None, *, lean: bool 
     try:
         pid = os.fork()
     except OSError:
-        os.close(fd), os.close(r), os.close(w)
+        for d in (fd, r, w):
+            os.close(d)
         if spool is not None:
             os.close(spool)
         return read_capture(first, lean=lean), read_capture(second, lean=lean)
@@ -95,13 +96,14 @@ def _mapped(spool: int):
 
 def _child(path: str, fd: int, r: int, w: int, lean: bool, spool: int | None) -> None:
     code = 0
+    msg: tuple[str, object, Capture | None]
     try:
         os.close(r)
         try:
             cap = read_capture(path, alloc=lambda n, dtype: _shared_table(fd, n, dtype), lean=lean, spool=spool)
             peak = _hwm_kb() / 1024 - cap.packets.nbytes / 2**20
             # everything but the shared table and the file's mapping (``quoted`` included)
-            msg = ("ok", (len(cap.packets), peak), replace(cap, packets=None, _data=None))
+            msg = ("ok", (len(cap.packets), peak), replace(cap, packets=np.empty(0, cap.packets.dtype), _data=None))
         except BaseException as exc:  # the parent raises it as read_capture would have
             msg = ("error", exc, None)
         data = pickle.dumps(msg)

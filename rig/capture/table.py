@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import mmap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,7 +121,16 @@ QUOTED_DTYPE = np.dtype(
         ("q_ip_id", "u4"),
     ]
 )
-QUOTED_FIELDS = QUOTED_DTYPE.names[1:]
+
+
+def field_names(dtype: np.dtype) -> tuple[str, ...]:
+    """The field names of a structured dtype (a plain one has none: a caller's bug)."""
+    if dtype.names is None:
+        raise TypeError(f"{dtype} is not a structured dtype")
+    return dtype.names
+
+
+QUOTED_FIELDS = field_names(QUOTED_DTYPE)[1:]
 
 # The lean table: ``PACKET_DTYPE`` without the columns that neither the analysis nor the
 # reports built from a verdict read (the record's interface, link type, VLAN, lengths
@@ -135,7 +145,7 @@ QUOTED_FIELDS = QUOTED_DTYPE.names[1:]
 # verdicts equal).
 DETAIL_FIELDS = ("iface", "caplen", "wirelen", "linktype", "vlan", "tunnel", "src", "dst", "ip_len", "win", "tsecr",
                  "optsig", "poff")
-LEAN_DTYPE = np.dtype([(n, PACKET_DTYPE.fields[n][0]) for n in PACKET_DTYPE.names if n not in DETAIL_FIELDS])
+LEAN_DTYPE = np.dtype([(n, PACKET_DTYPE[n]) for n in field_names(PACKET_DTYPE) if n not in DETAIL_FIELDS])
 
 
 def table_dtype(lean: bool) -> np.dtype:
@@ -241,7 +251,7 @@ class Capture:
     bad_timestamps: int = 0
     # damaged regions skipped mid-file, in file order (``Gap``)
     gaps: tuple[Gap, ...] = ()
-    _data: object = field(default=None, repr=False, compare=False)  # bytes/mmap of the file
+    _data: mmap.mmap | bytes | None = field(default=None, repr=False, compare=False)  # the file's bytes
 
     def quoted_at(self, rows) -> np.ndarray:
         """The ``QUOTED_DTYPE`` records of ``rows`` (indices into ``packets``), aligned
@@ -259,10 +269,9 @@ class Capture:
         return out[0] if idx.ndim == 0 else out.reshape(idx.shape)
 
     def payload(self, row: int) -> bytes:
-        if "poff" not in self.packets.dtype.names:
+        if "poff" not in field_names(self.packets.dtype):
             raise ValueError(f"{self.path}: read lean, without payload offsets: read it with read_capture(path)")
-        r = self.packets[row]
-        off, n = int(r["poff"]), int(r["pcaplen"])
+        off, n = int(self.packets["poff"][row]), int(self.packets["pcaplen"][row])
         if n == 0 or self._data is None:
             return b""
         return bytes(self._data[off : off + n])

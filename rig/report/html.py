@@ -32,7 +32,8 @@ def _exchange_order(x: Mapping[str, Any]) -> tuple:
 CSS = """
 :root{--fg:#1b1f24;--muted:#5b6570;--bad:#c62828;--good:#2e7d32;--warn:#b35c00;--line:#d0d7de;--bg:#fff;--card:#f6f8fa}
 *{box-sizing:border-box}
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg);margin:0;padding:12px}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;\
+color:var(--fg);background:var(--bg);margin:0;padding:12px}
 main{max-width:980px;margin:0 auto}
 h1{font-size:1.35rem;margin:.2rem 0 .4rem}
 h2{font-size:1.1rem;margin:1.6rem 0 .5rem;border-bottom:1px solid var(--line);padding-bottom:.2rem}
@@ -42,9 +43,11 @@ h3{font-size:1rem;margin:0 0 .3rem;word-break:break-word}
 .diagnosis.failed{border-color:var(--warn);background:#fff4e5}
 .muted{color:var(--muted)}
 .meta{color:var(--muted);font-size:.85rem;margin:.3rem 0 0}
-.badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;font-weight:600;color:#fff;background:var(--bad);vertical-align:middle}
+.badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;font-weight:600;\
+color:#fff;background:var(--bad);vertical-align:middle}
 """ + "".join(f".badge.{o}{{background:{o.colour}}}\n" for o in Outcome) + """\
-section.ex{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.7rem;margin:.8rem 0;break-inside:avoid;page-break-inside:avoid}
+section.ex{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.7rem;\
+margin:.8rem 0;break-inside:avoid;page-break-inside:avoid}
 .cols{display:flex;flex-wrap:wrap;gap:.8rem}
 .cols>.draw{flex:3 1 380px;min-width:0}
 .cols>.side{flex:1 1 200px;min-width:0;font-size:.88rem}
@@ -184,7 +187,8 @@ def _probe_detail(p: Mapping[str, Any]) -> str:
 def _changes_table(changes: Sequence[Mapping[str, Any]], with_exchange: bool = False) -> str:
     if not changes:
         return ""
-    head = ("<th>exchange</th>" if with_exchange else "") + "<th>field</th><th>direction</th><th>at client</th><th>at server</th><th>note</th>"
+    head = (("<th>exchange</th>" if with_exchange else "")
+            + "<th>field</th><th>direction</th><th>at client</th><th>at server</th><th>note</th>")
     rows = []
     for c in changes:
         rows.append(
@@ -358,11 +362,11 @@ def render_report(
     # probes
     if probes:
         parts.append("<h2>What the probes saw</h2>")
-        rows = []
+        probe_rows = []
         for p in probes:
             tcp = p.get("tcp") or {}
             seen = p.get("seen") or {}
-            rows.append(
+            probe_rows.append(
                 f"<tr><td>{_e(p.get('id'))}</td><td>{_e(p.get('kind'))}</td><td>{_e(p.get('target'))}</td>"
                 f"<td>{'yes' if p.get('ok') else 'no'}</td><td>{_e(seen.get('status', ''))}</td>"
                 f"<td>{_e(tcp.get('state', ''))}</td><td>{_e(p.get('error') or '')}</td>"
@@ -371,7 +375,7 @@ def render_report(
         parts.append(
             '<div class="scroll"><table class="probes"><tr><th>probe</th><th>kind</th><th>target</th><th>ok</th>'
             "<th>HTTP</th><th>socket</th><th>error</th><th>detail</th><th>local</th></tr>"
-            f"{''.join(rows)}</table></div>"
+            f"{''.join(probe_rows)}</table></div>"
         )
     parts.append(_facts(verdict, manifest))
     parts.append(
