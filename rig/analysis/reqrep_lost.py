@@ -104,7 +104,9 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
     cframe = cq.c["frame"]
     dst_key = c.addr_keys("dst", creq).tolist()
     ts = take(c.t["ts_ns"], creq).tolist()
-    echo = [None] * len(creq) if udp else list(zip(cq.c["icmp_id"], cq.c["icmp_seq"]))
+    # the request's (id, seq) as the client sent it, for ICMP (how a probe finds its exchange)
+    echo: list[tuple[int, int] | None] = ([None] * len(creq) if udp else
+                                          [(int(i), int(q)) for i, q in zip(cq.c["icmp_id"], cq.c["icmp_seq"])])
     out = []
     if sreq is None:
         words = lost_outbound_words(req, 1)
@@ -113,7 +115,7 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
                              Outcome.LOST_OUTBOUND, words, False, [],
                              [Evidence(c.name, cframe[i], sent[i] + NEVER_REACHED_SERVER)],
                              {c.name: [cframe[i]]}, ("server",), datagrams=LOST_OUT if udp else None,
-                             echo=echo[i] and (int(echo[i][0]), int(echo[i][1]))))
+                             echo=echo[i]))
         return out, np.zeros(0, np.int64)
     if srep is None:
         raise ValueError("server requests (sreq) come with their replies (srep)")
@@ -135,6 +137,6 @@ def lost_drafts(ctx: Ctx, protocol: str, creq: np.ndarray, sreq: np.ndarray | No
                           Evidence(s.name, pframe[i], lost[i])],
                          {c.name: [cframe[i]], s.name: [sframe[i], pframe[i]]}, ("client",),
                          datagrams=LOST_BACK if udp else None,
-                         echo=echo[i] and (int(echo[i][0]), int(echo[i][1]))))
+                         echo=echo[i]))
     out_d = take(s.t["ts_ns"], sreq).astype(np.int64) - take(c.t["ts_ns"], creq).astype(np.int64)
     return out, out_d
