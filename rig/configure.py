@@ -75,6 +75,8 @@ def playbook_vars(rig: Rig) -> dict[str, Any]:
         "rig_service_mode": facts.get("service_mode", "standalone" if rig.backend == "lab" else "system"),
         "rig_install_packages": bool(rig.install_packages),
         "rig_os_family": rig.os_family,
+        # only where rig keeps a per-run directory on the server (the lab's workdir)
+        "rig_remote_tmp": known.remote_tmp if known.remote_tmp != "/tmp" else "",
         **{k: v for k, v in facts.items() if k.startswith("rig_")},
     }
 
