@@ -111,6 +111,14 @@ def with_copies(frames: list[int], copies: dict[int, list[int]]) -> tuple[int, .
     return tuple(sorted(frames + extra)) if extra else tuple(frames)
 
 
+def with_copy_notes(evidence: list[Evidence], copies: dict[int, list[int]]) -> list[Evidence]:
+    """``evidence`` with ``copy_note`` applied; a row whose packet has no copy is kept as it is."""
+    if not copies:
+        return evidence
+    return [Evidence(e.point, e.frame, copy_note(e.summary, e.frame, copies)) if e.frame in copies else e
+            for e in evidence]
+
+
 def copy_note(summary: str, frame: int, copies: dict[int, list[int]]) -> str:
     """The evidence words of a packet captured twice at its point (``frame``: the one kept)."""
     more = copies.get(int(frame)) if copies else None

@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import Ctx, arrived_note, copy_note, with_copies
+from rig.analysis.context import Ctx, arrived_note, with_copies, with_copy_notes
 from rig.analysis.sides import Part
 from rig.analysis.udpflow import DELIVERED
 from rig.analysis.summary import RowTexts, echo_text, udp_text
@@ -128,8 +128,8 @@ class ReqRepBatch:
             if self.c_copies or self.s_copies:  # packets captured twice: every copy's frame
                 fc = [with_copies(list(f), self.c_copies) for f in fc]
                 fs = [with_copies(list(f), self.s_copies) for f in fs]
-                ev_s = [Evidence(x.point, x.frame, copy_note(x.summary, x.frame, self.s_copies)) for x in ev_s]
-                ev_c = [Evidence(x.point, x.frame, copy_note(x.summary, x.frame, self.c_copies)) for x in ev_c]
+                ev_s = with_copy_notes(ev_s, self.s_copies)
+                ev_c = with_copy_notes(ev_c, self.c_copies)
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol
