@@ -148,21 +148,21 @@ def _unique(k: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+def _syn_ts(side: Side, conns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each connection's first SYN row, its TCP timestamp value, and whether it has one."""
     has = conns.syn >= 0
     rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
-    t = side.t
-    tsval = take(t["tsval"], rows)
-    valid = has & (take(t["has_ts"], rows) > 0) & (tsval > 0)
-    return combine(take(t["ip_id"], rows), tsval, n=len(rows)), valid
+    tsval = take(side.t["tsval"], rows)
+    return rows, tsval, has & (take(side.t["has_ts"], rows) > 0) & (tsval > 0)
+
+
+def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    rows, tsval, valid = _syn_ts(side, conns)
+    return combine(take(side.t["ip_id"], rows), tsval, n=len(rows)), valid
 
 
 def _syn_tsval_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
-    has = conns.syn >= 0
-    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
-    t = side.t
-    tsval = take(t["tsval"], rows)
-    valid = has & (take(t["has_ts"], rows) > 0) & (tsval > 0)
+    rows, tsval, valid = _syn_ts(side, conns)
     return combine(tsval, conns.resp_port, n=len(rows)), valid
 
 
