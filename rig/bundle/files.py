@@ -10,12 +10,13 @@ existed fall back to the layout (top-level files, ``captures/*``, ``logs/*``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from rig.bundle.manifest import MANIFEST, FileHash, Manifest
 from rig.errors import InfraError, RigError, UsageError
@@ -108,6 +109,15 @@ def write_failed(exc: OSError, where: Path | str) -> RigError:
     if exc.errno in NO_SPACE:
         return InfraError(f"cannot write the bundle {where}: {why} (free some space, or use --out elsewhere)")
     return InfraError(f"cannot write the bundle {where}: {why}")
+
+
+@contextlib.contextmanager
+def writing(where: Path | str) -> Iterator[None]:
+    """Around a bundle write: an OSError becomes ``write_failed``'s one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failed(exc, where) from exc
 
 
 def load_manifest(root: Path, name: str | None = None) -> Manifest:

@@ -30,7 +30,8 @@ from typing import Any, Iterator, Mapping
 from rig.bundle.credentials import PRIVATE_KEY_NAMES, SecretRefused, looks_like_private_key, scrub_spec, scrub_text, \
     sweep_secrets
 from rig.bundle.environment import kernel, tool_versions
-from rig.bundle.files import NO_SPACE, bundle_files, check_name, hash_paths, load_manifest, owned_files, save_manifest, write_failed
+from rig.bundle.files import NO_SPACE, bundle_files, check_name, hash_paths, load_manifest, owned_files, save_manifest, write_failed, \
+    writing
 from rig.bundle.manifest import MANIFEST, PROBES, REPORT, STATUSES, VERDICT, Manifest, Timing
 from rig.errors import UsageError
 
@@ -152,10 +153,8 @@ class BundleWriter:
     def write_log(self, name: str, text: str) -> Path:
         """logs/<name> with ``text``; a failed write (full disk) is one line, exit 3."""
         dst = self.log_path(name)
-        try:
+        with writing(self.root):
             dst.write_text(text)
-        except OSError as exc:
-            raise write_failed(exc, self.root) from exc
         return dst
 
     def add_file(self, src: Path | str, name: str) -> Path:
@@ -165,10 +164,8 @@ class BundleWriter:
         if looks_like_private_key(data, src.name):
             raise SecretRefused(f"refusing to put {src.name!r} into a bundle: it looks like a private key")
         dst = self.log_path(name)
-        try:
+        with writing(self.root):
             dst.write_bytes(data)
-        except OSError as exc:
-            raise write_failed(exc, self.root) from exc
         return dst
 
     # -- records
@@ -194,11 +191,8 @@ class BundleWriter:
     def add_probe(self, record: Any) -> None:
         """Append one probe result (a dict or an object with to_dict()) to probes.jsonl."""
         line = scrub_text(json.dumps(_as_dict(record), default=str, sort_keys=False))
-        try:
-            with open(self._own(PROBES), "a") as f:
-                f.write(line + "\n")
-        except OSError as exc:
-            raise write_failed(exc, self.root) from exc
+        with writing(self.root), open(self._own(PROBES), "a") as f:
+            f.write(line + "\n")
 
     def set_facts(
         self,
@@ -227,10 +221,8 @@ class BundleWriter:
         from rig.bundle.files import write_json_atomic
 
         vd = _as_dict(verdict)
-        try:
+        with writing(self.root):
             write_json_atomic(self._own(VERDICT), vd)
-        except OSError as exc:
-            raise write_failed(exc, self.root) from exc
         if not self.manifest.clock_offset:  # the analysis estimated it from matched packets
             est = {c["name"]: c["clock_offset_s"] for c in vd.get("capture_points", ())
                    if c.get("clock_offset_s") is not None and c.get("name") != "client"}
