@@ -13,6 +13,34 @@ from rig.outcome import Outcome
 from rig.verdict import Change, Exchange, NotSentProbe, Verdict
 
 MAX_ROWS = 200
+MAX_CHANGE_VALUES = 8  # distinct values of one field and direction listed one by one
+
+
+def _change_lines(seen: dict[str, list[str]], kind_of: dict[str, tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """The change lines to print: one per distinct change, except where one field changed
+    in more than MAX_CHANGE_VALUES ways in one direction (pf's random IP IDs: a value per
+    packet), which is one line for that field and direction; --json keeps every value."""
+    by_kind: dict[tuple[str, str], list[str]] = {}
+    for text in seen:
+        by_kind.setdefault(kind_of[text], []).append(text)
+    out, done = [], set()
+    for text in seen:  # in the order first met
+        kind = kind_of[text]
+        group = by_kind[kind]
+        if len(group) <= MAX_CHANGE_VALUES:
+            out.append((text, seen[text]))
+        elif kind not in done:
+            done.add(kind)
+            ids = sorted({i for t in group for i in seen[t]}, key=_id_order)
+            arrow = "->" if kind[1] == "out" else "<-"
+            out.append((f"{kind[0]} {arrow} {len(group)} different rewrites (a value per exchange or packet; "
+                        "--json lists each)", ids))
+    return out
+
+
+def _id_order(exchange_id: str) -> tuple[str, int]:
+    proto, _, n = exchange_id.rpartition("-")
+    return (proto, int(n)) if n.isdigit() else (exchange_id, 0)
 
 
 def change_text(ch: Change) -> str:
@@ -138,16 +166,18 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
         print_not_sent(verdict.not_sent, console)
     # what the path changed, grouped: the same change on many exchanges is printed once
     seen: dict[str, list[str]] = {}
+    kind_of: dict[str, tuple[str, str]] = {}  # text -> (field, direction)
     texts: dict[int, str] = {}  # a large run's records share their Change objects: one text each
     for e in exchanges:
         for ch in e.changes:
             text = texts.get(id(ch))
             if text is None:
                 text = texts[id(ch)] = change_text(ch)
+                kind_of[text] = (ch.field, ch.direction)
             seen.setdefault(text, []).append(e.id)
     if seen:
         console.print(Text("What the path changed (-> on the way out, <- on the way back):", style="bold"))
-        for text, ids in seen.items():
+        for text, ids in _change_lines(seen, kind_of):
             who = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
             console.print(f"  {text}   [dim]{who}[/dim]", highlight=False)
     style = "bold green" if verdict.exit_code() == 0 else "bold red"

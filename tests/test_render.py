@@ -1,5 +1,6 @@
 """The table for people groups exchanges that tell the same story; --json keeps them all."""
 
+import dataclasses
 import io
 
 from rich.console import Console
@@ -84,3 +85,24 @@ def test_the_table_reads_light_records_that_agree_with_the_full_ones(tmp_path):
                (b.id, b.protocol, b.client, b.server, b.seen_at_server_as, b.outcome, b.explanation, b.changes)
         assert (b.evidence, b.frames) in (((), ()), (a.evidence, a.frames))
     assert any(b.evidence == () for b in light) and any(b.evidence for b in light)
+
+
+def test_a_field_rewritten_per_packet_is_one_change_line():
+    """Behind pf's random IP IDs every exchange has its own ip.id values: one line for the
+    field and direction, not one per exchange (220k lines took the table view 34 s)."""
+    from rig.render import MAX_CHANGE_VALUES
+    from rig.verdict import Change
+
+    mss = Change("tcp.mss", "out", 1460, 1400)
+    xs = [dataclasses.replace(_x(i, outcome="delivered", expl="fine"),
+                              changes=(Change("ip.id", "out", i, 50001 + 7 * i), mss)) for i in range(1, 301)]
+    out = io.StringIO()
+    print_verdict(_verdict(xs), Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    assert text.count("ip.id ->") == 1 and "300 different rewrites" in text and "and 294 more" in text
+    assert text.count("tcp.mss ->") == 1  # the same change on every exchange: one line, as before
+    few = [dataclasses.replace(_x(i, outcome="delivered", expl="fine"), changes=(Change("ip.id", "out", i, i + 1),))
+           for i in range(1, MAX_CHANGE_VALUES + 1)]
+    out = io.StringIO()
+    print_verdict(_verdict(few), Console(file=out, width=200, color_system=None))
+    assert out.getvalue().count("ip.id ->") == MAX_CHANGE_VALUES  # a few distinct values are each shown
