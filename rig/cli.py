@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-configure", action="store_true", help="skip the Ansible configure step")
     r.add_argument("--archive", action="store_true", help="also write <out>.tar.gz")
     r.add_argument("--redact", action="store_true", help="replace the client's private addresses in the bundle")
+    r.add_argument("--no-trace", action="store_true", help="no TTL-limited traces of the lost exchanges")
     r.add_argument("--rig", dest="rig_id", default=None, help="rerun against a rig kept with 'rig up'")
     # backend options (azure / ssh)
     r.add_argument("--location", default=None, help="azure: region")

@@ -40,7 +40,7 @@ _TOP_KEYS = {"backend", "scenario", "router", "probes", "out", "timeout", "burst
 _TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
-                 "rig_id", "archive", "redact", "router")
+                 "rig_id", "archive", "redact", "router", "no_trace")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -145,6 +145,7 @@ class RunOptions:
     install_packages: bool = True  # ssh: apt/pkg install Apache and tcpdump on the host
     provision_timeout: float | None = None  # azure: seconds for the VM to come up (None: the default)
     ttl_hours: float | None = None  # azure: hours until the VM's expires-at tag (None: the default)
+    trace: bool = True  # --no-trace: no TTL-limited traces after the analysis (rig.trace)
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -173,6 +174,8 @@ def run_options(options: Mapping[str, str]) -> RunOptions:
     for name in ("dry_run", "redact", "archive", "install_packages"):
         if name in options:
             kw[name] = _bool(name, options[name])
+    if "no_trace" in options:
+        kw["trace"] = not _bool("no_trace", options["no_trace"])
     for name in ("provision_timeout", "ttl_hours"):
         if name in options:
             kw[name] = _seconds(name, options[name])

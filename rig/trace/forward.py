@@ -26,6 +26,7 @@ from rig.trace.records import Hop, Trace, quote_changes
 PROTO = {"tcp": wire.TCP, "udp": wire.UDP, "icmp": wire.ICMP}
 MAX_TTL = 16
 WAIT = 1.0
+SETTLE = 0.2  # seconds to wait for the hops' errors once the far end has answered
 PAYLOAD = b"rig-trace"
 # the options of a Linux SYN: MSS, SACK permitted, timestamps, window scale
 _SYN_OPTIONS = (wire.mss_option(1460) + bytes([4, 2, 8, 10]) + b"\0" * 8 + bytes([1, 3, 3, 7]))
@@ -55,7 +56,9 @@ def _copies(proto: str, src: str, dst: str, sport: int, dport: int, echo_id: int
         else:
             l4 = wire.icmp_echo(wire.ECHO_REQUEST, echo_id, (base + ttl) & 0xFFFF, payload)
         pkt = wire.ipv4(src, dst, PROTO[proto], l4, ttl, id_base + ttl)
-        out.append((ttl, pkt, wire.parse(pkt)))
+        fields = wire.parse(pkt)
+        assert fields is not None  # built here as IPv4
+        out.append((ttl, pkt, fields))
     return out
 
 
@@ -111,10 +114,11 @@ def _trace_here(proto: str, dst: str, dport: int, sport: int | None, echo_id: in
                         hops[ttl] = Hop(ttl, err["from"], kind, quote_changes(sent[ttl], q))
                 elif d["src"] == dst and _is_answer(proto, d, sport, echo_id):
                     replies.append(_reply_ttl(proto, d, base, max_ttl))
+                    until = min(until, time.monotonic() + SETTLE)  # nearer hops answer before the far end
     finally:
-        for s in (icmp, l4, sender):
-            if s is not None:
-                s.close()
+        for sock in (icmp, l4, sender):
+            if sock is not None:
+                sock.close()
     arrived = _arrived(proto, replies, hops, max_ttl)
     if arrived is not None and arrived not in hops:
         hops[arrived] = Hop(arrived, dst, "reply")

@@ -94,3 +94,72 @@ def quote_changes(sent: Mapping[str, Any], quoted: Mapping[str, Any]) -> tuple[F
         if key in sent and key in quoted and sent[key] != quoted[key]:
             out.append(FieldChange(name, sent[key], quoted[key]))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class HopRef:
+    """A hop of a trace as the verdict names it: its ``index`` counted from the sender of
+    that direction, its ``address``, and the ``node`` it is, where rig knows (the lab's
+    node names, or a role elsewhere: "server", "client-public")."""
+
+    index: int | None
+    address: str | None
+    node: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "address": self.address, "node": self.node}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "HopRef":
+        return cls(d.get("index"), d.get("address"), d.get("node"))
+
+
+@dataclass(frozen=True)
+class TraceEvidence:
+    """One fact a trace or a capture gave: at ``ttl`` (``to_ttl``: a range) of the
+    ``trace`` ("out" / "return" / a capture point name) ``address`` sent ``saw``
+    ("time-exceeded", "unreachable", "reply", "arrived", "nothing", "request")."""
+
+    trace: str
+    ttl: int | None
+    address: str | None
+    saw: str
+    to_ttl: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"trace": self.trace, "ttl": self.ttl, "address": self.address, "saw": self.saw}
+        if self.to_ttl is not None:
+            d["to_ttl"] = self.to_ttl
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TraceEvidence":
+        return cls(d["trace"], d.get("ttl"), d.get("address"), d["saw"], d.get("to_ttl"))
+
+
+@dataclass(frozen=True)
+class LostAt:
+    """Where a lost exchange's packets died (the verdict's ``lost_at``): the last hop
+    known to have received them (``after_hop``) and the next one, when known. When the
+    traces cannot decide, ``undecided_because`` says why and the hops are None."""
+
+    direction: str  # "out" | "return"
+    after_hop: HopRef | None
+    before_hop: HopRef | None = None
+    evidence: tuple[TraceEvidence, ...] = ()
+    undecided_because: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"direction": self.direction,
+                             "after_hop": None if self.after_hop is None else self.after_hop.to_dict(),
+                             "before_hop": None if self.before_hop is None else self.before_hop.to_dict(),
+                             "evidence": [e.to_dict() for e in self.evidence]}
+        if self.undecided_because is not None:
+            d["undecided_because"] = self.undecided_because
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LostAt":
+        return cls(d["direction"], HopRef.from_dict(d["after_hop"]) if d.get("after_hop") else None,
+                   HopRef.from_dict(d["before_hop"]) if d.get("before_hop") else None,
+                   tuple(TraceEvidence.from_dict(e) for e in d.get("evidence", ())), d.get("undecided_because"))
