@@ -50,3 +50,32 @@ def test_forward_trace_shows_pf_rewrites_from_the_router_on():
         t = forward(rig.client_netns, "tcp", SERVER_ADDR, 80)
         fields = {h.ttl: {c.field for c in h.changed} for h in t.hops if h.kind != "reply"}
         assert fields == {1: set(), 2: {"ip.id", "tcp.mss"}, 3: {"ip.id", "tcp.mss"}}
+
+
+SERVER_GW, HGW_WAN, CLIENT = "198.51.100.1", "203.0.113.2", "192.168.1.10"
+
+
+def test_return_traces_reach_the_client_through_both_nats_on_a_healthy_path():
+    from rig.trace.reverse import NetnsServer, reverse
+
+    with lab("healthy") as rig:
+        server = NetnsServer(rig.facts["ns_server"])
+        for proto, port in (("tcp", 80), ("udp", 7), ("icmp", 0)):
+            t = reverse(rig.client_netns, server, proto, SERVER_ADDR, port)
+            assert t.error is None, proto
+            assert t.target.split(":")[0] == HGW_WAN  # the client's mapping, as the server saw it
+            # the router's time-exceeded leaves through the hgw's NAT: it answers as the hgw
+            assert hops(t) == [(1, SERVER_GW, "time-exceeded"), (2, HGW_WAN, "time-exceeded"),
+                               (3, HGW_WAN, "time-exceeded"), (4, CLIENT, "reply")], proto
+            assert t.arrived_ttl == 4
+
+
+def test_return_trace_stops_at_the_hgw_that_drops_syn_acks():
+    from rig.trace.reverse import NetnsServer, reverse
+
+    with lab("seed") as rig:
+        server = NetnsServer(rig.facts["ns_server"])
+        t = reverse(rig.client_netns, server, "tcp", SERVER_ADDR, 80)
+        assert hops(t) == [(1, SERVER_GW, "time-exceeded"), (2, HGW_WAN, "time-exceeded")]
+        assert not t.reached
+        assert reverse(rig.client_netns, server, "icmp", SERVER_ADDR).reached

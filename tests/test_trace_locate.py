@@ -108,3 +108,16 @@ def test_lost_at_reaches_every_exchange_of_the_group_and_round_trips_through_jso
     assert "lost_at" not in d["exchanges"][2]
     again = Exchange.from_dict(d["exchanges"][0])
     assert again.lost_at == la
+
+
+def test_without_a_server_side_lost_return_says_why(monkeypatch):
+    import rig.trace.stage as stage
+
+    monkeypatch.setattr(stage, "forward", lambda *a, **k: _trace("out", [(1, "192.168.1.1", "time-exceeded")], 4))
+    ex = (_ex(1, "tcp", "lost-return"),)
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
+    out, traces = stage.trace_verdict(v, None, None, SERVER, NAME, no_server="no return-path trace: SSH failed")
+    assert [t.direction for t in traces] == ["out"]
+    la = out.exchanges[0].lost_at
+    assert la.after_hop is None and la.undecided_because == "no return-path trace: SSH failed"
+    assert "is not known (no return-path trace: SSH failed)" in out.diagnosis.summary

@@ -3,11 +3,13 @@
 The lab: the client and server namespaces, nodes named from the topology. Another
 server (ssh, azure): the client side is this host, the return-path trace runs on the
 server over SSH with sudo, hops are named by role (the server, the client's public
-address).
+address). When rig cannot reach the server for it, the return-path trace is not made and
+``lost_at`` says why: a trace never fails a run.
 """
 
 from __future__ import annotations
 
+from rig.errors import InfraError
 from rig.trace.nodes import ends_namer, lab_namer
 from rig.trace.reverse import NetnsServer, SSHServer
 from rig.trace.stage import trace_verdict
@@ -23,6 +25,11 @@ def trace_run(verdict, rig):
     from rig.sshclient import SSHClient
 
     public = next((e.seen_at_server_as.rsplit(":", 1)[0] for e in verdict.exchanges if e.seen_at_server_as), None)
-    with SSHClient(rig.ssh) as ssh:
-        return trace_verdict(verdict, rig.client_netns, SSHServer(ssh), rig.server_addr,
-                             ends_namer(rig.server_addr, public))
+    name = ends_namer(rig.server_addr, public)
+    try:
+        ssh = SSHClient(rig.ssh).connect()
+    except InfraError as exc:
+        return trace_verdict(verdict, rig.client_netns, None, rig.server_addr, name,
+                             no_server=f"no return-path trace: {exc}")
+    with ssh:
+        return trace_verdict(verdict, rig.client_netns, SSHServer(ssh), rig.server_addr, name)

@@ -97,8 +97,10 @@ def add_lost_at(verdict, located: dict[tuple[str, str], LostAt]):
 
 
 def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, server_addr: str, name: Namer,
-                  max_ttl: int = 16, wait: float = 1.0):
-    """Make the traces a verdict calls for; returns (verdict with lost_at, traces)."""
+                  max_ttl: int = 16, wait: float = 1.0,
+                  no_server: str = "no return-path trace: rig cannot run one on this server"):
+    """Make the traces a verdict calls for; returns (verdict with lost_at, traces).
+    ``server`` None: no return-path trace, for the reason ``no_server``."""
     traces: list[Trace] = []
     located: dict[tuple[str, str], LostAt] = {}
     for g in groups(verdict.exchanges):
@@ -109,7 +111,7 @@ def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, 
             back = next((t for t in made if t.direction == "return"), None)
             la: LostAt | None
             if g.outcome == Outcome.LOST_RETURN and server is None:
-                la = LostAt("return", None, None, (), "no return-path trace: rig cannot run one on this server")
+                la = LostAt("return", None, None, (), no_server)
             else:
                 la = locate(g.outcome, server_addr, fwd, back, name)
             if la is not None:
