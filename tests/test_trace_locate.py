@@ -121,3 +121,38 @@ def test_without_a_server_side_lost_return_says_why(monkeypatch):
     la = out.exchanges[0].lost_at
     assert la.after_hop is None and la.undecided_because == "no return-path trace: SSH failed"
     assert "is not known (no return-path trace: SSH failed)" in out.diagnosis.summary
+
+
+def test_the_path_diagram_puts_both_traces_on_one_line_and_marks_where_each_group_died():
+    from rig.trace.diagram import Column, Mark, path_diagram, path_html
+    from rig.trace.nodes import named
+
+    fwd = named(_trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded"),
+                               (3, "203.0.113.1", "time-exceeded"), (4, SERVER, "reply")], 4), NAME)
+    back = named(SEED_BACK, NAME)
+    la = locate(Outcome.LOST_RETURN, SERVER, None, back, NAME)
+    lost = [{"protocol": "tcp", "outcome": "lost-return", "lost_at": la.to_dict()}] * 35
+    d = path_diagram([fwd.to_dict(), back.to_dict()], [*lost, {"protocol": "icmp", "outcome": "delivered"}])
+    assert d.columns == (Column(0, "client", "s"), Column(1, "router", "192.168.1.1"),
+                         Column(2, "hgw", "192.168.0.1", "203.0.113.2"),
+                         Column(3, "inet", "203.0.113.1", "198.51.100.1"), Column(4, "server"))
+    assert d.marks == (Mark("tcp", "lost-return", 35, "return", 2),)
+    html = path_html(d)
+    assert "tcp lost-return ×35" in html
+    cells = html.split("tcp lost-return ×35</th>")[1].split("</tr>")[0]
+    # client, link, router, link (cross), hgw, link, inet, link, server
+    assert [c.split(">", 1)[1] for c in cells.split("</td>")[:-1]] == ["", "", "", "✗", "●", "←", "●", "←", "●"]
+    assert path_html(path_diagram([], [{"protocol": "tcp", "outcome": "delivered"}])) == ""
+
+
+def test_a_server_holding_the_probes_connection_may_answer_a_later_copy():
+    """Seen in the seed run: the RST to the TTL-6 SYN copy came back; TTL 4 reached the
+    server too (no hop answered for it)."""
+    from rig.trace.forward import _arrived
+
+    errs = {t: Hop(t, f"10.0.0.{t}", "time-exceeded") for t in (1, 2, 3)}
+    assert _arrived("tcp", [6], errs, 16) == 4
+    assert _arrived("tcp", [None], errs, 16) == 4  # a challenge ACK names no copy
+    assert _arrived("icmp", [4], errs, 16) == 4
+    assert _arrived("udp", [None, None], errs, 16) == 15
+    assert _arrived("tcp", [], errs, 16) is None

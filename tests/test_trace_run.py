@@ -7,10 +7,11 @@ client and the server). Every packet goes to the lab's own namespaces."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from _runhelp import LAB_SKIP, lab_leftovers, rig_run
+from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.lab.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
@@ -43,6 +44,13 @@ def test_lost_at_names_the_node_that_drops(tmp_path, name):
     traces = json.loads((r.out / "logs" / "traces.json").read_text())
     assert any(t["direction"] == "out" for t in traces)
     assert lab_leftovers(r.prefix) == []
+    # the report draws the path with a cross where the packets died
+    report = (r.out / "report.html").read_text()
+    assert '<table class="path">' in report and '<td class="lost">' in report
+    # rig show re-analyses the captures and places the loss again from logs/traces.json
+    shown = subprocess.run(rig_cmd("show", str(r.out), "--json"), capture_output=True, text=True, timeout=120)
+    assert [e.get("lost_at") for e in json.loads(shown.stdout)["exchanges"]] == [
+        e.get("lost_at") for e in r.verdict["exchanges"]]
 
 
 def test_no_trace_leaves_the_verdict_without_lost_at(tmp_path):

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from rig.outcome import Outcome, rank
 from rig.report.ladder import build_ladder, ladder_svg
+from rig.trace.diagram import path_diagram, path_html
 
 SHOW_PER_OUTCOME = 4  # exchanges drawn open per outcome; the rest fold under <details>
 
@@ -42,6 +43,7 @@ h3{font-size:1rem;margin:0 0 .3rem;word-break:break-word}
 .diagnosis.clean{border-color:var(--good);background:#e8f5e9}
 .diagnosis.failed{border-color:var(--warn);background:#fff4e5}
 .muted{color:var(--muted)}
+table.path{width:auto}table.path td,table.path th.hop{text-align:center}table.path td.lost{color:var(--bad);font-weight:600}
 .meta{color:var(--muted);font-size:.85rem;margin:.3rem 0 0}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;font-weight:600;\
 color:#fff;background:var(--bad);vertical-align:middle}
@@ -281,8 +283,10 @@ def render_report(
     manifest: Mapping[str, Any] | None = None,
     probes: Sequence[Mapping[str, Any]] | None = None,
     captures: Mapping[str, Any] | None = None,
+    traces: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string. ``traces``: logs/traces.json (rig.trace), for
+    the path diagram."""
     manifest = manifest or {}
     probes = list(probes or ())
     diag = verdict.get("diagnosis") or {}
@@ -332,6 +336,7 @@ def render_report(
         )
         parts.append(f'<table class="outcomes"><tr><th>protocol</th><th>outcomes</th></tr>{rows}</table>')
     parts.append(_not_sent_table(verdict.get("not_sent") or ()))
+    parts.append(path_html(path_diagram(traces or (), exchanges)))  # where each group died (rig.trace.diagram)
     # exchanges, problems first
     if exchanges:
         parts.append("<h2>Exchanges</h2>")
@@ -489,6 +494,8 @@ def write_report(root: Path | str, verdict: Mapping[str, Any], manifest: Mapping
             except json.JSONDecodeError:
                 continue
     caps = {c.stem: c for c in sorted((root / "captures").glob("*.pcap*"))} if (root / "captures").is_dir() else {}
+    tf = root / "logs" / "traces.json"
+    traces = json.loads(tf.read_text()) if tf.exists() else None
     dst = root / "report.html"
-    dst.write_text(render_report(verdict, manifest=manifest, probes=probes, captures=caps))
+    dst.write_text(render_report(verdict, manifest=manifest, probes=probes, captures=caps, traces=traces))
     return dst

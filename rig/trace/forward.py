@@ -134,8 +134,9 @@ def _is_answer(proto: str, d: dict, sport: int, echo_id: int) -> bool:
 
 
 def _reply_ttl(proto: str, d: dict, base: int, max_ttl: int) -> int | None:
-    if proto == "tcp":
-        v = d.get("ack", 0) - 1 - base if d.get("flags", 0) & wire.ACK else None
+    if proto == "tcp":  # a SYN-ACK or RST acks the copy it answers; a bare (challenge) ACK may ack another
+        flags = d.get("flags", 0)
+        v = d.get("ack", 0) - 1 - base if flags & wire.ACK and flags & (wire.SYN | wire.RST) else None
     elif proto == "icmp":
         v = (d.get("icmp_seq", -1) - base) & 0xFFFF
     else:
@@ -149,15 +150,21 @@ def _arrived(proto: str, replies: list[int | None], hops: dict[int, Hop], max_tt
     if not replies:
         return None
     known = [t for t in replies if t is not None]
-    if known:
-        return min(known)
-    return max(1, max_ttl - len(replies) + 1)
+    if proto == "udp" and not known:
+        return max(1, max_ttl - len(replies) + 1)
+    # The far end answered. A server that already holds the 5-tuple (the probe's
+    # half-open connection) may answer a later copy than the first that reached it (a
+    # RST to the third SYN, a challenge ACK naming none): the copies past the last hop
+    # that sent an error drew nothing from any hop, so they reached the far end too.
+    past_hops = min(max((t for t, h in hops.items() if h.kind != "reply"), default=0) + 1, max_ttl)
+    return min([*known, past_hops])
 
 
 def _complete(hops: dict[int, Hop], replies: list, proto: str, max_ttl: int) -> bool:
-    """Every TTL below the one that arrived has answered: nothing more to wait for."""
-    arrived = _arrived(proto, replies, hops, max_ttl)
-    return arrived is not None and proto != "udp" and all(t in hops for t in range(1, arrived))
+    """Every TTL below the one that arrived has answered: nothing more to wait for
+    (only when an answer named its copy's TTL)."""
+    known = [t for t in replies if t is not None]
+    return bool(known) and proto != "udp" and all(t in hops for t in range(1, min(known)))
 
 
 def forward(netns: str | None, proto: str, dst: str, dport: int = 0, sport: int | None = None,

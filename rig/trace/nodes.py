@@ -14,6 +14,7 @@ from collections import deque
 from typing import Callable
 
 from rig.lab.topology import Topology
+from rig.trace.records import Trace
 
 Namer = Callable[[str, int, str], "str | None"]
 
@@ -66,3 +67,11 @@ def ends_namer(server_addr: str, client_public: str | None) -> Namer:
         return None
 
     return name
+
+
+def named(trace: Trace, name: Namer) -> Trace:
+    """``trace`` with each hop's ``node`` filled in by ``name``."""
+    import dataclasses
+
+    hops = tuple(dataclasses.replace(h, node=name(trace.direction, h.ttl, h.address)) for h in trace.hops)
+    return dataclasses.replace(trace, hops=hops)

@@ -42,14 +42,16 @@ class Hop:
     address: str
     kind: str
     changed: tuple[FieldChange, ...] = ()
+    node: str | None = None  # the node or role it is, where rig knows (rig.trace.nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ttl": self.ttl, "address": self.address, "kind": self.kind,
-                "changed": [c.to_dict() for c in self.changed]}
+                "changed": [c.to_dict() for c in self.changed], "node": self.node}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Hop":
-        return cls(int(d["ttl"]), d["address"], d["kind"], tuple(FieldChange.from_dict(c) for c in d["changed"]))
+        return cls(int(d["ttl"]), d["address"], d["kind"], tuple(FieldChange.from_dict(c) for c in d["changed"]),
+                   d.get("node"))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rig.outcome import Outcome
 from rig.trace.forward import forward
 from rig.trace.locate import LOCATED, locate
-from rig.trace.nodes import Namer
+from rig.trace.nodes import Namer, named
 from rig.trace.records import LostAt, Trace
 from rig.trace.reverse import ServerSide, reverse
 from rig.trace.words import place, with_places
@@ -102,18 +102,43 @@ def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, 
     """Make the traces a verdict calls for; returns (verdict with lost_at, traces).
     ``server`` None: no return-path trace, for the reason ``no_server``."""
     traces: list[Trace] = []
+    for g in groups(verdict.exchanges):
+        traces += [named(t, name) for t in trace_group(g, client_netns, server, server_addr, max_ttl, wait)]
+    return place_traces(verdict, traces, server_addr, name, None if server is not None else no_server), traces
+
+
+def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no_server: str | None = None):
+    """``verdict`` with the ``lost_at`` its traces give (each group's traces are those
+    that copied its first exchange). ``no_server``: why no return-path trace was made."""
     located: dict[tuple[str, str], LostAt] = {}
     for g in groups(verdict.exchanges):
-        made = trace_group(g, client_netns, server, server_addr, max_ttl, wait)
-        traces += made
-        if g.outcome in LOCATED:
-            fwd = next((t for t in made if t.direction == "out"), None)
-            back = next((t for t in made if t.direction == "return"), None)
-            la: LostAt | None
-            if g.outcome == Outcome.LOST_RETURN and server is None:
-                la = LostAt("return", None, None, (), no_server)
-            else:
-                la = locate(g.outcome, server_addr, fwd, back, name)
-            if la is not None:
-                located[(g.protocol, str(g.outcome))] = la
-    return add_lost_at(verdict, located), traces
+        if g.outcome not in LOCATED:
+            continue
+        mine = [t for t in traces if t.exchange == g.exchange.id and t.protocol == g.protocol]
+        fwd = next((t for t in mine if t.direction == "out"), None)
+        back = next((t for t in mine if t.direction == "return"), None)
+        la: LostAt | None
+        if g.outcome == Outcome.LOST_RETURN and back is None and no_server is not None:
+            la = LostAt("return", None, None, (), no_server)
+        else:
+            la = locate(g.outcome, server_addr, fwd, back, name)
+        if la is not None:
+            located[(g.protocol, str(g.outcome))] = la
+    return add_lost_at(verdict, located)
+
+
+def recorded_namer(traces: list[Trace], server_addr: str) -> Namer:
+    """Hop names as the traces recorded them (``rig show``: the topology is not at hand)."""
+    known = {(t.direction, h.ttl, h.address): h.node for t in traces for h in t.hops}
+
+    def name(direction: str, index: int, address: str) -> str | None:
+        return known.get((direction, index, address)) or ("server" if address == server_addr else None)
+
+    return name
+
+
+def relocate(verdict, traces_json: list, server_addr: str):
+    """``verdict`` (re-analysed) with ``lost_at`` from a bundle's logs/traces.json."""
+    traces = [Trace.from_dict(t) for t in traces_json]
+    return place_traces(verdict, traces, server_addr, recorded_namer(traces, server_addr),
+                        "no return-path trace was recorded")
