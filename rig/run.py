@@ -293,6 +293,11 @@ class Pipeline:
             self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family,
                                                rig.known.remote_tmp) if cp.remote
                                  else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
+        from rig.trace.router import open_capture  # --capture-at router=user@host
+
+        router = open_capture(spec.options, rig, str(self.bundle.capture_path("router")), bpf)
+        if router is not None:
+            self.captures.append(router[1])
         starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
             with self.stage("preflight"):
@@ -322,6 +327,8 @@ class Pipeline:
             for c in self.captures:
                 if getattr(c, "result", None) is None:
                     c.abort()
+            if router is not None:
+                router[0].close()
 
     def _collect_logs(self, ssh) -> None:
         """Client socket states, the access log and the server's socket states, at once."""
