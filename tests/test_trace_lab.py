@@ -79,3 +79,16 @@ def test_return_trace_stops_at_the_hgw_that_drops_syn_acks():
         assert hops(t) == [(1, SERVER_GW, "time-exceeded"), (2, HGW_WAN, "time-exceeded")]
         assert not t.reached
         assert reverse(rig.client_netns, server, "icmp", SERVER_ADDR).reached
+
+
+def test_return_trace_over_ssh_runs_the_wire_script_on_the_server():
+    """The path an ssh or azure server takes: rig.trace.wire shipped on stdin to
+    ``python3 -`` as root over rig's SSH connection (here the lab server's sshd)."""
+    from rig.sshclient import SSHClient
+    from rig.trace.reverse import SSHServer, reverse
+
+    with lab("seed") as rig, SSHClient(rig.ssh) as ssh:
+        t = reverse(rig.client_netns, SSHServer(ssh), "tcp", SERVER_ADDR, 80)
+        assert t.error is None
+        assert hops(t) == [(1, SERVER_GW, "time-exceeded"), (2, HGW_WAN, "time-exceeded")]
+        assert reverse(rig.client_netns, SSHServer(ssh), "icmp", SERVER_ADDR).arrived_ttl == 4

@@ -49,13 +49,25 @@ def test_lost_return_is_placed_at_the_last_hop_that_answered():
     la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
     assert la.direction == "return" and la.undecided_because is None
     assert la.after_hop == HopRef(2, "203.0.113.2", "hgw")
+    assert la.before_hop == HopRef(3, None, "router")  # from the lab's path alone
     assert la.evidence[-1] == TraceEvidence("return", 3, None, "nothing", 16)
+    fwd = _trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded"),
+                         (3, "203.0.113.1", "time-exceeded"), (4, SERVER, "reply")], 4)
+    # the forward trace's hop 1 stands where the return path's hop 3 does
+    assert locate(Outcome.LOST_RETURN, SERVER, fwd, SEED_BACK, NAME).before_hop == HopRef(3, "192.168.1.1", "router")
+    edge = _trace("return", [(1, "198.51.100.1", "time-exceeded")])
+    assert locate(Outcome.LOST_RETURN, SERVER, fwd, edge, NAME).before_hop == HopRef(2, "192.168.0.1", "hgw")
 
 
 def test_lost_outbound_uses_the_forward_trace():
     fwd = _trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded")])
-    la = locate(Outcome.LOST_OUTBOUND, SERVER, fwd, SEED_BACK, NAME)
+    back = _trace("return", [(1, "198.51.100.1", "time-exceeded"), (2, "203.0.113.2", "time-exceeded"),
+                             (3, "203.0.113.2", "time-exceeded"), (4, "192.168.1.10", "reply")], 4)
+    la = locate(Outcome.LOST_OUTBOUND, SERVER, fwd, back, NAME)
     assert (la.direction, la.after_hop) == ("out", HopRef(2, "192.168.0.1", "hgw"))
+    assert la.before_hop == HopRef(3, "198.51.100.1", "inet")  # the return trace's hop 1, on the same line
+    assert locate(Outcome.LOST_OUTBOUND, SERVER, fwd, None, NAME).before_hop == HopRef(3, None, "inet")
+    assert locate(Outcome.LOST_OUTBOUND, SERVER, fwd, None, ends_namer(SERVER, None)).before_hop is None
 
 
 def test_unanswered_is_placed_at_the_server():

@@ -13,12 +13,15 @@ import pytest
 
 from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.lab.scenarios import SCENARIOS
+from rig.lab.topology import seed_topology
+from rig.trace.nodes import path_nodes
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
               pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
 
 FAST = ("--no-configure", "--timeout", "1", "--json")
 LOST = ("lost-outbound", "lost-return", "unanswered")
+PATH = path_nodes(seed_topology())
 DROPPING = sorted(name for name, s in SCENARIOS.items() if s.drops)
 
 
@@ -38,6 +41,9 @@ def test_lost_at_names_the_node_that_drops(tmp_path, name):
             assert where["direction"] == drop.direction, (e["id"], where)
             assert where["after_hop"]["node"] == drop.node, (e["id"], where)
             assert where["evidence"], e["id"]
+            order = PATH if drop.direction == "out" else PATH[::-1]
+            if drop.node != "server":  # the next node on the path never got them
+                assert where["before_hop"]["node"] == order[order.index(drop.node) + 1], (e["id"], where)
     # what is not lost carries no lost_at, and the stdout JSON is the bundle's verdict
     assert all("lost_at" not in e for e in r.verdict["exchanges"] if e["outcome"] not in LOST)
     assert json.loads(r.stdout) == r.verdict

@@ -30,7 +30,34 @@ def _undecided(direction: str, why: str, trace: Trace | None = None) -> LostAt:
     return LostAt(direction, None, None, trace_evidence(trace) if trace else (), why)
 
 
-def _from_trace(trace: Trace | None, direction: str, name: Namer) -> LostAt:
+def _host(endpoint: str) -> str:
+    first = endpoint.split(" ", 1)[0]
+    return first.rsplit(":", 1)[0] if ":" in first else first
+
+
+def _next_hop(direction: str, index: int, other: Trace | None, name: Namer) -> HopRef | None:
+    """The hop after ``index`` (the first that never got the packets), from the trace of
+    the other direction laid on the same line: return hop i stands where forward hop
+    n - i does (n: the forward trace's length), and the other way round. Without an
+    address, the name alone, where the namer knows the path (the lab)."""
+    address: str | None = None
+    if other is not None and other.arrived_ttl is not None:
+        col = other.arrived_ttl - index - 1  # the other trace's TTL at the next hop
+        if col == 0 and direction == "return":
+            address = _host(other.source) or None  # the client itself
+        else:
+            address = next((h.address for h in other.hops if h.ttl == col and h.kind != "reply"), None)
+    other_dir = "out" if direction == "return" else "return"
+    if address is not None and other is not None and other.arrived_ttl is not None:
+        node = name(other_dir, other.arrived_ttl - index - 1, address)
+    else:
+        node = name(direction, index + 1, "")
+    if address is None and node is None:
+        return None
+    return HopRef(index + 1, address, node)
+
+
+def _from_trace(trace: Trace | None, direction: str, name: Namer, other: Trace | None = None) -> LostAt:
     if trace is None:
         return _undecided(direction, f"no {'forward' if direction == 'out' else 'return-path'} trace was made")
     if trace.error:
@@ -42,16 +69,16 @@ def _from_trace(trace: Trace | None, direction: str, name: Namer) -> LostAt:
     if last is None:
         return _undecided(direction, "no hop answered the trace", trace)
     after = HopRef(last.ttl, last.address, name(direction, last.ttl, last.address))
-    return LostAt(direction, after, None, trace_evidence(trace))
+    return LostAt(direction, after, _next_hop(direction, last.ttl, other, name), trace_evidence(trace))
 
 
 def locate(outcome: Outcome, server_addr: str, forward: Trace | None, reverse: Trace | None,
            name: Namer) -> LostAt | None:
     """``lost_at`` for an exchange of ``outcome`` (None for outcomes that lose nothing)."""
     if outcome == Outcome.LOST_OUTBOUND:
-        return _from_trace(forward, "out", name)
+        return _from_trace(forward, "out", name, reverse)
     if outcome == Outcome.LOST_RETURN:
-        return _from_trace(reverse, "return", name)
+        return _from_trace(reverse, "return", name, forward)
     if outcome == Outcome.UNANSWERED:  # the server capture holds the request: it got that far
         ev: tuple[TraceEvidence, ...] = ()
         index = None

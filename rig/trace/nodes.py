@@ -49,6 +49,8 @@ def lab_namer(topo: Topology) -> Namer:
         path = out if direction == "out" else back
         who = owner.get(address)
         expected = path[index] if 0 < index < len(path) else None
+        if not address:  # no address: the node the path has there
+            return expected
         if expected is None or who == expected:
             return who
         if who in nats and who in path[1:index]:

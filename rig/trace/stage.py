@@ -130,8 +130,18 @@ def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no
 def recorded_namer(traces: list[Trace], server_addr: str) -> Namer:
     """Hop names as the traces recorded them (``rig show``: the topology is not at hand)."""
     known = {(t.direction, h.ttl, h.address): h.node for t in traces for h in t.hops}
+    at: dict[tuple[str, int], str] = {}  # (direction, index) -> node, for a hop named without an address
+    for t in traces:
+        for h in t.hops:
+            if h.node:
+                at.setdefault((t.direction, h.ttl), h.node)
+                if t.arrived_ttl is not None and t.arrived_ttl > h.ttl:
+                    other = "return" if t.direction == "out" else "out"
+                    at.setdefault((other, t.arrived_ttl - h.ttl), h.node)
 
     def name(direction: str, index: int, address: str) -> str | None:
+        if not address:
+            return at.get((direction, index))
         return known.get((direction, index, address)) or ("server" if address == server_addr else None)
 
     return name
