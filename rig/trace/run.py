@@ -12,7 +12,8 @@ from __future__ import annotations
 from rig.errors import InfraError
 from rig.trace.nodes import ends_namer, lab_namer
 from rig.trace.reverse import NetnsServer, SSHServer
-from rig.trace.stage import trace_verdict
+from rig.outcome import Outcome
+from rig.trace.stage import groups, trace_verdict
 
 
 def trace_run(verdict, rig):
@@ -26,6 +27,8 @@ def trace_run(verdict, rig):
 
     public = next((e.seen_at_server_as.rsplit(":", 1)[0] for e in verdict.exchanges if e.seen_at_server_as), None)
     name = ends_namer(rig.server_addr, public)
+    if not any(g.outcome == Outcome.LOST_RETURN for g in groups(verdict.exchanges)):
+        return trace_verdict(verdict, rig.client_netns, None, rig.server_addr, name)  # no SSH needed
     try:
         ssh = SSHClient(rig.ssh).connect()
     except InfraError as exc:
