@@ -10,9 +10,9 @@ address). When rig cannot reach the server for it, the return-path trace is not 
 from __future__ import annotations
 
 from rig.errors import InfraError
+from rig.outcome import Outcome
 from rig.trace.nodes import ends_namer, lab_namer
 from rig.trace.reverse import NetnsServer, SSHServer
-from rig.outcome import Outcome
 from rig.trace.stage import groups, trace_verdict
 
 
