@@ -343,21 +343,25 @@ def render_report(
         if cap_problem:
             parts.append(f'<p class="muted">ladders drawn without some captures: {_e(cap_problem)}</p>')
     ordered = sorted(exchanges, key=_exchange_order)
+    stories: dict[str, list] = {}  # identical stories are drawn once, with their count
+    for x in ordered:
+        stories.setdefault(_story(x), []).append(x)
     shown: dict[str, int] = {}
     folded: dict[str, list] = {}
-    for x in ordered:
-        o = x.get("outcome", "?")
+    for same in stories.values():
+        o = same[0].get("outcome", "?")
         if shown.get(o, 0) < SHOW_PER_OUTCOME:
             shown[o] = shown.get(o, 0) + 1
-            parts.append(_exchange_section(x, tables, offsets, probes, drops))
+            parts.append(_exchange_section(same[0], tables, offsets, probes, drops, same[1:]))
         else:
-            folded.setdefault(o, []).append(x)
-    for o, xs in folded.items():
+            folded.setdefault(o, []).append(same)
+    for o, groups in folded.items():
+        xs = [x for same in groups for x in same]
         parts.append(
             f'<details class="more"><summary>{len(xs)} more {_e(o)} exchange(s): '
             f'{_e(", ".join(x.get("id", "?") for x in xs[:12]))}{" …" if len(xs) > 12 else ""}</summary>'
         )
-        parts.extend(_exchange_section(x, tables, offsets, probes, drops) for x in xs)
+        parts.extend(_exchange_section(same[0], tables, offsets, probes, drops, same[1:]) for same in groups)
         parts.append("</details>")
     # what the path changed
     parts.append('<h2 id="changed">What the path changed</h2>')
@@ -406,7 +410,15 @@ def _not_sent_table(not_sent: Sequence[Mapping[str, Any]]) -> str:
             f"{rows}</table>")
 
 
-def _exchange_section(x, tables, offsets, probes, drops=None) -> str:
+def _story(x: Mapping[str, Any]) -> str:
+    """What the report says of an exchange beyond its id and ports: exchanges with equal
+    stories (the seed's burst of 35 lost handshakes) are drawn once, with their count."""
+    changes = [(c.get("field"), c.get("direction"), c.get("client"), c.get("server")) for c in x.get("changes") or ()]
+    return json.dumps([x.get("protocol"), x.get("outcome"), x.get("explanation"), x.get("lost_between"),
+                       x.get("lost_at"), changes], sort_keys=True, default=str)
+
+
+def _exchange_section(x, tables, offsets, probes, drops=None, same: Sequence[Mapping[str, Any]] = ()) -> str:
     outcome = x.get("outcome", "?")
     ladder = build_ladder(x, tables, offsets) if tables else None
     head = (
@@ -415,6 +427,9 @@ def _exchange_section(x, tables, offsets, probes, drops=None) -> str:
         f'<span class="badge {_e(outcome)}">{_e(outcome)}</span></h3>'
         f'<p>{_e(x.get("explanation"))}</p>'
     )
+    if same:
+        head += (f'<p class="same">×{len(same) + 1}: {_e(len(same))} more exchange(s) with the same story, drawn once: '
+                 f'{_e(_ids([str(y.get("id", "?")) for y in same], 12))}</p>')
     if ladder is not None and ladder.points:
         draw = ladder_svg(ladder, title=f"{x.get('id')}: {outcome}")
         if ladder.note:
