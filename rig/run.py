@@ -33,7 +33,7 @@ from rig.concurrency import Background, on_main_thread, run_all, start
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
 
 STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
-          "analysis", "verdict", "teardown")
+          "analysis", "trace", "verdict", "teardown")
 
 
 # ------------------------------------------------------------------ signals
@@ -231,6 +231,7 @@ class Pipeline:
         self.probes: list = []
         self.capture_results: list = []
         self.verdict: Any = None
+        self.traces: list = []
 
     @property
     def _rig(self) -> Rig:
@@ -292,6 +293,11 @@ class Pipeline:
             self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family,
                                                rig.known.remote_tmp) if cp.remote
                                  else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
+        from rig.trace.router import open_capture  # --capture-at router=user@host
+
+        router = open_capture(spec.options, rig, str(self.bundle.capture_path("router")), bpf)
+        if router is not None:
+            self.captures.append(router[1])
         starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
             with self.stage("preflight"):
@@ -321,6 +327,8 @@ class Pipeline:
             for c in self.captures:
                 if getattr(c, "result", None) is None:
                     c.abort()
+            if router is not None:
+                router[0].close()
 
     def _collect_logs(self, ssh) -> None:
         """Client socket states, the access log and the server's socket states, at once."""
@@ -365,9 +373,22 @@ class Pipeline:
                               extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
                               windows=self._windows())
             self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
+        self.trace()
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict
+
+    def trace(self) -> None:
+        """The traces (rig.trace.stage): where the lost exchanges died; --no-trace skips."""
+        from rig.config import run_options
+
+        if not run_options(self.spec.options).trace:
+            return
+        with self.stage("trace", lambda: _trace_note(self.traces)):
+            from rig.trace.run import trace_run
+
+            self.verdict, self.traces = trace_run(self.verdict, self._rig)
+            self.bundle.write_log("traces.json", json.dumps([t.to_dict() for t in self.traces], indent=1))
 
     def teardown(self) -> None:
         if self.rig is None:
@@ -488,6 +509,10 @@ def _probe_note(probes: list) -> str:
 def _capture_note(results: list) -> str:
     return ", ".join(f"{r.point} {r.packets} pkts" + (f" ({r.kernel_drops} dropped)" if r.kernel_drops else "")
                      for r in results)
+
+
+def _trace_note(traces: list) -> str:
+    return ", ".join(f"{t.protocol} {t.direction} {len(t.hops)} hops" for t in traces)
 
 
 def _verdict_note(verdict: Any) -> str:

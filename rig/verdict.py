@@ -18,6 +18,7 @@ import numpy as np
 
 from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
 from rig.outcome import Outcome
+from rig.trace.records import LostAt
 
 FORMAT = "rig.verdict/1"
 
@@ -156,6 +157,7 @@ class Exchange:
     lost_between: tuple[str, str] | None = None  # the last capture point that saw the lost packets, the next
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
+    lost_at: LostAt | None = None  # where the traces place the loss (rig.trace.locate)
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -185,6 +187,8 @@ class Exchange:
             d["port_reused"] = True
         if self.echo is not None:
             d["echo"] = {"id": self.echo[0], "seq": self.echo[1]}
+        if self.lost_at is not None:
+            d["lost_at"] = self.lost_at.to_dict()
         return d
 
     @classmethod
@@ -201,6 +205,7 @@ class Exchange:
             _hop(d.get("lost_between")),
             d.get("port_reused") is True,
             _echo(d.get("echo")),
+            lost_at=LostAt.from_dict(d["lost_at"]) if isinstance(d.get("lost_at"), Mapping) else None,
         )
 
 
