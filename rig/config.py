@@ -40,7 +40,7 @@ _TOP_KEYS = {"backend", "scenario", "router", "probes", "out", "timeout", "burst
 _TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
-                 "rig_id", "archive", "redact", "router")
+                 "rig_id", "archive", "redact", "router", "nat_lifetime")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -203,7 +203,11 @@ def check_spec(spec: RunSpec) -> None:
         from rig.lab.scenarios import get
 
         router_for(get(spec.scenario), spec.options.get("router"))
-    parse_kinds(spec.probes or None)
+    from rig.nat.run import nat_options, split_probes
+
+    kinds, _ = split_probes(spec.probes or None)
+    parse_kinds(kinds)
+    nat_options(spec.options)
     for point in spec.capture_at:
         if point not in CAPTURE_POINTS:
             raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")

@@ -1,0 +1,100 @@
+"""The pipeline's NAT hook (rig.run calls these): which probes were asked for, what the
+captures leave out, and ``measure``: responder up, the tests from the client, responder
+down, a NatProfile back.
+
+``--probes nat`` runs the NAT tests alone; ``--probes all,nat`` (or ``icmp,tcp,nat``)
+runs them after the other probes, so they never compete with them for a NAT's ports.
+The NAT tests' own traffic is kept out of the client and server captures (it is
+measured by the responder, and its deliberately unanswerable packets are not the path's
+faults); the router capture keeps it, to tell the layers apart (rig.nat.layers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from rig.errors import InfraError, UsageError
+from rig.nat.client import Target, Wait, profile
+from rig.nat.records import NatProfile, Proto, ProtoProfile, Undecided
+from rig.nat.responder import Responder, ResponderPlan, plan_from
+from rig.netns import in_netns
+
+NAT = "nat"
+ALL = "all"
+LIFETIME_BUDGET = 180.0  # seconds: --nat-lifetime without a number
+LAB_WAIT = Wait(reply=0.3, extra=0.3)
+REMOTE_WAIT = Wait(reply=1.0, extra=1.0)
+
+
+def split_probes(probes: Sequence[str] | str | None) -> tuple[tuple[str, ...] | None, bool]:
+    """(the other probe kinds to run, None for the default set and () for none; whether
+    the NAT tests run). ``all`` names every other kind."""
+    from rig.probes.runner import PROBE_KINDS, parse_kinds
+
+    if probes is None:
+        return None, False
+    items = [k.strip() for k in (probes.split(",") if isinstance(probes, str) else probes) if k.strip()]
+    if not items:
+        return None, False
+    nat = NAT in items
+    rest = [k for k in items if k != NAT]
+    if ALL in rest:
+        rest = [k for k in rest if k != ALL] + list(PROBE_KINDS)
+    if not rest:
+        return (), nat
+    try:
+        return parse_kinds(rest), nat
+    except UsageError as exc:
+        raise UsageError(f"{exc} (or {ALL}, {NAT})") from None
+
+
+@dataclass(frozen=True)
+class NatOptions:
+    lifetime_budget: float | None = None  # --nat-lifetime [SECONDS]: UDP binding lifetime search
+
+
+def nat_options(options: Mapping[str, str]) -> NatOptions:
+    raw = options.get("nat_lifetime")
+    if raw is None or raw.strip().lower() in ("", "false", "no", "off", "0"):
+        return NatOptions()
+    if raw.strip().lower() in ("true", "yes", "on"):
+        return NatOptions(LIFETIME_BUDGET)
+    try:
+        budget = float(raw)
+    except ValueError:
+        budget = math.nan
+    if not (math.isfinite(budget) and 1 <= budget <= 3600):
+        raise UsageError(f"--nat-lifetime: expected a budget in seconds (1-3600), got {raw!r}")
+    return NatOptions(budget)
+
+
+def capture_exclusion(facts: Mapping[str, str], server_addr: str) -> str:
+    """BPF that keeps the NAT tests' traffic out of a capture."""
+    plan = plan_from(facts, server_addr)
+    return " and ".join(f"not port {int(p)}" for p in plan.ports)
+
+
+def undecided_profile(reason: str, plan: ResponderPlan) -> NatProfile:
+    u = Undecided(reason)
+    one = ProtoProfile(u, u, u, u, u, u, u)
+    return NatProfile({Proto.UDP: one, Proto.TCP: one}, len(plan.public), len(plan.ports))
+
+
+def measure(facts: Mapping[str, str], server_addr: str, ssh, client_netns: str | None, python: str,
+            options: NatOptions, lab: bool) -> NatProfile:
+    """Start the responder over ``ssh``, run the tests from ``client_netns``, stop it."""
+    plan = plan_from(facts, server_addr)
+    budget = options.lifetime_budget
+    responder = Responder(ssh, plan, python=python, max_seconds=(budget or 0) + 300)
+    try:
+        responder.start()
+    except InfraError as exc:
+        return undecided_profile(str(exc), plan)
+    try:
+        target = Target(plan.public, plan.ports, responder.secret)
+        protos = in_netns(client_netns, profile, target, LAB_WAIT if lab else REMOTE_WAIT, budget)
+    finally:
+        responder.stop()
+    return NatProfile(protos, len(plan.public), len(plan.ports))

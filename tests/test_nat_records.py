@@ -1,0 +1,93 @@
+"""The verdict's ``nat`` section (rig.nat.records) and the run's NAT options (rig.nat.run):
+JSON shape, round trip through rig.verdict/1, and the flags' refusals."""
+
+import json
+
+import pytest
+
+from rig.errors import UsageError
+from rig.nat.records import (Allocation, Binding, Dependence, Layer, NatProfile, PortAllocation, Proto,
+                             ProtoProfile, Undecided)
+from rig.nat.run import LIFETIME_BUDGET, nat_options, split_probes
+from rig.portset import PortSet, PortSetEstimate
+from rig.verdict import Diagnosis, Exchange, Verdict
+
+KEYS = {"responder", "public", "mapping", "filtering", "port_allocation", "port_set", "hairpin", "udp_binding_s",
+        "layers"}
+
+
+def _profile() -> NatProfile:
+    udp = ProtoProfile(
+        mapping=Dependence.ENDPOINT_INDEPENDENT, filtering=Dependence.ADDRESS_AND_PORT_DEPENDENT,
+        port_allocation=PortAllocation(Allocation.RANDOM, 4100, 61000, 16, None),
+        port_set=PortSetEstimate("port-set", 16, 4100, 61000, PortSet(4, 8, 0x5A), 1e-30),
+        hairpin=False, binding=Binding(28.0, 32.0),
+        layers=(Layer(1, "router", "192.168.1.10", "192.168.0.2", True, Dependence.ENDPOINT_INDEPENDENT),),
+        public="203.0.113.2:4101")
+    u = Undecided("no answer from the responder")
+    tcp = ProtoProfile(u, u, PortAllocation(Allocation.PRESERVED, 33000, 34000, 3, (1024, 65535)), u, True,
+                       Undecided("not measured"), u, public=None)
+    return NatProfile({Proto.UDP: udp, Proto.TCP: tcp}, addresses=2, ports=2)
+
+
+def test_json_shape_per_protocol():
+    d = _profile().to_dict()
+    assert set(d) == KEYS
+    assert d["mapping"] == {"udp": "endpoint-independent", "tcp": {"undecided": "no answer from the responder"}}
+    assert d["port_set"]["udp"]["size"] == 240 and d["port_set"]["udp"]["blocks"] == 15
+    assert d["port_allocation"]["tcp"]["range"] == [1024, 65535]
+    assert d["udp_binding_s"]["udp"] == {"at_least": 28.0, "at_most": 32.0}
+    assert d["hairpin"] == {"udp": False, "tcp": True}
+    assert d["layers"]["udp"][0]["at"] == "router"
+
+
+def test_round_trip_through_the_verdict():
+    ok = Exchange("tcp-1", "tcp", "a", "b", None, "delivered", "x")
+    v = Verdict((), (ok,), Diagnosis("fine"), nat=_profile())
+    back = Verdict.from_json(v.to_json())
+    assert back.nat == v.nat
+    assert json.loads(back.to_json())["nat"] == json.loads(v.to_json())["nat"]
+    # without a profile the key is absent: rig.verdict/1 as before
+    assert "nat" not in json.loads(Verdict((), (ok,), Diagnosis("fine")).to_json())
+
+
+def test_exit_code_of_a_nat_only_run():
+    profile = _profile()
+    assert Verdict((), (), Diagnosis(""), nat=profile).exit_code() == 0  # the tests reached the responder
+    u = Undecided("no answer")
+    silent = NatProfile({Proto.UDP: ProtoProfile(u, u, u, u, u, u, u)}, 2, 2)
+    assert Verdict((), (), Diagnosis(""), nat=silent).exit_code() == 1
+
+
+@pytest.mark.parametrize("probes, kinds, nat", [
+    (None, None, False),
+    ("nat", (), True),
+    ("icmp,nat", ("icmp",), True),
+    ("tcp", ("tcp",), False),
+])
+def test_split_probes(probes, kinds, nat):
+    assert split_probes(probes) == (kinds, nat)
+
+
+def test_all_plus_nat_runs_every_kind():
+    from rig.probes.runner import PROBE_KINDS
+
+    kinds, nat = split_probes("all,nat")
+    assert nat and set(kinds) == set(PROBE_KINDS)
+
+
+def test_unknown_probe_kind_names_nat_as_a_choice():
+    with pytest.raises(UsageError, match="nat"):
+        split_probes("icmp,nope")
+
+
+@pytest.mark.parametrize("raw, budget", [(None, None), ("true", LIFETIME_BUDGET), ("60", 60.0), ("off", None)])
+def test_nat_lifetime_option(raw, budget):
+    opts = {} if raw is None else {"nat_lifetime": raw}
+    assert nat_options(opts).lifetime_budget == budget
+
+
+@pytest.mark.parametrize("raw", ["-5", "soon", "nan", "99999"])
+def test_nat_lifetime_refuses_nonsense(raw):
+    with pytest.raises(UsageError, match="--nat-lifetime"):
+        nat_options({"nat_lifetime": raw})
