@@ -41,6 +41,12 @@ class Target:
     def endpoint(self, a: int, p: int) -> tuple[str, int]:
         return (self.addresses[a], self.ports[p])
 
+    @property
+    def last(self) -> tuple[int, int]:
+        """The endpoint no other test makes mappings towards (A2, P2 with two of each): the
+        burst's, so its new mappings never compete with the others' for a small port set."""
+        return (len(self.addresses) - 1, len(self.ports) - 1)
+
     def request(self, rid: str, *words: str) -> bytes:
         return " ".join((MAGIC, self.secret, rid, *words)).encode() + b"\n"
 
@@ -175,15 +181,17 @@ def udp_filtering(t: Target, wait: Wait) -> FilteringSeen:
 
 
 def udp_burst(t: Target, wait: Wait, n: int = BURST) -> list[tuple[int, int]]:
-    """``n`` new mappings, one after the other: (local port, public port) of each that got an answer."""
+    """``n`` new mappings towards ``t.last``, one after the other: (local port, public port)
+    of each that got an answer."""
     socks = [_udp() for _ in range(n)]
-    out = []
+    out: list[tuple[int, int]] = []
+    dest, via = t.endpoint(*t.last), str(t.index(*t.last))
     try:
         for s in socks:
             rid = _rid()
-            got = _udp_ask(s, t.endpoint(0, 0), t.request(rid), rid, {"0"}, wait)
-            if "0" in got:
-                out.append((s.getsockname()[1], _port(got["0"])))
+            got = _udp_ask(s, dest, t.request(rid), rid, {via}, wait)
+            if via in got:
+                out.append((s.getsockname()[1], _port(got[via])))
     finally:
         for s in socks:
             s.close()
@@ -390,7 +398,7 @@ def tcp_burst(t: Target, wait: Wait, n: int = BURST) -> list[tuple[int, int]]:
         for _ in range(n):
             s = _tcp()
             socks.append(s)
-            public = _tcp_ask(s, t.endpoint(0, 0), t, wait)
+            public = _tcp_ask(s, t.endpoint(*t.last), t, wait)
             if public is not None:
                 out.append((s.getsockname()[1], _port(public)))
     finally:
