@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import json
 import os
@@ -385,10 +384,10 @@ class Pipeline:
                               windows=self._windows())
             self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
             if self.nat is not None:
-                from rig.nat.layers import with_layers
+                from rig.nat.run import attach
 
                 router = next((r.file for r in self.capture_results if r.point == "router"), None)
-                self.verdict = dataclasses.replace(self.verdict, nat=with_layers(self.nat, router, self._rig.facts))
+                self.verdict = attach(self.verdict, self.nat, router, self._rig.facts)
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict

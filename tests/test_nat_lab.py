@@ -7,9 +7,12 @@ fully-random (both random: address-and-port-dependent, any port), pf-router (the
 router: random in 50001-65535), port-set (the hgw maps into 16 ports, a MAP-E-like
 block), and pf behind the port-set hgw (the narrower range wins)."""
 
+import json
+import subprocess
+
 import pytest
 
-from _runhelp import LAB_SKIP, lab_leftovers, rig_run
+from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.lab.routers import router_for
 from rig.lab.scenarios import get
 from rig.lab.topology import seed_topology
@@ -58,3 +61,7 @@ def test_nat_with_the_other_probes_keeps_their_verdicts(tmp_path):
     # the NAT tests' packets stay out of the client and server captures: no exchange of theirs
     assert all(not e["server"].endswith((":3478", ":3479")) for e in r.verdict["exchanges"])
     assert r.verdict["nat"]["mapping"]["udp"] == "endpoint-independent"
+    # rig show re-analyses the captures and keeps the recorded profile (it is not in them)
+    shown = subprocess.run(rig_cmd("show", "--json", str(r.out)), capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["nat"] == r.verdict["nat"]

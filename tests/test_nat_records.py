@@ -91,3 +91,46 @@ def test_nat_lifetime_option(raw, budget):
 def test_nat_lifetime_refuses_nonsense(raw):
     with pytest.raises(UsageError, match="--nat-lifetime"):
         nat_options({"nat_lifetime": raw})
+
+
+def test_words_for_every_value():
+    from rig.nat.words import rows, summary
+
+    got = dict(rows(_profile()))
+    assert got["mapping"] == ["endpoint-independent", "undecided: no answer from the responder"]
+    assert got["port set"][0].startswith("240 ports: 15 blocks of 16 (PSID 90, offset 4, length 8")
+    assert got["public ports"][1].startswith("preserved")
+    assert got["UDP binding lifetime"][0] == "28-32 s"
+    assert got["hairpinning"] == ["no", "yes"]
+    assert got["layers"][0] == "1: at router, 192.168.1.10 -> 192.168.0.2, ports kept"
+    assert summary(_profile()).startswith("NAT profile: UDP mapping endpoint-independent, filtering "
+                                          "address-and-port-dependent; TCP mapping undecided")
+
+
+def test_table_view_and_report_show_the_profile():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from rig.render import print_verdict
+    from rig.report.html import render_report
+
+    v = Verdict((), (), Diagnosis("fine"), nat=_profile())
+    buf = StringIO()
+    print_verdict(v, Console(file=buf, width=200, color_system=None))
+    out = buf.getvalue()
+    assert "NAT profile" in out and "15 blocks of 16" in out and "client > server" not in out
+    page = render_report(v.to_dict())
+    assert '<h2 id="nat">NAT profile</h2>' in page and "address-and-port-dependent" in page
+
+
+def test_a_nat_only_verdict_says_the_profile():
+    from rig.nat.run import carried, with_profile
+
+    v = with_profile(Verdict((), (), Diagnosis("No exchange was found")), _profile())
+    assert v.diagnosis.summary.startswith("NAT profile: UDP mapping endpoint-independent")
+    ok = Exchange("tcp-1", "tcp", "a", "b", None, "delivered", "x")
+    assert with_profile(Verdict((), (ok,), Diagnosis("fine")), _profile()).diagnosis.summary == "fine"
+    # rig show: the re-analysed verdict takes the recorded profile
+    again = carried(Verdict((), (ok,), Diagnosis("fine")), v.to_dict())
+    assert again.nat == v.nat

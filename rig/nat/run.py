@@ -11,11 +11,12 @@ faults); the router capture keeps it, to tell the layers apart (rig.nat.layers).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from rig.errors import InfraError, UsageError
+from rig.errors import InfraError, InputError, UsageError
 from rig.nat.client import Target, Wait, profile
 from rig.nat.records import NatProfile, Proto, ProtoProfile, Undecided
 from rig.nat.responder import Responder, ResponderPlan, plan_from
@@ -98,3 +99,35 @@ def measure(facts: Mapping[str, str], server_addr: str, ssh, client_netns: str |
     finally:
         responder.stop()
     return NatProfile(protos, len(plan.public), len(plan.ports))
+
+
+def attach(verdict: Any, profile: NatProfile, router_pcap: str | None, facts: Mapping[str, str]) -> Any:
+    """``verdict`` (rig.verdict.Verdict) with the profile, its layers filled from the router
+    capture where there is one."""
+    from rig.nat.layers import with_layers
+
+    return with_profile(verdict, with_layers(profile, router_pcap, facts))
+
+
+def carried(verdict: Any, recorded: Mapping[str, Any] | None) -> Any:
+    """A re-analysed ``verdict`` (rig show) with the ``nat`` section of the ``recorded``
+    one: the captures do not hold the profile (the NAT tests' traffic is kept out of them)."""
+    raw = (recorded or {}).get("nat")
+    if not raw:
+        return verdict
+    try:
+        profile = NatProfile.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"malformed nat section in the recorded verdict: {exc!r}") from exc
+    return with_profile(verdict, profile)
+
+
+def with_profile(verdict: Any, profile: NatProfile) -> Any:
+    """``verdict`` with its ``nat`` key; a run of the NAT tests alone, with no exchange to
+    speak of, gets the profile's summary as its diagnosis."""
+    from rig.nat.words import summary
+
+    verdict = dataclasses.replace(verdict, nat=profile)
+    if not verdict.exchanges:
+        verdict = dataclasses.replace(verdict, diagnosis=dataclasses.replace(verdict.diagnosis, summary=summary(profile)))
+    return verdict
