@@ -98,3 +98,13 @@ def test_allocation_needs_three_ports():
     alloc, est = allocation([(1, 50001), (2, 50001)])
     assert isinstance(alloc, Undecided) and isinstance(est, Undecided)
     assert "1 distinct" in alloc.reason
+
+
+def test_combine_takes_the_most_dependent_trial():
+    from rig.nat.classify import combine
+
+    u = Undecided("no answer from the responder")
+    assert combine([EIM, EIM, ADM, EIM]) == ADM  # three trials drew the same port by chance
+    assert combine([APDM, ADM, EIM]) == APDM
+    assert combine([u, EIM]) == EIM
+    assert combine([u, u]) == u

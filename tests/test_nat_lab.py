@@ -24,14 +24,28 @@ pytestmark = [pytest.mark.root, pytest.mark.lab,
 CASES = [("healthy", None), ("fully-random", None), ("pf-router", None), ("port-set", None), ("port-set", "pf")]
 
 
-def _truth(scenario: str, router: str | None):
+def _truth(scenario: str, router: str | None, nodes=None):
     applied = router_for(get(scenario), router).apply(get(scenario), node="router", wan="wan")
-    return lab_truth(applied, [n.node for n in seed_topology().nats])
+    return lab_truth(applied, nodes or [n.node for n in seed_topology().nats])
+
+
+def _check_layers(layers, scenario, router):
+    """Layer 1 is the router's NAT, layer 2 the hgw's: each as its own rules say."""
+    alone, both = _truth(scenario, router, ["router"]), _truth(scenario, router, ["router", "hgw"])
+    assert [(x["index"], x["at"], x["address_in"], x["address_out"]) for x in layers] == [
+        (1, "router", "192.168.1.10", "192.168.0.2"), (2, "beyond router", "192.168.0.2", "203.0.113.2")]
+    assert layers[0]["mapping"] == alone.mapping
+    assert layers[0]["ports_preserved"] is ("router" not in both.rewriters)
+    assert layers[1]["ports_preserved"] is ("hgw" not in both.rewriters)
+    if alone.mapping == "endpoint-independent":
+        assert layers[1]["mapping"] == both.mapping
+    else:  # the hgw sees a new source per destination: its own mapping cannot be told apart
+        assert "undecided" in layers[1]["mapping"]
 
 
 @pytest.mark.parametrize("scenario, router", CASES, ids=[f"{s}-{r or 'default'}" for s, r in CASES])
 def test_profile_matches_the_lab_nat(tmp_path, scenario, router):
-    args = ["--probes", "nat", "--scenario", scenario, "--no-configure", "--json"]
+    args = ["--probes", "nat", "--scenario", scenario, "--no-configure", "--json", "--capture-at", "router"]
     r = rig_run(tmp_path / "run", *args, *(["--router", router] if router else []))
     assert r.rc == 0, r.stderr
     truth = _truth(scenario, router)
@@ -51,6 +65,7 @@ def test_profile_matches_the_lab_nat(tmp_path, scenario, router):
             assert nat["port_set"][proto]["size"] == truth.block, (proto, nat["port_set"][proto])
         assert nat["hairpin"][proto] is truth.hairpin, proto
         assert "undecided" in nat["udp_binding_s"][proto]  # not asked for (--nat-lifetime)
+        _check_layers(nat["layers"][proto], scenario, router)
     assert lab_leftovers(r.prefix) == []
 
 

@@ -56,6 +56,19 @@ def mapping(base: str | None, other_address: str | None, other_port: str | None,
     return Undecided(f"endpoint-independent or address-dependent: {ONE_ADDRESS}")
 
 
+_ORDER = (Dependence.ENDPOINT_INDEPENDENT, Dependence.ADDRESS_DEPENDENT, Dependence.ADDRESS_AND_PORT_DEPENDENT)
+
+
+def combine(trials: Sequence[Dependence | Undecided]) -> Dependence | Undecided:
+    """The mapping over several trials: the most dependent one any trial showed (a trial
+    that looks less dependent drew the same port by chance); undecided only when every
+    trial is."""
+    decided = [d for d in trials if isinstance(d, Dependence)]
+    if not decided:
+        return trials[0] if trials else Undecided(NO_ANSWER)
+    return max(decided, key=_ORDER.index)
+
+
 def filtering(confirmed: bool, from_other_address: bool | None, from_other_port: bool | None) -> Dependence | Undecided:
     """The filtering behaviour: whether a packet from the responder's other address
     (and port), or from its same address and another port, reached a fresh mapping

@@ -19,10 +19,14 @@ from typing import Callable
 
 from rig.concurrency import run_all
 from rig.nat import classify
-from rig.nat.records import Binding, Proto, ProtoProfile, Undecided
+from rig.nat.records import Binding, Dependence, Proto, ProtoProfile, Trail, Undecided
 
 MAGIC = "RIGNAT1"
 BURST = 16
+# mapping tests per protocol, each from its own inside socket: a NAT that draws a new port
+# per destination from a small pool (a 16-port set) lands on the same port by chance
+# (1 in 16); every trial must coincide to look endpoint-independent (1 in 16**(2*4))
+MAPPING_TRIALS = 4
 TRIES = 3
 
 
@@ -125,6 +129,10 @@ class MappingSeen:
     base: str | None  # public endpoint towards (A1, P1)
     other_address: str | None  # towards (A2, P1)
     other_port: str | None  # towards (A1, P2)
+    payloads: tuple[bytes | None, ...] = ()  # the request sent towards each, for finding it in a capture
+
+    def trail(self) -> Trail:
+        return Trail(self.local_port, self.payloads, (self.base, self.other_address, self.other_port))
 
 
 def udp_mapping(t: Target, wait: Wait, keep: Callable[[socket.socket, str | None], None] | None = None) -> MappingSeen:
@@ -133,18 +141,21 @@ def udp_mapping(t: Target, wait: Wait, keep: Callable[[socket.socket, str | None
     s = _udp()
     try:
         seen: list[str | None] = []
+        payloads: list[bytes | None] = []
         for a, p in ((0, 0), (1, 0), (0, 1)):
             if a >= len(t.addresses) or p >= len(t.ports):
                 seen.append(None)
+                payloads.append(None)
                 continue
             rid = _rid()
+            payloads.append(t.request(rid))
             got = _udp_ask(s, t.endpoint(a, p), t.request(rid), rid, {str(t.index(a, p))}, wait)
             seen.append(got.get(str(t.index(a, p))))
         local = s.getsockname()[1]
         if keep is not None:
             keep(s, seen[0])
             s = None  # type: ignore[assignment]
-        return MappingSeen(local, seen[0], seen[1], seen[2])
+        return MappingSeen(local, seen[0], seen[1], seen[2], tuple(payloads))
     finally:
         if s is not None:
             s.close()
@@ -321,12 +332,13 @@ def _lines(s: socket.socket, n: int, seconds: float) -> list[tuple[str, str, str
     return out
 
 
-def _tcp_ask(s: socket.socket, dest: tuple[str, int], t: Target, wait: Wait, *words: str) -> str | None:
+def _tcp_ask(s: socket.socket, dest: tuple[str, int], t: Target, wait: Wait, *words: str,
+             rid: str | None = None) -> str | None:
     """Connect ``s`` to ``dest``, send a request, return the public endpoint the responder saw."""
     s.settimeout(wait.reply * TRIES)
+    rid = rid or _rid()
     try:
         s.connect(dest)
-        rid = _rid()
         s.sendall(t.request(rid, *words))
     except OSError:
         return None
@@ -343,15 +355,19 @@ def tcp_mapping(t: Target, wait: Wait) -> MappingSeen:
     socks = [first]
     try:
         seen: list[str | None] = []
+        payloads: list[bytes | None] = []
         for a, p in ((0, 0), (1, 0), (0, 1)):
             if a >= len(t.addresses) or p >= len(t.ports):
                 seen.append(None)
+                payloads.append(None)
                 continue
             s = socks[-1] if not seen else _tcp(local)
             if s is not socks[-1]:
                 socks.append(s)
-            seen.append(_tcp_ask(s, t.endpoint(a, p), t, wait))
-        return MappingSeen(local, seen[0], seen[1], seen[2])
+            rid = _rid()
+            payloads.append(t.request(rid))
+            seen.append(_tcp_ask(s, t.endpoint(a, p), t, wait, rid=rid))
+        return MappingSeen(local, seen[0], seen[1], seen[2], tuple(payloads))
     finally:
         for s in socks:
             s.close()
@@ -434,14 +450,23 @@ def _layers_pending() -> Undecided:
     return Undecided("no router capture and no forward trace")
 
 
+def _mapping(t: Target, trials: list[MappingSeen]) -> Dependence | Undecided:
+    return classify.combine([classify.mapping(m.base, m.other_address, m.other_port, len(t.addresses), len(t.ports))
+                             for m in trials])
+
+
 def udp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> ProtoProfile:
     kept: list[tuple[socket.socket, str | None]] = []
-    jobs = [lambda: udp_mapping(t, wait, keep=lambda s, pub: kept.append((s, pub))),
-            lambda: udp_filtering(t, wait), lambda: udp_burst(t, wait)]
+
+    def mappings() -> list[MappingSeen]:
+        first = udp_mapping(t, wait, keep=lambda s, pub: kept.append((s, pub)))
+        return [first, *(udp_mapping(t, wait) for _ in range(MAPPING_TRIALS - 1))]
+
+    jobs = [mappings, lambda: udp_filtering(t, wait), lambda: udp_burst(t, wait)]
     if lifetime_budget:
         jobs.append(lambda: udp_binding(t, wait, lifetime_budget))
     results = run_all(jobs)
-    m, f, burst = results[0], results[1], results[2]
+    ms, f, burst = results[0], results[1], results[2]
     try:
         sock, public = kept[0]
         hairpin = udp_hairpin(sock, public, wait)
@@ -451,23 +476,24 @@ def udp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> 
     alloc, pset = classify.allocation(burst)
     binding = results[3] if lifetime_budget else Undecided("not measured (--nat-lifetime)")
     return ProtoProfile(
-        mapping=classify.mapping(m.base, m.other_address, m.other_port, len(t.addresses), len(t.ports)),
+        mapping=_mapping(t, ms),
         filtering=classify.filtering(f.confirmed, f.from_other_address, f.from_other_port),
         port_allocation=alloc, port_set=pset, hairpin=hairpin, binding=binding,
-        layers=_layers_pending(), public=m.base,
+        layers=_layers_pending(), public=ms[0].base, trail=ms[0].trail(),
     )
 
 
 def tcp_profile(t: Target, wait: Wait) -> ProtoProfile:
-    m, f, burst, hairpin = run_all([lambda: tcp_mapping(t, wait), lambda: tcp_filtering(t, wait),
-                                    lambda: tcp_burst(t, wait), lambda: tcp_hairpin(t, wait)])
+    ms, f, burst, hairpin = run_all([lambda: [tcp_mapping(t, wait) for _ in range(MAPPING_TRIALS)],
+                                     lambda: tcp_filtering(t, wait), lambda: tcp_burst(t, wait),
+                                     lambda: tcp_hairpin(t, wait)])
     alloc, pset = classify.allocation(burst)
     return ProtoProfile(
-        mapping=classify.mapping(m.base, m.other_address, m.other_port, len(t.addresses), len(t.ports)),
+        mapping=_mapping(t, ms),
         filtering=classify.filtering(f.confirmed, f.from_other_address, f.from_other_port),
         port_allocation=alloc, port_set=pset, hairpin=hairpin,
         binding=Undecided("TCP established-idle lifetime is not measured"),
-        layers=_layers_pending(), public=m.base,
+        layers=_layers_pending(), public=ms[0].base, trail=ms[0].trail(),
     )
 
 

@@ -20,7 +20,7 @@ protocol to its value, an undecided one is ``{"undecided": "<reason>"}``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Mapping, Union
 
@@ -156,6 +156,17 @@ def _in(raw: Any, kind: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Trail:
+    """What the mapping test sent, for finding it again in a capture (rig.nat.layers): the
+    client's local port, the request towards (A1,P1), (A2,P1), (A1,P2) (None: not sent)
+    and the public endpoint the responder saw for each. Not part of the JSON."""
+
+    local_port: int
+    payloads: tuple[bytes | None, ...]
+    public: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
 class ProtoProfile:
     """What the tests found for one protocol."""
 
@@ -167,6 +178,7 @@ class ProtoProfile:
     binding: Binding | Undecided
     layers: tuple[Layer, ...] | Undecided
     public: str | None = None  # the public address:port the responder saw first (None: nothing answered)
+    trail: Trail | None = field(default=None, compare=False, repr=False)  # this run's only (rig.nat.layers)
 
 
 # the JSON keys, in order, and the ProtoProfile field each one holds

@@ -37,6 +37,7 @@ class NatTruth:
     allocation: Allocation
     range: tuple[int, int] | None  # the range public ports are confined to; None when ports are kept
     hairpin: bool
+    rewriters: tuple[str, ...] = ()  # the NAT nodes that move source ports (the others keep them)
 
     @property
     def block(self) -> int | None:
@@ -53,19 +54,23 @@ def lab_truth(scenario: Scenario, nat_nodes: Sequence[str]) -> NatTruth:
     (with its router profile applied) builds them."""
     random_mapping = False
     changed: tuple[int, int] | None = None  # the range of the last NAT that rewrote the port
+    rewriters: list[str] = []
     for node in nat_nodes:
         fully_random = "fully-random" in scenario.masquerade.get(node, "")
         rng = scenario.port_set.get(node)
         random_mapping |= fully_random
         if fully_random:
             changed = rng or LINUX_RANGE
+            rewriters.append(node)
         elif rng is not None and (changed is None or not (rng[0] <= changed[0] and changed[1] <= rng[1])):
             # ports arriving outside the rule's range (or that may be) are moved into it
             changed = rng
+            rewriters.append(node)
     return NatTruth(
         mapping=Dependence.ADDRESS_AND_PORT_DEPENDENT if random_mapping else Dependence.ENDPOINT_INDEPENDENT,
         filtering=Dependence.ADDRESS_AND_PORT_DEPENDENT,
         allocation=Allocation.PRESERVED if changed is None else Allocation.RANDOM,
         range=changed,
         hairpin=False,
+        rewriters=tuple(rewriters),
     )
