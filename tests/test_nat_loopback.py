@@ -83,3 +83,34 @@ def test_strangers_and_wrong_secrets_get_nothing(responder):
         assert s.recv(2048).split()[:3] == [b"RIGNAT1", b"id2", b"seen"]
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("responder", [(("127.0.0.1", "127.0.0.2"), 2)], indirect=True)
+def test_binding_search_without_a_nat_outlives_the_budget(responder):
+    from rig.nat.client import udp_binding
+    from rig.nat.records import Binding
+
+    slept = []
+    got = udp_binding(responder, WAIT, budget=180.0, sleep=slept.append)  # no real waiting
+    assert got == Binding(128.0, None)  # every idle time of the ladder survived: no NAT forgets
+    assert slept and max(slept) <= 128.0
+
+
+def test_binding_search_narrows_between_two_rounds(monkeypatch):
+    """The search itself, with a mapping that is gone after 30 s of silence."""
+    from rig.nat import client
+    from rig.nat.records import Binding
+
+    rounds = []
+
+    def fake_round(t, wait, idles, sleep):
+        rounds.append(list(idles))
+        survived = [i for i in idles if i < 30]
+        gone = [i for i in idles if i >= 30]
+        return (max(survived, default=0.0), min(gone) if gone else None, 1.0)
+
+    monkeypatch.setattr(client, "_binding_round", fake_round)
+    got = client.udp_binding(Target(("a",), (1,), "s"), WAIT, budget=180.0)
+    assert rounds[0] == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert got == Binding(28.8, 32.0)
+    assert isinstance(client.udp_binding(Target(("a",), (1,), "s"), WAIT, budget=0.5), Undecided)
