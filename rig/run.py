@@ -338,7 +338,7 @@ class Pipeline:
         rig = self._rig
         with self.stage("nat", lambda: "profile measured"):
             self.nat = measure(rig.facts, rig.server_addr, ssh, rig.client_netns, rig.known.python or "python3",
-                               nat_options(self.spec.options), lab=rig.backend == "lab")
+                               nat_options(self.spec.options), backend=rig.backend)
 
     def _collect_logs(self, ssh) -> None:
         """Client socket states, the access log and the server's socket states, at once."""

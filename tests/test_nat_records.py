@@ -134,3 +134,13 @@ def test_a_nat_only_verdict_says_the_profile():
     # rig show: the re-analysed verdict takes the recorded profile
     again = carried(Verdict((), (ok,), Diagnosis("fine")), v.to_dict())
     assert again.nat == v.nat
+
+
+def test_azure_without_the_responder_ports_says_so_without_waiting():
+    from rig.nat.run import measure, nat_options
+
+    got = measure({}, "203.0.113.50", ssh=None, client_netns=None, python="python3", options=nat_options({}),
+                  backend="azure")  # no SSH is touched: ssh=None would fail
+    assert not got.reached
+    for p in got.protocols.values():
+        assert isinstance(p.mapping, Undecided) and "NSG" in p.mapping.reason
