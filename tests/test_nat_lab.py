@@ -80,3 +80,12 @@ def test_nat_with_the_other_probes_keeps_their_verdicts(tmp_path):
     shown = subprocess.run(rig_cmd("show", "--json", str(r.out)), capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["nat"] == r.verdict["nat"]
+
+
+def test_port_set_diagnosis_names_the_block(tmp_path):
+    r = rig_run(tmp_path / "run", "--probes", "tcp,burst,nat", "--scenario", "port-set", "--no-configure", "--json",
+                "--timeout", "1")
+    assert r.rc == 1, r.stderr
+    assert r.outcomes("tcp")["lost-outbound"] > 0
+    assert r.verdict["nat"]["port_set"]["tcp"]["size"] == 16
+    assert "confined to one block of 16 ports, 40000-40015" in r.verdict["diagnosis"]["summary"]

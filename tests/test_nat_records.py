@@ -1,6 +1,7 @@
 """The verdict's ``nat`` section (rig.nat.records) and the run's NAT options (rig.nat.run):
 JSON shape, round trip through rig.verdict/1, and the flags' refusals."""
 
+import dataclasses
 import json
 
 import pytest
@@ -144,3 +145,22 @@ def test_azure_without_the_responder_ports_says_so_without_waiting():
     assert not got.reached
     for p in got.protocols.values():
         assert isinstance(p.mapping, Undecided) and "NSG" in p.mapping.reason
+
+
+def test_a_failing_diagnosis_gains_the_small_port_block():
+    from rig.nat.run import with_profile
+
+    est = PortSetEstimate("range", 16, 40000, 40015, PortSet(0, 12, 40000 >> 4), 1e-50)
+    u = Undecided("x")
+    tcp = ProtoProfile(Dependence.ENDPOINT_INDEPENDENT, u, u, est, False, u, u, public="203.0.113.2:40001")
+    profile = NatProfile({Proto.TCP: tcp}, 2, 2)
+    lost = Exchange("tcp-2", "tcp", "a", "b", None, "lost-outbound", "x")
+    failing = Verdict((), (lost,), Diagnosis("TCP requests are lost", {"tcp": {"lost-outbound": 1}}))
+    got = with_profile(failing, profile).diagnosis.summary
+    assert got == ("TCP requests are lost; the NAT profile finds TCP's public ports confined to one block of 16 "
+                   "ports, 40000-40015, and 1 TCP exchange(s) failed")
+    ok = Exchange("tcp-1", "tcp", "a", "b", None, "delivered", "x")
+    fine = Verdict((), (ok,), Diagnosis("fine", {"tcp": {"delivered": 1}}))
+    assert with_profile(fine, profile).diagnosis.summary == "fine"  # nothing failed: nothing to explain
+    wide = dataclasses.replace(tcp, port_set=PortSetEstimate("range", 16, 1024, 65535, None, 1.0, "no set"))
+    assert with_profile(failing, NatProfile({Proto.TCP: wide}, 2, 2)).diagnosis.summary == "TCP requests are lost"

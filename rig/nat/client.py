@@ -348,8 +348,11 @@ def _tcp_ask(s: socket.socket, dest: tuple[str, int], t: Target, wait: Wait, *wo
     return None
 
 
-def tcp_mapping(t: Target, wait: Wait) -> MappingSeen:
-    """Three connections from one local port to (A1,P1), (A2,P1), (A1,P2), held open at once."""
+def tcp_mapping(t: Target, wait: Wait, hold: list[socket.socket] | None = None) -> MappingSeen:
+    """Three connections from one local port to (A1,P1), (A2,P1), (A1,P2), held open at once;
+    past the test too when ``hold`` is given (the caller closes them): a NAT may give a
+    closing connection's public port to a new one (Linux does, for a port in TIME_WAIT),
+    and then cannot keep it towards the next destination the closing one still holds."""
     first = _tcp()
     local = first.getsockname()[1]
     socks = [first]
@@ -369,8 +372,11 @@ def tcp_mapping(t: Target, wait: Wait) -> MappingSeen:
             seen.append(_tcp_ask(s, t.endpoint(a, p), t, wait, rid=rid))
         return MappingSeen(local, seen[0], seen[1], seen[2], tuple(payloads))
     finally:
-        for s in socks:
-            s.close()
+        if hold is not None:
+            hold.extend(socks)
+        else:
+            for s in socks:
+                s.close()
 
 
 def _tcp_back(t: Target, wait: Wait, back: int) -> tuple[bool, bool]:
@@ -484,7 +490,15 @@ def udp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> 
 
 
 def tcp_profile(t: Target, wait: Wait) -> ProtoProfile:
-    ms, f, burst, hairpin = run_all([lambda: [tcp_mapping(t, wait) for _ in range(MAPPING_TRIALS)],
+    def mappings() -> list[MappingSeen]:
+        held: list[socket.socket] = []
+        try:
+            return [tcp_mapping(t, wait, held) for _ in range(MAPPING_TRIALS)]
+        finally:
+            for s in held:
+                s.close()
+
+    ms, f, burst, hairpin = run_all([mappings,
                                      lambda: tcp_filtering(t, wait), lambda: tcp_burst(t, wait),
                                      lambda: tcp_hairpin(t, wait)])
     alloc, pset = classify.allocation(burst)

@@ -131,10 +131,15 @@ def carried(verdict: Any, recorded: Mapping[str, Any] | None) -> Any:
 
 def with_profile(verdict: Any, profile: NatProfile) -> Any:
     """``verdict`` with its ``nat`` key; a run of the NAT tests alone, with no exchange to
-    speak of, gets the profile's summary as its diagnosis."""
-    from rig.nat.words import summary
+    speak of, gets the profile's summary as its diagnosis, and a diagnosis of failures
+    gains what the profile says about them (rig.nat.words.failure_clause)."""
+    from rig.nat.words import failure_clause, summary
 
     verdict = dataclasses.replace(verdict, nat=profile)
+    diag = verdict.diagnosis
     if not verdict.exchanges:
-        verdict = dataclasses.replace(verdict, diagnosis=dataclasses.replace(verdict.diagnosis, summary=summary(profile)))
+        return dataclasses.replace(verdict, diagnosis=dataclasses.replace(diag, summary=summary(profile)))
+    clause = failure_clause(profile, diag.by_protocol)
+    if clause:
+        verdict = dataclasses.replace(verdict, diagnosis=dataclasses.replace(diag, summary=f"{diag.summary}; {clause}"))
     return verdict

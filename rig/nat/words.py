@@ -3,7 +3,7 @@ here once, from the typed profile (rig.nat.records), never parsed back."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from rig.nat.records import Allocation, Binding, Dependence, Layer, NatProfile, PortAllocation, Undecided
 from rig.portset import PortSetEstimate
@@ -75,3 +75,26 @@ def summary(profile: NatProfile) -> str:
         return f"NAT profile: nothing measured ({'; '.join(sorted(reasons))})"
     return "NAT profile: " + "; ".join(f"{proto.name} mapping {value(p.mapping)}, filtering {value(p.filtering)}"
                                        for proto, p in profile.protocols.items())
+
+
+SMALL_SET = 4096  # a set or block of public ports at most this large can run out (MAP-E: 240, 1008)
+
+
+def failure_clause(profile: NatProfile, by_protocol: Mapping[str, Mapping[str, int]]) -> str | None:
+    """What the profile adds to a diagnosis with failed exchanges: the public ports of a
+    protocol that failed are confined to a small set or block (the port-set exhaustion
+    and out-of-set drops of MAP-E lines). None when it adds nothing."""
+    from rig.outcome import Outcome
+
+    out = []
+    for proto, p in profile.protocols.items():
+        failed = sum(n for o, n in by_protocol.get(str(proto), {}).items() if not Outcome(o).clean)
+        est = p.port_set
+        if not failed or not isinstance(est, PortSetEstimate) or est.port_set is None or est.port_set.size > SMALL_SET:
+            continue
+        ps = est.port_set
+        shape = (f"a {ps.size}-port set ({ps.blocks} blocks of {ps.block_size})" if est.kind == "port-set"
+                 else "one block of {} ports, {}-{}".format(ps.size, *ps.ranges()[0]))
+        out.append(f"the NAT profile finds {proto.name}'s public ports confined to {shape}, "
+                   f"and {failed} {proto.name} exchange(s) failed")
+    return "; ".join(out) or None
