@@ -203,11 +203,11 @@ def check_spec(spec: RunSpec) -> None:
         from rig.lab.scenarios import get
 
         router_for(get(spec.scenario), spec.options.get("router"))
-    from rig.nat.run import nat_options, split_probes
+    from rig.nat.run import check, split_probes
 
     kinds, _ = split_probes(spec.probes or None)
     parse_kinds(kinds)
-    nat_options(spec.options)
+    check(spec.probes or None, spec.options)
     for point in spec.capture_at:
         if point not in CAPTURE_POINTS:
             raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")

@@ -75,6 +75,14 @@ def nat_options(options: Mapping[str, str]) -> NatOptions:
     return NatOptions(budget)
 
 
+def check(probes: Sequence[str] | str | None, options: Mapping[str, str]) -> None:
+    """The NAT flags of a run spec, refused early: ``--nat-lifetime`` needs ``--probes nat``."""
+    opts = nat_options(options)
+    _, nat = split_probes(probes)
+    if opts.lifetime_budget is not None and not nat:
+        raise UsageError("--nat-lifetime measures the NAT profile's UDP binding: add nat to --probes (e.g. all,nat)")
+
+
 def capture_exclusion(facts: Mapping[str, str], server_addr: str) -> str:
     """BPF that keeps the NAT tests' traffic out of a capture."""
     plan = plan_from(facts, server_addr)
