@@ -25,10 +25,10 @@ from rig.netns import in_netns
 NAT = "nat"
 ALL = "all"
 LIFETIME_BUDGET = 180.0  # seconds: --nat-lifetime without a number
-# backends whose firewall rig writes and that do not open the responder's ports yet: the
-# tests would only wait for answers that cannot come
-CLOSED_BACKENDS = {"azure": "the azure backend does not yet give the VM a second public IP nor open the "
-                            "responder's ports (udp/tcp 3478-3479) in its NSG"}
+# backends whose firewall rig writes, for a rig made without the responder (a kept rig
+# from 'rig up' without --probes nat): the tests would only wait for answers that cannot come
+CLOSED_BACKENDS = {"azure": "this Azure rig was made without --probes nat: no second public IP, and its NSG "
+                            "keeps the responder's ports (udp/tcp 3478-3479) closed"}
 LAB_WAIT = Wait(reply=0.3, extra=0.3)
 REMOTE_WAIT = Wait(reply=1.0, extra=1.0)
 
