@@ -394,7 +394,7 @@ class Verdict:
         ex = self.exchanges
         outcomes = {o for _, o in ex.counts()} if isinstance(ex, ExchangeList) else {e.outcome for e in ex}
         measured = bool(outcomes) or (self.nat is not None and self.nat.reached)  # `--probes nat` alone
-        ok = measured and all(Outcome(o).clean for o in outcomes)
+        ok = measured and all(Outcome(o).clean for o in outcomes) and (self.nat is None or self.nat.complete)
         return EXIT_CLEAN if ok else EXIT_PROBLEM
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,3 +89,13 @@ def test_port_set_diagnosis_names_the_block(tmp_path):
     assert r.outcomes("tcp")["lost-outbound"] > 0
     assert r.verdict["nat"]["port_set"]["tcp"]["size"] == 16
     assert "confined to one block of 16 ports, 40000-40015" in r.verdict["diagnosis"]["summary"]
+
+
+def test_tcp_blocked_towards_the_responder_is_not_a_clean_path(tmp_path):
+    """seed: the hgw drops SYN-ACKs from outside; UDP's profile is measured, TCP's says why not."""
+    r = rig_run(tmp_path / "run", "--probes", "nat", "--scenario", "seed", "--no-configure", "--json")
+    assert r.rc == 1, r.stderr
+    nat = r.verdict["nat"]
+    assert nat["mapping"]["udp"] == "endpoint-independent"
+    assert nat["mapping"]["tcp"] == {"undecided": "no answer from the responder"}
+    assert nat["public"]["tcp"] is None

@@ -53,8 +53,13 @@ def test_round_trip_through_the_verdict():
 
 
 def test_exit_code_of_a_nat_only_run():
-    profile = _profile()
-    assert Verdict((), (), Diagnosis(""), nat=profile).exit_code() == 0  # the tests reached the responder
+    profile = _profile()  # its TCP tests got no answer: not a clean path
+    assert Verdict((), (), Diagnosis(""), nat=profile).exit_code() == 1
+    ok = Exchange("tcp-1", "tcp", "a", "b", None, "delivered", "x")
+    assert Verdict((), (ok,), Diagnosis(""), nat=profile).exit_code() == 1
+    both = NatProfile({pr: dataclasses.replace(p, public="203.0.113.2:4101") for pr, p in profile.protocols.items()},
+                      2, 2)
+    assert Verdict((), (), Diagnosis(""), nat=both).exit_code() == 0  # every protocol reached the responder
     u = Undecided("no answer")
     silent = NatProfile({Proto.UDP: ProtoProfile(u, u, u, u, u, u, u)}, 2, 2)
     assert Verdict((), (), Diagnosis(""), nat=silent).exit_code() == 1

@@ -147,6 +147,10 @@ def udp_mapping(t: Target, wait: Wait, keep: Callable[[socket.socket, str | None
                 seen.append(None)
                 payloads.append(None)
                 continue
+            if seen and seen[0] is None:  # no answer at all: the others would only wait too
+                seen.append(None)
+                payloads.append(None)
+                continue
             rid = _rid()
             payloads.append(t.request(rid))
             got = _udp_ask(s, t.endpoint(a, p), t.request(rid), rid, {str(t.index(a, p))}, wait)
@@ -191,18 +195,30 @@ def udp_filtering(t: Target, wait: Wait) -> FilteringSeen:
     return FilteringSeen(ok_a and ok_p and (other_addr is not None or other_port is not None), via_a, via_p)
 
 
+def _burst_over(answered: list, misses: int) -> bool:
+    """Stop a burst: nothing answered yet (the path carries none of it), or two misses in a
+    row (the NAT's ports, or the path, ran out): each further miss costs a full wait."""
+    return not answered or misses >= 2
+
+
 def udp_burst(t: Target, wait: Wait, n: int = BURST) -> list[tuple[int, int]]:
     """``n`` new mappings towards ``t.last``, one after the other: (local port, public port)
     of each that got an answer."""
     socks = [_udp() for _ in range(n)]
     out: list[tuple[int, int]] = []
     dest, via = t.endpoint(*t.last), str(t.index(*t.last))
+    misses = 0
     try:
         for s in socks:
             rid = _rid()
             got = _udp_ask(s, dest, t.request(rid), rid, {via}, wait)
             if via in got:
                 out.append((s.getsockname()[1], _port(got[via])))
+                misses = 0
+            else:
+                misses += 1
+                if _burst_over(out, misses):
+                    break
     finally:
         for s in socks:
             s.close()
@@ -364,6 +380,10 @@ def tcp_mapping(t: Target, wait: Wait, hold: list[socket.socket] | None = None) 
                 seen.append(None)
                 payloads.append(None)
                 continue
+            if seen and seen[0] is None:  # no answer at all: the others would only wait too
+                seen.append(None)
+                payloads.append(None)
+                continue
             s = socks[-1] if not seen else _tcp(local)
             if s is not socks[-1]:
                 socks.append(s)
@@ -416,6 +436,7 @@ def tcp_burst(t: Target, wait: Wait, n: int = BURST) -> list[tuple[int, int]]:
     """``n`` connections, one after the other, held open: (local port, public port) of each that got an answer."""
     out: list[tuple[int, int]] = []
     socks: list[socket.socket] = []
+    misses = 0
     try:
         for _ in range(n):
             s = _tcp()
@@ -423,6 +444,11 @@ def tcp_burst(t: Target, wait: Wait, n: int = BURST) -> list[tuple[int, int]]:
             public = _tcp_ask(s, t.endpoint(*t.last), t, wait)
             if public is not None:
                 out.append((s.getsockname()[1], _port(public)))
+                misses = 0
+            else:
+                misses += 1
+                if _burst_over(out, misses):
+                    break
     finally:
         for s in socks:
             s.close()
@@ -466,6 +492,8 @@ def udp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> 
 
     def mappings() -> list[MappingSeen]:
         first = udp_mapping(t, wait, keep=lambda s, pub: kept.append((s, pub)))
+        if first.base is None:
+            return [first]  # no answer: more trials would only wait
         return [first, *(udp_mapping(t, wait) for _ in range(MAPPING_TRIALS - 1))]
 
     jobs = [mappings, lambda: udp_filtering(t, wait), lambda: udp_burst(t, wait)]
@@ -493,7 +521,10 @@ def tcp_profile(t: Target, wait: Wait) -> ProtoProfile:
     def mappings() -> list[MappingSeen]:
         held: list[socket.socket] = []
         try:
-            return [tcp_mapping(t, wait, held) for _ in range(MAPPING_TRIALS)]
+            trials = [tcp_mapping(t, wait, held)]
+            if trials[0].base is not None:  # no answer: more trials would only wait
+                trials += [tcp_mapping(t, wait, held) for _ in range(MAPPING_TRIALS - 1)]
+            return trials
         finally:
             for s in held:
                 s.close()

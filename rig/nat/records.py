@@ -215,6 +215,12 @@ class NatProfile:
         """Some test got an answer from the responder (the path carried the tests)."""
         return any(p.public is not None for p in self.protocols.values())
 
+    @property
+    def complete(self) -> bool:
+        """Every protocol's tests got an answer (a path that carries UDP but not TCP to the
+        responder is not clean)."""
+        return bool(self.protocols) and all(p.public is not None for p in self.protocols.values())
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"responder": {"addresses": self.addresses, "ports": self.ports}}
         d["public"] = {str(pr): p.public for pr, p in self.protocols.items()}
