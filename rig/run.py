@@ -334,9 +334,10 @@ class Pipeline:
     def _measure_nat(self, ssh) -> None:
         """The NAT profile (rig.nat), after the other probes."""
         from rig.nat.run import measure, nat_options
+        from rig.nat.words import note
 
         rig = self._rig
-        with self.stage("nat", lambda: "profile measured"):
+        with self.stage("nat", lambda: note(self.nat) if self.nat is not None else ""):
             self.nat = measure(rig.facts, rig.server_addr, ssh, rig.client_netns, rig.known.python or "python3",
                                nat_options(self.spec.options), backend=rig.backend)
 

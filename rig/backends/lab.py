@@ -26,9 +26,9 @@ from rig.lab.build import LabNet, build, destroy, require_root_and_tools
 from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
 from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, SERVER_ADDR2, new_prefix,
                               seed_topology)
-from rig.nat.responder import nat_facts
 from rig.lab.routers import router_for
 from rig.lab.scenarios import PROXY_PORT
+from rig.nat.responder import nat_facts
 
 LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
 UDP_PORT = 7

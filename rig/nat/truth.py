@@ -74,3 +74,21 @@ def lab_truth(scenario: Scenario, nat_nodes: Sequence[str]) -> NatTruth:
         hairpin=False,
         rewriters=tuple(rewriters),
     )
+
+
+def describe(t: NatTruth) -> str:
+    """The truth in words, for ``rig lab scenarios`` (RFC 4787's EIM / APDM / APDF)."""
+    from rig.nat.words import ABBREV as short
+
+    ports = "ports kept" if t.range is None else f"ports random in {t.range[0]}-{t.range[1]}"
+    return (f"NAT: {short[t.mapping]}M, {short[t.filtering]}F, {ports}, "
+            f"{'hairpinning' if t.hairpin else 'no hairpinning'}")
+
+
+def scenario_truth(scenario: Scenario) -> NatTruth:
+    """The truth of ``scenario`` behind its own router profile, on the seed topology's NATs."""
+    from rig.lab.routers import router_for
+    from rig.lab.topology import seed_topology
+
+    applied = router_for(scenario, None).apply(scenario, node="router", wan="wan")
+    return lab_truth(applied, [n.node for n in seed_topology().nats])

@@ -8,6 +8,10 @@ from typing import Any, Mapping
 from rig.nat.records import Allocation, Binding, Dependence, Layer, NatProfile, PortAllocation, Undecided
 from rig.portset import PortSetEstimate
 
+# RFC 4787's abbreviations, without the M(apping) / F(iltering) they are followed by
+ABBREV = {Dependence.ENDPOINT_INDEPENDENT: "EI", Dependence.ADDRESS_DEPENDENT: "AD",
+          Dependence.ADDRESS_AND_PORT_DEPENDENT: "APD"}
+
 # row label, ProtoProfile attribute
 ROWS = (("mapping", "mapping"), ("filtering", "filtering"), ("public ports", "port_allocation"),
         ("port set", "port_set"), ("hairpinning", "hairpin"), ("UDP binding lifetime", "binding"),
@@ -66,6 +70,14 @@ def value(v: Any) -> str:
 def rows(profile: NatProfile) -> list[tuple[str, list[str]]]:
     """(label, one cell per protocol in ``profile.protocols`` order) for every row."""
     return [(label, [value(getattr(p, attr)) for p in profile.protocols.values()]) for label, attr in ROWS]
+
+
+def note(profile: NatProfile) -> str:
+    """The pipeline's one-line stage note: mapping / filtering per protocol."""
+    def one(v: Any) -> str:
+        return ABBREV[v] if isinstance(v, Dependence) else "?"
+
+    return ", ".join(f"{pr.name} {one(p.mapping)}M/{one(p.filtering)}F" for pr, p in profile.protocols.items())
 
 
 def summary(profile: NatProfile) -> str:
