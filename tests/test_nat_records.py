@@ -128,6 +128,10 @@ def test_table_view_and_report_show_the_profile():
     assert "NAT profile" in out and "15 blocks of 16" in out and "client > server" not in out
     page = render_report(v.to_dict())
     assert '<h2 id="nat">NAT profile</h2>' in page and "address-and-port-dependent" in page
+    assert 'class="diagnosis "' in page  # TCP got no answer: not the clean style
+    both = NatProfile({pr: dataclasses.replace(p, public="203.0.113.2:1") for pr, p in _profile().protocols.items()},
+                      2, 2)
+    assert 'class="diagnosis clean"' in render_report(Verdict((), (), Diagnosis("fine"), nat=both).to_dict())
 
 
 def test_a_nat_only_verdict_says_the_profile():

@@ -294,6 +294,11 @@ def render_report(
     }
     drops = {c["name"]: c.get("kernel_drops") for c in verdict.get("capture_points", ())}
     clean = bool(exchanges) and all(getattr(Outcome.known(x.get("outcome")), "clean", False) for x in exchanges)
+    if verdict.get("nat"):  # the NAT profile (rig.nat): clean only when every protocol reached the responder
+        from rig.nat.records import NatProfile
+
+        profile = NatProfile.from_dict(verdict["nat"])
+        clean = profile.complete and (clean or not exchanges)
     dcls = "clean" if clean else ("failed" if status in ("failed", "interrupted") and not exchanges else "")
     summary = diag.get("summary") or (
         f"The run {status}: {manifest.get('error')}" if status in ("failed", "interrupted") else "No verdict."
