@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", default=None, help="lab fault to inject (see 'rig lab scenarios')")
     r.add_argument("--router", default=None,
                    help="lab: the user's router profile, linux (default) or pf (see README)")
-    r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all)")
+    r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all); 'nat' adds the "
+                   "NAT profile, e.g. 'all,nat'")
+    r.add_argument("--nat-lifetime", nargs="?", const="true", default=None, metavar="SECONDS",
+                   help="with --probes nat: also search the UDP binding lifetime (budget, default 180 s)")
     r.add_argument("--out", default=None, help="bundle directory (default ./runs/<timestamp>-<scenario>/)")
     r.add_argument("--keep", action="store_true", help="leave the rig up afterwards")
     r.add_argument("--json", action="store_true", help="print the verdict as rig.verdict/1 JSON")

@@ -40,7 +40,7 @@ _TOP_KEYS = {"backend", "scenario", "router", "probes", "out", "timeout", "burst
 _TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
-                 "rig_id", "archive", "redact", "router", "no_trace")
+                 "rig_id", "archive", "redact", "router", "no_trace", "nat_lifetime")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -212,7 +212,11 @@ def check_spec(spec: RunSpec) -> None:
         from rig.lab.scenarios import get
 
         router_for(get(spec.scenario), spec.options.get("router"))
-    parse_kinds(spec.probes or None)
+    from rig.nat.run import check, split_probes
+
+    kinds, _ = split_probes(spec.probes or None)
+    parse_kinds(kinds)
+    check(spec.probes or None, spec.options)
     for point in spec.capture_at:
         if point not in CAPTURE_POINTS:
             raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")

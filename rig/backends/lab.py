@@ -25,10 +25,11 @@ from rig.errors import InfraError, UsageError
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
 from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
-from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, new_prefix,
+from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, SERVER_ADDR2, new_prefix,
                               seed_topology)
 from rig.lab.routers import router_for
 from rig.lab.scenarios import PROXY_PORT
+from rig.nat.responder import nat_facts
 
 LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
 UDP_PORT = 7
@@ -156,6 +157,7 @@ class LabBackend:
             "router_wan_addr": ROUTER_WAN_ADDR,
             "hgw_wan_addr": HGW_WAN_ADDR,
             **port_facts(scenario.http_port, UDP_PORT, scenario.probe_port),
+            **nat_facts((SERVER_ADDR, SERVER_ADDR2)),  # the NAT tests' responder (rig.nat)
             # read by rig.configure: the playbook renders the same files to the same places
             "server_dir": str(server_dir),
             "listen_addr": SERVER_ADDR,

@@ -50,6 +50,10 @@ def reanalyse(b: Bundle):
     windows = windows_from_manifest(b.manifest.facts)  # when each tcpdump listened (rig run)
     verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops, windows=windows)
     verdict = _with_traces(b, verdict, server_addr)
+    if (b.verdict or {}).get("nat"):
+        from rig.nat.run import carried
+
+        verdict = carried(verdict, b.verdict)  # the NAT profile is not in the captures
     if not b.probes:
         return verdict
     from rig.analysis.unsent import not_sent_in_records, with_probes

@@ -228,8 +228,11 @@ def get(name: str) -> Scenario:
 
 
 def cli_scenarios(args: argparse.Namespace) -> int:
-    """``rig lab scenarios``: one line per scenario."""
+    """``rig lab scenarios``: one line per scenario, with what its NATs do (rig.nat.truth,
+    read from the same rules the lab builds)."""
+    from rig.nat.truth import describe, scenario_truth
+
     width = max(len(n) for n in SCENARIOS)
     for s in SCENARIOS.values():
-        print(f"{s.name:<{width}}  {s.description}")
+        print(f"{s.name:<{width}}  {s.description} [{describe(scenario_truth(s))}]")
     return 0

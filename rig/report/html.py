@@ -298,6 +298,11 @@ def render_report(
     }
     drops = {c["name"]: c.get("kernel_drops") for c in verdict.get("capture_points", ())}
     clean = bool(exchanges) and all(getattr(Outcome.known(x.get("outcome")), "clean", False) for x in exchanges)
+    if verdict.get("nat"):  # the NAT profile (rig.nat): clean only when every protocol reached the responder
+        from rig.nat.records import NatProfile
+
+        profile = NatProfile.from_dict(verdict["nat"])
+        clean = profile.complete and (clean or not exchanges)
     dcls = "clean" if clean else ("failed" if status in ("failed", "interrupted") and not exchanges else "")
     summary = diag.get("summary") or (
         f"The run {status}: {manifest.get('error')}" if status in ("failed", "interrupted") else "No verdict."
@@ -337,6 +342,7 @@ def render_report(
         parts.append(f'<table class="outcomes"><tr><th>protocol</th><th>outcomes</th></tr>{rows}</table>')
     parts.append(_not_sent_table(verdict.get("not_sent") or ()))
     parts.append(path_html(path_diagram(traces or (), exchanges)))  # where each group died (rig.trace.diagram)
+    parts.append(_nat_profile_table(verdict.get("nat")))
     # exchanges, problems first
     if exchanges:
         parts.append("<h2>Exchanges</h2>")
@@ -393,6 +399,20 @@ def render_report(
         "made a packet its sender never sent.</footer></main></body></html>"
     )
     return "\n".join(parts)
+
+
+def _nat_profile_table(nat: Mapping[str, Any] | None) -> str:
+    """The verdict's ``nat`` section (rig.nat), one row per test, one column per protocol."""
+    if not nat:
+        return ""
+    from rig.nat.records import NatProfile
+    from rig.nat.words import rows
+
+    profile = NatProfile.from_dict(nat)
+    head = "".join(f"<th>{_e(p.name)}</th>" for p in profile.protocols)
+    body = "".join(f"<tr><td>{_e(label)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
+                   for label, cells in rows(profile))
+    return f'<h2 id="nat">NAT profile</h2><table class="nat-profile"><tr><th>test</th>{head}</tr>{body}</table>'
 
 
 def _not_sent_table(not_sent: Sequence[Mapping[str, Any]]) -> str:
