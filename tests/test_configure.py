@@ -17,7 +17,7 @@ import pytest
 
 from _sshd import missing_tools, start_sshd
 from rig.backends.base import Rig, SSHEndpoint
-from rig.configure import configure, inventory, playbook_vars, ssh_common_args
+from rig.configure import configure, control_path, envvars, inventory, master_argv, playbook_vars, ssh_common_args
 from rig.errors import InfraError
 from rig.netns import in_netns
 
@@ -98,6 +98,37 @@ def test_configures_a_fresh_server_then_changes_nothing(server, tmp_path):
     procs = _procs(sshd.ns)
     assert "ssh" not in procs and not any(p.startswith("python") and p != "python3" for p in procs)
     assert set(procs) <= {"sshd", "apache2", "python3", "sh", "unshare"}
+
+
+def test_rigs_master_and_the_playbooks_tasks_share_one_control_path(tmp_path):
+    """rig opens the ControlPersist master itself; ansible's tasks find it only if both
+    name the same socket, and the master pins the host key exactly as the tasks do."""
+    import shlex
+
+    ep = SSHEndpoint("198.51.100.10", 2222, "admin", "/k", "ssh-ed25519 AAAA", netns="rig-abc-client")
+    rig = _rig(ep, tmp_path, tmp_path / "srv")
+    sock = control_path(tmp_path / "cp")
+    argv = master_argv(rig, tmp_path / "kh", sock)
+    tasks = shlex.split(envvars(tmp_path / "cp", tmp_path / "home", tmp_path / "cfg")["ANSIBLE_SSH_ARGS"])
+    assert f"ControlPath={sock}" in argv and f"ControlPath={sock}" in tasks
+    assert "ControlMaster=auto" in argv and "ControlMaster=auto" in tasks
+    for opt in ("Port=2222", "User=admin", "IdentityFile=/k", "StrictHostKeyChecking=yes",
+                f"UserKnownHostsFile={tmp_path / 'kh'}", "ProxyUseFdpass=yes"):
+        assert opt in argv
+    assert argv[-3:] == ["--", "198.51.100.10", "true"]
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@needs
+def test_the_whole_playbook_runs_over_one_ssh_connection(server, tmp_path):
+    """A fresh server (every task of apply.yml runs): the server's sshd accepts one
+    connection, rig's master, and every task multiplexes over it."""
+    sshd, srv = server
+    configure(_rig(sshd.endpoint, tmp_path / "work", srv))
+    sshd.stop()
+    log = sshd.proc.stderr.read()
+    assert log.count("Accepted publickey") == 1, log
 
 
 @pytest.mark.root
