@@ -165,6 +165,9 @@ def envvars(control_dir: Path, home: Path, config: Path) -> dict[str, str]:
         # an explicit ControlPath (ansible adds none of its own then): rig's master's
         "ANSIBLE_SSH_ARGS": shlex.join(["-o", "ControlMaster=auto", "-o", f"ControlPersist={PERSIST}",
                                         "-o", f"ControlPath={control_path(control_dir)}"]),
+        # the inventory is rig's hosts.json: the one plugin that reads it, not six tried in turn
+        "ANSIBLE_INVENTORY_ENABLED": "yaml",
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_FORCE_COLOR": "False",
