@@ -43,6 +43,7 @@ from rig.errors import InfraError, MissingToolError
 from rig.sshclient import known_hosts_name
 
 PLAYBOOK = "server.yml"
+INSTALL_TAG = "install"  # the tag of server.yml's install include, skipped where nothing is installed
 CANCEL_POLL = 0.1  # seconds between ansible-runner's looks at the cancel callback
 CONNECT_TIMEOUT = 15  # seconds, for rig's master and ansible's own (ANSIBLE_TIMEOUT)
 PERSIST = "60s"  # ControlPersist: the master outlives a task; close_masters ends it
@@ -320,6 +321,8 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
             timeout=timeout,
             rotate_artifacts=1,
             event_handler=on_event,
+            # no install: the include is not even a skipped task (one worker, its events)
+            skip_tags=None if rig.install_packages else INSTALL_TAG,
             cancel_callback=cancel,
             # ansible-runner asks cancel() each time pexpect's wait times out (5 s by
             # default): a short one stops the playbook (its process group, by PID)

@@ -88,7 +88,9 @@ def test_configures_a_fresh_server_then_changes_nothing(server, tmp_path):
     rig = _rig(sshd.endpoint, tmp_path / "work", srv)
     first = configure(rig, log_path=tmp_path / "ansible.log")
     assert first.status == "successful" and first.changed >= 3
-    assert "PLAY RECAP" in (tmp_path / "ansible.log").read_text()
+    log = (tmp_path / "ansible.log").read_text()
+    assert "PLAY RECAP" in log
+    assert "Install what the responder needs" not in log  # skipped by its tag, not run to be skipped
     assert _get(sshd.ns, "http://127.0.0.1/rig/n/abc123") == (200, "server", "no-store")
     assert _echo(sshd.ns) == b"ping-rig"
     assert "GET /rig/n/abc123" in (srv / "logs" / "access.log").read_text()
@@ -220,3 +222,22 @@ def test_every_file_of_configure_is_inside_the_workdir(fake_runner, tmp_path):
     assert Path(scratch["private_data_dir"]).parent.name.startswith("rig-configure-")
     assert not Path(scratch["private_data_dir"]).parent.exists()
     assert set(Path(tempfile.gettempdir()).glob("rig-configure-*")) == before
+
+
+def test_the_install_include_is_skipped_by_tag_where_nothing_is_installed(fake_runner, tmp_path):
+    """The install include carries the tag rig skips when the rig installs nothing (the
+    lab), and only then."""
+    import dataclasses
+
+    import yaml
+
+    from rig.configure import INSTALL_TAG, playbooks_dir
+
+    [play] = yaml.safe_load((playbooks_dir() / "server.yml").read_text())
+    [include] = [t for t in play["tasks"] if t.get("ansible.builtin.include_tasks") == "install.yml"]
+    assert INSTALL_TAG in include["tags"]
+    rig = _local_rig(str(tmp_path))
+    configure(dataclasses.replace(rig, install_packages=False))
+    configure(dataclasses.replace(rig, install_packages=True))
+    lab, vm = fake_runner
+    assert lab["skip_tags"] == INSTALL_TAG and vm["skip_tags"] is None
