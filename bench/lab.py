@@ -1,14 +1,21 @@
-"""Time to verdict of `rig run` on the lab, per scenario and per stage (needs root).
+"""The whole `rig run` on the lab, exec to exit, beside its stages (needs root).
 
-    sudo .venv/bin/python bench/lab.py [--scenarios healthy,seed] [--timeout 3] [--repeat 3]
+    sudo .venv/bin/python bench/lab.py [--scenarios healthy,seed] [--repeat 5] [--timeout 3]
+                                       [--no-configure] [--base DIR ...]
 
-Every figure is measured in this run, beside its reference:
-- the CLI floor: `python -m rig --version` (interpreter + import), the part of every
-  run that is not the pipeline;
-- the probe time-out: a scenario whose probes cannot complete (seed) cannot finish
-  before it, so its goal is stated as "within 1.5 s of the time-out".
-Goals (issue 3): healthy < 2 s without Ansible, < 6 s with it; seed within 1.5 s of
-its probe time-out. Medians of --repeat runs.
+Each figure is the median of --repeat runs of `python -m rig run --scenario S --json`
+(the default run: the playbook is applied through ansible-runner over SSH), timed from
+exec to exit. Printed beside it, all measured in this same run, interleaved with it so
+that load on the machine weighs on all alike:
+- the CLI floor, `python -m rig --version` (interpreter and import), and the ratio of
+  the run to it;
+- the stages from the bundle's manifest, and what lies outside them (start-up, the
+  bundle's seal, exit);
+- with --base DIR (a checkout of another revision, e.g. `git worktree add /tmp/base
+  main`): the same runs of that checkout (PYTHONPATH=DIR, this interpreter), run for
+  run alternating with this one, and the ratio this / base.
+Goals (issue 15, item 7): the healthy run within 2.5 s wall; the seed run within its
+probe time-out + 1.5 s. Nothing here is a test: no figure fails the suite.
 """
 
 from __future__ import annotations
@@ -23,82 +30,109 @@ import tempfile
 import time
 from pathlib import Path
 
-STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop", "analysis",
+STAGES = ("provision", "configure", "preflight", "captures start", "probes", "nat", "captures stop", "analysis",
           "trace", "verdict", "teardown")
+GOAL_HEALTHY = 2.5  # seconds, exec to exit
+GOAL_SEED_OVER_TIMEOUT = 1.5  # seconds beyond the probe time-out
+GOAL_TRACE = 3.0  # seconds for the trace stage (issue 11)
 
 
-def rig(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rig", *args]
+def _env(checkout: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if checkout:
+        env["PYTHONPATH"] = checkout
+    return env
 
 
-def one_run(scenario: str, timeout: float, configure: bool, out: Path) -> tuple[float, dict[str, float], int]:
-    argv = rig("run", "--scenario", scenario, "--timeout", str(timeout), "--json", "--out", str(out))
+def cli_floor(checkout: str | None) -> float:
+    t = time.monotonic()
+    subprocess.run([sys.executable, "-m", "rig", "--version"], capture_output=True, check=True, env=_env(checkout))
+    return time.monotonic() - t
+
+
+def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool,
+            out: Path) -> tuple[float, dict[str, float], int]:
+    argv = [sys.executable, "-m", "rig", "run", "--scenario", scenario, "--timeout", str(timeout), "--json",
+            "--out", str(out)]
     if not configure:
         argv.append("--no-configure")
     t = time.monotonic()
-    res = subprocess.run(argv, capture_output=True, text=True)
+    res = subprocess.run(argv, capture_output=True, text=True, env=_env(checkout))
     wall = time.monotonic() - t
     if res.returncode not in (0, 1):
-        raise SystemExit(f"{scenario}: rig run failed (exit {res.returncode}): {res.stderr.strip().splitlines()[-1:]}")
+        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"{scenario} ({checkout or 'this checkout'}): rig run failed (exit {res.returncode}): {last}")
     manifest = json.loads((out / "manifest.json").read_text())
-    stages = {rec["stage"]: rec["seconds"] for rec in manifest["timings"]}
-    return wall, stages, res.returncode
-
-
-def median_runs(scenario, timeout, configure, repeat, root):
-    walls, per_stage = [], {s: [] for s in STAGES}
-    for i in range(repeat):
-        wall, stages, rc = one_run(scenario, timeout, configure, root / f"{scenario}-{int(configure)}-{i}")
-        walls.append(wall)
-        for s in STAGES:
-            if s in stages:
-                per_stage[s].append(stages[s])
-    return statistics.median(walls), {s: statistics.median(v) for s, v in per_stage.items() if v}, rc
+    return wall, {rec["stage"]: rec["seconds"] for rec in manifest["timings"]}, res.returncode
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--scenarios", default="healthy,seed,mtu-blackhole,transparent-proxy,port-set")
-    p.add_argument("--timeout", type=float, default=3.0, help="probe time-out (the default of rig run)")
-    p.add_argument("--repeat", type=int, default=3)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenarios", default="healthy,seed")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=3.0, help="probe time-out (rig run's default)")
+    p.add_argument("--no-configure", action="store_true", help="runs without the playbook")
+    p.add_argument("--base", action="append", default=[], metavar="DIR", help="another checkout to compare with")
     a = p.parse_args()
     if os.geteuid() != 0:
         print("bench/lab.py needs root (the lab)", file=sys.stderr)
         return 2
-    t = time.monotonic()
-    for _ in range(3):
-        subprocess.run(rig("--version"), capture_output=True, check=True)
-    floor = (time.monotonic() - t) / 3
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; reference: CLI floor "
-          f"(python -m rig --version) {floor:.2f} s; probe time-out {a.timeout:g} s; medians of {a.repeat}\n")
-    head = f"{'scenario':<20}{'ansible':>8}{'exit':>5}{'to verdict':>11}  " + " ".join(f"{s[:9]:>9}" for s in STAGES)
+    checkouts: list[str | None] = [None, *a.base]
+    name = {c: (c or "this") for c in checkouts}
+    walls: dict[tuple[str | None, str], list[float]] = {}
+    stages: dict[tuple[str | None, str], dict[str, list[float]]] = {}
+    floors: list[float] = []
+    codes: dict[str, int] = {}
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="rig-bench-") as tmp:
+        for i in range(a.repeat):
+            floors.append(cli_floor(None))
+            for scenario in a.scenarios.split(","):
+                for c in checkouts:  # alternating: the same load weighs on each
+                    wall, st, rc = one_run(c, scenario, a.timeout, not a.no_configure,
+                                           Path(tmp) / f"{scenario}-{checkouts.index(c)}-{i}")
+                    walls.setdefault((c, scenario), []).append(wall)
+                    for s, v in st.items():
+                        stages.setdefault((c, scenario), {}).setdefault(s, []).append(v)
+                    codes[scenario] = rc
+    floor = statistics.median(floors)
+    print(f"load average {load:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; medians of {a.repeat}; "
+          f"playbook {'off' if a.no_configure else 'on'}; probe time-out {a.timeout:g} s")
+    print(f"reference: CLI floor (python -m rig --version) {floor:.3f} s\n")
+    short = [s.replace("captures ", "cap ") for s in STAGES]
+    head = f"{'scenario':<10}{'checkout':<22}{'exit':>5}{'wall s':>8}{'/floor':>8}  " + \
+        " ".join(f"{s[:9]:>9}" for s in short) + f"{'outside':>9}"
     print(head)
     print("-" * len(head))
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="rig-bench-") as tmp:
-        root = Path(tmp)
-        plan = [(s, False) for s in a.scenarios.split(",") if s] + [("healthy", True), ("seed", True)]
-        for scenario, configure in plan:
-            wall, stages, rc = median_runs(scenario, a.timeout, configure, a.repeat, root)
-            results[(scenario, configure)] = (wall, stages)
-            cells = " ".join(f"{stages[s]:9.2f}" if s in stages else f"{'-':>9}" for s in STAGES)
-            print(f"{scenario:<20}{'yes' if configure else 'no':>8}{rc:>5}{wall:>10.2f}s  {cells}")
-    print("\ngoals (issue 3), measured above:")
-    h0 = results[("healthy", False)][0]
-    h1 = results[("healthy", True)][0]
-    print(f"  healthy without Ansible {h0:.2f} s  (goal < 2 s: {'met' if h0 < 2 else 'NOT met'}; "
-          f"{h0 - floor:.2f} s beyond the CLI floor)")
-    print(f"  healthy with Ansible    {h1:.2f} s  (goal < 6 s: {'met' if h1 < 6 else 'NOT met'}; "
-          f"configure stage {results[('healthy', True)][1].get('configure', 0):.2f} s)")
-    if ("seed", False) in results:
-        s0 = results[("seed", False)][0]
-        print(f"  seed without Ansible    {s0:.2f} s  = probe time-out {a.timeout:g} s + {s0 - a.timeout:.2f} s "
-              f"(goal within 1.5 s: {'met' if s0 - a.timeout <= 1.5 else 'NOT met'})")
-    traced = [(k[0], st["trace"]) for k, (_, st) in results.items() if "trace" in st]
+    med: dict[tuple[str | None, str], float] = {}
+    for scenario in a.scenarios.split(","):
+        for c in checkouts:
+            w = med[(c, scenario)] = statistics.median(walls[(c, scenario)])
+            st = {s: statistics.median(v) for s, v in stages[(c, scenario)].items()}
+            cells = " ".join(f"{st[s]:9.2f}" if s in st else f"{'-':>9}" for s in STAGES)
+            label = name[c] if len(name[c]) <= 21 else "..." + name[c][-18:]
+            print(f"{scenario:<10}{label:<22}{codes[scenario]:>5}{w:8.2f}{w / floor:8.1f}  {cells}"
+                  f"{w - sum(st.values()):9.2f}")
+    print("\nruns (s): " + "; ".join(f"{s} {name[c]}: " + " ".join(f"{x:.2f}" for x in walls[(c, s)])
+                                    for s in a.scenarios.split(",") for c in checkouts))
+    print("\ngoals (issue 15, item 7), measured above:")
+    if (None, "healthy") in med:
+        h = med[(None, "healthy")]
+        print(f"  healthy run {h:.2f} s wall (goal <= {GOAL_HEALTHY} s: {'met' if h <= GOAL_HEALTHY else 'NOT met'}); "
+              f"{h / floor:.1f}x the CLI floor")
+    if (None, "seed") in med:
+        s = med[(None, "seed")]
+        over = s - a.timeout
+        print(f"  seed run {s:.2f} s = probe time-out {a.timeout:g} s + {over:.2f} s "
+              f"(goal within {GOAL_SEED_OVER_TIMEOUT} s: {'met' if over <= GOAL_SEED_OVER_TIMEOUT else 'NOT met'})")
+    traced = [(sc, statistics.median(v["trace"])) for (c, sc), v in stages.items() if c is None and "trace" in v]
     if traced:
-        worst = max(traced, key=lambda x: x[1])
-        print(f"  trace stage (issue 11)  at most {worst[1]:.2f} s ({worst[0]})  "
-              f"(goal <= 3 s: {'met' if worst[1] <= 3 else 'NOT met'})")
+        sc, worst = max(traced, key=lambda x: x[1])
+        print(f"  trace stage (issue 11) at most {worst:.2f} s ({sc}) "
+              f"(goal <= {GOAL_TRACE:g} s: {'met' if worst <= GOAL_TRACE else 'NOT met'})")
+    for c in a.base:
+        for scenario in a.scenarios.split(","):
+            print(f"  {scenario}: this / {name[c]} = {med[(None, scenario)] / med[(c, scenario)]:.2f}")
     return 0
 
 

@@ -10,6 +10,12 @@ own ControlPath directory inside the run's workdir (so `rig clean` removes a kil
 run's sockets with it); the ControlPersist masters are closed at the end (and waited
 for) so none keeps a namespace busy. A signal stops the playbook within CANCEL_POLL:
 ansible-runner kills its process group by PID when the cancel callback says so.
+
+The playbook runs over one SSH connection: rig opens the ControlPersist master itself
+(``open_master``) at the moment it starts ansible-runner, so the handshake happens while
+ansible-playbook is still starting up (about 0.6 s of imports), and every task of the
+play multiplexes over it. Should ansible get there first, it makes its own connection
+and the loser of the race for the socket runs without one; nothing is left behind.
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ from rig.errors import InfraError, MissingToolError
 from rig.sshclient import known_hosts_name
 
 PLAYBOOK = "server.yml"
+INSTALL_TAG = "install"  # the tag of server.yml's install include, skipped where nothing is installed
 CANCEL_POLL = 0.1  # seconds between ansible-runner's looks at the cancel callback
+CONNECT_TIMEOUT = 15  # seconds, for rig's master and ansible's own (ANSIBLE_TIMEOUT)
+PERSIST = "60s"  # ControlPersist: the master outlives a task; close_masters ends it
 PYTHON = {"debian": "/usr/bin/python3", "freebsd": "/usr/local/bin/python3"}
 
 
@@ -106,6 +115,44 @@ def inventory(rig: Rig, known_hosts: Path) -> dict[str, Any]:
     return {"all": {"hosts": {"server": host}}}
 
 
+def control_path(control_dir: Path) -> Path:
+    """The one ControlPath of a configure call: rig's master and ansible's tasks share it."""
+    return control_dir / "m"
+
+
+def master_argv(rig: Rig, known_hosts: Path, control: Path) -> list[str]:
+    """The ssh command that opens the ControlPersist master the playbook's tasks will
+    multiplex over: the options ansible's ssh plugin would give its first connection
+    (same host, user, key, pinned host key, ProxyCommand), then ``true`` as the one
+    command, so that ssh exits (the master stays) and a master that lost the race for
+    the socket ends too."""
+    ssh = rig.ssh
+    argv = ["ssh", "-o", "ControlMaster=auto", "-o", f"ControlPersist={PERSIST}", "-o", f"ControlPath={control}",
+            "-o", f"Port={ssh.port}", "-o", f"User={ssh.user}", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+            "-o", "KbdInteractiveAuthentication=no", "-o", "PasswordAuthentication=no"]
+    if ssh.key_file:
+        argv += ["-o", f"IdentityFile={ssh.key_file}"]
+    return [*argv, *shlex.split(ssh_common_args(rig, known_hosts)), "--", ssh.host, "true"]
+
+
+def open_master(argv: list[str]) -> subprocess.Popen:
+    """Start ssh (``master_argv``) without waiting: it authenticates while ansible-playbook
+    starts. Its errors are ansible's to report: a task that finds no master connects
+    itself and says what went wrong."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _reap(proc: subprocess.Popen | None) -> None:
+    """The ssh that opened the master has normally exited by now (the master itself is
+    detached and closed by close_masters); one still connecting is ended, by its PID."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
 def envvars(control_dir: Path, home: Path, config: Path) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     return {
@@ -116,13 +163,18 @@ def envvars(control_dir: Path, home: Path, config: Path) -> dict[str, str]:
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
         "ANSIBLE_CONFIG": str(config),  # never a stray ansible.cfg from the working directory
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+        # an explicit ControlPath (ansible adds none of its own then): rig's master's
+        "ANSIBLE_SSH_ARGS": shlex.join(["-o", "ControlMaster=auto", "-o", f"ControlPersist={PERSIST}",
+                                        "-o", f"ControlPath={control_path(control_dir)}"]),
+        # the inventory is rig's hosts.json: the one plugin that reads it, not six tried in turn
+        "ANSIBLE_INVENTORY_ENABLED": "yaml",
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_FORCE_COLOR": "False",
         "ANSIBLE_GATHERING": "explicit",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
-        "ANSIBLE_TIMEOUT": "15",
+        "ANSIBLE_TIMEOUT": str(CONNECT_TIMEOUT),
     }
 
 
@@ -176,8 +228,9 @@ def close_masters(control_dir: Path) -> None:
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
-# ssh makes its ControlPersist socket at DIR/<40 hex> plus a 17-byte temporary suffix,
-# and a unix socket path must stay under 108 bytes
+# ssh binds its ControlPersist socket at DIR/<name> plus a 17-byte temporary suffix, and
+# a unix socket path must stay under 108 bytes; rig's name is "m" (control_path), room
+# is kept for ssh's own 40-hex %C
 _CONTROL_DIR_MAX = 107 - 1 - 40 - 17
 
 
@@ -254,7 +307,9 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
     t0 = time.monotonic()
     cancel = cancel or (lambda: False)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread() else {}
+    master = None
     try:
+        master = open_master(master_argv(rig, known_hosts, control_path(control_dir)))
         runner = ansible_runner.run(
             private_data_dir=str(private),
             project_dir=str(playbooks_dir()),
@@ -266,6 +321,8 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
             timeout=timeout,
             rotate_artifacts=1,
             event_handler=on_event,
+            # no install: the include is not even a skipped task (one worker, its events)
+            skip_tags=None if rig.install_packages else INSTALL_TAG,
             cancel_callback=cancel,
             # ansible-runner asks cancel() each time pexpect's wait times out (5 s by
             # default): a short one stops the playbook (its process group, by PID)
@@ -276,6 +333,7 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+        _reap(master)
         close_masters(control_dir)
         if scratch:
             shutil.rmtree(base, ignore_errors=True)

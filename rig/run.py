@@ -435,7 +435,7 @@ class Pipeline:
         try:
             from rig.sshclient import SSHClient  # paramiko: long, and best not interrupted
 
-            _preimport(EARLY_IMPORTS, survey_tools=True)
+            _preimport(EARLY_IMPORTS + (CONFIGURE_IMPORTS if self.spec.configure else ()), survey_tools=True)
             self.signals.release()
             self.provision()
             if self.spec.configure:
@@ -498,10 +498,11 @@ class Pipeline:
 
 
 # Modules the later stages need, imported on a thread while the main one waits, in two
-# waves: what the captures and probes need, while provision waits on ip/nft and the
-# services; numpy, the analysis and the report, while the probes wait on the network
+# waves: what configure, the captures and probes need, while provision waits on ip/nft
+# and the services; numpy, the analysis and the report, while the probes wait on the network
 # (importing them earlier competed for the GIL with the SSH handshake).
 EARLY_IMPORTS = ("rig.sshclient", "rig.capture.tcpdump", "rig.preflight", "rig.probes.runner")
+CONFIGURE_IMPORTS = ("rig.configure", "ansible_runner")  # the same wave, when the playbook runs
 LATE_IMPORTS = ("rig.capture", "rig.analysis.api", "rig.render", "rig.report.html")
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from _sshd import missing_tools, start_sshd
 from rig.backends.base import Rig, SSHEndpoint
-from rig.configure import configure, inventory, playbook_vars, ssh_common_args
+from rig.configure import configure, control_path, envvars, inventory, master_argv, playbook_vars, ssh_common_args
 from rig.errors import InfraError
 from rig.netns import in_netns
 
@@ -88,7 +88,9 @@ def test_configures_a_fresh_server_then_changes_nothing(server, tmp_path):
     rig = _rig(sshd.endpoint, tmp_path / "work", srv)
     first = configure(rig, log_path=tmp_path / "ansible.log")
     assert first.status == "successful" and first.changed >= 3
-    assert "PLAY RECAP" in (tmp_path / "ansible.log").read_text()
+    log = (tmp_path / "ansible.log").read_text()
+    assert "PLAY RECAP" in log
+    assert "Install what the responder needs" not in log  # skipped by its tag, not run to be skipped
     assert _get(sshd.ns, "http://127.0.0.1/rig/n/abc123") == (200, "server", "no-store")
     assert _echo(sshd.ns) == b"ping-rig"
     assert "GET /rig/n/abc123" in (srv / "logs" / "access.log").read_text()
@@ -98,6 +100,37 @@ def test_configures_a_fresh_server_then_changes_nothing(server, tmp_path):
     procs = _procs(sshd.ns)
     assert "ssh" not in procs and not any(p.startswith("python") and p != "python3" for p in procs)
     assert set(procs) <= {"sshd", "apache2", "python3", "sh", "unshare"}
+
+
+def test_rigs_master_and_the_playbooks_tasks_share_one_control_path(tmp_path):
+    """rig opens the ControlPersist master itself; ansible's tasks find it only if both
+    name the same socket, and the master pins the host key exactly as the tasks do."""
+    import shlex
+
+    ep = SSHEndpoint("198.51.100.10", 2222, "admin", "/k", "ssh-ed25519 AAAA", netns="rig-abc-client")
+    rig = _rig(ep, tmp_path, tmp_path / "srv")
+    sock = control_path(tmp_path / "cp")
+    argv = master_argv(rig, tmp_path / "kh", sock)
+    tasks = shlex.split(envvars(tmp_path / "cp", tmp_path / "home", tmp_path / "cfg")["ANSIBLE_SSH_ARGS"])
+    assert f"ControlPath={sock}" in argv and f"ControlPath={sock}" in tasks
+    assert "ControlMaster=auto" in argv and "ControlMaster=auto" in tasks
+    for opt in ("Port=2222", "User=admin", "IdentityFile=/k", "StrictHostKeyChecking=yes",
+                f"UserKnownHostsFile={tmp_path / 'kh'}", "ProxyUseFdpass=yes"):
+        assert opt in argv
+    assert argv[-3:] == ["--", "198.51.100.10", "true"]
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@needs
+def test_the_whole_playbook_runs_over_one_ssh_connection(server, tmp_path):
+    """A fresh server (every task of apply.yml runs): the server's sshd accepts one
+    connection, rig's master, and every task multiplexes over it."""
+    sshd, srv = server
+    configure(_rig(sshd.endpoint, tmp_path / "work", srv))
+    sshd.stop()
+    log = sshd.proc.stderr.read()
+    assert log.count("Accepted publickey") == 1, log
 
 
 @pytest.mark.root
@@ -189,3 +222,22 @@ def test_every_file_of_configure_is_inside_the_workdir(fake_runner, tmp_path):
     assert Path(scratch["private_data_dir"]).parent.name.startswith("rig-configure-")
     assert not Path(scratch["private_data_dir"]).parent.exists()
     assert set(Path(tempfile.gettempdir()).glob("rig-configure-*")) == before
+
+
+def test_the_install_include_is_skipped_by_tag_where_nothing_is_installed(fake_runner, tmp_path):
+    """The install include carries the tag rig skips when the rig installs nothing (the
+    lab), and only then."""
+    import dataclasses
+
+    import yaml
+
+    from rig.configure import INSTALL_TAG, playbooks_dir
+
+    [play] = yaml.safe_load((playbooks_dir() / "server.yml").read_text())
+    [include] = [t for t in play["tasks"] if t.get("ansible.builtin.include_tasks") == "install.yml"]
+    assert INSTALL_TAG in include["tags"]
+    rig = _local_rig(str(tmp_path))
+    configure(dataclasses.replace(rig, install_packages=False))
+    configure(dataclasses.replace(rig, install_packages=True))
+    lab, vm = fake_runner
+    assert lab["skip_tags"] == INSTALL_TAG and vm["skip_tags"] is None

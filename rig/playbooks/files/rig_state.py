@@ -1,8 +1,9 @@
 # What the responder has now, in one round trip (run by playbooks/server.yml with the
 # server's python3, standard library only). argv[1] is JSON:
-#   {"dirs": [...], "files": [...], "addr": "...", "http": 80, "udp": 7}
-# Prints JSON: which directories are missing, the sha1 of every file (null if absent),
-# and whether Apache (TCP connect) and the UDP echo (its port is bound) are up.
+#   {"dirs": [...], "files": {"path": "wanted sha1", ...}, "addr": "...", "http": 80, "udp": 7}
+# Prints JSON: the directories that are missing, the files that are absent or differ
+# from the wanted sha1, whether Apache (TCP connect) and the UDP echo (its port is
+# bound) are up, and "in_place": nothing to change.
 import hashlib
 import json
 import os
@@ -10,14 +11,16 @@ import socket
 import sys
 
 want = json.loads(sys.argv[1])
-sha1 = {}  # type: dict[str, str | None]
-for path in want["files"]:
+differ = []
+for path, sha1 in sorted(want["files"].items()):
     try:
         with open(path, "rb") as fh:
-            sha1[path] = hashlib.sha1(fh.read()).hexdigest()
+            if hashlib.sha1(fh.read()).hexdigest() == sha1:
+                continue
     except OSError:
-        sha1[path] = None
-out = {"missing_dirs": [d for d in want["dirs"] if not os.path.isdir(d)], "sha1": sha1}  # type: dict[str, object]
+        pass
+    differ.append(path)
+out = {"missing_dirs": [d for d in want["dirs"] if not os.path.isdir(d)], "differ": differ}  # type: dict[str, object]
 try:
     socket.create_connection((want["addr"], int(want["http"])), timeout=2).close()
     out["apache"] = "up"
@@ -31,4 +34,5 @@ except OSError:
     out["udp_echo"] = "up"
 finally:
     sock.close()
+out["in_place"] = not out["missing_dirs"] and not differ and out["apache"] == "up" and out["udp_echo"] == "up"
 print(json.dumps(out))
