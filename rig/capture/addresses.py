@@ -36,6 +36,13 @@ class AddressBook:
         self._list: list[tuple[int, int]] = [(0, 0)]
         self._bits = 0  # the slot table's size (log2); 0: not built yet
         self._done = 0  # addresses of _list already placed in the slot table
+        # the slot table (``_build``): per slot the key and the index it holds, whether taken;
+        # per index its first word (``index_words`` compares it)
+        self._shift = np.uint64(64)
+        self._slot_key = np.zeros(0, np.uint64)
+        self._slot_at = np.zeros(0, np.uint32)
+        self._taken = np.zeros(0, bool)
+        self._w0 = np.zeros(0, np.uint64)
 
     def __len__(self) -> int:
         return len(self._list)

@@ -177,3 +177,31 @@ def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: boo
     else:
         table = np.zeros(0, dtype)
     return replace(cap, packets=table, _data=_mapped(spool) if spool is not None else container.open_capture(path))
+
+
+FOCUS_RATIO = 8  # the larger file is this many times the smaller at least ...
+FOCUS_MIN_BYTES = 32 << 20  # ... and this large: then it is read focused (``focus``)
+
+
+def read_for_diff(first: str, second: str) -> tuple[Capture, Capture]:
+    """The two captures of ``rig diff``, lean, checked distinct (``read_pair``). When one
+    file is much larger than the other (a small client capture against a busy server's),
+    the small one is read first and the large one read keeping only the rows it makes
+    relevant (``focus.read_focused``): time and memory follow the question, not the
+    unrelated traffic. Otherwise both at once (``read_pair``)."""
+    from rig.capture import focus
+
+    first, second = str(first), str(second)
+    checks.ensure_distinct_files(first, second)
+    sizes = [os.stat(p).st_size if _regular(p) else 0 for p in (first, second)]
+    big = 1 if sizes[1] >= max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[0]) else \
+        0 if sizes[0] >= max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[1]) else None
+    if big is None or compressed.file_kind(first) or compressed.file_kind(second):
+        return read_pair(first, second, lean=True, distinct=True)
+    small = read_capture((first, second)[1 - big], lean=True)
+    large = focus.read_focused((first, second)[big], focus.focus_of(small))
+    if large is None:
+        large = read_capture((first, second)[big], lean=True)
+    a, b = (small, large) if big == 1 else (large, small)
+    checks.ensure_distinct(a, b)
+    return a, b
