@@ -222,10 +222,18 @@ def _file(side: Side) -> str:
 
 
 def cli_diff(args) -> int:
-    """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
+    """``rig diff CLIENT SERVER [--json] [--server-addr A] [--progress]``."""
+    from rig.waiting import stages
+
+    with stages(force=getattr(args, "progress", False)) as stage:  # on stderr, for a long diff (rig.waiting)
+        return _cli_diff(args, stage)
+
+
+def _cli_diff(args, stage) -> int:
     from rig.capture.checks import gap_note
     from rig.capture.pair import read_for_diff
 
+    stage("reading the captures")
     # lean (table.py), not one capture given twice (checks.py), both at once (2 cores) or,
     # against a much larger capture, that one kept to what the small one makes relevant
     client, server = read_for_diff(args.client, args.server)
@@ -235,7 +243,9 @@ def cli_diff(args) -> int:
                   "before it were analysed", file=sys.stderr)
         if cap.gaps:
             print(f"rig: warning: {gap_note(cap)}", file=sys.stderr)
+    stage("analysing")
     verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None), orient=True)
+    stage("writing")
     turned = verdict.orientation
     if turned is not None:
         print(f"rig: analysing {turned.client} as the client's capture and {turned.server} as the server's: "

@@ -189,8 +189,6 @@ def read_for_diff(first: str, second: str) -> tuple[Capture, Capture]:
     the small one is read first and the large one read keeping only the rows it makes
     relevant (``focus.read_focused``): time and memory follow the question, not the
     unrelated traffic. Otherwise both at once (``read_pair``)."""
-    from rig.capture import focus
-
     first, second = str(first), str(second)
     checks.ensure_distinct_files(first, second)
     sizes = [os.stat(p).st_size if _regular(p) else 0 for p in (first, second)]
@@ -198,6 +196,8 @@ def read_for_diff(first: str, second: str) -> tuple[Capture, Capture]:
         0 if sizes[0] >= max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[1]) else None
     if big is None or compressed.file_kind(first) or compressed.file_kind(second):
         return read_pair(first, second, lean=True, distinct=True)
+    from rig.capture import focus
+
     small = read_capture((first, second)[1 - big], lean=True)
     large = focus.read_focused((first, second)[big], focus.focus_of(small))
     if large is None:
