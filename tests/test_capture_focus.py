@@ -147,3 +147,40 @@ def test_a_peer_anchored_late_keeps_its_earlier_rows(tmp_path, monkeypatch):
     kept = set(s.packets["frame"].tolist())
     assert set(whole.packets["frame"][mine].tolist()) <= kept
     assert min(whole.packets["frame"][mine]) < frames[0]  # a reuse row came before the anchor
+
+
+def test_the_capture_window_is_the_whole_files(tmp_path):
+    """The file's first and last decodable rows are kept even when unrelated (they bound
+    the capture's window, analysis.windows), and in frame order: here the last record of
+    all is a later fragment from the client's public address (kept, not decodable) after
+    an unrelated packet (the last decodable one)."""
+    from rig.capture.synth_columns import packets
+
+    s = read_capture(str(DATA / "seed" / "server.pcap"), lean=True)
+    t = s.packets
+    syn = (t["proto"] == 6) & ((t["flags"] & 0x12) == SYN)
+    server, public = (_ipv4(s.addrs[np.bincount(t[f][syn]).argmax()]) for f in ("dst_i", "src_i"))
+    p = packets(3)
+    end = int(t["ts_ns"].max())
+    p["t"] = np.array([int(t["ts_ns"].min()) - 10**9, end + 10**9, end + 10**9 + 1])
+    p["proto"][:] = 6
+    p["src_lo"][:] = [0x0A000001, 0x0A000002, public]
+    p["dst_lo"][:] = server
+    p["flags"][:] = 0x10
+    p["ttl"][:] = 50
+    p["proto"][2] = 17
+    p["frag"][2] = 100
+    p["plen"][:] = [0, 0, 64]
+    busy = tmp_path / "server.pcap"
+    frames = merge_pcap(str(DATA / "seed" / "server.pcap"), str(busy), [{c: v[:1] for c, v in p.items()},
+                                                                       {c: v[1:] for c, v in p.items()}])
+    assert frames[0] == 2
+    c = read_capture(str(DATA / "seed" / "client.pcap"), lean=True)
+    got = read_focused(str(busy), focus_of(c))
+    assert got is not None
+    n = len(t) + 3
+    f = got.packets["frame"].tolist()
+    assert f == sorted(f) and f[0] == 1 and f[-2:] == [n - 1, n]
+    assert got.skipped == 0  # nothing else was there to leave
+    whole = read_capture(str(busy), lean=True)
+    assert (got.packets["ts_ns"] == whole.packets["ts_ns"]).all()

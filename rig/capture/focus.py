@@ -169,7 +169,6 @@ class _Reader:
         self.order: list[int] = []  # the peers in the order they were found
         self.peer_keys = np.zeros(0, np.uint64)
         self.counts = np.zeros(len(Undecoded), np.int64)
-        self.first_done = False
         self.fmt: str = "pcap"
         self.ifaces: tuple = ()
 
@@ -263,7 +262,7 @@ def read_focused(path: str, focus: Focus, *, lean: bool = True) -> Capture | Non
             segs.append(r.segment(start, end, recs, frame0, True, not any(s.first for s in segs)))
             frames.append(frame0)
             frame0 += len(recs.data_off)
-            released = container.release(buf, released, start)
+            released = container.release(buf, released, end)  # (walking it again maps them back)
         if not r.peers:
             return None
         # a peer first anchored in a later segment: the earlier segments holding its
@@ -285,21 +284,24 @@ def read_focused(path: str, focus: Focus, *, lean: bool = True) -> Capture | Non
         tables.append(rows)
         quoted.append(q)
         at += len(rows)
-    # the file's last decodable row (its capture window ends there), unless it is kept
-    tail = next((s for s in reversed(segs) if s.last is not None), None)
-    top = max((int(x["frame"][-1]) for x in tables if len(x)), default=0)
-    if tail is not None and tail.last is not None and int(tail.last["frame"][0]) > top:
-        last = tail.last
-        _renumber(last, tail.words, book)
-        tables.append(last)
-        if tail.last_q is not None:
-            q = tail.last_q.copy()
-            q["row"] = at
-            quoted.append(q)
     table = np.concatenate(tables) if tables else np.zeros(0, r.dtype)
+    quotes = np.concatenate(quoted) if quoted else np.zeros(0, QUOTED_DTYPE)
+    # the file's last decodable row (its capture window ends there), where it is not kept
+    tail = next((s for s in reversed(segs) if s.last is not None), None)
+    if tail is not None and tail.last is not None:
+        last = tail.last
+        pos = int(np.searchsorted(table["frame"], last["frame"][0]))
+        if pos == len(table) or table["frame"][pos] != last["frame"][0]:
+            _renumber(last, tail.words, book)
+            table = np.insert(table, pos, last)
+            quotes["row"] += quotes["row"] >= pos
+            if tail.last_q is not None:
+                q = tail.last_q.copy()
+                q["row"] = pos
+                quotes = np.sort(np.concatenate([quotes, q]), order="row")
     undecoded = {Undecoded(i).name: int(c) for i, c in enumerate(r.counts) if i and c}
     return Capture(path=str(path), format=r.fmt, interfaces=r.ifaces,
-                   packets=table, quoted=np.concatenate(quoted) if quoted else np.zeros(0, QUOTED_DTYPE),
+                   packets=table, quoted=quotes,
                    addrs=book.addresses(), undecoded=undecoded, _data=buf, skipped=frame0 - len(table))
 
 
