@@ -392,10 +392,13 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def whole(tree: str, args: list[str]) -> tuple[float, float, bytes]:
     """``rig ARGS`` from checkout ``tree``, exec to exit: (wall s, peak RSS MB, stdout).
     The wrapper takes rig from ``tree`` whatever this interpreter's install says."""
+    # as an installed rig runs: its modules compiled once (PYTHONDONTWRITEBYTECODE in the
+    # environment would compile all of them in every run)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as tm:
         t = time.perf_counter()
         rc = subprocess.run(["/usr/bin/time", "-o", tm.name, "-f", "%M", sys.executable, "-c", RIG, tree, *args],
-                            stdout=out, stderr=subprocess.DEVNULL).returncode
+                            stdout=out, stderr=subprocess.DEVNULL, env=env).returncode
         wall = time.perf_counter() - t
         if rc not in (0, 1):
             raise SystemExit(f"rig {' '.join(args)} ({tree}) exited {rc}")
@@ -506,6 +509,7 @@ def main() -> int:
     tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
     os.makedirs(tmp, exist_ok=True)
     trees = [HERE] + ([os.path.abspath(a.base)] if a.base else [])
+    print(f"load        average {os.getloadavg()[0]:.1f} at the start (this machine: {os.cpu_count()} cores)")
     try:
         if a.busy:
             t = time.perf_counter()
@@ -610,6 +614,7 @@ def main() -> int:
             print(f"ratio       tshark/rig per packet: rig's whole diff {r:.1f}x, rig's parse {rp:.1f}x "
                   f"(goal >= 20x: {'ok' if r >= 20 else 'MISSED'})")
     finally:
+        print(f"load        average {os.getloadavg()[0]:.1f} at the end")
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0

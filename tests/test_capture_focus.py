@@ -184,3 +184,22 @@ def test_the_capture_window_is_the_whole_files(tmp_path):
     assert got.skipped == 0  # nothing else was there to leave
     whole = read_capture(str(busy), lean=True)
     assert (got.packets["ts_ns"] == whole.packets["ts_ns"]).all()
+
+
+def test_rig_diff_given_the_busy_capture_first(seed_busy, capsys):
+    """The larger file is the one read focused whichever way round they are given, and the
+    orientation check turns them round: the verdict is the one given the right way. (Read
+    whole, the busy capture given first is analysed as the client's: the orientation
+    check cannot see the seed client's few packets behind a million others.)"""
+    from rig.cli import main
+
+    busy = str(seed_busy[0])
+    client = str(DATA / "seed" / "client.pcap")
+    assert main(["diff", client, busy, "--json"]) == 1
+    right = json.loads(capsys.readouterr().out)
+    assert main(["diff", busy, client, "--json"]) == 1
+    out = capsys.readouterr()
+    turned = json.loads(out.out)
+    assert turned.pop("orientation")["client"] == "client.pcap"
+    assert turned == right
+    assert "as the client's capture" in out.err
