@@ -179,29 +179,29 @@ def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: boo
     return replace(cap, packets=table, _data=_mapped(spool) if spool is not None else container.open_capture(path))
 
 
-FOCUS_RATIO = 8  # the larger file is this many times the smaller at least ...
+FOCUS_RATIO = 8  # the server's file is this many times the client's at least ...
 FOCUS_MIN_BYTES = 32 << 20  # ... and this large: then it is read focused (``focus``)
 
 
 def read_for_diff(first: str, second: str) -> tuple[Capture, Capture]:
-    """The two captures of ``rig diff``, lean, checked distinct (``read_pair``). When one
-    file is much larger than the other (a small client capture against a busy server's),
-    the small one is read first and the large one read keeping only the rows it makes
-    relevant (``focus.read_focused``): time and memory follow the question, not the
-    unrelated traffic. Otherwise both at once (``read_pair``)."""
+    """The two captures of ``rig diff``, lean, checked distinct (``read_pair``). When the
+    second (the server's) is much larger than the first (a small client capture against
+    a busy server's), the first is read first and the second keeping only the rows the
+    first makes relevant (``focus.read_focused``): time and memory follow the question,
+    not the unrelated traffic. Otherwise both at once (``read_pair``). A large *first*
+    file is read whole: the client's capture decides what is asked (its exchanges lost on
+    the way out have nothing in the other capture to be found by), so it is never cut."""
     first, second = str(first), str(second)
     checks.ensure_distinct_files(first, second)
     sizes = [os.stat(p).st_size if _regular(p) else 0 for p in (first, second)]
-    big = 1 if sizes[1] >= max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[0]) else \
-        0 if sizes[0] >= max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[1]) else None
-    if big is None or compressed.file_kind(first) or compressed.file_kind(second):
+    if sizes[1] < max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[0]) or compressed.file_kind(first) \
+            or compressed.file_kind(second):
         return read_pair(first, second, lean=True, distinct=True)
     from rig.capture import focus
 
-    small = read_capture((first, second)[1 - big], lean=True)
-    large = focus.read_focused((first, second)[big], focus.focus_of(small))
+    small = read_capture(first, lean=True)
+    large = focus.read_focused(second, focus.focus_of(small))
     if large is None:
-        large = read_capture((first, second)[big], lean=True)
-    a, b = (small, large) if big == 1 else (large, small)
-    checks.ensure_distinct(a, b)
-    return a, b
+        large = read_capture(second, lean=True)
+    checks.ensure_distinct(small, large)
+    return small, large
