@@ -389,33 +389,39 @@ RIG = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def whole(tree: str, args: list[str]) -> tuple[float, float, bytes]:
-    """``rig ARGS`` from checkout ``tree``, exec to exit: (wall s, peak RSS MB, stdout).
+def whole(tree: str, args: list[str]) -> tuple[float, float, bytes, float]:
+    """``rig ARGS`` from checkout ``tree``, exec to exit: (wall s, peak RSS MB, stdout, CPU
+    s: user + system, the figure to compare when the machine is loaded).
     The wrapper takes rig from ``tree`` whatever this interpreter's install says."""
     # as an installed rig runs: its modules compiled once (PYTHONDONTWRITEBYTECODE in the
     # environment would compile all of them in every run)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as tm:
         t = time.perf_counter()
-        rc = subprocess.run(["/usr/bin/time", "-o", tm.name, "-f", "%M", sys.executable, "-c", RIG, tree, *args],
+        rc = subprocess.run(["/usr/bin/time", "-o", tm.name, "-f", "%M %U %S", sys.executable, "-c", RIG, tree, *args],
                             stdout=out, stderr=subprocess.DEVNULL, env=env).returncode
         wall = time.perf_counter() - t
         if rc not in (0, 1):
             raise SystemExit(f"rig {' '.join(args)} ({tree}) exited {rc}")
         out.seek(0)
-        return wall, int(tm.read().split()[-1]) / 1024, out.read()
+        rss, user, system = tm.read().split()[-3:]
+        return wall, int(rss) / 1024, out.read(), float(user) + float(system)
 
 
 def whole_commands(cli: str, srv: str, trees: list[str], repeat: int) -> dict:
     """Best wall (and that run's peak RSS) of ``rig diff`` and ``rig diff --json`` per
-    tree, the trees alternated run by run. Returns {(tree, json?): (wall, rss, out)}."""
+    tree, the trees alternated run by run. Returns {(tree, json?): (wall, rss, out, cpu)}
+    (the least CPU time too, which may be another run's)."""
     best: dict = {}
     for _ in range(repeat):
         for js in (False, True):
             for tree in trees:
-                w, m, out = whole(tree, ["diff", cli, srv, *(["--json"] if js else [])])
-                if (tree, js) not in best or w < best[(tree, js)][0]:
-                    best[(tree, js)] = (w, max(m, best.get((tree, js), (0, 0))[1]), out)
+                w, m, out, cpu = whole(tree, ["diff", cli, srv, *(["--json"] if js else [])])
+                old = best.get((tree, js))
+                if old is None or w < old[0]:
+                    best[(tree, js)] = (w, max(m, old[1] if old else 0), out, min(cpu, old[3] if old else cpu))
+                else:
+                    best[(tree, js)] = (old[0], max(m, old[1]), old[2], min(cpu, old[3]))
     return best
 
 
@@ -477,13 +483,14 @@ def report_whole(cli: str, srv: str, trees: list[str], repeat: int, floor: float
                  label: str) -> dict:
     res = whole_commands(cli, srv, trees, repeat)
     for js in (False, True):
-        w, m, _ = res[(trees[0], js)]
-        line = f"whole       rig diff{' --json' if js else '       '} {label}: {w:.2f} s, peak RSS {m:.0f} MB"
+        w, m, _, cpu = res[(trees[0], js)]
+        line = f"whole       rig diff{' --json' if js else '       '} {label}: {w:.2f} s ({cpu:.2f} s CPU), peak RSS {m:.0f} MB"
         if floor:
             line += f"  ({w / floor:.1f}x the floor)"
         if len(trees) > 1:
-            wb, mb, _ = res[(trees[1], js)]
-            line += f"; base {wb:.2f} s, {mb:.0f} MB: {wb / w:.2f}x faster, RSS {mb / m:.2f}x"
+            wb, mb, _, cb = res[(trees[1], js)]
+            line += (f"; base {wb:.2f} s ({cb:.2f} s CPU), {mb:.0f} MB: {wb / w:.2f}x faster ({cb / cpu:.2f}x in CPU), "
+                     f"RSS {mb / m:.2f}x")
         print(line)
     return res
 
