@@ -20,9 +20,22 @@ and prints the ratios against the goals: rig within 4x the floor, >= 20x faster 
 tshark, peak RSS under 400 MB.
 
     .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR] [--pf] [--quic]
+                                   [--mix] [--busy N] [--base TREE] [--detail]
 
 ``--pf`` puts the client behind FreeBSD pf (``pf_rewrite``): every TCP connection must
-then be joined on the server's ISN, not the client's.
+then be joined on the server's ISN, not the client's. ``--mix`` uses bench/mix.py's pair
+instead (5,000+ addresses at each point, VLANs, IPv6, TCP, QUIC- and DNS-like UDP, NAT
+pool with ports rewritten) and checks the verdict against the generator's own record.
+``--busy N``: a small client capture (``--busy-client`` packets) against its server
+capture with N unrelated packets merged in (rig.capture.synth_busy: other users,
+scanners, some reusing the client's public address and ports); the verdict must be the
+small pair's.
+
+Every mode times the whole command as a user runs it (exec to exit, ``rig diff`` and
+``rig diff --json``, output to /dev/null), with its peak RSS from ``/usr/bin/time``;
+``--base TREE`` runs another checkout's rig alternately with this one (the same
+interpreter, the same wrapper) and prints the ratios. ``--detail`` adds the in-process
+breakdown (parse, analyse, their peaks) measured in a child.
 
 """
 
@@ -217,7 +230,6 @@ def point(tr: dict[str, np.ndarray], side: str, pf: bool = False) -> dict[str, n
 
 def write_pcap(path: str, p: dict) -> int:
     """Write the packets of ``p`` as an Ethernet pcap (µs), vectorised. Returns bytes written."""
-    n = p["n"]
     v6 = p["v6"]
     proto = p["proto"].astype(np.int64)
     tcp, udp = proto == 6, proto == 17
@@ -372,6 +384,117 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
+RIG = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
+       "sys.path.insert(0, sys.argv.pop(1)); from rig.cli import main; sys.exit(main(sys.argv[1:]))")
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def whole(tree: str, args: list[str]) -> tuple[float, float, bytes, float]:
+    """``rig ARGS`` from checkout ``tree``, exec to exit: (wall s, peak RSS MB, stdout, CPU
+    s: user + system, the figure to compare when the machine is loaded).
+    The wrapper takes rig from ``tree`` whatever this interpreter's install says."""
+    # as an installed rig runs: its modules compiled once (PYTHONDONTWRITEBYTECODE in the
+    # environment would compile all of them in every run)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as tm:
+        t = time.perf_counter()
+        rc = subprocess.run(["/usr/bin/time", "-o", tm.name, "-f", "%M %U %S", sys.executable, "-c", RIG, tree, *args],
+                            stdout=out, stderr=subprocess.DEVNULL, env=env).returncode
+        wall = time.perf_counter() - t
+        if rc not in (0, 1):
+            raise SystemExit(f"rig {' '.join(args)} ({tree}) exited {rc}")
+        out.seek(0)
+        rss, user, system = tm.read().split()[-3:]
+        return wall, int(rss) / 1024, out.read(), float(user) + float(system)
+
+
+def whole_commands(cli: str, srv: str, trees: list[str], repeat: int) -> dict:
+    """Best wall (and that run's peak RSS) of ``rig diff`` and ``rig diff --json`` per
+    tree, the trees alternated run by run. Returns {(tree, json?): (wall, rss, out, cpu)}
+    (the least CPU time too, which may be another run's)."""
+    best: dict = {}
+    for _ in range(repeat):
+        for js in (False, True):
+            for tree in trees:
+                w, m, out, cpu = whole(tree, ["diff", cli, srv, *(["--json"] if js else [])])
+                old = best.get((tree, js))
+                if old is None or w < old[0]:
+                    best[(tree, js)] = (w, max(m, old[1] if old else 0), out, min(cpu, old[3] if old else cpu))
+                else:
+                    best[(tree, js)] = (old[0], max(m, old[1]), old[2], min(cpu, old[3]))
+    return best
+
+
+def floor_of(files: list[str], repeat: int) -> float | None:
+    """libpcap's floor: tcpdump -r F -w /dev/null on every file, best of ``repeat``."""
+    if not shutil.which("tcpdump"):
+        return None
+    return min(sum(timed(["tcpdump", "-r", f, "-w", "/dev/null"]) for f in files) for _ in range(max(2, repeat)))
+
+
+def outcome_counts(by_protocol: dict) -> dict:
+    """``{protocol: {outcome: count}}`` in a fixed order (from a verdict's diagnosis, or
+    from a generator's record)."""
+    return {p: dict(sorted(c.items())) for p, c in sorted(by_protocol.items())}
+
+
+def datagrams_lost(verdict: dict, port: str = ":443") -> dict:
+    """Datagrams lost each way over the UDP exchanges to ``port`` (the QUIC-like flows)."""
+    lost = {"out": 0, "back": 0}
+    for x in verdict["exchanges"]:
+        if x["protocol"] != "udp" or not x["server"].endswith(port):
+            continue
+        for way in lost:
+            lost[way] += (x.get("datagrams") or {}).get(way, {}).get("lost", 0)
+    return lost
+
+
+def make_mix(tmp: str, n: int) -> tuple[str, str, dict]:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import mix
+
+    from rig.capture.synth_columns import write_pcap as write_columns
+
+    c, s, truth = mix.pair(n)
+    cli, srv = os.path.join(tmp, "client.pcap"), os.path.join(tmp, "server.pcap")
+    write_columns(cli, c)
+    write_columns(srv, s, ns=True)
+    return cli, srv, truth
+
+
+def make_busy(tmp: str, n_client: int, n_busy: int, seed: int = 5) -> tuple[str, str, str]:
+    """A small pair (``traffic``) and its server capture with ``n_busy`` unrelated packets:
+    (client, server, busy server)."""
+    from rig.capture.synth_busy import merge_pcap, noise_chunks
+
+    tr = traffic(n_client)
+    pc, ps = point(tr, "client"), point(tr, "server")
+    cli, srv, busy = (os.path.join(tmp, f) for f in ("client.pcap", "server.pcap", "busy.pcap"))
+    write_pcap(cli, pc)
+    write_pcap(srv, ps)
+    t = ps["t"]
+    rng = np.random.default_rng(seed)
+    merge_pcap(srv, busy, noise_chunks(rng, n_busy, int(t.min()) + 1, int(t.max()), (0, SERVER4), reuse_addr=NAT4,
+                                       reuse_ports=np.unique(ps["src_port"][ps["dir"] == 0]), avoid_ports=(80, 53)))
+    return cli, srv, busy
+
+
+def report_whole(cli: str, srv: str, trees: list[str], repeat: int, floor: float | None, n_pkts: int,
+                 label: str) -> dict:
+    res = whole_commands(cli, srv, trees, repeat)
+    for js in (False, True):
+        w, m, _, cpu = res[(trees[0], js)]
+        line = f"whole       rig diff{' --json' if js else '       '} {label}: {w:.2f} s ({cpu:.2f} s CPU), peak RSS {m:.0f} MB"
+        if floor:
+            line += f"  ({w / floor:.1f}x the floor)"
+        if len(trees) > 1:
+            wb, mb, _, cb = res[(trees[1], js)]
+            line += (f"; base {wb:.2f} s ({cb:.2f} s CPU), {mb:.0f} MB: {wb / w:.2f}x faster ({cb / cpu:.2f}x in CPU), "
+                     f"RSS {mb / m:.2f}x")
+        print(line)
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000, help="packets sent (each capture has ~99%%)")
@@ -383,10 +506,64 @@ def main() -> int:
                     help="the client is behind pf: modulate state, scrub random-id, NAT ports 50001-65535")
     ap.add_argument("--quic", action="store_true", help="the UDP share as QUIC-like flows (4 client datagrams, "
                     "40 server datagrams each) instead of request/response pairs")
+    ap.add_argument("--mix", action="store_true", help="bench/mix.py's pair (5,000+ addresses, IPv6, QUIC-like)")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="a small client capture against its server capture with N unrelated packets merged in")
+    ap.add_argument("--busy-client", type=int, default=5000, help="packets of the small pair (--busy)")
+    ap.add_argument("--base", default=None, metavar="TREE", help="also time this checkout's rig, alternately")
+    ap.add_argument("--detail", action="store_true", help="also the in-process parse / analyse breakdown")
     a = ap.parse_args()
     tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
     os.makedirs(tmp, exist_ok=True)
+    trees = [HERE] + ([os.path.abspath(a.base)] if a.base else [])
+    print(f"load        average {os.getloadavg()[0]:.1f} at the start (this machine: {os.cpu_count()} cores)")
     try:
+        if a.busy:
+            t = time.perf_counter()
+            cli, srv, busy = make_busy(tmp, a.busy_client, a.busy)
+            print(f"generated a {a.busy_client}-packet pair and its server capture with {a.busy} unrelated packets "
+                  f"({os.path.getsize(busy) / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s -> {tmp}")
+            floor = floor_of([busy], a.repeat)
+            if floor is not None:
+                print(f"libpcap     tcpdump -r -w /dev/null, the busy file {floor:.2f} s")
+            res = report_whole(cli, busy, trees, a.repeat, floor, a.busy, "small client vs busy server")
+            small = json.loads(whole(HERE, ["diff", cli, srv, "--json"])[2])
+            got = json.loads(res[(HERE, True)][2])
+            same = outcome_counts(got["diagnosis"]["by_protocol"]) == outcome_counts(small["diagnosis"]["by_protocol"])
+            print(f"verdict     the small pair's without the unrelated traffic: {'same' if same else 'DIFFERENT'} "
+                  f"{outcome_counts(got['diagnosis']['by_protocol'])}")
+            if floor is not None:
+                w = res[(HERE, False)][0]
+                print(f"ratio       rig diff / floor {w / floor:.2f}x (goal <= 2x: {'ok' if w / floor <= 2 else 'MISSED'}); "
+                      f"peak RSS {res[(HERE, False)][1]:.0f} MB (goal < 250 MB: "
+                      f"{'ok' if res[(HERE, False)][1] < 250 else 'MISSED'})")
+            return 0 if same else 1
+        if a.mix:
+            t = time.perf_counter()
+            cli, srv, truth = make_mix(tmp, a.packets)
+            print(f"generated the mix pair ({os.path.getsize(cli) / 1e6:.0f} + {os.path.getsize(srv) / 1e6:.0f} MB) "
+                  f"in {time.perf_counter() - t:.1f} s -> {tmp}")
+            floor = floor_of([cli, srv], a.repeat)
+            if floor is not None:
+                print(f"libpcap     tcpdump -r -w /dev/null, both files {floor:.2f} s")
+            res = report_whole(cli, srv, trees, a.repeat, floor, a.packets, "mix pair")
+            got = json.loads(res[(HERE, True)][2])
+            want = {p: c for p, c in truth.items() if p != "datagrams"}
+            found = outcome_counts(got["diagnosis"]["by_protocol"])
+            ok = found == outcome_counts(want)
+            lost = datagrams_lost(got)
+            dg = truth["datagrams"]
+            ok_dg = lost == {"out": dg["out"]["lost"], "back": dg["back"]["lost"]}
+            print(f"truth       outcomes {'as generated' if ok else 'DIFFER'}: {found}"
+                  + ("" if ok else f" (generated {outcome_counts(want)})"))
+            print(f"truth       QUIC-like datagrams lost {'as generated' if ok_dg else 'DIFFER'}: {lost}")
+            if floor is not None:
+                for js in (False, True):
+                    r = res[(HERE, js)][0] / floor
+                    print(f"ratio       rig diff{' --json' if js else ''} / floor {r:.2f}x "
+                          f"(goal <= 4x: {'ok' if r <= 4 else 'MISSED'})")
+            tshark_ratio(tmp, cli, a.tshark_packets, res[(HERE, False)][0], None)
+            return 0 if ok and ok_dg else 1
         t = time.perf_counter()
         tr = traffic(a.packets, quic=a.quic)
         cli, srv = os.path.join(tmp, "client.pcap"), os.path.join(tmp, "server.pcap")
@@ -398,11 +575,18 @@ def main() -> int:
         n_c, n_s = pc["n"], ps["n"]
         del pc, ps
 
-        if shutil.which("tcpdump"):
-            floor = min(timed(["tcpdump", "-r", cli, "-w", "/dev/null"]) + timed(["tcpdump", "-r", srv, "-w", "/dev/null"])
-                        for _ in range(max(2, a.repeat)))
-        else:
-            floor = None
+        floor = floor_of([cli, srv], a.repeat)
+        if floor is not None:
+            print(f"libpcap     tcpdump -r -w /dev/null, both files {floor:.2f} s  "
+                  f"({(n_c + n_s) / floor / 1e6:.2f} M pkt/s)")
+        whole_res = report_whole(cli, srv, trees, a.repeat, floor, n_c + n_s, "this pair")
+        if floor is not None:
+            for js in (False, True):
+                r = whole_res[(HERE, js)][0] / floor
+                print(f"ratio       rig diff{' --json' if js else ''} / floor {r:.2f}x (goal <= 4x: {'ok' if r <= 4 else 'MISSED'})")
+        if not a.detail:
+            tshark_ratio(tmp, cli, a.tshark_packets, whole_res[(HERE, False)][0], n_c + n_s)
+            return 0
         res = run_rig(cli, srv, not a.no_analysis, a.repeat)
         # the parsing child (gone before the analysis starts) ran beside the parent's own
         # parse: its peak, less the table it shares, adds to the parent's peak while parsing
@@ -422,9 +606,7 @@ def main() -> int:
               f"(the two packet tables alone: {(n_c + n_s) * PACKET_BYTES / 2**20:.0f} MB)")
         if floor is not None:
             r = total / floor
-            print(f"libpcap     tcpdump -r -w /dev/null, both files {floor:.2f} s  "
-                  f"({(n_c + n_s) / floor / 1e6:.2f} M pkt/s)")
-            print(f"ratio       rig/libpcap-floor {r:.2f}x (goal <= 4x: {'ok' if r <= 4 else 'MISSED'}); "
+            print(f"ratio       in-process rig/libpcap-floor {r:.2f}x (goal <= 4x: {'ok' if r <= 4 else 'MISSED'}); "
                   f"parse only {parse / floor:.2f}x")
         if shutil.which("tshark"):
             tf, nt = cli, n_c
@@ -439,9 +621,31 @@ def main() -> int:
             print(f"ratio       tshark/rig per packet: rig's whole diff {r:.1f}x, rig's parse {rp:.1f}x "
                   f"(goal >= 20x: {'ok' if r >= 20 else 'MISSED'})")
     finally:
+        print(f"load        average {os.getloadavg()[0]:.1f} at the end")
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def tshark_ratio(tmp: str, cli: str, limit: int, rig_wall: float, n_both: int | None) -> None:
+    """tshark -T fields on (the first ``limit`` records of) the client file, per packet,
+    against the whole ``rig diff`` of both files (``n_both`` packets; None: count them)."""
+    if not shutil.which("tshark"):
+        return
+    from rig.capture import container
+
+    n_c = len(container.walk(container.open_capture(cli), cli).data_off)
+    if n_both is None:
+        n_both = n_c + len(container.walk(container.open_capture(os.path.join(tmp, "server.pcap")),
+                                          "server.pcap").data_off)
+    tf, nt = cli, n_c
+    if limit and limit < n_c:
+        tf, nt = os.path.join(tmp, "tshark.pcap"), limit
+        prefix_pcap(cli, tf, nt)
+    ts = timed(["tshark", "-n", "-r", tf, "-T", "fields", "-e", "frame.number"])
+    r = n_both / rig_wall / (nt / ts)
+    print(f"tshark      -T fields on {nt} packets {ts:.2f} s ({nt / ts / 1e6:.3f} M pkt/s); per packet, the whole "
+          f"rig diff is {r:.1f}x faster (goal >= 20x: {'ok' if r >= 20 else 'MISSED'})")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("server", help="capture taken on the responder")
     d.add_argument("--json", action="store_true", help="print rig.verdict/1 JSON")
     d.add_argument("--server-addr", default=None, help="the server address as the client addressed it")
+    d.add_argument("--progress", action="store_true",
+                   help="say on stderr what a long diff is doing even when stderr is not a terminal")
     d.set_defaults(func=_handler("rig.analysis.api:cli_diff"))
 
     # rig show

@@ -35,3 +35,19 @@ def test_zero_address_is_index_zero_and_a_key_zero_address_is_not_it():
         w1 = np.array([0, 0], np.uint64) ^ (w0 * _MIX)  # the second one's key is 0 too
     assert book.index_words(w0, w1).tolist() == [0, 1]
     assert book.addresses().shape == (2, 16) and not book.addresses()[0].any()
+
+
+def test_numbering_stays_exact_while_thousands_of_new_addresses_arrive_chunk_by_chunk():
+    # new addresses in every chunk: the slot table is extended in place and rebuilt only
+    # when it is outgrown; each lookup must still give the dict's numbering
+    rng = np.random.default_rng(11)
+    pool_w0 = rng.integers(0, 2**63, 6000, dtype=np.uint64) * rng.integers(0, 2, 6000).astype(np.uint64)
+    pool_w1 = rng.integers(0, 2**63, 6000, dtype=np.uint64)
+    book, ref = AddressBook(), {(0, 0): 0}
+    for c in range(60):
+        j = rng.integers(0, 100 * (c + 1), 500)  # an ever wider share of the pool: new ones each time
+        got = book.index_words(pool_w0[j], pool_w1[j])
+        want = [ref.setdefault(p, len(ref)) for p in zip(pool_w0[j].tolist(), pool_w1[j].tolist())]
+        assert got.tolist() == want
+    assert len(book) == len(ref) > 4000
+    assert book._bits < 16  # the table grew by doubling, to what the count needs

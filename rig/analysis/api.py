@@ -208,7 +208,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
         points.append(CapturePointInfo(
             name=name,
             file=_file(side),
-            packets=side.n_total,
+            packets=side.n_total + (cap.skipped if cap is not None else 0),  # (capture.focus)
             undecoded=int(sum((cap.undecoded or {}).values())) if cap is not None else 0,
             kernel_drops=side.kernel_drops,
             clock_offset_s=(0.0 if name == "client" else (offset / 1e9 if (name == "server" and offset is not None) else None)),
@@ -222,19 +222,30 @@ def _file(side: Side) -> str:
 
 
 def cli_diff(args) -> int:
-    """``rig diff CLIENT SERVER [--json] [--server-addr A]``."""
-    from rig.capture.checks import gap_note
-    from rig.capture.pair import read_pair
+    """``rig diff CLIENT SERVER [--json] [--server-addr A] [--progress]``."""
+    from rig.waiting import stages
 
-    # both at once (2 cores), lean (table.py), and not one capture given twice (checks.py)
-    client, server = read_pair(args.client, args.server, lean=True, distinct=True)
+    with stages(force=getattr(args, "progress", False)) as stage:  # on stderr, for a long diff (rig.waiting)
+        return _cli_diff(args, stage)
+
+
+def _cli_diff(args, stage) -> int:
+    from rig.capture.checks import gap_note
+    from rig.capture.pair import read_for_diff
+
+    stage("reading the captures")
+    # lean (table.py), not one capture given twice (checks.py), both at once (2 cores) or,
+    # against a much larger capture, that one kept to what the small one makes relevant
+    client, server = read_for_diff(args.client, args.server)
     for cap in (client, server):  # the verdict stands on what was read; say what was not
         if cap.truncated_tail:
             print(f"rig: warning: {cap.path}: {cap.tail_note}; the {len(cap.packets)} complete records "
                   "before it were analysed", file=sys.stderr)
         if cap.gaps:
             print(f"rig: warning: {gap_note(cap)}", file=sys.stderr)
+    stage("analysing")
     verdict = analyse(client, server, server_addr=getattr(args, "server_addr", None), orient=True)
+    stage("writing")
     turned = verdict.orientation
     if turned is not None:
         print(f"rig: analysing {turned.client} as the client's capture and {turned.server} as the server's: "

@@ -754,3 +754,67 @@ def _walk_pcapng(buf, name: str) -> Records:
         tail_note=note,
         gaps=_gaps(gaps, ts_ns),
     )
+
+
+# --------------------------------------------------------------------------- pcap, a segment at a time
+
+
+class NotStreamable(Exception):
+    """The file cannot be walked a segment at a time (pcapng, compressed, damaged, cut
+    short): read it whole with ``walk`` instead."""
+
+
+def pcap_segments(buf, name: str, start: int = 24, until: int | None = None):
+    """The records of a plain pcap in ``buf``, a segment (about ``SEGMENT`` bytes) at a
+    time: yields ``(start, end, Records)`` with ``end`` the offset after the segment's
+    last record (walking again from ``start`` to ``end`` gives the same records). Memory
+    follows a segment, not the file (``walk`` keeps ~31 bytes per record of the whole
+    file). Raises ``NotStreamable`` where ``walk`` would have to resync or stop early
+    (a damaged header, a record past the end): the caller reads the file whole."""
+    head = bytes(buf[:4])
+    if head not in PCAP_MAGIC or len(buf) < 24:
+        raise NotStreamable(name)
+    bo, tick_ns, fmt = PCAP_MAGIC[head]
+    major, _minor, _tz, _sig, snaplen, lt = struct.unpack_from(bo + "HHiIII", buf, 4)
+    if major != 2:
+        raise NotStreamable(name)
+    linktype = lt & 0xFFFF
+    iface = InterfaceInfo(iface=0, linktype=linktype, ts_resolution_ns=tick_ns, snaplen=snaplen)
+    end = len(buf)
+    last = end - 16 if until is None else until - 1
+    caplen_at = struct.Struct(bo + "I").unpack_from
+    arr = np.frombuffer(buf, np.uint8)
+    u4 = np.ndarray((end - 3,), bo + "u4", arr, 0, (1,))
+    maxcap = resync.max_caplen(snaplen)
+
+    def seq(off: int, stop: int) -> tuple[list[int], int]:
+        offs: list[int] = []
+        while off <= stop:
+            offs.append(off)
+            off += 16 + caplen_at(buf, off + 8)[0]
+        return offs, off
+
+    off = start
+    while off <= last:
+        first = off
+        stop = min(last, off + SEGMENT)
+        found: list[np.ndarray] = []
+        if min(stop, end - LOCKSTEP_MARGIN) - off >= 4 * SUBSEGMENT:
+            o, off = _lockstep(arr, u4, bo == "<", off, min(stop, end - LOCKSTEP_MARGIN), snaplen, tick_ns, seq)
+            found.append(o)
+        offs, off = seq(off, stop)
+        found.append(np.asarray(offs, dtype=np.int64))
+        o = np.concatenate(found) if len(found) > 1 else found[0]
+        h = windows(buf, o, 16).view(bo + "u4").reshape(len(o), 4).astype(np.uint32)
+        if off > end or (h[:, 2] > maxcap).any():
+            raise NotStreamable(name)
+        n = len(o)
+        ts = h[:, 0].astype(np.int64) * 1_000_000_000 + h[:, 1].astype(np.int64) * tick_ns
+        if (h[:, 1] >= 1_000_000_000 // tick_ns).any():
+            raise NotStreamable(name)  # counted as bad_ts by walk
+        yield first, off, Records(format=fmt, interfaces=(iface,), data_off=o + 16, caplen=h[:, 2].copy(),
+                                  wirelen=h[:, 3].copy(), ts_ns=ts, iface=np.zeros(n, np.uint16),
+                                  linktype=np.full(n, linktype, np.int32), status=np.zeros(n, np.uint8),
+                                  truncated_tail=False, tail_note="")
+    if until is None and off != end:
+        raise NotStreamable(name)

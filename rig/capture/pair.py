@@ -177,3 +177,31 @@ def _collect(path: str, fd: int, pid: int, r: int, stats: dict | None, lean: boo
     else:
         table = np.zeros(0, dtype)
     return replace(cap, packets=table, _data=_mapped(spool) if spool is not None else container.open_capture(path))
+
+
+FOCUS_RATIO = 8  # the server's file is this many times the client's at least ...
+FOCUS_MIN_BYTES = 32 << 20  # ... and this large: then it is read focused (``focus``)
+
+
+def read_for_diff(first: str, second: str) -> tuple[Capture, Capture]:
+    """The two captures of ``rig diff``, lean, checked distinct (``read_pair``). When the
+    second (the server's) is much larger than the first (a small client capture against
+    a busy server's), the first is read first and the second keeping only the rows the
+    first makes relevant (``focus.read_focused``): time and memory follow the question,
+    not the unrelated traffic. Otherwise both at once (``read_pair``). A large *first*
+    file is read whole: the client's capture decides what is asked (its exchanges lost on
+    the way out have nothing in the other capture to be found by), so it is never cut."""
+    first, second = str(first), str(second)
+    checks.ensure_distinct_files(first, second)
+    sizes = [os.stat(p).st_size if _regular(p) else 0 for p in (first, second)]
+    if sizes[1] < max(FOCUS_MIN_BYTES, FOCUS_RATIO * sizes[0]) or compressed.file_kind(first) \
+            or compressed.file_kind(second):
+        return read_pair(first, second, lean=True, distinct=True)
+    from rig.capture import focus
+
+    small = read_capture(first, lean=True)
+    large = focus.read_focused(second, focus.focus_of(small))
+    if large is None:
+        large = read_capture(second, lean=True)
+    checks.ensure_distinct(small, large)
+    return small, large

@@ -251,6 +251,9 @@ class Capture:
     bad_timestamps: int = 0
     # damaged regions skipped mid-file, in file order (``Gap``)
     gaps: tuple[Gap, ...] = ()
+    # records of the file read but not kept (``focus.read_focused``: unrelated to the other
+    # capture of a diff); the file held ``len(packets) + skipped`` records
+    skipped: int = 0
     _data: mmap.mmap | bytes | None = field(default=None, repr=False, compare=False)  # the file's bytes
 
     def quoted_at(self, rows) -> np.ndarray:
