@@ -160,10 +160,18 @@ class Exchange:
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
 
+    @property
+    def family(self) -> int:
+        """4 or 6: the IP version of the address the client sent to (rig.analysis.families)."""
+        from rig.analysis.families import family_of_endpoint
+
+        return family_of_endpoint(self.server)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
+            "family": self.family,
             "client": self.client,
             "server": self.server,
             "seen_at_server_as": self.seen_at_server_as,

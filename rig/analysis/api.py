@@ -19,7 +19,7 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.context import Ctx, Draft, copy_note, with_copies
-from rig.analysis.diagnosis import diagnose
+from rig.analysis.families import diagnose_families
 from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
@@ -214,7 +214,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
             clock_offset_s=(0.0 if name == "client" else (offset / 1e9 if (name == "server" and offset is not None) else None)),
         ))
     ex = ExchangeList(exchanges, batches, src, loc, num)
-    return Verdict(tuple(points), ex, diagnose(ex), orientation=turned)
+    return Verdict(tuple(points), ex, diagnose_families(ex), orientation=turned)
 
 
 def _file(side: Side) -> str:
