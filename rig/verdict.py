@@ -12,7 +12,10 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from rig.analysis.portuse import PortUse
 
 import numpy as np
 
@@ -156,6 +159,7 @@ class Exchange:
     lost_between: tuple[str, str] | None = None  # the last capture point that saw the lost packets, the next
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
+    seen_at: tuple[tuple[str, str], ...] = ()  # (extra point, the client's endpoint as the request passed it)
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -193,6 +197,8 @@ class Exchange:
             d["port_reused"] = True
         if self.echo is not None:
             d["echo"] = {"id": self.echo[0], "seq": self.echo[1]}
+        if self.seen_at:
+            d["seen_at"] = dict(self.seen_at)
         return d
 
     @classmethod
@@ -209,6 +215,7 @@ class Exchange:
             _hop(d.get("lost_between")),
             d.get("port_reused") is True,
             _echo(d.get("echo")),
+            tuple((str(p), str(a)) for p, a in (d.get("seen_at") or {}).items()),
         )
 
 
@@ -394,6 +401,7 @@ class Verdict:
     # the probes that never left the client; None when no probe records were read (rig diff)
     not_sent: tuple[NotSentProbe, ...] | None = None
     orientation: Orientation | None = None  # set when the captures were analysed swapped
+    port_set: "PortUse | None" = None  # the public ports and the set they imply (rig.analysis.portuse)
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one is clean (delivered), else 1 (DESIGN.md §2)."""
@@ -418,6 +426,8 @@ class Verdict:
             d["not_sent"] = [p.to_dict() for p in self.not_sent]
         if self.orientation is not None:
             d["orientation"] = self.orientation.to_dict()
+        if self.port_set is not None:
+            d["port_set"] = self.port_set.to_dict()
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -464,6 +474,7 @@ class Verdict:
                 Diagnosis.from_dict(d["diagnosis"]),
                 None if d.get("not_sent") is None else tuple(NotSentProbe.from_dict(p) for p in d["not_sent"]),
                 Orientation.from_dict(d["orientation"]) if d.get("orientation") else None,
+                port_set=_port_use(d.get("port_set")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc
@@ -474,3 +485,11 @@ class Verdict:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise InputError(f"verdict is not JSON: {exc}") from exc
+
+
+def _port_use(d: Any) -> "PortUse | None":
+    if not d:
+        return None
+    from rig.analysis.portuse import PortUse
+
+    return PortUse.from_dict(d)

@@ -17,6 +17,7 @@ from rig.errors import UsageError
 from rig.lab import scenarios
 from rig.lab.access import ACCESS, CE6, PROVIDER6, V6PLUS, access_for, access_topology, nat_sets
 from rig.lab.build import plan
+from rig.lab.routers import ROUTERS
 from rig.lab.tunnel import FRAGMENT, OUTSIDE_SET, PASS, admit
 
 DOC6 = ipaddress.ip_network("2001:db8::/32")
@@ -140,6 +141,10 @@ def test_healthy_on_every_access(name, tmp_path):
         # the server saw only ports of the CE's set
         ports = {int(e["seen_at_server_as"].rsplit(":", 1)[1]) for e in r.exchanges("tcp") + r.exchanges("udp")}
         assert ports and all(V6PLUS.contains(p) for p in ports), ports
+        # and the verdict infers the CE's set from them
+        ps = r.verdict["port_set"]
+        assert (ps["kind"], ps["psid_offset"], ps["psid_length"], ps["psid"], ps["size"]) == (
+            "port-set", V6PLUS.offset, V6PLUS.length, V6PLUS.psid, V6PLUS.size)
     if access.encapsulation == "ipv4-in-ipv6":
         # the NGN carries IPv4 inside real IPv6 packets, next header 4
         ngn = r.out / "captures" / "ngn.pcap"
@@ -149,3 +154,34 @@ def test_healthy_on_every_access(name, tmp_path):
         native = subprocess.run(["tcpdump", "-nr", str(ngn), "ip"], capture_output=True, text=True).stdout
         assert native == ""  # no bare IPv4 on the IPv6-only NGN
     assert lab_leftovers(r.prefix) == []
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@needs_lab
+def test_ports_outside_the_set_are_named_from_the_ngn_capture(tmp_path):
+    """map-e-outside-set with a capture on the NGN: the public ports the failed connections
+    left with (pf's, passed through by the CE) are in the verdict, and they are outside
+    the CE's set (TCP: the analysis records the ports extra points saw for TCP only)."""
+    r = rig_run(tmp_path / "run", "--scenario", "map-e-outside-set", "--capture-at", "ngn", *FAST)
+    assert r.rc == 1, r.stderr
+    ps = r.verdict["port_set"]
+    lo, hi = ROUTERS["pf"].nat_ports
+    failed = ps["failed_ports"]
+    assert failed and all(lo <= p <= hi for p in failed.values()), failed
+    lost = {e["id"] for e in r.exchanges("tcp") if e["outcome"] == "lost-outbound"}
+    assert {i for i, p in failed.items() if not V6PLUS.contains(p)} == lost
+    assert "a port filter, such as a MAP-E border relay's port set, fits" in r.verdict["diagnosis"]["summary"]
+    assert lab_leftovers(r.prefix) == []
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@needs_lab
+def test_exhaustion_of_the_ces_first_block(tmp_path):
+    r = rig_run(tmp_path / "run", "--scenario", "map-e-exhaustion", *FAST)
+    assert r.rc == 1, r.stderr
+    ps = r.verdict["port_set"]
+    lo, hi = V6PLUS.ranges()[0]
+    assert ps["exhausted"] is True and ps["size"] == hi - lo + 1 and (ps["low"], ps["high"]) == (lo, hi)
+    assert r.verdict["diagnosis"]["summary"].endswith("the port set is exhausted")

@@ -79,12 +79,28 @@ def diagnose_families(exchanges, not_sent: Sequence = ()):
     """The run's Diagnosis: rig.analysis.diagnosis.diagnose, with the two families
     compared when the run probed both (``by_protocol`` counts both together)."""
     from rig.analysis.diagnosis import diagnose
-    from rig.verdict import Diagnosis
 
     whole = diagnose(exchanges, not_sent)
     records = _records(exchanges)
     if records is None:
         return whole
+    return _with_ports(_compared(whole, records, not_sent), records)
+
+
+def _with_ports(diagnosis, records):
+    """The diagnosis with what the public ports say (rig.analysis.portuse), if anything."""
+    from rig.analysis.portuse import port_use
+    from rig.verdict import Diagnosis
+
+    use = port_use(records)
+    said = use.sentence() if use is not None else None
+    return diagnosis if said is None else Diagnosis(f"{diagnosis.summary}; {said}", diagnosis.by_protocol)
+
+
+def _compared(whole, records, not_sent):
+    from rig.analysis.diagnosis import diagnose
+    from rig.verdict import Diagnosis
+
     cmp = compare(records)
     if len(cmp.families) < 2:
         return whole
