@@ -75,3 +75,12 @@ def test_seen_at_is_an_added_key_of_the_exchange():
     assert d["seen_at"] == {"ngn": "203.0.113.2:50001"}
     assert Exchange.from_dict(d) == e
     assert "seen_at" not in _x(2, "delivered", 4387).to_dict()
+
+
+def test_only_connections_lost_on_the_way_out_count_as_failed_ports():
+    """A request the server saw (unanswered, refused, lost on the way back) passed any
+    port filter on the way out: its port says nothing against the set."""
+    ok = [_x(i, "delivered", p) for i, p in enumerate(_in_set(6))]
+    reached = [_x(50, "unanswered", 50123, 50123), _x(51, "lost-return", 61000, 61000)]
+    use = port_use(ok + reached)
+    assert use is not None and use.failed == () and use.outside == () and use.sentence() is None

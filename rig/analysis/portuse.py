@@ -41,7 +41,7 @@ class PortUse:
 
     delivered_ports: tuple[int, ...]  # distinct, as the server saw them
     estimate: PortSetEstimate
-    failed: tuple[tuple[str, int], ...]  # (exchange id, public port) of failed ones whose port a point saw
+    failed: tuple[tuple[str, int], ...]  # (exchange id, public port) of ones lost on the way out whose port a point saw
     outside: tuple[str, ...]  # ids of failed exchanges whose public port is outside the estimated set
     lost_outbound: int  # failed on the way out (with or without a known port)
     exhausted: bool  # lost on the way out while the set (or block) was fully in use
@@ -134,10 +134,11 @@ def port_use(exchanges) -> PortUse | None:
             if p is not None:
                 delivered.add(p)
             continue
-        if outcome == Outcome.LOST_OUTBOUND:
-            lost_outbound += 1
-        # the last point past the NATs that saw it leave, else the server
-        p = _port(e.seen_at[-1][1]) if e.seen_at else _port(e.seen_at_server_as)
+        if outcome != Outcome.LOST_OUTBOUND:
+            continue  # it reached the server: its port passed whatever filters ports
+        lost_outbound += 1
+        # the last point past the NATs that saw it leave
+        p = _port(e.seen_at[-1][1]) if e.seen_at else None
         if p is not None:
             failed.append((e.id, p))
     if len(delivered) < MIN_SAMPLES and not failed:
