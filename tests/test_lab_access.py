@@ -15,7 +15,7 @@ import pytest
 from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.errors import UsageError
 from rig.lab import scenarios
-from rig.lab.access import ACCESS, CE6, PROVIDER6, V6PLUS, access_for, access_topology, nat_sets
+from rig.lab.access import ACCESS, CE6, PPPOE_MSS, PROVIDER6, V6PLUS, access_for, access_topology, nat_sets
 from rig.lab.build import plan
 from rig.lab.routers import ROUTERS
 from rig.lab.tunnel import FRAGMENT, OUTSIDE_SET, PASS, admit
@@ -145,6 +145,13 @@ def test_healthy_on_every_access(name, tmp_path):
         ps = r.verdict["port_set"]
         assert (ps["kind"], ps["psid_offset"], ps["psid_length"], ps["psid"], ps["size"]) == (
             "port-set", V6PLUS.offset, V6PLUS.length, V6PLUS.psid, V6PLUS.size)
+    if name == "pppoe":  # the BAS clamps the SYNs' MSS to the PPPoE link's
+        tcp = r.exchanges("tcp")
+        mss = [(c["client"], c["server"]) for e in tcp for c in e["changes"]
+               if c["field"] == "tcp.mss" and c["direction"] == "out"]
+        # at least the tcp, http and large probes' connections (the burst's, when the
+        # analysis keeps them as a delivered batch, may list no changes)
+        assert set(mss) == {(1460, PPPOE_MSS)} and len(mss) >= 3, (mss, len(tcp))
     if access.encapsulation == "ipv4-in-ipv6":
         # the NGN carries IPv4 inside real IPv6 packets, next header 4
         ngn = r.out / "captures" / "ngn.pcap"
