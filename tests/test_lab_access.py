@@ -9,13 +9,15 @@ from __future__ import annotations
 import ipaddress
 import struct
 import subprocess
+from dataclasses import replace
 
 import pytest
 
 from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.errors import UsageError
 from rig.lab import scenarios
-from rig.lab.access import ACCESS, CE6, PPPOE_MSS, PROVIDER6, V6PLUS, access_for, access_topology, nat_sets
+from rig.lab.access import (ACCESS, AFTR_SESSIONS, AFTR_UDP_TIMEOUT, CE6, PPPOE_MSS, PROVIDER6, V6PLUS, access_for,
+                            access_rules, access_topology, nat_sets)
 from rig.lab.build import plan
 from rig.lab.routers import ROUTERS
 from rig.lab.tunnel import FRAGMENT, OUTSIDE_SET, PASS, admit
@@ -85,6 +87,18 @@ def test_the_ce_napts_into_its_port_set():
     first = nat_sets(ACCESS["map-e"], scenarios.get("map-e-exhaustion"))["hgw"]
     assert first.ranges() == V6PLUS.ranges()[:1]
     assert nat_sets(ACCESS["map-e"], scenarios.get("map-e-outside-set")) == {}
+
+
+def test_the_aftr_caps_sessions_and_times_udp_out_its_own_way():
+    s = scenarios.get("ds-lite-session-cap")
+    rules = access_rules(ACCESS["ds-lite"], s)
+    p = plan(access_topology("ds-lite"), "rig-abc123", replace(s, rules=s.rules + rules))
+    aftr = p.rulesets["aftr"]
+    assert f"ct count over {s.sessions} drop" in aftr
+    assert f"ct timeout aftr-udp {{ protocol udp; l3proto ip; policy = {{ unreplied : {AFTR_UDP_TIMEOUT}" in aftr
+    assert aftr.index("ct timeout aftr-udp") < aftr.index("chain forward")  # declared before it is named
+    healthy = access_rules(ACCESS["ds-lite"], scenarios.get("healthy"))
+    assert f"ct count over {AFTR_SESSIONS} drop" in healthy[0].rule
 
 
 def test_an_access_scenario_refuses_another_access():

@@ -8,7 +8,8 @@ the IPv6-only NGN, and a provider's node stands between the NGN and the IPv4 Int
              - NGN - br (the border relay: decapsulates, drops ports outside the set
              and non-first fragments) - inet - server
     ds-lite  client - router - hgw (the B4: IPv4 in IPv6, no NAT) - NGN - aftr
-             (decapsulates and NATs, with a per-subscriber session cap) - inet - server
+             (decapsulates and NATs, with a per-subscriber session cap and its own
+             UDP mapping timeout) - inet - server
     pppoe    client - router - hgw - bas (the PPPoE session's far end: MTU 1454,
              MSS clamped to 1414) - inet - server
 
@@ -35,7 +36,7 @@ PPPOE_MTU = 1454  # NTT Flets PPPoE
 PPPOE_MSS = PPPOE_MTU - 40
 V6PLUS = PortSet(offset=4, length=8, psid=0x12)  # v6plus-like: 15 blocks of 16 ports = 240
 AFTR_SESSIONS = 1024  # a DS-Lite AFTR's usual cap of sessions per subscriber
-AFTR_UDP_TIMEOUT = 30  # seconds a DS-Lite AFTR keeps an idle UDP mapping (the kernel's default is 30 too)
+AFTR_UDP_TIMEOUT = 60  # seconds the lab's AFTR keeps an idle UDP mapping (Linux: 30 unreplied, 120 replied)
 B4_ADDR = "192.0.0.2"  # RFC 6333's well-known B4 address
 CE6, PROVIDER6 = "2001:db8:ff::2", "2001:db8:ff::1"  # the two ends of the NGN link (and of the tunnel)
 
@@ -112,13 +113,17 @@ def nat_sets(access: AccessProfile, scenario) -> dict:
 
 def access_rules(access: AccessProfile, scenario) -> tuple:
     """The nft rules the access itself puts on the provider's node (beside the scenario's)."""
-    from rig.lab.scenarios import NftRule
+    from rig.lab.scenarios import OBJECTS, NftRule
 
     if access.name == "ds-lite":
         cap = scenario.sessions or AFTR_SESSIONS
         # the AFTR's per-subscriber session cap (one subscriber here: its tunnel); the
         # lab's own SSH control connection is exempt, as every scenario keeps it working
-        return (NftRule("aftr", "forward", f'iifname "tun0" tcp dport != 22 ct state new ct count over {cap} drop'),)
+        udp = f"{{ protocol udp; l3proto ip; policy = {{ unreplied : {AFTR_UDP_TIMEOUT}, replied : {AFTR_UDP_TIMEOUT} }}; }}"
+        return (NftRule("aftr", "forward", f'iifname "tun0" tcp dport != 22 ct state new ct count over {cap} drop'),
+                # its own UDP mapping timeout, on the flows from its subscribers
+                NftRule("aftr", OBJECTS, f"ct timeout aftr-udp {udp}"),
+                NftRule("aftr", "forward", 'iifname "tun0" meta l4proto udp ct timeout set "aftr-udp"'))
     if access.name == "pppoe":
         return (NftRule("bas", "mangle", f"tcp flags syn tcp option maxseg size > {PPPOE_MSS} "
                                          f"tcp option maxseg size set {PPPOE_MSS}"),)

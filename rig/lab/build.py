@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from rig.errors import InfraError, MissingToolError, NotRootError
-from rig.lab.scenarios import CHAINS, Scenario
+from rig.lab.scenarios import CHAINS, OBJECTS, Scenario
 from rig.lab.topology import Topology, ns_name
 from rig.netns import in_netns
 from rig.portset import PortSet
@@ -116,6 +116,7 @@ def ruleset(rules_by_chain: Mapping[str, list[str]], family: str = "ip") -> str:
     """The ``table <family> rig`` of one node (``ip``: IPv4, ``ip6``: IPv6), with only
     the chains that hold rules."""
     out = [f"table {family} rig {{"]
+    out.extend(f"\t{obj}" for obj in rules_by_chain.get(OBJECTS, ()))  # stateful objects the rules name
     for chain in CHAINS:
         rules = rules_by_chain.get(chain)
         if not rules:
@@ -192,7 +193,7 @@ def plan(topo: Topology, prefix: str, scenario: Scenario, nat_sets: Mapping[str,
     for rule in scenario.rules:
         if rule.node not in chains:
             raise ValueError(f"scenario {scenario.name}: rule on unknown node {rule.node!r}")
-        if rule.chain not in CHAINS:
+        if rule.chain not in (*CHAINS, OBJECTS):
             raise ValueError(f"scenario {scenario.name}: unknown chain {rule.chain!r}")
         if rule.family not in ("ip", "ip6"):
             raise ValueError(f"scenario {scenario.name}: unknown nft family {rule.family!r}")

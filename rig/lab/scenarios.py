@@ -24,6 +24,7 @@ from rig.outcome import Outcome
 
 # chains of the per-node ``table ip rig`` (see rig.lab.build.base_ruleset)
 CHAINS = ("prerouting", "postrouting", "mangle", "forward", "input", "output")
+OBJECTS = "objects"  # an NftRule "chain" for a stateful object of the table (a ct timeout), named by rules
 
 PPPOE_MTU = 1454  # NTT Flets PPPoE
 SSH_MSS = PPPOE_MTU - 40  # SSH segments that fit a 1454-byte link when frag-needed is dropped
@@ -36,7 +37,7 @@ PF_MAX_MSS = 1440  # a common pf.conf line: scrub on pppoe0 max-mss 1440
 @dataclass(frozen=True)
 class NftRule:
     node: str
-    chain: str  # one of CHAINS
+    chain: str  # one of CHAINS, or OBJECTS
     rule: str  # nft rule text, e.g. 'iifname "wan" tcp sport != 22 ... drop'
     family: str = "ip"  # the table it goes in: "ip" (IPv4) or "ip6" (IPv6)
 
