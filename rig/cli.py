@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", default=None, help="lab fault to inject (see 'rig lab scenarios')")
     r.add_argument("--router", default=None,
                    help="lab: the user's router profile, linux (default) or pf (see README)")
+    r.add_argument("--access", default=None,
+                   help="lab: the access line, plain (default), pppoe, map-e or ds-lite (see README)")
     r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all); 'nat' adds the "
                    "NAT profile, e.g. 'all,nat'")
     r.add_argument("--nat-lifetime", nargs="?", const="true", default=None, metavar="SECONDS",
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--backend", default="lab")
     u.add_argument("--scenario", default=None)
     u.add_argument("--router", default=None, help="lab: linux (default) or pf")
+    u.add_argument("--access", default=None, help="lab: plain (default), pppoe, map-e or ds-lite")
     u.add_argument("--config", default=None)
     u.add_argument("--location", default=None)
     u.add_argument("--size", default=None)

@@ -5,12 +5,13 @@ rig.toml (every key optional)::
     backend = "lab"              # lab | azure | ssh
     scenario = "healthy"
     router = "pf"                # lab: the router profile, linux (default) | pf
+    access = "map-e"             # lab: the access line, plain (default) | pppoe | map-e | ds-lite
     probes = ["icmp", "tcp"]     # or "icmp,tcp"
     out = "runs/today"
     timeout = 3.0                # probe time-out, seconds
     burst = 32
     configure = true             # run the Ansible playbook
-    capture_at = ["router"]      # extra capture points
+    capture_at = ["router"]      # extra capture points (lab: router, ngn)
     keep = false
 
     [azure]                      # backend options, passed through as strings
@@ -34,13 +35,13 @@ from rig.backends.base import RunSpec
 from rig.errors import UsageError
 
 BACKENDS = ("lab", "azure", "ssh")
-CAPTURE_POINTS = ("client", "router", "server")
-_TOP_KEYS = {"backend", "scenario", "router", "probes", "out", "timeout", "burst", "configure", "capture_at", "keep"}
+CAPTURE_POINTS = ("client", "router", "server", "ngn")
+_TOP_KEYS = {"backend", "scenario", "router", "access", "probes", "out", "timeout", "burst", "configure", "capture_at", "keep"}
 # tables: each backend's options, and the schedule rig.schedule freezes beside the spec
 _TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
-                 "rig_id", "archive", "redact", "router", "no_trace", "nat_lifetime")
+                 "rig_id", "archive", "redact", "router", "no_trace", "nat_lifetime", "access")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -121,8 +122,9 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
     section = data.get(backend, {})
     if not isinstance(section, dict):
         raise UsageError(f"{source}: [{backend}] must be a table")
-    if "router" in data:  # a top-level key (like --router), kept with the lab's options
-        options["router"] = _typed(f"{source}: router", data["router"], str)
+    for key in ("router", "access"):  # top-level keys (like --router), kept with the lab's options
+        if key in data:
+            options[key] = _typed(f"{source}: {key}", data[key], str)
     for key, value in section.items():
         options[key.replace("-", "_")] = str(value).lower() if isinstance(value, bool) else str(value)
     for name in _OPTION_FLAGS:
@@ -189,7 +191,8 @@ def run_options(options: Mapping[str, str]) -> RunOptions:
 
 
 # backend options that only one backend reads (the others would ignore them silently)
-_BACKEND_OPTIONS = {"lab": ("router",), "azure": ("location", "size", "image", "allow_from"), "ssh": ("host", "host_key", "identity")}
+_BACKEND_OPTIONS = {"lab": ("router", "access"), "azure": ("location", "size", "image", "allow_from"),
+                    "ssh": ("host", "host_key", "identity")}
 
 
 def _flag(option: str) -> str:
@@ -211,7 +214,12 @@ def check_spec(spec: RunSpec) -> None:
         from rig.lab.routers import router_for
         from rig.lab.scenarios import get
 
+        from rig.lab.access import access_for
+
         router_for(get(spec.scenario), spec.options.get("router"))
+        access = access_for(get(spec.scenario), spec.options.get("access"))
+        if "ngn" in spec.capture_at and access.provider is None:
+            raise UsageError("--capture-at ngn: the plain access has no NGN (use --access map-e, ds-lite or pppoe)")
     from rig.nat.run import check, split_probes
 
     kinds, _ = split_probes(spec.probes or None)
@@ -223,6 +231,9 @@ def check_spec(spec: RunSpec) -> None:
         if point == "router" and spec.backend != "lab" and not kept and not spec.options.get("router_ssh"):
             raise UsageError(f"--capture-at router: the {spec.backend} backend has no router to capture at "
                              "(only the lab has one; a router of yours: --capture-at router=user@host)")
+        if point == "ngn" and spec.backend != "lab" and not kept:
+            raise UsageError(f"--capture-at ngn: the {spec.backend} backend has no ngn to capture at "
+                             "(only the lab has one)")
     for owner, names in _BACKEND_OPTIONS.items():
         stray = [n for n in names if n in spec.options and owner != spec.backend]
         if stray:

@@ -316,7 +316,8 @@ class Pipeline:
                 if kinds != ():
                     self.probes = run_probes(rig.client_netns, rig.server_addr, parse_kinds(kinds),
                                              timeout=spec.probe_timeout, burst=spec.burst, run_tag=self.out.name,
-                                             tcp_port=rig.known.probe_port, udp_port=rig.known.udp_port)
+                                             tcp_port=rig.known.probe_port, udp_port=rig.known.udp_port,
+                                             server_addr6=rig.known.server_addr6)
             if nat:
                 self._measure_nat(ssh)
             for p in self.probes:
@@ -388,7 +389,8 @@ class Pipeline:
         with self.stage("analysis", lambda: _verdict_note(self.verdict)):
             caps = {r.point: read_capture(r.file, lean=True) for r in self.capture_results}
             extra = {p: c for p, c in caps.items() if p not in ("client", "server")}
-            verdict = analyse(caps["client"], caps["server"], server_addr=self._rig.server_addr,
+            servers = ",".join(a for a in (self._rig.server_addr, self._rig.known.server_addr6) if a)
+            verdict = analyse(caps["client"], caps["server"], server_addr=servers,
                               extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
                               windows=self._windows())
             self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show

@@ -12,7 +12,10 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from rig.analysis.portuse import PortUse
 
 import numpy as np
 
@@ -159,14 +162,23 @@ class Exchange:
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
     lost_at: LostAt | None = None  # where the traces place the loss (rig.trace.locate)
+    seen_at: tuple[tuple[str, str], ...] = ()  # (extra point, the client's endpoint as the request passed it)
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
+
+    @property
+    def family(self) -> int:
+        """4 or 6: the IP version of the address the client sent to (rig.analysis.families)."""
+        from rig.analysis.families import family_of_endpoint
+
+        return family_of_endpoint(self.server)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
+            "family": self.family,
             "client": self.client,
             "server": self.server,
             "seen_at_server_as": self.seen_at_server_as,
@@ -190,6 +202,8 @@ class Exchange:
             d["echo"] = {"id": self.echo[0], "seq": self.echo[1]}
         if self.lost_at is not None:
             d["lost_at"] = self.lost_at.to_dict()
+        if self.seen_at:
+            d["seen_at"] = dict(self.seen_at)
         return d
 
     @classmethod
@@ -207,6 +221,7 @@ class Exchange:
             d.get("port_reused") is True,
             _echo(d.get("echo")),
             lost_at=LostAt.from_dict(d["lost_at"]) if isinstance(d.get("lost_at"), Mapping) else None,
+            seen_at=tuple((str(p), str(a)) for p, a in (d.get("seen_at") or {}).items()),
         )
 
 
@@ -393,6 +408,7 @@ class Verdict:
     not_sent: tuple[NotSentProbe, ...] | None = None
     orientation: Orientation | None = None  # set when the captures were analysed swapped
     nat: NatProfile | None = None  # the NAT profile (rig.nat), when the run measured one
+    port_set: "PortUse | None" = None  # the public ports and the set they imply (rig.analysis.portuse)
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one is clean (delivered), else 1 (DESIGN.md §2)."""
@@ -420,6 +436,8 @@ class Verdict:
             d["orientation"] = self.orientation.to_dict()
         if self.nat is not None:
             d["nat"] = self.nat.to_dict()
+        if self.port_set is not None:
+            d["port_set"] = self.port_set.to_dict()
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -467,6 +485,7 @@ class Verdict:
                 None if d.get("not_sent") is None else tuple(NotSentProbe.from_dict(p) for p in d["not_sent"]),
                 Orientation.from_dict(d["orientation"]) if d.get("orientation") else None,
                 nat=NatProfile.from_dict(d["nat"]) if d.get("nat") else None,
+                port_set=_port_use(d.get("port_set")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc
@@ -477,3 +496,11 @@ class Verdict:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise InputError(f"verdict is not JSON: {exc}") from exc
+
+
+def _port_use(d: Any) -> "PortUse | None":
+    if not d:
+        return None
+    from rig.analysis.portuse import PortUse
+
+    return PortUse.from_dict(d)

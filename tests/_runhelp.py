@@ -45,11 +45,16 @@ class Ran:
     def manifest(self) -> dict:
         return json.loads((self.out / "manifest.json").read_text())
 
-    def outcomes(self, protocol: str) -> Counter:
-        return Counter(e["outcome"] for e in self.verdict["exchanges"] if e["protocol"] == protocol)
+    def outcomes(self, protocol: str, family: int | None = 4) -> Counter:
+        """Outcome counts of ``protocol``'s exchanges of one IP version (None: both)."""
+        return Counter(e["outcome"] for e in self.exchanges(protocol, family))
 
-    def exchanges(self, protocol: str) -> list[dict]:
-        return [e for e in self.verdict["exchanges"] if e["protocol"] == protocol]
+    def exchanges(self, protocol: str, family: int | None = 4) -> list[dict]:
+        """The exchanges of ``protocol`` to the server's IPv4 (family 4), IPv6 (6) or any (None)
+        address: the lab's server is dual-stack, and the scenarios of the plain access
+        inject their faults into IPv4, the seed's family."""
+        return [e for e in self.verdict["exchanges"]
+                if e["protocol"] == protocol and (family is None or e["family"] == family)]
 
     @property
     def prefix(self) -> str:

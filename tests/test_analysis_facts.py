@@ -10,6 +10,7 @@ import pytest
 
 from rig.analysis.api import analyse
 from rig.analysis.diagnosis import diagnose
+from rig.analysis.families import diagnose_families
 from rig.capture import read_capture
 from rig.verdict import Evidence, Exchange
 
@@ -30,10 +31,10 @@ def _blank(e: Exchange) -> Exchange:
 def test_the_diagnosis_is_the_same_with_every_sentence_blanked(name, extra):
     v = _verdict(name, extra)
     blanked = [_blank(e) for e in v.exchanges]
-    assert diagnose(blanked, v.not_sent or ()).summary == v.diagnosis.summary
+    assert diagnose_families(blanked, v.not_sent or ()).summary == v.diagnosis.summary
     # and from the verdict JSON, as history and the report read it back
     back = [_blank(Exchange.from_dict(e.to_dict())) for e in v.exchanges]
-    assert diagnose(back, v.not_sent or ()).summary == v.diagnosis.summary
+    assert diagnose_families(back, v.not_sent or ()).summary == v.diagnosis.summary
 
 
 def test_the_hop_and_the_port_reuse_are_typed_fields():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 import subprocess
@@ -12,11 +13,13 @@ import pytest
 
 from rig.errors import MissingToolError, NotRootError, UsageError
 from rig.lab import build, scenarios
+from rig.lab.access import access_topology
 from rig.lab.build import plan, require_root_and_tools
 from rig.lab.services import render, templates_dir
 from rig.lab.topology import Endpoint, Link, Topology, new_prefix, seed_topology
 
 PREFIX = "rig-abc123"
+DOC6 = ipaddress.ip_network("2001:db8::/32")
 
 
 def test_seed_topology_is_the_double_nat():
@@ -26,8 +29,16 @@ def test_seed_topology_is_the_double_nat():
     assert topo.endpoint("hgw", "wan").ip == "203.0.113.2"
     assert topo.endpoint("server", "eth0").ip == "198.51.100.10"
     assert {(n.node, n.out_iface) for n in topo.nats} == {("router", "wan"), ("hgw", "wan")}
-    # nothing routes out of the lab: inet only knows its connected networks
-    assert not [r for r in topo.routes if r.node == "inet"]
+    # nothing routes out of the lab: inet knows its connected networks and, for IPv6
+    # (routed, not NATed), the home's delegated prefix inside the documentation space
+    inet = [r for r in topo.routes if r.node == "inet"]
+    assert [(r.dest, r.via) for r in inet] == [("2001:db8:10::/48", "2001:db8:ff::2")]
+    for r in topo.routes:
+        assert r.dest in ("default", "::/0") or ipaddress.ip_network(r.dest).subnet_of(DOC6)
+    # dual stack: every end of every link has an IPv6 address in 2001:db8::/32
+    for link in topo.links:
+        for end in (link.a, link.b):
+            assert ipaddress.ip_interface(end.addr6).network.subnet_of(DOC6)
 
 
 def test_validate_rejects_long_interface_names():
@@ -48,7 +59,11 @@ def test_plan_creates_nothing_in_the_host_namespace():
     for ln in links:  # both ends of every veth pair are created inside a namespace
         assert ln.count(" netns ") == 2
     assert "route add default via 192.168.1.1" in p.ns_batches["client"]
-    assert "route add" not in p.ns_batches["inet"]
+    assert [ln for ln in p.ns_batches["inet"].splitlines() if ln.startswith("route add")] == [
+        "route add 2001:db8:10::/48 via 2001:db8:ff::2"]
+    assert "route add ::/0 via 2001:db8:10:1::1" in p.ns_batches["client"]
+    assert p.sysctls["client"]["net/ipv6/conf/all/disable_ipv6"] == "0"
+    assert p.sysctls["inet"]["net/ipv6/conf/all/forwarding"] == "1"
     assert p.sysctls["inet"]["net/ipv4/ip_forward"] == "1"
     assert "net/ipv4/ip_forward" not in p.sysctls["client"]
 
@@ -81,7 +96,7 @@ def test_mtu_blackhole_sets_both_ends_of_the_link():
 @pytest.mark.parametrize("name", list(scenarios.SCENARIOS))
 def test_every_scenario_plans_and_places_its_rules(name):
     s = scenarios.get(name)
-    p = plan(seed_topology(), PREFIX, s)
+    p = plan(access_topology(s.access), PREFIX, s)  # on the access line it needs
     for rule in s.rules:
         assert rule.rule in p.rulesets[rule.node]
         assert f"chain {rule.chain} {{" in p.rulesets[rule.node]

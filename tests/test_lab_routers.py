@@ -13,6 +13,7 @@ from rig.cli import build_parser
 from rig.config import check_spec, spec_from
 from rig.errors import EXIT_USAGE, UsageError
 from rig.lab import scenarios
+from rig.lab.access import access_topology
 from rig.lab.build import plan
 from rig.lab.routers import ROUTERS, get_router, router_for
 from rig.lab.topology import seed_topology
@@ -22,7 +23,7 @@ PREFIX = "rig-abcdef"
 
 def _router_ruleset(scenario: str, router: str) -> str:
     s = get_router(router).apply(scenarios.get(scenario))
-    return plan(seed_topology(), PREFIX, s).rulesets.get("router", "")
+    return plan(access_topology(s.access), PREFIX, s).rulesets.get("router", "")
 
 
 def test_pf_rules_as_data():

@@ -21,6 +21,8 @@ from rig.netns import connect_in, socket_in
 from test_lab_support import SERVER, SHORT, access_log, connect, http_get, lab, needs_lab, ping, ss, udp_echo
 
 pytestmark = needs_lab
+NGN = sorted(n for n, s in SCENARIOS.items() if s.access != "plain")
+SERVER6 = "2001:db8:5::10"
 
 
 def ssh_works(rig, fetch: str | None = None) -> bytes:
@@ -278,7 +280,18 @@ def test_pf_router_maps_into_its_port_range_and_clamps_the_mss():
         assert rig.facts["router"] == "pf"
 
 
+@pytest.mark.parametrize("name", NGN)
+def test_ngn_scenarios_keep_ssh_and_ipv6(name):
+    """The NGN's scenarios (their outcomes: tests/test_run_lab.py): the SSH control
+    connection works through every access, and IPv6 where the scenario says it does."""
+    with lab(name) as rig:
+        assert ssh_works(rig) == b"ok\n"
+        if SCENARIOS[name].expect6.get("tcp") == "delivered":
+            connect(rig.client_netns, 80, SERVER6).close()
+        assert rig.facts["access"] == SCENARIOS[name].access
+
+
 def test_every_scenario_has_a_test_here():
     tested = {"pf-router", "healthy", "seed", "outbound-drop", "mtu-blackhole", "local-mtu", "mss-clamp", "transparent-proxy", "rst-inject",
-              "edge-filter-icmp", "host-firewall-icmp", "no-listener", "port-set", "fully-random"}
+              "edge-filter-icmp", "host-firewall-icmp", "no-listener", "port-set", "fully-random", *NGN}
     assert tested == set(SCENARIOS)

@@ -106,7 +106,7 @@ def test_outcomes_are_typed_and_the_json_text_is_the_words(name):
     assert v.exchanges and all(type(e.outcome) is Outcome for e in v.exchanges)
     # the same verdict with plain strings for outcomes writes the same characters
     plain = Verdict(v.capture_points, tuple(dataclasses.replace(e, outcome=str(e.outcome)) for e in v.exchanges),
-                    v.diagnosis, v.not_sent)
+                    v.diagnosis, v.not_sent, port_set=v.port_set)
     assert all(type(e.outcome) is str for e in plain.exchanges)
     text = v.to_json()
     assert text == plain.to_json() and "Outcome" not in text

@@ -15,6 +15,7 @@ import pytest
 
 from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.lab.routers import ROUTERS
+from rig.lab.access import V6PLUS
 from rig.lab.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
@@ -31,9 +32,14 @@ def test_every_lab_scenario_is_covered_here():
 
 def _healthy(r):
     assert r.rc == 0, r.stderr
-    for proto in ("tcp", "icmp", "udp"):
-        assert set(r.outcomes(proto)) == {"delivered"}, (proto, r.outcomes(proto))
+    for family in (4, 6):  # the lab's server is dual-stack: every probe goes to both
+        for proto in ("tcp", "icmp", "udp"):
+            assert set(r.outcomes(proto, family)) == {"delivered"}, (family, proto, r.outcomes(proto, family))
     assert sum(r.outcomes("tcp").values()) >= 4  # tcp, http, large and the burst
+    assert sum(r.outcomes("tcp", 6).values()) == 3  # tcp, http and large (the burst is IPv4's)
+    assert len(r.exchanges("icmp", 6)) == len(r.exchanges("icmp", 4))  # the same sizes, IPv6 ones
+    probes = [json.loads(line) for line in (r.out / "probes.jsonl").read_text().splitlines()]
+    assert {p["family"] for p in probes} == {4, 6}
     # the HTTP probe's nonce reached Apache: its access log, fetched over SSH, says so
     probes = [json.loads(line) for line in (r.out / "probes.jsonl").read_text().splitlines()]
     nonce = next(p["nonce"] for p in probes if p["kind"] == "http")
@@ -64,7 +70,8 @@ def _local_mtu(r):
     assert r.rc == 0, r.verdict["diagnosis"]  # what was sent was delivered; tests/test_run_mtu.py checks the rest
     for proto in ("tcp", "icmp", "udp"):
         assert set(r.outcomes(proto)) == {"delivered"}, proto
-    assert [p["size"] for p in r.verdict["not_sent"]] == [1460, 1500]
+    # the DF echoes too large for the client's own link, IPv4 and IPv6 alike
+    assert sorted(p["size"] for p in r.verdict["not_sent"]) == [1460, 1460, 1500, 1500]
 
 
 def _mss_clamp(r):
@@ -154,11 +161,62 @@ def _pf_router(r):
     assert backend["router"] == "pf" and backend["router_nat_ports"] == f"{lo}-{hi}"
 
 
+def _family(r, scenario, family: int) -> None:
+    """``scenario.expect`` (IPv4) or ``expect6`` (IPv6), as the scenario states them: an
+    outcome per protocol (DF echoes above a link's MTU per ``expect_ping``), and for the
+    burst some connections lost on the way out beside some delivered."""
+    expect = scenario.expect if family == 4 else scenario.expect6
+    for proto, outcome in expect.items():
+        if proto == "burst":
+            tcp = r.outcomes("tcp", family)
+            assert tcp[outcome] >= 1 and tcp["delivered"] >= 1, tcp
+        elif proto == "icmp":
+            for e, size in zip(r.exchanges("icmp", family), _sent_sizes(r, family)):
+                want = scenario.expect_ping(size, family)
+                assert e["outcome"] == want.outcome and e.get("path_mtu") == want.path_mtu, (family, size, e)
+        elif proto == "tcp" and scenario.name == "map-e-outside-set" and family == 4:
+            _outside_set(r)
+        elif proto == "tcp" and outcome == "mtu-blackhole":
+            tcp = r.outcomes("tcp", family)
+            assert tcp[outcome] >= 1 and set(tcp) <= {outcome, "delivered"}, tcp
+        else:
+            assert set(r.outcomes(proto, family)) == {outcome}, (family, proto, r.outcomes(proto, family))
+
+
+def _sent_sizes(r, family: int) -> list[int]:
+    probes = [json.loads(line) for line in (r.out / "probes.jsonl").read_text().splitlines()]
+    return [p["seen"]["size"] for p in probes if p["kind"] == "icmp" and p["family"] == family and p["not_sent"] is None]
+
+
+def _outside_set(r):
+    """The BR drops all but the few connections whose (unchanged) pf port is in the set."""
+    tcp = r.exchanges("tcp")
+    for e in tcp:
+        if e["outcome"] == "delivered":
+            assert V6PLUS.contains(int(e["seen_at_server_as"].rsplit(":", 1)[1])), e
+        else:
+            assert e["outcome"] == "lost-outbound" and e["seen_at_server_as"] is None, e
+    lost = sum(e["outcome"] == "lost-outbound" for e in tcp)
+    assert lost >= len(tcp) - 3, r.outcomes("tcp")  # 48 of pf's 15535 ports are in the set
+
+
+def _ngn(name):
+    def check(r):
+        scenario = SCENARIOS[name]
+        assert r.rc == 1, r.verdict["diagnosis"]
+        _family(r, scenario, 4)
+        _family(r, scenario, 6)
+        assert r.manifest["backend"]["access"] == scenario.access
+
+    return check
+
+
 CHECKS = {
     "healthy": _healthy, "seed": _seed, "outbound-drop": _outbound_drop, "mtu-blackhole": _mtu_blackhole,
     "local-mtu": _local_mtu, "mss-clamp": _mss_clamp, "transparent-proxy": _transparent_proxy, "rst-inject": _rst_inject,
     "edge-filter-icmp": _edge_filter_icmp, "host-firewall-icmp": _host_firewall_icmp,
     "no-listener": _no_listener, "port-set": _port_set, "fully-random": _fully_random, "pf-router": _pf_router,
+    **{name: _ngn(name) for name, s in SCENARIOS.items() if s.access != "plain"},
 }
 
 

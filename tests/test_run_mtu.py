@@ -43,17 +43,21 @@ def test_every_ping_size_ends_as_the_scenario_says(name, tmp_path):
     assert r.rc in (0, 1) and (r.out / "verdict.json").exists(), r.stderr
     v = r.verdict
     pings = _icmp_probes(r.out)
-    assert len(pings) == 6  # the small echo and five DF sizes
+    # the small echo and five DF sizes, to the dual-stack server's IPv4 and IPv6 addresses
+    assert sorted(p["family"] for p in pings) == [4] * 6 + [6] * 6
     not_sent = {p["id"]: p for p in v["not_sent"]}
-    # the echoes that left appear in the client capture in the order they were sent
-    sent = [p for p in pings if p["not_sent"] is None]
-    exchanges = r.exchanges("icmp")
-    assert len(exchanges) == len(sent), (exchanges, sent)
-    by_probe = dict(zip((p["id"] for p in sent), exchanges))
+    # the echoes that left appear in the client capture in the order they were sent (per
+    # family: the two families' echoes leave at the same time)
+    by_probe = {}
+    for family in (4, 6):
+        sent = [p for p in pings if p["not_sent"] is None and p["family"] == family]
+        exchanges = r.exchanges("icmp", family)
+        assert len(exchanges) == len(sent), (exchanges, sent)
+        by_probe.update(zip((p["id"] for p in sent), exchanges))
     problems = 0
     for p in pings:
         size = p["seen"]["size"]
-        want = scenario.expect_ping(size)
+        want = scenario.expect_ping(size, p["family"])
         assert want is not None, size
         if want.outcome is None:
             assert p["id"] not in by_probe, size
@@ -79,7 +83,7 @@ def test_every_ping_size_ends_as_the_scenario_says(name, tmp_path):
         assert f"a router reports a path MTU of {scenario.big_pings.expected.path_mtu}" in summary, summary
     if not_sent:
         mtu = scenario.big_pings.expected.local_mtu
-        sizes = ", ".join(str(p["size"]) for p in v["not_sent"])
+        sizes = ", ".join(str(size) for size in sorted(p["size"] for p in v["not_sent"]))
         assert (f"{len(not_sent)} ICMP echoes ({sizes} bytes) were not sent: larger than the local interface MTU {mtu}"
                 in summary), summary
     assert problems == lost + len(not_sent)

@@ -241,6 +241,10 @@ def test_whole_pipeline_with_the_ssh_backend_on_the_lab_vps(tmp_path):
         verdict = json.loads((tmp_path / "bundle" / "verdict.json").read_text())
         outcomes = {e["protocol"]: e["outcome"] for e in verdict["exchanges"]}
         assert set(outcomes) >= {"icmp", "tcp", "udp"} and set(outcomes.values()) == {"delivered"}
+        # the "VPS" has a global IPv6 address: Apache and the echo listened there too, and
+        # every probe kind went to both families
+        families = {(e["protocol"], e["family"]) for e in verdict["exchanges"]}
+        assert families == {(p, f) for p in ("icmp", "tcp", "udp") for f in (4, 6)}, families
         assert not os.path.exists(server_dir)
         ps = subprocess.run(["ps", "ax", "-o", "args="], capture_output=True, text=True).stdout
         assert server_dir not in ps  # rig's Apache and UDP echo on the "VPS" are gone
@@ -255,3 +259,14 @@ def test_freebsd_default_route_interface():
     assert default_route_iface(out) == "vtnet0"
     with pytest.raises(InfraError, match="no default route"):
         default_route_iface("route: route has not been found\n")
+
+
+def test_global_ipv6_of_the_host():
+    from rig.backends.ssh import global_ipv6
+
+    out = ("1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n"
+           "2: eth0    inet6 2a01:4f8:1:2::3/64 scope global deprecated dynamic \\       valid_lft 1s preferred_lft 0sec\n"
+           "2: eth0    inet6 2a01:4f8:1:2::10/64 scope global \\       valid_lft forever preferred_lft forever\n")
+    assert global_ipv6(out) == "2a01:4f8:1:2::10"
+    assert global_ipv6("2: eth0    inet6 fd00::1/64 scope global \\ valid_lft forever\n") is None  # ULA: not the Internet's
+    assert global_ipv6("") is None

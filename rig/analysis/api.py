@@ -19,7 +19,8 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.context import Ctx, Draft, copy_note, with_copies
-from rig.analysis.diagnosis import diagnose
+from rig.analysis.families import diagnose_families
+from rig.analysis.portuse import port_use
 from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
@@ -200,7 +201,8 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
                              for e in evidence)
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), evidence, frames, d.path_mtu,
-                                  d.undecided_because, d.datagrams, d.lost_between, d.port_reused, d.echo))
+                                  d.undecided_because, d.datagrams, d.lost_between, d.port_reused, d.echo,
+                                  seen_at=tuple(d.seen_at.items())))
     loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():
@@ -214,7 +216,9 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
             clock_offset_s=(0.0 if name == "client" else (offset / 1e9 if (name == "server" and offset is not None) else None)),
         ))
     ex = ExchangeList(exchanges, batches, src, loc, num)
-    return Verdict(tuple(points), ex, diagnose(ex), orientation=turned)
+    use = port_use(ex)
+    return Verdict(tuple(points), ex, diagnose_families(ex), orientation=turned,
+                   port_set=use if use is not None and use.worth_saying else None)
 
 
 def _file(side: Side) -> str:

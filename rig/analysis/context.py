@@ -45,6 +45,7 @@ class Draft:
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
     request_seen_at: frozenset[str] = frozenset()  # the extra points that saw the request (not in the verdict)
+    seen_at: dict[str, str] = field(default_factory=dict)  # extra point -> the client's endpoint as it saw the request
 
     def lists(self) -> tuple[list[Change], list[Evidence]]:
         """The changes and evidence of a draft a slow path made, which it extends in place

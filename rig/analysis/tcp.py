@@ -444,6 +444,9 @@ def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> tuple[str, dict[str, tu
         X = _Conn(side, side.tcp, xi)
         ctx.add_frames(d, side, X.rows)
         seen[name] = (side, X)
+        if len(X.syn):  # the client's endpoint past the NATs before this point (a port-set fact)
+            syn = side.t[int(X.syn[0])]
+            d.seen_at[name] = endpoint(side.addrs[syn["src_i"]], int(syn["sport"]))
         what = []
         if len(X.syn):
             what.append(times(len(X.syn), "SYN"))

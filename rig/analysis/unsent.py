@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-from rig.analysis.diagnosis import diagnose
+from rig.analysis.families import diagnose_families
 from rig.errors import InputError
 from rig.probes.records import FORMAT as PROBE_FORMAT
 from rig.probes.records import MSG_TOO_LONG, NotSent, ProbeResult, not_sent_of_record
@@ -58,5 +58,5 @@ def not_sent_in_records(records: Iterable[Mapping[str, Any]]) -> tuple[NotSentPr
 
 def with_probes(verdict: Verdict, not_sent: tuple[NotSentProbe, ...]) -> Verdict:
     """``verdict`` with ``not_sent`` (empty when every probe left) and a diagnosis that counts them."""
-    diagnosis = diagnose(verdict.exchanges, not_sent) if not_sent else verdict.diagnosis
+    diagnosis = diagnose_families(verdict.exchanges, not_sent) if not_sent else verdict.diagnosis
     return dataclasses.replace(verdict, not_sent=not_sent, diagnosis=diagnosis)

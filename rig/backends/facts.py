@@ -46,6 +46,7 @@ class BackendFacts:
     access_log: str | None = None  # None: <server_dir>/logs/access.log
     remote_tmp: str = "/tmp"  # where the server's capture files go
     python: str | None = None  # the server's python (None: by OS family)
+    server_addr6: str | None = None  # the server's IPv6 address, when it has one: probes go there too
 
     @classmethod
     def from_facts(cls, facts: Mapping[str, str]) -> BackendFacts:
@@ -57,8 +58,21 @@ class BackendFacts:
                    server_dir=facts.get("server_dir") or DEFAULT_SERVER_DIR,
                    access_log=facts.get("access_log") or None,
                    remote_tmp=facts.get("remote_tmp") or "/tmp",
-                   python=facts.get("python") or None)
+                   python=facts.get("python") or None,
+                   server_addr6=_addr6(facts.get("server_addr6")))
 
+
+
+def _addr6(raw: str | None) -> str | None:
+    """The ``server_addr6`` fact: an IPv6 address, or nothing (a bad one: UsageError)."""
+    if not raw:
+        return None
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv6Address(raw))
+    except ValueError:
+        raise UsageError(f"server_addr6 must be an IPv6 address, not {raw!r}") from None
 
 
 def port_facts(http_port: int, udp_port: int, probe_port: int | None = None) -> dict[str, str]:

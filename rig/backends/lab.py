@@ -16,6 +16,8 @@ import pwd
 import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Mapping
 
@@ -24,9 +26,11 @@ from rig.backends.facts import port_facts
 from rig.errors import InfraError, UsageError
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
-from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
-from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, SERVER_ADDR2, new_prefix,
-                              seed_topology)
+from rig.lab.access import access_for, access_rules, access_topology, nat_sets
+from rig.lab.services import (Service, apache_vars, make_keys, start_apache, start_sshd, start_tunnel,
+                              start_udp_echo)
+from rig.lab.topology import (CLIENT_ADDR, CLIENT_ADDR6, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, SERVER_ADDR2,
+                              SERVER_ADDR6, new_prefix, seed_topology)
 from rig.lab.routers import router_for
 from rig.lab.scenarios import PROXY_PORT
 from rig.nat.responder import nat_facts
@@ -106,9 +110,13 @@ class LabBackend:
         self._started: dict[str, list[Service]] = {}  # prefix -> services this object started
 
     def provision(self, spec: RunSpec) -> Rig:
-        router = router_for(scenario_registry.get(spec.scenario), spec.options.get("router"))
-        topo = seed_topology()
-        scenario = router.apply(scenario_registry.get(spec.scenario), node="router", wan="wan")
+        chosen = scenario_registry.get(spec.scenario)
+        router = router_for(chosen, spec.options.get("router"))
+        access = access_for(chosen, spec.options.get("access"))
+        topo = access_topology(access.name)
+        scenario = router.apply(chosen, node="router", wan="wan")
+        scenario = replace(scenario, rules=scenario.rules + access_rules(access, scenario))
+        sets = nat_sets(access, scenario)
         require_root_and_tools()
         prefix = self._prefix or new_prefix()
         workdir = workdir_for(prefix)
@@ -122,20 +130,24 @@ class LabBackend:
         net = LabNet(prefix)
         started: list[Service] = []
         try:
-            net = build(topo, prefix, scenario)
+            net = build(topo, prefix, scenario, sets)
             ns = net.namespaces
+            # the tunnel ends first: the services' readiness checks do not cross them,
+            # but the probes do
+            if topo.tunnels:
+                _start_all([partial(start_tunnel, ns[t.node], workdir / "tunnels", t) for t in topo.tunnels], started)
             keys = make_keys(workdir / "keys")
-            server_vars = apache_vars(server_dir, SERVER_ADDR, scenario.http_port, "server")
+            server_vars = apache_vars(server_dir, SERVER_ADDR, scenario.http_port, "server", SERVER_ADDR6)
             starts = [lambda: start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT),
                       lambda: start_apache(ns["server"], server_vars, SERVER_ADDR),
-                      lambda: start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT)]
+                      lambda: start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT, (SERVER_ADDR6,))]
             router_ssh = _router_sshd(spec, ns, workdir, keys, starts)  # --capture-at router=user@host
             if scenario.proxy:
                 hgw_lan = topo.endpoint("hgw", "lan").ip
                 proxy_vars = apache_vars(workdir / "proxy", "0.0.0.0", PROXY_PORT, "hgw-proxy")
                 starts.append(lambda: start_apache(ns["hgw"], proxy_vars, hgw_lan))
             _start_all(starts, started)
-            apache = started[1]
+            apache = started[len(topo.tunnels) + 1]
         except BaseException:
             destroy(net.namespaces.values() if net.namespaces else [f"{prefix}-{n}" for n in topo.nodes])
             _reap(started)
@@ -146,14 +158,21 @@ class LabBackend:
         points = [CapturePoint("client", "eth0", netns=ns["client"])]
         if "router" in spec.capture_at and not router_ssh:  # the namespace shortcut
             points.append(CapturePoint("router", "wan", netns=ns["router"]))
+        if "ngn" in spec.capture_at:
+            if access.provider is None:
+                raise InfraError("--capture-at ngn: the plain access has no NGN (use --access map-e, ds-lite or pppoe)")
+            points.append(CapturePoint("ngn", "ngn", netns=ns[access.provider]))
         points.append(CapturePoint("server", "eth0", remote=True))
         facts = {
             "prefix": prefix,
             "scenario": scenario.name,
             **router.facts(),  # the router profile the verdict was made behind
+            **access.facts(sets.get("hgw")),  # the access line, and how the lab made it
             "namespaces": ",".join(ns[n] for n in topo.nodes),
             **{f"ns_{node}": name for node, name in ns.items()},
             "client_addr": CLIENT_ADDR,
+            "client_addr6": CLIENT_ADDR6,
+            "server_addr6": SERVER_ADDR6,  # the server is dual-stack: the probes go to both
             "router_wan_addr": ROUTER_WAN_ADDR,
             "hgw_wan_addr": HGW_WAN_ADDR,
             **port_facts(scenario.http_port, UDP_PORT, scenario.probe_port),
@@ -190,7 +209,7 @@ class LabBackend:
         prefix = rig.facts.get("prefix", rig.run_id)
         names = [n for n in rig.facts.get("namespaces", "").split(",") if n]
         if not names:
-            names = [f"{prefix}-{n}" for n in seed_topology().nodes]
+            names = [f"{prefix}-{n}" for n in ("client", "router", "hgw", "br", "aftr", "bas", "inet", "server")]
         destroy(names)
         _reap(self._started.pop(prefix, []))
         if rig.workdir and Path(rig.workdir).resolve().parent == LAB_ROOT.resolve():

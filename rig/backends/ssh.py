@@ -107,6 +107,26 @@ def _ipv4_of(host: str) -> str:
     return str(infos[0][4][0])  # AF_INET: (address, port)
 
 
+def global_ipv6(ip_addr_output: str) -> str | None:
+    """The host's first global IPv6 address from ``ip -6 -o addr show scope global``
+    (None without one; deprecated and tentative addresses are skipped): the probes go
+    there too."""
+    import ipaddress
+
+    for line in ip_addr_output.splitlines():
+        words = line.split()
+        if "inet6" not in words or "deprecated" in words or "tentative" in words:
+            continue
+        addr = words[words.index("inet6") + 1].split("/", 1)[0]
+        try:
+            ip = ipaddress.IPv6Address(addr)
+        except ValueError:
+            continue
+        if ip.is_global or ip in ipaddress.IPv6Network("2001:db8::/32"):  # documentation space: the lab as a host
+            return str(ip)
+    return None
+
+
 class SSHBackend:
     name = "ssh"
 
@@ -136,6 +156,9 @@ class SSHBackend:
             uname = ssh.run(["uname", "-sm"]).stdout.strip()
             if uname.startswith("FreeBSD") and "server_iface" not in opts:  # no "any" in BSD tcpdump
                 server_iface = default_route_iface(ssh.run(["route", "-n", "get", "default"], check=False).stdout)
+            addr6 = opts.get("server_addr6") or None
+            if addr6 is None and not uname.startswith("FreeBSD"):
+                addr6 = global_ipv6(ssh.run(["ip", "-6", "-o", "addr", "show", "scope", "global"], check=False).stdout)
             if user != "root":
                 sudo = ssh.run(["sudo", "-n", "true"], check=False)
                 if sudo.rc != 0:
@@ -156,6 +179,8 @@ class SSHBackend:
             facts={"host": opts["host"], "uname": uname, "server_dir": server_dir, "service_mode": "standalone",
                    "listen_addr": opts.get("listen_addr", "0.0.0.0"),
                    **port_facts(ports.http_port, ports.udp_port),
+                   # a global IPv6 address: Apache and the UDP echo listen there too, the probes go there
+                   **({"server_addr6": addr6, "rig_listen_addr6": addr6} if addr6 else {}),
                    **({"python": "/usr/local/bin/python3"} if freebsd else {})},
         )
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from rig.errors import InfraError, MissingToolError, NotRootError
-from rig.lab.scenarios import CHAINS, Scenario
+from rig.lab.scenarios import CHAINS, OBJECTS, Scenario
 from rig.lab.topology import Topology, ns_name
 from rig.netns import in_netns
+from rig.portset import PortSet
 
 # program -> package that brings it (Debian); the lab needs all of them
 LAB_TOOLS = {"ip": "iproute2", "nft": "nftables", "sshd": "openssh-server", "ssh-keygen": "openssh-client",
@@ -65,10 +66,21 @@ def require_root_and_tools(tools: Iterable[str] = LAB_TOOLS) -> None:
         find_tool(t)
 
 
-def _masquerade(node: str, out_iface: str, scenario: Scenario) -> list[str]:
+def _masquerade(node: str, out_iface: str, scenario: Scenario, port_set: PortSet | None = None) -> list[str]:
     opts = scenario.masquerade.get(node, "")
     lines = []
-    if node in scenario.port_set:
+    if port_set is not None:
+        # a MAP-E CE's NAPT into its PSID's blocks: nft masquerades into one port range
+        # per rule, so each new flow draws a block at random (the mark, set in this nat
+        # chain, is seen by the first packet of a flow only) and takes a free port in it
+        ranges = port_set.ranges()
+        flows = f'oifname "{out_iface}" meta l4proto {{ tcp, udp }}'
+        if len(ranges) > 1:
+            lines.append(f"{flows} meta mark set numgen random mod {len(ranges)}")
+        for i, (lo, hi) in enumerate(ranges):
+            pick = f" meta mark {i}" if len(ranges) > 1 else ""
+            lines.append(f"{flows}{pick} masquerade to :{lo}-{hi} {opts}".rstrip())
+    elif node in scenario.port_set:
         lo, hi = scenario.port_set[node]
         lines.append(f'oifname "{out_iface}" meta l4proto {{ tcp, udp }} masquerade to :{lo}-{hi} {opts}'.rstrip())
     lines.append(f'oifname "{out_iface}" masquerade {opts}'.rstrip())
@@ -85,9 +97,26 @@ _HOOKS = {
 }
 
 
-def ruleset(rules_by_chain: Mapping[str, list[str]]) -> str:
-    """The ``table ip rig`` of one node, with only the chains that hold rules."""
-    out = ["table ip rig {"]
+def _mac(link: int, end: int) -> str:
+    """A fixed, locally administered MAC for end ``end`` (0 or 1) of link number ``link``."""
+    return f"02:72:69:67:{link:02x}:{end:02x}"
+
+
+def _route_line(r) -> str:
+    """One ``ip -batch`` route line (the family follows the addresses)."""
+    line = f"route add {r.dest}"
+    if r.via is not None:
+        line += f" via {r.via}"
+    if r.dev is not None:
+        line += f" dev {r.dev}"
+    return line
+
+
+def ruleset(rules_by_chain: Mapping[str, list[str]], family: str = "ip") -> str:
+    """The ``table <family> rig`` of one node (``ip``: IPv4, ``ip6``: IPv6), with only
+    the chains that hold rules."""
+    out = [f"table {family} rig {{"]
+    out.extend(f"\t{obj}" for obj in rules_by_chain.get(OBJECTS, ()))  # stateful objects the rules name
     for chain in CHAINS:
         rules = rules_by_chain.get(chain)
         if not rules:
@@ -100,8 +129,9 @@ def ruleset(rules_by_chain: Mapping[str, list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def plan(topo: Topology, prefix: str, scenario: Scenario) -> Plan:
-    """Everything ``build`` will run, as text (pure)."""
+def plan(topo: Topology, prefix: str, scenario: Scenario, nat_sets: Mapping[str, PortSet] | None = None) -> Plan:
+    """Everything ``build`` will run, as text (pure). ``nat_sets``: nodes whose NAT maps
+    into a MAP-E port set (rig.portset.PortSet)."""
     topo.validate()
     ns = {n: ns_name(prefix, n) for n in topo.nodes}
     mtu: dict[tuple[str, str], int] = {}
@@ -111,9 +141,9 @@ def plan(topo: Topology, prefix: str, scenario: Scenario) -> Plan:
             mtu[(end.node, end.iface)] = change.mtu
 
     host = [f"netns add {ns[n]}" for n in topo.nodes]
-    for link in topo.links:
-        host.append(f"link add name {link.a.iface} netns {ns[link.a.node]} type veth "
-                    f"peer name {link.b.iface} netns {ns[link.b.node]}")
+    for i, link in enumerate(topo.links):
+        host.append(f"link add name {link.a.iface} address {_mac(i, 0)} netns {ns[link.a.node]} type veth "
+                    f"peer name {link.b.iface} address {_mac(i, 1)} netns {ns[link.b.node]}")
 
     batches: dict[str, str] = {}
     for node in topo.nodes:
@@ -123,30 +153,71 @@ def plan(topo: Topology, prefix: str, scenario: Scenario) -> Plan:
                 if end.node != node:
                     continue
                 lines.append(f"link set {end.iface} mtu {mtu.get((node, end.iface), link.mtu)}")
-                lines.append(f"addr add {end.addr} dev {end.iface}")
+                if end.addr is not None:
+                    lines.append(f"addr add {end.addr} dev {end.iface}")
+                if end.addr6 is not None:  # nodad: usable at once (DAD would hold it ~1 s)
+                    lines.append(f"addr add {end.addr6} dev {end.iface} nodad")
+                # no link-local address: while the kernel's duplicate address detection
+                # holds it (~1 s after the link comes up, whatever accept_dad says),
+                # neighbour solicitations went unanswered and the first IPv6 packet of a
+                # run waited 1 s. Neighbour discovery uses the global addresses instead.
+                lines.append(f"link set {end.iface} addrgenmode none")
                 lines.append(f"link set {end.iface} up")
         lines += [f"addr add {a.addr} dev {a.iface}" for a in topo.aliases if a.node == node]
-        for r in topo.routes:
-            if r.node == node:
-                lines.append(f"route add {r.dest} via {r.via}")
+        # IPv6 neighbours are written down, not discovered: right after the links come
+        # up the first neighbour solicitation went unanswered (measured: the first IPv6
+        # probe of a run waited the 1 s retransmit timer), and the captures stay free
+        # of neighbour discovery
+        for i, link in enumerate(topo.links):
+            for me, peer, pi in ((link.a, link.b, 1), (link.b, link.a, 0)):
+                if me.node == node and me.addr6 and peer.addr6:
+                    lines.append(f"neigh add {peer.ip6} lladdr {_mac(i, pi)} dev {me.iface} nud permanent")
+        for t in topo.tunnels:
+            if t.node != node:
+                continue
+            # a persistent TUN device, so its addresses and routes are set here; the
+            # encapsulator (rig.lab.tunnel) attaches to it once the lab is up. No IPv6
+            # on it: the kernel would send its own IPv6 (MLD, RS) into an IPv4 tunnel
+            lines.append(f"tuntap add dev {t.tun} mode tun")
+            lines.append(f"link set {t.tun} mtu {t.mtu} addrgenmode none")
+            if t.addr is not None:
+                lines.append(f"addr add {t.addr} dev {t.tun}")
+            lines.append(f"link set {t.tun} up")
+        lines.extend(_route_line(r) for r in topo.routes if r.node == node)
         batches[node] = "\n".join(lines) + "\n"
 
     chains: dict[str, dict[str, list[str]]] = {n: {} for n in topo.nodes}
+    chains6: dict[str, dict[str, list[str]]] = {n: {} for n in topo.nodes}
     for nat in topo.nats:
-        chains[nat.node].setdefault("postrouting", []).extend(_masquerade(nat.node, nat.out_iface, scenario))
+        chains[nat.node].setdefault("postrouting", []).extend(
+            _masquerade(nat.node, nat.out_iface, scenario, (nat_sets or {}).get(nat.node)))
     for rule in scenario.rules:
         if rule.node not in chains:
             raise ValueError(f"scenario {scenario.name}: rule on unknown node {rule.node!r}")
-        if rule.chain not in CHAINS:
+        if rule.chain not in (*CHAINS, OBJECTS):
             raise ValueError(f"scenario {scenario.name}: unknown chain {rule.chain!r}")
-        chains[rule.node].setdefault(rule.chain, []).append(rule.rule)
-    rulesets = {n: ruleset(c) for n, c in chains.items() if c}
+        if rule.family not in ("ip", "ip6"):
+            raise ValueError(f"scenario {scenario.name}: unknown nft family {rule.family!r}")
+        (chains6 if rule.family == "ip6" else chains)[rule.node].setdefault(rule.chain, []).append(rule.rule)
+    rulesets = {n: "".join([ruleset(chains[n]) if chains[n] else "", ruleset(chains6[n], "ip6") if chains6[n] else ""])
+                for n in topo.nodes if chains[n] or chains6[n]}
 
     sysctls: dict[str, dict[str, str]] = {}
     for node in topo.nodes:
-        s = {"net/ipv6/conf/all/disable_ipv6": "1", "net/ipv6/conf/default/disable_ipv6": "1"}
+        # IPv6 on, statically: no duplicate address detection, no router advertisements
+        # taken or solicited (routes are the topology's own), and no random delay before
+        # an address is set up: the kernel waits up to router_solicitation_delay (1 s) before it
+        # joins an address's solicited-node group, and a neighbour solicitation sent
+        # meanwhile went unanswered (measured: the first IPv6 probe of a run waited 1 s)
+        s = {"net/ipv6/conf/all/disable_ipv6": "0", "net/ipv6/conf/default/disable_ipv6": "0"}
+        for conf in ("all", "default", *(e.iface for e in topo.ifaces(node))):
+            s.update({f"net/ipv6/conf/{conf}/accept_dad": "0", f"net/ipv6/conf/{conf}/accept_ra": "0"})
+            if conf != "all":  # per interface only
+                s.update({f"net/ipv6/conf/{conf}/router_solicitation_delay": "0",
+                          f"net/ipv6/conf/{conf}/router_solicitations": "0"})
         if node in topo.forwarding:
             s["net/ipv4/ip_forward"] = "1"
+            s["net/ipv6/conf/all/forwarding"] = "1"
         if node == topo.roles.get("client"):
             s["net/ipv4/ping_group_range"] = "0 2147483647"  # ICMP datagram sockets for probes
         sysctls[node] = s
@@ -207,10 +278,10 @@ def offloads(iface: str) -> dict[str, int]:
         return {f: _ethtool(sock, iface, cmd) for f, cmd in _ETHTOOL_GET.items()}
 
 
-def build(topo: Topology, prefix: str, scenario: Scenario) -> LabNet:
+def build(topo: Topology, prefix: str, scenario: Scenario, nat_sets: Mapping[str, PortSet] | None = None) -> LabNet:
     """Create the namespaces, links, addresses, routes and rules. On failure, whatever
     was created is removed before the error propagates."""
-    p = plan(topo, prefix, scenario)
+    p = plan(topo, prefix, scenario, nat_sets)
     net = LabNet(prefix, {n: ns_name(prefix, n) for n in topo.nodes})
     taken = sorted(set(net.namespaces.values()) & set(list_namespaces()))
     if taken:  # never touch them: they belong to another run

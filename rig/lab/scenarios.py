@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from rig.errors import UsageError
+from rig.lab.access import ACCESS, AFTR_SESSIONS, TUNNEL_MTU, V6PLUS
 from rig.outcome import Outcome
 
 # chains of the per-node ``table ip rig`` (see rig.lab.build.base_ruleset)
 CHAINS = ("prerouting", "postrouting", "mangle", "forward", "input", "output")
+OBJECTS = "objects"  # an NftRule "chain" for a stateful object of the table (a ct timeout), named by rules
 
 PPPOE_MTU = 1454  # NTT Flets PPPoE
 SSH_MSS = PPPOE_MTU - 40  # SSH segments that fit a 1454-byte link when frag-needed is dropped
@@ -37,8 +39,9 @@ PF_MAX_MSS = 1440  # a common pf.conf line: scrub on pppoe0 max-mss 1440
 @dataclass(frozen=True)
 class NftRule:
     node: str
-    chain: str  # one of CHAINS
+    chain: str  # one of CHAINS, or OBJECTS
     rule: str  # nft rule text, e.g. 'iifname "wan" tcp sport != 22 ... drop'
+    family: str = "ip"  # the table it goes in: "ip" (IPv4) or "ip6" (IPv6)
 
 
 @dataclass(frozen=True)
@@ -96,16 +99,31 @@ class Scenario:
     big_pings: BigPings | None = None  # DF echoes above the smallest MTU; the others produce expect["icmp"]
     router: str = "linux"  # the router profile it needs (rig.lab.routers); --router picks it for the others
     drops: Mapping[str, DropAt] = field(default_factory=dict)  # protocol -> where the fault loses its packets
+    access: str = "plain"  # the access line it needs (rig.lab.access); --access picks it for healthy
+    expect6: Mapping[str, str] = field(default_factory=dict)  # the same as ``expect``, for the IPv6 probes
+    ce_nat: str = "port-set"  # map-e: the CE NAPTs into its port-set, its "first-block" only, or "unchanged" ports
+    sessions: int | None = None  # ds-lite: the AFTR's cap of TCP sessions per subscriber (None: AFTR_SESSIONS)
 
-    def expect_ping(self, size: int) -> Expected | None:
+    def expect_ping(self, size: int, family: int = 4) -> Expected | None:
         """What an ICMP echo of ``size`` bytes (total IP size, DF set) must produce; None
-        when the scenario says nothing about ICMP."""
-        if self.big_pings is not None and size > self.big_pings.above:
+        when the scenario says nothing about ICMP. ``family`` 6: an ICMPv6 echo, whose
+        truth is ``expect6``, or the IPv4 one where the fault is on both families' path
+        (``big_pings`` from a link's MTU, ``expect6`` unset)."""
+        expect = self.expect6 or self.expect if family == 6 else self.expect
+        if self.big_pings is not None and size > self.big_pings.above and not (family == 6 and self.expect6):
             return self.big_pings.expected
-        return Expected(Outcome(self.expect["icmp"])) if "icmp" in self.expect else None
+        # the access line's own MTU for the family (a tunnel's 1460, PPPoE's 1454): the
+        # hop in front of it answers frag-needed / packet too big
+        access = ACCESS[self.access]
+        mtu = access.mtu4 if family == 4 else access.mtu6
+        if mtu is not None and size > mtu and "icmp" in expect:
+            return Expected(Outcome.LOST_OUTBOUND, path_mtu=mtu)
+        return Expected(Outcome(expect["icmp"])) if "icmp" in expect else None
 
 
 _SYNACK = "tcp flags & (syn | ack) == syn | ack"
+_ALL_DELIVERED = {"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED}
+_SMALL_CAP = 16  # ds-lite-session-cap: small enough for the default burst (32) to exceed
 _SYN = "tcp flags & (syn | ack) == syn"
 
 SCENARIOS: dict[str, Scenario] = {
@@ -216,6 +234,64 @@ SCENARIOS: dict[str, Scenario] = {
             expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED, "change": "ip.id"},
             router="pf",  # the ports and the MSS are the profile's (rig.lab.routers.ROUTERS["pf"])
         ),
+        # --- the NGN (rig.lab.access): each says the access line it needs ---
+        Scenario(
+            "map-e-outside-set",
+            f"MAP-E behind a pf router (--router pf): the router NATs to ports in {PF_NAT_PORTS[0]}-{PF_NAT_PORTS[1]}, "
+            f"the CE passes them through unchanged, and the BR drops every packet whose port is outside the "
+            f"subscriber's {V6PLUS.size}-port set (all but the few in it); ping (no ports) and IPv6 work",
+            expect={"tcp": Outcome.LOST_OUTBOUND, "udp": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
+            expect6=_ALL_DELIVERED,
+            access="map-e", router="pf", ce_nat="unchanged",
+        ),
+        Scenario(
+            "map-e-exhaustion",
+            f"MAP-E whose CE NATs into only the first {V6PLUS.block_size}-port block of its set (a known CE bug): "
+            "a burst larger than the block fails on the way out; ping and IPv6 work",
+            expect={"burst": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
+            expect6=_ALL_DELIVERED,
+            access="map-e", ce_nat="first-block",
+        ),
+        Scenario(
+            "ds-lite-session-cap",
+            f"DS-Lite whose AFTR allows {_SMALL_CAP} TCP sessions per subscriber (a real one allows about "
+            f"{AFTR_SESSIONS}): a larger burst fails on the way out; ping and IPv6 work",
+            expect={"burst": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
+            expect6=_ALL_DELIVERED,
+            access="ds-lite", sessions=_SMALL_CAP,
+        ),
+        Scenario(
+            "tunnel-mtu-blackhole",
+            f"MAP-E with MTU {TUNNEL_MTU} inside the tunnel, and the BR drops the ICMP frag-needed it would send: "
+            f"large TCP replies over IPv4 stall; DF pings above {TUNNEL_MTU} get the CE's own frag-needed; "
+            "IPv6 (native, MTU 1500) works",
+            expect={"tcp": Outcome.MTU_BLACKHOLE, "icmp": Outcome.DELIVERED},
+            expect6=_ALL_DELIVERED,
+            access="map-e",  # DF pings above the tunnel's MTU: the access's own (Scenario.expect_ping)
+            rules=(
+                NftRule("br", "output", "icmp type destination-unreachable icmp code frag-needed drop"),
+                # keep SSH usable: its segments fit the tunnel
+                NftRule("hgw", "mangle", f"tcp dport 22 tcp flags syn tcp option maxseg size set {TUNNEL_MTU - 40}"),
+            ),
+        ),
+        Scenario(
+            "ipv6-works-ipv4-fails",
+            "MAP-E where the BR drops IPv4 TCP SYN-ACKs coming from the Internet (the seed's symptom, IPv4 only): "
+            "IPv4 TCP replies are lost, ping works; everything over IPv6 works",
+            expect={"tcp": Outcome.LOST_RETURN, "icmp": Outcome.DELIVERED},
+            expect6=_ALL_DELIVERED,
+            access="map-e",
+            rules=(NftRule("br", "forward", f'iifname "wan" tcp sport != 22 {_SYNACK} drop'),),
+        ),
+        Scenario(
+            "ipv4-works-ipv6-fails",
+            "MAP-E where the home gateway's IPv6 firewall drops inbound TCP SYN-ACKs: IPv6 TCP replies are lost, "
+            "ICMPv6 works; everything over IPv4 works",
+            expect=_ALL_DELIVERED,
+            expect6={"tcp": Outcome.LOST_RETURN, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
+            access="map-e",
+            rules=(NftRule("hgw", "forward", f'iifname "wan" {_SYNACK} drop', family="ip6"),),
+        ),
     )
 }
 
@@ -233,6 +309,7 @@ def cli_scenarios(args: argparse.Namespace) -> int:
     from rig.nat.truth import describe, scenario_truth
 
     width = max(len(n) for n in SCENARIOS)
+    access = max(len(s.access) for s in SCENARIOS.values())
     for s in SCENARIOS.values():
-        print(f"{s.name:<{width}}  {s.description} [{describe(scenario_truth(s))}]")
+        print(f"{s.name:<{width}}  {s.access:<{access}}  {s.description} [{describe(scenario_truth(s))}]")
     return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rig.errors import InfraError
 from rig.lab.build import find_tool, run
+from rig.lab.topology import Tunnel
 from rig.netns import connect_in
 from rig.resources import templates_dir
 
@@ -173,12 +174,15 @@ def start_sshd(netns: str, workdir: Path, addr: str, keys: Keys, port: int = 22)
     return Service("sshd", netns, proc.pid, str(log), proc)
 
 
-def apache_vars(server_dir: Path, listen_addr: str, port: int, responder: str) -> dict[str, str]:
+def apache_vars(server_dir: Path, listen_addr: str, port: int, responder: str,
+                listen_addr6: str | None = None) -> dict[str, str]:
     """The template's variables (named as playbooks/server.yml names them)."""
     user, group = web_user()
+    extra = {"rig_listen_addr6": listen_addr6} if listen_addr6 else {}
     return {
         "rig_server_dir": str(server_dir),
         "rig_listen_addr": listen_addr,
+        **extra,
         "rig_http_port": str(port),
         "rig_os_family": "debian",
         "rig_modules_dir": os.environ.get("RIG_APACHE_MODULES", "/usr/lib/apache2/modules"),
@@ -203,7 +207,7 @@ def start_apache(netns: str, variables: dict[str, str], probe_addr: str) -> Serv
     return Service("apache", netns, proc.pid, str(root / "logs" / "access.log"), proc)
 
 
-def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Service:
+def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7, also: tuple[str, ...] = ()) -> Service:
     (server_dir / "logs").mkdir(mode=0o755, parents=True, exist_ok=True)
     script = server_dir / "udp_echo.py"
     shutil.copyfile(templates_dir() / "udp_echo.py", script)
@@ -211,6 +215,7 @@ def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Se
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     log = server_dir / "logs" / "udp_echo.log"
     proc = _spawn(netns, [python, str(script), "--addr", addr, "--port", str(port),
+                          *[arg for a in also for arg in ("--also", a)],
                           "--pidfile", str(server_dir / "udp_echo.pid")], log, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)  # READY, or EOF at exit
@@ -222,3 +227,22 @@ def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7) -> Se
         proc.wait()
         raise InfraError(f"UDP echo server did not start: {_log_tail(str(log))}")
     return Service("udp-echo", netns, proc.pid, str(log), proc)
+
+
+def start_tunnel(netns: str, logdir: Path, tunnel: Tunnel) -> Service:
+    """One IPv4-in-IPv6 tunnel end (rig.lab.tunnel) in ``netns``, once it says READY."""
+    logdir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    log = logdir / f"tunnel-{tunnel.node}.log"
+    argv = [sys.executable, "-m", "rig.lab.tunnel", "--tun", tunnel.tun, "--local", tunnel.local,
+            "--remote", tunnel.remote, *(["--port-set", tunnel.port_set] if tunnel.port_set else [])]
+    proc = _spawn(netns, argv, log, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)  # READY, or EOF at exit
+    line = proc.stdout.readline().decode(errors="replace") if ready else ""
+    proc.stdout.close()
+    if not line.startswith("READY"):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        raise InfraError(f"tunnel on {tunnel.node} did not start: {_log_tail(str(log))}")
+    return Service(f"tunnel-{tunnel.node}", netns, proc.pid, str(log), proc)

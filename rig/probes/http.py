@@ -25,7 +25,7 @@ from typing import Any
 
 from rig.probes import httpwire
 from rig.probes.records import (BAD_RESPONSE, CLOSED_EARLY, HTTP_STATUS, NO_RESPONSE, STALLED, TOO_SLOW,
-                                NotSent, ProbeResult, TcpState, error_phrase, tcp_state)
+                                NotSent, ProbeResult, TcpState, error_phrase, hostport, tcp_state)
 from rig.probes.tcp import connect
 
 PAGE_PREFIX = "/rig/n/"
@@ -83,7 +83,8 @@ def fetch(server: str, port: int, path: str, timeout: float,
         if err is None:
             s.settimeout(timeout)
             try:
-                s.sendall(httpwire.build_request(server if port == 80 else f"{server}:{port}", path))
+                host = f"[{server}]" if ":" in server else server
+                s.sendall(httpwire.build_request(host if port == 80 else f"{host}:{port}", path))
                 sent = True
                 budget = time.monotonic() + BUDGET_TIMEOUTS * timeout
                 while len(got) < MAX_BODY:
@@ -176,7 +177,7 @@ def probe_http(pid: str, nonce: str, server: str, port: int, timeout: float,
     if resp is not None:
         seen["body_ok"] = body_check(resp.body, nonce)
         seen["responder"] = resp.head.get(RESPONDER_HEADER)
-    return ProbeResult(kind="http", id=pid, target=f"{server}:{port}", nonce=nonce,
+    return ProbeResult(kind="http", id=pid, target=hostport(server, port), nonce=nonce,
                        started=f.started, ended=f.ended, ok=err is None, error=err,
                        local=f.local, tcp=f.tcp, seen=seen, not_sent=_not_sent(f))
 
@@ -192,6 +193,6 @@ def probe_large(pid: str, nonce: str, server: str, port: int, timeout: float,
     seen["stalled"] = f.stalled
     if f.last_progress is not None:
         seen["last_progress"] = round(f.last_progress - f.started, 6)
-    return ProbeResult(kind="large", id=pid, target=f"{server}:{port}", nonce=nonce,
+    return ProbeResult(kind="large", id=pid, target=hostport(server, port), nonce=nonce,
                        started=f.started, ended=f.ended, ok=err is None, error=err,
                        local=f.local, tcp=f.tcp, seen=seen, not_sent=_not_sent(f))

@@ -134,14 +134,24 @@ def tcp_state(sock: socket.socket) -> TcpState | None:
 
 
 def local_of(sock: socket.socket) -> str | None:
-    """The socket's local "addr:port", or None if it has none yet."""
+    """The socket's local "addr:port" ("[addr]:port" for IPv6), or None if it has none yet."""
     try:
         addr, port = sock.getsockname()[:2]
     except OSError:
         return None
     if port == 0 and addr in ("0.0.0.0", "::"):
         return None
-    return f"{addr}:{port}"
+    return hostport(addr, port)
+
+
+def family_of(addr: str) -> socket.AddressFamily:
+    """AF_INET6 for an IPv6 address, else AF_INET (the probes open their sockets with it)."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def hostport(addr: str, port: int) -> str:
+    """"198.51.100.10:80", or "[2001:db8:5::10]:80" for IPv6 (as a URL writes it)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 _TAG_RE = re.compile(r"[^A-Za-z0-9_.]")
@@ -200,12 +210,17 @@ class ProbeResult:
     seen: Mapping[str, Any] = field(default_factory=dict)
     not_sent: NotSent | None = None
 
+    @property
+    def family(self) -> int:
+        """4 or 6: the IP version of the target (an added key of rig.probe/1; readers ignore it)."""
+        return 6 if self.target.startswith("[") or self.target.count(":") > 1 else 4
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seen"] = dict(self.seen)
         if self.tcp is not None:
             d["tcp"]["options"] = list(self.tcp.options)
-        return {"format": FORMAT, **d}
+        return {"format": FORMAT, **d, "family": self.family}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ProbeResult":

@@ -13,8 +13,11 @@ start once those SYNs are out (a few ms), so the probes do not distort each othe
   the large probe if the large probe's SYN went out after it.
 
 Probe ids are stable per run: icmp-1 (the small echo), icmp-2.. (one per DF size in
-``icmp_sizes[1:]``), tcp-1, http-1, large-1, udp-1, burst-1. Every probe gets its own
-nonce (records.make_nonce). Bad arguments raise UsageError, a missing namespace
+``icmp_sizes[1:]``), tcp-1, http-1, large-1, udp-1, burst-1. Given the server's IPv6
+address too (``server_addr6``), the same kinds but the burst go there as well, at the
+same time: icmp6-1.. (ICMPv6 echoes of the IPv6 sizes, rig.probes.icmp6), tcp6-1,
+http6-1, large6-1, udp6-1 (their ``kind`` is the plain one; the ``6`` and the target
+say the family). Every probe gets its own nonce (records.make_nonce). Bad arguments raise UsageError, a missing namespace
 InfraError; a failed probe is a ProbeResult with ok=False.
 """
 
@@ -31,12 +34,14 @@ from rig.netns import NETNS_DIR, in_netns
 from rig.probes.burst import probe_burst
 from rig.probes.http import probe_http, probe_large
 from rig.probes.icmp import HEADERS, ICMP_SIZES, probe_icmp
+from rig.probes.icmp6 import ICMP6_SIZES, probe_icmp6
 from rig.probes.records import ProbeResult, make_nonce
 from rig.probes.tcp import probe_tcp
 from rig.probes.udp import probe_udp
 
 PROBE_KINDS: tuple[str, ...] = ("icmp", "tcp", "http", "large", "udp", "burst")
 _CONNECTING = ("tcp", "http", "large")  # the burst waits for their SYNs
+IPV6_KINDS = ("icmp", "tcp", "http", "large", "udp")  # what goes to the server's IPv6 address too
 MAX_BURST = 4096
 
 
@@ -54,7 +59,7 @@ def parse_kinds(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _check(netns: str | None, server_addr: str, kinds: Sequence[str], timeout: float, burst: int,
-           icmp_sizes: Sequence[int], ports: Sequence[int]) -> tuple[str, ...]:
+           icmp_sizes: Sequence[int], ports: Sequence[int], server_addr6: str | None = None) -> tuple[str, ...]:
     if isinstance(kinds, str):
         raise UsageError("kinds must be a sequence of probe kinds, not a string")
     kinds = parse_kinds(kinds)
@@ -62,6 +67,11 @@ def _check(netns: str | None, server_addr: str, kinds: Sequence[str], timeout: f
         ipaddress.IPv4Address(server_addr)
     except ValueError:
         raise UsageError(f"server address {server_addr!r} is not an IPv4 address") from None
+    if server_addr6 is not None:
+        try:
+            ipaddress.IPv6Address(server_addr6)
+        except ValueError:
+            raise UsageError(f"server address {server_addr6!r} is not an IPv6 address") from None
     if not timeout > 0:
         raise UsageError(f"probe time-out must be positive, got {timeout}")
     if not 1 <= burst <= MAX_BURST:
@@ -77,32 +87,37 @@ def _check(netns: str | None, server_addr: str, kinds: Sequence[str], timeout: f
 
 def run_probes(netns: str | None, server_addr: str, kinds: Sequence[str] = PROBE_KINDS, *,
                timeout: float = 3.0, burst: int = 32, run_tag: str = "", tcp_port: int = 80,
-               udp_port: int = 7, icmp_sizes: Sequence[int] = ICMP_SIZES) -> list[ProbeResult]:
-    """Probe ``server_addr`` from namespace ``netns`` (None: this host); results in
-    PROBE_KINDS order, icmp echoes by size."""
-    kinds = _check(netns, server_addr, kinds, timeout, burst, icmp_sizes, (tcp_port, udp_port))
-    syn_sent = {k: threading.Event() for k in _CONNECTING if k in kinds}
+               udp_port: int = 7, icmp_sizes: Sequence[int] = ICMP_SIZES,
+               server_addr6: str | None = None) -> list[ProbeResult]:
+    """Probe ``server_addr`` (and ``server_addr6``, if given) from namespace ``netns``
+    (None: this host); results in PROBE_KINDS order, IPv4 before IPv6, icmp echoes by size."""
+    kinds = _check(netns, server_addr, kinds, timeout, burst, icmp_sizes, (tcp_port, udp_port), server_addr6)
+    jobs = [(k, "") for k in kinds] + [(k, "6") for k in kinds if server_addr6 is not None and k in IPV6_KINDS]
+    syn_sent = {k + six: threading.Event() for k, six in jobs if k in _CONNECTING}
 
-    def one(kind: str) -> Callable[[], list[ProbeResult]]:
-        pid = f"{kind}-1"
+    def one(kind: str, six: str) -> Callable[[], list[ProbeResult]]:
+        pid = f"{kind}{six}-1"
         nonce = make_nonce(run_tag, pid)
+        server = server_addr6 if six and server_addr6 is not None else server_addr
         if kind == "icmp":
-            echoes = [(f"icmp-{i}", make_nonce(run_tag, f"icmp-{i}"), size)
-                      for i, size in enumerate(icmp_sizes, 1)]
+            sizes = ICMP6_SIZES if six else icmp_sizes
+            echoes = [(f"icmp{six}-{i}", make_nonce(run_tag, f"icmp{six}-{i}"), size)
+                      for i, size in enumerate(sizes, 1)]
+            send = probe_icmp6 if six else probe_icmp
 
             def icmp_after_syns() -> list[ProbeResult]:
                 _wait_syns()
-                return probe_icmp(echoes, server_addr, timeout)
+                return send(echoes, server, timeout)
 
             return icmp_after_syns
         if kind == "tcp":
-            return lambda: [probe_tcp(pid, nonce, server_addr, tcp_port, timeout, syn_sent["tcp"])]
+            return lambda: [probe_tcp(pid, nonce, server, tcp_port, timeout, syn_sent["tcp" + six])]
         if kind == "http":
-            return lambda: [probe_http(pid, nonce, server_addr, tcp_port, timeout, syn_sent["http"])]
+            return lambda: [probe_http(pid, nonce, server, tcp_port, timeout, syn_sent["http" + six])]
         if kind == "large":
-            return lambda: [probe_large(pid, nonce, server_addr, tcp_port, timeout, syn_sent["large"])]
+            return lambda: [probe_large(pid, nonce, server, tcp_port, timeout, syn_sent["large" + six])]
         if kind == "udp":
-            return lambda: [probe_udp(pid, nonce, server_addr, udp_port, timeout)]
+            return lambda: [probe_udp(pid, nonce, server, udp_port, timeout)]
 
         def burst_after_syns() -> list[ProbeResult]:
             _wait_syns()
@@ -114,17 +129,17 @@ def run_probes(netns: str | None, server_addr: str, kinds: Sequence[str] = PROBE
         for ev in syn_sent.values():
             ev.wait(timeout)
 
-    def worker(kind: str) -> Callable[[], list[ProbeResult]]:
-        fn = one(kind)
+    def worker(kind: str, six: str) -> Callable[[], list[ProbeResult]]:
+        fn = one(kind, six)
 
         def body() -> list[ProbeResult]:
             try:
                 return in_netns(netns, fn)  # an exception here is a bug, not a failed probe
             finally:
-                if kind in syn_sent:
-                    syn_sent[kind].set()  # never leave the burst waiting on a crashed probe
+                if kind + six in syn_sent:
+                    syn_sent[kind + six].set()  # never leave the burst waiting on a crashed probe
 
         return body
 
-    out = run_all([worker(k) for k in kinds], names=[f"probe:{k}" for k in kinds])
+    out = run_all([worker(k, six) for k, six in jobs], names=[f"probe:{k}{six}" for k, six in jobs])
     return [r for results in out for r in results]

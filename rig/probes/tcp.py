@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from rig.probes.records import TIMED_OUT, NotSent, ProbeResult, error_phrase, local_of, tcp_state
+from rig.probes.records import TIMED_OUT, NotSent, ProbeResult, error_phrase, family_of, hostport, local_of, tcp_state
 
 
 def connect(addr: tuple[str, int], timeout: float,
@@ -26,7 +26,7 @@ def connect(addr: tuple[str, int], timeout: float,
     soon as the SYN is sent: a failed connect unbinds the port. ``syn_sent`` is set once
     the SYN is on its way (the burst waits for it).
     """
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family_of(addr[0]), socket.SOCK_STREAM)
     s.setblocking(False)
     try:
         rc = s.connect_ex(addr)
@@ -56,7 +56,7 @@ def probe_tcp(pid: str, nonce: str, server: str, port: int, timeout: float,
         s.close()
     ended = time.time()
     return ProbeResult(
-        kind="tcp", id=pid, target=f"{server}:{port}", nonce=nonce, started=started, ended=ended,
+        kind="tcp", id=pid, target=hostport(server, port), nonce=nonce, started=started, ended=ended,
         ok=err is None, error=err, local=local, tcp=state,
         seen={"connected": err is None, "elapsed": round(ended - started, 6)},
         not_sent=None if left or err is None else NotSent(err),

@@ -10,12 +10,13 @@ from __future__ import annotations
 import socket
 import time
 
-from rig.probes.records import ECHO_MISMATCH, TIMED_OUT, NotSent, ProbeResult, error_phrase, local_of
+from rig.probes.records import (ECHO_MISMATCH, TIMED_OUT, NotSent, ProbeResult, error_phrase, family_of, hostport,
+                                local_of)
 
 
 def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> ProbeResult:
     payload = f"{nonce}\n".encode()
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family_of(server), socket.SOCK_DGRAM)
     err: str | None = None
     seen: dict = {"bytes_sent": len(payload)}
     local = None
@@ -42,6 +43,6 @@ def probe_udp(pid: str, nonce: str, server: str, port: int, timeout: float) -> P
                 seen["reply_head"] = reply[:64].decode("latin-1")
     finally:
         s.close()
-    return ProbeResult(kind="udp", id=pid, target=f"{server}:{port}", nonce=nonce, started=started,
+    return ProbeResult(kind="udp", id=pid, target=hostport(server, port), nonce=nonce, started=started,
                        ended=time.time(), ok=err is None, error=err, local=local, seen=seen,
                        not_sent=None if left or err is None else NotSent(err))
