@@ -112,7 +112,7 @@ def test_lost_at_reaches_every_exchange_of_the_group_and_round_trips_through_jso
     ex = (_ex(1, "tcp", "lost-return"), _ex(2, "tcp", "lost-return"), _ex(3, "icmp", "delivered"))
     v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
     la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
-    out = add_lost_at(v, {("tcp", "lost-return"): la})
+    out = add_lost_at(v, {("tcp", "lost-return", 4): la})
     assert [e.lost_at for e in out.exchanges] == [la, la, None]
     assert out.diagnosis.summary.startswith(v.diagnosis.summary + ". SYN-ACKs reach 203.0.113.2")
     d = out.to_dict()
@@ -168,3 +168,28 @@ def test_a_server_holding_the_probes_connection_may_answer_a_later_copy():
     assert _arrived("icmp", [4], errs, 16) == 4
     assert _arrived("udp", [None, None], errs, 16) == 15
     assert _arrived("tcp", [], errs, 16) is None
+
+
+def test_the_family_the_traces_do_not_go_over_is_left_undecided_not_traced(monkeypatch):
+    """A dual-stack run traces toward the IPv4 server address: an IPv6 exchange is never
+    copied into an IPv4 trace, and its loss is not placed on the IPv4 path's hops."""
+    import rig.trace.stage as stage
+
+    sent = []
+
+    def fake_forward(netns, proto, addr, dport, sport, echo_id, **k):
+        sent.append((proto, addr, sport))
+        return _trace("out", [(1, "192.168.1.1", "time-exceeded")], 4)
+
+    monkeypatch.setattr(stage, "forward", fake_forward)
+    v6 = Exchange("tcp-6", "tcp", "[2001:db8:10:1::10]:40006", "[2001:db8:5::10]:80", None,
+                  Outcome.LOST_RETURN, "x")
+    ex = (v6, _ex(1, "tcp", "delivered"))
+    assert [g.exchange.id for g in groups(ex)] == ["tcp-1"]
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
+    out, traces = stage.trace_verdict(v, None, None, SERVER, NAME)
+    assert sent == [("tcp", SERVER, 40001)]  # only the IPv4 healthy exchange was copied
+    la = out.exchanges[0].lost_at
+    assert la.direction == "return" and la.after_hop is None and la.before_hop is None
+    assert la.undecided_because == "the traces go over IPv4 only; this exchange is IPv6"
+    assert out.exchanges[1].lost_at is None

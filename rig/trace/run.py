@@ -13,7 +13,7 @@ from rig.errors import InfraError
 from rig.outcome import Outcome
 from rig.trace.nodes import ends_namer, lab_namer
 from rig.trace.reverse import NetnsServer, SSHServer
-from rig.trace.stage import groups, trace_verdict
+from rig.trace.stage import family_of, groups, trace_verdict
 
 
 def trace_run(verdict, rig):
@@ -25,9 +25,11 @@ def trace_run(verdict, rig):
                              lab_namer(seed_topology()))
     from rig.sshclient import SSHClient
 
-    public = next((e.seen_at_server_as.rsplit(":", 1)[0] for e in verdict.exchanges if e.seen_at_server_as), None)
+    family = family_of(rig.server_addr)
+    public = next((e.seen_at_server_as.rsplit(":", 1)[0] for e in verdict.exchanges
+                   if e.seen_at_server_as and e.family == family), None)
     name = ends_namer(rig.server_addr, public)
-    if not any(g.outcome == Outcome.LOST_RETURN for g in groups(verdict.exchanges)):
+    if not any(g.outcome == Outcome.LOST_RETURN for g in groups(verdict.exchanges, family)):
         return trace_verdict(verdict, rig.client_netns, None, rig.server_addr, name)  # no SSH needed
     try:
         ssh = SSHClient(rig.ssh).connect()

@@ -43,12 +43,20 @@ def _host(endpoint: str | None) -> str | None:
     return endpoint.rsplit(":", 1)[0] if endpoint and ":" in endpoint else endpoint
 
 
-def groups(exchanges) -> list[Group]:
+def family_of(server_addr: str) -> int:
+    """The IP version the traces go over: that of the server address they are sent to."""
+    return 6 if ":" in server_addr else 4
+
+
+def groups(exchanges, family: int = 4) -> list[Group]:
     """The groups to trace: each (protocol, outcome) that lost packets, then one healthy
-    exchange (TCP first) if any."""
+    exchange (TCP first) if any; only the exchanges of ``family``, the one the traces go
+    over (a dual-stack run's other family is not traced: ``untraced``)."""
     out: dict[tuple[str, Outcome], Group] = {}
     healthy: dict[str, Exchange] = {}
     for e in exchanges:
+        if e.family != family:
+            continue
         if e.outcome in LOCATED and (e.protocol, e.outcome) not in out:
             out[(e.protocol, e.outcome)] = Group(e.protocol, Outcome(e.outcome), e)
         elif e.outcome == Outcome.DELIVERED and e.protocol not in healthy:
@@ -76,14 +84,14 @@ def trace_group(g: Group, client_netns: str | None, server: ServerSide | None, s
     return traces
 
 
-def add_lost_at(verdict, located: dict[tuple[str, str], LostAt]):
+def add_lost_at(verdict, located: dict[tuple[str, str, int], LostAt]):
     """``verdict`` with ``lost_at`` on every exchange of each located group, and the
     diagnosis saying where. Only records built eagerly can be lost (the bulk batches
     hold delivered exchanges only)."""
     from rig.verdict import Diagnosis, ExchangeList
 
     def mark(e):
-        la = located.get((e.protocol, str(e.outcome)))
+        la = located.get((e.protocol, str(e.outcome), e.family))
         return dataclasses.replace(e, lost_at=la) if la is not None else e
 
     ex = verdict.exchanges
@@ -91,7 +99,7 @@ def add_lost_at(verdict, located: dict[tuple[str, str], LostAt]):
         ex = ExchangeList([mark(e) for e in ex.eager], ex.batches, ex.src, ex.loc, ex.num)
     else:
         ex = tuple(mark(e) for e in ex)
-    clauses = [place(proto, la) for (proto, _), la in located.items()]
+    clauses = [place(proto, la) for (proto, _, _), la in located.items()]
     diagnosis = Diagnosis(with_places(verdict.diagnosis.summary, clauses), verdict.diagnosis.by_protocol)
     return dataclasses.replace(verdict, exchanges=ex, diagnosis=diagnosis)
 
@@ -102,7 +110,7 @@ def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, 
     """Make the traces a verdict calls for; returns (verdict with lost_at, traces).
     ``server`` None: no return-path trace, for the reason ``no_server``."""
     traces: list[Trace] = []
-    for g in groups(verdict.exchanges):
+    for g in groups(verdict.exchanges, family_of(server_addr)):
         traces += [named(t, name) for t in trace_group(g, client_netns, server, server_addr, max_ttl, wait)]
     return place_traces(verdict, traces, server_addr, name, None if server is not None else no_server), traces
 
@@ -110,8 +118,9 @@ def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, 
 def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no_server: str | None = None):
     """``verdict`` with the ``lost_at`` its traces give (each group's traces are those
     that copied its first exchange). ``no_server``: why no return-path trace was made."""
-    located: dict[tuple[str, str], LostAt] = {}
-    for g in groups(verdict.exchanges):
+    located: dict[tuple[str, str, int], LostAt] = {}
+    family = family_of(server_addr)
+    for g in groups(verdict.exchanges, family):
         if g.outcome not in LOCATED:
             continue
         mine = [t for t in traces if t.exchange == g.exchange.id and t.protocol == g.protocol]
@@ -123,7 +132,12 @@ def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no
         else:
             la = locate(g.outcome, server_addr, fwd, back, name)
         if la is not None:
-            located[(g.protocol, str(g.outcome))] = la
+            located[(g.protocol, str(g.outcome), family)] = la
+    for e in verdict.exchanges:  # the lost exchanges of the family no trace went over
+        key = (e.protocol, str(e.outcome), e.family)
+        if e.outcome in LOCATED and e.family != family and key not in located:
+            located[key] = LostAt("return" if e.outcome == Outcome.LOST_RETURN else "out", None, None, (),
+                                  f"the traces go over IPv{family} only; this exchange is IPv{e.family}")
     return add_lost_at(verdict, located)
 
 
