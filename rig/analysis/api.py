@@ -18,7 +18,8 @@ from collections import Counter
 
 import numpy as np
 
-from rig.analysis.context import Ctx, Draft, copy_note, with_copies
+from rig.analysis.context import Ctx, Draft, with_copies
+from rig.analysis.prose import copy_note, undecided_words
 from rig.analysis.diagnosis import diagnose
 from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
@@ -189,7 +190,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
         if d.outcome != Outcome.DELIVERED and d.absent_at:
             unseen = vouch(d, sides, wins) or in_gap(d, sides, offset)
             if unseen:
-                d.explanation = f"the {unseen}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
+                d.explanation = undecided_words(unseen, d.outcome, d.explanation)
                 d.outcome = Outcome.INCOMPLETE
                 d.undecided_because = unseen
         fr = d.frames
