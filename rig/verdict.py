@@ -12,11 +12,12 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol, TextIO
 
 import numpy as np
 
 from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
+from rig.jsontext import join_compact
 from rig.outcome import Outcome
 
 FORMAT = "rig.verdict/1"
@@ -436,10 +437,16 @@ class Verdict:
         self._add_optional(d)
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
-        sep = ""
+        sep = ",\n" + pad * 2
+        chunk: list[dict[str, Any]] = []
+        first = True
         for e in self.exchanges:
-            yield sep + json.dumps(e.to_dict(), separators=(",", ":"))
-            sep = ",\n" + pad * 2
+            chunk.append(e.to_dict())
+            if len(chunk) == ExchangeList.CHUNK:
+                yield ("" if first else sep) + join_compact(chunk, sep)
+                chunk, first = [], False
+        if chunk:
+            yield ("" if first else sep) + join_compact(chunk, sep)
         yield f"\n{pad}]" + tail
 
     @classmethod
@@ -466,3 +473,15 @@ class Verdict:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise InputError(f"verdict is not JSON: {exc}") from exc
+
+
+def write_verdict_json(verdict: Verdict | Mapping[str, Any], out: TextIO) -> None:
+    """The one writer of ``rig.verdict/1`` text, and a newline: ``rig diff --json``,
+    ``rig show --json``, ``rig run --json`` and a bundle's verdict.json. A ``Verdict``
+    is written a piece at a time (``Verdict.write_json``); a verdict already read as a
+    mapping (a bundle's) is written as it is, indented."""
+    if isinstance(verdict, Verdict):
+        verdict.write_json(out)
+    else:
+        out.write(json.dumps(dict(verdict), indent=2, default=str))
+    out.write("\n")

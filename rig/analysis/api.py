@@ -34,7 +34,7 @@ from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
 from rig.outcome import Outcome
-from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict
+from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict, write_verdict_json
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 
@@ -241,8 +241,7 @@ def cli_diff(args) -> int:
         print(f"rig: analysing {turned.client} as the client's capture and {turned.server} as the server's: "
               f"{turned.because}", file=sys.stderr)
     if getattr(args, "json", False):
-        verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
-        sys.stdout.write("\n")
+        write_verdict_json(verdict, sys.stdout)
     else:
         from rich.console import Console
 
