@@ -12,9 +12,10 @@ character outside printable ASCII by the rule ``json`` uses. A value orjson refu
 int past 64 bits, a key that is not a string) falls back to ``json.dumps``.
 
 Floats: orjson writes ``1e-7`` and ``0.00001`` where ``json.dumps`` writes ``1e-07`` and
-``1e-05``, and ``null`` for NaN. A chunk whose bytes hold a digit, ``e-`` and a digit, or ``0.0000`` and a digit, is written
-by ``json.dumps`` instead (the same text; exchange records hold no floats, so this is
-rare); NaN and infinities are not JSON and no record holds one.
+``1e-05``, and ``null`` for NaN. A value whose bytes hold a digit, ``e-`` and a digit,
+or ``0.0000`` and a digit, is written by ``json.dumps`` instead (the same text; exchange
+records hold no floats, so this is rare); NaN and infinities are not JSON and no record
+holds one.
 """
 
 from __future__ import annotations
@@ -35,24 +36,28 @@ def _esc(m: re.Match) -> str:
     return json.dumps(m.group())[1:-1]
 
 
-def _plain(objs: list[Any], sep: str) -> str:
-    return sep.join(json.dumps(o, separators=(",", ":")) for o in objs)
+def _encode(obj: Any) -> bytes:
+    """One value's compact JSON as UTF-8: orjson's, or json.dumps's where they may differ."""
+    try:
+        b = orjson.dumps(obj)
+    except _ERRORS:
+        return json.dumps(obj, separators=(",", ":")).encode()
+    if (b"e-" in b or b"0.0000" in b) and _FLOATY.search(b):  # perhaps such a float (module docstring)
+        return json.dumps(obj, separators=(",", ":")).encode()
+    return b
 
 
 def join_compact(objs: Iterable[Any], sep: str) -> str:
-    """``sep.join(json.dumps(o, separators=(",", ":")) for o in objs)``, the same characters."""
-    objs = list(objs)
-    try:
-        b = sep.encode().join([orjson.dumps(o) for o in objs])
-    except _ERRORS:
-        return _plain(objs, sep)
-    if (b"e-" in b or b"0.0000" in b) and _FLOATY.search(b):  # perhaps such a float (module docstring)
-        return _plain(objs, sep)
-    if not (b.isascii() and b"\x7f" not in b):
-        b = b.replace(_DASH, _DASH_ESC)
-        if not (b.isascii() and b"\x7f" not in b):
-            return _NOT_PRINTABLE_ASCII.sub(_esc, b.decode())
-    return b.decode("ascii")
+    """``sep.join(json.dumps(o, separators=(",", ":")) for o in objs)``, the same characters.
+    Each value is encoded as it comes (a generator's values are freed one by one: a chunk
+    of live dicts made the garbage collector's passes cost more than the encoding saved)."""
+    b = sep.encode().join([_encode(o) for o in objs])
+    if b.isascii() and b"\x7f" not in b:
+        return b.decode("ascii")
+    b = b.replace(_DASH, _DASH_ESC)
+    if b.isascii() and b"\x7f" not in b:
+        return b.decode("ascii")
+    return _NOT_PRINTABLE_ASCII.sub(_esc, b.decode())
 
 
 def dumps_compact(obj: Any) -> str:

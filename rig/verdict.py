@@ -438,15 +438,15 @@ class Verdict:
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
         sep = ",\n" + pad * 2
-        chunk: list[dict[str, Any]] = []
+        chunk: list[Exchange] = []  # (records are built a chunk at a time anyway: ExchangeList)
         first = True
         for e in self.exchanges:
-            chunk.append(e.to_dict())
+            chunk.append(e)
             if len(chunk) == ExchangeList.CHUNK:
-                yield ("" if first else sep) + join_compact(chunk, sep)
+                yield ("" if first else sep) + join_compact((x.to_dict() for x in chunk), sep)
                 chunk, first = [], False
         if chunk:
-            yield ("" if first else sep) + join_compact(chunk, sep)
+            yield ("" if first else sep) + join_compact((x.to_dict() for x in chunk), sep)
         yield f"\n{pad}]" + tail
 
     @classmethod
