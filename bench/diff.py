@@ -20,6 +20,7 @@ and prints the ratios against the goals: rig within 4x the floor, >= 20x faster 
 tshark, peak RSS under 400 MB.
 
     .venv/bin/python bench/diff.py [--packets 1000000] [--tshark-packets 200000] [--keep DIR] [--pf] [--quic]
+                                      [--whole .venv/bin/rig [--whole OTHER/.venv/bin/rig]]
 
 ``--pf`` puts the client behind FreeBSD pf (``pf_rewrite``): every TCP connection must
 then be joined on the server's ISN, not the client's.
@@ -366,10 +367,45 @@ def run_rig(client: str, server: str, analysis: bool, repeat: int) -> dict:
     return json.loads(out.stdout)
 
 
+def whole(rig: str, cli: str, srv: str, json_out: bool) -> tuple[float, float, float]:
+    """``rig diff`` as a user runs it, exec to exit (stdout to /dev/null, from /tmp so that
+    ``rig`` is the one beside the executable): wall seconds, CPU seconds (user + system,
+    with the parsing child it waited for: what a loaded machine distorts least) and the
+    child's peak RSS (MB)."""
+    cmd = [rig, "diff", cli, srv] + (["--json"] if json_out else [])
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
 def timed(cmd: list[str]) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t
+
+
+def print_whole(rigs: list[str], cli: str, srv: str, repeat: int, floor: float | None) -> None:
+    """Each ``rig diff`` of ``rigs``, table and --json, alternated run by run (a shared
+    machine's load then weighs on each alike); best wall time, best CPU time, the
+    highest peak RSS."""
+    best: dict[tuple[str, bool], list[float]] = {}
+    for _ in range(repeat):
+        for js in (False, True):
+            for rig in rigs:
+                got = whole(rig, cli, srv, js)
+                b = best.setdefault((rig, js), [float("inf"), float("inf"), 0.0])
+                best[(rig, js)] = [min(b[0], got[0]), min(b[1], got[1]), max(b[2], got[2])]
+    for rig in rigs:
+        for js in (False, True):
+            wall, cpu, rss = best[(rig, js)]
+            ratio = f" = {wall / floor:.2f}x the floor (goal <= 4x: {'ok' if wall / floor <= 4 else 'MISSED'})" if floor else ""
+            print(f"whole       {rig} diff{' --json' if js else ''}: {wall:.2f} s{ratio}; CPU {cpu:.2f} s; "
+                  f"peak RSS {rss:.0f} MB")
 
 
 def main() -> int:
@@ -383,6 +419,9 @@ def main() -> int:
                     help="the client is behind pf: modulate state, scrub random-id, NAT ports 50001-65535")
     ap.add_argument("--quic", action="store_true", help="the UDP share as QUIC-like flows (4 client datagrams, "
                     "40 server datagrams each) instead of request/response pairs")
+    ap.add_argument("--whole", action="append", default=[], metavar="RIG",
+                    help="also time the whole command `RIG diff` (table and --json), exec to exit, best of --repeat; "
+                    "several --whole alternate run by run (e.g. another checkout's .venv/bin/rig to compare)")
     a = ap.parse_args()
     tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
     os.makedirs(tmp, exist_ok=True)
@@ -438,6 +477,8 @@ def main() -> int:
             print(f"tshark      -T fields on {nt} packets {ts:.2f} s ({ts_rate / 1e6:.3f} M pkt/s)")
             print(f"ratio       tshark/rig per packet: rig's whole diff {r:.1f}x, rig's parse {rp:.1f}x "
                   f"(goal >= 20x: {'ok' if r >= 20 else 'MISSED'})")
+        if a.whole:
+            print_whole(a.whole, cli, srv, a.repeat, floor)
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
