@@ -428,7 +428,8 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         d.absent_at = (receiver,)
         return
     d.outcome = Outcome.DELIVERED
-    ev[:] = ctx.delivered_evidence("tcp", S.syn[0], C.synack[0])
+    if len(S.syn) and len(C.synack):  # (a connection caught mid-way keeps the rows found above)
+        ev[:] = ctx.delivered_evidence("tcp", S.syn[0], C.synack[0])
     got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
     got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
     d.explanation = tcp_delivered_words(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),
