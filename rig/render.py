@@ -40,17 +40,21 @@ def _change_lines(exchanges: list[Exchange]) -> list[tuple[str, list[str], int]]
         by_kind.setdefault((item[0].field, item[0].direction), []).append(item)
     out: list[tuple[tuple[int, int], str, list[str], int]] = []
     for (field, direction), items in by_kind.items():
-        texts: dict[str, tuple[tuple[int, int], list[int]]] = {}
+        texts: dict[str, tuple[list[tuple[int, int]], list[int]]] = {}  # text -> (where first met, positions)
         for ch, first, where in items:
             text = change_text(ch)
             had = texts.get(text)
-            texts[text] = (first, where) if had is None else (min(had[0], first), had[1] + where)
+            if had is None:
+                texts[text] = ([first], list(where))
+            else:
+                had[0].append(first)
+                had[1].extend(where)
             if len(texts) > MAX_CHANGE_VALUES:
                 break
         if len(texts) <= MAX_CHANGE_VALUES:
-            for text, (first, where) in texts.items():
+            for text, (firsts, where) in texts.items():
                 at = sorted(set(where))
-                out.append((first, text, [exchanges[p].id for p in at[:6]], len(at)))
+                out.append((min(firsts), text, [exchanges[p].id for p in at[:6]], len(at)))
         else:
             first = min(f for _, f, _ in items)
             every = {p for _, _, where in items for p in where}
