@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", default=None, help="lab fault to inject (see 'rig lab scenarios')")
     r.add_argument("--router", default=None,
                    help="lab: the user's router profile, linux (default) or pf (see README)")
-    r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all)")
+    r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all); 'nat' adds the "
+                   "NAT profile, e.g. 'all,nat'")
+    r.add_argument("--nat-lifetime", nargs="?", const="true", default=None, metavar="SECONDS",
+                   help="with --probes nat: also search the UDP binding lifetime (budget, default 180 s)")
     r.add_argument("--out", default=None, help="bundle directory (default ./runs/<timestamp>-<scenario>/)")
     r.add_argument("--keep", action="store_true", help="leave the rig up afterwards")
     r.add_argument("--json", action="store_true", help="print the verdict as rig.verdict/1 JSON")
@@ -59,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-configure", action="store_true", help="skip the Ansible configure step")
     r.add_argument("--archive", action="store_true", help="also write <out>.tar.gz")
     r.add_argument("--redact", action="store_true", help="replace the client's private addresses in the bundle")
+    r.add_argument("--no-trace", action="store_true", help="no TTL-limited traces of the lost exchanges")
     r.add_argument("--rig", dest="rig_id", default=None, help="rerun against a rig kept with 'rig up'")
     # backend options (azure / ssh)
     r.add_argument("--location", default=None, help="azure: region")
@@ -150,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--html", default=None, metavar="FILE")
     h.add_argument("--png", default=None, metavar="FILE")
     h.set_defaults(func=_handler("rig.history:cli_history"))
+
+    # rig probe: a destination rig does not control (rig.trace.destination)
+    pr = sub.add_parser("probe", help="probe a server rig does not control: client capture, probe, forward trace")
+    pr.add_argument("destination", metavar="HOST[:PORT]")
+    pr.add_argument("--proto", choices=("tcp", "udp", "icmp"), default=None, help="default: tcp with a port, else icmp")
+    pr.add_argument("--compare", default=None, metavar="BUNDLE", help="put it beside a responder run")
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--out", default=None, metavar="DIR", help="keep the capture, probes, traces and verdict here")
+    pr.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer")
+    pr.add_argument("--lab", default=None, metavar="SCENARIO",
+                    help="from the lab's client namespace toward a lab address (testing)")
+    pr.set_defaults(func=_handler("rig.trace.destination:cli_probe"))
 
     # rig lab scenarios
     lab = sub.add_parser("lab", help="the local lab")

@@ -40,7 +40,7 @@ _TOP_KEYS = {"backend", "scenario", "router", "probes", "out", "timeout", "burst
 _TABLES = (*BACKENDS, "schedule")
 # flags that carry backend options: argparse dest -> option name
 _OPTION_FLAGS = ("location", "size", "image", "allow_from", "dry_run", "host", "host_key", "identity",
-                 "rig_id", "archive", "redact", "router")
+                 "rig_id", "archive", "redact", "router", "no_trace", "nat_lifetime")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -104,10 +104,14 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
         configure = False
     extra = _list(flag("capture_at"), "--capture-at") if flag("capture_at") else \
         _list(data.get("capture_at", []), f"{source}: capture_at")
-    for point in extra:
+    from rig.trace.router import OPTION as ROUTER_SSH, split_point
+
+    points = [split_point(item) for item in extra]  # router=user@host[:port]: over SSH (rig.trace.router)
+    for point, _ in points:
         if point not in CAPTURE_POINTS:
             raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
-    capture_at = tuple(dict.fromkeys(("client", "server", *extra)))
+    router_ssh = next((target for _, target in points if target), None)
+    capture_at = tuple(dict.fromkeys(("client", "server", *(point for point, _ in points))))
     out = flag("out") or data.get("out")
     if out is not None:
         out = _typed(f"{source}: out", out, str)
@@ -126,6 +130,8 @@ def spec_from(data: Mapping[str, Any], args: argparse.Namespace | None = None, s
         if value not in (None, False):
             options[name] = "true" if value is True else str(value)
 
+    if router_ssh:
+        options[ROUTER_SSH] = router_ssh
     return RunSpec(backend=backend, scenario=scenario, probes=probes, out=out, keep=keep,
                    json=bool(flag("json")), capture_at=capture_at, probe_timeout=float(timeout),
                    burst=int(burst), configure=configure, options=options)
@@ -145,6 +151,7 @@ class RunOptions:
     install_packages: bool = True  # ssh: apt/pkg install Apache and tcpdump on the host
     provision_timeout: float | None = None  # azure: seconds for the VM to come up (None: the default)
     ttl_hours: float | None = None  # azure: hours until the VM's expires-at tag (None: the default)
+    trace: bool = True  # --no-trace: no TTL-limited traces after the analysis (rig.trace)
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -173,6 +180,8 @@ def run_options(options: Mapping[str, str]) -> RunOptions:
     for name in ("dry_run", "redact", "archive", "install_packages"):
         if name in options:
             kw[name] = _bool(name, options[name])
+    if "no_trace" in options:
+        kw["trace"] = not _bool("no_trace", options["no_trace"])
     for name in ("provision_timeout", "ttl_hours"):
         if name in options:
             kw[name] = _seconds(name, options[name])
@@ -203,13 +212,17 @@ def check_spec(spec: RunSpec) -> None:
         from rig.lab.scenarios import get
 
         router_for(get(spec.scenario), spec.options.get("router"))
-    parse_kinds(spec.probes or None)
+    from rig.nat.run import check, split_probes
+
+    kinds, _ = split_probes(spec.probes or None)
+    parse_kinds(kinds)
+    check(spec.probes or None, spec.options)
     for point in spec.capture_at:
         if point not in CAPTURE_POINTS:
             raise UsageError(f"unknown capture point {point!r} (choose from {', '.join(CAPTURE_POINTS)})")
-        if point == "router" and spec.backend != "lab" and not kept:
+        if point == "router" and spec.backend != "lab" and not kept and not spec.options.get("router_ssh"):
             raise UsageError(f"--capture-at router: the {spec.backend} backend has no router to capture at "
-                             "(only the lab has one)")
+                             "(only the lab has one; a router of yours: --capture-at router=user@host)")
     for owner, names in _BACKEND_OPTIONS.items():
         stray = [n for n in names if n in spec.options and owner != spec.backend]
         if stray:

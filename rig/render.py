@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rig.nat.records import NatProfile
 from rig.outcome import Outcome
 from rig.verdict import Change, Exchange, NotSentProbe, Verdict
 
@@ -160,6 +161,20 @@ def print_not_sent(not_sent: Iterable[NotSentProbe], console: Console) -> None:
     console.print(table)
 
 
+def print_nat(profile: NatProfile, console: Console) -> None:
+    """The NAT profile (rig.nat): one row per test, one column per protocol."""
+    from rig.nat.words import rows
+
+    table = Table(header_style="bold", title="NAT profile (RFC 4787 / 5382 words)", title_justify="left",
+                  title_style="bold")
+    table.add_column("test")
+    for proto in profile.protocols:
+        table.add_column(proto.name, overflow="fold")
+    for label, cells in rows(profile):
+        table.add_row(label, *(Text(c, style="yellow") if c.startswith("undecided") else c for c in cells))
+    console.print(table)
+
+
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console = console or Console()
     pts = ", ".join(
@@ -197,13 +212,16 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
             table.add_row(r.ids, where, outcome, e.explanation)
         else:
             table.add_row(r.ids, e.protocol, r.client, e.server, r.seen_at_server_as, outcome, e.explanation)
-    console.print(table)
+    if exchanges or verdict.nat is None:  # a run of the NAT tests alone has its profile table instead
+        console.print(table)
     hidden = len(exchanges) - sum(len(r.exchanges) for r in shown)
     if hidden:
         console.print(Text(f"... and {hidden} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
                            f"lines of problems); --json lists them all", style="dim"))
     if verdict.not_sent:
         print_not_sent(verdict.not_sent, console)
+    if verdict.nat is not None:
+        print_nat(verdict.nat, console)
     # what the path changed, grouped: the same change on many exchanges is printed once
     lines = _change_lines(exchanges)
     if lines:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -31,8 +32,8 @@ from rig.backends.base import Rig, RunSpec
 from rig.concurrency import Background, on_main_thread, run_all, start
 from rig.errors import EXIT_INFRA, InfraError, MissingToolError, NotRootError, RigError
 
-STAGES = ("provision", "configure", "preflight", "captures start", "probes", "captures stop",
-          "analysis", "verdict", "teardown")
+STAGES = ("provision", "configure", "preflight", "captures start", "probes", "nat", "captures stop",
+          "analysis", "trace", "verdict", "teardown")
 
 
 # ------------------------------------------------------------------ signals
@@ -230,6 +231,8 @@ class Pipeline:
         self.probes: list = []
         self.capture_results: list = []
         self.verdict: Any = None
+        self.traces: list = []
+        self.nat: Any = None  # rig.nat.records.NatProfile, when --probes has nat
 
     @property
     def _rig(self) -> Rig:
@@ -282,27 +285,40 @@ class Pipeline:
         from rig.preflight import preflight
         from rig.probes.runner import parse_kinds, run_probes
 
+        from rig.nat.run import capture_exclusion, split_probes
+
         rig, spec = self._rig, self.spec
+        kinds, nat = split_probes(spec.probes or None)
         bpf = ssh_exclusion(rig.ssh.port)  # rig's own SSH control connection stays out
         for cp in rig.capture_points:
             if cp.name not in spec.capture_at and cp.name not in ("client", "server"):
                 continue
             path = str(self.bundle.capture_path(cp.name))
-            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, bpf, rig.os_family,
+            # the NAT tests' traffic: only the router capture keeps it (rig.nat.run)
+            cp_bpf = f"{bpf} and {capture_exclusion(rig.facts, rig.server_addr)}" if nat and cp.name in (
+                "client", "server") else bpf
+            self.captures.append(RemoteCapture(cp.name, cp.iface, path, ssh, cp_bpf, rig.os_family,
                                                rig.known.remote_tmp) if cp.remote
-                                 else LocalCapture(cp.name, cp.iface, path, bpf, cp.netns))
+                                 else LocalCapture(cp.name, cp.iface, path, cp_bpf, cp.netns))
+        from rig.trace.router import open_capture  # --capture-at router=user@host
+
+        router = open_capture(spec.options, rig, str(self.bundle.capture_path("router")), bpf)
+        if router is not None:
+            self.captures.append(router[1])
         starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
             with self.stage("preflight"):
                 preflight(rig, ssh, self.backend, nonce=f"rig-preflight-{self.out.name}")
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
                 starter.result()
-            kinds = parse_kinds(spec.probes or None)
             _preimport(LATE_IMPORTS)
             with self.stage("probes", lambda: _probe_note(self.probes)):
-                self.probes = run_probes(rig.client_netns, rig.server_addr, kinds, timeout=spec.probe_timeout,
-                                         burst=spec.burst, run_tag=self.out.name,
-                                         tcp_port=rig.known.probe_port, udp_port=rig.known.udp_port)
+                if kinds != ():
+                    self.probes = run_probes(rig.client_netns, rig.server_addr, parse_kinds(kinds),
+                                             timeout=spec.probe_timeout, burst=spec.burst, run_tag=self.out.name,
+                                             tcp_port=rig.known.probe_port, udp_port=rig.known.udp_port)
+            if nat:
+                self._measure_nat(ssh)
             for p in self.probes:
                 self.bundle.add_probe(p)
             # socket states and the access log are read while the captures stop
@@ -320,6 +336,18 @@ class Pipeline:
             for c in self.captures:
                 if getattr(c, "result", None) is None:
                     c.abort()
+            if router is not None:
+                router[0].close()
+
+    def _measure_nat(self, ssh) -> None:
+        """The NAT profile (rig.nat), after the other probes."""
+        from rig.nat.run import measure, nat_options
+        from rig.nat.words import note
+
+        rig = self._rig
+        with self.stage("nat", lambda: note(self.nat) if self.nat is not None else ""):
+            self.nat = measure(rig.facts, rig.server_addr, ssh, rig.client_netns, rig.known.python or "python3",
+                               nat_options(self.spec.options), backend=rig.backend)
 
     def _collect_logs(self, ssh) -> None:
         """Client socket states, the access log and the server's socket states, at once."""
@@ -364,9 +392,27 @@ class Pipeline:
                               extra=extra, kernel_drops={r.point: r.kernel_drops for r in self.capture_results},
                               windows=self._windows())
             self.verdict = with_probes(verdict, not_sent_of(self.probes))  # the probes no capture can show
+            if self.nat is not None:
+                from rig.nat.run import attach
+
+                router = next((r.file for r in self.capture_results if r.point == "router"), None)
+                self.verdict = attach(self.verdict, self.nat, router, self._rig.facts)
+        self.trace()
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict
+
+    def trace(self) -> None:
+        """The traces (rig.trace.stage): where the lost exchanges died; --no-trace skips."""
+        from rig.config import run_options
+
+        if not run_options(self.spec.options).trace:
+            return
+        with self.stage("trace", lambda: _trace_note(self.traces)):
+            from rig.trace.run import trace_run
+
+            self.verdict, self.traces = trace_run(self.verdict, self._rig)
+            self.bundle.write_log("traces.json", json.dumps([t.to_dict() for t in self.traces], indent=1))
 
     def teardown(self) -> None:
         if self.rig is None:
@@ -487,6 +533,10 @@ def _probe_note(probes: list) -> str:
 def _capture_note(results: list) -> str:
     return ", ".join(f"{r.point} {r.packets} pkts" + (f" ({r.kernel_drops} dropped)" if r.kernel_drops else "")
                      for r in results)
+
+
+def _trace_note(traces: list) -> str:
+    return ", ".join(f"{t.protocol} {t.direction} {len(t.hops)} hops" for t in traces)
 
 
 def _verdict_note(verdict: Any) -> str:

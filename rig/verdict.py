@@ -18,7 +18,9 @@ import numpy as np
 
 from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
 from rig.jsontext import join_compact
+from rig.nat.records import NatProfile
 from rig.outcome import Outcome
+from rig.trace.records import LostAt
 
 FORMAT = "rig.verdict/1"
 
@@ -157,6 +159,7 @@ class Exchange:
     lost_between: tuple[str, str] | None = None  # the last capture point that saw the lost packets, the next
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
+    lost_at: LostAt | None = None  # where the traces place the loss (rig.trace.locate)
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -186,6 +189,8 @@ class Exchange:
             d["port_reused"] = True
         if self.echo is not None:
             d["echo"] = {"id": self.echo[0], "seq": self.echo[1]}
+        if self.lost_at is not None:
+            d["lost_at"] = self.lost_at.to_dict()
         return d
 
     @classmethod
@@ -202,6 +207,7 @@ class Exchange:
             _hop(d.get("lost_between")),
             d.get("port_reused") is True,
             _echo(d.get("echo")),
+            lost_at=LostAt.from_dict(d["lost_at"]) if isinstance(d.get("lost_at"), Mapping) else None,
         )
 
 
@@ -387,12 +393,14 @@ class Verdict:
     # the probes that never left the client; None when no probe records were read (rig diff)
     not_sent: tuple[NotSentProbe, ...] | None = None
     orientation: Orientation | None = None  # set when the captures were analysed swapped
+    nat: NatProfile | None = None  # the NAT profile (rig.nat), when the run measured one
 
     def exit_code(self) -> int:
         """0 when there are exchanges and every one is clean (delivered), else 1 (DESIGN.md §2)."""
         ex = self.exchanges
         outcomes = {o for _, o in ex.counts()} if isinstance(ex, ExchangeList) else {e.outcome for e in ex}
-        ok = bool(outcomes) and all(Outcome(o).clean for o in outcomes)
+        measured = bool(outcomes) or (self.nat is not None and self.nat.reached)  # `--probes nat` alone
+        ok = measured and all(Outcome(o).clean for o in outcomes) and (self.nat is None or self.nat.complete)
         return EXIT_CLEAN if ok else EXIT_PROBLEM
 
     def to_dict(self) -> dict[str, Any]:
@@ -406,11 +414,13 @@ class Verdict:
         return d
 
     def _add_optional(self, d: dict[str, Any]) -> None:
-        """The top-level keys present only when they say something (``not_sent``, ``orientation``)."""
+        """The top-level keys present only when they say something (``not_sent``, ``orientation``, ``nat``)."""
         if self.not_sent is not None:
             d["not_sent"] = [p.to_dict() for p in self.not_sent]
         if self.orientation is not None:
             d["orientation"] = self.orientation.to_dict()
+        if self.nat is not None:
+            d["nat"] = self.nat.to_dict()
 
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
@@ -463,6 +473,7 @@ class Verdict:
                 Diagnosis.from_dict(d["diagnosis"]),
                 None if d.get("not_sent") is None else tuple(NotSentProbe.from_dict(p) for p in d["not_sent"]),
                 Orientation.from_dict(d["orientation"]) if d.get("orientation") else None,
+                nat=NatProfile.from_dict(d["nat"]) if d.get("nat") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed {FORMAT} verdict: {exc!r}") from exc

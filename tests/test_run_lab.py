@@ -173,7 +173,7 @@ def test_scenario_verdict_from_the_captures(scenario, tmp_path):
     assert m["status"] == ("ok" if r.rc == 0 else "path-problem")
     stages = [t["stage"] for t in m["timings"]]
     assert stages == ["provision", "preflight", "captures start", "probes", "captures stop", "analysis",
-                      "verdict", "teardown"]
+                      "trace", "verdict", "teardown"]
     for f in ("captures/client.pcap", "captures/server.pcap", "probes.jsonl", "logs/access.log",
               "logs/ss-client.txt", "logs/ss-server.txt"):
         assert (r.out / f).stat().st_size > 0, f

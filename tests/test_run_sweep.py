@@ -105,6 +105,8 @@ POINTS = [
     ("✓ captures start", 0.0, signal.SIGINT, NO_CONFIGURE),  # probes
     ("✓ probes", 0.0, signal.SIGTERM, NO_CONFIGURE),  # captures stop
     ("✓ captures stop", 0.0, signal.SIGINT, NO_CONFIGURE),  # analysis: the run may finish first
+    ("✓ analysis", 0.0, signal.SIGTERM, NO_CONFIGURE),  # the traces start
+    ("✓ analysis", 0.5, signal.SIGINT, NO_CONFIGURE),  # inside the seed's traces (about 1.6 s)
 ]
 
 
@@ -120,7 +122,7 @@ def test_a_signal_anywhere_leaves_nothing(priv, anchor, delay, sig, extra):
     rc, err = run.finish()
     print(f"exit {rc} {time.monotonic() - run.signalled:.2f} s after {signal.Signals(sig).name}")
     assert "Traceback" not in err, err
-    if anchor == "✓ captures stop" and rc == 1:  # the signal came once teardown had begun
+    if anchor in ("✓ captures stop", "✓ analysis") and rc == 1:  # the signal came once teardown had begun
         assert run.manifest["status"] == "path-problem"
     else:
         word = "terminated" if sig == signal.SIGTERM else "interrupted"

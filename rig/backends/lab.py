@@ -17,17 +17,19 @@ import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Mapping
 
 from rig.backends.base import CapturePoint, Rig, RunSpec, SSHEndpoint
 from rig.backends.facts import port_facts
-from rig.errors import InfraError
+from rig.errors import InfraError, UsageError
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
 from rig.lab.services import Service, apache_vars, make_keys, start_apache, start_sshd, start_udp_echo
-from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, new_prefix,
+from rig.lab.topology import (CLIENT_ADDR, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, SERVER_ADDR2, new_prefix,
                               seed_topology)
 from rig.lab.routers import router_for
 from rig.lab.scenarios import PROXY_PORT
+from rig.nat.responder import nat_facts
 
 LAB_ROOT = Path("/tmp/rig-lab")  # per-run workdirs: LAB_ROOT/<prefix>
 UDP_PORT = 7
@@ -54,6 +56,31 @@ def _start_all(starts: list, started: list[Service]) -> None:
     started.extend(f.result() for f in futures if f.exception() is None)
     if errors:
         raise errors[0]
+
+
+def _router_sshd(spec: RunSpec, ns: Mapping[str, str], workdir: Path, keys, starts: list) -> dict[str, str]:
+    """With --capture-at router=user@192.168.1.1, sshd in the router namespace on its LAN
+    address (rig.trace.router.lab_sshd); the facts that pin its host key."""
+    from rig.trace.router import OPTION, lab_sshd
+
+    target = spec.options.get(OPTION)
+    if not target:
+        return {}
+    from rig.backends.ssh import parse_target
+
+    lan = seed_topology().endpoint("router", "lan").ip
+    _, host, port = parse_target(target)
+    if (host, port) != (lan, 22):
+        raise UsageError(f"--capture-at router={target}: the lab's router listens on {lan}:22")
+    facts: dict[str, str] = {}
+
+    def start():
+        svc, facts["router_host_key"] = lab_sshd(ns["router"], workdir / "router-ssh", lan, keys.client_key,
+                                                 keys.client_pub)
+        return svc
+
+    starts.append(start)
+    return facts
 
 
 def _lab_root() -> Path:
@@ -102,6 +129,7 @@ class LabBackend:
             starts = [lambda: start_sshd(ns["server"], workdir, SERVER_ADDR, keys, SSH_PORT),
                       lambda: start_apache(ns["server"], server_vars, SERVER_ADDR),
                       lambda: start_udp_echo(ns["server"], server_dir, SERVER_ADDR, UDP_PORT)]
+            router_ssh = _router_sshd(spec, ns, workdir, keys, starts)  # --capture-at router=user@host
             if scenario.proxy:
                 hgw_lan = topo.endpoint("hgw", "lan").ip
                 proxy_vars = apache_vars(workdir / "proxy", "0.0.0.0", PROXY_PORT, "hgw-proxy")
@@ -116,7 +144,7 @@ class LabBackend:
         self._started[prefix] = started
 
         points = [CapturePoint("client", "eth0", netns=ns["client"])]
-        if "router" in spec.capture_at:
+        if "router" in spec.capture_at and not router_ssh:  # the namespace shortcut
             points.append(CapturePoint("router", "wan", netns=ns["router"]))
         points.append(CapturePoint("server", "eth0", remote=True))
         facts = {
@@ -129,6 +157,7 @@ class LabBackend:
             "router_wan_addr": ROUTER_WAN_ADDR,
             "hgw_wan_addr": HGW_WAN_ADDR,
             **port_facts(scenario.http_port, UDP_PORT, scenario.probe_port),
+            **nat_facts((SERVER_ADDR, SERVER_ADDR2)),  # the NAT tests' responder (rig.nat)
             # read by rig.configure: the playbook renders the same files to the same places
             "server_dir": str(server_dir),
             "listen_addr": SERVER_ADDR,
@@ -141,6 +170,7 @@ class LabBackend:
             # the server's temporary files (remote captures) stay in the run's workdir:
             # the server namespace shares this machine's /tmp, and `rig clean` knows this
             "remote_tmp": str(workdir),
+            **router_ssh,
         }
         return Rig(
             run_id=prefix,

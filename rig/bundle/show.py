@@ -3,6 +3,7 @@ through the current analysis; a verdict that differs from the recorded one is sa
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Mapping
 
@@ -49,11 +50,30 @@ def reanalyse(b: Bundle):
     drops = dict(b.manifest.kernel_drops) or None
     windows = windows_from_manifest(b.manifest.facts)  # when each tcpdump listened (rig run)
     verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops, windows=windows)
+    verdict = _with_traces(b, verdict, server_addr)
+    if (b.verdict or {}).get("nat"):
+        from rig.nat.run import carried
+
+        verdict = carried(verdict, b.verdict)  # the NAT profile is not in the captures
     if not b.probes:
         return verdict
     from rig.analysis.unsent import not_sent_in_records, with_probes
 
     return with_probes(verdict, not_sent_in_records(b.probes))  # the probes no capture can show
+
+
+def _with_traces(b: Bundle, verdict, server_addr: str | None):
+    """lost_at again, from the traces the run recorded (logs/traces.json; rig.trace)."""
+    path = b.root / "logs" / "traces.json"
+    if not path.is_file() or not server_addr:
+        return verdict
+    try:
+        traces = json.loads(path.read_text())
+        from rig.trace.stage import relocate
+
+        return relocate(verdict, traces, server_addr)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{b.source}: logs/traces.json cannot be read ({exc})") from exc
 
 
 def check_outcomes(b: Bundle) -> None:
@@ -106,7 +126,10 @@ def cli_show(args) -> int:
         if getattr(args, "html", None):
             from rig.report.html import render_report
 
-            html = render_report(verdict.to_dict(), manifest=b.manifest.to_json(), probes=b.probes, captures=b.captures)
+            tf = b.root / "logs" / "traces.json"
+            traces = json.loads(tf.read_text()) if tf.is_file() else None
+            html = render_report(verdict.to_dict(), manifest=b.manifest.to_json(), probes=b.probes, captures=b.captures,
+                                 traces=traces)
             write_output(args.html, html)
             if not args.json:
                 print(f"report: {args.html}")

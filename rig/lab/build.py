@@ -125,6 +125,7 @@ def plan(topo: Topology, prefix: str, scenario: Scenario) -> Plan:
                 lines.append(f"link set {end.iface} mtu {mtu.get((node, end.iface), link.mtu)}")
                 lines.append(f"addr add {end.addr} dev {end.iface}")
                 lines.append(f"link set {end.iface} up")
+        lines += [f"addr add {a.addr} dev {a.iface}" for a in topo.aliases if a.node == node]
         for r in topo.routes:
             if r.node == node:
                 lines.append(f"route add {r.dest} via {r.via}")

@@ -6,7 +6,9 @@ home gateway, or the port the server's Apache listens on. ``rig.lab.build`` appl
 them; nothing here runs a command. ``expect`` is the ground truth the pipeline's
 verdicts are tested against (outcome per protocol, or a change seen on the path);
 ``big_pings`` says what the DF echoes too large for the path's smallest MTU produce,
-when a scenario has one (``Scenario.expect_ping`` answers per echo size).
+when a scenario has one (``Scenario.expect_ping`` answers per echo size). ``drops``
+names, per protocol, the node where the fault loses the packets and the direction they
+were travelling (``DropAt``): the ground truth of the traces' ``lost_at``.
 
 Every scenario keeps the SSH control connection (client -> server tcp/22) working:
 rules match tcp/80, or exempt port 22, because configure and the remote capture use it.
@@ -69,6 +71,17 @@ class BigPings:
 
 
 @dataclass(frozen=True)
+class DropAt:
+    """Where a scenario's fault loses one protocol's packets: the lab ``node`` that drops
+    them and the ``direction`` they were travelling, "out" (client to server) or
+    "return" (server to client). A host firewall that drops a request on input is the
+    server itself, on the way out."""
+
+    node: str
+    direction: str  # "out" | "return"
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -82,6 +95,7 @@ class Scenario:
     probe_port: int | None = None  # where the TCP/HTTP probes go (None: http_port)
     big_pings: BigPings | None = None  # DF echoes above the smallest MTU; the others produce expect["icmp"]
     router: str = "linux"  # the router profile it needs (rig.lab.routers); --router picks it for the others
+    drops: Mapping[str, DropAt] = field(default_factory=dict)  # protocol -> where the fault loses its packets
 
     def expect_ping(self, size: int) -> Expected | None:
         """What an ICMP echo of ``size`` bytes (total IP size, DF set) must produce; None
@@ -106,12 +120,14 @@ SCENARIOS: dict[str, Scenario] = {
             "seed",
             "the seed: hgw drops TCP SYN-ACKs coming from the Internet; ping works",
             expect={"tcp": Outcome.LOST_RETURN, "icmp": Outcome.DELIVERED},
+            drops={"tcp": DropAt("hgw", "return")},
             rules=(NftRule("hgw", "forward", f'iifname "wan" tcp sport != 22 {_SYNACK} drop'),),
         ),
         Scenario(
             "outbound-drop",
             "hgw drops the client's TCP SYNs to the server on the way out",
             expect={"tcp": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
+            drops={"tcp": DropAt("hgw", "out")},
             rules=(NftRule("hgw", "forward", f'iifname "lan" ip daddr 198.51.100.10 tcp dport != 22 {_SYN} drop'),),
         ),
         Scenario(
@@ -163,12 +179,14 @@ SCENARIOS: dict[str, Scenario] = {
             "edge-filter-icmp",
             "inet drops ICMP toward the server before it arrives (like Azure's NSG)",
             expect={"icmp": Outcome.LOST_OUTBOUND, "tcp": Outcome.DELIVERED},
+            drops={"icmp": DropAt("inet", "out")},
             rules=(NftRule("inet", "forward", 'oifname "srv" ip protocol icmp drop'),),
         ),
         Scenario(
             "host-firewall-icmp",
             "the server's own firewall drops ICMP echo requests on input",
             expect={"icmp": Outcome.UNANSWERED, "tcp": Outcome.DELIVERED},
+            drops={"icmp": DropAt("server", "out")},
             rules=(NftRule("server", "input", "icmp type echo-request drop"),),
         ),
         Scenario(
@@ -210,8 +228,11 @@ def get(name: str) -> Scenario:
 
 
 def cli_scenarios(args: argparse.Namespace) -> int:
-    """``rig lab scenarios``: one line per scenario."""
+    """``rig lab scenarios``: one line per scenario, with what its NATs do (rig.nat.truth,
+    read from the same rules the lab builds)."""
+    from rig.nat.truth import describe, scenario_truth
+
     width = max(len(n) for n in SCENARIOS)
     for s in SCENARIOS.values():
-        print(f"{s.name:<{width}}  {s.description}")
+        print(f"{s.name:<{width}}  {s.description} [{describe(scenario_truth(s))}]")
     return 0

@@ -67,6 +67,7 @@ class Topology:
     nats: tuple[Nat, ...]
     forwarding: tuple[str, ...]  # nodes that forward IPv4
     roles: dict[str, str] = field(default_factory=dict)  # "client"/"server"/... -> node
+    aliases: tuple[Endpoint, ...] = ()  # further addresses on an interface a link already made
 
     def endpoint(self, node: str, iface: str) -> Endpoint:
         for link in self.links:
@@ -102,6 +103,8 @@ class Topology:
                 raise ValueError(f"route on unknown node {r.node!r}")
         for n in self.nats:
             self.endpoint(n.node, n.out_iface)
+        for alias in self.aliases:
+            self.endpoint(alias.node, alias.iface)
 
 
 # The seed's double NAT. Addresses come from the documentation ranges (RFC 5737) and
@@ -110,6 +113,7 @@ CLIENT_ADDR = "192.168.1.10"
 ROUTER_WAN_ADDR = "192.168.0.2"
 HGW_WAN_ADDR = "203.0.113.2"
 SERVER_ADDR = "198.51.100.10"
+SERVER_ADDR2 = "198.51.100.11"  # the server's second address (the NAT tests' responder)
 
 
 def seed_topology() -> Topology:
@@ -134,6 +138,7 @@ def seed_topology() -> Topology:
         nats=(Nat("router", "wan"), Nat("hgw", "wan")),
         forwarding=("router", "hgw", "inet"),
         roles={"client": "client", "router": "router", "hgw": "hgw", "server": "server"},
+        aliases=(Endpoint("server", "eth0", f"{SERVER_ADDR2}/24"),),
     )
     topo.validate()
     return topo

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from rig.outcome import Outcome, rank
 from rig.report.ladder import build_ladder, ladder_svg
+from rig.trace.diagram import path_diagram, path_html
 
 SHOW_PER_OUTCOME = 4  # exchanges drawn open per outcome; the rest fold under <details>
 
@@ -42,6 +43,7 @@ h3{font-size:1rem;margin:0 0 .3rem;word-break:break-word}
 .diagnosis.clean{border-color:var(--good);background:#e8f5e9}
 .diagnosis.failed{border-color:var(--warn);background:#fff4e5}
 .muted{color:var(--muted)}
+table.path{width:auto}table.path td,table.path th.hop{text-align:center}table.path td.lost{color:var(--bad);font-weight:600}
 .meta{color:var(--muted);font-size:.85rem;margin:.3rem 0 0}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;font-weight:600;\
 color:#fff;background:var(--bad);vertical-align:middle}
@@ -281,8 +283,10 @@ def render_report(
     manifest: Mapping[str, Any] | None = None,
     probes: Sequence[Mapping[str, Any]] | None = None,
     captures: Mapping[str, Any] | None = None,
+    traces: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string. ``traces``: logs/traces.json (rig.trace), for
+    the path diagram."""
     manifest = manifest or {}
     probes = list(probes or ())
     diag = verdict.get("diagnosis") or {}
@@ -294,6 +298,11 @@ def render_report(
     }
     drops = {c["name"]: c.get("kernel_drops") for c in verdict.get("capture_points", ())}
     clean = bool(exchanges) and all(getattr(Outcome.known(x.get("outcome")), "clean", False) for x in exchanges)
+    if verdict.get("nat"):  # the NAT profile (rig.nat): clean only when every protocol reached the responder
+        from rig.nat.records import NatProfile
+
+        profile = NatProfile.from_dict(verdict["nat"])
+        clean = profile.complete and (clean or not exchanges)
     dcls = "clean" if clean else ("failed" if status in ("failed", "interrupted") and not exchanges else "")
     summary = diag.get("summary") or (
         f"The run {status}: {manifest.get('error')}" if status in ("failed", "interrupted") else "No verdict."
@@ -332,27 +341,33 @@ def render_report(
         )
         parts.append(f'<table class="outcomes"><tr><th>protocol</th><th>outcomes</th></tr>{rows}</table>')
     parts.append(_not_sent_table(verdict.get("not_sent") or ()))
+    parts.append(path_html(path_diagram(traces or (), exchanges)))  # where each group died (rig.trace.diagram)
+    parts.append(_nat_profile_table(verdict.get("nat")))
     # exchanges, problems first
     if exchanges:
         parts.append("<h2>Exchanges</h2>")
         if cap_problem:
             parts.append(f'<p class="muted">ladders drawn without some captures: {_e(cap_problem)}</p>')
     ordered = sorted(exchanges, key=_exchange_order)
+    stories: dict[str, list] = {}  # identical stories are drawn once, with their count
+    for x in ordered:
+        stories.setdefault(_story(x), []).append(x)
     shown: dict[str, int] = {}
     folded: dict[str, list] = {}
-    for x in ordered:
-        o = x.get("outcome", "?")
+    for same in stories.values():
+        o = same[0].get("outcome", "?")
         if shown.get(o, 0) < SHOW_PER_OUTCOME:
             shown[o] = shown.get(o, 0) + 1
-            parts.append(_exchange_section(x, tables, offsets, probes, drops))
+            parts.append(_exchange_section(same[0], tables, offsets, probes, drops, same[1:]))
         else:
-            folded.setdefault(o, []).append(x)
-    for o, xs in folded.items():
+            folded.setdefault(o, []).append(same)
+    for o, groups in folded.items():
+        xs = [x for same in groups for x in same]
         parts.append(
             f'<details class="more"><summary>{len(xs)} more {_e(o)} exchange(s): '
             f'{_e(", ".join(x.get("id", "?") for x in xs[:12]))}{" …" if len(xs) > 12 else ""}</summary>'
         )
-        parts.extend(_exchange_section(x, tables, offsets, probes, drops) for x in xs)
+        parts.extend(_exchange_section(same[0], tables, offsets, probes, drops, same[1:]) for same in groups)
         parts.append("</details>")
     # what the path changed
     parts.append('<h2 id="changed">What the path changed</h2>')
@@ -386,6 +401,20 @@ def render_report(
     return "\n".join(parts)
 
 
+def _nat_profile_table(nat: Mapping[str, Any] | None) -> str:
+    """The verdict's ``nat`` section (rig.nat), one row per test, one column per protocol."""
+    if not nat:
+        return ""
+    from rig.nat.records import NatProfile
+    from rig.nat.words import rows
+
+    profile = NatProfile.from_dict(nat)
+    head = "".join(f"<th>{_e(p.name)}</th>" for p in profile.protocols)
+    body = "".join(f"<tr><td>{_e(label)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
+                   for label, cells in rows(profile))
+    return f'<h2 id="nat">NAT profile</h2><table class="nat-profile"><tr><th>test</th>{head}</tr>{body}</table>'
+
+
 def _not_sent_table(not_sent: Sequence[Mapping[str, Any]]) -> str:
     """The probes whose request never left the client (the verdict's ``not_sent``)."""
     if not not_sent:
@@ -401,7 +430,15 @@ def _not_sent_table(not_sent: Sequence[Mapping[str, Any]]) -> str:
             f"{rows}</table>")
 
 
-def _exchange_section(x, tables, offsets, probes, drops=None) -> str:
+def _story(x: Mapping[str, Any]) -> str:
+    """What the report says of an exchange beyond its id and ports: exchanges with equal
+    stories (the seed's burst of 35 lost handshakes) are drawn once, with their count."""
+    changes = [(c.get("field"), c.get("direction"), c.get("client"), c.get("server")) for c in x.get("changes") or ()]
+    return json.dumps([x.get("protocol"), x.get("outcome"), x.get("explanation"), x.get("lost_between"),
+                       x.get("lost_at"), changes], sort_keys=True, default=str)
+
+
+def _exchange_section(x, tables, offsets, probes, drops=None, same: Sequence[Mapping[str, Any]] = ()) -> str:
     outcome = x.get("outcome", "?")
     ladder = build_ladder(x, tables, offsets) if tables else None
     head = (
@@ -410,6 +447,9 @@ def _exchange_section(x, tables, offsets, probes, drops=None) -> str:
         f'<span class="badge {_e(outcome)}">{_e(outcome)}</span></h3>'
         f'<p>{_e(x.get("explanation"))}</p>'
     )
+    if same:
+        head += (f'<p class="same">×{len(same) + 1}: {_e(len(same))} more exchange(s) with the same story, drawn once: '
+                 f'{_e(_ids([str(y.get("id", "?")) for y in same], 12))}</p>')
     if ladder is not None and ladder.points:
         draw = ladder_svg(ladder, title=f"{x.get('id')}: {outcome}")
         if ladder.note:
@@ -489,6 +529,8 @@ def write_report(root: Path | str, verdict: Mapping[str, Any], manifest: Mapping
             except json.JSONDecodeError:
                 continue
     caps = {c.stem: c for c in sorted((root / "captures").glob("*.pcap*"))} if (root / "captures").is_dir() else {}
+    tf = root / "logs" / "traces.json"
+    traces = json.loads(tf.read_text()) if tf.exists() else None
     dst = root / "report.html"
-    dst.write_text(render_report(verdict, manifest=manifest, probes=probes, captures=caps))
+    dst.write_text(render_report(verdict, manifest=manifest, probes=probes, captures=caps, traces=traces))
     return dst

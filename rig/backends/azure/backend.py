@@ -27,10 +27,17 @@ from rig.errors import InfraError
 ARM_SCOPE = "https://management.azure.com/.default"
 
 
+def wants_nat(spec: RunSpec) -> bool:
+    """The run measures the NAT profile (--probes nat): the plan gains its second public IP."""
+    from rig.nat.run import split_probes
+
+    return split_probes(spec.probes or None)[1]
+
+
 def dry_run(spec: RunSpec, fetch: Fetch | None = None) -> str:
     """The --dry-run text for ``spec``: no credentials, creates nothing; asks the Azure Retail
     Prices API (unauthenticated) for the region's prices, and says so when it cannot."""
-    plan = make_plan(dict(spec.options))
+    plan = make_plan(dict(spec.options), nat=wants_nat(spec))
     return render_plan(plan, prices.lookup(plan.location, plan.sizes, fetch=fetch))
 
 
@@ -74,7 +81,7 @@ class AzureBackend:
 
     # -- the interface --------------------------------------------------------------------
     def plan(self, spec: RunSpec) -> Plan:
-        return make_plan(dict(spec.options))
+        return make_plan(dict(spec.options), nat=wants_nat(spec))
 
     def provision(self, spec: RunSpec) -> Rig:
         from rig.backends.azure.caller_ip import detect
@@ -116,8 +123,17 @@ class AzureBackend:
                    "vm_name": got.vm_name, "nic_name": got.nic_name, "private_ip": got.private_ip,
                    "allow_from": source, "expires_at": plan.tags["expires-at"],
                    "auto_shutdown": str(got.auto_shutdown).lower(), "critical_path_waits": str(got.waits),
-                   "listen_addr": "0.0.0.0", "service_mode": "system"},
+                   "listen_addr": "0.0.0.0", "service_mode": "system", **self._nat_facts(got)},
         )
+
+    @staticmethod
+    def _nat_facts(got) -> dict[str, str]:
+        """Where rig.nat's responder listens: each public IP with the private address it reaches."""
+        if not got.nat_public_ip:
+            return {}
+        from rig.nat.responder import nat_facts
+
+        return nat_facts((got.public_ip, got.nat_public_ip), local=(got.private_ip, got.nat_private_ip))
 
     def _create_somewhere(self, clients, plan: Plan, keys, source: str, spec: RunSpec):
         """The plan's region, then its fallback regions when no size can be had there.

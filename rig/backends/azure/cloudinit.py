@@ -54,13 +54,15 @@ def new_keys(workdir: str | os.PathLike) -> RunKeys:
     return RunKeys(str(path), f"{login_public} rig", host_private, host_public)
 
 
-def render(keys: RunKeys) -> str:
+def render(keys: RunKeys, nat_addr: str = "") -> str:
+    """``nat_addr``: the static private address of the NIC's second IP configuration (the
+    NAT responder's, rig.nat): Azure's DHCP gives the VM only the primary one."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template(TEMPLATE).render(host_private=keys.host_private.strip(),
-                                             host_public=keys.host_public)
+                                             host_public=keys.host_public, nat_addr=nat_addr)
 
 
-def custom_data(keys: RunKeys) -> str:
+def custom_data(keys: RunKeys, nat_addr: str = "") -> str:
     """Base64 of the rendered cloud-config, as osProfile.customData wants it."""
-    return base64.b64encode(render(keys).encode()).decode()
+    return base64.b64encode(render(keys, nat_addr).encode()).decode()

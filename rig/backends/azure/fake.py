@@ -360,7 +360,9 @@ class FakeARM:
         if rtype == "networkinterfaces":
             for i, cfg in enumerate(props.get("ipConfigurations", [])):
                 cfg["id"] = f"{path}/ipConfigurations/{cfg['name']}"
-                cfg.setdefault("properties", {})["privateIPAddress"] = f"10.77.1.{4 + i}"
+                cp = cfg.setdefault("properties", {})
+                if cp.get("privateIPAllocationMethod") != "Static" or not cp.get("privateIPAddress"):
+                    cp["privateIPAddress"] = f"10.77.1.{4 + i}"
         if rtype == "virtualmachines":
             props["vmId"] = "11111111-2222-3333-4444-555555555555"
         return res

@@ -76,6 +76,16 @@ FREEBSD_REFUSAL = ("rig cannot pin the SSH host key of a FreeBSD VM on Azure bef
                    "host whose key you know (docs/azure-and-ssh.md)")
 
 
+NAT_PORT_RANGE = "3478-3479"  # the NAT responder's ports (rig.nat.responder.NAT_PORTS)
+
+
+def nat_private_ip(attempt: int) -> str:
+    """The static private address of the NAT responder's IP configuration on the NIC of VM
+    attempt ``attempt``: far above the dynamic ones (from .4), one per NIC, because Azure
+    holds a failed VM's NIC (and its addresses) for 180 s."""
+    return f"10.77.1.{200 + attempt}"
+
+
 @dataclass(frozen=True)
 class Rule:
     """One inbound NSG rule."""
@@ -100,6 +110,7 @@ class Plan:
     admin_user: str = ADMIN_USER
     names: dict = field(default_factory=dict)
     fallback_locations: tuple[str, ...] = ()  # tried in order when no size can be had
+    nat: bool = False  # --probes nat: a second public IP on the NIC and the responder's ports open (rig.nat)
 
     @property
     def resource_group(self) -> str:
@@ -122,6 +133,8 @@ class Plan:
             Rule("rig-allow-ssh", 110, "Tcp", "22", src),
             Rule("rig-allow-http", 120, "Tcp", "80", src),
             Rule("rig-allow-udp-echo", 130, "Udp", str(UDP_ECHO_PORT), src),
+            *((Rule("rig-allow-nat-udp", 140, "Udp", NAT_PORT_RANGE, src),
+               Rule("rig-allow-nat-tcp", 150, "Tcp", NAT_PORT_RANGE, src)) if self.nat else ()),
             Rule("rig-deny-rest", 4096, "*", "*", "*", access="Deny"),
         )
 
@@ -133,6 +146,7 @@ class Plan:
             ("Microsoft.Network/virtualNetworks", n["vnet"], 2),
             ("Microsoft.Network/networkSecurityGroups", n["nsg"], 2),
             ("Microsoft.Network/publicIPAddresses", n["pip"], 2),
+            *((("Microsoft.Network/publicIPAddresses", n["pip_nat"], 2),) if self.nat else ()),
             ("Microsoft.Network/networkInterfaces", n["nic"], 3),
             ("Microsoft.Compute/virtualMachines", n["vm"], 4),
             ("Microsoft.DevTestLab/schedules", f"shutdown-computevm-{n['vm']}", 5),
@@ -162,8 +176,9 @@ def _created_by() -> str:
     return re.sub(r"[^\w@.\-]", "_", f"{user}@{host}")[:256]
 
 
-def make_plan(options: dict, now: datetime | None = None, run_id: str | None = None) -> Plan:
-    """The plan for the flags in ``options`` (RunSpec.options); no I/O."""
+def make_plan(options: dict, now: datetime | None = None, run_id: str | None = None, nat: bool = False) -> Plan:
+    """The plan for the flags in ``options`` (RunSpec.options); no I/O. ``nat``: the run
+    measures the NAT profile (--probes nat)."""
     now = now or datetime.now(timezone.utc)
     run_id = run_id or options.get("run_id") or new_run_id(now)
     image_name = (options.get("image") or "ubuntu").strip()
@@ -182,7 +197,7 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
     allow = options.get("allow_from")
     ttl = run_options(options).ttl_hours or DEFAULT_TTL_HOURS
     short = run_id.removeprefix("rig-").replace("-", "")[-10:]
-    names = {"vnet": "rig-vnet", "subnet": "rig-subnet", "nsg": "rig-nsg", "pip": "rig-ip",
+    names = {"vnet": "rig-vnet", "subnet": "rig-subnet", "nsg": "rig-nsg", "pip": "rig-ip", "pip_nat": "rig-ip-nat",
              "nic": "rig-nic", "vm": f"rig{short}"}
     locations = [loc.strip().lower() for loc in
                  (options.get("location") or os.environ.get("RIG_AZURE_LOCATION") or DEFAULT_LOCATION).split(",")
@@ -202,6 +217,7 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
         created_by=options.get("created_by") or _created_by(),
         expires_at=(now + timedelta(hours=ttl)).replace(microsecond=0),
         names=names,
+        nat=nat,
     )
 
 
@@ -271,6 +287,10 @@ def render_plan(plan: Plan, prices: RegionPrices | PriceFailure | None = None) -
         lines.append(f"    {r.priority:>4} {r.access:<5} {r.protocol:<4} port {r.port:<3} from {r.source}")
     if plan.allow_from is None:
         lines.append("  (your public address is detected when the run starts; --allow-from CIDR overrides it)")
+    if plan.nat:
+        lines.append(f"  NAT profile (--probes nat): {plan.names['pip_nat']} on a second IP configuration of the NIC "
+                     f"(private {nat_private_ip(0)}), the responder on ports {NAT_PORT_RANGE} of both addresses; "
+                     f"the second static IPv4 adds about {PUBLIC_IP_PRICE:.3f} USD/hour (East US list price)")
     lines += _cost_lines(plan, prices)
     lines.append(f"  tags:     {', '.join(f'{k}={v}' for k, v in plan.tags.items())}")
     return "\n".join(lines)

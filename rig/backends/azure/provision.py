@@ -22,7 +22,7 @@ from rig.backends.azure import errors as E
 from rig.backends.azure.cloudinit import RunKeys, custom_data
 from rig.backends.azure.credentials import Clients
 from rig.backends.azure.nsg import security_rules
-from rig.backends.azure.plan import Plan
+from rig.backends.azure.plan import Plan, nat_private_ip
 from rig.errors import InfraError
 
 DEFAULT_TIMEOUT = 900.0  # seconds for one wave
@@ -42,6 +42,8 @@ class Provisioned:
     host_key: str  # pinned "ssh-ed25519 AAAA..."
     auto_shutdown: bool
     waits: int  # sequential waits on the critical path (for tests and the manifest)
+    nat_public_ip: str = ""  # --probes nat: the NIC's second public IP (rig.nat's responder), and
+    nat_private_ip: str = ""  # the private address it reaches on the VM
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class _Nic:
     pip_name: str
     public_ip: str
     private_ip: str
+    nat_pip_name: str = ""  # the second public IP, on the NAT responder's IP configuration
+    nat_private_ip: str = ""
 
 
 def _id(sub: str, rg: str, provider: str, *parts: str) -> str:
@@ -135,11 +139,14 @@ class Provisioner:
         nsg = c.network.network_security_groups.begin_create_or_update(rg, n["nsg"], N.NetworkSecurityGroup(
             location=p.location, tags=tags, properties=N.NetworkSecurityGroupPropertiesFormat(
                 security_rules=security_rules(p.rules(self.source)))))
-        net = self._wait({"the virtual network": vnet, "the network security group": nsg,
-                          "the public IP": self._begin_public_ip(n["pip"])})
+        wave = {"the virtual network": vnet, "the network security group": nsg,
+                "the public IP": self._begin_public_ip(n["pip"])}
+        if p.nat:
+            wave["the NAT responder's public IP"] = self._begin_public_ip(n["pip_nat"])
+        net = self._wait(wave)
         self._nsg_id = net["the network security group"].id
 
-        nic = self._network_interface(n["nic"], net["the public IP"])
+        nic = self._network_interface(n["nic"], net["the public IP"], net.get("the NAT responder's public IP"))
         size, nic = self._create_vm(nic)
 
         self._doing = "creating the auto-shutdown schedule"
@@ -147,8 +154,13 @@ class Provisioner:
         public_ip = nic.public_ip or c.network.public_ip_addresses.get(rg, nic.pip_name).properties.ip_address
         if not public_ip:
             raise InfraError(f"Azure assigned no address to public IP {nic.pip_name}")
+        nat_public = ""
+        if nic.nat_pip_name:
+            nat_public = c.network.public_ip_addresses.get(rg, nic.nat_pip_name).properties.ip_address or ""
+            if not nat_public:
+                raise InfraError(f"Azure assigned no address to public IP {nic.nat_pip_name}")
         return Provisioned(public_ip, nic.private_ip, size, n["vm"], nic.name, self.keys.host_public, auto,
-                           self.waits)
+                           self.waits, nat_public_ip=nat_public, nat_private_ip=nic.nat_private_ip)
 
     # -- the NIC (and its public IP) ----------------------------------------------------------
     def _begin_public_ip(self, name: str):
@@ -161,8 +173,9 @@ class Provisioner:
                 properties=N.PublicIPAddressPropertiesFormat(public_ip_allocation_method="Static",
                                                              public_ip_address_version="IPv4")))
 
-    def _network_interface(self, name: str, pip) -> "_Nic":
-        """Create NIC ``name`` in the subnet, with the NSG and public IP ``pip`` on it (one wait)."""
+    def _network_interface(self, name: str, pip, nat_pip=None, attempt: int = 0) -> "_Nic":
+        """Create NIC ``name`` in the subnet, with the NSG and public IP ``pip`` on it (one wait);
+        ``nat_pip`` (--probes nat) on a second IP configuration with a static private address."""
         from azure.mgmt.network import models as N
 
         p, rg = self.plan, self.plan.resource_group
@@ -175,10 +188,26 @@ class Provisioner:
                 ip_configurations=[N.NetworkInterfaceIPConfiguration(
                     name="ipconfig1", properties=N.NetworkInterfaceIPConfigurationPropertiesFormat(
                         private_ip_allocation_method="Dynamic", subnet=N.Subnet(id=subnet_id),
-                        public_ip_address=N.PublicIPAddress(id=pip.id)))])))
+                        public_ip_address=N.PublicIPAddress(id=pip.id), primary=True)),
+                    *self._nat_ip_configuration(subnet_id, nat_pip, attempt)])))
         res = self._wait({f"the network interface {name}": poller})[f"the network interface {name}"]
         private_ip = res.properties.ip_configurations[0].properties.private_ip_address or ""
-        return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip)
+        if nat_pip is None:
+            return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip)
+        return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip, nat_pip.name,
+                    nat_private_ip(attempt))
+
+    @staticmethod
+    def _nat_ip_configuration(subnet_id: str, nat_pip, attempt: int) -> list:
+        """The NAT responder's IP configuration (none without ``nat_pip``)."""
+        from azure.mgmt.network import models as N
+
+        if nat_pip is None:
+            return []
+        return [N.NetworkInterfaceIPConfiguration(
+            name="ipconfig-nat", properties=N.NetworkInterfaceIPConfigurationPropertiesFormat(
+                private_ip_allocation_method="Static", private_ip_address=nat_private_ip(attempt),
+                subnet=N.Subnet(id=subnet_id), public_ip_address=N.PublicIPAddress(id=nat_pip.id), primary=False))]
 
     def _fresh_network_interface(self, attempt: int) -> "_Nic":
         """A new public IP and NIC for the next VM attempt. Azure holds a NIC for 180 s after
@@ -188,11 +217,16 @@ class Provisioner:
         pip_name, nic_name = f"{n['pip']}-{attempt + 2}", f"{n['nic']}-{attempt + 2}"  # the 2nd, 3rd... pair
         self._doing = f"creating the public IP {pip_name} for the next VM attempt"
         self.log(f"a fresh NIC {nic_name} and public IP {pip_name} (Azure holds the failed VM's NIC for 180 s)")
-        pip = self._wait({f"the public IP {pip_name}": self._begin_public_ip(pip_name)})[f"the public IP {pip_name}"]
-        return self._network_interface(nic_name, pip)
+        pips = {pip_name: self._begin_public_ip(pip_name)}
+        nat_name = f"{n['pip_nat']}-{attempt + 2}"
+        if self.plan.nat:
+            pips[nat_name] = self._begin_public_ip(nat_name)
+        got = self._wait({f"the public IP {k}": v for k, v in pips.items()})
+        return self._network_interface(nic_name, got[f"the public IP {pip_name}"],
+                                       got.get(f"the public IP {nat_name}"), attempt=attempt + 1)
 
     # -- the VM, with size fallbacks ------------------------------------------------------
-    def _vm_body(self, size: str, nic_id: str):
+    def _vm_body(self, size: str, nic_id: str, nat_addr: str = ""):
         from azure.mgmt.compute import models as C
 
         p = self.plan
@@ -203,7 +237,7 @@ class Provisioner:
                 disable_password_authentication=True,
                 ssh=C.SshConfiguration(public_keys=[C.SshPublicKey(
                     path=f"/home/{p.admin_user}/.ssh/authorized_keys", key_data=self.keys.login_public)])))
-        os_profile.custom_data = custom_data(self.keys)  # installs the pinned host key
+        os_profile.custom_data = custom_data(self.keys, nat_addr)  # the pinned host key (and the NAT address)
         vm = C.VirtualMachine(
             location=p.location, tags=p.tags,
             properties=C.VirtualMachineProperties(
@@ -231,7 +265,7 @@ class Provisioner:
             self.log(f"VM {p.vm_name}: {size}, {p.image.urn}")
             created = False
             try:
-                poller = vms.begin_create_or_update(rg, p.vm_name, self._vm_body(size, nic.id))
+                poller = vms.begin_create_or_update(rg, p.vm_name, self._vm_body(size, nic.id, nic.nat_private_ip))
                 created = True
                 self._wait({f"VM {p.vm_name} ({size})": poller})
                 return size, nic

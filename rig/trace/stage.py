@@ -1,0 +1,154 @@
+"""The trace stage of ``rig run``: which traces to make, making them, and the verdict
+with ``lost_at`` added.
+
+For each protocol and outcome that lost packets (lost-outbound, lost-return,
+unanswered) one group is traced, from its first exchange's 5-tuple: the forward trace,
+and for lost-return the return-path trace too; and one healthy exchange is traced
+forward, so a run always shows the path. Every exchange of a group gets the group's
+``lost_at``. Traces never change an outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from rig.outcome import Outcome
+from rig.trace.forward import forward
+from rig.trace.locate import LOCATED, locate
+from rig.trace.nodes import Namer, named
+from rig.trace.records import LostAt, Trace
+from rig.trace.reverse import ServerSide, reverse
+from rig.trace.words import place, with_places
+from rig.verdict import Exchange
+
+
+@dataclass(frozen=True)
+class Group:
+    protocol: str
+    outcome: Outcome
+    exchange: Exchange  # the first of the group, whose 5-tuple is copied
+
+
+def _port(endpoint: str | None) -> int | None:
+    if not endpoint or ":" not in endpoint:
+        return None
+    try:
+        return int(endpoint.rsplit(":", 1)[1])
+    except ValueError:
+        return None
+
+
+def _host(endpoint: str | None) -> str | None:
+    return endpoint.rsplit(":", 1)[0] if endpoint and ":" in endpoint else endpoint
+
+
+def groups(exchanges) -> list[Group]:
+    """The groups to trace: each (protocol, outcome) that lost packets, then one healthy
+    exchange (TCP first) if any."""
+    out: dict[tuple[str, Outcome], Group] = {}
+    healthy: dict[str, Exchange] = {}
+    for e in exchanges:
+        if e.outcome in LOCATED and (e.protocol, e.outcome) not in out:
+            out[(e.protocol, e.outcome)] = Group(e.protocol, Outcome(e.outcome), e)
+        elif e.outcome == Outcome.DELIVERED and e.protocol not in healthy:
+            healthy[e.protocol] = e
+    found = list(out.values())
+    for proto in ("tcp", "icmp", "udp"):
+        if proto in healthy:
+            found.append(Group(proto, Outcome.DELIVERED, healthy[proto]))
+            break
+    return found
+
+
+def trace_group(g: Group, client_netns: str | None, server: ServerSide | None, server_addr: str,
+                max_ttl: int, wait: float) -> list[Trace]:
+    e = g.exchange
+    dport = _port(e.server) or 0
+    sport = _port(e.client)
+    echo_id = e.echo[0] if e.echo is not None else None
+    fwd = forward(client_netns, g.protocol, server_addr, dport, sport, echo_id, max_ttl=max_ttl, wait=wait)
+    traces = [dataclasses.replace(fwd, exchange=e.id)]
+    if g.outcome == Outcome.LOST_RETURN and server is not None:
+        back = reverse(client_netns, server, g.protocol, server_addr, dport, sport, _host(e.seen_at_server_as),
+                       max_ttl=max_ttl, wait=wait)
+        traces.append(dataclasses.replace(back, exchange=e.id))
+    return traces
+
+
+def add_lost_at(verdict, located: dict[tuple[str, str], LostAt]):
+    """``verdict`` with ``lost_at`` on every exchange of each located group, and the
+    diagnosis saying where. Only records built eagerly can be lost (the bulk batches
+    hold delivered exchanges only)."""
+    from rig.verdict import Diagnosis, ExchangeList
+
+    def mark(e):
+        la = located.get((e.protocol, str(e.outcome)))
+        return dataclasses.replace(e, lost_at=la) if la is not None else e
+
+    ex = verdict.exchanges
+    if isinstance(ex, ExchangeList):
+        ex = ExchangeList([mark(e) for e in ex.eager], ex.batches, ex.src, ex.loc, ex.num)
+    else:
+        ex = tuple(mark(e) for e in ex)
+    clauses = [place(proto, la) for (proto, _), la in located.items()]
+    diagnosis = Diagnosis(with_places(verdict.diagnosis.summary, clauses), verdict.diagnosis.by_protocol)
+    return dataclasses.replace(verdict, exchanges=ex, diagnosis=diagnosis)
+
+
+def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, server_addr: str, name: Namer,
+                  max_ttl: int = 16, wait: float = 1.0,
+                  no_server: str = "no return-path trace: rig cannot run one on this server"):
+    """Make the traces a verdict calls for; returns (verdict with lost_at, traces).
+    ``server`` None: no return-path trace, for the reason ``no_server``."""
+    traces: list[Trace] = []
+    for g in groups(verdict.exchanges):
+        traces += [named(t, name) for t in trace_group(g, client_netns, server, server_addr, max_ttl, wait)]
+    return place_traces(verdict, traces, server_addr, name, None if server is not None else no_server), traces
+
+
+def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no_server: str | None = None):
+    """``verdict`` with the ``lost_at`` its traces give (each group's traces are those
+    that copied its first exchange). ``no_server``: why no return-path trace was made."""
+    located: dict[tuple[str, str], LostAt] = {}
+    for g in groups(verdict.exchanges):
+        if g.outcome not in LOCATED:
+            continue
+        mine = [t for t in traces if t.exchange == g.exchange.id and t.protocol == g.protocol]
+        fwd = next((t for t in mine if t.direction == "out"), None)
+        back = next((t for t in mine if t.direction == "return"), None)
+        la: LostAt | None
+        if g.outcome == Outcome.LOST_RETURN and back is None and no_server is not None:
+            la = LostAt("return", None, None, (), no_server)
+        else:
+            la = locate(g.outcome, server_addr, fwd, back, name)
+        if la is not None:
+            located[(g.protocol, str(g.outcome))] = la
+    return add_lost_at(verdict, located)
+
+
+def recorded_namer(traces: list[Trace], server_addr: str) -> Namer:
+    """Hop names as the traces recorded them (``rig show``: the topology is not at hand)."""
+    known = {(t.direction, h.ttl, h.address): h.node for t in traces for h in t.hops}
+    at: dict[tuple[str, int], str] = {}  # (direction, index) -> node, for a hop named without an address
+    for t in traces:
+        for h in t.hops:
+            if h.node:
+                at.setdefault((t.direction, h.ttl), h.node)
+                if t.arrived_ttl is not None and t.arrived_ttl > h.ttl:
+                    other = "return" if t.direction == "out" else "out"
+                    at.setdefault((other, t.arrived_ttl - h.ttl), h.node)
+
+    def name(direction: str, index: int, address: str) -> str | None:
+        if not address:
+            return at.get((direction, index))
+        return known.get((direction, index, address)) or ("server" if address == server_addr else None)
+
+    return name
+
+
+def relocate(verdict, traces_json: list, server_addr: str):
+    """``verdict`` (re-analysed) with ``lost_at`` from a bundle's logs/traces.json."""
+    traces = [Trace.from_dict(t) for t in traces_json]
+    return place_traces(verdict, traces, server_addr, recorded_namer(traces, server_addr),
+                        "no return-path trace was recorded")

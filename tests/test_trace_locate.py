@@ -1,0 +1,170 @@
+"""From traces to ``lost_at`` (rig.trace.locate, nodes, words, stage): pure functions on
+recorded traces, no network."""
+
+from __future__ import annotations
+
+from rig.analysis.diagnosis import diagnose
+from rig.lab.topology import seed_topology
+from rig.outcome import Outcome
+from rig.trace.locate import locate
+from rig.trace.nodes import ends_namer, lab_namer, path_nodes
+from rig.trace.records import Hop, HopRef, LostAt, Trace, TraceEvidence
+from rig.trace.stage import add_lost_at, groups
+from rig.trace.words import place
+from rig.verdict import CapturePointInfo, Exchange, Verdict
+
+SERVER = "198.51.100.10"
+NAME = lab_namer(seed_topology())
+
+
+def _trace(direction: str, hops: list[tuple[int, str, str]], arrived: int | None = None, error: str | None = None,
+           proto: str = "tcp") -> Trace:
+    return Trace(direction, proto, "s", "t", 16, tuple(Hop(t, a, k) for t, a, k in hops), arrived, error)
+
+
+SEED_BACK = _trace("return", [(1, "198.51.100.1", "time-exceeded"), (2, "203.0.113.2", "time-exceeded")])
+
+
+def test_the_lab_path_runs_from_client_to_server():
+    assert path_nodes(seed_topology()) == ["client", "router", "hgw", "inet", "server"]
+
+
+def test_lab_hops_are_named_by_position_when_a_nat_answers_for_the_node_behind_it():
+    assert NAME("return", 2, "203.0.113.2") == "hgw"
+    assert NAME("out", 2, "192.168.0.1") == "hgw"
+    assert NAME("out", 3, "203.0.113.1") == "inet"
+    # the router's time-exceeded toward the server leaves through the hgw's NAT
+    assert NAME("return", 3, "203.0.113.2") == "router"
+    assert NAME("out", 7, "10.9.9.9") is None
+
+
+def test_ends_namer_knows_the_server_and_the_clients_public_address():
+    name = ends_namer(SERVER, "203.0.113.2")
+    assert name("return", 2, "203.0.113.2") == "client-public"
+    assert name("out", 4, SERVER) == "server"
+    assert name("out", 2, "10.0.0.1") is None
+
+
+def test_lost_return_is_placed_at_the_last_hop_that_answered():
+    la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
+    assert la.direction == "return" and la.undecided_because is None
+    assert la.after_hop == HopRef(2, "203.0.113.2", "hgw")
+    assert la.before_hop == HopRef(3, None, "router")  # from the lab's path alone
+    assert la.evidence[-1] == TraceEvidence("return", 3, None, "nothing", 16)
+    fwd = _trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded"),
+                         (3, "203.0.113.1", "time-exceeded"), (4, SERVER, "reply")], 4)
+    # the forward trace's hop 1 stands where the return path's hop 3 does
+    assert locate(Outcome.LOST_RETURN, SERVER, fwd, SEED_BACK, NAME).before_hop == HopRef(3, "192.168.1.1", "router")
+    edge = _trace("return", [(1, "198.51.100.1", "time-exceeded")])
+    assert locate(Outcome.LOST_RETURN, SERVER, fwd, edge, NAME).before_hop == HopRef(2, "192.168.0.1", "hgw")
+
+
+def test_lost_outbound_uses_the_forward_trace():
+    fwd = _trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded")])
+    back = _trace("return", [(1, "198.51.100.1", "time-exceeded"), (2, "203.0.113.2", "time-exceeded"),
+                             (3, "203.0.113.2", "time-exceeded"), (4, "192.168.1.10", "reply")], 4)
+    la = locate(Outcome.LOST_OUTBOUND, SERVER, fwd, back, NAME)
+    assert (la.direction, la.after_hop) == ("out", HopRef(2, "192.168.0.1", "hgw"))
+    assert la.before_hop == HopRef(3, "198.51.100.1", "inet")  # the return trace's hop 1, on the same line
+    assert locate(Outcome.LOST_OUTBOUND, SERVER, fwd, None, NAME).before_hop == HopRef(3, None, "inet")
+    assert locate(Outcome.LOST_OUTBOUND, SERVER, fwd, None, ends_namer(SERVER, None)).before_hop is None
+
+
+def test_unanswered_is_placed_at_the_server():
+    fwd = _trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded"),
+                         (3, "203.0.113.1", "time-exceeded")], proto="icmp")
+    la = locate(Outcome.UNANSWERED, SERVER, fwd, None, NAME)
+    assert (la.direction, la.after_hop) == ("out", HopRef(4, SERVER, "server"))
+    assert la.evidence[-1] == TraceEvidence("server", None, SERVER, "request")
+
+
+def test_when_the_traces_cannot_decide_lost_at_says_why_and_names_no_hop():
+    got_through = _trace("return", [(1, "198.51.100.1", "time-exceeded"), (4, "192.168.1.10", "reply")], arrived=4)
+    silent = _trace("return", [])
+    failed = _trace("return", [], error="cannot send raw packets: Operation not permitted")
+    for trace, why in ((got_through, "got through"), (silent, "no hop answered"), (failed, "cannot send"),
+                       (None, "no return-path trace")):
+        la = locate(Outcome.LOST_RETURN, SERVER, None, trace, NAME)
+        assert la.after_hop is None and why in la.undecided_because, trace
+    assert locate(Outcome.DELIVERED, SERVER, None, SEED_BACK, NAME) is None
+
+
+def test_place_in_words():
+    la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
+    assert place("tcp", la) == "SYN-ACKs reach 203.0.113.2 (your home gateway, hop 2 back from the server) and go no further"
+    assert place("tcp", LostAt("return", None, None, (), "no hop answered the trace")) == (
+        "where the SYN-ACKs are lost is not known (no hop answered the trace)")
+
+
+def _ex(i: int, proto: str, outcome: str) -> Exchange:
+    return Exchange(f"{proto}-{i}", proto, f"192.168.1.10:{40000 + i}", f"{SERVER}:80", None, Outcome(outcome), "x")
+
+
+def test_one_group_per_lost_protocol_and_outcome_plus_one_healthy_exchange():
+    ex = [_ex(1, "tcp", "lost-return"), _ex(2, "tcp", "lost-return"), _ex(3, "icmp", "delivered"),
+          _ex(4, "tcp", "delivered"), _ex(5, "udp", "unanswered")]
+    assert [(g.protocol, g.outcome, g.exchange.id) for g in groups(ex)] == [
+        ("tcp", Outcome.LOST_RETURN, "tcp-1"), ("udp", Outcome.UNANSWERED, "udp-5"),
+        ("tcp", Outcome.DELIVERED, "tcp-4")]
+
+
+def test_lost_at_reaches_every_exchange_of_the_group_and_round_trips_through_json():
+    ex = (_ex(1, "tcp", "lost-return"), _ex(2, "tcp", "lost-return"), _ex(3, "icmp", "delivered"))
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
+    la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
+    out = add_lost_at(v, {("tcp", "lost-return"): la})
+    assert [e.lost_at for e in out.exchanges] == [la, la, None]
+    assert out.diagnosis.summary.startswith(v.diagnosis.summary + ". SYN-ACKs reach 203.0.113.2")
+    d = out.to_dict()
+    assert d["exchanges"][0]["lost_at"]["after_hop"] == {"index": 2, "address": "203.0.113.2", "node": "hgw"}
+    assert "lost_at" not in d["exchanges"][2]
+    again = Exchange.from_dict(d["exchanges"][0])
+    assert again.lost_at == la
+
+
+def test_without_a_server_side_lost_return_says_why(monkeypatch):
+    import rig.trace.stage as stage
+
+    monkeypatch.setattr(stage, "forward", lambda *a, **k: _trace("out", [(1, "192.168.1.1", "time-exceeded")], 4))
+    ex = (_ex(1, "tcp", "lost-return"),)
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
+    out, traces = stage.trace_verdict(v, None, None, SERVER, NAME, no_server="no return-path trace: SSH failed")
+    assert [t.direction for t in traces] == ["out"]
+    la = out.exchanges[0].lost_at
+    assert la.after_hop is None and la.undecided_because == "no return-path trace: SSH failed"
+    assert "is not known (no return-path trace: SSH failed)" in out.diagnosis.summary
+
+
+def test_the_path_diagram_puts_both_traces_on_one_line_and_marks_where_each_group_died():
+    from rig.trace.diagram import Column, Mark, path_diagram, path_html
+    from rig.trace.nodes import named
+
+    fwd = named(_trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded"),
+                               (3, "203.0.113.1", "time-exceeded"), (4, SERVER, "reply")], 4), NAME)
+    back = named(SEED_BACK, NAME)
+    la = locate(Outcome.LOST_RETURN, SERVER, None, back, NAME)
+    lost = [{"protocol": "tcp", "outcome": "lost-return", "lost_at": la.to_dict()}] * 35
+    d = path_diagram([fwd.to_dict(), back.to_dict()], [*lost, {"protocol": "icmp", "outcome": "delivered"}])
+    assert d.columns == (Column(0, "client", "s"), Column(1, "router", "192.168.1.1"),
+                         Column(2, "hgw", "192.168.0.1", "203.0.113.2"),
+                         Column(3, "inet", "203.0.113.1", "198.51.100.1"), Column(4, "server"))
+    assert d.marks == (Mark("tcp", "lost-return", 35, "return", 2),)
+    html = path_html(d)
+    assert "tcp lost-return ×35" in html
+    cells = html.split("tcp lost-return ×35</th>")[1].split("</tr>")[0]
+    # client, link, router, link (cross), hgw, link, inet, link, server
+    assert [c.split(">", 1)[1] for c in cells.split("</td>")[:-1]] == ["", "", "", "✗", "●", "←", "●", "←", "●"]
+    assert path_html(path_diagram([], [{"protocol": "tcp", "outcome": "delivered"}])) == ""
+
+
+def test_a_server_holding_the_probes_connection_may_answer_a_later_copy():
+    """Seen in the seed run: the RST to the TTL-6 SYN copy came back; TTL 4 reached the
+    server too (no hop answered for it)."""
+    from rig.trace.forward import _arrived
+
+    errs = {t: Hop(t, f"10.0.0.{t}", "time-exceeded") for t in (1, 2, 3)}
+    assert _arrived("tcp", [6], errs, 16) == 4
+    assert _arrived("tcp", [None], errs, 16) == 4  # a challenge ACK names no copy
+    assert _arrived("icmp", [4], errs, 16) == 4
+    assert _arrived("udp", [None, None], errs, 16) == 15
+    assert _arrived("tcp", [], errs, 16) is None
