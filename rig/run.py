@@ -602,7 +602,9 @@ def cli_run(args: argparse.Namespace) -> int:
     if pipeline.bundle.archive_path is not None:
         progress.say(f"archive: {pipeline.bundle.archive_path}")
     if spec.json:
-        print(json.dumps(_verdict_dict(outcome.verdict), indent=2))
+        from rig.verdict import write_verdict_json
+
+        write_verdict_json(outcome.verdict, sys.stdout)
     else:
         from rig.render import print_verdict
         from rich.console import Console
@@ -610,11 +612,3 @@ def cli_run(args: argparse.Namespace) -> int:
         print_verdict(outcome.verdict, Console())
         progress.say(f"bundle: {outcome.out}")
     return outcome.exit_code
-
-
-def _verdict_dict(verdict: Any) -> dict:
-    to_json = getattr(verdict, "to_json", None)
-    if callable(to_json):
-        data = to_json()
-        return json.loads(data) if isinstance(data, str) else data
-    return verdict.to_dict()

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rig.analysis.portuse import PortUse
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 import numpy as np
 
 from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
+from rig.jsontext import join_compact
 from rig.nat.records import NatProfile
 from rig.outcome import Outcome
 from rig.trace.records import LostAt
@@ -464,10 +465,16 @@ class Verdict:
         self._add_optional(d)
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
-        sep = ""
+        sep = ",\n" + pad * 2
+        chunk: list[Exchange] = []  # (records are built a chunk at a time anyway: ExchangeList)
+        first = True
         for e in self.exchanges:
-            yield sep + json.dumps(e.to_dict(), separators=(",", ":"))
-            sep = ",\n" + pad * 2
+            chunk.append(e)
+            if len(chunk) == ExchangeList.CHUNK:
+                yield ("" if first else sep) + join_compact((x.to_dict() for x in chunk), sep)
+                chunk, first = [], False
+        if chunk:
+            yield ("" if first else sep) + join_compact((x.to_dict() for x in chunk), sep)
         yield f"\n{pad}]" + tail
 
     @classmethod
@@ -504,3 +511,15 @@ def _port_use(d: Any) -> "PortUse | None":
     from rig.analysis.portuse import PortUse
 
     return PortUse.from_dict(d)
+
+
+def write_verdict_json(verdict: Verdict | Mapping[str, Any], out: TextIO) -> None:
+    """The one writer of ``rig.verdict/1`` text, and a newline: ``rig diff --json``,
+    ``rig show --json``, ``rig run --json`` and a bundle's verdict.json. A ``Verdict``
+    is written a piece at a time (``Verdict.write_json``); a verdict already read as a
+    mapping (a bundle's) is written as it is, indented."""
+    if isinstance(verdict, Verdict):
+        verdict.write_json(out)
+    else:
+        out.write(json.dumps(dict(verdict), indent=2, default=str))
+    out.write("\n")

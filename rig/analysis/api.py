@@ -18,9 +18,10 @@ from collections import Counter
 
 import numpy as np
 
-from rig.analysis.context import Ctx, Draft, copy_note, with_copies
+from rig.analysis.context import Ctx, Draft, with_copies
 from rig.analysis.families import diagnose_families
 from rig.analysis.portuse import port_use
+from rig.analysis.prose import copy_note, undecided_words
 from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
@@ -34,7 +35,7 @@ from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
 from rig.outcome import Outcome
-from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict
+from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict, write_verdict_json
 
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 
@@ -190,7 +191,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
         if d.outcome != Outcome.DELIVERED and d.absent_at:
             unseen = vouch(d, sides, wins) or in_gap(d, sides, offset)
             if unseen:
-                d.explanation = f"the {unseen}, so this cannot be decided (the packets alone say: {d.outcome}, {d.explanation})"
+                d.explanation = undecided_words(unseen, d.outcome, d.explanation)
                 d.outcome = Outcome.INCOMPLETE
                 d.undecided_because = unseen
         fr = d.frames
@@ -255,8 +256,7 @@ def _cli_diff(args, stage) -> int:
         print(f"rig: analysing {turned.client} as the client's capture and {turned.server} as the server's: "
               f"{turned.because}", file=sys.stderr)
     if getattr(args, "json", False):
-        verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
-        sys.stdout.write("\n")
+        write_verdict_json(verdict, sys.stdout)
     else:
         from rich.console import Console
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rig.analysis.prose import DELIVERED_NOTES, copy_note, hop_clause
 from rig.analysis.sides import Side
 from rig.analysis.summary import summarize
 from rig.outcome import Outcome
@@ -78,6 +79,12 @@ class Ctx:
             out.append(Evidence(side.name, int(rec["frame"]), s))
         return out
 
+    def delivered_evidence(self, protocol: str, request_at_server: int, reply_at_client: int) -> list[Evidence]:
+        """The evidence of a delivered exchange, whichever path decided it: the request as
+        it arrived at the server, the reply as it arrived at the client (one row each)."""
+        req, rep = DELIVERED_NOTES[protocol]
+        return self.ev(self.server, [request_at_server], req, 1) + self.ev(self.client, [reply_at_client], rep, 1)
+
     def add_frames(self, d: Draft, side: Side, rows) -> None:
         if isinstance(rows, np.ndarray):
             if len(rows):
@@ -120,46 +127,6 @@ def with_copy_notes(evidence: list[Evidence], copies: dict[int, list[int]]) -> l
             for e in evidence]
 
 
-def copy_note(summary: str, frame: int, copies: dict[int, list[int]]) -> str:
-    """The evidence words of a packet captured twice at its point (``frame``: the one kept)."""
-    more = copies.get(int(frame)) if copies else None
-    return f"{summary} (captured twice here: also frame {', '.join(map(str, more))})" if more else summary
-
-
-# the words of the plain lost cases, which the close look (reqrep) and the fast path
-# (reqrep_lost) both write
-NEVER_REACHED_SERVER = "; last seen here, never reached the server"  # after the last place a lost request was seen
-NEVER_REACHED_CLIENT = "never reached the client (last seen here)"  # a lost reply, at the server
-
-
-def sent_note(what: str) -> str:
-    return f"{what} sent"
-
-
-def arrived_note(what: str) -> str:
-    return f"{what} arrived"
-
-
-def lost_outbound_words(req: str, n_sent: int) -> str:
-    return f"the client sent {times(n_sent, 'the ' + req)}; none reached the server"
-
-
-def lost_return_words(req: str, rep: str, n_replies: int) -> str:
-    return f"the server answered the {req} with {plural(n_replies, rep)}; none reached the client"
-
-
-def times(n: int, what: str) -> str:
-    return f"{what} once" if n == 1 else f"{what} {n} times"
-
-
-def plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"{n} {word}"
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return f"{n} {word[:-1]}ies"
-    return f"{n} {word}s"
-
-
 def lost_between(extras: list[str], saw: set[str], toward: str) -> tuple[str, str]:
     """Where on the path packets died (the last point that saw them, the next one), from
     which capture points saw them: the points run client, extras (in the order given,
@@ -177,4 +144,4 @@ def lost_between(extras: list[str], saw: set[str], toward: str) -> tuple[str, st
 def hop_words(d: Draft, hop: tuple[str, str]) -> None:
     """Record where the packets died on the draft, and say it in its explanation."""
     d.lost_between = hop
-    d.explanation += f"; lost between the {hop[0]} and the {hop[1]}"
+    d.explanation += hop_clause(hop)

@@ -13,9 +13,9 @@ from bisect import bisect_right
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import (LOST_EVIDENCE, NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ctx, Draft, arrived_note,
-                                  hop_words, lost_between, lost_outbound_words, lost_return_words, plural, quoted_one,
-                                  sent_note, times)
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_one
+from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, arrived_note,
+                                lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import ReqRepBatch, delivered_drafts as fast_delivered, echo_id_change
@@ -75,9 +75,8 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         if srep:
             if crep:
                 d.outcome = Outcome.DELIVERED
-                d.explanation = f"the {req} reached the server and its {rep} reached the client"
-                ev += ctx.ev(s, srep, sent_note(rep), 2)
-                ev += ctx.ev(c, crep, arrived_note(rep), 2)
+                d.explanation = reqrep_delivered_words(req, rep)
+                ev[:] = ctx.delivered_evidence(d.protocol, sreq[0], crep[0])
             else:
                 d.outcome = Outcome.LOST_RETURN
                 d.explanation = lost_return_words(req, rep, len(srep))

@@ -12,7 +12,8 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import Ctx, arrived_note, with_copies, with_copy_notes
+from rig.analysis.context import Ctx, with_copies, with_copy_notes
+from rig.analysis.prose import DELIVERED_NOTES, reqrep_delivered_words
 from rig.analysis.sides import Part
 from rig.analysis.udpflow import DELIVERED
 from rig.analysis.summary import RowTexts, echo_text, udp_text
@@ -109,10 +110,11 @@ class ReqRepBatch:
 
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
         udp = self.protocol == "udp"
-        req, word, rep = ("datagram", "datagram", "reply") if udp else ("echo request", "echo request", "echo reply")
+        req, rep = ("datagram", "reply") if udp else ("echo request", "echo reply")
+        arrived, got = DELIVERED_NOTES[self.protocol]
         cq = Rows(self.cq, idx, REQ_FIELDS[self.protocol])
         sq = Rows(self.sq, idx, self.fields)
-        explanation = f"the {word} reached the server and its {rep} reached the client"
+        explanation = reqrep_delivered_words(req, rep)
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
         ev_s: list[Evidence] = []
         ev_c: list[Evidence] = []
@@ -121,8 +123,8 @@ class ReqRepBatch:
         if not light:  # (ExchangeList.light: no evidence, no frames)
             cp = Rows(self.cp, idx, self.fields)
             sp_frame = self.sp_frame[idx].tolist()
-            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived_note(req)))]
-            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, arrived_note(rep)))]
+            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived))]
+            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, got))]
             fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
             fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
             if self.c_copies or self.s_copies:  # packets captured twice: every copy's frame

@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, Ctx, Draft, arrived_note,
-                                  lost_outbound_words, lost_return_words, sent_note)
+from rig.analysis.context import Ctx, Draft
+from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, arrived_note, lost_outbound_words,
+                                lost_return_words, sent_note)
 from rig.analysis.keys import run_starts, sort_order, take
 from rig.analysis.reqrep_fast import IP_FIELDS, REQ_FIELDS, ROW_FIELDS, Rows, echo_id_change
 from rig.analysis.sides import Part

@@ -15,12 +15,13 @@ from collections import Counter
 import numpy as np
 
 from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, plural, quoted_at, quoted_one, times
+from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_at, quoted_one
+from rig.analysis.prose import ambiguous_match_words, plural, tcp_delivered_words, times
 from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
-from rig.analysis.tcp_fast import TcpBatch, delivered_drafts, delivered_mask, delivered_text
+from rig.analysis.tcp_fast import TcpBatch, delivered_drafts, delivered_mask
 from rig.capture.table import ACK, RST, SYN
 from rig.outcome import Outcome
 
@@ -195,11 +196,11 @@ def _match_extra(c: Side, side: Side) -> np.ndarray:
 def _one(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, undecided: str | None = None) -> Draft:
     seen: dict = {}
     d = _one_inner(ctx, ci, si, c_err, s_err, extra_m, seen)
-    if seen and not any(e.point in seen for e in d.evidence):
+    if seen and d.outcome != Outcome.DELIVERED and not any(e.point in seen for e in d.evidence):
         d.lists()[1].extend(_extra_evidence(ctx, seen))
     if undecided is not None:  # match.match_tcp could not tell which server connection this is
         d.outcome, d.undecided_because, d.absent_at = Outcome.INCOMPLETE, undecided, ()
-        d.explanation = f"{undecided}, so which of them this is, and where it died, cannot be decided"
+        d.explanation = ambiguous_match_words(undecided)
     return d
 
 
@@ -427,9 +428,11 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         d.absent_at = (receiver,)
         return
     d.outcome = Outcome.DELIVERED
+    if len(S.syn) and len(C.synack):  # (a connection caught mid-way keeps the rows found above)
+        ev[:] = ctx.delivered_evidence("tcp", S.syn[0], C.synack[0])
     got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
     got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
-    d.explanation = delivered_text(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),
+    d.explanation = tcp_delivered_words(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),
                                    max(len(S.synack) - len(C.synack), 0))
 
 

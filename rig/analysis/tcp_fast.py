@@ -15,7 +15,8 @@ import numpy as np
 from rig.analysis.keys import take_fields
 from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import Ctx, copy_note as _copy_note, with_copies as _with_copies
+from rig.analysis.context import Ctx, with_copies as _with_copies
+from rig.analysis.prose import DELIVERED_NOTES, copy_note, tcp_delivered_words
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_flags
 from rig.outcome import Outcome
@@ -64,20 +65,6 @@ class _Cols(RowTexts):
         return out
 
 
-def delivered_text(to_server: int, to_client: int, lost_syn: int = 0, lost_synack: int = 0) -> str:
-    """The explanation of a delivered connection (bytes as the receivers show them)."""
-    parts = ["handshake completed"]
-    if lost_syn:
-        parts[0] += f" after {lost_syn} lost SYN{'s' if lost_syn > 1 else ''}"
-    if lost_synack:
-        parts[0] += f"{' and' if lost_syn else ' after'} {lost_synack} lost SYN-ACK{'s' if lost_synack > 1 else ''}"
-    if to_server > 0:
-        parts.append(f"{to_server} bytes reached the server")
-    if to_client > 0:
-        parts.append(f"{to_client} bytes of reply reached the client")
-    return "; ".join(parts)
-
-
 _SUMMARY_FIELDS = ("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame", "src_i", "dst_i")
 
 
@@ -100,10 +87,11 @@ class TcpBatch:
         c, s = ctx.client, ctx.server
         cc, sc = c.tcp, s.tcp
         rc_syn, rs_syn = cc.order[cc.syn[ci]], sc.order[sc.syn[si]]
-        rc_synack, rs_synack = cc.order[cc.synack[ci]], sc.order[sc.synack[si]]
-        self.syn_c = Part(c, rc_syn, _SUMMARY_FIELDS)
-        self.syn_s = Part(s, rs_syn, ("sport", "src_i", "dst_i"))
-        self.synack_s = Part(s, rs_synack, _SUMMARY_FIELDS)
+        rc_synack = cc.order[cc.synack[ci]]
+        self.syn_c = Part(c, rc_syn, ("sport", "dport", "frame", "src_i", "dst_i"))
+        # the evidence (prose.DELIVERED_NOTES): the SYN as it arrived, the SYN-ACK as it arrived
+        self.syn_s = Part(s, rs_syn, _SUMMARY_FIELDS)
+        self.synack_c = Part(c, rc_synack, _SUMMARY_FIELDS)
         self.dst_key = c.addr_keys("dst", rc_syn)
         self.first_frame = self.syn_c.t["frame"].astype(np.int64)
         self.n = len(ci)
@@ -161,14 +149,14 @@ class TcpBatch:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
 
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
-        syn_c = _Cols(self.syn_c, idx)
+        syn_c = _Cols(self.syn_c, idx, ("sport", "dport", "frame"))
         client_ep, server_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True)
         seen_ep = self.seen_at_server(idx)
         if not light:  # ExchangeList.light: no evidence, no frames
-            synack_s = _Cols(self.synack_s, idx)
-            ev_c = syn_c.summaries("SYN sent")
-            ev_s = synack_s.summaries("SYN-ACK sent; it arrived")
-            c_fr, s_fr = syn_c.c["frame"], synack_s.c["frame"]
+            syn_s, synack_c = _Cols(self.syn_s, idx), _Cols(self.synack_c, idx)
+            arrived, got = DELIVERED_NOTES["tcp"]
+            ev_s, ev_c = syn_s.summaries(arrived), synack_c.summaries(got)
+            s_fr, c_fr = syn_s.c["frame"], synack_c.c["frame"]
         isn, sizes = self.isn[idx].tolist(), self.sizes[idx].tolist()
         out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
         c_lo, c_hi, s_lo, s_hi = (a[idx].tolist() for a in (self.c_lo, self.c_hi, self.s_lo, self.s_hi))
@@ -185,7 +173,7 @@ class TcpBatch:
             key = tuple(sizes[j])
             text = texts.get(key)
             if text is None:  # many connections carry the same sizes: one string for all of them
-                text = texts[key] = delivered_text(*key)
+                text = texts[key] = tcp_delivered_words(*key)
             if light:
                 out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
                                     text, ch, (), ()))
@@ -193,8 +181,8 @@ class TcpBatch:
             frames = ((cname, _with_copies(self.c_frames[c_lo[j]:c_hi[j]].tolist(), self.c_copies)),
                       (sname, _with_copies(self.s_frames[s_lo[j]:s_hi[j]].tolist(), self.s_copies)))
             out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
-                                ch, (Evidence(cname, c_fr[j], _copy_note(ev_c[j], c_fr[j], self.c_copies)),
-                                     Evidence(sname, s_fr[j], _copy_note(ev_s[j], s_fr[j], self.s_copies))), frames))
+                                ch, (Evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
+                                     Evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
         return out
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rig.analysis.changes import ip_changes
-from rig.analysis.context import Ctx, Draft, arrived_note, plural, sent_note
+from rig.analysis.context import Ctx, Draft
+from rig.analysis.prose import arrived_note, plural, sent_note
 from rig.analysis.keys import combine, take
 from rig.analysis.match import pair_by_order
 from rig.analysis.sides import Side

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from rig.bundle.manifest import MANIFEST, FileHash, Manifest
 from rig.errors import InfraError, RigError, UsageError
@@ -32,6 +32,19 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_text_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
+    """``write(f)`` into a file beside ``path`` and rename it over; on failure (a full
+    disk) the temporary file is removed and the old ``path`` stays as it was."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -13,6 +13,7 @@ from rig.bundle.manifest import BUNDLE_VERSION, VERDICT
 from rig.bundle.reader import Bundle, open_bundle
 from rig.errors import InputError
 from rig.outcome import Outcome
+from rig.verdict import Verdict, write_verdict_json
 
 
 def reanalyse(b: Bundle):
@@ -94,6 +95,13 @@ def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
     return tuple((e.get("id"), e.get("outcome")) for e in verdict.get("exchanges", ()) if isinstance(e, Mapping))
 
 
+def _signature(verdict: Verdict) -> tuple:
+    """``outcome_signature`` of a verdict just made, without building its evidence and frames."""
+    ex = verdict.exchanges
+    light = getattr(ex, "light", None)
+    return tuple((e.id, e.outcome) for e in (light() if light is not None else ex))
+
+
 def cli_show(args) -> int:
     """rig show BUNDLE [--json] [--html FILE]"""
     with open_bundle(args.bundle) as b:
@@ -105,16 +113,14 @@ def cli_show(args) -> int:
             print(f"rig: {b.source}: the run never finished (killed?); showing what it left", file=sys.stderr)
         check_outcomes(b)
         verdict = reanalyse(b)
-        vd = verdict.to_dict()
-        if b.verdict is not None and outcome_signature(b.verdict) != outcome_signature(vd):
+        if b.verdict is not None and outcome_signature(b.verdict) != _signature(verdict):
             print(
                 f"rig: {b.source}: re-analysed with rig {__version__}, the verdict differs from the one recorded "
                 f"by rig {b.manifest.rig_version}",
                 file=sys.stderr,
             )
         if args.json:
-            verdict.write_json(sys.stdout)  # a piece at a time (verdict.py)
-            sys.stdout.write("\n")
+            write_verdict_json(verdict, sys.stdout)
         else:
             from rich.console import Console
 
@@ -126,7 +132,7 @@ def cli_show(args) -> int:
 
             tf = b.root / "logs" / "traces.json"
             traces = json.loads(tf.read_text()) if tf.is_file() else None
-            html = render_report(vd, manifest=b.manifest.to_json(), probes=b.probes, captures=b.captures,
+            html = render_report(verdict.to_dict(), manifest=b.manifest.to_json(), probes=b.probes, captures=b.captures,
                                  traces=traces)
             write_output(args.html, html)
             if not args.json:

@@ -218,13 +218,17 @@ class BundleWriter:
     def write_verdict(self, verdict: Any) -> None:
         """verdict.json (the rig.verdict/1 object). The report beside it is rendered once,
         by finish(), so that it shows the final status and timings."""
-        from rig.bundle.files import write_json_atomic
+        from rig.bundle.files import write_text_atomic
+        from rig.verdict import Verdict, write_verdict_json
 
-        vd = _as_dict(verdict)
+        # the same text as rig run --json / rig diff --json (one writer, rig.verdict)
+        vd = verdict if isinstance(verdict, Verdict) else _as_dict(verdict)
         with writing(self.root):
-            write_json_atomic(self._own(VERDICT), vd)
+            write_text_atomic(self._own(VERDICT), lambda f: write_verdict_json(vd, f))
         if not self.manifest.clock_offset:  # the analysis estimated it from matched packets
-            est = {c["name"]: c["clock_offset_s"] for c in vd.get("capture_points", ())
+            points = ([c.to_dict() for c in vd.capture_points] if isinstance(vd, Verdict)
+                      else vd.get("capture_points", ()))
+            est = {c["name"]: c["clock_offset_s"] for c in points
                    if c.get("clock_offset_s") is not None and c.get("name") != "client"}
             if est:
                 self.manifest = self.manifest.replace(
