@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--out", default=None, metavar="DIR", help="keep the capture, probes, traces and verdict here")
     pr.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer")
+    pr.add_argument("--capture-at", default=None, metavar="router=USER@HOST[:PORT]",
+                    help="also capture at your router over SSH (host key pinned as for rig run)")
+    pr.add_argument("--config", default=None, help="rig.toml (default ./rig.toml if present)")
     pr.add_argument("--lab", default=None, metavar="SCENARIO",
                     help="from the lab's client namespace toward a lab address (testing)")
     pr.set_defaults(func=_handler("rig.trace.destination:cli_probe"))

@@ -9,9 +9,12 @@ import subprocess
 
 import pytest
 
-from _runhelp import LAB_SKIP, rig_cmd, rig_run
+from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.errors import UsageError
+from rig.lab.scenarios import SCENARIOS
+from rig.lab.topology import seed_topology
 from rig.trace.destination import Target, compare, parse_target
+from rig.trace.nodes import path_nodes
 
 LAB = [pytest.mark.root, pytest.mark.lab, pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
 
@@ -85,3 +88,57 @@ def test_probe_of_a_healthy_destination_is_delivered_for_each_protocol():
         assert rc == 0, v
         assert {e["outcome"] for e in v["exchanges"]} == {"delivered"}
         assert all("lost_at" not in e for e in v["exchanges"])
+
+
+ROUTER = "root@192.168.1.1"  # the lab router's own sshd, on its LAN address
+
+
+@needs_lab
+@pytest.mark.parametrize("name", ["router-drop-return", "seed"])
+def test_probe_with_the_router_captured_says_whether_the_reply_reached_it(tmp_path, name):
+    """The scenario's own drop record decides what rig may say: a reply dropped at the
+    router or after it on its way back (toward the client) reached the router's WAN
+    capture, so the loss is placed at the router; one dropped before the router never
+    arrives there, and only a capture at the destination could tell more: no device."""
+    drop = SCENARIOS[name].drops["tcp"]
+    back = path_nodes(seed_topology())[::-1]
+    reached_router = back.index(drop.node) >= back.index("router")
+    out = tmp_path / "p"
+    rc, v = _probe("--lab", name, "198.51.100.10:80", "--capture-at", f"router={ROUTER}", "--out", str(out))
+    assert rc == 1, v
+    assert {p["name"] for p in v["capture_points"]} == {"client", "router"}
+    assert (out / "router.pcap").stat().st_size > 24 and "listening on wan" in (out / "tcpdump-router.txt").read_text()
+    (e,) = v["exchanges"]
+    where = e["lost_at"]
+    assert where["direction"] == drop.direction == "return"
+    if reached_router:
+        assert e["outcome"] == "lost-return" and e["lost_between"] == ["router", "client"]
+        assert where["after_hop"]["node"] == drop.node
+        assert where["before_hop"]["node"] == back[back.index(drop.node) + 1]
+        assert "undecided_because" not in where
+    else:
+        assert e["outcome"] == "incomplete"
+        assert where["after_hop"] is None and "none arrive at your router" in where["undecided_because"]
+        assert "never arrive at your router" in e["explanation"]
+    assert lab_leftovers(json.loads((out / "lab.json").read_text())["prefix"]) == []
+
+
+@needs_lab
+def test_probe_refuses_a_router_whose_key_is_not_the_pinned_one(tmp_path):
+    wrong = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOzWLdejyAkPzYG3H9TAsmuFVs0qNnAHOYTfJssV+Rcb"
+    cfg = tmp_path / "rig.toml"
+    cfg.write_text(f'[lab]\nrouter_host_key = "{wrong}"\n')
+    out = tmp_path / "p"
+    res = subprocess.run(rig_cmd("probe", "--lab", "seed", "198.51.100.10:80", "--config", str(cfg), "--capture-at",
+                                 f"router={ROUTER}", "--out", str(out), "--timeout", "1"),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 3, res.stderr
+    assert "does not match the pinned key" in res.stderr and "Traceback" not in res.stderr
+    assert not (out / "verdict.json").exists()
+    assert lab_leftovers(json.loads((out / "lab.json").read_text())["prefix"]) == []
+
+
+def test_probe_outside_the_lab_needs_the_router_named(tmp_path):
+    res = subprocess.run(rig_cmd("probe", "127.0.0.1:9", "--capture-at", "router"), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "router=user@host" in res.stderr and "Traceback" not in res.stderr

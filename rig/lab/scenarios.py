@@ -142,6 +142,13 @@ SCENARIOS: dict[str, Scenario] = {
             rules=(NftRule("hgw", "forward", f'iifname "wan" tcp sport != 22 {_SYNACK} drop'),),
         ),
         Scenario(
+            "router-drop-return",
+            "the user's own router drops TCP SYN-ACKs arriving on its WAN: they reach the router and die there",
+            expect={"tcp": Outcome.LOST_RETURN, "icmp": Outcome.DELIVERED},
+            drops={"tcp": DropAt("router", "return")},
+            rules=(NftRule("router", "forward", f'iifname "wan" tcp sport != 22 {_SYNACK} drop'),),
+        ),
+        Scenario(
             "outbound-drop",
             "hgw drops the client's TCP SYNs to the server on the way out",
             expect={"tcp": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},

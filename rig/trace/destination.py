@@ -115,37 +115,55 @@ def _lost_at(outcome: Outcome, trace: Trace, name: Namer) -> LostAt | None:
 
 
 def probe_destination(t: Target, netns: str | None, iface: str, workdir: Path, timeout: float = 3.0,
-                      name: Namer | None = None):
-    """Capture, probe, trace: returns (Verdict, [Trace], probes)."""
+                      name: Namer | None = None, router=None):
+    """Capture, probe, trace: returns (Verdict, [Trace], probes). ``router``: a capture at
+    the user's router (``rig.trace.router``), not started, or None. The captures stop
+    before the trace, whose copies would join the probe's exchanges."""
     from rig.analysis.diagnosis import diagnose
     from rig.capture.tcpdump import LocalCapture, start_all, stop_all
     from rig.verdict import CapturePointInfo, Exchange, Verdict
 
     name = name or ends_namer(t.addr, None)
     pcap = workdir / "client.pcap"
-    cap = LocalCapture("client", iface, str(pcap), f"host {t.addr}", netns)
-    start_all([cap])
+    caps = [LocalCapture("client", iface, str(pcap), f"host {t.addr}", netns), *([router] if router else [])]
+    start_all(caps)
     try:
         probes = _probe(netns, t, timeout)
-        first = probes[0]
-        sport = int(first.local.rsplit(":", 1)[1]) if t.proto != "icmp" and first.local else None
-        echo_id = first.seen.get("ident") if t.proto == "icmp" else None
-        trace = named(dataclasses.replace(forward(netns, t.proto, t.addr, t.port, sport, echo_id),
-                                          exchange=f"{t.proto}-1"), name)
+        results = stop_all(caps)
     finally:
-        results = stop_all([cap])
+        for c in caps:
+            if getattr(c, "result", None) is None:
+                c.abort()
+    for r in results:
+        (workdir / f"tcpdump-{r.point}.txt").write_text(r.stderr)
+    first = probes[0]
+    sport = int(first.local.rsplit(":", 1)[1]) if t.proto != "icmp" and first.local else None
+    echo_id = first.seen.get("ident") if t.proto == "icmp" else None
+    trace = named(dataclasses.replace(forward(netns, t.proto, t.addr, t.port, sport, echo_id),
+                                      exchange=f"{t.proto}-1"), name)
+    views = {}
+    if router is not None:
+        from rig.trace.router_view import router_views
+
+        views = router_views(pcap, Path(results[1].file), t.addr)
     exchanges = []
     for i, p in enumerate(probes, 1):
         outcome, words, why = _one_ended(p, t)
         server = f"{t.addr}:{t.port}" if t.proto != "icmp" else t.addr
-        exchanges.append(Exchange(f"{t.proto}-{i}", t.proto, p.local or "", server, None, outcome, words,
-                                  undecided_because=why, lost_at=_lost_at(outcome, trace, name)))
+        e = Exchange(f"{t.proto}-{i}", t.proto, p.local or "", server, None, outcome, words,
+                     undecided_because=why, lost_at=_lost_at(outcome, trace, name))
+        if router is not None:
+            from rig.trace.router_view import exchange_key, with_router
+
+            echo = (p.seen.get("ident"), p.seen.get("seq")) if t.proto == "icmp" else None
+            e = with_router(e, views.get(exchange_key(t.proto, p.local, echo)), trace, t.host)
+        exchanges.append(e)
     diag = diagnose(tuple(exchanges))
     clauses = list(dict.fromkeys(place(t.proto, e.lost_at) for e in exchanges if e.lost_at is not None))
     diag = dataclasses.replace(diag, summary=with_places(diag.summary, clauses))
-    res = results[0]
-    point = CapturePointInfo("client", pcap.name, res.packets or 0, 0, res.kernel_drops or 0)
-    return Verdict((point,), tuple(exchanges), diag), [trace], probes
+    points = tuple(CapturePointInfo(r.point, Path(r.file).name, r.packets or 0, 0, r.kernel_drops or 0)
+                   for r in results)
+    return Verdict(points, tuple(exchanges), diag), [trace], probes
 
 
 # ------------------------------------------------------------------ --compare
@@ -198,8 +216,9 @@ def compare(verdict: Mapping[str, Any], traces: list, t: Target, bundle_verdict:
 
 
 @contextlib.contextmanager
-def _client_side(lab: str | None) -> Iterator[tuple[str | None, str, Namer | None, Any]]:
-    """(netns, capture interface, namer, rig) for the client: this host, or a lab."""
+def _client_side(lab: str | None, spec) -> Iterator[tuple[str | None, str, Namer | None, Any]]:
+    """(netns, capture interface, namer, rig) for the client: this host, or a lab (with
+    the router's sshd when ``spec`` asks for a capture there over SSH)."""
     if lab is None:
         yield None, "any", None, None
         return
@@ -209,11 +228,35 @@ def _client_side(lab: str | None) -> Iterator[tuple[str | None, str, Namer | Non
     from rig.trace.nodes import lab_namer
 
     backend = LabBackend()
-    rig = backend.provision(RunSpec(scenario=lab))
+    rig = backend.provision(RunSpec(scenario=lab, capture_at=spec.capture_at, options=dict(spec.options)))
     try:
         yield rig.client_netns, "eth0", lab_namer(seed_topology()), rig
     finally:
         backend.teardown(rig)
+
+
+def _router_capture(spec, rig, path: Path, t: Target, stack: contextlib.ExitStack):
+    """The capture at the user's router the config asks for (None: none): over SSH
+    (``router=user@host[:port]``; the SSH session closes with ``stack``), or the lab's
+    router namespace (``--capture-at router`` with ``--lab``)."""
+    from rig.capture.tcpdump import LocalCapture
+    from rig.trace.router import OPTION, open_at
+
+    bpf = f"host {t.addr}"
+    if spec.options.get(OPTION):
+        if rig is not None:
+            opened = open_at(spec.options, str(path), bpf, rig.ssh.key_file, rig.client_netns, rig.facts,
+                             rig.facts.get("remote_tmp", "/tmp"))
+        else:
+            opened = open_at(spec.options, str(path), bpf, spec.options.get("identity"), None)
+        stack.callback(opened[0].close)
+        return opened[1]
+    if "router" not in spec.capture_at:
+        return None
+    point = next((cp for cp in (rig.capture_points if rig is not None else ()) if cp.name == "router"), None)
+    if point is None:
+        raise UsageError("rig probe --capture-at router: name the router to reach, router=user@host[:port]")
+    return LocalCapture("router", point.iface, str(path), bpf, point.netns)
 
 
 def _in_lab(addr: str) -> bool:
@@ -228,7 +271,10 @@ def cli_probe(args) -> int:
     from rig.bundle.reader import open_bundle
     from rig.errors import InfraError
 
+    from rig.config import load_spec
+
     t = parse_target(args.destination, args.proto)
+    spec = load_spec(args)  # rig.toml and --capture-at, as for rig run (the router's options)
     if args.lab is not None and not _in_lab(t.addr):
         raise UsageError(f"--lab probes only addresses inside the lab, not {t.addr}")
     base: tuple[Mapping[str, Any], list, str] | None = None
@@ -242,8 +288,11 @@ def cli_probe(args) -> int:
         workdir = Path(args.out) if args.out else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            with _client_side(args.lab) as (netns, iface, name, _rig):
-                verdict, traces, probes = probe_destination(t, netns, iface, workdir, args.timeout, name)
+            with _client_side(args.lab, spec) as (netns, iface, name, rig), contextlib.ExitStack() as ssh:
+                if rig is not None and args.out:  # which lab ran it (``rig clean --prefix``)
+                    (workdir / "lab.json").write_text(json.dumps({"prefix": rig.facts["prefix"], "scenario": args.lab}))
+                router = _router_capture(spec, rig, workdir / "router.pcap", t, ssh)
+                verdict, traces, probes = probe_destination(t, netns, iface, workdir, args.timeout, name, router)
         except OSError as exc:
             raise InfraError(f"the probe of {t.label} failed: {exc}") from exc
         vd = verdict.to_dict()

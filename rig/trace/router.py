@@ -58,10 +58,11 @@ def _known_host(host: str, port: int) -> str | None:
     return f"{kind} {keys[kind].get_base64()}"
 
 
-def endpoint(options: Mapping[str, str], server: SSHEndpoint, netns: str | None,
+def endpoint(options: Mapping[str, str], identity: str | None, netns: str | None,
              facts: Mapping[str, str] | None = None) -> SSHEndpoint | None:
     """The router's SSH endpoint from the run's options (None: no router over SSH); the
-    lab's own router pins the key it made (``facts["router_host_key"]``)."""
+    lab's own router pins the key it made (``facts["router_host_key"]``). ``identity``:
+    the login key when ``router_identity`` names none (the server's)."""
     target = options.get(OPTION)
     if not target:
         return None
@@ -73,7 +74,9 @@ def endpoint(options: Mapping[str, str], server: SSHEndpoint, netns: str | None,
     if pinned is None:
         raise UsageError(f"--capture-at router={target}: no pinned host key (set router_host_key in rig.toml, "
                          "or add the router to ~/.ssh/known_hosts)")
-    identity = options.get("router_identity") or server.key_file
+    identity = options.get("router_identity") or identity
+    if not identity:
+        raise UsageError(f"--capture-at router={target}: no login key (set router_identity in rig.toml)")
     return SSHEndpoint(host=host, port=port, user=user, key_file=identity, host_key=pinned, netns=netns)
 
 
@@ -109,17 +112,24 @@ def lab_sshd(netns: str, workdir: Path, addr: str, client_key: str, client_pub: 
 def open_capture(options: Mapping[str, str], rig, path: str, bpf: str):
     """(SSHClient, RemoteCapture) for the router of ``rig`` when the options ask for one
     over SSH, else None. The caller starts the capture and closes the client."""
+    remote_tmp = rig.facts.get("remote_tmp", "/tmp") if rig.backend == "lab" else "/tmp"
+    return open_at(options, path, bpf, rig.ssh.key_file, rig.client_netns, rig.facts, remote_tmp)
+
+
+def open_at(options: Mapping[str, str], path: str, bpf: str, identity: str | None, netns: str | None,
+            facts: Mapping[str, str] | None = None, remote_tmp: str = "/tmp"):
+    """``open_capture`` without a rig (``rig probe``): the login key, the namespace to
+    connect from and the facts given; None when the options name no router."""
     from rig.capture.tcpdump import RemoteCapture
     from rig.sshclient import SSHClient
 
-    ep = endpoint(options, rig.ssh, rig.client_netns, rig.facts)
+    ep = endpoint(options, identity, netns, facts)
     if ep is None:
         return None
     ssh = SSHClient(ep).connect()
     try:
         found, family = wan_interface(ssh)
         iface = options.get("router_iface") or found
-        remote_tmp = rig.facts.get("remote_tmp", "/tmp") if rig.backend == "lab" else "/tmp"
         return ssh, RemoteCapture("router", iface, path, ssh, bpf, family, remote_tmp)
     except BaseException:
         ssh.close()

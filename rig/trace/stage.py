@@ -152,11 +152,20 @@ def recorded_namer(traces: list[Trace], server_addr: str) -> Namer:
                 if t.arrived_ttl is not None and t.arrived_ttl > h.ttl:
                     other = "return" if t.direction == "out" else "out"
                     at.setdefault((other, t.arrived_ttl - h.ttl), h.node)
+    # the client: the forward traces' source; on the way back it stands at the path's
+    # length, which a node named in both directions gives (out hop k + return hop j)
+    clients = {_host(t.source) for t in traces if t.direction == "out" and t.source}
+    outs = {h.node: h.ttl for t in traces if t.direction == "out" for h in t.hops if h.node}
+    for t in traces:
+        for h in t.hops:
+            if t.direction == "return" and h.node in outs:
+                at.setdefault(("return", h.ttl + outs[h.node]), "client")
 
     def name(direction: str, index: int, address: str) -> str | None:
         if not address:
             return at.get((direction, index))
-        return known.get((direction, index, address)) or ("server" if address == server_addr else None)
+        return known.get((direction, index, address)) or ("server" if address == server_addr else
+                                                          "client" if address in clients else None)
 
     return name
 
