@@ -31,7 +31,7 @@ from rig.errors import UsageError
 from rig.outcome import Outcome
 from rig.trace.forward import forward
 from rig.trace.nodes import Namer, ends_namer, named
-from rig.trace.records import HopRef, LostAt, Trace
+from rig.trace.records import LostAt, Trace
 from rig.trace.locate import trace_evidence
 from rig.trace.words import place, with_places
 
@@ -110,8 +110,16 @@ def _lost_at(outcome: Outcome, trace: Trace, name: Namer) -> LostAt | None:
     last = trace.last_answer
     if last is None:
         return LostAt("out", None, None, trace_evidence(trace), "no hop answered the trace")
-    return LostAt("out", HopRef(last.ttl, last.address, name("out", last.ttl, last.address)), None,
-                  trace_evidence(trace))
+    # Silence past hop k does not say the copies died there: the hops past it may not
+    # answer traces, and a request that arrived may have its reply lost on the way back
+    # (the seed: SYN-ACKs dropped at the hgw look exactly like this from the client).
+    # Without a capture at the destination (or a router capture) no device is named.
+    node = name("out", last.ttl, last.address)
+    hop = f"hop {last.ttl} ({last.address}{f', {node}' if node else ''})"
+    return LostAt("out", None, None, trace_evidence(trace),
+                  f"the trace's copies are answered up to {hop} and not past it: they may die past it, "
+                  f"the hops past it may not answer traces, or the replies may be lost on the way back; "
+                  f"without a capture at {trace.target} rig cannot tell which")
 
 
 def probe_destination(t: Target, netns: str | None, iface: str, workdir: Path, timeout: float = 3.0,
