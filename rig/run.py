@@ -602,9 +602,14 @@ def cli_run(args: argparse.Namespace) -> int:
     if pipeline.bundle.archive_path is not None:
         progress.say(f"archive: {pipeline.bundle.archive_path}")
     if spec.json:
+        from rig.bundle.manifest import VERDICT
         from rig.verdict import write_verdict_json
 
-        write_verdict_json(outcome.verdict, sys.stdout)
+        sealed = outcome.out / VERDICT
+        if run_options(spec.options).redact and sealed.is_file():
+            sys.stdout.write(sealed.read_text())  # the one writer's text, redacted as it was sealed
+        else:
+            write_verdict_json(outcome.verdict, sys.stdout)
     else:
         from rig.render import print_verdict
         from rich.console import Console

@@ -120,10 +120,11 @@ def test_redact_and_archive(tmp_path):
 
     out = tmp_path / "run"
     res = subprocess.run(rig_cmd("run", "--out", str(out), "--no-configure", "--probes", "icmp,tcp", "--timeout", "1",
-                                 "--redact", "--archive"), capture_output=True, text=True, timeout=120)
+                                 "--redact", "--archive", "--json"), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert re.search(r"redacted [1-9]\d* private addresses", res.stderr), res.stderr  # not "redacted 0"
     assert "192.168.1.10" not in (out / "verdict.json").read_text()
+    assert res.stdout == (out / "verdict.json").read_text()  # stdout is the redacted verdict, not the raw one
     assert b"\xc0\xa8\x01\x0a" not in (out / "captures" / "client.pcap").read_bytes()  # 192.168.1.10
     with tarfile.open(tmp_path / "run.tar.gz") as tar:
         assert "run/verdict.json" in tar.getnames()
