@@ -112,7 +112,7 @@ def test_lost_at_reaches_every_exchange_of_the_group_and_round_trips_through_jso
     ex = (_ex(1, "tcp", "lost-return"), _ex(2, "tcp", "lost-return"), _ex(3, "icmp", "delivered"))
     v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
     la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
-    out = add_lost_at(v, {("tcp", "lost-return"): la})
+    out = add_lost_at(v, {("tcp", "lost-return", 4): la})
     assert [e.lost_at for e in out.exchanges] == [la, la, None]
     assert out.diagnosis.summary.startswith(v.diagnosis.summary + ". SYN-ACKs reach 203.0.113.2")
     d = out.to_dict()
@@ -168,3 +168,43 @@ def test_a_server_holding_the_probes_connection_may_answer_a_later_copy():
     assert _arrived("icmp", [4], errs, 16) == 4
     assert _arrived("udp", [None, None], errs, 16) == 15
     assert _arrived("tcp", [], errs, 16) is None
+
+
+def test_the_other_familys_losses_are_not_traced_and_say_why(monkeypatch):
+    """Traces to the server's IPv4 address cannot place an IPv6 loss: that group is
+    undecided, no trace copies its exchange, and the IPv4 group keeps its own place."""
+    import rig.trace.stage as stage
+
+    made = []
+
+    def fake_forward(netns, proto, addr, dport, sport, *a, **k):
+        made.append(("out", sport))
+        return _trace("out", [(1, "192.168.1.1", "time-exceeded")], 4)
+
+    def fake_reverse(*a, **k):
+        made.append(("return", a[5]))
+        return SEED_BACK
+
+    monkeypatch.setattr(stage, "forward", fake_forward)
+    monkeypatch.setattr(stage, "reverse", fake_reverse)
+    v6 = Exchange("tcp-9", "tcp", "[2001:db8:10:1::10]:40009", "[2001:db8:5::10]:80", None, Outcome.LOST_RETURN, "x")
+    ex = (v6, _ex(1, "tcp", "lost-return"), _ex(2, "tcp", "delivered"))
+    assert [(g.exchange.id, g.family) for g in groups(ex, 4)] == [("tcp-9", 6), ("tcp-1", 4), ("tcp-2", 4)]
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
+    out, traces = stage.trace_verdict(v, None, object(), SERVER, NAME)
+    assert {t.exchange for t in traces} == {"tcp-1", "tcp-2"} and 40009 not in {p for _, p in made}
+    six, four = out.exchanges[0].lost_at, out.exchanges[1].lost_at
+    assert (six.direction, six.after_hop, six.evidence) == ("return", None, ())
+    assert six.undecided_because == "the traces are IPv4-only: no trace follows these IPv6 packets"
+    assert four.after_hop is not None and four.after_hop.node == "hgw"
+
+
+def test_hops_on_an_access_line_are_named_from_its_topology():
+    """The NGN link has no IPv4 address; the provider's node stands between hgw and inet."""
+    from rig.lab.access import access_topology
+
+    for access, provider in (("map-e", "br"), ("ds-lite", "aftr"), ("pppoe", "bas")):
+        name = lab_namer(access_topology(access))
+        assert name("out", 3, "192.0.2.2") == provider
+        assert name("out", 2, "192.168.0.1") == "hgw"
+    assert lab_namer(access_topology("map-e"))("return", 3, "203.0.113.2") == "hgw"  # the CE's tunnel address
