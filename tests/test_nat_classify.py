@@ -108,3 +108,21 @@ def test_combine_takes_the_most_dependent_trial():
     assert combine([APDM, ADM, EIM]) == APDM
     assert combine([u, EIM]) == EIM
     assert combine([u, u]) == u
+
+
+def test_a_few_ports_of_a_set_are_undecided_not_a_wrong_set():
+    """8 ports of a v6plus set agree on the PSID and often on a bit beside it (then infer
+    alone would name a 9-bit PSID); 16 are enough (a shared neighbour: about 6e-5)."""
+    pset = PortSet(offset=4, length=8, psid=0x12)
+    ports = [p for lo, hi in pset.ranges() for p in range(lo, hi + 1)]
+    odd_blocks = [p for p in ports if p >> 12 & 1]  # all share bit 12, just above the PSID
+    pairs = [(30000 + i, p) for i, p in enumerate(random.Random(1).sample(odd_blocks, 8))]
+    from rig.portset import infer
+    alone = infer([p for _, p in pairs])
+    assert alone.kind == "port-set" and alone.port_set != pset  # the wrong set, confidently
+    alloc, est = allocation(pairs)
+    assert est.kind == "undecided" and est.port_set is None
+    assert est.reason.startswith("8 ports share a PSID-like field, too few to fix its edges")
+    assert alloc.kind is Allocation.RANDOM
+    pairs = [(30000 + i, p) for i, p in enumerate(random.Random(1).sample(ports, 16))]
+    assert allocation(pairs)[1].port_set == pset

@@ -5,7 +5,11 @@ range or block the public ports fall in, hairpinning, for UDP and TCP.
 What each profile is: healthy (two Linux masquerades: ports kept, endpoint-independent),
 fully-random (both random: address-and-port-dependent, any port), pf-router (the pf-like
 router: random in 50001-65535), port-set (the hgw maps into 16 ports, a MAP-E-like
-block), and pf behind the port-set hgw (the narrower range wins)."""
+block), and pf behind the port-set hgw (the narrower range wins). On the NGN access lines
+(rig.lab.access): MAP-E's CE NATs into its 240-port set, a block drawn per flow
+(address-and-port-dependent, the set inferred from the burst), map-e-exhaustion's CE
+into its first block alone, and DS-Lite's AFTR is a plain masquerade (the B4 keeps the
+ports): the truth is read from what the lab builds for that line (rig.lab.config)."""
 
 import json
 import subprocess
@@ -16,7 +20,7 @@ from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.lab.routers import router_for
 from rig.lab.scenarios import get
 from rig.lab.topology import seed_topology
-from rig.nat.truth import lab_truth
+from rig.nat.truth import lab_truth, scenario_truth
 
 pytestmark = [pytest.mark.root, pytest.mark.lab,
               pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))]
@@ -99,3 +103,39 @@ def test_tcp_blocked_towards_the_responder_is_not_a_clean_path(tmp_path):
     assert nat["mapping"]["udp"] == "endpoint-independent"
     assert nat["mapping"]["tcp"] == {"undecided": "no answer from the responder"}
     assert nat["public"]["tcp"] is None
+
+
+ACCESS_CASES = [("healthy", "map-e"), ("healthy", "ds-lite"), ("map-e-exhaustion", None)]
+
+
+@pytest.mark.parametrize("scenario, access", ACCESS_CASES, ids=[f"{s}-{a or 'own'}" for s, a in ACCESS_CASES])
+def test_profile_matches_the_access_lines_nat(tmp_path, scenario, access):
+    args = ["--probes", "nat", "--scenario", scenario, "--no-configure", "--json"]
+    r = rig_run(tmp_path / "run", *args, *(["--access", access] if access else []))
+    assert r.rc == 0, r.stderr
+    truth = scenario_truth(get(scenario), access=access)
+    nat = r.verdict["nat"]
+    for proto in ("udp", "tcp"):
+        assert nat["public"][proto].startswith(f"{truth.public}:"), proto  # the last NAT's address
+        assert nat["mapping"][proto] == truth.mapping, proto
+        assert nat["filtering"][proto] == truth.filtering, proto
+        alloc, pset = nat["port_allocation"][proto], nat["port_set"][proto]
+        assert alloc["kind"] == truth.allocation, (proto, alloc)
+        assert alloc["samples"] >= 8, (proto, alloc)
+        if truth.range is not None:
+            assert alloc["range"] == list(truth.range), (proto, alloc)
+        if truth.block is not None:
+            assert pset["size"] == truth.block, (proto, pset)
+        if truth.port_set is not None:
+            ps = truth.port_set
+            assert alloc["range"] is None, (proto, alloc)  # the set says more than a range
+            assert all(ps.contains(int(p)) for p in (alloc["low"], alloc["high"])), (proto, alloc)
+            if pset["kind"] == "port-set":
+                assert (pset["size"], pset["blocks"], pset["block_size"], pset["psid_offset"], pset["psid_length"],
+                        pset["psid"]) == (ps.size, ps.blocks, ps.block_size, ps.offset, ps.length, ps.psid), pset
+            else:  # too few ports to tell: undecided, with the reason, never a wrong set
+                assert pset.get("reason") or "undecided" in pset, (proto, pset)
+        else:
+            assert pset.get("kind") != "port-set", (proto, pset)
+        assert nat["hairpin"][proto] is truth.hairpin, proto
+    assert lab_leftovers(r.prefix) == []

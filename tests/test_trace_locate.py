@@ -170,26 +170,41 @@ def test_a_server_holding_the_probes_connection_may_answer_a_later_copy():
     assert _arrived("tcp", [], errs, 16) is None
 
 
-def test_the_family_the_traces_do_not_go_over_is_left_undecided_not_traced(monkeypatch):
-    """A dual-stack run traces toward the IPv4 server address: an IPv6 exchange is never
-    copied into an IPv4 trace, and its loss is not placed on the IPv4 path's hops."""
+def test_the_other_familys_losses_are_not_traced_and_say_why(monkeypatch):
+    """Traces to the server's IPv4 address cannot place an IPv6 loss: that group is
+    undecided, no trace copies its exchange, and the IPv4 group keeps its own place."""
     import rig.trace.stage as stage
 
-    sent = []
+    made = []
 
-    def fake_forward(netns, proto, addr, dport, sport, echo_id, **k):
-        sent.append((proto, addr, sport))
+    def fake_forward(netns, proto, addr, dport, sport, *a, **k):
+        made.append(("out", sport))
         return _trace("out", [(1, "192.168.1.1", "time-exceeded")], 4)
 
+    def fake_reverse(*a, **k):
+        made.append(("return", a[5]))
+        return SEED_BACK
+
     monkeypatch.setattr(stage, "forward", fake_forward)
-    v6 = Exchange("tcp-6", "tcp", "[2001:db8:10:1::10]:40006", "[2001:db8:5::10]:80", None,
-                  Outcome.LOST_RETURN, "x")
-    ex = (v6, _ex(1, "tcp", "delivered"))
-    assert [g.exchange.id for g in groups(ex)] == ["tcp-1"]
+    monkeypatch.setattr(stage, "reverse", fake_reverse)
+    v6 = Exchange("tcp-9", "tcp", "[2001:db8:10:1::10]:40009", "[2001:db8:5::10]:80", None, Outcome.LOST_RETURN, "x")
+    ex = (v6, _ex(1, "tcp", "lost-return"), _ex(2, "tcp", "delivered"))
+    assert [(g.exchange.id, g.family) for g in groups(ex, 4)] == [("tcp-9", 6), ("tcp-1", 4), ("tcp-2", 4)]
     v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))
-    out, traces = stage.trace_verdict(v, None, None, SERVER, NAME)
-    assert sent == [("tcp", SERVER, 40001)]  # only the IPv4 healthy exchange was copied
-    la = out.exchanges[0].lost_at
-    assert la.direction == "return" and la.after_hop is None and la.before_hop is None
-    assert la.undecided_because == "the traces go over IPv4 only; this exchange is IPv6"
-    assert out.exchanges[1].lost_at is None
+    out, traces = stage.trace_verdict(v, None, object(), SERVER, NAME)
+    assert {t.exchange for t in traces} == {"tcp-1", "tcp-2"} and 40009 not in {p for _, p in made}
+    six, four = out.exchanges[0].lost_at, out.exchanges[1].lost_at
+    assert (six.direction, six.after_hop, six.evidence) == ("return", None, ())
+    assert six.undecided_because == "the traces are IPv4-only: no trace follows these IPv6 packets"
+    assert four.after_hop is not None and four.after_hop.node == "hgw"
+
+
+def test_hops_on_an_access_line_are_named_from_its_topology():
+    """The NGN link has no IPv4 address; the provider's node stands between hgw and inet."""
+    from rig.lab.access import access_topology
+
+    for access, provider in (("map-e", "br"), ("ds-lite", "aftr"), ("pppoe", "bas")):
+        name = lab_namer(access_topology(access))
+        assert name("out", 3, "192.0.2.2") == provider
+        assert name("out", 2, "192.168.0.1") == "hgw"
+    assert lab_namer(access_topology("map-e"))("return", 3, "203.0.113.2") == "hgw"  # the CE's tunnel address

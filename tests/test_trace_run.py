@@ -65,3 +65,24 @@ def test_no_trace_leaves_the_verdict_without_lost_at(tmp_path):
     assert r.outcomes("tcp")["lost-return"] >= 1
     assert all("lost_at" not in e for e in r.verdict["exchanges"])
     assert not (r.out / "logs" / "traces.json").exists()
+
+
+def test_an_ipv6_loss_is_undecided_by_the_ipv4_traces(tmp_path):
+    """ipv4-works-ipv6-fails: IPv6 TCP replies die at the hgw, but the traces go to the
+    server's IPv4 address: the IPv6 group's lost_at says so, never an IPv4 path's hop."""
+    r = rig_run(tmp_path / "b", "--scenario", "ipv4-works-ipv6-fails", "--access", "map-e", *FAST)
+    assert r.rc == 1, r.stderr
+    lost6 = [e for e in r.exchanges("tcp", 6) if e["outcome"] == "lost-return"]
+    assert lost6, r.outcomes("tcp", 6)
+    for e in lost6:
+        where = e["lost_at"]
+        assert (where["direction"], where["after_hop"], where["evidence"]) == ("return", None, []), where
+        assert where["undecided_because"] == "the traces are IPv4-only: no trace follows these IPv6 packets"
+    assert all("lost_at" not in e for e in r.exchanges("tcp", 4))  # IPv4 TCP is delivered
+    traces = json.loads((r.out / "logs" / "traces.json").read_text())
+    ids6 = {e["id"] for e in r.verdict["exchanges"] if e["family"] == 6}
+    assert traces and not any(t["exchange"] in ids6 for t in traces)  # no IPv4 trace copied an IPv6 exchange
+    assert lab_leftovers(r.prefix) == []
+    shown = subprocess.run(rig_cmd("show", str(r.out), "--json"), capture_output=True, text=True, timeout=120)
+    assert [e.get("lost_at") for e in json.loads(shown.stdout)["exchanges"]] == [
+        e.get("lost_at") for e in r.verdict["exchanges"]]

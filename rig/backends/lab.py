@@ -16,7 +16,6 @@ import pwd
 import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Mapping
@@ -26,12 +25,11 @@ from rig.backends.facts import port_facts
 from rig.errors import InfraError, UsageError
 from rig.lab import scenarios as scenario_registry
 from rig.lab.build import LabNet, build, destroy, require_root_and_tools
-from rig.lab.access import access_for, access_rules, access_topology, nat_sets
+from rig.lab.config import lab_config
 from rig.lab.services import (Service, apache_vars, make_keys, start_apache, start_sshd, start_tunnel,
                               start_udp_echo)
 from rig.lab.topology import (CLIENT_ADDR, CLIENT_ADDR6, HGW_WAN_ADDR, ROUTER_WAN_ADDR, SERVER_ADDR, SERVER_ADDR2,
                               SERVER_ADDR6, new_prefix, seed_topology)
-from rig.lab.routers import router_for
 from rig.lab.scenarios import PROXY_PORT
 from rig.nat.responder import nat_facts
 
@@ -111,12 +109,9 @@ class LabBackend:
 
     def provision(self, spec: RunSpec) -> Rig:
         chosen = scenario_registry.get(spec.scenario)
-        router = router_for(chosen, spec.options.get("router"))
-        access = access_for(chosen, spec.options.get("access"))
-        topo = access_topology(access.name)
-        scenario = router.apply(chosen, node="router", wan="wan")
-        scenario = replace(scenario, rules=scenario.rules + access_rules(access, scenario))
-        sets = nat_sets(access, scenario)
+        config = lab_config(chosen, spec.options.get("router"), spec.options.get("access"))
+        access, router, topo, scenario = config.access, config.router, config.topology, config.scenario
+        sets = config.nat_sets
         require_root_and_tools()
         prefix = self._prefix or new_prefix()
         workdir = workdir_for(prefix)

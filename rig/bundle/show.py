@@ -47,14 +47,14 @@ def reanalyse(b: Bundle):
     ensure_distinct(client, server)
     extra = {p: read(p) for p in b.captures if p not in ("client", "server")} or None
     server_addr = b.manifest.backend.get("server_addr") or b.manifest.facts.get("server_addr")
-    traced_addr = server_addr  # the traces were made to this one (rig.trace.run: rig.server_addr)
     addr6 = b.manifest.backend.get("server_addr6") or b.manifest.facts.get("server_addr6")
+    traced_to = server_addr  # the traces went to this one address (rig.trace.stage)
     if server_addr and addr6:  # a dual-stack server: both addresses are the server's
         server_addr = f"{server_addr},{addr6}"
     drops = dict(b.manifest.kernel_drops) or None
     windows = windows_from_manifest(b.manifest.facts)  # when each tcpdump listened (rig run)
     verdict = analyse(client, server, server_addr=server_addr, extra=extra, kernel_drops=drops, windows=windows)
-    verdict = _with_traces(b, verdict, traced_addr)
+    verdict = _with_traces(b, verdict, traced_to)
     if (b.verdict or {}).get("nat"):
         from rig.nat.run import carried
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rig.nat.records import Allocation, Dependence, PortAllocation, Undecided
-from rig.portset import PortSetEstimate, infer
+from rig.portset import MAX_CHANCE, PortSetEstimate, infer
 
 NO_ANSWER = "no answer from the responder"
 ONE_ADDRESS = "the responder has one address"
@@ -95,6 +95,28 @@ def _known_range(low: int, high: int) -> tuple[int, int] | None:
     return None
 
 
+def edge_chance(est: PortSetEstimate) -> float:
+    """How likely ports drawn from a true set would all share a bit beside its PSID field
+    by chance (then the field inferred is one bit too long, and the set wrong): 2^-(n-1)
+    per neighbouring bit (the one above, and the one below unless the field starts at
+    bit 0). rig.portset.infer's ``chance`` is the other question: random ports agreeing."""
+    if est.port_set is None:
+        return 1.0
+    edges = 1 + (est.port_set.block_bits > 0)
+    return min(1.0, edges * 2.0 ** -(est.samples - 1))
+
+
+def settled(est: PortSetEstimate) -> PortSetEstimate:
+    """``est``, or undecided when its ports are too few to fix the set's edges: a NAT
+    profile names a port set only when it is that set (never a confident wrong one)."""
+    if est.kind != "port-set" or edge_chance(est) <= MAX_CHANCE:
+        return est
+    return PortSetEstimate(
+        "undecided", est.samples, est.low, est.high, chance=est.chance,
+        reason=(f"{est.samples} ports share a PSID-like field, too few to fix its edges: ports of one set "
+                f"share a bit beside it {edge_chance(est):.2g} of the time"))
+
+
 def allocation(pairs: Sequence[tuple[int, int]]) -> tuple[PortAllocation | Undecided, PortSetEstimate | Undecided]:
     """Port allocation and port set from a burst of new mappings: (local port, public
     port) in the order the mappings were made."""
@@ -103,7 +125,7 @@ def allocation(pairs: Sequence[tuple[int, int]]) -> tuple[PortAllocation | Undec
     if distinct < MIN_SAMPLES:
         why = Undecided(f"{distinct} distinct public port(s) seen; at least {MIN_SAMPLES} are needed")
         return why, why
-    est = infer(publics)
+    est = settled(infer(publics))
     low, high = min(publics), max(publics)
     if all(local == pub for local, pub in pairs):
         return PortAllocation(Allocation.PRESERVED, low, high, distinct), est

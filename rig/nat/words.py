@@ -34,6 +34,8 @@ def _port_set(e: PortSetEstimate) -> str:
     if ps is not None:
         lo, hi = ps.ranges()[0]
         return f"one block of {ps.size} ports, {lo}-{hi} ({e.samples} ports seen)"
+    if e.kind == "undecided":
+        return f"undecided: {e.reason}"
     return f"none found ({e.reason})" if e.reason else "none found"
 
 

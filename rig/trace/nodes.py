@@ -40,7 +40,9 @@ def path_nodes(topo: Topology) -> list[str]:
 
 
 def lab_namer(topo: Topology) -> Namer:
-    owner = {e.ip: e.node for link in topo.links for e in (link.a, link.b)}
+    # IPv4 addresses (an NGN link end has none), a tunnel end's too
+    owner = {e.ip: e.node for link in topo.links for e in (link.a, link.b) if e.addr is not None}
+    owner.update({t.addr.split("/", 1)[0]: t.node for t in topo.tunnels if t.addr is not None})
     nats = {n.node for n in topo.nats}
     out = path_nodes(topo)
     back = out[::-1]

@@ -13,23 +13,24 @@ from rig.errors import InfraError
 from rig.outcome import Outcome
 from rig.trace.nodes import ends_namer, lab_namer
 from rig.trace.reverse import NetnsServer, SSHServer
-from rig.trace.stage import family_of, groups, trace_verdict
+from rig.trace.stage import family_of, groups, trace_verdict, traced
 
 
 def trace_run(verdict, rig):
     """(verdict with lost_at, traces) for ``verdict`` of a run on ``rig``."""
     if rig.backend == "lab" and rig.facts.get("ns_server"):
-        from rig.lab.topology import seed_topology
+        from rig.lab.access import access_topology
 
+        # hops named from the topology of the access line the lab built (the facts say which)
         return trace_verdict(verdict, rig.client_netns, NetnsServer(rig.facts["ns_server"]), rig.server_addr,
-                             lab_namer(seed_topology()))
+                             lab_namer(access_topology(rig.facts.get("access", "plain"))))
     from rig.sshclient import SSHClient
 
     family = family_of(rig.server_addr)
     public = next((e.seen_at_server_as.rsplit(":", 1)[0] for e in verdict.exchanges
                    if e.seen_at_server_as and e.family == family), None)
     name = ends_namer(rig.server_addr, public)
-    if not any(g.outcome == Outcome.LOST_RETURN for g in groups(verdict.exchanges, family)):
+    if not any(g.outcome == Outcome.LOST_RETURN and traced(g, family) for g in groups(verdict.exchanges, family)):
         return trace_verdict(verdict, rig.client_netns, None, rig.server_addr, name)  # no SSH needed
     try:
         ssh = SSHClient(rig.ssh).connect()

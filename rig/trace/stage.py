@@ -6,11 +6,16 @@ unanswered) one group is traced, from its first exchange's 5-tuple: the forward 
 and for lost-return the return-path trace too; and one healthy exchange is traced
 forward, so a run always shows the path. Every exchange of a group gets the group's
 ``lost_at``. Traces never change an outcome.
+
+Groups are per IP version too. The traces go to the server's address only (one
+family: the lab's and Azure's IPv4); a lost group of the other family gets ``lost_at``
+undecided, saying so, rather than a place found by following the other family's packets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 
 from rig.outcome import Outcome
@@ -28,6 +33,11 @@ class Group:
     protocol: str
     outcome: Outcome
     exchange: Exchange  # the first of the group, whose 5-tuple is copied
+    family: int = 4  # the IP version of its exchanges
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.protocol, str(self.outcome), self.family)
 
 
 def _port(endpoint: str | None) -> int | None:
@@ -43,30 +53,42 @@ def _host(endpoint: str | None) -> str | None:
     return endpoint.rsplit(":", 1)[0] if endpoint and ":" in endpoint else endpoint
 
 
-def family_of(server_addr: str) -> int:
-    """The IP version the traces go over: that of the server address they are sent to."""
-    return 6 if ":" in server_addr else 4
+def family_of(address: str) -> int | None:
+    """The IP version of the address the traces go to (None: not an IP address)."""
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None
 
 
-def groups(exchanges, family: int = 4) -> list[Group]:
-    """The groups to trace: each (protocol, outcome) that lost packets, then one healthy
-    exchange (TCP first) if any; only the exchanges of ``family``, the one the traces go
-    over (a dual-stack run's other family is not traced: ``untraced``)."""
-    out: dict[tuple[str, Outcome], Group] = {}
+def groups(exchanges, family: int | None = None) -> list[Group]:
+    """The groups to trace: each (protocol, outcome, IP version) that lost packets, then
+    one healthy exchange (TCP first) if any, of ``family`` (None: any)."""
+    out: dict[tuple[str, Outcome, int], Group] = {}
     healthy: dict[str, Exchange] = {}
     for e in exchanges:
-        if e.family != family:
-            continue
-        if e.outcome in LOCATED and (e.protocol, e.outcome) not in out:
-            out[(e.protocol, e.outcome)] = Group(e.protocol, Outcome(e.outcome), e)
-        elif e.outcome == Outcome.DELIVERED and e.protocol not in healthy:
+        if e.outcome in LOCATED and (e.protocol, e.outcome, e.family) not in out:
+            out[(e.protocol, e.outcome, e.family)] = Group(e.protocol, Outcome(e.outcome), e, e.family)
+        elif (e.outcome == Outcome.DELIVERED and e.protocol not in healthy
+              and (family is None or e.family == family)):
             healthy[e.protocol] = e
     found = list(out.values())
     for proto in ("tcp", "icmp", "udp"):
         if proto in healthy:
-            found.append(Group(proto, Outcome.DELIVERED, healthy[proto]))
+            found.append(Group(proto, Outcome.DELIVERED, healthy[proto], healthy[proto].family))
             break
     return found
+
+
+def traced(g: Group, family: int | None) -> bool:
+    """Whether the traces (to an address of ``family``) can follow ``g``'s packets."""
+    return family is None or g.family == family
+
+
+def _untraced(g: Group, family: int) -> LostAt:
+    direction = "return" if g.outcome == Outcome.LOST_RETURN else "out"
+    return LostAt(direction, None, None, (),
+                  f"the traces are IPv{family}-only: no trace follows these IPv{g.family} packets")
 
 
 def trace_group(g: Group, client_netns: str | None, server: ServerSide | None, server_addr: str,
@@ -110,7 +132,10 @@ def trace_verdict(verdict, client_netns: str | None, server: ServerSide | None, 
     """Make the traces a verdict calls for; returns (verdict with lost_at, traces).
     ``server`` None: no return-path trace, for the reason ``no_server``."""
     traces: list[Trace] = []
-    for g in groups(verdict.exchanges, family_of(server_addr)):
+    family = family_of(server_addr)
+    for g in groups(verdict.exchanges, family):
+        if not traced(g, family):
+            continue
         traces += [named(t, name) for t in trace_group(g, client_netns, server, server_addr, max_ttl, wait)]
     return place_traces(verdict, traces, server_addr, name, None if server is not None else no_server), traces
 
@@ -123,6 +148,9 @@ def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no
     for g in groups(verdict.exchanges, family):
         if g.outcome not in LOCATED:
             continue
+        if family is not None and not traced(g, family):
+            located[g.key] = _untraced(g, family)
+            continue
         mine = [t for t in traces if t.exchange == g.exchange.id and t.protocol == g.protocol]
         fwd = next((t for t in mine if t.direction == "out"), None)
         back = next((t for t in mine if t.direction == "return"), None)
@@ -132,12 +160,7 @@ def place_traces(verdict, traces: list[Trace], server_addr: str, name: Namer, no
         else:
             la = locate(g.outcome, server_addr, fwd, back, name)
         if la is not None:
-            located[(g.protocol, str(g.outcome), family)] = la
-    for e in verdict.exchanges:  # the lost exchanges of the family no trace went over
-        key = (e.protocol, str(e.outcome), e.family)
-        if e.outcome in LOCATED and e.family != family and key not in located:
-            located[key] = LostAt("return" if e.outcome == Outcome.LOST_RETURN else "out", None, None, (),
-                                  f"the traces go over IPv{family} only; this exchange is IPv{e.family}")
+            located[g.key] = la
     return add_lost_at(verdict, located)
 
 
