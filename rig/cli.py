@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--probes", default=None, help="comma-separated probe kinds (default: all); 'nat' adds the "
                    "NAT profile, e.g. 'all,nat'")
     r.add_argument("--nat-lifetime", nargs="?", const="true", default=None, metavar="SECONDS",
-                   help="with --probes nat: also search the UDP binding lifetime (budget, default 180 s)")
+                   help="with --probes nat: also search the UDP and TCP (established-idle) binding "
+                   "lifetimes, at once (budget, default 180 s)")
     r.add_argument("--out", default=None, help="bundle directory (default ./runs/<timestamp>-<scenario>/)")
     r.add_argument("--keep", action="store_true", help="leave the rig up afterwards")
     r.add_argument("--json", action="store_true", help="print the verdict as rig.verdict/1 JSON")

@@ -86,31 +86,70 @@ def test_strangers_and_wrong_secrets_get_nothing(responder):
 
 
 @pytest.mark.parametrize("responder", [(("127.0.0.1", "127.0.0.2"), 2)], indirect=True)
-def test_binding_search_without_a_nat_outlives_the_budget(responder):
-    from rig.nat.client import udp_binding
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_binding_search_without_a_nat_outlives_the_budget(responder, proto):
+    from rig.nat import client
     from rig.nat.records import Binding
 
     slept = []
-    got = udp_binding(responder, WAIT, budget=180.0, sleep=slept.append)  # no real waiting
+    search = client.udp_binding if proto == "udp" else client.tcp_binding
+    got = search(responder, WAIT, budget=180.0, sleep=slept.append)  # no real waiting
     assert got == Binding(128.0, None)  # every idle time of the ladder survived: no NAT forgets
     assert slept and max(slept) <= 128.0
 
 
-def test_binding_search_narrows_between_two_rounds(monkeypatch):
+@pytest.mark.parametrize("responder", [(("127.0.0.1",), 1)], indirect=True)
+def test_tcp_poke_needs_the_secret_and_a_held_connection(responder):
+    """The responder writes on a held connection only when asked with its secret and key."""
+    from rig.nat import client
+
+    held = client._tcp_hold(responder, WAIT)
+    assert held is not None
+    try:
+        stranger = Target(responder.addresses, responder.ports, "wrong")
+        s = socket.create_connection(responder.endpoint(0, 0), timeout=2)
+        s.sendall(stranger.request("x1", "poke=1"))
+        assert s.recv(100) == b""  # no secret: closed without a word
+        s.close()
+        unknown = client._tcp_hold(responder, WAIT)  # a second held connection, poked twice
+        assert unknown is not None
+        assert unknown.alive() is True
+        assert unknown.alive() is None  # gone from the responder: undecided, not "the NAT forgot"
+        assert held.alive() is True
+    finally:
+        held.close()
+
+
+def test_binding_search_narrows_between_two_rounds():
     """The search itself, with a mapping that is gone after 30 s of silence."""
     from rig.nat import client
     from rig.nat.records import Binding
 
     rounds = []
+    spent = {"s": 1.0}
 
-    def fake_round(t, wait, idles, sleep):
+    def fake_round(idles):
         rounds.append(list(idles))
         survived = [i for i in idles if i < 30]
         gone = [i for i in idles if i >= 30]
-        return (max(survived, default=0.0), min(gone) if gone else None, 1.0)
+        return (max(survived, default=0.0), min(gone) if gone else None, spent["s"])
 
-    monkeypatch.setattr(client, "_binding_round", fake_round)
-    got = client.udp_binding(Target(("a",), (1,), "s"), WAIT, budget=180.0)
+    got = client.binding_search(fake_round, budget=180.0)
     assert rounds[0] == [1, 2, 4, 8, 16, 32, 64, 128]
     assert got == Binding(28.8, 32.0)
-    assert isinstance(client.udp_binding(Target(("a",), (1,), "s"), WAIT, budget=0.5), Undecided)
+    assert isinstance(client.binding_search(fake_round, budget=0.5), Undecided)
+    rounds.clear()  # a budget the second round does not fit in: the first round's bounds
+    spent["s"] = 32.0
+    assert client.binding_search(fake_round, budget=40.0) == Binding(16.0, 32.0) and len(rounds) == 1
+
+
+def test_binding_round_stops_at_the_first_gone_and_skips_the_untestable():
+    from rig.nat.client import Held, binding_round
+
+    answers = iter([True, None, True, False, True])
+    closed = []
+    got = binding_round(lambda: Held(lambda: next(answers), lambda: closed.append(1)), [1, 2, 4, 8, 16],
+                        sleep=lambda _: None)
+    assert got[:2] == (4, 8)  # 2 s could not be tested: neither bound
+    assert len(closed) == 5  # every mapping let go
+    assert binding_round(lambda: None, [1, 2], sleep=lambda _: None)[:2] == (None, None)

@@ -106,7 +106,7 @@ def test_words_for_every_value():
     assert got["mapping"] == ["endpoint-independent", "undecided: no answer from the responder"]
     assert got["port set"][0].startswith("240 ports: 15 blocks of 16 (PSID 90, offset 4, length 8")
     assert got["public ports"][1].startswith("preserved")
-    assert got["UDP binding lifetime"][0] == "28-32 s"
+    assert got["binding lifetime"][0] == "28-32 s"
     assert got["hairpinning"] == ["no", "yes"]
     assert got["layers"][0] == "1: at router, 192.168.1.10 -> 192.168.0.2, ports kept"
     assert summary(_profile()).startswith("NAT profile: UDP mapping endpoint-independent, filtering "

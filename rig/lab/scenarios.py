@@ -34,6 +34,7 @@ PROXY_PORT = 8080  # where the hgw's own HTTP server listens (transparent-proxy)
 PORT_SET = (40000, 40015)  # MAP-E-like set of 16 source ports (port-set)
 PF_NAT_PORTS = (50001, 65535)  # pf's default nat-to port range (rig.lab.routers)
 PF_MAX_MSS = 1440  # a common pf.conf line: scrub on pppoe0 max-mss 1440
+TCP_IDLE = 20  # short-tcp-idle: seconds the hgw keeps an idle established TCP connection (Linux: 5 days)
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,18 @@ SCENARIOS: dict[str, Scenario] = {
             "router and hgw masquerade with fully-random: ports and echo ids rewritten, all delivered",
             expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
             masquerade={"router": "fully-random", "hgw": "fully-random"},
+        ),
+        Scenario(
+            "short-tcp-idle",
+            f"the hgw forgets an established TCP connection after {TCP_IDLE} s of silence (Linux keeps one for "
+            "5 days): a long-idle connection dies silently; every probe delivered",
+            expect={"tcp": Outcome.DELIVERED, "icmp": Outcome.DELIVERED, "udp": Outcome.DELIVERED},
+            rules=(
+                NftRule("hgw", OBJECTS, f"ct timeout hgw-tcp {{ protocol tcp; l3proto ip; "
+                                        f"policy = {{ established : {TCP_IDLE} }}; }}"),
+                # the lab's own SSH control connection keeps Linux's timeout
+                NftRule("hgw", "forward", 'meta l4proto tcp tcp dport != 22 ct timeout set "hgw-tcp"'),
+            ),
         ),
         Scenario(
             "pf-router",

@@ -22,6 +22,7 @@ from rig.nat import classify
 from rig.nat.records import Binding, Dependence, Proto, ProtoProfile, Trail, Undecided
 
 MAGIC = "RIGNAT1"
+NOT_MEASURED = Undecided("not measured (--nat-lifetime)")
 BURST = 16
 # mapping tests per protocol, each from its own inside socket: a NAT that draws a new port
 # per destination from a small pool (a 16-port set) lands on the same port by chance
@@ -252,12 +253,25 @@ def udp_hairpin(sock: socket.socket, public: str | None, wait: Wait) -> bool | U
         s2.close()
 
 
-def udp_binding(t: Target, wait: Wait, budget: float, sleep: Callable[[float], None] = time.sleep) -> Binding | Undecided:
-    """UDP binding lifetime by a bounded search: mappings made at once are each tested
-    once, after a growing idle time (1, 2, 4, ... s), by asking the responder (from
-    another socket, so the tested mapping stays idle) to send to it; the first that is
-    gone bounds the lifetime. Then one round of four more between the last idle time
-    that survived and the first that did not, if the budget allows."""
+@dataclass(frozen=True)
+class Held:
+    """One mapping the binding search made and leaves idle: ``alive`` asks the responder
+    to send on it (from elsewhere, so it stays idle) and says whether that came in (None:
+    the responder could not try); ``close`` lets it go."""
+
+    alive: Callable[[], bool | None]
+    close: Callable[[], None]
+
+
+Round = Callable[[list[float]], tuple[float | None, float | None, float]]
+
+
+def binding_search(round_: Round, budget: float) -> Binding | Undecided:
+    """A binding lifetime by a bounded search, for either protocol: ``round_`` makes one
+    mapping per idle time at once and tests each once, after its idle time, returning
+    (longest idle survived, shortest idle that killed the mapping, seconds spent). A first
+    round on a growing ladder (1, 2, 4, ... s, up to ``budget``) bounds the lifetime; a
+    second one with four idle times between the two bounds narrows it, if the budget allows."""
     ladder = []
     step = 1.0
     while step <= budget:
@@ -265,52 +279,77 @@ def udp_binding(t: Target, wait: Wait, budget: float, sleep: Callable[[float], N
         step *= 2
     if not ladder:
         return Undecided(f"budget {budget:g} s is less than a second")
-    lo, hi, spent = _binding_round(t, wait, ladder, sleep)
+    lo, hi, spent = round_(ladder)
     if lo is None:
         return Undecided(classify.NO_ANSWER)
     if hi is not None and hi - lo > 1 and spent + hi <= budget:
         inner = [lo + (hi - lo) * k / 5 for k in range(1, 5)]
-        lo2, hi2, _ = _binding_round(t, wait, inner, sleep)
+        lo2, hi2, _ = round_(inner)
         if lo2 is not None:
             lo = max(lo, lo2)
             hi = min(hi, hi2) if hi2 is not None else hi
     return Binding(round(lo, 1), None if hi is None else round(hi, 1))
 
 
-def _binding_round(t: Target, wait: Wait, idles: list[float],
-                   sleep: Callable[[float], None]) -> tuple[float | None, float | None, float]:
-    """(longest idle survived, shortest idle that killed the mapping, seconds spent)."""
+def binding_round(hold: Callable[[], Held | None], idles: list[float],
+                  sleep: Callable[[float], None] = time.sleep) -> tuple[float | None, float | None, float]:
+    """One round of ``binding_search``: ``hold`` makes each mapping (None: no answer),
+    all at once, and each is tested after its idle time, shortest first; the first that
+    is gone ends the round."""
     start = time.monotonic()
-    socks = [_udp() for _ in idles]
-    control = _udp()
+    held: list[tuple[Held | None, float]] = []
     try:
-        publics: list[str | None] = []
-        made: list[float] = []
-        for s in socks:
-            rid = _rid()
-            got = _udp_ask(s, t.endpoint(0, 0), t.request(rid), rid, {"0"}, wait)
-            publics.append(got.get("0"))
-            made.append(time.monotonic())
-        if not any(publics):
+        for _ in idles:
+            held.append((hold(), time.monotonic()))
+        if not any(h for h, _ in held):
             return None, None, time.monotonic() - start
         alive: float = 0.0
-        for s, public, at, idle in zip(socks, publics, made, idles):
-            if public is None:
+        for (h, at), idle in zip(held, idles):
+            if h is None:
                 continue
             left = at + idle - time.monotonic()
             if left > 0:
                 sleep(left)
+            came = h.alive()
+            if came is False:
+                return alive, idle, time.monotonic() - start
+            if came:
+                alive = idle
+        return alive, None, time.monotonic() - start
+    finally:
+        for h, _ in held:
+            if h is not None:
+                h.close()
+
+
+def _udp_hold(t: Target, wait: Wait) -> Held | None:
+    """A UDP mapping towards (A1, P1); the responder is asked (from another socket) to send
+    to its public port."""
+    s = _udp()
+    rid = _rid()
+    public = _udp_ask(s, t.endpoint(0, 0), t.request(rid), rid, {"0"}, wait).get("0")
+    if public is None:
+        s.close()
+        return None
+
+    def alive() -> bool:
+        control = _udp()
+        try:
             rid = _rid()
             control.sendto(t.request(rid, "from=0", f"to={_port(public)}"), t.endpoint(0, 0))
             back: dict[str, str] = {}
             _collect(s, rid, back, {"0"}, wait.reply + wait.extra)
-            if "0" not in back:
-                return alive, idle, time.monotonic() - start
-            alive = idle
-        return alive, None, time.monotonic() - start
-    finally:
-        for s in (*socks, control):
-            s.close()
+            return "0" in back
+        finally:
+            control.close()
+
+    return Held(alive, s.close)
+
+
+def udp_binding(t: Target, wait: Wait, budget: float, sleep: Callable[[float], None] = time.sleep) -> Binding | Undecided:
+    """UDP binding lifetime (binding_search): the idle mapping is gone when the responder's
+    datagram to its public port no longer comes in."""
+    return binding_search(lambda idles: binding_round(lambda: _udp_hold(t, wait), idles, sleep), budget)
 
 
 # ------------------------------------------------------------------ TCP
@@ -475,6 +514,42 @@ def tcp_hairpin(t: Target, wait: Wait) -> bool | Undecided:
             s.close()
 
 
+def _tcp_hold(t: Target, wait: Wait) -> Held | None:
+    """A TCP connection to (A1, P1) the responder holds open (``hold=K``); another
+    connection asks it (``poke=K``) to write on the held one: server to client, so it
+    comes in only while the NATs still map the idle connection."""
+    s = _tcp()
+    key = str(secrets.randbelow(10**12))
+    if _tcp_ask(s, t.endpoint(0, 0), t, wait, f"hold={key}") is None:
+        s.close()
+        return None
+
+    def alive() -> bool | None:
+        control = _tcp()
+        control.settimeout(wait.reply * TRIES)
+        try:
+            rid = _rid()
+            control.connect(t.endpoint(0, 0))
+            control.sendall(t.request(rid, f"poke={key}"))
+            said = [m for m in _lines(control, 2, wait.reply * TRIES) if m[0] == rid and m[1] == "back"]
+            if not said or said[0][2:] == ("failed", "unknown"):
+                return None  # the responder did not try
+            # "ok": written; "failed": a reset already came back for it
+            return any(m[0] == rid and m[1] == "seen" for m in _lines(s, 1, wait.reply + wait.extra))
+        except OSError:
+            return None
+        finally:
+            control.close()
+
+    return Held(alive, s.close)
+
+
+def tcp_binding(t: Target, wait: Wait, budget: float, sleep: Callable[[float], None] = time.sleep) -> Binding | Undecided:
+    """TCP established-idle binding lifetime (binding_search): the idle connection's
+    mapping is gone when the responder's write on it no longer comes in."""
+    return binding_search(lambda idles: binding_round(lambda: _tcp_hold(t, wait), idles, sleep), budget)
+
+
 # ------------------------------------------------------------------ the profile
 
 
@@ -508,7 +583,7 @@ def udp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> 
         for sock, _ in kept:
             sock.close()
     alloc, pset = classify.allocation(burst)
-    binding = results[3] if lifetime_budget else Undecided("not measured (--nat-lifetime)")
+    binding = results[3] if lifetime_budget else NOT_MEASURED
     return ProtoProfile(
         mapping=_mapping(t, ms),
         filtering=classify.filtering(f.confirmed, f.from_other_address, f.from_other_port),
@@ -517,7 +592,7 @@ def udp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> 
     )
 
 
-def tcp_profile(t: Target, wait: Wait) -> ProtoProfile:
+def tcp_profile(t: Target, wait: Wait, lifetime_budget: float | None = None) -> ProtoProfile:
     def mappings() -> list[MappingSeen]:
         held: list[socket.socket] = []
         try:
@@ -529,19 +604,23 @@ def tcp_profile(t: Target, wait: Wait) -> ProtoProfile:
             for s in held:
                 s.close()
 
-    ms, f, burst, hairpin = run_all([mappings,
-                                     lambda: tcp_filtering(t, wait), lambda: tcp_burst(t, wait),
-                                     lambda: tcp_hairpin(t, wait)])
+    jobs = [mappings, lambda: tcp_filtering(t, wait), lambda: tcp_burst(t, wait), lambda: tcp_hairpin(t, wait)]
+    if lifetime_budget:
+        jobs.append(lambda: tcp_binding(t, wait, lifetime_budget))
+    results = run_all(jobs)
+    ms, f, burst, hairpin = results[:4]
     alloc, pset = classify.allocation(burst)
     return ProtoProfile(
         mapping=_mapping(t, ms),
         filtering=classify.filtering(f.confirmed, f.from_other_address, f.from_other_port),
         port_allocation=alloc, port_set=pset, hairpin=hairpin,
-        binding=Undecided("TCP established-idle lifetime is not measured"),
+        binding=results[4] if lifetime_budget else NOT_MEASURED,
         layers=_layers_pending(), public=ms[0].base, trail=ms[0].trail(),
     )
 
 
 def profile(t: Target, wait: Wait = Wait(), lifetime_budget: float | None = None) -> dict[Proto, ProtoProfile]:
-    udp, tcp = run_all([lambda: udp_profile(t, wait, lifetime_budget), lambda: tcp_profile(t, wait)])
+    """Both protocols at once; with ``lifetime_budget`` each also searches its binding
+    lifetime (UDP idle, TCP established-idle) within that many seconds, concurrently."""
+    udp, tcp = run_all([lambda: udp_profile(t, wait, lifetime_budget), lambda: tcp_profile(t, wait, lifetime_budget)])
     return {Proto.UDP: udp, Proto.TCP: tcp}

@@ -13,7 +13,7 @@ protocol to its value, an undecided one is ``{"undecided": "<reason>"}``::
                                   "samples": 16, "range": [50001, 65535]}, ...},
       "port_set":  {"udp": {"kind": "range", "samples": 16, ...}, ...},
       "hairpin":   {"udp": false, "tcp": false},
-      "udp_binding_s": {"udp": {"at_least": 28.0, "at_most": 32.0}, "tcp": {"undecided": "..."}},
+      "udp_binding_s": {"udp": {"at_least": 28.0, "at_most": 32.0}, "tcp": {"at_least": 16.0, "at_most": 32.0}},
       "layers":    {"udp": [{"index": 1, ...}], "tcp": {"undecided": "..."}}
     }
 """
@@ -77,8 +77,10 @@ class PortAllocation:
 
 @dataclass(frozen=True)
 class Binding:
-    """UDP binding lifetime: the mapping survived ``at_least`` s of silence and was gone
-    after ``at_most`` s (None: still there when the search's budget ran out)."""
+    """Binding lifetime, UDP's or TCP's established-idle one (the JSON key
+    ``udp_binding_s`` holds both, per protocol): the mapping survived ``at_least`` s of
+    silence and was gone after ``at_most`` s (None: still there when the search's budget
+    ran out)."""
 
     at_least: float
     at_most: float | None

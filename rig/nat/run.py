@@ -57,7 +57,7 @@ def split_probes(probes: Sequence[str] | str | None) -> tuple[tuple[str, ...] | 
 
 @dataclass(frozen=True)
 class NatOptions:
-    lifetime_budget: float | None = None  # --nat-lifetime [SECONDS]: UDP binding lifetime search
+    lifetime_budget: float | None = None  # --nat-lifetime [SECONDS]: UDP and TCP binding lifetime search
 
 
 def nat_options(options: Mapping[str, str]) -> NatOptions:
@@ -80,7 +80,7 @@ def check(probes: Sequence[str] | str | None, options: Mapping[str, str]) -> Non
     opts = nat_options(options)
     _, nat = split_probes(probes)
     if opts.lifetime_budget is not None and not nat:
-        raise UsageError("--nat-lifetime measures the NAT profile's UDP binding: add nat to --probes (e.g. all,nat)")
+        raise UsageError("--nat-lifetime measures the NAT profile's binding lifetimes: add nat to --probes (e.g. all,nat)")
 
 
 def capture_exclusion(facts: Mapping[str, str], server_addr: str) -> str:

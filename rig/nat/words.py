@@ -14,7 +14,7 @@ ABBREV = {Dependence.ENDPOINT_INDEPENDENT: "EI", Dependence.ADDRESS_DEPENDENT: "
 
 # row label, ProtoProfile attribute
 ROWS = (("mapping", "mapping"), ("filtering", "filtering"), ("public ports", "port_allocation"),
-        ("port set", "port_set"), ("hairpinning", "hairpin"), ("UDP binding lifetime", "binding"),
+        ("port set", "port_set"), ("hairpinning", "hairpin"), ("binding lifetime", "binding"),
         ("layers", "layers"))
 
 

@@ -8,7 +8,8 @@ Binds UDP and TCP on every (address, port) pair, in that order: endpoint 0 is
 are bound, then answers until its stdin closes (the SSH channel that started it) or
 N seconds pass.
 
-Requests are one line, ``RIGNAT1 <secret> <id> [from=I ...] [to=PORT] [back=I]``;
+Requests are one line, ``RIGNAT1 <secret> <id> [from=I ...] [to=PORT] [back=I] [hold=K]
+[poke=K]``;
 anything else is ignored. Every reply is ``RIGNAT1 <id> seen <ip>:<port> via <I>``:
 the source address and port this responder saw, and which endpoint sent the reply.
 
@@ -18,7 +19,12 @@ the source address and port this responder saw, and which endpoint sent the repl
   party).
 - TCP: the reply is written on the connection; with ``back=I`` the responder then opens
   a connection from endpoint I's address (any port) to the requester's address and
-  port, and writes ``RIGNAT1 <id> back ok`` or ``back failed <reason>``.
+  port, and writes ``RIGNAT1 <id> back ok`` or ``back failed <reason>``. With ``hold=K``
+  (a number) the connection stays open, silent, under the key K (at most MAX_HELD
+  connections; the oldest goes first); a later request with ``poke=K``, on another
+  connection, writes ``RIGNAT1 <id> seen ...`` (this request's id) on the held one and
+  closes it, then ``back ok`` (or ``back failed <reason>``, ``back failed unknown`` for no
+  such held connection) on its own: the TCP binding lifetime test (rig.nat.client).
 """
 
 import argparse
@@ -31,13 +37,16 @@ import time
 
 MAGIC = "RIGNAT1"
 BACK_TIMEOUT = 2.0
+MAX_HELD = 256
+HELD: dict = {}  # hold key -> (connection, its peer, the endpoint it came to), oldest first
+HELD_LOCK = threading.Lock()
 
 
 def parse(line, secret):
     parts = line.split()
     if len(parts) < 3 or parts[0] != MAGIC or parts[1] != secret:
         return None
-    req = {"id": parts[2], "from": [], "to": None, "back": None}
+    req = {"id": parts[2], "from": [], "to": None, "back": None, "hold": None, "poke": None}
     for word in parts[3:]:
         key, _, value = word.partition("=")
         if not value.isdigit():
@@ -46,8 +55,8 @@ def parse(line, secret):
             req["from"].append(int(value))
         elif key == "to":
             req["to"] = int(value)
-        elif key == "back":
-            req["back"] = int(value)
+        elif key in ("back", "hold", "poke"):
+            req[key] = int(value)
     return req
 
 
@@ -73,7 +82,35 @@ def answer_udp(udp, index, secret):
                 pass
 
 
+def hold(conn, peer, index, key):
+    """Keep ``conn`` open under ``key``; the oldest held one goes past MAX_HELD."""
+    with HELD_LOCK:
+        old = HELD.pop(key, None)
+        HELD[key] = (conn, peer, index)
+        while len(HELD) > MAX_HELD:
+            HELD.pop(next(iter(HELD)))[0].close()
+    if old is not None:
+        old[0].close()
+
+
+def poke(req):
+    """Write on the connection held under ``req["poke"]`` and close it: the back word."""
+    with HELD_LOCK:
+        held = HELD.pop(req["poke"], None)
+    if held is None:
+        return "failed unknown"
+    conn, peer, index = held
+    try:
+        conn.sendall(seen(req, peer, index))
+        return "ok"
+    except OSError as exc:
+        return f"failed {exc.strerror or exc}".replace("\n", " ")
+    finally:
+        conn.close()
+
+
 def answer_tcp(conn, peer, index, addrs, secret):
+    kept = False
     try:
         conn.settimeout(BACK_TIMEOUT)
         line = b""
@@ -86,6 +123,13 @@ def answer_tcp(conn, peer, index, addrs, secret):
         if req is None:
             return
         conn.sendall(seen(req, peer, index))
+        if req["hold"] is not None:
+            hold(conn, peer, index, req["hold"])
+            kept = True
+            return
+        if req["poke"] is not None:
+            conn.sendall(f"{MAGIC} {req['id']} back {poke(req)}\n".encode())
+            return
         back = req["back"]
         if back is not None and 0 <= back < len(addrs):
             out = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -104,7 +148,8 @@ def answer_tcp(conn, peer, index, addrs, secret):
     except OSError:
         pass
     finally:
-        conn.close()
+        if not kept:
+            conn.close()
 
 
 def main():
