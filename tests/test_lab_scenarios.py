@@ -294,5 +294,6 @@ def test_ngn_scenarios_keep_ssh_and_ipv6(name):
 def test_every_scenario_has_a_test_here():
     tested = {"pf-router", "healthy", "seed", "outbound-drop", "mtu-blackhole", "local-mtu", "mss-clamp", "transparent-proxy", "rst-inject",
               "edge-filter-icmp", "host-firewall-icmp", "no-listener", "port-set", "fully-random", *NGN,
-              "short-tcp-idle"}  # in test_nat_lab.py: rig measures its TCP lifetime
+              "short-tcp-idle",  # in test_nat_lab.py: rig measures its TCP lifetime
+              "router-drop-return"}  # in test_trace_run.py and test_trace_probe.py
     assert tested == set(SCENARIOS)

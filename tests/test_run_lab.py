@@ -216,6 +216,8 @@ CHECKS = {
     "local-mtu": _local_mtu, "mss-clamp": _mss_clamp, "transparent-proxy": _transparent_proxy, "rst-inject": _rst_inject,
     "edge-filter-icmp": _edge_filter_icmp, "host-firewall-icmp": _host_firewall_icmp,
     "no-listener": _no_listener, "port-set": _port_set, "fully-random": _fully_random, "pf-router": _pf_router,
+    "router-drop-return": _seed,  # the same outcomes as the seed's; the router drops them (test_trace_run)
+    "short-tcp-idle": _healthy,  # the probes are short: all delivered; the idle timeout in test_nat_lab
     **{name: _ngn(name) for name, s in SCENARIOS.items() if s.access != "plain"},
 }
 

@@ -13,6 +13,7 @@ import pytest
 
 from _runhelp import LAB_SKIP, lab_leftovers, rig_cmd, rig_run
 from rig.lab.scenarios import SCENARIOS
+from rig.lab.access import access_topology
 from rig.lab.topology import seed_topology
 from rig.trace.nodes import path_nodes
 
@@ -39,9 +40,14 @@ def test_lost_at_names_the_node_that_drops(tmp_path, name):
         for e in lost:
             where = e["lost_at"]
             assert where["direction"] == drop.direction, (e["id"], where)
-            assert where["after_hop"]["node"] == drop.node, (e["id"], where)
             assert where["evidence"], e["id"]
-            order = PATH if drop.direction == "out" else PATH[::-1]
+            path = path_nodes(access_topology(SCENARIOS[name].access))
+            order = path if drop.direction == "out" else path[::-1]
+            if drop.on_arrival:  # dropped as they arrive: the hop before answered, the node never did
+                assert where["after_hop"]["node"] == order[order.index(drop.node) - 1], (e["id"], where)
+                assert where["before_hop"]["node"] == drop.node, (e["id"], where)
+                continue
+            assert where["after_hop"]["node"] == drop.node, (e["id"], where)
             if drop.node != "server":  # the next node on the path never got them
                 assert where["before_hop"]["node"] == order[order.index(drop.node) + 1], (e["id"], where)
     # what is not lost carries no lost_at, and the stdout JSON is the bundle's verdict

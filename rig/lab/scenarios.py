@@ -79,10 +79,14 @@ class DropAt:
     """Where a scenario's fault loses one protocol's packets: the lab ``node`` that drops
     them and the ``direction`` they were travelling, "out" (client to server) or
     "return" (server to client). A host firewall that drops a request on input is the
-    server itself, on the way out."""
+    server itself, on the way out. ``on_arrival``: the node drops them as they arrive,
+    before it routes them (the MAP-E BR's tunnel end checks the port set as it
+    decapsulates), so it never answers a trace's copies either: seen from the path the
+    loss lies between the hop before it and the node."""
 
     node: str
     direction: str  # "out" | "return"
+    on_arrival: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,7 @@ SCENARIOS: dict[str, Scenario] = {
             expect={"tcp": Outcome.LOST_OUTBOUND, "udp": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
             expect6=_ALL_DELIVERED,
             access="map-e", router="pf", ce_nat="unchanged",
+            drops={"tcp": DropAt("br", "out", on_arrival=True), "udp": DropAt("br", "out", on_arrival=True)},
         ),
         Scenario(
             "map-e-exhaustion",
@@ -302,6 +307,7 @@ SCENARIOS: dict[str, Scenario] = {
             expect6=_ALL_DELIVERED,
             access="map-e",
             rules=(NftRule("br", "forward", f'iifname "wan" tcp sport != 22 {_SYNACK} drop'),),
+            drops={"tcp": DropAt("br", "return")},
         ),
         Scenario(
             "ipv4-works-ipv6-fails",

@@ -52,7 +52,9 @@ def _copies(proto: str, src: str, dst: str, sport: int, dport: int, echo_id: int
         if proto == "tcp":
             l4 = wire.tcp(src, dst, sport, dport, base + ttl, 0, wire.SYN, _SYN_OPTIONS)
         elif proto == "udp":
-            l4 = wire.udp(src, dst, sport, dport, payload)
+            # the TTL is also in the datagram's length (UDP header, so in every quote):
+            # a NAT rewrites the IP ID a copy is numbered by (pf's scrub random-id), never the length
+            l4 = wire.udp(src, dst, sport, dport, payload + bytes(ttl))
         else:
             l4 = wire.icmp_echo(wire.ECHO_REQUEST, echo_id, (base + ttl) & 0xFFFF, payload)
         pkt = wire.ipv4(src, dst, PROTO[proto], l4, ttl, id_base + ttl)
@@ -62,10 +64,17 @@ def _copies(proto: str, src: str, dst: str, sport: int, dport: int, echo_id: int
     return out
 
 
-def _ttl_of(proto: str, d: dict, base: int, id_base: int, max_ttl: int) -> int | None:
-    """The TTL a quoted copy was sent with: from its sequence number, else its IP ID."""
+def _udp_ttl(d: dict, payload_len: int) -> int | None:
+    """A UDP copy's TTL from its length (``_copies`` pads copy n with n bytes)."""
+    return d["ulen"] - 8 - payload_len if "ulen" in d else None
+
+
+def _ttl_of(proto: str, d: dict, base: int, id_base: int, max_ttl: int, payload_len: int = 0) -> int | None:
+    """The TTL a quoted copy was sent with: from its sequence number or UDP length, else
+    its IP ID (which a NAT may rewrite)."""
     for value in ((d.get("seq", -1) - base) if proto == "tcp" else None,
                   ((d.get("icmp_seq", -1) - base) & 0xFFFF) if proto == "icmp" and "icmp_seq" in d else None,
+                  _udp_ttl(d, payload_len) if proto == "udp" else None,
                   d.get("id", -1) - id_base):
         if value is not None and 1 <= value <= max_ttl:
             return value
@@ -108,12 +117,12 @@ def _trace_here(proto: str, dst: str, dport: int, sport: int | None, echo_id: in
                         continue
                     if proto != "icmp" and q.get("dport") != dport:
                         continue
-                    ttl = _ttl_of(proto, q, base, id_base, max_ttl)
+                    ttl = _ttl_of(proto, q, base, id_base, max_ttl, len(payload))
                     if ttl is not None and ttl not in hops:
                         kind = "time-exceeded" if err["type"] == wire.TIME_EXCEEDED else "unreachable"
                         hops[ttl] = Hop(ttl, err["from"], kind, quote_changes(sent[ttl], q))
                 elif d["src"] == dst and _is_answer(proto, d, sport, echo_id):
-                    replies.append(_reply_ttl(proto, d, base, max_ttl))
+                    replies.append(_reply_ttl(proto, d, base, max_ttl, len(payload)))
                     until = min(until, time.monotonic() + SETTLE)  # nearer hops answer before the far end
     finally:
         for sock in (icmp, l4, sender):
@@ -133,8 +142,13 @@ def _is_answer(proto: str, d: dict, sport: int, echo_id: int) -> bool:
     return d.get("dport") == sport
 
 
-def _reply_ttl(proto: str, d: dict, base: int, max_ttl: int) -> int | None:
-    if proto == "tcp":  # a SYN-ACK or RST acks the copy it answers; a bare (challenge) ACK may ack another
+def _reply_ttl(proto: str, d: dict, base: int, max_ttl: int, payload_len: int = 0) -> int | None:
+    if proto == "udp":  # an echo sends the copy's bytes back, its length naming the copy;
+        v = _udp_ttl(d, payload_len)  # any other answer (not an echo) names none
+        body = bytes.fromhex(d.get("payload", ""))
+        if v is None or v < 1 or len(body) != payload_len + v or any(body[payload_len:]):
+            return None
+    elif proto == "tcp":  # a SYN-ACK or RST acks the copy it answers; a bare (challenge) ACK may ack another
         flags = d.get("flags", 0)
         v = d.get("ack", 0) - 1 - base if flags & wire.ACK and flags & (wire.SYN | wire.RST) else None
     elif proto == "icmp":

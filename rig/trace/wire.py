@@ -115,6 +115,7 @@ def parse(pkt: bytes) -> dict | None:
         if len(l4) >= off > 20:
             d.update(tcp_options(l4[20:off]))
     if proto == UDP and len(l4) >= 8:
+        d["ulen"] = struct.unpack("!H", l4[4:6])[0]
         d["payload"] = l4[8:].hex()
     if proto == ICMP and len(l4) >= 8:
         d["icmp_type"], d["icmp_code"] = l4[0], l4[1]
