@@ -208,3 +208,40 @@ def test_hops_on_an_access_line_are_named_from_its_topology():
         assert name("out", 3, "192.0.2.2") == provider
         assert name("out", 2, "192.168.0.1") == "hgw"
     assert lab_namer(access_topology("map-e"))("return", 3, "203.0.113.2") == "hgw"  # the CE's tunnel address
+
+
+def test_a_copy_rewritten_past_pf_is_numbered_by_udp_length_and_never_guessed_for_tcp():
+    """pf's scrub random-id rewrites the IP ID the copies are numbered by; modulate state
+    shifts TCP sequence numbers. A UDP copy's length survives both; a TCP copy then names
+    no TTL at all (None), never a wrong one."""
+    from rig.trace import wire
+    from rig.trace.forward import PAYLOAD, _copies, _ttl_of
+
+    base, id_base = 70000, 100
+    copies = _copies("udp", "192.168.1.10", SERVER, 40001, 7, 0, PAYLOAD, 16, base, id_base)
+    for ttl, pkt, _ in copies:
+        q = wire.parse(pkt[:28])  # an 8-byte quote of the transport header
+        assert q is not None
+        q["id"] = 0xBEEF  # rewritten on the way
+        assert _ttl_of("udp", q, base, id_base, 16, len(PAYLOAD)) == ttl
+    tcp = _copies("tcp", "192.168.1.10", SERVER, 40001, 80, 0, b"", 16, base, id_base)
+    for _ttl, pkt, _ in tcp:
+        q = wire.parse(pkt[:28])
+        assert q is not None
+        q["id"], q["seq"] = 0xBEEF, q["seq"] + 0x3C2F1A  # random-id and modulate state
+        assert _ttl_of("tcp", q, base, id_base, 16) is None
+
+
+def test_hops_that_answered_unnumbered_leave_the_place_undecided():
+    """Silence after hop 1 is no place when farther hops did answer, with quotes rig could
+    not number: the loss is not put after the router."""
+    fwd = Trace("out", "tcp", "s", "t", 16, (Hop(1, "192.168.1.1", "time-exceeded"),), None,
+                unnumbered=("192.168.0.1", "203.0.113.1"))
+    la = locate(Outcome.LOST_OUTBOUND, SERVER, fwd, None, NAME)
+    assert la.after_hop is None and la.before_hop is None
+    assert la.undecided_because.startswith("192.168.0.1, 203.0.113.1 answered the trace with copies rewritten")
+    again = Trace.from_dict(fwd.to_dict())
+    assert again == fwd
+    plain = Trace("out", "tcp", "s", "t", 16, (Hop(1, "192.168.1.1", "time-exceeded"),), None)
+    assert "unnumbered" not in plain.to_dict()
+    assert locate(Outcome.LOST_OUTBOUND, SERVER, plain, None, NAME).after_hop.node == "router"

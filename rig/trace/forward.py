@@ -94,6 +94,7 @@ def _trace_here(proto: str, dst: str, dport: int, sport: int | None, echo_id: in
     l4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, PROTO[proto]) if proto != "icmp" else None
     sender = wire.raw_sender()
     hops: dict[int, Hop] = {}
+    unnumbered: set[str] = set()  # hops whose quote names no copy (rewritten on the way)
     replies: list[int | None] = []
     try:
         for _, pkt, _ in copies:
@@ -118,7 +119,9 @@ def _trace_here(proto: str, dst: str, dport: int, sport: int | None, echo_id: in
                     if proto != "icmp" and q.get("dport") != dport:
                         continue
                     ttl = _ttl_of(proto, q, base, id_base, max_ttl, len(payload))
-                    if ttl is not None and ttl not in hops:
+                    if ttl is None:
+                        unnumbered.add(err["from"])
+                    elif ttl not in hops:
                         kind = "time-exceeded" if err["type"] == wire.TIME_EXCEEDED else "unreachable"
                         hops[ttl] = Hop(ttl, err["from"], kind, quote_changes(sent[ttl], q))
                 elif d["src"] == dst and _is_answer(proto, d, sport, echo_id):
@@ -133,7 +136,9 @@ def _trace_here(proto: str, dst: str, dport: int, sport: int | None, echo_id: in
         hops[arrived] = Hop(arrived, dst, "reply")
     target = f"{dst}:{dport}" if proto != "icmp" else dst
     source = f"{src}:{sport}" if proto != "icmp" else f"{src} id {echo_id}"
-    return Trace("out", proto, source, target, max_ttl, tuple(hops[t] for t in sorted(hops)), arrived)
+    named_hops = {h.address for h in hops.values()}
+    return Trace("out", proto, source, target, max_ttl, tuple(hops[t] for t in sorted(hops)), arrived,
+                 unnumbered=tuple(sorted(unnumbered - named_hops)))
 
 
 def _is_answer(proto: str, d: dict, sport: int, echo_id: int) -> bool:

@@ -66,6 +66,10 @@ def _from_trace(trace: Trace | None, direction: str, name: Namer, other: Trace |
         return _undecided(direction, f"the trace's copies got through (from TTL {trace.arrived_ttl}): "
                                      "the loss did not repeat", trace)
     last = trace.last_answer
+    if trace.unnumbered:  # hops answered that cannot be placed: the silence is not a place
+        return _undecided(direction, f"{', '.join(trace.unnumbered)} answered the trace with copies rewritten on "
+                                     "the way (pf's modulate state or random-id), which rig cannot number: where "
+                                     "the packets stop cannot be told", trace)
     if last is None:
         return _undecided(direction, "no hop answered the trace", trace)
     after = HopRef(last.ttl, last.address, name(direction, last.ttl, last.address))

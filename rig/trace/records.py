@@ -65,6 +65,9 @@ class Trace:
     arrived_ttl: int | None = None  # the smallest TTL that reached the far end (None: none did)
     error: str | None = None  # why the trace could not be made (nothing was learnt)
     exchange: str | None = None  # the id of the exchange whose 5-tuple it copied
+    # hops that answered with a quote rig could not number (the copy was rewritten on
+    # the way: pf's modulate state shifts the sequence numbers, scrub random-id the IP ID)
+    unnumbered: tuple[str, ...] = ()
 
     @property
     def last_answer(self) -> Hop | None:
@@ -79,13 +82,14 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         return {"direction": self.direction, "protocol": self.protocol, "source": self.source, "target": self.target,
                 "max_ttl": self.max_ttl, "hops": [h.to_dict() for h in self.hops], "arrived_ttl": self.arrived_ttl,
-                "error": self.error, "exchange": self.exchange}
+                "error": self.error, "exchange": self.exchange,
+                **({"unnumbered": list(self.unnumbered)} if self.unnumbered else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Trace":
         return cls(d["direction"], d["protocol"], d["source"], d["target"], int(d["max_ttl"]),
                    tuple(Hop.from_dict(h) for h in d["hops"]), d.get("arrived_ttl"), d.get("error"),
-                   d.get("exchange"))
+                   d.get("exchange"), tuple(str(a) for a in d.get("unnumbered") or ()))
 
 
 def quote_changes(sent: Mapping[str, Any], quoted: Mapping[str, Any]) -> tuple[FieldChange, ...]:
