@@ -17,6 +17,7 @@ from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_betw
 from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, arrived_note,
                                 lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
+from rig.analysis.fragments import cut_short, later_fragments
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import ReqRepBatch, delivered_drafts as fast_delivered, echo_id_change
 from rig.analysis.reqrep_lost import lost_drafts, replies_to
@@ -27,6 +28,8 @@ from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagram
 from rig.capture.table import FRAG_MF
 from rig.outcome import Outcome
 from rig.verdict import Evidence
+
+FIRST_FRAGMENT_ONLY = "first fragment arrived; the later fragments never reached the server"
 
 
 def _index(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
@@ -65,11 +68,23 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
 
 
 def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str,
-            reply_seen_at: dict[str, list[int]] | None = None) -> None:
-    """``reply_seen_at``: the extra points that saw the server's reply, with its rows there."""
+            reply_seen_at: dict[str, list[int]] | None = None, later: list[int] | None = None) -> None:
+    """``reply_seen_at``: the extra points that saw the server's reply, with its rows there.
+    ``later``: the client's later fragments of a datagram that reached the server as its
+    first fragment without all the rest (``fragments.cut_short``)."""
     reply_seen_at = reply_seen_at or {}
     c, s = ctx.client, ctx.server
     _, ev = d.lists()
+    if sreq and later is not None and not srep and not crep:
+        d.outcome = Outcome.LOST_OUTBOUND
+        d.explanation = (f"only the first fragment of the {req} reached the server; its later fragments never did, "
+                         f"so the server could not reassemble it (a router that filters on ports, such as a MAP-E "
+                         f"border relay, drops the fragments that carry none)" + where)
+        ctx.add_frames(d, c, later)
+        ev += ctx.ev(c, later, "later fragment sent", 2)
+        ev += ctx.ev(s, sreq, FIRST_FRAGMENT_ONLY, LOST_EVIDENCE)
+        d.absent_at = ("server",)
+        return
     if sreq:
         ev += ctx.ev(s, sreq, arrived_note(req), 2)
         if srep:
@@ -486,7 +501,12 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
-    alone = _singletons(gk) if not ctx.extra else None
+    # a first fragment at the server without the rest: the close look says what was lost
+    cut = np.zeros(len(req), bool)
+    has = np.flatnonzero(partner >= 0)
+    if len(has):
+        cut[has] = cut_short(c, req[has], s, udp_s[partner[has]])
+    alone = _singletons(gk) & ~cut if not ctx.extra else None
     if alone is not None and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
         paired[partner[partner >= 0]] = True
@@ -540,6 +560,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             sq = frag_sq.get(int(g[0]), [])
         matched_s.append(sq)
     ck = dict(zip(req[slow].tolist(), ckeys[slow].tolist()))
+    cut_rows = set(req[cut].tolist())
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
     skey_of = None  # server row -> payload key
     for g, sq in zip(groups, matched_s):
@@ -580,7 +601,8 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             sent_keys = {skey_of[r] for r in sp}
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
-                 if rows})
-        d.datagrams = request_reply_datagrams(len(gl), len(sq), len(sp), len(cp))
+                 if rows}, later_fragments(c, gl[0]) if gl[0] in cut_rows else None)
+        # a datagram cut short at the server never arrived
+        d.datagrams = request_reply_datagrams(len(gl), 0 if gl[0] in cut_rows else len(sq), len(sp), len(cp))
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.keys import take_fields
-from rig.capture.table import format_addr
+from rig.capture.table import Undecoded, format_addr
 
 _FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"))
 _ICMP4 = {0: "echo reply", 8: "echo request", 3: "unreachable", 11: "time exceeded", 4: "source quench",
@@ -111,6 +111,9 @@ def echo_text(src: str, dst: str, name: str, icmp_id: int, seq: int, ttl: int) -
     return f"{src} > {dst} ICMP {name} id {icmp_id} seq {seq} ttl {ttl}"
 
 
+FRAGMENT_OF = {6: "TCP", 17: "UDP", 1: "ICMP"}
+
+
 def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
     """``r`` is one row of a packet table, ``addrs`` its capture's ``Capture.addrs``; ``q``
     its ``Capture.quoted_at`` record, which says what an ICMP error is about (without it,
@@ -118,6 +121,9 @@ def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
     proto = int(r["proto"])
     src, dst = addrs[r["src_i"]], addrs[r["dst_i"]]
     ttl = f"ttl {int(r['ttl'])}"
+    if int(r["status"]) == Undecoded.FRAGMENT:  # a later fragment: no ports, only its IP ID and bytes
+        return (f"{addr_text(src)} > {addr_text(dst)} IPv4 fragment of {FRAGMENT_OF.get(proto, f'protocol {proto}')} "
+                f"id {int(r['ip_id'])} len {max(int(r['ip_len']) - 20, 0)} {ttl}")
     if proto == 6:
         s = (f"{endpoint(src, int(r['sport']))} > {endpoint(dst, int(r['dport']))} "
              f"{tcp_flags(int(r['flags']))} seq {int(r['seq'])}")

@@ -1,0 +1,82 @@
+"""IPv4 fragments of UDP datagrams: whether a datagram arrived whole.
+
+A datagram the client's kernel fragments shows at each point as its first fragment (a
+trusted row with ``FRAG_MF``: it carries the ports) and its later fragments (rows with
+status ``FRAGMENT``: no ports, only addresses, IP ID and protocol). The first fragment
+pairs across points like any datagram; its continuation is found at each point on that
+point's own (source, destination, IP ID, protocol), since a NAT may rewrite the IP ID.
+A point holds the whole datagram when its fragments carry at least the IP payload bytes
+the client's did (a path may fragment again: the count may differ, the bytes do not).
+A server that got the first fragment and not all of the rest never got the datagram: its
+kernel cannot reassemble it (a MAP-E border relay drops non-first fragments: they carry
+no ports to check).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rig.analysis.keys import combine, take
+from rig.analysis.sides import Side
+from rig.capture.table import FRAG_MF, Undecoded
+
+UDP = 17
+
+
+def _later(side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """The side's later UDP fragments (IPv4): their rows and (src, dst, IP ID) keys, sorted
+    by key; memoised (one pass over the table, made only when a first fragment asks)."""
+    got = side.memo.get("udp-later-fragments")
+    if got is None:
+        t = side.t
+        rows = np.flatnonzero((t["status"] == Undecoded.FRAGMENT) & (t["ipver"] == 4) & (t["proto"] == UDP))
+        keys = _keys(side, rows)
+        o = np.argsort(keys, kind="stable")
+        got = side.memo["udp-later-fragments"] = (rows[o], keys[o])
+    return got
+
+
+def _keys(side: Side, rows: np.ndarray) -> np.ndarray:
+    return combine(side.addr_keys("src", rows), side.addr_keys("dst", rows), take(side.t["ip_id"], rows), UDP,
+                   n=len(rows))
+
+
+def first_fragments(side: Side, rows: np.ndarray) -> np.ndarray:
+    """Which of a side's UDP ``rows`` are first fragments (more follow)."""
+    t = side.t
+    return ((take(t["frag"], rows) & FRAG_MF) != 0) & (take(t["ipver"], rows) == 4)
+
+
+def later_fragments(side: Side, row: int) -> list[int]:
+    """The rows of the later fragments of the datagram whose first fragment is ``row``."""
+    rows, keys = _later(side)
+    k = _keys(side, np.array([row], np.int64))[0]
+    lo, hi = np.searchsorted(keys, k, "left"), np.searchsorted(keys, k, "right")
+    return rows[lo:hi].tolist()
+
+
+def _payload_bytes(side: Side, firsts: np.ndarray) -> np.ndarray:
+    """The IP payload bytes of each datagram (its first row ``firsts``) at the side: the
+    first row's plus those of its later fragments (IPv4 headers of 20 bytes)."""
+    t = side.t
+    own = take(t["ip_len"], firsts).astype(np.int64) - 20
+    rows, keys = _later(side)
+    if len(rows) == 0:
+        return own
+    later = (take(t["ip_len"], rows).astype(np.int64) - 20)
+    run = np.concatenate([[0], np.cumsum(later)])
+    k = _keys(side, firsts)
+    lo, hi = np.searchsorted(keys, k, "left"), np.searchsorted(keys, k, "right")
+    more = run[hi] - run[lo]
+    return own + np.where((take(t["frag"], firsts) & FRAG_MF) != 0, more, 0)
+
+
+def cut_short(c: Side, creq: np.ndarray, s: Side, sreq: np.ndarray) -> np.ndarray:
+    """Which client datagrams ``creq`` reached the server (``sreq``, their server copies)
+    as a first fragment without all the rest: fewer IP payload bytes than the client sent."""
+    out = np.zeros(len(creq), bool)
+    ff = first_fragments(s, sreq)
+    if not ff.any():
+        return out
+    out[ff] = _payload_bytes(s, sreq[ff]) < _payload_bytes(c, creq[ff])
+    return out

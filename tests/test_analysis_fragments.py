@@ -1,0 +1,66 @@
+"""A large UDP datagram the client's kernel fragments: delivered only when every
+fragment reaches the server (its kernel cannot reassemble it otherwise). A MAP-E
+border relay drops the non-first fragments (they carry no ports): the first one
+arrives, the datagram never does — lost on the way out, not unanswered."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rig.capture.synth import Path, Pkt, fragments
+from tests._analysis_scenarios import run
+
+PAYLOAD = bytes(range(256)) * 8  # 2048 bytes: three fragments on a 1000-byte link
+
+
+def _large_udp(w: Path, reach: int, server_id: int) -> None:
+    """The client sends the datagram in fragments; the server sees the first ``reach`` of
+    them, under IP ID ``server_id`` (a NAT may rewrite it), and echoes the datagram when
+    all arrived."""
+    big = Pkt(w.client, w.server, 17, sport=50000, dport=7, payload=PAYLOAD, ip_id=4321, df=False)
+    frags = fragments(big, 1000)
+    t = w.t0_ns + w._now
+    for i, f in enumerate(frags):
+        w.client_frames.append((t + i, f))
+    nat = replace(w.nat_out(big), ip_id=server_id)
+    ts = t + w.latency_ns + w.server_clock_offset_ns
+    for i, f in enumerate(fragments(nat, 1000)[:reach]):
+        w.server_frames.append((ts + i, f))
+    w._now += 2 * w.latency_ns
+    if reach == len(frags):
+        echo = Pkt(w.server, nat.src, 17, sport=7, dport=nat.sport, payload=PAYLOAD, ip_id=77, df=False)
+        t = w.t0_ns + w._now
+        for i, f in enumerate(fragments(echo, 1000)):
+            w.server_frames.append((t + w.server_clock_offset_ns + i, f))
+        for i, f in enumerate(fragments(w.nat_back(echo), 1000)):
+            w.client_frames.append((t + w.latency_ns + i, f))
+        w._now += 2 * w.latency_ns
+
+
+def test_every_fragment_arrived_is_delivered(tmp_path):
+    w = Path()
+    _large_udp(w, 3, 999)
+    u = run(w, tmp_path).exchanges[0]
+    assert u.outcome == "delivered"
+
+
+def test_only_the_first_fragment_arrived_is_lost_outbound(tmp_path):
+    w = Path()
+    _large_udp(w, 1, 999)
+    u = run(w, tmp_path).exchanges[0]
+    assert u.outcome == "lost-outbound"
+    assert "fragment" in u.explanation
+    notes = [e.summary for e in u.evidence]
+    assert any("later fragments never reached the server" in n for n in notes), notes
+    # the client's later fragments are the evidence of what was sent
+    assert dict(u.frames)["client"] == (1, 2, 3), u.frames
+    assert [n for n in notes if "later fragment sent" in n] == [
+        f"192.168.1.10 > 198.51.100.10 IPv4 fragment of UDP id 4321 len {n} ttl 64 — later fragment sent"
+        for n in (976, 104)]
+    assert (u.datagrams.out_sent, u.datagrams.out_lost) == (1, 1)
+
+
+def test_two_of_three_fragments_arrived_is_lost_outbound(tmp_path):
+    w = Path()
+    _large_udp(w, 2, 4321)
+    assert run(w, tmp_path).exchanges[0].outcome == "lost-outbound"
