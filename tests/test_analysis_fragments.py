@@ -13,10 +13,11 @@ from tests._analysis_scenarios import run
 PAYLOAD = bytes(range(256)) * 8  # 2048 bytes: three fragments on a 1000-byte link
 
 
-def _large_udp(w: Path, reach: int, server_id: int) -> None:
+def _large_udp(w: Path, reach: int, server_id: int, server_mtu: int = 1000) -> None:
     """The client sends the datagram in fragments; the server sees the first ``reach`` of
-    them, under IP ID ``server_id`` (a NAT may rewrite it), and echoes the datagram when
-    all arrived."""
+    them, under IP ID ``server_id`` (a NAT may rewrite it), fragmented again for a link of
+    ``server_mtu`` (a router that reassembles it, as Linux conntrack does, fragments it
+    anew), and echoes the datagram when all arrived."""
     big = Pkt(w.client, w.server, 17, sport=50000, dport=7, payload=PAYLOAD, ip_id=4321, df=False)
     frags = fragments(big, 1000)
     t = w.t0_ns + w._now
@@ -24,15 +25,15 @@ def _large_udp(w: Path, reach: int, server_id: int) -> None:
         w.client_frames.append((t + i, f))
     nat = replace(w.nat_out(big), ip_id=server_id)
     ts = t + w.latency_ns + w.server_clock_offset_ns
-    for i, f in enumerate(fragments(nat, 1000)[:reach]):
+    for i, f in enumerate(fragments(nat, server_mtu)[:reach]):
         w.server_frames.append((ts + i, f))
     w._now += 2 * w.latency_ns
-    if reach == len(frags):
+    if reach >= len(fragments(nat, server_mtu)):
         echo = Pkt(w.server, nat.src, 17, sport=7, dport=nat.sport, payload=PAYLOAD, ip_id=77, df=False)
         t = w.t0_ns + w._now
-        for i, f in enumerate(fragments(echo, 1000)):
+        for i, f in enumerate(fragments(echo, server_mtu)):
             w.server_frames.append((t + w.server_clock_offset_ns + i, f))
-        for i, f in enumerate(fragments(w.nat_back(echo), 1000)):
+        for i, f in enumerate(fragments(w.nat_back(echo), server_mtu)):
             w.client_frames.append((t + w.latency_ns + i, f))
         w._now += 2 * w.latency_ns
 
@@ -64,3 +65,16 @@ def test_two_of_three_fragments_arrived_is_lost_outbound(tmp_path):
     w = Path()
     _large_udp(w, 2, 4321)
     assert run(w, tmp_path).exchanges[0].outcome == "lost-outbound"
+
+
+def test_fragmented_again_on_the_way(tmp_path):
+    """A router reassembled the datagram and fragmented it for a smaller link (a MAP-E CE
+    into its 1460-byte tunnel): the first fragments differ; IP ID and ports still join them."""
+    w = Path()
+    _large_udp(w, 1, 4321, server_mtu=800)
+    u = run(w, tmp_path).exchanges[0]
+    assert u.outcome == "lost-outbound", u.explanation
+    assert "only the first fragment" in u.explanation
+    w = Path()
+    _large_udp(w, 9, 4321, server_mtu=800)
+    assert run(w, tmp_path / "all").exchanges[0].outcome == "delivered"

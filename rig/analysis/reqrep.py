@@ -25,7 +25,7 @@ from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
 from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagrams, udp_key as _udp_key
-from rig.capture.table import FRAG_MF
+from rig.capture.table import FRAG_LATER, FRAG_MF
 from rig.outcome import Outcome
 from rig.verdict import Evidence
 
@@ -436,9 +436,11 @@ def _tuples(side: Side) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _may_fragment(side: Side, rows: np.ndarray) -> np.ndarray:
-    """Datagrams whose first fragment the close look looks for at the server when no copy arrived whole."""
+    """Datagrams whose first fragment the close look looks for at the server when no copy
+    arrived whole: sent whole, or as a first fragment (a router that reassembles it may
+    fragment it anew: the first fragments then differ, IP ID and ports do not)."""
     t = side.t
-    return (t["ipver"][rows] == 4) & (t["ip_id"][rows] != 0) & (t["frag"][rows] == 0)
+    return (t["ipver"][rows] == 4) & (t["ip_id"][rows] != 0) & ((t["frag"][rows] & FRAG_LATER) == 0)
 
 
 def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> list[int]:
@@ -554,13 +556,15 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     extra_req = {n: _index(_udp_key(x, x.rows_of(17)), x.rows_of(17)) for n, x in ctx.extra.items()}
     groups = _groups(gk[slow], req[slow], fr(c, req[slow]))
     matched_s: list[list[int]] = []
+    cut_rows = set(req[cut].tolist())
     for g in groups:
         sq = [p for p in (partner_of[r] for r in g.tolist()) if p >= 0]
         if not sq:
             sq = frag_sq.get(int(g[0]), [])
+            if sq and cut_short(c, g[:1], s, np.array(sq[:1], np.int64))[0]:
+                cut_rows.add(int(g[0]))
         matched_s.append(sq)
     ck = dict(zip(req[slow].tolist(), ckeys[slow].tolist()))
-    cut_rows = set(req[cut].tolist())
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
     skey_of = None  # server row -> payload key
     for g, sq in zip(groups, matched_s):
