@@ -423,3 +423,21 @@ def test_a_response_that_trickles_forever_is_cut_at_its_budget(net, monkeypatch)
     (large,) = run_probes(n.client, n.server_addr, ["large"], timeout=0.5, tcp_port=2223)
     assert not large.ok and large.error == TOO_SLOW
     assert large.seen["stalled"] is False and 0 < large.seen["body_bytes"] < large.seen["content_length"]
+
+
+def test_large_udp_is_fragmented_and_needs_every_fragment(net):
+    """The large-udp probe leaves in fragments (no DF: a smaller link fragments it again)
+    and is echoed whole; a router that drops non-first fragments (a MAP-E BR) loses it."""
+    n = net(path_mtu=1400)
+    r = by_id(run_probes(n.client, n.server_addr, ["udp", "large-udp"], timeout=1.5))
+    big = r["large-udp-1"]
+    assert big.kind == "large-udp" and big.ok and big.seen["echoed"] is True
+    assert big.seen["bytes_sent"] == big.seen["bytes_received"] > 1500
+    n.nft(n.routers[1], """
+table ip frags {
+  chain later { type filter hook forward priority 0; ip frag-off & 0x1fff != 0 drop; }
+}
+""")
+    r = by_id(run_probes(n.client, n.server_addr, ["udp", "large-udp"], timeout=1.5))
+    assert r["udp-1"].ok  # the small datagram still passes
+    assert (r["large-udp-1"].ok, r["large-udp-1"].error) == (False, TIMED_OUT)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rig.errors import InfraError, InputError, UsageError
+from rig.probes.runner import DEFAULT_KINDS
 from rig.probes import PROBE_KINDS, ProbeResult, TcpState, parse_kinds, read_jsonl, run_probes, write_jsonl
 from rig.probes import httpwire
 from rig.probes.http import body_check
@@ -271,7 +272,10 @@ def test_error_phrases():
 # --- arguments --------------------------------------------------------------------------
 
 def test_parse_kinds():
-    assert parse_kinds(None) == PROBE_KINDS == parse_kinds("")
+    assert parse_kinds(None) == DEFAULT_KINDS == parse_kinds("")
+    # the fragmented datagram only on request: a MAP-E line loses it by design
+    assert "large-udp" in PROBE_KINDS and "large-udp" not in DEFAULT_KINDS
+    assert parse_kinds("large-udp,udp") == ("udp", "large-udp")
     assert parse_kinds("udp, icmp") == ("icmp", "udp")
     with pytest.raises(UsageError, match="unknown probe kind dns"):
         parse_kinds("icmp,dns")

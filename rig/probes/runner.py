@@ -13,7 +13,8 @@ start once those SYNs are out (a few ms), so the probes do not distort each othe
   the large probe if the large probe's SYN went out after it.
 
 Probe ids are stable per run: icmp-1 (the small echo), icmp-2.. (one per DF size in
-``icmp_sizes[1:]``), tcp-1, http-1, large-1, udp-1, burst-1. Given the server's IPv6
+``icmp_sizes[1:]``), tcp-1, http-1, large-1, udp-1, burst-1, and on request (not in
+DEFAULT_KINDS) large-udp-1, a UDP datagram the client's kernel fragments. Given the server's IPv6
 address too (``server_addr6``), the same kinds but the burst go there as well, at the
 same time: icmp6-1.. (ICMPv6 echoes of the IPv6 sizes, rig.probes.icmp6), tcp6-1,
 http6-1, large6-1, udp6-1 (their ``kind`` is the plain one; the ``6`` and the target
@@ -37,21 +38,25 @@ from rig.probes.icmp import HEADERS, ICMP_SIZES, probe_icmp
 from rig.probes.icmp6 import ICMP6_SIZES, probe_icmp6
 from rig.probes.records import ProbeResult, make_nonce
 from rig.probes.tcp import probe_tcp
-from rig.probes.udp import probe_udp
+from rig.probes.udp import LARGE_UDP, probe_udp
 
-PROBE_KINDS: tuple[str, ...] = ("icmp", "tcp", "http", "large", "udp", "burst")
+PROBE_KINDS: tuple[str, ...] = ("icmp", "tcp", "http", "large", "udp", "burst", "large-udp")
+# what runs when no kinds are named: large-udp only on request (a MAP-E line loses it by
+# design: its border relay drops non-first fragments)
+DEFAULT_KINDS: tuple[str, ...] = tuple(k for k in PROBE_KINDS if k != "large-udp")
 _CONNECTING = ("tcp", "http", "large")  # the burst waits for their SYNs
 IPV6_KINDS = ("icmp", "tcp", "http", "large", "udp")  # what goes to the server's IPv6 address too
 MAX_BURST = 4096
 
 
 def parse_kinds(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """"icmp,tcp" (or a sequence) -> validated kinds in PROBE_KINDS order; empty/None: all."""
+    """"icmp,tcp" (or a sequence) -> validated kinds in PROBE_KINDS order; empty/None:
+    DEFAULT_KINDS."""
     if text is None:
-        return PROBE_KINDS
+        return DEFAULT_KINDS
     items = [k.strip() for k in (text.split(",") if isinstance(text, str) else text) if k.strip()]
     if not items:
-        return PROBE_KINDS
+        return DEFAULT_KINDS
     unknown = [k for k in items if k not in PROBE_KINDS]
     if unknown:
         raise UsageError(f"unknown probe kind {', '.join(unknown)}: choose from {', '.join(PROBE_KINDS)}")
@@ -85,7 +90,7 @@ def _check(netns: str | None, server_addr: str, kinds: Sequence[str], timeout: f
     return kinds
 
 
-def run_probes(netns: str | None, server_addr: str, kinds: Sequence[str] = PROBE_KINDS, *,
+def run_probes(netns: str | None, server_addr: str, kinds: Sequence[str] = DEFAULT_KINDS, *,
                timeout: float = 3.0, burst: int = 32, run_tag: str = "", tcp_port: int = 80,
                udp_port: int = 7, icmp_sizes: Sequence[int] = ICMP_SIZES,
                server_addr6: str | None = None) -> list[ProbeResult]:
@@ -118,6 +123,8 @@ def run_probes(netns: str | None, server_addr: str, kinds: Sequence[str] = PROBE
             return lambda: [probe_large(pid, nonce, server, tcp_port, timeout, syn_sent["large" + six])]
         if kind == "udp":
             return lambda: [probe_udp(pid, nonce, server, udp_port, timeout)]
+        if kind == "large-udp":
+            return lambda: [probe_udp(pid, nonce, server, udp_port, timeout, size=LARGE_UDP, kind=kind)]
 
         def burst_after_syns() -> list[ProbeResult]:
             _wait_syns()

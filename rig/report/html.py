@@ -178,6 +178,8 @@ def _probe_detail(p: Mapping[str, Any]) -> str:
         return " ".join(b for b in bits if b)
     if kind == "udp":
         return "echoed" if seen.get("echoed") else "no echo"
+    if kind == "large-udp":
+        return f"{seen.get('bytes_sent', 0)} B in fragments, " + ("echoed" if seen.get("echoed") else "no echo")
     if kind in ("http", "large"):
         if seen.get("stalled"):
             return f"stalled after {seen.get('bytes_received', 0)} bytes"
