@@ -288,7 +288,7 @@ class Pipeline:
         from rig.nat.run import capture_exclusion, split_probes
 
         rig, spec = self._rig, self.spec
-        kinds, nat = split_probes(spec.probes or None)
+        kinds, nat = split_probes(spec.probes or _scenario_probes(spec))
         bpf = ssh_exclusion(rig.ssh.port)  # rig's own SSH control connection stays out
         for cp in rig.capture_points:
             if cp.name not in spec.capture_at and cp.name not in ("client", "server"):
@@ -526,6 +526,15 @@ def _preimport(names: tuple[str, ...], survey_tools: bool = False) -> threading.
     t = threading.Thread(target=body, name="preimport", daemon=True)
     start(t)  # signal-safe: see rig.concurrency.start
     return t
+
+
+def _scenario_probes(spec: RunSpec) -> tuple[str, ...] | None:
+    """The probe kinds the lab's scenario asks for when --probes names none (None: the default set)."""
+    if spec.backend != "lab":
+        return None
+    from rig.lab.scenarios import get
+
+    return get(spec.scenario).probes or None
 
 
 def _probe_note(probes: list) -> str:

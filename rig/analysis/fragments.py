@@ -5,8 +5,8 @@ trusted row with ``FRAG_MF``: it carries the ports) and its later fragments (row
 status ``FRAGMENT``: no ports, only addresses, IP ID and protocol). The first fragment
 pairs across points like any datagram; its continuation is found at each point on that
 point's own (source, destination, IP ID, protocol), since a NAT may rewrite the IP ID.
-A point holds the whole datagram when its fragments carry at least the IP payload bytes
-the client's did (a path may fragment again: the count may differ, the bytes do not).
+A server holds the datagram when its last fragment (no more follow) arrived too (a
+path may fragment again: the count of fragments may differ, the last one is there).
 A server that got the first fragment and not all of the rest never got the datagram: its
 kernel cannot reassemble it (a MAP-E border relay drops non-first fragments: they carry
 no ports to check).
@@ -55,28 +55,23 @@ def later_fragments(side: Side, row: int) -> list[int]:
     return rows[lo:hi].tolist()
 
 
-def _payload_bytes(side: Side, firsts: np.ndarray) -> np.ndarray:
-    """The IP payload bytes of each datagram (its first row ``firsts``) at the side: the
-    first row's plus those of its later fragments (IPv4 headers of 20 bytes)."""
-    t = side.t
-    own = take(t["ip_len"], firsts).astype(np.int64) - 20
+def _has_last(side: Side, firsts: np.ndarray) -> np.ndarray:
+    """Whether the side holds the last fragment (no more follow) of each datagram whose
+    first fragment is one of ``firsts``."""
     rows, keys = _later(side)
-    if len(rows) == 0:
-        return own
-    later = (take(t["ip_len"], rows).astype(np.int64) - 20)
-    run = np.concatenate([[0], np.cumsum(later)])
+    last = keys[(take(side.t["frag"], rows) & FRAG_MF) == 0]  # sorted still
+    if len(last) == 0:
+        return np.zeros(len(firsts), bool)
     k = _keys(side, firsts)
-    lo, hi = np.searchsorted(keys, k, "left"), np.searchsorted(keys, k, "right")
-    more = run[hi] - run[lo]
-    return own + np.where((take(t["frag"], firsts) & FRAG_MF) != 0, more, 0)
+    return last[np.minimum(np.searchsorted(last, k), len(last) - 1)] == k
 
 
 def cut_short(c: Side, creq: np.ndarray, s: Side, sreq: np.ndarray) -> np.ndarray:
     """Which client datagrams ``creq`` reached the server (``sreq``, their server copies)
-    as a first fragment without all the rest: fewer IP payload bytes than the client sent."""
+    as a first fragment whose last fragment never arrived. (The lean table the analysis
+    reads has no IP lengths or fragment offsets: a lost middle fragment goes unseen.)"""
     out = np.zeros(len(creq), bool)
     ff = first_fragments(s, sreq)
-    if not ff.any():
-        return out
-    out[ff] = _payload_bytes(s, sreq[ff]) < _payload_bytes(c, creq[ff])
+    if ff.any():
+        out[ff] = ~_has_last(s, sreq[ff])
     return out

@@ -122,8 +122,9 @@ def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
     src, dst = addrs[r["src_i"]], addrs[r["dst_i"]]
     ttl = f"ttl {int(r['ttl'])}"
     if int(r["status"]) == Undecoded.FRAGMENT:  # a later fragment: no ports, only its IP ID and bytes
+        size = f" len {max(int(r['ip_len']) - 20, 0)}" if "ip_len" in (r.dtype.names or ()) else ""  # lean: none
         return (f"{addr_text(src)} > {addr_text(dst)} IPv4 fragment of {FRAGMENT_OF.get(proto, f'protocol {proto}')} "
-                f"id {int(r['ip_id'])} len {max(int(r['ip_len']) - 20, 0)} {ttl}")
+                f"id {int(r['ip_id'])}{size} {ttl}")
     if proto == 6:
         s = (f"{endpoint(src, int(r['sport']))} > {endpoint(dst, int(r['dport']))} "
              f"{tcp_flags(int(r['flags']))} seq {int(r['seq'])}")

@@ -82,11 +82,14 @@ class DropAt:
     server itself, on the way out. ``on_arrival``: the node drops them as they arrive,
     before it routes them (the MAP-E BR's tunnel end checks the port set as it
     decapsulates), so it never answers a trace's copies either: seen from the path the
-    loss lies between the hop before it and the node."""
+    loss lies between the hop before it and the node. ``fragments_only``: the node drops
+    only non-first fragments; a trace's copies are small, whole packets that pass it, so
+    the trace cannot place the loss (``lost_at`` stays undecided)."""
 
     node: str
     direction: str  # "out" | "return"
     on_arrival: bool = False
+    fragments_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Scenario:
     expect6: Mapping[str, str] = field(default_factory=dict)  # the same as ``expect``, for the IPv6 probes
     ce_nat: str = "port-set"  # map-e: the CE NAPTs into its port-set, its "first-block" only, or "unchanged" ports
     sessions: int | None = None  # ds-lite: the AFTR's cap of TCP sessions per subscriber (None: AFTR_SESSIONS)
+    probes: tuple[str, ...] = ()  # the probe kinds a run uses when --probes names none (empty: the default set)
 
     def expect_ping(self, size: int, family: int = 4) -> Expected | None:
         """What an ICMP echo of ``size`` bytes (total IP size, DF set) must produce; None
@@ -298,6 +302,17 @@ SCENARIOS: dict[str, Scenario] = {
                 # keep SSH usable: its segments fit the tunnel
                 NftRule("hgw", "mangle", f"tcp dport 22 tcp flags syn tcp option maxseg size set {TUNNEL_MTU - 40}"),
             ),
+        ),
+        Scenario(
+            "br-drops-fragments",
+            "MAP-E, whose BR drops every non-first IPv4 fragment (it carries no ports to check): a large UDP "
+            "datagram the client's kernel fragments reaches the server as its first fragment only and is never "
+            "delivered; ping and IPv6 ping work",
+            expect={"udp": Outcome.LOST_OUTBOUND, "icmp": Outcome.DELIVERED},
+            expect6={"icmp": Outcome.DELIVERED},
+            access="map-e",  # the BR's tunnel end drops them (rig.lab.tunnel.admit): nothing more to inject
+            probes=("icmp", "large-udp"),
+            drops={"udp": DropAt("br", "out", on_arrival=True, fragments_only=True)},
         ),
         Scenario(
             "ipv6-works-ipv4-fails",
