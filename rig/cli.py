@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", default=None, help="azure: VM size (falls back when unavailable)")
     r.add_argument("--image", default=None,
                    help="azure: ubuntu (default) or a cloud-init image URN publisher:offer:sku:version")
-    r.add_argument("--allow-from", default=None, help="azure: CIDR allowed by the NSG (default: your address)")
+    r.add_argument("--allow-from", default=None,
+                   help="azure: CIDR allowed by the NSG (default: your IPv4 address); add your IPv6 (comma) for IPv6 probes")
     r.add_argument("--dry-run", action="store_true", help="azure: print the plan and cost, touch nothing")
     r.add_argument("--host", default=None, help="ssh: user@host[:port] of your server")
     r.add_argument("--host-key", default=None, help="ssh: pinned host key line or file (else known_hosts)")

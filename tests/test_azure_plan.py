@@ -39,12 +39,13 @@ def test_size_flag_goes_first_and_keeps_fallbacks():
 
 
 @pytest.mark.parametrize("given,expected", [("203.0.113.7", "203.0.113.7/32"), ("203.0.113.0/24", "203.0.113.0/24"),
-                                            (" 198.51.100.9/32 ", "198.51.100.9/32")])
+                                            (" 198.51.100.9/32 ", "198.51.100.9/32"),
+                                            ("2001:db8::1", "2001:db8::1/128"), ("2001:db8:5::/48", "2001:db8:5::/48")])
 def test_allow_from_accepts(given, expected):
     assert check_allow_from(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["0.0.0.0/0", "10.0.0.0/4", "2001:db8::1", "my-house", ""])
+@pytest.mark.parametrize("bad", ["0.0.0.0/0", "10.0.0.0/4", "::/0", "2001::/16", "my-house", ""])
 def test_allow_from_refuses(bad):
     with pytest.raises(UsageError):
         check_allow_from(bad)

@@ -123,8 +123,18 @@ class AzureBackend:
                    "vm_name": got.vm_name, "nic_name": got.nic_name, "private_ip": got.private_ip,
                    "allow_from": source, "expires_at": plan.tags["expires-at"],
                    "auto_shutdown": str(got.auto_shutdown).lower(), "critical_path_waits": str(got.waits),
-                   "listen_addr": "0.0.0.0", "service_mode": "system", **self._nat_facts(got)},
+                   "listen_addr": "0.0.0.0", "service_mode": "system", **self._nat_facts(got),
+                   **self._ipv6_facts(plan, got)},
         )
+
+    @staticmethod
+    def _ipv6_facts(plan: Plan, got) -> dict[str, str]:
+        """Dual stack: the probes go to the IPv6 public IP too (``server_addr6``), and Apache
+        and the UDP echo listen on the private address Azure translates it to."""
+        if not got.public_ip6:
+            return {}
+        return {"server_addr6": got.public_ip6, "rig_listen_addr6": got.private_ip6, "private_ip6": got.private_ip6,
+                "allow_from6": plan.allow_from6 or ""}
 
     @staticmethod
     def _nat_facts(got) -> dict[str, str]:
@@ -178,8 +188,12 @@ class AzureBackend:
                         f"{f['resource_group']} -n {f.get('vm_name', '')}' (the auto-shutdown at expires-at stops it)"]
             return [f"NSG: could not read the NIC's effective rules ({code or type(exc).__name__}: {message[:120]})"]
         written_for = f["allow_from"]
-        return check_groups(effective_groups(result), self._current_caller(written_for), written_for,
-                            resource_group=f["resource_group"])
+        groups = effective_groups(result)
+        problems = check_groups(groups, self._current_caller(written_for), written_for,
+                                resource_group=f["resource_group"])
+        if f.get("allow_from6"):  # dual stack: the IPv6 rules must be in effect too
+            problems += check_groups(groups, f["allow_from6"], resource_group=f["resource_group"])
+        return problems
 
     def _current_caller(self, written_for: str) -> str:
         """The caller's /32 now, or the address the rules were written for when it cannot be

@@ -350,7 +350,9 @@ class FakeARM:
         segs = path.rstrip("/").split("/")
         res.update({"id": path, "name": segs[-1], "type": f"{segs[6]}/{segs[7]}"})
         props = res.setdefault("properties", {})
-        if rtype == "publicipaddresses":
+        if rtype == "publicipaddresses" and props.get("publicIPAddressVersion") == "IPv6":
+            props["ipAddress"] = f"2001:db8:77::{next(self.ip_counter)}"
+        elif rtype == "publicipaddresses":
             props["ipAddress"] = self.public_ip if not any(
                 r.get("type") == "Microsoft.Network/publicIPAddresses" for r in self.resources.values()) \
                 else f"203.0.113.{next(self.ip_counter) + 1}"
@@ -361,8 +363,10 @@ class FakeARM:
             for i, cfg in enumerate(props.get("ipConfigurations", [])):
                 cfg["id"] = f"{path}/ipConfigurations/{cfg['name']}"
                 cp = cfg.setdefault("properties", {})
-                if cp.get("privateIPAllocationMethod") != "Static" or not cp.get("privateIPAddress"):
-                    cp["privateIPAddress"] = f"10.77.1.{4 + i}"
+                if cp.get("privateIPAllocationMethod") == "Static" and cp.get("privateIPAddress"):
+                    continue
+                cp["privateIPAddress"] = (f"fd77:7700:7700:1::{4 + i}" if cp.get("privateIPAddressVersion") == "IPv6"
+                                          else f"10.77.1.{4 + i}")
         if rtype == "virtualmachines":
             props["vmId"] = "11111111-2222-3333-4444-555555555555"
         return res

@@ -76,6 +76,10 @@ FREEBSD_REFUSAL = ("rig cannot pin the SSH host key of a FreeBSD VM on Azure bef
                    "host whose key you know (docs/azure-and-ssh.md)")
 
 
+VNET_PREFIX6 = "fd77:7700:7700::/48"  # ULA: Azure wants an IPv6 range in the VNet for a dual-stack NIC
+SUBNET_PREFIX6 = "fd77:7700:7700:1::/64"  # Azure's IPv6 subnets are /64
+NO_CALLER6 = ("IPv6: not probed: rig does not know your IPv6 address, and opens IPv6 to nobody else; "
+              "add it to --allow-from (e.g. --allow-from 203.0.113.7,2001:db8::7) for a dual-stack VM")
 NAT_PORT_RANGE = "3478-3479"  # the NAT responder's ports (rig.nat.responder.NAT_PORTS)
 
 
@@ -111,6 +115,12 @@ class Plan:
     names: dict = field(default_factory=dict)
     fallback_locations: tuple[str, ...] = ()  # tried in order when no size can be had
     nat: bool = False  # --probes nat: a second public IP on the NIC and the responder's ports open (rig.nat)
+    allow_from6: str | None = None  # the caller's IPv6 range: the VM is dual-stack and the probes go to both
+
+    @property
+    def dual_stack(self) -> bool:
+        """An IPv6 public IP, range and rules: only when the caller's IPv6 is known."""
+        return self.allow_from6 is not None
 
     @property
     def resource_group(self) -> str:
@@ -126,8 +136,11 @@ class Plan:
                 "expires-at": self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     def rules(self, source: str | None = None) -> tuple[Rule, ...]:
-        """The NSG's inbound rules: the probes from ``source`` only, then deny the rest."""
+        """The NSG's inbound rules: the probes from ``source`` only (and, dual-stack, from
+        the caller's IPv6 range to the same ports; Azure's "Icmp" covers ICMPv6), then deny
+        the rest. The NAT responder is IPv4's alone: its second address is an IPv4 one."""
         src = source or self.allow_from or "<your address>/32"
+        src6 = self.allow_from6
         return (
             Rule("rig-allow-icmp", 100, "Icmp", "*", src),
             Rule("rig-allow-ssh", 110, "Tcp", "22", src),
@@ -135,6 +148,10 @@ class Plan:
             Rule("rig-allow-udp-echo", 130, "Udp", str(UDP_ECHO_PORT), src),
             *((Rule("rig-allow-nat-udp", 140, "Udp", NAT_PORT_RANGE, src),
                Rule("rig-allow-nat-tcp", 150, "Tcp", NAT_PORT_RANGE, src)) if self.nat else ()),
+            *((Rule("rig-allow-icmp6", 200, "Icmp", "*", src6),
+               Rule("rig-allow-ssh6", 210, "Tcp", "22", src6),
+               Rule("rig-allow-http6", 220, "Tcp", "80", src6),
+               Rule("rig-allow-udp-echo6", 230, "Udp", str(UDP_ECHO_PORT), src6)) if src6 else ()),
             Rule("rig-deny-rest", 4096, "*", "*", "*", access="Deny"),
         )
 
@@ -147,6 +164,7 @@ class Plan:
             ("Microsoft.Network/networkSecurityGroups", n["nsg"], 2),
             ("Microsoft.Network/publicIPAddresses", n["pip"], 2),
             *((("Microsoft.Network/publicIPAddresses", n["pip_nat"], 2),) if self.nat else ()),
+            *((("Microsoft.Network/publicIPAddresses", n["pip6"], 2),) if self.dual_stack else ()),
             ("Microsoft.Network/networkInterfaces", n["nic"], 3),
             ("Microsoft.Compute/virtualMachines", n["vm"], 4),
             ("Microsoft.DevTestLab/schedules", f"shutdown-computevm-{n['vm']}", 5),
@@ -158,16 +176,34 @@ class Plan:
 
 
 def check_allow_from(cidr: str) -> str:
-    """A CIDR the NSG may allow; refuses the whole Internet. Bare addresses become /32."""
+    """A CIDR the NSG may allow; refuses the whole Internet. Bare addresses become /32
+    (IPv4) or /128 (IPv6)."""
     try:
         net = ipaddress.ip_network(cidr.strip(), strict=False)
     except ValueError:
         raise UsageError(f"--allow-from {cidr!r} is not an address or CIDR (e.g. 203.0.113.7/32)") from None
-    if net.version != 4:
-        raise UsageError(f"--allow-from {cidr!r}: the VM has an IPv4 address only; give your IPv4 address")
-    if net.prefixlen < 8:
+    if net.prefixlen < (8 if net.version == 4 else 32):
         raise UsageError(f"--allow-from {cidr!r} would open the VM to a large part of the Internet; give your own address")
     return str(net)
+
+
+def split_allow_from(value: str | None) -> tuple[str | None, str | None]:
+    """``--allow-from`` as (IPv4 CIDR, IPv6 CIDR): one of each at most, comma-separated.
+    No IPv4 one: the caller's /32 is detected at run time; no IPv6 one: no IPv6 at all."""
+    v4: str | None = None
+    v6: str | None = None
+    parts = [part for part in (value or "").split(",") if part.strip()] or [value or ""]
+    for part in parts:
+        net = check_allow_from(part)
+        if ":" in net:
+            if v6 is not None:
+                raise UsageError(f"--allow-from {value!r}: give one IPv6 range, not two")
+            v6 = net
+        else:
+            if v4 is not None:
+                raise UsageError(f"--allow-from {value!r}: give one IPv4 range, not two")
+            v4 = net
+    return v4, v6
 
 
 def _created_by() -> str:
@@ -194,10 +230,11 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
                          "publisher:offer:sku:version")
     size = options.get("size")
     sizes = (size, *[s for s in DEFAULT_SIZES if s != size]) if size else DEFAULT_SIZES
-    allow = options.get("allow_from")
+    allow4, allow6 = split_allow_from(options.get("allow_from")) if options.get("allow_from") else (None, None)
     ttl = run_options(options).ttl_hours or DEFAULT_TTL_HOURS
     short = run_id.removeprefix("rig-").replace("-", "")[-10:]
     names = {"vnet": "rig-vnet", "subnet": "rig-subnet", "nsg": "rig-nsg", "pip": "rig-ip", "pip_nat": "rig-ip-nat",
+             "pip6": "rig-ip6",
              "nic": "rig-nic", "vm": f"rig{short}"}
     locations = [loc.strip().lower() for loc in
                  (options.get("location") or os.environ.get("RIG_AZURE_LOCATION") or DEFAULT_LOCATION).split(",")
@@ -213,7 +250,8 @@ def make_plan(options: dict, now: datetime | None = None, run_id: str | None = N
         fallback_locations=tuple(dict.fromkeys(locations))[1:],
         sizes=tuple(sizes),
         image=image,
-        allow_from=check_allow_from(allow) if allow else None,
+        allow_from=allow4,
+        allow_from6=allow6,
         created_by=options.get("created_by") or _created_by(),
         expires_at=(now + timedelta(hours=ttl)).replace(microsecond=0),
         names=names,
@@ -287,6 +325,12 @@ def render_plan(plan: Plan, prices: RegionPrices | PriceFailure | None = None) -
         lines.append(f"    {r.priority:>4} {r.access:<5} {r.protocol:<4} port {r.port:<3} from {r.source}")
     if plan.allow_from is None:
         lines.append("  (your public address is detected when the run starts; --allow-from CIDR overrides it)")
+    if plan.dual_stack:
+        lines.append(f"  IPv6:     dual stack: {plan.names['pip6']} (Standard static IPv6) on an IPv6 IP configuration "
+                     f"of the NIC, VNet range {VNET_PREFIX6}, subnet {SUBNET_PREFIX6}; the probes go to both "
+                     "addresses (the IPv6 public IP's price is not in the estimate below)")
+    else:
+        lines.append(f"  {NO_CALLER6}")
     if plan.nat:
         lines.append(f"  NAT profile (--probes nat): {plan.names['pip_nat']} on a second IP configuration of the NIC "
                      f"(private {nat_private_ip(0)}), the responder on ports {NAT_PORT_RANGE} of both addresses; "

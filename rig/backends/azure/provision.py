@@ -22,7 +22,7 @@ from rig.backends.azure import errors as E
 from rig.backends.azure.cloudinit import RunKeys, custom_data
 from rig.backends.azure.credentials import Clients
 from rig.backends.azure.nsg import security_rules
-from rig.backends.azure.plan import Plan, nat_private_ip
+from rig.backends.azure.plan import SUBNET_PREFIX6, VNET_PREFIX6, Plan, nat_private_ip
 from rig.errors import InfraError
 
 DEFAULT_TIMEOUT = 900.0  # seconds for one wave
@@ -44,6 +44,8 @@ class Provisioned:
     waits: int  # sequential waits on the critical path (for tests and the manifest)
     nat_public_ip: str = ""  # --probes nat: the NIC's second public IP (rig.nat's responder), and
     nat_private_ip: str = ""  # the private address it reaches on the VM
+    public_ip6: str = ""  # dual stack: the NIC's IPv6 public IP, and
+    private_ip6: str = ""  # the private (ULA) address Azure translates it to on the VM
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class _Nic:
     private_ip: str
     nat_pip_name: str = ""  # the second public IP, on the NAT responder's IP configuration
     nat_private_ip: str = ""
+    pip6_name: str = ""  # dual stack: the IPv6 public IP, on the IPv6 IP configuration
+    private_ip6: str = ""
 
 
 def _id(sub: str, rg: str, provider: str, *parts: str) -> str:
@@ -134,8 +138,8 @@ class Provisioner:
         self.log("network: VNet, NSG (inbound from %s only), static public IP — together" % self.source)
         vnet = c.network.virtual_networks.begin_create_or_update(rg, n["vnet"], N.VirtualNetwork(
             location=p.location, tags=tags, properties=N.VirtualNetworkPropertiesFormat(
-                address_space=N.AddressSpace(address_prefixes=["10.77.0.0/16"]),
-                subnets=[N.Subnet(name=n["subnet"], properties=N.SubnetPropertiesFormat(address_prefix="10.77.1.0/24"))])))
+                address_space=N.AddressSpace(address_prefixes=["10.77.0.0/16", *([VNET_PREFIX6] if p.dual_stack else [])]),
+                subnets=[N.Subnet(name=n["subnet"], properties=self._subnet_properties())])))
         nsg = c.network.network_security_groups.begin_create_or_update(rg, n["nsg"], N.NetworkSecurityGroup(
             location=p.location, tags=tags, properties=N.NetworkSecurityGroupPropertiesFormat(
                 security_rules=security_rules(p.rules(self.source)))))
@@ -143,10 +147,13 @@ class Provisioner:
                 "the public IP": self._begin_public_ip(n["pip"])}
         if p.nat:
             wave["the NAT responder's public IP"] = self._begin_public_ip(n["pip_nat"])
+        if p.dual_stack:
+            wave["the IPv6 public IP"] = self._begin_public_ip(n["pip6"], version="IPv6")
         net = self._wait(wave)
         self._nsg_id = net["the network security group"].id
 
-        nic = self._network_interface(n["nic"], net["the public IP"], net.get("the NAT responder's public IP"))
+        nic = self._network_interface(n["nic"], net["the public IP"], net.get("the NAT responder's public IP"),
+                                      pip6=net.get("the IPv6 public IP"))
         size, nic = self._create_vm(nic)
 
         self._doing = "creating the auto-shutdown schedule"
@@ -159,11 +166,25 @@ class Provisioner:
             nat_public = c.network.public_ip_addresses.get(rg, nic.nat_pip_name).properties.ip_address or ""
             if not nat_public:
                 raise InfraError(f"Azure assigned no address to public IP {nic.nat_pip_name}")
+        public6 = ""
+        if nic.pip6_name:
+            public6 = c.network.public_ip_addresses.get(rg, nic.pip6_name).properties.ip_address or ""
+            if not public6 or not nic.private_ip6:
+                raise InfraError(f"Azure assigned no IPv6 address to public IP {nic.pip6_name} or its IP configuration")
         return Provisioned(public_ip, nic.private_ip, size, n["vm"], nic.name, self.keys.host_public, auto,
-                           self.waits, nat_public_ip=nat_public, nat_private_ip=nic.nat_private_ip)
+                           self.waits, nat_public_ip=nat_public, nat_private_ip=nic.nat_private_ip,
+                           public_ip6=public6, private_ip6=nic.private_ip6)
+
+    def _subnet_properties(self):
+        """The subnet: rig's IPv4 /24, and the IPv6 /64 beside it when the VM is dual-stack."""
+        from azure.mgmt.network import models as N
+
+        if not self.plan.dual_stack:
+            return N.SubnetPropertiesFormat(address_prefix="10.77.1.0/24")
+        return N.SubnetPropertiesFormat(address_prefixes=["10.77.1.0/24", SUBNET_PREFIX6])
 
     # -- the NIC (and its public IP) ----------------------------------------------------------
-    def _begin_public_ip(self, name: str):
+    def _begin_public_ip(self, name: str, version: str = "IPv4"):
         from azure.mgmt.network import models as N
 
         p = self.plan
@@ -171,11 +192,12 @@ class Provisioner:
             p.resource_group, name, N.PublicIPAddress(
                 location=p.location, tags=p.tags, sku=N.PublicIPAddressSku(name="Standard", tier="Regional"),
                 properties=N.PublicIPAddressPropertiesFormat(public_ip_allocation_method="Static",
-                                                             public_ip_address_version="IPv4")))
+                                                             public_ip_address_version=version)))
 
-    def _network_interface(self, name: str, pip, nat_pip=None, attempt: int = 0) -> "_Nic":
+    def _network_interface(self, name: str, pip, nat_pip=None, attempt: int = 0, pip6=None) -> "_Nic":
         """Create NIC ``name`` in the subnet, with the NSG and public IP ``pip`` on it (one wait);
-        ``nat_pip`` (--probes nat) on a second IP configuration with a static private address."""
+        ``nat_pip`` (--probes nat) on a second IP configuration with a static private address;
+        ``pip6`` (dual stack) on an IPv6 one, whose private address Azure gives the VM by DHCPv6."""
         from azure.mgmt.network import models as N
 
         p, rg = self.plan, self.plan.resource_group
@@ -189,13 +211,30 @@ class Provisioner:
                     name="ipconfig1", properties=N.NetworkInterfaceIPConfigurationPropertiesFormat(
                         private_ip_allocation_method="Dynamic", subnet=N.Subnet(id=subnet_id),
                         public_ip_address=N.PublicIPAddress(id=pip.id), primary=True)),
-                    *self._nat_ip_configuration(subnet_id, nat_pip, attempt)])))
+                    *self._nat_ip_configuration(subnet_id, nat_pip, attempt),
+                    *self._ip6_configuration(subnet_id, pip6)])))
         res = self._wait({f"the network interface {name}": poller})[f"the network interface {name}"]
         private_ip = res.properties.ip_configurations[0].properties.private_ip_address or ""
+        six = ({"pip6_name": pip6.name, "private_ip6": next(
+            (c.properties.private_ip_address or "" for c in res.properties.ip_configurations if c.name == "ipconfig6"), "")}
+            if pip6 is not None else {})
         if nat_pip is None:
-            return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip)
+            return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip, **six)
         return _Nic(name, res.id, pip.name, pip.properties.ip_address or "", private_ip, nat_pip.name,
-                    nat_private_ip(attempt))
+                    nat_private_ip(attempt), **six)
+
+    @staticmethod
+    def _ip6_configuration(subnet_id: str, pip6) -> list:
+        """The IPv6 IP configuration (none without ``pip6``): a dynamic private address from
+        the subnet's /64, with the IPv6 public IP on it (Azure's dual-stack NIC)."""
+        from azure.mgmt.network import models as N
+
+        if pip6 is None:
+            return []
+        return [N.NetworkInterfaceIPConfiguration(
+            name="ipconfig6", properties=N.NetworkInterfaceIPConfigurationPropertiesFormat(
+                private_ip_allocation_method="Dynamic", private_ip_address_version="IPv6",
+                subnet=N.Subnet(id=subnet_id), public_ip_address=N.PublicIPAddress(id=pip6.id), primary=False))]
 
     @staticmethod
     def _nat_ip_configuration(subnet_id: str, nat_pip, attempt: int) -> list:
@@ -221,9 +260,13 @@ class Provisioner:
         nat_name = f"{n['pip_nat']}-{attempt + 2}"
         if self.plan.nat:
             pips[nat_name] = self._begin_public_ip(nat_name)
+        pip6_name = f"{n['pip6']}-{attempt + 2}"
+        if self.plan.dual_stack:
+            pips[pip6_name] = self._begin_public_ip(pip6_name, version="IPv6")
         got = self._wait({f"the public IP {k}": v for k, v in pips.items()})
         return self._network_interface(nic_name, got[f"the public IP {pip_name}"],
-                                       got.get(f"the public IP {nat_name}"), attempt=attempt + 1)
+                                       got.get(f"the public IP {nat_name}"), attempt=attempt + 1,
+                                       pip6=got.get(f"the public IP {pip6_name}"))
 
     # -- the VM, with size fallbacks ------------------------------------------------------
     def _vm_body(self, size: str, nic_id: str, nat_addr: str = ""):
