@@ -7,7 +7,10 @@ answers the real SDK clients."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+import yaml
 
 from rig.backends.azure import AzureBackend
 from rig.backends.azure.backend import dry_run
@@ -81,6 +84,11 @@ def test_provision_builds_a_dual_stack_nic(tmp_path):
     known = BackendFacts.from_facts(rig.facts)
     assert known.server_addr6 == rig.facts["server_addr6"] and known.server_addr6.startswith("2001:db8:77::")
     assert rig.facts["rig_listen_addr6"].startswith("fd77:7700:7700:1::")
+    # the VM asks for its private IPv6 address by DHCPv6 (not every image does by default)
+    cfg = yaml.safe_load(base64.b64decode(arm.put_body("virtualMachines")["properties"]["osProfile"]["customData"]))
+    (drop_in,) = cfg["write_files"]
+    assert yaml.safe_load(drop_in["content"]) == {"network": {"version": 2, "ethernets": {"eth0": {"dhcp6": True}}}}
+    assert cfg["runcmd"] == [["netplan", "apply"]]
 
 
 def test_preflight_checks_the_ipv6_rules_too(tmp_path):
@@ -99,6 +107,8 @@ def test_without_the_callers_ipv6_nothing_ipv6_is_built(tmp_path):
     assert vnet["addressSpace"]["addressPrefixes"] == ["10.77.0.0/16"]
     assert len(arm.put_body("networkInterfaces")["properties"]["ipConfigurations"]) == 1
     assert "server_addr6" not in rig.facts and "rig_listen_addr6" not in rig.facts
+    cfg = yaml.safe_load(base64.b64decode(arm.put_body("virtualMachines")["properties"]["osProfile"]["customData"]))
+    assert "write_files" not in cfg and "runcmd" not in cfg
 
 
 def test_a_retried_vm_gets_a_fresh_ipv6_address_too(tmp_path):

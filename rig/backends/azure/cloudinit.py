@@ -54,15 +54,18 @@ def new_keys(workdir: str | os.PathLike) -> RunKeys:
     return RunKeys(str(path), f"{login_public} rig", host_private, host_public)
 
 
-def render(keys: RunKeys, nat_addr: str = "") -> str:
+def render(keys: RunKeys, nat_addr: str = "", dhcp6: bool = False) -> str:
     """``nat_addr``: the static private address of the NIC's second IP configuration (the
-    NAT responder's, rig.nat): Azure's DHCP gives the VM only the primary one."""
+    NAT responder's, rig.nat): Azure's DHCP gives the VM only the primary one. ``dhcp6``
+    (a dual-stack VM): Azure hands the private IPv6 address out by DHCPv6, which not
+    every Linux image asks for by default (Azure's "Configure DHCPv6 for Linux VMs"), so
+    a netplan drop-in asks for it on eth0."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template(TEMPLATE).render(host_private=keys.host_private.strip(),
-                                             host_public=keys.host_public, nat_addr=nat_addr)
+                                             host_public=keys.host_public, nat_addr=nat_addr, dhcp6=dhcp6)
 
 
-def custom_data(keys: RunKeys, nat_addr: str = "") -> str:
+def custom_data(keys: RunKeys, nat_addr: str = "", dhcp6: bool = False) -> str:
     """Base64 of the rendered cloud-config, as osProfile.customData wants it."""
-    return base64.b64encode(render(keys, nat_addr).encode()).decode()
+    return base64.b64encode(render(keys, nat_addr, dhcp6).encode()).decode()

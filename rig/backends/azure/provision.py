@@ -280,7 +280,8 @@ class Provisioner:
                 disable_password_authentication=True,
                 ssh=C.SshConfiguration(public_keys=[C.SshPublicKey(
                     path=f"/home/{p.admin_user}/.ssh/authorized_keys", key_data=self.keys.login_public)])))
-        os_profile.custom_data = custom_data(self.keys, nat_addr)  # the pinned host key (and the NAT address)
+        # the pinned host key (and the NAT address, and DHCPv6 on a dual-stack VM)
+        os_profile.custom_data = custom_data(self.keys, nat_addr, dhcp6=p.dual_stack)
         vm = C.VirtualMachine(
             location=p.location, tags=p.tags,
             properties=C.VirtualMachineProperties(
