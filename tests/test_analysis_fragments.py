@@ -91,3 +91,17 @@ def test_fragmented_again_on_the_way(tmp_path):
     w = Path()
     _large_udp(w, 9, 4321, server_mtu=800)
     assert run(w, tmp_path / "all").exchanges[0].outcome == "delivered"
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_first_fragment_both_points_hold_alone_is_not_lost(tmp_path, lean):
+    """Both captures hold the first fragment and nothing more (a capture cut short, a
+    capture diffed against itself): nothing was lost between the points."""
+    w = Path()
+    big = Pkt(w.client, w.server, 17, sport=50000, dport=7, payload=PAYLOAD, ip_id=4321, df=False)
+    first = fragments(big, 1000)[0]
+    w.client_frames.append((w.t0_ns, first))
+    w.server_frames.append((w.t0_ns + w.latency_ns, fragments(w.nat_out(big), 1000)[0]))
+    u = run(w, tmp_path, lean).exchanges[0]
+    assert u.outcome not in ("lost-outbound", "lost-return"), u.explanation
+    assert (u.datagrams.out_sent, u.datagrams.out_lost) == (1, 0)

@@ -74,4 +74,12 @@ def cut_short(c: Side, creq: np.ndarray, s: Side, sreq: np.ndarray) -> np.ndarra
     ff = first_fragments(s, sreq)
     if ff.any():
         out[ff] = ~_has_last(s, sreq[ff])
+        # what the client's own capture lacks too was not lost between the points: a
+        # client that sent the datagram whole lost it on the way, one whose capture holds
+        # only a first fragment too (a snapshot cut short, a capture of a capture) did not
+        cff = first_fragments(c, creq[ff])
+        if cff.any():
+            sub = out[ff]
+            sub[cff] &= _has_last(c, creq[ff][cff])
+            out[ff] = sub
     return out
