@@ -70,7 +70,7 @@ def test_the_ngn_is_ipv6_only_and_ipv4_crosses_it_in_a_tunnel(name):
     p = plan(topo, "rig-abc123", scenarios.get("healthy"))
     for t in topo.tunnels:
         assert "tuntap add dev tun0 mode tun" in p.ns_batches[t.node]
-        assert "link set tun0 mtu 1460 addrgenmode none" in p.ns_batches[t.node]
+        assert "link set tun0 mtu 1460 txqueuelen 10000 addrgenmode none" in p.ns_batches[t.node]
     assert "route add default dev tun0" in p.ns_batches["hgw"]
 
 
@@ -144,7 +144,12 @@ def test_healthy_on_every_access(name, tmp_path):
     assert r.rc in (0, 1), r.stderr
     for family, mtu in ((4, access.mtu4), (6, access.mtu6)):
         for proto in ("tcp", "udp"):
-            assert set(r.outcomes(proto, family)) == {"delivered"}, (family, proto, r.verdict["diagnosis"])
+            # a MAP-E CE (the kernel's NAT into 240 ports) may take a port whose last
+            # connection the server still holds in TIME_WAIT: the server's answer to the new
+            # SYN is an ACK for the old one. Real, and named as such; nothing else may fail
+            real = [e for e in r.exchanges(proto, family) if not (name == "map-e" and e.get("port_reused"))]
+            assert {e["outcome"] for e in real} == {"delivered"}, (family, proto, r.verdict["diagnosis"])
+            assert len(real) > 0.9 * len(r.exchanges(proto, family))
         for size, e in _icmp_by_size(r, family).items():
             want = ("delivered", None) if mtu is None or size <= mtu else ("lost-outbound", mtu)
             assert (e["outcome"], e.get("path_mtu")) == want, (family, size, e)

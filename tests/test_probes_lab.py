@@ -23,7 +23,7 @@ def test_every_probe_succeeds_on_the_healthy_lab():
     failed = [(r.id, r.error) for r in results if not r.ok]
     assert failed == []
     r = by_id(results)
-    assert len(results) == 11 and rig.server_addr == SERVER
+    assert len(results) == 12 and rig.server_addr == SERVER
     assert all(x.local.startswith("192.168.1.10") for x in results if x.local)
     http = r["http-1"].seen
     assert http["status"] == 200 and http["body_ok"] and http["responder"] == "server"
@@ -31,6 +31,7 @@ def test_every_probe_succeeds_on_the_healthy_lab():
     assert r["large-1"].seen["body_bytes"] == 512 * 1024
     assert r["burst-1"].seen["connected"] == 32
     assert r["tcp-1"].tcp.state == "ESTABLISHED" and r["tcp-1"].tcp.snd_mss > 1000
+    assert r["large-udp-1"].ok  # fragmented by the client's kernel, reassembled and echoed
 
 
 def test_seed_tcp_times_out_ping_and_udp_pass():

@@ -33,6 +33,9 @@ from rig.portset import PortSet
 LAB_TOOLS = {"ip": "iproute2", "nft": "nftables", "sshd": "openssh-server", "ssh-keygen": "openssh-client",
              "apache2": "apache2"}
 SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+# packets a TUN device queues for its user-space tunnel end (rig.lab.tunnel) while that
+# process waits for a CPU: the default 500 overflowed on a loaded two-CPU machine
+TUN_QUEUE = 10000
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def plan(topo: Topology, prefix: str, scenario: Scenario, nat_sets: Mapping[str,
             # encapsulator (rig.lab.tunnel) attaches to it once the lab is up. No IPv6
             # on it: the kernel would send its own IPv6 (MLD, RS) into an IPv4 tunnel
             lines.append(f"tuntap add dev {t.tun} mode tun")
-            lines.append(f"link set {t.tun} mtu {t.mtu} addrgenmode none")
+            lines.append(f"link set {t.tun} mtu {t.mtu} txqueuelen {TUN_QUEUE} addrgenmode none")
             if t.addr is not None:
                 lines.append(f"addr add {t.addr} dev {t.tun}")
             lines.append(f"link set {t.tun} up")
