@@ -49,12 +49,20 @@ class Ran:
         """Outcome counts of ``protocol``'s exchanges of one IP version (None: both)."""
         return Counter(e["outcome"] for e in self.exchanges(protocol, family))
 
-    def exchanges(self, protocol: str, family: int | None = 4) -> list[dict]:
+    def exchanges(self, protocol: str, family: int | None = 4, held_ports: bool = False) -> list[dict]:
         """The exchanges of ``protocol`` to the server's IPv4 (family 4), IPv6 (6) or any (None)
         address: the lab's server is dual-stack, and the scenarios of the plain access
-        inject their faults into IPv4, the seed's family."""
+        inject their faults into IPv4, the seed's family. Without ``held_ports``, leaves out
+        what the access's own truth allows beside the scenario's: a connection whose public
+        port the server still held (``AccessProfile.reuses_held_ports``, the MAP-E CE), when
+        the verdict names it so."""
+        from rig.lab.access import ACCESS
+
+        access = (self.manifest.get("backend") or {}).get("access") if (self.out / "manifest.json").exists() else None
+        allowed = not held_ports and access in ACCESS and ACCESS[access].reuses_held_ports
         return [e for e in self.verdict["exchanges"]
-                if e["protocol"] == protocol and (family is None or e["family"] == family)]
+                if e["protocol"] == protocol and (family is None or e["family"] == family)
+                and not (allowed and e.get("port_reused") and e["outcome"] == "lost-return")]
 
     @property
     def prefix(self) -> str:

@@ -92,6 +92,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
                 d.outcome = Outcome.DELIVERED
                 d.explanation = reqrep_delivered_words(req, rep)
                 ev[:] = ctx.delivered_evidence(d.protocol, sreq[0], crep[0])
+                d.seen_at.clear()  # what the extra points saw is a fact of failures (as TCP's)
             else:
                 d.outcome = Outcome.LOST_RETURN
                 d.explanation = lost_return_words(req, rep, len(srep))
@@ -171,6 +172,9 @@ def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]
             d.lists()[1].extend(ctx.ev(side, rows, f"seen at {name}", 1))
             notes.append(f"{name} saw it")
             d.request_seen_at |= {name}
+            if d.protocol == "udp":  # the client's endpoint past the NATs before this point (a port-set fact)
+                r = side.t[rows[0]]
+                d.seen_at[name] = endpoint(side.addrs[r["src_i"]], int(r["sport"]))
         else:
             notes.append(f"not seen at {name}")
     return ("; " + "; ".join(notes)) if notes else ""

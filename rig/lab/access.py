@@ -49,6 +49,11 @@ class AccessProfile:
     encapsulation: str = "none"  # how IPv4 crosses the access: none, ipv4-in-ipv6 (tun), mtu-only
     mtu4: int | None = None  # the path MTU the access leaves IPv4 (None: 1500, Ethernet's)
     mtu6: int | None = None  # the same for IPv6
+    # the kernel's NAT into a small port set may take a port whose last connection the
+    # server still holds in TIME_WAIT (Linux reuses a TIME_WAIT tuple): the new SYN meets
+    # the old connection's ACK and waits for its retransmission. Real on a MAP-E CE, and
+    # named by the verdict (port_reused); a run with a short --timeout may see it lost
+    reuses_held_ports: bool = False
 
     def facts(self, port_set: PortSet | None = None) -> dict[str, str]:
         """The profile as the bundle's backend facts record it."""
@@ -73,7 +78,8 @@ ACCESS: dict[str, AccessProfile] = {
                                "(emulated on a plain link: no pppoe kernel module here; IPv6 rides the same session)", "bas",
                       "mtu-only", PPPOE_MTU, PPPOE_MTU),
         AccessProfile("map-e", f"MAP-E over the IPv6-only NGN: the CE NAPTs into a {V6PLUS.size}-port set and "
-                               "tunnels IPv4 in IPv6 to the BR", "br", "ipv4-in-ipv6", TUNNEL_MTU),
+                               "tunnels IPv4 in IPv6 to the BR", "br", "ipv4-in-ipv6", TUNNEL_MTU,
+                      reuses_held_ports=True),
         AccessProfile("ds-lite", "DS-Lite over the IPv6-only NGN: the B4 tunnels IPv4 in IPv6 to the AFTR, "
                                  f"which NATs (at most {AFTR_SESSIONS} sessions per subscriber)", "aftr",
                       "ipv4-in-ipv6", TUNNEL_MTU),
