@@ -283,6 +283,7 @@ class Pipeline:
         captures stop."""
         from rig.capture.tcpdump import LocalCapture, RemoteCapture, ssh_exclusion, start_all, stop_all
         from rig.preflight import preflight
+        from rig.probes.records import make_nonce
         from rig.probes.runner import parse_kinds, run_probes
 
         from rig.nat.run import capture_exclusion, split_probes
@@ -308,7 +309,7 @@ class Pipeline:
         starter = Background(lambda: start_all(self.captures), name="captures start")
         try:
             with self.stage("preflight"):
-                preflight(rig, ssh, self.backend, nonce=f"rig-preflight-{self.out.name}")
+                preflight(rig, ssh, self.backend, nonce=make_nonce(self.out.name, "preflight"))
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
                 starter.result()
             _preimport(LATE_IMPORTS)

@@ -174,3 +174,17 @@ def test_writer_on_a_full_disk_keeps_going_to_teardown_and_seals(tmp_path, monke
     m = json.loads((b / "manifest.json").read_text())
     assert m["status"] == "failed" and [t["stage"] for t in m["timings"]] == ["teardown"]
     assert not (b / ".reserve").exists()
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@pytest.mark.skipif(LAB_SKIP is not None, reason=str(LAB_SKIP))
+def test_a_bundle_name_with_any_characters_still_probes(tmp_path):
+    """The bundle's name tags the probes' nonces (the HTTP path among them): an @, a space or
+    a non-ASCII letter in --out must not turn the responder's pages into 404s."""
+    out = tmp_path / "healthy@home run é"
+    p = subprocess.run(rig_cmd("run", "--out", str(out), "--no-configure", "--probes", "http",
+                               "--timeout", "2", "--scenario", "healthy"), capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr
+    v = json.loads((out / "verdict.json").read_text())
+    assert {e["outcome"] for e in v["exchanges"] if e["protocol"] == "tcp"} == {"delivered"}
