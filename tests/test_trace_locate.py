@@ -91,7 +91,12 @@ def test_when_the_traces_cannot_decide_lost_at_says_why_and_names_no_hop():
 
 def test_place_in_words():
     la = locate(Outcome.LOST_RETURN, SERVER, None, SEED_BACK, NAME)
-    assert place("tcp", la) == "SYN-ACKs reach 203.0.113.2 (your home gateway, hop 2 back from the server) and go no further"
+    assert place("tcp", la) == ("SYN-ACKs reach 203.0.113.2 (your home gateway, hop 2 back from the server) and go no "
+                                "further: nothing answers from hop 3 on (your router)")
+    # a silent next hop the lab names: the provider's border relay, past the CE
+    br = LostAt("out", HopRef(2, "192.168.0.1", "hgw"), HopRef(3, None, "br"), ())
+    assert place("tcp", br) == ("SYNs reach 192.168.0.1 (your home gateway, hop 2 from the client) and go no further: "
+                                "nothing answers from hop 3 on (the provider's MAP-E border relay)")
     assert place("tcp", LostAt("return", None, None, (), "no hop answered the trace")) == (
         "where the SYN-ACKs are lost is not known (no hop answered the trace)")
 
@@ -106,6 +111,21 @@ def test_one_group_per_lost_protocol_and_outcome_plus_one_healthy_exchange():
     assert [(g.protocol, g.outcome, g.exchange.id) for g in groups(ex)] == [
         ("tcp", Outcome.LOST_RETURN, "tcp-1"), ("udp", Outcome.UNANSWERED, "udp-5"),
         ("tcp", Outcome.DELIVERED, "tcp-4")]
+
+
+def test_an_echo_a_router_answered_with_frag_needed_is_not_traced():
+    """The router that sent frag-needed said where and why; a small trace copy would pass
+    and only add "where ... is not known (the loss did not repeat)"."""
+    import dataclasses
+
+    big = dataclasses.replace(_ex(1, "icmp", "lost-outbound"), path_mtu=1460)
+    small = _ex(2, "icmp", "lost-outbound")
+    assert [g.exchange.id for g in groups([big, _ex(3, "tcp", "delivered")])] == ["tcp-3"]
+    assert [g.exchange.id for g in groups([big, small])] == ["icmp-2"]
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), (big, small), diagnose((big, small)))
+    la = LostAt("out", None, None, (), "no hop answered the trace")
+    out = add_lost_at(v, {("icmp", "lost-outbound", 4): la})
+    assert [e.lost_at for e in out.exchanges] == [None, la]
 
 
 def test_lost_at_reaches_every_exchange_of_the_group_and_round_trips_through_json():

@@ -5,7 +5,8 @@ For each protocol and outcome that lost packets (lost-outbound, lost-return,
 unanswered) one group is traced, from its first exchange's 5-tuple: the forward trace,
 and for lost-return the return-path trace too; and one healthy exchange is traced
 forward, so a run always shows the path. Every exchange of a group gets the group's
-``lost_at``. Traces never change an outcome.
+``lost_at``. Traces never change an outcome. An exchange a router answered with
+frag-needed is not traced: the router said where and why (``path_mtu``).
 
 Groups are per IP version too. The traces go to the server's address only (one
 family: the lab's and Azure's IPv4); a lost group of the other family gets ``lost_at``
@@ -67,6 +68,8 @@ def groups(exchanges, family: int | None = None) -> list[Group]:
     out: dict[tuple[str, Outcome, int], Group] = {}
     healthy: dict[str, Exchange] = {}
     for e in exchanges:
+        if e.outcome in LOCATED and e.path_mtu is not None:
+            continue  # a router said where and why (frag-needed): a small copy would pass
         if e.outcome in LOCATED and (e.protocol, e.outcome, e.family) not in out:
             out[(e.protocol, e.outcome, e.family)] = Group(e.protocol, Outcome(e.outcome), e, e.family)
         elif (e.outcome == Outcome.DELIVERED and e.protocol not in healthy
@@ -113,6 +116,8 @@ def add_lost_at(verdict, located: dict[tuple[str, str, int], LostAt]):
     from rig.verdict import Diagnosis, ExchangeList
 
     def mark(e):
+        if e.path_mtu is not None:
+            return e  # the router that sent frag-needed is where (groups)
         la = located.get((e.protocol, str(e.outcome), e.family))
         return dataclasses.replace(e, lost_at=la) if la is not None else e
 

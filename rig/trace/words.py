@@ -12,7 +12,8 @@ PACKETS = {("tcp", "out"): "SYNs", ("tcp", "return"): "SYN-ACKs", ("udp", "out")
            ("udp", "return"): "UDP replies", ("icmp", "out"): "echo requests", ("icmp", "return"): "echo replies"}
 ROLES = {"client": "your machine", "router": "your router", "hgw": "your home gateway",
          "inet": "the network in front of the server", "server": "the server",
-         "client-public": "your public address"}
+         "client-public": "your public address", "br": "the provider's MAP-E border relay",
+         "aftr": "the provider's DS-Lite AFTR", "bas": "the provider's PPPoE BAS"}
 
 
 def role(node: str | None) -> str | None:
@@ -30,7 +31,10 @@ def place(protocol: str, lost_at: LostAt) -> str:
         return f"{packets} reach the server ({hop.address}{at}), which sends nothing back"
     whence = "back from the server" if lost_at.direction == "return" else "from the client"
     who = ", ".join(x for x in (role(hop.node), f"hop {hop.index} {whence}" if hop.index else None) if x)
-    return f"{packets} reach {hop.address}{f' ({who})' if who else ''} and go no further"
+    after = lost_at.before_hop
+    silent = (f": nothing answers from hop {after.index} on ({role(after.node)})"
+              if after is not None and after.node and after.index else "")
+    return f"{packets} reach {hop.address}{f' ({who})' if who else ''} and go no further{silent}"
 
 
 def with_places(summary: str, clauses: list[str]) -> str:
