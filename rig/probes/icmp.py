@@ -293,9 +293,19 @@ def probe_icmp(echoes: Sequence[tuple[str, str, int]], server: str, timeout: flo
                                                ended=now, ok=err is None, error=err, local=src, seen=seen)
     finally:
         s.close()
+    return in_order(results, timed_out(pending, server, ident, src))
+
+
+def timed_out(pending: dict, server: str, ident: int, src: str | None) -> dict[int, ProbeResult]:
+    """The echoes still waiting for a reply when the time-out ran out (IPv4 and IPv6 alike),
+    by sequence number."""
     end = time.time()
-    for seq, (pid, nonce, size, t, _payload) in pending.items():
-        results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t, ended=end,
-                                   ok=False, error=TIMED_OUT, local=src,
-                                   seen={"size": size, "df": True, "ident": ident, "seq": seq, "sent": True})
+    return {seq: ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t, ended=end, ok=False,
+                             error=TIMED_OUT, local=src,
+                             seen={"size": size, "df": True, "ident": ident, "seq": seq, "sent": True})
+            for seq, (pid, nonce, size, t, _payload) in pending.items()}
+
+
+def in_order(results: dict[int, ProbeResult], more: dict[int, ProbeResult]) -> list[ProbeResult]:
+    results.update(more)
     return [results[k] for k in sorted(results)]

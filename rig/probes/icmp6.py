@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Sequence
 
-from rig.probes.icmp import DF_SIZES, IcmpSeen, echo_payload
-from rig.probes.records import FRAG_NEEDED, MSG_TOO_LONG, TIMED_OUT, NotSent, ProbeResult, error_phrase
+from rig.probes.icmp import DF_SIZES, IcmpSeen, echo_payload, in_order, timed_out
+from rig.probes.records import FRAG_NEEDED, MSG_TOO_LONG, NotSent, ProbeResult, error_phrase
 
 HEADERS6 = 48  # IPv6 40 + ICMPv6 8
 SMALL_SIZE6 = 104  # 56 bytes of payload, as ping -6 sends by default
@@ -180,9 +180,4 @@ def probe_icmp6(echoes: Sequence[tuple[str, str, int]], server: str, timeout: fl
                                                ended=now, ok=err is None, error=err, local=src, seen=seen)
     finally:
         s.close()
-    end = time.time()
-    for seq, (pid, nonce, size, t, _payload) in pending.items():
-        results[seq] = ProbeResult(kind="icmp", id=pid, target=server, nonce=nonce, started=t, ended=end,
-                                   ok=False, error=TIMED_OUT, local=src,
-                                   seen={"size": size, "df": True, "ident": ident, "seq": seq, "sent": True})
-    return [results[k] for k in sorted(results)]
+    return in_order(results, timed_out(pending, server, ident, src))
