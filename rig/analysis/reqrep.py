@@ -395,8 +395,7 @@ def _delays(one_by_one: list[int], bulk: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _quote_key(side: Side, rows: np.ndarray) -> np.ndarray:
-    """What an ICMP error quoting these datagrams is filed under (``Side.error_key``), and
-    the key of their first fragments: IP ID and destination port."""
+    """The key of these datagrams' first fragments: IP ID and destination port."""
     return combine(17, take(side.t["ip_id"], rows), take(side.t["dport"], rows), n=len(rows))
 
 
@@ -412,7 +411,7 @@ def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.nd
     rows = udp_c[req_pos[cand]]
     qk = _quote_key(c, rows)
     n_rep, _ = replies_to(req_pos[cand], *_tuples(c), local, lambda p: c.frames(udp_c[p]))
-    keep = (n_rep == 0) & ~np.isin(qk, np.fromiter(c_err, np.uint64, len(c_err)))
+    keep = (n_rep == 0) & ~np.isin(c.udp_error_key(rows), np.fromiter(c_err, np.uint64, len(c_err)))
     p = partner[cand]
     unpaired = p < 0
     out = keep & unpaired
@@ -429,7 +428,7 @@ def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.nd
     is_req[ff_pos[np.isin(ff_keys, _quote_key(c, lone[_may_fragment(c, lone)]))]] = True
     sq_pos = p[back]
     n_s, one = replies_to(sq_pos, *_tuples(s), is_req, lambda q: s.frames(udp_s[q]))
-    ok = (n_s == 1) & ~np.isin(_quote_key(s, udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
+    ok = (n_s == 1) & ~np.isin(s.udp_error_key(udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
     back[np.flatnonzero(back)[~ok]] = False
     return cand[out], cand[back], udp_s[sq_pos[ok]], udp_s[one[ok]]
 
@@ -448,12 +447,12 @@ def _may_fragment(side: Side, rows: np.ndarray) -> np.ndarray:
 
 
 def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> list[int]:
-    """ICMP errors quoting any of these datagrams (by IP ID and destination port)."""
+    """ICMP errors quoting any of these datagrams (by their 4-tuple: ``Side.udp_error_key``)."""
     if not index:
         return []
     out: list[int] = []
-    for r in rows:
-        for e in index.get(combine1(17, int(side.t["ip_id"][r]), int(side.t["dport"][r])), []):
+    for k in side.udp_error_key(np.array(rows, np.int64)).tolist():
+        for e in index.get(k, []):
             if e not in out:
                 out.append(e)
     return out

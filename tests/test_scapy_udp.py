@@ -1,0 +1,139 @@
+"""`rig diff` on UDP and ICMP capture pairs drawn by an independent generator (scapy,
+tests/_scapy_udp.py): each exchange's outcome and datagram counts against the
+generator's own record of what it dropped and where."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytest.importorskip("scapy")
+
+import _scapy_udp as g  # noqa: E402
+from _runhelp import rig_cmd  # noqa: E402
+
+
+def mixed(seed: int, **kw) -> g.Drawing:
+    """Several client hosts, each with QUIC, DNS, STUN and NTP, and every fault the
+    generator draws, over IPv4 and IPv6."""
+    w = g.Drawing(seed, **kw)
+    for h in (10, 11, 12):
+        g.quic(w, h)
+        g.dns(w, h)
+        g.stun(w, h)
+        g.ntp(w, h)
+    g.quic(w, 10, loss=0.03, n_out=8)
+    g.quic(w, 11, drop_all="out")
+    g.quic(w, 12, drop_all="back")
+    g.quic(w, 10, family=6, loss=0.03)
+    g.dns(w, 11, lost_out=True)
+    g.dns(w, 12, lost_back=True)
+    g.dns(w, 10, retries=1)
+    g.dns(w, 10, family=6)
+    g.dns(w, 11, family=6, lost_back=True)
+    g.stun(w, 10, lost_back=True)
+    g.ntp(w, 11, lost_out=True)
+    g.silent(w, 10)
+    g.refused(w, 11)
+    g.refused(w, 12, by_router=True)
+    g.refused(w, 10, lost_back=True)
+    g.refused(w, 10, family=6)
+    g.refused(w, 11, family=6, by_router=True)
+    g.ping(w, 10)
+    g.ping(w, 11, lost_out={2}, lost_back={3})
+    g.ping(w, 12, big_seq=2)
+    g.ping(w, 10, family=6, lost_back={1})
+    g.big_udp(w, 10)
+    g.big_udp(w, 11, later_lost=True)
+    g.big_udp(w, 12, uncaptured=True)
+    g.dns(w, 12, big_reply=True)
+    return w
+
+
+def diff(w: g.Drawing, tmp_path, link="ether", ng=False, twice=False, swap=False) -> subprocess.CompletedProcess:
+    c, s = w.packets()
+    cf, sf = tmp_path / "c.pcap", tmp_path / "s.pcap"
+    g.write(cf, c, link, ng, twice)
+    g.write(sf, s, link, ng, twice)
+    args = (sf, cf) if swap else (cf, sf)
+    return subprocess.run(rig_cmd("diff", *map(str, args), "--json"), capture_output=True, text=True, timeout=300)
+
+
+def _key(e: dict) -> tuple:
+    echo = e.get("echo")
+    return (e["protocol"], e["client"], e["server"], (echo["id"], echo["seq"]) if echo else None)
+
+
+def mismatches(w: g.Drawing, verdict: dict, twice: bool = False) -> list[tuple]:
+    """Every exchange whose outcome (or datagram counts) the generator's record denies,
+    every exchange it drew that rig left out, and every one rig made up."""
+    left = list(verdict["exchanges"])
+    by_frame: dict[int, dict] = {}
+    for e in left:
+        for fr in e.get("frames", {}).get("client", []):
+            by_frame.setdefault(fr, e)
+    bad = []
+    for t in w.truths():
+        e = None
+        if t.frame is not None:
+            e = (by_frame.get(2 * t.frame + 1) or by_frame.get(2 * t.frame + 2)) if twice else by_frame.get(t.frame + 1)
+        if e is None or _key(e) != t.key:
+            e = next((x for x in left if _key(x) == t.key), None)
+        if e is None:
+            bad.append(("missing", t.name, t.key))
+            continue
+        left = [x for x in left if x is not e]
+        o = e["outcome"]
+        if not (o in t.outcomes or (o == "incomplete" and not t.knowable)):
+            bad.append(("outcome", t.name, t.key, sorted(t.outcomes), o, e["explanation"]))
+            continue
+        if o == "incomplete" and not e.get("undecided_because"):
+            bad.append(("no reason", t.name, t.key))
+        dg = e.get("datagrams")
+        if t.datagrams and t.knowable and o != "incomplete":
+            got = dg and (dg["out"]["sent"], dg["out"]["lost"], dg["back"]["sent"], dg["back"]["lost"])
+            if got != t.datagrams:
+                bad.append(("datagrams", t.name, t.key, t.datagrams, got))
+    bad += [("extra", _key(e), e["outcome"], e["explanation"]) for e in left]
+    return bad
+
+
+def check(w: g.Drawing, tmp_path, **kw) -> dict:
+    r = diff(w, tmp_path, **kw)
+    assert r.returncode == 1, r.stderr
+    v = json.loads(r.stdout)
+    assert mismatches(w, v, kw.get("twice", False)) == []
+    return v
+
+
+@pytest.mark.parametrize("link,ng,twice", [("ether", False, False), ("sll", False, True),
+                                            ("sll2", True, True), ("raw", False, False), ("raw", True, False)])
+def test_every_link_type_gives_the_generators_truth(tmp_path, link, ng, twice):
+    check(mixed(1), tmp_path, link=link, ng=ng, twice=twice)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_other_draws_give_the_generators_truth(tmp_path, seed):
+    check(mixed(seed), tmp_path)
+
+
+@pytest.mark.parametrize("offset_s", [90.0, -90.0])
+def test_clock_offsets_of_ninety_seconds(tmp_path, offset_s):
+    check(mixed(4, offset_s=offset_s), tmp_path)
+
+
+def test_thousands_of_other_hosts_at_the_server(tmp_path):
+    check(mixed(5, noise_hosts=3000), tmp_path)
+
+
+def test_server_refusal_reaches_the_client_through_random_ids(tmp_path):
+    """pf's scrub random-id: the server's ICMP port unreachable quotes the IP ID it
+    received, and no NAT restores it; the client still got the refusal."""
+    w = g.Drawing(6)
+    f = g.refused(w, 11)
+    g.refused(w, 12, lost_back=True)
+    v = check(w, tmp_path)
+    assert f.dgrams[0].ip_ids[0] != f.dgrams[0].ip_ids[1]
+    assert [e["outcome"] for e in v["exchanges"]] == ["refused", "lost-return"]
