@@ -49,6 +49,7 @@ def mixed(seed: int, **kw) -> g.Drawing:
     g.big_udp(w, 11, later_lost=True)
     g.big_udp(w, 12, uncaptured=True)
     g.dns(w, 12, big_reply=True)
+    g.dns(w, 10, big_reply=True, later_frags_lost=True, name="dns-big-cut")
     return w
 
 
@@ -137,3 +138,13 @@ def test_server_refusal_reaches_the_client_through_random_ids(tmp_path):
     v = check(w, tmp_path)
     assert f.dgrams[0].ip_ids[0] != f.dgrams[0].ip_ids[1]
     assert [e["outcome"] for e in v["exchanges"]] == ["refused", "lost-return"]
+
+
+def test_reply_whose_later_fragments_were_lost_never_arrived(tmp_path):
+    """A 3 kB DNS reply fragmented by the server; its non-first fragments are dropped on the
+    way back (a MAP-E border relay): the client holds a first fragment, not the reply."""
+    w = g.Drawing(7)
+    g.dns(w, 10, big_reply=True, later_frags_lost=True)
+    g.dns(w, 11, big_reply=True)
+    v = check(w, tmp_path)
+    assert [e["outcome"] for e in v["exchanges"]] == ["lost-return", "delivered"]

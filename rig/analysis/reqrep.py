@@ -493,6 +493,19 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft | ReqRepBat
     return drafts, o, b
 
 
+def _arrived_whole(c: Side, cp: list[int], s: Side, sp: list[int]) -> list[int]:
+    """The client's replies ``cp`` that are not a first fragment of a server reply (``sp``,
+    paired by payload) whose later fragments never reached the client (``cut_short``)."""
+    by_hash = {int(s.t["phash"][r]): r for r in sp}
+    pairs = [(r, by_hash.get(int(c.t["phash"][r]), -1)) for r in cp]
+    paired = [(r, q) for r, q in pairs if q >= 0]
+    if not paired:
+        return cp
+    cut = cut_short(s, np.array([q for _, q in paired], np.int64), c, np.array([r for r, _ in paired], np.int64))
+    lost = {r for (r, _), x in zip(paired, cut.tolist()) if x}
+    return [r for r in cp if r not in lost]
+
+
 def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarray, skeys: np.ndarray,
                 req: np.ndarray, ckeys: np.ndarray, partner: np.ndarray
                 ) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
@@ -520,6 +533,8 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         sp_of = np.where(partner >= 0, sp_i[np.maximum(partner, 0)], -1)
         ok = alone & (partner >= 0) & (sp_of >= 0) & (cp_i >= 0)
         ok &= skeys[np.maximum(sp_of, 0)] == _udp_key(c, udp_c[np.maximum(cp_i, 0)])
+        # a reply that reached the client as a first fragment without the rest did not arrive
+        ok[ok] = ~cut_short(s, udp_s[sp_of[ok]], c, udp_c[cp_i[ok]])
         fast = ok
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "udp", req[f], udp_s[partner[f]], udp_s[sp_of[f]], udp_c[cp_i[f]])
@@ -586,6 +601,8 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             sp = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
+        if sp and cp:  # a reply cut short on the way back (its later fragments lost) never arrived
+            cp = _arrived_whole(c, cp, s, sp)
         ce = _errors_about(c, c_err, gl)
         se = []
         if sq:
