@@ -277,7 +277,7 @@ class Drawing:
 
     def _emit_error(self, f: Flow, d: Dgram, cpk: list, spk: list, lat: float) -> None:
         """An ICMP error about the flow's first datagram out, as each point sees it."""
-        first = next(x for x in f.dgrams if x.out)
+        first = [x for x in f.dgrams if x.out and x.t <= d.t][-1]  # the datagram it is about
         if f.proto == "icmp":
             first = next(x for x in f.dgrams if x.out and x.icmp_seq == d.icmp_seq)
         if f.family == 6:
@@ -394,12 +394,16 @@ def ntp(w: Drawing, host: int, family: int = 4, *, lost_out=False, lost_back=Fal
     return f
 
 
-def refused(w: Drawing, host: int, family: int = 4, *, by_router: bool = False, lost_back: bool = False) -> Flow:
-    """A datagram to a closed port: the server (or a router on the path) answers ICMP unreachable."""
-    f = w.flow("udp", family, host, 9999, "router-unreach" if by_router else "refused")
+def refused(w: Drawing, host: int, family: int = 4, *, by_router: bool = False, lost_back: bool = False,
+            tries: int = 1, port: int = 9999) -> Flow:
+    """Datagrams to a closed port (``tries`` of them, each with its own payload, as an
+    application that retries): the server (or a router on the path) answers each with
+    ICMP unreachable."""
+    f = w.flow("udp", family, host, port, "router-unreach" if by_router else "refused")
     t = w.step()
-    f.add(True, t, b"probe" + os.urandom(20), lost=by_router)
-    f.add(False, t + 0.06, b"", kind="unreach-router" if by_router else "unreach-server", lost=lost_back)
+    for i in range(tries):
+        f.add(True, t + i, b"probe" + os.urandom(20), lost=by_router)
+        f.add(False, t + i + 0.06, b"", kind="unreach-router" if by_router else "unreach-server", lost=lost_back)
     return f
 
 

@@ -41,6 +41,9 @@ def mixed(seed: int, **kw) -> g.Drawing:
     g.refused(w, 10, lost_back=True)
     g.refused(w, 10, family=6)
     g.refused(w, 11, family=6, by_router=True)
+    g.refused(w, 12, tries=3, port=4500)
+    g.refused(w, 10, family=6, tries=3, port=4501, lost_back=True)
+    g.refused(w, 11, tries=3, port=4502, by_router=True)
     g.ping(w, 10)
     g.ping(w, 11, lost_out={2}, lost_back={3})
     g.ping(w, 12, big_seq=2)
@@ -148,3 +151,15 @@ def test_reply_whose_later_fragments_were_lost_never_arrived(tmp_path):
     g.dns(w, 11, big_reply=True)
     v = check(w, tmp_path)
     assert [e["outcome"] for e in v["exchanges"]] == ["lost-return", "delivered"]
+
+
+def test_flow_to_a_closed_port_is_refused(tmp_path):
+    """An application that retries (three datagrams, each its own payload, on one 4-tuple):
+    the server answers each with ICMP port unreachable. That is a refusal when the client
+    got them, a lost return when it did not; never `unanswered`."""
+    w = g.Drawing(8)
+    g.refused(w, 10, tries=3, port=4500)
+    g.refused(w, 11, tries=3, port=4501, lost_back=True)
+    g.refused(w, 12, family=6, tries=3, port=4502)
+    v = check(w, tmp_path)
+    assert [e["outcome"] for e in v["exchanges"]] == ["refused", "lost-return", "refused"]
