@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror, ICMPerror, fragment
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPerror6, UDPerror as _u6
@@ -119,6 +119,7 @@ class Drawing:
         self._pub_ports = map_e_ports()
         self.t = 1_000.0  # true time of the next flow's start
         self.at_client: dict[int, int] = {}
+        self.unseen: set[int] = set()
         self.id_ = self.rng.randrange(65536)
 
     # --- NAT ------------------------------------------------------------------------
@@ -155,12 +156,18 @@ class Drawing:
 
     # --- the truth ------------------------------------------------------------------
     def truths(self) -> list[Truth]:
+        """The truth of every exchange whose first packet out is in the client's capture
+        (call after ``packets``). One that a capture window cut into is not knowable."""
         out = []
         for f in self.flows:
-            if f.proto == "icmp":
-                out += self._echo_truths(f)
-            else:
-                out.append(self._udp_truth(f))
+            got = self._echo_truths(f) if f.proto == "icmp" else [self._udp_truth(f)]
+            for t in got:
+                if t.frame is None:
+                    continue  # the client's capture never shows it: no exchange to give
+                units = [d for d in f.dgrams if f.proto != "icmp" or d.icmp_seq == t.key[3][1]]
+                if any(id(d) in self.unseen for d in units):
+                    t = replace(t, knowable=False)
+                out.append(t)
         return out
 
     def _echo_truths(self, f: Flow) -> list[Truth]:
@@ -216,20 +223,36 @@ class Drawing:
         cpk, spk = [], []
         for f in self.flows:
             for d in f.dgrams:
-                n = len(cpk)
+                n, m = len(cpk), len(spk)
                 self._emit(f, d, cpk, spk)
                 cpk[n:] = [(t, p, d) for t, p in cpk[n:]]
-        spk += self._noise()
+                spk[m:] = [(t, p, d) for t, p in spk[m:]]
+        spk += [(t, p, None) for t, p in self._noise()]
         cpk.sort(key=lambda x: x[0])
         spk.sort(key=lambda x: x[0])
+        # what a capture window left out: the datagrams one of whose packets it lacks
+        self.unseen = set()
+        for f in self.flows:  # a lost datagram a window would have missed where it was to arrive
+            for d in f.dgrams:
+                at_recv = d.t + 0.02
+                if d.out and self.server_start is not None and at_recv < self.server_start + 0.01:
+                    self.unseen.add(id(d))
+                if not d.out and self.client_stop is not None and at_recv > self.client_stop - 0.01:
+                    self.unseen.add(id(d))
+                if d.out and self.client_stop is not None and d.t >= self.client_stop:
+                    self.unseen.add(id(d))
+                if not d.out and self.server_start is not None and d.t < self.server_start:
+                    self.unseen.add(id(d))
         if self.client_stop is not None:
-            cpk = [p for p in cpk if p[0] < self.client_stop]
+            self.unseen |= {id(x[2]) for x in cpk if x[0] >= self.client_stop}
+            cpk = [x for x in cpk if x[0] < self.client_stop]
         if self.server_start is not None:
-            spk = [p for p in spk if p[0] >= self.server_start]
+            self.unseen |= {id(x[2]) for x in spk if x[0] < self.server_start and x[2] is not None}
+            spk = [x for x in spk if x[0] >= self.server_start]
         self.at_client = {}
         for i, (_, _, d) in enumerate(cpk):
             self.at_client.setdefault(id(d), i)
-        return [(t, p) for t, p, _ in cpk], [(t + self.offset_s, p) for t, p in spk]
+        return [(t, p) for t, p, _ in cpk], [(t + self.offset_s, p) for t, p, _ in spk]
 
     def _ip(self, family: int, src: str, dst: str, ttl: int, df: bool = False, ident: int | None = None):
         if family == 6:
@@ -382,12 +405,13 @@ def stun(w: Drawing, host: int, family: int = 4, *, lost_out=False, lost_back=Fa
     return f
 
 
-def ntp(w: Drawing, host: int, family: int = 4, *, lost_out=False, lost_back=False) -> Flow:
+def ntp(w: Drawing, host: int, family: int = 4, *, lost_out=False, lost_back=False, zeros: bool = False,
+        at: float | None = None) -> Flow:
+    """An NTP query (ntpd keeps source port 123 on odd hosts). ``zeros``: an SNTP client
+    that leaves every timestamp zero (many small devices): every such query is the same bytes."""
     f = w.flow("udp", family, host, NTP, "ntp", cport=NTP if host % 2 else None)
-    if f.cport == NTP:  # ntpd keeps source port 123; pf still maps it
-        pass
-    t = w.step()
-    req = b"\x23" + bytes(39) + os.urandom(8)
+    t = w.step() if at is None else at
+    req = b"\x23" + bytes(47) if zeros else b"\x23" + bytes(39) + os.urandom(8)
     f.add(True, t, req, lost=lost_out)
     if not lost_out:
         f.add(False, t + 0.06, b"\x24\x02" + os.urandom(38) + req[40:], lost=lost_back)
@@ -416,17 +440,22 @@ def silent(w: Drawing, host: int, family: int = 4, n: int = 3) -> Flow:
     return f
 
 
-def ping(w: Drawing, host: int, family: int = 4, seqs: int = 3, *, lost_out=(), lost_back=(), big_seq=None) -> Flow:
+WINDOWS_PING = b"abcdefghijklmnopqrstuvwabcdefghi"  # what Windows' ping sends, every time
+
+
+def ping(w: Drawing, host: int, family: int = 4, seqs: int = 3, *, lost_out=(), lost_back=(), big_seq=None,
+         payload: bytes | None = None, ident: int | None = None, at: float | None = None) -> Flow:
     """ICMP echoes; the NATs rewrite the echo id. ``big_seq``: a DF echo larger than the
-    path MTU (1460), answered with frag-needed by the CE."""
-    f = w.flow("icmp", family, host, 0, "ping")
-    t = w.step()
+    path MTU (1460), answered with frag-needed by the CE. ``payload``: the same bytes in
+    every echo (Windows), else random."""
+    f = w.flow("icmp", family, host, 0, "ping", cport=ident)
+    t = w.step() if at is None else at
     for s in range(1, seqs + 1):
         if s == big_seq:
             f.add(True, t, os.urandom(1472), df=True, lost=True, kind="echo", icmp_seq=s)
             f.add(False, t + 0.005, b"", kind="frag-needed", icmp_seq=s)
         else:
-            f.add(True, t, os.urandom(56), lost=s in lost_out, kind="echo", icmp_seq=s)
+            f.add(True, t, payload or os.urandom(56), lost=s in lost_out, kind="echo", icmp_seq=s)
             if s not in lost_out:
                 f.add(False, t + 0.06, f.dgrams[-1].payload, lost=s in lost_back, kind="echo", icmp_seq=s)
         t += 1

@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_one
-from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, arrived_note,
+from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, ambiguous_match_words, arrived_note,
                                 lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.fragments import cut_short, later_fragments
@@ -65,6 +65,42 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
     out = np.empty(n, bool)
     out[o] = alone
     return out
+
+
+def shared_keys(xk: np.ndarray, gk: np.ndarray, sk: np.ndarray) -> np.ndarray:
+    """Which requests cannot be told apart across the points: their NAT-invariant key
+    (``xk``, what pairs a request with its copy at the server) is carried by more than one
+    exchange at the client (``gk``: two hosts' Windows pings, two SNTP clients' all-zero
+    queries), and the server holds fewer copies of it (``sk``) than the client sent, so
+    which of them arrived the key cannot say. (When every copy arrived, each did.)"""
+    out = np.zeros(len(xk), bool)
+    if len(xk) < 2:
+        return out
+    o = np.lexsort((gk, xk))
+    xs, gs = xk[o], gk[o]
+    new_key = np.concatenate([[True], xs[1:] != xs[:-1]])
+    new_grp = new_key | np.concatenate([[True], gs[1:] != gs[:-1]])
+    key_id = np.cumsum(new_key) - 1
+    n_grp = np.bincount(key_id, weights=new_grp)
+    n_c = np.bincount(key_id)
+    ks = np.sort(sk)
+    ukeys = xs[new_key]
+    n_s = np.searchsorted(ks, ukeys, "right") - np.searchsorted(ks, ukeys, "left")
+    out[o] = ((n_grp > 1) & (n_s < n_c))[key_id]
+    return out
+
+
+SHARED = "several exchanges at the client sent these same bytes and fewer copies reached the server"
+
+
+def _undecided_if_shared(d: Draft, shared: bool) -> None:
+    """An exchange whose requests ``shared_keys`` cannot tell apart is decided only when
+    its own reply reached the client (the request then arrived, whichever copy it was)."""
+    if shared and d.outcome != Outcome.DELIVERED:
+        d.explanation = ambiguous_match_words(SHARED)
+        d.outcome = Outcome.INCOMPLETE
+        d.undecided_because = SHARED
+        d.absent_at = ()
 
 
 def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str,
@@ -186,8 +222,9 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     if len(req) == 0:
         return [], [], []
     tc = take_fields(c.t, ("icmp_id", "icmp_seq", "phash", "proto"), req)
-    dk = c.addr_keys("dst", req)
-    gk = combine(dk, tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
+    dk, hk = c.addr_keys("dst", req), c.addr_keys("src", req)
+    # one exchange per client host: two hosts' echoes may be the same bytes (Windows' ping)
+    gk = combine(dk, hk, tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
     skq, skp, ckp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep), c.echo_key(c.echo_rep)
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
@@ -199,13 +236,16 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
-    alone = _singletons(gk) if not ctx.extra else None
+    shared = shared_keys(xk_all, gk, skq)
+    alone = _singletons(gk) & ~shared if not ctx.extra else None
+    # a reply is the request's when it came from the address asked, to the host that asked
+    ck_reply = combine(ckp, c.addr_keys("src", c.echo_rep), c.addr_keys("dst", c.echo_rep))
+    xk_host = combine(xk_all, dk, hk)
     if alone is not None and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
         fr = lambda side, rows: side.frames(rows)  # noqa: E731
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
-        cp_i = pair_by_order(combine(xk_all, dk), fr(c, req),
-                             combine(ckp, c.addr_keys("src", c.echo_rep)), fr(c, c.echo_rep))
+        cp_i = pair_by_order(xk_host, fr(c, req), ck_reply, fr(c, c.echo_rep))
         sp_of = np.where(sq_i >= 0, sp_i[np.maximum(sq_i, 0)], -1)
         fast = alone & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
         f = np.flatnonzero(fast)
@@ -213,7 +253,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         drafts += got
         bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
     if alone is not None:  # no extra points: the plain lost cases (reqrep_lost)
-        found = _plain_lost_echo(ctx, req, xk_all, dk, alone & ~fast, skq, skp, ckp, c_err, s_err)
+        found = _plain_lost_echo(ctx, req, xk_all, xk_host, alone & ~fast, skq, skp, ck_reply, c_err, s_err)
         _add_lost(ctx, "icmp", req, found, fast, drafts, bulk_out)
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
     slow = ~fast
@@ -221,6 +261,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     need = xk_all[slow]
     xk_of = dict(zip(req[slow].tolist(), need.tolist()))
     dk_of = dict(zip(req[slow].tolist(), dk[slow].tolist()))
+    hk_of = dict(zip(req[slow].tolist(), hk[slow].tolist()))
+    shared_of = set(req[slow & shared].tolist())
     sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
                         for m in [np.isin(k, need)])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
@@ -234,7 +276,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         changes, evidence = d.lists()
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
-        cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]
+        cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key
+              and c.addr_key1("dst", r) == hk_of[int(g[0])]]
         ek = combine1(1, int(r0["icmp_seq"]))
         ce, se = c_err.get(ek, []), s_err.get(ek, []) if sq else []
         d.matched = bool(sq)
@@ -254,6 +297,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         where = _where(ctx, d, xk, extra_req)
         _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where,
                 {n: idx[xk] for n, idx in extra_rep.items() if idx.get(xk)})
+        _undecided_if_shared(d, int(g[0]) in shared_of)
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
 
@@ -281,19 +325,20 @@ def _hits(keys: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi - lo, np.where(hi > lo, o[np.minimum(lo, len(o) - 1)], -1)
 
 
-def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, dk: np.ndarray, alone: np.ndarray, skq: np.ndarray,
-                     skp: np.ndarray, ckp: np.ndarray, c_err: dict, s_err: dict):
+def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, xk_host: np.ndarray, alone: np.ndarray,
+                     skq: np.ndarray, skp: np.ndarray, ck_reply: np.ndarray, c_err: dict, s_err: dict):
     """The echo requests ``reqrep_lost`` builds, as the close look would decide them:
     (never reached the server, reply lost) as indices into ``req``, with the latter's
-    server copies and replies. ``xk`` / ``dk``: the requests' echo and destination keys;
-    ``skq`` / ``skp`` / ``ckp``: the echo keys of the server's requests and replies and
-    of the client's replies. ``alone``: the requests alone in their group, to choose from."""
+    server copies and replies. ``xk``: the requests' echo keys; ``xk_host``: with the
+    address asked and the host that asked; ``skq`` / ``skp``: the echo keys of the
+    server's requests and replies; ``ck_reply``: the client's replies' keys, as
+    ``xk_host``. ``alone``: the requests alone in their group, to choose from."""
     c, s = ctx.client, ctx.server
     cand = np.flatnonzero(alone)
     want = xk[cand]
     n_sq, sq = _hits(skq, want)
     n_sp, sp = _hits(skp, want)
-    n_cp, _ = _hits(combine(ckp, c.addr_keys("src", c.echo_rep)), combine(want, dk[cand]))
+    n_cp, _ = _hits(ck_reply, xk_host[cand])
     ek = combine(1, take(c.t["icmp_seq"], req[cand]), n=len(cand))  # what an ICMP error about it is filed under
     plain = (n_cp == 0) & ~np.isin(ek, np.fromiter(c_err, np.uint64, len(c_err)))
     out = plain & (n_sq == 0) & (n_sp == 0)
@@ -524,7 +569,8 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     has = np.flatnonzero(partner >= 0)
     if len(has):
         cut[has] = cut_short(c, req[has], s, udp_s[partner[has]])
-    alone = _singletons(gk) & ~cut if not ctx.extra else None
+    shared = shared_keys(ckeys, gk, skeys)
+    alone = _singletons(gk) & ~cut & ~shared if not ctx.extra else None
     if alone is not None and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
         paired[partner[partner >= 0]] = True
@@ -575,6 +621,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     groups = _groups(gk[slow], req[slow], fr(c, req[slow]))
     matched_s: list[list[int]] = []
     cut_rows = set(req[cut].tolist())
+    shared_rows = set(req[shared].tolist())
     for g in groups:
         sq = [p for p in (partner_of[r] for r in g.tolist()) if p >= 0]
         if not sq:
@@ -628,5 +675,6 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
                  if rows}, later_fragments(c, gl[0]) if gl[0] in cut_rows else None)
         # a datagram cut short at the server never arrived
         d.datagrams = request_reply_datagrams(len(gl), 0 if gl[0] in cut_rows else len(sq), len(sp), len(cp))
+        _undecided_if_shared(d, gl[0] in shared_rows)
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
