@@ -199,3 +199,31 @@ def test_same_bytes_from_several_hosts_are_never_guessed(tmp_path):
 def test_same_bytes_from_several_hosts_are_told_apart(tmp_path):
     w = same_bytes(9)
     assert mismatches(w, json.loads(diff(w, tmp_path).stdout)) == []
+
+
+@pytest.mark.parametrize("window", [dict(server_start=1012.0), dict(server_start=1009.9, offset_s=90.0),
+                                    dict(server_start=1012.0, client_stop=1017.0, offset_s=-90.0)])
+def test_capture_windows_cut_into_the_run(tmp_path, window):
+    """The server's capture starts seconds after the client's, the client's stops early:
+    what the windows cut into may be incomplete, nothing else."""
+    check(mixed(10, **window), tmp_path)
+
+
+@pytest.mark.xfail(strict=True, reason="windows.outside trusts an absence up to PATH_DELAY_NS (1 s) outside a "
+                                       "window known only from its first and last packet")
+@pytest.mark.parametrize("window", [dict(server_start=1008.0, offset_s=-90.0), dict(client_stop=1010.2)])
+def test_capture_windows_cut_within_a_second_of_an_exchange(tmp_path, window):
+    w = mixed(15, **window)
+    assert mismatches(w, json.loads(diff(w, tmp_path).stdout)) == []
+
+
+def test_swapped_arguments_are_turned_or_refused(tmp_path):
+    """The server's capture given first: rig says so on stderr and analyses it the right
+    way round (or refuses with one line, exit 2); it never analyses it wrongly."""
+    w = mixed(11)
+    r = diff(w, tmp_path, swap=True)
+    if r.returncode == 2:
+        assert r.stderr.count("\n") == 1 and not r.stdout
+        return
+    assert r.returncode == 1 and r.stderr.startswith("rig: analysing c.pcap as the client's")
+    assert mismatches(w, json.loads(r.stdout)) == []
