@@ -107,13 +107,14 @@ class Drawing:
     """A run drawn at random from ``seed``: flows, losses, NAT rewrites, capture windows."""
 
     def __init__(self, seed: int, *, offset_s: float = 0.0, server_start: float | None = None,
-                 client_stop: float | None = None, noise_hosts: int = 0):
+                 client_stop: float | None = None, noise_hosts: int = 0, noise_sntp: int = 0):
         self.rng = random.Random(seed)
         self.flows: list[Flow] = []
         self.offset_s = offset_s  # the server's clock minus the client's
         self.server_start = server_start  # true time the server capture started (None: before all)
         self.client_stop = client_stop  # true time the client capture stopped (None: after all)
         self.noise_hosts = noise_hosts
+        self.noise_sntp = noise_sntp
         self._pf_used: set[int] = set()
         self._pub_used: set[tuple[str, int]] = set()
         self._pub_ports = map_e_ports()
@@ -345,8 +346,16 @@ class Drawing:
             cpk.append((d.t + lat, c))
 
     def _noise(self) -> list:
-        """Other Internet hosts talking to the server: only the server's capture has them."""
+        """Other Internet hosts talking to the server: only the server's capture has them.
+        ``noise_sntp``: some of them SNTP clients whose queries are all zeros."""
         out = []
+        for i in range(self.noise_sntp):
+            src = "100.127.%d.%d" % (i // 250, 1 + i % 250)
+            t = 1_000.0 + self.rng.random() * max(1.0, self.t - 1_000.0)
+            sp = self.rng.randint(1024, 65535)
+            out.append((t, IP(src=src, dst=SERVER4, ttl=50) / UDP(sport=sp, dport=NTP) / Raw(b"\x23" + bytes(47))))
+            out.append((t + 0.0003, IP(src=SERVER4, dst=src, ttl=64) / UDP(sport=NTP, dport=sp) /
+                        Raw(b"\x24\x02" + os.urandom(46))))
         base = int(ipaddress.IPv4Address("100.64.0.0"))
         for i in range(self.noise_hosts):
             src = str(ipaddress.IPv4Address(base + i * 7 + 1))

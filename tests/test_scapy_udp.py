@@ -194,6 +194,21 @@ def test_same_bytes_from_several_hosts_are_never_guessed(tmp_path):
     assert {e["outcome"] for e in v["exchanges"] if e["client"] == "192.168.1.12"} == {"delivered", "lost-return"}
 
 
+def test_sntp_queries_of_strangers_at_the_server_are_not_the_clients(tmp_path):
+    """A public NTP server's capture holds all-zero SNTP queries from many hosts: the
+    client's lost query is not one of theirs, and its delivered one is found by its reply."""
+    w = g.Drawing(12, noise_sntp=20)
+    g.ntp(w, 10, zeros=True, lost_out=True)
+    g.ntp(w, 12, zeros=True)
+    g.ntp(w, 14, zeros=True, lost_back=True)
+    for h in range(10, 20):
+        g.dns(w, h)
+    v = json.loads(diff(w, tmp_path).stdout)
+    wrong = [m for m in mismatches(w, v) if not (m[0] == "outcome" and m[4] == "incomplete")]
+    assert wrong == []
+    assert [e["outcome"] for e in v["exchanges"]][:3] == ["incomplete", "delivered", "incomplete"]
+
+
 @pytest.mark.xfail(strict=True, reason="rig does not yet pair same-byte requests by the NAT mapping their "
                                        "other packets show: it says incomplete where the truth can be known")
 def test_same_bytes_from_several_hosts_are_told_apart(tmp_path):

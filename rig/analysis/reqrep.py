@@ -67,30 +67,46 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
     return out
 
 
-def shared_keys(xk: np.ndarray, gk: np.ndarray, sk: np.ndarray) -> np.ndarray:
-    """Which requests cannot be told apart across the points: their NAT-invariant key
-    (``xk``, what pairs a request with its copy at the server) is carried by more than one
-    exchange at the client (``gk``: two hosts' Windows pings, two SNTP clients' all-zero
-    queries), and the server holds fewer copies of it (``sk``) than the client sent, so
-    which of them arrived the key cannot say. (When every copy arrived, each did.)"""
+def _distinct_per_key(keys: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted distinct ``keys``, how many rows carry each, and how many distinct
+    ``who`` among them; and each row's position in the first (as ``np.unique``)."""
+    o = np.lexsort((who, keys))
+    ks, ws = keys[o], who[o]
+    new_key = np.concatenate([[True], ks[1:] != ks[:-1]])
+    new_who = new_key | np.concatenate([[True], ws[1:] != ws[:-1]])
+    kid = np.cumsum(new_key) - 1
+    pos = np.empty(len(keys), np.int64)
+    pos[o] = kid
+    return ks[new_key], np.bincount(kid), np.bincount(kid, weights=new_who).astype(np.int64), pos
+
+
+def shared_keys(xk: np.ndarray, gk: np.ndarray, sk: np.ndarray, sender: np.ndarray) -> np.ndarray:
+    """Which requests cannot be told apart across the points by their NAT-invariant key
+    (``xk``, what pairs a request with its copy at the server; ``gk``: the exchange each
+    is part of at the client; ``sk``: the keys of the requests the server got, ``sender``:
+    who sent each there, address and port or echo id): the key is carried by more than
+    one exchange at the client (two hosts' Windows pings, two SNTP clients' all-zero
+    queries) and the server holds fewer copies than the client sent, so which of them
+    arrived the key cannot say; or more senders at the server sent it than there are
+    exchanges at the client (strangers sent the same bytes: SNTP clients all over the
+    Internet), so which copy is the client's it cannot say either. (When each copy the
+    client sent arrived and no stranger's, each did; a copy the path duplicated comes
+    from the same sender.)"""
     out = np.zeros(len(xk), bool)
-    if len(xk) < 2:
+    if len(xk) == 0:
         return out
-    o = np.lexsort((gk, xk))
-    xs, gs = xk[o], gk[o]
-    new_key = np.concatenate([[True], xs[1:] != xs[:-1]])
-    new_grp = new_key | np.concatenate([[True], gs[1:] != gs[:-1]])
-    key_id = np.cumsum(new_key) - 1
-    n_grp = np.bincount(key_id, weights=new_grp)
-    n_c = np.bincount(key_id)
-    ks = np.sort(sk)
-    ukeys = xs[new_key]
-    n_s = np.searchsorted(ks, ukeys, "right") - np.searchsorted(ks, ukeys, "left")
-    out[o] = ((n_grp > 1) & (n_s < n_c))[key_id]
-    return out
+    ukeys, n_c, n_grp, pos = _distinct_per_key(xk, gk)
+    n_s = np.zeros(len(ukeys), np.int64)
+    n_snd = np.zeros(len(ukeys), np.int64)
+    if len(sk):
+        us, cnt, snd, _ = _distinct_per_key(sk, sender)
+        at = np.minimum(np.searchsorted(us, ukeys), len(us) - 1)
+        hit = us[at] == ukeys
+        n_s[hit], n_snd[hit] = cnt[at[hit]], snd[at[hit]]
+    return (((n_grp > 1) & (n_s < n_c)) | (n_snd > n_grp))[pos]
 
 
-SHARED = "several exchanges at the client sent these same bytes and fewer copies reached the server"
+SHARED = "the server's copies of these bytes cannot be told apart: other senders sent the same"
 
 
 def _undecided_if_shared(d: Draft, shared: bool) -> None:
@@ -236,7 +252,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
-    shared = shared_keys(xk_all, gk, skq)
+    shared = shared_keys(xk_all, gk, skq, combine(s.addr_keys("src", s.echo_req), take(s.t["icmp_id"], s.echo_req),
+                                                  n=len(s.echo_req)))
     alone = _singletons(gk) & ~shared if not ctx.extra else None
     # a reply is the request's when it came from the address asked, to the host that asked
     ck_reply = combine(ckp, c.addr_keys("src", c.echo_rep), c.addr_keys("dst", c.echo_rep))
@@ -569,7 +586,10 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     has = np.flatnonzero(partner >= 0)
     if len(has):
         cut[has] = cut_short(c, req[has], s, udp_s[partner[has]])
-    shared = shared_keys(ckeys, gk, skeys)
+    # requests as the server got them: its own replies, which may carry the same bytes (echo), left out
+    shared = shared_keys(combine(ckeys, take(c.t["dport"], req), n=len(req)), gk,
+                         combine(skeys, take(s.t["dport"], udp_s), n=len(udp_s)),
+                         combine(s.addr_keys("src", udp_s), take(s.t["sport"], udp_s), n=len(udp_s)))
     alone = _singletons(gk) & ~cut & ~shared if not ctx.extra else None
     if alone is not None and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
@@ -648,6 +668,20 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             sp = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
+        if gl[0] in shared_rows and cp_all:
+            # bytes others sent too: the reply the client got, found at the server, names
+            # the server's copy of the request (the one on the 4-tuple the reply left by)
+            if s_sent is None:
+                s_sent = _index(skeys, udp_s)
+            got = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
+            if got:
+                tk = int(_tuple_key(s, np.array(got[:1], np.int64), reverse=True)[0])
+                mine = [r for r in s_sent.get(ck[gl[0]], []) if int(_tuple_key(s, np.array([r], np.int64))[0]) == tk]
+                if mine:
+                    sq, sp = mine, got
+                    d.matched = True
+                    sent = {int(s.t["phash"][r]) for r in sp}
+                    cp = [r for r in cp_all if int(c.t["phash"][r]) in sent]
         if sp and cp:  # a reply cut short on the way back (its later fragments lost) never arrived
             cp = _arrived_whole(c, cp, s, sp)
         ce = _errors_about(c, c_err, gl)
