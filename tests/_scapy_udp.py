@@ -117,6 +117,7 @@ class Drawing:
         self.noise_sntp = noise_sntp
         self._pf_used: set[int] = set()
         self._pub_used: set[tuple[str, int]] = set()
+        self._mapped: dict[tuple, tuple[int, str, int]] = {}
         self._pub_ports = map_e_ports()
         self.t = 1_000.0  # true time of the next flow's start
         self.at_client: dict[int, int] = {}
@@ -125,9 +126,17 @@ class Drawing:
 
     # --- NAT ------------------------------------------------------------------------
     def _nat(self, f: Flow) -> None:
+        """Endpoint-independent mapping: one (host, port) keeps its public endpoint for
+        every peer (a DHT node's one socket)."""
         if f.family == 6:
             f.mid_port, f.pub, f.pub_port = f.cport, f.client, f.cport
             return
+        held = self._mapped.get((f.proto, f.client, f.cport))
+        if held:
+            f.mid_port, f.pub, f.pub_port = held
+            return
+        if len(self._pub_used) >= len(POOL) * len(self._pub_ports):
+            raise ValueError("the provider's port set is exhausted")
         while True:
             p = self.rng.randint(50001, 65535)
             if p not in self._pf_used:
@@ -140,6 +149,7 @@ class Drawing:
                 self._pub_used.add(pub)
                 break
         f.pub, f.pub_port = pub
+        self._mapped[(f.proto, f.client, f.cport)] = (f.mid_port, f.pub, f.pub_port)
 
     def flow(self, proto: str, family: int, host: int, sport: int, name: str, cport: int | None = None) -> Flow:
         client = f"192.168.1.{host}" if family == 4 else f"2001:db8:1::{host:x}"
@@ -168,6 +178,8 @@ class Drawing:
                 units = [d for d in f.dgrams if f.proto != "icmp" or d.icmp_seq == t.key[3][1]]
                 if any(id(d) in self.unseen for d in units):
                     t = replace(t, knowable=False)
+                if f.server not in (SERVER4, SERVER6):  # no capture at the far end: nothing is true of it
+                    t = replace(t, outcomes=frozenset(), knowable=False)
                 out.append(t)
         return out
 
@@ -276,6 +288,8 @@ class Drawing:
         return [pkt]
 
     def _emit(self, f: Flow, d: Dgram, cpk: list, spk: list) -> None:
+        if f.server not in (SERVER4, SERVER6):  # a peer elsewhere: the server's capture never sees it
+            spk = []
         lat = 0.020 + self.rng.random() * 0.01
         ids = (f.cport, f.cport) if f.family == 6 else (f.cport, f.pub_port)  # echo id: the NATs rewrite it
         if d.kind in ("unreach-server", "unreach-router", "frag-needed"):
@@ -479,6 +493,22 @@ def big_udp(w: Drawing, host: int, *, later_lost: bool = False, uncaptured: bool
     if not later_lost:
         f.add(False, t + 0.08, os.urandom(64))
     return f
+
+
+def peers(w: Drawing, host: int, n: int, answered: float = 0.75) -> list[Flow]:
+    """A DHT node's one socket (port 6881) asking ``n`` peers elsewhere on the Internet,
+    not the server: the server's capture sees none of it."""
+    out = []
+    for i in range(n):
+        f = w.flow("udp", 4, host, w.rng.randint(1024, 65535), "peer", cport=6881)
+        f.server = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("100.80.0.1")) + 3 * len(w.flows)))
+        t = w.t + i * 0.004
+        f.add(True, t, b"d1:ad2:id20:" + os.urandom(20) + b"e1:q4:pinge")
+        if w.rng.random() < answered:
+            f.add(False, t + 0.08, b"d1:rd2:id20:" + os.urandom(20) + b"ee")
+        out.append(f)
+    w.step(n * 0.004)
+    return out
 
 
 # --- writing ----------------------------------------------------------------------------

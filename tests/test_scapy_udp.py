@@ -15,9 +15,10 @@ import _scapy_udp as g  # noqa: E402
 from _runhelp import rig_cmd  # noqa: E402
 
 
-def mixed(seed: int, **kw) -> g.Drawing:
+def mixed(seed: int, peers: int = 30, **kw) -> g.Drawing:
     """Several client hosts, each with QUIC, DNS, STUN and NTP, and every fault the
-    generator draws, over IPv4 and IPv6."""
+    generator draws, over IPv4 and IPv6; each host's DHT node asks ``peers`` peers
+    elsewhere, which the server's capture never sees."""
     w = g.Drawing(seed, **kw)
     for h in (10, 11, 12):
         g.quic(w, h)
@@ -53,6 +54,8 @@ def mixed(seed: int, **kw) -> g.Drawing:
     g.big_udp(w, 12, uncaptured=True)
     g.dns(w, 12, big_reply=True)
     g.dns(w, 10, big_reply=True, later_frags_lost=True, name="dns-big-cut")
+    for h in (10, 11, 12):
+        g.peers(w, h, peers)
     return w
 
 
@@ -86,7 +89,8 @@ def mismatches(w: g.Drawing, verdict: dict, twice: bool = False) -> list[tuple]:
         if e is None or _key(e) != t.key:
             e = next((x for x in left if _key(x) == t.key), None)
         if e is None:
-            bad.append(("missing", t.name, t.key))
+            if t.outcomes:  # nothing is true of an exchange with no capture at its far end: rig may leave it out
+                bad.append(("missing", t.name, t.key))
             continue
         left = [x for x in left if x is not e]
         o = e["outcome"]
@@ -129,7 +133,8 @@ def test_clock_offsets_of_ninety_seconds(tmp_path, offset_s):
 
 
 def test_thousands_of_other_hosts_at_the_server(tmp_path):
-    check(mixed(5, noise_hosts=3000), tmp_path)
+    """3,000 strangers at the server, 1,500 peers elsewhere at the client."""
+    check(mixed(5, peers=500, noise_hosts=3000), tmp_path)
 
 
 def test_server_refusal_reaches_the_client_through_random_ids(tmp_path):
