@@ -76,6 +76,8 @@ class Flow:
     name: str = ""
     knowable: bool = True  # the captures hold what it takes to decide it
     rng: random.Random = field(default_factory=random.Random, repr=False)
+    rebind_at: float | None = None  # after this, the NATs map the flow to ``rebound_to``
+    rebound_to: tuple[int, str, int] | None = None
 
     def add(self, out: bool, t: float, payload: bytes, **kw) -> Dgram:
         d = Dgram(self, out, t, payload, **kw)
@@ -291,6 +293,14 @@ class Drawing:
         if f.server not in (SERVER4, SERVER6):  # a peer elsewhere: the server's capture never sees it
             spk = []
         lat = 0.020 + self.rng.random() * 0.01
+        if f.rebind_at is not None and d.t > f.rebind_at:
+            if f.rebound_to is None:
+                old = (f.mid_port, f.pub, f.pub_port)
+                self._mapped.pop((f.proto, f.client, f.cport), None)
+                self._nat(f)
+                f.rebound_to = (f.mid_port, f.pub, f.pub_port)
+                f.mid_port, f.pub, f.pub_port = old
+            f = replace(f, mid_port=f.rebound_to[0], pub=f.rebound_to[1], pub_port=f.rebound_to[2], dgrams=[])
         ids = (f.cport, f.cport) if f.family == 6 else (f.cport, f.pub_port)  # echo id: the NATs rewrite it
         if d.kind in ("unreach-server", "unreach-router", "frag-needed"):
             self._emit_error(f, d, cpk, spk, lat)
@@ -401,6 +411,23 @@ def quic(w: Drawing, host: int, family: int = 4, n_out: int = 6, ratio: int = 10
             f.add(True, t + 0.001, b"\x41" + os.urandom(40 + i % 5), lost=drop_all == "out" or w.rng.random() < loss)
     if drop_all == "out":
         f.dgrams = [d for d in f.dgrams if d.out]  # the server never heard of it: it sends nothing
+    return f
+
+
+def rebound(w: Drawing, host: int, *, idle_s: float = 75.0, loss: float = 0.0) -> Flow:
+    """A QUIC-like flow idle longer than pf's UDP timeout (60 s): its state expired, so the
+    NATs give the next datagrams a new public port (the server sees a second 4-tuple)."""
+    f = w.flow("udp", 4, host, QUIC, "rebound")
+    t = w.step()
+    f.add(True, t, b"\xc3" + os.urandom(1199))
+    for i in range(10):
+        f.add(False, t + 0.05 + 0.002 * i, b"\x40" + os.urandom(900), lost=w.rng.random() < loss)
+    f.rebind_at = t + idle_s / 2
+    t += idle_s
+    f.add(True, t, b"\x41" + os.urandom(60), lost=w.rng.random() < loss)
+    for i in range(10):
+        f.add(False, t + 0.05 + 0.002 * i, b"\x40" + os.urandom(900), lost=w.rng.random() < loss)
+    w.step(idle_s)
     return f
 
 

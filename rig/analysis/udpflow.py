@@ -13,10 +13,11 @@ does every exchange on a request/reply port however many datagrams it carries.
 
 A flow is one exchange (``flow_drafts``). Each datagram is matched across the two points
 in its own direction by its payload (``udp_key``, the k-th copy of a payload with the
-k-th there), within its flow; the server's side of the flow is the 4-tuple on which the
-client's first datagram to arrive was seen there (NAT rewrites the client's address and
-port). The exchange counts its datagrams each way (``Datagrams``: sent as seen at the
-sender's point, lost = never seen at the other) and its outcome is ``lost-outbound`` if
+k-th there), within its flow; the server's side of the flow is every 4-tuple on which one
+of the client's datagrams was seen there (NAT rewrites the client's address and port,
+and gives a flow idle past its mapping's timeout a new one). The exchange counts its
+datagrams each way (``Datagrams``: sent as seen at the sender's point, lost = never seen
+at the other) and its outcome is ``lost-outbound`` if
 none of the client's arrived, ``unanswered`` if the server received and never sent
 (``refused`` / ``lost-return`` if it answered with ICMP errors about the flow, and the
 client got them / did not; ``reset-by-middlebox`` if only the client got one),
@@ -142,10 +143,14 @@ def find_flows(c: Side, udp_c: np.ndarray, local: np.ndarray, c_tuples: tuple[np
     c_flow = number[inv]
     s_flow = np.full(len(udp_s), -1, np.int64)
     s_out = np.zeros(len(udp_s), bool)
-    on = idx[has[idx]]
-    if len(on):
-        so = np.argsort(stup[on], kind="stable")
-        su, sn = stup[on][so], number[on][so]
+    # the server's side of a flow: every 4-tuple one of its datagrams arrived on (a NAT
+    # whose mapping expired while the flow was idle gives it a new public port)
+    ct = inv[lp[paired]] if len(paired) else np.zeros(0, np.int64)
+    pick = is_flow[ct] & has[ct]
+    st, sn_all = fk_s[partner[paired[pick]]] if len(paired) else np.zeros(0, np.uint64), number[ct[pick]]
+    if len(st):
+        so = np.lexsort((sn_all, st))
+        su, sn = st[so], sn_all[so]
         keep = np.concatenate([[True], su[1:] != su[:-1]])  # a tuple two flows share: the first keeps it
         su, sn = su[keep], sn[keep]
         f_at, r_at = _lookup(su, fk_s), _lookup(su, rk_s)
