@@ -346,7 +346,10 @@ class Drawing:
             ic = ICMPerror(type=8, id=f.cport, seq=d.icmp_seq) / Raw(first.payload[:8])
             inner_c = IPerror(src=f.client, dst=f.server, ttl=63, flags="DF", id=first.ip_ids[1],
                               proto=1, len=28 + len(first.payload))
-            c = IP(src=CE_INSIDE, dst=f.client, ttl=63) / ICMP(type=3, code=4, nexthopmtu=1460) / inner_c / ic
+            if d.kind == "frag-needed":
+                c = IP(src=CE_INSIDE, dst=f.client, ttl=63) / ICMP(type=3, code=4, nexthopmtu=1460) / inner_c / ic
+            else:  # host unreachable, from a router past both NATs
+                c = IP(src=PATH_ROUTER, dst=f.client, ttl=60) / ICMP(type=3, code=1) / inner_c / ic
             if not d.lost:
                 cpk.append((d.t + lat / 4, c))
             return
@@ -494,14 +497,24 @@ WINDOWS_PING = b"abcdefghijklmnopqrstuvwabcdefghi"  # what Windows' ping sends, 
 
 
 def ping(w: Drawing, host: int, family: int = 4, seqs: int = 3, *, lost_out=(), lost_back=(), big_seq=None,
-         payload: bytes | None = None, ident: int | None = None, at: float | None = None) -> Flow:
+         payload: bytes | None = None, ident: int | None = None, at: float | None = None, answer: bool = True,
+         to: str | None = None) -> Flow:
     """ICMP echoes; the NATs rewrite the echo id. ``big_seq``: a DF echo larger than the
     path MTU (1460), answered with frag-needed by the CE. ``payload``: the same bytes in
-    every echo (Windows), else random."""
+    every echo (Windows), else random. ``answer``: False, a server that drops echoes.
+    ``to``: a host elsewhere (not the server) that a router past the NATs says is
+    unreachable."""
     f = w.flow("icmp", family, host, 0, "ping", cport=ident)
+    if to:
+        f.server = to
     t = w.step() if at is None else at
     for s in range(1, seqs + 1):
-        if s == big_seq:
+        if to:
+            f.add(True, t, payload or os.urandom(56), lost=True, kind="echo", icmp_seq=s)
+            f.add(False, t + 0.04, b"", kind="unreach-router", icmp_seq=s)
+        elif not answer:
+            f.add(True, t, payload or os.urandom(56), lost=s in lost_out, kind="echo", icmp_seq=s)
+        elif s == big_seq:
             f.add(True, t, os.urandom(1472), df=True, lost=True, kind="echo", icmp_seq=s)
             f.add(False, t + 0.005, b"", kind="frag-needed", icmp_seq=s)
         else:

@@ -55,6 +55,8 @@ def mixed(seed: int, peers: int = 30, **kw) -> g.Drawing:
     g.dns(w, 12, big_reply=True)
     g.dns(w, 10, big_reply=True, later_frags_lost=True, name="dns-big-cut")
     g.rebound(w, 11, loss=0.03)
+    g.ping(w, 12, to="100.90.0.1")
+    g.ping(w, 11, answer=False)
     for h in (10, 11, 12):
         g.peers(w, h, peers)
     return w
@@ -261,3 +263,16 @@ def test_flow_that_the_nats_map_anew_after_an_idle_spell(tmp_path):
     (e,) = v["exchanges"]
     assert e["datagrams"] == {"out": {"sent": 2, "lost": 0}, "back": {"sent": 20, "lost": 0}}
     assert "never sent" not in e["explanation"]
+
+
+def test_an_error_about_another_hosts_echo_is_not_this_ones(tmp_path):
+    """One host pings an address a router says is unreachable while another pings the
+    server, which drops echoes: the router's errors (same sequence numbers) are about the
+    first host's echoes, not a middlebox answering the second's."""
+    w = g.Drawing(14)
+    t = w.step()
+    g.ping(w, 10, to="100.90.0.1", at=t)
+    g.ping(w, 11, answer=False, at=t + 0.1)
+    g.ping(w, 12, at=t + 0.2)
+    v = check(w, tmp_path)
+    assert {e["outcome"] for e in v["exchanges"] if e["client"] == "192.168.1.11"} == {"unanswered"}

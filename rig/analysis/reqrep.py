@@ -16,7 +16,7 @@ from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_one
 from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, ambiguous_match_words, arrived_note,
                                 lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
-from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
+from rig.analysis.keys import combine, sort_order, take, take_fields
 from rig.analysis.fragments import cut_short, later_fragments
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import ReqRepBatch, delivered_drafts as fast_delivered, echo_id_change
@@ -295,8 +295,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         sp = srep.get(xk, [])
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key
               and c.addr_key1("dst", r) == hk_of[int(g[0])]]
-        ek = combine1(1, int(r0["icmp_seq"]))
-        ce, se = c_err.get(ek, []), s_err.get(ek, []) if sq else []
+        ce = c_err.get(int(c.echo_error_key(g[:1])[0]), [])
+        se = s_err.get(int(s.echo_error_key(np.array(sq[:1], np.int64))[0]), []) if sq else []
         d.matched = bool(sq)
         for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
@@ -356,10 +356,12 @@ def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, xk_host: np.ndar
     n_sq, sq = _hits(skq, want)
     n_sp, sp = _hits(skp, want)
     n_cp, _ = _hits(ck_reply, xk_host[cand])
-    ek = combine(1, take(c.t["icmp_seq"], req[cand]), n=len(cand))  # what an ICMP error about it is filed under
+    ek = c.echo_error_key(req[cand])  # what an ICMP error about it is filed under
     plain = (n_cp == 0) & ~np.isin(ek, np.fromiter(c_err, np.uint64, len(c_err)))
     out = plain & (n_sq == 0) & (n_sp == 0)
-    back = plain & (n_sq == 1) & (n_sp == 1) & ~np.isin(ek, np.fromiter(s_err, np.uint64, len(s_err)))
+    back = plain & (n_sq == 1) & (n_sp == 1)
+    at_s = s.echo_error_key(s.echo_req[sq[back]])  # an error the server sent is about its own copy
+    back[np.flatnonzero(back)] = ~np.isin(at_s, np.fromiter(s_err, np.uint64, len(s_err)))
     return cand[out], cand[back], s.echo_req[sq[back]], s.echo_rep[sp[back]]
 
 
