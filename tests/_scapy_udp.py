@@ -109,7 +109,7 @@ class Drawing:
     """A run drawn at random from ``seed``: flows, losses, NAT rewrites, capture windows."""
 
     def __init__(self, seed: int, *, offset_s: float = 0.0, server_start: float | None = None,
-                 client_stop: float | None = None, noise_hosts: int = 0, noise_sntp: int = 0):
+                 client_stop: float | None = None, noise_hosts: int = 0, noise_sntp: int = 0, refrag: bool = False):
         self.rng = random.Random(seed)
         self.flows: list[Flow] = []
         self.offset_s = offset_s  # the server's clock minus the client's
@@ -117,6 +117,7 @@ class Drawing:
         self.client_stop = client_stop  # true time the client capture stopped (None: after all)
         self.noise_hosts = noise_hosts
         self.noise_sntp = noise_sntp
+        self.refrag = refrag
         self._pf_used: set[int] = set()
         self._pub_used: set[tuple[str, int]] = set()
         self._mapped: dict[tuple, tuple[int, str, int]] = {}
@@ -283,10 +284,14 @@ class Drawing:
             return ICMP(type=8 if d.out else 0, id=ident, seq=d.icmp_seq) / Raw(d.payload)
         return UDP(sport=sport, dport=dport) / Raw(d.payload)
 
-    def _frags(self, pkt, d: Dgram, keep_all: bool):
+    def _frags(self, pkt, d: Dgram, keep_all: bool, received: bool = False):
+        """IPv4 fragments of a datagram larger than 1500 bytes. ``received``: as the far
+        point gets them; with ``refrag``, fragmented anew for the MAP-E tunnel (1460: pf
+        reassembles, the CE fragments again) and arriving last fragment first."""
         if pkt.haslayer(IP) and len(pkt) > 1500:
-            fr = fragment(pkt, fragsize=1480)
-            return fr if keep_all else fr[:1]
+            fr = fragment(pkt, fragsize=1432 if received and self.refrag else 1480)
+            fr = fr if keep_all else fr[:1]
+            return fr[::-1] if received and self.refrag else fr
         return [pkt]
 
     def _emit(self, f: Flow, d: Dgram, cpk: list, spk: list) -> None:
@@ -312,7 +317,7 @@ class Drawing:
             for p in self._frags(c, d, not d.later_frags_uncaptured):
                 cpk.append((d.t, p))
             if not d.lost:
-                for p in self._frags(s, d, not (d.later_frags_lost or d.later_frags_uncaptured)):
+                for p in self._frags(s, d, not (d.later_frags_lost or d.later_frags_uncaptured), True):
                     spk.append((d.t + lat, p))
         else:
             s = self._ip(f.family, f.server, f.pub, 64) / self._l4(f, d, f.sport, f.pub_port, ids[1])
@@ -320,7 +325,7 @@ class Drawing:
             for p in self._frags(s, d, not d.later_frags_uncaptured):
                 spk.append((d.t, p))
             if not d.lost:
-                for p in self._frags(c, d, not (d.later_frags_lost or d.later_frags_uncaptured)):
+                for p in self._frags(c, d, not (d.later_frags_lost or d.later_frags_uncaptured), True):
                     cpk.append((d.t + lat, p))
 
     def _emit_error(self, f: Flow, d: Dgram, cpk: list, spk: list, lat: float) -> None:
@@ -435,8 +440,11 @@ def rebound(w: Drawing, host: int, *, idle_s: float = 75.0, loss: float = 0.0) -
 
 
 def dns(w: Drawing, host: int, family: int = 4, *, lost_out: bool = False, lost_back: bool = False,
-        retries: int = 0, answer: bool = True, big_reply: bool = False, name: str = "dns", **frag) -> Flow:
-    f = w.flow("udp", family, host, DNS, name)
+        retries: int = 0, answer: bool = True, big_reply: bool = False, name: str = "dns", cport: int | None = None,
+        **frag) -> Flow:
+    """A DNS query and its answer. ``cport``: a resolver that asks every query from one
+    port (each query its own exchange on the one 4-tuple)."""
+    f = w.flow("udp", family, host, DNS, name, cport=cport)
     t = w.step()
     q = os.urandom(2) + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03org\x00\x00\x1c\x00\x01"
     for i in range(retries + 1):

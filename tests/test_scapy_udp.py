@@ -128,7 +128,7 @@ def test_every_link_type_gives_the_generators_truth(tmp_path, link, ng, twice):
 
 @pytest.mark.parametrize("seed", [2, 3])
 def test_other_draws_give_the_generators_truth(tmp_path, seed):
-    check(mixed(seed), tmp_path)
+    check(mixed(seed, refrag=seed == 3), tmp_path)
 
 
 @pytest.mark.parametrize("offset_s", [90.0, -90.0])
@@ -276,3 +276,28 @@ def test_an_error_about_another_hosts_echo_is_not_this_ones(tmp_path):
     g.ping(w, 12, at=t + 0.2)
     v = check(w, tmp_path)
     assert {e["outcome"] for e in v["exchanges"] if e["client"] == "192.168.1.11"} == {"unanswered"}
+
+
+def test_datagrams_the_tunnel_fragments_anew(tmp_path):
+    """pf reassembles, the MAP-E CE fragments again for its 1460-byte tunnel, and the far
+    end gets the fragments last first: a first fragment of another size is still the
+    datagram it starts, whole or cut short."""
+    w = g.Drawing(15, refrag=True)
+    g.big_udp(w, 10)
+    g.big_udp(w, 11, later_lost=True)
+    g.big_udp(w, 12, uncaptured=True)
+    g.dns(w, 12, big_reply=True)
+    g.dns(w, 10, big_reply=True, later_frags_lost=True)
+    g.dns(w, 11, big_reply=True, later_frags_uncaptured=True)
+    v = check(w, tmp_path)
+    assert [e["outcome"] for e in v["exchanges"]][:2] == ["delivered", "lost-outbound"]
+    assert [e["outcome"] for e in v["exchanges"]][3:5] == ["delivered", "lost-return"]
+
+
+def test_a_resolver_that_asks_from_one_port(tmp_path):
+    w = g.Drawing(16)
+    for i in range(5):
+        g.dns(w, 13, cport=6353, lost_out=i == 1, lost_back=i == 3)
+    v = check(w, tmp_path)
+    assert [e["outcome"] for e in v["exchanges"]] == ["delivered", "lost-outbound", "delivered", "lost-return",
+                                                      "delivered"]

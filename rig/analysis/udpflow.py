@@ -49,10 +49,13 @@ LOST_EACH = 3  # lost datagrams listed per direction in a flow's evidence (all a
 
 
 def udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
-    """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
+    """NAT-invariant key of a datagram: its payload (an empty one: its destination port).
+    The payload hash covers the payload's length, and a first fragment's covers its whole
+    datagram's (``table.payload_hash``): the fragment's own length is left out, so a
+    datagram matches itself however the path fragmented it."""
     t = side.t
     plen = take(t["plen"], rows)
-    return np.where(plen > 0, combine(take(t["phash"], rows), plen, n=len(rows)),
+    return np.where(plen > 0, combine(take(t["phash"], rows), 1, n=len(rows)),
                     combine(0, 0, take(t["dport"], rows), n=len(rows)))
 
 
