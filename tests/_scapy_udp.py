@@ -57,6 +57,7 @@ class Dgram:
     later_frags_uncaptured: bool = False  # neither capture holds the later fragments (a port filter)
     icmp_seq: int = 0
     ip_ids: tuple[int, int] = (0, 0)  # IPv4 ID at the client, and past pf's random-id (the server's)
+    from_port: int | None = None  # a server datagram sent from another port than the flow's
 
 
 @dataclass
@@ -320,8 +321,9 @@ class Drawing:
                 for p in self._frags(s, d, not (d.later_frags_lost or d.later_frags_uncaptured), True):
                     spk.append((d.t + lat, p))
         else:
-            s = self._ip(f.family, f.server, f.pub, 64) / self._l4(f, d, f.sport, f.pub_port, ids[1])
-            c = self._ip(f.family, f.server, f.client, 64 - HOPS) / self._l4(f, d, f.sport, f.cport, ids[0])
+            sp = d.from_port or f.sport
+            s = self._ip(f.family, f.server, f.pub, 64) / self._l4(f, d, sp, f.pub_port, ids[1])
+            c = self._ip(f.family, f.server, f.client, 64 - HOPS) / self._l4(f, d, sp, f.cport, ids[0])
             for p in self._frags(s, d, not d.later_frags_uncaptured):
                 spk.append((d.t, p))
             if not d.lost:
@@ -489,6 +491,17 @@ def refused(w: Drawing, host: int, family: int = 4, *, by_router: bool = False, 
     for i in range(tries):
         f.add(True, t + i, b"probe" + os.urandom(20), lost=by_router)
         f.add(False, t + i + 0.06, b"", kind="unreach-router" if by_router else "unreach-server", lost=lost_back)
+    return f
+
+
+def tftp(w: Drawing, host: int, *, through: bool = False) -> Flow:
+    """A TFTP read request to port 69; the server answers from a new port of its own (as
+    TFTP does). A NAT that filters by endpoint (pf) drops that answer unless ``through``."""
+    f = w.flow("udp", 4, host, 69, "tftp")
+    t = w.step()
+    f.add(True, t, b"\x00\x01boot-" + os.urandom(6).hex().encode() + b"\x00octet\x00")
+    d = f.add(False, t + 0.06, b"\x00\x03\x00\x01" + os.urandom(512), lost=not through)
+    d.from_port = 40000 + w.rng.randrange(20000)
     return f
 
 

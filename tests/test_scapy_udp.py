@@ -57,6 +57,8 @@ def mixed(seed: int, peers: int = 30, **kw) -> g.Drawing:
     g.rebound(w, 11, loss=0.03)
     g.ping(w, 12, to="100.90.0.1")
     g.ping(w, 11, answer=False)
+    g.tftp(w, 10)
+    g.tftp(w, 12, through=True)
     for h in (10, 11, 12):
         g.peers(w, h, peers)
     return w
@@ -301,3 +303,26 @@ def test_a_resolver_that_asks_from_one_port(tmp_path):
     v = check(w, tmp_path)
     assert [e["outcome"] for e in v["exchanges"]] == ["delivered", "lost-outbound", "delivered", "lost-return",
                                                       "delivered"]
+
+
+def test_an_answer_from_another_port_is_an_answer(tmp_path):
+    """TFTP answers from a new port of the server's. Through a NAT that filters by
+    endpoint (pf) that answer is dropped: lost on the way back, not unanswered; where it
+    comes through, the exchange was delivered, and its host is still a client."""
+    w = g.Drawing(17)
+    g.dns(w, 10)
+    g.tftp(w, 10)
+    g.dns(w, 11)
+    g.tftp(w, 11, through=True)
+    v = check(w, tmp_path)
+    assert [e["outcome"] for e in v["exchanges"]] == ["delivered", "lost-return", "delivered", "delivered"]
+
+
+@pytest.mark.xfail(strict=True, reason="roles.client_hosts counts the server's answer from a new port as an "
+                                       "initiation toward the host: a host whose only exchange is that one is "
+                                       "not a client, and its exchange is left out")
+def test_a_host_whose_only_exchange_is_answered_from_another_port(tmp_path):
+    w = g.Drawing(18)
+    g.dns(w, 10)
+    g.tftp(w, 11, through=True)
+    check(w, tmp_path)

@@ -16,7 +16,7 @@ from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_one
 from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, ambiguous_match_words, arrived_note,
                                 lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
-from rig.analysis.keys import combine, sort_order, take, take_fields
+from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.fragments import cut_short, later_fragments
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import ReqRepBatch, delivered_drafts as fast_delivered, echo_id_change
@@ -396,6 +396,25 @@ def udp_tuples(side: Side) -> tuple[np.ndarray, np.ndarray]:
     return _tuples(side)
 
 
+class _FromOtherPort:
+    """UDP datagrams at one point by (source address, destination endpoint): what a server
+    sends a client from a new port of its own (TFTP's data, STUN's change-port answer)."""
+
+    def __init__(self, side: Side, rows: np.ndarray):
+        self.side = side
+        t = side.t
+        keys = combine(side.addr_keys("src", rows), side.addr_keys("dst", rows), take(t["dport"], rows), n=len(rows))
+        self.by_key = _index(keys, rows)
+
+    def after(self, req: int) -> list[int]:
+        """The datagrams from ``req``'s destination address, from another port, to its
+        source endpoint, after it."""
+        side, t = self.side, self.side.t
+        k = combine1(side.addr_key1("dst", req), side.addr_key1("src", req), int(t["sport"][req]))
+        fr, dport = int(t["frame"][req]), int(t["dport"][req])
+        return [r for r in self.by_key.get(k, []) if int(t["frame"][r]) > fr and int(t["sport"][r]) != dport]
+
+
 class _Replies:
     """UDP datagrams at one point, findable as replies to a request seen at that point."""
 
@@ -653,6 +672,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         matched_s.append(sq)
     ck = dict(zip(req[slow].tolist(), ckeys[slow].tolist()))
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
+    other_s = other_c = None  # answers from another port, built if a request without replies asks
     skey_of = None  # server row -> payload key
     for g, sq in zip(groups, matched_s):
         r0 = c.t[g[0]]
@@ -684,6 +704,14 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
                     d.matched = True
                     sent = {int(s.t["phash"][r]) for r in sp}
                     cp = [r for r in cp_all if int(c.t["phash"][r]) in sent]
+        if sq and not sp and not cp_all:  # answered from another port of the server (TFTP)?
+            if other_s is None:
+                other_s, other_c = _FromOtherPort(s, udp_s), _FromOtherPort(c, udp_c)
+            sp = other_s.after(sq[0])
+            if sp:
+                sent = {int(s.t["phash"][r]) for r in sp}
+                cp = [r for r in other_c.after(gl[0]) if int(c.t["phash"][r]) in sent]
+                cp_all = cp
         if sp and cp:  # a reply cut short on the way back (its later fragments lost) never arrived
             cp = _arrived_whole(c, cp, s, sp)
         ce = _errors_about(c, c_err, gl)
