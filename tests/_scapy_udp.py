@@ -19,12 +19,12 @@ import random
 from dataclasses import dataclass, field, replace
 
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror, ICMPerror, fragment
-from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPerror6, UDPerror as _u6
+from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6PacketTooBig, IPerror6,
+                                IPv6)
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.packet import Raw
 from scapy.utils import PcapNgWriter, PcapWriter
 
-del _u6
 
 SERVER4 = "198.51.100.10"
 SERVER6 = "2001:db8:ffff::10"
@@ -335,6 +335,14 @@ class Drawing:
         first = [x for x in f.dgrams if x.out and x.t <= d.t][-1]  # the datagram it is about
         if f.proto == "icmp":
             first = next(x for x in f.dgrams if x.out and x.icmp_seq == d.icmp_seq)
+        if f.family == 6 and f.proto == "icmp":  # packet too big from the CE (MAP-E: 1460) or host unreachable
+            inner_c = IPerror6(src=f.client, dst=f.server, hlim=63)
+            q = ICMPv6EchoRequest(id=f.cport, seq=d.icmp_seq) / Raw(first.payload[:1232 - 48])
+            src = "2001:db8:1::1" if d.kind == "frag-needed" else "2001:db8:ff00::1"
+            err = ICMPv6PacketTooBig(mtu=1460) if d.kind == "frag-needed" else ICMPv6DestUnreach(code=3)
+            if not d.lost:
+                cpk.append((d.t + lat / 4, IPv6(src=src, dst=f.client, hlim=64) / err / inner_c / q))
+            return
         if f.family == 6:
             inner_s = IPerror6(src=f.pub, dst=f.server, hlim=64 - HOPS)
             inner_c = IPerror6(src=f.client, dst=f.server, hlim=64 - 2)

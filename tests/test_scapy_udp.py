@@ -57,6 +57,8 @@ def mixed(seed: int, peers: int = 30, **kw) -> g.Drawing:
     g.rebound(w, 11, loss=0.03)
     g.ping(w, 12, to="100.90.0.1")
     g.ping(w, 11, answer=False)
+    g.ping(w, 11, family=6, big_seq=2)
+    g.ping(w, 12, family=6, to="2001:db8:9999::1")
     g.tftp(w, 10)
     g.tftp(w, 12, through=True)
     for h in (10, 11, 12):
