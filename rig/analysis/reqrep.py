@@ -14,7 +14,7 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_one
-from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, arrived_note,
+from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, ambiguous_match_words, arrived_note,
                                 lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.fragments import cut_short, later_fragments
@@ -65,6 +65,58 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
     out = np.empty(n, bool)
     out[o] = alone
     return out
+
+
+def _distinct_per_key(keys: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted distinct ``keys``, how many rows carry each, and how many distinct
+    ``who`` among them; and each row's position in the first (as ``np.unique``)."""
+    o = np.lexsort((who, keys))
+    ks, ws = keys[o], who[o]
+    new_key = np.concatenate([[True], ks[1:] != ks[:-1]])
+    new_who = new_key | np.concatenate([[True], ws[1:] != ws[:-1]])
+    kid = np.cumsum(new_key) - 1
+    pos = np.empty(len(keys), np.int64)
+    pos[o] = kid
+    return ks[new_key], np.bincount(kid), np.bincount(kid, weights=new_who).astype(np.int64), pos
+
+
+def shared_keys(xk: np.ndarray, gk: np.ndarray, sk: np.ndarray, sender: np.ndarray) -> np.ndarray:
+    """Which requests cannot be told apart across the points by their NAT-invariant key
+    (``xk``, what pairs a request with its copy at the server; ``gk``: the exchange each
+    is part of at the client; ``sk``: the keys of the requests the server got, ``sender``:
+    who sent each there, address and port or echo id): the key is carried by more than
+    one exchange at the client (two hosts' Windows pings, two SNTP clients' all-zero
+    queries) and the server holds fewer copies than the client sent, so which of them
+    arrived the key cannot say; or more senders at the server sent it than there are
+    exchanges at the client (strangers sent the same bytes: SNTP clients all over the
+    Internet), so which copy is the client's it cannot say either. (When each copy the
+    client sent arrived and no stranger's, each did; a copy the path duplicated comes
+    from the same sender.)"""
+    out = np.zeros(len(xk), bool)
+    if len(xk) == 0:
+        return out
+    ukeys, n_c, n_grp, pos = _distinct_per_key(xk, gk)
+    n_s = np.zeros(len(ukeys), np.int64)
+    n_snd = np.zeros(len(ukeys), np.int64)
+    if len(sk):
+        us, cnt, snd, _ = _distinct_per_key(sk, sender)
+        at = np.minimum(np.searchsorted(us, ukeys), len(us) - 1)
+        hit = us[at] == ukeys
+        n_s[hit], n_snd[hit] = cnt[at[hit]], snd[at[hit]]
+    return (((n_grp > 1) & (n_s < n_c)) | (n_snd > n_grp))[pos]
+
+
+SHARED = "the server's copies of these bytes cannot be told apart: other senders sent the same"
+
+
+def _undecided_if_shared(d: Draft, shared: bool) -> None:
+    """An exchange whose requests ``shared_keys`` cannot tell apart is decided only when
+    its own reply reached the client (the request then arrived, whichever copy it was)."""
+    if shared and d.outcome != Outcome.DELIVERED:
+        d.explanation = ambiguous_match_words(SHARED)
+        d.outcome = Outcome.INCOMPLETE
+        d.undecided_because = SHARED
+        d.absent_at = ()
 
 
 def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, crep, serr, cerr, where: str,
@@ -186,8 +238,9 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     if len(req) == 0:
         return [], [], []
     tc = take_fields(c.t, ("icmp_id", "icmp_seq", "phash", "proto"), req)
-    dk = c.addr_keys("dst", req)
-    gk = combine(dk, tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
+    dk, hk = c.addr_keys("dst", req), c.addr_keys("src", req)
+    # one exchange per client host: two hosts' echoes may be the same bytes (Windows' ping)
+    gk = combine(dk, hk, tc["icmp_id"], tc["icmp_seq"], tc["phash"], tc["proto"], n=len(req))
     xk_all = c.echo_key(req)
     skq, skp, ckp = s.echo_key(s.echo_req), s.echo_key(s.echo_rep), c.echo_key(c.echo_rep)
     extra_req = {n: _index(x.echo_key(x.echo_req), x.echo_req) for n, x in ctx.extra.items()}
@@ -199,13 +252,17 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     bulk_out: list[np.ndarray] = []
     bulk_back: list[np.ndarray] = []
     fast = np.zeros(len(req), bool)
-    alone = _singletons(gk) if not ctx.extra else None
+    shared = shared_keys(xk_all, gk, skq, combine(s.addr_keys("src", s.echo_req), take(s.t["icmp_id"], s.echo_req),
+                                                  n=len(s.echo_req)))
+    alone = _singletons(gk) & ~shared if not ctx.extra else None
+    # a reply is the request's when it came from the address asked, to the host that asked
+    ck_reply = combine(ckp, c.addr_keys("src", c.echo_rep), c.addr_keys("dst", c.echo_rep))
+    xk_host = combine(xk_all, dk, hk)
     if alone is not None and len(s.echo_req) and len(s.echo_rep) and len(c.echo_rep):
         fr = lambda side, rows: side.frames(rows)  # noqa: E731
         sq_i = pair_by_order(xk_all, fr(c, req), skq, fr(s, s.echo_req))
         sp_i = pair_by_order(skq, fr(s, s.echo_req), skp, fr(s, s.echo_rep))
-        cp_i = pair_by_order(combine(xk_all, dk), fr(c, req),
-                             combine(ckp, c.addr_keys("src", c.echo_rep)), fr(c, c.echo_rep))
+        cp_i = pair_by_order(xk_host, fr(c, req), ck_reply, fr(c, c.echo_rep))
         sp_of = np.where(sq_i >= 0, sp_i[np.maximum(sq_i, 0)], -1)
         fast = alone & (sq_i >= 0) & (sp_of >= 0) & (cp_i >= 0)
         f = np.flatnonzero(fast)
@@ -213,7 +270,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         drafts += got
         bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
     if alone is not None:  # no extra points: the plain lost cases (reqrep_lost)
-        found = _plain_lost_echo(ctx, req, xk_all, dk, alone & ~fast, skq, skp, ckp, c_err, s_err)
+        found = _plain_lost_echo(ctx, req, xk_all, xk_host, alone & ~fast, skq, skp, ck_reply, c_err, s_err)
         _add_lost(ctx, "icmp", req, found, fast, drafts, bulk_out)
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
     slow = ~fast
@@ -221,6 +278,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     need = xk_all[slow]
     xk_of = dict(zip(req[slow].tolist(), need.tolist()))
     dk_of = dict(zip(req[slow].tolist(), dk[slow].tolist()))
+    hk_of = dict(zip(req[slow].tolist(), hk[slow].tolist()))
+    shared_of = set(req[slow & shared].tolist())
     sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
                         for m in [np.isin(k, need)])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
@@ -234,9 +293,10 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         changes, evidence = d.lists()
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
-        cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key]
-        ek = combine1(1, int(r0["icmp_seq"]))
-        ce, se = c_err.get(ek, []), s_err.get(ek, []) if sq else []
+        cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key
+              and c.addr_key1("dst", r) == hk_of[int(g[0])]]
+        ce = c_err.get(int(c.echo_error_key(g[:1])[0]), [])
+        se = s_err.get(int(s.echo_error_key(np.array(sq[:1], np.int64))[0]), []) if sq else []
         d.matched = bool(sq)
         for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
@@ -254,6 +314,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         where = _where(ctx, d, xk, extra_req)
         _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where,
                 {n: idx[xk] for n, idx in extra_rep.items() if idx.get(xk)})
+        _undecided_if_shared(d, int(g[0]) in shared_of)
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
 
@@ -281,23 +342,26 @@ def _hits(keys: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi - lo, np.where(hi > lo, o[np.minimum(lo, len(o) - 1)], -1)
 
 
-def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, dk: np.ndarray, alone: np.ndarray, skq: np.ndarray,
-                     skp: np.ndarray, ckp: np.ndarray, c_err: dict, s_err: dict):
+def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, xk_host: np.ndarray, alone: np.ndarray,
+                     skq: np.ndarray, skp: np.ndarray, ck_reply: np.ndarray, c_err: dict, s_err: dict):
     """The echo requests ``reqrep_lost`` builds, as the close look would decide them:
     (never reached the server, reply lost) as indices into ``req``, with the latter's
-    server copies and replies. ``xk`` / ``dk``: the requests' echo and destination keys;
-    ``skq`` / ``skp`` / ``ckp``: the echo keys of the server's requests and replies and
-    of the client's replies. ``alone``: the requests alone in their group, to choose from."""
+    server copies and replies. ``xk``: the requests' echo keys; ``xk_host``: with the
+    address asked and the host that asked; ``skq`` / ``skp``: the echo keys of the
+    server's requests and replies; ``ck_reply``: the client's replies' keys, as
+    ``xk_host``. ``alone``: the requests alone in their group, to choose from."""
     c, s = ctx.client, ctx.server
     cand = np.flatnonzero(alone)
     want = xk[cand]
     n_sq, sq = _hits(skq, want)
     n_sp, sp = _hits(skp, want)
-    n_cp, _ = _hits(combine(ckp, c.addr_keys("src", c.echo_rep)), combine(want, dk[cand]))
-    ek = combine(1, take(c.t["icmp_seq"], req[cand]), n=len(cand))  # what an ICMP error about it is filed under
+    n_cp, _ = _hits(ck_reply, xk_host[cand])
+    ek = c.echo_error_key(req[cand])  # what an ICMP error about it is filed under
     plain = (n_cp == 0) & ~np.isin(ek, np.fromiter(c_err, np.uint64, len(c_err)))
     out = plain & (n_sq == 0) & (n_sp == 0)
-    back = plain & (n_sq == 1) & (n_sp == 1) & ~np.isin(ek, np.fromiter(s_err, np.uint64, len(s_err)))
+    back = plain & (n_sq == 1) & (n_sp == 1)
+    at_s = s.echo_error_key(s.echo_req[sq[back]])  # an error the server sent is about its own copy
+    back[np.flatnonzero(back)] = ~np.isin(at_s, np.fromiter(s_err, np.uint64, len(s_err)))
     return cand[out], cand[back], s.echo_req[sq[back]], s.echo_rep[sp[back]]
 
 
@@ -330,6 +394,25 @@ def udp_tuples(side: Side) -> tuple[np.ndarray, np.ndarray]:
         for rev, keys in enumerate(_tuple_keys(side, rows)):
             side.memo[("udp-tuples", bool(rev))] = (rows, keys)
     return _tuples(side)
+
+
+class _FromOtherPort:
+    """UDP datagrams at one point by (source address, destination endpoint): what a server
+    sends a client from a new port of its own (TFTP's data, STUN's change-port answer)."""
+
+    def __init__(self, side: Side, rows: np.ndarray):
+        self.side = side
+        t = side.t
+        keys = combine(side.addr_keys("src", rows), side.addr_keys("dst", rows), take(t["dport"], rows), n=len(rows))
+        self.by_key = _index(keys, rows)
+
+    def after(self, req: int) -> list[int]:
+        """The datagrams from ``req``'s destination address, from another port, to its
+        source endpoint, after it."""
+        side, t = self.side, self.side.t
+        k = combine1(side.addr_key1("dst", req), side.addr_key1("src", req), int(t["sport"][req]))
+        fr, dport = int(t["frame"][req]), int(t["dport"][req])
+        return [r for r in self.by_key.get(k, []) if int(t["frame"][r]) > fr and int(t["sport"][r]) != dport]
 
 
 class _Replies:
@@ -395,8 +478,7 @@ def _delays(one_by_one: list[int], bulk: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _quote_key(side: Side, rows: np.ndarray) -> np.ndarray:
-    """What an ICMP error quoting these datagrams is filed under (``Side.error_key``), and
-    the key of their first fragments: IP ID and destination port."""
+    """The key of these datagrams' first fragments: IP ID and destination port."""
     return combine(17, take(side.t["ip_id"], rows), take(side.t["dport"], rows), n=len(rows))
 
 
@@ -412,7 +494,7 @@ def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.nd
     rows = udp_c[req_pos[cand]]
     qk = _quote_key(c, rows)
     n_rep, _ = replies_to(req_pos[cand], *_tuples(c), local, lambda p: c.frames(udp_c[p]))
-    keep = (n_rep == 0) & ~np.isin(qk, np.fromiter(c_err, np.uint64, len(c_err)))
+    keep = (n_rep == 0) & ~np.isin(c.udp_error_key(rows), np.fromiter(c_err, np.uint64, len(c_err)))
     p = partner[cand]
     unpaired = p < 0
     out = keep & unpaired
@@ -429,7 +511,7 @@ def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.nd
     is_req[ff_pos[np.isin(ff_keys, _quote_key(c, lone[_may_fragment(c, lone)]))]] = True
     sq_pos = p[back]
     n_s, one = replies_to(sq_pos, *_tuples(s), is_req, lambda q: s.frames(udp_s[q]))
-    ok = (n_s == 1) & ~np.isin(_quote_key(s, udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
+    ok = (n_s == 1) & ~np.isin(s.udp_error_key(udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
     back[np.flatnonzero(back)[~ok]] = False
     return cand[out], cand[back], udp_s[sq_pos[ok]], udp_s[one[ok]]
 
@@ -448,12 +530,12 @@ def _may_fragment(side: Side, rows: np.ndarray) -> np.ndarray:
 
 
 def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> list[int]:
-    """ICMP errors quoting any of these datagrams (by IP ID and destination port)."""
+    """ICMP errors quoting any of these datagrams (by their 4-tuple: ``Side.udp_error_key``)."""
     if not index:
         return []
     out: list[int] = []
-    for r in rows:
-        for e in index.get(combine1(17, int(side.t["ip_id"][r]), int(side.t["dport"][r])), []):
+    for k in side.udp_error_key(np.array(rows, np.int64)).tolist():
+        for e in index.get(k, []):
             if e not in out:
                 out.append(e)
     return out
@@ -494,6 +576,19 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft | ReqRepBat
     return drafts, o, b
 
 
+def _arrived_whole(c: Side, cp: list[int], s: Side, sp: list[int]) -> list[int]:
+    """The client's replies ``cp`` that are not a first fragment of a server reply (``sp``,
+    paired by payload) whose later fragments never reached the client (``cut_short``)."""
+    by_hash = {int(s.t["phash"][r]): r for r in sp}
+    pairs = [(r, by_hash.get(int(c.t["phash"][r]), -1)) for r in cp]
+    paired = [(r, q) for r, q in pairs if q >= 0]
+    if not paired:
+        return cp
+    cut = cut_short(s, np.array([q for _, q in paired], np.int64), c, np.array([r for r, _ in paired], np.int64))
+    lost = {r for (r, _), x in zip(paired, cut.tolist()) if x}
+    return [r for r in cp if r not in lost]
+
+
 def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarray, skeys: np.ndarray,
                 req: np.ndarray, ckeys: np.ndarray, partner: np.ndarray
                 ) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
@@ -512,7 +607,11 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     has = np.flatnonzero(partner >= 0)
     if len(has):
         cut[has] = cut_short(c, req[has], s, udp_s[partner[has]])
-    alone = _singletons(gk) & ~cut if not ctx.extra else None
+    # requests as the server got them: its own replies, which may carry the same bytes (echo), left out
+    shared = shared_keys(combine(ckeys, take(c.t["dport"], req), n=len(req)), gk,
+                         combine(skeys, take(s.t["dport"], udp_s), n=len(udp_s)),
+                         combine(s.addr_keys("src", udp_s), take(s.t["sport"], udp_s), n=len(udp_s)))
+    alone = _singletons(gk) & ~cut & ~shared if not ctx.extra else None
     if alone is not None and len(udp_s):
         paired = np.zeros(len(udp_s), bool)
         paired[partner[partner >= 0]] = True
@@ -521,6 +620,8 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         sp_of = np.where(partner >= 0, sp_i[np.maximum(partner, 0)], -1)
         ok = alone & (partner >= 0) & (sp_of >= 0) & (cp_i >= 0)
         ok &= skeys[np.maximum(sp_of, 0)] == _udp_key(c, udp_c[np.maximum(cp_i, 0)])
+        # a reply that reached the client as a first fragment without the rest did not arrive
+        ok[ok] = ~cut_short(s, udp_s[sp_of[ok]], c, udp_c[cp_i[ok]])
         fast = ok
         f = np.flatnonzero(fast)
         got, o, b = fast_delivered(ctx, "udp", req[f], udp_s[partner[f]], udp_s[sp_of[f]], udp_c[cp_i[f]])
@@ -561,6 +662,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     groups = _groups(gk[slow], req[slow], fr(c, req[slow]))
     matched_s: list[list[int]] = []
     cut_rows = set(req[cut].tolist())
+    shared_rows = set(req[shared].tolist())
     for g in groups:
         sq = [p for p in (partner_of[r] for r in g.tolist()) if p >= 0]
         if not sq:
@@ -570,6 +672,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         matched_s.append(sq)
     ck = dict(zip(req[slow].tolist(), ckeys[slow].tolist()))
     s_sent = None  # payload key -> server rows, built if a reply without a request needs it
+    other_s = other_c = None  # answers from another port, built if a request without replies asks
     skey_of = None  # server row -> payload key
     for g, sq in zip(groups, matched_s):
         r0 = c.t[g[0]]
@@ -587,6 +690,30 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             sp = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
         sent = {int(s.t["phash"][r]) for r in sp}
         cp = [r for r in cp_all if int(c.t["phash"][r]) in sent] if sq else cp_all
+        if gl[0] in shared_rows and cp_all:
+            # bytes others sent too: the reply the client got, found at the server, names
+            # the server's copy of the request (the one on the 4-tuple the reply left by)
+            if s_sent is None:
+                s_sent = _index(skeys, udp_s)
+            got = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
+            if got:
+                tk = int(_tuple_key(s, np.array(got[:1], np.int64), reverse=True)[0])
+                mine = [r for r in s_sent.get(ck[gl[0]], []) if int(_tuple_key(s, np.array([r], np.int64))[0]) == tk]
+                if mine:
+                    sq, sp = mine, got
+                    d.matched = True
+                    sent = {int(s.t["phash"][r]) for r in sp}
+                    cp = [r for r in cp_all if int(c.t["phash"][r]) in sent]
+        if sq and not sp and not cp_all:  # answered from another port of the server (TFTP)?
+            if other_s is None:
+                other_s, other_c = _FromOtherPort(s, udp_s), _FromOtherPort(c, udp_c)
+            sp = other_s.after(sq[0])
+            if sp:
+                sent = {int(s.t["phash"][r]) for r in sp}
+                cp = [r for r in other_c.after(gl[0]) if int(c.t["phash"][r]) in sent]
+                cp_all = cp
+        if sp and cp:  # a reply cut short on the way back (its later fragments lost) never arrived
+            cp = _arrived_whole(c, cp, s, sp)
         ce = _errors_about(c, c_err, gl)
         se = []
         if sq:
@@ -612,5 +739,6 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
                  if rows}, later_fragments(c, gl[0]) if gl[0] in cut_rows else None)
         # a datagram cut short at the server never arrived
         d.datagrams = request_reply_datagrams(len(gl), 0 if gl[0] in cut_rows else len(sq), len(sp), len(cp))
+        _undecided_if_shared(d, gl[0] in shared_rows)
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)

@@ -444,9 +444,26 @@ class Side:
         t = self.cap.quoted_at(rows)
         qp = t["q_proto"].astype(np.uint64)
         tcp = combine(6, t["q_seq"], n=len(rows))
-        udp = combine(17, t["q_ip_id"], t["q_dport"], n=len(rows))
-        echo = combine(1, t["q_seq"].astype(np.int64) & 0xFFFF, n=len(rows))
+        # UDP: the quoted 4-tuple, which every NAT between the error's sender and this
+        # point translates back to this point's view; not the quoted IP ID, which a
+        # rewriter of IDs (pf's scrub random-id) changed on the way out and nothing restores
+        udp = combine(17, addr_key(t["q_src"]), t["q_sport"], addr_key(t["q_dst"]), t["q_dport"], n=len(rows))
+        # an echo: its addresses, id and sequence number as quoted (a NAT translates the
+        # quoted id back with the addresses, or the sender could not match the error)
+        echo = combine(1, addr_key(t["q_src"]), addr_key(t["q_dst"]), t["q_seq"], n=len(rows))
         return np.where(qp == 6, tcp, np.where(qp == 17, udp, echo))
+
+    def echo_error_key(self, rows: np.ndarray) -> np.ndarray:
+        """What an ICMP error quoting these echo requests is filed under (``error_key``)."""
+        t = self.t
+        quoted = (take(t["icmp_id"], rows).astype(np.int64) << 16) | take(t["icmp_seq"], rows).astype(np.int64)
+        return combine(1, self.addr_keys("src", rows), self.addr_keys("dst", rows), quoted, n=len(rows))
+
+    def udp_error_key(self, rows: np.ndarray) -> np.ndarray:
+        """What an ICMP error quoting these UDP datagrams is filed under (``error_key``)."""
+        t = self.t
+        return combine(17, self.addr_keys("src", rows), take(t["sport"], rows), self.addr_keys("dst", rows),
+                       take(t["dport"], rows), n=len(rows))
 
 
 class Part:

@@ -13,11 +13,14 @@ does every exchange on a request/reply port however many datagrams it carries.
 
 A flow is one exchange (``flow_drafts``). Each datagram is matched across the two points
 in its own direction by its payload (``udp_key``, the k-th copy of a payload with the
-k-th there), within its flow; the server's side of the flow is the 4-tuple on which the
-client's first datagram to arrive was seen there (NAT rewrites the client's address and
-port). The exchange counts its datagrams each way (``Datagrams``: sent as seen at the
-sender's point, lost = never seen at the other) and its outcome is ``lost-outbound`` if
-none of the client's arrived, ``unanswered`` if the server received and never sent,
+k-th there), within its flow; the server's side of the flow is every 4-tuple on which one
+of the client's datagrams was seen there (NAT rewrites the client's address and port,
+and gives a flow idle past its mapping's timeout a new one). The exchange counts its
+datagrams each way (``Datagrams``: sent as seen at the sender's point, lost = never seen
+at the other) and its outcome is ``lost-outbound`` if
+none of the client's arrived, ``unanswered`` if the server received and never sent
+(``refused`` / ``lost-return`` if it answered with ICMP errors about the flow, and the
+client got them / did not; ``reset-by-middlebox`` if only the client got one),
 ``lost-return`` if it sent and none of its datagrams reached the client, otherwise
 ``delivered`` (``answered-by-middlebox`` where the client got datagrams the server
 never sent). Extra capture points are not consulted for flows.
@@ -36,6 +39,7 @@ from rig.analysis.keys import combine, take
 from rig.analysis.match import pair_by_order
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint
+from rig.analysis.tcp import error_index
 from rig.outcome import Outcome
 from rig.verdict import Datagrams
 
@@ -45,10 +49,13 @@ LOST_EACH = 3  # lost datagrams listed per direction in a flow's evidence (all a
 
 
 def udp_key(side: Side, rows: np.ndarray) -> np.ndarray:
-    """NAT-invariant key of a datagram: its payload (an empty one: its destination port)."""
+    """NAT-invariant key of a datagram: its payload (an empty one: its destination port).
+    The payload hash covers the payload's length, and a first fragment's covers its whole
+    datagram's (``table.payload_hash``): the fragment's own length is left out, so a
+    datagram matches itself however the path fragmented it."""
     t = side.t
     plen = take(t["plen"], rows)
-    return np.where(plen > 0, combine(take(t["phash"], rows), plen, n=len(rows)),
+    return np.where(plen > 0, combine(take(t["phash"], rows), 1, n=len(rows)),
                     combine(0, 0, take(t["dport"], rows), n=len(rows)))
 
 
@@ -139,10 +146,14 @@ def find_flows(c: Side, udp_c: np.ndarray, local: np.ndarray, c_tuples: tuple[np
     c_flow = number[inv]
     s_flow = np.full(len(udp_s), -1, np.int64)
     s_out = np.zeros(len(udp_s), bool)
-    on = idx[has[idx]]
-    if len(on):
-        so = np.argsort(stup[on], kind="stable")
-        su, sn = stup[on][so], number[on][so]
+    # the server's side of a flow: every 4-tuple one of its datagrams arrived on (a NAT
+    # whose mapping expired while the flow was idle gives it a new public port)
+    ct = inv[lp[paired]] if len(paired) else np.zeros(0, np.int64)
+    pick = is_flow[ct] & has[ct]
+    st, sn_all = fk_s[partner[paired[pick]]] if len(paired) else np.zeros(0, np.uint64), number[ct[pick]]
+    if len(st):
+        so = np.lexsort((sn_all, st))
+        su, sn = st[so], sn_all[so]
         keep = np.concatenate([[True], su[1:] != su[:-1]])  # a tuple two flows share: the first keeps it
         su, sn = su[keep], sn[keep]
         f_at, r_at = _lookup(su, fk_s), _lookup(su, rk_s)
@@ -159,8 +170,10 @@ def _via(idx: np.ndarray, p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c_back: int) -> tuple[str, str, tuple[str, ...]]:
-    """The outcome, its explanation and the points whose absence of packets it rests on."""
+def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c_back: int,
+           s_err: int = 0, c_err: int = 0) -> tuple[str, str, tuple[str, ...]]:
+    """The outcome, its explanation and the points whose absence of packets it rests on.
+    ``s_err`` / ``c_err``: the ICMP errors about the flow the server sent and the client got."""
     arrived = n_out - out_lost
     if arrived == 0:
         if c_back:
@@ -175,6 +188,14 @@ def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c
             return (Outcome.ANSWERED_BY_MIDDLEBOX,
                     f"{got} and sent nothing, yet the client got {plural(c_back, 'datagram')}: "
                     "something on the path answered in its place", ("server",))
+        if s_err and c_err:
+            return Outcome.REFUSED, f"{got} and answered with {plural(s_err, 'ICMP error')}, which the client got", ()
+        if s_err:
+            return (Outcome.LOST_RETURN, f"{got} and answered with {plural(s_err, 'ICMP error')}; none reached the client",
+                    ("client",))
+        if c_err:
+            return (Outcome.RESET_BY_MIDDLEBOX, f"{got} and sent nothing, yet the client got "
+                    f"{plural(c_err, 'ICMP error')} about the flow", ("server",))
         return Outcome.UNANSWERED, f"{got} and sent nothing back", ("server",)
     loss = []
     if out_lost:
@@ -238,6 +259,9 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
     c_cut, s_cut = c_cut.tolist(), s_cut.tolist()
     counts = np.stack([out_sent, out_lost, back_sent, back_lost, stray, c_back]).T.tolist()
     ts_l = ts_c.tolist()
+    # ICMP errors about a flow (filed by the 4-tuple they quote: ``Side.udp_error_key``),
+    # asked of the flows the server sent nothing on
+    c_errs, s_errs = error_index(c), error_index(s)
     drafts = []
     for f in range(n):
         ca, cm, cb = c_cut[2 * f], c_cut[2 * f + 1], c_cut[2 * f + 2]  # out: [ca, cm), back: [cm, cb)
@@ -249,7 +273,14 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
         n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back = counts[f]
         r0 = crow_l[mine[0]]
         rec = c.t[r0]
-        outcome, words, absent = _words(n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back)
+        arrived = [i for i in mine if at_s[i] >= 0]
+        ce: list[int] = []
+        se: list[int] = []
+        if n_back == 0 and (c_errs or s_errs):
+            ce = c_errs.get(int(c.udp_error_key(np.array([r0], np.int64))[0]), [])
+            if arrived:
+                se = s_errs.get(int(s.udp_error_key(np.array([srow_l[at_s[arrived[0]]]], np.int64))[0]), [])
+        outcome, words, absent = _words(n_out, n_out_lost, n_back, n_back_lost, n_stray, n_c_back, len(se), len(ce))
         ts = [ts_l[i] for i in mine]
         d = Draft("udp", c.addr_key1("dst", r0), min(ts), max(ts), int(rec["frame"]),
                   endpoint(c.addrs[rec["src_i"]], int(rec["sport"])), endpoint(c.addrs[rec["dst_i"]], int(rec["dport"])),
@@ -259,7 +290,6 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
         d.frames[c.name] = c_fr[ca:cb]
         if sb > sa:
             d.frames[s.name] = s_fr[sa:sb]
-        arrived = [i for i in mine if at_s[i] >= 0]
         changes, ev = d.lists()
         plain = outcome == Outcome.DELIVERED  # as a delivered request/reply: what arrived, each way
         if not plain:
@@ -282,6 +312,12 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             ev += ctx.ev(c, [crow_l[i] for i in mine if at_s[i] < 0], "never reached the server", LOST_EACH)
         if n_back_lost:
             ev += ctx.ev(s, [srow_l[i] for i in s_sent if at_c[i] < 0], "never reached the client", LOST_EACH)
+        if se:
+            ctx.add_frames(d, s, se)
+            ev += ctx.ev(s, se, "ICMP error sent by the server", 1)
+        if ce:
+            ctx.add_frames(d, c, ce)
+            ev += ctx.ev(c, ce, "ICMP error arrived", 1)
         if n_stray:
             odd = [crow_l[i] for i in theirs if not from_server[i]]
             ev += ctx.ev(c, odd, "datagram the server never sent", 1)

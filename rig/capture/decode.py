@@ -13,7 +13,8 @@ import struct
 
 import numpy as np
 
-from rig.capture.table import FRAG_LATER, FRAG_MF, QUOTED_DTYPE, QUOTED_FIELDS, Undecoded, field_names, payload_hash
+from rig.capture.table import (FRAG_LATER, FRAG_MF, PAYLOAD_HASH_BYTES, QUOTED_DTYPE, QUOTED_FIELDS, Undecoded,
+                               field_names, payload_hash)
 
 # link types (LINKTYPE_* values as stored in pcap / pcapng)
 LT_NULL, LT_ETHERNET, LT_RAW_BSD12, LT_RAW_OPENBSD14 = 0, 1, 12, 14
@@ -300,6 +301,12 @@ def _l4(p: bytes, o: int, end: int, base: int, proto: int, ipver: int, r: dict) 
             return
         r["sport"], r["dport"] = struct.unpack_from(">HH", p, o)
         _payload(p, o + 8, end, base, r)
+        if r.get("frag", 0) & FRAG_MF and r.get("pcaplen", 0) >= PAYLOAD_HASH_BYTES:
+            # a first fragment hashes as the datagram it starts, whatever size the path
+            # cut it to (a tunnel may fragment anew): its length from the UDP header
+            ulen = struct.unpack_from(">H", p, o + 4)[0]
+            if ulen > 8 + PAYLOAD_HASH_BYTES:
+                r["phash"] = payload_hash(p[o + 8 : o + 8 + PAYLOAD_HASH_BYTES], ulen - 8)
     elif (proto == 1 and ipver == 4) or (proto == 58 and ipver == 6):
         _icmp(p, o, end, base, ipver, r)
     else:

@@ -163,7 +163,7 @@ def empty_table(n: int = 0, dtype: np.dtype = PACKET_DTYPE) -> np.ndarray:
 PAYLOAD_HASH_BYTES = 64  # phash covers the payload length and this many leading bytes
 
 
-def payload_hash(data: bytes) -> int:
+def payload_hash(data: bytes, length: int | None = None) -> int:
     """The 64-bit payload hash stored in ``phash`` (0 for empty payload).
 
     Covers the payload's length and its first ``PAYLOAD_HASH_BYTES`` bytes, mixed as
@@ -171,9 +171,10 @@ def payload_hash(data: bytes) -> int:
     tells payloads apart; bytes past 64 are not covered. Why not all bytes: hashing
     every payload byte vectorised costs ~0.8 s per 1M packets (165 MB of payload) --
     four times the libpcap floor on its own; this costs ~0.1 s. Both decoders compute
-    it identically (the fast path vectorised).
+    it identically (the fast path vectorised). ``length``: the length to cover instead
+    of ``len(data)`` (a first fragment's: its whole datagram's, from the UDP header).
     """
-    n = len(data)
+    n = len(data) if length is None else length
     if not n:
         return 0
     head = bytes(data[:PAYLOAD_HASH_BYTES]).ljust(PAYLOAD_HASH_BYTES, b"\0")
