@@ -143,14 +143,15 @@ def test_profile_matches_the_access_lines_nat(tmp_path, scenario, access):
 def test_nat_lifetime_brackets_the_hgws_idle_timeouts(tmp_path):
     """short-tcp-idle: the hgw forgets an idle established TCP connection after TCP_IDLE s
     (an nft ct timeout), and an idle UDP mapping after Linux's nf_conntrack_udp_timeout
-    (30 s); --nat-lifetime measures both at once, each bound on the right side of it."""
+    (30 s); --nat-lifetime measures both at once: TCP's bounds on each side of TCP_IDLE,
+    UDP outliving a budget that stops short of 30 s (no upper bound claimed)."""
     from rig.lab.scenarios import TCP_IDLE
 
     r = rig_run(tmp_path / "run", "--probes", "nat", "--scenario", "short-tcp-idle", "--no-configure", "--json",
-                "--nat-lifetime", "40")
+                "--nat-lifetime", "20")
     assert r.rc == 0, r.stderr
     binding = r.verdict["nat"]["udp_binding_s"]
     tcp, udp = binding["tcp"], binding["udp"]
     assert tcp["at_most"] is not None and tcp["at_least"] <= TCP_IDLE <= tcp["at_most"], tcp
-    assert udp["at_most"] is not None and udp["at_least"] <= 30 <= udp["at_most"], udp
+    assert udp["at_most"] is None and 8 <= udp["at_least"] <= 20, udp
     assert lab_leftovers(r.prefix) == []

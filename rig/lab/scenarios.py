@@ -34,7 +34,7 @@ PROXY_PORT = 8080  # where the hgw's own HTTP server listens (transparent-proxy)
 PORT_SET = (40000, 40015)  # MAP-E-like set of 16 source ports (port-set)
 PF_NAT_PORTS = (50001, 65535)  # pf's default nat-to port range (rig.lab.routers)
 PF_MAX_MSS = 1440  # a common pf.conf line: scrub on pppoe0 max-mss 1440
-TCP_IDLE = 20  # short-tcp-idle: seconds the hgw keeps an idle established TCP connection (Linux: 5 days)
+TCP_IDLE = 6  # short-tcp-idle: seconds the hgw keeps an idle established TCP connection (Linux: 5 days)
 
 
 @dataclass(frozen=True)
