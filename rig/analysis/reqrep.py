@@ -67,7 +67,7 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
     return out
 
 
-def _distinct_per_key(keys: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distinct_per_key(keys: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The sorted distinct ``keys``, how many rows carry each, and how many distinct
     ``who`` among them; and each row's position in the first (as ``np.unique``)."""
     o = np.lexsort((who, keys))
@@ -695,17 +695,17 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
             # the server's copy of the request (the one on the 4-tuple the reply left by)
             if s_sent is None:
                 s_sent = _index(skeys, udp_s)
-            got = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
-            if got:
-                tk = int(_tuple_key(s, np.array(got[:1], np.int64), reverse=True)[0])
+            answered = [r for k in _udp_key(c, np.array(cp_all, np.int64)).tolist() for r in s_sent.get(k, [])]
+            if answered:
+                tk = int(_tuple_key(s, np.array(answered[:1], np.int64), reverse=True)[0])
                 mine = [r for r in s_sent.get(ck[gl[0]], []) if int(_tuple_key(s, np.array([r], np.int64))[0]) == tk]
                 if mine:
-                    sq, sp = mine, got
+                    sq, sp = mine, answered
                     d.matched = True
                     sent = {int(s.t["phash"][r]) for r in sp}
                     cp = [r for r in cp_all if int(c.t["phash"][r]) in sent]
         if sq and not sp and not cp_all:  # answered from another port of the server (TFTP)?
-            if other_s is None:
+            if other_s is None or other_c is None:
                 other_s, other_c = _FromOtherPort(s, udp_s), _FromOtherPort(c, udp_c)
             sp = other_s.after(sq[0])
             if sp:
