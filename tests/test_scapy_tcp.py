@@ -1,0 +1,82 @@
+"""`rig diff` against an independent generator (tests/_scapy_world.py, scapy): TCP
+connections through pf's and a provider's NAT, with losses, forged answers, capture
+windows that miss part of them, clock offsets, and the link types real captures use.
+Each exchange's outcome must be the generator's own record of what it did; `incomplete`
+only where that record says the captures cannot know."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytest.importorskip("scapy")
+
+from _runhelp import rig_cmd  # noqa: E402
+from _scapy_world import Router, Setup, build  # noqa: E402
+
+PF_FULL = Router(kind="pf", modulate=True, ts_modulate=True, random_id=True)
+LINUX = Router(kind="linux", modulate=False, pf_ports=False)
+
+WORLDS = {
+    "linux-masquerade": Setup(seed=1, router=LINUX),
+    "pf-modulate": Setup(seed=2),
+    "pf-modulate-random-id": Setup(seed=3, router=Router(random_id=True)),
+    "pf-full-quick-succession": Setup(seed=12, router=PF_FULL, gap=0.002),
+    "ipv6-no-nat": Setup(seed=5, family=6, router=Router(kind="none")),
+    "ipv6-pf-modulate": Setup(seed=6, family=6),
+    "mss-clamp-cloud-dnat-cgn-ports": Setup(seed=7, mss_clamp=1414, server_dnat=True, cgn_ports="random"),
+    "server-starts-late+90s": Setup(seed=8, clock_offset=90, server_starts_late=2.0),
+    "client-stops-early-90s": Setup(seed=9, clock_offset=-90, client_stops_early=2.5),
+    "sll2-any-pcapng-raw": Setup(seed=10, client_link="sll2-any", server_link="raw", client_ng=True),
+    "sll-vs-sll2-any": Setup(seed=11, client_link="sll", server_link="sll2-any", server_ng=True, gap=0.005),
+    "ipv6-late-server-90s": Setup(seed=16, family=6, router=Router(kind="none"), server_starts_late=1.5,
+                                  clock_offset=-90),
+    "linux-late-server": Setup(seed=17, router=LINUX, server_starts_late=1.2, gap=0.1),
+    "pf-full-late-server-early-client": Setup(seed=18, router=PF_FULL, server_starts_late=1.0,
+                                              client_stops_early=4.0, clock_offset=37.5,
+                                              client_link="sll2-any", client_ng=True),
+}
+
+
+# still wrong, left for a fix (strict: a fix makes them pass and must remove the mark)
+KNOWN = {
+    # a connection sent 26 ms before the server capture's first packet is taken as inside
+    # the window (windows.OFFSET_ERROR_NS is 100 ms): answered-by-middlebox, not incomplete
+    "ipv6-late-server-90s": "an exchange just before the server window is vouched for",
+    # pf rewrites every key; the server saw only SYN retransmissions (its capture started
+    # after the first): match_syn's timing pattern cannot align them, and the client's SYNs
+    # read as lost-outbound instead of incomplete (or lost-return / unanswered)
+    "pf-full-late-server-early-client": "unmatched SYN retransmissions read as lost-outbound",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN[n], strict=True))
+                                  if n in KNOWN else n for n in WORLDS])
+def test_rig_diff_agrees_with_the_generator(name, tmp_path):
+    setup = WORLDS[name]
+    world = build(setup)
+    c = tmp_path / ("client.pcapng" if setup.client_ng else "client.pcap")
+    s = tmp_path / ("server.pcapng" if setup.server_ng else "server.pcap")
+    world.write(c, s)
+    res = subprocess.run(rig_cmd("diff", str(c), str(s), "--json"), capture_output=True, text=True, timeout=120)
+    assert res.returncode in (0, 1), res.stderr
+    got = {e["client"]: e for e in json.loads(res.stdout)["exchanges"] if e["protocol"] == "tcp"}
+    wrong = []
+    for t in world.truths:
+        e = got.get(t.client)
+        if e is None:
+            if t.seen_anywhere:
+                wrong.append(f"{t.fate} {t.client}: no exchange")
+            continue
+        ok = t.accepts(e["outcome"])
+        lost_at = (e.get("lost_at") or {}).get("direction")
+        if ok and e["outcome"] == t.outcome and t.direction and lost_at and lost_at != t.direction:
+            ok = False
+        if e["outcome"] == "incomplete" and not e.get("undecided_because"):
+            ok = False
+        if not ok:
+            wrong.append(f"{t.fate} {t.client}: rig {e['outcome']} ({e.get('undecided_because') or e['explanation']}), "
+                         f"generator {t.outcome} (dropped {t.dropped}, knowable {t.knowable})")
+    assert not wrong, "\n".join(wrong)
