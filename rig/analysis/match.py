@@ -123,16 +123,18 @@ def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, np.n
     a packet the server's clock saw it (server time minus client time: the clock offset
     plus the path delay), from the joined SYNs and echo requests; and the addresses the
     client's packets arrived from at the server (the NAT's public addresses), per IP version."""
-    cc, sc = c.tcp, s.tcp
+    sc = s.tcp
     mc = np.flatnonzero(m >= 0)
     mc = mc[sc.syn[m[mc]] >= 0]
-    rc, rs = cc.order[cc.syn[mc]], sc.order[sc.syn[m[mc]]]
+    rs = sc.order[sc.syn[m[mc]]]
+    delays = syn_delays(c, s, mc, m[mc])[0]
     ec, es = c.echo_req, s.echo_req
     if len(ec) and len(es):
         pe = pair_by_order(c.echo_key(ec), c.frames(ec), s.echo_key(es), s.frames(es))
         hit = pe >= 0
-        rc, rs = np.concatenate([rc, ec[hit]]), np.concatenate([rs, es[pe[hit]]])
-    delays = take(s.t["ts_ns"], rs).astype(np.int64) - take(c.t["ts_ns"], rc).astype(np.int64)
+        rs = np.concatenate([rs, es[pe[hit]]])
+        delays = np.concatenate([delays, take(s.t["ts_ns"], es[pe[hit]]).astype(np.int64)
+                                 - take(c.t["ts_ns"], ec[hit]).astype(np.int64)])
     ver = take(s.t["ipver"], rs)
     keys = s.addr_keys("src", rs)
     return delays, {int(v): np.unique(keys[ver == v]) for v in np.unique(ver).tolist()}
@@ -182,6 +184,11 @@ def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray])
 
 
 def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray) -> np.ndarray:
+    """``same_copy``'s rows alone."""
+    return same_copy(snd, ci, want, rcv, rcv_rows)[0]
+
+
+def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each connection ``ci`` at the sending point, the row of its SYN (``want="syn"``,
     sent by the initiator) or SYN-ACK (``"synack"``, sent by the responder) that is the
     same packet as ``rcv_rows`` at the receiving point.
@@ -190,17 +197,20 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
     new one, and NATs keep it), else the same IP ID; the first copy when nothing tells
     the copies apart. Diffing the first copy *sent* with the first that *arrived* made
     up IP ID and timestamp "changes" whenever the first copy was the one lost.
+    Also says, per connection, whether the copy is known to be that packet (it sent only
+    one, or a field told them apart) rather than the first taken for want of a better.
     """
     conns = snd.tcp
     first = (conns.syn if want == "syn" else conns.synack)[ci]
     out = conns.order[np.maximum(first, 0)]
     if len(ci) == 0:
-        return out
+        return out, np.ones(0, bool)
     sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
     cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
     if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it
-        return out
+        return out, np.ones(len(ci), bool)
+    single = np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1
     rows = conns.order[pos]
     st, rt = snd.t, rcv.t
     left = np.ones(len(ci), bool)
@@ -214,4 +224,22 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
         left &= ~hit
         if not left.any():
             break
-    return out
+    return out, single | ~left
+
+
+def syn_delays(c: Side, s: Side, mc: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For matched connections (client ``mc``, server ``ms``): server time minus client
+    time of the same SYN at both points, and client time minus server time of the same
+    SYN-ACK; the one source of the path delays and of the clock offset. Only copies known
+    to be the same packet count: pairing the first SYN sent with the first that arrived
+    put a retransmission timeout (1 s, 3 s...) into the delay whenever the first was lost."""
+    cc, sc = c.tcp, s.tcp
+    ok = (sc.syn[ms] >= 0) & (cc.syn[mc] >= 0)
+    rs = sc.order[sc.syn[ms[ok]]]
+    rc, known = same_copy(c, mc[ok], "syn", s, rs)
+    out = take(s.t["ts_ns"], rs[known]).astype(np.int64) - take(c.t["ts_ns"], rc[known]).astype(np.int64)
+    ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
+    rc2 = cc.order[cc.synack[mc[ok2]]]
+    rs2, known2 = same_copy(s, ms[ok2], "synack", c, rc2)
+    back = take(c.t["ts_ns"], rc2[known2]).astype(np.int64) - take(s.t["ts_ns"], rs2[known2]).astype(np.int64)
+    return out, back
