@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PATH_DELAY_NS = 1_000_000_000  # a one-way delay plus the error of the offset estimate
+OFFSET_ERROR_NS = 100_000_000  # the offset estimate's own error (half a path's asymmetry)
 UNMAPPED_SLACK_NS = 30_000_000_000  # no offset known: a gap the clocks' disagreement cannot explain
 TAIL_NS = 1_000_000_000  # tcpdump without --immediate-mode loses about the last second
 
@@ -89,12 +90,18 @@ def point_window(name: str, ts_min: int | None, ts_max: int | None, offset_ns: i
     return PointWindow(name, lo, hi, offset_ns, PATH_DELAY_NS if exact else UNMAPPED_SLACK_NS)
 
 
-def outside(win: PointWindow, first_elsewhere: int) -> str | None:
-    """Why ``win``'s point cannot vouch for an exchange whose first packet seen at another
-    point was at ``first_elsewhere`` (client clock): the reason as a short fact, or None."""
-    unmapped = "" if win.slack_ns == PATH_DELAY_NS else " (clocks taken as equal: no packet was seen at both points)"
-    if first_elsewhere + win.slack_ns < win.lo:
-        return f"{win.name} capture started {(win.lo - first_elsewhere) / 1e9:.1f} s later{unmapped}"
+def outside(win: PointWindow, first_elsewhere: int, last_elsewhere: int | None = None) -> str | None:
+    """Why ``win``'s point cannot vouch for an exchange whose packets seen at another
+    point span ``first_elsewhere`` to ``last_elsewhere`` (client clock; the last defaults
+    to the first): the reason as a short fact, or None. It vouches when one of them surely
+    fell inside its window: that one's absence is certain."""
+    last = first_elsewhere if last_elsewhere is None else last_elsewhere
+    exact = win.slack_ns == PATH_DELAY_NS
+    unmapped = "" if exact else " (clocks taken as equal: no packet was seen at both points)"
+    # a path delay only makes a packet arrive later than it was sent: before the window
+    # opened, only the offset's own error is slack (the delay is slack after it closed)
+    if last + (OFFSET_ERROR_NS if exact else win.slack_ns) < win.lo:
+        return f"{win.name} capture started {(win.lo - last) / 1e9:.1f} s later{unmapped}"
     if first_elsewhere - win.slack_ns > win.hi:
         return f"{win.name} capture stopped {(first_elsewhere - win.hi) / 1e9:.1f} s earlier{unmapped}"
     return None
@@ -112,7 +119,7 @@ def vouch(d, sides, windows: dict[str, PointWindow | None]) -> str | None:
         win = windows.get(name)
         toward = _first_toward(d, sides, windows, name)
         if win is not None and toward is not None:
-            why = outside(win, toward)
+            why = outside(win, toward, d.t_last if name != "client" and d.outcome == "lost-outbound" else None)
             if why:
                 return why
         if name == "server" and win is not None and win.offset_ns is not None and d.server_until is not None \
