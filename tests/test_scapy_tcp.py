@@ -45,10 +45,6 @@ KNOWN = {
     # a connection sent 26 ms before the server capture's first packet is taken as inside
     # the window (windows.OFFSET_ERROR_NS is 100 ms): answered-by-middlebox, not incomplete
     "ipv6-late-server-90s": "an exchange just before the server window is vouched for",
-    # pf rewrites every key; the server saw only SYN retransmissions (its capture started
-    # after the first): match_syn's timing pattern cannot align them, and the client's SYNs
-    # read as lost-outbound instead of incomplete (or lost-return / unanswered)
-    "pf-full-late-server-early-client": "unmatched SYN retransmissions read as lost-outbound",
 }
 
 

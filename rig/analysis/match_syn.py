@@ -105,11 +105,18 @@ class _Copies:
 
 
 def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | None,
-            delay: int | None, tol: int) -> bool:
+            delay: int | None, tol: int, client_end: int | None = None) -> bool:
     """Whether the server's SYN copies (``ts``, server clock; ``vs`` their timestamps)
     can be a subset of the client's (``tc``, ``vc``), in order, each within ``tol`` of
     its client copy plus ``delay`` (or of one common delay, when none is known), with
-    the same timestamp differences."""
+    the same timestamp differences. Copies that arrived after the client capture ended
+    (``client_end``, client clock) were sent when nothing recorded them there: they need
+    no client copy."""
+    if client_end is not None and delay is not None and ts[-1] > client_end + delay + tol:
+        keep = sum(1 for x in ts if x <= client_end + delay + tol)
+        if keep == 0:
+            return False
+        ts, vs = ts[:keep], (vs[:keep] if vs is not None else None)
     if len(ts) > len(tc):
         return False
     for i0 in range(len(tc) - len(ts) + 1):
@@ -247,7 +254,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         a, b = int(pu[k]), int(pv[k])
         tc, vc = cu.of(a)
         ts, vs = cv.of(b)
-        keep[k] = _aligns(tc, vc, ts, vs, delay, tol)
+        keep[k] = _aligns(tc, vc, ts, vs, delay, tol, c.ts_max)
     pu, pv = pu[keep], pv[keep]
     # the option layout breaks ties: an attempt keeps only the candidates with its own
     # layout, if it has any (a path that changes the layout changes it for all of them)
