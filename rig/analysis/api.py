@@ -30,7 +30,7 @@ from rig.analysis.reqrep import echo_drafts, udp_drafts
 from rig.analysis.roles import client_hosts, orientation
 from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
-from rig.analysis.windows import CaptureWindow, PointWindow, point_window, vouch
+from rig.analysis.windows import CaptureWindow, PointWindow, point_window, started_mid_flow, vouch
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
@@ -79,6 +79,7 @@ def _tcp_step(ctx: Ctx, sides: dict[str, Side]):
     verdict's assembly no longer carry)."""
     out = tcp_drafts(ctx)
     for side in sides.values():
+        side.mid_flow = started_mid_flow(side)  # (windows.point_window)
         del side.tcp  # no step after this one reads it
     return out
 
@@ -95,7 +96,8 @@ def _windows(sides: dict[str, Side], offset: int | None,
              given: dict[str, CaptureWindow] | None) -> dict[str, PointWindow | None]:
     """Each point's window on the client clock (``windows.point_window``)."""
     offsets = {"client": 0, "server": offset}
-    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name))
+    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name),
+                               side.mid_flow)
             for name, side in sides.items()}
 
 

@@ -219,6 +219,7 @@ class Side:
         self.n_total = len(pk)
         self._frame_is_row = bool(np.array_equal(pk["frame"], np.arange(1, len(pk) + 1)))
         self.kernel_drops = int(cap.kernel_drops) if cap is not None else 0
+        self.mid_flow = False  # a TCP connection here began before the capture (windows.started_mid_flow)
         ts = pk["ts_ns"]
         has = bool(valid.any())
         # min / max over the trusted rows without a copy of them (8 MB per 1M rows)
