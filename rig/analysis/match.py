@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.keys import combine, run_starts, sort_order, take
-from rig.analysis.match_syn import match_by_pattern
+from rig.analysis.match_syn import match_by_pattern, timing
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
@@ -76,6 +76,9 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
     3. the SYN's IP ID and TCP timestamp (a path that rewrites the ISN but keeps these);
     4. the SYN's TCP timestamp alone (``scrub random-id`` without timestamp modulation),
        where exactly one connection on each side carries it;
+    4b. the SYN's IPv4 ID alone (pf's timestamp modulation without ``random-id``), where
+       exactly one connection on each side carries it and it arrived when the pairs
+       joined so far say it would;
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
        fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
     """
@@ -111,6 +114,22 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
         kc, vc = _syn_tsval_key(c, cc)
         ks, vs = _syn_tsval_key(s, sc)
         join(kc, ks, vc & _unique(kc, vc & left), vs & _unique(ks, vs & ~taken))
+    if left.any():
+        kc, vc = _syn_ipid_key(c, cc)
+        ks, vs = _syn_ipid_key(s, sc)
+        got = pair_by_order(kc, c_first, ks, s_first, left & vc & _unique(kc, vc & left),
+                            ~taken & vs & _unique(ks, vs & ~taken))
+        hit = got >= 0
+        if hit.any():  # 16 bits: the pair must also arrive when the joined ones say it would
+            delay, tol = timing(_learnt(c, s, m)[0])
+            if delay is not None:
+                ci = np.flatnonzero(hit)
+                d = (take(s.t["ts_ns"], sc.order[sc.syn[got[ci]]]).astype(np.int64)
+                     - take(c.t["ts_ns"], cc.order[cc.syn[ci]]).astype(np.int64))
+                hit[ci[np.abs(d - delay) > tol]] = False
+            m[hit] = got[hit]
+            taken[got[hit]] = True
+            left &= ~hit
     if not patterns or not (left & (cc.synack < 0)).any():
         return m, {}
     delays, public = _learnt(c, s, m)
@@ -161,6 +180,15 @@ def _syn_ts(side: Side, conns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     rows, tsval, valid = _syn_ts(side, conns)
     return combine(take(side.t["ip_id"], rows), tsval, n=len(rows)), valid
+
+
+def _syn_ipid_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    """The first SYN's IPv4 ID with the service port (pf's ``modulate state`` with
+    timestamp modulation keeps the ID unless ``scrub random-id``); an ID of 0 says nothing."""
+    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
+    ip_id = take(side.t["ip_id"], rows)
+    valid = (conns.syn >= 0) & (take(side.t["ipver"], rows) == 4) & (ip_id > 0)
+    return combine(ip_id, conns.resp_port, n=len(rows)), valid
 
 
 def _syn_tsval_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
