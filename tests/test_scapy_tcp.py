@@ -37,15 +37,21 @@ WORLDS = {
     "pf-full-late-server-early-client": Setup(seed=18, router=PF_FULL, server_starts_late=1.0,
                                               client_stops_early=4.0, clock_offset=37.5,
                                               client_link="sll2-any", client_ng=True),
+    "pf-full-client-stops-early": Setup(seed=128, router=PF_FULL, cgn_ports="random", mss_clamp=1452,
+                                       client_stops_early=2.86, client_link="raw", server_link="sll"),
+    "masquerade-late-server-sll2": Setup(seed=115, router=Router(kind="linux", modulate=False, random_id=True,
+                                                                pf_ports=False),
+                                         cgn_ports="random", mss_clamp=1452, clock_offset=33.7,
+                                         server_starts_late=0.716, client_link="sll2-any", server_link="sll",
+                                         clients=8, servers=1, per_fate=1),
+    "pf-ts-late-server-pcapng": Setup(seed=121, router=Router(ts_modulate=True), mss_clamp=1414, gap=0.02,
+                                      clock_offset=62.7, server_starts_late=0.704, client_stops_early=8.78,
+                                      client_link="raw", server_link="sll", client_ng=True, per_fate=3),
 }
 
 
 # still wrong, left for a fix (strict: a fix makes them pass and must remove the mark)
-KNOWN = {
-    # a connection sent 26 ms before the server capture's first packet is taken as inside
-    # the window (windows.OFFSET_ERROR_NS is 100 ms): answered-by-middlebox, not incomplete
-    "ipv6-late-server-90s": "an exchange just before the server window is vouched for",
-}
+KNOWN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN[n], strict=True))
