@@ -76,9 +76,9 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
     3. the SYN's IP ID and TCP timestamp (a path that rewrites the ISN but keeps these);
     4. the SYN's TCP timestamp alone (``scrub random-id`` without timestamp modulation),
        where exactly one connection on each side carries it;
-    4b. the SYN's IPv4 ID alone (pf's timestamp modulation without ``random-id``), where
-       exactly one connection on each side carries it and it arrived when the pairs
-       joined so far say it would;
+    4b. the SYN's IPv4 ID alone (pf's timestamp modulation without ``random-id``), and
+       then its addresses and ports (a path without NAT), where exactly one connection on
+       each side carries it and it arrived when the pairs joined so far say it could;
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
        fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
     """
@@ -114,22 +114,32 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
         kc, vc = _syn_tsval_key(c, cc)
         ks, vs = _syn_tsval_key(s, sc)
         join(kc, ks, vc & _unique(kc, vc & left), vs & _unique(ks, vs & ~taken))
-    if left.any():
-        kc, vc = _syn_ipid_key(c, cc)
-        ks, vs = _syn_ipid_key(s, sc)
+    def join_timed(key, span: int) -> None:
+        """Join on a key that may repeat by chance or over time: unique on each side, and
+        the first SYN copies at the two points no further than ``span`` from when the pairs
+        joined so far say it would arrive (0: the same packet; a retry span: any copy)."""
+        nonlocal left
+        if not left.any():
+            return
+        kc, vc = key(c, cc)
+        ks, vs = key(s, sc)
         got = pair_by_order(kc, c_first, ks, s_first, left & vc & _unique(kc, vc & left),
                             ~taken & vs & _unique(ks, vs & ~taken))
         hit = got >= 0
-        if hit.any():  # 16 bits: the pair must also arrive when the joined ones say it would
-            delay, tol = timing(_learnt(c, s, m)[0])
-            if delay is not None:
-                ci = np.flatnonzero(hit)
-                d = (take(s.t["ts_ns"], sc.order[sc.syn[got[ci]]]).astype(np.int64)
-                     - take(c.t["ts_ns"], cc.order[cc.syn[ci]]).astype(np.int64))
-                hit[ci[np.abs(d - delay) > tol]] = False
-            m[hit] = got[hit]
-            taken[got[hit]] = True
-            left &= ~hit
+        if not hit.any():
+            return
+        delay, tol = timing(_learnt(c, s, m)[0])
+        if delay is not None:
+            ci = np.flatnonzero(hit)
+            d = (take(s.t["ts_ns"], sc.order[sc.syn[got[ci]]]).astype(np.int64)
+                 - take(c.t["ts_ns"], cc.order[cc.syn[ci]]).astype(np.int64))
+            hit[ci[(d < delay - tol) | (d > delay + tol + span)]] = False
+        m[hit] = got[hit]
+        taken[got[hit]] = True
+        left &= ~hit
+
+    join_timed(_syn_ipid_key, 0)  # each copy has its own ID
+    join_timed(_tuple_key, SYN_RETRY_SPAN_NS)  # the first to arrive may be a later copy
     if not patterns or not (left & (cc.synack < 0)).any():
         return m, {}
     delays, public = _learnt(c, s, m)
@@ -182,6 +192,9 @@ def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     return combine(take(side.t["ip_id"], rows), tsval, n=len(rows)), valid
 
 
+SYN_RETRY_SPAN_NS = 130_000_000_000  # a SYN retransmitted for this long at most (Linux: 6 retries, 127 s)
+
+
 def _syn_ipid_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     """The first SYN's IPv4 ID with the service port (pf's ``modulate state`` with
     timestamp modulation keeps the ID unless ``scrub random-id``); an ID of 0 says nothing."""
@@ -189,6 +202,16 @@ def _syn_ipid_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     ip_id = take(side.t["ip_id"], rows)
     valid = (conns.syn >= 0) & (take(side.t["ipver"], rows) == 4) & (ip_id > 0)
     return combine(ip_id, conns.resp_port, n=len(rows)), valid
+
+
+def _tuple_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    """The first SYN's addresses and ports: the same at both points where nothing
+    translated them (IPv6 without NAT), whatever pf did to sequence numbers and timestamps."""
+    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
+    t = side.t
+    key = combine(side.addr_keys("src", rows), side.addr_keys("dst", rows), take(t["sport"], rows),
+                  take(t["dport"], rows), n=len(rows))
+    return key, conns.syn >= 0
 
 
 def _syn_tsval_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
@@ -243,10 +266,13 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     st, rt = snd.t, rcv.t
     left = np.ones(len(ci), bool)
     for field, flag in (("tsval", "has_ts"), ("ip_id", None)):
-        vs = take(st[flag], rows) > 0 if flag else np.ones(len(rows), bool)
-        vr = (take(rt[flag], rcv_rows) > 0 if flag else np.ones(len(ci), bool)) & left
-        m = pair_by_order(combine(ci, take(rt[field], rcv_rows), n=len(ci)), np.arange(len(ci)),
-                          combine(cid, take(st[field], rows), n=len(rows)), pos, vr, vs)
+        # a value tells copies apart only where it is there (IPv6 has no IP ID) and no
+        # other copy of the connection carries it (else the pairing is by order: a guess)
+        vs = take(st[flag], rows) > 0 if flag else (take(st["ipver"], rows) == 4) & (take(st[field], rows) > 0)
+        vr = (take(rt[flag], rcv_rows) > 0 if flag else take(rt["ipver"], rcv_rows) == 4) & left
+        ks = combine(cid, take(st[field], rows), n=len(rows))
+        vs &= _unique(ks, vs)
+        m = pair_by_order(combine(ci, take(rt[field], rcv_rows), n=len(ci)), np.arange(len(ci)), ks, pos, vr, vs)
         hit = m >= 0
         out[hit] = rows[m[hit]]
         left &= ~hit
