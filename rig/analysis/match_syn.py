@@ -38,6 +38,7 @@ from rig.analysis.sides import SYN_ROW, Side
 from rig.capture.table import ACK, RST, SYN
 
 MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
+SYN_RTO_NS = 3_000_000_000  # the longest first wait before a SYN is sent again (RFC 1122's 3 s)
 MAX_PAIRS = 200_000  # candidate pairs looked at one by one; beyond, the attempts are undecided
 
 
@@ -107,6 +108,18 @@ class _Copies:
         lo, hi = self._lo[k], self._hi[k]
         return self._ts[lo:hi], (self._vals[lo:hi] if self._with_ts[k] else None)
 
+    def may_go_on(self, ks: np.ndarray, end: int | None) -> np.ndarray:
+        """Which of the connections ``ks`` may have sent another copy after ``end`` (the
+        capture's last packet): the next retransmission comes no sooner than the gap
+        before the last (backoff only grows), or up to ``SYN_RTO_NS`` after a single copy."""
+        if end is None:
+            return np.zeros(len(ks), bool)
+        lo, hi = self.lo[ks], self.hi[ks]
+        last = self.ts[np.maximum(hi - 1, 0)]
+        prev = self.ts[np.maximum(hi - 2, 0)]
+        gap = np.where(hi - lo >= 2, last - prev, SYN_RTO_NS)
+        return last + gap > end
+
     def ids(self, k: int) -> list[int] | None:
         """The copies' IPv4 IDs (None if any is 0 or not IPv4: nothing to compare)."""
         got = self._ids[self._lo[k]:self._hi[k]]
@@ -125,8 +138,8 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
     copy must then share with its client copy too."""
     if client_end is not None and delay is not None and ts[-1] > client_end + delay:
         keep = sum(1 for x in ts if x <= client_end + delay)
-        if keep == 0:
-            return False
+        if keep == 0:  # every copy came when the client capture had ended: nothing to compare
+            return True
         ts, vs = ts[:keep], (vs[:keep] if vs is not None else None)
     if len(ts) > len(tc):
         return False
@@ -268,6 +281,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         else:
             lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
             hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
+            hi[cu.may_go_on(ui, c.ts_max)] = len(vi)  # its later copies are the server's to show
         n = hi - lo
         if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
             flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]
