@@ -21,7 +21,7 @@ from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp, syn_delays
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
-from rig.analysis.tcp_fast import TcpBatch, delivered_drafts, delivered_mask
+from rig.analysis.tcp_fast import TcpBatch, acked, delivered_drafts, delivered_mask
 from rig.capture.table import ACK, RST, SYN
 from rig.outcome import Outcome
 
@@ -401,12 +401,13 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         d.server_until = int(take(c.t["ts_ns"], C.rows[C.data_rev]).max())
         return
     c_end = int(cc.data_end_fwd[C.ci])
+    acked_s, acked_c = (int(a) for a in acked(cc, sc, C.ci, S.ci))
     checks = (
-        (C, S, True, c_end, int(sc.ack_rev[S.ci]), "out"),
-        (S, C, False, s_end, int(cc.ack_fwd[C.ci]), "back"),
+        (C, S, True, c_end, acked_s, "out"),
+        (S, C, False, s_end, acked_c, "back"),
     )
-    for snd, rcv, fwd, end, acked, direction in checks:
-        if end <= 1 or acked >= end:
+    for snd, rcv, fwd, end, got, direction in checks:
+        if end <= 1 or got >= end:
             continue
         peer_open = snd.synack if fwd else snd.syn  # the receiver's SYN / SYN-ACK as the sender saw it
         mss = int(snd.side.t["mss"][peer_open[0]]) if len(peer_open) else 0  # the segment size it allows
@@ -441,8 +442,8 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     d.outcome = Outcome.DELIVERED
     if len(S.syn) and len(C.synack):  # (a connection caught mid-way keeps the rows found above)
         ev[:] = ctx.delivered_evidence("tcp", S.syn[0], C.synack[0])
-    got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
-    got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
+    got_s = min(c_end, max(acked_s, int(sc.data_end_fwd[S.ci])))  # as the receivers show it
+    got_c = min(s_end, max(acked_c, c_got))
     d.explanation = tcp_delivered_words(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),
                                    max(len(S.synack) - len(C.synack), 0))
 
