@@ -58,14 +58,18 @@ def _client_local(c: Side) -> set[int]:
     return client_hosts(c)  # by behaviour (rig.analysis.roles)
 
 
-def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None) -> set[int]:
+def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None, server: Side) -> set[int]:
+    """The addresses (as the client addressed them) whose exchanges the verdict holds:
+    those a matched exchange went to, and those the server capture holds a packet of
+    (without NAT in front of it: an exchange caught only mid-way there, or before it
+    began, still went to the server)."""
     if server_addr:
         return _addr_keys(server_addr)
     matched = {d.dst_key for d in drafts if d.matched}
     for b in batches:  # a batch's exchanges are all matched
         matched |= set(np.unique(b.dst_key).tolist())
     if matched:
-        return matched
+        return matched | ({d.dst_key for d in drafts} & server.all_addr_keys())
     counts = Counter(d.dst_key for d in drafts)
     if not counts:
         return set()
@@ -150,7 +154,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]
     batches = [d for d in everything if not isinstance(d, Draft)]  # the fast paths' (ExchangeBatch)
-    servers = _choose_servers(drafts, batches, server_addr)
+    servers = _choose_servers(drafts, batches, server_addr, s)
     # verdict order: by first frame, then protocol, stable in the order the steps found
     # them; batches join as arrays (source -1 is a draft, else the batch's number)
     srcs, locs, firsts, protos = [], [], [], []

@@ -246,6 +246,10 @@ class Side:
         """``keys.addr_key`` of each of the capture's addresses, by index (``src_i`` / ``dst_i``)."""
         return self._akeys
 
+    def all_addr_keys(self) -> set[int]:
+        """``keys.addr_key`` of every address the capture holds."""
+        return set(np.unique(self._akeys).tolist())
+
     def addr_key1(self, field: str, row: int) -> int:
         """``addr_keys`` of one row, as a Python int."""
         return int(self._akeys[self.t[field + "_i"][row]])
