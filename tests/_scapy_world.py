@@ -93,6 +93,8 @@ class Truth:
     seen_anywhere: bool = True  # the client capture holds at least one of its packets
     partly: bool = False  # a window cut through it
     identifiable: bool = True  # a key survives the path for its packets at the server
+    server_seen: bool = True  # the server capture holds a packet of this server address at all
+    seen_as: str = ""  # the server's address as the server capture shows it
 
     def accepts(self, outcome: str) -> bool:
         if self.knowable and self.identifiable:
@@ -481,8 +483,19 @@ def build(setup: Setup) -> World:
         truth.identifiable = any(keys) or fate in ("ok", "syn-lost-once", "synack-lost-once", "data-lost-once-out",
                                                    "data-lost-once-back", "data-lost-back", "refused-never")
         _windows(setup, conn, truth)
+        truth.seen_as = str(ip_address(srv_addr))
         w.truths.append(truth)
         t0 += setup.gap * (0.5 + rng.random())
+    # which server addresses the server capture shows at all: a client capture talks to
+    # many hosts, and an address the server capture never holds is not known as the server's
+    s_start = setup.server_starts_late if setup.server_starts_late is not None else -1.0
+    shown = {str(ip_address(p.pkt.src)) for p in w.server_pkts if p.t >= s_start}
+    shown |= {str(ip_address(p.pkt.dst)) for p in w.server_pkts if p.t >= s_start}
+    inside = {t.server for t in w.truths if t.knowable}
+    for t in w.truths:
+        # behind a cloud's 1:1 NAT the address the client used shows only through a
+        # connection both captures hold whole
+        t.server_seen = t.seen_as in shown and (not setup.server_dnat or t.server in inside)
     return w
 
 
