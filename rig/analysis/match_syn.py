@@ -143,7 +143,7 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
         ts, vs = ts[:keep], (vs[:keep] if vs is not None else None)
     if len(ts) > len(tc):
         return False
-    ic, is_ = ids if ids is not None else (None, None)
+    ic, is_ = ids if ids is not None else (None, [])
     for i0 in range(len(tc) - len(ts) + 1):
         d = ts[0] - tc[i0]  # this pairing's delay, which every later copy shares
         if delay is not None and abs(d - delay) > tol:
