@@ -11,6 +11,7 @@ windows saw enough to know. Nothing here asks rig anything.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -21,6 +22,10 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.packet import Packet
 from scapy.utils import PcapNgWriter, PcapWriter
+
+# PcapNgWriter warns of "inconsistent linktypes" when a file's first interface block is
+# its default one; the file is sound (tshark reads every frame)
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
 # what the generator did to one connection, and the outcome word that names it
 FATES = {
