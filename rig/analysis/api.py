@@ -30,7 +30,7 @@ from rig.analysis.reqrep import echo_drafts, udp_drafts
 from rig.analysis.roles import client_hosts, orientation
 from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
-from rig.analysis.windows import CaptureWindow, PointWindow, point_window, vouch
+from rig.analysis.windows import CaptureWindow, PointWindow, point_window, started_mid_flow, vouch
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
@@ -58,14 +58,18 @@ def _client_local(c: Side) -> set[int]:
     return client_hosts(c)  # by behaviour (rig.analysis.roles)
 
 
-def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None) -> set[int]:
+def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None, server: Side) -> set[int]:
+    """The addresses (as the client addressed them) whose exchanges the verdict holds:
+    those a matched exchange went to, and those the server capture holds a packet of
+    (without NAT in front of it: an exchange caught only mid-way there, or before it
+    began, still went to the server)."""
     if server_addr:
         return _addr_keys(server_addr)
     matched = {d.dst_key for d in drafts if d.matched}
     for b in batches:  # a batch's exchanges are all matched
         matched |= set(np.unique(b.dst_key).tolist())
     if matched:
-        return matched
+        return matched | ({d.dst_key for d in drafts} & server.all_addr_keys())
     counts = Counter(d.dst_key for d in drafts)
     if not counts:
         return set()
@@ -79,6 +83,7 @@ def _tcp_step(ctx: Ctx, sides: dict[str, Side]):
     verdict's assembly no longer carry)."""
     out = tcp_drafts(ctx)
     for side in sides.values():
+        side.mid_flow = started_mid_flow(side)  # (windows.point_window)
         del side.tcp  # no step after this one reads it
     return out
 
@@ -95,7 +100,8 @@ def _windows(sides: dict[str, Side], offset: int | None,
              given: dict[str, CaptureWindow] | None) -> dict[str, PointWindow | None]:
     """Each point's window on the client clock (``windows.point_window``)."""
     offsets = {"client": 0, "server": offset}
-    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name))
+    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name),
+                               side.mid_flow)
             for name, side in sides.items()}
 
 
@@ -148,7 +154,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]
     batches = [d for d in everything if not isinstance(d, Draft)]  # the fast paths' (ExchangeBatch)
-    servers = _choose_servers(drafts, batches, server_addr)
+    servers = _choose_servers(drafts, batches, server_addr, s)
     # verdict order: by first frame, then protocol, stable in the order the steps found
     # them; batches join as arrays (source -1 is a draft, else the batch's number)
     srcs, locs, firsts, protos = [], [], [], []

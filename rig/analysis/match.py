@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.keys import combine, run_starts, sort_order, take
-from rig.analysis.match_syn import match_by_pattern
+from rig.analysis.match_syn import match_by_pattern, timing
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
@@ -76,6 +76,9 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
     3. the SYN's IP ID and TCP timestamp (a path that rewrites the ISN but keeps these);
     4. the SYN's TCP timestamp alone (``scrub random-id`` without timestamp modulation),
        where exactly one connection on each side carries it;
+    4b. the SYN's IPv4 ID alone (pf's timestamp modulation without ``random-id``), and
+       then its addresses and ports (a path without NAT), where exactly one connection on
+       each side carries it and it arrived when the pairs joined so far say it could;
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
        fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
     """
@@ -111,6 +114,32 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
         kc, vc = _syn_tsval_key(c, cc)
         ks, vs = _syn_tsval_key(s, sc)
         join(kc, ks, vc & _unique(kc, vc & left), vs & _unique(ks, vs & ~taken))
+    def join_timed(key, span: int) -> None:
+        """Join on a key that may repeat by chance or over time: unique on each side, and
+        the first SYN copies at the two points no further than ``span`` from when the pairs
+        joined so far say it would arrive (0: the same packet; a retry span: any copy)."""
+        nonlocal left
+        if not left.any():
+            return
+        kc, vc = key(c, cc)
+        ks, vs = key(s, sc)
+        got = pair_by_order(kc, c_first, ks, s_first, left & vc & _unique(kc, vc & left),
+                            ~taken & vs & _unique(ks, vs & ~taken))
+        hit = got >= 0
+        if not hit.any():
+            return
+        delay, tol = timing(_learnt(c, s, m)[0])
+        if delay is not None:
+            ci = np.flatnonzero(hit)
+            d = (take(s.t["ts_ns"], sc.order[sc.syn[got[ci]]]).astype(np.int64)
+                 - take(c.t["ts_ns"], cc.order[cc.syn[ci]]).astype(np.int64))
+            hit[ci[(d < delay - tol) | (d > delay + tol + span)]] = False
+        m[hit] = got[hit]
+        taken[got[hit]] = True
+        left &= ~hit
+
+    join_timed(_syn_ipid_key, 0)  # each copy has its own ID
+    join_timed(_tuple_key, SYN_RETRY_SPAN_NS)  # the first to arrive may be a later copy
     if not patterns or not (left & (cc.synack < 0)).any():
         return m, {}
     delays, public = _learnt(c, s, m)
@@ -123,16 +152,18 @@ def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, np.n
     a packet the server's clock saw it (server time minus client time: the clock offset
     plus the path delay), from the joined SYNs and echo requests; and the addresses the
     client's packets arrived from at the server (the NAT's public addresses), per IP version."""
-    cc, sc = c.tcp, s.tcp
+    sc = s.tcp
     mc = np.flatnonzero(m >= 0)
     mc = mc[sc.syn[m[mc]] >= 0]
-    rc, rs = cc.order[cc.syn[mc]], sc.order[sc.syn[m[mc]]]
+    rs = sc.order[sc.syn[m[mc]]]
+    delays = syn_delays(c, s, mc, m[mc])[0]
     ec, es = c.echo_req, s.echo_req
     if len(ec) and len(es):
         pe = pair_by_order(c.echo_key(ec), c.frames(ec), s.echo_key(es), s.frames(es))
         hit = pe >= 0
-        rc, rs = np.concatenate([rc, ec[hit]]), np.concatenate([rs, es[pe[hit]]])
-    delays = take(s.t["ts_ns"], rs).astype(np.int64) - take(c.t["ts_ns"], rc).astype(np.int64)
+        rs = np.concatenate([rs, es[pe[hit]]])
+        delays = np.concatenate([delays, take(s.t["ts_ns"], es[pe[hit]]).astype(np.int64)
+                                 - take(c.t["ts_ns"], ec[hit]).astype(np.int64)])
     ver = take(s.t["ipver"], rs)
     keys = s.addr_keys("src", rs)
     return delays, {int(v): np.unique(keys[ver == v]) for v in np.unique(ver).tolist()}
@@ -161,6 +192,28 @@ def _syn_key2(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     return combine(take(side.t["ip_id"], rows), tsval, n=len(rows)), valid
 
 
+SYN_RETRY_SPAN_NS = 130_000_000_000  # a SYN retransmitted for this long at most (Linux: 6 retries, 127 s)
+
+
+def _syn_ipid_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    """The first SYN's IPv4 ID with the service port (pf's ``modulate state`` with
+    timestamp modulation keeps the ID unless ``scrub random-id``); an ID of 0 says nothing."""
+    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
+    ip_id = take(side.t["ip_id"], rows)
+    valid = (conns.syn >= 0) & (take(side.t["ipver"], rows) == 4) & (ip_id > 0)
+    return combine(ip_id, conns.resp_port, n=len(rows)), valid
+
+
+def _tuple_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
+    """The first SYN's addresses and ports: the same at both points where nothing
+    translated them (IPv6 without NAT), whatever pf did to sequence numbers and timestamps."""
+    rows = conns.order[np.maximum(conns.syn, 0)] if len(conns) else np.zeros(0, np.int64)
+    t = side.t
+    key = combine(side.addr_keys("src", rows), side.addr_keys("dst", rows), take(t["sport"], rows),
+                  take(t["dport"], rows), n=len(rows))
+    return key, conns.syn >= 0
+
+
 def _syn_tsval_key(side: Side, conns) -> tuple[np.ndarray, np.ndarray]:
     rows, tsval, valid = _syn_ts(side, conns)
     return combine(tsval, conns.resp_port, n=len(rows)), valid
@@ -182,6 +235,11 @@ def estimate_offset(out_delays: list[np.ndarray], back_delays: list[np.ndarray])
 
 
 def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray) -> np.ndarray:
+    """``same_copy``'s rows alone."""
+    return same_copy(snd, ci, want, rcv, rcv_rows)[0]
+
+
+def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each connection ``ci`` at the sending point, the row of its SYN (``want="syn"``,
     sent by the initiator) or SYN-ACK (``"synack"``, sent by the responder) that is the
     same packet as ``rcv_rows`` at the receiving point.
@@ -190,28 +248,52 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
     new one, and NATs keep it), else the same IP ID; the first copy when nothing tells
     the copies apart. Diffing the first copy *sent* with the first that *arrived* made
     up IP ID and timestamp "changes" whenever the first copy was the one lost.
+    Also says, per connection, whether the copy is known to be that packet (it sent only
+    one, or a field told them apart) rather than the first taken for want of a better.
     """
     conns = snd.tcp
     first = (conns.syn if want == "syn" else conns.synack)[ci]
     out = conns.order[np.maximum(first, 0)]
     if len(ci) == 0:
-        return out
+        return out, np.ones(0, bool)
     sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
     cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
     if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it
-        return out
+        return out, np.ones(len(ci), bool)
+    single = np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1
     rows = conns.order[pos]
     st, rt = snd.t, rcv.t
     left = np.ones(len(ci), bool)
     for field, flag in (("tsval", "has_ts"), ("ip_id", None)):
-        vs = take(st[flag], rows) > 0 if flag else np.ones(len(rows), bool)
-        vr = (take(rt[flag], rcv_rows) > 0 if flag else np.ones(len(ci), bool)) & left
-        m = pair_by_order(combine(ci, take(rt[field], rcv_rows), n=len(ci)), np.arange(len(ci)),
-                          combine(cid, take(st[field], rows), n=len(rows)), pos, vr, vs)
+        # a value tells copies apart only where it is there (IPv6 has no IP ID) and no
+        # other copy of the connection carries it (else the pairing is by order: a guess)
+        vs = take(st[flag], rows) > 0 if flag else (take(st["ipver"], rows) == 4) & (take(st[field], rows) > 0)
+        vr = (take(rt[flag], rcv_rows) > 0 if flag else take(rt["ipver"], rcv_rows) == 4) & left
+        ks = combine(cid, take(st[field], rows), n=len(rows))
+        vs &= _unique(ks, vs)
+        m = pair_by_order(combine(ci, take(rt[field], rcv_rows), n=len(ci)), np.arange(len(ci)), ks, pos, vr, vs)
         hit = m >= 0
         out[hit] = rows[m[hit]]
         left &= ~hit
         if not left.any():
             break
-    return out
+    return out, single | ~left
+
+
+def syn_delays(c: Side, s: Side, mc: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For matched connections (client ``mc``, server ``ms``): server time minus client
+    time of the same SYN at both points, and client time minus server time of the same
+    SYN-ACK; the one source of the path delays and of the clock offset. Only copies known
+    to be the same packet count: pairing the first SYN sent with the first that arrived
+    put a retransmission timeout (1 s, 3 s...) into the delay whenever the first was lost."""
+    cc, sc = c.tcp, s.tcp
+    ok = (sc.syn[ms] >= 0) & (cc.syn[mc] >= 0)
+    rs = sc.order[sc.syn[ms[ok]]]
+    rc, known = same_copy(c, mc[ok], "syn", s, rs)
+    out = take(s.t["ts_ns"], rs[known]).astype(np.int64) - take(c.t["ts_ns"], rc[known]).astype(np.int64)
+    ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
+    rc2 = cc.order[cc.synack[mc[ok2]]]
+    rs2, known2 = same_copy(s, ms[ok2], "synack", c, rc2)
+    back = take(c.t["ts_ns"], rc2[known2]).astype(np.int64) - take(s.t["ts_ns"], rs2[known2]).astype(np.int64)
+    return out, back

@@ -35,8 +35,10 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.sides import SYN_ROW, Side
+from rig.capture.table import ACK, RST, SYN
 
 MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
+SYN_RTO_NS = 3_000_000_000  # the longest first wait before a SYN is sent again (RFC 1122's 3 s)
 MAX_PAIRS = 200_000  # candidate pairs looked at one by one; beyond, the attempts are undecided
 
 
@@ -79,10 +81,13 @@ class _Copies:
         self.ts = take(t["ts_ns"], rows).astype(np.int64)
         self.tsval = take(t["tsval"], rows).astype(np.int64)
         self.has_ts = take(t["has_ts"], rows) > 0
+        ids = np.where(take(t["ipver"], rows) == 4, take(t["ip_id"], rows).astype(np.int64), 0)
+        self._ids = ids.tolist()
         # rows are in connection order, then frame order: each connection's copies are one run
         idx = np.searchsorted(cid, conns)
         end = np.searchsorted(cid, conns, side="right")
         self.lo, self.hi = idx, end
+        self.first_id = ids[np.minimum(idx, max(len(rows) - 1, 0))] if len(rows) else np.zeros(0, np.int64)
         first = rows[np.minimum(idx, max(len(rows) - 1, 0))] if len(rows) else np.zeros(0, np.int64)
         self.first_t = self.ts[np.minimum(idx, max(len(rows) - 1, 0))] if len(rows) else np.zeros(0, np.int64)
         self.last_t = self.ts[np.maximum(end - 1, 0)] if len(rows) else np.zeros(0, np.int64)
@@ -103,18 +108,47 @@ class _Copies:
         lo, hi = self._lo[k], self._hi[k]
         return self._ts[lo:hi], (self._vals[lo:hi] if self._with_ts[k] else None)
 
+    def may_go_on(self, ks: np.ndarray, end: int | None) -> np.ndarray:
+        """Which of the connections ``ks`` may have sent another copy after ``end`` (the
+        capture's last packet): the next retransmission comes no sooner than the gap
+        before the last (backoff only grows), or up to ``SYN_RTO_NS`` after a single copy."""
+        if end is None:
+            return np.zeros(len(ks), bool)
+        lo, hi = self.lo[ks], self.hi[ks]
+        last = self.ts[np.maximum(hi - 1, 0)]
+        prev = self.ts[np.maximum(hi - 2, 0)]
+        gap = np.where(hi - lo >= 2, last - prev, SYN_RTO_NS)
+        return last + gap > end
+
+    def ids(self, k: int) -> list[int] | None:
+        """The copies' IPv4 IDs (None if any is 0 or not IPv4: nothing to compare)."""
+        got = self._ids[self._lo[k]:self._hi[k]]
+        return got if got and all(got) else None
+
 
 def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | None,
-            delay: int | None, tol: int) -> bool:
+            delay: int | None, tol: int, client_end: int | None = None,
+            ids: tuple[list[int], list[int]] | None = None) -> bool:
     """Whether the server's SYN copies (``ts``, server clock; ``vs`` their timestamps)
     can be a subset of the client's (``tc``, ``vc``), in order, each within ``tol`` of
     its client copy plus ``delay`` (or of one common delay, when none is known), with
-    the same timestamp differences."""
+    the same timestamp differences. Copies that arrived after the client capture ended
+    (``client_end``, client clock) were sent when nothing recorded them there: they need
+    no client copy. ``ids``: the client's and the server's copies' IP IDs, which each
+    copy must then share with its client copy too."""
+    if client_end is not None and delay is not None and ts[-1] > client_end + delay:
+        keep = sum(1 for x in ts if x <= client_end + delay)
+        if keep == 0:  # every copy came when the client capture had ended: nothing to compare
+            return True
+        ts, vs = ts[:keep], (vs[:keep] if vs is not None else None)
     if len(ts) > len(tc):
         return False
+    ic, is_ = ids if ids is not None else (None, [])
     for i0 in range(len(tc) - len(ts) + 1):
         d = ts[0] - tc[i0]  # this pairing's delay, which every later copy shares
         if delay is not None and abs(d - delay) > tol:
+            continue
+        if ic is not None and ic[i0] != is_[0]:
             continue
         i, ok = i0, True
         for j in range(1, len(ts)):
@@ -123,7 +157,8 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
                 off = ts[j] - tc[i] - d
                 if off < -tol:  # later client copies only fit worse
                     i = len(tc)
-                elif off <= tol and (vc is None or vs is None or (vs[j] - vs[0] - vc[i] + vc[i0]) % (1 << 32) == 0):
+                elif off <= tol and (vc is None or vs is None or (vs[j] - vs[0] - vc[i] + vc[i0]) % (1 << 32) == 0) \
+                        and (ic is None or ic[i] == is_[j]):
                     break
                 else:
                     i += 1
@@ -133,6 +168,23 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
         if ok:
             return True
     return False
+
+
+def _acked_in_time(c: Side, s: Side, delay: int | None) -> np.ndarray:
+    """Per server connection: its initiator acknowledged the SYN-ACK or sent data while
+    the client capture still ran, so it is no attempt whose client never got a SYN-ACK.
+    An ACK that left the client after its capture ended (server time, less ``delay``)
+    says nothing of what that capture holds; one sent before it ended followed a SYN-ACK
+    that arrived before, which that capture would hold."""
+    sc = s.tcp
+    acked = (sc.ack_fwd > 0) | (sc.data_end_fwd > 1)
+    if delay is None or c.ts_max is None or not acked.any():
+        return acked
+    f = take(s.t["flags"], sc.order).astype(np.int64)
+    pos = np.flatnonzero(sc.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0))
+    first = np.full(len(sc.syn), np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, sc.conn_of(pos), take(s.t["ts_ns"], sc.order[pos]).astype(np.int64))
+    return acked & (first <= c.ts_max + delay)
 
 
 def _components(n_u: int, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -200,7 +252,8 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     from (a version not in it: any source)."""
     cc, sc = c.tcp, s.tcp
     u_all = np.flatnonzero(left & (cc.synack < 0))
-    v_ok = ~taken & (sc.syn >= 0) & (sc.ack_fwd <= 0) & (sc.data_end_fwd <= 1)
+    delay, tol = timing(out_delays)
+    v_ok = ~taken & (sc.syn >= 0) & ~_acked_in_time(c, s, delay)
     if public:  # per IP version: a version no joined packet came in says nothing of the others
         first = sc.order[np.maximum(sc.syn, 0)]
         ver = take(s.t["ipver"], first)
@@ -211,7 +264,6 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     undecided: dict[int, Undecided] = {}
     if len(u_all) == 0 or len(v_all) == 0:
         return m, undecided
-    delay, tol = timing(out_delays)
     cu, cv = _Copies(c, u_all), _Copies(s, v_all)
     port_u, port_v = cc.resp_port[u_all], sc.resp_port[v_all]
     # candidate pairs (positions in u_all, v_all): same port, the server's first copy
@@ -229,6 +281,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         else:
             lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
             hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
+            hi[cu.may_go_on(ui, c.ts_max)] = len(vi)  # its later copies are the server's to show
         n = hi - lo
         if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
             flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]
@@ -243,12 +296,26 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     pu, pv = np.concatenate(pu_l), np.concatenate(pv_l)
     # one copy each, with a delay known: the window above was the whole test
     keep = (cu.n[pu] == 1) & (cv.n[pv] == 1) & (delay is not None)
+    # the IP IDs of the aligned copies agree too
+    strong = keep & (cu.first_id[pu] > 0) & (cu.first_id[pu] == cv.first_id[pv])
     for k in np.flatnonzero(~keep).tolist():
         a, b = int(pu[k]), int(pv[k])
         tc, vc = cu.of(a)
         ts, vs = cv.of(b)
-        keep[k] = _aligns(tc, vc, ts, vs, delay, tol)
-    pu, pv = pu[keep], pv[keep]
+        ic, is_ = cu.ids(a), cv.ids(b)
+        if ic is not None and is_ is not None:
+            strong[k] = _aligns(tc, vc, ts, vs, delay, tol, c.ts_max, (ic, is_))
+        keep[k] = strong[k] or _aligns(tc, vc, ts, vs, delay, tol, c.ts_max)
+    pu, pv, strong = pu[keep], pv[keep], strong[keep]
+    # the IP IDs break ties (pf keeps them without ``random-id``): a pair whose IDs agree
+    # leaves out the other candidates of both its attempt and its server connection
+    if strong.any():
+        su = np.zeros(len(u_all), bool)
+        sv = np.zeros(len(v_all), bool)
+        su[pu[strong]] = True
+        sv[pv[strong]] = True
+        sel = strong | (~su[pu] & ~sv[pv])
+        pu, pv = pu[sel], pv[sel]
     # the option layout breaks ties: an attempt keeps only the candidates with its own
     # layout, if it has any (a path that changes the layout changes it for all of them)
     if len(pu):

@@ -219,6 +219,7 @@ class Side:
         self.n_total = len(pk)
         self._frame_is_row = bool(np.array_equal(pk["frame"], np.arange(1, len(pk) + 1)))
         self.kernel_drops = int(cap.kernel_drops) if cap is not None else 0
+        self.mid_flow = False  # a TCP connection here began before the capture (windows.started_mid_flow)
         ts = pk["ts_ns"]
         has = bool(valid.any())
         # min / max over the trusted rows without a copy of them (8 MB per 1M rows)
@@ -244,6 +245,10 @@ class Side:
     def akeys(self) -> np.ndarray:
         """``keys.addr_key`` of each of the capture's addresses, by index (``src_i`` / ``dst_i``)."""
         return self._akeys
+
+    def all_addr_keys(self) -> set[int]:
+        """``keys.addr_key`` of every address the capture holds."""
+        return set(np.unique(self._akeys).tolist())
 
     def addr_key1(self, field: str, row: int) -> int:
         """``addr_keys`` of one row, as a Python int."""

@@ -18,10 +18,10 @@ from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_at, quoted_one
 from rig.analysis.prose import ambiguous_match_words, plural, tcp_delivered_words, times
 from rig.analysis.keys import combine1, take
-from rig.analysis.match import match_tcp
+from rig.analysis.match import match_tcp, syn_delays
 from rig.analysis.sides import Side, TcpConns
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
-from rig.analysis.tcp_fast import TcpBatch, delivered_drafts, delivered_mask
+from rig.analysis.tcp_fast import TcpBatch, acked, delivered_drafts, delivered_mask
 from rig.capture.table import ACK, RST, SYN
 from rig.outcome import Outcome
 
@@ -67,6 +67,13 @@ class _Conn:
         f = take(self.side.t["flags"], self.rows).astype(np.int64)
         bare = ~self.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0)
         return self.rows[bare]
+
+    def acked_synack(self) -> np.ndarray:
+        """The initiator's packets (no SYN, no RST) that acknowledge the responder's SYN."""
+        t = take(self.side.t, self.rows)
+        f = t["flags"].astype(np.int64)
+        own = self.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0)
+        return self.rows[own & (t["ack"].astype(np.int64) == (self.isn_s + 1) % 2**32)]
 
     def first(self, rows: np.ndarray) -> np.void | None:
         return self.side.t[rows[0]] if len(rows) else None
@@ -162,7 +169,7 @@ def _frag_needed(side: Side, conn: _Conn) -> list[int]:
 
 def tcp_drafts(ctx: Ctx) -> tuple[list[Draft | TcpBatch], list[np.ndarray], list[np.ndarray]]:
     c, s = ctx.client, ctx.server
-    cc, sc = c.tcp, s.tcp
+    cc = c.tcp
     m, undecided = match_tcp(c, s)
     cand = np.flatnonzero(cc.syn >= 0) if len(cc) else np.zeros(0, np.int64)
     c_err, s_err = error_index(c), error_index(s)
@@ -170,13 +177,9 @@ def tcp_drafts(ctx: Ctx) -> tuple[list[Draft | TcpBatch], list[np.ndarray], list
     out_d, back_d = [], []
     mc = cand[m[cand] >= 0]
     if len(mc):
-        ms = m[mc]
-        ok = sc.syn[ms] >= 0
-        out_d.append(take(s.t["ts_ns"], sc.order[sc.syn[ms[ok]]]).astype(np.int64)
-                     - take(c.t["ts_ns"], cc.order[cc.syn[mc[ok]]]).astype(np.int64))
-        ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
-        back_d.append(take(c.t["ts_ns"], cc.order[cc.synack[mc[ok2]]]).astype(np.int64)
-                      - take(s.t["ts_ns"], sc.order[sc.synack[ms[ok2]]]).astype(np.int64))
+        o, b = syn_delays(c, s, mc, m[mc])
+        out_d.append(o)
+        back_d.append(b)
     fast = delivered_mask(ctx, cand, m[cand])
     drafts: list[Draft | TcpBatch] = [*delivered_drafts(ctx, cand[fast], m[cand[fast]])]
     drafts += [_one(ctx, ci, int(m[ci]), c_err, s_err, extra_m, undecided.get(ci)) for ci in cand[~fast].tolist()]
@@ -281,6 +284,14 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
                                  f"{times(len(C.rst_rev), 'a RST')} that the server never sent")
                 ev += ctx.ev(c, C.rst_rev, "RST the server never sent")
                 d.absent_at = ("server",)
+            elif len(acked := S.acked_synack()):
+                # the client acknowledged the SYN-ACK at the server: one did reach it, and
+                # the client capture missed it (it stopped, or dropped it)
+                d.outcome = Outcome.INCOMPLETE
+                d.undecided_because = "the server saw the client acknowledge its SYN-ACK; the client capture holds none"
+                d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')} and the client "
+                                 f"acknowledged one, yet the client capture shows none arriving")
+                ev += ctx.ev(s, acked, "the client's ACK of the SYN-ACK arrived", 1)
             else:
                 d.outcome = Outcome.LOST_RETURN
                 d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')}; "
@@ -390,12 +401,13 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         d.server_until = int(take(c.t["ts_ns"], C.rows[C.data_rev]).max())
         return
     c_end = int(cc.data_end_fwd[C.ci])
+    acked_s, acked_c = (int(a) for a in acked(cc, sc, C.ci, S.ci))
     checks = (
-        (C, S, True, c_end, int(sc.ack_rev[S.ci]), "out"),
-        (S, C, False, s_end, int(cc.ack_fwd[C.ci]), "back"),
+        (C, S, True, c_end, acked_s, "out"),
+        (S, C, False, s_end, acked_c, "back"),
     )
-    for snd, rcv, fwd, end, acked, direction in checks:
-        if end <= 1 or acked >= end:
+    for snd, rcv, fwd, end, got, direction in checks:
+        if end <= 1 or got >= end:
             continue
         peer_open = snd.synack if fwd else snd.syn  # the receiver's SYN / SYN-ACK as the sender saw it
         mss = int(snd.side.t["mss"][peer_open[0]]) if len(peer_open) else 0  # the segment size it allows
@@ -430,8 +442,8 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     d.outcome = Outcome.DELIVERED
     if len(S.syn) and len(C.synack):  # (a connection caught mid-way keeps the rows found above)
         ev[:] = ctx.delivered_evidence("tcp", S.syn[0], C.synack[0])
-    got_s = min(c_end, max(int(sc.ack_rev[S.ci]), int(sc.data_end_fwd[S.ci])))  # as the receivers show it
-    got_c = min(s_end, max(int(cc.ack_fwd[C.ci]), c_got))
+    got_s = min(c_end, max(acked_s, int(sc.data_end_fwd[S.ci])))  # as the receivers show it
+    got_c = min(s_end, max(acked_c, c_got))
     d.explanation = tcp_delivered_words(max(got_s - 1, 0), max(got_c - 1, 0), max(len(C.syn) - len(S.syn), 0),
                                    max(len(S.synack) - len(C.synack), 0))
 

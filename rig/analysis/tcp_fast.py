@@ -25,6 +25,15 @@ from rig.verdict import Evidence, Exchange
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
 
+def acked(cc, sc, ci, si) -> tuple[np.ndarray, np.ndarray]:
+    """How far each receiver acknowledged (relative, +1), for client connections ``ci``
+    matched to server ``si``: the server of the client's data, the client of the
+    server's. A receiver's ACK proves receipt wherever it was captured: at its own point,
+    or arriving at the other (the client capture may stop before the client's last ACK
+    leaves; the server's, before the server's)."""
+    return np.maximum(sc.ack_rev[si], cc.ack_rev[ci]), np.maximum(cc.ack_fwd[ci], sc.ack_fwd[si])
+
+
 def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
     """Which client connections (``ci``, matched to server ``si``, -1 if none) are plainly delivered."""
     cc, sc = ctx.client.tcp, ctx.server.tcp
@@ -36,8 +45,9 @@ def delivered_mask(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> np.ndarray:
     ok &= cc.n_rst_rev[ci] <= sc.n_rst_rev[s]
     s_end, c_end = sc.data_end_rev[s], cc.data_end_fwd[ci]
     ok &= cc.data_end_rev[ci] <= np.maximum(s_end, 1)
-    ok &= (c_end <= 1) | (sc.ack_rev[s] >= c_end)
-    ok &= (s_end <= 1) | (cc.ack_fwd[ci] >= s_end)
+    got_s, got_c = acked(cc, sc, ci, s)
+    ok &= (c_end <= 1) | (got_s >= c_end)
+    ok &= (s_end <= 1) | (got_c >= s_end)
     return ok
 
 

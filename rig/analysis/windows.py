@@ -64,15 +64,20 @@ class PointWindow:
     hi: int
     offset_ns: int | None  # the point's clock minus the client's; None: unknown (taken as 0)
     slack_ns: int
+    lo_slack_ns: int = PATH_DELAY_NS  # before it opened, on a mapped clock (``point_window``)
 
     def to_client(self, ts: int) -> int:
         return ts - (self.offset_ns or 0)
 
 
 def point_window(name: str, ts_min: int | None, ts_max: int | None, offset_ns: int | None,
-                 given: CaptureWindow | None) -> PointWindow | None:
+                 given: CaptureWindow | None, mid_flow: bool = False) -> PointWindow | None:
     """The window of one point (None: it holds no packets and rig did not run it).
-    ``offset_ns`` is the point's clock minus the client's (0 for the client itself)."""
+    ``offset_ns`` is the point's clock minus the client's (0 for the client itself).
+    ``mid_flow``: the capture holds a TCP connection begun before it (``started_mid_flow``):
+    it started while traffic flowed, and its first packet is a hard edge (a path delay only
+    makes a packet arrive later than it was sent). Otherwise nothing says when it started,
+    and an exchange up to a path delay before its first packet counts as inside."""
     lo = hi = None
     if ts_min is not None and ts_max is not None:
         lo, hi = ts_min - (offset_ns or 0), ts_max - (offset_ns or 0)
@@ -86,15 +91,33 @@ def point_window(name: str, ts_min: int | None, ts_max: int | None, offset_ns: i
     exact = offset_ns is not None
     if not exact and given is not None and given.start_ns is not None and given.stop_ns is not None:
         lo, hi, exact = given.start_ns, given.stop_ns, True  # the packets' own clock is unknown: tcpdump's times alone
-    return PointWindow(name, lo, hi, offset_ns, PATH_DELAY_NS if exact else UNMAPPED_SLACK_NS)
+    started = given is not None and given.start_ns is not None
+    return PointWindow(name, lo, hi, offset_ns, PATH_DELAY_NS if exact else UNMAPPED_SLACK_NS,
+                       0 if mid_flow and not started else PATH_DELAY_NS)
 
 
-def outside(win: PointWindow, first_elsewhere: int) -> str | None:
-    """Why ``win``'s point cannot vouch for an exchange whose first packet seen at another
-    point was at ``first_elsewhere`` (client clock): the reason as a short fact, or None."""
-    unmapped = "" if win.slack_ns == PATH_DELAY_NS else " (clocks taken as equal: no packet was seen at both points)"
-    if first_elsewhere + win.slack_ns < win.lo:
-        return f"{win.name} capture started {(win.lo - first_elsewhere) / 1e9:.1f} s later{unmapped}"
+def started_mid_flow(side) -> bool:
+    """Whether a point captured a TCP connection already under way: data without its SYN
+    or SYN-ACK there (a lone RST or ACK, which scanners and forgers send, is no sign).
+    The capture began while that connection flowed: nothing says it began before its
+    first packet."""
+    tc = side.tcp
+    if len(tc.starts) == 0:
+        return False
+    data = (tc.first_data_fwd >= 0) | (tc.first_data_rev >= 0)
+    return bool(((tc.syn < 0) & (tc.synack < 0) & data).any())
+
+
+def outside(win: PointWindow, first_elsewhere: int, last_elsewhere: int | None = None) -> str | None:
+    """Why ``win``'s point cannot vouch for an exchange whose packets seen at another
+    point span ``first_elsewhere`` to ``last_elsewhere`` (client clock; the last defaults
+    to the first): the reason as a short fact, or None. It vouches when one of them surely
+    fell inside its window: that one's absence is certain."""
+    last = first_elsewhere if last_elsewhere is None else last_elsewhere
+    exact = win.slack_ns == PATH_DELAY_NS
+    unmapped = "" if exact else " (clocks taken as equal: no packet was seen at both points)"
+    if last + (win.lo_slack_ns if exact else win.slack_ns) < win.lo:
+        return f"{win.name} capture started {(win.lo - last) / 1e9:.1f} s later{unmapped}"
     if first_elsewhere - win.slack_ns > win.hi:
         return f"{win.name} capture stopped {(first_elsewhere - win.hi) / 1e9:.1f} s earlier{unmapped}"
     return None
@@ -112,7 +135,7 @@ def vouch(d, sides, windows: dict[str, PointWindow | None]) -> str | None:
         win = windows.get(name)
         toward = _first_toward(d, sides, windows, name)
         if win is not None and toward is not None:
-            why = outside(win, toward)
+            why = outside(win, toward, d.t_last if name != "client" and d.outcome == "lost-outbound" else None)
             if why:
                 return why
         if name == "server" and win is not None and win.offset_ns is not None and d.server_until is not None \
@@ -123,8 +146,14 @@ def vouch(d, sides, windows: dict[str, PointWindow | None]) -> str | None:
 
 def _first_toward(d, sides, windows, absent: str) -> int | None:
     """Client clock: when the first packet that should have reached ``absent`` was seen at
-    the other end (the client's first packet; at the server, its first own answer)."""
+    the other end (the client's first packet; at the server, its first own answer). When
+    the exchange was seen at the absent point, what is missing there came after it: its
+    first packet there is the time."""
     if absent != "client":
+        frames, win = d.frames.get(absent), windows.get(absent)
+        if frames and win is not None and win.offset_ns is not None:
+            side = sides[absent]
+            return max(d.t_first, int(side.t["ts_ns"][side.rows_at(frames)].min()) - win.offset_ns)
         return d.t_first  # the client's first packet of the exchange
     other = "server"
     frames = d.frames.get(other)

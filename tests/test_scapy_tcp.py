@@ -1,0 +1,119 @@
+"""`rig diff` against an independent generator (tests/_scapy_world.py, scapy): TCP
+connections through pf's and a provider's NAT, with losses, forged answers, capture
+windows that miss part of them, clock offsets, and the link types real captures use.
+Each exchange's outcome must be the generator's own record of what it did; `incomplete`
+only where that record says the captures cannot know."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytest.importorskip("scapy")
+
+from _runhelp import rig_cmd  # noqa: E402
+from _scapy_world import Router, Setup, build  # noqa: E402
+
+PF_FULL = Router(kind="pf", modulate=True, ts_modulate=True, random_id=True)
+LINUX = Router(kind="linux", modulate=False, pf_ports=False)
+
+WORLDS = {
+    "linux-masquerade": Setup(seed=1, router=LINUX),
+    "pf-modulate": Setup(seed=2),
+    "pf-modulate-random-id": Setup(seed=3, router=Router(random_id=True)),
+    "pf-full-quick-succession": Setup(seed=12, router=PF_FULL, gap=0.002),
+    "ipv6-no-nat": Setup(seed=5, family=6, router=Router(kind="none")),
+    "ipv6-pf-modulate": Setup(seed=6, family=6),
+    "mss-clamp-cloud-dnat-cgn-ports": Setup(seed=7, mss_clamp=1414, server_dnat=True, cgn_ports="random"),
+    "server-starts-late+90s": Setup(seed=8, clock_offset=90, server_starts_late=2.0),
+    "client-stops-early-90s": Setup(seed=9, clock_offset=-90, client_stops_early=2.5),
+    "sll2-any-pcapng-raw": Setup(seed=10, client_link="sll2-any", server_link="raw", client_ng=True),
+    "sll-vs-sll2-any": Setup(seed=11, client_link="sll", server_link="sll2-any", server_ng=True, gap=0.005),
+    "ipv6-late-server-90s": Setup(seed=16, family=6, router=Router(kind="none"), server_starts_late=1.5,
+                                  clock_offset=-90),
+    "linux-late-server": Setup(seed=17, router=LINUX, server_starts_late=1.2, gap=0.1),
+    "pf-full-late-server-early-client": Setup(seed=18, router=PF_FULL, server_starts_late=1.0,
+                                              client_stops_early=4.0, clock_offset=37.5,
+                                              client_link="sll2-any", client_ng=True),
+    "pf-full-client-stops-early": Setup(seed=128, router=PF_FULL, cgn_ports="random", mss_clamp=1452,
+                                       client_stops_early=2.86, client_link="raw", server_link="sll"),
+    "masquerade-late-server-sll2": Setup(seed=115, router=Router(kind="linux", modulate=False, random_id=True,
+                                                                pf_ports=False),
+                                         cgn_ports="random", mss_clamp=1452, clock_offset=33.7,
+                                         server_starts_late=0.716, client_link="sll2-any", server_link="sll",
+                                         clients=8, servers=1, per_fate=1),
+    "pf-ts-late-server-pcapng": Setup(seed=121, router=Router(ts_modulate=True), mss_clamp=1414, gap=0.02,
+                                      clock_offset=62.7, server_starts_late=0.704, client_stops_early=8.78,
+                                      client_link="raw", server_link="sll", client_ng=True, per_fate=3),
+    "ipv6-ts-modulated-late-server": Setup(seed=141, family=6, router=Router(modulate=False, ts_modulate=True),
+                                           clock_offset=-90, server_starts_late=2.3, client_stops_early=7.19,
+                                           client_link="sll", server_link="sll", server_ng=True, clients=1,
+                                           per_fate=3),
+    "ipv6-pf-client-stops-early": Setup(seed=168, family=6, router=Router(ts_modulate=True), mss_clamp=1452,
+                                        gap=0.3, client_stops_early=4.42, client_link="sll", server_link="raw",
+                                        per_fate=1),
+    "four-servers-late-capture": Setup(seed=183, router=Router(modulate=False, ts_modulate=True, random_id=True),
+                                       gap=0.002, server_starts_late=0.7535, client_stops_early=6.11,
+                                       client_link="sll", clients=8, servers=4, per_fate=1),
+    "client-stops-during-retransmission": Setup(seed=191, router=Router(modulate=False, random_id=True),
+                                                mss_clamp=1414, gap=0.3, client_stops_early=2.1668,
+                                                client_link="sll2-any", client_ng=True, server_ng=True,
+                                                clients=1, servers=1),
+    "pf-full-late-server-no-match": Setup(seed=222, router=PF_FULL, cgn_ports="random", gap=0.002,
+                                          server_starts_late=3.838, client_link="sll", server_link="sll2-any",
+                                          clients=1, servers=1, per_fate=1),
+    "pf-keeps-isn-stops-early": Setup(seed=230, router=Router(modulate=False), cgn_ports="random", mss_clamp=1414,
+                                      gap=0.3, clock_offset=-90, client_stops_early=4.4525, client_link="sll",
+                                      client_ng=True, clients=1, servers=1, per_fate=3),
+    "clean-late-server": Setup(seed=133, router=Router(kind="none"), mss_clamp=1414, clock_offset=90,
+                               server_starts_late=0.5236, client_link="sll2-any", server_link="sll", per_fate=3),
+}
+
+
+# still wrong, left for a fix (strict: a fix makes them pass and must remove the mark)
+KNOWN: dict[str, str] = {
+    # the server capture began with clean handshakes 24 ms after a refused connection: no
+    # packet shows it began late, and windows.point_window gives such a start a path delay
+    # (1 s) of slack, so the RST reads as reset-by-middlebox rather than incomplete
+    "clean-late-server": "a clean late start is taken as a start before the first exchange",
+    # nothing the two captures share survives pf, and the server capture holds only the last
+    # SYN copies, 3.3 s after the exchanges: with no clock offset, windows.py takes a gap
+    # under 30 s for the clocks' disagreement, and answered-by-middlebox follows
+    "pf-full-late-server-no-match": "no offset: a late start under 30 s is taken for the clocks",
+    # pf keeps the ISN here, so a server connection with another ISN is not a SYN that the
+    # firewall reset; match_by_pattern does not use what the path keeps, and says
+    # 'incomplete: no value tells them apart'
+    "pf-keeps-isn-stops-early": "pattern candidates ignore the fields the path keeps",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN[n], strict=True))
+                                  if n in KNOWN else n for n in WORLDS])
+def test_rig_diff_agrees_with_the_generator(name, tmp_path):
+    setup = WORLDS[name]
+    world = build(setup)
+    c = tmp_path / ("client.pcapng" if setup.client_ng else "client.pcap")
+    s = tmp_path / ("server.pcapng" if setup.server_ng else "server.pcap")
+    world.write(c, s)
+    res = subprocess.run(rig_cmd("diff", str(c), str(s), "--json"), capture_output=True, text=True, timeout=120)
+    assert res.returncode in (0, 1), res.stderr
+    got = {e["client"]: e for e in json.loads(res.stdout)["exchanges"] if e["protocol"] == "tcp"}
+    wrong = []
+    for t in world.truths:
+        e = got.get(t.client)
+        if e is None:
+            if t.seen_anywhere and t.server_seen:
+                wrong.append(f"{t.fate} {t.client}: no exchange")
+            continue
+        ok = t.accepts(e["outcome"])
+        lost_at = (e.get("lost_at") or {}).get("direction")
+        if ok and e["outcome"] == t.outcome and t.direction and lost_at and lost_at != t.direction:
+            ok = False
+        if e["outcome"] == "incomplete" and not e.get("undecided_because"):
+            ok = False
+        if not ok:
+            wrong.append(f"{t.fate} {t.client}: rig {e['outcome']} ({e.get('undecided_because') or e['explanation']}), "
+                         f"generator {t.outcome} (dropped {t.dropped}, knowable {t.knowable})")
+    assert not wrong, "\n".join(wrong)
