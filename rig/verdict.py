@@ -164,6 +164,7 @@ class Exchange:
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
     lost_at: LostAt | None = None  # where the traces place the loss (rig.trace.locate)
     seen_at: tuple[tuple[str, str], ...] = ()  # (extra point, the client's endpoint as the request passed it)
+    fragments_lost: bool = False  # UDP: the lost datagram's first fragment arrived, its later ones never did
 
     def frames_at(self, point: str) -> tuple[int, ...]:
         return dict(self.frames).get(point, ())
@@ -205,6 +206,8 @@ class Exchange:
             d["lost_at"] = self.lost_at.to_dict()
         if self.seen_at:
             d["seen_at"] = dict(self.seen_at)
+        if self.fragments_lost:
+            d["fragments_lost"] = True
         return d
 
     @classmethod
@@ -223,6 +226,7 @@ class Exchange:
             _echo(d.get("echo")),
             lost_at=LostAt.from_dict(d["lost_at"]) if isinstance(d.get("lost_at"), Mapping) else None,
             seen_at=tuple((str(p), str(a)) for p, a in (d.get("seen_at") or {}).items()),
+            fragments_lost=d.get("fragments_lost") is True,
         )
 
 

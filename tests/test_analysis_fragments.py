@@ -54,7 +54,7 @@ def test_every_fragment_arrived_is_delivered(tmp_path):
     _large_udp(w, 3, 999)
     assert run_full(w, tmp_path / "full").exchanges[0].outcome == "delivered"
     u = run(w, tmp_path).exchanges[0]
-    assert u.outcome == "delivered"
+    assert u.outcome == "delivered" and not u.fragments_lost
 
 
 @pytest.mark.parametrize("lean", [True, False])
@@ -72,6 +72,7 @@ def test_only_the_first_fragment_arrived_is_lost_outbound(tmp_path, lean):
     assert [n for n in notes if "later fragment sent" in n] == [
         f"192.168.1.10 > 198.51.100.10 IPv4 fragment of UDP id 4321{n} ttl 64 — later fragment sent" for n in size]
     assert (u.datagrams.out_sent, u.datagrams.out_lost) == (1, 1)
+    assert u.fragments_lost and u.to_dict()["fragments_lost"] is True
 
 
 def test_two_of_three_fragments_arrived_is_lost_outbound(tmp_path):

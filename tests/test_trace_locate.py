@@ -128,6 +128,22 @@ def test_an_echo_a_router_answered_with_frag_needed_is_not_traced():
     assert [e.lost_at for e in out.exchanges] == [None, la]
 
 
+def test_a_datagram_that_lost_its_later_fragments_is_not_traced_and_says_why():
+    import dataclasses
+
+    cut = dataclasses.replace(_ex(1, "udp", "lost-outbound"), fragments_lost=True)
+    whole = _ex(2, "udp", "lost-outbound")
+    assert [g.exchange.id for g in groups([cut, _ex(3, "tcp", "delivered")])] == ["tcp-3"]
+    assert [g.exchange.id for g in groups([cut, whole])] == ["udp-2"]
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), (cut,), diagnose((cut,)))
+    out = add_lost_at(v, {})
+    la = out.exchanges[0].lost_at
+    assert la.direction == "out" and la.after_hop is None and "later fragments" in la.undecided_because
+    assert "Where the UDP datagrams are lost is not known (only their later fragments" in out.diagnosis.summary
+    d = out.to_dict()["exchanges"][0]
+    assert d["fragments_lost"] is True and Exchange.from_dict(d) == out.exchanges[0]
+
+
 def test_lost_at_reaches_every_exchange_of_the_group_and_round_trips_through_json():
     ex = (_ex(1, "tcp", "lost-return"), _ex(2, "tcp", "lost-return"), _ex(3, "icmp", "delivered"))
     v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), ex, diagnose(ex))

@@ -40,10 +40,11 @@ def test_lost_at_names_the_node_that_drops(tmp_path, name):
         for e in lost:
             where = e["lost_at"]
             assert where["direction"] == drop.direction, (e["id"], where)
-            assert where["evidence"], e["id"]
-            if drop.fragments_only:  # the trace's whole copies pass: it says it cannot tell
-                assert where["after_hop"] is None and where["undecided_because"], (e["id"], where)
+            if drop.fragments_only:  # no trace can follow a later fragment: it says why, untraced
+                assert e["fragments_lost"] is True, e
+                assert where["after_hop"] is None and "later fragments" in where["undecided_because"], where
                 continue
+            assert where["evidence"], e["id"]
             path = path_nodes(access_topology(SCENARIOS[name].access))
             order = path if drop.direction == "out" else path[::-1]
             if drop.on_arrival:  # dropped as they arrive: the hop before answered, the node never did

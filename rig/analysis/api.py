@@ -37,6 +37,8 @@ from rig.errors import UsageError
 from rig.outcome import Outcome
 from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict, write_verdict_json
 
+LOSSES = (Outcome.LOST_OUTBOUND, Outcome.LOST_RETURN)  # what fragments_lost may explain
+
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
 
 
@@ -209,7 +211,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
         exchanges.append(Exchange(f"{d.protocol}-{n}", d.protocol, d.client, d.server, d.seen_at_server_as, d.outcome,
                                   d.explanation, tuple(d.changes), evidence, frames, d.path_mtu,
                                   d.undecided_because, d.datagrams, d.lost_between, d.port_reused, d.echo,
-                                  seen_at=tuple(d.seen_at.items())))
+                                  seen_at=tuple(d.seen_at.items()), fragments_lost=d.fragments_lost and d.outcome in LOSSES))
     loc[eager_at] = np.arange(len(eager_at))
     points = []
     for name, side in sides.items():

@@ -44,6 +44,7 @@ class Draft:
     datagrams: Datagrams | None = None  # UDP: datagrams each way, sent and lost
     lost_between: tuple[str, str] | None = None  # the last capture point that saw the packets, the next
     port_reused: bool = False  # the NAT reused a public port the server still held (TIME_WAIT)
+    fragments_lost: bool = False  # UDP: the lost datagram's first fragment arrived, its later ones never did
     echo: tuple[int, int] | None = None  # ICMP: (id, seq) of the echo request as the client sent it
     request_seen_at: frozenset[str] = frozenset()  # the extra points that saw the request (not in the verdict)
     seen_at: dict[str, str] = field(default_factory=dict)  # extra point -> the client's endpoint as it saw the request

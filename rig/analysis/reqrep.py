@@ -136,6 +136,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         ev += ctx.ev(c, later, "later fragment sent", 2)
         ev += ctx.ev(s, sreq, FIRST_FRAGMENT_ONLY, LOST_EVIDENCE)
         d.absent_at = ("server",)
+        d.fragments_lost = True
         return
     if sreq:
         ev += ctx.ev(s, sreq, arrived_note(req), 2)
@@ -712,8 +713,10 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
                 sent = {int(s.t["phash"][r]) for r in sp}
                 cp = [r for r in other_c.after(gl[0]) if int(c.t["phash"][r]) in sent]
                 cp_all = cp
+        cut_back = False
         if sp and cp:  # a reply cut short on the way back (its later fragments lost) never arrived
-            cp = _arrived_whole(c, cp, s, sp)
+            whole = _arrived_whole(c, cp, s, sp)
+            cut_back, cp = not whole, whole
         ce = _errors_about(c, c_err, gl)
         se = []
         if sq:
@@ -737,6 +740,8 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
         _decide(ctx, d, "datagram", "reply", len(gl), sq, sp, cp, se, ce, where,
                 {n: rows for n, idx in extra_req.items() for rows in [[r for k in sent_keys for r in idx.get(k, [])]]
                  if rows}, later_fragments(c, gl[0]) if gl[0] in cut_rows else None)
+        if cut_back and d.outcome == Outcome.LOST_RETURN:
+            d.fragments_lost = True
         # a datagram cut short at the server never arrived
         d.datagrams = request_reply_datagrams(len(gl), 0 if gl[0] in cut_rows else len(sq), len(sp), len(cp))
         _undecided_if_shared(d, gl[0] in shared_rows)

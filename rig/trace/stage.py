@@ -68,8 +68,8 @@ def groups(exchanges, family: int | None = None) -> list[Group]:
     out: dict[tuple[str, Outcome, int], Group] = {}
     healthy: dict[str, Exchange] = {}
     for e in exchanges:
-        if e.outcome in LOCATED and e.path_mtu is not None:
-            continue  # a router said where and why (frag-needed): a small copy would pass
+        if e.outcome in LOCATED and (e.path_mtu is not None or e.fragments_lost):
+            continue  # a router said where and why (frag-needed); a lost later fragment: see FRAGMENTS
         if e.outcome in LOCATED and (e.protocol, e.outcome, e.family) not in out:
             out[(e.protocol, e.outcome, e.family)] = Group(e.protocol, Outcome(e.outcome), e, e.family)
         elif (e.outcome == Outcome.DELIVERED and e.protocol not in healthy
@@ -81,6 +81,16 @@ def groups(exchanges, family: int | None = None) -> list[Group]:
             found.append(Group(proto, Outcome.DELIVERED, healthy[proto], healthy[proto].family))
             break
     return found
+
+
+# why a datagram that lost its later fragments is not traced: a copy is one packet, and
+# a router sends ICMP errors about a datagram's first fragment only (RFC 792)
+FRAGMENTS = ("only their later fragments were lost: a trace copy is one packet, and routers answer for "
+             "first fragments only")
+
+
+def _fragments_lost_at(e: Exchange) -> LostAt:
+    return LostAt("return" if e.outcome == Outcome.LOST_RETURN else "out", None, None, (), FRAGMENTS)
 
 
 def traced(g: Group, family: int | None) -> bool:
@@ -118,7 +128,7 @@ def add_lost_at(verdict, located: dict[tuple[str, str, int], LostAt]):
     def mark(e):
         if e.path_mtu is not None:
             return e  # the router that sent frag-needed is where (groups)
-        la = located.get((e.protocol, str(e.outcome), e.family))
+        la = _fragments_lost_at(e) if e.fragments_lost else located.get((e.protocol, str(e.outcome), e.family))
         return dataclasses.replace(e, lost_at=la) if la is not None else e
 
     ex = verdict.exchanges
@@ -127,6 +137,9 @@ def add_lost_at(verdict, located: dict[tuple[str, str, int], LostAt]):
     else:
         ex = tuple(mark(e) for e in ex)
     clauses = [place(proto, la) for (proto, _, _), la in located.items()]
+    cut = {(e.protocol, str(e.outcome)): e for e in ex.eager if e.fragments_lost} if isinstance(ex, ExchangeList) \
+        else {(e.protocol, str(e.outcome)): e for e in ex if e.fragments_lost}
+    clauses += [place(proto, _fragments_lost_at(e)) for (proto, _), e in cut.items()]
     diagnosis = Diagnosis(with_places(verdict.diagnosis.summary, clauses), verdict.diagnosis.by_protocol)
     return dataclasses.replace(verdict, exchanges=ex, diagnosis=diagnosis)
 
