@@ -144,6 +144,23 @@ class SSHClient:
         chan.exec_command(shlex.join(argv))
         return chan
 
+    def open_announced(self, argv: list[str], timeout: float) -> tuple[paramiko.Channel, bytes]:
+        """Start ``argv`` as ``open_channel`` does and read the first line it writes (a
+        READY or PID announcement), waiting up to ``timeout``; b"" or a partial line if it
+        said nothing in time. The channel keeps ``timeout`` for the caller's reads."""
+        chan = self.open_channel(argv)
+        chan.settimeout(timeout)
+        first = b""
+        try:
+            while not first.endswith(b"\n"):
+                data = chan.recv(1)
+                if not data:
+                    break
+                first += data
+        except OSError:
+            pass
+        return chan, first
+
     def run(self, argv: list[str], timeout: float | None = 30.0, check: bool = True,
             stdin: bytes | None = None) -> Completed:
         """Run argv to completion; InfraError if it fails and ``check``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -56,13 +57,20 @@ class Ran:
         what the access's own truth allows beside the scenario's: a connection whose public
         port the server still held (``AccessProfile.reuses_held_ports``, the MAP-E CE), when
         the verdict names it so."""
-        from rig.lab.access import ACCESS
-
-        access = (self.manifest.get("backend") or {}).get("access") if (self.out / "manifest.json").exists() else None
-        allowed = not held_ports and access in ACCESS and ACCESS[access].reuses_held_ports
+        allowed = not held_ports and self._reuses_held_ports
         return [e for e in self.verdict["exchanges"]
                 if e["protocol"] == protocol and (family is None or e["family"] == family)
                 and not (allowed and e.get("port_reused") and e["outcome"] == "lost-return")]
+
+    @functools.cached_property
+    def _reuses_held_ports(self) -> bool:
+        """The run's access line may reuse a port the server holds (read once a run)."""
+        from rig.lab.access import ACCESS
+
+        if not (self.out / "manifest.json").exists():
+            return False
+        access = (self.manifest.get("backend") or {}).get("access")
+        return access in ACCESS and ACCESS[access].reuses_held_ports
 
     @property
     def prefix(self) -> str:

@@ -250,18 +250,8 @@ class RemoteCapture:
         self.remote_dir = f"{self.remote_tmp}/rig-cap.{secrets.token_hex(6)}"
         tcpdump = self.ssh.privileged(tcpdump_argv(self.iface, self.remote_path, self.bpf))
         script = 'mkdir -m 0700 "$0" || exit 1; echo "PID $$"; exec "$@"'
-        self._chan = self.ssh.open_channel(["sh", "-c", script, self.remote_dir, *tcpdump])
+        self._chan, first = self.ssh.open_announced(["sh", "-c", script, self.remote_dir, *tcpdump], ready_timeout)
         chan = self._chan
-        chan.settimeout(ready_timeout)
-        first = b""
-        try:
-            while not first.endswith(b"\n"):
-                data = chan.recv(1)
-                if not data:
-                    break
-                first += data
-        except OSError:
-            pass
         m = re.match(rb"PID (\d+)", first)
         self._watch = _StderrWatch(_lines(chan.recv_stderr, chan))
         if m is None:

@@ -214,27 +214,15 @@ def start_udp_echo(netns: str, server_dir: Path, addr: str, port: int = 7, also:
     script.chmod(0o755)  # as the playbook installs it, so configure changes nothing
     python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     log = server_dir / "logs" / "udp_echo.log"
-    proc = _spawn(netns, [python, str(script), "--addr", addr, "--port", str(port),
-                          *[arg for a in also for arg in ("--also", a)],
-                          "--pidfile", str(server_dir / "udp_echo.pid")], log, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)  # READY, or EOF at exit
-    line = proc.stdout.readline().decode(errors="replace") if ready else ""
-    proc.stdout.close()
-    if not line.startswith("READY"):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        raise InfraError(f"UDP echo server did not start: {_log_tail(str(log))}")
-    return Service("udp-echo", netns, proc.pid, str(log), proc)
+    return _start_ready("udp-echo", "UDP echo server", netns,
+                        [python, str(script), "--addr", addr, "--port", str(port),
+                         *[arg for a in also for arg in ("--also", a)], "--pidfile", str(server_dir / "udp_echo.pid")],
+                        log)
 
 
-def start_tunnel(netns: str, logdir: Path, tunnel: Tunnel) -> Service:
-    """One IPv4-in-IPv6 tunnel end (rig.lab.tunnel) in ``netns``, once it says READY."""
-    logdir.mkdir(mode=0o755, parents=True, exist_ok=True)
-    log = logdir / f"tunnel-{tunnel.node}.log"
-    argv = [sys.executable, "-m", "rig.lab.tunnel", "--tun", tunnel.tun, "--local", tunnel.local,
-            "--remote", tunnel.remote, *(["--port-set", tunnel.port_set] if tunnel.port_set else [])]
+def _start_ready(name: str, what: str, netns: str, argv: list[str], log: Path) -> Service:
+    """Start ``argv`` in ``netns`` and wait for the READY line it prints once it serves;
+    InfraError with its log's tail if it never does (it is ended first)."""
     proc = _spawn(netns, argv, log, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)  # READY, or EOF at exit
@@ -244,5 +232,14 @@ def start_tunnel(netns: str, logdir: Path, tunnel: Tunnel) -> Service:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        raise InfraError(f"tunnel on {tunnel.node} did not start: {_log_tail(str(log))}")
-    return Service(f"tunnel-{tunnel.node}", netns, proc.pid, str(log), proc)
+        raise InfraError(f"{what} did not start: {_log_tail(str(log))}")
+    return Service(name, netns, proc.pid, str(log), proc)
+
+
+def start_tunnel(netns: str, logdir: Path, tunnel: Tunnel) -> Service:
+    """One IPv4-in-IPv6 tunnel end (rig.lab.tunnel) in ``netns``, once it says READY."""
+    logdir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    log = logdir / f"tunnel-{tunnel.node}.log"
+    argv = [sys.executable, "-m", "rig.lab.tunnel", "--tun", tunnel.tun, "--local", tunnel.local,
+            "--remote", tunnel.remote, *(["--port-set", tunnel.port_set] if tunnel.port_set else [])]
+    return _start_ready(f"tunnel-{tunnel.node}", f"tunnel on {tunnel.node}", netns, argv, log)

@@ -136,6 +136,15 @@ class MappingSeen:
         return Trail(self.local_port, self.payloads, (self.base, self.other_address, self.other_port))
 
 
+MAPPING_ORDER = ((0, 0), (1, 0), (0, 1))  # (address, port) indexes: (A1,P1), (A2,P1), (A1,P2)
+
+
+def _worth_asking(t: Target, a: int, p: int, seen: list[str | None]) -> bool:
+    """Whether the mapping test asks destination (a, p): the responder has it, and the
+    first destination answered (else the others would only wait too)."""
+    return a < len(t.addresses) and p < len(t.ports) and not (seen and seen[0] is None)
+
+
 def udp_mapping(t: Target, wait: Wait, keep: Callable[[socket.socket, str | None], None] | None = None) -> MappingSeen:
     """One socket towards (A1,P1), (A2,P1), (A1,P2) in that order (RFC 5780 §4.3).
     ``keep`` gets the socket and its first public endpoint (the hairpin test reuses it)."""
@@ -143,12 +152,8 @@ def udp_mapping(t: Target, wait: Wait, keep: Callable[[socket.socket, str | None
     try:
         seen: list[str | None] = []
         payloads: list[bytes | None] = []
-        for a, p in ((0, 0), (1, 0), (0, 1)):
-            if a >= len(t.addresses) or p >= len(t.ports):
-                seen.append(None)
-                payloads.append(None)
-                continue
-            if seen and seen[0] is None:  # no answer at all: the others would only wait too
+        for a, p in MAPPING_ORDER:
+            if not _worth_asking(t, a, p, seen):
                 seen.append(None)
                 payloads.append(None)
                 continue
@@ -414,12 +419,8 @@ def tcp_mapping(t: Target, wait: Wait, hold: list[socket.socket] | None = None) 
     try:
         seen: list[str | None] = []
         payloads: list[bytes | None] = []
-        for a, p in ((0, 0), (1, 0), (0, 1)):
-            if a >= len(t.addresses) or p >= len(t.ports):
-                seen.append(None)
-                payloads.append(None)
-                continue
-            if seen and seen[0] is None:  # no answer at all: the others would only wait too
+        for a, p in MAPPING_ORDER:
+            if not _worth_asking(t, a, p, seen):
                 seen.append(None)
                 payloads.append(None)
                 continue

@@ -67,17 +67,8 @@ class Responder:
         source = (templates_dir() / "nat_responder.py").read_text()
         argv = [self.python, "-c", source, "--secret", self.secret, "--bind", ",".join(self.plan.local),
                 "--ports", ",".join(str(p) for p in self.plan.ports), "--max-seconds", f"{self.max_seconds:g}"]
-        self._chan = chan = self.ssh.open_channel(argv)
-        chan.settimeout(READY_TIMEOUT)
-        first = b""
-        try:
-            while not first.endswith(b"\n"):
-                data = chan.recv(1)
-                if not data:
-                    break
-                first += data
-        except OSError:
-            pass
+        chan, first = self.ssh.open_announced(argv, READY_TIMEOUT)
+        self._chan = chan
         m = re.match(rb"READY (\d+) (\d+)", first)
         if m is None:
             err = b""

@@ -132,14 +132,12 @@ def add_lost_at(verdict, located: dict[tuple[str, str, int], LostAt]):
         return dataclasses.replace(e, lost_at=la) if la is not None else e
 
     ex = verdict.exchanges
-    if isinstance(ex, ExchangeList):
-        ex = ExchangeList([mark(e) for e in ex.eager], ex.batches, ex.src, ex.loc, ex.num)
-    else:
-        ex = tuple(mark(e) for e in ex)
+    eager = ex.eager if isinstance(ex, ExchangeList) else list(ex)
+    marked = [mark(e) for e in eager]
+    ex = ExchangeList(marked, ex.batches, ex.src, ex.loc, ex.num) if isinstance(ex, ExchangeList) else tuple(marked)
     clauses = [place(proto, la) for (proto, _, _), la in located.items()]
-    cut = {(e.protocol, str(e.outcome)): e for e in ex.eager if e.fragments_lost} if isinstance(ex, ExchangeList) \
-        else {(e.protocol, str(e.outcome)): e for e in ex if e.fragments_lost}
-    clauses += [place(proto, _fragments_lost_at(e)) for (proto, _), e in cut.items()]
+    cut = {(e.protocol, e.lost_at.direction): e.lost_at for e in marked if e.fragments_lost and e.lost_at}
+    clauses += [place(proto, la) for (proto, _), la in cut.items()]
     diagnosis = Diagnosis(with_places(verdict.diagnosis.summary, clauses), verdict.diagnosis.by_protocol)
     return dataclasses.replace(verdict, exchanges=ex, diagnosis=diagnosis)
 
