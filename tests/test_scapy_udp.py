@@ -237,8 +237,6 @@ def test_capture_windows_cut_into_the_run(tmp_path, window):
     check(mixed(10, **window), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="windows.outside trusts an absence up to PATH_DELAY_NS (1 s) outside a "
-                                       "window known only from its first and last packet")
 @pytest.mark.parametrize("window", [dict(server_start=1008.0, offset_s=-90.0), dict(client_stop=1010.2)])
 def test_capture_windows_cut_within_a_second_of_an_exchange(tmp_path, window):
     w = mixed(15, **window)
