@@ -240,3 +240,17 @@ def test_clock_fit_edges_follow_the_measured_path():
     assert one.edges("server", True)[0] < 5_000_000  # the mapped clock holds the outbound delay
     assert one.edges("client", True) == (PATH_DELAY_NS, -PATH_DELAY_NS)  # the way back is not measured
     assert fit_clocks(np.zeros(0), np.zeros(0)).edges("server", False) == (UNMAPPED_SLACK_NS, -UNMAPPED_SLACK_NS)
+
+
+def test_without_a_clock_offset_a_gap_of_seconds_is_an_edge(tmp_path):
+    """Nothing was seen at both points: the clocks are taken as equal within what NTP
+    keeps them to, and a server capture whose first packet comes 3 s after a SYN lost
+    there cannot vouch for it (a 30 s allowance for the clocks called it lost-outbound)."""
+    w = Path(server_clock_offset_ns=0)
+    syn_only(w, 40000, 1, copies=1, arrive=False)
+    w._now += 3_000_000_000
+    w.at_server(Pkt("45.1.2.3", w.server, 6, sport=4444, dport=22, seq=99, flags=0x02))  # a scanner, no match
+    e = by_id(run(w, tmp_path, files_only=True, server_addr=w.server))
+    assert e["tcp-1"].outcome == "incomplete"
+    assert e["tcp-1"].undecided_because == ("server capture started 3.0 s later"
+                                            " (clocks taken as equal: no packet was seen at both points)")

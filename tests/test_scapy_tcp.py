@@ -74,10 +74,6 @@ WORLDS = {
 
 # still wrong, left for a fix (strict: a fix makes them pass and must remove the mark)
 KNOWN: dict[str, str] = {
-    # nothing the two captures share survives pf, and the server capture holds only the last
-    # SYN copies, 3.3 s after the exchanges: with no clock offset, windows.py takes a gap
-    # under 30 s for the clocks' disagreement, and answered-by-middlebox follows
-    "pf-full-late-server-no-match": "no offset: a late start under 30 s is taken for the clocks",
     # pf keeps the ISN here, so a server connection with another ISN is not a SYN that the
     # firewall reset; match_by_pattern does not use what the path keeps, and says
     # 'incomplete: no value tells them apart'
