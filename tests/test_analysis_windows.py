@@ -209,7 +209,7 @@ def test_capture_windows_from_a_manifest_tolerate_junk():
 def test_a_start_a_fraction_of_a_second_late_is_measured_not_assumed(tmp_path):
     """The server's tcpdump started 0.2 s after a datagram left, on a 20 ms path: the
     matched packets say it would have arrived long before, so its absence proves nothing
-    (a fixed path-delay allowance of 1 s called it lost). Through the window a bundle
+    (a fixed path-delay allowance of 1 s would call it lost). Through the window a bundle
     records, rig knows better, and decides."""
     w = Path(server_clock_offset_ns=-7_000_000_000)
     udp(w, 50000, 1, arrive=False)
@@ -243,9 +243,9 @@ def test_clock_fit_edges_follow_the_measured_path():
 
 
 def test_without_a_clock_offset_a_gap_of_seconds_is_an_edge(tmp_path):
-    """Nothing was seen at both points: the clocks are taken as equal within what NTP
-    keeps them to, and a server capture whose first packet comes 3 s after a SYN lost
-    there cannot vouch for it (a 30 s allowance for the clocks called it lost-outbound)."""
+    """Nothing was seen at both points: the clocks are taken as equal, and a server
+    capture whose first packet comes 3 s after a SYN lost there cannot vouch for it (an
+    allowance for the clocks would call it lost-outbound)."""
     w = Path(server_clock_offset_ns=0)
     syn_only(w, 40000, 1, copies=1, arrive=False)
     w._now += 3_000_000_000

@@ -15,11 +15,12 @@ after they were sent, give or take the delays' spread (``ClockFit``); a path del
 (``PATH_DELAY_NS``) only when the matched packets do not say. A capture whose first
 packet came 24 ms after a refused connection on a 10 ms path did not see that connection
 for want of listening, and its absence there proves nothing. With no offset (nothing was
-seen at both points), the clocks are taken as equal, within what NTP keeps them
-(``UNMAPPED_SLACK_NS``): a wider gap is more likely a capture's edge than the clocks,
-and the exchange is 'incomplete', the reason saying that the clocks were taken as equal
-(a capture started 3 s after a connection pf rewrote beyond matching made its SYN-ACK a
-proxy's).
+seen at both points), the clocks are taken as equal and nothing more is allowed either
+way: the exchange must lie inside the window as the two files' own times say, and when
+it does not the reason says that the clocks were taken as equal. (An allowance for the
+clocks' disagreement would make exchanges from before a late start, matched by nothing,
+a proxy's doing: where the clocks are not known, the edge decides, and past it the
+answer is 'incomplete'.)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from rig.analysis.match import estimate_offset
 
 PATH_DELAY_NS = 1_000_000_000  # how long a packet may take, when the matched packets do not say
-UNMAPPED_SLACK_NS = 2_000_000_000  # no offset known: how far two NTP-kept clocks may disagree
+UNMAPPED_SLACK_NS = 0  # no offset known: the clocks taken as equal, no allowance either way
 MIN_ERR_NS = 1_000_000  # the least error of a mapped time (capture timestamps, scheduling)
 TAIL_NS = 1_000_000_000  # tcpdump without --immediate-mode loses about the last second
 
