@@ -266,6 +266,21 @@ class Drawing:
         if self.server_start is not None:
             self.unseen |= {id(x[2]) for x in spk if x[0] < self.server_start and x[2] is not None}
             spk = [x for x in spk if x[0] >= self.server_start]
+        # what each file shows of its window: no capture file records when tcpdump listened,
+        # so a datagram neither file holds that would have reached the server before the
+        # server file's first packet (or the client after the client file's last) cannot be
+        # known from the two files, however early the real capture began
+        s_first = spk[0][0] if spk else None
+        c_last = cpk[-1][0] if cpk else None
+        at_server = {id(x[2]) for x in spk}
+        at_client = {id(x[2]) for x in cpk}
+        for f in self.flows:
+            for d in f.dgrams:
+                at_recv = d.t + 0.02
+                if d.out and id(d) not in at_server and s_first is not None and at_recv < s_first + 0.01:
+                    self.unseen.add(id(d))
+                if not d.out and id(d) not in at_client and c_last is not None and at_recv > c_last - 0.01:
+                    self.unseen.add(id(d))
         self.at_client = {}
         for i, (_, _, d) in enumerate(cpk):
             self.at_client.setdefault(id(d), i)
