@@ -254,3 +254,32 @@ def test_without_a_clock_offset_a_gap_of_seconds_is_an_edge(tmp_path):
     assert e["tcp-1"].outcome == "incomplete"
     assert e["tcp-1"].undecided_because == ("server capture started 3.0 s later"
                                             " (clocks taken as equal: no packet was seen at both points)")
+
+
+def test_a_dumpcap_capture_says_when_it_listened(tmp_path):
+    """A quiet server capture whose first packet comes 5 s after a lost datagram: the file
+    alone cannot vouch for it, unless it says when it listened (pcapng interface
+    statistics, which dumpcap writes: isb_starttime / isb_endtime, on its own clock)."""
+    from rig.capture.synth import encoded, frame, write_pcapng
+
+    w = Path(server_clock_offset_ns=-4_000_000_000)
+    listening = now(w) - 1_000_000_000
+    udp(w, 50000, 1, arrive=False)
+    w._now += 5_000_000_000
+    for i in range(2, 5):
+        udp(w, 50000 + i, i)
+    c, s = w.write(tmp_path)
+    plain = by_id(analyse(read_capture(str(c)), read_capture(str(s))))
+    assert plain["udp-1"].outcome == "incomplete"
+    off = w.server_clock_offset_ns
+    ng = tmp_path / "server.pcapng"
+    write_pcapng(ng, [(1, "eth0")], [(0, t, frame(b)) for t, b in encoded(w.server_frames)],
+                 listened={0: (listening + off, now(w) + 2_000_000_000 + off)})
+    cap = read_capture(str(ng))
+    assert cap.interfaces[0].listened_ns == ((listening + off) // 1000 * 1000, (now(w) + 2_000_000_000 + off) // 1000 * 1000)
+    told = by_id(analyse(read_capture(str(c)), cap))
+    assert told["udp-1"].outcome == "lost-outbound" and told["udp-1"].undecided_because is None
+    late = tmp_path / "late.pcapng"  # it says it began after the datagram would have arrived: still undecided
+    write_pcapng(late, [(1, "eth0")], [(0, t, frame(b)) for t, b in encoded(w.server_frames)],
+                 listened={0: (listening + 3_000_000_000 + off, now(w) + off)})
+    assert by_id(analyse(read_capture(str(c)), read_capture(str(late))))["udp-1"].outcome == "incomplete"

@@ -102,9 +102,21 @@ def _windows(sides: dict[str, Side], fit: ClockFit,
              given: dict[str, CaptureWindow] | None) -> dict[str, PointWindow | None]:
     """Each point's window on the client clock (``windows.point_window``)."""
     offsets = {"client": 0, "server": fit.offset_ns}
-    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name), fit,
-                               side.mid_flow)
+    return {name: point_window(name, *_span(side), offsets.get(name), (given or {}).get(name), fit, side.mid_flow)
             for name, side in sides.items()}
+
+
+def _span(side: Side) -> tuple[int | None, int | None]:
+    """A point's first and last packet, widened to when its interfaces say they started
+    and stopped capturing (pcapng interface statistics: dumpcap records them), on its clock."""
+    lo, hi = side.ts_min, side.ts_max
+    for itf in side.cap.interfaces if side.cap is not None else ():
+        start, end = itf.listened_ns
+        if start is not None and lo is not None:
+            lo = min(lo, start)
+        if end is not None and hi is not None:
+            hi = max(hi, end)
+    return lo, hi
 
 
 def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,

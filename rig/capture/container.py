@@ -498,12 +498,24 @@ def _tsresol_ns(code: int) -> tuple[int, int]:
 
 
 class _Iface:
-    __slots__ = ("gid", "linktype", "name", "snaplen", "num", "den", "tsoffset", "drops", "resol_ns")
+    __slots__ = ("gid", "linktype", "name", "snaplen", "num", "den", "tsoffset", "drops", "resol_ns", "start_ns",
+                 "end_ns")
 
     def __init__(self, gid, linktype, snaplen):
         self.gid, self.linktype, self.snaplen = gid, linktype, snaplen
         self.name, self.num, self.den, self.tsoffset, self.drops = "", 1000, 1, 0, None
         self.resol_ns = 1000
+        self.start_ns = self.end_ns = None  # isb_starttime / isb_endtime: when it captured
+
+    def ns(self, ticks):
+        """Timestamp ticks (an int or an int64 array) in ns since the epoch."""
+        if self.den == 1:
+            v = ticks * self.num
+        elif self.num == 1:
+            v = ticks // self.den
+        else:  # binary fractions: split to avoid overflow
+            v = (ticks // self.den) * 1_000_000_000 + ((ticks % self.den) * 1_000_000_000) // self.den
+        return v + self.tsoffset * 1_000_000_000
 
 
 def _options(buf, start: int, end: int, bo: str):
@@ -650,6 +662,13 @@ def _walk_pcapng(buf, name: str) -> Records:
                     for code, val in _options(buf, off + 20, off + blen - 4, bo):
                         if code == 5 and len(val) >= 8:  # isb_ifdrop
                             section[lid].drops = struct.unpack_from(bo + "Q", val)[0]
+                        elif code in (2, 3) and len(val) >= 8:  # isb_starttime, isb_endtime
+                            hi, lo = struct.unpack_from(bo + "II", val)
+                            at = section[lid].ns((hi << 32) | lo)
+                            if code == 2:
+                                section[lid].start_ns = at
+                            else:
+                                section[lid].end_ns = at
         prev, plen = off, blen
         off += blen
         if off - released > SEGMENT:
@@ -710,15 +729,7 @@ def _walk_pcapng(buf, name: str) -> Records:
                     continue
                 lt[mi] = itf.linktype
                 gid[mi] = itf.gid
-                t = ticks[mi]
-                if itf.den == 1:
-                    ts[mi] = t * itf.num
-                elif itf.num == 1:
-                    ts[mi] = t // itf.den
-                else:  # binary fractions: split to avoid overflow
-                    sec, frac = t // itf.den, t % itf.den
-                    ts[mi] = sec * 1_000_000_000 + (frac * 1_000_000_000) // itf.den
-                ts[mi] += itf.tsoffset * 1_000_000_000
+                ts[mi] = itf.ns(ticks[mi])
             ts[km == KIND_SPB] = 0  # SPBs carry no timestamp
             data_off[m] = om + hdrlen
             caplen[m] = np.maximum(cl, 0)
@@ -737,6 +748,7 @@ def _walk_pcapng(buf, name: str) -> Records:
             ts_resolution_ns=i.resol_ns,
             snaplen=i.snaplen,
             kernel_drops=i.drops,
+            listened_ns=(i.start_ns, i.end_ns),
         )
         for i in ifaces
     )

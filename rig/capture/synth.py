@@ -200,8 +200,9 @@ def _opt(code: int, value: bytes) -> bytes:
 
 def write_pcapng(path: str | FsPath, interfaces: list[tuple[int, str]],
                  records: Iterable[tuple[int, int, bytes]], drops: dict[int, int] | None = None,
-                 tsresol_ns: bool = False) -> None:
-    """``interfaces``: [(linktype, name)]; ``records``: (iface, ts_ns, frame); ``drops``: iface -> count."""
+                 tsresol_ns: bool = False, listened: dict[int, tuple[int, int]] | None = None) -> None:
+    """``interfaces``: [(linktype, name)]; ``records``: (iface, ts_ns, frame); ``drops``: iface -> count;
+    ``listened``: iface -> (start_ns, end_ns), as dumpcap's interface statistics record them."""
     with open(path, "wb") as f:
         f.write(_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _opt(0, b"")))
         for lt, name in interfaces:
@@ -215,6 +216,10 @@ def write_pcapng(path: str | FsPath, interfaces: list[tuple[int, str]],
         for iface, n in (drops or {}).items():
             opts = _opt(5, struct.pack("<Q", n)) + _opt(0, b"")
             f.write(_block(5, struct.pack("<III", iface, last >> 32, last & 0xFFFFFFFF) + opts))
+        for iface, (start, end) in (listened or {}).items():
+            a, b = (start, end) if tsresol_ns else (start // 1000, end // 1000)
+            opts = _opt(2, struct.pack("<II", a >> 32, a & 0xFFFFFFFF)) + _opt(3, struct.pack("<II", b >> 32, b & 0xFFFFFFFF))
+            f.write(_block(5, struct.pack("<III", iface, b >> 32, b & 0xFFFFFFFF) + opts + _opt(0, b"")))
 
 
 # --- a path through NATs -------------------------------------------------------------

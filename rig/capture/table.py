@@ -208,6 +208,9 @@ class InterfaceInfo:
     ts_resolution_ns: int = 1000
     snaplen: int = 0
     kernel_drops: int | None = None  # from a pcapng Interface Statistics Block, if any
+    # when it started and stopped capturing (pcapng isb_starttime / isb_endtime, which
+    # dumpcap writes; None where the file does not say), on the capture's own clock
+    listened_ns: tuple[int | None, int | None] = (None, None)
 
 
 @dataclass(frozen=True)
