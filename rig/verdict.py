@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 import numpy as np
 
 from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
+from rig.gcpause import gc_paused
 from rig.jsontext import join_compact
 from rig.nat.records import NatProfile
 from rig.outcome import Outcome
@@ -144,6 +145,21 @@ def _echo(v: Any) -> tuple[int, int] | None:
     return None
 
 
+_FAMILY: dict[str, int] = {}  # server endpoint -> family: a run has few servers and many exchanges
+
+
+def _family(server: str) -> int:
+    """``families.family_of_endpoint``, memoised (its import and test were a fifth of ``to_dict``)."""
+    f = _FAMILY.get(server)
+    if f is None:
+        from rig.analysis.families import family_of_endpoint
+
+        if len(_FAMILY) > 100_000:
+            _FAMILY.clear()
+        f = _FAMILY[server] = family_of_endpoint(server)
+    return f
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     id: str  # "tcp-1", "icmp-3", ...
@@ -172,15 +188,13 @@ class Exchange:
     @property
     def family(self) -> int:
         """4 or 6: the IP version of the address the client sent to (rig.analysis.families)."""
-        from rig.analysis.families import family_of_endpoint
-
-        return family_of_endpoint(self.server)
+        return _family(self.server)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
-            "family": self.family,
+            "family": _family(self.server),
             "client": self.client,
             "server": self.server,
             "seen_at_server_as": self.seen_at_server_as,
@@ -319,16 +333,22 @@ class ExchangeList(Sequence):
         return self._build(i, i + 1)[0]
 
     def __iter__(self) -> Iterator[Exchange]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self, light: bool = False) -> Iterator[list[Exchange]]:
+        """The records in verdict order, ``CHUNK`` at a time (what a writer of them all
+        reads: a record at a time through ``__iter__`` costs a generator step each)."""
         for lo in range(0, len(self), self.CHUNK):
-            yield from self._build(lo, min(lo + self.CHUNK, len(self)))
+            yield self._build(lo, min(lo + self.CHUNK, len(self)), light)
 
     def light(self) -> Iterator[Exchange]:
         """The records in verdict order with everything but ``evidence`` and ``frames``
         (left empty where the fast paths decided in bulk): what a summary such as the
         table view reads. Measured on the 1M-packet bench pair: building every record
         took ~4 s of rig diff's 6; this way ~1.5 s."""
-        for lo in range(0, len(self), self.CHUNK):
-            yield from self._build(lo, min(lo + self.CHUNK, len(self)), light=True)
+        for chunk in self.chunks(light=True):
+            yield from chunk
 
     def __eq__(self, other) -> bool:
         if isinstance(other, (tuple, list, ExchangeList)):
@@ -454,8 +474,9 @@ class Verdict:
         characters without the whole text in memory (1M-packet bench pair, 220k exchanges:
         ``rig diff --json`` peaked at ~1 GB holding the records' texts, their join and the
         document; written this way, at the analysis' own peak)."""
-        for piece in self._json_pieces(indent):
-            out.write(piece)
+        with gc_paused():  # records, dicts and texts a chunk at a time, no cycles (rig.gcpause)
+            for piece in self._json_pieces(indent):
+                out.write(piece)
 
     def _json_pieces(self, indent: int | None) -> Iterator[str]:
         if indent is None or len(self.exchanges) <= 500:
@@ -470,15 +491,8 @@ class Verdict:
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
         yield head + f"[\n{pad * 2}"
         sep = ",\n" + pad * 2
-        chunk: list[Exchange] = []  # (records are built a chunk at a time anyway: ExchangeList)
-        first = True
-        for e in self.exchanges:
-            chunk.append(e)
-            if len(chunk) == ExchangeList.CHUNK:
-                yield ("" if first else sep) + join_compact((x.to_dict() for x in chunk), sep)
-                chunk, first = [], False
-        if chunk:
-            yield ("" if first else sep) + join_compact((x.to_dict() for x in chunk), sep)
+        for n, chunk in enumerate(_chunks(self.exchanges)):
+            yield ("" if n == 0 else sep) + join_compact([x.to_dict() for x in chunk], sep)
         yield f"\n{pad}]" + tail
 
     @classmethod
@@ -507,6 +521,15 @@ class Verdict:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise InputError(f"verdict is not JSON: {exc}") from exc
+
+
+def _chunks(exchanges: Sequence[Exchange]) -> Iterator[Sequence[Exchange]]:
+    """``exchanges`` ``ExchangeList.CHUNK`` at a time (an ExchangeList builds them so)."""
+    if isinstance(exchanges, ExchangeList):
+        yield from exchanges.chunks()
+        return
+    for lo in range(0, len(exchanges), ExchangeList.CHUNK):
+        yield exchanges[lo:lo + ExchangeList.CHUNK]
 
 
 def _port_use(d: Any) -> "PortUse | None":
