@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import Ctx, with_copies, with_copy_notes
+from rig.analysis.context import Ctx, with_copies_each, with_copy_notes
 from rig.analysis.prose import DELIVERED_NOTES, reqrep_delivered_words
 from rig.analysis.sides import Part
 from rig.analysis.udpflow import DELIVERED
@@ -128,17 +128,16 @@ class ReqRepBatch:
             fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
             fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
             if self.c_copies or self.s_copies:  # packets captured twice: every copy's frame
-                fc = [with_copies(list(f), self.c_copies) for f in fc]
-                fs = [with_copies(list(f), self.s_copies) for f in fs]
+                fc, fs = with_copies_each(fc, self.c_copies), with_copies_each(fs, self.s_copies)
                 ev_s = with_copy_notes(ev_s, self.s_copies)
                 ev_c = with_copy_notes(ev_c, self.c_copies)
-        out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
+        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol
         dgrams = DELIVERED if udp else None
         out = []
         for i in range(len(idx)):
-            o, b = self.out_per[out_inv[i]], self.back_per[back_inv[i]]
+            o, b = out_ch[i], back_ch[i]
             if ids_changed[i]:
                 ch = o + (echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]),) + b
             else:
