@@ -191,6 +191,26 @@ class Exchange:
         return _family(self.server)
 
     def to_dict(self) -> dict[str, Any]:
+        return self._dict()
+
+    def _dict(self, shared: dict[int, tuple[Any, dict[str, Any]]] | None = None) -> dict[str, Any]:
+        """``to_dict``; or, given ``shared`` (one writer's chunk of records), what gives
+        the same JSON text through ``rig.jsontext`` from fewer objects: the frames as
+        tuples, and the dict of a ``Change`` or ``Datagrams`` the fast paths share between
+        records made once (``shared``: its id -> (it, its dict); the objects are kept, so
+        an id stays theirs). (The evidence stays dicts: orjson writes a slotted dataclass at a
+        third of a dict's speed.)"""
+        if shared is None:
+            changes = [c.to_dict() for c in self.changes]
+            frames: dict[str, Any] = {p: list(f) for p, f in self.frames}
+        else:
+            changes = []
+            for c in self.changes:
+                got = shared.get(id(c))
+                if got is None:
+                    got = shared[id(c)] = (c, c.to_dict())
+                changes.append(got[1])
+            frames = dict(self.frames)
         d: dict[str, Any] = {
             "id": self.id,
             "protocol": self.protocol,
@@ -200,16 +220,23 @@ class Exchange:
             "seen_at_server_as": self.seen_at_server_as,
             "outcome": self.outcome,
             "explanation": self.explanation,
-            "changes": [c.to_dict() for c in self.changes],
+            "changes": changes,
             "evidence": [e.to_dict() for e in self.evidence],
-            "frames": {p: list(f) for p, f in self.frames},
+            "frames": frames,
         }
         if self.path_mtu is not None:
             d["path_mtu"] = self.path_mtu
         if self.undecided_because is not None:
             d["undecided_because"] = self.undecided_because
         if self.datagrams is not None:
-            d["datagrams"] = self.datagrams.to_dict()
+            dg = self.datagrams
+            if shared is None:
+                d["datagrams"] = dg.to_dict()
+            else:  # (the fast paths' delivered records share one)
+                got = shared.get(id(dg))
+                if got is None:
+                    got = shared[id(dg)] = (dg, dg.to_dict())
+                d["datagrams"] = got[1]
         if self.lost_between is not None:
             d["lost_between"] = list(self.lost_between)
         if self.port_reused:
@@ -492,7 +519,8 @@ class Verdict:
         yield head + f"[\n{pad * 2}"
         sep = ",\n" + pad * 2
         for n, chunk in enumerate(_chunks(self.exchanges)):
-            yield ("" if n == 0 else sep) + join_compact([x.to_dict() for x in chunk], sep)
+            shared: dict[int, tuple[Any, dict[str, Any]]] = {}  # (Exchange._dict; as long as the chunk's records)
+            yield ("" if n == 0 else sep) + join_compact([x._dict(shared) for x in chunk], sep)
         yield f"\n{pad}]" + tail
 
     @classmethod
