@@ -120,3 +120,13 @@ def test_the_writers_records_are_to_dicts_text():
     assert json.loads(v.to_json()) == json.loads(json.dumps(v.to_dict()))
     lines = [line.rstrip(",")[4:] for line in v.to_json().splitlines() if line.startswith('    {"id":')]
     assert lines == [json.dumps(e.to_dict(), separators=(",", ":")) for e in v.exchanges] and len(lines) == 600
+
+
+def test_record_dict_takes_an_exchanges_fields_in_order():
+    """The fast paths call ``record_dict`` with ``Exchange``'s arguments (ExchangeBatch.build's ``make``)."""
+    import dataclasses
+    import inspect
+
+    from rig.verdict import record_dict
+
+    assert list(inspect.signature(record_dict).parameters)[1:] == [f.name for f in dataclasses.fields(Exchange)]

@@ -108,7 +108,7 @@ class ReqRepBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
-    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange) -> list:
         udp = self.protocol == "udp"
         req, rep = ("datagram", "reply") if udp else ("echo request", "echo reply")
         arrived, got = DELIVERED_NOTES[self.protocol]
@@ -142,7 +142,7 @@ class ReqRepBatch:
                 ch = o + (echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]),) + b
             else:
                 ch = o + b
-            out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
+            out.append(make(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
                                 explanation, ch, () if light else (ev_s[i], ev_c[i]),
                                 () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
                                 echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))

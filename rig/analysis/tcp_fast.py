@@ -158,7 +158,7 @@ class TcpBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
 
-    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange) -> list:
         syn_c = _Cols(self.syn_c, idx, ("sport", "dport", "frame"))
         client_ep, server_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True)
         seen_ep = self.seen_at_server(idx)
@@ -187,11 +187,11 @@ class TcpBatch:
             if text is None:  # many connections carry the same sizes: one string for all of them
                 text = texts[key] = tcp_delivered_words(*key)
             if light:
-                out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
+                out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
                                     text, ch, (), ()))
                 continue
             frames = ((cname, c_fr_all[j]), (sname, s_fr_all[j]))
-            out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
+            out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
                                 ch, (Evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
                                      Evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
         return out
