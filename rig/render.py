@@ -202,8 +202,8 @@ def _print_verdict(verdict: Verdict, console: Console) -> None:
     table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
     # built once: a large verdict makes its records on demand (rig.verdict.ExchangeList),
     # and the table reads neither evidence nor frames
-    light = getattr(verdict.exchanges, "light", None)
-    exchanges = list(light() if light is not None else verdict.exchanges)
+    views = getattr(verdict.exchanges, "views", None)
+    exchanges = views() if views is not None else list(verdict.exchanges)
     # worst first, in rig's one order of outcomes (rig.outcome); within an outcome, as they came
     rows = sorted(group_rows(exchanges), key=lambda r: Outcome(r.first.outcome).severity)
     shown = rows

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import namedtuple
+from dataclasses import MISSING, dataclass, field, fields
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TextIO
 
@@ -315,6 +316,13 @@ class NotSentProbe:
                    None if mtu is None else int(mtu), d["reason"])
 
 
+# an exchange's fields as a plain named tuple, read like the record (its attributes);
+# built from Exchange's own fields, in their order, with their defaults
+_VIEW_DEFAULTS = [f.default for f in fields(Exchange) if f.default is not MISSING]
+ExchangeView = namedtuple("ExchangeView", [f.name for f in fields(Exchange)],  # type: ignore[misc]
+                          defaults=_VIEW_DEFAULTS)  # type: ignore[misc]  # (mypy reads literal lists only)
+
+
 class ExchangeBatch(Protocol):
     """Exchanges of one protocol, all delivered, kept as columns until someone reads them."""
 
@@ -357,8 +365,10 @@ class ExchangeList(Sequence):
         return len(self.src)
 
     def _build(self, lo: int, hi: int, light: bool = False,
-               shared: dict[int, tuple[Any, dict[str, Any]]] | None = None) -> list[Any]:
-        """Records ``lo`` to ``hi``; given ``shared``, their ``record_dict`` lean forms instead."""
+               shared: dict[int, tuple[Any, dict[str, Any]]] | None = None,
+               make: Callable[..., Any] = Exchange) -> list[Any]:
+        """Records ``lo`` to ``hi``; given ``shared``, their ``record_dict`` lean forms
+        instead; the fast paths' made by ``make`` (``ExchangeView`` for ``views``)."""
         src, loc = self.src[lo:hi], self.loc[lo:hi]
         out: list[Any] = [None] * (hi - lo)
         for b in np.unique(src).tolist():
@@ -371,7 +381,7 @@ class ExchangeList(Sequence):
                 items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light,
                                               partial(record_dict, shared))
             else:
-                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light)
+                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light, make)
             for p, e in zip(pos.tolist(), items):
                 out[p] = e
         return out
@@ -406,6 +416,16 @@ class ExchangeList(Sequence):
         for lo in range(0, len(self), self.CHUNK):
             # (Change and Datagrams dicts shared within a chunk, whose records hold those objects)
             yield self._build(lo, min(lo + self.CHUNK, len(self)), shared={})
+
+    def views(self) -> list[Any]:
+        """``light`` as a list, the fast paths' records as ``ExchangeView`` tuples (the
+        same fields, read the same way; the close look's stay ``Exchange`` records):
+        what the table view reads. A frozen record's 19 fields cost ~2 us each time;
+        measured on the 1M-packet bench pair: ~0.4 s of rig diff's table."""
+        out: list[Any] = []
+        for lo in range(0, len(self), self.CHUNK):
+            out += self._build(lo, min(lo + self.CHUNK, len(self)), light=True, make=ExchangeView)
+        return out
 
     def light(self) -> Iterator[Exchange]:
         """The records in verdict order with everything but ``evidence`` and ``frames``
