@@ -9,9 +9,8 @@ capture point, ``not_sent`` at the top);
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, namedtuple
 from collections.abc import Sequence
-from collections import namedtuple
 from dataclasses import MISSING, dataclass, field, fields
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TextIO
@@ -414,7 +413,7 @@ class ExchangeList(Sequence):
         without a record object (measured on the 1M-packet bench pair: ~1 s of rig diff
         --json's 4 s of writing)."""
         for lo in range(0, len(self), self.CHUNK):
-            # (Change and Datagrams dicts shared within a chunk, whose records hold those objects)
+            # (the dicts of Change and Datagrams objects shared within a chunk; record_dict)
             yield self._build(lo, min(lo + self.CHUNK, len(self)), shared={})
 
     def views(self) -> list[Any]:
@@ -577,7 +576,9 @@ class Verdict:
         yield head + f"[\n{pad * 2}"
         sep = ",\n" + pad * 2
         for n, dicts in enumerate(_dicts(self.exchanges)):
-            yield ("" if n == 0 else sep) + join_compact(dicts, sep)
+            if n:
+                yield sep
+            yield join_compact(dicts, sep)
         yield f"\n{pad}]" + tail
 
     @classmethod
