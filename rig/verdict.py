@@ -97,6 +97,12 @@ class Change:
         return cls(d["field"], d["direction"], d["client"], d["server"], d.get("note"), d.get("offset"))
 
 
+def evidence_dict(point: str, frame: int, summary: str) -> dict[str, Any]:
+    """``Evidence.to_dict`` of the record these fields make (what the fast paths hand
+    the JSON writer in its place, ``ExchangeBatch.build``'s ``evidence``)."""
+    return {"point": point, "frame": frame, "summary": summary}
+
+
 @dataclass(frozen=True, slots=True)
 class Evidence:
     point: str
@@ -104,7 +110,7 @@ class Evidence:
     summary: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"point": self.point, "frame": self.frame, "summary": self.summary}
+        return evidence_dict(self.point, self.frame, self.summary)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Evidence":
@@ -238,8 +244,9 @@ def record_dict(shared: dict[int, tuple[Any, dict[str, Any]]] | None, id: str, p
     the frames as tuples, and the dict of a ``Change`` or ``Datagrams`` the fast paths
     share between records made once (``shared``: its id -> (it, its dict); the objects
     are kept, so an id stays theirs). The fast paths call it in place of ``Exchange``
-    for the writer (``ExchangeList.dicts``): no record object at all. (The evidence stays
-    dicts: orjson writes a slotted dataclass at a third of a dict's speed.)"""
+    for the writer (``ExchangeList.dicts``), and ``evidence_dict`` in place of
+    ``Evidence``: no record object at all. (orjson writes a slotted dataclass at a third
+    of a dict's speed, so the evidence is dicts, not its records.)"""
     if shared is None:
         ch = [c.to_dict() for c in changes]
         fr: dict[str, Any] = {p: list(f) for p, f in frames}
@@ -261,7 +268,8 @@ def record_dict(shared: dict[int, tuple[Any, dict[str, Any]]] | None, id: str, p
         "outcome": outcome,
         "explanation": explanation,
         "changes": ch,
-        "evidence": [e.to_dict() for e in evidence],
+        "evidence": [e.to_dict() for e in evidence] if shared is None else
+                    [e if type(e) is dict else e.to_dict() for e in evidence],  # (the fast paths': evidence_dict's)
         "frames": fr,
     }
     if path_mtu is not None:
@@ -328,10 +336,11 @@ class ExchangeBatch(Protocol):
     protocol: str
 
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False,
-              make: Callable[..., Any] = Exchange) -> list[Any]:
+              make: Callable[..., Any] = Exchange, evidence: Callable[..., Any] = Evidence) -> list[Any]:
         """The records of the batch's exchanges ``idx``, numbered ``numbers`` (their ids);
         ``light``: without evidence and frames (empty tuples). ``make`` is called with
-        ``Exchange``'s arguments for each (the JSON writer's: ``record_dict``)."""
+        ``Exchange``'s arguments for each, ``evidence`` with ``Evidence``'s for each piece
+        of evidence (the JSON writer's: ``record_dict`` and ``evidence_dict``)."""
 
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         """The notes of every change of ``field`` among exchanges ``idx``."""
@@ -378,7 +387,7 @@ class ExchangeList(Sequence):
                     items = [e._dict(shared) for e in items]
             elif shared is not None:
                 items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light,
-                                              partial(record_dict, shared))
+                                              partial(record_dict, shared), evidence_dict)
             else:
                 items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light, make)
             for p, e in zip(pos.tolist(), items):

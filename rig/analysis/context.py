@@ -130,12 +130,12 @@ def with_copies_each(frames: list[tuple[int, ...]], copies: dict[int, list[int]]
     return [f if has.isdisjoint(f) else with_copies(list(f), copies) for f in frames]
 
 
-def with_copy_notes(evidence: list[Evidence], copies: dict[int, list[int]]) -> list[Evidence]:
-    """``evidence`` with ``copy_note`` applied; a row whose packet has no copy is kept as it is."""
+def with_copy_notes(summaries: list[str], frames: list[int], copies: dict[int, list[int]]) -> list[str]:
+    """Evidence ``summaries`` of packets ``frames`` with ``copy_note`` applied; one whose
+    packet has no copy is kept as it is."""
     if not copies:
-        return evidence
-    return [Evidence(e.point, e.frame, copy_note(e.summary, e.frame, copies)) if e.frame in copies else e
-            for e in evidence]
+        return summaries
+    return [copy_note(t, f, copies) if f in copies else t for t, f in zip(summaries, frames)]
 
 
 def lost_between(extras: list[str], saw: set[str], toward: str) -> tuple[str, str]:

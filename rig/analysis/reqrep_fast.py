@@ -108,7 +108,8 @@ class ReqRepBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
-    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange) -> list:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
+              evidence=Evidence) -> list:
         udp = self.protocol == "udp"
         req, rep = ("datagram", "reply") if udp else ("echo request", "echo reply")
         arrived, got = DELIVERED_NOTES[self.protocol]
@@ -116,21 +117,21 @@ class ReqRepBatch:
         sq = Rows(self.sq, idx, self.fields)
         explanation = reqrep_delivered_words(req, rep)
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
-        ev_s: list[Evidence] = []
-        ev_c: list[Evidence] = []
+        ev_s: list = []
+        ev_c: list = []
         fc: list[tuple[int, ...]] = []
         fs: list[tuple[int, ...]] = []
         if not light:  # (ExchangeList.light: no evidence, no frames)
             cp = Rows(self.cp, idx, self.fields)
             sp_frame = self.sp_frame[idx].tolist()
-            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived))]
-            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, got))]
             fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
             fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
-            if self.c_copies or self.s_copies:  # packets captured twice: every copy's frame
-                fc, fs = with_copies_each(fc, self.c_copies), with_copies_each(fs, self.s_copies)
-                ev_s = with_copy_notes(ev_s, self.s_copies)
-                ev_c = with_copy_notes(ev_c, self.c_copies)
+            # packets captured twice: every copy's frame, and a note in the evidence
+            fc, fs = with_copies_each(fc, self.c_copies), with_copies_each(fs, self.s_copies)
+            ev_s = [evidence(self.sname, f, t) for f, t in
+                    zip(sq.c["frame"], with_copy_notes(sq.summaries(udp, arrived), sq.c["frame"], self.s_copies))]
+            ev_c = [evidence(self.cname, f, t) for f, t in
+                    zip(cp.c["frame"], with_copy_notes(cp.summaries(udp, got), cp.c["frame"], self.c_copies))]
         out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol

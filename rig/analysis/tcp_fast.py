@@ -158,7 +158,8 @@ class TcpBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
 
-    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange) -> list:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
+              evidence=Evidence) -> list:
         syn_c = _Cols(self.syn_c, idx, ("sport", "dport", "frame"))
         client_ep, server_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True)
         seen_ep = self.seen_at_server(idx)
@@ -192,8 +193,8 @@ class TcpBatch:
                 continue
             frames = ((cname, c_fr_all[j]), (sname, s_fr_all[j]))
             out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
-                                ch, (Evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
-                                     Evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
+                                ch, (evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
+                                     evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
         return out
 
 
