@@ -114,7 +114,9 @@ class ReqRepBatch:
         req, rep = ("datagram", "reply") if udp else ("echo request", "echo reply")
         arrived, got = DELIVERED_NOTES[self.protocol]
         cq = Rows(self.cq, idx, REQ_FIELDS[self.protocol])
-        sq = Rows(self.sq, idx, self.fields)
+        # light: seen_at_server_as reads the port (UDP) and a rewritten echo id the id (ICMP);
+        # the evidence reads every column
+        sq = Rows(self.sq, idx, self.fields if not light else ("sport",) if udp else ("icmp_id",))
         explanation = reqrep_delivered_words(req, rep)
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
         ev_s: list = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from rig.analysis.keys import take_fields
@@ -64,9 +66,17 @@ class RowTexts:
 
     def __init__(self, part, rows: np.ndarray, fields):
         cols = take_fields(part.t, fields, rows)
-        self.src = part.addr_texts("src", rows)
-        self.dst = part.addr_texts("dst", rows)
+        self._part, self._rows = part, rows
         self.c = {f: cols[f].tolist() for f in fields}
+
+    @cached_property
+    def src(self) -> list[str]:
+        """The source address texts (made when first read: many readers want one side only)."""
+        return self._part.addr_texts("src", self._rows)
+
+    @cached_property
+    def dst(self) -> list[str]:
+        return self._part.addr_texts("dst", self._rows)
 
     def endpoints(self, which: str = "src", shared: bool = False) -> list[str]:
         """``shared``: few distinct values (the server's), so equal strings are one object."""
