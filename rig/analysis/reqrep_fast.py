@@ -146,7 +146,7 @@ class ReqRepBatch:
             else:
                 ch = o + b
             out.append(make(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
-                                explanation, ch, () if light else (ev_s[i], ev_c[i]),
-                                () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
-                                echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
+                            explanation, ch, () if light else (ev_s[i], ev_c[i]),
+                            () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
+                            echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
         return out

@@ -189,12 +189,12 @@ class TcpBatch:
                 text = texts[key] = tcp_delivered_words(*key)
             if light:
                 out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
-                                    text, ch, (), ()))
+                                text, ch, (), ()))
                 continue
             frames = ((cname, c_fr_all[j]), (sname, s_fr_all[j]))
             out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
-                                ch, (evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
-                                     evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
+                            ch, (evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
+                                 evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
         return out
 
 
