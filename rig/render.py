@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rig.gcpause import gc_paused
 from rig.nat.records import NatProfile
 from rig.outcome import Outcome
 from rig.verdict import Change, Exchange, NotSentProbe, Verdict
@@ -176,7 +177,11 @@ def print_nat(profile: NatProfile, console: Console) -> None:
 
 
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
-    console = console or Console()
+    with gc_paused():  # a record per exchange alive at once, no cycles (rig.gcpause)
+        _print_verdict(verdict, console or Console())
+
+
+def _print_verdict(verdict: Verdict, console: Console) -> None:
     pts = ", ".join(
         f"{p.name}: {p.file} ({p.packets} packets"
         + (f", {p.undecoded} undecoded" if p.undecoded else "")
@@ -197,8 +202,8 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
     # built once: a large verdict makes its records on demand (rig.verdict.ExchangeList),
     # and the table reads neither evidence nor frames
-    light = getattr(verdict.exchanges, "light", None)
-    exchanges = list(light() if light is not None else verdict.exchanges)
+    views = getattr(verdict.exchanges, "views", None)
+    exchanges = views() if views is not None else list(verdict.exchanges)
     # worst first, in rig's one order of outcomes (rig.outcome); within an outcome, as they came
     rows = sorted(group_rows(exchanges), key=lambda r: Outcome(r.first.outcome).severity)
     shown = rows

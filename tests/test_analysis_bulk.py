@@ -70,3 +70,20 @@ def test_signature_groups_are_exact(n, ranges, seed):
     sig = np.stack(cols, axis=1)
     assert (sig[first][inv] == sig).all()  # every row is its group's representative
     assert len(first) == len(np.unique(sig, axis=0))  # and equal rows share one group
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 60), max_size=5, unique=True).map(sorted), max_size=8),
+       st.dictionaries(st.integers(1, 60), st.lists(st.integers(61, 90), min_size=1, max_size=2), max_size=6))
+def test_copies_in_bulk_are_the_rule_per_record(frames, copies):
+    """``with_copies_each`` and tcp_fast's gathered ranges give, per record, what
+    ``with_copies`` of its own slice gives (the fast paths' frames, written in bulk)."""
+    from rig.analysis.context import with_copies, with_copies_each
+    from rig.analysis.tcp_fast import _ranges
+
+    flat = np.array([f for fs in frames for f in fs], np.uint32)
+    hi = np.cumsum([len(fs) for fs in frames]).astype(np.int64)
+    lo = hi - [len(fs) for fs in frames]
+    order = np.arange(len(frames))[::-1]  # records asked out of the array's order
+    got = with_copies_each(_ranges(flat, lo[order], hi[order]), copies)
+    assert got == [with_copies(flat[lo[j]:hi[j]].tolist(), copies) for j in order.tolist()]

@@ -7,6 +7,7 @@ and evidence stay what the two ends show."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path as FsPath
 
 import numpy as np
@@ -17,6 +18,7 @@ import rig.analysis.tcp as tcp
 from rig.analysis.api import analyse
 from rig.capture import read_capture
 from rig.capture.synth import Path
+from rig.jsontext import join_compact
 
 from tests._analysis_scenarios import ping, tcp_delivered, udp
 from tests.test_analysis_copies import TosPath, _caps, _ecn_conn
@@ -49,6 +51,13 @@ def _assert_same_records(fast, slow) -> None:
     assert fast.diagnosis == slow.diagnosis
 
 
+def _assert_written_as_its_records(v) -> None:
+    """The JSON writer's text of each exchange, made by the fast paths without record
+    objects (``ExchangeList.dicts``), is ``json.dumps`` of the record's ``to_dict``."""
+    lines = join_compact([d for chunk in v.exchanges.dicts() for d in chunk], "\n").splitlines()
+    assert lines == [json.dumps(e.to_dict(), separators=(",", ":")) for e in v.exchanges]
+
+
 def _golden(name: str, router: bool = False):
     d = DATA / name
     extra = {"router": read_capture(str(d / "router.pcap"))} if router else None
@@ -61,6 +70,7 @@ def test_golden_pairs_read_the_same_on_both_paths(monkeypatch, name):
     fast, slow = _both(monkeypatch, caps)
     assert (fast.exchanges.src >= 0).any()  # the fast paths built some of them
     _assert_same_records(fast, slow)
+    _assert_written_as_its_records(fast)
 
 
 @pytest.mark.parametrize("any_at", [None, "server", "client"])
@@ -81,6 +91,7 @@ def test_synthetic_mix_reads_the_same_on_both_paths(tmp_path, monkeypatch, any_a
     assert {e.outcome for e in fast.exchanges} == {"delivered"}
     assert (fast.exchanges.src >= 0).all()
     _assert_same_records(fast, slow)
+    _assert_written_as_its_records(fast)
 
 
 def test_delivered_evidence_is_the_arrival_each_way(tmp_path):

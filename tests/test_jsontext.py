@@ -82,3 +82,51 @@ def test_bundle_verdict_json_is_the_writers_text(tmp_path):
     # the clock offsets the analysis estimated still reach the manifest
     m = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert m["clock_offset"] == {"seconds_ahead_of_client": {"server": 0.25}, "source": "analysis"}
+
+
+def _every_field_exchanges() -> list[Exchange]:
+    """Records with every optional fact, sharing Change objects as the fast paths' do."""
+    from rig.trace.records import HopRef, LostAt, TraceEvidence
+
+    ttl = Change("ip.ttl", "out", 64, 61, "3 hops")
+    both = Datagrams(1, 0, 1, 0)
+    isn = Change("tcp.isn", "out", 1, 2, None, 99)
+    opts = Change("tcp.options", "back", ["mss", "sackOK"], ["mss"], "SACK removed")
+    out = []
+    for i in range(6):
+        out.append(Exchange(
+            f"udp-{i + 1}", "udp", f"[2001:db8::{i}]:4000{i}", "[2001:db8::99]:53" if i % 2 else "198.51.100.1:53",
+            None if i == 3 else "203.0.113.2:9", "lost-return" if i % 2 else "delivered", "caf\u00e9 \u2014 \"q\"",
+            (ttl, opts) if i % 2 else (ttl, isn), (Evidence("server", i + 1, "x \u2014 y"), Evidence("client", 9, "z")),
+            (("client", (1, 2, 3)), ("server", ())), path_mtu=1400 if i == 1 else None,
+            undecided_because="why" if i == 2 else None, datagrams=(both if i % 2 else Datagrams(2, 1, 0, 0)) if i < 4 else None,
+            lost_between=("client", "server") if i == 1 else None, port_reused=i == 4, echo=(i, 2 * i) if i == 5 else None,
+            lost_at=LostAt("out", HopRef(2, "10.0.0.1", "r1"), None, (TraceEvidence("out", 3, None, "nothing"),))
+            if i == 1 else None,
+            seen_at=(("router", "10.0.0.2:4000"),) if i == 2 else (), fragments_lost=i == 3))
+    return out
+
+
+def test_the_writers_records_are_to_dicts_text():
+    """The writer hands orjson each record's lean form (``Exchange._dict``: frame
+    tuples, Change dicts shared within a chunk): its text is that of
+    ``json.dumps(to_dict())``, record by record, for every optional key."""
+    ex = _every_field_exchanges()
+    shared: dict = {}
+    lean = join_compact([e._dict(shared) for e in ex], "\n").splitlines()
+    assert lean == [json.dumps(e.to_dict(), separators=(",", ":")) for e in ex]
+    assert len(shared) == 3 + 3  # each Change and Datagrams once
+    v = Verdict((CapturePointInfo("client", "c.pcap", 1, 0, 0),), tuple(ex * 100), Diagnosis("d", {}))
+    assert json.loads(v.to_json()) == json.loads(json.dumps(v.to_dict()))
+    lines = [line.rstrip(",")[4:] for line in v.to_json().splitlines() if line.startswith('    {"id":')]
+    assert lines == [json.dumps(e.to_dict(), separators=(",", ":")) for e in v.exchanges] and len(lines) == 600
+
+
+def test_record_dict_takes_an_exchanges_fields_in_order():
+    """The fast paths call ``record_dict`` with ``Exchange``'s arguments (ExchangeBatch.build's ``make``)."""
+    import dataclasses
+    import inspect
+
+    from rig.verdict import record_dict
+
+    assert list(inspect.signature(record_dict).parameters)[1:] == [f.name for f in dataclasses.fields(Exchange)]

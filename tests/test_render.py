@@ -106,3 +106,35 @@ def test_a_field_rewritten_per_packet_is_one_change_line():
     out = io.StringIO()
     print_verdict(_verdict(few), Console(file=out, width=200, color_system=None))
     assert out.getvalue().count("ip.id ->") == MAX_CHANGE_VALUES  # a few distinct values are each shown
+
+
+def test_the_table_from_views_is_the_table_from_records(tmp_path):
+    """The table view reads the fast paths' exchanges as ExchangeView tuples (made by
+    the same builder as the records): each holds the full record's fields but evidence
+    and frames, and the printed table is the one the records themselves give."""
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth import Path
+    from tests._analysis_scenarios import ping, syn_only, tcp_delivered, udp
+
+    w = Path(mss_clamp=1400, port_map=lambda p: p + 1000, echo_id_map=lambda i: i + 1)
+    for i in range(40):
+        tcp_delivered(w, 40000 + i, 1000 + 7919 * i, 9000 + 104729 * i, nonce=i)
+        ping(w, i + 1, reply_arrives=i % 9 != 4)
+        udp(w, 50000 + i, i + 1, arrive=i % 11 != 3)
+    syn_only(w, 41000, 77, arrive=False)  # one the close look decides
+    c, s = w.write(tmp_path)
+    v = analyse(read_capture(str(c)), read_capture(str(s)))
+    assert v.exchanges.batches  # the fast paths took part
+    views, full = v.exchanges.views(), list(v.exchanges)
+    assert len(views) == len(full) and any(type(x) is not type(e) for x, e in zip(views, full))
+    for x, e in zip(views, full):
+        assert [getattr(x, f.name) for f in dataclasses.fields(e) if f.name not in ("evidence", "frames")] == \
+               [getattr(e, f.name) for f in dataclasses.fields(e) if f.name not in ("evidence", "frames")]
+    texts = []
+    for verdict in (v, Verdict(v.capture_points, tuple(full), v.diagnosis)):
+        for width in (100, 200):
+            out = io.StringIO()
+            print_verdict(verdict, Console(file=out, width=width, color_system=None))
+            texts.append(out.getvalue())
+    assert texts[:2] == texts[2:] and "What the path changed" in texts[0]

@@ -10,7 +10,6 @@ capturing at that time), and write the diagnosis.
 
 from __future__ import annotations
 
-import gc
 from functools import partial
 import os
 import sys
@@ -34,6 +33,7 @@ from rig.analysis.windows import (CaptureWindow, ClockFit, PointWindow, fit_cloc
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
+from rig.gcpause import gc_paused
 from rig.outcome import Outcome
 from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict, write_verdict_json
 
@@ -126,16 +126,9 @@ def analyse(client: Capture, server: Capture, *, server_addr: str | None = None,
     ``windows``: when tcpdump listened at each point, if rig ran it (``windows.CaptureWindow``).
     ``orient``: check which way round they go (``roles.orientation``: swapped when the
     captures clearly say so, ``UsageError`` when they cannot tell); as given otherwise."""
-    # a large run builds a few objects per exchange and no cycles: the cyclic collector
-    # would rescan all of them again and again (measured: half the time at 200k exchanges)
-    was = gc.isenabled()
-    gc.disable()
     one_arena()  # the steps' threads reuse what the others freed (rig.analysis.heap: -45 MB peak at 1M packets)
-    try:
+    with gc_paused():  # a few objects per exchange and no cycles (rig.gcpause)
         return _analyse(client, server, server_addr, extra, kernel_drops, windows, orient)
-    finally:
-        if was:
-            gc.enable()
 
 
 def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, orient=False) -> Verdict:

@@ -107,6 +107,12 @@ class PerSignature(list):
             return ch[:i] + (Change("ip.id", ch[i].direction, int(self.id_c[r]), int(self.id_s[r])),) + ch[i + 1:]
         return list.__getitem__(self, k)
 
+    def each(self, ks: list[int]) -> list[tuple[Change, ...]]:
+        """``[self[k] for k in ks]``, each distinct ``k`` read once (a call per record cost
+        ~0.4 s at 1M packets)."""
+        got = {k: self[k] for k in set(ks)}
+        return [got[k] for k in ks]
+
     def groups(self, ks: np.ndarray) -> np.ndarray:
         """The signature of each index ``ks`` (all the notes need: ``ip.id`` has none)."""
         ks = np.asarray(ks)

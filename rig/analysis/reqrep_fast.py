@@ -12,7 +12,7 @@ import numpy as np
 
 from rig.analysis.keys import take
 from rig.analysis.changes import changes_by_signature, ip_changes
-from rig.analysis.context import Ctx, with_copies, with_copy_notes
+from rig.analysis.context import Ctx, with_copies_each, with_copy_notes
 from rig.analysis.prose import DELIVERED_NOTES, reqrep_delivered_words
 from rig.analysis.sides import Part
 from rig.analysis.udpflow import DELIVERED
@@ -108,43 +108,45 @@ class ReqRepBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
-    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
+              evidence=Evidence) -> list:
         udp = self.protocol == "udp"
         req, rep = ("datagram", "reply") if udp else ("echo request", "echo reply")
         arrived, got = DELIVERED_NOTES[self.protocol]
         cq = Rows(self.cq, idx, REQ_FIELDS[self.protocol])
-        sq = Rows(self.sq, idx, self.fields)
+        # light: seen_at_server_as reads the port (UDP) and a rewritten echo id the id (ICMP);
+        # the evidence reads every column
+        sq = Rows(self.sq, idx, self.fields if not light else ("sport",) if udp else ("icmp_id",))
         explanation = reqrep_delivered_words(req, rep)
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
-        ev_s: list[Evidence] = []
-        ev_c: list[Evidence] = []
+        ev_s: list = []
+        ev_c: list = []
         fc: list[tuple[int, ...]] = []
         fs: list[tuple[int, ...]] = []
         if not light:  # (ExchangeList.light: no evidence, no frames)
             cp = Rows(self.cp, idx, self.fields)
             sp_frame = self.sp_frame[idx].tolist()
-            ev_s = [Evidence(self.sname, f, t) for f, t in zip(sq.c["frame"], sq.summaries(udp, arrived))]
-            ev_c = [Evidence(self.cname, f, t) for f, t in zip(cp.c["frame"], cp.summaries(udp, got))]
             fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
             fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
-            if self.c_copies or self.s_copies:  # packets captured twice: every copy's frame
-                fc = [with_copies(list(f), self.c_copies) for f in fc]
-                fs = [with_copies(list(f), self.s_copies) for f in fs]
-                ev_s = with_copy_notes(ev_s, self.s_copies)
-                ev_c = with_copy_notes(ev_c, self.c_copies)
-        out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
+            # packets captured twice: every copy's frame, and a note in the evidence
+            fc, fs = with_copies_each(fc, self.c_copies), with_copies_each(fs, self.s_copies)
+            ev_s = [evidence(self.sname, f, t) for f, t in
+                    zip(sq.c["frame"], with_copy_notes(sq.summaries(udp, arrived), sq.c["frame"], self.s_copies))]
+            ev_c = [evidence(self.cname, f, t) for f, t in
+                    zip(cp.c["frame"], with_copy_notes(cp.summaries(udp, got), cp.c["frame"], self.c_copies))]
+        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
         ids_changed = self.ids_changed[idx].tolist()
         cname, sname, proto = self.cname, self.sname, self.protocol
         dgrams = DELIVERED if udp else None
         out = []
         for i in range(len(idx)):
-            o, b = self.out_per[out_inv[i]], self.back_per[back_inv[i]]
+            o, b = out_ch[i], back_ch[i]
             if ids_changed[i]:
                 ch = o + (echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]),) + b
             else:
                 ch = o + b
-            out.append(Exchange(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
-                                explanation, ch, () if light else (ev_s[i], ev_c[i]),
-                                () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
-                                echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
+            out.append(make(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
+                            explanation, ch, () if light else (ev_s[i], ev_c[i]),
+                            () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
+                            echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
         return out

@@ -15,7 +15,7 @@ import numpy as np
 from rig.analysis.keys import take_fields
 from rig.analysis.match import copy_that_arrived
 from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes, isn_change, tcp_syn_changes
-from rig.analysis.context import Ctx, with_copies as _with_copies
+from rig.analysis.context import Ctx, with_copies_each
 from rig.analysis.prose import DELIVERED_NOTES, copy_note, tcp_delivered_words
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_flags
@@ -158,7 +158,8 @@ class TcpBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
 
-    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False) -> list[Exchange]:
+    def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
+              evidence=Evidence) -> list:
         syn_c = _Cols(self.syn_c, idx, ("sport", "dport", "frame"))
         client_ep, server_ep = syn_c.endpoints("src"), syn_c.endpoints("dst", shared=True)
         seen_ep = self.seen_at_server(idx)
@@ -168,12 +169,14 @@ class TcpBatch:
             ev_s, ev_c = syn_s.summaries(arrived), synack_c.summaries(got)
             s_fr, c_fr = syn_s.c["frame"], synack_c.c["frame"]
         isn, sizes = self.isn[idx].tolist(), self.sizes[idx].tolist()
-        out_inv, back_inv = self.out_inv[idx].tolist(), self.back_inv[idx].tolist()
-        c_lo, c_hi, s_lo, s_hi = (a[idx].tolist() for a in (self.c_lo, self.c_hi, self.s_lo, self.s_hi))
+        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
+        if not light:
+            c_fr_all = with_copies_each(_ranges(self.c_frames, self.c_lo[idx], self.c_hi[idx]), self.c_copies)
+            s_fr_all = with_copies_each(_ranges(self.s_frames, self.s_lo[idx], self.s_hi[idx]), self.s_copies)
         cname, sname, texts, payload = self.cname, self.sname, self._texts, self.payload
         out = []
         for j, i in enumerate(idx.tolist()):
-            o, b = self.out_per[out_inv[j]], self.back_per[back_inv[j]]
+            o, b = out_ch[j], back_ch[j]
             a = isn[j]
             if a[0] != a[1] or a[2] != a[3] or i in payload:
                 ch = (o + tuple(isn_change(a[0], a[1], "out")) + b + tuple(isn_change(a[2], a[3], "back"))
@@ -185,15 +188,26 @@ class TcpBatch:
             if text is None:  # many connections carry the same sizes: one string for all of them
                 text = texts[key] = tcp_delivered_words(*key)
             if light:
-                out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
-                                    text, ch, (), ()))
+                out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED,
+                                text, ch, (), ()))
                 continue
-            frames = ((cname, _with_copies(self.c_frames[c_lo[j]:c_hi[j]].tolist(), self.c_copies)),
-                      (sname, _with_copies(self.s_frames[s_lo[j]:s_hi[j]].tolist(), self.s_copies)))
-            out.append(Exchange(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
-                                ch, (Evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
-                                     Evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
+            frames = ((cname, c_fr_all[j]), (sname, s_fr_all[j]))
+            out.append(make(f"tcp-{numbers[j]}", "tcp", client_ep[j], server_ep[j], seen_ep[j], Outcome.DELIVERED, text,
+                            ch, (evidence(sname, s_fr[j], copy_note(ev_s[j], s_fr[j], self.s_copies)),
+                                 evidence(cname, c_fr[j], copy_note(ev_c[j], c_fr[j], self.c_copies))), frames))
         return out
+
+
+def _ranges(frames: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[tuple[int, ...]]:
+    """``tuple(frames[lo[j]:hi[j]])`` for each j, from one gather (a slice and a list per
+    connection cost ~0.4 s at 1M packets)."""
+    n = (hi - lo).astype(np.int64)
+    if not len(n):
+        return []
+    end = np.cumsum(n)
+    start = end - n
+    flat = frames[np.repeat(lo.astype(np.int64) - start, n) + np.arange(int(end[-1]), dtype=np.int64)].tolist()
+    return [tuple(flat[a:b]) for a, b in zip(start.tolist(), end.tolist())]
 
 
 def _payload_suspects(ctx: Ctx, ci: np.ndarray, si: np.ndarray) -> dict[int, list]:
