@@ -82,10 +82,6 @@ KNOWN: dict[str, str] = {
     # SYN copies, 3.3 s after the exchanges: with no clock offset, windows.py takes a gap
     # under 30 s for the clocks' disagreement, and answered-by-middlebox follows
     "pf-full-late-server-no-match": "no offset: a late start under 30 s is taken for the clocks",
-    # pf keeps the ISN here, so a server connection with another ISN is not a SYN that the
-    # firewall reset; match_by_pattern does not use what the path keeps, and says
-    # 'incomplete: no value tells them apart'
-    "pf-keeps-isn-stops-early": "pattern candidates ignore the fields the path keeps",
 }
 
 
