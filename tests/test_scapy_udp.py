@@ -320,9 +320,6 @@ def test_an_answer_from_another_port_is_an_answer(tmp_path):
     assert [e["outcome"] for e in v["exchanges"]] == ["delivered", "lost-return", "delivered", "delivered"]
 
 
-@pytest.mark.xfail(strict=True, reason="roles.client_hosts counts the server's answer from a new port as an "
-                                       "initiation toward the host: a host whose only exchange is that one is "
-                                       "not a client, and its exchange is left out")
 def test_a_host_whose_only_exchange_is_answered_from_another_port(tmp_path):
     w = g.Drawing(18)
     g.dns(w, 10)
