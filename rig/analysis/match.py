@@ -81,7 +81,8 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
        then its addresses and ports (a path without NAT), where exactly one connection on
        each side carries it and it arrived when the pairs joined so far say it could;
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
-       fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
+       fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``), with
+       what the joins so far show the path keeps (``_kept``).
     """
     cc, sc = c.tcp, s.tcp
     if len(cc) == 0:

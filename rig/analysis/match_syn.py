@@ -17,7 +17,9 @@ capture shares a value with. What is left to join on:
   SYN-ACK or sent data is not an attempt whose client never got a SYN-ACK; and an
   attempt that got an answer (a RST) is the candidate that sent one, if only one did
   (``_answered``);
-- order: connections that left one after the other arrive one after the other.
+- order: connections that left one after the other arrive one after the other;
+- what the path is measured to keep (``kept``): where the connections joined on keys
+  show the ISN, the IP ID or the timestamp kept, a candidate must carry the attempt's.
 
 Candidates are pairs that fit all of these. A client attempt with exactly one candidate,
 itself a candidate of no other attempt, is joined. A cluster of attempts that fit each
