@@ -20,8 +20,10 @@ demo: system venv
 	if [ $$rc -le 1 ]; then echo "make demo: rig exited $$rc (0 clean path, 1 path problem found)"; \
 	else exit $$rc; fi
 
+# two workers: what builds namespaces, starts daemons or binds ports runs one test at a
+# time on one of them (tests/conftest.py groups it), the pure tests spread over both
 test: system venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # lint and type-check: both must be clean (ruff and mypy come with the test extras);
 # both run, so one look shows every finding

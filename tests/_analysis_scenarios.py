@@ -12,6 +12,7 @@ from pathlib import Path as FsPath
 from rig.analysis.api import analyse
 from rig.capture import read_capture
 from rig.capture.synth import ACK, FIN, PSH, RST, Path, Pkt, tcp_seg
+from rig.capture.synth_capture import windows_of
 
 REQUEST = b"GET /?nonce=%d HTTP/1.1\r\nHost: rig\r\n\r\n"
 
@@ -80,8 +81,13 @@ def scanner_noise(w: Path, n: int = 40) -> None:
             w.at_server(Pkt(src, syn.dst, 1, icmp_type=8, icmp_id=i, icmp_seq=1, payload=b"scan"))
 
 
-def run(w: Path, tmp: FsPath, **kw):
+def run(w: Path, tmp: FsPath, files_only: bool = False, **kw):
+    """The verdict on ``w``'s two captures, with the capture windows the path itself
+    records (``windows_of``: as a bundle of ``rig run`` gives them), or ``files_only``:
+    the files alone, as ``rig diff`` on captures taken by hand."""
     c, s = w.write(tmp)
+    if not files_only:
+        kw.setdefault("windows", windows_of(w))
     return analyse(read_capture(str(c)), read_capture(str(s)), **kw)
 
 

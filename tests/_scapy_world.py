@@ -431,6 +431,7 @@ def build(setup: Setup) -> World:
     fates = [f for f in setup.fates for _ in range(setup.per_fate)]
     rng.shuffle(fates)
     t0 = 0.5
+    spans: list[tuple[dict[str, list[float]], Truth]] = []
     r = setup.router
     for n, fate in enumerate(fates):
         c_addr = rng.choice(clients)
@@ -487,10 +488,20 @@ def build(setup: Setup) -> World:
         keys = [path.isn_delta == 0, fam == 4 and not path.random_id, path.ts_delta == 0]
         truth.identifiable = any(keys) or fate in ("ok", "syn-lost-once", "synack-lost-once", "data-lost-once-out",
                                                    "data-lost-once-back", "data-lost-back", "refused-never")
-        _windows(setup, conn, truth)
+        spans.append((conn.spans, truth))
         truth.seen_as = str(ip_address(srv_addr))
         w.truths.append(truth)
         t0 += setup.gap * (0.5 + rng.random())
+    # what each file shows of its window: a capture was surely running only from its first
+    # written packet to its last (no file records when tcpdump listened), so what would have
+    # reached the server before the server file's first packet, or the client after the
+    # client file's last, cannot be known from the two files
+    s_start = setup.server_starts_late if setup.server_starts_late is not None else -1.0
+    c_stop = setup.client_stops_early if setup.client_stops_early is not None else 1e9
+    s_first = min((p.t for p in w.server_pkts if p.t >= s_start), default=s_start)
+    c_last = max((p.t for p in w.client_pkts if p.t <= c_stop), default=c_stop)
+    for sp, truth in spans:
+        _windows(sp, truth, max(s_start, s_first), min(c_stop, c_last))
     # which server addresses the server capture shows at all: a client capture talks to
     # many hosts, and an address the server capture never holds is not known as the server's
     s_start = setup.server_starts_late if setup.server_starts_late is not None else -1.0
@@ -504,10 +515,8 @@ def build(setup: Setup) -> World:
     return w
 
 
-def _windows(s: Setup, conn: _Conn, truth: Truth) -> None:
-    c_stop = s.client_stops_early if s.client_stops_early is not None else 1e9
-    s_start = s.server_starts_late if s.server_starts_late is not None else -1.0
-    cs, ss = conn.spans["client"], conn.spans["server"]
+def _windows(spans: dict[str, list[float]], truth: Truth, s_start: float, c_stop: float) -> None:
+    cs, ss = spans["client"], spans["server"]
     c_in = [t <= c_stop for t in cs]
     s_in = [t >= s_start for t in ss]
     truth.seen_anywhere = any(c_in)

@@ -12,6 +12,7 @@ from rig.analysis.api import analyse
 from rig.analysis.sides import Side, capture_copies
 from rig.capture import read_capture
 from rig.capture.synth_capture import TosPath, write_any
+from rig.capture.synth_capture import windows_of
 
 from tests._analysis_scenarios import (ACK, FIN, PSH, Path, by_id, changes, handshake, ping, syn_only, tcp_delivered,
                                        tcp_seg, udp)
@@ -59,9 +60,9 @@ def test_any_copies_count_once(tmp_path, point):
     tcp_delivered(w, 40001, 2, 3)
     ping(w, 1)
     udp(w, 50000, 1, reply_arrives=False)
-    plain = analyse(*_caps(w, tmp_path / "plain"))
+    plain = analyse(*_caps(w, tmp_path / "plain"), windows=windows_of(w))
     caps = _caps(w, tmp_path / "any", point)
-    twice = analyse(*caps)
+    twice = analyse(*caps, windows=windows_of(w))
     assert [p.packets for p in twice.capture_points if p.name == point][0] == 2 * [
         p.packets for p in plain.capture_points if p.name == point][0]
     assert [(e.id, e.outcome, e.explanation, e.changes) for e in twice.exchanges] == [

@@ -12,13 +12,14 @@ import pytest
 from rig.analysis.api import analyse
 from rig.capture import read_capture
 from rig.capture.synth import Path, Pkt, fragments
+from rig.capture.synth_capture import windows_of
 from tests._analysis_scenarios import run as run_full
 
 def run(w: Path, tmp, lean: bool = True):
     """The verdict from the lean tables ``rig run`` reads (no IP lengths: the fragments'
     flags must do)."""
     c, s = w.write(tmp)
-    return analyse(read_capture(str(c), lean=lean), read_capture(str(s), lean=lean))
+    return analyse(read_capture(str(c), lean=lean), read_capture(str(s), lean=lean), windows=windows_of(w))
 
 
 PAYLOAD = bytes(range(256)) * 8  # 2048 bytes: three fragments on a 1000-byte link

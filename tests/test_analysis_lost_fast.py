@@ -11,6 +11,7 @@ import rig.analysis.reqrep as reqrep
 from rig.analysis.api import analyse
 from rig.capture import read_capture
 from rig.capture.synth import ICMP_TIME_EXCEEDED, ICMP_UNREACH, Path, Pkt
+from rig.capture.synth_capture import windows_of
 
 from tests._analysis_scenarios import by_id, ping, udp
 
@@ -75,6 +76,7 @@ def _verdicts(tmp_path, monkeypatch, **kw):
         return built(ctx, protocol, creq, *a)
 
     monkeypatch.setattr(reqrep, "lost_drafts", counted)
+    kw.setdefault("windows", windows_of(w))
     fast = analyse(*caps, **kw)
     _close_look_only(monkeypatch)
     slow = analyse(*caps, **kw)

@@ -7,6 +7,7 @@ import random
 
 from rig.capture.synth import LINKTYPE_SLL, Path, Pkt, tcp_seg
 from rig.capture.table import ACK, PSH
+from rig.capture.synth_capture import windows_of
 
 from tests._analysis_scenarios import by_id, changes, handshake, ping, run, scanner_noise, syn_only, tcp_delivered, udp
 
@@ -172,7 +173,8 @@ def test_router_capture_says_where_it_died(tmp_path):
     c, s = w.write(tmp_path)
     r = tmp_path / "router.pcap"
     write_pcap(r, ((t, frame(b)) for t, b in encoded(router_frames)))
-    v = analyse(read_capture(str(c)), read_capture(str(s)), extra={"router": read_capture(str(r))})
+    v = analyse(read_capture(str(c)), read_capture(str(s)), extra={"router": read_capture(str(r))},
+                windows=windows_of(w))
     t = by_id(v)["tcp-1"]
     assert t.outcome == "lost-outbound"
     assert "router saw SYN 2 times" in t.explanation
@@ -259,7 +261,8 @@ def test_router_point_locates_lost_echo_replies(tmp_path):
     c, s = w.write(tmp_path)
     rp = tmp_path / "router.pcap"
     write_pcap(rp, ((t, frame(b)) for t, b in encoded(router)))
-    v = analyse(read_capture(str(c)), read_capture(str(s)), extra={"router": read_capture(str(rp))})
+    v = analyse(read_capture(str(c)), read_capture(str(s)), extra={"router": read_capture(str(rp))},
+                windows=windows_of(w))
     e = v.exchanges[0]
     assert e.outcome == "lost-return"
     assert e.explanation.endswith("lost between the router and the client")

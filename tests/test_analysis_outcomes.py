@@ -251,7 +251,7 @@ def test_incomplete_when_the_server_capture_stopped_early(tmp_path):
     tcp_delivered(w, 40001, 2, 3)
     w._now += 60_000_000_000  # a minute later, after the server's tcpdump stopped
     syn_only(w, 40000, 1, copies=2, arrive=False)
-    v = run(w, tmp_path)
+    v = run(w, tmp_path, files_only=True)
     e = by_id(v)
     assert e["tcp-1"].outcome == "delivered"
     assert e["tcp-2"].outcome == "incomplete"
@@ -376,7 +376,7 @@ def test_reply_bytes_after_the_server_capture_ended_are_not_a_middlebox(tmp_path
     w.back(tcp_seg(w.server, ss.src, 80, ss.sport, 21, 11 + len(req), b"HTTP/1.1 200 OK\r\n\r\n", ACK | PSH))
     tail = tcp_seg(w.server, ss.src, 80, ss.sport, 21 + 19, 11 + len(req), b"more body", ACK | PSH)
     w.client_frames.append((w.t0_ns + w._now + w.step_ns, w.nat_back(tail)))  # captured at the client only
-    v = run(w, tmp_path)
+    v = run(w, tmp_path, files_only=True)
     assert v.exchanges[0].outcome == "incomplete"
     assert "the server capture ended about when this connection did" in v.exchanges[0].explanation
 

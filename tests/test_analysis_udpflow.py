@@ -13,12 +13,14 @@ from rig.capture import read_capture
 from rig.capture.synth import Path, Pkt
 from rig.capture.synth_flows import quic_flow
 from rig.verdict import Datagrams, Verdict
+from rig.capture.synth_capture import windows_of
 
 from tests._analysis_scenarios import ping, udp
 
 
 def _verdict(w: Path, tmp_path, **kw):
     c, s = w.write(tmp_path)
+    kw.setdefault("windows", windows_of(w))
     return analyse(read_capture(str(c)), read_capture(str(s)), **kw)
 
 
@@ -111,10 +113,10 @@ def test_bulk_and_close_look_see_the_same_flows(tmp_path, monkeypatch):
     _mixed(w)
     c, s = w.write(tmp_path)
     caps = read_capture(str(c)), read_capture(str(s))
-    fast = analyse(*caps)
+    fast = analyse(*caps, windows=windows_of(w))
     monkeypatch.setattr(reqrep, "_plain_lost_udp", lambda *a, **k: (np.zeros(0, np.int64),) * 4)
     monkeypatch.setattr(reqrep, "_sole_answer", lambda side, rows, request: np.full(len(rows), -1, np.int64))
-    slow = analyse(*caps)
+    slow = analyse(*caps, windows=windows_of(w))
 
     def facts(v):  # the delivered batch lists less evidence than the close look: all else agrees
         return [(e.id, e.outcome, e.explanation, e.client, e.server, e.seen_at_server_as, e.changes, e.datagrams,

@@ -5,6 +5,7 @@ offsets of ±60 s; tcpdump's own listening / stop times from a bundle."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rig.analysis.api import analyse
@@ -109,9 +110,11 @@ def test_client_capture_started_late_invents_nothing(tmp_path):
     start = now(w)
     tcp_delivered(w, 40001, 3000, 4000)
     ping(w, 1, reply_arrives=False)
+    w._now += 2_000_000_000
+    ping(w, 2)  # the client capture runs on past when the first echo's reply was due
     trimmed(w, "client", start_ns=start)
     e = by_id(run(w, tmp_path))
-    assert sorted(e) == ["icmp-1", "tcp-1"]
+    assert sorted(e) == ["icmp-1", "icmp-2", "tcp-1"]
     assert (e["tcp-1"].outcome, e["icmp-1"].outcome) == ("delivered", "lost-return")
 
 
@@ -151,7 +154,8 @@ def test_tcpdump_window_without_a_clock_offset(tmp_path):
     assert plain["tcp-1"].undecided_because == ("server capture started 45.0 s later"
                                                 " (clocks taken as equal: no packet was seen at both points)")
     assert _server(analyse(*caps, server_addr=w.server)).clock_offset_s is None
-    given = by_id(analyse(*caps, server_addr=w.server, windows={"server": window(listening, now(w))}))
+    stopped = now(w) + 3_000_000_000  # rig stops tcpdump once the probe has timed out
+    given = by_id(analyse(*caps, server_addr=w.server, windows={"server": window(listening, stopped)}))
     assert given["tcp-1"].outcome == "lost-outbound"
 
 
@@ -200,3 +204,53 @@ def test_capture_windows_from_a_manifest_tolerate_junk():
     assert windows_from_manifest({}) is None and windows_from_manifest(None) is None
     got = windows_from_manifest({"capture_windows": {"server": {"start_ns": 5, "stop_ns": "x"}, "client": 3}})
     assert got == {"server": CaptureWindow(5, None), "client": CaptureWindow()}
+
+
+def test_a_start_a_fraction_of_a_second_late_is_measured_not_assumed(tmp_path):
+    """The server's tcpdump started 0.2 s after a datagram left, on a 20 ms path: the
+    matched packets say it would have arrived long before, so its absence proves nothing
+    (a fixed path-delay allowance of 1 s would call it lost). Through the window a bundle
+    records, rig knows better, and decides."""
+    w = Path(server_clock_offset_ns=-7_000_000_000)
+    udp(w, 50000, 1, arrive=False)
+    w._now += 200_000_000
+    start = now(w)
+    for i in range(2, 6):
+        udp(w, 50000 + i, i)
+        ping(w, i)
+    trimmed(w, "server", start_ns=start)
+    e = by_id(run(w, tmp_path, files_only=True))
+    assert e["udp-1"].outcome == "incomplete"
+    assert e["udp-1"].undecided_because.startswith("server capture started 0.2")
+    assert {x.outcome for k, x in e.items() if k != "udp-1"} == {"delivered"}
+    listened = by_id(run(w, tmp_path / "b", windows={"server": window(start - 500_000_000, now(w))}))
+    assert listened["udp-1"].outcome == "lost-outbound"
+
+
+def test_clock_fit_edges_follow_the_measured_path():
+    from rig.analysis.windows import PATH_DELAY_NS, UNMAPPED_SLACK_NS, fit_clocks
+
+    out = np.array([3_010_000_000 + j * 100_000 for j in range(9)])  # server - client: offset 3 s + 10 ms
+    back = np.array([-2_990_000_000 + j * 100_000 for j in range(9)])  # client - server
+    both = fit_clocks(out, back)
+    assert both.offset_ns == 3_000_000_000 and abs(both.half_rtt_ns - 10_400_000) < 1000  # the medians
+    late, early = both.edges("server", True)
+    assert early < 10_400_000 < late < 20_000_000
+    one = fit_clocks(out, np.zeros(0, np.int64))
+    assert one.edges("server", True)[0] < 5_000_000  # the mapped clock holds the outbound delay
+    assert one.edges("client", True) == (PATH_DELAY_NS, -PATH_DELAY_NS)  # the way back is not measured
+    assert fit_clocks(np.zeros(0), np.zeros(0)).edges("server", False) == (UNMAPPED_SLACK_NS, -UNMAPPED_SLACK_NS)
+
+
+def test_without_a_clock_offset_a_gap_of_seconds_is_an_edge(tmp_path):
+    """Nothing was seen at both points: the clocks are taken as equal, and a server
+    capture whose first packet comes 3 s after a SYN lost there cannot vouch for it (an
+    allowance for the clocks would call it lost-outbound)."""
+    w = Path(server_clock_offset_ns=0)
+    syn_only(w, 40000, 1, copies=1, arrive=False)
+    w._now += 3_000_000_000
+    w.at_server(Pkt("45.1.2.3", w.server, 6, sport=4444, dport=22, seq=99, flags=0x02))  # a scanner, no match
+    e = by_id(run(w, tmp_path, files_only=True, server_addr=w.server))
+    assert e["tcp-1"].outcome == "incomplete"
+    assert e["tcp-1"].undecided_because == ("server capture started 3.0 s later"
+                                            " (clocks taken as equal: no packet was seen at both points)")

@@ -115,8 +115,13 @@ def l4_packet(draw):
     if v6:
         return ip6(src, dst, proto, body, hlim=draw(st.integers(0, 255)), tc=draw(st.integers(0, 255)),
                    plen=draw(st.sampled_from([None, None, 0])))
+    # IPv4 fragments: a first one (its datagram cut short, as a path cuts it: the L4 header
+    # keeps the whole datagram's length) and later ones (no L4 header at all)
+    mf, frag_off = draw(st.sampled_from([(False, 0)] * 4 + [(True, 0), (True, 0), (True, 185), (False, 370)]))
+    if mf and not frag_off and draw(st.booleans()):
+        body = body[:max(8, len(body) // 2)]
     return ip4(src, dst, proto, body, ttl=draw(st.integers(0, 255)), ip_id=draw(st.integers(0, 65535)),
-               df=draw(st.booleans()), tl=draw(st.sampled_from([None, None, 0])))
+               df=draw(st.booleans()), tl=draw(st.sampled_from([None, None, 0])), mf=mf, frag_off=frag_off)
 
 
 @st.composite
@@ -150,6 +155,9 @@ def test_fast_path_claims_the_common_layouts():
               for o in TCP_OPTS[:7]]
     frames += [eth(ip6("2001:db8::1", "2001:db8::2", 17, udp(1, 2, b"x")), et=0x86DD),
                eth(ip4("10.0.0.1", "10.0.0.2", 1, icmp(8, 0, b"\x00\x01\x00\x02", b"p")))]
+    big = udp(1, 2, b"u" * 200)  # a datagram a path cut in two: the first fragment, then the later one
+    frames += [eth(ip4("10.0.0.1", "10.0.0.2", 17, big[:120], mf=True)),
+               eth(ip4("10.0.0.1", "10.0.0.2", 17, big[120:], frag_off=15))]
     data = pcap(frames)
     from rig.capture import container
     from rig.capture.addresses import AddressBook

@@ -74,14 +74,6 @@ WORLDS = {
 
 # still wrong, left for a fix (strict: a fix makes them pass and must remove the mark)
 KNOWN: dict[str, str] = {
-    # the server capture began with clean handshakes 24 ms after a refused connection: no
-    # packet shows it began late, and windows.point_window gives such a start a path delay
-    # (1 s) of slack, so the RST reads as reset-by-middlebox rather than incomplete
-    "clean-late-server": "a clean late start is taken as a start before the first exchange",
-    # nothing the two captures share survives pf, and the server capture holds only the last
-    # SYN copies, 3.3 s after the exchanges: with no clock offset, windows.py takes a gap
-    # under 30 s for the clocks' disagreement, and answered-by-middlebox follows
-    "pf-full-late-server-no-match": "no offset: a late start under 30 s is taken for the clocks",
 }
 
 

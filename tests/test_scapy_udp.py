@@ -230,7 +230,10 @@ def test_same_bytes_from_several_hosts_are_told_apart(tmp_path):
 
 
 def _windows_pings(lost_out: dict[int, set[int]], lost_back: dict[int, set[int]]) -> g.Drawing:
+    """Three hosts' Windows pings, after a DNS exchange of a fourth host that shows both
+    captures ran before them."""
     w = g.Drawing(9)
+    g.dns(w, 13)
     t = w.step()
     for k, h in enumerate((10, 11, 12)):
         g.ping(w, h, payload=g.WINDOWS_PING, ident=1, lost_out=lost_out.get(h, set()),
@@ -252,7 +255,7 @@ def test_same_pings_whose_replies_pin_no_sender_stay_incomplete(tmp_path):
     w = _windows_pings({10: {1}}, {11: {1}})
     v = json.loads(diff(w, tmp_path).stdout)
     assert [m for m in mismatches(w, v) if not (m[0] == "outcome" and m[4] == "incomplete")] == []
-    first = {e["client"]: e for e in v["exchanges"] if e["echo"]["seq"] == 1}
+    first = {e["client"]: e for e in v["exchanges"] if (e.get("echo") or {}).get("seq") == 1}
     assert [first[h]["outcome"] for h in ("192.168.1.10", "192.168.1.11", "192.168.1.12")] == [
         "incomplete", "incomplete", "delivered"]
 
@@ -265,8 +268,6 @@ def test_capture_windows_cut_into_the_run(tmp_path, window):
     check(mixed(10, **window), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="windows.outside trusts an absence up to PATH_DELAY_NS (1 s) outside a "
-                                       "window known only from its first and last packet")
 @pytest.mark.parametrize("window", [dict(server_start=1008.0, offset_s=-90.0), dict(client_stop=1010.2)])
 def test_capture_windows_cut_within_a_second_of_an_exchange(tmp_path, window):
     w = mixed(15, **window)

@@ -25,12 +25,12 @@ from rig.analysis.prose import copy_note, undecided_words
 from rig.analysis.gaps import in_gap
 from rig.analysis.heap import one_arena
 from rig.analysis.keys import addr_key
-from rig.analysis.match import estimate_offset
 from rig.analysis.reqrep import echo_drafts, udp_drafts
 from rig.analysis.roles import client_hosts, orientation
 from rig.analysis.sides import Side
 from rig.analysis.tcp import tcp_drafts
-from rig.analysis.windows import CaptureWindow, PointWindow, point_window, started_mid_flow, vouch
+from rig.analysis.windows import (CaptureWindow, ClockFit, PointWindow, fit_clocks, point_window, started_mid_flow,
+                                  vouch)
 from rig.capture.table import Capture, addr_bytes
 from rig.concurrency import run_all
 from rig.errors import UsageError
@@ -98,11 +98,11 @@ def _udp_step(ctx: Ctx, sides: dict[str, Side], local: set[int]):
     return out
 
 
-def _windows(sides: dict[str, Side], offset: int | None,
+def _windows(sides: dict[str, Side], fit: ClockFit,
              given: dict[str, CaptureWindow] | None) -> dict[str, PointWindow | None]:
     """Each point's window on the client clock (``windows.point_window``)."""
-    offsets = {"client": 0, "server": offset}
-    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name),
+    offsets = {"client": 0, "server": fit.offset_ns}
+    return {name: point_window(name, side.ts_min, side.ts_max, offsets.get(name), (given or {}).get(name), fit,
                                side.mid_flow)
             for name, side in sides.items()}
 
@@ -151,8 +151,10 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
     (tcp, o1, b1, echo, o2, b2), (udp, o3, b3) = run_all(
         [lambda: _tcp_step(ctx, sides) + echo_drafts(ctx), lambda: _udp_step(ctx, sides, local)],
         names=["tcp+echo", "udp"])
-    offset = estimate_offset(o1 + o2 + o3, b1 + b2 + b3)
-    wins = _windows(sides, offset, given_windows)
+    joined = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))  # noqa: E731
+    fit = fit_clocks(joined(o1 + o2 + o3), joined(b1 + b2 + b3))
+    offset = fit.offset_ns
+    wins = _windows(sides, fit, given_windows)
     everything = tcp + echo + udp
     drafts = [d for d in everything if isinstance(d, Draft)]
     batches = [d for d in everything if not isinstance(d, Draft)]  # the fast paths' (ExchangeBatch)

@@ -1,8 +1,9 @@
 """The words of exchanges: every explanation and evidence note the analysis writes is
-made here, from facts (counts, packet names, capture points), and nowhere else reads
-them back. The fast paths (tcp_fast, reqrep_fast, reqrep_lost) and the close looks
-(tcp, reqrep, udpflow) call the same functions, so one fact reads the same whichever
-path decided it; diagnosis, report and history read the typed facts beside the words.
+made here and in ``prose_tcp`` / ``prose_reqrep``, from facts (counts, packet names,
+capture points), and nowhere else reads them back. The deciding modules (tcp, reqrep,
+udpflow) and the fast paths (tcp_fast, reqrep_fast, reqrep_lost) pass facts and call the
+same functions, so one fact reads the same whichever path decided it; diagnosis, report
+and history read the typed facts beside the words.
 """
 
 from __future__ import annotations

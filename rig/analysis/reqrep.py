@@ -13,9 +13,10 @@ from bisect import bisect_right
 import numpy as np
 
 from rig.analysis.changes import ip_changes
+from rig.analysis import prose_reqrep as W
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_one
 from rig.analysis.prose import (NEVER_REACHED_CLIENT, NEVER_REACHED_SERVER, ambiguous_match_words, arrived_note,
-                                lost_outbound_words, lost_return_words, plural, reqrep_delivered_words, sent_note, times)
+                                lost_outbound_words, lost_return_words, reqrep_delivered_words, sent_note)
 from rig.analysis.keys import combine, combine1, sort_order, take, take_fields
 from rig.analysis.fragments import cut_short, later_fragments
 from rig.analysis.match import pair_by_order
@@ -29,9 +30,6 @@ from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagram
 from rig.capture.table import FRAG_LATER, FRAG_MF
 from rig.outcome import Outcome
 from rig.verdict import Evidence
-
-FIRST_FRAGMENT_ONLY = "first fragment arrived; the later fragments never reached the server"
-
 
 def _index(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
@@ -107,16 +105,15 @@ def shared_keys(xk: np.ndarray, gk: np.ndarray, sk: np.ndarray, sender: np.ndarr
     return (((n_grp > 1) & (n_s < n_c)) | (n_snd > n_grp))[pos]
 
 
-SHARED = "the server's copies of these bytes cannot be told apart: other senders sent the same"
 
 
 def _undecided_if_shared(d: Draft, shared: bool) -> None:
     """An exchange whose requests ``shared_keys`` cannot tell apart is decided only when
     its own reply reached the client (the request then arrived, whichever copy it was)."""
     if shared and d.outcome != Outcome.DELIVERED:
-        d.explanation = ambiguous_match_words(SHARED)
+        d.explanation = ambiguous_match_words(W.SHARED)
         d.outcome = Outcome.INCOMPLETE
-        d.undecided_because = SHARED
+        d.undecided_because = W.SHARED
         d.absent_at = ()
 
 
@@ -130,12 +127,10 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
     _, ev = d.lists()
     if sreq and later is not None and not srep and not crep:
         d.outcome = Outcome.LOST_OUTBOUND
-        d.explanation = (f"only the first fragment of the {req} reached the server; its later fragments never did, "
-                         f"so the server could not reassemble it (a router that filters on ports, such as a MAP-E "
-                         f"border relay, drops the fragments that carry none)" + where)
+        d.explanation = W.later_fragments_lost(req, where)
         ctx.add_frames(d, c, later)
-        ev += ctx.ev(c, later, "later fragment sent", 2)
-        ev += ctx.ev(s, sreq, FIRST_FRAGMENT_ONLY, LOST_EVIDENCE)
+        ev += ctx.ev(c, later, W.LATER_FRAGMENT_SENT, 2)
+        ev += ctx.ev(s, sreq, W.FIRST_FRAGMENT_ONLY, LOST_EVIDENCE)
         d.absent_at = ("server",)
         d.fragments_lost = True
         return
@@ -157,55 +152,52 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
                 for n in seen:
                     last = n == seen[-1]
                     ctx.add_frames(d, ctx.extra[n], reply_seen_at[n])
-                    ev += ctx.ev(ctx.extra[n], reply_seen_at[n], f"seen at {n}" + (
-                        "; last seen here, never reached the client" if last else ""), LOST_EVIDENCE if last else 2)
+                    ev += ctx.ev(ctx.extra[n], reply_seen_at[n], W.seen_at(n, "client" if last else None),
+                                 LOST_EVIDENCE if last else 2)
                 d.absent_at = ("client",)
         elif serr:
-            ev += ctx.ev(s, serr, "ICMP error sent by the server", 2)
+            ev += ctx.ev(s, serr, W.ERROR_SENT, 2)
             if cerr:
                 d.outcome = Outcome.REFUSED
-                d.explanation = f"the server answered the {req} with an ICMP error, and the client got it"
-                ev += ctx.ev(c, cerr, "ICMP error arrived", 2)
+                d.explanation = W.refused(req)
+                ev += ctx.ev(c, cerr, W.ERROR_ARRIVED, 2)
             else:
                 d.outcome = Outcome.LOST_RETURN
-                d.explanation = f"the server answered the {req} with an ICMP error; it never reached the client"
+                d.explanation = W.refusal_lost(req)
                 d.absent_at = ("client",)
         elif crep:
             d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
-            d.explanation = (f"the server received the {req} and never answered, yet the client got "
-                             f"{plural(len(crep), rep)}: something on the path answered in its place")
-            ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
+            d.explanation = W.answered_in_silence(req, rep, len(crep))
+            ev += ctx.ev(c, crep, W.not_from_server(rep), 2)
             d.absent_at = ("server",)
         elif cerr:
             d.outcome = Outcome.RESET_BY_MIDDLEBOX
-            d.explanation = f"the server received the {req} and sent nothing, yet the client got an ICMP error"
-            ev += ctx.ev(c, cerr, "ICMP error the server never sent", 2)
+            d.explanation = W.error_in_silence(req)
+            ev += ctx.ev(c, cerr, W.ERROR_NOT_FROM_SERVER, 2)
             d.absent_at = ("server",)
         else:
             d.outcome = Outcome.UNANSWERED
-            d.explanation = f"the server received {times(len(sreq), 'the ' + req)} and sent nothing back"
+            d.explanation = W.unanswered(req, len(sreq))
             d.absent_at = ("server",)
         return
     if srep:
         d.outcome = Outcome.INCOMPLETE
-        d.explanation = (f"the server sent {plural(len(srep), rep)} to this {req}, but its capture does not "
-                         f"show the {req} arriving")
-        ev += ctx.ev(s, srep, f"{rep} sent", 2)
+        d.explanation = W.reply_to_unseen(req, rep, len(srep))
+        ev += ctx.ev(s, srep, sent_note(rep), 2)
         return
     if crep:
         d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
-        d.explanation = (f"the client got {plural(len(crep), rep)}, but the server never saw the {req}: "
-                         f"something on the path answered in its place")
-        ev += ctx.ev(c, crep, f"{rep} the server never sent", 2)
+        d.explanation = W.answered_unseen(req, rep, len(crep))
+        ev += ctx.ev(c, crep, W.not_from_server(rep), 2)
     elif cerr and all(path_signal(c.t[r], c.addrs) for r in cerr):
         d.outcome = Outcome.LOST_OUTBOUND
-        d.explanation = f"the {req} never reached the server: {path_signal(c.t[cerr[0]], c.addrs, quoted_one(c, cerr[0]))}"
+        d.explanation = W.stopped_by(req, path_signal(c.t[cerr[0]], c.addrs, quoted_one(c, cerr[0])))
         d.path_mtu = frag_needed_mtu(c.t[cerr[0]], quoted_one(c, cerr[0]))
-        ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
+        ev += ctx.ev(c, cerr, W.ERROR_FROM_PATH, 2)
     elif cerr:
         d.outcome = Outcome.RESET_BY_MIDDLEBOX
-        d.explanation = f"the client got an ICMP error about the {req}, which the server never saw"
-        ev += ctx.ev(c, cerr, "ICMP error from the path", 2)
+        d.explanation = W.error_about_unseen(req)
+        ev += ctx.ev(c, cerr, W.ERROR_FROM_PATH, 2)
     else:
         d.outcome = Outcome.LOST_OUTBOUND
         d.explanation = lost_outbound_words(req, n_req_c) + where
@@ -223,15 +215,15 @@ def _where(ctx: Ctx, d: Draft, key: int, reqs_of: dict[str, dict[int, list[int]]
         rows = reqs_of.get(name, {}).get(key, [])
         if rows:
             ctx.add_frames(d, side, rows)
-            d.lists()[1].extend(ctx.ev(side, rows, f"seen at {name}", 1))
-            notes.append(f"{name} saw it")
+            d.lists()[1].extend(ctx.ev(side, rows, W.seen_at(name), 1))
+            notes.append(W.saw_it(name))
             d.request_seen_at |= {name}
             if d.protocol == "udp":  # the client's endpoint past the NATs before this point (a port-set fact)
                 r = side.t[rows[0]]
                 d.seen_at[name] = endpoint(side.addrs[r["src_i"]], int(r["sport"]))
         else:
-            notes.append(f"not seen at {name}")
-    return ("; " + "; ".join(notes)) if notes else ""
+            notes.append(W.not_seen_at(name))
+    return W.where_clause(notes)
 
 
 def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:

@@ -16,7 +16,8 @@ import numpy as np
 
 from rig.analysis.changes import data_changes, isn_change, tcp_syn_changes
 from rig.analysis.context import LOST_EVIDENCE, Ctx, Draft, hop_words, lost_between, quoted_at, quoted_one
-from rig.analysis.prose import ambiguous_match_words, plural, tcp_delivered_words, times
+from rig.analysis import prose_tcp as W
+from rig.analysis.prose import ambiguous_match_words, tcp_delivered_words
 from rig.analysis.keys import combine1, take
 from rig.analysis.match import match_tcp, syn_delays
 from rig.analysis.sides import Side, TcpConns
@@ -232,36 +233,34 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     ctx.add_frames(d, s, errs_s)
     n_syn = len(C.syn)
     changes, ev = d.lists()
-    ev += ctx.ev(c, C.syn, "SYN sent" if n_syn == 1 else "SYN sent (with retransmissions)", limit=3)
+    ev += ctx.ev(c, C.syn, W.syn_sent(n_syn), limit=3)
     where, seen = _extra_note(ctx, d, ci, extra_m)
     seen_out.update(seen)
 
     if S is None:
         if len(C.synack):
             d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
-            d.explanation = (f"the client sent SYN and got {times(len(C.synack), 'SYN-ACK')}, but the server "
-                             f"never saw this connection: something on the path answered in its place")
-            ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
+            d.explanation = W.answered_unseen(len(C.synack))
+            ev += ctx.ev(c, C.synack, W.SYNACK_NOT_FROM_SERVER)
             d.absent_at = ("server",)
         elif not len(C.rst_rev) and errs_c and all(path_signal(c.t[r], c.addrs) for r in errs_c):
             d.outcome = Outcome.LOST_OUTBOUND
-            d.explanation = f"the SYN never reached the server: {path_signal(c.t[errs_c[0]], c.addrs, quoted_one(c, errs_c[0]))}"
+            d.explanation = W.syn_stopped_by(path_signal(c.t[errs_c[0]], c.addrs, quoted_one(c, errs_c[0])))
             d.path_mtu = frag_needed_mtu(c.t[errs_c[0]], quoted_one(c, errs_c[0]))
-            ev += ctx.ev(c, errs_c, "ICMP error from the path", 2)
+            ev += ctx.ev(c, errs_c, W.ERROR_FROM_PATH, 2)
             d.absent_at = ("server",)
         elif len(C.rst_rev) or errs_c:
             d.outcome = Outcome.RESET_BY_MIDDLEBOX
-            what = f"{times(len(C.rst_rev), 'RST')}" if len(C.rst_rev) else "an ICMP error"
-            d.explanation = f"the client sent SYN and got {what}, but the server never saw this connection"
-            ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
+            d.explanation = W.reset_unseen(len(C.rst_rev))
+            ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), W.RESET_NOT_FROM_SERVER)
             d.absent_at = ("server",)
         else:
             d.outcome = Outcome.LOST_OUTBOUND
-            d.explanation = f"the client sent {times(n_syn, 'SYN')}; none reached the server{where}"
+            d.explanation = W.syn_lost(n_syn, where)
             if ctx.extra:
                 hop_words(d, lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].syn)}, "server"))
             d.absent_at = ("server",)
-            ev[:] = _last_seen(ctx, seen, "syn", "server", c, C.syn, "SYN sent")
+            ev[:] = _last_seen(ctx, seen, "syn", "server", c, C.syn, W.SYN_SENT)
         return d
 
     syn_s = S.first(S.syn)
@@ -272,96 +271,88 @@ def _one_inner(ctx: Ctx, ci: int, si: int, c_err, s_err, extra_m, seen_out: dict
     if synack_s is not None and synack_c is not None:
         changes += tcp_syn_changes(synack_c, _same_copy(S, S.synack, synack_c), "back")
         changes += isn_change(C.isn_s, S.isn_s, "back")
-    ev += ctx.ev(s, S.syn, "SYN arrived", limit=3)
+    ev += ctx.ev(s, S.syn, W.SYN_ARRIVED, limit=3)
     n_syn_s = len(S.syn)
 
     if len(S.synack):
-        ev += ctx.ev(s, S.synack, "SYN-ACK sent", limit=3)
+        ev += ctx.ev(s, S.synack, W.SYNACK_SENT, limit=3)
         if not len(C.synack):
             if len(C.rst_rev):
                 d.outcome = Outcome.RESET_BY_MIDDLEBOX
-                d.explanation = (f"the server answered with SYN-ACK, but the client got "
-                                 f"{times(len(C.rst_rev), 'a RST')} that the server never sent")
-                ev += ctx.ev(c, C.rst_rev, "RST the server never sent")
+                d.explanation = W.reset_after_synack(len(C.rst_rev))
+                ev += ctx.ev(c, C.rst_rev, W.RST_NOT_FROM_SERVER)
                 d.absent_at = ("server",)
             elif len(acked := S.acked_synack()):
                 # the client acknowledged the SYN-ACK at the server: one did reach it, and
                 # the client capture missed it (it stopped, or dropped it)
                 d.outcome = Outcome.INCOMPLETE
-                d.undecided_because = "the server saw the client acknowledge its SYN-ACK; the client capture holds none"
-                d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')} and the client "
-                                 f"acknowledged one, yet the client capture shows none arriving")
-                ev += ctx.ev(s, acked, "the client's ACK of the SYN-ACK arrived", 1)
+                d.undecided_because = W.SACK_UNDECIDED
+                d.explanation = W.synack_acked_unseen(len(S.synack))
+                ev += ctx.ev(s, acked, W.SYNACK_ACKED, 1)
             else:
                 d.outcome = Outcome.LOST_RETURN
-                d.explanation = (f"the server answered SYN with {times(len(S.synack), 'SYN-ACK')}; "
-                                 f"none reached the client{where}")
+                d.explanation = W.synack_lost(len(S.synack), where)
                 if ctx.extra:
                     hop_words(d, lost_between(list(ctx.extra), {n for n in seen if len(seen[n][1].synack)}, "client"))
-                ev[:] = (ctx.ev(c, C.syn, "SYN sent", 2) + ctx.ev(s, S.syn, "SYN arrived", 2)
-                         + _last_seen(ctx, seen, "synack", "client", s, S.synack, "SYN-ACK sent"))
+                ev[:] = (ctx.ev(c, C.syn, W.SYN_SENT, 2) + ctx.ev(s, S.syn, W.SYN_ARRIVED, 2)
+                         + _last_seen(ctx, seen, "synack", "client", s, S.synack, W.SYNACK_SENT))
                 d.absent_at = ("client",)
             return d
-        ev += ctx.ev(c, C.synack, "SYN-ACK arrived", limit=2)
+        ev += ctx.ev(c, C.synack, W.SYNACK_ARRIVED, limit=2)
         _data_phase(ctx, d, C, S)
         return d
 
     if len(S.rst_rev):
-        ev += ctx.ev(s, S.rst_rev, "RST sent by the server", 2)
+        ev += ctx.ev(s, S.rst_rev, W.RST_SENT, 2)
         if len(C.rst_rev):
             d.outcome = Outcome.REFUSED
-            d.explanation = f"the server refused the connection with RST (port {int(syn_s['dport']) if syn_s is not None else '?'} closed)"
-            ev += ctx.ev(c, C.rst_rev, "RST arrived", 2)
+            d.explanation = W.refused_rst(int(syn_s["dport"]) if syn_s is not None else None)
+            ev += ctx.ev(c, C.rst_rev, W.RST_ARRIVED, 2)
         else:
             d.outcome = Outcome.LOST_RETURN
-            d.explanation = f"the server refused with {times(len(S.rst_rev), 'RST')}; none reached the client{where}"
+            d.explanation = W.rst_lost(len(S.rst_rev), where)
             d.absent_at = ("client",)
         return d
     if errs_s:
-        ev += ctx.ev(s, errs_s, "ICMP error sent by the server", 2)
+        ev += ctx.ev(s, errs_s, W.ERROR_SENT, 2)
         if errs_c:
             d.outcome = Outcome.REFUSED
-            d.explanation = "the server refused the connection with an ICMP error, and the client got it"
-            ev += ctx.ev(c, errs_c, "ICMP error arrived", 2)
+            d.explanation = W.REFUSED_ICMP
+            ev += ctx.ev(c, errs_c, W.ERROR_ARRIVED, 2)
         else:
             d.outcome = Outcome.LOST_RETURN
-            d.explanation = "the server refused with an ICMP error; it never reached the client"
+            d.explanation = W.ICMP_REFUSAL_LOST
             d.absent_at = ("client",)
         return d
     stale_s, stale_c = S.stale_acks(), C.stale_acks()
     if len(stale_s):
         # a SYN on a 4-tuple the server still holds (TIME_WAIT): it answers with an ACK of
         # the old connection. Through a NAT this means a public port was reused too soon.
-        why = (f"the server answered SYN with an ACK for an older connection on the same address and port "
-               f"({d.seen_at_server_as}): the NAT reused a public port the server still held (TIME_WAIT)")
-        ev += ctx.ev(s, stale_s, "ACK of the older connection", 2)
+        ev += ctx.ev(s, stale_s, W.OLDER_ACK, 2)
         d.port_reused = True
         if len(stale_c):
             d.outcome = Outcome.REFUSED
-            d.explanation = why + ("; the client reset it" if len(C.rst_fwd) else "")
-            ev += ctx.ev(c, stale_c, "ACK arrived", 1) + ctx.ev(c, C.rst_fwd, "the client resets", 1)
+            d.explanation = W.port_reused(d.seen_at_server_as, bool(len(C.rst_fwd)))
+            ev += ctx.ev(c, stale_c, W.OLDER_ACK_ARRIVED, 1) + ctx.ev(c, C.rst_fwd, W.CLIENT_RESETS, 1)
         else:
             d.outcome = Outcome.LOST_RETURN
-            d.explanation = why + "; it never reached the client"
+            d.explanation = W.port_reused(d.seen_at_server_as, None)
             d.absent_at = ("client",)
         return d
     # the server saw the SYN and sent nothing
     if len(C.synack):
         d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
-        d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and never answered, yet the client "
-                         f"got SYN-ACK: something on the path answered in its place")
-        ev += ctx.ev(c, C.synack, "SYN-ACK the server never sent")
+        d.explanation = W.answered_in_silence(n_syn_s)
+        ev += ctx.ev(c, C.synack, W.SYNACK_NOT_FROM_SERVER)
         d.absent_at = ("server",)
     elif len(C.rst_rev) or errs_c:
         d.outcome = Outcome.RESET_BY_MIDDLEBOX
-        d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and sent nothing, yet the client "
-                         f"got {'RST' if len(C.rst_rev) else 'an ICMP error'}")
-        ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), "reset the server never sent")
+        d.explanation = W.reset_in_silence(n_syn_s, bool(len(C.rst_rev)))
+        ev += ctx.ev(c, list(C.rst_rev) + list(errs_c), W.RESET_NOT_FROM_SERVER)
         d.absent_at = ("server",)
     else:
         d.outcome = Outcome.UNANSWERED
-        d.explanation = (f"the server received {times(n_syn_s, 'SYN')} and sent nothing back "
-                         f"(no listener behind a dropping firewall, or the server's own firewall)")
+        d.explanation = W.unanswered(n_syn_s)
         d.absent_at = ("server",)
     return d
 
@@ -384,18 +375,16 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
     rst_extra = len(C.rst_rev) - len(S.rst_rev)
     if rst_extra > 0:
         d.outcome = Outcome.RESET_BY_MIDDLEBOX
-        d.explanation = (f"the connection was set up, then the client got {plural(len(C.rst_rev), 'RST')} "
-                         f"while the server sent {len(S.rst_rev)}: something on the path reset it")
-        ev += ctx.ev(c, C.rst_rev, "RST arrived")
+        d.explanation = W.reset_midway(len(C.rst_rev), len(S.rst_rev))
+        ev += ctx.ev(c, C.rst_rev, W.RST_ARRIVED)
         d.absent_at = ("server",)
         return
     s_end = int(sc.data_end_rev[S.ci])
     c_got = int(cc.data_end_rev[C.ci])
     if c_got > max(s_end, 1):
         d.outcome = Outcome.ANSWERED_BY_MIDDLEBOX
-        d.explanation = (f"the client received {c_got - max(s_end, 1)} bytes of reply beyond what the server sent: "
-                         f"something on the path answered in its place")
-        ev += ctx.ev(c, C.rows[C.data_rev], "reply data", 3)
+        d.explanation = W.reply_beyond(c_got - max(s_end, 1))
+        ev += ctx.ev(c, C.rows[C.data_rev], W.REPLY_DATA, 3)
         d.absent_at = ("server",)
         # the server capture must have been running well after this arrived at the client
         d.server_until = int(take(c.t["ts_ns"], C.rows[C.data_rev]).max())
@@ -420,23 +409,17 @@ def _data_phase(ctx: Ctx, d: Draft, C: _Conn, S: _Conn) -> None:
         overhead = 60 if v6 else 40
         big = min(look.missing_eff) + overhead > (1280 if v6 else 576)
         small_passed = max(look.passed_eff, default=0)
-        ev += ctx.ev(snd.side, look.missing_rows, f"never reached the {receiver} (last seen here)", LOST_EVIDENCE)
+        ev += ctx.ev(snd.side, look.missing_rows, W.never_reached(receiver), LOST_EVIDENCE)
         if big and min(look.missing_eff) > small_passed and look.retransmissions > 0 and not frag:
             d.outcome = Outcome.MTU_BLACKHOLE
-            d.explanation = (
-                f"the handshake{' and ' + plural(len(look.passed_eff), 'smaller segment') if look.passed_eff else ''} "
-                f"passed; {plural(len(look.missing), 'segment')} of up to {max(look.missing_eff)} bytes from the "
-                f"{sender} never reached the {receiver} ({plural(look.retransmissions, 'retransmission')}), "
-                f"and no ICMP frag-needed reached the {sender}")
+            d.explanation = W.mtu_blackhole(len(look.passed_eff), len(look.missing), max(look.missing_eff), sender,
+                                            receiver, look.retransmissions)
         else:
             d.outcome = Outcome.LOST_OUTBOUND if direction == "out" else Outcome.LOST_RETURN
-            extra = ""
             if frag:
-                extra = f"; an ICMP frag-needed reached the {sender}, which did not resend smaller segments"
-                ev += ctx.ev(snd.side, frag, "frag-needed", 2)
+                ev += ctx.ev(snd.side, frag, W.FRAG_NEEDED, 2)
                 d.path_mtu = frag_needed_mtu(snd.side.t[frag[0]], quoted_one(snd.side, frag[0]))
-            d.explanation = (f"the handshake completed; {plural(len(look.missing), 'data segment')} "
-                             f"({look.missing_bytes} bytes) from the {sender} never reached the {receiver}{extra}")
+            d.explanation = W.data_lost(len(look.missing), look.missing_bytes, sender, receiver, bool(frag))
         d.absent_at = (receiver,)
         return
     d.outcome = Outcome.DELIVERED
@@ -454,7 +437,7 @@ def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> tuple[str, dict[str, tu
     for name, (side, mm) in extra_m.items():
         xi = int(mm[ci]) if len(mm) else -1
         if xi < 0:
-            notes.append(f"not seen at {name}")
+            notes.append(W.not_seen_at(name))
             continue
         X = _Conn(side, side.tcp, xi)
         ctx.add_frames(d, side, X.rows)
@@ -462,13 +445,8 @@ def _extra_note(ctx: Ctx, d: Draft, ci: int, extra_m) -> tuple[str, dict[str, tu
         if len(X.syn):  # the client's endpoint past the NATs before this point (a port-set fact)
             syn = side.t[int(X.syn[0])]
             d.seen_at[name] = endpoint(side.addrs[syn["src_i"]], int(syn["sport"]))
-        what = []
-        if len(X.syn):
-            what.append(times(len(X.syn), "SYN"))
-        if len(X.synack):
-            what.append(times(len(X.synack), "SYN-ACK"))
-        notes.append(f"{name} saw {' and '.join(what) or 'the connection'}")
-    return (("; " + "; ".join(notes)) if notes else ""), seen
+        notes.append(W.where_seen(name, len(X.syn), len(X.synack)))
+    return W.where_clause(notes), seen
 
 
 def _last_seen(ctx: Ctx, seen: dict[str, tuple], role: str, toward: str, origin: Side, origin_rows,
@@ -478,17 +456,16 @@ def _last_seen(ctx: Ctx, seen: dict[str, tuple], role: str, toward: str, origin:
     names = [n for n in seen if len(getattr(seen[n][1], role))]
     if toward == "client":
         names.reverse()  # the extra points nearest the client are last on the way back
-    out = ctx.ev(origin, origin_rows, f"{what}; never reached the {toward}" + ("" if names else " (last seen here)"), LOST_EVIDENCE)
+    out = ctx.ev(origin, origin_rows, W.lost_on_way(what, toward, not names), LOST_EVIDENCE)
     for i, n in enumerate(names):
         side, X = seen[n]
         last = i == len(names) - 1
-        out += ctx.ev(side, getattr(X, role), f"seen at {n}" + (f"; last seen here, never reached the {toward}" if last else ""),
-                      LOST_EVIDENCE if last else 2)
+        out += ctx.ev(side, getattr(X, role), W.seen_at(n, toward if last else None), LOST_EVIDENCE if last else 2)
     return out
 
 
 def _extra_evidence(ctx: Ctx, seen: dict[str, tuple]) -> list:
     out = []
     for n, (side, X) in seen.items():
-        out += ctx.ev(side, list(X.syn[:1]) + list(X.synack[:1]), f"seen at {n}", 2)
+        out += ctx.ev(side, list(X.syn[:1]) + list(X.synack[:1]), W.seen_at(n), 2)
     return out

@@ -34,7 +34,8 @@ import numpy as np
 
 from rig.analysis.changes import ip_changes
 from rig.analysis.context import Ctx, Draft
-from rig.analysis.prose import arrived_note, plural, sent_note
+from rig.analysis import prose_reqrep as W
+from rig.analysis.prose import arrived_note, sent_note
 from rig.analysis.keys import combine, take
 from rig.analysis.match import pair_by_order
 from rig.analysis.sides import Side
@@ -177,39 +178,21 @@ def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c
     arrived = n_out - out_lost
     if arrived == 0:
         if c_back:
-            return (Outcome.ANSWERED_BY_MIDDLEBOX,
-                    f"the client got {plural(c_back, 'datagram')} on this flow, but none of its "
-                    f"{plural(n_out, 'datagram')} reached the server: something on the path answered in its place",
-                    ("server",))
-        return Outcome.LOST_OUTBOUND, f"the client sent {plural(n_out, 'datagram')} on this flow; none reached the server", ("server",)
-    got = f"the server received {arrived} of the client's {plural(n_out, 'datagram')}"
+            return Outcome.ANSWERED_BY_MIDDLEBOX, W.flow_answered_unseen(n_out, c_back), ("server",)
+        return Outcome.LOST_OUTBOUND, W.flow_lost_outbound(n_out), ("server",)
     if n_back == 0:
         if c_back:
-            return (Outcome.ANSWERED_BY_MIDDLEBOX,
-                    f"{got} and sent nothing, yet the client got {plural(c_back, 'datagram')}: "
-                    "something on the path answered in its place", ("server",))
+            return Outcome.ANSWERED_BY_MIDDLEBOX, W.flow_answered_in_silence(n_out, arrived, c_back), ("server",)
         if s_err and c_err:
-            return Outcome.REFUSED, f"{got} and answered with {plural(s_err, 'ICMP error')}, which the client got", ()
+            return Outcome.REFUSED, W.flow_refused(n_out, arrived, s_err), ()
         if s_err:
-            return (Outcome.LOST_RETURN, f"{got} and answered with {plural(s_err, 'ICMP error')}; none reached the client",
-                    ("client",))
+            return Outcome.LOST_RETURN, W.flow_refusal_lost(n_out, arrived, s_err), ("client",)
         if c_err:
-            return (Outcome.RESET_BY_MIDDLEBOX, f"{got} and sent nothing, yet the client got "
-                    f"{plural(c_err, 'ICMP error')} about the flow", ("server",))
-        return Outcome.UNANSWERED, f"{got} and sent nothing back", ("server",)
-    loss = []
-    if out_lost:
-        loss.append(f"{out_lost} of {n_out} datagrams from the client were lost on the way out")
+            return Outcome.RESET_BY_MIDDLEBOX, W.flow_error_in_silence(n_out, arrived, c_err), ("server",)
+        return Outcome.UNANSWERED, W.flow_unanswered(n_out, arrived), ("server",)
     if n_back == back_lost:
-        text = f"{got} and sent {plural(n_back, 'datagram')} back; none reached the client"
-        return Outcome.LOST_RETURN, "; ".join([text, *loss]), ("client",)
-    if back_lost:
-        loss.append(f"{back_lost} of {n_back} datagrams from the server were lost on the way back")
-    text = (f"the flow passed both ways: {arrived} of the client's {plural(n_out, 'datagram')} reached the server "
-            f"and {n_back - back_lost} of the server's {n_back} reached the client")
-    if stray:
-        loss.append(f"the client also got {plural(stray, 'datagram')} the server never sent")
-    return Outcome.DELIVERED, "; ".join([text, *loss]), ()
+        return Outcome.LOST_RETURN, W.flow_replies_lost(n_out, out_lost, n_back), ("client",)
+    return Outcome.DELIVERED, W.flow_passed(n_out, out_lost, n_back, back_lost, stray), ()
 
 
 def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
@@ -309,9 +292,9 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
                 changes += ip_changes(c.t[crow_l[at_c[b0]]], s.t[srow_l[b0]], "back")
                 ev += ctx.ev(c, [crow_l[at_c[b0]]], arrived_note("datagram"), 1)
         if n_out_lost and arrived:  # all lost: the datagram sent says it already
-            ev += ctx.ev(c, [crow_l[i] for i in mine if at_s[i] < 0], "never reached the server", LOST_EACH)
+            ev += ctx.ev(c, [crow_l[i] for i in mine if at_s[i] < 0], W.NEVER_REACHED_SERVER_EACH, LOST_EACH)
         if n_back_lost:
-            ev += ctx.ev(s, [srow_l[i] for i in s_sent if at_c[i] < 0], "never reached the client", LOST_EACH)
+            ev += ctx.ev(s, [srow_l[i] for i in s_sent if at_c[i] < 0], W.NEVER_REACHED_CLIENT_EACH, LOST_EACH)
         if se:
             ctx.add_frames(d, s, se)
             ev += ctx.ev(s, se, "ICMP error sent by the server", 1)
@@ -320,7 +303,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             ev += ctx.ev(c, ce, "ICMP error arrived", 1)
         if n_stray:
             odd = [crow_l[i] for i in theirs if not from_server[i]]
-            ev += ctx.ev(c, odd, "datagram the server never sent", 1)
+            ev += ctx.ev(c, odd, W.DATAGRAM_NOT_FROM_SERVER, 1)
         drafts.append(d)
     del c_fr, s_fr, c_pos, s_pos, crow_l, srow_l, at_s, at_c, ts_l
     return drafts, [out_d], [back_d]

@@ -1,19 +1,26 @@
 """When each capture point was listening, and whether it can vouch for an absence.
 
 An outcome such as lost-outbound or answered-by-middlebox rests on packets *missing*
-at a point; that point vouches for it only if it was capturing when they would have
-arrived. A point's window is its first and last trusted packet (all a capture file
+at a point; that point vouches for it only if it was capturing when they would
+have arrived. A point's window is its first and last trusted packet (all a capture file
 knows), widened to when tcpdump listened and stopped if rig ran it (``CaptureWindow``).
 Everything is compared on the client's clock: the server's packets move onto it through
-the clock offset the matched packets give (``match.estimate_offset``); tcpdump's own
-times are taken on the clock of the machine rig ran on, which is the client capture's.
+the clock offset the matched packets give (``ClockFit``); tcpdump's own times are taken
+on the clock of the machine rig ran on, which is the client capture's.
 
-An exchange is outside a point's window when the first packet that should have reached
-that point (the client's first request for the server; the server's first answer for the
-client), on the client clock, lies more than ``PATH_DELAY_NS`` before the window opened
-or after it closed. With no offset (nothing was seen at both points), the
-clocks are taken as equal and only a gap wider than ``UNMAPPED_SLACK_NS`` counts; the
-reason says so.
+An exchange is outside a point's window when the packets that should have reached it
+would have arrived before the window opened or after it closed. When they would have
+arrived is measured, not assumed: with packets matched both ways, half the round trip
+after they were sent, give or take the delays' spread (``ClockFit``); a path delay
+(``PATH_DELAY_NS``) only when the matched packets do not say. A capture whose first
+packet came 24 ms after a refused connection on a 10 ms path did not see that connection
+for want of listening, and its absence there proves nothing. With no offset (nothing was
+seen at both points), the clocks are taken as equal and nothing more is allowed either
+way: the exchange must lie inside the window as the two files' own times say, and when
+it does not the reason says that the clocks were taken as equal. (An allowance for the
+clocks' disagreement would make exchanges from before a late start, matched by nothing,
+a proxy's doing: where the clocks are not known, the edge decides, and past it the
+answer is 'incomplete'.)
 """
 
 from __future__ import annotations
@@ -21,8 +28,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PATH_DELAY_NS = 1_000_000_000  # a one-way delay plus the error of the offset estimate
-UNMAPPED_SLACK_NS = 30_000_000_000  # no offset known: a gap the clocks' disagreement cannot explain
+import numpy as np
+
+from rig.analysis.match import estimate_offset
+
+PATH_DELAY_NS = 1_000_000_000  # how long a packet may take, when the matched packets do not say
+UNMAPPED_SLACK_NS = 0  # no offset known: the clocks taken as equal, no allowance either way
+MIN_ERR_NS = 1_000_000  # the least error of a mapped time (capture timestamps, scheduling)
 TAIL_NS = 1_000_000_000  # tcpdump without --immediate-mode loses about the last second
 
 
@@ -55,29 +67,83 @@ def windows_from_manifest(facts) -> dict[str, CaptureWindow] | None:
 
 
 @dataclass(frozen=True)
+class ClockFit:
+    """How the server's clock maps onto the client's, from the packets seen at both
+    points: ``offset_ns`` the server's clock minus the client's (None: nothing was seen at
+    both); ``ways`` the directions that gave it ("out", "back"); ``half_rtt_ns`` with
+    both: on the mapped clock a packet arrives that long after it was sent, whichever way
+    it went; ``err_ns`` how far one packet's mapped time may stray from that (the delays'
+    spread)."""
+
+    offset_ns: int | None
+    ways: frozenset[str] = frozenset()
+    half_rtt_ns: int = 0
+    err_ns: int = MIN_ERR_NS
+
+    def edges(self, point: str, mapped: bool) -> tuple[int, int]:
+        """How far (ns) from ``t``, on the client clock, a packet sent at ``t`` toward
+        ``point`` arrives: by ``t + late`` at the latest, ``t + early`` at the earliest
+        (``early`` may be negative: the mapping's error). With both directions measured,
+        half a round trip; with the packet's own direction alone, the mapped clock holds
+        its delay; otherwise a path delay either way; on clocks nobody mapped, the
+        clocks' possible disagreement."""
+        if not mapped:
+            return UNMAPPED_SLACK_NS, -UNMAPPED_SLACK_NS
+        if len(self.ways) == 2:
+            return self.half_rtt_ns + self.err_ns, self.half_rtt_ns - self.err_ns
+        if self.ways == {"out" if point == "server" else "back"}:
+            return self.err_ns, -self.err_ns
+        return PATH_DELAY_NS, -PATH_DELAY_NS
+
+
+def fit_clocks(out_delays: np.ndarray, back_delays: np.ndarray) -> ClockFit:
+    """``ClockFit`` from matched pairs (``match.estimate_offset``'s samples).
+
+    With both directions, the offset is the midpoint of the two medians, and a packet
+    mapped through it arrives half a round trip after it was sent, whichever way it
+    went and however asymmetric the path (the asymmetry moves the offset, not that sum).
+    With one direction, the mapped clock absorbs that direction's delay, and the other's
+    is not known."""
+    o, b = np.asarray(out_delays, np.int64), np.asarray(back_delays, np.int64)
+    offset = estimate_offset([o], [b])
+    ways = frozenset(w for w, x in (("out", o), ("back", b)) if len(x))
+    err = MIN_ERR_NS + 3 * max((_iqr(x) for x in (o, b) if len(x)), default=0)
+    half_rtt = max(0, int((np.median(o) + np.median(b)) // 2)) if len(ways) == 2 else 0
+    return ClockFit(offset, ways, half_rtt, err)
+
+
+def _iqr(x: np.ndarray) -> int:
+    q25, q75 = np.percentile(x, [25, 75])
+    return int(q75 - q25)
+
+
+@dataclass(frozen=True)
 class PointWindow:
-    """A point's window on the client clock, and how far an exchange may stray from it
-    before it counts as outside."""
+    """A point's window on the client clock: its first and last packet (or when tcpdump
+    listened and stopped). A packet sent at ``t`` elsewhere arrives there between ``t +
+    early_ns`` and ``t + late_ns``. ``mapped``: its times are on a known clock (the
+    client's own, an estimated offset, or tcpdump's on rig's); else taken as the client's."""
 
     name: str
     lo: int
     hi: int
     offset_ns: int | None  # the point's clock minus the client's; None: unknown (taken as 0)
-    slack_ns: int
-    lo_slack_ns: int = PATH_DELAY_NS  # before it opened, on a mapped clock (``point_window``)
+    late_ns: int = PATH_DELAY_NS
+    early_ns: int = -PATH_DELAY_NS
+    mapped: bool = True
 
     def to_client(self, ts: int) -> int:
         return ts - (self.offset_ns or 0)
 
 
 def point_window(name: str, ts_min: int | None, ts_max: int | None, offset_ns: int | None,
-                 given: CaptureWindow | None, mid_flow: bool = False) -> PointWindow | None:
+                 given: CaptureWindow | None, fit: ClockFit | None = None, mid_flow: bool = False) -> PointWindow | None:
     """The window of one point (None: it holds no packets and rig did not run it).
-    ``offset_ns`` is the point's clock minus the client's (0 for the client itself).
+    ``offset_ns`` is the point's clock minus the client's (0 for the client itself);
+    ``fit`` what the matched packets say of the clocks and the path (``fit_clocks``).
     ``mid_flow``: the capture holds a TCP connection begun before it (``started_mid_flow``):
-    it started while traffic flowed, and its first packet is a hard edge (a path delay only
-    makes a packet arrive later than it was sent). Otherwise nothing says when it started,
-    and an exchange up to a path delay before its first packet counts as inside."""
+    it started while traffic flowed, and its first packet is a hard edge."""
+    fit = fit or ClockFit(None)
     lo = hi = None
     if ts_min is not None and ts_max is not None:
         lo, hi = ts_min - (offset_ns or 0), ts_max - (offset_ns or 0)
@@ -88,12 +154,12 @@ def point_window(name: str, ts_min: int | None, ts_max: int | None, offset_ns: i
             hi = given.stop_ns if hi is None else max(hi, given.stop_ns)
     if lo is None or hi is None:
         return None
-    exact = offset_ns is not None
-    if not exact and given is not None and given.start_ns is not None and given.stop_ns is not None:
-        lo, hi, exact = given.start_ns, given.stop_ns, True  # the packets' own clock is unknown: tcpdump's times alone
+    mapped = offset_ns is not None
+    if not mapped and given is not None and given.start_ns is not None and given.stop_ns is not None:
+        lo, hi, mapped = given.start_ns, given.stop_ns, True  # the packets' own clock is unknown: tcpdump's times alone
+    late, early = fit.edges(name, mapped)
     started = given is not None and given.start_ns is not None
-    return PointWindow(name, lo, hi, offset_ns, PATH_DELAY_NS if exact else UNMAPPED_SLACK_NS,
-                       0 if mid_flow and not started else PATH_DELAY_NS)
+    return PointWindow(name, lo, hi, offset_ns, 0 if mid_flow and not started and mapped else late, early, mapped)
 
 
 def started_mid_flow(side) -> bool:
@@ -108,18 +174,24 @@ def started_mid_flow(side) -> bool:
     return bool(((tc.syn < 0) & (tc.synack < 0) & data).any())
 
 
-def outside(win: PointWindow, first_elsewhere: int, last_elsewhere: int | None = None) -> str | None:
+def _secs(ns: int) -> str:
+    return f"{ns / 1e9:.1f} s" if ns >= 100_000_000 else f"{ns / 1e9:.3f} s"
+
+
+def outside(win: PointWindow, first_elsewhere: int, last_elsewhere: int | None = None,
+            opened: bool = False) -> str | None:
     """Why ``win``'s point cannot vouch for an exchange whose packets seen at another
     point span ``first_elsewhere`` to ``last_elsewhere`` (client clock; the last defaults
-    to the first): the reason as a short fact, or None. It vouches when one of them surely
-    fell inside its window: that one's absence is certain."""
+    to the first): the reason as a short fact, or None. It vouches when one of them
+    fell inside its window: the last may arrive no earlier than the window opened, the
+    first no later than it closed. ``opened``: the point captured part of the exchange
+    already, so it was listening when the rest was due."""
     last = first_elsewhere if last_elsewhere is None else last_elsewhere
-    exact = win.slack_ns == PATH_DELAY_NS
-    unmapped = "" if exact else " (clocks taken as equal: no packet was seen at both points)"
-    if last + (win.lo_slack_ns if exact else win.slack_ns) < win.lo:
-        return f"{win.name} capture started {(win.lo - last) / 1e9:.1f} s later{unmapped}"
-    if first_elsewhere - win.slack_ns > win.hi:
-        return f"{win.name} capture stopped {(first_elsewhere - win.hi) / 1e9:.1f} s earlier{unmapped}"
+    unmapped = "" if win.mapped else " (clocks taken as equal: no packet was seen at both points)"
+    if not opened and last + win.late_ns < win.lo:
+        return f"{win.name} capture started {_secs(win.lo - last)} later{unmapped}"
+    if first_elsewhere + win.early_ns > win.hi:
+        return f"{win.name} capture stopped {_secs(first_elsewhere - win.hi)} earlier{unmapped}"
     return None
 
 
@@ -135,7 +207,8 @@ def vouch(d, sides, windows: dict[str, PointWindow | None]) -> str | None:
         win = windows.get(name)
         toward = _first_toward(d, sides, windows, name)
         if win is not None and toward is not None:
-            why = outside(win, toward, d.t_last if name != "client" and d.outcome == "lost-outbound" else None)
+            why = outside(win, toward, d.t_last if name != "client" and d.outcome == "lost-outbound" else None,
+                          opened=bool(d.frames.get(name)))
             if why:
                 return why
         if name == "server" and win is not None and win.offset_ns is not None and d.server_until is not None \

@@ -24,7 +24,7 @@ import numpy as np
 
 from rig.capture.container import windows as _windows
 from rig.capture.decode import optsig_add
-from rig.capture.table import PAYLOAD_HASH_BYTES, Undecoded
+from rig.capture.table import FRAG_LATER, FRAG_MF, PAYLOAD_HASH_BYTES, Undecoded
 
 CHUNK = 1 << 13  # rows per pass (see the docstring)
 
@@ -136,7 +136,9 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     # ---- IP header
     g2 = _windows(arr, off + l3, 40)
     w2 = g2.view(">u2")
-    is4 = (et == 0x0800) & (g2[:, 0] == 0x45) & ((w2[:, 3] & 0x3FFF) == 0)  # no options, not a fragment
+    is4 = (et == 0x0800) & (g2[:, 0] == 0x45)  # no options
+    later = is4 & ((w2[:, 3] & 0x1FFF) != 0)  # a later fragment: no L4 header
+    first = is4 & ((w2[:, 3] & 0x2000) != 0) & ~later  # a first fragment: L4 as usual, payload cut short
     is6 = (et == 0x86DD) & ((g2[:, 0] >> 4) == 6)
     wire_ip = np.maximum(wirelen - l3, 0)
     tl4 = w2[:, 1].astype(np.int64)
@@ -149,9 +151,11 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     l4 = l3 + iphl
     ipend = l3 + tl
     room = tl - iphl  # L4 bytes by the IP header
-    is_tcp = proto == 6
-    is_udp = proto == 17
-    is_icmp = (is4 & (proto == 1)) | (is6 & (proto == 58))
+    is_tcp = (proto == 6) & ~later
+    is_udp = (proto == 17) & ~later
+    is_icmp = ((is4 & (proto == 1)) | (is6 & (proto == 58))) & ~later
+    # a later fragment is claimed with its IP header alone, as ``decode._ipv4`` leaves it
+    ok_later = ok & later & (tl >= 20) & (tl <= wire_ip) & (caplen >= l3 + 20)
     ok &= (is4 | is6) & (is_tcp | is_udp | is_icmp) & (tl <= wire_ip)
 
     # ---- L4 header
@@ -173,6 +177,7 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     t0 = g3[:, 0]
     is_icmp_echo = np.where(is4, (t0 == 0) | (t0 == 8), (t0 == 128) | (t0 == 129))
     ok &= np.where(is_tcp, tcp_ok, np.where(is_icmp, is_icmp_echo, is_udp))
+    ok |= ok_later
 
     sel: slice | np.ndarray
     if ok.all():  # the common case: no copies, the table's rows written in place
@@ -189,8 +194,8 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     # Rows that are not a slice are copied out, filled, and written back whole.
     view = table[rows]
     g2s, g3s = g2[sel], g3[sel]
-    s4, tcp, icmp = is4[sel], is_tcp[sel], is_icmp[sel]
-    not_icmp = ~icmp
+    s4, tcp, icmp, lat = is4[sel], is_tcp[sel], is_icmp[sel], later[sel]
+    not_icmp = ~icmp & ~lat
     # big-endian views of the header windows: every field used is aligned in them
     ip16 = g2s.view(">u2")
     l16, l32 = g3s.view(">u2"), g3s.view(">u4")
@@ -226,6 +231,8 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     put("ip_len", tl[sel])
     put("df", (ip16[:, 3] >> 14) & 1, s4)
     put("proto", proto[sel])
+    if later.any() or first.any():
+        put("frag", np.where(s4 & ((ip16[:, 3] & 0x2000) != 0), FRAG_MF, 0) | np.where(lat, FRAG_LATER, 0))
     put("sport", l16[:, 0], not_icmp)
     put("dport", l16[:, 1], not_icmp)
 
@@ -263,14 +270,20 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> np.ndarray:
     # ---- payload
     pstart = l4[sel] + hdr[sel]
     end = ipend[sel]
-    plen = end - pstart
-    have = np.maximum(np.minimum(end, caplen[sel]) - pstart, 0)
+    plen = np.where(lat, 0, end - pstart)
+    have = np.where(lat, 0, np.maximum(np.minimum(end, caplen[sel]) - pstart, 0))
     poff = np.where(have > 0, off[sel] + pstart, 0)
     put("plen", plen)
     put("pcaplen", have)
     put("poff", poff)
-    put("phash", payload_hashes(arr, poff, have))
+    hashed = have
+    f_udp = first[sel] & (proto[sel] == 17) & (have >= PAYLOAD_HASH_BYTES)
+    if f_udp.any():  # a first fragment hashes as the datagram it starts (``decode._l4``): its UDP length
+        ulen = l16[:, 2].astype(np.int64) - 8
+        hashed = np.where(f_udp & (ulen > PAYLOAD_HASH_BYTES), ulen, have)
+    put("phash", payload_hashes(arr, poff, hashed))
     put("status", Undecoded.TRUNCATED_PAYLOAD, have < plen)
+    put("status", Undecoded.FRAGMENT, lat)
     if not isinstance(rows, slice):
         table[rows] = view
     return ok

@@ -253,6 +253,7 @@ class Path:
     _ports: dict[int, int] = field(default_factory=dict)
     _ids: dict[int, int] = field(default_factory=dict)
     _back_ports: dict[int, int] = field(default_factory=dict)
+    cuts: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # point -> (start, stop): ``trimmed``
 
     def _tick(self) -> int:
         self._now += self.step_ns

@@ -32,6 +32,7 @@ def trimmed(w: Path, point: str, start_ns: int | None = None, stop_ns: int | Non
     """Keep only ``point``'s packets captured in [start_ns, stop_ns] (client clock; None:
     open): its tcpdump started late and/or stopped early."""
     off = clock(w, point)
+    w.cuts[point] = (start_ns, stop_ns)
     kept = [(t, p) for t, p in frames_of(w, point)
             if (start_ns is None or t - off >= start_ns) and (stop_ns is None or t - off <= stop_ns)]
     frames_of(w, point)[:] = kept
@@ -40,6 +41,17 @@ def trimmed(w: Path, point: str, start_ns: int | None = None, stop_ns: int | Non
 def window(start_ns: int | None, stop_ns: int | None) -> CaptureWindow:
     """The window rig records for a tcpdump it ran (on its own clock, the client's)."""
     return CaptureWindow(start_ns, stop_ns)
+
+
+def windows_of(w: Path, after_ns: int = 3_000_000_000) -> dict[str, CaptureWindow]:
+    """The windows rig would record had it run both tcpdumps of ``w``: listening from the
+    path's start (or where ``trimmed`` cut it), stopped ``after_ns`` after the last event
+    (a probe's time-out) or where ``trimmed`` cut it."""
+    out = {}
+    for point in ("client", "server"):
+        start, stop = w.cuts.get(point, (None, None))
+        out[point] = CaptureWindow(w.t0_ns if start is None else start, now(w) + after_ns if stop is None else stop)
+    return out
 
 
 def now(w: Path) -> int:
