@@ -74,10 +74,6 @@ WORLDS = {
 
 # still wrong, left for a fix (strict: a fix makes them pass and must remove the mark)
 KNOWN: dict[str, str] = {
-    # pf keeps the ISN here, so a server connection with another ISN is not a SYN that the
-    # firewall reset; match_by_pattern does not use what the path keeps, and says
-    # 'incomplete: no value tells them apart'
-    "pf-keeps-isn-stops-early": "pattern candidates ignore the fields the path keeps",
 }
 
 

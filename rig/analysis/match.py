@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
 from rig.analysis.match_syn import match_by_pattern, timing
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
@@ -80,7 +81,8 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
        then its addresses and ports (a path without NAT), where exactly one connection on
        each side carries it and it arrived when the pairs joined so far say it could;
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
-       fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``).
+       fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``), with
+       what the joins so far show the path keeps (``_kept``).
     """
     cc, sc = c.tcp, s.tcp
     if len(cc) == 0:
@@ -143,7 +145,7 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
     if not patterns or not (left & (cc.synack < 0)).any():
         return m, {}
     delays, public = _learnt(c, s, m)
-    m, undecided = match_by_pattern(c, s, m, left, taken, delays, public)
+    m, undecided = match_by_pattern(c, s, m, left, taken, delays, public, _kept(c, s, m))
     return m, {ci: u.text() for ci, u in undecided.items()}
 
 
@@ -167,6 +169,27 @@ def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, np.n
     ver = take(s.t["ipver"], rs)
     keys = s.addr_keys("src", rs)
     return delays, {int(v): np.unique(keys[ver == v]) for v in np.unique(ver).tolist()}
+
+
+def _kept(c: Side, s: Side, m: np.ndarray) -> Kept:
+    """What the path kept of the SYNs joined so far (``kept.learn``): the initiator's ISN,
+    and on the same SYN copy at both points, its TCP timestamp value and IPv4 ID."""
+    cc, sc = c.tcp, s.tcp
+    rows_c = cc.order[np.maximum(cc.syn, 0)]
+    kind = combine(c.addr_keys("src", rows_c), c.addr_keys("dst", rows_c), cc.resp_port, n=len(cc))
+    mc = np.flatnonzero(m >= 0)
+    mc = mc[(cc.syn[mc] >= 0) & (sc.syn[m[mc]] >= 0)]
+    ms = m[mc]
+    rs = sc.order[sc.syn[ms]]
+    rc, known = same_copy(c, mc, "syn", s, rs)
+    ct, st = c.t, s.t
+    isn = Evidence(np.ones(len(mc), bool), cc.isn_c[mc] == sc.isn_c[ms])
+    ts_seen = known & (take(ct["has_ts"], rc) > 0) & (take(st["has_ts"], rs) > 0)
+    tsval = Evidence(ts_seen, take(ct["tsval"], rc) == take(st["tsval"], rs))
+    id_c = take(ct["ip_id"], rc)
+    id_seen = known & (take(ct["ipver"], rc) == 4) & (take(st["ipver"], rs) == 4) & (id_c > 0)
+    ip_id = Evidence(id_seen, id_c == take(st["ip_id"], rs))
+    return learn(kind, mc, isn, tsval, ip_id)
 
 
 def _unique(k: np.ndarray, valid: np.ndarray) -> np.ndarray:

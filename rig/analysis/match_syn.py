@@ -17,7 +17,9 @@ capture shares a value with. What is left to join on:
   SYN-ACK or sent data is not an attempt whose client never got a SYN-ACK; and an
   attempt that got an answer (a RST) is the candidate that sent one, if only one did
   (``_answered``);
-- order: connections that left one after the other arrive one after the other.
+- order: connections that left one after the other arrive one after the other;
+- what the path is measured to keep (``kept``): where the connections joined on keys
+  show the ISN, the IP ID or the timestamp kept, a candidate must carry the attempt's.
 
 Candidates are pairs that fit all of these. A client attempt with exactly one candidate,
 itself a candidate of no other attempt, is joined. A cluster of attempts that fit each
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rig.analysis.kept import Kept
 from rig.analysis.keys import take
 from rig.analysis.sides import SYN_ROW, Side
 from rig.capture.table import ACK, RST, SYN
@@ -128,14 +131,15 @@ class _Copies:
 
 def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | None,
             delay: int | None, tol: int, client_end: int | None = None,
-            ids: tuple[list[int], list[int]] | None = None) -> bool:
+            ids: tuple[list[int], list[int]] | None = None, same_ts: bool = False) -> bool:
     """Whether the server's SYN copies (``ts``, server clock; ``vs`` their timestamps)
     can be a subset of the client's (``tc``, ``vc``), in order, each within ``tol`` of
     its client copy plus ``delay`` (or of one common delay, when none is known), with
     the same timestamp differences. Copies that arrived after the client capture ended
     (``client_end``, client clock) were sent when nothing recorded them there: they need
     no client copy. ``ids``: the client's and the server's copies' IP IDs, which each
-    copy must then share with its client copy too."""
+    copy must then share with its client copy too. ``same_ts``: the path keeps timestamps,
+    so each copy carries its client copy's value, not only the same differences."""
     if client_end is not None and delay is not None and ts[-1] > client_end + delay:
         keep = sum(1 for x in ts if x <= client_end + delay)
         if keep == 0:  # every copy came when the client capture had ended: nothing to compare
@@ -150,6 +154,8 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
             continue
         if ic is not None and ic[i0] != is_[0]:
             continue
+        if same_ts and vc is not None and vs is not None and vc[i0] != vs[0]:
+            continue  # the later copies' differences then make them equal too
         i, ok = i0, True
         for j in range(1, len(ts)):
             i += 1
@@ -243,14 +249,18 @@ def _answered(m: np.ndarray, u_all: np.ndarray, v_all: np.ndarray, pu: np.ndarra
 
 
 def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: np.ndarray,
-                     out_delays: np.ndarray, public: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, Undecided]]:
+                     out_delays: np.ndarray, public: dict[int, np.ndarray],
+                     kept: Kept | None = None) -> tuple[np.ndarray, dict[int, Undecided]]:
     """Join the client attempts ``left`` (without a SYN-ACK at the client) to server
     connections not ``taken``, in place in ``m``; the attempts that stay undecided.
 
     ``out_delays``: server time minus client time of matched outbound packets;
     ``public``: per IP version, the address keys the client's packets were seen to arrive
-    from (a version not in it: any source)."""
+    from (a version not in it: any source); ``kept``: the fields the path is measured to
+    keep (``kept.learn``), which a candidate must then share with the attempt."""
     cc, sc = c.tcp, s.tcp
+    if kept is None:
+        kept = Kept.nothing(len(cc))
     u_all = np.flatnonzero(left & (cc.synack < 0))
     delay, tol = timing(out_delays)
     v_ok = ~taken & (sc.syn >= 0) & ~_acked_in_time(c, s, delay)
@@ -294,8 +304,13 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     if not pu_l:
         return m, undecided
     pu, pv = np.concatenate(pu_l), np.concatenate(pv_l)
-    # one copy each, with a delay known: the window above was the whole test
-    keep = (cu.n[pu] == 1) & (cv.n[pv] == 1) & (delay is not None)
+    # where the path keeps the ISN, a server connection with another is another attempt
+    isn_ok = ~kept.isn[u_all[pu]] | (cc.isn_c[u_all[pu]] == sc.isn_c[v_all[pv]])
+    pu, pv = pu[isn_ok], pv[isn_ok]
+    k_id, k_ts = kept.ip_id[u_all[pu]], kept.tsval[u_all[pu]]
+    # one copy each, with a delay known and no kept value to compare: the window above
+    # was the whole test
+    keep = (cu.n[pu] == 1) & (cv.n[pv] == 1) & (delay is not None) & ~k_id & ~k_ts
     # the IP IDs of the aligned copies agree too
     strong = keep & (cu.first_id[pu] > 0) & (cu.first_id[pu] == cv.first_id[pv])
     for k in np.flatnonzero(~keep).tolist():
@@ -303,9 +318,13 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         tc, vc = cu.of(a)
         ts, vs = cv.of(b)
         ic, is_ = cu.ids(a), cv.ids(b)
+        same_ts = bool(k_ts[k])
         if ic is not None and is_ is not None:
-            strong[k] = _aligns(tc, vc, ts, vs, delay, tol, c.ts_max, (ic, is_))
-        keep[k] = strong[k] or _aligns(tc, vc, ts, vs, delay, tol, c.ts_max)
+            strong[k] = _aligns(tc, vc, ts, vs, delay, tol, c.ts_max, (ic, is_), same_ts)
+            if k_id[k]:  # the path keeps IDs: copies with other IDs are other packets
+                keep[k] = strong[k]
+                continue
+        keep[k] = strong[k] or _aligns(tc, vc, ts, vs, delay, tol, c.ts_max, same_ts=same_ts)
     pu, pv, strong = pu[keep], pv[keep], strong[keep]
     # the IP IDs break ties (pf keeps them without ``random-id``): a pair whose IDs agree
     # leaves out the other candidates of both its attempt and its server connection

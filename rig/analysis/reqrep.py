@@ -22,6 +22,7 @@ from rig.analysis.fragments import cut_short, later_fragments
 from rig.analysis.match import pair_by_order
 from rig.analysis.reqrep_fast import ReqRepBatch, delivered_drafts as fast_delivered, echo_id_change
 from rig.analysis.reqrep_lost import lost_drafts, replies_to
+from rig.analysis.senders import decided_echoes
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
@@ -273,6 +274,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     dk_of = dict(zip(req[slow].tolist(), dk[slow].tolist()))
     hk_of = dict(zip(req[slow].tolist(), hk[slow].tolist()))
     shared_of = set(req[slow & shared].tolist())
+    by_sender = decided_echoes(c, s, req, xk_all, slow & shared)  # what the NAT's mapping says of them
     sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
                         for m in [np.isin(k, need)])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
@@ -286,6 +288,9 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         changes, evidence = d.lists()
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
+        known = by_sender.get(int(g[0]))
+        if known is not None:
+            sq, sp = known
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key
               and c.addr_key1("dst", r) == hk_of[int(g[0])]]
         ce = c_err.get(int(c.echo_error_key(g[:1])[0]), [])
@@ -307,7 +312,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         where = _where(ctx, d, xk, extra_req)
         _decide(ctx, d, "echo request", "echo reply", len(g), sq, sp, cp, se, ce, where,
                 {n: idx[xk] for n, idx in extra_rep.items() if idx.get(xk)})
-        _undecided_if_shared(d, int(g[0]) in shared_of)
+        _undecided_if_shared(d, int(g[0]) in shared_of and known is None)
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
 

@@ -2,7 +2,11 @@
 
 Both are decided from behaviour, never from packet counts. An *initiation* is a TCP
 connection's first SYN, an ICMP echo request, or the first datagram of a UDP 4-tuple
-(either way round) in a capture.
+(either way round) in a capture, unless that datagram arrived from afar at an endpoint of
+the capture's own (below) that sent to its source address before: the answer of a server
+from a new port of its own (TFTP's data, STUN's change-port answer) initiates nothing.
+A datagram that the capture's own host sent is its own initiative, even toward a port that
+sent to it first (a stray datagram before the host's own flow to that service).
 
 ``client_hosts``: the client hosts are the addresses that initiate more than they are
 initiated to. A capture taken on a router's LAN side holds several; a server that sends
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.analysis.keys import take
+from rig.analysis.keys import combine, take
 from rig.analysis.reqrep import udp_tuples
 from rig.analysis.sides import Side
 from rig.errors import UsageError
@@ -57,8 +61,30 @@ def _initiations(side: Side) -> tuple[np.ndarray, np.ndarray]:
     if len(udp):  # the 4-tuples reqrep uses too (memoised)
         f, r = udp_tuples(side)
         udp = udp[np.sort(np.unique(np.minimum(f, r), return_index=True)[1])]
+        udp = udp[~_answers_from_another_port(side, udp)]
     rows = np.concatenate([syn, side.echo_req, udp]).astype(np.int64)
     return take(t["src_i"], rows).astype(np.int64), take(t["dst_i"], rows).astype(np.int64)
+
+
+def _answers_from_another_port(side: Side, first: np.ndarray) -> np.ndarray:
+    """Which of the 4-tuples' first datagrams ``first`` (rows, in file order) go from afar
+    to an endpoint of the capture's own (``own_addresses``) that an earlier first datagram
+    came from, toward this one's source address (a server answering from another port
+    than the one asked; ``reqrep._FromOtherPort``)."""
+    t = side.t
+    own = own_addresses(side)
+    src_i, dst_i = take(t["src_i"], first), take(t["dst_i"], first)
+    arrived = own[dst_i] & ~own[src_i]
+    if not arrived.any():
+        return np.zeros(len(first), bool)
+    src, dst = side.addr_keys("src", first), side.addr_keys("dst", first)
+    sent = combine(src, take(t["sport"], first), dst, n=len(first))  # this endpoint sent to that address
+    asks = combine(dst, take(t["dport"], first), src, n=len(first))  # an answer to such a sender
+    keys, at = np.unique(sent, return_index=True)
+    if len(keys) == 0:
+        return np.zeros(len(first), bool)
+    g = np.minimum(np.searchsorted(keys, asks), len(keys) - 1)
+    return arrived & (keys[g] == asks) & (at[g] < np.arange(len(first)))
 
 
 def client_hosts(side: Side) -> set[int]:
@@ -77,7 +103,14 @@ def client_hosts(side: Side) -> set[int]:
 
 def own_addresses(side: Side) -> np.ndarray:
     """Which of the capture's addresses (by index) are its own: nearly all their packets
-    carry an initial TTL."""
+    carry an initial TTL (made once a side)."""
+    got = side.memo.get("own-addresses")
+    if got is None:
+        got = side.memo["own-addresses"] = _own_addresses(side)
+    return got
+
+
+def _own_addresses(side: Side) -> np.ndarray:
     n = len(side.addrs)
     total, initial = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for p in (6, 17, 1, 58):  # a protocol at a time: no copy of every row's index
