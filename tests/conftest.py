@@ -15,13 +15,13 @@ for _name in ("RIG_AZURE_PRICES_URL", "RIG_MYIP_URL"):
     os.environ[_name] = _CLOSED
 
 
-# With pytest-xdist (``make test`` runs two workers), tests that build network namespaces,
+# With pytest-xdist (``make test`` runs two workers), tests that time signals, build network namespaces,
 # start daemons or bind ports run one at a time on one worker (an xdist group); the pure
 # ones (captures, analysis, generators, records) spread over both.
 _PURE = ("test_analysis_", "test_capture_", "test_scapy_", "test_verdict_json", "test_render", "test_jsontext",
          "test_outcome", "test_join_primitives", "test_portset", "test_history", "test_nat_records",
          "test_nat_classify", "test_probes_parse", "test_azure_plan", "test_azure_prices", "test_azure_replay",
-         "test_cli_diff", "test_bundle_writer", "test_concurrency", "test_run_config", "test_trace_truth",
+         "test_cli_diff", "test_bundle_writer", "test_run_config", "test_trace_truth",
          "test_trace_locate")
 
 
