@@ -205,6 +205,8 @@ def test_ports_outside_the_set_are_named_from_the_ngn_capture(tmp_path):
 def test_exhaustion_of_the_ces_first_block(tmp_path):
     r = rig_run(tmp_path / "run", "--scenario", "map-e-exhaustion", *FAST)
     assert r.rc == 1, r.stderr
+    assert "port_set" in r.verdict, (r.verdict["diagnosis"], [(e["id"], e["outcome"], e.get("undecided_because"))
+                                                              for e in r.verdict["exchanges"]])
     ps = r.verdict["port_set"]
     lo, hi = V6PLUS.ranges()[0]
     assert ps["exhausted"] is True and ps["size"] == hi - lo + 1 and (ps["low"], ps["high"]) == (lo, hi)
