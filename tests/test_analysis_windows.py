@@ -228,17 +228,22 @@ def test_a_start_a_fraction_of_a_second_late_is_measured_not_assumed(tmp_path):
 
 
 def test_clock_fit_edges_follow_the_measured_path():
-    from rig.analysis.windows import PATH_DELAY_NS, UNMAPPED_SLACK_NS, fit_clocks
+    from rig.analysis.windows import MIN_ERR_NS, PATH_DELAY_NS, UNMAPPED_SLACK_NS, fit_clocks
 
-    out = np.array([3_010_000_000 + j * 100_000 for j in range(9)])  # server - client: offset 3 s + 10 ms
-    back = np.array([-2_990_000_000 + j * 100_000 for j in range(9)])  # client - server
+    tight = fit_clocks(np.full(9, 3_010_000_000), np.full(9, -2_990_000_000))  # server - client; client - server
+    assert tight.offset_ns == 3_000_000_000 and tight.half_rtt_ns == 10_000_000
+    assert tight.edges("server", True) == (10_000_000 + MIN_ERR_NS, 10_000_000 - MIN_ERR_NS)
+    out = np.array([3_010_000_000 + j * 100_000 for j in range(9)])  # jitter: the mapping is less sure
+    back = np.array([-2_990_000_000 + j * 100_000 for j in range(9)])
     both = fit_clocks(out, back)
-    assert both.offset_ns == 3_000_000_000 and abs(both.half_rtt_ns - 10_400_000) < 1000  # the medians
+    assert abs(both.half_rtt_ns - 10_400_000) < 1000  # the medians
     late, early = both.edges("server", True)
-    assert early < 10_400_000 < late < 20_000_000
+    assert late < 10_400_000 < early  # what the spread adds counts against the exchange
     one = fit_clocks(out, np.zeros(0, np.int64))
-    assert one.edges("server", True)[0] < 5_000_000  # the mapped clock holds the outbound delay
+    assert one.edges("server", True)[0] < MIN_ERR_NS  # the mapped clock holds the outbound delay
     assert one.edges("client", True) == (PATH_DELAY_NS, -PATH_DELAY_NS)  # the way back is not measured
+    torn = fit_clocks(np.array([-89_995_000_000, -87_208_000_000]), np.zeros(0, np.int64))  # copies paired across an RTO
+    assert torn.edges("server", True)[0] < -2_000_000_000  # vouches for nothing within seconds of an edge
     assert fit_clocks(np.zeros(0), np.zeros(0)).edges("server", False) == (UNMAPPED_SLACK_NS, -UNMAPPED_SLACK_NS)
 
 

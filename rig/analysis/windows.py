@@ -81,19 +81,25 @@ class ClockFit:
     err_ns: int = MIN_ERR_NS
 
     def edges(self, point: str, mapped: bool) -> tuple[int, int]:
-        """How far (ns) from ``t``, on the client clock, a packet sent at ``t`` toward
-        ``point`` arrives: by ``t + late`` at the latest, ``t + early`` at the earliest
-        (``early`` may be negative: the mapping's error). With both directions measured,
-        half a round trip; with the packet's own direction alone, the mapped clock holds
-        its delay; otherwise a path delay either way; on clocks nobody mapped, the
-        clocks' possible disagreement."""
+        """When a packet sent at ``t`` toward ``point`` counts as arriving inside a window,
+        as offsets from ``t`` on the client clock: no earlier than ``t + late`` is before
+        the window opened, no later than ``t + early`` after it closed. With both
+        directions measured it arrives half a round trip later; with the packet's own
+        direction alone the mapped clock holds its delay. The least error (``MIN_ERR_NS``)
+        is allowed either way; what the delays' spread adds beyond it counts against the
+        exchange: a mapping its own samples disagree on vouches for less, not more (two
+        SYN copies paired across a retransmission put the offset seconds off). With
+        nothing measured, a path delay either way; on clocks nobody mapped, none."""
         if not mapped:
             return UNMAPPED_SLACK_NS, -UNMAPPED_SLACK_NS
+        doubt = max(0, self.err_ns - MIN_ERR_NS)
         if len(self.ways) == 2:
-            return self.half_rtt_ns + self.err_ns, self.half_rtt_ns - self.err_ns
-        if self.ways == {"out" if point == "server" else "back"}:
-            return self.err_ns, -self.err_ns
-        return PATH_DELAY_NS, -PATH_DELAY_NS
+            arrive = self.half_rtt_ns
+        elif self.ways == {"out" if point == "server" else "back"}:
+            arrive = 0
+        else:
+            return PATH_DELAY_NS, -PATH_DELAY_NS
+        return arrive + MIN_ERR_NS - doubt, arrive - MIN_ERR_NS + doubt
 
 
 def fit_clocks(out_delays: np.ndarray, back_delays: np.ndarray) -> ClockFit:
@@ -159,7 +165,7 @@ def point_window(name: str, ts_min: int | None, ts_max: int | None, offset_ns: i
         lo, hi, mapped = given.start_ns, given.stop_ns, True  # the packets' own clock is unknown: tcpdump's times alone
     late, early = fit.edges(name, mapped)
     started = given is not None and given.start_ns is not None
-    return PointWindow(name, lo, hi, offset_ns, 0 if mid_flow and not started and mapped else late, early, mapped)
+    return PointWindow(name, lo, hi, offset_ns, min(late, 0) if mid_flow and not started and mapped else late, early, mapped)
 
 
 def started_mid_flow(side) -> bool:
@@ -189,9 +195,13 @@ def outside(win: PointWindow, first_elsewhere: int, last_elsewhere: int | None =
     last = first_elsewhere if last_elsewhere is None else last_elsewhere
     unmapped = "" if win.mapped else " (clocks taken as equal: no packet was seen at both points)"
     if not opened and last + win.late_ns < win.lo:
-        return f"{win.name} capture started {_secs(win.lo - last)} later{unmapped}"
+        if last < win.lo:
+            return f"{win.name} capture started {_secs(win.lo - last)} later{unmapped}"
+        return f"{win.name} capture started only {_secs(last - win.lo)} before, within what the clock offset is unsure of"
     if first_elsewhere + win.early_ns > win.hi:
-        return f"{win.name} capture stopped {_secs(first_elsewhere - win.hi)} earlier{unmapped}"
+        if first_elsewhere > win.hi:
+            return f"{win.name} capture stopped {_secs(first_elsewhere - win.hi)} earlier{unmapped}"
+        return f"{win.name} capture stopped only {_secs(win.hi - first_elsewhere)} after, within what the clock offset is unsure of"
     return None
 
 
