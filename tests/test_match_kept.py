@@ -45,3 +45,33 @@ def test_a_server_connection_with_another_isn_is_not_the_attempt(tmp_path, isn_d
         assert all(x.undecided_because for x in attempts)
     delivered = [x for x in v.exchanges if x.protocol == "tcp" and x not in attempts]
     assert [x.outcome for x in delivered] == ["delivered"] * 2
+
+
+def test_a_server_capture_that_holds_only_later_syn_copies_joins_on_their_timestamps(tmp_path):
+    """The server's tcpdump began after the client's first SYNs: the server capture holds
+    a second and third copy first, each with its own TCP timestamp (NATs keep it), while
+    the ISN is modulated, the ports rewritten and the IP ID says nothing. Two attempts left
+    at once look alike by their timing; the timestamps of the later copies tell which one
+    the server saw (unanswered) and which never arrived (lost-outbound)."""
+    from dataclasses import replace
+
+    from rig.capture.synth_capture import now, trimmed
+
+    w = Path(isn_delta_out=0x1234567, port_map=lambda p: p + 7000)
+    ping(w, 1)
+    a, b = w.syn(40000, 1000, ip_id=0), w.syn(40001, 2000, ip_id=0)
+    start = None
+    for k in range(3):
+        w.out(replace(a, ts=(71_000 + 1000 * k, 0)))
+        w.out(replace(b, ts=(93_000 + 1000 * k, 0)), arrive=False)
+        if k == 0:
+            w._now += 300_000_000
+            start = now(w)  # the server's tcpdump starts between the first and second copies
+        w._now += 700_000_000
+    ping(w, 2)
+    trimmed(w, "server", start_ns=start)
+    e = {x.client: x for x in run(w, tmp_path, files_only=True).exchanges if x.protocol == "tcp"}
+    got_a, got_b = e["192.168.1.10:40000"], e["192.168.1.10:40001"]
+    assert got_a.outcome == "unanswered", got_a.explanation
+    assert got_a.seen_at_server_as == "203.0.113.2:47000"
+    assert got_b.outcome == "lost-outbound", got_b.explanation

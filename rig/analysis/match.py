@@ -80,6 +80,8 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
     4b. the SYN's IPv4 ID alone (pf's timestamp modulation without ``random-id``), and
        then its addresses and ports (a path without NAT), where exactly one connection on
        each side carries it and it arrived when the pairs joined so far say it could;
+    4c. the TCP timestamp of any of the client's SYN copies, for a server connection whose
+       first copy is a later one (``_join_later_copy``);
     5. what is left when every field was rewritten and no SYN-ACK came back (the seed's
        fault behind pf): ``match_syn.match_by_pattern`` (unless not ``patterns``), with
        what the joins so far show the path keeps (``_kept``).
@@ -142,11 +144,48 @@ def match_tcp(c: Side, s: Side, patterns: bool = True) -> tuple[np.ndarray, dict
 
     join_timed(_syn_ipid_key, 0)  # each copy has its own ID
     join_timed(_tuple_key, SYN_RETRY_SPAN_NS)  # the first to arrive may be a later copy
+    if left.any():
+        _join_later_copy(c, s, m, left, taken)
     if not patterns or not (left & (cc.synack < 0)).any():
         return m, {}
     delays, public = _learnt(c, s, m)
     m, undecided = match_by_pattern(c, s, m, left, taken, delays, public, _kept(c, s, m))
     return m, {ci: u.text() for ci, u in undecided.items()}
+
+
+def _join_later_copy(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: np.ndarray) -> None:
+    """Step 4c, in place: a server connection whose first SYN carries the TCP timestamp of
+    one of a client connection's *later* copies (with the service port). Each
+    retransmission has its own timestamp and NATs keep it; the server capture that began
+    after the client's first copy (or the path that lost it) holds a later one first,
+    which step 4 (first copy to first copy) cannot join. A key is used only where exactly
+    one connection on each side carries it."""
+    cc, sc = c.tcp, s.tcp
+    pos = np.flatnonzero(((cc.kind & SYN_ROW) != 0) & cc.fwd)
+    cid = cc.conn_of(pos)
+    rows = cc.order[pos]
+    ok = left[cid] & (take(c.t["has_ts"], rows) > 0) & (take(c.t["tsval"], rows) > 0)
+    pos, cid, rows = pos[ok], cid[ok], rows[ok]
+    if not len(cid):
+        return
+    ck = combine(take(c.t["tsval"], rows), cc.resp_port[cid], n=len(rows))
+    keys, first = np.unique(ck, return_index=True)
+    o = np.lexsort((cid, ck))  # how many client connections carry each key
+    ck_s, cid_s = ck[o], cid[o]
+    new = np.r_[True, (ck_s[1:] != ck_s[:-1]) | (cid_s[1:] != cid_s[:-1])]
+    owners = np.bincount(np.searchsorted(keys, ck_s[new]), minlength=len(keys))
+    ks, vs = _syn_tsval_key(s, sc)
+    vs = vs & ~taken & _unique(ks, vs & ~taken)
+    at = np.minimum(np.searchsorted(keys, ks), len(keys) - 1)
+    hit = vs & (keys[at] == ks) & (owners[at] == 1)
+    si = np.flatnonzero(hit)
+    ci = cid[first[at[si]]]
+    uci, n_of = np.unique(ci, return_counts=True)  # a client connection two server ones claim: neither
+    once = np.isin(ci, uci[n_of == 1])
+    si, ci = si[once], ci[once]
+    m[ci] = si
+    taken[si] = True
+    left[ci] = False
 
 
 def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
