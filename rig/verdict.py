@@ -12,7 +12,7 @@ import json
 from collections import Counter, namedtuple
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TextIO
 
 if TYPE_CHECKING:
@@ -152,19 +152,12 @@ def _echo(v: Any) -> tuple[int, int] | None:
     return None
 
 
-_FAMILY: dict[str, int] = {}  # server endpoint -> family: a run has few servers and many exchanges
-
-
+@lru_cache(maxsize=4096)  # a run has few servers and many exchanges
 def _family(server: str) -> int:
     """``families.family_of_endpoint``, memoised (its import and test were a fifth of ``to_dict``)."""
-    f = _FAMILY.get(server)
-    if f is None:
-        from rig.analysis.families import family_of_endpoint
+    from rig.analysis.families import family_of_endpoint
 
-        if len(_FAMILY) > 100_000:
-            _FAMILY.clear()
-        f = _FAMILY[server] = family_of_endpoint(server)
-    return f
+    return family_of_endpoint(server)
 
 
 @dataclass(frozen=True, slots=True)

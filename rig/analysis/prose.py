@@ -21,6 +21,26 @@ NEVER_REACHED_SERVER = "; last seen here, never reached the server"
 NEVER_REACHED_CLIENT = "never reached the client (last seen here)"
 
 
+# evidence notes and clauses every protocol's close look writes alike
+ERROR_FROM_PATH = "ICMP error from the path"
+ERROR_SENT = "ICMP error sent by the server"
+ERROR_ARRIVED = "ICMP error arrived"
+
+
+def seen_at(point: str, last_toward: str | None = None) -> str:
+    """A packet seen at an extra point; ``last_toward``: the last point to see it, on its way there."""
+    return f"seen at {point}" + (f"; last seen here, never reached the {last_toward}" if last_toward else "")
+
+
+def not_seen_at(point: str) -> str:
+    return f"not seen at {point}"
+
+
+def where_clause(notes: list[str]) -> str:
+    """What the extra points saw of an exchange, after its explanation."""
+    return ("; " + "; ".join(notes)) if notes else ""
+
+
 def times(n: int, what: str) -> str:
     return f"{what} once" if n == 1 else f"{what} {n} times"
 

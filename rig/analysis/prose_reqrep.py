@@ -6,15 +6,18 @@ write no sentence themselves. ``req`` / ``rep`` name the packets ("echo request"
 
 from __future__ import annotations
 
+from rig.analysis.prose import ERROR_ARRIVED as ERROR_ARRIVED  # (shared notes, used as W.<name>)
+from rig.analysis.prose import ERROR_FROM_PATH as ERROR_FROM_PATH
+from rig.analysis.prose import ERROR_SENT as ERROR_SENT
+from rig.analysis.prose import not_seen_at as not_seen_at
 from rig.analysis.prose import plural, times
+from rig.analysis.prose import seen_at as seen_at
+from rig.analysis.prose import where_clause as where_clause
 
 SHARED = "the server's copies of these bytes cannot be told apart: other senders sent the same"
 FIRST_FRAGMENT_ONLY = "first fragment arrived; the later fragments never reached the server"
 LATER_FRAGMENT_SENT = "later fragment sent"
-ERROR_SENT = "ICMP error sent by the server"
-ERROR_ARRIVED = "ICMP error arrived"
 ERROR_NOT_FROM_SERVER = "ICMP error the server never sent"
-ERROR_FROM_PATH = "ICMP error from the path"
 NEVER_REACHED_SERVER_EACH = "never reached the server"
 NEVER_REACHED_CLIENT_EACH = "never reached the client"
 DATAGRAM_NOT_FROM_SERVER = "datagram the server never sent"
@@ -24,20 +27,8 @@ def not_from_server(rep: str) -> str:
     return f"{rep} the server never sent"
 
 
-def seen_at(point: str, last_toward: str | None = None) -> str:
-    return f"seen at {point}" + (f"; last seen here, never reached the {last_toward}" if last_toward else "")
-
-
 def saw_it(point: str) -> str:
     return f"{point} saw it"
-
-
-def not_seen_at(point: str) -> str:
-    return f"not seen at {point}"
-
-
-def where_clause(notes: list[str]) -> str:
-    return ("; " + "; ".join(notes)) if notes else ""
 
 
 def later_fragments_lost(req: str, where: str) -> str:

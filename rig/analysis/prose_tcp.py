@@ -6,7 +6,13 @@ named it.
 
 from __future__ import annotations
 
+from rig.analysis.prose import ERROR_ARRIVED as ERROR_ARRIVED  # (shared notes, used as W.<name>)
+from rig.analysis.prose import ERROR_FROM_PATH as ERROR_FROM_PATH
+from rig.analysis.prose import ERROR_SENT as ERROR_SENT
+from rig.analysis.prose import not_seen_at as not_seen_at
 from rig.analysis.prose import plural, times
+from rig.analysis.prose import seen_at as seen_at
+from rig.analysis.prose import where_clause as where_clause
 
 # evidence notes
 SYN_SENT = "SYN sent"
@@ -19,9 +25,6 @@ RESET_NOT_FROM_SERVER = "reset the server never sent"
 RST_NOT_FROM_SERVER = "RST the server never sent"
 RST_SENT = "RST sent by the server"
 RST_ARRIVED = "RST arrived"
-ERROR_FROM_PATH = "ICMP error from the path"
-ERROR_SENT = "ICMP error sent by the server"
-ERROR_ARRIVED = "ICMP error arrived"
 SYNACK_ACKED = "the client's ACK of the SYN-ACK arrived"
 OLDER_ACK = "ACK of the older connection"
 OLDER_ACK_ARRIVED = "ACK arrived"
@@ -44,11 +47,6 @@ def lost_on_way(what: str, toward: str, last_here: bool) -> str:
     return f"{what}; never reached the {toward}" + (" (last seen here)" if last_here else "")
 
 
-def seen_at(point: str, last_toward: str | None = None) -> str:
-    """A packet seen at an extra point; ``last_toward``: the last point to see it, on its way there."""
-    return f"seen at {point}" + (f"; last seen here, never reached the {last_toward}" if last_toward else "")
-
-
 def where_seen(point: str, n_syn: int, n_synack: int) -> str:
     what = []
     if n_syn:
@@ -56,14 +54,6 @@ def where_seen(point: str, n_syn: int, n_synack: int) -> str:
     if n_synack:
         what.append(times(n_synack, "SYN-ACK"))
     return f"{point} saw {' and '.join(what) or 'the connection'}"
-
-
-def not_seen_at(point: str) -> str:
-    return f"not seen at {point}"
-
-
-def where_clause(notes: list[str]) -> str:
-    return ("; " + "; ".join(notes)) if notes else ""
 
 
 # outcomes, before the server's capture
