@@ -241,7 +241,11 @@ def test_clock_fit_edges_follow_the_measured_path():
     assert late < 10_400_000 < early  # what the spread adds counts against the exchange
     one = fit_clocks(out, np.zeros(0, np.int64))
     assert one.edges("server", True)[0] < MIN_ERR_NS  # the mapped clock holds the outbound delay
-    assert one.edges("client", True) == (PATH_DELAY_NS, -PATH_DELAY_NS)  # the way back is not measured
+    # the way back is not measured: it may take a path delay, but arrives no sooner than
+    # its mapped time (the mapping holds the way out), less the least error and the spread
+    assert one.edges("client", True) == (PATH_DELAY_NS, -MIN_ERR_NS + (one.err_ns - MIN_ERR_NS))
+    assert one.edges("client", True)[1] > 0  # jitter: the spread counts against the exchange
+    assert fit_clocks(np.zeros(0), np.zeros(0)).edges("client", True) == (PATH_DELAY_NS, -PATH_DELAY_NS)
     torn = fit_clocks(np.array([-89_995_000_000, -87_208_000_000]), np.zeros(0, np.int64))  # copies paired across an RTO
     assert torn.edges("server", True)[0] < -2_000_000_000  # vouches for nothing within seconds of an edge
     assert fit_clocks(np.zeros(0), np.zeros(0)).edges("server", False) == (UNMAPPED_SLACK_NS, -UNMAPPED_SLACK_NS)

@@ -151,9 +151,10 @@ def test_server_refusal_reaches_the_client_through_random_ids(tmp_path):
     w = g.Drawing(6)
     f = g.refused(w, 11)
     g.refused(w, 12, lost_back=True)
+    g.dns(w, 13)  # the client capture ran on past the lost refusal (without: incomplete)
     v = check(w, tmp_path)
     assert f.dgrams[0].ip_ids[0] != f.dgrams[0].ip_ids[1]
-    assert [e["outcome"] for e in v["exchanges"]] == ["refused", "lost-return"]
+    assert [e["outcome"] for e in v["exchanges"]] == ["refused", "lost-return", "delivered"]
 
 
 def test_reply_whose_later_fragments_were_lost_never_arrived(tmp_path):
@@ -354,3 +355,23 @@ def test_a_host_whose_only_exchange_is_answered_from_another_port(tmp_path):
     g.dns(w, 10)
     g.tftp(w, 11, through=True)
     check(w, tmp_path)
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 90.0, -3.0])
+def test_a_capture_that_ends_with_the_request_does_not_answer_for_the_reply(tmp_path, offset_s):
+    """The client's capture stops right after its Windows echo, which is lost on the way
+    out; a second host sends the same bytes a moment later, after the capture stopped, and
+    the server answers that one. Nothing else was seen at both points, so that copy is all
+    the clocks can be fitted on: the reply mapped through it is due after the client
+    capture's last packet, which therefore cannot vouch that it never arrived. Never
+    lost-return (the wrong direction): incomplete, because the client capture stopped."""
+    w = g.Drawing(20, offset_s=offset_s)
+    t = w.step()
+    g.ping(w, 10, payload=g.WINDOWS_PING, ident=1, seqs=1, lost_out={1}, at=t)
+    g.ping(w, 11, payload=g.WINDOWS_PING, ident=1, seqs=1, at=t + 0.3)
+    w.client_stop = t + 0.2
+    v = json.loads(diff(w, tmp_path).stdout)
+    assert mismatches(w, v) == []
+    (e,) = v["exchanges"]
+    assert (e["client"], e["outcome"]) == ("192.168.1.10", "incomplete")
+    assert e["undecided_because"].startswith("client capture stopped")

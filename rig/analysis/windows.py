@@ -97,6 +97,12 @@ class ClockFit:
             arrive = self.half_rtt_ns
         elif self.ways == {"out" if point == "server" else "back"}:
             arrive = 0
+        elif self.ways:
+            # the other direction alone: the mapped clock holds that direction's delay,
+            # so a packet this way arrives a round trip after its mapped time, no sooner
+            # (a reply mapped past the last packet of a capture that stopped there was
+            # not waited for); how much later is not measured
+            return PATH_DELAY_NS, -MIN_ERR_NS + doubt
         else:
             return PATH_DELAY_NS, -PATH_DELAY_NS
         return arrive + MIN_ERR_NS - doubt, arrive - MIN_ERR_NS + doubt
