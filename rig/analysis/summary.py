@@ -108,6 +108,18 @@ def icmp_name(r: np.void) -> str:
     return name
 
 
+def tcp_text(src: str, dst: str, flags: int, seq: int, ack: int, plen: int, mss: int, ttl: int) -> str:
+    """A TCP segment's summary from its endpoints (``endpoint``): ``summarize`` and the fast paths."""
+    text = f"{src} > {dst} {tcp_flags(flags)} seq {seq}"
+    if flags & 0x10:
+        text += f" ack {ack}"
+    if plen:
+        text += f" len {plen}"
+    if mss:
+        text += f" mss {mss}"
+    return f"{text} ttl {ttl}"
+
+
 def udp_text(src: str, dst: str, plen: int, ttl: int) -> str:
     """A UDP datagram's summary from its endpoints (``endpoint``): ``summarize`` and the fast paths."""
     return f"{src} > {dst} UDP len {plen} ttl {ttl}"
@@ -133,15 +145,8 @@ def summarize(r: np.void, addrs: np.ndarray, q: np.void | None = None) -> str:
         return (f"{addr_text(src)} > {addr_text(dst)} IPv4 fragment of {FRAGMENT_OF.get(proto, f'protocol {proto}')} "
                 f"id {int(r['ip_id'])}{size} {ttl}")
     if proto == 6:
-        s = (f"{endpoint(src, int(r['sport']))} > {endpoint(dst, int(r['dport']))} "
-             f"{tcp_flags(int(r['flags']))} seq {int(r['seq'])}")
-        if int(r["flags"]) & 0x10:
-            s += f" ack {int(r['ack'])}"
-        if int(r["plen"]):
-            s += f" len {int(r['plen'])}"
-        if int(r["mss"]):
-            s += f" mss {int(r['mss'])}"
-        return f"{s} {ttl}"
+        return tcp_text(endpoint(src, int(r["sport"])), endpoint(dst, int(r["dport"])), int(r["flags"]), int(r["seq"]),
+                        int(r["ack"]), int(r["plen"]), int(r["mss"]), int(r["ttl"]))
     if proto == 17:
         return udp_text(endpoint(src, int(r["sport"])), endpoint(dst, int(r["dport"])), int(r["plen"]), int(r["ttl"]))
     if proto in (1, 58):

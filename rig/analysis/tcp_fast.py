@@ -18,7 +18,7 @@ from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes
 from rig.analysis.context import Ctx, with_copies_each
 from rig.analysis.prose import DELIVERED_NOTES, copy_note, tcp_delivered_words
 from rig.analysis.sides import Part
-from rig.analysis.summary import RowTexts, tcp_flags
+from rig.analysis.summary import RowTexts, tcp_text
 from rig.outcome import Outcome
 from rig.verdict import Evidence, Exchange
 
@@ -61,18 +61,8 @@ class _Cols(RowTexts):
     def summaries(self, note: str) -> list[str]:
         """The same words as ``summary.summarize`` for each row, with ``note`` appended."""
         c = self.c
-        out = []
-        for a, b, fl, seq, ack, plen, mss, ttl in zip(self.endpoints("src"), self.endpoints("dst"), c["flags"],
-                                                      c["seq"], c["ack"], c["plen"], c["mss"], c["ttl"]):
-            text = f"{a} > {b} {tcp_flags(fl)} seq {seq}"
-            if fl & 0x10:
-                text += f" ack {ack}"
-            if plen:
-                text += f" len {plen}"
-            if mss:
-                text += f" mss {mss}"
-            out.append(f"{text} ttl {ttl} — {note}")
-        return out
+        return [f"{tcp_text(*row)} — {note}" for row in zip(self.endpoints("src"), self.endpoints("dst"), c["flags"],
+                                                            c["seq"], c["ack"], c["plen"], c["mss"], c["ttl"])]
 
 
 _SUMMARY_FIELDS = ("ttl", "mss", "sport", "dport", "seq", "ack", "flags", "plen", "frame", "src_i", "dst_i")
