@@ -249,6 +249,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     shared = shared_keys(xk_all, gk, skq, combine(s.addr_keys("src", s.echo_req), take(s.t["icmp_id"], s.echo_req),
                                                   n=len(s.echo_req)))
     alone = _singletons(gk) & ~shared if not ctx.extra else None
+    claimed: list[np.ndarray] = []  # the server's rows the bulk passes made another request's
     # a reply is the request's when it came from the address asked, to the host that asked
     ck_reply = combine(ckp, c.addr_keys("src", c.echo_rep), c.addr_keys("dst", c.echo_rep))
     xk_host = combine(xk_all, dk, hk)
@@ -263,9 +264,11 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         got, o, b = fast_delivered(ctx, "icmp", req[f], s.echo_req[sq_i[f]], s.echo_rep[sp_of[f]], c.echo_rep[cp_i[f]])
         drafts += got
         bulk_out, bulk_back = [o], [b]  # the bulk's delays stay arrays (150k of them)
+        claimed += [s.echo_req[sq_i[f]], s.echo_rep[sp_of[f]]]
     if alone is not None:  # no extra points: the plain lost cases (reqrep_lost)
         found = _plain_lost_echo(ctx, req, xk_all, xk_host, alone & ~fast, skq, skp, ck_reply, c_err, s_err)
         _add_lost(ctx, "icmp", req, found, fast, drafts, bulk_out)
+        claimed += [found[2], found[3]]
     # a fast row is alone in its group (``_singletons``): the rest form the same groups
     slow = ~fast
     # the close look's lookups, over the keys it will ask for only (not every request)
@@ -275,8 +278,13 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     hk_of = dict(zip(req[slow].tolist(), hk[slow].tolist()))
     shared_of = set(req[slow & shared].tolist())
     by_sender = decided_echoes(c, s, req, xk_all, slow & shared)  # what the NAT's mapping says of them
-    sreq, srep, crep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep), (ckp, c.echo_rep))
-                        for m in [np.isin(k, need)])
+    ukeys, _, n_grp, _ = _distinct_per_key(xk_all, gk)
+    several = set(ukeys[n_grp > 1].tolist())  # keys more than one exchange at the client carries
+    # (a copy another host's same bytes were paired with is not this one's: two hosts' Windows pings)
+    taken = np.concatenate(claimed) if claimed else np.zeros(0, np.int64)
+    sreq, srep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep))
+                  for m in [np.isin(k, need) & ~np.isin(rows, taken)])
+    crep = _index(ckp[np.isin(ckp, need)], c.echo_rep[np.isin(ckp, need)])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]
@@ -289,8 +297,10 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         sq = sreq.get(xk, [])
         sp = srep.get(xk, [])
         known = by_sender.get(int(g[0]))
+        # the server's copies are this request's own, not of several hosts' same bytes
+        one_sender = len(sq) <= 1 or xk not in several
         if known is not None:
-            sq, sp = known
+            sq, sp, one_sender = known
         cp = [r for r in crep.get(xk, []) if c.addr_key1("src", r) == dst_key
               and c.addr_key1("dst", r) == hk_of[int(g[0])]]
         ce = c_err.get(int(c.echo_error_key(g[:1])[0]), [])
@@ -299,7 +309,7 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
         for side, rows in ((c, g), (c, cp), (c, ce), (s, sq), (s, sp), (s, se)):
             ctx.add_frames(d, side, rows)
         evidence += ctx.ev(c, g, sent_note("echo request"), 2)
-        if sq:
+        if sq and one_sender:  # (of several hosts' copies, the first is a guess: no mapping, changes or delay)
             s0 = s.t[sq[0]]
             d.seen_at_server_as = endpoint(s.addrs[s0["src_i"]])
             changes += ip_changes(r0, s0, "out")

@@ -56,16 +56,18 @@ def candidates(host_sent: dict[G, set[int]], host_got: dict[G, set[int]], sender
 
 
 def decided_echoes(c: Side, s: Side, req: np.ndarray, xk: np.ndarray,
-                   shared: np.ndarray) -> dict[int, tuple[list[int], list[int]]]:
+                   shared: np.ndarray) -> dict[int, tuple[list[int], list[int], bool]]:
     """The echo requests among ``req`` (rows of the client's, ``xk`` their echo keys) that
     ``shared`` marks as bytes other hosts sent too, whose fate ``candidates`` decides: row
-    -> (the server's copies of it, the server's replies to them), both empty when it
-    never arrived. A host's requests are those of one echo id to one address; the
+    -> (the server's copies of it, the server's replies to them, both empty when it
+    never arrived; whether they are one sender's: with several candidates the fate is
+    the same whichever it was, but which copy, and so what the NAT made of it, is not
+    known). A host's requests are those of one echo id to one address; the
     senders at the server, those of one echo id from one address to that same address
     (a server behind a DNAT is left as it was: which address it is, the keys cannot say).
     Only the rows toward an address of the server capture's that some shared request went
     to are looked at."""
-    out: dict[int, tuple[list[int], list[int]]] = {}
+    out: dict[int, tuple[list[int], list[int], bool]] = {}
     if not shared.any() or len(s.echo_req) == 0:
         return out
     ct, st = c.t, s.t
@@ -126,6 +128,6 @@ def decided_echoes(c: Side, s: Side, req: np.ndarray, xk: np.ndarray,
             continue
         who = sorted(g for g in cands[h] if g is not None)
         out[int(req[i])] = (sorted(r for g in who for r in copies.get((g, k), [])),
-                            sorted(r for g in who for r in replies.get((g, k), [])))
+                            sorted(r for g in who for r in replies.get((g, k), [])), len(who) <= 1)
     return out
 
