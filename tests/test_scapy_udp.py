@@ -393,3 +393,15 @@ def test_a_capture_that_ends_with_the_request_does_not_answer_for_the_reply(tmp_
     (e,) = v["exchanges"]
     assert (e["client"], e["outcome"]) == ("192.168.1.10", "incomplete")
     assert e["undecided_because"].startswith("client capture stopped")
+
+
+def test_server_capture_that_starts_between_request_and_reply(tmp_path):
+    """The server's capture starts after a DNS query arrived and before its answer left:
+    incomplete, with the reason as a fact, and the query not counted as lost (the server
+    answered it)."""
+    w = mixed(17, peers=5, offset_s=-90.0, server_start=1010.0573836862397)
+    v = check(w, tmp_path)
+    between = [e for e in v["exchanges"]
+               if (e.get("undecided_because") or "").startswith("server capture holds the reply but not the request")]
+    assert [e["protocol"] for e in between] == ["udp"]
+    assert between[0]["datagrams"]["out"] == {"sent": 1, "lost": 0}

@@ -14,6 +14,7 @@ from rig.analysis.prose import plural, times
 from rig.analysis.prose import seen_at as seen_at
 from rig.analysis.prose import where_clause as where_clause
 
+REQUEST_UNSEEN = "server capture holds the reply but not the request it answers"
 SHARED = "the server's copies of these bytes cannot be told apart: other senders sent the same"
 FIRST_FRAGMENT_ONLY = "first fragment arrived; the later fragments never reached the server"
 LATER_FRAGMENT_SENT = "later fragment sent"

@@ -182,6 +182,7 @@ def _decide(ctx: Ctx, d: Draft, req: str, rep: str, n_req_c: int, sreq, srep, cr
         return
     if srep:
         d.outcome = Outcome.INCOMPLETE
+        d.undecided_because = W.REQUEST_UNSEEN
         d.explanation = W.reply_to_unseen(req, rep, len(srep))
         ev += ctx.ev(s, srep, sent_note(rep), 2)
         return
@@ -749,8 +750,10 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
                  if rows}, later_fragments(c, gl[0]) if gl[0] in cut_rows else None)
         if cut_back and d.outcome == Outcome.LOST_RETURN:
             d.fragments_lost = True
-        # a datagram cut short at the server never arrived
-        d.datagrams = request_reply_datagrams(len(gl), 0 if gl[0] in cut_rows else len(sq), len(sp), len(cp))
+        # a datagram cut short at the server never arrived; one the server answered did,
+        # though its capture lacks it
+        arrived = 0 if gl[0] in cut_rows else len(sq) if sq or not sp else len(gl)
+        d.datagrams = request_reply_datagrams(len(gl), arrived, len(sp), len(cp))
         _undecided_if_shared(d, gl[0] in shared_rows)
         drafts.append(d)
     return drafts, _delays(out_d, bulk_out), _delays(back_d, bulk_back)
