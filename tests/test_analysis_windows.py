@@ -152,7 +152,7 @@ def test_tcpdump_window_without_a_clock_offset(tmp_path):
     plain = by_id(analyse(*caps, server_addr=w.server))
     assert plain["tcp-1"].outcome == "incomplete"
     assert plain["tcp-1"].undecided_because == ("server capture started 45.0 s later"
-                                                " (clocks taken as equal: no packet was seen at both points)")
+                                                " (clocks taken as equal: no packet was surely seen at both points)")
     assert _server(analyse(*caps, server_addr=w.server)).clock_offset_s is None
     stopped = now(w) + 3_000_000_000  # rig stops tcpdump once the probe has timed out
     given = by_id(analyse(*caps, server_addr=w.server, windows={"server": window(listening, stopped)}))
@@ -262,7 +262,7 @@ def test_without_a_clock_offset_a_gap_of_seconds_is_an_edge(tmp_path):
     e = by_id(run(w, tmp_path, files_only=True, server_addr=w.server))
     assert e["tcp-1"].outcome == "incomplete"
     assert e["tcp-1"].undecided_because == ("server capture started 3.0 s later"
-                                            " (clocks taken as equal: no packet was seen at both points)")
+                                            " (clocks taken as equal: no packet was surely seen at both points)")
 
 
 def test_a_dumpcap_capture_says_when_it_listened(tmp_path):

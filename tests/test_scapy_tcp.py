@@ -67,6 +67,14 @@ WORLDS = {
     "pf-keeps-isn-stops-early": Setup(seed=230, router=Router(modulate=False), cgn_ports="random", mss_clamp=1414,
                                       gap=0.3, clock_offset=-90, client_stops_early=4.4525, client_link="sll",
                                       client_ng=True, clients=1, servers=1, per_fate=3),
+    # the client capture stops 2.2 s in, the server's starts 2.8 s in: all they share is
+    # an unanswered SYN's copies, one at each end, of different sends (no SYN is the
+    # same packet at both: the clocks are not known, and no proxy answered)
+    "captures-that-never-overlap": Setup(seed=306, family=6, router=Router(kind="none", modulate=False,
+                                                                            random_id=True),
+                                         mss_clamp=1414, gap=0.3, clock_offset=-90, server_starts_late=2.788,
+                                         client_stops_early=2.216, server_link="sll", clients=1, servers=2,
+                                         per_fate=1),
     "clean-late-server": Setup(seed=133, router=Router(kind="none"), mss_clamp=1414, clock_offset=90,
                                server_starts_late=0.5236, client_link="sll2-any", server_link="sll", per_fate=3),
 }

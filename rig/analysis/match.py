@@ -13,7 +13,7 @@ import numpy as np
 
 from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
-from rig.analysis.match_syn import match_by_pattern, timing
+from rig.analysis.match_syn import SYN_RTO_NS, match_by_pattern, timing
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
@@ -220,7 +220,7 @@ def _kept(c: Side, s: Side, m: np.ndarray) -> Kept:
     mc = mc[(cc.syn[mc] >= 0) & (sc.syn[m[mc]] >= 0)]
     ms = m[mc]
     rs = sc.order[sc.syn[ms]]
-    rc, known = same_copy(c, mc, "syn", s, rs)
+    rc, known = same_copy(c, mc, "syn", s, rs, ms)
     ct, st = c.t, s.t
     isn = Evidence(np.ones(len(mc), bool), cc.isn_c[mc] == sc.isn_c[ms])
     ts_seen = known & (take(ct["has_ts"], rc) > 0) & (take(st["has_ts"], rs) > 0)
@@ -301,7 +301,8 @@ def copy_that_arrived(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows:
     return same_copy(snd, ci, want, rcv, rcv_rows)[0]
 
 
-def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndarray,
+              rcv_ci: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each connection ``ci`` at the sending point, the row of its SYN (``want="syn"``,
     sent by the initiator) or SYN-ACK (``"synack"``, sent by the responder) that is the
     same packet as ``rcv_rows`` at the receiving point.
@@ -310,8 +311,14 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     new one, and NATs keep it), else the same IP ID; the first copy when nothing tells
     the copies apart. Diffing the first copy *sent* with the first that *arrived* made
     up IP ID and timestamp "changes" whenever the first copy was the one lost.
-    Also says, per connection, whether the copy is known to be that packet (it sent only
-    one, or a field told them apart) rather than the first taken for want of a better.
+    Also says, per connection, whether the copy is known to be that packet (a field told
+    them apart, or it is the only one the sender can have sent) rather than the first
+    taken for want of a better. A copy alone in the sender's capture is the only one sent
+    when no other could have gone unseen: the receiver (its connections ``rcv_ci``) holds
+    no more copies, and the sender was answered at its point or captured on for a
+    retransmission timeout after it. (A client capture that stopped half a second after
+    a SYN, and a server capture that began after it arrived, each hold one copy of
+    different sends: their times put the clock offset a retransmission off.)
     """
     conns = snd.tcp
     first = (conns.syn if want == "syn" else conns.synack)[ci]
@@ -321,9 +328,10 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
     cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
-    if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it
-        return out, np.ones(len(ci), bool)
-    single = np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1
+    alone = _alone(snd, ci, want, rcv, rcv_ci, out)
+    if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it, if alone
+        return out, alone
+    single = (np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1) & alone
     rows = conns.order[pos]
     st, rt = snd.t, rcv.t
     left = np.ones(len(ci), bool)
@@ -343,6 +351,24 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     return out, single | ~left
 
 
+def _alone(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_ci: np.ndarray | None,
+           rows: np.ndarray) -> np.ndarray:
+    """Whether the sender's copy ``rows`` of each connection ``ci`` (if it is its only one)
+    is the only one it sent (``same_copy``)."""
+    sc = snd.tcp
+    if want == "syn":
+        answered = (sc.synack[ci] >= 0) | (sc.n_rst_rev[ci] > 0)
+    else:
+        answered = (sc.ack_fwd[ci] > 0) | (sc.n_rst_fwd[ci] > 0)
+    end = snd.ts_max if snd.ts_max is not None else 0
+    ran_on = end - take(snd.t["ts_ns"], rows).astype(np.int64) >= SYN_RTO_NS
+    ok = answered | ran_on
+    if rcv_ci is not None:
+        rc = rcv.tcp
+        ok &= (rc.n_syn if want == "syn" else rc.n_synack)[rcv_ci] <= 1
+    return ok
+
+
 def syn_delays(c: Side, s: Side, mc: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For matched connections (client ``mc``, server ``ms``): server time minus client
     time of the same SYN at both points, and client time minus server time of the same
@@ -352,10 +378,10 @@ def syn_delays(c: Side, s: Side, mc: np.ndarray, ms: np.ndarray) -> tuple[np.nda
     cc, sc = c.tcp, s.tcp
     ok = (sc.syn[ms] >= 0) & (cc.syn[mc] >= 0)
     rs = sc.order[sc.syn[ms[ok]]]
-    rc, known = same_copy(c, mc[ok], "syn", s, rs)
+    rc, known = same_copy(c, mc[ok], "syn", s, rs, ms[ok])
     out = take(s.t["ts_ns"], rs[known]).astype(np.int64) - take(c.t["ts_ns"], rc[known]).astype(np.int64)
     ok2 = (sc.synack[ms] >= 0) & (cc.synack[mc] >= 0)
     rc2 = cc.order[cc.synack[mc[ok2]]]
-    rs2, known2 = same_copy(s, ms[ok2], "synack", c, rc2)
+    rs2, known2 = same_copy(s, ms[ok2], "synack", c, rc2, mc[ok2])
     back = take(c.t["ts_ns"], rc2[known2]).astype(np.int64) - take(s.t["ts_ns"], rs2[known2]).astype(np.int64)
     return out, back

@@ -199,7 +199,7 @@ def outside(win: PointWindow, first_elsewhere: int, last_elsewhere: int | None =
     first no later than it closed. ``opened``: the point captured part of the exchange
     already, so it was listening when the rest was due."""
     last = first_elsewhere if last_elsewhere is None else last_elsewhere
-    unmapped = "" if win.mapped else " (clocks taken as equal: no packet was seen at both points)"
+    unmapped = "" if win.mapped else " (clocks taken as equal: no packet was surely seen at both points)"
     if not opened and last + win.late_ns < win.lo:
         if last < win.lo:
             return f"{win.name} capture started {_secs(win.lo - last)} later{unmapped}"
