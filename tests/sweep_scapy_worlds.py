@@ -51,6 +51,7 @@ def main() -> None:
         env["PYTHONPATH"] = a.base
     tally: collections.Counter = collections.Counter()
     wrong = []
+    unsure = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(a.first, a.last + 1):
             w = build(setup_of(seed))
@@ -73,6 +74,7 @@ def main() -> None:
                     tally["incomplete-ok" if o == "incomplete" else "right"] += 1
                 elif o == "incomplete":
                     tally["incomplete-where-knowable"] += 1
+                    unsure.append((seed, t.fate, t.outcome, e.get("undecided_because")))
                 else:
                     tally["CONFIDENT-WRONG"] += 1
                     wrong.append((seed, t.fate, t.outcome, o, t.knowable))
@@ -80,6 +82,8 @@ def main() -> None:
         print(f"{k:28} {v}")
     for x in wrong:
         print("wrong: seed %d %s: generator %s, rig %s (knowable %s)" % x)
+    for x in unsure:
+        print("incomplete: seed %d %s: generator %s, rig undecided because %s" % x)
 
 
 if __name__ == "__main__":
