@@ -7,7 +7,8 @@ Each seed draws ``test_scapy_udp.mixed`` (three hosts' QUIC, DNS, STUN, NTP, pin
 refusals, fragments, losses both ways, over IPv4 and IPv6, MAP-E ports) with capture
 windows drawn at random (the server's capture starting up to half-way through, the
 client's stopping in the second half, each half the time), a clock offset of 0, ±3.5 or
-±90 s, and a link type. Counts: ``right``, ``incomplete-where-knowable``,
+±90 s, a link type, pcap or pcapng, and on Linux cooked links sometimes every packet
+twice (``tcpdump -i any``). Counts: ``right``, ``incomplete-where-knowable``,
 ``CONFIDENT-WRONG`` (a decided outcome the generator denies), and ``other`` (an exchange
 rig left out that the generator has an outcome for, an incomplete one without its
 reason, datagram counts the generator denies). ``--base TREE`` runs another checkout's
@@ -33,7 +34,7 @@ from test_scapy_udp import mismatches, mixed  # noqa: E402
 HERE = Path(__file__).resolve().parent.parent
 
 
-def world(seed: int) -> tuple[g.Drawing, str]:
+def world(seed: int) -> tuple[g.Drawing, tuple[str, bool, bool]]:
     r = random.Random(seed * 7919)
     end = mixed(seed, peers=5)
     end.packets()
@@ -43,14 +44,17 @@ def world(seed: int) -> tuple[g.Drawing, str]:
         kw["server_start"] = 1000.0 + r.random() * span * 0.5
     if r.random() < 0.5:
         kw["client_stop"] = 1000.0 + (0.5 + r.random() * 0.5) * span
-    return mixed(seed, peers=5, **kw), r.choice(["ether", "sll", "raw"])
+    link = r.choice(["ether", "sll", "sll2", "raw"])
+    ng = r.random() < 0.3
+    twice = link.startswith("sll") and r.random() < 0.3  # tcpdump -i any: each packet on two interfaces
+    return mixed(seed, peers=5, **kw), (link, ng, twice)
 
 
-def run(tree: Path, w: g.Drawing, link: str, d: Path) -> dict | None:
+def run(tree: Path, w: g.Drawing, how: tuple[str, bool, bool], d: Path) -> dict | None:
     c, s = w.packets()
     cf, sf = d / "c.pcap", d / "s.pcap"
-    g.write(cf, c, link)
-    g.write(sf, s, link)
+    g.write(cf, c, *how)
+    g.write(sf, s, *how)
     res = subprocess.run([sys.executable, "-m", "rig", "diff", str(cf), str(sf), "--json"], capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tree, timeout=600)
     if res.returncode not in (0, 1):
@@ -69,13 +73,13 @@ def main() -> None:
     counts = {name: collections.Counter() for name, _ in trees}
     for seed in range(a.first, a.last + 1):
         for name, tree in trees:
-            w, link = world(seed)  # drawn anew for each tree: ``packets`` fills the truth
+            w, how = world(seed)  # drawn anew for each tree: ``packets`` fills the truth
             with tempfile.TemporaryDirectory() as d:
-                v = run(tree, w, link, Path(d))
+                v = run(tree, w, how, Path(d))
             if v is None:
                 counts[name]["rig failed"] += 1
                 continue
-            bad = mismatches(w, v)
+            bad = mismatches(w, v, twice=how[2])
             for m in bad:
                 if m[0] == "outcome" and m[4] == "incomplete":
                     counts[name]["incomplete-where-knowable"] += 1
