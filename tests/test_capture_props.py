@@ -215,8 +215,10 @@ def test_fast_path_claims_the_common_layouts():
     """The fast path must actually run on common rows (else the equality test proves nothing)."""
     frames = [eth(ip4("10.0.0.1", "10.0.0.2", 6, tcp(1, 2, 3, 4, 0x10, opts=o, payload=b"d" * 10)))
               for o in TCP_OPTS[:7]]
-    frames += [eth(ip6("2001:db8::1", "2001:db8::2", 17, udp(1, 2, b"x")), et=0x86DD),
-               eth(ip4("10.0.0.1", "10.0.0.2", 1, icmp(8, 0, b"\x00\x01\x00\x02", b"p")))]
+    frames += [eth(ip6("2001:db8::1", "2001:db8::2", 17, udp(1, 2, b"x")), et=0x86DD)]
+    frames += [on_link(1, ip4("10.0.0.1", "10.0.0.2", 1, icmp(t, 0, b"\x00\x01\x00\x02", b"p"))) for t in (8, 0, 13)]
+    frames += [on_link(1, ip6("2001:db8::1", "2001:db8::2", 58, icmp(t, 0, b"\x00\x01\x00\x02", b"p")))
+               for t in (128, 129, 135)]
     big = udp(1, 2, b"u" * 200)  # a datagram a path cut in two: the first fragment, then the later one
     frames += [eth(ip4("10.0.0.1", "10.0.0.2", 17, big[:120], mf=True)),
                eth(ip4("10.0.0.1", "10.0.0.2", 17, big[120:], frag_off=15))]
