@@ -237,7 +237,8 @@ def test_ipv4_in_ipv6_tunnel_describes_the_inner_packet():
     assert format_addr(r["src"]) == "192.0.2.1" and format_addr(r["dst"]) == S4
 
 
-def test_icmp_echo_and_errors_quote_the_packet():
+@pytest.mark.parametrize("fast", [True, False])
+def test_icmp_echo_and_errors_quote_the_packet(fast):
     echo = eth(ip4(C4, S4, 1, icmp(8, 0, struct.pack("!HH", 0x77, 3), b"nonce-1")))
     quoted = ip4(C4, S4, 6, tcp(40312, 80, 0x01020304, 0, ACK), ip_id=999)[:28]
     need = eth(ip4("10.0.0.1", C4, 1, icmp(3, 4, struct.pack("!HH", 0, 1400), quoted)))
@@ -245,7 +246,7 @@ def test_icmp_echo_and_errors_quote_the_packet():
     tex = eth(ip4("10.0.0.1", C4, 1, icmp(11, 0, b"\x00" * 4, q_echo)))
     q6 = ip6(C6, S6, 17, udp(5000, 53, b"q" * 10))
     ptb = eth(ip6("2001:db8::1", C6, 58, icmp(2, 0, struct.pack("!I", 1280), q6)), et=0x86DD)
-    cap = read_capture_bytes(pcap([echo, need, tex, ptb]))
+    cap = read_capture_bytes(pcap([echo, need, tex, ptb]), fast=fast)
     p = cap.packets
     assert list(cap.quoted["row"]) == [1, 2, 3]  # the errors only, by row
     q = cap.quoted_at(np.arange(len(p)))

@@ -57,6 +57,7 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
     full = dtype == PACKET_DTYPE  # else the lean table: none of table.DETAIL_FIELDS
     todo = np.zeros(n, bool)
     book = AddressBook()
+    quotes = []  # the ICMP errors' records the fast path found
     released = 0
     step = fastpath.CHUNK
     for a in range(0, n, step):
@@ -75,13 +76,15 @@ def _read(buf, name: str, fast: bool, alloc, dtype: np.dtype) -> Capture:
         t["wscale"] = -1
         left = recs.status[a:b] == 0
         if fast:
-            left &= ~fastpath.decode_rows(t, arr, recs, a, b, book)
+            claimed, q = fastpath.decode_rows(t, arr, recs, a, b, book)
+            left &= ~claimed
+            quotes.append(q)
         todo[a:b] = left
         if b < n:  # the file's pages behind this chunk are not needed any more
             released = container.release(buf, released, int(recs.data_off[b]) - 65536)
-    # the fast path claims no ICMP error: the reference decoder finds every quoted packet
-    quoted = decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen, recs.linktype,
-                              book)
+    quotes.append(decode.fill_rows(table, np.flatnonzero(todo), buf, recs.data_off, recs.caplen, recs.wirelen,
+                                   recs.linktype, book))
+    quoted = fastpath.merge_quoted(quotes)
     counts = np.bincount(table["status"], minlength=len(Undecoded))
     undecoded = {Undecoded(i).name: int(c) for i, c in enumerate(counts) if i and c}
     return Capture(

@@ -195,11 +195,15 @@ class _Reader:
         t["wscale"] = -1
         book = _Occurrences()
         todo = np.ones(n, bool)
+        quotes = []
         for a in range(0, n, fastpath.CHUNK):
             b = min(n, a + fastpath.CHUNK)
-            todo[a:b] = ~fastpath.decode_rows(t[a:b], self.arr, recs, a, b, book)
-        quoted = decode.fill_rows(t, np.flatnonzero(todo), self.buf, recs.data_off, recs.caplen, recs.wirelen,
-                                  recs.linktype, book)
+            claimed, q = fastpath.decode_rows(t[a:b], self.arr, recs, a, b, book)
+            todo[a:b] = ~claimed
+            quotes.append(q)
+        quotes.append(decode.fill_rows(t, np.flatnonzero(todo), self.buf, recs.data_off, recs.caplen, recs.wirelen,
+                                       recs.linktype, book))
+        quoted = fastpath.merge_quoted(quotes)
         if count:
             self.counts += np.bincount(t["status"], minlength=len(Undecoded))
         words = book.words()
