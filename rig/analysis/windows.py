@@ -20,7 +20,9 @@ way: the exchange must lie inside the window as the two files' own times say, an
 it does not the reason says that the clocks were taken as equal. (An allowance for the
 clocks' disagreement would make exchanges from before a late start, matched by nothing,
 a proxy's doing: where the clocks are not known, the edge decides, and past it the
-answer is 'incomplete'.)
+answer is 'incomplete'.) Inside the edge too, a server capture that holds the server's
+traffic but nothing surely the client's vouches for nothing (``UNTIED``): taking its
+clock for the client's is then a guess its own packets do not support.
 """
 
 from __future__ import annotations
@@ -230,7 +232,24 @@ def vouch(d, sides, windows: dict[str, PointWindow | None]) -> str | None:
         if name == "server" and win is not None and win.offset_ns is not None and d.server_until is not None \
                 and d.server_until > win.hi - TAIL_NS:
             return "server capture ended about when this connection did"
+        if name == "server" and win is not None and not win.mapped and _untied(d, sides):
+            return UNTIED
     return None
+
+
+UNTIED = ("server capture holds traffic of the server's address but no packet surely the client's, "
+          "so when it listened is not known")
+
+
+def _untied(d, sides) -> bool:
+    """Whether the server capture holds packets with the address ``d``'s client addressed,
+    though nothing was surely seen at both points. Its clock is then not known (its
+    files' times say nothing of when it listened: a clock 90 s off, captures of other
+    times), and that it saw the server's traffic and none of the client's proves no
+    loss. (A server capture without any traffic of that address, when the client sent
+    some, vouches on the files' times: everything the client sent was lost, or the
+    capture was elsewhere.)"""
+    return d.dst_key in sides["server"].all_addr_keys()
 
 
 def _first_toward(d, sides, windows, absent: str) -> int | None:
