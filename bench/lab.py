@@ -9,8 +9,11 @@ exec to exit. Printed beside it, all measured in this same run, interleaved with
 that load on the machine weighs on all alike:
 - the CLI floor, `python -m rig --version` (interpreter and import), and the ratio of
   the run to it;
-- the stages from the bundle's manifest, and what lies outside them (start-up, the
-  bundle's seal, exit);
+- the stages from the bundle's manifest, and what lies outside them (``outside``), split
+  into ``start-up`` (exec to the first stage: interpreter, imports, spec, the bundle's
+  directory), ``between`` (the gaps between stages, e.g. rig's own SSH connection after
+  configure) and ``end`` (the last stage's end to exit: the bundle's report and seal,
+  the verdict printed, the interpreter's exit);
 - with --base DIR (a checkout of another revision, e.g. `git worktree add /tmp/base
   main`): the same runs of that checkout (PYTHONPATH=DIR, this interpreter), run for
   run alternating with this one, and the ratio this / base.
@@ -23,6 +26,7 @@ Nothing here is a test: no figure fails the suite.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -52,6 +56,24 @@ def cli_floor(checkout: str | None) -> float:
     return time.monotonic() - t
 
 
+OUTSIDE = ("start-up", "between", "end")  # what "outside" is made of (see the docstring)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+def outside_parts(begin: float, end: float, timings: list[dict]) -> dict[str, float]:
+    """``OUTSIDE`` of one run: exec (``begin``, epoch s) to the first stage, the gaps
+    between stages, the last stage to exit (``end``); from the manifest's stage starts
+    (milliseconds) and durations."""
+    spans = sorted((_epoch(rec["start"]), _epoch(rec["start"]) + rec["seconds"]) for rec in timings)
+    if not spans:
+        return {"start-up": end - begin, "between": 0.0, "end": 0.0}
+    between = sum(max(0.0, nxt[0] - cur[1]) for cur, nxt in zip(spans, spans[1:]))
+    return {"start-up": spans[0][0] - begin, "between": between, "end": end - spans[-1][1]}
+
+
 def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool,
             out: Path) -> tuple[float, dict[str, float], int]:
     name, _, access = scenario.partition("@")  # healthy@map-e: the scenario behind an access line
@@ -61,14 +83,15 @@ def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool
         argv += ["--access", access]
     if not configure:
         argv.append("--no-configure")
-    t = time.monotonic()
+    t, begin = time.monotonic(), time.time()
     res = subprocess.run(argv, capture_output=True, text=True, env=_env(checkout))
-    wall = time.monotonic() - t
+    wall, end = time.monotonic() - t, time.time()
     if res.returncode not in (0, 1):
         last = (res.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"{scenario} ({checkout or 'this checkout'}): rig run failed (exit {res.returncode}): {last}")
     manifest = json.loads((out / "manifest.json").read_text())
-    return wall, {rec["stage"]: rec["seconds"] for rec in manifest["timings"]}, res.returncode
+    stages = {rec["stage"]: rec["seconds"] for rec in manifest["timings"]}
+    return wall, {**stages, **outside_parts(begin, end, manifest["timings"])}, res.returncode
 
 
 def main() -> int:
@@ -106,7 +129,7 @@ def main() -> int:
     print(f"reference: CLI floor (python -m rig --version) {floor:.3f} s\n")
     short = [s.replace("captures ", "cap ") for s in STAGES]
     head = f"{'scenario':<10}{'checkout':<22}{'exit':>5}{'wall s':>8}{'/floor':>8}  " + \
-        " ".join(f"{s[:9]:>9}" for s in short) + f"{'outside':>9}"
+        " ".join(f"{s[:9]:>9}" for s in short) + f"{'outside':>9}" + "".join(f"{s:>9}" for s in OUTSIDE)
     print(head)
     print("-" * len(head))
     med: dict[tuple[str | None, str], float] = {}
@@ -116,8 +139,10 @@ def main() -> int:
             st = {s: statistics.median(v) for s, v in stages[(c, scenario)].items()}
             cells = " ".join(f"{st[s]:9.2f}" if s in st else f"{'-':>9}" for s in STAGES)
             label = name[c] if len(name[c]) <= 21 else "..." + name[c][-18:]
+            inside = sum(v for s, v in st.items() if s not in OUTSIDE)
+            parts = "".join(f"{st.get(s, 0.0):9.2f}" for s in OUTSIDE)
             print(f"{scenario:<10}{label:<22}{codes[scenario]:>5}{w:8.2f}{w / floor:8.1f}  {cells}"
-                  f"{w - sum(st.values()):9.2f}")
+                  f"{w - inside:9.2f}{parts}")
     print("\nruns (s): " + "; ".join(f"{s} {name[c]}: " + " ".join(f"{x:.2f}" for x in walls[(c, s)])
                                     for s in a.scenarios.split(",") for c in checkouts))
     print("\ngoals (issue 15, item 7), measured above:")
