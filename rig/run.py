@@ -277,7 +277,7 @@ class Pipeline:
                 self._configured = configure(self._rig, log_path=self.bundle.log_path("ansible.log"),
                                              cancel=lambda: self.signals.pending is not None)
 
-    def preflight_and_captures(self, ssh) -> None:
+    def preflight_and_captures(self, ssh, late_imported: bool = False) -> None:
         """Preflight, while the captures start (the preflight talks to the server from
         the server itself, on its loopback: the captures do not see it); probes, then
         captures stop."""
@@ -312,7 +312,8 @@ class Pipeline:
                 preflight(rig, ssh, self.backend, nonce=make_nonce(self.out.name, "preflight"))
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
                 starter.result()
-            _preimport(LATE_IMPORTS)
+            if not late_imported:
+                _preimport(LATE_IMPORTS)
             with self.stage("probes", lambda: _probe_note(self.probes)):
                 if kinds != ():
                     self.probes = run_probes(rig.client_netns, rig.server_addr, parse_kinds(kinds),
@@ -436,15 +437,15 @@ class Pipeline:
         status, error, code = "failed", None, EXIT_INFRA
         self.signals.install(hold=True)  # a signal from here on is raised inside the try
         try:
-            from rig.sshclient import SSHClient  # paramiko: long, and best not interrupted
-
-            _preimport(EARLY_IMPORTS + (CONFIGURE_IMPORTS if self.spec.configure else ()), survey_tools=True)
+            _preimport(first_wave(self.spec.configure), survey_tools=True)
             self.signals.release()
             self.provision()
             if self.spec.configure:
                 self.configure()
+            from rig.sshclient import SSHClient  # imported by now (first_wave), on the preimport thread
+
             with SSHClient(self._rig.ssh) as ssh:
-                self.preflight_and_captures(ssh)
+                self.preflight_and_captures(ssh, late_imported=self.spec.configure)
             self.analyse()
             code = int(self.verdict.exit_code())
             status = "ok" if code == 0 else "path-problem"
@@ -500,13 +501,22 @@ class Pipeline:
         self.progress.console.print("\n".join(lines))
 
 
-# Modules the later stages need, imported on a thread while the main one waits, in two
-# waves: what configure, the captures and probes need, while provision waits on ip/nft
-# and the services; numpy, the analysis and the report, while the probes wait on the network
-# (importing them earlier competed for the GIL with the SSH handshake).
+# Modules the later stages need, imported on a thread while the main one waits (the main
+# thread imports none of them before provision): what configure, the captures and probes
+# need (paramiko), while provision waits on ip/nft and the services; numpy, the analysis
+# and the report, while ansible-playbook starts (about a second of its own imports, in its
+# own process) when the playbook runs, else while the probes wait on the network
+# (importing them during the SSH handshake competed with it for the GIL).
 EARLY_IMPORTS = ("rig.sshclient", "rig.capture.tcpdump", "rig.preflight", "rig.probes.runner")
-CONFIGURE_IMPORTS = ("rig.configure", "ansible_runner")  # the same wave, when the playbook runs
+CONFIGURE_IMPORTS = ("rig.configure", "ansible_runner")  # first, when the playbook runs: it is needed first
 LATE_IMPORTS = ("rig.capture", "rig.analysis.api", "rig.render", "rig.report.html")
+
+
+def first_wave(configure: bool) -> tuple[str, ...]:
+    """What the preimport thread imports as the run starts, in the order it is needed."""
+    if configure:
+        return CONFIGURE_IMPORTS + EARLY_IMPORTS + LATE_IMPORTS
+    return EARLY_IMPORTS
 
 
 def _preimport(names: tuple[str, ...], survey_tools: bool = False) -> threading.Thread:
