@@ -440,11 +440,18 @@ class Pipeline:
             _preimport(first_wave(self.spec.configure), survey_tools=True)
             self.signals.release()
             self.provision()
-            if self.spec.configure:
-                self.configure()
-            from rig.sshclient import SSHClient  # imported by now (first_wave), on the preimport thread
+            early = EarlyConnection(self._rig.ssh) if self.spec.configure and self._rig.backend == "lab" else None
+            try:
+                if self.spec.configure:
+                    self.configure()
+                from rig.sshclient import SSHClient  # imported by now (first_wave), on the preimport thread
 
-            with SSHClient(self._rig.ssh) as ssh:
+                ssh = early.take() if early is not None else SSHClient(self._rig.ssh)
+            except BaseException:
+                if early is not None:
+                    early.abandon()
+                raise
+            with ssh:
                 self.preflight_and_captures(ssh, late_imported=self.spec.configure)
             self.analyse()
             code = int(self.verdict.exit_code())
@@ -499,6 +506,41 @@ class Pipeline:
         if rig.backend == "lab":
             lines.append(f"  remove it:         sudo rig clean --prefix {prefix}")
         self.progress.console.print("\n".join(lines))
+
+
+class EarlyConnection:
+    """rig's own SSH connection to the lab's server, opened on a thread while the
+    playbook runs (the lab's sshd listens once provision returns), so the stages after
+    configure do not wait for its handshake. ``take()`` after configure: the connection,
+    or the error its connect raised, as a connect made then would. ``abandon()`` on the
+    way out of a failed configure: closed now, or as soon as its connect returns."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._client: Any = None
+        self._connecting = Background(lambda: self._connect(endpoint), name="ssh connect")
+
+    def _connect(self, endpoint: Any) -> Any:
+        from rig.sshclient import SSHClient
+
+        client = SSHClient(endpoint).connect()
+        with self._lock:
+            if self._abandoned:
+                client.close()
+                return None
+            self._client = client
+        return client
+
+    def take(self) -> Any:
+        return self._connecting.result()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 # Modules the later stages need, imported on a thread while the main one waits (the main
