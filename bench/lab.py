@@ -50,10 +50,25 @@ def _env(checkout: str | None) -> dict[str, str]:
     return env
 
 
+# every run starts in a directory that holds no checkout: `python -m` puts the working
+# directory first on sys.path, so run from a checkout it imports that checkout's rig
+# whatever PYTHONPATH says (--base measured this checkout twice), and a ./rig.toml
+# there would be read
+_CWD = tempfile.gettempdir()
+
+
 def cli_floor(checkout: str | None) -> float:
     t = time.monotonic()
-    subprocess.run([sys.executable, "-m", "rig", "--version"], capture_output=True, check=True, env=_env(checkout))
+    subprocess.run([sys.executable, "-m", "rig", "--version"], capture_output=True, check=True, env=_env(checkout),
+                   cwd=_CWD)
     return time.monotonic() - t
+
+
+def imported_from(checkout: str | None) -> str:
+    """The rig package a run of ``checkout`` imports (said in the table's heading)."""
+    res = subprocess.run([sys.executable, "-c", "import rig, os; print(os.path.dirname(os.path.dirname(rig.__file__)))"],
+                         capture_output=True, text=True, check=True, env=_env(checkout), cwd=_CWD)
+    return res.stdout.strip()
 
 
 OUTSIDE = ("start-up", "between", "end")  # what "outside" is made of (see the docstring)
@@ -84,7 +99,7 @@ def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool
     if not configure:
         argv.append("--no-configure")
     t, begin = time.monotonic(), time.time()
-    res = subprocess.run(argv, capture_output=True, text=True, env=_env(checkout))
+    res = subprocess.run(argv, capture_output=True, text=True, env=_env(checkout), cwd=_CWD)
     wall, end = time.monotonic() - t, time.time()
     if res.returncode not in (0, 1):
         last = (res.stderr.strip().splitlines() or ["no output"])[-1]
@@ -107,6 +122,10 @@ def main() -> int:
         return 2
     checkouts: list[str | None] = [None, *a.base]
     name = {c: (c or "this") for c in checkouts}
+    where = {c: imported_from(c) for c in checkouts}
+    if len(set(where.values())) < len(checkouts):
+        print(f"bench/lab.py: two checkouts import the same rig ({where}); is --base a checkout?", file=sys.stderr)
+        return 2
     walls: dict[tuple[str | None, str], list[float]] = {}
     stages: dict[tuple[str | None, str], dict[str, list[float]]] = {}
     floors: list[float] = []
@@ -126,7 +145,8 @@ def main() -> int:
     floor = statistics.median(floors)
     print(f"load average {load:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; medians of {a.repeat}; "
           f"playbook {'off' if a.no_configure else 'on'}; probe time-out {a.timeout:g} s")
-    print(f"reference: CLI floor (python -m rig --version) {floor:.3f} s\n")
+    print(f"reference: CLI floor (python -m rig --version) {floor:.3f} s")
+    print("rig imported from: " + "; ".join(f"{name[c]}: {where[c]}" for c in checkouts) + "\n")
     short = [s.replace("captures ", "cap ") for s in STAGES]
     head = f"{'scenario':<10}{'checkout':<22}{'exit':>5}{'wall s':>8}{'/floor':>8}  " + \
         " ".join(f"{s[:9]:>9}" for s in short) + f"{'outside':>9}" + "".join(f"{s:>9}" for s in OUTSIDE)

@@ -277,7 +277,7 @@ class Pipeline:
                 self._configured = configure(self._rig, log_path=self.bundle.log_path("ansible.log"),
                                              cancel=lambda: self.signals.pending is not None)
 
-    def preflight_and_captures(self, ssh, late_imported: bool = False) -> None:
+    def preflight_and_captures(self, ssh) -> None:
         """Preflight, while the captures start (the preflight talks to the server from
         the server itself, on its loopback: the captures do not see it); probes, then
         captures stop."""
@@ -312,8 +312,7 @@ class Pipeline:
                 preflight(rig, ssh, self.backend, nonce=make_nonce(self.out.name, "preflight"))
             with self.stage("captures start", lambda: ", ".join(c.point for c in self.captures)):
                 starter.result()
-            if not late_imported:
-                _preimport(LATE_IMPORTS)
+            _preimport(LATE_IMPORTS)
             with self.stage("probes", lambda: _probe_note(self.probes)):
                 if kinds != ():
                     self.probes = run_probes(rig.client_netns, rig.server_addr, parse_kinds(kinds),
@@ -437,7 +436,8 @@ class Pipeline:
         status, error, code = "failed", None, EXIT_INFRA
         self.signals.install(hold=True)  # a signal from here on is raised inside the try
         try:
-            _preimport(first_wave(self.spec.configure), survey_tools=True)
+            # what configure needs first: it starts as soon as provision returns
+            _preimport((CONFIGURE_IMPORTS if self.spec.configure else ()) + EARLY_IMPORTS, survey_tools=True)
             self.signals.release()
             self.provision()
             early = EarlyConnection(self._rig.ssh) if self.spec.configure and self._rig.backend == "lab" else None
@@ -452,7 +452,7 @@ class Pipeline:
                     early.abandon()
                 raise
             with ssh:
-                self.preflight_and_captures(ssh, late_imported=self.spec.configure)
+                self.preflight_and_captures(ssh)
             self.analyse()
             code = int(self.verdict.exit_code())
             status = "ok" if code == 0 else "path-problem"
@@ -544,21 +544,14 @@ class EarlyConnection:
 
 
 # Modules the later stages need, imported on a thread while the main one waits (the main
-# thread imports none of them before provision): what configure, the captures and probes
-# need (paramiko), while provision waits on ip/nft and the services; numpy, the analysis
-# and the report, while ansible-playbook starts (about a second of its own imports, in its
-# own process) when the playbook runs, else while the probes wait on the network
-# (importing them during the SSH handshake competed with it for the GIL).
+# thread imports none of them before provision), in two waves: what configure, the
+# captures and probes need (paramiko), while provision waits on ip/nft and the services;
+# numpy, the analysis and the report, while the probes wait on the network. Importing
+# them during the SSH handshake competed with it for the GIL; during configure, with
+# ansible-playbook's own start-up for the CPU (measured: configure 0.1 s longer).
 EARLY_IMPORTS = ("rig.sshclient", "rig.capture.tcpdump", "rig.preflight", "rig.probes.runner")
-CONFIGURE_IMPORTS = ("rig.configure", "ansible_runner")  # first, when the playbook runs: it is needed first
+CONFIGURE_IMPORTS = ("rig.configure", "ansible_runner")  # the first wave, when the playbook runs
 LATE_IMPORTS = ("rig.capture", "rig.analysis.api", "rig.render", "rig.report.html")
-
-
-def first_wave(configure: bool) -> tuple[str, ...]:
-    """What the preimport thread imports as the run starts, in the order it is needed."""
-    if configure:
-        return CONFIGURE_IMPORTS + EARLY_IMPORTS + LATE_IMPORTS
-    return EARLY_IMPORTS
 
 
 def _preimport(names: tuple[str, ...], survey_tools: bool = False) -> threading.Thread:
