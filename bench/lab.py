@@ -9,11 +9,16 @@ exec to exit. Printed beside it, all measured in this same run, interleaved with
 that load on the machine weighs on all alike:
 - the CLI floor, `python -m rig --version` (interpreter and import), and the ratio of
   the run to it;
-- the stages from the bundle's manifest, and what lies outside them (start-up, the
-  bundle's seal, exit);
+- the stages from the bundle's manifest, and what lies outside them (``outside``), split
+  into ``start-up`` (exec to the first stage: interpreter, imports, spec, the bundle's
+  directory), ``between`` (the gaps between stages, e.g. rig's own SSH connection after
+  configure) and ``end`` (the last stage's end to exit: the bundle's report and seal,
+  the verdict printed, the interpreter's exit);
 - with --base DIR (a checkout of another revision, e.g. `git worktree add /tmp/base
   main`): the same runs of that checkout (PYTHONPATH=DIR, this interpreter), run for
-  run alternating with this one, and the ratio this / base.
+  run alternating with this one, and the ratio this / base. Every run starts in the
+  temp dir (``python -m`` puts the working directory first on sys.path), and each
+  checkout's rig is byte-compiled first (writes DIR/rig/**/__pycache__).
 Goals (issue 15, item 7): the healthy run within 2.5 s wall; the seed run within its
 probe time-out + 1.5 s; healthy behind an access line (SCENARIO@ACCESS, e.g.
 healthy@map-e) within 2.5 s too (issue 12); the trace stage within 3 s (issue 11).
@@ -23,6 +28,7 @@ Nothing here is a test: no figure fails the suite.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -46,10 +52,52 @@ def _env(checkout: str | None) -> dict[str, str]:
     return env
 
 
+# every run starts in a directory that holds no checkout: `python -m` puts the working
+# directory first on sys.path, so run from a checkout it imports that checkout's rig
+# whatever PYTHONPATH says (--base measured this checkout twice), and a ./rig.toml
+# there would be read
+_CWD = tempfile.gettempdir()
+
+
 def cli_floor(checkout: str | None) -> float:
     t = time.monotonic()
-    subprocess.run([sys.executable, "-m", "rig", "--version"], capture_output=True, check=True, env=_env(checkout))
+    subprocess.run([sys.executable, "-m", "rig", "--version"], capture_output=True, check=True, env=_env(checkout),
+                   cwd=_CWD)
     return time.monotonic() - t
+
+
+def compile_checkout(where: str) -> None:
+    """Byte-compile the rig a checkout imports, before any run is timed: with
+    PYTHONDONTWRITEBYTECODE set (as here) nothing writes __pycache__, and a checkout
+    that lacked it compiled every such module again on every run (a checkout of main
+    had 43 of its 149 modules so: its start-up looked 0.15 s slower than it is)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(where, "rig")], check=True,
+                   capture_output=True, cwd=_CWD)
+
+
+def imported_from(checkout: str | None) -> str:
+    """The rig package a run of ``checkout`` imports (said in the table's heading)."""
+    res = subprocess.run([sys.executable, "-c", "import rig, os; print(os.path.dirname(os.path.dirname(rig.__file__)))"],
+                         capture_output=True, text=True, check=True, env=_env(checkout), cwd=_CWD)
+    return res.stdout.strip()
+
+
+OUTSIDE = ("start-up", "between", "end")  # what "outside" is made of (see the docstring)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+def outside_parts(begin: float, end: float, timings: list[dict]) -> dict[str, float]:
+    """``OUTSIDE`` of one run: exec (``begin``, epoch s) to the first stage, the gaps
+    between stages, the last stage to exit (``end``); from the manifest's stage starts
+    (milliseconds) and durations."""
+    spans = sorted((_epoch(rec["start"]), _epoch(rec["start"]) + rec["seconds"]) for rec in timings)
+    if not spans:
+        return {"start-up": end - begin, "between": 0.0, "end": 0.0}
+    between = sum(max(0.0, nxt[0] - cur[1]) for cur, nxt in zip(spans, spans[1:]))
+    return {"start-up": spans[0][0] - begin, "between": between, "end": end - spans[-1][1]}
 
 
 def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool,
@@ -61,14 +109,15 @@ def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool
         argv += ["--access", access]
     if not configure:
         argv.append("--no-configure")
-    t = time.monotonic()
-    res = subprocess.run(argv, capture_output=True, text=True, env=_env(checkout))
-    wall = time.monotonic() - t
+    t, begin = time.monotonic(), time.time()
+    res = subprocess.run(argv, capture_output=True, text=True, env=_env(checkout), cwd=_CWD)
+    wall, end = time.monotonic() - t, time.time()
     if res.returncode not in (0, 1):
         last = (res.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"{scenario} ({checkout or 'this checkout'}): rig run failed (exit {res.returncode}): {last}")
     manifest = json.loads((out / "manifest.json").read_text())
-    return wall, {rec["stage"]: rec["seconds"] for rec in manifest["timings"]}, res.returncode
+    stages = {rec["stage"]: rec["seconds"] for rec in manifest["timings"]}
+    return wall, {**stages, **outside_parts(begin, end, manifest["timings"])}, res.returncode
 
 
 def main() -> int:
@@ -84,6 +133,12 @@ def main() -> int:
         return 2
     checkouts: list[str | None] = [None, *a.base]
     name = {c: (c or "this") for c in checkouts}
+    where = {c: imported_from(c) for c in checkouts}
+    if len(set(where.values())) < len(checkouts):
+        print(f"bench/lab.py: two checkouts import the same rig ({where}); is --base a checkout?", file=sys.stderr)
+        return 2
+    for c in checkouts:
+        compile_checkout(where[c])
     walls: dict[tuple[str | None, str], list[float]] = {}
     stages: dict[tuple[str | None, str], dict[str, list[float]]] = {}
     floors: list[float] = []
@@ -103,10 +158,11 @@ def main() -> int:
     floor = statistics.median(floors)
     print(f"load average {load:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; medians of {a.repeat}; "
           f"playbook {'off' if a.no_configure else 'on'}; probe time-out {a.timeout:g} s")
-    print(f"reference: CLI floor (python -m rig --version) {floor:.3f} s\n")
+    print(f"reference: CLI floor (python -m rig --version) {floor:.3f} s")
+    print("rig imported from: " + "; ".join(f"{name[c]}: {where[c]}" for c in checkouts) + "\n")
     short = [s.replace("captures ", "cap ") for s in STAGES]
     head = f"{'scenario':<10}{'checkout':<22}{'exit':>5}{'wall s':>8}{'/floor':>8}  " + \
-        " ".join(f"{s[:9]:>9}" for s in short) + f"{'outside':>9}"
+        " ".join(f"{s[:9]:>9}" for s in short) + f"{'outside':>9}" + "".join(f"{s:>9}" for s in OUTSIDE)
     print(head)
     print("-" * len(head))
     med: dict[tuple[str | None, str], float] = {}
@@ -116,8 +172,10 @@ def main() -> int:
             st = {s: statistics.median(v) for s, v in stages[(c, scenario)].items()}
             cells = " ".join(f"{st[s]:9.2f}" if s in st else f"{'-':>9}" for s in STAGES)
             label = name[c] if len(name[c]) <= 21 else "..." + name[c][-18:]
+            inside = sum(v for s, v in st.items() if s not in OUTSIDE)
+            parts = "".join(f"{st.get(s, 0.0):9.2f}" for s in OUTSIDE)
             print(f"{scenario:<10}{label:<22}{codes[scenario]:>5}{w:8.2f}{w / floor:8.1f}  {cells}"
-                  f"{w - sum(st.values()):9.2f}")
+                  f"{w - inside:9.2f}{parts}")
     print("\nruns (s): " + "; ".join(f"{s} {name[c]}: " + " ".join(f"{x:.2f}" for x in walls[(c, s)])
                                     for s in a.scenarios.split(",") for c in checkouts))
     print("\ngoals (issue 15, item 7), measured above:")

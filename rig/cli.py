@@ -11,9 +11,12 @@ Errors are one line on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import signal
 import sys
+import threading
 import traceback
 from typing import NoReturn
 
@@ -209,3 +212,27 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INFRA
     except BrokenPipeError:
         return 0
+
+
+def entry() -> int:
+    """The program: the console script and ``python -m rig``. ``main()``, then out at
+    once: the atexit handlers run and stdout/stderr are flushed, and the interpreter's
+    teardown of every module and object left (numpy, paramiko, ansible-runner, the
+    analysis' tables), which only costs time at the end of a run (bench/lab.py's
+    ``end``), is skipped. The usual way out is taken when another thread still runs
+    (the interpreter waits for it) or a flush fails (it reports that)."""
+    code = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        return code
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return code
+    atexit._run_exitfuncs()
+    try:  # what an atexit handler printed
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)

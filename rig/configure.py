@@ -35,12 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from rig.backends.base import Rig
+from rig.backends.base import Rig, known_hosts_name
 from rig.backends.facts import DEFAULT_SERVER_DIR  # noqa: F401 - where the playbook puts it unless told
 from rig.concurrency import on_main_thread
 from rig.resources import playbooks_dir, templates_dir
 from rig.errors import InfraError, MissingToolError
-from rig.sshclient import known_hosts_name
 
 PLAYBOOK = "server.yml"
 INSTALL_TAG = "install"  # the tag of server.yml's install include, skipped where nothing is installed

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from rig.backends.base import SSHEndpoint
+from rig.backends.base import SSHEndpoint, known_hosts_name
 from rig.concurrency import start
 from rig.errors import InfraError
 from rig.netns import connect_in
@@ -32,11 +32,6 @@ class Completed:
     rc: int
     stdout: str
     stderr: str
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """The name OpenSSH and paramiko file a host key under."""
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 def parse_host_key(line: str) -> paramiko.PKey:

@@ -82,6 +82,27 @@ def test_scrub_text_keeps_ordinary_text():
     assert "hunter22" not in scrub_text('{"password": "hunter22"}')
 
 
+def test_scrub_text_finds_tokens_in_any_case_and_any_script():
+    # the patterns match case-insensitively with Unicode case folding ("ſ" is an "s");
+    # the quick look for their words before running them must miss none of these
+    for text in ("PASSWORD=hunter22", "x Api_Key=hunter22", "ACCESS_KEY=hunter22", "résumé: password=hunter22",
+                 "paſsword=hunter22", "ümlaut SECRET=hunter22", '{"Token": "hunter22"}',
+                 "AUTHORİZATION: Bearer hunter22hunter22"):
+        assert "hunter22" not in scrub_text(text), text
+    jwt = "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.SflKxwRJSMeKKF2Q"
+    assert jwt not in scrub_text(f"cookie {jwt} end")
+
+
+def test_a_private_key_deep_in_a_large_binary_file_is_found():
+    from rig.bundle.credentials import looks_like_private_key
+
+    key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    blob = bytes(range(256)) * 8000
+    assert looks_like_private_key(blob + key + blob)
+    assert looks_like_private_key(blob + b"PuTTY-User-Key-File-3: ssh-ed25519\n")
+    assert not looks_like_private_key(blob + b"PRIVATE KEYS are not this")
+
+
 def test_archive_round_trip(tmp_path):
     w = BundleWriter(tmp_path / "b", {"backend": "lab"})
     w.add_probe({"kind": "icmp"})

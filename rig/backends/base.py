@@ -34,6 +34,13 @@ class SSHEndpoint:
     netns: str | None = None  # lab: open the TCP connection from inside this namespace
 
 
+def known_hosts_name(host: str, port: int) -> str:
+    """The name OpenSSH and paramiko file a host key under (here, beside SSHEndpoint,
+    so that what writes a known_hosts line need not import paramiko: rig.configure,
+    whose playbook starts while paramiko is still being imported)."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
 @dataclass(frozen=True)
 class CapturePoint:
     """A place where tcpdump runs."""

@@ -27,7 +27,16 @@ No credential ever enters a bundle: files that look like private keys or carry t
 are refused when added and swept again when the bundle is sealed (removed and listed in
 the manifest under ``removed``); spec values whose key names a secret are dropped. The
 sweep, hashing and redaction visit only the files the writer created.
+
+The reader, ``show`` and the redaction are imported on first use (PEP 562): they pull in
+the capture readers and numpy, which a run needs only once its captures are taken, not
+to make its bundle directory and writer before the lab exists.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from rig.bundle.archive import archive
 from rig.bundle.credentials import (
@@ -56,10 +65,29 @@ from rig.bundle.manifest import (
     Timing,
 )
 from rig.bundle.outdir import OutDir, prepare_out
-from rig.bundle.reader import SOFT_FILES, Bundle, open_bundle, read_bundle, read_manifest, verify_files
-from rig.bundle.redaction import redact
-from rig.bundle.show import cli_show, outcome_signature, reanalyse
 from rig.bundle.writer import BundleWriter, append_log, finish_failed
+
+if TYPE_CHECKING:
+    from rig.bundle.reader import SOFT_FILES, Bundle, open_bundle, read_bundle, read_manifest, verify_files
+    from rig.bundle.redaction import redact
+    from rig.bundle.show import cli_show, outcome_signature, reanalyse
+
+# the names imported on first use -> the module of this package that holds them
+_LAZY = {
+    **dict.fromkeys(("SOFT_FILES", "Bundle", "open_bundle", "read_bundle", "read_manifest", "verify_files"), "reader"),
+    "redact": "redaction",
+    **dict.fromkeys(("cli_show", "outcome_signature", "reanalyse"), "show"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _LAZY.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # the next look-up is a plain one
+    return value
+
 
 __all__ = [
     "BUNDLE_FORMAT", "BUNDLE_VERSION", "MANIFEST", "PROBES", "REDACTED", "REPORT", "SOFT_FILES", "STATUSES",

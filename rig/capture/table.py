@@ -30,6 +30,7 @@ Conventions
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import mmap
 from dataclasses import dataclass, field
@@ -187,7 +188,13 @@ def payload_hash(data: bytes, length: int | None = None) -> int:
 
 def format_addr(a: np.ndarray | bytes) -> str:
     """Print a 16-byte address column value: IPv4-mapped ones as dotted quad."""
-    b = bytes(a)
+    return _format_addr(bytes(a))
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_addr(b: bytes) -> str:
+    # a run has a handful of addresses, printed once per packet (the report's ladders
+    # called this 2,000 times for a healthy run: 30 ms of ipaddress objects)
     ip = ipaddress.IPv6Address(b)
     return str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
 

@@ -20,8 +20,6 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-import paramiko
-
 from rig.backends.base import SSHEndpoint
 from rig.errors import InfraError, UsageError
 
@@ -46,6 +44,8 @@ def _pinned(value: str) -> str:
 
 
 def _known_host(host: str, port: int) -> str | None:
+    import paramiko  # here, not at the top: `rig run` reads OPTION and split_point before its lab exists
+
     from rig.sshclient import known_hosts_name
 
     path = os.path.expanduser("~/.ssh/known_hosts")
