@@ -13,7 +13,7 @@ import numpy as np
 
 from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
-from rig.analysis.match_syn import SYN_RTO_NS, match_by_pattern, timing
+from rig.analysis.match_syn import match_by_pattern, timing
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
 
 
@@ -313,12 +313,11 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     up IP ID and timestamp "changes" whenever the first copy was the one lost.
     Also says, per connection, whether the copy is known to be that packet (a field told
     them apart, or it is the only one the sender can have sent) rather than the first
-    taken for want of a better. A copy alone in the sender's capture is the only one sent
-    when no other could have gone unseen: the receiver (its connections ``rcv_ci``) holds
-    no more copies, and the sender was answered at its point or captured on for a
-    retransmission timeout after it. (A client capture that stopped half a second after
-    a SYN, and a server capture that began after it arrived, each hold one copy of
-    different sends: their times put the clock offset a retransmission off.)
+    taken for want of a better. A copy alone in the sender's capture is not known to be
+    the one that arrived when the receiver (its connections ``rcv_ci``) holds more: the
+    sender sent others its capture missed (a client capture that stopped half a second
+    after a SYN, and a server capture that began after it, hold copies of different
+    sends, and their times put the clock offset a retransmission off).
     """
     conns = snd.tcp
     first = (conns.syn if want == "syn" else conns.synack)[ci]
@@ -328,7 +327,7 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
     cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
-    alone = _alone(snd, ci, want, rcv, rcv_ci, out)
+    alone = _alone(snd, ci, want, rcv, rcv_ci)
     if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it, if alone
         return out, alone
     single = (np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1) & alone
@@ -351,22 +350,13 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     return out, single | ~left
 
 
-def _alone(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_ci: np.ndarray | None,
-           rows: np.ndarray) -> np.ndarray:
-    """Whether the sender's copy ``rows`` of each connection ``ci`` (if it is its only one)
-    is the only one it sent (``same_copy``)."""
-    sc = snd.tcp
-    if want == "syn":
-        answered = (sc.synack[ci] >= 0) | (sc.n_rst_rev[ci] > 0)
-    else:
-        answered = (sc.ack_fwd[ci] > 0) | (sc.n_rst_fwd[ci] > 0)
-    end = snd.ts_max if snd.ts_max is not None else 0
-    ran_on = end - take(snd.t["ts_ns"], rows).astype(np.int64) >= SYN_RTO_NS
-    ok = answered | ran_on
-    if rcv_ci is not None:
-        rc = rcv.tcp
-        ok &= (rc.n_syn if want == "syn" else rc.n_synack)[rcv_ci] <= 1
-    return ok
+def _alone(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_ci: np.ndarray | None) -> np.ndarray:
+    """Whether the sender's copy of each connection ``ci`` (if it is its only one) can be
+    the only one it sent (``same_copy``): the receiver holds no more copies than that."""
+    if rcv_ci is None:
+        return np.ones(len(ci), bool)
+    rc = rcv.tcp
+    return (rc.n_syn if want == "syn" else rc.n_synack)[rcv_ci] <= 1
 
 
 def syn_delays(c: Side, s: Side, mc: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
