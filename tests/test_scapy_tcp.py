@@ -75,6 +75,13 @@ WORLDS = {
                                          mss_clamp=1414, gap=0.3, clock_offset=-90, server_starts_late=2.788,
                                          client_stops_early=2.216, server_link="sll", clients=1, servers=2,
                                          per_fate=1),
+    # the same behind pf's modulate state (IP IDs and timestamps kept, not yet known to be):
+    # nothing joins on a key, and a lone SYN at the server fits any attempt by pattern
+    "pf-captures-that-never-overlap": Setup(seed=829, router=Router(kind="pf", modulate=True, random_id=False),
+                                            cgn_ports="random", gap=0.3, clock_offset=-90,
+                                            server_starts_late=3.7379, client_stops_early=2.4822,
+                                            client_link="sll", server_link="sll", clients=1, servers=1,
+                                            per_fate=1),
     "clean-late-server": Setup(seed=133, router=Router(kind="none"), mss_clamp=1414, clock_offset=90,
                                server_starts_late=0.5236, client_link="sll2-any", server_link="sll", per_fate=3),
 }

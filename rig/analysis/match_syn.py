@@ -325,6 +325,11 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
                 keep[k] = strong[k]
                 continue
         keep[k] = strong[k] or _aligns(tc, vc, ts, vs, delay, tol, c.ts_max, same_ts=same_ts)
+    # with no delay known and one copy at the server, nothing was compared: a lone SYN
+    # there fits any attempt (two captures that never overlapped, a client capture that
+    # stopped before its retransmission and a server's that began after it). A guess,
+    # not a join: the attempt stays unjoined.
+    keep &= ~((delay is None) & (cv.n[pv] == 1))
     pu, pv, strong = pu[keep], pv[keep], strong[keep]
     # the IP IDs break ties (pf keeps them without ``random-id``): a pair whose IDs agree
     # leaves out the other candidates of both its attempt and its server connection
