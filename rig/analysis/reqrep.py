@@ -285,7 +285,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     taken = np.concatenate(claimed) if claimed else np.zeros(0, np.int64)
     sreq, srep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep))
                   for m in [np.isin(k, need) & ~np.isin(rows, taken)])
-    crep = _index(ckp[np.isin(ckp, need)], c.echo_rep[np.isin(ckp, need)])
+    asked = np.isin(ckp, need)
+    crep = _index(ckp[asked], c.echo_rep[asked])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
         r0 = c.t[g[0]]
         xk = xk_of[int(g[0])]

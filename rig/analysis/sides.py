@@ -230,6 +230,7 @@ class Side:
         # then a gather for the rows asked (not a hash of 16 bytes per row)
         self.addrs = cap.addrs if cap is not None else np.zeros((1, 16), np.uint8)
         self._akeys = addr_key(self.addrs)
+        self._all_akeys: frozenset[int] | None = None
         self.tcp = self._tcp()
         self._icmp()
 
@@ -246,9 +247,12 @@ class Side:
         """``keys.addr_key`` of each of the capture's addresses, by index (``src_i`` / ``dst_i``)."""
         return self._akeys
 
-    def all_addr_keys(self) -> set[int]:
-        """``keys.addr_key`` of every address the capture holds."""
-        return set(np.unique(self._akeys).tolist())
+    def all_addr_keys(self) -> frozenset[int]:
+        """``keys.addr_key`` of every address the capture holds (made once: the
+        'incomplete' checks ask it per exchange, ``windows._untied``)."""
+        if self._all_akeys is None:
+            self._all_akeys = frozenset(np.unique(self._akeys).tolist())
+        return self._all_akeys
 
     def addr_key1(self, field: str, row: int) -> int:
         """``addr_keys`` of one row, as a Python int."""
