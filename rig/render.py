@@ -2,152 +2,25 @@
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from rig.gcpause import gc_paused
+from rig.grouping import MAX_CHANGE_VALUES, Group, Stories, change_lines
 from rig.nat.records import NatProfile
 from rig.outcome import Outcome
-from rig.verdict import Change, Exchange, NotSentProbe, Verdict
+from rig.verdict import NotSentProbe, Verdict
 
 MAX_ROWS = 200
-MAX_CHANGE_VALUES = 8  # distinct values of one field and direction listed one by one
+__all__ = ["MAX_CHANGE_VALUES", "MAX_ROWS", "group_rows", "print_verdict"]
 
 
-def _change_lines(exchanges: list[Exchange]) -> list[tuple[str, list[str], int]]:
-    """The change lines to print, in the order first met: (text, the first ids, how many
-    exchanges). One per distinct change, except where one field changed in more than
-    MAX_CHANGE_VALUES ways in one direction (pf's random IP IDs: a value per packet),
-    which is one line for that field and direction; --json keeps every value.
-
-    A large run's records share their Change objects (one per signature), but a value
-    per packet is a Change per record: each object is visited once, and a field's texts
-    are written only until it has more than MAX_CHANGE_VALUES (measured on the pf bench
-    pair: a text and an id list per record took 1.6 s of the table's 6)."""
-    objs: dict[int, tuple[Change, tuple[int, int], list[int]]] = {}  # id -> (change, first met, positions)
-    for pos, e in enumerate(exchanges):
-        for j, ch in enumerate(e.changes):
-            got = objs.get(id(ch))  # (the records, and so their changes, live as long as ``exchanges``)
-            if got is None:
-                objs[id(ch)] = (ch, (pos, j), [pos])
-            else:
-                got[2].append(pos)
-    by_kind: dict[tuple[str, str], list[tuple[Change, tuple[int, int], list[int]]]] = {}
-    for item in objs.values():
-        by_kind.setdefault((item[0].field, item[0].direction), []).append(item)
-    out: list[tuple[tuple[int, int], str, list[str], int]] = []
-    for (field, direction), items in by_kind.items():
-        texts: dict[str, tuple[list[tuple[int, int]], list[int]]] = {}  # text -> (where first met, positions)
-        for ch, first, where in items:
-            text = change_text(ch)
-            had = texts.get(text)
-            if had is None:
-                texts[text] = ([first], list(where))
-            else:
-                had[0].append(first)
-                had[1].extend(where)
-            if len(texts) > MAX_CHANGE_VALUES:
-                break
-        if len(texts) <= MAX_CHANGE_VALUES:
-            for text, (firsts, where) in texts.items():
-                at = sorted(set(where))
-                out.append((min(firsts), text, [exchanges[p].id for p in at[:6]], len(at)))
-        else:
-            first = min(f for _, f, _ in items)
-            every = {p for _, _, where in items for p in where}
-            ids = heapq.nsmallest(6, (exchanges[p].id for p in every), key=_id_order)
-            arrow = "->" if direction == "out" else "<-"
-            n_values = len({_value_key(ch) for ch, _, _ in items})
-            out.append((first, f"{field} {arrow} {n_values} different rewrites (a value per exchange or packet; "
-                               "--json lists each)", ids, len(every)))
-    out.sort(key=lambda line: line[0])
-    return [(text, ids, n) for _, text, ids, n in out]
-
-
-def _value_key(ch: Change) -> object:
-    """What tells two changes of one field and direction apart in ``change_text``, cheaper
-    to make than the text (the values and the note; the text where a value is a list)."""
-    key = (ch.client, ch.server, ch.note)
-    try:
-        hash(key)
-    except TypeError:
-        return change_text(ch)
-    return key
-
-
-def _id_order(exchange_id: str) -> tuple[str, int]:
-    proto, _, n = exchange_id.rpartition("-")
-    return (proto, int(n)) if n.isdigit() else (exchange_id, 0)
-
-
-def change_text(ch: Change) -> str:
-    arrow = "->" if ch.direction == "out" else "<-"
-    if ch.direction == "out":
-        a, b = ch.client, ch.server
-    else:
-        a, b = ch.server, ch.client
-    text = f"{ch.field} {arrow} {_v(a)} => {_v(b)}"
-    return f"{text} ({ch.note})" if ch.note else text
-
-
-def _v(x) -> str:
-    if isinstance(x, list):
-        return "[" + ", ".join(map(str, x)) + "]"
-    return "absent" if x is None else str(x)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the table: exchanges with the same protocol, server, outcome and
-    explanation (a burst of 32 identical losses is one line, not 32)."""
-
-    exchanges: tuple[Exchange, ...]
-
-    @property
-    def first(self) -> Exchange:
-        return self.exchanges[0]
-
-    @property
-    def ids(self) -> str:
-        xs = self.exchanges
-        if len(xs) == 1:
-            return xs[0].id
-        if len(xs) <= 3:
-            return ", ".join(x.id for x in xs)
-        return f"{xs[0].id} … {xs[-1].id}\n({len(xs)} exchanges)"
-
-    @staticmethod
-    def _hosts(endpoints: list[str | None], missing: str) -> str:
-        """One endpoint, or the host with a count of ports when a group spans several."""
-        uniq = list(dict.fromkeys(endpoints))
-        if len(uniq) == 1:
-            return uniq[0] or missing
-        hosts = list(dict.fromkeys((e or missing).rsplit(":", 1)[0] if e and e.count(":") == 1 else (e or missing)
-                                   for e in uniq))
-        if len(hosts) == 1:
-            return f"{hosts[0]}, {len(uniq)} ports"
-        return f"{len(uniq)} endpoints"
-
-    @property
-    def client(self) -> str:
-        return self._hosts([x.client for x in self.exchanges], "-")
-
-    @property
-    def seen_at_server_as(self) -> str:
-        return self._hosts([x.seen_at_server_as for x in self.exchanges], "not seen at the server")
-
-
-def group_rows(exchanges: Iterable[Exchange]) -> list[Row]:
+def group_rows(exchanges: Sequence[Any]) -> list[Group]:
     """Group exchanges that tell the same story, in the order each story first appears."""
-    groups: dict[tuple[str, str, str, str], list[Exchange]] = {}
-    for e in exchanges:
-        groups.setdefault((e.protocol, e.server, e.outcome, e.explanation), []).append(e)
-    return [Row(tuple(xs)) for xs in groups.values()]
+    return Stories(exchanges).groups()
 
 
 def print_not_sent(not_sent: Iterable[NotSentProbe], console: Console) -> None:
@@ -200,12 +73,10 @@ def _print_verdict(verdict: Verdict, console: Console) -> None:
             table.add_column(col, overflow="fold")
     table.add_column("outcome", overflow="fold")
     table.add_column("explanation", overflow="fold", ratio=1, min_width=20)
-    # built once: a large verdict makes its records on demand (rig.verdict.ExchangeList),
-    # and the table reads neither evidence nor frames
-    views = getattr(verdict.exchanges, "views", None)
-    exchanges = views() if views is not None else list(verdict.exchanges)
+    # a record only for what is printed: the first exchange of each row (rig.grouping)
+    stories = Stories(verdict.exchanges)
     # worst first, in rig's one order of outcomes (rig.outcome); within an outcome, as they came
-    rows = sorted(group_rows(exchanges), key=lambda r: Outcome(r.first.outcome).severity)
+    rows = sorted(stories.groups(), key=lambda r: Outcome(r.first.outcome).severity)
     shown = rows
     if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
         shown = [r for r in rows if not Outcome(r.first.outcome).clean][:MAX_ROWS]
@@ -217,9 +88,9 @@ def _print_verdict(verdict: Verdict, console: Console) -> None:
             table.add_row(r.ids, where, outcome, e.explanation)
         else:
             table.add_row(r.ids, e.protocol, r.client, e.server, r.seen_at_server_as, outcome, e.explanation)
-    if exchanges or verdict.nat is None:  # a run of the NAT tests alone has its profile table instead
+    if stories.n or verdict.nat is None:  # a run of the NAT tests alone has its profile table instead
         console.print(table)
-    hidden = len(exchanges) - sum(len(r.exchanges) for r in shown)
+    hidden = stories.n - sum(r.size for r in shown)
     if hidden:
         console.print(Text(f"... and {hidden} more exchanges not shown (delivered, or past the first {MAX_ROWS} "
                            f"lines of problems); --json lists them all", style="dim"))
@@ -228,7 +99,7 @@ def _print_verdict(verdict: Verdict, console: Console) -> None:
     if verdict.nat is not None:
         print_nat(verdict.nat, console)
     # what the path changed, grouped: the same change on many exchanges is printed once
-    lines = _change_lines(exchanges)
+    lines = change_lines(stories)
     if lines:
         console.print(Text("What the path changed (-> on the way out, <- on the way back):", style="bold"))
         for text, ids, n in lines:

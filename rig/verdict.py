@@ -317,10 +317,34 @@ class NotSentProbe:
 
 
 # an exchange's fields as a plain named tuple, read like the record (its attributes);
-# built from Exchange's own fields, in their order, with their defaults
+# built from Exchange's own fields, in their order, with their defaults: what the table
+# view builds for the exchanges it prints (rig.grouping; a frozen record's 19 fields cost
+# ~2 us each time)
 _VIEW_DEFAULTS = [f.default for f in fields(Exchange) if f.default is not MISSING]
 ExchangeView = namedtuple("ExchangeView", [f.name for f in fields(Exchange)],  # type: ignore[misc]
                           defaults=_VIEW_DEFAULTS)  # type: ignore[misc]  # (mypy reads literal lists only)
+
+
+@dataclass(frozen=True)
+class EndpointCols:
+    """Endpoints of some exchanges as columns: ``addr`` indexes into ``addrs`` (a
+    capture's ``Capture.addrs``), ``port`` the ports (None: bare addresses, ICMP). The
+    texts are ``summary.endpoints``'; the table view counts distinct ones without them."""
+
+    addr: np.ndarray
+    port: np.ndarray | None
+    addrs: np.ndarray
+
+
+@dataclass(frozen=True)
+class TableCodes:
+    """What the table view groups a batch's exchanges by, as columns (``rig.grouping``):
+    ``story`` (n, k) ints, equal rows only where the records' server and explanation are
+    equal; the client's endpoints and the server's view of them (``seen_at_server_as``)."""
+
+    story: np.ndarray
+    client: EndpointCols
+    seen: EndpointCols
 
 
 class ExchangeBatch(Protocol):
@@ -334,6 +358,12 @@ class ExchangeBatch(Protocol):
         ``light``: without evidence and frames (empty tuples). ``make`` is called with
         ``Exchange``'s arguments for each, ``evidence`` with ``Evidence``'s for each piece
         of evidence (the JSON writer's: ``record_dict`` and ``evidence_dict``)."""
+
+    def changes_each(self, idx: np.ndarray) -> list[tuple[Change, ...]]:
+        """The ``changes`` of each exchange ``idx`` (what ``build`` puts in its records)."""
+
+    def table_codes(self, idx: np.ndarray) -> TableCodes:
+        """What the table view groups exchanges ``idx`` by (``TableCodes``)."""
 
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         """The notes of every change of ``field`` among exchanges ``idx``."""
@@ -365,11 +395,8 @@ class ExchangeList(Sequence):
     def __len__(self) -> int:
         return len(self.src)
 
-    def _build(self, lo: int, hi: int, light: bool = False,
-               shared: dict[int, tuple[Any, dict[str, Any]]] | None = None,
-               make: Callable[..., Any] = Exchange) -> list[Any]:
-        """Records ``lo`` to ``hi``; given ``shared``, their ``record_dict`` lean forms
-        instead; the fast paths' made by ``make`` (``ExchangeView`` for ``views``)."""
+    def _build(self, lo: int, hi: int, shared: dict[int, tuple[Any, dict[str, Any]]] | None = None) -> list[Any]:
+        """Records ``lo`` to ``hi``; given ``shared``, their ``record_dict`` lean forms instead."""
         src, loc = self.src[lo:hi], self.loc[lo:hi]
         out: list[Any] = [None] * (hi - lo)
         for b in np.unique(src).tolist():
@@ -379,10 +406,10 @@ class ExchangeList(Sequence):
                 if shared is not None:
                     items = [e._dict(shared) for e in items]
             elif shared is not None:
-                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light,
+                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), False,
                                               partial(record_dict, shared), evidence_dict)
             else:
-                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist(), light, make)
+                items = self.batches[b].build(loc[pos], self.num[lo:hi][pos].tolist())
             for p, e in zip(pos.tolist(), items):
                 out[p] = e
         return out
@@ -403,11 +430,11 @@ class ExchangeList(Sequence):
         for chunk in self.chunks():
             yield from chunk
 
-    def chunks(self, light: bool = False) -> Iterator[list[Exchange]]:
+    def chunks(self) -> Iterator[list[Exchange]]:
         """The records in verdict order, ``CHUNK`` at a time (what a writer of them all
         reads: a record at a time through ``__iter__`` costs a generator step each)."""
         for lo in range(0, len(self), self.CHUNK):
-            yield self._build(lo, min(lo + self.CHUNK, len(self)), light)
+            yield self._build(lo, min(lo + self.CHUNK, len(self)))
 
     def dicts(self) -> Iterator[list[dict[str, Any]]]:
         """The records' ``record_dict`` lean forms (what the JSON writer encodes), in
@@ -417,24 +444,6 @@ class ExchangeList(Sequence):
         for lo in range(0, len(self), self.CHUNK):
             # (the dicts of Change and Datagrams objects shared within a chunk; record_dict)
             yield self._build(lo, min(lo + self.CHUNK, len(self)), shared={})
-
-    def views(self) -> list[Any]:
-        """``light`` as a list, the fast paths' records as ``ExchangeView`` tuples (the
-        same fields, read the same way; the close look's stay ``Exchange`` records):
-        what the table view reads. A frozen record's 19 fields cost ~2 us each time;
-        measured on the 1M-packet bench pair: ~0.4 s of rig diff's table."""
-        out: list[Any] = []
-        for lo in range(0, len(self), self.CHUNK):
-            out += self._build(lo, min(lo + self.CHUNK, len(self)), light=True, make=ExchangeView)
-        return out
-
-    def light(self) -> Iterator[Exchange]:
-        """The records in verdict order with everything but ``evidence`` and ``frames``
-        (left empty where the fast paths decided in bulk): what a summary such as the
-        table view reads. Measured on the 1M-packet bench pair: building every record
-        took ~4 s of rig diff's 6; this way ~1.5 s."""
-        for chunk in self.chunks(light=True):
-            yield from chunk
 
     def __eq__(self, other) -> bool:
         if isinstance(other, (tuple, list, ExchangeList)):

@@ -3,6 +3,8 @@
 import dataclasses
 import io
 
+import pytest
+
 from rich.console import Console
 
 from rig.render import group_rows, print_verdict
@@ -63,11 +65,12 @@ def test_a_large_verdict_shows_the_problems_first_and_counts_the_rest():
 
 
 def test_the_table_reads_light_records_that_agree_with_the_full_ones(tmp_path):
-    """The table view builds the fast paths' records without evidence and frames
-    (ExchangeList.light); every other field is the full record's."""
+    """The table view builds a record only for the exchanges it prints, without evidence
+    and frames where a fast path holds them; every other field is the full record's."""
     from rig.analysis.api import analyse
     from rig.capture import read_capture
     from rig.capture.synth import Path
+    from rig.grouping import Stories
     from tests._analysis_scenarios import ping, syn_only, tcp_delivered, udp
 
     w = Path()
@@ -78,13 +81,16 @@ def test_the_table_reads_light_records_that_agree_with_the_full_ones(tmp_path):
     syn_only(w, 41000, 77, arrive=False)  # one the close look decides
     c, s = w.write(tmp_path)
     v = analyse(read_capture(str(c)), read_capture(str(s)))
-    full, light = list(v.exchanges), list(v.exchanges.light())
+    stories = Stories(v.exchanges)
+    full, light = list(v.exchanges), [stories.record_at(p) for p in range(stories.n)]
     assert len(full) == len(light) == 10 and v.exchanges.batches  # the fast paths took part
-    for a, b in zip(full, light):
+    for p, (a, b) in enumerate(zip(full, light)):
         assert (a.id, a.protocol, a.client, a.server, a.seen_at_server_as, a.outcome, a.explanation, a.changes) == \
                (b.id, b.protocol, b.client, b.server, b.seen_at_server_as, b.outcome, b.explanation, b.changes)
         assert (b.evidence, b.frames) in (((), ()), (a.evidence, a.frames))
+        assert stories.id_at(p) == a.id
     assert any(b.evidence == () for b in light) and any(b.evidence for b in light)
+    assert [ch for _, ch in stories.changes()] == [e.changes for e in full if e.changes]
 
 
 def test_a_field_rewritten_per_packet_is_one_change_line():
@@ -108,10 +114,22 @@ def test_a_field_rewritten_per_packet_is_one_change_line():
     assert out.getvalue().count("ip.id ->") == MAX_CHANGE_VALUES  # a few distinct values are each shown
 
 
-def test_the_table_from_views_is_the_table_from_records(tmp_path):
-    """The table view reads the fast paths' exchanges as ExchangeView tuples (made by
-    the same builder as the records): each holds the full record's fields but evidence
-    and frames, and the printed table is the one the records themselves give."""
+def _tables(v) -> list[str]:
+    """The table of ``v`` as printed from its ExchangeList and from a tuple of its full
+    records, each at two widths."""
+    texts = []
+    for verdict in (v, Verdict(v.capture_points, tuple(v.exchanges), v.diagnosis)):
+        for width in (100, 200):
+            out = io.StringIO()
+            print_verdict(verdict, Console(file=out, width=width, color_system=None))
+            texts.append(out.getvalue())
+    return texts
+
+
+def test_the_table_from_columns_is_the_table_from_records(tmp_path):
+    """The table view groups the fast paths' exchanges by their columns (rig.grouping)
+    and builds a record for the first of each row only: the printed table is the one
+    the records themselves give."""
     from rig.analysis.api import analyse
     from rig.capture import read_capture
     from rig.capture.synth import Path
@@ -126,15 +144,67 @@ def test_the_table_from_views_is_the_table_from_records(tmp_path):
     c, s = w.write(tmp_path)
     v = analyse(read_capture(str(c)), read_capture(str(s)))
     assert v.exchanges.batches  # the fast paths took part
-    views, full = v.exchanges.views(), list(v.exchanges)
-    assert len(views) == len(full) and any(type(x) is not type(e) for x, e in zip(views, full))
-    for x, e in zip(views, full):
-        assert [getattr(x, f.name) for f in dataclasses.fields(e) if f.name not in ("evidence", "frames")] == \
-               [getattr(e, f.name) for f in dataclasses.fields(e) if f.name not in ("evidence", "frames")]
-    texts = []
-    for verdict in (v, Verdict(v.capture_points, tuple(full), v.diagnosis)):
-        for width in (100, 200):
-            out = io.StringIO()
-            print_verdict(verdict, Console(file=out, width=width, color_system=None))
-            texts.append(out.getvalue())
+    texts = _tables(v)
     assert texts[:2] == texts[2:] and "What the path changed" in texts[0]
+    assert "icmp.id -> 77 => 78 (echo id rewritten)   icmp-1, icmp-2" in texts[1] and "tcp.mss <- 1460 => 1400" in texts[1]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_rows_of_batch_and_close_look_records_together(tmp_path, monkeypatch, family):
+    """Behind pf (a sequence offset per connection, a random IP ID per packet, random
+    ports) a change line per field sums a value per exchange; stories mix exchanges the
+    fast path decided with the same stories the close look decided (every other
+    connection and echo is left to it here); IPv6 endpoints group by endpoint, IPv4 by
+    host. The table from the columns is the records' table, line for line."""
+    import numpy as np
+
+    import rig.analysis.reqrep as reqrep
+    import rig.analysis.tcp as tcp
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth_pf import PfPath
+    from rig.grouping import Stories
+    from tests._analysis_scenarios import ping, syn_only, tcp_delivered, udp
+
+    kw = {} if family == 4 else {"client": "2001:db8::10", "public": "2001:db8::10", "server": "2001:db8:1::80"}
+    w = PfPath(seed=7, **kw)
+    for i in range(30):
+        tcp_delivered(w, 40000 + i, 1000 + 7919 * i, 9000 + 104729 * i, nonce=i)
+        ping(w, i + 1, reply_arrives=i % 7 != 4)
+        udp(w, 50000 + i, i + 1, arrive=i % 11 != 3)
+    syn_only(w, 41000, 77, arrive=False)
+    c, s = w.write(tmp_path)
+    mask, singles = tcp.delivered_mask, reqrep._singletons
+    monkeypatch.setattr(tcp, "delivered_mask", lambda ctx, ci, si: mask(ctx, ci, si) & (np.arange(len(ci)) % 2 == 0))
+    monkeypatch.setattr(reqrep, "_singletons", lambda gk: singles(gk) & (np.arange(len(gk)) % 3 != 0))
+    v = analyse(read_capture(str(c)), read_capture(str(s)))
+    ex = v.exchanges
+    assert ex.batches and (ex.src < 0).sum() > 20  # both kinds of record, many of each
+    texts = _tables(v)
+    assert texts[:2] == texts[2:]
+    mixed = [g for g in Stories(ex).groups() if len(np.unique(ex.src[g.positions] < 0)) == 2]
+    assert {g.first.protocol for g in mixed} == {"tcp", "udp", "icmp"}  # rows of both kinds
+    assert "tcp.isn -> 30 different rewrites" in texts[1]
+    if family == 4:
+        assert "192.168.1.10, 20 ports" in texts[1] and "203.0.113.2, 20 ports" in texts[1]
+    else:
+        assert "20 endpoints" in texts[1] and "ports" not in texts[1]
+
+
+def test_the_table_of_a_verdict_read_back_is_the_same(tmp_path):
+    """A verdict read from its JSON (``rig show``: records only) prints the table its
+    run printed."""
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth import Path
+    from tests._analysis_scenarios import ping, tcp_delivered, udp
+
+    w = Path(port_map=lambda p: p + 1000)
+    for i in range(12):
+        tcp_delivered(w, 40000 + i, 1000 + 7919 * i, 9000 + 104729 * i, nonce=i, syn_lost=i % 4 == 1)
+        ping(w, i + 1, reply_arrives=i % 5 != 2)
+        udp(w, 50000 + i, i + 1)
+    c, s = w.write(tmp_path)
+    v = analyse(read_capture(str(c)), read_capture(str(s)))
+    back = Verdict.from_json(v.to_json())
+    assert _tables(v)[:2] == _tables(back)[:2]

@@ -18,7 +18,7 @@ from rig.analysis.sides import Part
 from rig.analysis.udpflow import DELIVERED
 from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.outcome import Outcome
-from rig.verdict import Change, Evidence, Exchange
+from rig.verdict import Change, EndpointCols, Evidence, Exchange, TableCodes
 
 IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
 _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo reply"}
@@ -108,6 +108,24 @@ class ReqRepBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return Rows(self.sq, idx, self.fields).eps("src", self.protocol == "udp")
 
+    def changes_each(self, idx: np.ndarray) -> list[tuple]:
+        """The changes of each exchange ``idx``, in the record's order (what ``build`` puts in it)."""
+        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
+        changed = np.flatnonzero(self.ids_changed[idx])
+        if not len(changed):
+            return [o + b for o, b in zip(out_ch, back_ch)]
+        out = [o + b for o, b in zip(out_ch, back_ch)]
+        at_c, at_s = self.cq.t["icmp_id"][idx[changed]].tolist(), self.sq.t["icmp_id"][idx[changed]].tolist()
+        for j, a, b in zip(changed.tolist(), at_c, at_s):
+            out[j] = out_ch[j] + (echo_id_change(a, b),) + back_ch[j]
+        return out
+
+    def table_codes(self, idx: np.ndarray) -> TableCodes:
+        cq, sq, udp = self.cq.t, self.sq.t, self.protocol == "udp"
+        story = np.column_stack([cq["dst_i"][idx], cq["dport"][idx] if udp else np.zeros(len(idx))]).astype(np.int64)
+        return TableCodes(story, EndpointCols(cq["src_i"][idx], cq["sport"][idx] if udp else None, self.cq.addrs),
+                          EndpointCols(sq["src_i"][idx], sq["sport"][idx] if udp else None, self.sq.addrs))
+
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
               evidence=Evidence) -> list:
         udp = self.protocol == "udp"
@@ -134,19 +152,13 @@ class ReqRepBatch:
                     zip(sq.c["frame"], with_copy_notes(sq.summaries(udp, arrived), sq.c["frame"], self.s_copies))]
             ev_c = [evidence(self.cname, f, t) for f, t in
                     zip(cp.c["frame"], with_copy_notes(cp.summaries(udp, got), cp.c["frame"], self.c_copies))]
-        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
-        ids_changed = self.ids_changed[idx].tolist()
+        changes = self.changes_each(idx)
         cname, sname, proto = self.cname, self.sname, self.protocol
         dgrams = DELIVERED if udp else None
         out = []
         for i in range(len(idx)):
-            o, b = out_ch[i], back_ch[i]
-            if ids_changed[i]:
-                ch = o + (echo_id_change(cq.c["icmp_id"][i], sq.c["icmp_id"][i]),) + b
-            else:
-                ch = o + b
             out.append(make(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
-                            explanation, ch, () if light else (ev_s[i], ev_c[i]),
+                            explanation, changes[i], () if light else (ev_s[i], ev_c[i]),
                             () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
                             echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
         return out

@@ -20,7 +20,7 @@ from rig.analysis.prose import DELIVERED_NOTES, copy_note, tcp_delivered_words
 from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_text
 from rig.outcome import Outcome
-from rig.verdict import Evidence, Exchange
+from rig.verdict import EndpointCols, Evidence, Exchange, TableCodes
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
@@ -148,6 +148,28 @@ class TcpBatch:
     def seen_at_server(self, idx: np.ndarray) -> list[str]:
         return _Cols(self.syn_s, idx, ("sport",)).endpoints("src")
 
+    def changes_each(self, idx: np.ndarray) -> list[tuple]:
+        """The changes of each exchange ``idx``, in the record's order (what ``build`` puts in it)."""
+        isn = self.isn[idx].tolist()
+        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
+        payload = self.payload
+        out = []
+        for j, i in enumerate(idx.tolist()):
+            o, b = out_ch[j], back_ch[j]
+            a = isn[j]
+            if a[0] != a[1] or a[2] != a[3] or i in payload:
+                out.append(o + tuple(isn_change(a[0], a[1], "out")) + b + tuple(isn_change(a[2], a[3], "back"))
+                           + tuple(payload.get(i, ())))
+            else:
+                out.append(o + b)
+        return out
+
+    def table_codes(self, idx: np.ndarray) -> TableCodes:
+        syn_c, syn_s = self.syn_c.t, self.syn_s.t
+        story = np.column_stack([syn_c["dst_i"][idx], syn_c["dport"][idx], self.sizes[idx]]).astype(np.int64)
+        return TableCodes(story, EndpointCols(syn_c["src_i"][idx], syn_c["sport"][idx], self.syn_c.addrs),
+                          EndpointCols(syn_s["src_i"][idx], syn_s["sport"][idx], self.syn_s.addrs))
+
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
               evidence=Evidence) -> list:
         syn_c = _Cols(self.syn_c, idx, ("sport", "dport", "frame"))
@@ -158,21 +180,15 @@ class TcpBatch:
             arrived, got = DELIVERED_NOTES["tcp"]
             ev_s, ev_c = syn_s.summaries(arrived), synack_c.summaries(got)
             s_fr, c_fr = syn_s.c["frame"], synack_c.c["frame"]
-        isn, sizes = self.isn[idx].tolist(), self.sizes[idx].tolist()
-        out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
+        sizes = self.sizes[idx].tolist()
+        changes = self.changes_each(idx)
         if not light:
             c_fr_all = with_copies_each(_ranges(self.c_frames, self.c_lo[idx], self.c_hi[idx]), self.c_copies)
             s_fr_all = with_copies_each(_ranges(self.s_frames, self.s_lo[idx], self.s_hi[idx]), self.s_copies)
-        cname, sname, texts, payload = self.cname, self.sname, self._texts, self.payload
+        cname, sname, texts = self.cname, self.sname, self._texts
         out = []
-        for j, i in enumerate(idx.tolist()):
-            o, b = out_ch[j], back_ch[j]
-            a = isn[j]
-            if a[0] != a[1] or a[2] != a[3] or i in payload:
-                ch = (o + tuple(isn_change(a[0], a[1], "out")) + b + tuple(isn_change(a[2], a[3], "back"))
-                      + tuple(payload.get(i, ())))
-            else:
-                ch = o + b
+        for j in range(len(idx)):
+            ch = changes[j]
             key = tuple(sizes[j])
             text = texts.get(key)
             if text is None:  # many connections carry the same sizes: one string for all of them
