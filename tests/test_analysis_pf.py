@@ -242,3 +242,19 @@ def test_lab_captures_keep_their_verdicts_behind_pf(tmp_path, name, modulate_ts)
         assert PF_PORT_LOW <= _port(b.seen_at_server_as) <= PF_PORT_HIGH
         isn = changes(b, "tcp.isn", "out")[0]
         assert isn.offset == offsets[(_port(a.seen_at_server_as), 80)]
+
+
+def test_copies_after_the_client_capture_ended_need_no_client_copy_with_no_delay_known():
+    """With no delay learnt, a pairing's own delay says which server copies arrived after
+    the client capture ended (a SYN's later retransmissions): those need no client copy,
+    but at least two copies must still be compared, or the pairing is a guess."""
+    from rig.analysis.match_syn import _aligns
+
+    s = 1_000_000_000
+    tc = [int(0.5 * s), int(1.5 * s), int(3.5 * s)]  # copies at 0, +1 s, +3 s; the capture ends at 3.6 s
+    ts = [int(1.51 * s), int(3.51 * s), int(7.51 * s)]  # the server's: the client's second and third, and a fourth
+    assert _aligns(tc, None, ts, None, None, s // 4, client_end=int(3.6 * s))
+    assert not _aligns(tc, None, ts, None, None, s // 4)  # (without the capture's end: a copy too many)
+    # only one copy before the end on this pairing: nothing compared
+    assert not _aligns(tc[:2], None, [int(1.51 * s), int(5.51 * s), int(11.51 * s)], None, None, s // 4,
+                       client_end=int(1.6 * s))

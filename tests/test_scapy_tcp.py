@@ -82,6 +82,22 @@ WORLDS = {
                                             server_starts_late=3.7379, client_stops_early=2.4822,
                                             client_link="sll", server_link="sll", clients=1, servers=1,
                                             per_fate=1),
+    # pf with every key rewritten, three client hosts, and the server capture starting
+    # 0.54 s late: one host's public address is learnt from its delivered connections,
+    # another's is not (its packets arrive from another address); that host's unanswered
+    # and SYN-ACK-lost attempts join their server connections by their copies' pattern
+    "pf-full-two-public-addresses": Setup(seed=1047, router=PF_FULL, cgn_ports="random", gap=0.002,
+                                          server_starts_late=0.5420785170354308,
+                                          client_stops_early=7.352476033880344, client_link="sll2-any",
+                                          server_link="sll", clients=3, servers=2, per_fate=1),
+    # the client capture stops 0.6 s before the server's starts; the server holds a SYN's
+    # retransmission whose first copy is the client's last packet of it (a timestamp a
+    # second later): not one packet, so the clocks are not known, and the server capture
+    # vouches for nothing before it began (no 'answered-by-middlebox' for a reset)
+    "captures-a-retransmission-apart": Setup(seed=1007, family=6, router=Router(kind="pf", modulate=False),
+                                             gap=0.3, server_starts_late=2.6454443464157924,
+                                             client_stops_early=2.320672368095188, client_link="sll", clients=1,
+                                             servers=2, per_fate=1),
     "clean-late-server": Setup(seed=133, router=Router(kind="none"), mss_clamp=1414, clock_offset=90,
                                server_starts_late=0.5236, client_link="sll2-any", server_link="sll", per_fate=3),
 }

@@ -188,26 +188,34 @@ def _join_later_copy(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     left[ci] = False
 
 
-def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, dict[int, np.ndarray]]]:
     """What the packets joined so far say about the path: how long after the client sent
     a packet the server's clock saw it (server time minus client time: the clock offset
-    plus the path delay), from the joined SYNs and echo requests; and the addresses the
-    client's packets arrived from at the server (the NAT's public addresses), per IP version."""
-    sc = s.tcp
+    plus the path delay), from the joined SYNs and echo requests; and, per client address
+    (its key), the addresses its packets arrived from at the server (its NAT's public
+    addresses), per IP version."""
+    cc, sc = c.tcp, s.tcp
     mc = np.flatnonzero(m >= 0)
-    mc = mc[sc.syn[m[mc]] >= 0]
+    mc = mc[(sc.syn[m[mc]] >= 0) & (cc.syn[mc] >= 0)]
     rs = sc.order[sc.syn[m[mc]]]
+    rc = cc.order[cc.syn[mc]]
     delays = syn_delays(c, s, mc, m[mc])[0]
     ec, es = c.echo_req, s.echo_req
     if len(ec) and len(es):
         pe = pair_by_order(c.echo_key(ec), c.frames(ec), s.echo_key(es), s.frames(es))
         hit = pe >= 0
         rs = np.concatenate([rs, es[pe[hit]]])
+        rc = np.concatenate([rc, ec[hit]])
         delays = np.concatenate([delays, take(s.t["ts_ns"], es[pe[hit]]).astype(np.int64)
                                  - take(c.t["ts_ns"], ec[hit]).astype(np.int64)])
     ver = take(s.t["ipver"], rs)
     keys = s.addr_keys("src", rs)
-    return delays, {int(v): np.unique(keys[ver == v]) for v in np.unique(ver).tolist()}
+    hosts = c.addr_keys("src", rc)
+    public: dict[int, dict[int, np.ndarray]] = {}
+    for h in np.unique(hosts).tolist():
+        mine = hosts == h
+        public[h] = {int(v): np.unique(keys[mine & (ver == v)]) for v in np.unique(ver[mine]).tolist()}
+    return delays, public
 
 
 def _kept(c: Side, s: Side, m: np.ndarray) -> Kept:
@@ -327,7 +335,7 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     sel = ((conns.kind & SYN_ROW) != 0) & conns.fwd if want == "syn" else ((conns.kind & SYNACK_ROW) != 0) & ~conns.fwd
     pos = np.flatnonzero(sel)
     cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
-    alone = _alone(snd, ci, want, rcv, rcv_ci)
+    alone = _alone(snd, ci, want, rcv, rcv_ci) & ~_sent_later(snd, out, rcv, rcv_rows)
     if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it, if alone
         return out, alone
     single = (np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1) & alone
@@ -348,6 +356,22 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
         if not left.any():
             break
     return out, single | ~left
+
+
+# a later copy's TCP timestamp is ahead by the retransmission's wait, in the sender's
+# ticks (1 ms on Linux and FreeBSD, 10 ms elsewhere): 1-3 s and more for a SYN; a path
+# that rewrites timestamps (pf's modulation) adds a random 32-bit offset instead
+LATER_TICKS = (50, 200_000)
+
+
+def _sent_later(snd: Side, rows: np.ndarray, rcv: Side, rcv_rows: np.ndarray) -> np.ndarray:
+    """Whether the receiver's copy (``rcv_rows``) carries a TCP timestamp a retransmission
+    later than the sender's copy (``rows``): another send than the one the sender's
+    capture holds (its capture stopped before it sent that one)."""
+    st, rt = snd.t, rcv.t
+    both = (take(st["has_ts"], rows) > 0) & (take(rt["has_ts"], rcv_rows) > 0)
+    d = (take(rt["tsval"], rcv_rows).astype(np.int64) - take(st["tsval"], rows).astype(np.int64)) % (1 << 32)
+    return both & (d >= LATER_TICKS[0]) & (d <= LATER_TICKS[1])
 
 
 def _alone(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_ci: np.ndarray | None) -> np.ndarray:

@@ -148,9 +148,21 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
     if len(ts) > len(tc):
         return False
     ic, is_ = ids if ids is not None else (None, [])
-    for i0 in range(len(tc) - len(ts) + 1):
-        d = ts[0] - tc[i0]  # this pairing's delay, which every later copy shares
+    all_ts, all_vs = ts, vs
+    for i0 in range(len(tc)):
+        d = all_ts[0] - tc[i0]  # this pairing's delay, which every later copy shares
         if delay is not None and abs(d - delay) > tol:
+            continue
+        ts, vs = all_ts, all_vs
+        if delay is None and client_end is not None and all_ts[-1] > client_end + d:
+            # with no delay known, this pairing's own says which copies came after the
+            # client capture ended; at least two copies must still be compared, or the
+            # pairing is a guess (a lone copy fits any attempt: match_by_pattern)
+            keep = sum(1 for x in all_ts if x <= client_end + d)
+            if keep < 2:
+                continue
+            ts, vs = all_ts[:keep], (all_vs[:keep] if all_vs is not None else None)
+        if len(ts) > len(tc) - i0:
             continue
         if ic is not None and ic[i0] != is_[0]:
             continue
@@ -249,56 +261,71 @@ def _answered(m: np.ndarray, u_all: np.ndarray, v_all: np.ndarray, pu: np.ndarra
 
 
 def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: np.ndarray,
-                     out_delays: np.ndarray, public: dict[int, np.ndarray],
+                     out_delays: np.ndarray, public: dict[int, dict[int, np.ndarray]],
                      kept: Kept | None = None) -> tuple[np.ndarray, dict[int, Undecided]]:
     """Join the client attempts ``left`` (without a SYN-ACK at the client) to server
     connections not ``taken``, in place in ``m``; the attempts that stay undecided.
 
     ``out_delays``: server time minus client time of matched outbound packets;
-    ``public``: per IP version, the address keys the client's packets were seen to arrive
-    from (a version not in it: any source); ``kept``: the fields the path is measured to
-    keep (``kept.learn``), which a candidate must then share with the attempt."""
+    ``public``: per client address (its key), per IP version, the address keys that
+    client's packets were seen to arrive from (a client, or a version, not in it: any
+    source: several hosts of one capture may leave through different NATs);
+    ``kept``: the fields the path is measured to keep (``kept.learn``), which a
+    candidate must then share with the attempt."""
     cc, sc = c.tcp, s.tcp
     if kept is None:
         kept = Kept.nothing(len(cc))
     u_all = np.flatnonzero(left & (cc.synack < 0))
     delay, tol = timing(out_delays)
     v_ok = ~taken & (sc.syn >= 0) & ~_acked_in_time(c, s, delay)
-    if public:  # per IP version: a version no joined packet came in says nothing of the others
+    # the server connections each client host's attempts may be: from its public addresses
+    host_u = c.addr_keys("src", cc.order[cc.syn[u_all]]) if len(u_all) else np.zeros(0, np.uint64)
+    hosts: dict[tuple, tuple[list[int], np.ndarray]] = {}  # what a host may arrive as -> (its hosts, which v)
+    if public and len(u_all):
         first = sc.order[np.maximum(sc.syn, 0)]
         ver = take(s.t["ipver"], first)
         src = s.addr_keys("src", first)
-        for v, keys in public.items():
-            v_ok &= (ver != v) | np.isin(src, keys)
-    v_all = np.flatnonzero(v_ok)
+    for h in np.unique(host_u).tolist():
+        known = public.get(h, {})
+        key = tuple(sorted((v, tuple(k.tolist())) for v, k in known.items()))
+        if key not in hosts:
+            ok = v_ok.copy()
+            for v, keys in known.items():
+                ok &= (ver != v) | np.isin(src, keys)
+            hosts[key] = ([], ok)
+        hosts[key][0].append(h)
+    v_all = np.flatnonzero(np.logical_or.reduce([ok for _, ok in hosts.values()])) if hosts else np.zeros(0, np.int64)
     undecided: dict[int, Undecided] = {}
     if len(u_all) == 0 or len(v_all) == 0:
         return m, undecided
     cu, cv = _Copies(c, u_all), _Copies(s, v_all)
     port_u, port_v = cc.resp_port[u_all], sc.resp_port[v_all]
-    # candidate pairs (positions in u_all, v_all): same port, the server's first copy
-    # in the window of the client's copies
+    # candidate pairs (positions in u_all, v_all): same port, from where the attempt's host
+    # arrives, the server's first copy in the window of the client's copies
     pu_l, pv_l, flooded = [], [], []
-    for port in np.unique(port_u).tolist():
-        ui = np.flatnonzero(port_u == port)
-        vi = np.flatnonzero(port_v == port)
-        if not len(vi):
-            continue
-        vi = vi[np.argsort(cv.first_t[vi], kind="stable")]
-        vt = cv.first_t[vi]
-        if delay is None:
-            lo, hi = np.zeros(len(ui), np.int64), np.full(len(ui), len(vi))
-        else:
-            lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
-            hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
-            hi[cu.may_go_on(ui, c.ts_max)] = len(vi)  # its later copies are the server's to show
-        n = hi - lo
-        if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
-            flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]
-            continue
-        offs = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        pu_l.append(np.repeat(ui, n))
-        pv_l.append(vi[np.repeat(lo, n) + offs])
+    for hs, ok in hosts.values():
+        mine_u = np.isin(host_u, hs)
+        mine_v = ok[v_all]
+        for port in np.unique(port_u[mine_u]).tolist():
+            ui = np.flatnonzero(mine_u & (port_u == port))
+            vi = np.flatnonzero(mine_v & (port_v == port))
+            if not len(vi):
+                continue
+            vi = vi[np.argsort(cv.first_t[vi], kind="stable")]
+            vt = cv.first_t[vi]
+            if delay is None:
+                lo, hi = np.zeros(len(ui), np.int64), np.full(len(ui), len(vi))
+            else:
+                lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
+                hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
+                hi[cu.may_go_on(ui, c.ts_max)] = len(vi)  # its later copies are the server's to show
+            n = hi - lo
+            if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
+                flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]
+                continue
+            offs = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+            pu_l.append(np.repeat(ui, n))
+            pv_l.append(vi[np.repeat(lo, n) + offs])
     for a, nv in flooded:
         undecided[int(u_all[a])] = Undecided(1, int(port_u[a]), 0, nv)
     if not pu_l:
