@@ -258,3 +258,8 @@ def test_copies_after_the_client_capture_ended_need_no_client_copy_with_no_delay
     # only one copy before the end on this pairing: nothing compared
     assert not _aligns(tc[:2], None, [int(1.51 * s), int(5.51 * s), int(11.51 * s)], None, None, s // 4,
                        client_end=int(1.6 * s))
+    # ... unless that copy carries the client copy's IP ID (a path that keeps IDs)
+    ids = ([7, 8], [8, 9, 10])
+    ts_late = [int(1.51 * s), int(5.51 * s), int(11.51 * s)]
+    assert _aligns(tc[:2], None, ts_late, None, None, s // 4, client_end=int(1.6 * s), ids=ids)
+    assert not _aligns(tc[:2], None, ts_late, None, None, s // 4, client_end=int(1.6 * s), ids=([7, 8], [5, 9, 10]))

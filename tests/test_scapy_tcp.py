@@ -98,6 +98,14 @@ WORLDS = {
                                              gap=0.3, server_starts_late=2.6454443464157924,
                                              client_stops_early=2.320672368095188, client_link="sll", clients=1,
                                              servers=2, per_fate=1),
+    # pf keeping IP IDs, clocks 90 s apart, the server capture 3.1 s late: nothing joins
+    # on a key and no delay is learnt; a SYN-ACK-lost attempt's third copy is the
+    # server's first (the same IP ID), its next came after the client capture stopped
+    "pf-ids-kept-one-copy-shared": Setup(seed=1176, router=Router(kind="pf", modulate=True, ts_modulate=True,
+                                                                  random_id=False),
+                                         mss_clamp=1414, gap=0.05, clock_offset=-90,
+                                         server_starts_late=3.123346142872206, client_stops_early=7.717134178077014,
+                                         client_link="sll2-any", clients=3, servers=1, per_fate=1),
     "clean-late-server": Setup(seed=133, router=Router(kind="none"), mss_clamp=1414, clock_offset=90,
                                server_starts_late=0.5236, client_link="sll2-any", server_link="sll", per_fate=3),
 }

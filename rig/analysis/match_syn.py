@@ -145,8 +145,6 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
         if keep == 0:  # every copy came when the client capture had ended: nothing to compare
             return True
         ts, vs = ts[:keep], (vs[:keep] if vs is not None else None)
-    if len(ts) > len(tc):
-        return False
     ic, is_ = ids if ids is not None else (None, [])
     all_ts, all_vs = ts, vs
     for i0 in range(len(tc)):
@@ -156,10 +154,11 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
         ts, vs = all_ts, all_vs
         if delay is None and client_end is not None and all_ts[-1] > client_end + d:
             # with no delay known, this pairing's own says which copies came after the
-            # client capture ended; at least two copies must still be compared, or the
-            # pairing is a guess (a lone copy fits any attempt: match_by_pattern)
+            # client capture ended; at least two copies must still be compared, or one
+            # with the same IP ID, or the pairing is a guess (a lone copy fits any
+            # attempt: match_by_pattern)
             keep = sum(1 for x in all_ts if x <= client_end + d)
-            if keep < 2:
+            if keep < 2 and ic is None:
                 continue
             ts, vs = all_ts[:keep], (all_vs[:keep] if all_vs is not None else None)
         if len(ts) > len(tc) - i0:
