@@ -52,7 +52,8 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# (rig/capture/_walk.c: the compiled record walk, built by the install; optional)
+$(VENV)/.installed: pyproject.toml rig/capture/_walk.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
