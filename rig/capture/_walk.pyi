@@ -1,5 +1,6 @@
 # the compiled pcap record walk (_walk.c)
-from _typeshed import ReadableBuffer, WriteableBuffer
+import numpy as np
+from _typeshed import ReadableBuffer
 
-def pcap(buf: ReadableBuffer, start: int, stop: int, swap: bool, maxcap: int, offs: WriteableBuffer,
-         hdrs: WriteableBuffer, /) -> tuple[int, int, bool]: ...
+def pcap(buf: ReadableBuffer | np.ndarray, start: int, stop: int, swap: bool, maxcap: int, offs: np.ndarray,
+         hdrs: np.ndarray, /) -> tuple[int, int, bool]: ...
