@@ -344,11 +344,16 @@ GUESS_DEPTH = 3
 LOCKSTEP_MARGIN = SUBSEGMENT + GUESS_WINDOW + 64  # bytes the lockstep may read past ``stop``
 
 
-def compiled_walker():
-    """The compiled record walk (``_walk.pcap``), or None: not built, or the numpy walk
-    asked for (``RIG_PURE_READER`` set to anything but 0: the tests and the bench
+def pure_reader() -> bool:
+    """Whether the numpy reader is asked for instead of the compiled code (``_walk.c``,
+    ``_fast.c``): ``RIG_PURE_READER`` set to anything but 0 (the tests and the bench
     compare both)."""
-    if _walk is None or os.environ.get("RIG_PURE_READER", "0") not in ("", "0"):
+    return os.environ.get("RIG_PURE_READER", "0") not in ("", "0")
+
+
+def compiled_walker():
+    """The compiled record walk (``_walk.pcap``), or None: not built, or ``pure_reader``."""
+    if _walk is None or pure_reader():
         return None
     return _walk.pcap
 
