@@ -150,6 +150,18 @@ def test_both_walks_agree_on_generated_files(counted, monkeypatch, seed, bo, ns,
     assert counted
 
 
+def test_both_walks_agree_on_records_smaller_than_the_walk_expects(counted):
+    """Records of 16-24 bytes (the compiled walk is given room for 64-byte records first,
+    then for the rest)."""
+    rng = np.random.default_rng(9)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+    for i, cl in enumerate(rng.integers(0, 9, 200_000).tolist()):
+        out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000, cl, cl) + bytes(cl))
+    data = b"".join(out)
+    assert _same(data, "small records") == 200_000
+    assert len(counted) > 2
+
+
 @pytest.mark.parametrize("ns", [False, True])
 @pytest.mark.parametrize("bo", ["<", ">"])
 def test_both_walks_agree_on_a_busy_capture(counted, monkeypatch, ns, bo):

@@ -165,7 +165,7 @@ PyDoc_STRVAR(rows_doc,
 "int64 byte offsets of fast.C_FIELDS in a row (-1: absent); luts 5 x 256 u1 (ECHO4, ECHO6,\n"
 "ERR4, ERR6, V6_NEXT); sigs SIG_BY_LAYOUT (64 u8); qfields the offsets of\n"
 "fast.C_QUOTED_FIELDS in a QUOTED_DTYPE record. Writes the claimed rows' fields but\n"
-"src_i / dst_i, claimed (n u1), words (n x 4 u8: src w0 w1, dst w0 w1 of each claimed row)\n"
+"src_i / dst_i, claimed (n u1), words (4 x n u8: src w0, src w1, dst w0, dst w1 of the rows)\n"
 "and the quoted records (room for n) in row order; returns how many.");
 
 #define NBUF 14
@@ -324,10 +324,10 @@ fast_rows(PyObject *self, PyObject *args)
             dw0 = le64(g2 + 24);
             dw1 = le64(g2 + 32);
         }
-        words[4 * i] = sw0;
-        words[4 * i + 1] = sw1;
-        words[4 * i + 2] = dw0;
-        words[4 * i + 3] = dw1;
+        words[i] = sw0;
+        words[n + i] = sw1;
+        words[2 * n + i] = dw0;
+        words[3 * n + i] = dw1;
         if (f[F_SRC] >= 0) {
             memcpy(row + f[F_SRC], &sw0, 8);
             memcpy(row + f[F_SRC] + 8, &sw1, 8);

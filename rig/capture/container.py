@@ -368,16 +368,21 @@ def _segment(buf, arr, u4, bo: str, off: int, stop: int, snaplen: int, tick_ns: 
     end = len(arr)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     if walker is not None:
-        cap = (stop - off) // 16 + 1
-        o, h = np.empty(cap, np.int64), np.empty((cap, 4), np.uint32)
-        n, off, hard = walker(buf, off, stop, (bo == "<") != (sys.byteorder == "little"), maxcap, o, h)
-        if n == cap or n * 4 > cap:
-            o, h = o[:n], h[:n]
-        else:  # (the unused rest is not kept with the records)
-            o, h = o[:n].copy(), h[:n].copy()
+        swap = (bo == "<") != (sys.byteorder == "little")
+        # room for records of 64 bytes on average (then for the rest at 16 bytes each, the
+        # least a record takes): the arrays are kept as they are, with the room not used
+        cap = min((stop - off) // 16 + 1, (stop - off) // 64 + 4096)
+        while True:
+            o, h = np.empty(cap, np.int64), np.empty((cap, 4), np.uint32)
+            n, off, hard = walker(buf, off, stop, swap, maxcap, o, h)
+            parts.append((o[:n], h[:n]))
+            if n < cap or hard or off > stop:
+                break
+            cap = (stop - off) // 16 + 1
+        if len(parts) > 1:
+            parts = [(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))]
         if not hard or off > stop:
-            return o, h, off
-        parts.append((o, h))
+            return parts[0][0], parts[0][1], off
     found: list[np.ndarray] = []
     if min(stop, end - LOCKSTEP_MARGIN) - off >= 4 * SUBSEGMENT:
         o, off = _lockstep(arr, u4, bo == "<", off, min(stop, end - LOCKSTEP_MARGIN), snaplen, tick_ns, seq)

@@ -395,17 +395,20 @@ def _chunk_c(table, arr, idx, off, caplen, wirelen, lt, book) -> tuple[np.ndarra
     """``_chunk``, compiled (_fast.c): the same claims, fields and quoted records."""
     n = len(idx)
     claimed = np.zeros(n, np.uint8)
-    words = np.empty((n, 4), np.uint64)
+    words = np.empty((4, n), np.uint64)  # of each row: source w0, w1, destination w0, w1
     quoted = np.empty(n, QUOTED_DTYPE)
     nq = _fast.rows(arr, off, caplen, wirelen, lt.astype(np.int64), idx.astype(np.int64, copy=False), table,
                     _field_offsets(table.dtype), LUTS, SIG_BY_LAYOUT, _C_QUOTED_OFFSETS, claimed, words, quoted)
     ok = claimed.view(bool)
     kept = np.flatnonzero(ok)
     if len(kept):  # the addresses numbered as _chunk numbers them: the rows' sources, then their destinations
-        rows = idx[kept]
-        w = words[kept]
-        table["src_i"][rows] = book.index_words(w[:, 0].copy(), w[:, 1].copy())
-        table["dst_i"][rows] = book.index_words(w[:, 2].copy(), w[:, 3].copy())
+        rows: slice | np.ndarray = idx[kept]
+        if len(kept) == n and idx[-1] - idx[0] + 1 == n:  # (the common case: every row, one slice)
+            rows = slice(int(idx[0]), int(idx[-1]) + 1)
+        else:
+            words = words[:, kept]
+        table["src_i"][rows] = book.index_words(words[0], words[1])
+        table["dst_i"][rows] = book.index_words(words[2], words[3])
     return ok, quoted[:nq].copy()
 
 
