@@ -52,7 +52,8 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# (rig/capture/_walk.c, _fast.c: the compiled record walk and decode, built by the install; optional)
+$(VENV)/.installed: pyproject.toml rig/capture/_walk.c rig/capture/_fast.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

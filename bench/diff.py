@@ -34,7 +34,9 @@ small pair's.
 Every mode times the whole command as a user runs it (exec to exit, ``rig diff`` and
 ``rig diff --json``, output to /dev/null), with its peak RSS from ``/usr/bin/time``;
 ``--base TREE`` runs another checkout's rig alternately with this one (the same
-interpreter, the same wrapper) and prints the ratios. ``--detail`` adds the in-process
+interpreter, the same wrapper) and prints the ratios; ``--base pure`` runs this checkout
+with the numpy capture reader (``RIG_PURE_READER=1``: rig/capture/_walk.c not used) as
+the base. ``--detail`` adds the in-process
 breakdown (parse, analyse, their peaks) measured in a child.
 
 """
@@ -387,6 +389,7 @@ def timed(cmd: list[str]) -> float:
 RIG = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
        "sys.path.insert(0, sys.argv.pop(1)); from rig.cli import main; sys.exit(main(sys.argv[1:]))")
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PURE = "pure"  # --base pure: this checkout, RIG_PURE_READER=1
 
 
 def whole(tree: str, args: list[str]) -> tuple[float, float, bytes, float]:
@@ -396,6 +399,8 @@ def whole(tree: str, args: list[str]) -> tuple[float, float, bytes, float]:
     # as an installed rig runs: its modules compiled once (PYTHONDONTWRITEBYTECODE in the
     # environment would compile all of them in every run)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if tree == PURE:
+        tree, env["RIG_PURE_READER"] = HERE, "1"
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as tm:
         t = time.perf_counter()
         rc = subprocess.run(["/usr/bin/time", "-o", tm.name, "-f", "%M %U %S", sys.executable, "-c", RIG, tree, *args],
@@ -510,12 +515,13 @@ def main() -> int:
     ap.add_argument("--busy", type=int, default=0, metavar="N",
                     help="a small client capture against its server capture with N unrelated packets merged in")
     ap.add_argument("--busy-client", type=int, default=5000, help="packets of the small pair (--busy)")
-    ap.add_argument("--base", default=None, metavar="TREE", help="also time this checkout's rig, alternately")
+    ap.add_argument("--base", default=None, metavar="TREE", help="also time this checkout's rig, alternately "
+                    "('pure': this checkout with RIG_PURE_READER=1)")
     ap.add_argument("--detail", action="store_true", help="also the in-process parse / analyse breakdown")
     a = ap.parse_args()
     tmp = a.keep or tempfile.mkdtemp(prefix="rig-bench-")
     os.makedirs(tmp, exist_ok=True)
-    trees = [HERE] + ([os.path.abspath(a.base)] if a.base else [])
+    trees = [HERE] + ([a.base if a.base == PURE else os.path.abspath(a.base)] if a.base else [])
     print(f"load        average {os.getloadavg()[0]:.1f} at the start (this machine: {os.cpu_count()} cores)")
     try:
         if a.busy:

@@ -1,7 +1,8 @@
 """The pcap record walk in lockstep (container._lockstep) finds exactly the records a
 plain sequential walk finds: on records of every size, payloads built to look like pcap
 record headers, both byte orders, µs and ns files, a file cut inside its last record,
-and when every guess of where a piece starts is wrong."""
+and when every guess of where a piece starts is wrong. (The numpy walk: the compiled one
+is compared with it in test_capture_cwalk.py.)"""
 
 import struct
 
@@ -47,6 +48,11 @@ def _reference(data: bytes, bo: str):
         offs.append(off)
         off += 16 + cl
     return np.asarray(offs, np.int64) + 16, off != len(data)
+
+
+@pytest.fixture(autouse=True)
+def numpy_walk(monkeypatch):
+    monkeypatch.setenv("RIG_PURE_READER", "1")
 
 
 @pytest.fixture

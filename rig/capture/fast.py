@@ -30,17 +30,33 @@ chunks of 8K so the temporaries and the table rows being written stay in cache
 (measured CPU per 100K rows: 0.12 s at 8K, 0.16 s at 64K-256K); the file's pages
 behind the current chunk are released as it goes. Multi-byte fields are read through
 big-endian u16/u32 views of the header windows (each field used is aligned there).
+
+Where it was built (``pip install -e .``; optional), ``_fast.rows`` (_fast.c) does what
+``_chunk`` does, a row at a time: the same claims and values bit for bit (the tests
+compare both on the corpus and generated captures); the addresses are still numbered
+here, in the same order. Measured on the 1M-record busy server capture of
+``bench/diff.py --busy 1000000``: decoding every row 0.19 s vs 0.28 s (less the address
+numbering, the same in both), the C loop 0.09 s (0.15 s without fetching the next rows'
+bytes ahead); the whole ``rig diff`` 0.66 s vs 0.92 s with the compiled walk too,
+alternated in one run (``--repeat 3 --base pure``). ``RIG_PURE_READER=1`` keeps the
+numpy code.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rig.capture.container import pure_reader
 from rig.capture.container import windows as _windows
 from rig.capture.decode import ICMP4_ERRORS, ICMP6_ERRORS, V6_EXT, optsig_add
-from rig.capture.table import FRAG_LATER, FRAG_MF, PAYLOAD_HASH_BYTES, QUOTED_DTYPE, Undecoded
+from rig.capture.table import FRAG_LATER, FRAG_MF, PACKET_DTYPE, PAYLOAD_HASH_BYTES, QUOTED_DTYPE, Undecoded
 
 CHUNK = 1 << 13  # rows per pass (see the docstring)
+
+try:
+    from rig.capture import _fast  # the compiled decode: optional (see _fast.c)
+except ImportError:
+    _fast = None  # type: ignore[assignment]
 
 
 def _sig(*kinds: int) -> int:
@@ -132,9 +148,10 @@ def decode_rows(t: np.ndarray, arr: np.ndarray, recs, a: int, b: int, book) -> t
         if not len(idx):
             return claimed, NO_QUOTES
         pick = idx + a
-    got, quoted = _chunk(t, arr, idx, recs.data_off[pick].astype(np.int64, copy=False),
-                         recs.caplen[pick].astype(np.int64), recs.wirelen[pick].astype(np.int64), recs.linktype[pick],
-                         book)
+    chunk = _chunk_c if _fast is not None and not pure_reader() and t.flags.c_contiguous else _chunk
+    got, quoted = chunk(t, arr, idx, recs.data_off[pick].astype(np.int64, copy=False),
+                        recs.caplen[pick].astype(np.int64), recs.wirelen[pick].astype(np.int64), recs.linktype[pick],
+                        book)
     claimed[idx[got]] = True
     quoted["row"] += a
     return claimed, quoted
@@ -343,6 +360,56 @@ def _chunk(table, arr, idx, off, caplen, wirelen, lt, book) -> tuple[np.ndarray,
     if not isinstance(rows, slice):
         table[rows] = view
     return ok, quoted
+
+
+# the fields _fast.c writes, in its order (F_*), and QUOTED_DTYPE's (Q_*)
+C_FIELDS = ("vlan", "ipver", "src", "dst", "src_i", "dst_i", "ttl", "tos", "ip_id", "ip_len", "df", "proto", "frag",
+            "sport", "dport", "seq", "ack", "flags", "win", "mss", "wscale", "sackok", "has_ts", "tsval", "tsecr",
+            "optsig", "icmp_type", "icmp_code", "icmp_id", "icmp_seq", "plen", "pcaplen", "poff", "phash", "status")
+C_QUOTED_FIELDS = ("row", "icmp_mtu", "q_proto", "q_src", "q_dst", "q_sport", "q_dport", "q_seq", "q_ip_id")
+LUTS = np.concatenate([ECHO4, ECHO6, ERR4, ERR6, V6_NEXT]).astype(np.uint8)
+_c_offsets: dict[np.dtype, np.ndarray] = {}
+
+
+def _offsets(dtype: np.dtype, names: tuple[str, ...]) -> np.ndarray:
+    """The byte offsets of ``names`` in a row of ``dtype`` (-1: not in it)."""
+    fields = dict(dtype.fields or {})
+    return np.array([fields[n][1] if n in fields else -1 for n in names], np.int64)
+
+
+_C_QUOTED_OFFSETS = _offsets(QUOTED_DTYPE, C_QUOTED_FIELDS)
+
+
+def _field_offsets(dtype: np.dtype) -> np.ndarray:
+    """The byte offsets of C_FIELDS in a row of ``dtype`` (a packet table's, lean or not)."""
+    got = _c_offsets.get(dtype)
+    if got is None:
+        for name in C_FIELDS:
+            if name in (dtype.names or ()) and dtype[name] != PACKET_DTYPE[name]:
+                raise TypeError(f"{name}: {dtype[name]}, not {PACKET_DTYPE[name]}")
+        got = _c_offsets[dtype] = _offsets(dtype, C_FIELDS)
+    return got
+
+
+def _chunk_c(table, arr, idx, off, caplen, wirelen, lt, book) -> tuple[np.ndarray, np.ndarray]:
+    """``_chunk``, compiled (_fast.c): the same claims, fields and quoted records."""
+    n = len(idx)
+    claimed = np.zeros(n, np.uint8)
+    words = np.empty((4, n), np.uint64)  # of each row: source w0, w1, destination w0, w1
+    quoted = np.empty(n, QUOTED_DTYPE)
+    nq = _fast.rows(arr, off, caplen, wirelen, lt.astype(np.int64), idx.astype(np.int64, copy=False), table,
+                    _field_offsets(table.dtype), LUTS, SIG_BY_LAYOUT, _C_QUOTED_OFFSETS, claimed, words, quoted)
+    ok = claimed.view(bool)
+    kept = np.flatnonzero(ok)
+    if len(kept):  # the addresses numbered as _chunk numbers them: the rows' sources, then their destinations
+        rows: slice | np.ndarray = idx[kept]
+        if len(kept) == n and idx[-1] - idx[0] + 1 == n:  # (the common case: every row, one slice)
+            rows = slice(int(idx[0]), int(idx[-1]) + 1)
+        else:
+            words = words[:, kept]
+        table["src_i"][rows] = book.index_words(words[0], words[1])
+        table["dst_i"][rows] = book.index_words(words[2], words[3])
+    return ok, quoted[:nq].copy()
 
 
 def _quotes(arr, hdr, is4, qoff, qlen) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
