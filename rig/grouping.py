@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -81,12 +81,24 @@ class _Endpoints:
         return endpoints([self.by_code[code // 65536]], [code % 65536])[0]
 
 
+class Story(NamedTuple):
+    protocol: str
+    server: str
+    outcome: str
+    explanation: str
+
+
 @dataclass
 class Group:
     """One row of the table: the exchanges that tell one story, in verdict order."""
 
     stories: "Stories"
     positions: np.ndarray
+
+    @property
+    def story(self) -> Story:
+        """What its exchanges share: protocol, server, outcome, explanation."""
+        return self.stories.keys[int(self.stories.story[self.positions[0]])]
 
     @cached_property
     def first(self) -> Any:
@@ -133,11 +145,11 @@ class Stories:
             self.num = np.zeros(len(self.eager), np.int64)
         self.n = len(self.src)
         self.story = np.zeros(self.n, np.int64)
-        keys: dict[tuple, int] = {}
+        keys: dict[Story, int] = {}
         eager_at = np.flatnonzero(self.src < 0)
         for p, j in zip(eager_at.tolist(), self.loc[eager_at].tolist()):
             e = self.eager[j]
-            self.story[p] = keys.setdefault((e.protocol, e.server, e.outcome, e.explanation), len(keys))
+            self.story[p] = keys.setdefault(Story(e.protocol, e.server, e.outcome, e.explanation), len(keys))
         # per batch: its positions (ascending) and their endpoints as codes
         self._pos: dict[int, np.ndarray] = {}
         self._ends: dict[tuple[int, str], _Endpoints] = {}
@@ -149,12 +161,13 @@ class Stories:
             _, first, inv = np.unique(codes.story, axis=0, return_index=True, return_inverse=True)
             # one record per distinct story code says what its words are
             firsts = batch.build(self.loc[pos][first], self.num[pos][first].tolist(), light=True, make=ExchangeView)
-            ids = np.array([keys.setdefault((v.protocol, v.server, v.outcome, v.explanation), len(keys))
+            ids = np.array([keys.setdefault(Story(v.protocol, v.server, v.outcome, v.explanation), len(keys))
                             for v in firsts], np.int64)
             self.story[pos] = ids[inv.ravel()]
             self._pos[b] = pos
             self._ends[(b, "client")] = _Endpoints(codes.client)
             self._ends[(b, "seen_at_server_as")] = _Endpoints(codes.seen)
+        self.keys = list(keys)  # story number -> Story
 
     def groups(self) -> list[Group]:
         """The stories in the order each first appears, each with its exchanges."""
