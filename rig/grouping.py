@@ -94,11 +94,7 @@ class Group:
 
     stories: "Stories"
     positions: np.ndarray
-
-    @property
-    def story(self) -> Story:
-        """What its exchanges share: protocol, server, outcome, explanation."""
-        return self.stories.keys[int(self.stories.story[self.positions[0]])]
+    story: Story  # what its exchanges share: protocol, server, outcome, explanation
 
     @cached_property
     def first(self) -> Any:
@@ -176,8 +172,10 @@ class Stories:
         order = np.argsort(self.story, kind="stable")
         cut = np.flatnonzero(np.diff(self.story[order])) + 1
         parts = np.split(order, cut)
-        parts.sort(key=lambda p: int(p[0]))
-        return [Group(self, p) for p in parts]
+        firsts = order[np.r_[0, cut]]
+        parts = [parts[i] for i in np.argsort(firsts, kind="stable").tolist()]
+        keys = self.keys
+        return [Group(self, p, keys[k]) for p, k in zip(parts, self.story[np.sort(firsts)].tolist())]
 
     def record_at(self, p: int) -> Any:
         """The record at position ``p`` (a light one where a batch holds it)."""
