@@ -22,7 +22,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from rig.analysis.summary import addr_text, endpoints
-from rig.verdict import Change, EndpointCols, ExchangeList, ExchangeView
+from rig.verdict import Change, EndpointCols, ExchangeList, ExchangeView, batch_id
 
 MAX_CHANGE_VALUES = 8  # distinct values of one field and direction listed one by one
 _CHUNK = 4096
@@ -188,7 +188,7 @@ class Stories:
         b = int(self.src[p])
         if b < 0:
             return self.eager[int(self.loc[p])].id
-        return f"{self.batches[b].protocol}-{int(self.num[p])}"
+        return batch_id(self.batches[b].protocol, int(self.num[p]))
 
     def hosts(self, positions: np.ndarray, which: str, missing: str) -> str:
         """``hosts_text`` of the endpoints (``which``: "client" or "seen_at_server_as") of

@@ -375,6 +375,11 @@ class ExchangeBatch(Protocol):
         """(field, direction) of every change among exchanges ``idx``."""
 
 
+def batch_id(protocol: str, number: int) -> str:
+    """The id of a batch's exchange numbered ``number`` (what its ``build`` writes)."""
+    return f"{protocol}-{number}"
+
+
 class ExchangeList(Sequence):
     """A run's exchanges in verdict order, built on demand.
 
@@ -455,6 +460,19 @@ class ExchangeList(Sequence):
 
     def __repr__(self) -> str:
         return f"ExchangeList({len(self)} exchanges, {len(self.eager)} built)"
+
+    def outcomes(self) -> list[tuple[str, str]]:
+        """(id, outcome) of every exchange in verdict order, without building a record
+        (the batches' exchanges are delivered)."""
+        out: list[tuple[str, str]] = [("", "")] * len(self)
+        for p, j in zip(np.flatnonzero(self.src < 0).tolist(), self.loc[self.src < 0].tolist()):
+            e = self.eager[j]
+            out[p] = (e.id, e.outcome)
+        for b, batch in enumerate(self.batches):
+            at = np.flatnonzero(self.src == b)
+            for p, n in zip(at.tolist(), self.num[at].tolist()):
+                out[p] = (batch_id(batch.protocol, n), Outcome.DELIVERED)
+        return out
 
     def counts(self) -> Counter:
         """(protocol, outcome) -> number of exchanges, without building any record."""

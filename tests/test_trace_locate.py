@@ -3,6 +3,8 @@ recorded traces, no network."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from rig.analysis.diagnosis import diagnose
 from rig.lab.topology import seed_topology
 from rig.outcome import Outcome
@@ -281,3 +283,24 @@ def test_hops_that_answered_unnumbered_leave_the_place_undecided():
     plain = Trace("out", "tcp", "s", "t", 16, (Hop(1, "192.168.1.1", "time-exceeded"),), None)
     assert "unnumbered" not in plain.to_dict()
     assert locate(Outcome.LOST_OUTBOUND, SERVER, plain, None, NAME).after_hop.node == "router"
+
+
+def test_rig_show_names_a_silent_hop_as_the_run_did():
+    """A lab run names the hop where a forward trace fell silent from the topology (the BR
+    of a MAP-E line); ``rig show`` re-places the loss from logs/traces.json with the same
+    namer (the access line is in the manifest), not only with the names the traces
+    recorded: when no trace passed the BR (its healthy trace's port fell outside the port
+    set too) the recorded names alone cannot say the BR stands there."""
+    from rig.lab.access import access_topology
+    from rig.trace.stage import relocate
+
+    x = _ex(1, "tcp", "lost-outbound")
+    v = Verdict((CapturePointInfo("client", "client.pcap", 10, 0, 0),), (x,), diagnose((x,)))
+    fwd = dataclasses.replace(_trace("out", [(1, "192.168.1.1", "time-exceeded"), (2, "192.168.0.1", "time-exceeded")]),
+                              exchange="tcp-1")
+    name = lab_namer(access_topology("map-e"))
+    traces = [dataclasses.replace(fwd, hops=tuple(dataclasses.replace(h, node=name("out", h.ttl, h.address))
+                                                  for h in fwd.hops)).to_dict()]
+    placed = relocate(v, traces, SERVER, name).exchanges[0].lost_at
+    assert placed.after_hop.node == "hgw" and placed.before_hop is not None and placed.before_hop.node == "br"
+    assert relocate(v, traces, SERVER).exchanges[0].lost_at.before_hop is None  # the traces' names alone

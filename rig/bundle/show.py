@@ -13,7 +13,7 @@ from rig.bundle.manifest import BUNDLE_VERSION, VERDICT
 from rig.bundle.reader import Bundle, open_bundle
 from rig.errors import InputError
 from rig.outcome import Outcome
-from rig.verdict import Verdict, write_verdict_json
+from rig.verdict import ExchangeList, Verdict, write_verdict_json
 
 
 def reanalyse(b: Bundle):
@@ -75,9 +75,23 @@ def _with_traces(b: Bundle, verdict, server_addr: str | None):
         traces = json.loads(path.read_text())
         from rig.trace.stage import relocate
 
-        return relocate(verdict, traces, server_addr)
+        return relocate(verdict, traces, server_addr, _lab_namer(b))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{b.source}: logs/traces.json cannot be read ({exc})") from exc
+
+
+def _lab_namer(b: Bundle):
+    """The namer the run used where the bundle is the lab's (rig.trace.run): its hops named
+    from the topology of the access line it built, a silent hop too; None elsewhere (the
+    traces' own names, ``stage.recorded_namer``)."""
+    backend = b.manifest.backend
+    if backend.get("name") != "lab" or not backend.get("ns_server"):
+        return None
+    from rig.lab.access import ACCESS, access_topology
+    from rig.trace.nodes import lab_namer
+
+    access = backend.get("access", "plain")
+    return lab_namer(access_topology(access)) if access in ACCESS else None
 
 
 def check_outcomes(b: Bundle) -> None:
@@ -98,8 +112,9 @@ def outcome_signature(verdict: Mapping[str, Any] | None) -> tuple:
 def _signature(verdict: Verdict) -> tuple:
     """``outcome_signature`` of a verdict just made, without building its evidence and frames."""
     ex = verdict.exchanges
-    light = getattr(ex, "light", None)
-    return tuple((e.id, e.outcome) for e in (light() if light is not None else ex))
+    if isinstance(ex, ExchangeList):
+        return tuple(ex.outcomes())
+    return tuple((e.id, e.outcome) for e in ex)
 
 
 def cli_show(args) -> int:

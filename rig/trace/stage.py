@@ -209,8 +209,9 @@ def recorded_namer(traces: list[Trace], server_addr: str) -> Namer:
     return name
 
 
-def relocate(verdict, traces_json: list, server_addr: str):
-    """``verdict`` (re-analysed) with ``lost_at`` from a bundle's logs/traces.json."""
+def relocate(verdict, traces_json: list, server_addr: str, name: Namer | None = None):
+    """``verdict`` (re-analysed) with ``lost_at`` from a bundle's logs/traces.json; hops
+    named by ``name`` (the lab's topology, as the run named them), else as recorded."""
     traces = [Trace.from_dict(t) for t in traces_json]
-    return place_traces(verdict, traces, server_addr, recorded_namer(traces, server_addr),
+    return place_traces(verdict, traces, server_addr, name or recorded_namer(traces, server_addr),
                         "no return-path trace was recorded")
