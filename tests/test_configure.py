@@ -101,10 +101,13 @@ def test_configures_a_fresh_server_then_changes_nothing(server, tmp_path):
     assert "ssh" not in procs and not any(p.startswith("python") and p != "python3" for p in procs)
     assert set(procs) <= {"sshd", "apache2", "python3", "sh", "unshare"}
     # each run (the first runs every task of apply.yml) is one connection to the
-    # server's sshd, rig's master, with every task multiplexed over it
+    # server's sshd, rig's master, with every task multiplexed over it; where ansible's
+    # first task reaches the socket before rig's master (a loaded machine), that run has
+    # two (rig.configure: the race is allowed, the loser runs without the socket), never
+    # one per task
     sshd.stop()
     log = sshd.proc.stderr.read()
-    assert log.count("Accepted publickey") == 2, log
+    assert 2 <= log.count("Accepted publickey") <= 4, log
 
 
 def test_rigs_master_and_the_playbooks_tasks_share_one_control_path(tmp_path):
