@@ -15,6 +15,7 @@ from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
 from rig.analysis.match_syn import match_by_pattern, timing
 from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
+from rig.capture.table import ACK, RST, SYN
 
 
 def _ascending(x: np.ndarray) -> bool:
@@ -336,6 +337,8 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
     pos = np.flatnonzero(sel)
     cid = conns.conn_of(pos)  # non-decreasing: rows are in connection order
     alone = _alone(snd, ci, want, rcv, rcv_ci) & ~_sent_later(snd, out, rcv, rcv_rows)
+    if want == "syn" and rcv_ci is not None:
+        alone &= ~_answer_missed(snd, ci, out, rcv, rcv_ci)
     if not (cid[1:] == cid[:-1]).any():  # no connection sent a second copy: the first is it, if alone
         return out, alone
     single = (np.bincount(cid, minlength=int(ci.max()) + 1)[ci] <= 1) & alone
@@ -372,6 +375,36 @@ def _sent_later(snd: Side, rows: np.ndarray, rcv: Side, rcv_rows: np.ndarray) ->
     both = (take(st["has_ts"], rows) > 0) & (take(rt["has_ts"], rcv_rows) > 0)
     d = (take(rt["tsval"], rcv_rows).astype(np.int64) - take(st["tsval"], rows).astype(np.int64)) % (1 << 32)
     return both & (d >= LATER_TICKS[0]) & (d <= LATER_TICKS[1])
+
+
+ANSWER_SLACK_NS = 250_000_000  # beyond the round trip the server measured
+
+
+def _answer_missed(c: Side, ci: np.ndarray, rows: np.ndarray, s: Side, si: np.ndarray) -> np.ndarray:
+    """Whether the client capture should hold the answer to its SYN copy ``rows`` had that
+    copy been the one the server answered, and does not: the server saw the client ACK
+    its SYN-ACK (so it reached the client) one round trip after sending it, and the
+    client capture ran on well past that round trip after its copy, holding no SYN-ACK.
+    The server then answered another send, one the client capture did not hold (its
+    copy was lost, the retransmission came after the capture stopped, and the
+    retransmission's timestamp and IP ID were rewritten on the way)."""
+    cc, sc = c.tcp, s.tcp
+    if len(ci) == 0 or c.ts_max is None:
+        return np.zeros(len(ci), bool)
+    f = take(s.t["flags"], sc.order).astype(np.int64)
+    pos = np.flatnonzero(sc.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0))
+    first_ack = np.full(len(sc.syn), np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first_ack, sc.conn_of(pos), take(s.t["ts_ns"], sc.order[pos]).astype(np.int64))
+    has = (sc.synack[si] >= 0) & (first_ack[si] < np.iinfo(np.int64).max) & (cc.synack[ci] < 0)
+    out = np.zeros(len(ci), bool)
+    k = np.flatnonzero(has)
+    if not len(k):
+        return out
+    synack_t = take(s.t["ts_ns"], sc.order[sc.synack[si[k]]]).astype(np.int64)
+    rtt = np.maximum(first_ack[si[k]] - synack_t, 0)
+    sent = take(c.t["ts_ns"], rows[k]).astype(np.int64)
+    out[k] = sent + rtt + ANSWER_SLACK_NS < int(c.ts_max)
+    return out
 
 
 def _alone(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_ci: np.ndarray | None) -> np.ndarray:
