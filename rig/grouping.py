@@ -61,10 +61,9 @@ class _Endpoints:
 
     def __init__(self, cols: EndpointCols):
         u, inv = np.unique(cols.addr, return_inverse=True)
-        self.texts = [addr_text(cols.addrs[x]) for x in u.tolist()]
-        uniq_text = {t: i for i, t in enumerate(dict.fromkeys(self.texts))}
-        acode = np.array([uniq_text[t] for t in self.texts], np.int64)[inv.ravel()] if len(u) else \
-            np.zeros(0, np.int64)
+        texts = [addr_text(cols.addrs[x]) for x in u.tolist()]
+        uniq_text = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+        acode = np.array([uniq_text[t] for t in texts], np.int64)[inv.ravel()]
         self.by_code = list(uniq_text)  # text code -> address text
         self.port = cols.port
         if cols.port is None:
@@ -73,7 +72,7 @@ class _Endpoints:
         else:
             self.code = acode * 65536 + cols.port.astype(np.int64)
             host_is_addr = np.array([host_of(endpoints([t], [0])[0], "") == t for t in self.by_code], bool)
-        self.host = np.where(host_is_addr[acode] if len(acode) else np.zeros(0, bool), -1 - acode, self.code)
+        self.host = np.where(host_is_addr[acode], -1 - acode, self.code)
 
     def text(self, code: int) -> str:
         if self.port is None:

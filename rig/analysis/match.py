@@ -14,8 +14,7 @@ import numpy as np
 from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
 from rig.analysis.match_syn import match_by_pattern, timing
-from rig.analysis.sides import SYN_ROW, SYNACK_ROW, Side
-from rig.capture.table import ACK, RST, SYN
+from rig.analysis.sides import NEVER_NS, SYN_ROW, SYNACK_ROW, Side
 
 
 def _ascending(x: np.ndarray) -> bool:
@@ -212,10 +211,15 @@ def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, dict
     ver = take(s.t["ipver"], rs)
     keys = s.addr_keys("src", rs)
     hosts = c.addr_keys("src", rc)
+    # one pass over the samples sorted by (host, version, key), not a mask per host (a site's
+    # capture has thousands of hosts)
+    o = np.lexsort((keys, ver, hosts))
+    hosts, ver, keys = hosts[o], ver[o], keys[o]
+    cut = np.flatnonzero((hosts[1:] != hosts[:-1]) | (ver[1:] != ver[:-1])) + 1
     public: dict[int, dict[int, np.ndarray]] = {}
-    for h in np.unique(hosts).tolist():
-        mine = hosts == h
-        public[h] = {int(v): np.unique(keys[mine & (ver == v)]) for v in np.unique(ver[mine]).tolist()}
+    for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(hosts)].tolist()):
+        if a < b:
+            public.setdefault(int(hosts[a]), {})[int(ver[a])] = np.unique(keys[a:b])
     return delays, public
 
 
@@ -391,11 +395,8 @@ def _answer_missed(c: Side, ci: np.ndarray, rows: np.ndarray, s: Side, si: np.nd
     cc, sc = c.tcp, s.tcp
     if len(ci) == 0 or c.ts_max is None:
         return np.zeros(len(ci), bool)
-    f = take(s.t["flags"], sc.order).astype(np.int64)
-    pos = np.flatnonzero(sc.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0))
-    first_ack = np.full(len(sc.syn), np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first_ack, sc.conn_of(pos), take(s.t["ts_ns"], sc.order[pos]).astype(np.int64))
-    has = (sc.synack[si] >= 0) & (first_ack[si] < np.iinfo(np.int64).max) & (cc.synack[ci] < 0)
+    first_ack = sc.first_ack_fwd_ns
+    has = (sc.synack[si] >= 0) & (first_ack[si] < NEVER_NS) & (cc.synack[ci] < 0)
     out = np.zeros(len(ci), bool)
     k = np.flatnonzero(has)
     if not len(k):

@@ -38,7 +38,6 @@ import numpy as np
 from rig.analysis.kept import Kept
 from rig.analysis.keys import take
 from rig.analysis.sides import SYN_ROW, Side
-from rig.capture.table import ACK, RST, SYN
 
 MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
 SYN_RTO_NS = 3_000_000_000  # the longest first wait before a SYN is sent again (RFC 1122's 3 s)
@@ -197,11 +196,7 @@ def _acked_in_time(c: Side, s: Side, delay: int | None) -> np.ndarray:
     acked = (sc.ack_fwd > 0) | (sc.data_end_fwd > 1)
     if delay is None or c.ts_max is None or not acked.any():
         return acked
-    f = take(s.t["flags"], sc.order).astype(np.int64)
-    pos = np.flatnonzero(sc.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0))
-    first = np.full(len(sc.syn), np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(first, sc.conn_of(pos), take(s.t["ts_ns"], sc.order[pos]).astype(np.int64))
-    return acked & (first <= c.ts_max + delay)
+    return acked & (sc.first_ack_fwd_ns <= c.ts_max + delay)
 
 
 def _components(n_u: int, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:

@@ -111,10 +111,10 @@ class ReqRepBatch:
     def changes_each(self, idx: np.ndarray) -> list[tuple]:
         """The changes of each exchange ``idx``, in the record's order (what ``build`` puts in it)."""
         out_ch, back_ch = self.out_per.each(self.out_inv[idx].tolist()), self.back_per.each(self.back_inv[idx].tolist())
+        out = [o + b for o, b in zip(out_ch, back_ch)]
         changed = np.flatnonzero(self.ids_changed[idx])
         if not len(changed):
-            return [o + b for o, b in zip(out_ch, back_ch)]
-        out = [o + b for o, b in zip(out_ch, back_ch)]
+            return out
         at_c, at_s = self.cq.t["icmp_id"][idx[changed]].tolist(), self.sq.t["icmp_id"][idx[changed]].tolist()
         for j, a, b in zip(changed.tolist(), at_c, at_s):
             out[j] = out_ch[j] + (echo_id_change(a, b),) + back_ch[j]

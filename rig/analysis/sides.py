@@ -8,6 +8,7 @@ payload-truncated, IP decoded) and the per-connection facts the outcomes need.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -113,6 +114,9 @@ def capture_copies(t: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
 NO_SEQ = -(1 << 40)  # TcpConns.rel_seq_at of a row whose sender's ISN is unknown
 
 
+NEVER_NS = np.iinfo(np.int64).max  # a time that never came (TcpConns.first_ack_fwd_ns)
+
+
 @dataclass
 class TcpConns:
     """TCP connections at one point. Row arrays are in connection order (``order``).
@@ -147,6 +151,16 @@ class TcpConns:
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    @cached_property
+    def first_ack_fwd_ns(self) -> np.ndarray:
+        """Per connection, when the initiator first sent an ACK without SYN or RST (an
+        ACK of the SYN-ACK, or data): its capture time (int64), ``NEVER_NS`` if never."""
+        f = take(self.t["flags"], self.order).astype(np.int64)
+        pos = np.flatnonzero(self.fwd & ((f & ACK) != 0) & ((f & (SYN | RST)) == 0))
+        first = np.full(len(self.starts), NEVER_NS, np.int64)
+        np.minimum.at(first, self.conn_of(pos), take(self.t["ts_ns"], self.order[pos]).astype(np.int64))
+        return first
 
     def rows(self, c: int) -> np.ndarray:
         end = self.starts[c + 1] if c + 1 < len(self.starts) else len(self.order)
