@@ -40,14 +40,14 @@ def counted(monkeypatch):
     """The compiled decode, counting the rows it claims: a test comparing it with the
     numpy code must also show it ran."""
     claimed = []
-    real = fast._fast.rows
+    real, real_scan = fast._fast.rows, fast._fast.walkscan
 
     def rows(*args):
         nq = real(*args)
         claimed.append(int(args[11].sum()))
         return nq
 
-    monkeypatch.setattr(fast, "_fast", types.SimpleNamespace(rows=rows))
+    monkeypatch.setattr(fast, "_fast", types.SimpleNamespace(rows=rows, walkscan=real_scan))
     monkeypatch.delenv("RIG_PURE_READER", raising=False)
     return claimed
 

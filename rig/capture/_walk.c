@@ -21,14 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifndef PREFETCH
-#define PREFETCH 4096
-#endif
-
-static inline uint32_t bswap32(uint32_t v)
-{
-    return __builtin_bswap32(v);
-}
+#include "_pcap_step.h"
 
 PyDoc_STRVAR(pcap_doc,
 "pcap(buf, start, stop, swap, maxcap, offs, hdrs) -> (n, off, hard)\n\n"
@@ -75,19 +68,11 @@ walk_pcap(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     while (off <= stop && n < cap) {
         uint32_t h[4];
-        if (PREFETCH && off + PREFETCH < in.len)
-            __builtin_prefetch(base + off + PREFETCH);
-        memcpy(h, base + off, 16);
-        if (swap) {
-            h[0] = bswap32(h[0]);
-            h[1] = bswap32(h[1]);
-            h[2] = bswap32(h[2]);
-            h[3] = bswap32(h[3]);
-        }
+        long long next = pcap_step(base, in.len, off, swap, h);
         offs[n] = off;
         memcpy(hdrs + 4 * n, h, 16);
         n++;
-        off += 16 + (long long)h[2];
+        off = next;
         if (h[2] > maxcap) {
             hard = 1;
             break;

@@ -837,13 +837,9 @@ class NotStreamable(Exception):
     short): read it whole with ``walk`` instead."""
 
 
-def pcap_segments(buf, name: str, start: int = 24, until: int | None = None):
-    """The records of a plain pcap in ``buf``, a segment (about ``SEGMENT`` bytes) at a
-    time: yields ``(start, end, Records)`` with ``end`` the offset after the segment's
-    last record (walking again from ``start`` to ``end`` gives the same records). Memory
-    follows a segment, not the file (``walk`` keeps ~31 bytes per record of the whole
-    file). Raises ``NotStreamable`` where ``walk`` would have to resync or stop early
-    (a damaged header, a record past the end): the caller reads the file whole."""
+def _pcap_head(buf, name: str) -> tuple[str, int, str, int, int, InterfaceInfo]:
+    """A plain pcap's byte order, tick, format, snaplen, link type and interface, as the
+    segment walks read them; ``NotStreamable`` where they cannot walk it."""
     head = bytes(buf[:4])
     if head not in PCAP_MAGIC or len(buf) < 24:
         raise NotStreamable(name)
@@ -852,7 +848,26 @@ def pcap_segments(buf, name: str, start: int = 24, until: int | None = None):
     if major != 2:
         raise NotStreamable(name)
     linktype = lt & 0xFFFF
-    iface = InterfaceInfo(iface=0, linktype=linktype, ts_resolution_ns=tick_ns, snaplen=snaplen)
+    return bo, tick_ns, fmt, snaplen, linktype, InterfaceInfo(iface=0, linktype=linktype, ts_resolution_ns=tick_ns,
+                                                              snaplen=snaplen)
+
+
+def _records(fmt: str, iface: InterfaceInfo, o: np.ndarray, h: np.ndarray, tick_ns: int) -> Records:
+    n = len(o)
+    ts = h[:, 0].astype(np.int64) * 1_000_000_000 + h[:, 1].astype(np.int64) * tick_ns
+    return Records(format=fmt, interfaces=(iface,), data_off=o + 16, caplen=h[:, 2].copy(), wirelen=h[:, 3].copy(),
+                   ts_ns=ts, iface=np.zeros(n, np.uint16), linktype=np.full(n, iface.linktype, np.int32),
+                   status=np.zeros(n, np.uint8), truncated_tail=False, tail_note="")
+
+
+def pcap_segments(buf, name: str, start: int = 24, until: int | None = None):
+    """The records of a plain pcap in ``buf``, a segment (about ``SEGMENT`` bytes) at a
+    time: yields ``(start, end, Records)`` with ``end`` the offset after the segment's
+    last record (walking again from ``start`` to ``end`` gives the same records). Memory
+    follows a segment, not the file (``walk`` keeps ~31 bytes per record of the whole
+    file). Raises ``NotStreamable`` where ``walk`` would have to resync or stop early
+    (a damaged header, a record past the end): the caller reads the file whole."""
+    bo, tick_ns, fmt, snaplen, _lt, iface = _pcap_head(buf, name)
     end = len(buf)
     last = end - 16 if until is None else until - 1
     caplen_at = struct.Struct(bo + "I").unpack_from
@@ -875,13 +890,36 @@ def pcap_segments(buf, name: str, start: int = 24, until: int | None = None):
         o, h, off = _segment(buf, arr, u4, bo, off, stop, snaplen, tick_ns, maxcap, seq, walker)
         if off > end or (h[:, 2] > maxcap).any():
             raise NotStreamable(name)
-        n = len(o)
-        ts = h[:, 0].astype(np.int64) * 1_000_000_000 + h[:, 1].astype(np.int64) * tick_ns
         if (h[:, 1] >= 1_000_000_000 // tick_ns).any():
             raise NotStreamable(name)  # counted as bad_ts by walk
-        yield first, off, Records(format=fmt, interfaces=(iface,), data_off=o + 16, caplen=h[:, 2].copy(),
-                                  wirelen=h[:, 3].copy(), ts_ns=ts, iface=np.zeros(n, np.uint16),
-                                  linktype=np.full(n, linktype, np.int32), status=np.zeros(n, np.uint8),
-                                  truncated_tail=False, tail_note="")
+        yield first, off, _records(fmt, iface, o, h, tick_ns)
+    if until is None and off != end:
+        raise NotStreamable(name)
+
+
+def pcap_segments_scanned(buf, name: str, scanner, start: int = 24, until: int | None = None):
+    """``pcap_segments`` where each segment's records are picked as they are walked:
+    ``scanner(buf, off, stop, swap, maxcap, linktype, idx, offs, hdrs)`` walks from
+    ``off`` while <= ``stop`` as ``_walk.pcap`` does and writes the picked records'
+    numbers, offsets and headers (``_fast.walkscan``); it returns (records walked, the
+    offset after them, hard, the largest sub-second field, records picked). Yields
+    ``(start, end, walked, picked, Records)``: ``Records`` of the picked records only,
+    ``picked`` their numbers in the segment. The same segments and the same refusals
+    (``NotStreamable``) as ``pcap_segments``."""
+    bo, tick_ns, fmt, snaplen, linktype, iface = _pcap_head(buf, name)
+    end = len(buf)
+    last = end - 16 if until is None else until - 1
+    maxcap = resync.max_caplen(snaplen)
+    swap = (bo == "<") != (sys.byteorder == "little")
+    off = start
+    while off <= last:
+        first = off
+        stop = min(last, off + SEGMENT)
+        room = (stop - off) // 16 + 1
+        idx, o, h = np.empty(room, np.int64), np.empty(room, np.int64), np.empty((room, 4), np.uint32)
+        n, off, hard, max_sub, k = scanner(buf, off, stop, swap, maxcap, linktype, idx, o, h)
+        if off > end or hard or max_sub >= 1_000_000_000 // tick_ns:
+            raise NotStreamable(name)
+        yield first, off, n, idx[:k].copy(), _records(fmt, iface, o[:k].copy(), h[:k].copy(), tick_ns)
     if until is None and off != end:
         raise NotStreamable(name)

@@ -453,3 +453,21 @@ def _quotes(arr, hdr, is4, qoff, qlen) -> tuple[np.ndarray, np.ndarray, np.ndarr
                     (proto == 58) & ((w[:, 0] == 128) | (w[:, 0] == 129)))
     rec["q_seq"] = np.where(l4 & ((proto == 6) | echo) & (avail >= 8), w32[:, 1], 0)  # TCP seq, or echo id << 16 | seq
     return ~ext, mtu4 | mtu6 | v4 | v6, rec
+
+
+
+def can_scan() -> bool:
+    """Whether ``walkscan`` is there (the compiled decode, not ``RIG_PURE_READER``)."""
+    return _fast is not None and not pure_reader()
+
+
+def walkscan(buf, off: int, stop: int, swap: bool, maxcap: int, linktype: int, out: np.ndarray, back: np.ndarray,
+             peers: np.ndarray, idx: np.ndarray, offs: np.ndarray, hdrs: np.ndarray, seen: np.ndarray,
+             counts: np.ndarray) -> tuple[int, int, bool, int, int]:
+    """One segment of a busy pcap walked, and its records that ``focus`` may keep picked
+    as they are read, without decoding the others (_fast.c's ``walkscan``: its docstring
+    has the rules, which are ``focus._Reader.segment``'s on what ``rows`` claims, and what
+    is written where). The scanner of ``container.pcap_segments_scanned``."""
+    assert _fast is not None
+    return _fast.walkscan(buf, off, stop, swap, maxcap, linktype, LUTS, _C_QUOTED_OFFSETS, out, back, peers,
+                          idx, offs, hdrs, seen, counts, np.array([FAST_LINKTYPE[linktype]], np.uint8))

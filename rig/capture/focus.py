@@ -171,6 +171,8 @@ class _Reader:
         self.counts = np.zeros(len(Undecoded), np.int64)
         self.fmt: str = "pcap"
         self.ifaces: tuple = ()
+        self.scan_seen = np.zeros(0, bool)  # of the segment just scanned (``scan``)
+        self.scan_skipped = np.zeros(len(Undecoded), np.int64)
 
     def _add_peers(self, keys: np.ndarray) -> None:
         new = [k for k in np.unique(keys).tolist() if k not in self.peers]
@@ -179,14 +181,37 @@ class _Reader:
             self.order.extend(new)
             self.peer_keys = np.array(sorted(self.peers), np.uint64)
 
+    def scan(self, buf, off: int, stop: int, swap: bool, maxcap: int, linktype: int, idx: np.ndarray,
+             offs: np.ndarray, hdrs: np.ndarray) -> tuple[int, int, bool, int, int]:
+        """The scanner of ``container.pcap_segments_scanned`` (``fast.walkscan``): what it
+        found of the records it left out is kept for ``segment``."""
+        self.scan_seen = np.zeros(1 << 20, bool)
+        self.scan_skipped = np.zeros(len(Undecoded), np.int64)
+        return fastpath.walkscan(buf, off, stop, swap, maxcap, linktype, self.focus.out, self.focus.back,
+                                 self.peer_keys, idx, offs, hdrs, self.scan_seen, self.scan_skipped)
+
+    def segments(self, start: int = 24, until: int | None = None):
+        """``(start, end, records walked, picked, Records)`` of each segment: ``picked``
+        None (all of them) where the records cannot be picked as they are walked."""
+        if fastpath.can_scan():
+            yield from container.pcap_segments_scanned(self.buf, self.path, self.scan, start, until)
+            return
+        for a, b, recs in container.pcap_segments(self.buf, self.path, start, until):
+            yield a, b, len(recs.data_off), None, recs
+
     def segment(self, start: int, end: int, recs: container.Records, frame0: int, count: bool,
-                first: bool) -> _Segment:
+                first: bool, picked: np.ndarray | None = None) -> _Segment:
         """Decode one segment's records and keep its relevant rows. ``count``: add its
         statuses to the file's counts (not when walked again); ``first``: keep its first
-        decodable row (the file's first)."""
+        decodable row (the file's first). ``picked``: ``recs`` are only these records of
+        the segment (``scan`` left the others out, knowing they would not be kept)."""
+        if picked is None:
+            frames, pre_seen = np.arange(frame0 + 1, frame0 + len(recs.data_off) + 1, dtype=np.uint32), None
+        else:  # ``recs`` are the records the walk picked (``scan``): the others were not decoded
+            frames, pre_seen = (picked + (frame0 + 1)).astype(np.uint32), self.scan_seen
         n = len(recs.data_off)
         t = np.zeros(n, self.dtype)
-        t["frame"] = np.arange(frame0 + 1, frame0 + n + 1, dtype=np.uint32)
+        t["frame"] = frames
         t["ts_ns"] = recs.ts_ns
         if self.dtype == PACKET_DTYPE:
             t["iface"], t["caplen"], t["wirelen"] = recs.iface, recs.caplen, recs.wirelen
@@ -206,6 +231,8 @@ class _Reader:
         quoted = fastpath.merge_quoted(quotes)
         if count:
             self.counts += np.bincount(t["status"], minlength=len(Undecoded))
+            if picked is not None:
+                self.counts += self.scan_skipped
         words = book.words()
         akey = _key(words[:, 0], words[:, 1])
         qs, qd = _words_key(quoted["q_src"]), _words_key(quoted["q_dst"])
@@ -217,7 +244,8 @@ class _Reader:
         hit_ub = urows[_member(self.focus.back, ukeys)]
         self._add_peers(np.concatenate([akey[t["src_i"][np.concatenate([hit_o, hit_uo])]],
                                         akey[t["dst_i"][np.concatenate([hit_b, hit_ub])]]]))
-        keep = _member(self.peer_keys, akey)[t["src_i"]] | _member(self.peer_keys, akey)[t["dst_i"]]
+        peer = _member(self.peer_keys, akey)
+        keep = peer[t["src_i"]] | peer[t["dst_i"]]
         if len(quoted):
             qhit = _member(self.peer_keys, qs) | _member(self.peer_keys, qd)
             keep[quoted["row"][qhit]] = True
@@ -235,14 +263,21 @@ class _Reader:
         rows = t[kept]
         q = quoted[np.isin(quoted["row"], kept)]
         q["row"] = np.searchsorted(kept, q["row"])
-        seen = _seen(akey, qs, qd)
-        # only the kept rows' (and the last row's) addresses are carried to the end
-        used = np.unique(np.concatenate([rows["src_i"], rows["dst_i"], *(() if last is None else
-                                                                         (last["src_i"], last["dst_i"]))]))
-        for x in (rows, *(() if last is None else (last,))):
-            x["src_i"] = np.searchsorted(used, x["src_i"])
-            x["dst_i"] = np.searchsorted(used, x["dst_i"])
-        return _Segment(start, end, rows, q, words[used], seen, len(self.order), has_first, last, last_q)
+        seen = _seen(akey, qs, qd, bits=pre_seen)
+        # only the kept rows' (and the last row's) addresses are carried to the end, numbered
+        # as they first appear row by row (source, then destination): not by where the
+        # decoders met them, which depends on which other records were decoded with them
+        both = [x for x in (rows, last) if x is not None]
+        seq = np.stack([np.concatenate([x["src_i"] for x in both]), np.concatenate([x["dst_i"] for x in both])],
+                       axis=1).ravel()
+        used, at = np.unique(seq, return_index=True)
+        order = np.argsort(at, kind="stable")
+        rank = np.empty(len(order), np.uint32)
+        rank[order] = np.arange(len(order), dtype=np.uint32)
+        for x in both:
+            x["src_i"] = rank[np.searchsorted(used, x["src_i"])]
+            x["dst_i"] = rank[np.searchsorted(used, x["dst_i"])]
+        return _Segment(start, end, rows, q, words[used[order]], seen, len(self.order), has_first, last, last_q)
 
 
 def read_focused(path: str, focus: Focus, *, lean: bool = True) -> Capture | None:
@@ -261,11 +296,11 @@ def read_focused(path: str, focus: Focus, *, lean: bool = True) -> Capture | Non
     frame0 = 0
     released = 0
     try:
-        for start, end, recs in container.pcap_segments(buf, str(path)):
+        for start, end, walked, picked, recs in r.segments():
             r.fmt, r.ifaces = recs.format, recs.interfaces
-            segs.append(r.segment(start, end, recs, frame0, True, not any(s.first for s in segs)))
+            segs.append(r.segment(start, end, recs, frame0, True, not any(s.first for s in segs), picked))
             frames.append(frame0)
-            frame0 += len(recs.data_off)
+            frame0 += walked
             released = container.release(buf, released, end)  # (walking it again maps them back)
         if not r.peers:
             return None
@@ -274,8 +309,8 @@ def read_focused(path: str, focus: Focus, *, lean: bool = True) -> Capture | Non
         for i, s in enumerate(segs):
             late = np.array(sorted(r.order[s.peers:]), np.uint64)
             if len(late) and _seen_any(s.seen, late):
-                for start, end, recs in container.pcap_segments(buf, str(path), s.start, s.end):
-                    segs[i] = r.segment(start, end, recs, frames[i], False, s.first)
+                for start, end, _walked, picked, recs in r.segments(s.start, s.end):
+                    segs[i] = r.segment(start, end, recs, frames[i], False, s.first, picked)
     except container.NotStreamable:
         return None
     book = AddressBook()
@@ -312,11 +347,13 @@ def read_focused(path: str, focus: Focus, *, lean: bool = True) -> Capture | Non
 _SEEN_SHIFT = np.uint64(64 - 20)  # 2^20 bits a segment (128 KB): a few false hits, each a segment walked again
 
 
-def _seen(*keys: np.ndarray) -> np.ndarray:
+def _seen(*keys: np.ndarray, bits: np.ndarray | None = None) -> np.ndarray:
     """The addresses a segment met, as bits (np.unique of their keys cost 0.6 s per 1M
-    rows of a busy capture: every scanner another address). A bit set by another address
+    rows of a busy capture: every scanner another address), added to ``bits`` (2^20
+    bools: those of the records not decoded, ``fast.scan``). A bit set by another address
     only costs walking the segment again, never a row."""
-    bits = np.zeros(1 << 20, bool)
+    if bits is None:
+        bits = np.zeros(1 << 20, bool)
     for k in keys:
         with np.errstate(over="ignore"):
             bits[(k * _MIX) >> _SEEN_SHIFT] = True
