@@ -362,6 +362,11 @@ class ExchangeBatch(Protocol):
     def changes_each(self, idx: np.ndarray) -> list[tuple[Change, ...]]:
         """The ``changes`` of each exchange ``idx`` (what ``build`` puts in its records)."""
 
+    def change_keys(self, idx: np.ndarray) -> np.ndarray:
+        """A key (int64) of each exchange ``idx``: equal keys, equal ``changes_each``
+        (by value), so the table reads the changes once a key; a negative key is an
+        exchange's own."""
+
     def table_codes(self, idx: np.ndarray) -> TableCodes:
         """What the table view groups exchanges ``idx`` by (``TableCodes``)."""
 

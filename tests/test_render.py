@@ -3,6 +3,7 @@
 import dataclasses
 import io
 
+import numpy as np
 import pytest
 
 from rich.console import Console
@@ -90,7 +91,13 @@ def test_the_table_reads_light_records_that_agree_with_the_full_ones(tmp_path):
         assert (b.evidence, b.frames) in (((), ()), (a.evidence, a.frames))
         assert stories.id_at(p) == a.id
     assert any(b.evidence == () for b in light) and any(b.evidence for b in light)
-    assert [ch for _, ch in stories.changes()] == [e.changes for e in full if e.changes]
+    # the changes by group (one per change_keys key): each exchange's once, its record's
+    got: dict[int, tuple] = {}
+    for where, ch in stories.changes():
+        assert list(where) == sorted(where) and not set(where.tolist()) & set(got)
+        got.update((p, ch) for p in where.tolist())
+    assert sorted(got) == [p for p, e in enumerate(full) if e.changes]
+    assert [got[p] for p in sorted(got)] == [e.changes for e in full if e.changes]
 
 
 def test_a_field_rewritten_per_packet_is_one_change_line():
@@ -208,3 +215,35 @@ def test_the_table_of_a_verdict_read_back_is_the_same(tmp_path):
     v = analyse(read_capture(str(c)), read_capture(str(s)))
     back = Verdict.from_json(v.to_json())
     assert _tables(v)[:2] == _tables(back)[:2]
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_equal_change_keys_mean_equal_changes(tmp_path, seed):
+    """A batch's ``change_keys`` (what the table reads changes once by) never joins two
+    exchanges whose changes differ: behind pf (an ISN per connection, an IP ID per
+    packet) and on a plain NAT (a few signatures shared by many)."""
+    from rig.analysis.api import analyse
+    from rig.capture import read_capture
+    from rig.capture.synth import Path
+    from rig.capture.synth_pf import PfPath
+    from tests._analysis_scenarios import ping, tcp_delivered, udp
+
+    for w in (PfPath(seed=seed), Path()):
+        for i in range(25):
+            tcp_delivered(w, 40000 + i, 1000 + 7919 * i, 9000 + 104729 * i, nonce=i)
+            ping(w, i + 1)
+            udp(w, 50000 + i, i + 1)
+        d = tmp_path / type(w).__name__
+        d.mkdir()
+        c, s = w.write(d)
+        v = analyse(read_capture(str(c)), read_capture(str(s)))
+        joined = 0
+        for b in v.exchanges.batches:
+            idx = np.arange(len(b))
+            keys, each = b.change_keys(idx), b.changes_each(idx)
+            for k in np.unique(keys).tolist():
+                same = np.flatnonzero(keys == k).tolist()
+                joined += len(same) - 1
+                assert all(each[j] == each[same[0]] for j in same), (b.protocol, k)
+        if not isinstance(w, PfPath):  # (behind pf every exchange is its own; a plain NAT's share)
+            assert joined > 40

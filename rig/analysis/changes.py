@@ -124,6 +124,16 @@ class PerSignature(list):
         return out
 
 
+def signature_keys(out_inv: np.ndarray, back_inv: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """A batch's ``change_keys``: one key per pair of signatures (``PerSignature``
+    indices, each direction's), a key of its own (negative) where ``own``."""
+    o, b = out_inv.astype(np.int64), back_inv.astype(np.int64)
+    keys = o * (int(b.max(initial=0)) + 1) + b
+    own = np.asarray(own, bool)
+    keys[own] = -1 - np.flatnonzero(own)
+    return keys
+
+
 DATA_FIELDS = ("seq", "plen", "pcaplen", "phash", "tos", "ip_id", "has_ts", "tsval")  # what data_changes reads
 
 

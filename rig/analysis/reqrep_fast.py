@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rig.analysis.keys import take
-from rig.analysis.changes import changes_by_signature, ip_changes
+from rig.analysis.changes import changes_by_signature, ip_changes, signature_keys
 from rig.analysis.context import Ctx, with_copies_each, with_copy_notes
 from rig.analysis.prose import DELIVERED_NOTES, reqrep_delivered_words
 from rig.analysis.sides import Part
@@ -119,6 +119,10 @@ class ReqRepBatch:
         for j, a, b in zip(changed.tolist(), at_c, at_s):
             out[j] = out_ch[j] + (echo_id_change(a, b),) + back_ch[j]
         return out
+
+    def change_keys(self, idx: np.ndarray) -> np.ndarray:
+        # changes_each: the two signatures' changes, unless the echo id was rewritten
+        return signature_keys(self.out_inv[idx], self.back_inv[idx], self.ids_changed[idx])
 
     def table_codes(self, idx: np.ndarray) -> TableCodes:
         cq, sq, udp = self.cq.t, self.sq.t, self.protocol == "udp"

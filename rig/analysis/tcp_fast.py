@@ -14,7 +14,8 @@ import numpy as np
 
 from rig.analysis.keys import take_fields
 from rig.analysis.match import copy_that_arrived
-from rig.analysis.changes import DATA_FIELDS, changes_by_signature, data_changes, isn_change, tcp_syn_changes
+from rig.analysis.changes import (DATA_FIELDS, changes_by_signature, data_changes, isn_change, signature_keys,
+                                  tcp_syn_changes)
 from rig.analysis.context import Ctx, with_copies_each
 from rig.analysis.prose import DELIVERED_NOTES, copy_note, tcp_delivered_words
 from rig.analysis.sides import Part
@@ -163,6 +164,14 @@ class TcpBatch:
             else:
                 out.append(o + b)
         return out
+
+    def change_keys(self, idx: np.ndarray) -> np.ndarray:
+        # changes_each: the two signatures' changes, unless an ISN or a data segment changed
+        isn = self.isn[idx]
+        own = (isn[:, 0] != isn[:, 1]) | (isn[:, 2] != isn[:, 3])
+        if self.payload:
+            own |= np.isin(idx, np.fromiter(self.payload, np.int64, len(self.payload)))
+        return signature_keys(self.out_inv[idx], self.back_inv[idx], own)
 
     def table_codes(self, idx: np.ndarray) -> TableCodes:
         syn_c, syn_s = self.syn_c.t, self.syn_s.t
