@@ -106,6 +106,26 @@ WORLDS = {
                                          mss_clamp=1414, gap=0.05, clock_offset=-90,
                                          server_starts_late=3.123346142872206, client_stops_early=7.717134178077014,
                                          client_link="sll2-any", clients=3, servers=1, per_fate=1),
+    # a refused SYN (the server's RST within 10 ms, before the server capture began) with
+    # the client capture running 2 s on: no retransmission follows a RST, so the same
+    # public port's later connection (SYN-ACKed, after the client capture stopped) is
+    # another's, not a middlebox's reset of this one
+    "refused-before-server-capture": Setup(seed=1736, router=Router(kind="pf", modulate=False, random_id=True),
+                                           gap=0.3, clock_offset=-90, server_starts_late=3.4111470012725937,
+                                           client_stops_early=3.889376291020227, client_link="sll",
+                                           server_link="sll", clients=3, servers=2, per_fate=1),
+    "refused-before-server-capture-ids-kept": Setup(seed=1776, router=Router(kind="pf", modulate=False),
+                                                    cgn_ports="random", gap=0.3, clock_offset=90,
+                                                    server_starts_late=2.6735312822831205,
+                                                    client_stops_early=3.533699328689551, client_link="sll2-any",
+                                                    server_link="sll", clients=3, servers=1, per_fate=1),
+    # pf keeping timestamps and IP IDs: the server's only connection on a port is two SYN
+    # copies sent after the client capture stopped; of the two attempts whose
+    # retransmissions may be them, only one's timestamp clock they continue
+    "later-copies-continue-one-clock": Setup(seed=1591, router=Router(kind="pf", modulate=True, random_id=False),
+                                             gap=0.3, clock_offset=90, server_starts_late=3.889446834469903,
+                                             client_stops_early=5.03483406442826, client_link="sll2-any",
+                                             server_link="sll", clients=1, servers=1, per_fate=1),
     "clean-late-server": Setup(seed=133, router=Router(kind="none"), mss_clamp=1414, clock_offset=90,
                                server_starts_late=0.5236, client_link="sll2-any", server_link="sll", per_fate=3),
 }

@@ -13,7 +13,7 @@ import numpy as np
 
 from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
-from rig.analysis.match_syn import match_by_pattern, timing
+from rig.analysis.match_syn import LATER_TICKS, match_by_pattern, timing
 from rig.analysis.sides import NEVER_NS, SYN_ROW, SYNACK_ROW, Side
 
 
@@ -364,11 +364,6 @@ def same_copy(snd: Side, ci: np.ndarray, want: str, rcv: Side, rcv_rows: np.ndar
             break
     return out, single | ~left
 
-
-# a later copy's TCP timestamp is ahead by the retransmission's wait, in the sender's
-# ticks (1 ms on Linux and FreeBSD, 10 ms elsewhere): 1-3 s and more for a SYN; a path
-# that rewrites timestamps (pf's modulation) adds a random 32-bit offset instead
-LATER_TICKS = (50, 200_000)
 
 
 def _sent_later(snd: Side, rows: np.ndarray, rcv: Side, rcv_rows: np.ndarray) -> np.ndarray:

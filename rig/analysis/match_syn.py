@@ -40,6 +40,10 @@ from rig.analysis.keys import take
 from rig.analysis.sides import SYN_ROW, Side
 
 MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
+# a later copy's TCP timestamp is ahead by the retransmission's wait, in the sender's
+# ticks (1 ms on Linux and FreeBSD, 10 ms elsewhere): 1-3 s and more for a SYN; a path
+# that rewrites timestamps (pf's modulation) adds a random 32-bit offset instead
+LATER_TICKS = (50, 200_000)
 SYN_RTO_NS = 3_000_000_000  # the longest first wait before a SYN is sent again (RFC 1122's 3 s)
 MAX_PAIRS = 200_000  # candidate pairs looked at one by one; beyond, the attempts are undecided
 
@@ -141,7 +145,11 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
     so each copy carries its client copy's value, not only the same differences."""
     if client_end is not None and delay is not None and ts[-1] > client_end + delay:
         keep = sum(1 for x in ts if x <= client_end + delay)
-        if keep == 0:  # every copy came when the client capture had ended: nothing to compare
+        if keep == 0:  # every copy came when the client capture had ended: no copy to pair,
+            # but on a path that keeps timestamps the first carries a later value of the
+            # client's last copy's clock (a retransmission's), not another connection's
+            if same_ts and vc and vs and vc[-1] and vs[0]:
+                return LATER_TICKS[0] <= (vs[0] - vc[-1]) % (1 << 32) <= LATER_TICKS[1]
             return True
         ts, vs = ts[:keep], (vs[:keep] if vs is not None else None)
     ic, is_ = ids if ids is not None else (None, [])
@@ -312,7 +320,8 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
             else:
                 lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
                 hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
-                hi[cu.may_go_on(ui, c.ts_max)] = len(vi)  # its later copies are the server's to show
+                # its later copies are the server's to show (not after a RST: that ends it)
+                hi[cu.may_go_on(ui, c.ts_max) & (cc.n_rst_rev[u_all[ui]] == 0)] = len(vi)
             n = hi - lo
             if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
                 flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]
