@@ -413,8 +413,12 @@ class Pipeline:
             return
         with self.stage("trace", lambda: _trace_note(self.traces)):
             from rig.trace.run import trace_run
+            from rig.trace.wait import trace_wait
 
-            self.verdict, self.traces = trace_run(self.verdict, self._rig)
+            # as long as this path's round trips say an answer can take (the probes measured them)
+            wait = trace_wait(self.probes, self._rig.server_addr)
+            self.bundle.set_facts(trace_wait_s=round(wait, 3))
+            self.verdict, self.traces = trace_run(self.verdict, self._rig, wait=wait)
             self.bundle.write_log("traces.json", json.dumps([t.to_dict() for t in self.traces], indent=1))
 
     def teardown(self) -> None:
