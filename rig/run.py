@@ -233,6 +233,9 @@ class Pipeline:
         self.verdict: Any = None
         self.traces: list = []
         self.nat: Any = None  # rig.nat.records.NatProfile, when --probes has nat
+        self._configuring: Any = None  # rig.configure.Configuring, once the playbook runs
+        self._configured: Any = None
+        self._ending = False  # the run is on its way out: a playbook still running is cancelled
 
     @property
     def _rig(self) -> Rig:
@@ -269,13 +272,29 @@ class Pipeline:
         return self.rig
 
     def configure(self) -> None:
-        from rig.configure import configure
+        from rig.configure import start
 
-        # a signal cancels the playbook (ansible-runner kills it) and is raised afterwards
+        # a signal cancels the playbook (ansible-runner kills it) and is raised afterwards.
+        # The stage ends when the play has (ansible's closing stats, no failure): the
+        # stages after it go on while ansible-playbook exits (``configured_fully``)
         with self.stage("configure", lambda: f"{self._configured.changed} changed"):
             with self.signals.holding():
-                self._configured = configure(self._rig, log_path=self.bundle.log_path("ansible.log"),
-                                             cancel=lambda: self.signals.pending is not None)
+                self._configuring = start(self._rig, log_path=self.bundle.log_path("ansible.log"),
+                                          cancel=lambda: self.signals.pending is not None or self._ending)
+                self._configured = self._configuring.applied()
+
+    def configured_fully(self) -> None:
+        """The playbook's whole run has ended well (its log written, its SSH masters
+        closed): InfraError if it did not. Before the verdict is written."""
+        if self._configuring is not None:
+            self._configured = self._configuring.result()
+
+    def _stop_configuring(self) -> None:
+        """On the way out: a playbook still exiting is stopped (cancelled, within
+        CANCEL_POLL) and waited for, so no SSH master of it outlives the run."""
+        self._ending = True
+        if self._configuring is not None:
+            self._configuring.wait()
 
     def preflight_and_captures(self, ssh) -> None:
         """Preflight, while the captures start (the preflight talks to the server from
@@ -401,6 +420,7 @@ class Pipeline:
                 router = next((r.file for r in self.capture_results if r.point == "router"), None)
                 self.verdict = attach(self.verdict, self.nat, router, self._rig.facts)
         self.trace()
+        self.configured_fully()
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict
@@ -491,6 +511,7 @@ class Pipeline:
             if late:  # the signal came after the last stage: the run is interrupted all the same
                 status, error = "interrupted", self.signals.why()
             try:
+                self._stop_configuring()
                 if self.spec.keep and self.rig is not None:
                     self._print_keep()
                 else:

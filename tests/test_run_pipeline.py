@@ -175,3 +175,51 @@ def test_a_stage_that_fails_because_of_a_signal_is_interrupted(tmp_path):
         pipeline.run()
     manifest = _manifest(tmp_path / "out")
     assert (manifest["status"], manifest["error"]) == ("interrupted", "interrupted")
+
+
+class _StillExiting:
+    """A playbook whose play ended well and whose ansible-playbook is still exiting."""
+
+    def __init__(self, backend, result=None):
+        self.backend, self.late = backend, result
+        self.cancel = None
+        self.seen_at_wait = None
+
+    def start(self, rig, log_path=None, timeout=1500, cancel=None):
+        self.cancel = cancel
+        return self
+
+    def applied(self):
+        from rig.configure import Applied
+
+        return Applied(changed=0)
+
+    def result(self):
+        if isinstance(self.late, BaseException):
+            raise self.late
+        return self.late
+
+    def wait(self):  # what the run's way out asked of it, and whether teardown had come yet
+        self.seen_at_wait = (self.cancel(), self.backend.torn_down)
+
+
+def test_a_playbook_still_exiting_is_cancelled_and_waited_for_before_teardown(tmp_path, monkeypatch):
+    """The stages after configure go on while ansible-playbook exits; a run that fails
+    meanwhile (here rig's own SSH connection) cancels it and waits for it before the
+    teardown, so none of its SSH masters outlives the namespaces."""
+    backend = FakeBackend(SSHEndpoint("127.0.0.1", 1, "root", str(tmp_path / "nokey"), "ssh-ed25519 AAAA"))
+    playbook = _StillExiting(backend)
+    monkeypatch.setattr("rig.configure.start", playbook.start)
+    with pytest.raises(InfraError):
+        Pipeline(RunSpec(backend="fake"), tmp_path / "out", backend=backend).run()
+    assert playbook.cancel is not None
+    assert playbook.seen_at_wait == (True, 0)
+    assert backend.torn_down == 1
+
+
+def test_a_playbook_run_that_fails_after_its_play_fails_the_run_before_its_verdict(tmp_path):
+    backend = FakeBackend(SSHEndpoint("127.0.0.1", 1, "root", "/nokey", "ssh-ed25519 AAAA"))
+    pipeline = Pipeline(RunSpec(backend="fake"), tmp_path / "out", backend=backend)
+    pipeline._configuring = _StillExiting(backend, InfraError("configure (server.yml) failed: rc 250"))
+    with pytest.raises(InfraError, match="rc 250"):
+        pipeline.configured_fully()
