@@ -436,7 +436,7 @@ class Pipeline:
             from rig.trace.wait import trace_wait
 
             # as long as this path's round trips say an answer can take (the probes measured them)
-            wait = trace_wait(self.probes, self._rig.server_addr)
+            wait = trace_wait(self.probes, self._rig.server_addr, self._rig.backend)
             self.bundle.set_facts(trace_wait_s=round(wait, 3))
             self.verdict, self.traces = trace_run(self.verdict, self._rig, wait=wait)
             self.bundle.write_log("traces.json", json.dumps([t.to_dict() for t in self.traces], indent=1))

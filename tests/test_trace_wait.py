@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rig.probes.records import ProbeResult, TcpState
 from rig.trace.forward import WAIT
-from rig.trace.wait import FACTOR, FLOOR, round_trips, trace_wait
+from rig.trace.wait import FACTOR, FLOOR, LAB_FLOOR, round_trips, trace_wait
 
 SERVER = "198.51.100.10"
 
@@ -31,10 +33,19 @@ def test_the_round_trips_are_the_echoes_the_handshakes_and_the_kernels_rtt():
 
 
 def test_the_wait_is_ten_round_trips_floored_and_capped():
-    assert trace_wait([_echo(3.5)], SERVER) == FLOOR  # the lab: 35 ms is less than the floor
-    assert trace_wait([_echo(40.0), _echo(3.0)], SERVER) == FACTOR * 0.040  # the slowest one counts
+    assert trace_wait([_echo(3.5)], SERVER) == FLOOR  # 35 ms: less than the floor
+    assert trace_wait([_echo(70.0), _echo(3.0)], SERVER) == pytest.approx(FACTOR * 0.070)  # the slowest counts
     assert trace_wait([_echo(250.0)], SERVER) == WAIT  # a long path: never past today's 1 s
-    assert FLOOR < WAIT
+    assert LAB_FLOOR < FLOOR < WAIT
+
+
+def test_the_labs_hops_answer_at_once_so_its_floor_is_lower():
+    """The lab's hops are namespaces of this machine: their errors come back within the
+    sender's own system call, and a trace there waits the lab's floor."""
+    assert trace_wait([_echo(3.5)], SERVER, backend="lab") == LAB_FLOOR
+    assert trace_wait([_echo(3.5)], SERVER, backend="ssh") == FLOOR
+    assert trace_wait([_echo(70.0)], SERVER, backend="lab") == pytest.approx(0.7)  # its round trips still count
+    assert trace_wait([], SERVER, backend="lab") == WAIT
 
 
 def test_without_a_round_trip_on_that_path_the_wait_is_the_full_one():

@@ -7,9 +7,12 @@ already seen: no more than NEAR (10) times the round trip of a farther hop that
 answered, capped at MAX (5 s). rig's probes measured the round trip to the far end
 itself, on the same path, before any trace: every hop is nearer than that, so
 ``FACTOR`` times the slowest round trip the probes saw bounds each answer a trace waits
-for. It is floored at ``FLOOR`` (the hops answer within a millisecond in the lab; what a
-loaded machine adds is scheduling, not path), and capped at ``forward.WAIT`` (1 s),
-which is also the wait when no probe measured a round trip on that path.
+for. It is capped at ``forward.WAIT`` (1 s), which is also the wait when no probe
+measured a round trip on that path, and floored: at ``FLOOR`` on a real path (a router
+answers time-exceeded from its slow path, later than it forwards), at ``LAB_FLOOR`` in
+the lab, whose hops are namespaces of this machine (their errors were measured back
+0.1 ms after the copies left: the kernel makes them inside the sender's own system
+call; the floor is for a loaded machine's scheduling).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from rig.probes.records import ProbeResult
 from rig.trace.forward import WAIT
 
 FACTOR = 10  # traceroute's NEAR factor
-FLOOR = 0.25  # seconds
+FLOOR = 0.5  # seconds
+LAB_FLOOR = 0.15
 
 
 def _host(target: str) -> str:
@@ -49,9 +53,10 @@ def round_trips(probes: Iterable[ProbeResult], server_addr: str) -> list[float]:
     return out
 
 
-def trace_wait(probes: Iterable[ProbeResult], server_addr: str) -> float:
-    """Seconds a trace toward ``server_addr`` waits for answers (see the module's docstring)."""
+def trace_wait(probes: Iterable[ProbeResult], server_addr: str, backend: str = "") -> float:
+    """Seconds a trace toward ``server_addr`` waits for answers, on a rig of ``backend``
+    (see the module's docstring)."""
     rtts = round_trips(probes, server_addr)
     if not rtts:
         return WAIT
-    return min(WAIT, max(FLOOR, FACTOR * max(rtts)))
+    return min(WAIT, max(LAB_FLOOR if backend == "lab" else FLOOR, FACTOR * max(rtts)))
