@@ -332,6 +332,7 @@ class Configuring:
         self._stats: Mapping[str, Any] | None = None
         self._played = threading.Event()  # the closing stats came, or the run ended without them
         self.t0 = time.monotonic()
+        self.played_at: float | None = None  # time.monotonic() then
         self._run = Background(self._body, name="configure")
 
     def _on_event(self, ev: Mapping[str, Any]) -> bool:
@@ -339,6 +340,7 @@ class Configuring:
         _say_waits(ev, self._said)
         if ev.get("event") == "playbook_on_stats":
             self._stats = ev
+            self.played_at = time.monotonic()
             self._played.set()
         return True  # keep the event (ansible-runner writes it to the artifacts)
 
@@ -346,6 +348,8 @@ class Configuring:
         try:
             return self._play()
         finally:
+            if self.played_at is None:
+                self.played_at = time.monotonic()
             self._played.set()
 
     def _play(self) -> ConfigureResult:
