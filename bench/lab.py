@@ -9,8 +9,9 @@ exec to exit. Printed beside it, all measured in this same run, interleaved with
 that load on the machine weighs on all alike:
 - the CLI floor, `python -m rig --version` (interpreter and import), and the ratio of
   the run to it;
-- the stages from the bundle's manifest, and what lies outside them (``outside``), split
-  into ``start-up`` (exec to the first stage: interpreter, imports, spec, the bundle's
+- the stages from the bundle's manifest (they may overlap: on a fresh lab configure
+  runs beside preflight, captures and probes), and what lies outside every stage
+  (``outside``), split into ``start-up`` (exec to the first stage: interpreter, imports, spec, the bundle's
   directory), ``between`` (the gaps between stages, e.g. rig's own SSH connection after
   configure) and ``end`` (the last stage's end to exit: the bundle's report and seal,
   the verdict printed, the interpreter's exit);
@@ -96,8 +97,11 @@ def outside_parts(begin: float, end: float, timings: list[dict]) -> dict[str, fl
     spans = sorted((_epoch(rec["start"]), _epoch(rec["start"]) + rec["seconds"]) for rec in timings)
     if not spans:
         return {"start-up": end - begin, "between": 0.0, "end": 0.0}
-    between = sum(max(0.0, nxt[0] - cur[1]) for cur, nxt in zip(spans, spans[1:]))
-    return {"start-up": spans[0][0] - begin, "between": between, "end": end - spans[-1][1]}
+    between, reached = 0.0, spans[0][1]  # gaps no stage covers (a stage may run beside others)
+    for start, stop in spans[1:]:
+        between += max(0.0, start - reached)
+        reached = max(reached, stop)
+    return {"start-up": spans[0][0] - begin, "between": between, "end": end - reached}
 
 
 def one_run(checkout: str | None, scenario: str, timeout: float, configure: bool,
@@ -172,10 +176,12 @@ def main() -> int:
             st = {s: statistics.median(v) for s, v in stages[(c, scenario)].items()}
             cells = " ".join(f"{st[s]:9.2f}" if s in st else f"{'-':>9}" for s in STAGES)
             label = name[c] if len(name[c]) <= 21 else "..." + name[c][-18:]
-            inside = sum(v for s, v in st.items() if s not in OUTSIDE)
+            # outside: what no stage covers (stages may overlap: configure runs beside the
+            # probes on a fresh lab), so the sum of its parts, not the wall less the stages
+            outside = sum(st.get(s, 0.0) for s in OUTSIDE)
             parts = "".join(f"{st.get(s, 0.0):9.2f}" for s in OUTSIDE)
             print(f"{scenario:<10}{label:<22}{codes[scenario]:>5}{w:8.2f}{w / floor:8.1f}  {cells}"
-                  f"{w - inside:9.2f}{parts}")
+                  f"{outside:9.2f}{parts}")
     print("\nruns (s): " + "; ".join(f"{s} {name[c]}: " + " ".join(f"{x:.2f}" for x in walls[(c, s)])
                                     for s in a.scenarios.split(",") for c in checkouts))
     print("\ngoals (issue 15, item 7), measured above:")

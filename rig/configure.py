@@ -16,6 +16,10 @@ The playbook runs over one SSH connection: rig opens the ControlPersist master i
 ansible-playbook is still starting up (about 0.6 s of imports), and every task of the
 play multiplexes over it. Should ansible get there first, it makes its own connection
 and the loser of the race for the socket runs without one; nothing is left behind.
+
+``start`` runs the playbook on a thread: the stages after configure need only the play
+to have ended well (``Configuring.applied``, at ansible's closing stats), not
+ansible-playbook's own exit behind it (``Configuring.result``, joined before the verdict).
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ import re
 import select
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from rig.backends.base import Rig, known_hosts_name
 from rig.backends.facts import DEFAULT_SERVER_DIR  # noqa: F401 - where the playbook puts it unless told
-from rig.concurrency import on_main_thread
+from rig.concurrency import Background
 from rig.resources import playbooks_dir, templates_dir
 from rig.errors import InfraError, MissingToolError
 
@@ -274,77 +278,156 @@ def configure(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
     killed and the result's status is "canceled" (no exception: the caller decides).
     Without it ansible-runner would install its own SIGINT/SIGTERM handlers for good
     and swallow the signals meant for rig."""
-    try:
-        import ansible_runner
-    except ImportError as exc:
-        raise MissingToolError("ansible-runner is not installed (pip install ansible-runner ansible-core)") from exc
-    if shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None \
-            and shutil.which("ansible-playbook") is None:
-        raise MissingToolError("ansible-playbook is not installed (pip install ansible-core)")
+    return start(rig, log_path, timeout, cancel).result()
 
-    # everything this call writes lives under the run's workdir (the lab's is known to
-    # `rig clean` by the run's prefix); without one, a scratch dir removed at the end
-    scratch = not rig.workdir
-    base = Path(tempfile.mkdtemp(prefix="rig-configure-")) if scratch else Path(rig.workdir)
-    base.mkdir(parents=True, exist_ok=True)
-    # a fresh private dir per call: ansible-runner keeps env/ files between runs
-    private = Path(tempfile.mkdtemp(prefix="ansible-", dir=base))
-    known_hosts = private / "known_hosts"
-    cfg = private / "ansible.cfg"
-    cfg.write_text("[defaults]\n")
-    key_type, key_b64 = rig.ssh.host_key.split()[:2]
-    known_hosts.write_text(f"{known_hosts_name(rig.ssh.host, rig.ssh.port)} {key_type} {key_b64}\n")
-    control_dir = _control_dir(base)
-    events: list[Mapping[str, Any]] = []
-    said: set[str] = set()
 
-    def on_event(ev: Mapping[str, Any]) -> bool:
-        events.append(ev)
-        _say_waits(ev, said)
+@dataclass(frozen=True)
+class Applied:
+    """The play has ended on every host without a failure (ansible's closing stats):
+    what it set up is in place, while ansible-playbook may still be exiting."""
+
+    changed: int  # tasks that changed something
+
+
+def _played_well(stats: Mapping[str, Any] | None) -> bool:
+    """Whether ansible's closing stats (``playbook_on_stats``) say the play ran on a host
+    and failed nowhere: no failed task, no unreachable host."""
+    if not stats:
+        return False
+    data = stats.get("event_data") or {}
+    return bool(data.get("processed")) and not data.get("failures") and not data.get("dark")
+
+
+def _changed(events: list[Mapping[str, Any]]) -> int:
+    return sum(1 for ev in events if ev.get("event") == "runner_on_ok"
+               and (ev.get("event_data", {}).get("res") or {}).get("changed"))
+
+
+class Configuring:
+    """The playbook, running on a thread (``start``).
+
+    ``applied()`` returns as soon as ansible's closing stats say the play ended without a
+    failure: what the playbook sets up is in place then, and what is left is
+    ansible-playbook's own exit and ansible-runner's wrap-up (about 0.3 s: interpreter
+    shutdown, pexpect's pause after closing the pty), which the stages after configure
+    need not wait for. ``result()`` waits for the whole run (the log written, the
+    ControlPersist masters closed) and raises InfraError if it failed; a run whose play
+    failed raises from ``applied()`` already."""
+
+    def __init__(self, rig: Rig, log_path: Path | None, timeout: int, cancel: Callable[[], bool]) -> None:
+        try:
+            import ansible_runner
+        except ImportError as exc:
+            raise MissingToolError("ansible-runner is not installed (pip install ansible-runner ansible-core)") from exc
+        if shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None \
+                and shutil.which("ansible-playbook") is None:
+            raise MissingToolError("ansible-playbook is not installed (pip install ansible-core)")
+        self._runner = ansible_runner
+        self.rig = rig
+        self.log_path = log_path
+        self.timeout = timeout
+        self.cancel = cancel
+        self.events: list[Mapping[str, Any]] = []
+        self._said: set[str] = set()
+        self._stats: Mapping[str, Any] | None = None
+        self._played = threading.Event()  # the closing stats came, or the run ended without them
+        self.t0 = time.monotonic()
+        self.played_at: float | None = None  # time.monotonic() then
+        self._run = Background(self._body, name="configure")
+
+    def _on_event(self, ev: Mapping[str, Any]) -> bool:
+        self.events.append(ev)
+        _say_waits(ev, self._said)
+        if ev.get("event") == "playbook_on_stats":
+            self._stats = ev
+            self.played_at = time.monotonic()
+            self._played.set()
         return True  # keep the event (ansible-runner writes it to the artifacts)
 
-    t0 = time.monotonic()
-    cancel = cancel or (lambda: False)
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread() else {}
-    master = None
-    try:
-        master = open_master(master_argv(rig, known_hosts, control_path(control_dir)))
-        runner = ansible_runner.run(
-            private_data_dir=str(private),
-            project_dir=str(playbooks_dir()),
-            playbook=PLAYBOOK,
-            inventory=inventory(rig, known_hosts),
-            extravars=playbook_vars(rig),
-            envvars=envvars(control_dir, private / "home", cfg),
-            quiet=True,
-            timeout=timeout,
-            rotate_artifacts=1,
-            event_handler=on_event,
-            # no install: the include is not even a skipped task (one worker, its events)
-            skip_tags=None if rig.install_packages else INSTALL_TAG,
-            cancel_callback=cancel,
-            # ansible-runner asks cancel() each time pexpect's wait times out (5 s by
-            # default): a short one stops the playbook (its process group, by PID)
-            # within CANCEL_POLL of a signal
-            settings={"pexpect_timeout": CANCEL_POLL},
-        )
-        log = runner.stdout.read() if runner.stdout else ""
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-        _reap(master)
-        close_masters(control_dir)
-        if scratch:
-            shutil.rmtree(base, ignore_errors=True)
-    seconds = time.monotonic() - t0
-    if log_path is not None:
-        log_path.write_text(log)
-    changed = sum(1 for ev in events if ev.get("event") == "runner_on_ok"
-                  and (ev.get("event_data", {}).get("res") or {}).get("changed"))
-    result = ConfigureResult(runner.status, int(runner.rc or 0), seconds, log, changed)
-    if runner.status == "canceled" and cancel():
+    def _body(self) -> ConfigureResult:
+        try:
+            return self._play()
+        finally:
+            if self.played_at is None:
+                self.played_at = time.monotonic()
+            self._played.set()
+
+    def _play(self) -> ConfigureResult:
+        rig = self.rig
+        # everything this call writes lives under the run's workdir (the lab's is known to
+        # `rig clean` by the run's prefix); without one, a scratch dir removed at the end
+        scratch = not rig.workdir
+        base = Path(tempfile.mkdtemp(prefix="rig-configure-")) if scratch else Path(rig.workdir)
+        base.mkdir(parents=True, exist_ok=True)
+        # a fresh private dir per call: ansible-runner keeps env/ files between runs
+        private = Path(tempfile.mkdtemp(prefix="ansible-", dir=base))
+        known_hosts = private / "known_hosts"
+        cfg = private / "ansible.cfg"
+        cfg.write_text("[defaults]\n")
+        key_type, key_b64 = rig.ssh.host_key.split()[:2]
+        known_hosts.write_text(f"{known_hosts_name(rig.ssh.host, rig.ssh.port)} {key_type} {key_b64}\n")
+        control_dir = _control_dir(base)
+        master = None
+        try:
+            master = open_master(master_argv(rig, known_hosts, control_path(control_dir)))
+            runner = self._runner.run(
+                private_data_dir=str(private),
+                project_dir=str(playbooks_dir()),
+                playbook=PLAYBOOK,
+                inventory=inventory(rig, known_hosts),
+                extravars=playbook_vars(rig),
+                envvars=envvars(control_dir, private / "home", cfg),
+                quiet=True,
+                timeout=self.timeout,
+                rotate_artifacts=1,
+                event_handler=self._on_event,
+                # no install: the include is not even a skipped task (one worker, its events)
+                skip_tags=None if rig.install_packages else INSTALL_TAG,
+                cancel_callback=self.cancel,
+                # ansible-runner asks cancel() each time pexpect's wait times out (5 s by
+                # default): a short one stops the playbook (its process group, by PID)
+                # within CANCEL_POLL of a signal
+                settings={"pexpect_timeout": CANCEL_POLL},
+            )
+            log = runner.stdout.read() if runner.stdout else ""
+        finally:
+            _reap(master)
+            close_masters(control_dir)
+            if scratch:
+                shutil.rmtree(base, ignore_errors=True)
+        seconds = time.monotonic() - self.t0
+        if self.log_path is not None:
+            self.log_path.write_text(log)
+        result = ConfigureResult(runner.status, int(runner.rc or 0), seconds, log, _changed(self.events))
+        if runner.status == "canceled" and self.cancel():
+            return result
+        if runner.status != "successful":
+            why = _failure(self.events) or (log.strip().splitlines() or ["no output"])[-1]
+            raise InfraError(f"configure ({PLAYBOOK}) {runner.status}: {why}")
         return result
-    if runner.status != "successful":
-        why = _failure(events) or (log.strip().splitlines() or ["no output"])[-1]
-        raise InfraError(f"configure ({PLAYBOOK}) {runner.status}: {why}")
-    return result
+
+    def applied(self) -> Applied | ConfigureResult:
+        """Once the play has ended: ``Applied`` if it ended well, else the whole run's
+        result (InfraError if it failed; a canceled run's result)."""
+        self._played.wait()
+        if _played_well(self._stats):
+            return Applied(_changed(self.events))
+        return self.result()
+
+    def result(self) -> ConfigureResult:
+        """The whole run, once ansible-runner has returned. InfraError if it failed."""
+        return self._run.result()
+
+    def wait(self) -> None:
+        """Until the run has ended, whatever its result (clean-up paths)."""
+        self._run.wait()
+
+
+def start(rig: Rig, log_path: Path | None = None, timeout: int = 1500,
+          cancel: Callable[[], bool] | None = None) -> Configuring:
+    """Start playbooks/server.yml against the rig, on a thread (``Configuring``).
+
+    ``cancel`` is polled while the playbook runs; when it says True the playbook is
+    killed and the result's status is "canceled". Given one, ansible-runner installs no
+    signal handler of its own (it would, for good, and swallow the signals meant for rig)."""
+    return Configuring(rig, log_path, timeout, cancel or (lambda: False))

@@ -5,7 +5,10 @@
 
 ``Pipeline`` runs the stages in order; each stage is a call into its own module
 (rig.configure, rig.preflight, rig.capture.tcpdump, rig.probes, rig.analysis) and is
-timed into the bundle's manifest. Probes start only once every capture is listening;
+timed into the bundle's manifest. On a lab the run provisioned itself, whose provision
+already started the responder from the playbook's own templates, the playbook runs
+beside preflight, captures and probes, and must end well having changed nothing before
+the verdict is written (``Pipeline.configure_beside``). Probes start only once every capture is listening;
 captures stop only after the probes, and are flushed. Teardown runs on success, on any
 failure, on Ctrl-C and on SIGTERM (rig.cli turns it into KeyboardInterrupt); while it
 runs, further SIGINT/SIGTERM are held back so a second signal cannot abort it.
@@ -233,6 +236,10 @@ class Pipeline:
         self.verdict: Any = None
         self.traces: list = []
         self.nat: Any = None  # rig.nat.records.NatProfile, when --probes has nat
+        self._configuring: Any = None  # rig.configure.Configuring, once the playbook runs
+        self._configured: Any = None
+        self._ending = False  # the run is on its way out: a playbook still running is cancelled
+        self._beside: Any = None  # (start, end of its stage record) of a playbook run beside the probes
 
     @property
     def _rig(self) -> Rig:
@@ -250,9 +257,7 @@ class Pipeline:
                 yield
             self.signals.check()
         except BaseException as exc:
-            why = str(exc) if isinstance(exc, RigError) else (
-                "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-            self.progress.failed(name, time.monotonic() - t, why)
+            self.progress.failed(name, time.monotonic() - t, _why(exc))
             raise
         self.progress.done(name, time.monotonic() - t, note())
 
@@ -269,13 +274,86 @@ class Pipeline:
         return self.rig
 
     def configure(self) -> None:
-        from rig.configure import configure
+        from rig.configure import start
 
-        # a signal cancels the playbook (ansible-runner kills it) and is raised afterwards
+        # a signal cancels the playbook (ansible-runner kills it) and is raised afterwards.
+        # The stage ends when the play has (ansible's closing stats, no failure): the
+        # stages after it go on while ansible-playbook exits (``configured_fully``)
         with self.stage("configure", lambda: f"{self._configured.changed} changed"):
             with self.signals.holding():
-                self._configured = configure(self._rig, log_path=self.bundle.log_path("ansible.log"),
-                                             cancel=lambda: self.signals.pending is not None)
+                self._configuring = start(self._rig, log_path=self.bundle.log_path("ansible.log"),
+                                          cancel=lambda: self.signals.pending is not None or self._ending)
+                self._configured = self._configuring.applied()
+
+    def provisioned_as_configured(self) -> bool:
+        """Whether the rig is a lab this run provisioned: its provision started Apache and
+        the UDP echo from the templates the playbook renders, to the same places, so the
+        playbook finds them as it wants them, reads that, and changes nothing (a kept rig,
+        ``--rig``, may have drifted since)."""
+        return self.spec.backend == "lab" and self._rig.backend == "lab" and not self.spec.options.get("rig_id")
+
+    def configure_beside(self) -> None:
+        """The playbook on a fresh lab (``provisioned_as_configured``): it runs beside
+        preflight, captures and probes rather than before them, and ``configured_fully``
+        (before the verdict) ends its stage: the verdict is written only if it ended well
+        and changed nothing. A playbook that changed the responder while the probes ran
+        voids them: InfraError (exit 3)."""
+        from rig.configure import start
+
+        self.signals.check()
+        t = time.monotonic()
+        end = self.bundle.begin_stage("configure")
+        try:
+            self._configuring = start(self._rig, log_path=self.bundle.log_path("ansible.log"),
+                                      cancel=lambda: self._ending)
+        except BaseException as exc:
+            end(time.monotonic() - t, _why(exc))
+            self.progress.failed("configure", time.monotonic() - t, _why(exc))
+            raise
+        self._beside = (t, end)
+
+    def configured_fully(self) -> None:
+        """The playbook's whole run has ended well (its log written, its SSH masters
+        closed): InfraError if it did not. Before the verdict is written. For a playbook
+        that ran beside the probes, its stage ends here, and it must have changed nothing."""
+        if self._beside is not None:
+            from rig.configure import PLAYBOOK
+
+            t, end = self._beside
+            self._beside = None
+            try:
+                applied = self._configuring.applied()
+                if applied.changed:
+                    raise InfraError(f"configure ({PLAYBOOK}) changed {applied.changed} things on the lab's responder, "
+                                     "which its provision had set up as wanted: the probes, made meanwhile, met another")
+            except BaseException as exc:
+                seconds = (self._configuring.played_at or time.monotonic()) - t
+                end(seconds, _why(exc))
+                self.progress.failed("configure", seconds, _why(exc))
+                raise
+            seconds = (self._configuring.played_at or time.monotonic()) - t
+            end(seconds)
+            self.progress.done("configure", seconds, f"{applied.changed} changed (beside preflight and probes)")
+        if self._configuring is not None:
+            self._configured = self._configuring.result()
+
+    def _stop_configuring(self) -> None:
+        """On the way out: a playbook still running or exiting is stopped (cancelled,
+        within CANCEL_POLL) and waited for, so no SSH master of it outlives the run; a
+        stage of it still open is closed with what became of it."""
+        self._ending = True
+        if self._configuring is not None:
+            self._configuring.wait()
+        if self._beside is not None:
+            t, end = self._beside
+            self._beside = None
+            why = None
+            try:
+                if self._configuring.result().status == "canceled":
+                    why = "canceled: the run ended first"
+            except BaseException as exc:
+                why = _why(exc)
+            end((self._configuring.played_at or time.monotonic()) - t, why)
 
     def preflight_and_captures(self, ssh) -> None:
         """Preflight, while the captures start (the preflight talks to the server from
@@ -401,6 +479,7 @@ class Pipeline:
                 router = next((r.file for r in self.capture_results if r.point == "router"), None)
                 self.verdict = attach(self.verdict, self.nat, router, self._rig.facts)
         self.trace()
+        self.configured_fully()
         with self.stage("verdict"):
             self.bundle.write_verdict(self.verdict)
         return self.verdict
@@ -413,8 +492,12 @@ class Pipeline:
             return
         with self.stage("trace", lambda: _trace_note(self.traces)):
             from rig.trace.run import trace_run
+            from rig.trace.wait import trace_wait
 
-            self.verdict, self.traces = trace_run(self.verdict, self._rig)
+            # as long as this path's round trips say an answer can take (the probes measured them)
+            wait = trace_wait(self.probes, self._rig.server_addr, self._rig.backend)
+            self.bundle.set_facts(trace_wait_s=round(wait, 3))
+            self.verdict, self.traces = trace_run(self.verdict, self._rig, wait=wait)
             self.bundle.write_log("traces.json", json.dumps([t.to_dict() for t in self.traces], indent=1))
 
     def teardown(self) -> None:
@@ -445,7 +528,9 @@ class Pipeline:
                 _preimport(EARLY_IMPORTS)
             early = EarlyConnection(self._rig.ssh) if self.spec.configure and self._rig.backend == "lab" else None
             try:
-                if self.spec.configure:
+                if self.spec.configure and self.provisioned_as_configured():
+                    self.configure_beside()
+                elif self.spec.configure:
                     self.configure()
                 from rig.sshclient import SSHClient  # imported by now (first_wave), on the preimport thread
 
@@ -487,6 +572,7 @@ class Pipeline:
             if late:  # the signal came after the last stage: the run is interrupted all the same
                 status, error = "interrupted", self.signals.why()
             try:
+                self._stop_configuring()
                 if self.spec.keep and self.rig is not None:
                     self._print_keep()
                 else:
@@ -509,6 +595,13 @@ class Pipeline:
         if rig.backend == "lab":
             lines.append(f"  remove it:         sudo rig clean --prefix {prefix}")
         self.progress.console.print("\n".join(lines))
+
+
+def _why(exc: BaseException) -> str:
+    """A stage's failure, as its progress line and its manifest record say it."""
+    if isinstance(exc, RigError):
+        return str(exc)
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
 
 
 class EarlyConnection:

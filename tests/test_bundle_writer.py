@@ -54,6 +54,33 @@ def test_manifest_is_running_at_once_and_sealed_by_finish(tmp_path):
     assert "s3cr3t" not in (out / "manifest.json").read_text()
 
 
+def test_a_stage_that_runs_behind_others_keeps_its_place_by_its_start(tmp_path):
+    """rig run's configure in a fresh lab runs beside preflight and the probes: its
+    record is in the manifest from its start, open, before theirs, and is completed
+    later with the seconds it measured itself."""
+    out = tmp_path / "run1"
+    w = BundleWriter(out, {"backend": "lab"})
+    with w.stage("provision"):
+        pass
+    end = w.begin_stage("configure")
+    with w.stage("preflight"):
+        pass
+    m = json.loads((out / "manifest.json").read_text())
+    assert [(t["stage"], t["seconds"] is None) for t in m["timings"]] == [
+        ("provision", False), ("configure", True), ("preflight", False)]
+    end(0.875)
+    with w.stage("probes"):
+        pass
+    failing = w.begin_stage("other")
+    failing(0.5, "configure (server.yml) failed: boom")
+    w.finish("ok")
+    m = json.loads((out / "manifest.json").read_text())
+    assert [t["stage"] for t in m["timings"]] == ["provision", "configure", "preflight", "probes", "other"]
+    assert (m["timings"][1]["seconds"], m["timings"][1]["ok"], m["timings"][1]["error"]) == (0.875, True, None)
+    assert (m["timings"][4]["ok"], m["timings"][4]["error"]) == (False, "configure (server.yml) failed: boom")
+    assert m["timings"][1]["start"] <= m["timings"][2]["start"]
+
+
 def test_private_keys_never_enter_a_bundle(tmp_path):
     w = BundleWriter(tmp_path / "b", {})
     key = tmp_path / "run_key"

@@ -236,3 +236,60 @@ def test_the_install_include_is_skipped_by_tag_where_nothing_is_installed(fake_r
     configure(dataclasses.replace(rig, install_packages=True))
     lab, vm = fake_runner
     assert lab["skip_tags"] == INSTALL_TAG and vm["skip_tags"] is None
+
+
+def _stats(failures=None, dark=None):
+    return {"event": "playbook_on_stats", "event_data": {"processed": {"server": 1}, "failures": failures or {},
+                                                         "dark": dark or {}, "ok": {"server": 2}}}
+
+
+@pytest.fixture
+def slow_exit(monkeypatch):
+    """ansible_runner.run that plays (its events), then exits only when ``exit`` is set,
+    as ansible-playbook's own exit takes ~0.3 s after its closing stats."""
+    import threading
+
+    import ansible_runner
+
+    state = {"exit": threading.Event(), "returned": threading.Event(), "events": [_stats()], "status": "successful"}
+
+    def run(**kwargs):
+        ok = {"event": "runner_on_ok", "event_data": {"res": {"changed": True}}}
+        for ev in [ok, *state["events"]]:
+            kwargs["event_handler"](ev)
+        state["exit"].wait(30)
+        ran = _Ran()
+        ran.status, ran.rc = state["status"], 0 if state["status"] == "successful" else 2
+        state["returned"].set()
+        return ran
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    return state
+
+
+def test_the_play_is_applied_before_ansible_playbook_has_exited(slow_exit, tmp_path):
+    """``applied()`` answers at the closing stats of a play that failed nowhere; the
+    whole run's result (and its clean-up) comes when ansible-runner returns."""
+    from rig.configure import Applied, start
+
+    running = start(_local_rig(str(tmp_path)))
+    assert running.applied() == Applied(changed=1)
+    assert not slow_exit["returned"].is_set()  # ansible-playbook is still exiting
+    slow_exit["exit"].set()
+    result = running.result()
+    assert result.status == "successful" and result.changed == 1
+    assert not list(tmp_path.glob("cp-*"))  # its ControlPath dir went with the run's end
+
+
+@pytest.mark.parametrize("stats", [_stats(failures={"server": 1}), _stats(dark={"server": 1}), None])
+def test_a_play_that_failed_is_known_only_from_the_whole_run(slow_exit, tmp_path, stats):
+    """A failed task, an unreachable host, or no closing stats at all: ``applied()`` waits
+    for the run's end and raises what ``configure`` raises."""
+    from rig.configure import start
+
+    slow_exit["events"] = [stats] if stats else []
+    slow_exit["status"] = "failed"
+    running = start(_local_rig(str(tmp_path)))
+    slow_exit["exit"].set()
+    with pytest.raises(InfraError, match=r"configure \(server.yml\) failed"):
+        running.applied()

@@ -175,3 +175,122 @@ def test_a_stage_that_fails_because_of_a_signal_is_interrupted(tmp_path):
         pipeline.run()
     manifest = _manifest(tmp_path / "out")
     assert (manifest["status"], manifest["error"]) == ("interrupted", "interrupted")
+
+
+class _StillExiting:
+    """A playbook whose play ended well and whose ansible-playbook is still exiting."""
+
+    def __init__(self, backend, result=None):
+        self.backend, self.late = backend, result
+        self.cancel = None
+        self.seen_at_wait = None
+
+    def start(self, rig, log_path=None, timeout=1500, cancel=None):
+        self.cancel = cancel
+        return self
+
+    def applied(self):
+        from rig.configure import Applied
+
+        return Applied(changed=0)
+
+    def result(self):
+        if isinstance(self.late, BaseException):
+            raise self.late
+        return self.late
+
+    def wait(self):  # what the run's way out asked of it, and whether teardown had come yet
+        self.seen_at_wait = (self.cancel(), self.backend.torn_down)
+
+
+def test_a_playbook_still_exiting_is_cancelled_and_waited_for_before_teardown(tmp_path, monkeypatch):
+    """The stages after configure go on while ansible-playbook exits; a run that fails
+    meanwhile (here rig's own SSH connection) cancels it and waits for it before the
+    teardown, so none of its SSH masters outlives the namespaces."""
+    backend = FakeBackend(SSHEndpoint("127.0.0.1", 1, "root", str(tmp_path / "nokey"), "ssh-ed25519 AAAA"))
+    playbook = _StillExiting(backend)
+    monkeypatch.setattr("rig.configure.start", playbook.start)
+    with pytest.raises(InfraError):
+        Pipeline(RunSpec(backend="fake"), tmp_path / "out", backend=backend).run()
+    assert playbook.cancel is not None
+    assert playbook.seen_at_wait == (True, 0)
+    assert backend.torn_down == 1
+
+
+def test_a_playbook_run_that_fails_after_its_play_fails_the_run_before_its_verdict(tmp_path):
+    backend = FakeBackend(SSHEndpoint("127.0.0.1", 1, "root", "/nokey", "ssh-ed25519 AAAA"))
+    pipeline = Pipeline(RunSpec(backend="fake"), tmp_path / "out", backend=backend)
+    pipeline._configuring = _StillExiting(backend, InfraError("configure (server.yml) failed: rc 250"))
+    with pytest.raises(InfraError, match="rc 250"):
+        pipeline.configured_fully()
+
+
+def test_the_playbook_runs_beside_the_probes_only_on_a_lab_this_run_provisioned(tmp_path):
+    """Only a lab rig run made itself started the responder from the playbook's own
+    templates; a kept rig (--rig) may have drifted, and any other server is configured
+    before anything is sent to it."""
+    lab_rig = Rig(run_id="r", backend="lab", server_addr="198.51.100.10", ssh=SSHEndpoint("h", 22, "u", "/k", "x"),
+                  capture_points=())
+
+    def pipeline(spec, rig):
+        p = Pipeline(spec, tmp_path / f"out-{len(list(tmp_path.iterdir()))}",
+                     backend=FakeBackend(SSHEndpoint("h", 22, "u", "/k", "x")))
+        p.rig = rig
+        return p
+
+    assert pipeline(RunSpec(backend="lab"), lab_rig).provisioned_as_configured()
+    assert not pipeline(RunSpec(backend="lab", options={"rig_id": "kept"}), lab_rig).provisioned_as_configured()
+    ssh_rig = Rig(run_id="r", backend="ssh", server_addr="203.0.113.7", ssh=lab_rig.ssh, capture_points=())
+    assert not pipeline(RunSpec(backend="ssh"), ssh_rig).provisioned_as_configured()
+
+
+def _beside(tmp_path, playbook):
+    """A pipeline whose playbook (``playbook``, a stand-in) was started beside the probes."""
+    backend = FakeBackend(SSHEndpoint("127.0.0.1", 1, "root", "/nokey", "ssh-ed25519 AAAA"))
+    pipeline = Pipeline(RunSpec(backend="fake"), tmp_path / "out", backend=backend)
+    pipeline._configuring = playbook
+    pipeline._beside = (0.0, pipeline.bundle.begin_stage("configure"))
+    return pipeline
+
+
+class _Played(_StillExiting):
+    played_at = 0.75
+
+    def __init__(self, backend, changed=0, result=None):
+        super().__init__(backend, result)
+        self.changed = changed
+
+    def applied(self):
+        from rig.configure import Applied
+
+        return Applied(changed=self.changed)
+
+
+def test_a_playbook_beside_the_probes_that_changed_the_responder_voids_them(tmp_path):
+    """In a fresh lab the playbook must find the responder as provision made it: had it
+    changed anything, the probes (made meanwhile) met another responder: exit 3, and the
+    configure stage says why."""
+    from rig.configure import ConfigureResult
+
+    done = ConfigureResult("successful", 0, 1.0, "", 0)
+    ok = _beside(tmp_path / "a", _Played(None, changed=0, result=done))
+    ok.configured_fully()
+    [rec] = ok.bundle.manifest.timings
+    assert (rec.stage, rec.seconds, rec.ok) == ("configure", 0.75, True)
+    changed = _beside(tmp_path / "b", _Played(None, changed=2, result=done))
+    with pytest.raises(InfraError, match="changed 2 things on the lab's responder"):
+        changed.configured_fully()
+    [rec] = changed.bundle.manifest.timings
+    assert rec.ok is False and "changed 2 things" in rec.error
+
+
+def test_a_run_that_ends_before_the_playbook_beside_it_closes_its_stage(tmp_path):
+    from rig.configure import ConfigureResult
+
+    running = _Played(FakeBackend(None), result=ConfigureResult("canceled", 254, 0.4, "", 0))
+    running.cancel = lambda: True
+    p = _beside(tmp_path, running)
+    p._stop_configuring()
+    [rec] = p.bundle.manifest.timings
+    assert (rec.ok, rec.error) == (False, "canceled: the run ended first")
+    assert running.seen_at_wait is not None  # waited for before anything else

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import struct
+import sys
+
+import pytest
 
 from rig.checksum import internet_checksum
 from rig.trace import wire
@@ -55,3 +58,46 @@ def test_a_trace_survives_json():
               2, None, "tcp-1")
     assert Trace.from_dict(t.to_dict()) == t
     assert t.last_answer == t.hops[0] and t.reached
+
+
+# /proc/net/tcp of the seed lab's server right after a probe's SYN-ACKs were lost
+# (recorded on this x86 machine: addresses print as 32-bit words in host order)
+_TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0A6433C6:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11532659 1 0 100 0 0 10 0
+   1: 0A6433C6:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11532210 2 0 100 0 0 10 0
+   2: 0A6433C6:0050 027100CB:B758 03 00000000:00000000 01:000000B5 00000001     0        0 0 0 0
+   3: 0A6433C6:AA16 0A6433C6:0050 06 00000000:00000000 03:000016F7 00000000     0        0 0 3 0
+"""
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the table was recorded on a little-endian machine")
+def test_the_server_knows_it_holds_the_probes_connection_half_open():
+    """Where the probe's SYN-ACKs were lost the server keeps the connection in SYN_RECV
+    and answers a new SYN on it with no SYN-ACK: the responder does not wait for one."""
+    assert wire.half_open(_TABLE, DST, 80, "203.0.113.2", 46936)
+    assert not wire.half_open(_TABLE, DST, 80, "203.0.113.2", 46937)  # another mapping
+    assert not wire.half_open(_TABLE, DST, 22, "203.0.113.2", 46936)
+    assert not wire.half_open(_TABLE, DST, 80, DST, 43542)  # TIME_WAIT, not half-open
+    assert not wire.half_open(_TABLE.replace(" 03 ", " 01 "), DST, 80, "203.0.113.2", 46936)  # established
+    assert not wire.half_open("", DST, 80, "203.0.113.2", 46936)
+
+
+def _seen(src: str, dst: str, sport: int, dport: int, flags: int) -> bytes:
+    return wire.ipv4(src, dst, wire.TCP, wire.tcp(src, dst, sport, dport, 7, 8, flags), 64, 0)
+
+
+def test_the_kernels_first_answer_to_the_request_ends_the_wait_for_its_syn_ack():
+    """A half-open 5-tuple draws a bare ACK, a closed port a RST: either is the kernel's
+    answer (no SYN-ACK will follow); only a SYN-ACK gives the copies its sequence number."""
+    req = {"src": "203.0.113.2", "sport": 46936, "dst": DST, "dport": 80}
+    keep = wire._kernel_answer(req)
+    out = wire.PACKET_OUTGOING
+    ack = keep(_seen(DST, "203.0.113.2", 80, 46936, wire.ACK), (None, None, out))
+    synack = keep(_seen(DST, "203.0.113.2", 80, 46936, wire.SYN | wire.ACK), (None, None, out))
+    assert ack is not None and synack is not None
+    assert keep(_seen(DST, "203.0.113.2", 80, 46936, wire.ACK), (None, None, 0)) is None  # arriving, not sent
+    assert keep(_seen(DST, "203.0.113.2", 80, 40000, wire.ACK), (None, None, out)) is None  # another client port
+    assert keep(_seen(DST, "203.0.113.2", 8080, 46936, wire.ACK), (None, None, out)) is None
+    assert wire._kernel_synack([synack]) == synack
+    assert wire._kernel_synack([ack]) is None and wire._kernel_synack([]) is None

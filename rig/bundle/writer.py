@@ -188,6 +188,23 @@ class BundleWriter:
             self.manifest = self.manifest.replace(timings=(*ts[:i], done, *ts[i + 1:]))
             self._flush()
 
+    def begin_stage(self, name: str):
+        """A stage that runs behind the next ones (rig run's configure in a fresh lab): its
+        record takes its place now, in the order stages start, still open; the returned
+        ``end(seconds, error=None)`` completes it (``seconds`` as the stage measured them)."""
+        i = len(self.manifest.timings)
+        rec = Timing(name, now())
+        self.manifest = self.manifest.replace(timings=(*self.manifest.timings, rec))
+
+        def end(seconds: float, error: str | None = None) -> None:
+            done = Timing(name, rec.start, round(seconds, 4), error is None,
+                          None if error is None else scrub_text(error))
+            ts = self.manifest.timings
+            self.manifest = self.manifest.replace(timings=(*ts[:i], done, *ts[i + 1:]))
+            self._flush()
+
+        return end
+
     def add_probe(self, record: Any) -> None:
         """Append one probe result (a dict or an object with to_dict()) to probes.jsonl."""
         line = scrub_text(json.dumps(_as_dict(record), default=str, sort_keys=False))

@@ -126,7 +126,7 @@ def _trace_here(proto: str, dst: str, dport: int, sport: int | None, echo_id: in
                         hops[ttl] = Hop(ttl, err["from"], kind, quote_changes(sent[ttl], q))
                 elif d["src"] == dst and _is_answer(proto, d, sport, echo_id):
                     replies.append(_reply_ttl(proto, d, base, max_ttl, len(payload)))
-                    until = min(until, time.monotonic() + SETTLE)  # nearer hops answer before the far end
+                    until = min(until, time.monotonic() + min(SETTLE, wait))  # nearer hops answer first
     finally:
         for sock in (icmp, l4, sender):
             if sock is not None:

@@ -114,30 +114,59 @@ def _open_mapping(proto: str, dst: str, dport: int, sport: int | None, echo_id: 
     return s, lambda: s.sendto(wire.icmp_echo(wire.ECHO_REQUEST, echo_id, 1, PAYLOAD), (dst, 0))
 
 
+class _Stop:
+    """Tells the client side to end, waking its ``select`` at once (no polling)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._rx, self._tx = socket.socketpair()
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            self._tx.send(b"x")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def fileno(self) -> int:
+        return self._rx.fileno()
+
+    def close(self) -> None:
+        self._rx.close()
+        self._tx.close()
+
+
 def _client_side(proto: str, dst: str, dport: int, sport: int | None, echo_id: int, max_ttl: int,
-                 started: threading.Event, stop: threading.Event, out: dict) -> None:
-    """In the client namespace: open the mapping once the server listens, keep it open,
-    and note the TTLs of the reply copies that arrive, until ``stop``."""
+                 started: threading.Event, stop: _Stop, out: dict) -> None:
+    """In the client namespace: open the mapping once the server listens, keep it open
+    (the request again every 0.5 s), and note the TTLs of the reply copies that arrive,
+    until ``stop``."""
     arrivals = socket.socket(socket.AF_INET, socket.SOCK_RAW, PROTO[proto])
     started.wait(LISTEN)
     sock, again = _open_mapping(proto, dst, dport, sport, echo_id)
     out["local"] = local_address(dst, dport)
     again()
     next_again = time.monotonic() + 0.5
+
+    def note(data: bytes) -> None:
+        d = wire.parse(data)
+        if d is not None and d["src"] == dst and 1 <= d["id"] - ID_BASE <= max_ttl:
+            out.setdefault("arrived", set()).add(d["id"] - ID_BASE)
+
     try:
         while not stop.is_set():
-            ready, _, _ = select.select([arrivals], [], [], 0.05)
             if time.monotonic() >= next_again:
                 again()
                 next_again += 0.5
-            if not ready:
-                continue
-            d = wire.parse(arrivals.recv(65535))
-            if d is None or d["src"] != dst:
-                continue
-            ttl = d["id"] - ID_BASE
-            if 1 <= ttl <= max_ttl:
-                out.setdefault("arrived", set()).add(ttl)
+            ready, _, _ = select.select([arrivals.fileno(), stop.fileno()], [], [],
+                                        max(0.0, next_again - time.monotonic()))
+            if arrivals.fileno() in ready:
+                note(arrivals.recv(65535))
+        arrivals.setblocking(False)  # what came before the stop still counts
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                note(arrivals.recv(65535))
     finally:
         if proto == "tcp":  # whatever state it reached, leave with a RST, not a FIN
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -150,7 +179,7 @@ def reverse(client_netns: str | None, server: ServerSide, proto: str, dst: str, 
             max_ttl: int = MAX_TTL, wait: float = WAIT) -> Trace:
     """Trace the way back from the server into the client's NAT mapping. ``peer``: the
     client's public address as the server saw it (None: the first request that comes)."""
-    started, stop = threading.Event(), threading.Event()
+    started, stop = threading.Event(), _Stop()
     seen: dict[str, Any] = {}
     client = Background(lambda: in_netns(client_netns, _client_side, proto, dst, dport, sport, echo_id, max_ttl,
                                          started, stop, seen), name="trace-client")
@@ -165,6 +194,8 @@ def reverse(client_netns: str | None, server: ServerSide, proto: str, dst: str, 
         client.result()
     except OSError as exc:
         result.setdefault("error", f"client side: {exc}")
+    finally:
+        stop.close()
     return _as_trace(proto, dst, dport, result, seen, max_ttl)
 
 

@@ -194,6 +194,60 @@ def _is_request(d: dict | None, proto: int, port: int, peer: str | None) -> bool
     return d.get("icmp_type") == ECHO_REQUEST
 
 
+SYN_RECV = "03"  # the state column of /proc/net/tcp (include/net/tcp_states.h)
+
+
+def _proc_hex(addr: str, port: int) -> str:
+    """An address:port as /proc/net/tcp prints it (the address's 32 bits in host order)."""
+    return "%08X:%04X" % (struct.unpack("=I", socket.inet_aton(addr))[0], port)
+
+
+def half_open(table: str, local: str, lport: int, peer: str, pport: int) -> bool:
+    """Whether the TCP table ``table`` (the text of /proc/net/tcp) holds the connection
+    from ``peer``:``pport`` to ``local``:``lport`` half-open (SYN_RECV): the server
+    answered its SYN and never got the handshake's last ACK."""
+    want = (_proc_hex(local, lport), _proc_hex(peer, pport), SYN_RECV)
+    for line in table.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) > 3 and (cols[1].upper(), cols[2].upper(), cols[3]) == want:
+            return True
+    return False
+
+
+def _holds_half_open(req: dict) -> bool:
+    """Whether this server holds ``req``'s connection half-open (Linux: its TCP table, as
+    the calling thread's network namespace has it); False where it cannot tell."""
+    for path in ("/proc/thread-self/net/tcp", "/proc/net/tcp"):
+        try:
+            with open(path) as f:
+                return half_open(f.read(), req["dst"], req["dport"], req["src"], req["sport"])
+        except OSError:
+            continue
+    return False
+
+
+def _kernel_answer(req: dict):
+    """A ``receive`` filter: the server's own first answer to the request ``req``, whatever
+    it is. A fresh request draws a SYN-ACK; one for a 5-tuple the server still holds
+    half-open (the probe's, whose SYN-ACKs were lost) draws a bare ACK instead, and a
+    closed port a RST: waiting on for a SYN-ACK then only costs the wait."""
+    def keep(data: bytes, addr) -> dict | None:
+        d = parse(data)
+        if (addr[2] == PACKET_OUTGOING and d and d["proto"] == TCP and d.get("dst") == req["src"]
+                and d.get("dport") == req["sport"] and d.get("sport") == req["dport"]):
+            return d
+        return None
+
+    return keep
+
+
+def _kernel_synack(seen: list) -> dict | None:
+    """The kernel's SYN-ACK among ``seen`` (its first answer), else None."""
+    if seen and seen[0].get("flags", 0) & (SYN | ACK) == SYN | ACK:
+        return seen[0]
+    return None
+
+
 def respond(proto: int, port: int, peer: str | None, max_ttl: int, wait: float, listen: float,
             ident_base: int = 0x5200, ready=None) -> dict:
     """On the server, as root: wait up to ``listen`` s for the request (a SYN to ``port``,
@@ -220,16 +274,10 @@ def respond(proto: int, port: int, peer: str | None, max_ttl: int, wait: float, 
             return {"request": None, "kernel_reply": None, "sent": [], "errors": []}
         req, raw_req = found[0]
         kernel_reply = None
-        if proto == TCP:  # the server's own SYN-ACK, for its sequence number and MSS
-            def synack(data: bytes, addr) -> dict | None:
-                d = parse(data)
-                if (addr[2] == PACKET_OUTGOING and d and d["proto"] == TCP and d.get("dst") == req["src"]
-                        and d.get("dport") == req["sport"] and d.get("flags", 0) & (SYN | ACK) == SYN | ACK):
-                    return d
-                return None
-
-            seen = receive(sniff, time.monotonic() + 0.3, synack, limit=1)
-            kernel_reply = seen[0] if seen else None
+        # the server's own SYN-ACK, for its sequence number and MSS; none comes while the
+        # server holds the probe's connection half-open (the lost-return case)
+        if proto == TCP and not _holds_half_open(req):
+            kernel_reply = _kernel_synack(receive(sniff, time.monotonic() + 0.3, _kernel_answer(req), limit=1))
         copies = _reply_copies(req, kernel_reply, raw_req, max_ttl, ident_base)
         for _, pkt in copies:
             sender.sendto(pkt, (req["src"], 0))
