@@ -44,6 +44,7 @@ MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's err
 # ticks (1 ms on Linux and FreeBSD, 10 ms elsewhere): 1-3 s and more for a SYN; a path
 # that rewrites timestamps (pf's modulation) adds a random 32-bit offset instead
 LATER_TICKS = (50, 200_000)
+MIN_SYN_RTO_NS = 1_000_000_000  # the least first wait before a SYN is sent again (RFC 6298's 1 s; Linux, macOS)
 SYN_RTO_NS = 3_000_000_000  # the longest first wait before a SYN is sent again (RFC 1122's 3 s)
 MAX_PAIRS = 200_000  # candidate pairs looked at one by one; beyond, the attempts are undecided
 
@@ -146,8 +147,13 @@ def _aligns(tc: list[int], vc: list[int] | None, ts: list[int], vs: list[int] | 
     if client_end is not None and delay is not None and ts[-1] > client_end + delay:
         keep = sum(1 for x in ts if x <= client_end + delay)
         if keep == 0:  # every copy came when the client capture had ended: no copy to pair,
-            # but on a path that keeps timestamps the first carries a later value of the
-            # client's last copy's clock (a retransmission's), not another connection's
+            # but the first is a retransmission of the client's last: sent no sooner than
+            # the wait before it (backoff only grows; after a single copy, the least
+            # first wait), and on a path that keeps timestamps it carries a later value of
+            # the client's last copy's clock, not another connection's
+            wait = tc[-1] - tc[-2] if len(tc) >= 2 else MIN_SYN_RTO_NS
+            if ts[0] - delay - tc[-1] < wait - tol:
+                return False
             if same_ts and vc and vs and vc[-1] and vs[0]:
                 return LATER_TICKS[0] <= (vs[0] - vc[-1]) % (1 << 32) <= LATER_TICKS[1]
             return True
