@@ -213,3 +213,19 @@ def test_exhaustion_of_the_ces_first_block(tmp_path):
     # the analysis' last clause (the trace stage's places may follow it)
     assert f"all {hi - lo + 1} public ports of the set were in use: the port set is exhausted" in \
         r.verdict["diagnosis"]["summary"]
+
+
+@pytest.mark.root
+@pytest.mark.lab
+@needs_lab
+def test_the_tunnel_blackhole_survives_the_playbook(tmp_path):
+    """tunnel-mtu-blackhole as a user runs it, the playbook applied over SSH through the
+    tunnel: SSH's segments fit the tunnel both ways (the SYN-ACK's MSS is clamped too), so
+    the client's kernel learns no path MTU from the CE and the probes' SYNs still offer
+    the link's MSS (1460): the large reply stalls. Without the second clamp the upload drew
+    the CE's frag-needed, every later SYN offered 1420, and every reply was delivered."""
+    r = rig_run(tmp_path / "run", "--scenario", "tunnel-mtu-blackhole", "--timeout", "1")
+    assert r.rc == 1, r.stderr
+    tcp4 = [e for e in r.exchanges("tcp") if e["family"] == 4]
+    assert [e["outcome"] for e in tcp4].count("mtu-blackhole") == 1, [(e["id"], e["outcome"]) for e in tcp4]
+    assert lab_leftovers(r.prefix) == []

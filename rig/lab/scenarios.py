@@ -299,8 +299,13 @@ SCENARIOS: dict[str, Scenario] = {
             access="map-e",  # DF pings above the tunnel's MTU: the access's own (Scenario.expect_ping)
             rules=(
                 NftRule("br", "output", "icmp type destination-unreachable icmp code frag-needed drop"),
-                # keep SSH usable: its segments fit the tunnel
+                # keep SSH usable: its segments fit the tunnel, both ways (the SYN-ACK's
+                # MSS too: the client's upload in 1500-byte packets would draw the CE's
+                # frag-needed, and the path MTU its kernel learns from it lowers the MSS
+                # of every later SYN to the server, the probes' too: no blackhole left)
                 NftRule("hgw", "mangle", f"tcp dport 22 tcp flags syn tcp option maxseg size set {TUNNEL_MTU - 40}"),
+                NftRule("hgw", "mangle", f"tcp sport 22 tcp flags & (syn | ack) == syn | ack "
+                                         f"tcp option maxseg size set {TUNNEL_MTU - 40}"),
             ),
         ),
         Scenario(
