@@ -231,12 +231,11 @@ class Stories:
                 batch = self.batches[b]
                 _, first, inv = np.unique(batch.change_keys(loc[pos]), return_index=True, return_inverse=True)
                 got = batch.changes_each(loc[pos[first]])
-                order = np.argsort(inv.ravel(), kind="stable")
-                ends = np.cumsum(np.bincount(inv.ravel(), minlength=len(first)))
-                for g, (a, e) in enumerate(zip((ends - np.bincount(inv.ravel(), minlength=len(first))).tolist(),
-                                               ends.tolist())):
-                    if got[g]:
-                        yield lo + pos[order[a:e]], got[g]
+                inv = inv.ravel()
+                members = np.split(pos[np.argsort(inv, kind="stable")], np.cumsum(np.bincount(inv))[:-1])
+                for where, ch in zip(members, got):
+                    if ch:
+                        yield lo + where, ch
 
 
 def change_lines(stories: Stories) -> list[tuple[str, list[str], int]]:

@@ -110,6 +110,7 @@ class _Copies:
             with_ts[some] = np.logical_and.reduceat(self.has_ts, self.lo[some])
         self._with_ts = with_ts.tolist()
         self._lo, self._hi = self.lo.tolist(), self.hi.tolist()
+        self.reset = tc.n_rst_rev[conns] > 0  # a RST came back: the connection sends no more SYNs
 
     def of(self, k: int) -> tuple[list[int], list[int] | None]:
         lo, hi = self._lo[k], self._hi[k]
@@ -118,14 +119,15 @@ class _Copies:
     def may_go_on(self, ks: np.ndarray, end: int | None) -> np.ndarray:
         """Which of the connections ``ks`` may have sent another copy after ``end`` (the
         capture's last packet): the next retransmission comes no sooner than the gap
-        before the last (backoff only grows), or up to ``SYN_RTO_NS`` after a single copy."""
+        before the last (backoff only grows), or up to ``SYN_RTO_NS`` after a single copy;
+        none after a RST the capture holds (it ends the attempt)."""
         if end is None:
             return np.zeros(len(ks), bool)
         lo, hi = self.lo[ks], self.hi[ks]
         last = self.ts[np.maximum(hi - 1, 0)]
         prev = self.ts[np.maximum(hi - 2, 0)]
         gap = np.where(hi - lo >= 2, last - prev, SYN_RTO_NS)
-        return last + gap > end
+        return (last + gap > end) & ~self.reset[ks]
 
     def ids(self, k: int) -> list[int] | None:
         """The copies' IPv4 IDs (None if any is 0 or not IPv4: nothing to compare)."""
@@ -326,8 +328,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
             else:
                 lo = np.searchsorted(vt, cu.first_t[ui] + delay - tol, side="left")
                 hi = np.searchsorted(vt, cu.last_t[ui] + delay + tol, side="right")
-                # its later copies are the server's to show (not after a RST: that ends it)
-                hi[cu.may_go_on(ui, c.ts_max) & (cc.n_rst_rev[u_all[ui]] == 0)] = len(vi)
+                hi[cu.may_go_on(ui, c.ts_max)] = len(vi)  # its later copies are the server's to show
             n = hi - lo
             if int(n.sum()) > MAX_PAIRS:  # too many to look at one by one
                 flooded += [(a, len(vi)) for a in ui[n > 0].tolist()]

@@ -147,6 +147,17 @@ class _Occurrences:
         return np.concatenate(self._parts)
 
 
+@dataclass(frozen=True)
+class Picked:
+    """A segment's records picked as they were walked (``fast.walkscan``): their numbers in
+    the segment, and of the records left out the ``_seen`` bits of their addresses and
+    their statuses (by ``Undecoded``)."""
+
+    rows: np.ndarray
+    seen: np.ndarray
+    skipped: np.ndarray
+
+
 @dataclass
 class _Segment:
     start: int
@@ -171,8 +182,6 @@ class _Reader:
         self.counts = np.zeros(len(Undecoded), np.int64)
         self.fmt: str = "pcap"
         self.ifaces: tuple = ()
-        self.scan_seen = np.zeros(0, bool)  # of the segment just scanned (``scan``)
-        self.scan_skipped = np.zeros(len(Undecoded), np.int64)
 
     def _add_peers(self, keys: np.ndarray) -> None:
         new = [k for k in np.unique(keys).tolist() if k not in self.peers]
@@ -181,34 +190,33 @@ class _Reader:
             self.order.extend(new)
             self.peer_keys = np.array(sorted(self.peers), np.uint64)
 
-    def scan(self, buf, off: int, stop: int, swap: bool, maxcap: int, linktype: int, idx: np.ndarray,
-             offs: np.ndarray, hdrs: np.ndarray) -> tuple[int, int, bool, int, int]:
-        """The scanner of ``container.pcap_segments_scanned`` (``fast.walkscan``): what it
-        found of the records it left out is kept for ``segment``."""
-        self.scan_seen = np.zeros(1 << 20, bool)
-        self.scan_skipped = np.zeros(len(Undecoded), np.int64)
-        return fastpath.walkscan(buf, off, stop, swap, maxcap, linktype, self.focus.out, self.focus.back,
-                                 self.peer_keys, idx, offs, hdrs, self.scan_seen, self.scan_skipped)
-
     def segments(self, start: int = 24, until: int | None = None):
         """``(start, end, records walked, picked, Records)`` of each segment: ``picked``
         None (all of them) where the records cannot be picked as they are walked."""
-        if fastpath.can_scan():
-            yield from container.pcap_segments_scanned(self.buf, self.path, self.scan, start, until)
+        if not fastpath.can_scan():
+            for a, b, recs in container.pcap_segments(self.buf, self.path, start, until):
+                yield a, b, len(recs.data_off), None, recs
             return
-        for a, b, recs in container.pcap_segments(self.buf, self.path, start, until):
-            yield a, b, len(recs.data_off), None, recs
+        left: dict[str, np.ndarray] = {}  # what the scan found of the records it left out
+
+        def scan(buf, off, stop, swap, maxcap, linktype, idx, offs, hdrs):
+            left["seen"], left["skipped"] = np.zeros(1 << 20, bool), np.zeros(len(Undecoded), np.int64)
+            return fastpath.walkscan(buf, off, stop, swap, maxcap, linktype, self.focus.out, self.focus.back,
+                                     self.peer_keys, idx, offs, hdrs, left["seen"], left["skipped"])
+
+        for a, b, walked, rows, recs in container.pcap_segments_scanned(self.buf, self.path, scan, start, until):
+            yield a, b, walked, Picked(rows, left["seen"], left["skipped"]), recs
 
     def segment(self, start: int, end: int, recs: container.Records, frame0: int, count: bool,
-                first: bool, picked: np.ndarray | None = None) -> _Segment:
+                first: bool, picked: Picked | None = None) -> _Segment:
         """Decode one segment's records and keep its relevant rows. ``count``: add its
         statuses to the file's counts (not when walked again); ``first``: keep its first
         decodable row (the file's first). ``picked``: ``recs`` are only these records of
-        the segment (``scan`` left the others out, knowing they would not be kept)."""
+        the segment (``fast.walkscan`` left the others out, knowing they would not be kept)."""
         if picked is None:
             frames, pre_seen = np.arange(frame0 + 1, frame0 + len(recs.data_off) + 1, dtype=np.uint32), None
-        else:  # ``recs`` are the records the walk picked (``scan``): the others were not decoded
-            frames, pre_seen = (picked + (frame0 + 1)).astype(np.uint32), self.scan_seen
+        else:  # ``recs`` are the records the walk picked: the others were not decoded
+            frames, pre_seen = (picked.rows + (frame0 + 1)).astype(np.uint32), picked.seen
         n = len(recs.data_off)
         t = np.zeros(n, self.dtype)
         t["frame"] = frames
@@ -232,7 +240,7 @@ class _Reader:
         if count:
             self.counts += np.bincount(t["status"], minlength=len(Undecoded))
             if picked is not None:
-                self.counts += self.scan_skipped
+                self.counts += picked.skipped
         words = book.words()
         akey = _key(words[:, 0], words[:, 1])
         qs, qd = _words_key(quoted["q_src"]), _words_key(quoted["q_dst"])
