@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 import numpy as np
 
+from rig import forkparts
 from rig.errors import EXIT_CLEAN, EXIT_PROBLEM, InputError
 from rig.gcpause import gc_paused
 from rig.jsontext import join_compact
@@ -31,6 +32,10 @@ FORMAT = "rig.verdict/1"
 
 OUTCOMES = tuple(Outcome)  # the contract's outcome words, worst first (rig.outcome)
 PROTOCOLS = ("tcp", "udp", "icmp")
+LINE_EACH_PAST = 500  # exchanges an indented verdict has at most before it writes one per line
+# exchanges a forked part of the JSON text has at least (~12 us a record to build and
+# encode: 10k is ~0.1 s, well above a fork of the analysed process, ~20 ms at 1M packets)
+PART_MIN = 10_000
 CHANGE_FIELDS = (
     "ip.ttl",
     "ip.id",
@@ -446,14 +451,15 @@ class ExchangeList(Sequence):
         for lo in range(0, len(self), self.CHUNK):
             yield self._build(lo, min(lo + self.CHUNK, len(self)))
 
-    def dicts(self) -> Iterator[list[dict[str, Any]]]:
+    def dicts(self, start: int = 0, stop: int | None = None) -> Iterator[list[dict[str, Any]]]:
         """The records' ``record_dict`` lean forms (what the JSON writer encodes), in
-        verdict order, ``CHUNK`` at a time: the fast paths make them from their columns
-        without a record object (measured on the 1M-packet bench pair: ~1 s of rig diff
-        --json's 4 s of writing)."""
-        for lo in range(0, len(self), self.CHUNK):
+        verdict order, ``CHUNK`` at a time (of records ``start`` to ``stop``): the fast
+        paths make them from their columns without a record object (measured on the
+        1M-packet bench pair: ~1 s of rig diff --json's 4 s of writing)."""
+        stop = len(self) if stop is None else stop
+        for lo in range(start, stop, self.CHUNK):
             # (the dicts of Change and Datagrams objects shared within a chunk; record_dict)
-            yield self._build(lo, min(lo + self.CHUNK, len(self)), shared={})
+            yield self._build(lo, min(lo + self.CHUNK, stop), shared={})
 
     def __eq__(self, other) -> bool:
         if isinstance(other, (tuple, list, ExchangeList)):
@@ -585,21 +591,25 @@ class Verdict:
     def to_json(self, indent: int | None = 2) -> str:
         """The JSON text; indented for people, but one exchange per line past 500 exchanges
         (an indented list of frame numbers is a line per number)."""
-        return "".join(self._json_pieces(indent))
+        return "".join(piece for part in self._json_parts(indent, 1) for piece in part())
 
     def write_json(self, out, indent: int | None = 2) -> None:
         """``to_json()`` written to the text file ``out`` a piece at a time: the same
         characters without the whole text in memory (1M-packet bench pair, 220k exchanges:
         ``rig diff --json`` peaked at ~1 GB holding the records' texts, their join and the
-        document; written this way, at the analysis' own peak)."""
+        document; written this way, at the analysis' own peak). A long list of exchanges
+        is written in parts, the later ones made by forked children on the other cores
+        (``rig.forkparts``)."""
+        n = len(self.exchanges)
+        k = min(forkparts.cores(), forkparts.MAX_PARTS, max(1, n // PART_MIN)) if forkparts.usable(out) else 1
         with gc_paused():  # records, dicts and texts a chunk at a time, no cycles (rig.gcpause)
-            for piece in self._json_pieces(indent):
-                out.write(piece)
+            forkparts.write_parts(out, self._json_parts(indent, k))
 
-    def _json_pieces(self, indent: int | None) -> Iterator[str]:
-        if indent is None or len(self.exchanges) <= 500:
-            yield json.dumps(self.to_dict(), indent=indent)
-            return
+    def _json_parts(self, indent: int | None, k: int) -> list[Callable[[], Iterator[str]]]:
+        """The JSON text as ``k`` consecutive parts (``forkparts.Part``), each a generator
+        of pieces; the exchanges split between them in verdict order."""
+        if indent is None or len(self.exchanges) <= LINE_EACH_PAST:
+            return [lambda: iter((json.dumps(self.to_dict(), indent=indent),))]
         pad = " " * indent
         # one record at a time: a dict of every exchange at once is ~1 GB at 200k exchanges
         mark = '"@@exchanges@@"'
@@ -607,13 +617,20 @@ class Verdict:
              "diagnosis": self.diagnosis.to_dict()}
         self._add_optional(d)
         head, tail = json.dumps(d, indent=indent).split(mark, 1)
-        yield head + f"[\n{pad * 2}"
         sep = ",\n" + pad * 2
-        for n, dicts in enumerate(_dicts(self.exchanges)):
-            if n:
-                yield sep
-            yield join_compact(dicts, sep)
-        yield f"\n{pad}]" + tail
+        ranges = list(forkparts.split(len(self.exchanges), k))
+
+        def part(i: int) -> Iterator[str]:
+            lo, hi = ranges[i]
+            yield head + f"[\n{pad * 2}" if i == 0 else sep
+            for n, dicts in enumerate(_dicts(self.exchanges, lo, hi)):
+                if n:
+                    yield sep
+                yield join_compact(dicts, sep)
+            if i == k - 1:
+                yield f"\n{pad}]" + tail
+
+        return [partial(part, i) for i in range(k)]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":
@@ -643,14 +660,14 @@ class Verdict:
             raise InputError(f"verdict is not JSON: {exc}") from exc
 
 
-def _dicts(exchanges: Sequence[Exchange]) -> Iterator[list[dict[str, Any]]]:
-    """The lean forms of ``exchanges`` (``record_dict``), ``ExchangeList.CHUNK`` at a time."""
+def _dicts(exchanges: Sequence[Exchange], start: int, stop: int) -> Iterator[list[dict[str, Any]]]:
+    """The lean forms of ``exchanges[start:stop]`` (``record_dict``), ``ExchangeList.CHUNK`` at a time."""
     if isinstance(exchanges, ExchangeList):
-        yield from exchanges.dicts()
+        yield from exchanges.dicts(start, stop)
         return
-    for lo in range(0, len(exchanges), ExchangeList.CHUNK):
+    for lo in range(start, stop, ExchangeList.CHUNK):
         shared: dict[int, tuple[Any, dict[str, Any]]] = {}  # (as long as the chunk's records)
-        yield [e._dict(shared) for e in exchanges[lo:lo + ExchangeList.CHUNK]]
+        yield [e._dict(shared) for e in exchanges[lo:min(lo + ExchangeList.CHUNK, stop)]]
 
 
 def _port_use(d: Any) -> "PortUse | None":
