@@ -384,6 +384,10 @@ class ExchangeBatch(Protocol):
     def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
         """(field, direction) of every change among exchanges ``idx``."""
 
+    def datagram_sums(self, idx: np.ndarray) -> tuple[int, int, int, int]:
+        """The ``datagrams`` of exchanges ``idx`` added up: (out sent, out lost, back
+        sent, back lost); zeros where the records have none (TCP, echo)."""
+
 
 def batch_id(protocol: str, number: int) -> str:
     """The id of a batch's exchange numbered ``number`` (what its ``build`` writes)."""
@@ -508,6 +512,20 @@ class ExchangeList(Sequence):
         for b, batch in enumerate(self.batches):
             out |= batch.change_fields(self._idx(b))
         return out
+
+    def datagram_sums(self) -> tuple[int, int, int, int]:
+        """The ``datagrams`` of every delivered exchange added up (out sent, out lost, back
+        sent, back lost), without building the batches' records."""
+        n = [0, 0, 0, 0]
+        for e in self.eager:
+            g = e.datagrams
+            if g is not None and e.outcome == Outcome.DELIVERED:
+                for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
+                    n[i] += x
+        for b, batch in enumerate(self.batches):
+            for i, x in enumerate(batch.datagram_sums(self._idx(b))):
+                n[i] += x
+        return n[0], n[1], n[2], n[3]
 
     def seen_at_server(self, protocol: str) -> list[str]:
         """``seen_at_server_as`` of every exchange of ``protocol`` that has one (any order)."""

@@ -71,16 +71,18 @@ def not_sent_clauses(not_sent: Sequence[NotSentProbe]) -> list[str]:
     return out
 
 
-def _datagram_loss(exchanges, batched: int = 0) -> str:
+def _datagram_loss(exchanges) -> str:
     """The clause for datagrams lost inside delivered UDP exchanges (flows, retried
-    requests), from their ``datagrams`` counts; '' if none were lost. ``batched``: the
-    delivered UDP exchanges not built as records (one datagram each way, none lost)."""
-    n = [batched, 0, batched, 0]  # out sent, out lost, back sent, back lost
-    for e in exchanges:
-        g = e.datagrams
-        if g is not None and e.outcome == "delivered":
-            for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
-                n[i] += x
+    requests), from their ``datagrams`` counts; '' if none were lost."""
+    if isinstance(exchanges, ExchangeList):  # (its batches' counts added up from columns)
+        n = list(exchanges.datagram_sums())
+    else:
+        n = [0, 0, 0, 0]  # out sent, out lost, back sent, back lost
+        for e in exchanges:
+            g = e.datagrams
+            if g is not None and e.outcome == "delivered":
+                for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
+                    n[i] += x
     parts = []
     if n[1]:
         parts.append(f"{n[1]} of {n[0]} from the client on the way out")
@@ -104,12 +106,7 @@ def diagnose(exchanges: tuple[Exchange, ...] | list[Exchange] | ExchangeList,
     if not exchanges:
         return Diagnosis("; ".join(["No exchange from the client toward the server was found in the client capture "
                                     "(no TCP SYN, ICMP echo request or UDP datagram)", *unsent]), {})
-    if lazy is not None:
-        batched = pairs.get(("udp", "delivered"), 0) - sum(
-            1 for e in lazy.eager if e.protocol == "udp" and e.outcome == "delivered")
-        lossy = _datagram_loss(lazy.eager, batched)
-    else:
-        lossy = _datagram_loss(exchanges)
+    lossy = _datagram_loss(exchanges)
     clean = [p for p in ORDER if p in by and all(Outcome(o).clean for o in by[p]) and not (p == "udp" and lossy)]
     problems = [e for e in (lazy.eager if lazy is not None else exchanges) if not Outcome(e.outcome).clean]
     clauses: list[str] = []

@@ -26,6 +26,7 @@ from rig.analysis.senders import decided_echoes
 from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
+from rig.analysis.udpflow_fast import FlowBatch
 from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagrams, udp_key as _udp_key
 from rig.capture.table import FRAG_LATER, FRAG_MF
 from rig.outcome import Outcome
@@ -573,11 +574,12 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft | ReqRepBat
     flows = find_flows(c, udp_c, local, _tuples(c), udp_s, _tuples(s), partner)
     if flows.n == 0:
         return _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)
-    got, o, b = flow_drafts(ctx, flows, udp_c, udp_s)
+    got, plain, o, b = flow_drafts(ctx, flows, udp_c, udp_s)
     on = flows.c_flow[local] >= 0
     local = local & (flows.c_flow < 0)
     req, ckeys = req[~on], ckeys[~on]
-    drafts: list[Draft | ReqRepBatch] = [*got]
+    drafts: list[Draft | ReqRepBatch] = [FlowBatch(ctx, plain)] if plain is not None else []
+    drafts += got
     if len(req):
         partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s), valid_b=flows.s_flow < 0)
         more, o2, b2 = _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)

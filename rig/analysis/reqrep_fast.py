@@ -130,16 +130,38 @@ class ReqRepBatch:
         return TableCodes(story, EndpointCols(cq["src_i"][idx], cq["sport"][idx] if udp else None, self.cq.addrs),
                           EndpointCols(sq["src_i"][idx], sq["sport"][idx] if udp else None, self.sq.addrs))
 
+    # what a subclass (``udpflow_fast.FlowBatch``) says otherwise of its exchanges
+    def notes(self) -> tuple[str, str]:
+        """The evidence notes: the request as it arrived at the server, the reply at the client."""
+        return DELIVERED_NOTES[self.protocol]
+
+    def explanations(self, idx: np.ndarray) -> list[str]:
+        req, rep = ("datagram", "reply") if self.protocol == "udp" else ("echo request", "echo reply")
+        return [reqrep_delivered_words(req, rep)] * len(idx)
+
+    def datagrams_each(self, idx: np.ndarray) -> list:
+        return [DELIVERED if self.protocol == "udp" else None] * len(idx)
+
+    def datagram_sums(self, idx: np.ndarray) -> tuple[int, int, int, int]:
+        n = len(idx) if self.protocol == "udp" else 0  # DELIVERED: one each way, arrived
+        return n, 0, n, 0
+
+    def frames_each(self, idx: np.ndarray, cq: Rows, sq: Rows, cp: Rows) -> tuple[list, list]:
+        """Each exchange's frames at the client and at the server, in order (without the
+        other copies of packets captured twice)."""
+        sp_frame = self.sp_frame[idx].tolist()
+        return ([(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])],
+                [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)])
+
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
               evidence=Evidence) -> list:
         udp = self.protocol == "udp"
-        req, rep = ("datagram", "reply") if udp else ("echo request", "echo reply")
-        arrived, got = DELIVERED_NOTES[self.protocol]
+        arrived, got = self.notes()
         cq = Rows(self.cq, idx, REQ_FIELDS[self.protocol])
         # light: seen_at_server_as reads the port (UDP) and a rewritten echo id the id (ICMP);
         # the evidence reads every column
         sq = Rows(self.sq, idx, self.fields if not light else ("sport",) if udp else ("icmp_id",))
-        explanation = reqrep_delivered_words(req, rep)
+        explanation = self.explanations(idx)
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
         ev_s: list = []
         ev_c: list = []
@@ -147,9 +169,7 @@ class ReqRepBatch:
         fs: list[tuple[int, ...]] = []
         if not light:  # (ExchangeList.light: no evidence, no frames)
             cp = Rows(self.cp, idx, self.fields)
-            sp_frame = self.sp_frame[idx].tolist()
-            fc = [(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])]
-            fs = [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)]
+            fc, fs = self.frames_each(idx, cq, sq, cp)
             # packets captured twice: every copy's frame, and a note in the evidence
             fc, fs = with_copies_each(fc, self.c_copies), with_copies_each(fs, self.s_copies)
             ev_s = [evidence(self.sname, f, t) for f, t in
@@ -158,11 +178,11 @@ class ReqRepBatch:
                     zip(cp.c["frame"], with_copy_notes(cp.summaries(udp, got), cp.c["frame"], self.c_copies))]
         changes = self.changes_each(idx)
         cname, sname, proto = self.cname, self.sname, self.protocol
-        dgrams = DELIVERED if udp else None
+        dgrams = self.datagrams_each(idx)
         out = []
         for i in range(len(idx)):
             out.append(make(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
-                            explanation, changes[i], () if light else (ev_s[i], ev_c[i]),
-                            () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams,
+                            explanation[i], changes[i], () if light else (ev_s[i], ev_c[i]),
+                            () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams[i],
                             echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
         return out

@@ -134,6 +134,9 @@ class TcpBatch:
         have = np.fromiter(self.payload, np.int64, len(self.payload))
         return [ch for i in have[np.isin(have, idx)].tolist() for ch in self.payload[i]]
 
+    def datagram_sums(self, idx: np.ndarray) -> tuple[int, int, int, int]:
+        return 0, 0, 0, 0  # (a connection's records have no datagrams)
+
     def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
         out = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):

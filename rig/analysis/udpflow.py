@@ -195,10 +195,40 @@ def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c
     return Outcome.DELIVERED, W.flow_passed(n_out, out_lost, n_back, back_lost, stray), ()
 
 
-def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
-                ) -> tuple[list[Draft], list[np.ndarray], list[np.ndarray]]:
+@dataclass
+class PlainFlows:
+    """Flows every datagram of which arrived, both ways, none from elsewhere: each one's
+    four rows that its record's changes and evidence read (its first datagram at the
+    client and at the server, the server's first at the server and at the client), its
+    counts, and its frames at each point (``frames[cut[i]:cut[i + 1]]``, in order).
+    ``udpflow_fast.FlowBatch`` makes their records as ``flow_drafts`` would."""
+
+    creq: np.ndarray
+    sreq: np.ndarray
+    srep: np.ndarray
+    crep: np.ndarray
+    n_out: np.ndarray
+    n_back: np.ndarray
+    c_frames: np.ndarray
+    c_cut: np.ndarray
+    s_frames: np.ndarray
+    s_cut: np.ndarray
+
+
+def _ragged(flow: np.ndarray, frames: np.ndarray, number: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of each of ``n`` flows (``number``: a row's flow's place among them, -1:
+    none) in order, and where each flow's start (n + 1 cuts)."""
+    on = np.flatnonzero(number[flow] >= 0)
+    key = number[flow[on]]
+    order = np.argsort(key, kind="stable")  # rows are in file order: so are their frames within a flow
+    return frames[on[order]], np.searchsorted(key[order], np.arange(n + 1))
+
+
+def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray, bulk: bool = True
+                ) -> tuple[list[Draft], PlainFlows | None, list[np.ndarray], list[np.ndarray]]:
     """One draft per flow, with the out and back delays of its matched datagrams (for the
-    clock offset)."""
+    clock offset). ``bulk``: the flows every datagram of which arrived (``PlainFlows``)
+    are left to the bulk path, which gives the same records from columns."""
     c, s = ctx.client, ctx.server
     cf = np.flatnonzero(fl.c_flow >= 0)
     sf = np.flatnonzero(fl.s_flow >= 0)
@@ -239,14 +269,32 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
     c_pos, s_pos = c_ord.tolist(), s_ord.tolist()
     crow_l, srow_l = crow.tolist(), srow.tolist()
     at_s, at_c = copy_at_s.tolist(), copy_at_c.tolist()
+    c_cut_a, s_cut_a = c_cut, s_cut
     c_cut, s_cut = c_cut.tolist(), s_cut.tolist()
     counts = np.stack([out_sent, out_lost, back_sent, back_lost, stray, c_back]).T.tolist()
     ts_l = ts_c.tolist()
     # ICMP errors about a flow (filed by the 4-tuple they quote: ``Side.udp_error_key``),
     # asked of the flows the server sent nothing on
     c_errs, s_errs = error_index(c), error_index(s)
+    plain_flows = None
+    if bulk:
+        # as the loop below decides them: delivered (the server sent), nothing lost, no stray
+        is_plain = (out_sent > 0) & (out_lost == 0) & (back_sent > 0) & (back_lost == 0) & (stray == 0)
+        pf = np.flatnonzero(is_plain)
+        if len(pf):
+            number = np.full(n, -1, np.int64)
+            number[pf] = np.arange(len(pf))
+            cc, sc = c_cut_a[2 * pf], s_cut_a[2 * pf + 1]  # each flow's first datagram out (client), back (server)
+            c0, s0 = c_ord[cc], s_ord[sc]
+            cfr_all, ccut = _ragged(cfl, cfr, number, len(pf))
+            sfr_all, scut = _ragged(sfl, sfr, number, len(pf))
+            plain_flows = PlainFlows(crow[c0], srow[copy_at_s[c0]], srow[s0], crow[copy_at_c[s0]], out_sent[pf], back_sent[pf],
+                               cfr_all, ccut, sfr_all, scut)
+        skip = is_plain.tolist()
     drafts = []
     for f in range(n):
+        if bulk and skip[f]:
+            continue
         ca, cm, cb = c_cut[2 * f], c_cut[2 * f + 1], c_cut[2 * f + 2]  # out: [ca, cm), back: [cm, cb)
         sa, sm, sb = s_cut[2 * f], s_cut[2 * f + 1], s_cut[2 * f + 2]
         if cm == ca:
@@ -306,7 +354,7 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray
             ev += ctx.ev(c, odd, W.DATAGRAM_NOT_FROM_SERVER, 1)
         drafts.append(d)
     del c_fr, s_fr, c_pos, s_pos, crow_l, srow_l, at_s, at_c, ts_l
-    return drafts, [out_d], [back_d]
+    return drafts, plain_flows, [out_d], [back_d]
 
 
 def _by_flow(flow: np.ndarray, back: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
