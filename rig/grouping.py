@@ -22,6 +22,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from rig.analysis.summary import addr_text, endpoints
+from rig.outcome import Outcome
 from rig.verdict import Change, EndpointCols, ExchangeList, ExchangeView, batch_id
 
 MAX_CHANGE_VALUES = 8  # distinct values of one field and direction listed one by one
@@ -145,27 +146,58 @@ class Stories:
         for p, j in zip(eager_at.tolist(), self.loc[eager_at].tolist()):
             e = self.eager[j]
             self.story[p] = keys.setdefault(Story(e.protocol, e.server, e.outcome, e.explanation), len(keys))
-        # per batch: its positions (ascending) and their endpoints as codes
+        self._keys = keys
+        # per batch: its positions (ascending), their endpoints as codes, and which of its
+        # distinct story codes each has (``_coded``; their words are read in ``groups``)
         self._pos: dict[int, np.ndarray] = {}
         self._ends: dict[tuple[int, str], _Endpoints] = {}
+        self._coded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        servers: dict[str, int] = {}
         for b, batch in enumerate(self.batches):
             pos = np.flatnonzero(self.src == b)
             if not len(pos):
                 continue
             codes = batch.table_codes(self.loc[pos])
             _, first, inv = np.unique(codes.story, axis=0, return_index=True, return_inverse=True)
-            # one record per distinct story code says what its words are
-            firsts = batch.build(self.loc[pos][first], self.num[pos][first].tolist(), light=True, make=ExchangeView)
-            ids = np.array([keys.setdefault(Story(v.protocol, v.server, v.outcome, v.explanation), len(keys))
-                            for v in firsts], np.int64)
-            self.story[pos] = ids[inv.ravel()]
+            self._coded[b] = (first, inv.ravel())
             self._pos[b] = pos
             self._ends[(b, "client")] = _Endpoints(codes.client)
             self._ends[(b, "seen_at_server_as")] = _Endpoints(codes.seen)
-        self.keys = list(keys)  # story number -> Story
+            n_servers = len(np.unique(codes.server))
+            servers[batch.protocol] = max(servers.get(batch.protocol, 0), n_servers)
+        # the stories are at least this many: every problem story is an eager record's (a
+        # batch's exchanges are delivered), and a batch's distinct servers each tell one
+        # (their stories may be an eager delivered record's too)
+        problems = {k for k in keys if not Outcome(k.outcome).clean}
+        self.at_least = len(problems) + sum(servers.values())
+        self.keys: list[Story] = []  # story number -> Story (``groups``)
 
-    def groups(self) -> list[Group]:
-        """The stories in the order each first appears, each with its exchanges."""
+    def _tell(self, apart: bool) -> None:
+        """Number the batches' stories: by their words (one record of each distinct story
+        code says them), or, not ``apart``, one story per distinct code whose words are
+        not read (``Story`` with the protocol and outcome only)."""
+        keys = dict(self._keys)
+        told: list[Story] = []
+        for b, (first, inv) in self._coded.items():
+            batch, pos = self.batches[b], self._pos[b]
+            if apart:
+                firsts = batch.build(self.loc[pos][first], self.num[pos][first].tolist(), light=True,
+                                     make=ExchangeView)
+                ids = np.array([keys.setdefault(Story(v.protocol, v.server, v.outcome, v.explanation), len(keys))
+                                for v in firsts], np.int64)
+            else:
+                ids = np.arange(len(first), dtype=np.int64) + len(keys) + len(told)
+                told += [Story(batch.protocol, "", Outcome.DELIVERED, "")] * len(first)
+            self.story[pos] = ids[inv]
+        self.keys = list(keys) + told
+
+    def groups(self, shown_up_to: int | None = None) -> list[Group]:
+        """The stories in the order each first appears, each with its exchanges. Given
+        ``shown_up_to``, delivered stories are read only if they may be shown, the stories
+        being at most that many: past it (``at_least``), a batch's exchanges are grouped
+        by their story codes alone, their words not read (``Group.story`` then holds the
+        protocol and outcome only)."""
+        self._tell(shown_up_to is None or self.at_least <= shown_up_to)
         if not self.n:
             return []
         order = np.argsort(self.story, kind="stable")

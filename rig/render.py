@@ -76,7 +76,7 @@ def _print_verdict(verdict: Verdict, console: Console) -> None:
     # a record only for what is printed: the first exchange of each row (rig.grouping)
     stories = Stories(verdict.exchanges)
     # worst first, in rig's one order of outcomes (rig.outcome); within an outcome, as they came
-    rows = sorted(stories.groups(), key=lambda r: Outcome(r.story.outcome).severity)
+    rows = sorted(stories.groups(MAX_ROWS), key=lambda r: Outcome(r.story.outcome).severity)
     shown = rows
     if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
         shown = [r for r in rows if not Outcome(r.story.outcome).clean][:MAX_ROWS]

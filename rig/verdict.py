@@ -345,11 +345,13 @@ class EndpointCols:
 class TableCodes:
     """What the table view groups a batch's exchanges by, as columns (``rig.grouping``):
     ``story`` (n, k) ints, equal rows only where the records' server and explanation are
-    equal; the client's endpoints and the server's view of them (``seen_at_server_as``)."""
+    equal; ``server`` (n,) ints, equal exactly where the records' server is; the client's
+    endpoints and the server's view of them (``seen_at_server_as``)."""
 
     story: np.ndarray
     client: EndpointCols
     seen: EndpointCols
+    server: np.ndarray
 
 
 class ExchangeBatch(Protocol):

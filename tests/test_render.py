@@ -247,3 +247,39 @@ def test_equal_change_keys_mean_equal_changes(tmp_path, seed):
                 assert all(each[j] == each[same[0]] for j in same), (b.protocol, k)
         if not isinstance(w, PfPath):  # (behind pf every exchange is its own; a plain NAT's share)
             assert joined > 40
+
+
+@pytest.mark.parametrize("max_rows", [1, 2, 3, 8, 40])
+def test_delivered_stories_not_read_when_they_cannot_be_shown(tmp_path, monkeypatch, max_rows):
+    """Past ``MAX_ROWS`` stories for sure (``Stories.at_least``), the table reads no words
+    of a batch's stories (no light record is built) and prints what it printed reading
+    them all; at or under it, it reads them as before."""
+    import rig.render as render
+    from rig.grouping import Stories
+    from tests.test_analysis_bulk import _verdict as bulk_verdict
+
+    v = bulk_verdict(tmp_path)
+    assert v.exchanges.batches
+    monkeypatch.setattr(render, "MAX_ROWS", max_rows)
+
+    def printed() -> str:
+        out = io.StringIO()
+        print_verdict(v, Console(file=out, width=160, color_system=None))
+        return out.getvalue()
+
+    built: list[int] = []
+    for batch in v.exchanges.batches:
+        real = batch.build
+        monkeypatch.setattr(batch, "build", lambda *a, real=real, **k: (built.append(len(a[0])), real(*a, **k))[1])
+    lazy = printed()
+    at_least = Stories(v.exchanges).at_least
+    read_all = Stories.groups
+    monkeypatch.setattr(Stories, "groups", lambda self, shown_up_to=None: read_all(self))
+    built_before = len(built)
+    assert printed() == lazy
+    assert built[built_before:]  # reading every story builds a record of each batch's
+    if at_least > max_rows:
+        assert built_before == 0
+    else:
+        assert built_before > 0
+    assert (at_least > max_rows) == (max_rows < 8)  # both cases met (this run: at least 8 stories)

@@ -50,7 +50,7 @@ class FlowBatch(ReqRepBatch):
     def table_codes(self, idx: np.ndarray) -> TableCodes:
         codes = super().table_codes(idx)  # the explanation reads the counts too
         story = np.column_stack([codes.story, self.n_out[idx], self.n_back[idx]]).astype(np.int64)
-        return TableCodes(story, codes.client, codes.seen)
+        return TableCodes(story, codes.client, codes.seen, codes.server)
 
 
 def _slices(frames: np.ndarray, cut: np.ndarray, idx: np.ndarray) -> list[tuple[int, ...]]:
