@@ -170,43 +170,46 @@ class Stories:
         # (their stories may be an eager delivered record's too)
         problems = {k for k in keys if not Outcome(k.outcome).clean}
         self.at_least = len(problems) + sum(servers.values())
-        self.keys: list[Story] = []  # story number -> Story (``groups``)
+        self.keys: list[Story] = []  # story number -> Story (``groups``, ``problem_groups``)
 
-    def _tell(self, apart: bool) -> None:
-        """Number the batches' stories: by their words (one record of each distinct story
-        code says them), or, not ``apart``, one story per distinct code whose words are
-        not read (``Story`` with the protocol and outcome only)."""
+    def _tell(self) -> None:
+        """Number the batches' stories by their words: one record of each distinct story
+        code says them."""
         keys = dict(self._keys)
-        told: list[Story] = []
         for b, (first, inv) in self._coded.items():
             batch, pos = self.batches[b], self._pos[b]
-            if apart:
-                firsts = batch.build(self.loc[pos][first], self.num[pos][first].tolist(), light=True,
-                                     make=ExchangeView)
-                ids = np.array([keys.setdefault(Story(v.protocol, v.server, v.outcome, v.explanation), len(keys))
-                                for v in firsts], np.int64)
-            else:
-                ids = np.arange(len(first), dtype=np.int64) + len(keys) + len(told)
-                told += [Story(batch.protocol, "", Outcome.DELIVERED, "")] * len(first)
+            firsts = batch.build(self.loc[pos][first], self.num[pos][first].tolist(), light=True, make=ExchangeView)
+            ids = np.array([keys.setdefault(Story(v.protocol, v.server, v.outcome, v.explanation), len(keys))
+                            for v in firsts], np.int64)
             self.story[pos] = ids[inv]
-        self.keys = list(keys) + told
+        self.keys = list(keys)
 
-    def groups(self, shown_up_to: int | None = None) -> list[Group]:
-        """The stories in the order each first appears, each with its exchanges. Given
-        ``shown_up_to``, delivered stories are read only if they may be shown, the stories
-        being at most that many: past it (``at_least``), a batch's exchanges are grouped
-        by their story codes alone, their words not read (``Group.story`` then holds the
-        protocol and outcome only)."""
-        self._tell(shown_up_to is None or self.at_least <= shown_up_to)
-        if not self.n:
+    def groups(self) -> list[Group]:
+        """The stories in the order each first appears, each with its exchanges."""
+        self._tell()
+        return self._grouped(np.arange(self.n))
+
+    def problem_groups(self) -> list[Group]:
+        """``groups()`` of the stories that are not clean, without reading any batch's
+        (a batch's exchanges are delivered): what the table shows past ``at_least``."""
+        self.keys = list(self._keys)
+        clean = np.array([Outcome(k.outcome).clean for k in self.keys] + [True], bool)  # (a batch's: -1)
+        at = np.flatnonzero(self.src < 0)
+        return self._grouped(at[~clean[self.story[at]]])
+
+    def _grouped(self, positions: np.ndarray) -> list[Group]:
+        """The groups of the exchanges at ``positions`` (ascending) by story, in the order
+        each story first appears."""
+        if not len(positions):
             return []
-        order = np.argsort(self.story, kind="stable")
-        cut = np.flatnonzero(np.diff(self.story[order])) + 1
-        parts = np.split(order, cut)
+        story = self.story[positions]
+        order = np.argsort(story, kind="stable")
+        cut = np.flatnonzero(np.diff(story[order])) + 1
+        parts = np.split(positions[order], cut)
         firsts = order[np.r_[0, cut]]
         parts = [parts[i] for i in np.argsort(firsts, kind="stable").tolist()]
         keys = self.keys
-        return [Group(self, p, keys[k]) for p, k in zip(parts, self.story[np.sort(firsts)].tolist())]
+        return [Group(self, p, keys[k]) for p, k in zip(parts, story[np.sort(firsts)].tolist())]
 
     def record_at(self, p: int) -> Any:
         """The record at position ``p`` (a light one where a batch holds it)."""

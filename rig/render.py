@@ -76,9 +76,12 @@ def _print_verdict(verdict: Verdict, console: Console) -> None:
     # a record only for what is printed: the first exchange of each row (rig.grouping)
     stories = Stories(verdict.exchanges)
     # worst first, in rig's one order of outcomes (rig.outcome); within an outcome, as they came
-    rows = sorted(stories.groups(MAX_ROWS), key=lambda r: Outcome(r.story.outcome).severity)
+    # (more stories than MAX_ROWS for sure: the delivered ones are not read, rig.grouping)
+    many = stories.at_least > MAX_ROWS
+    rows = sorted(stories.problem_groups() if many else stories.groups(),
+                  key=lambda r: Outcome(r.story.outcome).severity)
     shown = rows
-    if len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
+    if many or len(rows) > MAX_ROWS:  # a large capture: the problems first, the rest counted
         shown = [r for r in rows if not Outcome(r.story.outcome).clean][:MAX_ROWS]
     for r in shown:
         e = r.story

@@ -20,6 +20,7 @@ from rig.analysis.udpflow_fast import FlowBatch
 from rig.capture import read_capture
 from rig.capture.synth_capture import windows_of, write_any
 from rig.capture.synth_flows import quic_flow
+from rig.grouping import Stories
 from rig.render import print_verdict
 
 from tests._analysis_scenarios import Path, ping, tcp_delivered, udp
@@ -34,6 +35,8 @@ def _both(monkeypatch, make) -> list[tuple[str, str, int]]:
         v = make()
         table = io.StringIO()
         print_verdict(v, Console(file=table, width=160))
+        stories = Stories(v.exchanges)
+        assert stories.at_least <= len(stories.groups())  # (the table's bound on its rows holds)
         batches = getattr(v.exchanges, "batches", [])
         out.append((v.to_json(), table.getvalue(), sum(len(b) for b in batches if isinstance(b, FlowBatch))))
     return out
