@@ -21,9 +21,11 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from rig.analysis.keys import signature_groups
 from rig.analysis.summary import addr_text, endpoints
 from rig.outcome import Outcome
 from rig.verdict import Change, EndpointCols, ExchangeList, ExchangeView, batch_id
+from rig.unique import unique
 
 MAX_CHANGE_VALUES = 8  # distinct values of one field and direction listed one by one
 _CHUNK = 4096
@@ -158,12 +160,12 @@ class Stories:
             if not len(pos):
                 continue
             codes = batch.table_codes(self.loc[pos])
-            _, first, inv = np.unique(codes.story, axis=0, return_index=True, return_inverse=True)
-            self._coded[b] = (first, inv.ravel())
+            first, inv = signature_groups([codes.story[:, i] for i in range(codes.story.shape[1])])
+            self._coded[b] = (first, inv)
             self._pos[b] = pos
             self._ends[(b, "client")] = _Endpoints(codes.client)
             self._ends[(b, "seen_at_server_as")] = _Endpoints(codes.seen)
-            n_servers = len(np.unique(codes.server))
+            n_servers = len(unique(codes.server))
             servers[batch.protocol] = max(servers.get(batch.protocol, 0), n_servers)
         # the stories are at least this many: every problem story is an eager record's (a
         # batch's exchanges are delivered), and a batch's distinct servers each tell one
@@ -228,14 +230,14 @@ class Stories:
         """``hosts_text`` of the endpoints (``which``: "client" or "seen_at_server_as") of
         the exchanges at ``positions``."""
         src = self.src[positions]
-        sources = np.unique(src).tolist()
+        sources = unique(src).tolist()
         if len(sources) == 1 and sources[0] >= 0:  # one batch: count the codes
             b = sources[0]
             ends = self._ends[(b, which)]
             at = np.searchsorted(self._pos[b], positions)
             codes = ends.code[at]
-            n = len(np.unique(codes))
-            n_hosts = 1 if n == 1 else len(np.unique(ends.host[at]))
+            n = len(unique(codes))
+            n_hosts = 1 if n == 1 else len(unique(ends.host[at]))
             return hosts_text(n, n_hosts, ends.text(int(codes[0])), missing)
         texts: list[str | None] = []
         for b in sources:
@@ -244,7 +246,7 @@ class Stories:
                 texts += [getattr(self.eager[j], which) for j in self.loc[mine].tolist()]
             else:
                 ends = self._ends[(b, which)]
-                texts += [ends.text(c) for c in np.unique(ends.code[np.searchsorted(self._pos[b], mine)]).tolist()]
+                texts += [ends.text(c) for c in unique(ends.code[np.searchsorted(self._pos[b], mine)]).tolist()]
         return hosts_of_texts(texts, missing)
 
     def changes(self) -> Iterator[tuple[np.ndarray, tuple[Change, ...]]]:
@@ -256,7 +258,7 @@ class Stories:
         for lo in range(0, self.n, _CHUNK):
             hi = min(lo + _CHUNK, self.n)
             src, loc = self.src[lo:hi], self.loc[lo:hi]
-            for b in np.unique(src).tolist():
+            for b in unique(src).tolist():
                 pos = np.flatnonzero(src == b)
                 if b < 0:
                     for p, j in zip(pos.tolist(), loc[pos].tolist()):
@@ -315,11 +317,11 @@ def change_lines(stories: Stories) -> list[tuple[str, list[str], int]]:
                 break
         if len(texts) <= MAX_CHANGE_VALUES:
             for text, (firsts, parts) in texts.items():
-                at = np.unique(np.concatenate(parts))
+                at = unique(np.concatenate(parts))
                 out.append((min(firsts), text, [id_at(p) for p in at[:6].tolist()], len(at)))
         else:
             first = min(f for _, f, _ in items)
-            every = np.unique(np.concatenate([w for _, _, parts in items for w in parts])).tolist()
+            every = unique(np.concatenate([w for _, _, parts in items for w in parts])).tolist()
             ids = heapq.nsmallest(6, (id_at(p) for p in every), key=id_order)
             arrow = "->" if direction == "out" else "<-"
             n_values = len({_value_key(ch) for ch, _, _ in items})

@@ -27,6 +27,7 @@ from rig.jsontext import join_compact
 from rig.nat.records import NatProfile
 from rig.outcome import Outcome
 from rig.trace.records import LostAt
+from rig.unique import unique
 
 FORMAT = "rig.verdict/1"
 
@@ -420,7 +421,7 @@ class ExchangeList(Sequence):
         """Records ``lo`` to ``hi``; given ``shared``, their ``record_dict`` lean forms instead."""
         src, loc = self.src[lo:hi], self.loc[lo:hi]
         out: list[Any] = [None] * (hi - lo)
-        for b in np.unique(src).tolist():
+        for b in unique(src).tolist():
             pos = np.flatnonzero(src == b)
             if b < 0:
                 items = [self.eager[j] for j in loc[pos].tolist()]

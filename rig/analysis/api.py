@@ -36,6 +36,7 @@ from rig.errors import UsageError
 from rig.gcpause import gc_paused
 from rig.outcome import Outcome
 from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict, write_verdict_json
+from rig.unique import unique
 
 LOSSES = (Outcome.LOST_OUTBOUND, Outcome.LOST_RETURN)  # what fragments_lost may explain
 
@@ -69,7 +70,7 @@ def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None,
         return _addr_keys(server_addr)
     matched = {d.dst_key for d in drafts if d.matched}
     for b in batches:  # a batch's exchanges are all matched
-        matched |= set(np.unique(b.dst_key).tolist())
+        matched |= set(unique(b.dst_key).tolist())
     if matched:
         return matched | ({d.dst_key for d in drafts} & server.all_addr_keys())
     counts = Counter(d.dst_key for d in drafts)

@@ -15,6 +15,7 @@ from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
 from rig.analysis.match_syn import LATER_TICKS, match_by_pattern, timing
 from rig.analysis.sides import NEVER_NS, SYN_ROW, SYNACK_ROW, Side
+from rig.unique import unique
 
 
 def _ascending(x: np.ndarray) -> bool:
@@ -219,7 +220,7 @@ def _learnt(c: Side, s: Side, m: np.ndarray) -> tuple[np.ndarray, dict[int, dict
     public: dict[int, dict[int, np.ndarray]] = {}
     for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(hosts)].tolist()):
         if a < b:
-            public.setdefault(int(hosts[a]), {})[int(ver[a])] = np.unique(keys[a:b])
+            public.setdefault(int(hosts[a]), {})[int(ver[a])] = unique(keys[a:b])
     return delays, public
 
 

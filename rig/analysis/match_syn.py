@@ -38,6 +38,7 @@ import numpy as np
 from rig.analysis.kept import Kept
 from rig.analysis.keys import take
 from rig.analysis.sides import SYN_ROW, Side
+from rig.unique import unique
 
 MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
 # a later copy's TCP timestamp is ahead by the retransmission's wait, in the sender's
@@ -295,7 +296,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         first = sc.order[np.maximum(sc.syn, 0)]
         ver = take(s.t["ipver"], first)
         src = s.addr_keys("src", first)
-    for h in np.unique(host_u).tolist():
+    for h in unique(host_u).tolist():
         known = public.get(h, {})
         key = tuple(sorted((v, tuple(k.tolist())) for v, k in known.items()))
         if key not in hosts:
@@ -316,7 +317,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     for hs, ok in hosts.values():
         mine_u = np.isin(host_u, hs)
         mine_v = ok[v_all]
-        for port in np.unique(port_u[mine_u]).tolist():
+        for port in unique(port_u[mine_u]).tolist():
             ui = np.flatnonzero(mine_u & (port_u == port))
             vi = np.flatnonzero(mine_v & (port_v == port))
             if not len(vi):
@@ -393,7 +394,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         return m, undecided
     comp = _components(len(u_all), pu, pv)
     by_comp: dict[int, list[int]] = {}
-    for a in np.unique(pu).tolist():
+    for a in unique(pu).tolist():
         by_comp.setdefault(int(comp[a]), []).append(a)
     edges = set(zip(pu.tolist(), pv.tolist()))
     v_of: dict[int, set[int]] = {}

@@ -19,6 +19,7 @@ from rig.analysis.udpflow import DELIVERED
 from rig.analysis.summary import RowTexts, echo_text, udp_text
 from rig.outcome import Outcome
 from rig.verdict import Change, EndpointCols, Evidence, Exchange, TableCodes
+from rig.unique import unique
 
 IP_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag")
 _NAMES = {0: "echo reply", 8: "echo request", 128: "echo request", 129: "echo reply"}
@@ -90,7 +91,7 @@ class ReqRepBatch:
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         notes = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(per.groups(inv[idx])).tolist():
+            for k in unique(per.groups(inv[idx])).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
         if field == "icmp.id" and self.ids_changed[idx].any():
             notes.add(ECHO_ID_NOTE)
@@ -99,7 +100,7 @@ class ReqRepBatch:
     def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
         out = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(inv[idx]).tolist():
+            for k in unique(inv[idx]).tolist():
                 out |= {(ch.field, ch.direction) for ch in per[k]}
         if self.ids_changed[idx].any():
             out.add(("icmp.id", "out"))

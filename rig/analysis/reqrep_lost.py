@@ -24,6 +24,7 @@ from rig.analysis.sides import Part
 from rig.analysis.udpflow import LOST_BACK, LOST_OUT
 from rig.outcome import Outcome
 from rig.verdict import Evidence
+from rig.unique import unique
 
 WORDS = {"udp": ("datagram", "reply"), "icmp": ("echo request", "echo reply")}
 
@@ -57,7 +58,7 @@ def replies_to(asked: np.ndarray, fwd: np.ndarray, rev: np.ndarray, is_req: np.n
     count, one = np.zeros(n_asked, np.int64), np.full(n_asked, -1, np.int64)
     if n_asked == 0:
         return count, one
-    tuples = np.unique(rev[asked])  # only the rows on these 4-tuples take part
+    tuples = unique(rev[asked])  # only the rows on these 4-tuples take part
     reqs = np.flatnonzero(is_req & _member(rev, tuples))
     cands = np.flatnonzero(_member(fwd, tuples))
     nq = len(reqs)

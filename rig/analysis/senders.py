@@ -20,6 +20,7 @@ import numpy as np
 
 from rig.analysis.keys import combine, take
 from rig.analysis.sides import Side
+from rig.unique import unique
 
 G = TypeVar("G", bound=Hashable)
 S = TypeVar("S", bound=Hashable)
@@ -73,7 +74,7 @@ def decided_echoes(c: Side, s: Side, req: np.ndarray, xk: np.ndarray,
     ct, st = c.t, s.t
     dk = c.addr_keys("dst", req)
     # only an address the server capture holds: of another, what arrived it cannot show
-    dsts = np.unique(dk[shared])
+    dsts = unique(dk[shared])
     dsts = dsts[np.isin(dsts, np.fromiter(s.all_addr_keys(), np.uint64))]
     if len(dsts) == 0:
         return out

@@ -15,6 +15,7 @@ import numpy as np
 from rig.analysis.keys import addr_key, combine, rel32, row_chunks, run_starts, sort_order, take, take_fields
 from rig.analysis.summary import addr_texts
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
+from rig.unique import unique
 
 SYN_ROW, SYNACK_ROW = 1, 2  # bits of TcpConns.kind
 
@@ -265,7 +266,7 @@ class Side:
         """``keys.addr_key`` of every address the capture holds (made once: the
         'incomplete' checks ask it per exchange, ``windows._untied``)."""
         if self._all_akeys is None:
-            self._all_akeys = frozenset(np.unique(self._akeys).tolist())
+            self._all_akeys = frozenset(unique(self._akeys).tolist())
         return self._all_akeys
 
     def addr_key1(self, field: str, row: int) -> int:

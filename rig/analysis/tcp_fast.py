@@ -22,6 +22,7 @@ from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_text
 from rig.outcome import Outcome
 from rig.verdict import EndpointCols, Evidence, Exchange, TableCodes
+from rig.unique import unique
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
@@ -123,7 +124,7 @@ class TcpBatch:
     def change_notes(self, idx: np.ndarray, field: str) -> set[str]:
         notes = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(per.groups(inv[idx])).tolist():
+            for k in unique(per.groups(inv[idx])).tolist():
                 notes |= {ch.note for ch in per[k] if ch.field == field and ch.note}
         return notes | {ch.note for ch in self._data_changes(idx) if ch.field == field and ch.note}  # isn: no notes
 
@@ -140,7 +141,7 @@ class TcpBatch:
     def change_fields(self, idx: np.ndarray) -> set[tuple[str, str]]:
         out = set()
         for per, inv in ((self.out_per, self.out_inv), (self.back_per, self.back_inv)):
-            for k in np.unique(inv[idx]).tolist():
+            for k in unique(inv[idx]).tolist():
                 out |= {(ch.field, ch.direction) for ch in per[k]}
         isn = self.isn[idx]
         if (isn[:, 0] != isn[:, 1]).any():

@@ -19,6 +19,7 @@ import numpy as np
 
 from rig.capture.table import Capture
 from rig.errors import InputError
+from rig.unique import unique
 
 SAMPLE = 4096  # records of the smaller capture looked up in the other
 NEAR = 4  # records compared from where a sampled time would be in the other
@@ -47,7 +48,7 @@ def shared_records(a: Capture, b: Capture) -> tuple[int, int]:
     n = len(small.packets)
     if n == 0:
         return 0, 0
-    pick = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64))
+    pick = unique(np.linspace(0, n - 1, min(n, SAMPLE)).astype(np.int64))
     rows = small.packets[pick]
     want, t = _keys(rows), rows["ts_ns"]
     # where each sampled time is in the other (a capture is in time order, but for a few

@@ -34,6 +34,7 @@ from rig.capture import container, decode
 from rig.capture import fast as fastpath
 from rig.capture.addresses import AddressBook, _key
 from rig.capture.table import ACK, PACKET_DTYPE, QUOTED_DTYPE, SYN, Capture, Undecoded, table_dtype
+from rig.unique import unique
 
 __all__ = ["Focus", "focus_of", "read_focused"]
 
@@ -101,7 +102,7 @@ def focus_of(cap: Capture) -> Focus:
         initiated = fwd == fwd[first][inv.ravel()]
         out = np.concatenate([out, ukeys[initiated]])
         back = np.concatenate([back, ukeys[~initiated]])
-    out, back = np.unique(out), np.unique(back)
+    out, back = unique(out), unique(back)
     both = np.intersect1d(out, back)  # a key seen both ways (an echoing service) says nothing of the direction
     if len(both):
         out, back = np.setdiff1d(out, both), np.setdiff1d(back, both)
@@ -184,7 +185,7 @@ class _Reader:
         self.ifaces: tuple = ()
 
     def _add_peers(self, keys: np.ndarray) -> None:
-        new = [k for k in np.unique(keys).tolist() if k not in self.peers]
+        new = [k for k in unique(keys).tolist() if k not in self.peers]
         if new:
             self.peers.update(new)
             self.order.extend(new)
@@ -378,7 +379,7 @@ def _renumber(rows: np.ndarray, words: np.ndarray, book: AddressBook) -> None:
     """``src_i`` / ``dst_i`` of ``rows`` from a segment's numbers to ``book``'s."""
     if not len(rows):
         return
-    used = np.unique(np.concatenate([rows["src_i"], rows["dst_i"]]))
+    used = unique(np.concatenate([rows["src_i"], rows["dst_i"]]))
     to = np.zeros(len(words), np.uint32)
     to[used] = book.index_words(words[used, 0].copy(), words[used, 1].copy())
     rows["src_i"] = to[rows["src_i"]]
