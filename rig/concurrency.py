@@ -92,4 +92,53 @@ class Background:
         return self._value
 
 
-__all__ = ["Background", "on_main_thread", "run_all", "start"]
+class Spare:
+    """Tasks that whichever of ``run_all``'s threads has finished its own work first takes
+    (``drain``): a thread posts work another may do (``post``), and the thread that wants
+    its result (``result``) waits for it, or does it itself if no thread has taken it. A
+    task must not wait on another task; results and errors are handed to ``result``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._todo: dict[str, Callable[[], Any]] = {}
+        self._done: dict[str, threading.Event] = {}
+        self._value: dict[str, Any] = {}
+        self._error: dict[str, BaseException] = {}
+
+    def post(self, key: str, fn: Callable[[], Any]) -> None:
+        with self._lock:
+            self._todo[key] = fn
+            self._done[key] = threading.Event()
+
+    def _take(self, key: str | None = None) -> tuple[str, Callable[[], Any]] | None:
+        with self._lock:
+            if key is None:
+                key = next(iter(self._todo), None)
+            fn = self._todo.pop(key, None) if key is not None else None
+        return (key, fn) if key is not None and fn is not None else None
+
+    def _run(self, key: str, fn: Callable[[], Any]) -> None:
+        try:
+            self._value[key] = fn()
+        except BaseException as exc:  # handed to the thread that asks for the result
+            self._error[key] = exc
+        finally:
+            self._done[key].set()
+
+    def drain(self) -> None:
+        """Do the tasks posted and not yet taken."""
+        while (got := self._take()) is not None:
+            self._run(*got)
+
+    def result(self, key: str) -> Any:
+        """The task's result: done here if no thread has taken it, else waited for."""
+        got = self._take(key)
+        if got is not None:
+            self._run(*got)
+        self._done[key].wait()
+        if key in self._error:
+            raise self._error[key]
+        return self._value.pop(key)
+
+
+__all__ = ["Background", "Spare", "on_main_thread", "run_all", "start"]

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from rig.concurrency import Background, run_all
+from rig.concurrency import Background, Spare, run_all
 
 
 def test_results_in_order_and_names():
@@ -70,3 +70,43 @@ def test_start_defers_a_stop_signal_until_the_thread_has_started():
     assert {signal.SIGINT, signal.SIGTERM} <= masks[0]  # while starting
     assert not {signal.SIGINT, signal.SIGTERM} & masks[1]  # while running: the caller's mask
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_spare_work_done_once_by_whoever_is_free():
+    """A task posted is done once: by a thread that drains, or by the one that asks for
+    its result; the asker waits while another thread is doing it."""
+    spare = Spare()
+    ran: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        ran.append(threading.current_thread().name)
+        started.set()
+        release.wait(5)
+        return "slow done"
+
+    spare.post("slow", slow)
+    spare.post("quick", lambda: ran.append("quick") or 7)
+    worker = threading.Thread(target=spare.drain, name="worker")
+    worker.start()
+    assert started.wait(5)
+    got: list = []
+    asker = threading.Thread(target=lambda: got.append(spare.result("slow")))
+    asker.start()
+    asker.join(0.2)
+    assert asker.is_alive() and not got  # waiting for the worker's task, not doing it again
+    release.set()
+    asker.join(5)
+    worker.join(5)
+    assert got == ["slow done"] and ran == ["worker", "quick"]
+    assert spare.result("quick") == 7
+
+
+def test_spare_task_not_taken_is_done_by_the_asker_and_errors_reach_it():
+    spare = Spare()
+    spare.post("mine", lambda: threading.current_thread().name)
+    assert spare.result("mine") == threading.current_thread().name
+    spare.post("bad", lambda: 1 / 0)
+    spare.drain()
+    with pytest.raises(ZeroDivisionError):
+        spare.result("bad")

@@ -27,6 +27,7 @@ from rig.analysis.sides import Side
 from rig.analysis.summary import endpoint, frag_needed_mtu, path_signal
 from rig.analysis.tcp import error_index
 from rig.analysis.udpflow_fast import FlowBatch
+from rig.concurrency import Spare
 from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagrams, udp_key as _udp_key
 from rig.capture.table import FRAG_LATER, FRAG_MF
 from rig.outcome import Outcome
@@ -552,8 +553,10 @@ def _errors_about(side: Side, index: dict[int, list[int]], rows: list[int]) -> l
     return out
 
 
-def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
-    """The UDP exchanges: the flows (``udpflow``), then request/reply on every other 4-tuple."""
+def udp_drafts(ctx: Ctx, client_local: set[int], spare: Spare | None = None
+               ) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], list[np.ndarray]]:
+    """The UDP exchanges: the flows (``udpflow``), then request/reply on every other 4-tuple.
+    ``spare``: the flows' drafts are posted there (another thread may make them meanwhile)."""
     c, s = ctx.client, ctx.server
     udp_c = c.rows_of(17)
     if len(udp_c) == 0:
@@ -574,18 +577,21 @@ def udp_drafts(ctx: Ctx, client_local: set[int]) -> tuple[list[Draft | ReqRepBat
     flows = find_flows(c, udp_c, local, _tuples(c), udp_s, _tuples(s), partner)
     if flows.n == 0:
         return _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)
-    got, plain, o, b = flow_drafts(ctx, flows, udp_c, udp_s)
+    spare = spare or Spare()
+    spare.post("udp flows", lambda: flow_drafts(ctx, flows, udp_c, udp_s))
     on = flows.c_flow[local] >= 0
     local = local & (flows.c_flow < 0)
     req, ckeys = req[~on], ckeys[~on]
-    drafts: list[Draft | ReqRepBatch] = [FlowBatch(ctx, plain)] if plain is not None else []
-    drafts += got
+    more: list[Draft | ReqRepBatch] = []
+    o2: list[np.ndarray] = []
+    b2: list[np.ndarray] = []
     if len(req):
         partner = pair_by_order(ckeys, fr(c, req), skeys, fr(s, udp_s), valid_b=flows.s_flow < 0)
         more, o2, b2 = _reqrep_udp(ctx, udp_c, local, udp_s, skeys, req, ckeys, partner)
-        drafts += more
-        o, b = o + o2, b + b2
-    return drafts, o, b
+    got, plain, o, b = spare.result("udp flows")
+    drafts: list[Draft | ReqRepBatch] = [FlowBatch(ctx, plain)] if plain is not None else []
+    drafts += got + more
+    return drafts, o + o2, b + b2
 
 
 def _arrived_whole(c: Side, cp: list[int], s: Side, sp: list[int]) -> list[int]:
