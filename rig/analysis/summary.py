@@ -32,11 +32,25 @@ def addr_text(addr) -> str:
     return a
 
 
+_ALL_TEXTS: dict[int, tuple[np.ndarray, list[str]]] = {}  # id(addrs) -> (addrs, the text of each)
+
+
 def addr_texts(idx: np.ndarray, addrs: np.ndarray) -> list[str]:
     """``addr_text`` of the addresses ``idx`` names in ``addrs`` (a capture's
-    ``Capture.addrs``; ``idx`` a ``src_i`` / ``dst_i`` column), each distinct one formatted once."""
+    ``Capture.addrs``; ``idx`` a ``src_i`` / ``dst_i`` column), each distinct one formatted
+    once. Where ``idx`` is long against ``addrs``, the text of every address of ``addrs``
+    is made once and kept (the writers ask for 4096 rows at a time: on the mix pair's
+    6,000 addresses, formatting each chunk's distinct ones took 0.46 s of --json)."""
     if len(idx) == 0:
         return []
+    if len(addrs) <= 4 * len(idx):
+        got = _ALL_TEXTS.get(id(addrs))
+        if got is None or got[0] is not addrs:
+            if len(_ALL_TEXTS) > 16:
+                _ALL_TEXTS.clear()
+            got = _ALL_TEXTS[id(addrs)] = (addrs, [addr_text(a) for a in addrs])
+        texts = got[1]
+        return [texts[i] for i in idx.tolist()]
     uniq, inv = np.unique(idx, return_inverse=True)
     texts = [addr_text(addrs[u]) for u in uniq.tolist()]
     return [texts[i] for i in inv.ravel().tolist()]
