@@ -18,7 +18,8 @@ def _addrs(n: int, seed: int) -> np.ndarray:
     return a
 
 
-def test_every_row_its_address_text_both_ways():
+def test_every_row_its_address_text_both_ways(monkeypatch):
+    monkeypatch.setattr(summary, "KEEP_ALL", 100)
     addrs = _addrs(300, 1)
     rng = np.random.default_rng(2)
     for n in (1, 10, 74, 75, 76, 1000, 5000):  # 4 x 75 = 300: either side of the switch
@@ -27,9 +28,10 @@ def test_every_row_its_address_text_both_ways():
     assert addr_texts(np.zeros(0, np.uint32), addrs) == []
 
 
-def test_kept_texts_belong_to_their_table():
+def test_kept_texts_belong_to_their_table(monkeypatch):
     """Another table of addresses (the other capture's, or a later run's) never reads the
     texts kept for the first, even one equal in length."""
+    monkeypatch.setattr(summary, "KEEP_ALL", 100)
     a, b = _addrs(50, 3), _addrs(50, 4)
     idx = np.arange(50, dtype=np.uint32).repeat(4)
     assert addr_texts(idx, a) == [addr_text(x) for x in a for _ in range(4)]

@@ -33,17 +33,19 @@ def addr_text(addr) -> str:
 
 
 _ALL_TEXTS: dict[int, tuple[np.ndarray, list[str]]] = {}  # id(addrs) -> (addrs, the text of each)
+KEEP_ALL = 1 << 16  # addresses a table may have for all their texts to be made at its first ask (~60 ms)
 
 
 def addr_texts(idx: np.ndarray, addrs: np.ndarray) -> list[str]:
     """``addr_text`` of the addresses ``idx`` names in ``addrs`` (a capture's
     ``Capture.addrs``; ``idx`` a ``src_i`` / ``dst_i`` column), each distinct one formatted
-    once. Where ``idx`` is long against ``addrs``, the text of every address of ``addrs``
-    is made once and kept (the writers ask for 4096 rows at a time: on the mix pair's
-    6,000 addresses, formatting each chunk's distinct ones took 0.46 s of --json)."""
+    once. Where ``addrs`` is not large (``KEEP_ALL``) or ``idx`` is long against it, the
+    text of every address of ``addrs`` is made once and kept (the writers ask for a few
+    thousand rows at a time: on the mix pair's 6,000 addresses, formatting each chunk's
+    distinct ones took 0.46 s of --json)."""
     if len(idx) == 0:
         return []
-    if len(addrs) <= 4 * len(idx):
+    if len(addrs) <= max(KEEP_ALL, 4 * len(idx)):
         got = _ALL_TEXTS.get(id(addrs))
         if got is None or got[0] is not addrs:
             if len(_ALL_TEXTS) > 16:
