@@ -220,7 +220,12 @@ def entry() -> int:
     teardown of every module and object left (numpy, paramiko, ansible-runner, the
     analysis' tables), which only costs time at the end of a run (bench/lab.py's
     ``end``), is skipped. The usual way out is taken when another thread still runs
-    (the interpreter waits for it) or a flush fails (it reports that)."""
+    (the interpreter waits for it) or a flush fails (it reports that).
+
+    OpenBLAS, which numpy loads, starts a thread per core at import (17 ms of a 0.2 s
+    ``rig diff`` of two small captures, and twice numpy's import CPU); rig calls no BLAS
+    routine, so one is asked for unless the environment says otherwise."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = main()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         return code
