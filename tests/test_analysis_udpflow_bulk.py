@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import random
 
 import pytest
@@ -85,3 +86,36 @@ def test_the_independent_generators_worlds(tmp_path, monkeypatch, seed):
         monkeypatch, lambda: analyse(read_capture(str(cf)), read_capture(str(sf)), orient=True))
     assert fast == slow and fast_table == slow_table
     assert bulk > 0, how
+
+
+def test_a_flow_whose_first_datagram_was_lost_keeps_its_place(tmp_path, monkeypatch):
+    """A flow is ordered by its first datagram at the client, arrived or not: here another
+    exchange begins between that lost datagram and the flow's first that arrived."""
+    from rig.capture.synth import Pkt
+
+    w = Path(port_map=lambda p: p + 1000)
+    sport = 50100
+
+    def datagram(i: int, arrive: bool):
+        body = (b"quic-c-%d-%d-" % (sport, i)).ljust(120, b"c")
+        return w.out(Pkt(w.client, w.server, 17, sport=sport, dport=443, payload=body, ip_id=i + 1), arrive=arrive)
+
+    datagram(0, False)  # the flow's first datagram: lost
+    udp(w, 41000, 1)  # another exchange meanwhile
+    for i in (1, 2, 3):
+        q = datagram(i, True)
+        for j in range(4):
+            body = (b"quic-s-%d-%d-%d-" % (sport, i, j)).ljust(1200, b"s")
+            w.back(Pkt(q.dst, q.src, 17, sport=q.dport, dport=q.sport, payload=body, ip_id=100 + 4 * i + j),
+                   arrive=(i, j) != (2, 1))
+    for k in range(3):
+        quic_flow(w, 50200 + k)  # and clean flows after
+    c, s = w.write(tmp_path)
+    (fast, fast_table, bulk), (slow, slow_table, _) = _both(
+        monkeypatch, lambda: analyse(read_capture(str(c)), read_capture(str(s)), windows=windows_of(w)))
+    assert bulk == 4 and fast == slow and fast_table == slow_table
+    exchanges = json.loads(fast)["exchanges"]
+    assert [e["id"] for e in exchanges[:2]] == ["udp-1", "udp-2"]
+    first = exchanges[0]
+    assert first["server"].endswith(":443") and first["datagrams"] == {"out": {"sent": 4, "lost": 1},
+                                                                        "back": {"sent": 12, "lost": 1}}

@@ -155,6 +155,10 @@ class ReqRepBatch:
         return ([(a, b) if a < b else (b, a) for a, b in zip(cq.c["frame"], cp.c["frame"])],
                 [(a, b) if a < b else (b, a) for a, b in zip(sq.c["frame"], sp_frame)])
 
+    def more_evidence(self, idx: np.ndarray, evidence) -> list[tuple]:
+        """Evidence each exchange has after its request's and reply's (made by ``evidence``)."""
+        return [()] * len(idx)
+
     def build(self, idx: np.ndarray, numbers: list[int], light: bool = False, make=Exchange,
               evidence=Evidence) -> list:
         udp = self.protocol == "udp"
@@ -167,6 +171,7 @@ class ReqRepBatch:
         client_ep, server_ep, seen_ep = cq.eps("src", udp), cq.eps("dst", udp, shared=True), sq.eps("src", udp)
         ev_s: list = []
         ev_c: list = []
+        more: list = []
         fc: list[tuple[int, ...]] = []
         fs: list[tuple[int, ...]] = []
         if not light:  # (ExchangeList.light: no evidence, no frames)
@@ -178,13 +183,14 @@ class ReqRepBatch:
                     zip(sq.c["frame"], with_copy_notes(sq.summaries(udp, arrived), sq.c["frame"], self.s_copies))]
             ev_c = [evidence(self.cname, f, t) for f, t in
                     zip(cp.c["frame"], with_copy_notes(cp.summaries(udp, got), cp.c["frame"], self.c_copies))]
+            more = self.more_evidence(idx, evidence)
         changes = self.changes_each(idx)
         cname, sname, proto = self.cname, self.sname, self.protocol
         dgrams = self.datagrams_each(idx)
         out = []
         for i in range(len(idx)):
             out.append(make(f"{proto}-{numbers[i]}", proto, client_ep[i], server_ep[i], seen_ep[i], Outcome.DELIVERED,
-                            explanation[i], changes[i], () if light else (ev_s[i], ev_c[i]),
+                            explanation[i], changes[i], () if light else (ev_s[i], ev_c[i], *more[i]),
                             () if light else ((cname, fc[i]), (sname, fs[i])), datagrams=dgrams[i],
                             echo=None if udp else (int(cq.c["icmp_id"][i]), int(cq.c["icmp_seq"][i]))))
         return out

@@ -197,22 +197,32 @@ def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c
 
 @dataclass
 class PlainFlows:
-    """Flows every datagram of which arrived, both ways, none from elsewhere: each one's
-    four rows that its record's changes and evidence read (its first datagram at the
-    client and at the server, the server's first at the server and at the client), its
-    counts, and its frames at each point (``frames[cut[i]:cut[i + 1]]``, in order).
+    """Delivered flows (some of the client's datagrams reached the server, some of the
+    server's the client) with no datagram from elsewhere: each one's first datagram at the
+    client (``first``: what orders it), the four rows its record's changes and evidence
+    read (the client's first datagram that arrived, at the client and at the server; the
+    server's first that arrived, at the server and at the client), its counts, its frames
+    at each point (``frames[cut[i]:cut[i + 1]]``, in order), and the first ``LOST_EACH``
+    of its lost datagrams each way (rows at the sender, ``lost_*[cut[i]:cut[i + 1]]``).
     ``udpflow_fast.FlowBatch`` makes their records as ``flow_drafts`` would."""
 
+    first: np.ndarray
     creq: np.ndarray
     sreq: np.ndarray
     srep: np.ndarray
     crep: np.ndarray
     n_out: np.ndarray
+    out_lost: np.ndarray
     n_back: np.ndarray
+    back_lost: np.ndarray
     c_frames: np.ndarray
     c_cut: np.ndarray
     s_frames: np.ndarray
     s_cut: np.ndarray
+    lost_c: np.ndarray
+    lost_c_cut: np.ndarray
+    lost_s: np.ndarray
+    lost_s_cut: np.ndarray
 
 
 def _ragged(flow: np.ndarray, frames: np.ndarray, number: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,10 +234,33 @@ def _ragged(flow: np.ndarray, frames: np.ndarray, number: np.ndarray, n: int) ->
     return frames[on[order]], np.searchsorted(key[order], np.arange(n + 1))
 
 
+def _first_and_lost(order: np.ndarray, lo: np.ndarray, hi: np.ndarray, arrived: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each slice ``order[lo[i]:hi[i]]`` (a flow's datagrams one way, in file order;
+    positions whose ``arrived`` says if they reached the other point): the first position
+    that arrived (-1: none), and the first ``LOST_EACH`` that did not, with where each
+    slice's start among them (len(lo) + 1 cuts)."""
+    m = len(lo)
+    lens = hi - lo
+    seg = np.repeat(np.arange(m), lens)
+    at = order[np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)]
+    ok = arrived[at]
+    first = np.full(m, -1, np.int64)
+    g = np.flatnonzero(ok)
+    if len(g):
+        u, i = np.unique(seg[g], return_index=True)
+        first[u] = at[g[i]]
+    bad = np.flatnonzero(~ok)
+    bad_seg = seg[bad]
+    rank = np.arange(len(bad)) - np.searchsorted(bad_seg, bad_seg, "left")
+    keep = rank < LOST_EACH
+    return first, at[bad[keep]], np.searchsorted(bad_seg[keep], np.arange(m + 1))
+
+
 def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray, bulk: bool = True
                 ) -> tuple[list[Draft], PlainFlows | None, list[np.ndarray], list[np.ndarray]]:
     """One draft per flow, with the out and back delays of its matched datagrams (for the
-    clock offset). ``bulk``: the flows every datagram of which arrived (``PlainFlows``)
+    clock offset). ``bulk``: the delivered flows without a stray datagram (``PlainFlows``)
     are left to the bulk path, which gives the same records from columns."""
     c, s = ctx.client, ctx.server
     cf = np.flatnonzero(fl.c_flow >= 0)
@@ -278,18 +311,22 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray, bulk:
     c_errs, s_errs = error_index(c), error_index(s)
     plain_flows = None
     if bulk:
-        # as the loop below decides them: delivered (the server sent), nothing lost, no stray
-        is_plain = (out_sent > 0) & (out_lost == 0) & (back_sent > 0) & (back_lost == 0) & (stray == 0)
+        # as the loop below decides them: delivered (some arrived each way), no stray datagram
+        is_plain = (out_sent > out_lost) & (back_sent > back_lost) & (stray == 0)
         pf = np.flatnonzero(is_plain)
         if len(pf):
             number = np.full(n, -1, np.int64)
             number[pf] = np.arange(len(pf))
-            cc, sc = c_cut_a[2 * pf], s_cut_a[2 * pf + 1]  # each flow's first datagram out (client), back (server)
-            c0, s0 = c_ord[cc], s_ord[sc]
+            # positions in cf / sf: each flow's first datagram out, the first of them that
+            # arrived, the first of the server's that arrived; the lost ones each way
+            c0 = c_ord[c_cut_a[2 * pf]]
+            a0, lost_c, lost_c_cut = _first_and_lost(c_ord, c_cut_a[2 * pf], c_cut_a[2 * pf + 1], copy_at_s >= 0)
+            b0, lost_s, lost_s_cut = _first_and_lost(s_ord, s_cut_a[2 * pf + 1], s_cut_a[2 * pf + 2], copy_at_c >= 0)
             cfr_all, ccut = _ragged(cfl, cfr, number, len(pf))
             sfr_all, scut = _ragged(sfl, sfr, number, len(pf))
-            plain_flows = PlainFlows(crow[c0], srow[copy_at_s[c0]], srow[s0], crow[copy_at_c[s0]], out_sent[pf], back_sent[pf],
-                               cfr_all, ccut, sfr_all, scut)
+            plain_flows = PlainFlows(crow[c0], crow[a0], srow[copy_at_s[a0]], srow[b0], crow[copy_at_c[b0]],
+                                     out_sent[pf], out_lost[pf], back_sent[pf], back_lost[pf],
+                                     cfr_all, ccut, sfr_all, scut, crow[lost_c], lost_c_cut, srow[lost_s], lost_s_cut)
         skip = is_plain.tolist()
     drafts = []
     for f in range(n):
