@@ -386,8 +386,10 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
+# as the console script runs it (``rig.cli.entry``: out without the interpreter's teardown)
 RIG = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
-       "sys.path.insert(0, sys.argv.pop(1)); from rig.cli import main; sys.exit(main(sys.argv[1:]))")
+       "sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'rig'; from rig import cli; "
+       "sys.exit(cli.entry() if hasattr(cli, 'entry') else cli.main(sys.argv[1:]))")
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PURE = "pure"  # --base pure: this checkout, RIG_PURE_READER=1
 
