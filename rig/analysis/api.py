@@ -36,7 +36,7 @@ from rig.errors import UsageError
 from rig.gcpause import gc_paused
 from rig.outcome import Outcome
 from rig.verdict import CapturePointInfo, Evidence, Exchange, ExchangeList, Orientation, Verdict, write_verdict_json
-from rig.unique import unique
+from rig.unique import isin, unique
 
 LOSSES = (Outcome.LOST_OUTBOUND, Outcome.LOST_RETURN)  # what fragments_lost may explain
 
@@ -204,7 +204,7 @@ def _analyse(client, server, server_addr, extra, kernel_drops, given_windows, or
                 k += 1
         else:
             bi = batches.index(d)
-            sel = np.flatnonzero(np.isin(d.dst_key, np.fromiter(servers, np.uint64, len(servers))))
+            sel = np.flatnonzero(isin(d.dst_key, np.fromiter(servers, np.uint64, len(servers))))
             srcs.append(np.full(len(sel), bi))
             locs.append(sel)
             firsts.append(d.first_frame[sel])

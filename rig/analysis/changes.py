@@ -13,6 +13,7 @@ import numpy as np
 
 from rig.analysis.keys import signature_groups, take, take_fields
 from rig.verdict import Change
+from rig.unique import isin
 
 _OPTS = (("mss", "MSS"), ("sackok", "SACK-permitted"), ("has_ts", "timestamps"), ("wscale", "window scale"))
 
@@ -196,7 +197,7 @@ def changes_by_signature(c, s, rc: np.ndarray, rs: np.ndarray, direction: str, f
         per.append(tuple(compare(row_c, row_s, direction)))
     at = {k: i for k, ch in enumerate(per) for i, x in enumerate(ch) if x.field == "ip.id"}
     if ids is not None and at:
-        own = np.isin(inv, np.fromiter(at, np.int64, len(at)))
+        own = isin(inv, np.fromiter(at, np.int64, len(at)))
         per.group, per.at, (per.id_c, per.id_s) = inv.copy(), at, ids
         inv[own] = len(per) + np.flatnonzero(own)
     return per, inv

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rig.unique import isin
+
 MIN_COPY_EVIDENCE = 2  # joined connections that must show a per-copy field kept
 
 
@@ -59,7 +61,7 @@ def _kept_where(kind: np.ndarray, joined: np.ndarray, ev: Evidence, need: int) -
     seen = ev.seen
     if not seen.any() or (seen & ~ev.same).any() or int(seen.sum()) < need:
         return out
-    return np.isin(kind, kind[joined[seen]])
+    return isin(kind, kind[joined[seen]])
 
 
 def learn(kind: np.ndarray, joined: np.ndarray, isn: Evidence, tsval: Evidence, ip_id: Evidence) -> Kept:

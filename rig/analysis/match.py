@@ -15,7 +15,7 @@ from rig.analysis.kept import Evidence, Kept, learn
 from rig.analysis.keys import combine, run_starts, sort_order, take
 from rig.analysis.match_syn import LATER_TICKS, match_by_pattern, timing
 from rig.analysis.sides import NEVER_NS, SYN_ROW, SYNACK_ROW, Side
-from rig.unique import unique
+from rig.unique import isin, unique
 
 
 def _ascending(x: np.ndarray) -> bool:
@@ -182,7 +182,7 @@ def _join_later_copy(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     si = np.flatnonzero(hit)
     ci = cid[first[at[si]]]
     uci, n_of = np.unique(ci, return_counts=True)  # a client connection two server ones claim: neither
-    once = np.isin(ci, uci[n_of == 1])
+    once = isin(ci, uci[n_of == 1])
     si, ci = si[once], ci[once]
     m[ci] = si
     taken[si] = True

@@ -38,7 +38,7 @@ import numpy as np
 from rig.analysis.kept import Kept
 from rig.analysis.keys import take
 from rig.analysis.sides import SYN_ROW, Side
-from rig.unique import unique
+from rig.unique import isin, unique
 
 MIN_TOL_NS = 250_000_000  # timing tolerance at least (jitter + the offset's error)
 # a later copy's TCP timestamp is ahead by the retransmission's wait, in the sender's
@@ -82,7 +82,7 @@ class _Copies:
         tc = side.tcp
         pos = np.flatnonzero(((tc.kind & SYN_ROW) != 0) & tc.fwd)
         cid = tc.conn_of(pos)
-        keep = np.isin(cid, conns)
+        keep = isin(cid, conns)
         pos, cid = pos[keep], cid[keep]
         rows = tc.order[pos]
         t = side.t
@@ -302,7 +302,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
         if key not in hosts:
             ok = v_ok.copy()
             for v, keys in known.items():
-                ok &= (ver != v) | np.isin(src, keys)
+                ok &= (ver != v) | isin(src, keys)
             hosts[key] = ([], ok)
         hosts[key][0].append(h)
     v_all = np.flatnonzero(np.logical_or.reduce([ok for _, ok in hosts.values()])) if hosts else np.zeros(0, np.int64)
@@ -315,7 +315,7 @@ def match_by_pattern(c: Side, s: Side, m: np.ndarray, left: np.ndarray, taken: n
     # arrives, the server's first copy in the window of the client's copies
     pu_l, pv_l, flooded = [], [], []
     for hs, ok in hosts.values():
-        mine_u = np.isin(host_u, hs)
+        mine_u = isin(host_u, hs)
         mine_v = ok[v_all]
         for port in unique(port_u[mine_u]).tolist():
             ui = np.flatnonzero(mine_u & (port_u == port))

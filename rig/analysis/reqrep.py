@@ -32,6 +32,7 @@ from rig.analysis.udpflow import find_flows, flow_drafts, request_reply_datagram
 from rig.capture.table import FRAG_LATER, FRAG_MF
 from rig.outcome import Outcome
 from rig.verdict import Evidence
+from rig.unique import isin
 
 def _index(keys: np.ndarray, rows: np.ndarray) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
@@ -71,7 +72,7 @@ def _singletons(gk: np.ndarray) -> np.ndarray:
 def _distinct_per_key(keys: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The sorted distinct ``keys``, how many rows carry each, and how many distinct
     ``who`` among them; and each row's position in the first (as ``np.unique``)."""
-    o = np.lexsort((who, keys))
+    o = sort_order(keys, who)  # (np.lexsort((who, keys)): 0.45 s at 4M packets, 3x this)
     ks, ws = keys[o], who[o]
     new_key = np.concatenate([[True], ks[1:] != ks[:-1]])
     new_who = new_key | np.concatenate([[True], ws[1:] != ws[:-1]])
@@ -286,8 +287,8 @@ def echo_drafts(ctx: Ctx) -> tuple[list[Draft | ReqRepBatch], list[np.ndarray], 
     # (a copy another host's same bytes were paired with is not this one's: two hosts' Windows pings)
     taken = np.concatenate(claimed) if claimed else np.zeros(0, np.int64)
     sreq, srep = (_index(k[m], rows[m]) for k, rows in ((skq, s.echo_req), (skp, s.echo_rep))
-                  for m in [np.isin(k, need) & ~np.isin(rows, taken)])
-    asked = np.isin(ckp, need)
+                  for m in [isin(k, need) & ~isin(rows, taken)])
+    asked = isin(ckp, need)
     crep = _index(ckp[asked], c.echo_rep[asked])
     for g in _groups(gk[slow], req[slow], c.frames(req[slow])):
         r0 = c.t[g[0]]
@@ -369,11 +370,11 @@ def _plain_lost_echo(ctx: Ctx, req: np.ndarray, xk: np.ndarray, xk_host: np.ndar
     n_sp, sp = _hits(skp, want)
     n_cp, _ = _hits(ck_reply, xk_host[cand])
     ek = c.echo_error_key(req[cand])  # what an ICMP error about it is filed under
-    plain = (n_cp == 0) & ~np.isin(ek, np.fromiter(c_err, np.uint64, len(c_err)))
+    plain = (n_cp == 0) & ~isin(ek, np.fromiter(c_err, np.uint64, len(c_err)))
     out = plain & (n_sq == 0) & (n_sp == 0)
     back = plain & (n_sq == 1) & (n_sp == 1)
     at_s = s.echo_error_key(s.echo_req[sq[back]])  # an error the server sent is about its own copy
-    back[np.flatnonzero(back)] = ~np.isin(at_s, np.fromiter(s_err, np.uint64, len(s_err)))
+    back[np.flatnonzero(back)] = ~isin(at_s, np.fromiter(s_err, np.uint64, len(s_err)))
     return cand[out], cand[back], s.echo_req[sq[back]], s.echo_rep[sp[back]]
 
 
@@ -506,11 +507,11 @@ def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.nd
     rows = udp_c[req_pos[cand]]
     qk = _quote_key(c, rows)
     n_rep, _ = replies_to(req_pos[cand], *_tuples(c), local, lambda p: c.frames(udp_c[p]))
-    keep = (n_rep == 0) & ~np.isin(c.udp_error_key(rows), np.fromiter(c_err, np.uint64, len(c_err)))
+    keep = (n_rep == 0) & ~isin(c.udp_error_key(rows), np.fromiter(c_err, np.uint64, len(c_err)))
     p = partner[cand]
     unpaired = p < 0
     out = keep & unpaired
-    out[out] = ~(_may_fragment(c, rows[out]) & np.isin(qk[out], ff_keys))
+    out[out] = ~(_may_fragment(c, rows[out]) & isin(qk[out], ff_keys))
     back = keep & ~unpaired
     none = np.zeros(0, np.int64)
     if not back.any():
@@ -520,10 +521,10 @@ def _plain_lost_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.nd
     is_req = np.zeros(len(udp_s), bool)
     is_req[partner[partner >= 0]] = True
     lone = udp_c[req_pos[partner < 0]]
-    is_req[ff_pos[np.isin(ff_keys, _quote_key(c, lone[_may_fragment(c, lone)]))]] = True
+    is_req[ff_pos[isin(ff_keys, _quote_key(c, lone[_may_fragment(c, lone)]))]] = True
     sq_pos = p[back]
     n_s, one = replies_to(sq_pos, *_tuples(s), is_req, lambda q: s.frames(udp_s[q]))
-    ok = (n_s == 1) & ~np.isin(s.udp_error_key(udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
+    ok = (n_s == 1) & ~isin(s.udp_error_key(udp_s[sq_pos]), np.fromiter(s_err, np.uint64, len(s_err)))
     back[np.flatnonzero(back)[~ok]] = False
     return cand[out], cand[back], udp_s[sq_pos[ok]], udp_s[one[ok]]
 
@@ -561,7 +562,7 @@ def udp_drafts(ctx: Ctx, client_local: set[int], spare: Spare | None = None
     udp_c = c.rows_of(17)
     if len(udp_c) == 0:
         return [], [], []
-    local = np.isin(c.addr_keys("src", udp_c), np.array(sorted(client_local), dtype=np.uint64))
+    local = isin(c.addr_keys("src", udp_c), np.array(sorted(client_local), dtype=np.uint64))
     if not local.any():
         return [], [], []
     fr = lambda side, rows: side.frames(rows)  # noqa: E731
@@ -662,7 +663,7 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     # the close look reads these for its own rows only (a few %): no dict over every request
     partner_of = dict(zip(req[slow].tolist(), np.where(partner >= 0, partner_rows, -1)[slow].tolist()))
     c_tuples = np.concatenate([_tuple_key(c, req[slow]), _tuple_key(c, req[slow], reverse=True)])
-    c_near = udp_c[np.isin(_tuple_key(c, udp_c), c_tuples)]
+    c_near = udp_c[isin(_tuple_key(c, udp_c), c_tuples)]
     sfrag = _index(ff_keys, first_frag)
     lone = req[slow & (partner < 0)]  # never arrived whole: maybe in fragments
     lone = lone[_may_fragment(c, lone)]
@@ -670,11 +671,11 @@ def _reqrep_udp(ctx: Ctx, udp_c: np.ndarray, local: np.ndarray, udp_s: np.ndarra
     s_pick = np.concatenate([partner_rows[slow & (partner >= 0)],
                              np.array([x for v in frag_sq.values() for x in v], np.int64)])
     s_tuples = np.concatenate([_tuple_key(s, s_pick), _tuple_key(s, s_pick, reverse=True)])
-    s_near = udp_s[np.isin(_tuple_key(s, udp_s), s_tuples)] if len(udp_s) else udp_s
+    s_near = udp_s[isin(_tuple_key(s, udp_s), s_tuples)] if len(udp_s) else udp_s
     c_rep, s_rep = _Replies(c, c_near), _Replies(s, s_near)
-    c_rep.register(req[np.isin(req, c_near)].tolist())
+    c_rep.register(req[isin(req, c_near)].tolist())
     paired = partner_rows[partner >= 0]
-    s_rep.register(paired[np.isin(paired, s_near)].tolist())
+    s_rep.register(paired[isin(paired, s_near)].tolist())
     s_rep.register([x for v in frag_sq.values() for x in v])
     extra_req = {n: _index(_udp_key(x, x.rows_of(17)), x.rows_of(17)) for n, x in ctx.extra.items()}
     groups = _groups(gk[slow], req[slow], fr(c, req[slow]))

@@ -37,9 +37,10 @@ from rig.analysis.keys import combine, take
 from rig.analysis.reqrep import udp_tuples
 from rig.analysis.sides import Side
 from rig.errors import UsageError
+from rig.unique import isin
 
 INITIAL_TTLS = (32, 64, 128, 255)
-_IS_INITIAL = np.isin(np.arange(256), INITIAL_TTLS)  # by TTL value: one gather a row
+_IS_INITIAL = isin(np.arange(256), INITIAL_TTLS)  # by TTL value: one gather a row
 OWN_SHARE = 0.9  # of an address's packets carrying an initial TTL, for it to be the capture's own
 CLEAR = 2  # one way must outnumber the other this many times to say which role a capture plays
 
@@ -150,7 +151,7 @@ def behaviour(side: Side) -> Behaviour:
 
 def _owns(side: Side, keys: set[int]) -> bool:
     own = own_addresses(side)
-    return bool(np.isin(side.akeys[own], np.fromiter(keys, np.uint64, len(keys))).any())
+    return bool(isin(side.akeys[own], np.fromiter(keys, np.uint64, len(keys))).any())
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from rig.analysis.keys import combine, take
 from rig.analysis.sides import Side
-from rig.unique import unique
+from rig.unique import isin, unique
 
 G = TypeVar("G", bound=Hashable)
 S = TypeVar("S", bound=Hashable)
@@ -75,10 +75,10 @@ def decided_echoes(c: Side, s: Side, req: np.ndarray, xk: np.ndarray,
     dk = c.addr_keys("dst", req)
     # only an address the server capture holds: of another, what arrived it cannot show
     dsts = unique(dk[shared])
-    dsts = dsts[np.isin(dsts, np.fromiter(s.all_addr_keys(), np.uint64))]
+    dsts = dsts[isin(dsts, np.fromiter(s.all_addr_keys(), np.uint64))]
     if len(dsts) == 0:
         return out
-    near = np.flatnonzero(np.isin(dk, dsts))  # the requests toward those addresses
+    near = np.flatnonzero(isin(dk, dsts))  # the requests toward those addresses
     hg = combine(dk[near], c.addr_keys("src", req[near]), take(ct["icmp_id"], req[near]), n=len(near))
     hosts: dict[int, dict[int, set[int]]] = {}  # address -> host -> keys sent
     for d, h, k in zip(dk[near].tolist(), hg.tolist(), xk[near].tolist()):
@@ -87,12 +87,12 @@ def decided_echoes(c: Side, s: Side, req: np.ndarray, xk: np.ndarray,
     # a reply is filed under the host (or sender) it went to: its source is the address asked
     cr = c.echo_rep
     cp_g = combine(c.addr_keys("src", cr), c.addr_keys("dst", cr), take(ct["icmp_id"], cr), n=len(cr))
-    keep = np.isin(cp_g, hg)
+    keep = isin(cp_g, hg)
     host_got: dict[int, set[int]] = {}
     for h, k in zip(cp_g[keep].tolist(), c.echo_key(cr[keep]).tolist()):
         host_got.setdefault(h, set()).add(k)
     sr = s.echo_req
-    sr = sr[np.isin(s.addr_keys("dst", sr), dsts)]
+    sr = sr[isin(s.addr_keys("dst", sr), dsts)]
     sdk = s.addr_keys("dst", sr)
     sg = combine(sdk, s.addr_keys("src", sr), take(st["icmp_id"], sr), n=len(sr))
     skq = s.echo_key(sr)
@@ -103,7 +103,7 @@ def decided_echoes(c: Side, s: Side, req: np.ndarray, xk: np.ndarray,
         copies.setdefault((g, k), []).append(r)
     sp = s.echo_rep
     sp_g = combine(s.addr_keys("src", sp), s.addr_keys("dst", sp), take(st["icmp_id"], sp), n=len(sp))
-    keep = np.isin(sp_g, sg)
+    keep = isin(sp_g, sg)
     answered: dict[int, set[int]] = {}
     replies: dict[tuple[int, int], list[int]] = {}
     for g, k, r in zip(sp_g[keep].tolist(), s.echo_key(sp[keep]).tolist(), sp[keep].tolist()):

@@ -15,7 +15,7 @@ import numpy as np
 from rig.analysis.keys import addr_key, combine, rel32, row_chunks, run_starts, sort_order, take, take_fields
 from rig.analysis.summary import addr_texts
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
-from rig.unique import unique
+from rig.unique import isin, unique
 
 SYN_ROW, SYNACK_ROW = 1, 2  # bits of TcpConns.kind
 
@@ -420,7 +420,7 @@ class Side:
         v4 = take(self.t["proto"], rows) == 1
         self.echo_req = rows[((it == 8) & v4) | ((it == 128) & ~v4)]
         self.echo_rep = rows[((it == 0) & v4) | ((it == 129) & ~v4)]
-        self.errors = rows[(v4 & np.isin(it, ICMP4_ERRORS)) | (~v4 & np.isin(it, ICMP6_ERRORS))]
+        self.errors = rows[(v4 & isin(it, ICMP4_ERRORS)) | (~v4 & isin(it, ICMP6_ERRORS))]
 
     def frames(self, rows: np.ndarray, dtype=np.int64) -> np.ndarray:
         """The frame numbers of ``rows`` (int64, or ``dtype``): row + 1, as the table's

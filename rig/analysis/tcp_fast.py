@@ -22,7 +22,7 @@ from rig.analysis.sides import Part
 from rig.analysis.summary import RowTexts, tcp_text
 from rig.outcome import Outcome
 from rig.verdict import EndpointCols, Evidence, Exchange, TableCodes
-from rig.unique import unique
+from rig.unique import isin, unique
 
 _CHANGE_FIELDS = ("ttl", "ipver", "ip_id", "tos", "frag", "mss", "wscale", "sackok", "has_ts")
 
@@ -133,7 +133,7 @@ class TcpBatch:
         if not self.payload:
             return []
         have = np.fromiter(self.payload, np.int64, len(self.payload))
-        return [ch for i in have[np.isin(have, idx)].tolist() for ch in self.payload[i]]
+        return [ch for i in have[isin(have, idx)].tolist() for ch in self.payload[i]]
 
     def datagram_sums(self, idx: np.ndarray) -> tuple[int, int, int, int]:
         return 0, 0, 0, 0  # (a connection's records have no datagrams)
@@ -174,7 +174,7 @@ class TcpBatch:
         isn = self.isn[idx]
         own = (isn[:, 0] != isn[:, 1]) | (isn[:, 2] != isn[:, 3])
         if self.payload:
-            own |= np.isin(idx, np.fromiter(self.payload, np.int64, len(self.payload)))
+            own |= isin(idx, np.fromiter(self.payload, np.int64, len(self.payload)))
         return signature_keys(self.out_inv[idx], self.back_inv[idx], own)
 
     def table_codes(self, idx: np.ndarray) -> TableCodes:

@@ -43,6 +43,7 @@ from rig.analysis.summary import endpoint
 from rig.analysis.tcp import error_index
 from rig.outcome import Outcome
 from rig.verdict import Datagrams
+from rig.unique import isin
 
 # the server ports of protocols that are one request and one reply
 REQREP_PORTS = (7, 53, 67, 68, 123, 137, 161, 1812, 3478, 5353, 19302)
@@ -112,7 +113,7 @@ def find_flows(c: Side, udp_c: np.ndarray, local: np.ndarray, c_tuples: tuple[np
     inv = inv.ravel()
     nt = len(uniq)
     port = take(c.t["dport"], udp_c[first])
-    cand = local[first] & ~np.isin(port, np.array(REQREP_PORTS))
+    cand = local[first] & ~isin(port, np.array(REQREP_PORTS))
     if not cand.any():  # request/reply only (a DNS-heavy run): nothing more to count
         return none
     fwd = fk_c[first]

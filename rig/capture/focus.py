@@ -34,7 +34,7 @@ from rig.capture import container, decode
 from rig.capture import fast as fastpath
 from rig.capture.addresses import AddressBook, _key
 from rig.capture.table import ACK, PACKET_DTYPE, QUOTED_DTYPE, SYN, Capture, Undecoded, table_dtype
-from rig.unique import unique
+from rig.unique import isin, unique
 
 __all__ = ["Focus", "focus_of", "read_focused"]
 
@@ -103,9 +103,9 @@ def focus_of(cap: Capture) -> Focus:
         out = np.concatenate([out, ukeys[initiated]])
         back = np.concatenate([back, ukeys[~initiated]])
     out, back = unique(out), unique(back)
-    both = np.intersect1d(out, back)  # a key seen both ways (an echoing service) says nothing of the direction
+    both = np.intersect1d(out, back, assume_unique=True)  # a key seen both ways (an echoing service) says nothing of the direction
     if len(both):
-        out, back = np.setdiff1d(out, both), np.setdiff1d(back, both)
+        out, back = out[~isin(out, both)], back[~isin(back, both)]
     return Focus(out, back)
 
 
@@ -270,7 +270,7 @@ class _Reader:
             last_q = quoted[at].copy() if len(at) else None
         kept = np.flatnonzero(keep)
         rows = t[kept]
-        q = quoted[np.isin(quoted["row"], kept)]
+        q = quoted[isin(quoted["row"], kept)]
         q["row"] = np.searchsorted(kept, q["row"])
         seen = _seen(akey, qs, qd, bits=pre_seen)
         # only the kept rows' (and the last row's) addresses are carried to the end, numbered

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.unique import isin
+
 DEPTH = 3  # headers in a chain (one more when there is no good record before to compare times with)
 BACK_S = 3600  # the first header after the damage may be this much older than the last before it
 AHEAD_S = 2 * 86400  # ... and this much newer
@@ -110,7 +112,7 @@ def pcapng_next(u4: np.ndarray, end: int, start: int) -> int | None:
             if not len(q):
                 break
             bt, bl = u4[q].astype(np.int64), u4[q + 4].astype(np.int64)
-            good = np.isin(bt, PCAPNG_TYPES) & (bl >= 12) & (bl % 4 == 0) & (q + bl <= end)
+            good = isin(bt, PCAPNG_TYPES) & (bl >= 12) & (bl % 4 == 0) & (q + bl <= end)
             idx, q, bt, bl = idx[good], q[good], bt[good], bl[good]
             good = u4[q + bl - 4].astype(np.int64) == bl
             epb = bt == 6  # an EPB's caplen fits its block

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rig.unique import isin
+
 OPT_NONE, OPT_NNT, OPT_LINUX_SYN, OPT_WIN_SYN, OPT_MSS = 0, 1, 2, 3, 4
 OPT_LEN = np.array([0, 12, 20, 12, 4])
 
@@ -67,7 +69,7 @@ def records(p: Packets, ns: bool = False) -> tuple[np.ndarray, np.ndarray]:
     tcp, udp = proto == 6, proto == 17
     icmp = ~(tcp | udp)
     later = (p["frag"] > 0) & ~v6  # a non-first fragment: payload only
-    err = icmp & ~v6 & np.isin(p["itype"], ICMP4_ERRORS)
+    err = icmp & ~v6 & isin(p["itype"], ICMP4_ERRORS)
     link = 14 + np.where(p["vlan"] > 0, 4, 0)
     l3 = np.where(v6, 40, 20)
     l4 = np.where(tcp, 20 + OPT_LEN[p["opt"].astype(np.int64)], np.where(err, 8 + 28, 8))
@@ -158,7 +160,7 @@ def records(p: Packets, ns: bool = False) -> tuple[np.ndarray, np.ndarray]:
     put(q + 9, p["q_proto"], 1, mask=err)
     put(q + 12, p["q_src"], 4, mask=err)
     put(q + 16, p["q_dst"], 4, mask=err)
-    qp = err & np.isin(p["q_proto"], (6, 17))
+    qp = err & isin(p["q_proto"], (6, 17))
     put(q + 20, p["q_sport"], 2, mask=qp)
     put(q + 22, p["q_dport"], 2, mask=qp)
     qe = err & (p["q_proto"] == 1)
