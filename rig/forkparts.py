@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 Part = Callable[[], Iterable[str]]  # a part's text, a piece at a time (ASCII: see ``write_parts``)
 
 MAX_PARTS = 4  # at most this many processes at once, whatever the number of cores
+STUCK_MIN_S, STUCK_FACTOR = 10.0, 4.0  # a child not done after max(this, that x the first part's time) is stuck
 
 
 def cores() -> int:
@@ -59,11 +61,16 @@ def write_parts(out: TextIO, parts: Sequence[Part]) -> None:
     try:
         for part in parts[1:]:
             children.append(_start(part))
+        began = time.monotonic()
         for piece in parts[0]():
             out.write(piece)
+        # a child has as long as the first part took, several times over: one that has not
+        # finished by then is stuck (a lock another thread held when it was forked) and
+        # its part is made here
+        deadline = time.monotonic() + max(STUCK_MIN_S, STUCK_FACTOR * (time.monotonic() - began))
         fd = _fd(out)
         for part, child in zip(parts[1:], children):
-            if child is not None and child.finished():
+            if child is not None and child.finished(deadline):
                 out.flush()
                 _copy(child.fd, fd)  # type: ignore[arg-type]
             else:  # the child failed: its part made here
@@ -83,11 +90,19 @@ class _Child:
     fd: int
     reaped: bool = False
 
-    def finished(self) -> bool:
-        """Wait for it; whether it made its whole part."""
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        return os.waitstatus_to_exitcode(status) == 0
+    def finished(self, deadline: float) -> bool:
+        """Wait for it until ``deadline`` (``time.monotonic``); whether it made its whole
+        part by then (if not, it is left to ``end``)."""
+        pause = 0.001
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.reaped = True
+                return os.waitstatus_to_exitcode(status) == 0
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     def end(self) -> None:
         """Ended (killed if still running) and reaped, its memfd closed."""

@@ -150,3 +150,25 @@ def test_a_verdict_written_in_parts_is_its_json(tmp_path, monkeypatch, cores):
     assert text == v.to_json() == Verdict(v.capture_points, tuple(v.exchanges), v.diagnosis).to_json()
     assert len(text.splitlines()) > 121 and Verdict.from_json(text) == v
     assert _no_children()
+
+
+def test_a_stuck_child_is_ended_and_its_part_made_here(tmp_path, four_cores, monkeypatch):
+    """A child that never finishes (a lock another thread held at the fork) is given up
+    once the first part has taken long enough several times over; the text is whole."""
+    monkeypatch.setattr(forkparts, "STUCK_MIN_S", 0.3)
+    parent = os.getpid()
+    texts = _texts(3, 100)
+
+    def stuck():
+        if os.getpid() != parent:
+            import time
+
+            time.sleep(60)
+        yield texts[1]
+
+    parts = _parts(texts)
+    parts[1] = stuck
+    with open(tmp_path / "out", "w") as out:
+        forkparts.write_parts(out, parts)
+    assert (tmp_path / "out").read_text() == "".join(texts)
+    assert _no_children()
