@@ -9,6 +9,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,17 +60,29 @@ def test_parts_in_order_on_a_file(tmp_path, four_cores, k, size):
     assert _no_children()
 
 
-def test_a_part_a_child_fails_to_make_is_made_here(tmp_path, four_cores):
+def _fail():
+    raise RuntimeError("a child's failure")
+
+
+def _stuck():
+    time.sleep(60)  # (a lock another thread held at the fork)
+
+
+@pytest.mark.parametrize("in_child", [_fail, _stuck])
+def test_a_part_a_child_does_not_make_is_made_here(tmp_path, four_cores, monkeypatch, in_child):
+    """A child that fails, or does not finish once the first part has taken long enough
+    several times over, has its part made by the parent; the text is whole."""
+    monkeypatch.setattr(forkparts, "STUCK_MIN_S", 0.3)
     parent = os.getpid()
     texts = _texts(3, 2000)
 
-    def failing():
+    def part():
         if os.getpid() != parent:
-            raise RuntimeError("a child's failure")
+            in_child()
         yield texts[1]
 
     parts = _parts(texts)
-    parts[1] = failing
+    parts[1] = part
     with open(tmp_path / "out", "w") as out:
         forkparts.write_parts(out, parts)
     assert (tmp_path / "out").read_text() == "".join(texts)
@@ -151,24 +164,3 @@ def test_a_verdict_written_in_parts_is_its_json(tmp_path, monkeypatch, cores):
     assert len(text.splitlines()) > 121 and Verdict.from_json(text) == v
     assert _no_children()
 
-
-def test_a_stuck_child_is_ended_and_its_part_made_here(tmp_path, four_cores, monkeypatch):
-    """A child that never finishes (a lock another thread held at the fork) is given up
-    once the first part has taken long enough several times over; the text is whole."""
-    monkeypatch.setattr(forkparts, "STUCK_MIN_S", 0.3)
-    parent = os.getpid()
-    texts = _texts(3, 100)
-
-    def stuck():
-        if os.getpid() != parent:
-            import time
-
-            time.sleep(60)
-        yield texts[1]
-
-    parts = _parts(texts)
-    parts[1] = stuck
-    with open(tmp_path / "out", "w") as out:
-        forkparts.write_parts(out, parts)
-    assert (tmp_path / "out").read_text() == "".join(texts)
-    assert _no_children()
