@@ -48,7 +48,7 @@ def addr_texts(idx: np.ndarray, addrs: np.ndarray) -> list[str]:
     if len(addrs) <= max(KEEP_ALL, 4 * len(idx)):
         got = _ALL_TEXTS.get(id(addrs))
         if got is None or got[0] is not addrs:
-            if len(_ALL_TEXTS) > 16:
+            if len(_ALL_TEXTS) >= 4:  # (a run's points: two or three tables)
                 _ALL_TEXTS.clear()
             got = _ALL_TEXTS[id(addrs)] = (addrs, [addr_text(a) for a in addrs])
         texts = got[1]
