@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import importlib
 import os
 import signal
@@ -212,6 +213,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INFRA
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno not in _MACHINE_ERRORS:
+            raise
+        # the machine's problem (a full disk under a redirected stdout): one line, exit 3
+        if args.debug:
+            traceback.print_exc()
+        _say_machine_error(exc)
+        return EXIT_INFRA
+
+
+# what a write (of the verdict to a redirected stdout, say) meets on a full or failing disk
+_MACHINE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _say_machine_error(exc: OSError) -> None:
+    try:
+        print(f"rig: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def entry() -> int:
@@ -220,7 +240,9 @@ def entry() -> int:
     teardown of every module and object left (numpy, paramiko, ansible-runner, the
     analysis' tables), which only costs time at the end of a run (bench/lab.py's
     ``end``), is skipped. The usual way out is taken when another thread still runs
-    (the interpreter waits for it) or a flush fails (it reports that).
+    (the interpreter waits for it) or a flush fails (it reports that), except where the
+    output met a full or failing disk: that is one line (if ``main`` has not said it
+    already) and exit 3, not the interpreter's report of the same failed flush at exit.
 
     OpenBLAS, which numpy loads, starts a thread per core at import (17 ms of a 0.2 s
     ``rig diff`` of two small captures, and twice numpy's import CPU); rig calls no BLAS
@@ -232,7 +254,13 @@ def entry() -> int:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except OSError as exc:
+        if exc.errno not in _MACHINE_ERRORS:
+            return code
+        if code != EXIT_INFRA:  # (main reports it, and returns 3, when a write failed so)
+            _say_machine_error(exc)
+        code = EXIT_INFRA
+    except ValueError:
         return code
     atexit._run_exitfuncs()
     try:  # what an atexit handler printed
