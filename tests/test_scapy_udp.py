@@ -420,3 +420,16 @@ def test_captures_of_different_times_decide_nothing_from_absence(tmp_path):
     assert [m for m in mismatches(w, v, twice=True) if m[0] != "missing"] == []
     assert not {e["outcome"] for e in v["exchanges"]} & {"answered-by-middlebox", "lost-return", "unanswered"}
     assert sum(e["outcome"] == "incomplete" for e in v["exchanges"]) > 30
+
+
+def test_a_server_address_met_only_before_the_server_capture_began(tmp_path):
+    """The server's capture began 74 s into the run, after every exchange
+    to its IPv6 address and before most to its IPv4 one; it holds that IPv6 address only
+    in another host's pings. No exchange was matched, and the IPv6 address's exchanges
+    were dropped as another server's (the one the client sent most to was kept): they
+    are the server's (its capture holds the address), undecided as the rest."""
+    from sweep_scapy_udp import world
+
+    w, (link, ng, twice) = world(225)  # (the sweep's draw for that seed: raw IP, pcap)
+    v = check(w, tmp_path, link=link, ng=ng, twice=twice)
+    assert any(e["server"].startswith(("2001:db8:ffff::10", "[2001:db8:ffff::10]")) for e in v["exchanges"])

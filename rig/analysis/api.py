@@ -65,14 +65,17 @@ def _choose_servers(drafts: list[Draft], batches: list, server_addr: str | None,
     """The addresses (as the client addressed them) whose exchanges the verdict holds:
     those a matched exchange went to, and those the server capture holds a packet of
     (without NAT in front of it: an exchange caught only mid-way there, or before it
-    began, still went to the server)."""
+    began, still went to the server), whether or not any exchange was matched (a server
+    capture started after the client's exchanges to one of its addresses). Neither: the
+    address the client sent the most exchanges to."""
     if server_addr:
         return _addr_keys(server_addr)
     matched = {d.dst_key for d in drafts if d.matched}
     for b in batches:  # a batch's exchanges are all matched
         matched |= set(unique(b.dst_key).tolist())
-    if matched:
-        return matched | ({d.dst_key for d in drafts} & server.all_addr_keys())
+    seen = {d.dst_key for d in drafts} & server.all_addr_keys()
+    if matched or seen:
+        return matched | seen
     counts = Counter(d.dst_key for d in drafts)
     if not counts:
         return set()
