@@ -230,6 +230,7 @@ class Pipeline:
         self.bundle = BundleWriter(out, spec)
         self.rig: Rig | None = None
         self.signals = signals or Signals()
+        self._own_signals = signals is None  # (given: the caller restores them, after its output)
         self.captures: list = []
         self.probes: list = []
         self.capture_results: list = []
@@ -579,7 +580,8 @@ class Pipeline:
                     self.teardown()
             finally:
                 self.bundle.finish(status, error)
-                self.signals.restore()
+                if self._own_signals:
+                    self.signals.restore()
             if late:
                 raise KeyboardInterrupt("SIGTERM" if error == "terminated" else "")
 
@@ -741,8 +743,19 @@ def cli_run(args: argparse.Namespace) -> int:
             raise
         progress.say(f"rig run: backend {spec.backend}, scenario {spec.scenario} -> {out}")
         outcome = pipeline.run()
+        # the bundle is sealed: a signal from here on is only counted (signals.shield), so
+        # the result is printed whole and the exit code is the bundle's status
+        _print_outcome(spec, pipeline, progress, outcome)
     finally:
         signals.restore()
+    return outcome.exit_code
+
+
+def _print_outcome(spec, pipeline: "Pipeline", progress: "Progress", outcome: "RunOutcome") -> None:
+    """What ``rig run`` prints once its bundle is sealed: redaction and archive notes, and
+    the verdict (JSON, or the table and where the bundle is)."""
+    from rig.config import run_options
+
     # --redact / --archive were done by the bundle's writer as it sealed the bundle
     if run_options(spec.options).redact:
         from rig.bundle import load_manifest
@@ -769,4 +782,3 @@ def cli_run(args: argparse.Namespace) -> int:
 
         print_verdict(outcome.verdict, Console())
         progress.say(f"bundle: {outcome.out}")
-    return outcome.exit_code

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -106,7 +107,7 @@ POINTS = [
     ("✓ probes", 0.0, signal.SIGTERM, NO_CONFIGURE),  # captures stop
     ("✓ captures stop", 0.0, signal.SIGINT, NO_CONFIGURE),  # analysis: the run may finish first
     ("✓ analysis", 0.0, signal.SIGTERM, NO_CONFIGURE),  # the traces start
-    ("✓ analysis", 0.5, signal.SIGINT, NO_CONFIGURE),  # inside the seed's traces (about 1.6 s)
+    ("✓ analysis", 0.5, signal.SIGINT, NO_CONFIGURE),  # the traces (0.3 s), teardown or the output
 ]
 
 
@@ -122,7 +123,8 @@ def test_a_signal_anywhere_leaves_nothing(priv, anchor, delay, sig, extra):
     rc, err = run.finish()
     print(f"exit {rc} {time.monotonic() - run.signalled:.2f} s after {signal.Signals(sig).name}")
     assert "Traceback" not in err, err
-    if anchor in ("✓ captures stop", "✓ analysis") and rc == 1:  # the signal came once teardown had begun
+    if anchor in ("✓ captures stop", "✓ analysis") and rc == 1:
+        # the signal came once teardown had begun: the bundle and the exit code agree
         assert run.manifest["status"] == "path-problem"
     else:
         word = "terminated" if sig == signal.SIGTERM else "interrupted"
@@ -155,3 +157,33 @@ def test_sigkill_then_rig_clean_leaves_nothing(priv, anchor, delay, extra):
         assert res.returncode == 0, res.stderr
     run.lines.append(" ".join(prefixes))  # what the run had named, checked again below
     assert_nothing_left(run)
+
+
+# rig run whose verdict printing is interrupted by the signal given (after the bundle is sealed)
+_SIGNAL_WHILE_PRINTING = (
+    "import os, signal, sys\n"
+    "import rig.render\n"
+    "SIG = int(sys.argv.pop(1))\n"
+    "real = rig.render.print_verdict\n"
+    "def printing(*a, **k):\n"
+    "    os.kill(os.getpid(), SIG)\n"
+    "    return real(*a, **k)\n"
+    "rig.render.print_verdict = printing\n"
+    "from rig.cli import entry\n"
+    "sys.argv[0] = 'rig'\n"
+    "raise SystemExit(entry())\n"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_verdict_is_printed_keeps_the_bundles_word(priv, sig):
+    """Once the bundle is sealed, a signal is counted, not raised: the verdict is printed
+    whole and the exit code is the bundle's status (the seed: a path problem, 1), not 3
+    beside a bundle that says path-problem."""
+    out = priv.base / "out"
+    res = priv.run([sys.executable, "-c", _SIGNAL_WHILE_PRINTING, str(int(sig)), "run", "--out", str(out),
+                    "--scenario", "seed", "--timeout", "2", *NO_CONFIGURE], timeout=300)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (res.returncode, manifest["status"]) == (1, "path-problem"), res.stderr
+    assert "Diagnosis:" in res.stdout and "Traceback" not in res.stderr
+    assert not [line for line in res.stderr.splitlines() if line.startswith("rig:")], res.stderr
