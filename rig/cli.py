@@ -248,7 +248,12 @@ def entry() -> int:
     ``rig diff`` of two small captures, and twice numpy's import CPU); rig calls no BLAS
     routine, so one is asked for unless the environment says otherwise."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    code = main()
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's --help, --version and usage errors leave the same way
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         return code
     try:

@@ -42,7 +42,7 @@ def test_a_full_disk_under_the_output_is_one_line_and_exit_3(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     diff = ["diff", os.path.join(data, "client.pcap"), os.path.join(data, "server.pcap")]
     # a verdict written while main runs; a short listing still in the buffer when it returns
-    for args in ([*diff, "--json"], diff, ["lab", "scenarios"]):
+    for args in ([*diff, "--json"], diff, ["lab", "scenarios"], ["--version"], ["diff", "--help"]):
         with open("/dev/full", "w") as full:
             res = subprocess.run([sys.executable, "-m", "rig", *args], stdout=full, stderr=subprocess.PIPE,
                                  text=True, timeout=120, env=env)
