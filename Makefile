@@ -53,7 +53,7 @@ system:
 venv: $(VENV)/.installed
 
 # (rig/capture/_walk.c, _fast.c: the compiled record walk and decode, built by the install; optional)
-$(VENV)/.installed: pyproject.toml rig/capture/_walk.c rig/capture/_fast.c rig/capture/_pcap_step.h
+$(VENV)/.installed: pyproject.toml rig/capture/_walk.c rig/capture/_fast.c rig/capture/_pcap_step.h rig/capture/_buffers.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -172,11 +172,10 @@ class Stories:
         # (their stories may be an eager delivered record's too)
         problems = {k for k in keys if not Outcome(k.outcome).clean}
         self.at_least = len(problems) + sum(servers.values())
-        self.keys: list[Story] = []  # story number -> Story (``groups``, ``problem_groups``)
 
-    def _tell(self) -> None:
-        """Number the batches' stories by their words: one record of each distinct story
-        code says them."""
+    def _tell(self) -> list[Story]:
+        """Number the batches' stories by their words (one record of each distinct story
+        code says them); every story, by number."""
         keys = dict(self._keys)
         for b, (first, inv) in self._coded.items():
             batch, pos = self.batches[b], self._pos[b]
@@ -184,24 +183,23 @@ class Stories:
             ids = np.array([keys.setdefault(Story(v.protocol, v.server, v.outcome, v.explanation), len(keys))
                             for v in firsts], np.int64)
             self.story[pos] = ids[inv]
-        self.keys = list(keys)
+        return list(keys)
 
     def groups(self) -> list[Group]:
         """The stories in the order each first appears, each with its exchanges."""
-        self._tell()
-        return self._grouped(np.arange(self.n))
+        return self._grouped(np.arange(self.n), self._tell())
 
     def problem_groups(self) -> list[Group]:
         """``groups()`` of the stories that are not clean, without reading any batch's
         (a batch's exchanges are delivered): what the table shows past ``at_least``."""
-        self.keys = list(self._keys)
-        clean = np.array([Outcome(k.outcome).clean for k in self.keys] + [True], bool)  # (a batch's: -1)
+        keys = list(self._keys)
+        clean = np.array([Outcome(k.outcome).clean for k in keys], bool)
         at = np.flatnonzero(self.src < 0)
-        return self._grouped(at[~clean[self.story[at]]])
+        return self._grouped(at[~clean[self.story[at]]], keys)
 
-    def _grouped(self, positions: np.ndarray) -> list[Group]:
-        """The groups of the exchanges at ``positions`` (ascending) by story, in the order
-        each story first appears."""
+    def _grouped(self, positions: np.ndarray, keys: list[Story]) -> list[Group]:
+        """The groups of the exchanges at ``positions`` (ascending) by story (``keys``:
+        each story by number), in the order each story first appears."""
         if not len(positions):
             return []
         story = self.story[positions]
@@ -210,7 +208,6 @@ class Stories:
         parts = np.split(positions[order], cut)
         firsts = order[np.r_[0, cut]]
         parts = [parts[i] for i in np.argsort(firsts, kind="stable").tolist()]
-        keys = self.keys
         return [Group(self, p, keys[k]) for p, k in zip(parts, story[np.sort(firsts)].tolist())]
 
     def record_at(self, p: int) -> Any:

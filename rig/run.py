@@ -302,16 +302,29 @@ class Pipeline:
         from rig.configure import start
 
         self.signals.check()
-        t = time.monotonic()
-        end = self.bundle.begin_stage("configure")
+        self._beside = (time.monotonic(), self.bundle.begin_stage("configure"))
         try:
             self._configuring = start(self._rig, log_path=self.bundle.log_path("ansible.log"),
                                       cancel=lambda: self._ending)
         except BaseException as exc:
-            end(time.monotonic() - t, _why(exc))
-            self.progress.failed("configure", time.monotonic() - t, _why(exc))
+            self._end_beside(_why(exc))
             raise
-        self._beside = (t, end)
+
+    def _end_beside(self, why: str | None, note: str = "", say: bool = True) -> None:
+        """Close the stage of the playbook run beside the probes: its record, with the
+        seconds to the play's end (to now if it has not played), ``why`` it failed (None:
+        it did not); ``say``: its progress line too."""
+        t, end = self._beside
+        self._beside = None
+        played_at = self._configuring.played_at if self._configuring is not None else None
+        seconds = (played_at or time.monotonic()) - t
+        end(seconds, why)
+        if not say:
+            return
+        if why is None:
+            self.progress.done("configure", seconds, note)
+        else:
+            self.progress.failed("configure", seconds, why)
 
     def configured_fully(self) -> None:
         """The playbook's whole run has ended well (its log written, its SSH masters
@@ -320,21 +333,15 @@ class Pipeline:
         if self._beside is not None:
             from rig.configure import PLAYBOOK
 
-            t, end = self._beside
-            self._beside = None
             try:
                 applied = self._configuring.applied()
                 if applied.changed:
                     raise InfraError(f"configure ({PLAYBOOK}) changed {applied.changed} things on the lab's responder, "
                                      "which its provision had set up as wanted: the probes, made meanwhile, met another")
             except BaseException as exc:
-                seconds = (self._configuring.played_at or time.monotonic()) - t
-                end(seconds, _why(exc))
-                self.progress.failed("configure", seconds, _why(exc))
+                self._end_beside(_why(exc))
                 raise
-            seconds = (self._configuring.played_at or time.monotonic()) - t
-            end(seconds)
-            self.progress.done("configure", seconds, f"{applied.changed} changed (beside preflight and probes)")
+            self._end_beside(None, f"{applied.changed} changed (beside preflight and probes)")
         if self._configuring is not None:
             self._configured = self._configuring.result()
 
@@ -346,15 +353,13 @@ class Pipeline:
         if self._configuring is not None:
             self._configuring.wait()
         if self._beside is not None:
-            t, end = self._beside
-            self._beside = None
             why = None
             try:
                 if self._configuring.result().status == "canceled":
                     why = "canceled: the run ended first"
             except BaseException as exc:
                 why = _why(exc)
-            end((self._configuring.played_at or time.monotonic()) - t, why)
+            self._end_beside(why, say=False)
 
     def preflight_and_captures(self, ssh) -> None:
         """Preflight, while the captures start (the preflight talks to the server from

@@ -23,6 +23,15 @@ def unique(a) -> np.ndarray:
     return s[keep]
 
 
+def member(sorted_unique: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Which of ``x`` are in ``sorted_unique`` (sorted, distinct values): the one search
+    the membership tests share (``isin``, ``focus``, ``reqrep_lost``)."""
+    if not len(sorted_unique) or not len(x):
+        return np.zeros(np.shape(x), bool)
+    pos = np.minimum(np.searchsorted(sorted_unique, x), len(sorted_unique) - 1)
+    return sorted_unique[pos] == x
+
+
 _DIRECT = 1 << 16  # distinct values few enough to look each one up where it is (in cache)
 
 
@@ -47,13 +56,8 @@ def isin(a, b) -> np.ndarray:
     u = unique(b)
     x = a.ravel()
     if len(u) <= _DIRECT:
-        p = np.searchsorted(u, x)
-        p[p == len(u)] = len(u) - 1
-        return (u[p] == x).reshape(a.shape)
+        return member(u, x).reshape(a.shape)
     o = np.argsort(x)  # a sorted walk through the distinct values: each one's cache lines read once
-    xs = x[o]
-    p = np.searchsorted(u, xs)
-    p[p == len(u)] = len(u) - 1
     out = np.empty(x.size, bool)
-    out[o] = u[p] == xs
+    out[o] = member(u, x[o])
     return out.reshape(a.shape)

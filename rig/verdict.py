@@ -13,7 +13,7 @@ from collections import Counter, namedtuple
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rig.analysis.portuse import PortUse
@@ -392,6 +392,18 @@ class ExchangeBatch(Protocol):
         sent, back lost); zeros where the records have none (TCP, echo)."""
 
 
+def datagram_sums(records: Iterable[Any]) -> tuple[int, int, int, int]:
+    """The ``datagrams`` of the delivered ones of ``records`` added up: (out sent, out
+    lost, back sent, back lost)."""
+    n = [0, 0, 0, 0]
+    for e in records:
+        g = e.datagrams
+        if g is not None and e.outcome == Outcome.DELIVERED:
+            for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
+                n[i] += x
+    return n[0], n[1], n[2], n[3]
+
+
 def batch_id(protocol: str, number: int) -> str:
     """The id of a batch's exchange numbered ``number`` (what its ``build`` writes)."""
     return f"{protocol}-{number}"
@@ -517,14 +529,8 @@ class ExchangeList(Sequence):
         return out
 
     def datagram_sums(self) -> tuple[int, int, int, int]:
-        """The ``datagrams`` of every delivered exchange added up (out sent, out lost, back
-        sent, back lost), without building the batches' records."""
-        n = [0, 0, 0, 0]
-        for e in self.eager:
-            g = e.datagrams
-            if g is not None and e.outcome == Outcome.DELIVERED:
-                for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
-                    n[i] += x
+        """``datagram_sums`` of every exchange, without building the batches' records."""
+        n = list(datagram_sums(self.eager))
         for b, batch in enumerate(self.batches):
             for i, x in enumerate(batch.datagram_sums(self._idx(b))):
                 n[i] += x
@@ -622,7 +628,7 @@ class Verdict:
         is written in parts, the later ones made by forked children on the other cores
         (``rig.forkparts``)."""
         n = len(self.exchanges)
-        k = min(forkparts.cores(), forkparts.MAX_PARTS, max(1, n // PART_MIN)) if forkparts.usable(out) else 1
+        k = min(forkparts.cores(), forkparts.MAX_PARTS, max(1, n // PART_MIN))  # (one process where no fork)
         with gc_paused():  # records, dicts and texts a chunk at a time, no cycles (rig.gcpause)
             forkparts.write_parts(out, self._json_parts(indent, k))
 

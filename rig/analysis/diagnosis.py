@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from rig.outcome import Outcome
-from rig.verdict import CHANGE_FIELDS, Diagnosis, Exchange, ExchangeList, NotSentProbe
+from rig.verdict import CHANGE_FIELDS, Diagnosis, Exchange, ExchangeList, NotSentProbe, datagram_sums
 
 NAMES = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
 ORDER = ("tcp", "udp", "icmp")
@@ -74,15 +74,8 @@ def not_sent_clauses(not_sent: Sequence[NotSentProbe]) -> list[str]:
 def _datagram_loss(exchanges) -> str:
     """The clause for datagrams lost inside delivered UDP exchanges (flows, retried
     requests), from their ``datagrams`` counts; '' if none were lost."""
-    if isinstance(exchanges, ExchangeList):  # (its batches' counts added up from columns)
-        n = list(exchanges.datagram_sums())
-    else:
-        n = [0, 0, 0, 0]  # out sent, out lost, back sent, back lost
-        for e in exchanges:
-            g = e.datagrams
-            if g is not None and e.outcome == "delivered":
-                for i, x in enumerate((g.out_sent, g.out_lost, g.back_sent, g.back_lost)):
-                    n[i] += x
+    # out sent, out lost, back sent, back lost (an ExchangeList's batches: from columns)
+    n = exchanges.datagram_sums() if isinstance(exchanges, ExchangeList) else datagram_sums(exchanges)
     parts = []
     if n[1]:
         parts.append(f"{n[1]} of {n[0]} from the client on the way out")

@@ -128,8 +128,8 @@ class ReqRepBatch:
     def table_codes(self, idx: np.ndarray) -> TableCodes:
         cq, sq, udp = self.cq.t, self.sq.t, self.protocol == "udp"
         server = cq["dst_i"][idx].astype(np.int64) * 65536 + (cq["dport"][idx] if udp else 0)
-        story = np.column_stack([cq["dst_i"][idx], cq["dport"][idx] if udp else np.zeros(len(idx))]).astype(np.int64)
-        return TableCodes(story, EndpointCols(cq["src_i"][idx], cq["sport"][idx] if udp else None, self.cq.addrs),
+        # one explanation for all: the server tells the story
+        return TableCodes(server[:, None], EndpointCols(cq["src_i"][idx], cq["sport"][idx] if udp else None, self.cq.addrs),
                           EndpointCols(sq["src_i"][idx], sq["sport"][idx] if udp else None, self.sq.addrs), server)
 
     # what a subclass (``udpflow_fast.FlowBatch``) says otherwise of its exchanges

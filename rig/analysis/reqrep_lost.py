@@ -24,7 +24,7 @@ from rig.analysis.sides import Part
 from rig.analysis.udpflow import LOST_BACK, LOST_OUT
 from rig.outcome import Outcome
 from rig.verdict import Evidence
-from rig.unique import unique
+from rig.unique import member, unique
 
 WORDS = {"udp": ("datagram", "reply"), "icmp": ("echo request", "echo reply")}
 
@@ -42,7 +42,7 @@ def _member(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
     out = table[(keys & low).astype(np.intp)]
     maybe = np.flatnonzero(out)
     k = keys[maybe]
-    out[maybe] = among[np.minimum(np.searchsorted(among, k), len(among) - 1)] == k
+    out[maybe] = member(among, k)
     return out
 
 

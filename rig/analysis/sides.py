@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from rig.analysis.keys import addr_key, combine, rel32, row_chunks, run_starts, sort_order, take, take_fields
-from rig.analysis.summary import addr_texts
+from rig.analysis.summary import AddrTexts
 from rig.capture.table import ACK, RST, SYN, Capture, Undecoded
 from rig.unique import isin, unique
 
@@ -244,6 +244,7 @@ class Side:
         # addresses are numbered per capture (table.py): one key per distinct address,
         # then a gather for the rows asked (not a hash of 16 bytes per row)
         self.addrs = cap.addrs if cap is not None else np.zeros((1, 16), np.uint8)
+        self.addr_text_of = AddrTexts(self.addrs)  # (its Parts share it: texts made once a capture)
         self._akeys = addr_key(self.addrs)
         self._all_akeys: frozenset[int] | None = None
         self.tcp = self._tcp()
@@ -499,8 +500,9 @@ class Part:
     def __init__(self, side: Side, rows: np.ndarray, fields):
         self.name = side.name
         self.addrs = side.addrs
+        self.addr_text_of = side.addr_text_of
         self.t = take_fields(side.t, fields, rows)
 
     def addr_texts(self, field: str, rows: np.ndarray) -> list[str]:
         """``summary.addr_texts`` of the ``field`` ("src" / "dst") of ``rows`` (indices into this part)."""
-        return addr_texts(self.t[field + "_i"][rows], self.addrs)
+        return self.addr_text_of(self.t[field + "_i"][rows])

@@ -32,30 +32,36 @@ def addr_text(addr) -> str:
     return a
 
 
-_ALL_TEXTS: dict[int, tuple[np.ndarray, list[str]]] = {}  # id(addrs) -> (addrs, the text of each)
-KEEP_ALL = 1 << 16  # addresses a table may have for all their texts to be made at its first ask (~60 ms)
-
-
 def addr_texts(idx: np.ndarray, addrs: np.ndarray) -> list[str]:
     """``addr_text`` of the addresses ``idx`` names in ``addrs`` (a capture's
-    ``Capture.addrs``; ``idx`` a ``src_i`` / ``dst_i`` column), each distinct one formatted
-    once. Where ``addrs`` is not large (``KEEP_ALL``) or ``idx`` is long against it, the
-    text of every address of ``addrs`` is made once and kept (the writers ask for a few
-    thousand rows at a time: on the mix pair's 6,000 addresses, formatting each chunk's
-    distinct ones took 0.46 s of --json)."""
+    ``Capture.addrs``; ``idx`` a ``src_i`` / ``dst_i`` column), each distinct one formatted once."""
     if len(idx) == 0:
         return []
-    if len(addrs) <= max(KEEP_ALL, 4 * len(idx)):
-        got = _ALL_TEXTS.get(id(addrs))
-        if got is None or got[0] is not addrs:
-            if len(_ALL_TEXTS) >= 4:  # (a run's points: two or three tables)
-                _ALL_TEXTS.clear()
-            got = _ALL_TEXTS[id(addrs)] = (addrs, [addr_text(a) for a in addrs])
-        texts = got[1]
-        return [texts[i] for i in idx.tolist()]
     uniq, inv = np.unique(idx, return_inverse=True)
     texts = [addr_text(addrs[u]) for u in uniq.tolist()]
     return [texts[i] for i in inv.ravel().tolist()]
+
+
+class AddrTexts:
+    """``addr_texts`` of one capture's addresses, for its ``Side`` and every ``Part`` of
+    it: where the table is not large (``KEEP_ALL``) or the rows asked are many against
+    it, the text of every address is made at the first ask and kept with the table (the
+    writers ask a few thousand rows at a time: on the mix pair's 6,000 addresses,
+    formatting each chunk's distinct ones took 0.46 s of --json)."""
+
+    KEEP_ALL = 1 << 16  # addresses a table may have for all their texts to be made at once (~60 ms)
+
+    def __init__(self, addrs: np.ndarray) -> None:
+        self.addrs = addrs
+        self._all: list[str] | None = None
+
+    def __call__(self, idx: np.ndarray) -> list[str]:
+        if len(idx) and (self._all is not None or len(self.addrs) <= max(self.KEEP_ALL, 4 * len(idx))):
+            if self._all is None:
+                self._all = [addr_text(a) for a in self.addrs]
+            texts = self._all
+            return [texts[i] for i in idx.tolist()]
+        return addr_texts(idx, self.addrs)
 
 
 def endpoint(addr, port: int | None = None) -> str:

@@ -179,8 +179,8 @@ class TcpBatch:
 
     def table_codes(self, idx: np.ndarray) -> TableCodes:
         syn_c, syn_s = self.syn_c.t, self.syn_s.t
-        story = np.column_stack([syn_c["dst_i"][idx], syn_c["dport"][idx], self.sizes[idx]]).astype(np.int64)
         server = syn_c["dst_i"][idx].astype(np.int64) * 65536 + syn_c["dport"][idx]
+        story = np.column_stack([server, self.sizes[idx]]).astype(np.int64)
         return TableCodes(story, EndpointCols(syn_c["src_i"][idx], syn_c["sport"][idx], self.syn_c.addrs),
                           EndpointCols(syn_s["src_i"][idx], syn_s["sport"][idx], self.syn_s.addrs), server)
 

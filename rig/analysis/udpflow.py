@@ -172,10 +172,18 @@ def _via(idx: np.ndarray, p: np.ndarray) -> np.ndarray:
     return out
 
 
+def passed(n_out, out_lost, n_back, back_lost):
+    """Whether a flow is delivered: some of the client's datagrams reached the server and
+    some of the server's the client (counts, or arrays of them: ``flow_drafts``' bulk)."""
+    return (n_out > out_lost) & (n_back > back_lost)
+
+
 def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c_back: int,
            s_err: int = 0, c_err: int = 0) -> tuple[str, str, tuple[str, ...]]:
     """The outcome, its explanation and the points whose absence of packets it rests on.
     ``s_err`` / ``c_err``: the ICMP errors about the flow the server sent and the client got."""
+    if passed(n_out, out_lost, n_back, back_lost):
+        return Outcome.DELIVERED, W.flow_passed(n_out, out_lost, n_back, back_lost, stray), ()
     arrived = n_out - out_lost
     if arrived == 0:
         if c_back:
@@ -191,9 +199,7 @@ def _words(n_out: int, out_lost: int, n_back: int, back_lost: int, stray: int, c
         if c_err:
             return Outcome.RESET_BY_MIDDLEBOX, W.flow_error_in_silence(n_out, arrived, c_err), ("server",)
         return Outcome.UNANSWERED, W.flow_unanswered(n_out, arrived), ("server",)
-    if n_back == back_lost:
-        return Outcome.LOST_RETURN, W.flow_replies_lost(n_out, out_lost, n_back), ("client",)
-    return Outcome.DELIVERED, W.flow_passed(n_out, out_lost, n_back, back_lost, stray), ()
+    return Outcome.LOST_RETURN, W.flow_replies_lost(n_out, out_lost, n_back), ("client",)  # (n_back == back_lost)
 
 
 @dataclass
@@ -312,8 +318,8 @@ def flow_drafts(ctx: Ctx, fl: Flows, udp_c: np.ndarray, udp_s: np.ndarray, bulk:
     c_errs, s_errs = error_index(c), error_index(s)
     plain_flows = None
     if bulk:
-        # as the loop below decides them: delivered (some arrived each way), no stray datagram
-        is_plain = (out_sent > out_lost) & (back_sent > back_lost) & (stray == 0)
+        # delivered (as the loop below decides with ``_words``), without a stray datagram
+        is_plain = passed(out_sent, out_lost, back_sent, back_lost) & (stray == 0)
         pf = np.flatnonzero(is_plain)
         if len(pf):
             number = np.full(n, -1, np.int64)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buffers.h"
 #include "_pcap_step.h"
 
 /* the table fields written, in the order of fast.C_FIELDS (offset -1: not in the dtype) */
@@ -321,13 +322,12 @@ fast_rows(PyObject *self, PyObject *args)
                           &o[9], &o[10], &o[11], &o[12], &o[13]))
         return NULL;
     /* writable: table (6), claimed (11), words (12), quoted (13) */
-    int got = 0;
+    int flags[NBUF];
+    for (int k = 0; k < NBUF; k++)
+        flags[k] = PyBUF_C_CONTIGUOUS | (k == 6 || k >= 11 ? PyBUF_WRITABLE : 0);
+    if (get_buffers(o, v, flags, NBUF) < 0)
+        return NULL;
     PyObject *result = NULL;
-    for (; got < NBUF; got++) {
-        int wr = got == 6 || got >= 11;
-        if (PyObject_GetBuffer(o[got], &v[got], PyBUF_C_CONTIGUOUS | (wr ? PyBUF_WRITABLE : 0)) < 0)
-            goto done;
-    }
     Py_ssize_t n = v[1].len / 8;
     if (v[2].len / 8 != n || v[3].len / 8 != n || v[4].len / 8 != n || v[5].len / 8 != n || v[7].len != F_COUNT * 8
         || v[8].len != 5 * 256 || v[9].len != 64 * 8 || v[10].len != Q_COUNT * 8 || v[11].len != n
@@ -474,8 +474,7 @@ fast_rows(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(nq);
 done:
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&v[k]);
+    release_buffers(v, NBUF);
     return result;
 }
 
@@ -576,16 +575,17 @@ fast_walkscan(PyObject *self, PyObject *args)
                           &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10]))
         return NULL;
     /* luts 0, qfields 1, out 2, back 3, peers 4; writable: idx 5, offs 6, hdrs 7, seen 8, counts 9; lt-fast 10 */
-    int got = 0;
+    int flags[SBUF];
+    for (int k = 0; k < SBUF; k++)
+        flags[k] = PyBUF_C_CONTIGUOUS | (k >= 5 && k <= 9 ? PyBUF_WRITABLE : 0);
+    if (get_buffers(o, v, flags, SBUF) < 0) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
     PyObject *result = NULL;
     Seen1 *rec1 = NULL;
     uint64_t *newp = NULL;
     Set *sets = NULL;
-    for (; got < SBUF; got++) {
-        int wr = got >= 5 && got <= 9;
-        if (PyObject_GetBuffer(o[got], &v[got], PyBUF_C_CONTIGUOUS | (wr ? PyBUF_WRITABLE : 0)) < 0)
-            goto done;
-    }
     Py_ssize_t room = v[5].len / 8;
     if (v[0].len != 5 * 256 || v[1].len != Q_COUNT * 8 || v[2].len % 8 || v[3].len % 8 || v[4].len % 8
         || v[6].len / 8 < room || v[7].len / 16 < room || v[8].len != (1 << 20) || v[9].len < 8 * (FRAGMENT + 1)
@@ -759,8 +759,7 @@ done:
     PyMem_RawFree(rec1);
     PyMem_RawFree(newp);
     PyMem_RawFree(sets);
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&v[k]);
+    release_buffers(v, SBUF);
     PyBuffer_Release(&in);
     return result;
 }
@@ -779,21 +778,14 @@ PyDoc_STRVAR(gather_doc,
 static PyObject *
 fast_gather(PyObject *self, PyObject *args)
 {
-    PyObject *co, *ro, *oo;
-    if (!PyArg_ParseTuple(args, "OOO", &co, &ro, &oo))
+    PyObject *obj[3]; /* col, rows, out */
+    if (!PyArg_ParseTuple(args, "OOO", &obj[0], &obj[1], &obj[2]))
         return NULL;
-    Py_buffer c, r, o;
-    if (PyObject_GetBuffer(co, &c, PyBUF_STRIDED_RO) < 0)
+    Py_buffer b[3];
+    const int flags[3] = {PyBUF_STRIDED_RO, PyBUF_C_CONTIGUOUS, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE};
+    if (get_buffers(obj, b, flags, 3) < 0)
         return NULL;
-    if (PyObject_GetBuffer(ro, &r, PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&c);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(oo, &o, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&r);
-        PyBuffer_Release(&c);
-        return NULL;
-    }
+    Py_buffer c = b[0], r = b[1], o = b[2];
     int ok = c.ndim >= 1 && c.strides != NULL && c.itemsize > 0 && r.len % 8 == 0;
     Py_ssize_t item = c.itemsize; /* the bytes of one row's item: inner dimensions contiguous */
     for (int d = c.ndim - 1; ok && d >= 1; d--) {
@@ -822,9 +814,7 @@ fast_gather(PyObject *self, PyObject *args)
         }
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&o);
-    PyBuffer_Release(&r);
-    PyBuffer_Release(&c);
+    release_buffers(b, 3);
     return PyBool_FromLong(ok);
 }
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buffers.h"
 #include "_pcap_step.h"
 
 PyDoc_STRVAR(pcap_doc,
@@ -39,18 +40,17 @@ walk_pcap(PyObject *self, PyObject *args)
     Py_ssize_t start, stop;
     int swap;
     unsigned long long maxcap;
-    PyObject *offs_obj, *hdrs_obj;
-    if (!PyArg_ParseTuple(args, "y*nnpKOO", &in, &start, &stop, &swap, &maxcap, &offs_obj, &hdrs_obj))
+    PyObject *outs[2]; /* offs, hdrs */
+    if (!PyArg_ParseTuple(args, "y*nnpKOO", &in, &start, &stop, &swap, &maxcap, &outs[0], &outs[1]))
         return NULL;
-    if (PyObject_GetBuffer(offs_obj, &o_out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+    Py_buffer b[2];
+    const int flags[2] = {PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS};
+    if (get_buffers(outs, b, flags, 2) < 0) {
         PyBuffer_Release(&in);
         return NULL;
     }
-    if (PyObject_GetBuffer(hdrs_obj, &h_out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&o_out);
-        PyBuffer_Release(&in);
-        return NULL;
-    }
+    o_out = b[0];
+    h_out = b[1];
     PyObject *result = NULL;
     if (start < 0 || stop + 16 > in.len) {
         PyErr_SetString(PyExc_ValueError, "start before the buffer, or stop leaves no room for a header");
@@ -81,8 +81,7 @@ walk_pcap(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     result = Py_BuildValue("nLO", n, off, hard ? Py_True : Py_False);
 done:
-    PyBuffer_Release(&h_out);
-    PyBuffer_Release(&o_out);
+    release_buffers(b, 2);
     PyBuffer_Release(&in);
     return result;
 }

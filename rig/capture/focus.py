@@ -34,7 +34,7 @@ from rig.capture import container, decode
 from rig.capture import fast as fastpath
 from rig.capture.addresses import AddressBook, _key
 from rig.capture.table import ACK, PACKET_DTYPE, QUOTED_DTYPE, SYN, Capture, Undecoded, table_dtype
-from rig.unique import isin, unique
+from rig.unique import isin, member, unique
 
 __all__ = ["Focus", "focus_of", "read_focused"]
 
@@ -107,13 +107,6 @@ def focus_of(cap: Capture) -> Focus:
     if len(both):
         out, back = out[~isin(out, both)], back[~isin(back, both)]
     return Focus(out, back)
-
-
-def _member(sorted_keys: np.ndarray, x: np.ndarray) -> np.ndarray:
-    if not len(sorted_keys) or not len(x):
-        return np.zeros(len(x), bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, x), len(sorted_keys) - 1)
-    return sorted_keys[pos] == x
 
 
 def _words_key(a16: np.ndarray) -> np.ndarray:
@@ -247,16 +240,16 @@ class _Reader:
         qs, qd = _words_key(quoted["q_src"]), _words_key(quoted["q_dst"])
         # anchors: rows carrying a key of the small capture
         (orow, okey), (brow, bkey), urows, ukeys = _keys(t)
-        hit_o = orow[_member(self.focus.out, okey)]
-        hit_b = brow[_member(self.focus.back, bkey)]
-        hit_uo = urows[_member(self.focus.out, ukeys)]
-        hit_ub = urows[_member(self.focus.back, ukeys)]
+        hit_o = orow[member(self.focus.out, okey)]
+        hit_b = brow[member(self.focus.back, bkey)]
+        hit_uo = urows[member(self.focus.out, ukeys)]
+        hit_ub = urows[member(self.focus.back, ukeys)]
         self._add_peers(np.concatenate([akey[t["src_i"][np.concatenate([hit_o, hit_uo])]],
                                         akey[t["dst_i"][np.concatenate([hit_b, hit_ub])]]]))
-        peer = _member(self.peer_keys, akey)
+        peer = member(self.peer_keys, akey)
         keep = peer[t["src_i"]] | peer[t["dst_i"]]
         if len(quoted):
-            qhit = _member(self.peer_keys, qs) | _member(self.peer_keys, qd)
+            qhit = member(self.peer_keys, qs) | member(self.peer_keys, qd)
             keep[quoted["row"][qhit]] = True
         valid = np.flatnonzero((t["status"] <= Undecoded.TRUNCATED_PAYLOAD) & (t["ipver"] > 0))
         has_first = first and bool(len(valid))

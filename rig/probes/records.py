@@ -215,6 +215,13 @@ class ProbeResult:
         """4 or 6: the IP version of the target (an added key of rig.probe/1; readers ignore it)."""
         return 6 if self.target.startswith("[") or self.target.count(":") > 1 else 4
 
+    @property
+    def host(self) -> str:
+        """The target's address, without its port ("[2001:db8::1]:80" -> "2001:db8::1")."""
+        if self.target.startswith("["):
+            return self.target[1:].split("]", 1)[0]
+        return self.target.rsplit(":", 1)[0] if self.target.count(":") == 1 else self.target
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seen"] = dict(self.seen)

@@ -27,20 +27,13 @@ FLOOR = 0.5  # seconds
 LAB_FLOOR = 0.15
 
 
-def _host(target: str) -> str:
-    """The address of a probe's target ("198.51.100.10:80", "[2001:db8::1]:80", bare)."""
-    if target.startswith("["):
-        return target[1:].split("]", 1)[0]
-    return target.rsplit(":", 1)[0] if target.count(":") == 1 else target
-
-
 def round_trips(probes: Iterable[ProbeResult], server_addr: str) -> list[float]:
     """The round trips (seconds) the probes to ``server_addr`` measured: each echo's
     reply, each TCP connect that completed (the handshake is one round trip), and the
     kernel's smoothed RTT of each connection that got an ACK."""
     out: list[float] = []
     for p in probes:
-        if not p.ok or _host(p.target) != server_addr:
+        if not p.ok or p.host != server_addr:
             continue
         rtt_ms = p.seen.get("rtt_ms")
         if p.kind == "icmp" and isinstance(rtt_ms, (int, float)):
